@@ -1,0 +1,328 @@
+"""``hub``: the Servicehub command line (``python -m hub`` works too)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from hub.config import Settings
+
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _with_db(fn: Callable[..., T], *args: Any, write: bool = True) -> T:
+    from hub.storage import open_database
+
+    async def run() -> T:
+        db = open_database(_settings().database_url)
+        try:
+            return await (db.write(fn, *args) if write else db.read(fn, *args))
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
+
+
+def _fail(err: Exception) -> None:
+    from hub.errors import HubError
+
+    if isinstance(err, HubError):
+        raise click.ClickException(err.message) from err
+    raise err
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="servicehub")
+def main() -> None:
+    """Servicehub: web chat, SMS and e-mail on one timeline, a Rasa bot that
+    answers from your knowledge base, and agents who work from Slack.
+
+    Configuration comes from HUB_* environment variables or a .env file
+    (see README.md). Start with `hub db upgrade`, `hub users create` and
+    `hub serve`.
+    """
+
+
+@main.command()
+@click.option("--env-file", type=click.Path(dir_okay=False, path_type=Path), default=".env", show_default=True)
+def init(env_file: Path) -> None:
+    """Write a .env for a local install: generated secrets, web chat, the sample KB.
+
+    Leaves an existing file alone, so secrets survive restarts.
+    """
+    import secrets
+
+    if env_file.exists():
+        click.echo(f"{env_file} exists; leaving it as it is")
+        return
+    sample = Path(__file__).resolve().parent.parent / "knowledge_base" / "sample"
+    lines = [
+        "# Written by `hub init` for a local install; see README.md for every setting.",
+        "HUB_CHANNELS=webchat",
+        f"HUB_WEBCHAT_SECRETS={secrets.token_urlsafe(32)}",
+        f"HUB_PORTAL_SECRET={secrets.token_urlsafe(32)}",
+        f"HUB_RASA_TOKEN={secrets.token_urlsafe(24)}",
+        f"HUB_KB_SEED_DIR={sample}",
+        "",
+    ]
+    env_file.write_text("\n".join(lines))
+    env_file.chmod(0o600)
+    click.echo(f"wrote {env_file}")
+
+
+@main.command()
+@click.option("--host", help="Interface to listen on (default: HUB_HOST).")
+@click.option("--port", type=int, help="Port to listen on (default: HUB_PORT).")
+@click.option("--migrate/--no-migrate", default=True, show_default=True, help="Upgrade the database first.")
+def serve(host: str | None, port: int | None, migrate: bool) -> None:
+    """Run the hub's HTTP server until SIGINT/SIGTERM, then drain and stop."""
+    from aiohttp import web
+
+    from hub.app import create_app
+    from hub.logs import setup_logging
+    from hub.storage.migrate import upgrade
+
+    settings = _settings()
+    setup_logging(settings.log_level, settings.log_format)
+    if migrate:
+        upgrade(settings.database_url)
+    app = create_app(settings)
+    host = host or settings.host
+    port = port or settings.port
+
+    def announce(_: str) -> None:
+        base = settings.public_url.rstrip("/")
+        click.echo(f"Servicehub is running on http://{host}:{port}")
+        urls = []
+        if "webchat" in settings.channel_names:
+            urls.append(("Chat demo", "/demo"))
+        if settings.kb_enabled:
+            urls.append(("Help portal", "/help"))
+        urls += [("API (OpenAPI)", "/api/v1/openapi.json"), ("Readiness", "/readyz"), ("Metrics", "/metrics")]
+        for label, path in urls:
+            click.echo(f"  {label:<14} {base}{path}")
+        click.echo("Press Ctrl+C to stop.")
+
+    web.run_app(app, host=host, port=port, print=announce, access_log=None, shutdown_timeout=15)
+
+
+@main.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION (creates the SQLite file if needed)."""
+    from hub.storage.migrate import current_revision, upgrade
+
+    url = _settings().database_url
+    upgrade(url, revision)
+    click.echo(f"database at revision {current_revision(url)}")
+
+
+@main.group()
+def users() -> None:
+    """Manage agents, admins and viewers."""
+
+
+@users.command("create")
+@click.option("--name", required=True)
+@click.option("--email", required=True)
+@click.option("--role", type=click.Choice(["admin", "agent", "viewer"]), default="agent", show_default=True)
+@click.option("--slack-user-id", help="The agent's Slack member id (U...), to act from Slack.")
+@click.option("--token/--no-token", default=True, show_default=True, help="Also create an API token.")
+def users_create(name: str, email: str, role: str, slack_user_id: str | None, token: bool) -> None:
+    """Create a user (and print a new API token for them)."""
+    from hub import auth
+
+    def create(conn: Any) -> tuple[Any, str | None]:
+        user = auth.create_user(conn, name=name, email=email, role=role, slack_user_id=slack_user_id)
+        secret = auth.create_token(conn, user.id, "cli")[0] if token else None
+        return user, secret
+
+    try:
+        user, secret = _with_db(create)
+    except Exception as err:  # noqa: BLE001
+        _fail(err)
+    click.echo(f"created {user.role.value} #{user.id} {user.email}")
+    if secret:
+        click.echo(f"API token (shown once): {secret}")
+
+
+@users.command("bootstrap")
+@click.option("--email", default="admin@localhost", show_default=True)
+@click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), help="Where to keep the token (default: DATA_DIR/admin-token).")
+def users_bootstrap(email: str, token_file: Path | None) -> None:
+    """First run: create an admin with a token when the hub has no users yet."""
+    from hub import auth
+
+    settings = _settings()
+    token_file = token_file or settings.data_dir / "admin-token"
+
+    def create(conn: Any) -> str | None:
+        if auth.list_users(conn):
+            return None
+        user = auth.create_user(conn, name="Administrator", email=email, role="admin")
+        return auth.create_token(conn, user.id, "bootstrap")[0]
+
+    token = _with_db(create)
+    if token is None:
+        click.echo(f"users exist already; the first admin token, if kept, is in {token_file}")
+        return
+    token_file.parent.mkdir(parents=True, exist_ok=True)
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    click.echo(f"created admin {email}; API token saved to {token_file}")
+
+
+@users.command("list")
+def users_list() -> None:
+    """List users."""
+    from hub import auth
+
+    for user in _with_db(auth.list_users, write=False):
+        click.echo(f"#{user.id}\t{user.role.value}\t{user.email}\t{user.name}")
+
+
+@main.group()
+def tokens() -> None:
+    """Manage API tokens."""
+
+
+@tokens.command("create")
+@click.argument("user")
+@click.option("--name", default="cli", show_default=True, help="What the token is for.")
+def tokens_create(user: str, name: str) -> None:
+    """Create an API token for USER (id or e-mail)."""
+    from hub import auth
+
+    def create(conn: Any) -> str:
+        return auth.create_token(conn, auth.find_user(conn, user).id, name)[0]
+
+    try:
+        click.echo(_with_db(create))
+    except Exception as err:  # noqa: BLE001
+        _fail(err)
+
+
+@tokens.command("revoke")
+@click.argument("token_id", type=int)
+def tokens_revoke(token_id: int) -> None:
+    """Revoke token TOKEN_ID."""
+    from hub import auth
+
+    try:
+        _with_db(auth.revoke_token, token_id)
+    except Exception as err:  # noqa: BLE001
+        _fail(err)
+    click.echo(f"revoked token {token_id}")
+
+
+@main.group()
+def contacts() -> None:
+    """Right to know and right to erasure (GDPR/CCPA)."""
+
+
+@contacts.command("export")
+@click.argument("contact_id", type=int)
+@click.option("-o", "--output", type=click.File("w"), default="-", help="File to write (default: stdout).")
+def contacts_export(contact_id: int, output: Any) -> None:
+    """Write everything stored about CONTACT_ID as JSON."""
+    from hub.contacts import export_contact
+
+    try:
+        data = _with_db(export_contact, contact_id, write=False)
+    except Exception as err:  # noqa: BLE001
+        _fail(err)
+    json.dump(data, output, indent=2, ensure_ascii=False)
+    output.write("\n")
+
+
+@contacts.command("erase")
+@click.argument("contact_id", type=int)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def contacts_erase(contact_id: int, yes: bool) -> None:
+    """Delete CONTACT_ID and all their messages, identities and conversations."""
+    from hub.contacts import erase_contact
+
+    if not yes:
+        click.confirm(f"Erase contact {contact_id} and everything about them?", abort=True)
+    try:
+        counts = _with_db(erase_contact, contact_id)
+    except Exception as err:  # noqa: BLE001
+        _fail(err)
+    click.echo(f"erased contact {contact_id}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+
+
+@main.group()
+def kb() -> None:
+    """The knowledge base: ingest Markdown articles, search them.
+
+    These open the knowledge base under HUB_DATA_DIR/kb (or HUB_CHROMA_URL)
+    directly; while `hub serve` runs, prefer the articles API, which also
+    refreshes the server's keyword index.
+    """
+
+
+def _kb_location() -> dict[str, Any]:
+    settings = _settings()
+    return {
+        "data_dir": settings.data_dir / "kb",
+        "chroma_url": settings.chroma_url,
+        "model_path": settings.kb_model_path,
+    }
+
+
+@kb.command("ingest")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--collection", default="default", show_default=True, help="Which knowledge base.")
+@click.option("--keep-missing", is_flag=True, help="Keep articles that are no longer in DIRECTORY.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def kb_ingest(directory: Path, collection: str, keep_missing: bool, as_json: bool) -> None:
+    """Index the Markdown articles in DIRECTORY (unchanged ones cost nothing)."""
+    from knowledge_base import KnowledgeBaseError
+    from knowledge_base.cli import ingest_command
+
+    try:
+        asyncio.run(ingest_command(directory, collection=collection, delete_missing=not keep_missing,
+                                   as_json=as_json, **_kb_location()))
+    except KnowledgeBaseError as err:
+        raise click.ClickException(str(err)) from err
+
+
+@kb.command("search")
+@click.argument("query", required=False)
+@click.option("--queries", "queries_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="One query per line; one JSON line of hits per query out (the model loads once).")
+@click.option("--collection", default="default", show_default=True)
+@click.option("-k", "k", type=click.IntRange(1, 50), default=5, show_default=True, help="How many hits.")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of text.")
+def kb_search(query: str | None, queries_file: Path | None, collection: str, k: int, as_json: bool) -> None:
+    """Search the knowledge base for QUERY (or every line of --queries FILE)."""
+    from knowledge_base import KnowledgeBaseError
+    from knowledge_base.cli import search_command
+
+    if (query is None) == (queries_file is None):
+        raise click.UsageError("give a QUERY or --queries FILE")
+    try:
+        status = asyncio.run(search_command(query, queries_file=queries_file, collection=collection, k=k,
+                                            as_json=as_json, **_kb_location()))
+    except KnowledgeBaseError as err:
+        raise click.ClickException(str(err)) from err
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Admin endpoints: users, tokens, the outbox's dead letters, the audit log."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from aiohttp import web
+
+from hub import auth, keys, outbox
+from hub.api.base import current_user, field, int_param, json_body, path_id, requires
+from hub.errors import InvalidInput
+from hub.models import Role
+from hub.storage.schema import audit_log
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/v1/me")
+@requires(Role.VIEWER)
+async def me(request: web.Request) -> web.Response:
+    return web.json_response(auth.user_summary(current_user(request)))
+
+
+@routes.get("/api/v1/users")
+@requires(Role.ADMIN)
+async def list_users(request: web.Request) -> web.Response:
+    found = await request.app[keys.DATABASE].read(auth.list_users)
+    return web.json_response({"items": [u.to_dict() for u in found]})
+
+
+@routes.post("/api/v1/users")
+@requires(Role.ADMIN)
+async def create_user(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    user = await request.app[keys.DATABASE].write(
+        lambda conn: auth.create_user(
+            conn,
+            name=field(body, "name", str),
+            email=field(body, "email", str),
+            role=field(body, "role", str),
+            slack_user_id=field(body, "slack_user_id", str, required=False),
+        )
+    )
+    await request.app[keys.SERVICE].audit(current_user(request).id, "user.create", target_type="user", target_id=user.id)
+    return web.json_response(user.to_dict(), status=201)
+
+
+@routes.post("/api/v1/users/{id}/tokens")
+@requires(Role.ADMIN)
+async def create_token(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    name = field(body, "name", str)
+    user_id = path_id(request)
+    token, token_id = await request.app[keys.DATABASE].write(auth.create_token, user_id, name)
+    await request.app[keys.SERVICE].audit(
+        current_user(request).id, "token.create", target_type="user", target_id=user_id, details={"token_id": token_id}
+    )
+    return web.json_response({"id": token_id, "token": token}, status=201)
+
+
+@routes.delete("/api/v1/tokens/{id}")
+@requires(Role.ADMIN)
+async def revoke_token(request: web.Request) -> web.Response:
+    token_id = path_id(request)
+    await request.app[keys.DATABASE].write(auth.revoke_token, token_id)
+    request.app[keys.AUTH].forget()
+    await request.app[keys.SERVICE].audit(current_user(request).id, "token.revoke", target_type="token", target_id=token_id)
+    return web.json_response({"revoked": token_id})
+
+
+@routes.get("/api/v1/outbox")
+@requires(Role.ADMIN)
+async def list_outbox(request: web.Request) -> web.Response:
+    status = request.query.get("status")
+    if status and status not in (outbox.PENDING, outbox.SENDING, outbox.DELIVERED, outbox.DEAD):
+        raise InvalidInput("status must be one of pending, sending, delivered, dead")
+    limit = int_param(request, "limit", default=50, hi=500)
+    db = request.app[keys.DATABASE]
+    items = await db.read(outbox.list_entries, status, limit)
+    counts = await db.read(outbox.depth)
+    return web.json_response({"counts": counts, "items": items})
+
+
+@routes.post("/api/v1/outbox/{id}/retry")
+@requires(Role.ADMIN)
+async def retry_dead(request: web.Request) -> web.Response:
+    outbox_id = path_id(request)
+    await request.app[keys.DATABASE].write(outbox.requeue_dead, outbox_id)
+    request.app[keys.OUTBOX].notify()
+    await request.app[keys.SERVICE].audit(current_user(request).id, "outbox.retry", target_type="outbox", target_id=outbox_id)
+    return web.json_response({"requeued": outbox_id})
+
+
+@routes.get("/api/v1/audit")
+@requires(Role.ADMIN)
+async def list_audit(request: web.Request) -> web.Response:
+    limit = int_param(request, "limit", default=100, hi=1000)
+
+    def load(conn: sa.Connection) -> list[dict]:
+        found = conn.execute(sa.select(audit_log).order_by(audit_log.c.id.desc()).limit(limit))
+        return [
+            {
+                "id": r.id,
+                "user_id": r.user_id,
+                "action": r.action,
+                "target_type": r.target_type,
+                "target_id": r.target_id,
+                "details": r.details,
+                "created_at": r.created_at.isoformat(),
+            }
+            for r in found
+        ]
+
+    return web.json_response({"items": await request.app[keys.DATABASE].read(load)})

@@ -1,0 +1,71 @@
+"""Liveness, readiness, Prometheus metrics and the OpenAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from hub import keys, outbox
+from hub.api.base import public
+
+routes = web.RouteTableDef()
+OPENAPI = Path(__file__).with_name("openapi.yaml")
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    """The spec, kept as YAML beside the routes; a test checks they agree."""
+    return yaml.safe_load(OPENAPI.read_text())
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when the database answers; degraded components are reported, not fatal."""
+    checks: dict[str, Any] = {}
+    ready = True
+    try:
+        await asyncio.wait_for(request.app[keys.DATABASE].ping(), 2)
+        checks["database"] = {"ok": True}
+    except Exception as err:  # noqa: BLE001 - any failure means not ready
+        ready = False
+        checks["database"] = {"ok": False, "error": type(err).__name__}
+    degraded = []
+    for name, probe in request.app[keys.HEALTH].items():
+        state = probe()
+        checks[name] = state
+        if not state.get("ok", False):
+            degraded.append(name)
+    status = "ready" if ready and not degraded else ("degraded" if ready else "unavailable")
+    return web.json_response({"status": status, "degraded": degraded, "checks": checks}, status=200 if ready else 503)
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    registry = request.app[keys.METRICS]
+    try:
+        counts = await request.app[keys.DATABASE].read(outbox.depth)
+        for status, count in counts.items():
+            registry.outbox_depth.labels(status).set(count)
+    except Exception:  # noqa: BLE001 - metrics must render even when the DB is down
+        pass
+    body = generate_latest(registry.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@routes.get("/api/v1/openapi.json")
+@public
+async def openapi(request: web.Request) -> web.Response:
+    document = dict(openapi_document())
+    document["servers"] = [{"url": request.app[keys.SETTINGS].public_url}]
+    return web.json_response(document)

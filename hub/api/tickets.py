@@ -1,0 +1,251 @@
+"""Tickets, the queue, agents (duty and profile), routing rules, SLA policies, Slack jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from hub import keys, slack_jobs
+from hub.api.base import current_user, field, int_param, json_body, path_id, requires
+from hub.errors import Forbidden, InvalidInput, Unavailable
+from hub.models import Priority, Role
+from hub.tickets import EXTRAS_KEY, TicketService, add_rule, delete_rule, list_rules
+
+routes = web.RouteTableDef()
+
+
+def _tickets(request: web.Request) -> TicketService:
+    service = request.app[keys.EXTRAS].get(EXTRAS_KEY)
+    if service is None:
+        raise Unavailable("tickets are not running")
+    return service
+
+
+async def _audit(request: web.Request, action: str, target_type: str, target_id: Any, details: dict[str, Any] | None = None) -> None:
+    await request.app[keys.SERVICE].audit(
+        current_user(request).id, action, target_type=target_type, target_id=target_id, details=details
+    )
+
+
+# --- tickets ----------------------------------------------------------------------
+
+
+@routes.post("/api/v1/conversations/{id}/handoff")
+@requires(Role.AGENT)
+async def handoff(request: web.Request) -> web.Response:
+    """Hand a conversation to humans: opens (or escalates) its ticket."""
+    raw = await request.read()
+    body = await json_body(request) if raw else {}
+    priority = field(body, "priority", str, required=False) or Priority.NORMAL.value
+    ticket = await _tickets(request).open(
+        path_id(request),
+        priority=priority,
+        reason=field(body, "reason", str, required=False) or "handed off by an agent",
+        team=field(body, "team", str, required=False),
+        source="agent",
+        actor_id=current_user(request).id,
+    )
+    await _audit(request, "ticket.handoff", "conversation", ticket.conversation_id, {"ticket_id": ticket.id})
+    return web.json_response(ticket.to_dict(), status=201)
+
+
+@routes.get("/api/v1/tickets")
+@requires(Role.VIEWER)
+async def list_tickets(request: web.Request) -> web.Response:
+    q = request.query
+    status = q.get("status", "open")
+    if status not in ("open", "resolved", "all"):
+        raise InvalidInput("status must be open, resolved or all")
+    limit = int_param(request, "limit", default=50, hi=200)
+    filters: dict[str, Any] = {
+        "status": None if status == "all" else status,
+        "team": q.get("team"),
+        "limit": limit,
+        "after_id": int_param(request, "after"),
+    }
+    assignee = q.get("assignee")
+    if assignee == "none":
+        filters["unassigned"] = True
+    elif assignee == "me":
+        filters["assignee_id"] = current_user(request).id
+    elif assignee:
+        filters["assignee_id"] = int_param(request, "assignee")
+    found = await _tickets(request).list(**filters)
+    return web.json_response(
+        {"items": [t.to_dict() for t in found], "next_after": found[-1].id if len(found) == limit else None}
+    )
+
+
+@routes.get("/api/v1/tickets/queue")
+@requires(Role.AGENT)
+async def ticket_queue(request: web.Request) -> web.Response:
+    """Unassigned open tickets, most urgent first."""
+    found = await _tickets(request).queue(team=request.query.get("team"), limit=int_param(request, "limit", default=100, hi=500))
+    return web.json_response({"items": [t.to_dict() for t in found]})
+
+
+@routes.get("/api/v1/tickets/{id}")
+@requires(Role.VIEWER)
+async def get_ticket(request: web.Request) -> web.Response:
+    return web.json_response((await _tickets(request).get(path_id(request))).to_dict())
+
+
+@routes.post("/api/v1/tickets/{id}/claim")
+@requires(Role.AGENT)
+async def claim(request: web.Request) -> web.Response:
+    ticket = await _tickets(request).claim(path_id(request), current_user(request).id)
+    return web.json_response(ticket.to_dict())
+
+
+@routes.post("/api/v1/tickets/{id}/assign")
+@requires(Role.AGENT)
+async def assign(request: web.Request) -> web.Response:
+    """``{"assignee_id": 7}`` or ``{"assignee_id": null}`` (back to the queue)."""
+    body = await json_body(request)
+    if "assignee_id" not in body:
+        raise InvalidInput("'assignee_id' is required (null returns the ticket to the queue)")
+    assignee = field(body, "assignee_id", int, required=False)
+    user = current_user(request)
+    ticket = await _tickets(request).assign(path_id(request), assignee, actor_id=user.id)
+    await _audit(request, "ticket.assign", "ticket", ticket.id, {"assignee_id": assignee})
+    return web.json_response(ticket.to_dict())
+
+
+@routes.post("/api/v1/tickets/{id}/resolve")
+@requires(Role.AGENT)
+async def resolve(request: web.Request) -> web.Response:
+    ticket = await _tickets(request).resolve(path_id(request), actor_id=current_user(request).id)
+    return web.json_response(ticket.to_dict())
+
+
+@routes.post("/api/v1/tickets/{id}/priority")
+@requires(Role.AGENT)
+async def set_priority(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    ticket = await _tickets(request).set_priority(
+        path_id(request), field(body, "priority", str), actor_id=current_user(request).id
+    )
+    return web.json_response(ticket.to_dict())
+
+
+@routes.post("/api/v1/tickets/{id}/snooze")
+@requires(Role.AGENT)
+async def snooze(request: web.Request) -> web.Response:
+    raw = await request.read()
+    body = await json_body(request) if raw else {}
+    minutes = field(body, "minutes", (int, float), required=False)
+    if minutes is not None and not 0 < minutes <= 60 * 24 * 30:
+        raise InvalidInput("minutes must be between 0 and 43200")
+    ticket = await _tickets(request).snooze(path_id(request), minutes=minutes, actor_id=current_user(request).id)
+    return web.json_response(ticket.to_dict())
+
+
+# --- agents ------------------------------------------------------------------------------
+
+
+@routes.get("/api/v1/agents")
+@requires(Role.AGENT)
+async def list_agents(request: web.Request) -> web.Response:
+    found = await _tickets(request).list_agents()
+    return web.json_response({"items": [a.to_dict() for a in found]})
+
+
+@routes.get("/api/v1/agents/{id}")
+@requires(Role.AGENT)
+async def get_agent(request: web.Request) -> web.Response:
+    agent_id = current_user(request).id if request.match_info["id"] == "me" else path_id(request)
+    return web.json_response((await _tickets(request).get_agent(agent_id)).to_dict())
+
+
+@routes.patch("/api/v1/agents/{id}")
+@requires(Role.ADMIN)
+async def update_agent(request: web.Request) -> web.Response:
+    """Profile: team, skills, capacity, senior, slack_user_id (duty has its own endpoint)."""
+    body = await json_body(request)
+    if "on_duty" in body:
+        raise InvalidInput("use POST /api/v1/agents/{id}/duty to change on_duty (it reroutes tickets)")
+    agent_id = path_id(request)
+    agent = await _tickets(request).update_agent(agent_id, body)
+    await _audit(request, "agent.update", "user", agent_id, {k: v for k, v in body.items() if k != "slack_user_id"})
+    return web.json_response(agent.to_dict())
+
+
+@routes.post("/api/v1/agents/{id}/duty")
+@requires(Role.AGENT)
+async def set_duty(request: web.Request) -> web.Response:
+    """``{"on_duty": true|false}``; ``me`` for oneself, an id for admins."""
+    body = await json_body(request)
+    on_duty = field(body, "on_duty", bool)
+    user = current_user(request)
+    agent_id = user.id if request.match_info["id"] == "me" else path_id(request)
+    if agent_id != user.id and not user.role.allows(Role.ADMIN):
+        raise Forbidden("only admins change another agent's duty")
+    agent = await _tickets(request).set_duty(agent_id, on_duty, actor_id=user.id)
+    await _audit(request, "agent.duty", "user", agent_id, {"on_duty": on_duty})
+    return web.json_response(agent.to_dict())
+
+
+# --- routing rules and SLA ---------------------------------------------------------------
+
+
+@routes.get("/api/v1/routing/rules")
+@requires(Role.AGENT)
+async def get_rules(request: web.Request) -> web.Response:
+    found = await request.app[keys.DATABASE].read(list_rules)
+    return web.json_response({"items": [r.to_dict() for r in found]})
+
+
+@routes.post("/api/v1/routing/rules")
+@requires(Role.ADMIN)
+async def create_rule(request: web.Request) -> web.Response:
+    """``{"kind": "keyword", "params": {"words": ["refund"]}, "priority": "high", "team": "billing", "handoff": true}``;
+    kinds: keyword (words), attribute (key, values), repeat (hours, count)."""
+    body = await json_body(request)
+    rule = await request.app[keys.DATABASE].write(add_rule, body)
+    _tickets(request).rules_changed()
+    await _audit(request, "routing_rule.create", "routing_rule", rule.id)
+    return web.json_response(rule.to_dict(), status=201)
+
+
+@routes.delete("/api/v1/routing/rules/{id}")
+@requires(Role.ADMIN)
+async def remove_rule(request: web.Request) -> web.Response:
+    rule_id = path_id(request)
+    await request.app[keys.DATABASE].write(delete_rule, rule_id)
+    _tickets(request).rules_changed()
+    await _audit(request, "routing_rule.delete", "routing_rule", rule_id)
+    return web.json_response({"deleted": rule_id})
+
+
+@routes.get("/api/v1/sla/policies")
+@requires(Role.VIEWER)
+async def sla_policies(request: web.Request) -> web.Response:
+    policies = _tickets(request).slas
+    return web.json_response({p.value: policies[p].to_dict() for p in Priority if p in policies})
+
+
+# --- the Slack job queue ------------------------------------------------------------------
+
+
+@routes.get("/api/v1/slack/jobs")
+@requires(Role.ADMIN)
+async def list_slack_jobs(request: web.Request) -> web.Response:
+    status = request.query.get("status")
+    if status and status not in (slack_jobs.PENDING, slack_jobs.SENDING, slack_jobs.DONE, slack_jobs.DEAD):
+        raise InvalidInput("status must be one of pending, sending, done, dead")
+    db = request.app[keys.DATABASE]
+    items = await db.read(slack_jobs.list_jobs, status, int_param(request, "limit", default=50, hi=500))
+    return web.json_response({"counts": await db.read(slack_jobs.depth), "items": items})
+
+
+@routes.post("/api/v1/slack/jobs/{id}/retry")
+@requires(Role.ADMIN)
+async def retry_slack_job(request: web.Request) -> web.Response:
+    job_id = path_id(request)
+    await request.app[keys.DATABASE].write(slack_jobs.requeue_dead, job_id)
+    desk = request.app[keys.EXTRAS].get("slack_desk")
+    if desk is not None:
+        desk.worker.notify()
+    await _audit(request, "slack_job.retry", "slack_job", job_id)
+    return web.json_response({"requeued": job_id})

@@ -1,0 +1,154 @@
+"""``create_app(settings)``: routes, middleware and cleanup contexts in start order.
+
+This is the only module that knows every package.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+from aiohttp import web
+
+from channels.base import Channel
+from channels.registry import build_channels
+from hub import keys
+from hub.api import admin, contacts, conversations, ops
+from hub.api import tickets as tickets_api
+from hub.api.middleware import auth_middleware, error_middleware, observe_middleware
+from hub.auth import TokenAuthenticator
+from hub.bot_setup import setup_bot
+from hub.bus import LocalBus, RedisBus
+from hub.config import Settings
+from hub.kb import build_knowledge_base, setup_knowledge_base
+from hub.metrics import Metrics
+from hub.outbox import OutboxWorker
+from hub.service import HubService
+from hub.slack_agent import slack_desk_ctx
+from hub.storage import open_database
+from knowledge_base import KnowledgeBase
+from hub.tickets import tickets_ctx
+
+log = logging.getLogger(__name__)
+
+
+_FROM_SETTINGS: Any = object()
+
+
+def create_app(
+    settings: Settings,
+    *,
+    channels: dict[str, Channel] | None = None,
+    knowledge_base: KnowledgeBase | None = _FROM_SETTINGS,
+) -> web.Application:
+    """The hub. ``channels`` and ``knowledge_base`` replace what the settings
+    would build (tests pass fakes; ``knowledge_base=None`` disables it)."""
+    app = web.Application(
+        middlewares=[observe_middleware, error_middleware, auth_middleware],
+        client_max_size=settings.max_body_bytes,
+    )
+    app[keys.SETTINGS] = settings
+    app[keys.METRICS] = Metrics()
+    app[keys.BUS] = RedisBus(settings.redis_url) if settings.redis_url else LocalBus()
+    app[keys.CHANNELS] = channels if channels is not None else build_channels(settings)
+    app[keys.HEALTH] = {}
+    app[keys.EXTRAS] = {}
+
+    app.add_routes(ops.routes)
+    app.add_routes(contacts.routes)
+    app.add_routes(conversations.routes)
+    app.add_routes(admin.routes)
+    setup_knowledge_base(
+        app, build_knowledge_base(settings) if knowledge_base is _FROM_SETTINGS else knowledge_base
+    )
+    app.add_routes(tickets_api.routes)
+    for channel in app[keys.CHANNELS].values():
+        app.add_routes(channel.routes())
+        if hasattr(channel, "on_shutdown"):
+            # Close long-lived sockets first, or aiohttp waits for them to end.
+            app.on_shutdown.append(channel.on_shutdown)
+
+    # Start order; aiohttp tears them down in reverse.
+    app.cleanup_ctx.append(bus_ctx)
+    app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(service_ctx)
+    for channel in app[keys.CHANNELS].values():
+        app.cleanup_ctx.append(channel.lifespan)
+    app.cleanup_ctx.append(outbox_ctx)
+    app.cleanup_ctx.append(tickets_ctx)
+    app.cleanup_ctx.append(slack_desk_ctx)
+    app.cleanup_ctx.append(duty_roster_ctx)
+    setup_bot(app)  # last: it answers customers through everything above
+    return app
+
+
+async def bus_ctx(app: web.Application) -> AsyncIterator[None]:
+    bus = app[keys.BUS]
+    if not isinstance(bus, RedisBus):
+        yield
+        return
+    await bus.start()
+    try:
+        yield
+    finally:
+        await bus.close()
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    db = open_database(app[keys.SETTINGS].database_url)
+    app[keys.DATABASE] = db
+    app[keys.AUTH] = TokenAuthenticator(db)
+    try:
+        yield
+    finally:
+        await db.close()
+
+
+async def service_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    service = HubService(
+        app[keys.DATABASE],
+        app[keys.BUS],
+        app[keys.CHANNELS],
+        app[keys.METRICS],
+        reopen_window=timedelta(hours=settings.reopen_window_hours),
+    )
+    app[keys.SERVICE] = service
+    for channel in app[keys.CHANNELS].values():
+        channel.bind(service)
+    yield
+
+
+async def duty_roster_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The chat widget's "agents online" follows the duty roster (HUB_WEBCHAT_AGENTS_ONLINE=auto)."""
+    webchat = app[keys.CHANNELS].get("webchat")
+    tickets = app[keys.EXTRAS].get("tickets")
+    if webchat is not None and tickets is not None and app[keys.SETTINGS].webchat_agents_online == "auto":
+        webchat.agents_online = tickets.anyone_on_duty  # type: ignore[attr-defined]
+    yield
+
+
+async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    worker = OutboxWorker(
+        app[keys.DATABASE],
+        app[keys.CHANNELS],
+        app[keys.BUS].publish,
+        max_attempts=settings.outbox_max_attempts,
+        base_delay=settings.outbox_base_delay,
+        max_delay=settings.outbox_max_delay,
+        lease_seconds=settings.outbox_lease_seconds,
+        concurrency=settings.outbox_concurrency,
+        poll_interval=settings.outbox_poll_interval,
+        on_result=app[keys.METRICS].delivery_result,
+    )
+    app[keys.OUTBOX] = worker
+    app[keys.SERVICE].outbox = worker
+    worker.start()
+    try:
+        yield
+    finally:
+        # Graceful shutdown: stop claiming, drain what is in flight.
+        await worker.stop()

@@ -1,0 +1,343 @@
+"""Between customers and the Rasa bot.
+
+Every inbound message of a bot-handled conversation gets a ``bot_jobs`` row
+in its ingest transaction. This worker claims the jobs (one at a time per
+conversation: Rasa's lock store lives in one process, and answers must stay
+in order), sends the text to Rasa's REST channel with the conversation id as
+``sender``, stores the bot's replies on the timeline and queues them in the
+outbox for the customer's own channel.
+
+- A ``{"custom": {"handoff": true, "priority", "reason"}}`` answer hands the
+  conversation to humans: ``handler=human``, the priority set, and a
+  ``HandoffRequested`` event that the ticket router acts on.
+- When an agent resolves a handed-off conversation, a durable "resume" job
+  un-pauses Rasa's tracker so the bot answers again.
+- Rasa down or slow: time out (HUB_RASA_TIMEOUT), retry once, then fall back:
+  answer from the knowledge base when it is confident, otherwise hand off.
+  ``/readyz`` and the ``hub_degraded{component="rasa"}`` gauge show it.
+  A customer message is never dropped nor left unanswered.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from bot.client import BotTurn, RasaClient
+from hub.errors import NotFound, Unavailable
+from hub.events import ConversationUpdated, HandoffRequested, utcnow
+from hub.metrics import Metrics
+from hub.models import AuthorKind, Conversation, Handler, Message, Priority
+from hub.outbox import backoff
+from hub.service import HubService
+from hub.storage import Database
+from hub.storage.schema import bot_jobs
+from hub.worker import PollingWorker
+
+log = logging.getLogger(__name__)
+
+KBSearch = Callable[[str, int], Awaitable[Any]]  # (query, k) -> knowledge_base.SearchResult
+
+FALLBACK_HANDOFF_TEXT = (
+    "Thanks for your message! Our assistant is unavailable right now, so I've passed "
+    "your conversation to a member of our team. They'll reply here as soon as possible."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: int
+    conversation_id: int
+    message_id: int | None
+    kind: str
+    attempts: int
+
+
+def claim_jobs(conn: Connection, lease: timedelta, limit: int) -> list[Job]:
+    now = utcnow()
+    older = bot_jobs.alias("older")
+    blocked = (
+        sa.select(older.c.id)
+        .where(
+            older.c.conversation_id == bot_jobs.c.conversation_id,
+            older.c.id < bot_jobs.c.id,
+            older.c.status.in_(("pending", "running")),
+        )
+        .exists()
+    )
+    due = sa.or_(
+        sa.and_(bot_jobs.c.status == "pending", bot_jobs.c.next_attempt_at <= now),
+        sa.and_(bot_jobs.c.status == "running", bot_jobs.c.lease_until < now),
+    )
+    stmt = sa.select(bot_jobs.c.id).where(due, ~blocked).order_by(bot_jobs.c.id).limit(limit)
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True, of=bot_jobs)
+    ids = list(conn.execute(stmt).scalars())
+    if not ids:
+        return []
+    conn.execute(
+        sa.update(bot_jobs)
+        .where(bot_jobs.c.id.in_(ids))
+        .values(status="running", lease_until=now + lease, attempts=bot_jobs.c.attempts + 1, updated_at=now)
+    )
+    found = conn.execute(sa.select(bot_jobs).where(bot_jobs.c.id.in_(ids)).order_by(bot_jobs.c.id))
+    return [Job(r.id, r.conversation_id, r.message_id, r.kind, r.attempts) for r in found]
+
+
+def finish_job(conn: Connection, job_id: int) -> None:
+    conn.execute(
+        sa.update(bot_jobs).where(bot_jobs.c.id == job_id).values(status="done", lease_until=None, updated_at=utcnow())
+    )
+
+
+def retry_job(conn: Connection, job_id: int, error: str, delay: float) -> None:
+    now = utcnow()
+    conn.execute(
+        sa.update(bot_jobs)
+        .where(bot_jobs.c.id == job_id)
+        .values(status="pending", lease_until=None, last_error=error[:2000],
+                next_attempt_at=now + timedelta(seconds=delay), updated_at=now)
+    )
+
+
+def enqueue_resume(conn: Connection, conversation_id: int) -> None:
+    now = utcnow()
+    conn.execute(
+        sa.insert(bot_jobs).values(
+            conversation_id=conversation_id, message_id=None, kind="resume", status="pending",
+            attempts=0, next_attempt_at=now, created_at=now, updated_at=now,
+        )
+    )
+
+
+def pending_jobs(conn: Connection) -> int:
+    return conn.execute(sa.select(sa.func.count()).select_from(bot_jobs).where(bot_jobs.c.status != "done")).scalar_one()
+
+
+def _summarise(text: str, limit: int = 300) -> str:
+    """The first sentences of a passage, up to ``limit`` characters, never mid-word."""
+    text = re.sub(r"\s+", " ", re.sub(r"[#*_`>]+", " ", text)).strip()
+    sentences = re.split(r"(?<=[.!?])\s+", text)
+    summary = ""
+    for sentence in sentences[:3]:
+        if len(summary) + len(sentence) + 1 > limit:
+            break
+        summary = f"{summary} {sentence}".strip()
+    if not summary:
+        summary = text[:limit].rsplit(" ", 1)[0] + "…"
+    return summary
+
+
+class BotBridge(PollingWorker[Job]):
+    name = "bot-bridge"
+
+    def __init__(
+        self,
+        service: HubService,
+        db: Database,
+        rasa: RasaClient,
+        metrics: Metrics,
+        *,
+        kb_search: KBSearch | None = None,
+        public_url: str = "",
+        confidence_threshold: float = 0.5,
+        concurrency: int = 20,
+        lease_seconds: float = 60.0,
+        poll_interval: float = 1.0,
+        max_attempts: int = 5,
+    ) -> None:
+        self.service = service
+        self.db = db
+        self.rasa = rasa
+        self.metrics = metrics
+        self.kb_search = kb_search
+        self.public_url = public_url.rstrip("/")
+        self.confidence_threshold = confidence_threshold
+        super().__init__(concurrency=concurrency, poll_interval=poll_interval)
+        self.lease = timedelta(seconds=lease_seconds)
+        self.max_attempts = max_attempts
+        self.degraded = False
+        self.last_error: str | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+
+    # --- life cycle ---------------------------------------------------------------
+    def start(self) -> None:
+        self.service.bot_enabled = True
+        self.service.on_bot_job = self.notify
+        self._unsubscribe = self.service.bus.subscribe(ConversationUpdated, self._on_conversation_updated)
+        super().start()
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        self.service.bot_enabled = False
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        await super().stop(timeout)
+
+    def health(self) -> dict[str, Any]:
+        if self.degraded:
+            return {"ok": False, "mode": "fallback", "error": self.last_error}
+        return {"ok": True}
+
+    def _set_degraded(self, degraded: bool, error: str | None = None) -> None:
+        if degraded != self.degraded:
+            log.warning("Rasa %s", f"unavailable, answering in fallback mode: {error}" if degraded else "is back")
+        self.degraded = degraded
+        self.last_error = error if degraded else None
+        self.metrics.degraded.labels("rasa").set(1 if degraded else 0)
+
+    async def claim(self) -> list[Job]:
+        return await self.db.write(claim_jobs, self.lease, self.concurrency * 2)
+
+    def group_of(self, job: Job) -> int:
+        return job.conversation_id
+
+    async def process(self, job: Job) -> bool:
+        return await self._run_job(job)
+
+    async def _run_job(self, job: Job) -> bool:
+        try:
+            if job.kind == "resume":
+                await self.rasa.resume(str(job.conversation_id))
+            else:
+                await self._answer(job)
+        except NotFound:
+            pass  # the conversation or message was erased meanwhile
+        except Exception as err:  # noqa: BLE001 - retried, never lost
+            if job.kind == "resume" and job.attempts < self.max_attempts:
+                delay = backoff(job.attempts, base=1.0, cap=60.0)
+                await self.db.write(retry_job, job.id, f"{type(err).__name__}: {err}", delay)
+                return False
+            log.exception("bot job %s failed for good", job.id)
+        await self.db.write(finish_job, job.id)
+        return True
+
+    # --- answering ---------------------------------------------------------------
+    async def _answer(self, job: Job) -> None:
+        assert job.message_id is not None
+        conversation = await self.service.get_conversation(job.conversation_id)
+        if conversation.handler != Handler.BOT:
+            return  # humans took over after this message was queued
+        message = await self.service.get_message(job.message_id)
+        contact = await self.service.get_contact(message.contact_id)
+        metadata = {
+            "channel": conversation.channel,
+            "contact_id": contact.id,
+            "conversation_id": conversation.id,
+            "tier": str(contact.attributes.get("tier", "standard")),
+        }
+        turn = await self._ask_rasa(conversation, message.body, metadata)
+        if turn is None:
+            await self._fallback(conversation, message)
+            return
+        await self._apply(turn, conversation, message)
+
+    async def _ask_rasa(self, conversation: Conversation, text: str, metadata: dict[str, Any]) -> BotTurn | None:
+        sender = str(conversation.id)
+        error: Exception | None = None
+        for _attempt in range(2):  # one retry
+            try:
+                turn = await self.rasa.send(sender, text, metadata)
+            except Unavailable as err:
+                error = err
+                continue
+            if not turn.texts and not turn.custom:
+                # A paused tracker (a resume that never reached Rasa) answers
+                # nothing; the hub says the bot is in charge, so resume and ask again.
+                await self.rasa.resume(sender)
+                turn = await self.rasa.send(sender, text, metadata)
+            self._set_degraded(False)
+            return turn
+        self._set_degraded(True, str(error))
+        return None
+
+    async def _apply(self, turn: BotTurn, conversation: Conversation, message: Message) -> None:
+        kb = turn.kb
+        handoff = turn.handoff
+        meta: dict[str, Any] = {"in_reply_to": message.id}
+        if kb is not None:
+            meta["kb_hits"] = kb.get("kb_hits", [])
+            meta["confidence"] = kb.get("confidence")
+        if handoff is not None:
+            meta["handoff"] = True  # the chat widget switches to offline mode if nobody is on duty
+        for index, text in enumerate(turn.texts):
+            await self.service.reply(
+                conversation.id, text, author_kind=AuthorKind.BOT,
+                idempotency_key=f"bot:{message.id}:{index}", meta=meta,
+            )
+        if handoff is not None:
+            await self.handoff(
+                conversation,
+                priority=str(handoff.get("priority", "normal")),
+                reason=str(handoff.get("reason", "handoff")),
+                source="bot",
+                kb_hits=list(handoff.get("kb_hits") or meta.get("kb_hits") or []),
+            )
+
+    async def _fallback(self, conversation: Conversation, message: Message) -> None:
+        result = None
+        if self.kb_search is not None:
+            try:
+                result = await self.kb_search(message.body, 3)
+            except Exception:  # noqa: BLE001 - the KB failing too means: hand off
+                log.exception("knowledge base search failed in fallback")
+        if result is not None and result.hits and result.confidence >= self.confidence_threshold:
+            best = result.hits[0]
+            text = f"{_summarise(best.text)}\n\nRead more: {self.public_url}{best.url}"
+            await self.service.reply(
+                conversation.id, text, author_kind=AuthorKind.BOT, idempotency_key=f"bot:{message.id}:fallback",
+                meta={"in_reply_to": message.id, "fallback": True, "confidence": result.confidence,
+                      "kb_hits": [h.to_dict() for h in result.hits]},
+            )
+            return
+        await self.service.reply(
+            conversation.id, FALLBACK_HANDOFF_TEXT, author_kind=AuthorKind.BOT,
+            idempotency_key=f"bot:{message.id}:fallback",
+            meta={"in_reply_to": message.id, "fallback": True, "handoff": True},
+        )
+        await self.handoff(conversation, priority="normal", reason="assistant unavailable", source="fallback",
+                           kb_hits=[h.to_dict() for h in result.hits] if result is not None else [])
+
+    async def handoff(
+        self, conversation: Conversation, *, priority: str, reason: str, source: str, kb_hits: list[dict[str, Any]]
+    ) -> None:
+        try:
+            Priority(priority)
+        except ValueError:
+            priority = Priority.NORMAL.value
+        changes: dict[str, Any] = {"handler": Handler.HUMAN.value}
+        current = await self.service.get_conversation(conversation.id)
+        if _rank(priority) > _rank(current.priority.value):
+            changes["priority"] = priority
+        await self.service.update_conversation(conversation.id, changes)
+        await self.service.bus.publish(
+            HandoffRequested(
+                conversation_id=conversation.id,
+                contact_id=conversation.contact_id,
+                priority=priority,
+                reason=reason,
+                source=source,
+                kb_hits=kb_hits,
+            )
+        )
+
+    async def _on_conversation_updated(self, event: ConversationUpdated) -> None:
+        """Resolved by an agent: the bot takes the conversation back."""
+        if event.changes.get("status") != "resolved":
+            return
+        conversation = await self.service.get_conversation(event.conversation_id)
+        if conversation.handler != Handler.HUMAN:
+            return
+        await self.service.update_conversation(conversation.id, {"handler": Handler.BOT.value}, actor_id=event.actor_id)
+        await self.db.write(enqueue_resume, conversation.id)
+        self.notify()
+
+
+def _rank(priority: str) -> int:
+    return {"low": 0, "normal": 1, "high": 2, "urgent": 3}.get(priority, 1)

@@ -1,0 +1,124 @@
+"""Starting the bot with the hub: the echo fake, or Rasa + the action server
+(as supervised child processes, or external ones at HUB_RASA_URL)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from bot.client import RasaClient
+from hub import keys
+from hub.bot_bridge import BotBridge
+from hub.supervisor import ChildProcess
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+BOT_BRIDGE = web.AppKey("bot_bridge", BotBridge)
+BOT_PROCESSES = web.AppKey("bot_processes", list)
+
+
+
+def setup_bot(app: web.Application) -> None:
+    settings = app[keys.SETTINGS]
+    if settings.bot == "echo":
+        from bot.echo import install_echo_bot
+
+        install_echo_bot(app)
+    elif settings.bot == "rasa":
+        app.cleanup_ctx.append(rasa_ctx)
+
+
+def rasa_processes(settings: Any, token: str) -> list[ChildProcess]:
+    """The action server and Rasa, built by ``bot.rasa.launch`` (the same
+    command lines and environments the tests and benchmarks use: loopback
+    only, MiniLM weights, telemetry off), supervised by the hub."""
+    from bot.rasa import launch
+
+    model = settings.rasa_model if settings.rasa_model.is_absolute() else ROOT / settings.rasa_model
+    venv = settings.rasa_venv if settings.rasa_venv.is_absolute() else ROOT / settings.rasa_venv
+    # launch writes logs to files; supervised children log through `logging` instead.
+    logs = settings.data_dir / "logs"
+    specs = [
+        launch.action_server(
+            settings.action_port,
+            log_path=logs / "actions.log",
+            env={
+                "HUB_URL": f"http://127.0.0.1:{settings.port}",
+                "HUB_PUBLIC_URL": settings.public_url,
+                "HUB_BOT_CONFIDENCE_THRESHOLD": str(settings.bot_confidence_threshold),
+            },
+        ),
+        launch.rasa_server(
+            model,
+            settings.rasa_port,
+            log_path=logs / "rasa.log",
+            auth_token=token,
+            action_endpoint_url=f"http://127.0.0.1:{settings.action_port}/webhook",
+            venv=venv,
+        ),
+    ]
+    return [
+        ChildProcess(name, spec.command, env=spec.env, cwd=spec.cwd)
+        for name, spec in zip(("actions", "rasa"), specs)
+    ]
+
+
+async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    processes: list[ChildProcess] = []
+    if settings.rasa_url:
+        url = settings.rasa_url
+        token = settings.rasa_token.get_secret_value() if settings.rasa_token else None
+    else:
+        token = settings.rasa_token.get_secret_value() if settings.rasa_token else secrets.token_urlsafe(24)
+        url = f"http://127.0.0.1:{settings.rasa_port}"
+        processes = rasa_processes(settings, token)
+        for process in processes:
+            await process.start()
+    app[BOT_PROCESSES] = processes
+    client = RasaClient(url, token=token, timeout=settings.rasa_timeout)
+    kb = app.get(_kb_key())
+    bridge = BotBridge(
+        app[keys.SERVICE],
+        app[keys.DATABASE],
+        client,
+        app[keys.METRICS],
+        kb_search=(lambda q, k: kb.search(q, k=k)) if kb is not None else None,
+        public_url=settings.public_url,
+        confidence_threshold=settings.bot_confidence_threshold,
+    )
+    app[BOT_BRIDGE] = bridge
+    app[keys.HEALTH]["bot"] = bridge.health
+    # Messages arriving before Rasa is up are stored with their bot jobs;
+    # the bridge starts answering once Rasa is ready.
+    app[keys.SERVICE].bot_enabled = True
+
+    async def start_when_ready() -> None:
+        deadline = asyncio.get_running_loop().time() + settings.rasa_ready_wait
+        while asyncio.get_running_loop().time() < deadline and not await client.ready():
+            await asyncio.sleep(0.5)
+        bridge.start()
+
+    starter = asyncio.create_task(start_when_ready(), name="bot-start")
+    try:
+        yield
+    finally:
+        starter.cancel()
+        await asyncio.gather(starter, return_exceptions=True)
+        await bridge.stop()
+        await client.close()
+        for process in reversed(processes):
+            await process.stop()
+
+
+def _kb_key() -> Any:
+    from hub.kb import KNOWLEDGE_BASE
+
+    return KNOWLEDGE_BASE

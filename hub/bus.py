@@ -1,0 +1,126 @@
+"""Publish/subscribe for domain events.
+
+``EventBus`` is the interface; ``LocalBus`` delivers in-process. A
+Redis-backed bus implements the same two methods. One failing subscriber
+never hurts the others: its exception is logged and counted, and the rest
+still run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from hub.events import Event
+
+log = logging.getLogger(__name__)
+
+Subscriber = Callable[[Event], Awaitable[None]]
+
+
+class EventBus(Protocol):
+    def subscribe(self, event_type: type[Event] | None, handler: Subscriber) -> Callable[[], None]:
+        """Call ``handler`` for every event of ``event_type`` (``None``: all). Returns unsubscribe."""
+
+    async def publish(self, event: Event) -> None:
+        """Deliver ``event`` to its subscribers; never raises because of a subscriber."""
+
+
+class LocalBus:
+    def __init__(self) -> None:
+        self._subscribers: dict[type[Event] | None, list[Subscriber]] = defaultdict(list)
+        self.failures = 0
+
+    def subscribe(self, event_type: type[Event] | None, handler: Subscriber) -> Callable[[], None]:
+        self._subscribers[event_type].append(handler)
+
+        def unsubscribe() -> None:
+            if handler in self._subscribers[event_type]:
+                self._subscribers[event_type].remove(handler)
+
+        return unsubscribe
+
+    async def publish(self, event: Event) -> None:
+        handlers = [*self._subscribers.get(type(event), ()), *self._subscribers.get(None, ())]
+        if not handlers:
+            return
+        results = await asyncio.gather(*(h(event) for h in handlers), return_exceptions=True)
+        for handler, result in zip(handlers, results):
+            if isinstance(result, BaseException):
+                if isinstance(result, asyncio.CancelledError):
+                    raise result
+                self.failures += 1
+                log.error(
+                    "subscriber %s failed on %s",
+                    getattr(handler, "__qualname__", handler),
+                    event.name,
+                    exc_info=result,
+                )
+
+
+class RedisBus:
+    """Fans events out to every hub instance through Redis pub/sub.
+
+    ``publish`` sends the event to Redis; each instance's listener delivers
+    what arrives to its local subscribers (including the publisher's own), so
+    a subscriber runs once per instance. Redis pub/sub is at-most-once: use
+    it for notifications (live chat pushes, Slack mirrors), never as the only
+    record of work — that lives in the database (outbox, tickets).
+    """
+
+    def __init__(self, url: str, channel: str = "servicehub:events") -> None:
+        import redis.asyncio as redis
+
+        self._redis = redis.from_url(url)
+        self._channel = channel
+        self._local = LocalBus()
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    @property
+    def failures(self) -> int:
+        return self._local.failures
+
+    def subscribe(self, event_type: type[Event] | None, handler: Subscriber) -> Callable[[], None]:
+        return self._local.subscribe(event_type, handler)
+
+    async def publish(self, event: Event) -> None:
+        import json
+
+        from hub.events import to_json
+
+        await self._redis.publish(self._channel, json.dumps(to_json(event)))
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen(), name="redis-bus")
+        await asyncio.wait_for(self._ready.wait(), 10)
+
+    async def _listen(self) -> None:
+        import json
+
+        from hub.events import from_json
+
+        pubsub = self._redis.pubsub()
+        await pubsub.subscribe(self._channel)
+        self._ready.set()
+        try:
+            async for message in pubsub.listen():
+                if message.get("type") != "message":
+                    continue
+                try:
+                    event = from_json(json.loads(message["data"]))
+                except (ValueError, TypeError, KeyError):
+                    log.warning("dropping malformed event from Redis: %r", message["data"][:200])
+                    continue
+                await self._local.publish(event)
+        finally:
+            await pubsub.aclose()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._redis.aclose()

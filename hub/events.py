@@ -1,0 +1,133 @@
+"""Domain events: dataclasses with a kebab-case ``name`` and a UTC timestamp."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, ClassVar
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    name: ClassVar[str] = "event"
+    at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MessageReceived(Event):
+    """An inbound customer message was stored (never published for duplicates)."""
+
+    name: ClassVar[str] = "message-received"
+    message_id: int
+    conversation_id: int
+    contact_id: int
+    channel: str
+    body: str
+    new_conversation: bool
+    metadata: dict[str, Any] = field(default_factory=dict)
+    # Who had the conversation when the message arrived: "bot" or "human".
+    handler: str = "bot"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MessageQueued(Event):
+    """An outbound message was stored and queued in the outbox."""
+
+    name: ClassVar[str] = "message-queued"
+    message_id: int
+    conversation_id: int
+    contact_id: int
+    channel: str
+    author_kind: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class MessageDelivered(Event):
+    name: ClassVar[str] = "message-delivered"
+    message_id: int
+    channel: str
+    provider_id: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeliveryFailed(Event):
+    name: ClassVar[str] = "delivery-failed"
+    message_id: int
+    channel: str
+    error: str
+    dead: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class NoteAdded(Event):
+    name: ClassVar[str] = "note-added"
+    message_id: int
+    conversation_id: int
+    author_id: int | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConversationUpdated(Event):
+    """Status, priority, assignee or handler changed."""
+
+    name: ClassVar[str] = "conversation-updated"
+    conversation_id: int
+    changes: dict[str, Any]
+    actor_id: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContactsMerged(Event):
+    name: ClassVar[str] = "contacts-merged"
+    source_id: int
+    target_id: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContactErased(Event):
+    name: ClassVar[str] = "contact-erased"
+    contact_id: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class HandoffRequested(Event):
+    """The bot, a hub rule or an agent handed the conversation to humans."""
+
+    name: ClassVar[str] = "handoff-requested"
+    conversation_id: int
+    contact_id: int
+    priority: str  # urgent | high | normal | low
+    reason: str
+    source: str  # "bot" | "rule" | "agent" | "fallback"
+    kb_hits: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _registry() -> dict[str, type[Event]]:
+    found: dict[str, type[Event]] = {}
+    stack = list(Event.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        found[cls.name] = cls
+        stack.extend(cls.__subclasses__())
+    return found
+
+
+def to_json(event: Event) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    data = asdict(event)
+    data["at"] = event.at.isoformat()
+    return {"name": event.name, "data": data}
+
+
+def from_json(payload: dict[str, Any]) -> Event:
+    cls = _registry().get(payload.get("name", ""))
+    if cls is None:
+        raise ValueError(f"unknown event {payload.get('name')!r}")
+    data = dict(payload["data"])
+    data["at"] = datetime.fromisoformat(data["at"])
+    return cls(**data)

@@ -1,0 +1,224 @@
+"""The knowledge base inside the hub: search and article APIs, the help
+portal at /help, helpfulness votes in the hub's database, and the bot's
+KB fallback. The knowledge_base package itself knows nothing of the hub.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import sqlalchemy as sa
+from aiohttp import web
+from sqlalchemy.engine import Connection
+
+from hub import keys
+from hub.api.base import current_user, field, int_param, json_body, public, requires
+from hub.errors import InvalidInput, NotFound, Unavailable
+from hub.events import utcnow
+from hub.models import Role
+from hub.ratelimit import RateLimiter, client_ip
+from hub.storage import Database, insert_ignore
+from hub.storage.schema import kb_votes
+from knowledge_base import KnowledgeBase, KnowledgeBaseError, SearchResult
+from knowledge_base import InvalidInput as KBInvalidInput
+from knowledge_base.portal.app import create_portal_app
+
+log = logging.getLogger(__name__)
+
+KNOWLEDGE_BASE = web.AppKey("knowledge_base", KnowledgeBase)
+RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+
+routes = web.RouteTableDef()
+
+
+class DatabaseVoteStore:
+    """The portal's VoteStore on the hub's database: one vote per voter and article."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def record(self, collection: str, article_id: str, helpful: bool, voter_key: str) -> None:
+        def upsert(conn: Connection) -> None:
+            values = {
+                "collection": collection,
+                "article_id": article_id,
+                "voter_key": voter_key[:64],
+                "helpful": helpful,
+                "created_at": utcnow(),
+            }
+            stmt = insert_ignore(conn, kb_votes).values(**values)
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["collection", "article_id", "voter_key"],
+                    set_={"helpful": helpful, "created_at": values["created_at"]},
+                )
+            )
+
+        await self.db.write(upsert)
+
+    async def tally(self, collection: str, article_id: str) -> tuple[int, int]:
+        def count(conn: Connection) -> tuple[int, int]:
+            found = conn.execute(
+                sa.select(kb_votes.c.helpful, sa.func.count())
+                .where(kb_votes.c.collection == collection, kb_votes.c.article_id == article_id)
+                .group_by(kb_votes.c.helpful)
+            )
+            by_vote = {bool(helpful): n for helpful, n in found}
+            return by_vote.get(True, 0), by_vote.get(False, 0)
+
+        return await self.db.read(count)
+
+
+def _kb(request: web.Request) -> KnowledgeBase:
+    kb = request.app.get(KNOWLEDGE_BASE)
+    if kb is None:
+        raise Unavailable("the knowledge base is not enabled (HUB_KB_ENABLED=false)")
+    return kb
+
+
+async def _call(coro: Any) -> Any:
+    try:
+        return await coro
+    except KBInvalidInput as err:
+        raise InvalidInput(str(err)) from err
+    except KnowledgeBaseError as err:
+        raise Unavailable(f"knowledge base error: {err}") from err
+
+
+@routes.get("/api/v1/kb/search")
+@public
+async def search(request: web.Request) -> web.Response:
+    """Public and rate-limited: it only ever returns published article text."""
+    settings = request.app[keys.SETTINGS]
+    await request.app[RATE_LIMITER].check(settings.kb_search_rate_limit, "kb-search", client_ip(request))
+    query = request.query.get("q", "")
+    if not query.strip():
+        raise InvalidInput("query parameter 'q' is required")
+    k = int_param(request, "k", default=5, hi=50)
+    collection = request.query.get("collection", "default")
+    result: SearchResult = await _call(_kb(request).search(query, k=k, collection=collection))
+    return web.json_response(result.to_dict())
+
+
+@routes.get("/api/v1/kb/articles")
+@requires(Role.VIEWER)
+async def list_articles(request: web.Request) -> web.Response:
+    collection = request.query.get("collection", "default")
+    articles = await _call(_kb(request).list_articles(collection))
+    return web.json_response({"items": [a.to_dict(include_body=False) for a in articles]})
+
+
+@routes.get("/api/v1/kb/articles/{article_id}")
+@requires(Role.VIEWER)
+async def get_article(request: web.Request) -> web.Response:
+    collection = request.query.get("collection", "default")
+    article = await _call(_kb(request).get_article(collection, request.match_info["article_id"]))
+    if article is None:
+        raise NotFound(f"article {request.match_info['article_id']!r} does not exist")
+    return web.json_response(article.to_dict())
+
+
+@routes.put("/api/v1/kb/articles/{article_id}")
+@requires(Role.ADMIN)
+async def put_article(request: web.Request) -> web.Response:
+    """Create or replace an article: written as Markdown and re-indexed at once."""
+    body = await json_body(request)
+    collection = field(body, "collection", str, required=False) or request.query.get("collection", "default")
+    tags = field(body, "tags", list, required=False) or []
+    if not all(isinstance(t, str) for t in tags):
+        raise InvalidInput("'tags' must be a list of strings")
+    article_id = request.match_info["article_id"]
+    existed = await _call(_kb(request).get_article(collection, article_id)) is not None
+    article = await _call(
+        _kb(request).upsert_article(
+            collection,
+            article_id,
+            title=field(body, "title", str),
+            body_markdown=field(body, "body_markdown", str),
+            tags=tuple(tags),
+            locale=field(body, "locale", str, required=False),
+            product=field(body, "product", str, required=False),
+            category=field(body, "category", str, required=False),
+        )
+    )
+    await request.app[keys.SERVICE].audit(
+        current_user(request).id, "kb.article.put", target_type="article", target_id=f"{collection}/{article_id}"
+    )
+    return web.json_response(article.to_dict(), status=200 if existed else 201)
+
+
+@routes.delete("/api/v1/kb/articles/{article_id}")
+@requires(Role.ADMIN)
+async def delete_article(request: web.Request) -> web.Response:
+    collection = request.query.get("collection", "default")
+    article_id = request.match_info["article_id"]
+    if not await _call(_kb(request).delete_article(collection, article_id)):
+        raise NotFound(f"article {article_id!r} does not exist")
+    await request.app[keys.SERVICE].audit(
+        current_user(request).id, "kb.article.delete", target_type="article", target_id=f"{collection}/{article_id}"
+    )
+    return web.json_response({"deleted": article_id})
+
+
+def setup_knowledge_base(app: web.Application, kb: KnowledgeBase | None) -> None:
+    """Routes always exist (503 when disabled); the portal only with a KB."""
+    settings = app[keys.SETTINGS]
+    app[RATE_LIMITER] = RateLimiter(settings.redis_url)
+    app.add_routes(routes)
+    if kb is None:
+        return
+    app[KNOWLEDGE_BASE] = kb
+    votes = _LazyVotes(app)
+    portal = create_portal_app(
+        kb,
+        votes,
+        site_name=settings.site_name,
+        widget_enabled="webchat" in settings.channel_names,
+        secret=settings.portal_secret.get_secret_value().encode() if getattr(settings, "portal_secret", None) else None,
+    )
+    app.add_subapp("/help", portal)
+    app.cleanup_ctx.append(_kb_ctx)
+
+
+class _LazyVotes:
+    """The database opens after the routes are built; votes find it then."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    def _store(self) -> DatabaseVoteStore:
+        return DatabaseVoteStore(self._app[keys.DATABASE])
+
+    async def record(self, collection: str, article_id: str, helpful: bool, voter_key: str) -> None:
+        await self._store().record(collection, article_id, helpful, voter_key)
+
+    async def tally(self, collection: str, article_id: str) -> tuple[int, int]:
+        return await self._store().tally(collection, article_id)
+
+
+async def _kb_ctx(app: web.Application) -> AsyncIterator[None]:
+    kb = app[KNOWLEDGE_BASE]
+    settings = app[keys.SETTINGS]
+    await kb.start()
+    app[keys.HEALTH]["knowledge_base"] = lambda: {"ok": True}
+    if settings.kb_seed_dir:
+        existing = await kb.list_articles("default")
+        if not existing:
+            report = await kb.ingest_dir(settings.kb_seed_dir, "default", delete_missing=False)
+            log.info("knowledge base seeded from %s: %s", settings.kb_seed_dir, report)
+    try:
+        yield
+    finally:
+        await kb.close()
+
+
+def build_knowledge_base(settings: Any) -> KnowledgeBase | None:
+    if not settings.kb_enabled:
+        return None
+    return KnowledgeBase(
+        data_dir=settings.data_dir / "kb",
+        chroma_url=settings.chroma_url,
+        model_path=settings.kb_model_path,
+    )

@@ -1,0 +1,250 @@
+"""The hub's use cases: what channels, the API, the bot and Slack call.
+
+Each method runs its transaction through the ``Database`` and publishes
+domain events after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from channels.base import Channel, InboundMessage, IngestResult
+from hub import contacts as contacts_tx
+from hub import conversations as conversations_tx
+from hub import timeline
+from hub.bus import EventBus
+from hub.errors import InvalidInput
+from hub.events import (
+    ContactErased,
+    ContactsMerged,
+    ConversationUpdated,
+    MessageQueued,
+    MessageReceived,
+    NoteAdded,
+    utcnow,
+)
+from hub.metrics import Metrics
+from hub.models import AuthorKind, Contact, Conversation, Message, MessageKind
+from hub.outbox import OutboxWorker
+from hub.storage import Database, rows
+from hub.storage.schema import audit_log, conversations, identities, messages
+
+log = logging.getLogger(__name__)
+
+
+class HubService:
+    def __init__(
+        self,
+        db: Database,
+        bus: EventBus,
+        channels: dict[str, Channel],
+        metrics: Metrics,
+        *,
+        reopen_window: timedelta = timedelta(hours=72),
+    ) -> None:
+        self.db = db
+        self.bus = bus
+        self.channels = channels
+        self.metrics = metrics
+        self.reopen_window = reopen_window
+        self.outbox: OutboxWorker | None = None
+        # Set by the bot bridge: inbound messages of bot-handled conversations
+        # then get a durable bot job in their ingest transaction.
+        self.bot_enabled = False
+        self.on_bot_job: Callable[[], None] = lambda: None
+
+    # --- ChannelHost ---------------------------------------------------------
+    async def ingest(self, inbound: InboundMessage) -> IngestResult:
+        channel = self.channels.get(inbound.channel)
+        kind = channel.address_kind if channel is not None else inbound.channel
+        done = await self.db.write(
+            conversations_tx.ingest,
+            inbound,
+            identity_kind=kind,
+            reopen_window=self.reopen_window,
+            enqueue_bot=self.bot_enabled,
+        )
+        if done.duplicate:
+            self.metrics.duplicates.labels(inbound.channel).inc()
+        else:
+            self.metrics.messages_in.labels(inbound.channel).inc()
+            if self.bot_enabled:
+                self.on_bot_job()
+            for source_id in done.merged_contact_ids:
+                await self.bus.publish(ContactsMerged(source_id=source_id, target_id=done.message.contact_id))
+            await self.bus.publish(
+                MessageReceived(
+                    message_id=done.message.id,
+                    conversation_id=done.conversation.id,
+                    contact_id=done.message.contact_id,
+                    channel=inbound.channel,
+                    body=inbound.text,
+                    new_conversation=done.new_conversation,
+                    metadata=inbound.metadata,
+                    handler=done.conversation.handler.value,
+                )
+            )
+        return IngestResult(
+            message=done.message, conversation=done.conversation, duplicate=done.duplicate
+        )
+
+    async def conversation_for(self, channel: str, address: str) -> Conversation | None:
+        def find(conn: Connection) -> Conversation | None:
+            row = conn.execute(
+                sa.select(conversations)
+                .join(identities, identities.c.id == conversations.c.identity_id)
+                .where(conversations.c.channel == channel, identities.c.address == address)
+                .order_by(conversations.c.id.desc())
+                .limit(1)
+            ).first()
+            return rows.conversation(row) if row is not None else None
+
+        return await self.db.read(find)
+
+    async def history(self, conversation_id: int, *, after_id: int | None = None, limit: int = 50) -> list[Message]:
+        def load(conn: Connection) -> list[Message]:
+            stmt = (
+                sa.select(messages)
+                .where(messages.c.conversation_id == conversation_id, messages.c.kind == MessageKind.MESSAGE.value)
+                .order_by(messages.c.id.desc() if after_id is None else messages.c.id)
+                .limit(limit)
+            )
+            if after_id is not None:
+                stmt = stmt.where(messages.c.id > after_id)
+            found = [rows.message(r) for r in conn.execute(stmt)]
+            return found if after_id is not None else list(reversed(found))
+
+        return await self.db.read(load)
+
+    # --- conversations -------------------------------------------------------
+    async def get_conversation(self, conversation_id: int) -> Conversation:
+        return await self.db.read(conversations_tx.get_conversation, conversation_id)
+
+    async def list_conversations(self, **filters: Any) -> list[Conversation]:
+        return await self.db.read(lambda conn: conversations_tx.list_conversations(conn, **filters))
+
+    async def reply(
+        self,
+        conversation_id: int,
+        text: str,
+        *,
+        author_kind: AuthorKind,
+        author_id: int | None = None,
+        idempotency_key: str | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> Message:
+        """Queue a message to the customer on the conversation's own channel."""
+
+        def queue(conn: Connection) -> conversations_tx.Queued:
+            conversation = conversations_tx.get_conversation(conn, conversation_id)
+            channel = self.channels.get(conversation.channel)
+            if channel is not None and channel.max_text_len and len(text) > channel.max_text_len:
+                raise InvalidInput(
+                    f"reply is {len(text)} characters; {conversation.channel} allows {channel.max_text_len}"
+                )
+            to = conversations_tx.recipient_address(conn, conversation)
+            return conversations_tx.queue_outbound(
+                conn,
+                conversation_id,
+                text,
+                author_kind=author_kind,
+                author_id=author_id,
+                to=to,
+                idempotency_key=idempotency_key,
+                meta=meta,
+            )
+
+        queued = await self.db.write(queue)
+        if self.outbox is not None:
+            self.outbox.notify()
+        await self.bus.publish(
+            MessageQueued(
+                message_id=queued.message.id,
+                conversation_id=queued.conversation.id,
+                contact_id=queued.conversation.contact_id,
+                channel=queued.conversation.channel,
+                author_kind=author_kind.value,
+            )
+        )
+        return queued.message
+
+    async def add_note(self, conversation_id: int, text: str, *, author_id: int | None) -> Message:
+        note = await self.db.write(conversations_tx.add_note, conversation_id, text, author_id=author_id)
+        await self.bus.publish(NoteAdded(message_id=note.id, conversation_id=conversation_id, author_id=author_id))
+        return note
+
+    async def update_conversation(
+        self, conversation_id: int, changes: dict[str, Any], *, actor_id: int | None = None
+    ) -> Conversation:
+        conversation, applied = await self.db.write(
+            conversations_tx.update_conversation, conversation_id, changes, actor_id=actor_id
+        )
+        if applied:
+            await self.bus.publish(
+                ConversationUpdated(conversation_id=conversation_id, changes=applied, actor_id=actor_id)
+            )
+        return conversation
+
+    async def get_message(self, message_id: int) -> Message:
+        return await self.db.read(conversations_tx.get_message, message_id)
+
+    async def timeline(self, **kwargs: Any) -> timeline.Page:
+        return await self.db.read(lambda conn: timeline.page(conn, **kwargs))
+
+    # --- contacts --------------------------------------------------------------
+    async def get_contact(self, contact_id: int) -> Contact:
+        return await self.db.read(contacts_tx.get_contact, contact_id)
+
+    async def search_contacts(self, query: str | None, *, limit: int = 50, after_id: int | None = None) -> list[Contact]:
+        return await self.db.read(
+            lambda conn: contacts_tx.search_contacts(conn, query, limit=limit, after_id=after_id)
+        )
+
+    async def update_contact(self, contact_id: int, changes: dict[str, Any]) -> Contact:
+        return await self.db.write(contacts_tx.update_contact, contact_id, changes)
+
+    async def merge_contacts(self, source_id: int, target_id: int, *, actor_id: int | None = None) -> Contact:
+        merged = await self.db.write(
+            lambda conn: contacts_tx.merge_contacts(
+                conn, source_id=source_id, target_id=target_id, actor_id=actor_id, reason="merged by an agent"
+            )
+        )
+        await self.bus.publish(ContactsMerged(source_id=source_id, target_id=target_id))
+        return merged
+
+    async def export_contact(self, contact_id: int) -> dict[str, Any]:
+        return await self.db.read(contacts_tx.export_contact, contact_id)
+
+    async def erase_contact(self, contact_id: int) -> dict[str, int]:
+        counts = await self.db.write(contacts_tx.erase_contact, contact_id)
+        await self.bus.publish(ContactErased(contact_id=contact_id))
+        return counts
+
+    # --- audit -----------------------------------------------------------------
+    async def audit(
+        self,
+        user_id: int | None,
+        action: str,
+        *,
+        target_type: str | None = None,
+        target_id: Any = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        await self.db.write(
+            lambda conn: conn.execute(
+                sa.insert(audit_log).values(
+                    user_id=user_id,
+                    action=action,
+                    target_type=target_type,
+                    target_id=None if target_id is None else str(target_id),
+                    details=details or {},
+                    created_at=utcnow(),
+                )
+            )
+        )

@@ -1,0 +1,259 @@
+"""Storage chosen by URL scheme: SQLite (default) or PostgreSQL.
+
+Every query is written once, as a plain function over a SQLAlchemy Core
+``Connection``; a ``Database`` decides where it runs:
+
+- SQLite (``sqlite:///``, ``sqlite+aiosqlite:///``): reads run on a small
+  thread pool; writes go through ONE writer thread (datasette's
+  ``database.py``), which also commits queued writes together ("group
+  commit"; when one of them fails, the batch is replayed one write per
+  transaction so the failure never spoils the others). That is both what
+  SQLite wants (one writer) and several times faster than a thread hop per
+  statement.
+- PostgreSQL (``postgresql+asyncpg://``): an async engine runs the same
+  function with ``run_sync``; one transaction per write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from hub.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Work = Callable[..., T]
+
+
+class Database(Protocol):
+    url: str
+    dialect: str
+
+    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(conn, *args, **kwargs)`` in a read transaction and return its result."""
+
+    async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(conn, *args, **kwargs)`` in a write transaction, committed before this returns."""
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def sync_url(url: str) -> str:
+    """The URL for a synchronous engine (migrations, the SQLite writer)."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite").render_as_string(hide_password=False)
+    return url
+
+
+def sqlite_path(url: str) -> Path | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+class SQLiteDatabase:
+    dialect = "sqlite"
+    GROUP_COMMIT_MAX = 128
+
+    def __init__(self, url: str, *, readers: int = 4) -> None:
+        self.url = url
+        path = sqlite_path(url)
+        if path is None:
+            raise ConfigError("SQLite needs a file path (an in-memory database has no second reader)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        enable_wal(path)
+        self._write_engine = self._engine(sync_url(url), begin="BEGIN IMMEDIATE")
+        self._read_engine = self._engine(sync_url(url), begin="BEGIN")
+        self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="sqlite-read")
+        self._queue: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]] | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
+        self._writer.start()
+        self._closed = False
+
+    @staticmethod
+    def _engine(url: str, *, begin: str) -> sa.Engine:
+        engine = sa.create_engine(url, pool_size=8, max_overflow=8)
+
+        @sa.event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy (not the sqlite3 module) decide when transactions
+            # start, so SAVEPOINTs work (SQLAlchemy's pysqlite recipe).
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            conn.exec_driver_sql(begin)
+
+        return engine
+
+    def _write_loop(self) -> None:
+        conn = self._write_engine.connect()
+        stopping = False
+        try:
+            while not stopping:
+                job = self._queue.get()
+                if job is None:
+                    break
+                batch = [job]
+                while len(batch) < self.GROUP_COMMIT_MAX:
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        stopping = True
+                        break
+                    batch.append(nxt)
+                self._run_batch(conn, batch)
+        finally:
+            conn.close()
+
+    def _run_batch(self, conn: Connection, batch: list[Any]) -> None:
+        """Run queued writes in ONE transaction (one commit for all of them).
+
+        Optimistic: if any write raises, the whole transaction is rolled back
+        and every write of the batch runs again in a transaction of its own,
+        so one failing write never spoils the others (cheaper than a
+        SAVEPOINT per write, and failures are rare)."""
+        live = [job for job in batch if not job[2].cancelled()]
+        if not live:
+            return
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        if len(live) > 1:
+            try:
+                with conn.begin():
+                    outcomes = [(future, fn(conn, *args), None) for fn, args, future in live]
+            except Exception:  # noqa: BLE001 - retried one by one below
+                outcomes = []
+        if not outcomes:
+            for fn, args, future in live:
+                try:
+                    with conn.begin():
+                        result = fn(conn, *args)
+                except BaseException as err:  # handed to the awaiting coroutine
+                    outcomes.append((future, None, err))
+                else:
+                    outcomes.append((future, result, None))
+        for future, result, error in outcomes:
+            future.get_loop().call_soon_threadsafe(_resolve, future, result, error)
+
+    async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if kwargs:
+            fn = functools.partial(fn, **kwargs)
+        if self._closed:
+            raise RuntimeError("database is closed")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put((fn, args, future))
+        return await future
+
+    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if kwargs:
+            fn = functools.partial(fn, **kwargs)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._read, fn, args)
+
+    def _read(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        with self._read_engine.connect() as conn, conn.begin():
+            return fn(conn, *args)
+
+    async def ping(self) -> None:
+        await self.read(lambda conn: conn.execute(sa.text("SELECT 1")).scalar_one())
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+        self._readers.shutdown(wait=True)
+        self._write_engine.dispose()
+        self._read_engine.dispose()
+
+
+def enable_wal(path: Path) -> None:
+    """WAL is a property of the file: switch once, before any pool connects
+    (the switch itself is not retried by SQLite's busy handler)."""
+    import sqlite3
+
+    conn = sqlite3.connect(path, timeout=10)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+    finally:
+        conn.close()
+
+
+def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class PostgresDatabase:
+    dialect = "postgresql"
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        self._engine: AsyncEngine = create_async_engine(
+            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        )
+
+    async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        async with self._engine.begin() as conn:
+            return await conn.run_sync(fn, *args, **kwargs)
+
+    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        async with self._engine.connect() as conn:
+            return await conn.run_sync(fn, *args, **kwargs)
+
+    async def ping(self) -> None:
+        async with self._engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+
+def open_database(url: str) -> Database:
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        return SQLiteDatabase(url)
+    if backend == "postgresql":
+        if make_url(url).get_driver_name() != "asyncpg":
+            raise ConfigError("PostgreSQL URLs must use the asyncpg driver: postgresql+asyncpg://...")
+        return PostgresDatabase(url)
+    raise ConfigError(f"unsupported database URL scheme {backend!r} (use sqlite or postgresql)")
+
+
+def insert_ignore(conn: Connection, table: sa.Table) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING`` for the connection's dialect."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)

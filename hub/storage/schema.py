@@ -1,0 +1,338 @@
+"""Tables, in SQLAlchemy Core. Alembic migrations in ``migrations/`` create them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.types import TypeDecorator
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("email", sa.String(320), nullable=False, unique=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("slack_user_id", sa.String(64), unique=True),
+    sa.Column("extra", JSON, nullable=False, default=dict),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("user_id", BigId, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("last_used_at", UTCDateTime),
+    sa.Column("revoked_at", UTCDateTime),
+)
+
+contacts = sa.Table(
+    "contacts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("name", sa.String(200)),
+    sa.Column("attributes", JSON, nullable=False, default=dict),
+    sa.Column("tags", JSON, nullable=False, default=list),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+identities = sa.Table(
+    "identities",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column(
+        "contact_id", BigId, sa.ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False
+    ),
+    # Address kinds: "email", "phone" (E.164), or a channel-local id such as
+    # a chat visitor id ("webchat") or a Slack user ("slack").
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("address", sa.String(320), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("channel", "address", name="uq_identities_channel_address"),
+    sa.Index("ix_identities_contact", "contact_id"),
+)
+
+conversations = sa.Table(
+    "conversations",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column(
+        "contact_id", BigId, sa.ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("identity_id", BigId, sa.ForeignKey("identities.id", ondelete="SET NULL")),
+    sa.Column("thread_key", sa.String(500)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("priority", sa.String(16), nullable=False),
+    sa.Column("handler", sa.String(16), nullable=False),
+    sa.Column("assignee_id", BigId, sa.ForeignKey("users.id", ondelete="SET NULL")),
+    sa.Column("subject", sa.String(500)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("last_message_at", UTCDateTime),
+    sa.Column("resolved_at", UTCDateTime),
+    sa.Index("ix_conversations_contact", "contact_id", "id"),
+    sa.Index("ix_conversations_identity", "identity_id", "id"),
+    sa.Index("ix_conversations_status", "status", "priority", "id"),
+    sa.Index("ix_conversations_assignee", "assignee_id", "status"),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column(
+        "conversation_id",
+        BigId,
+        sa.ForeignKey("conversations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    # Denormalised so the contact timeline is one index range scan.
+    sa.Column(
+        "contact_id", BigId, sa.ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("direction", sa.String(16), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("author_kind", sa.String(16), nullable=False),
+    sa.Column("author_id", BigId, sa.ForeignKey("users.id", ondelete="SET NULL")),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("attachments", JSON, nullable=False, default=list),
+    sa.Column("external_id", sa.String(500)),
+    sa.Column("delivery_status", sa.String(16), nullable=False),
+    sa.Column("meta", JSON, nullable=False, default=dict),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("channel", "external_id", name="uq_messages_channel_external_id"),
+    sa.Index("ix_messages_conversation", "conversation_id", "id"),
+    sa.Index("ix_messages_contact", "contact_id", "id"),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column(
+        "message_id", BigId, sa.ForeignKey("messages.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("conversation_id", BigId, nullable=False),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("idempotency_key", sa.String(100), nullable=False, unique=True),
+    sa.Column("payload", JSON, nullable=False),
+    # pending -> sending -> delivered | dead (pending again after a retryable failure)
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("lease_until", UTCDateTime),
+    sa.Column("last_error", sa.Text),
+    sa.Column("provider_id", sa.String(200)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_outbox_due", "status", "next_attempt_at"),
+    sa.Index("ix_outbox_message", "message_id"),
+    sa.Index("ix_outbox_conversation", "conversation_id", "status"),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("user_id", BigId, sa.ForeignKey("users.id", ondelete="SET NULL")),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target_type", sa.String(32)),
+    sa.Column("target_id", sa.String(64)),
+    # Never personal data: erasure must leave nothing of the contact here.
+    sa.Column("details", JSON, nullable=False, default=dict),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_audit_log_created", "created_at"),
+)
+
+kb_votes = sa.Table(
+    "kb_votes",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("collection", sa.String(100), nullable=False),
+    sa.Column("article_id", sa.String(100), nullable=False),
+    sa.Column("voter_key", sa.String(64), nullable=False),
+    sa.Column("helpful", sa.Boolean, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint(
+        "collection", "article_id", "voter_key", name="uq_kb_votes_collection_article_voter"
+    ),
+)
+
+# --- tickets, agents and the Slack desk (issue #6) ----------------------------
+
+agent_profiles = sa.Table(
+    "agent_profiles",
+    metadata,
+    sa.Column("user_id", BigId, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("team", sa.String(64), nullable=False),
+    sa.Column("skills", JSON, nullable=False, default=list),
+    sa.Column("capacity", sa.Integer, nullable=False),
+    sa.Column("senior", sa.Boolean, nullable=False, default=False),
+    sa.Column("on_duty", sa.Boolean, nullable=False, default=False),
+    # Open tickets assigned to the agent; kept in the same transactions that
+    # assign, unassign and resolve tickets (and recounted at start-up).
+    sa.Column("open_tickets", sa.Integer, nullable=False, default=0),
+    # Monotonic round-robin stamp: among equally loaded agents the one served
+    # longest ago gets the next ticket.
+    sa.Column("last_assigned_seq", sa.BigInteger, nullable=False, default=0),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_agent_profiles_team_duty", "team", "on_duty"),
+)
+
+tickets = sa.Table(
+    "tickets",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column(
+        "conversation_id", BigId, sa.ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("contact_id", BigId, sa.ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    # Equals conversation_id while the ticket is open, NULL once resolved: the
+    # unique constraint allows one open ticket per conversation, on every backend.
+    sa.Column("open_conversation_id", BigId, unique=True),
+    sa.Column("status", sa.String(16), nullable=False),  # open | resolved
+    # Mirrors conversations.priority/assignee_id (the conversation is the source
+    # of truth; these copies keep the queue and the SLA scan on one table).
+    sa.Column("priority", sa.String(16), nullable=False),
+    sa.Column("assignee_id", BigId, sa.ForeignKey("users.id", ondelete="SET NULL")),
+    sa.Column("team", sa.String(64), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("summary", sa.Text, nullable=False, default=""),
+    sa.Column("kb_hits", JSON, nullable=False, default=list),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("resolved_at", UTCDateTime),
+    sa.Column("first_response_at", UTCDateTime),
+    sa.Column("first_response_due", UTCDateTime),
+    sa.Column("resolution_due", UTCDateTime),
+    sa.Column("sla_paused_at", UTCDateTime),
+    sa.Column("sla_paused_seconds", sa.Float, nullable=False, default=0.0),
+    sa.Column("first_response_breached_at", UTCDateTime),
+    sa.Column("resolution_breached_at", UTCDateTime),
+    sa.Column("escalations", sa.Integer, nullable=False, default=0),
+    sa.Column("snoozed_until", UTCDateTime),
+    sa.Column("slack_channel", sa.String(64)),
+    sa.Column("slack_ts", sa.String(32)),
+    sa.Index("ix_tickets_status", "status", "assignee_id"),
+    sa.Index("ix_tickets_conversation", "conversation_id", "id"),
+    sa.Index("ix_tickets_slack", "slack_channel", "slack_ts"),
+)
+
+routing_rules = sa.Table(
+    "routing_rules",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    # keyword: params {"words": [...]}; attribute: {"key": "tier", "values": [...]};
+    # repeat: {"hours": 24, "count": 3}
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("params", JSON, nullable=False),
+    sa.Column("priority", sa.String(16), nullable=False),
+    sa.Column("team", sa.String(64)),
+    # keyword rules only: also hand off a conversation the bot is handling
+    sa.Column("handoff", sa.Boolean, nullable=False, default=True),
+    sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+slack_jobs = sa.Table(
+    "slack_jobs",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    # post_ticket | update_ticket | thread | notify
+    sa.Column("kind", sa.String(16), nullable=False),
+    # Jobs of one ticket run in order (a thread reply needs the posted parent).
+    sa.Column("ticket_id", BigId),
+    # "thread:{message_id}", "post:{ticket_id}"...: with a bus that fans events
+    # out to every hub instance, each instance enqueues; the first one wins.
+    sa.Column("dedup_key", sa.String(100), unique=True),
+    sa.Column("payload", JSON, nullable=False),
+    # pending -> sending -> done | dead (pending again after a retryable failure)
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("lease_until", UTCDateTime),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_slack_jobs_due", "status", "next_attempt_at"),
+    sa.Index("ix_slack_jobs_ticket", "ticket_id", "status"),
+)
+
+slack_events = sa.Table(
+    "slack_events",
+    metadata,
+    # Slack's event_id (or a trigger id for interactions): handled once.
+    sa.Column("event_id", sa.String(100), primary_key=True),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Index("ix_slack_events_received", "received_at"),
+)
+
+# Customer messages waiting for the bot, written in the ingest transaction so
+# a crash between receiving and answering never loses one; also "resume"
+# jobs that un-pause Rasa after an agent resolves a handed-off conversation.
+bot_jobs = sa.Table(
+    "bot_jobs",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column(
+        "conversation_id", BigId, sa.ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("message_id", BigId, sa.ForeignKey("messages.id", ondelete="CASCADE"), unique=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # message | resume
+    sa.Column("status", sa.String(16), nullable=False),  # pending | running | done
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("lease_until", UTCDateTime),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_bot_jobs_due", "status", "next_attempt_at"),
+    sa.Index("ix_bot_jobs_conversation", "conversation_id", "status"),
+)
