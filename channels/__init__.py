@@ -1,0 +1,1 @@
+"""Channel adapters: they verify and parse what arrives, and send what leaves."""

@@ -1,0 +1,206 @@
+"""The channel interface (after Rasa's InputChannel/OutputChannel).
+
+A channel only translates. It verifies and parses what arrives and sends what
+leaves; it never touches storage or the bus. The hub hands every channel a
+``ChannelHost`` (``bind``) through which parsed messages enter the shared
+ingest path, and calls ``send`` from the durable outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
+
+from aiohttp import web
+
+from hub.errors import ConfigError, HubError, InvalidInput
+from hub.events import utcnow
+
+if TYPE_CHECKING:
+    from hub.config import Settings
+    from hub.models import Conversation, Message
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """One customer message as a channel parsed it.
+
+    ``external_id`` is the provider's id (Twilio MessageSid, Message-ID,
+    client-generated chat id): a retried delivery carries the same one and is
+    stored once. ``sender`` is the channel address before normalisation.
+    """
+
+    channel: str
+    sender: str
+    text: str
+    external_id: str | None = None
+    sender_name: str | None = None
+    thread_key: str | None = None
+    subject: str | None = None
+    attachments: tuple[dict[str, Any], ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+    # Other addresses of the same person that the channel vouches for
+    # (e.g. {"email": "a@b.c"} from signed identity verification). Verified
+    # hints link or merge contacts; unverified ones are kept as attributes.
+    contact_hints: dict[str, str] = field(default_factory=dict)
+    hints_verified: bool = False
+    received_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """One message to deliver; ``idempotency_key`` is stable across retries."""
+
+    message_id: int
+    conversation_id: int
+    channel: str
+    to: str
+    text: str
+    idempotency_key: str
+    subject: str | None = None
+    thread_key: str | None = None
+    attachments: tuple[dict[str, Any], ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    provider_id: str | None = None
+    delivered: bool = False  # True when the channel knows the customer has it
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What the hub stored; ``message.contact_id`` names the resolved contact."""
+
+    message: "Message"
+    conversation: "Conversation"
+    duplicate: bool
+
+
+class ChannelHost(Protocol):
+    """What the hub offers a channel. Implemented by ``hub.service.HubService``."""
+
+    async def ingest(self, inbound: InboundMessage) -> IngestResult:
+        """Store ``inbound`` (deduplicated on ``(channel, external_id)``) and publish it."""
+
+    async def conversation_for(self, channel: str, address: str) -> "Conversation | None":
+        """The latest conversation of that channel address, if any."""
+
+    async def history(
+        self, conversation_id: int, *, after_id: int | None = None, limit: int = 50
+    ) -> "list[Message]":
+        """Customer-visible messages of one conversation (no notes), oldest first."""
+
+
+class Channel(ABC):
+    """Base of every channel adapter.
+
+    Contract:
+    - ``from_settings`` raises ``ConfigError`` naming every missing key.
+    - ``verify`` MUST run on the raw body before anything is parsed, compare
+      in constant time, and raise ``InvalidSignature`` (never another error)
+      when the request is not authentic.
+    - ``parse`` is pure: it raises ``InvalidInput`` with a reason for
+      malformed payloads and returns one ``InboundMessage`` per message.
+    - ``send`` raises ``ChannelSendError(retryable=...)``; it may be called
+      again with the same ``idempotency_key`` after a crash.
+    """
+
+    name: ClassVar[str]
+    max_text_len: ClassVar[int | None] = None
+    supports_attachments: ClassVar[bool] = False
+    required_settings: ClassVar[Sequence[str]] = ()
+    # What kind of address a sender is: "email", "phone" (E.164) or, by
+    # default, an id local to this channel (its name).
+    identity_kind: ClassVar[str | None] = None
+
+    def __init__(self, settings: "Settings") -> None:
+        self.settings = settings
+        self._host: ChannelHost | None = None
+
+    @classmethod
+    def from_settings(cls, settings: "Settings") -> Self:
+        missing = [key for key in cls.required_settings if not getattr(settings, key, None)]
+        if missing:
+            names = ", ".join(f"HUB_{key.upper()}" for key in missing)
+            raise ConfigError(f"channel {cls.name!r} needs {names}")
+        return cls(settings)
+
+    def bind(self, host: ChannelHost) -> None:
+        self._host = host
+
+    @property
+    def host(self) -> ChannelHost:
+        if self._host is None:
+            raise RuntimeError(f"channel {self.name!r} is not bound to a hub")
+        return self._host
+
+    @property
+    def address_kind(self) -> str:
+        return self.identity_kind or self.name
+
+    @property
+    def webhook_path(self) -> str:
+        return f"/channels/{self.name}/webhook"
+
+    def routes(self) -> list[web.RouteDef]:
+        """HTTP routes of this channel; by default one signed webhook."""
+        return [web.post(self.webhook_path, self.handle_webhook)]
+
+    async def handle_webhook(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        await self.verify(request, body)
+        inbound = self.parse(request, body)
+        results = [await self.host.ingest(message) for message in inbound]
+        return self.webhook_response(request, results)
+
+    def webhook_response(
+        self, request: web.Request, results: list[IngestResult]
+    ) -> web.StreamResponse:
+        return web.json_response(
+            {
+                "received": [
+                    {"message_id": r.message.id, "duplicate": r.duplicate} for r in results
+                ]
+            }
+        )
+
+    @abstractmethod
+    async def verify(self, request: web.Request, body: bytes) -> None: ...
+
+    @abstractmethod
+    def parse(self, request: web.Request, body: bytes) -> list[InboundMessage]: ...
+
+    @abstractmethod
+    async def send(self, message: OutboundMessage) -> SendResult: ...
+
+    async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
+        """Cleanup context: open clients/servers/sockets, ``yield``, close them."""
+        yield
+
+    def check_text(self, text: str) -> str:
+        if not text or not text.strip():
+            raise InvalidInput("message text is empty")
+        if self.max_text_len is not None and len(text) > self.max_text_len:
+            raise InvalidInput(
+                f"message text is {len(text)} characters; {self.name} allows {self.max_text_len}"
+            )
+        return text
+
+
+__all__ = [
+    "Channel",
+    "ChannelHost",
+    "HubError",
+    "IngestResult",
+    "InboundMessage",
+    "OutboundMessage",
+    "SendResult",
+]
