@@ -1,0 +1,218 @@
+"""Split an article into chunks by heading and paragraph, with stable ids.
+
+A section runs from one heading of level <= ``split_level`` (h1-h3 by
+default) to the next; the text before the first heading is the article's
+intro (empty anchor). A section longer than ``max_chars`` is packed into
+several chunks at block (paragraph, list, table, code) boundaries, and a
+single over-long block at sentence boundaries.
+
+Chunk id: ``{article_id}/{anchor or "~intro"}/{n}`` - it depends only on the
+article id, the heading's anchor and the piece number, so editing one
+section leaves the other chunks' ids and hashes alone. The hash covers the
+text that is embedded, so an unchanged hash means the vector can be kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from markdown_it.token import Token
+
+from knowledge_base.models import Article
+from knowledge_base.rendering import inline_text, parse
+
+# Bump when chunk boundaries or embedded text change, so every article is re-indexed.
+CHUNKER_VERSION = "1"
+DEFAULT_MAX_CHARS = 900
+INTRO_KEY = "~intro"
+HEADING_SEPARATOR = " > "
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    id: str
+    article_id: str
+    title: str
+    heading: str
+    heading_path: tuple[str, ...]
+    anchor: str
+    position: int
+    text: str
+
+    @property
+    def embed_text(self) -> str:
+        return compose_embed_text(self.title, self.heading_path, self.text)
+
+    def digest(self, embedder_name: str) -> str:
+        return hashlib.sha256(f"{embedder_name}\n{self.embed_text}".encode()).hexdigest()
+
+
+def compose_embed_text(title: str, heading_path: tuple[str, ...], text: str) -> str:
+    """What the embedder and BM25 see: the title and heading trail give the text context."""
+    trail = HEADING_SEPARATOR.join(part for part in heading_path if part)
+    head = f"{title}. {trail}." if trail else f"{title}."
+    return f"{head}\n{text}"
+
+
+@dataclass(slots=True)
+class _Section:
+    heading: str
+    anchor: str
+    path: tuple[str, ...]
+    blocks: list[str] = field(default_factory=list)
+
+
+def chunk_article(article: Article, *, max_chars: int = DEFAULT_MAX_CHARS, split_level: int = 3) -> list[Chunk]:
+    """The chunks of one article, in reading order."""
+    sections = _sections(article.body_markdown, split_level=split_level)
+    chunks: list[Chunk] = []
+    position = 0
+    for section in sections:
+        for piece_number, text in enumerate(_pack(section.blocks, max_chars)):
+            key = section.anchor or INTRO_KEY
+            chunks.append(
+                Chunk(
+                    id=f"{article.id}/{key}/{piece_number}",
+                    article_id=article.id,
+                    title=article.title,
+                    heading=section.heading or article.title,
+                    heading_path=section.path,
+                    anchor=section.anchor,
+                    position=position,
+                    text=text,
+                )
+            )
+            position += 1
+    if not chunks:
+        # An article with a title only is still findable by its title.
+        chunks.append(
+            Chunk(
+                id=f"{article.id}/{INTRO_KEY}/0",
+                article_id=article.id,
+                title=article.title,
+                heading=article.title,
+                heading_path=(),
+                anchor="",
+                position=0,
+                text=article.title,
+            )
+        )
+    return chunks
+
+
+def _sections(markdown: str, *, split_level: int) -> list[_Section]:
+    sections = [_Section(heading="", anchor="", path=())]
+    trail: dict[int, str] = {}
+    for kind, level, text, anchor in _events(parse(markdown)):
+        if kind == "heading" and level <= split_level:
+            trail = {lvl: name for lvl, name in trail.items() if lvl < level}
+            trail[level] = text
+            path = tuple(trail[lvl] for lvl in sorted(trail))
+            sections.append(_Section(heading=text, anchor=anchor, path=path))
+        elif text:
+            sections[-1].blocks.append(text)
+    return [section for section in sections if section.blocks]
+
+
+def _events(tokens: list[Token]) -> Iterator[tuple[str, int, str, str]]:
+    """(kind, heading level, plain text, anchor) for each top-level block."""
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        if token.type == "heading_open" and token.level == 0:
+            yield "heading", int(token.tag[1:]), inline_text(tokens[index + 1]), str(token.attrGet("id") or "")
+            index += 3
+            continue
+        if token.nesting == 1:
+            end = _block_end(tokens, index)
+            yield "block", 0, _block_text(tokens[index : end + 1]), ""
+            index = end + 1
+            continue
+        if token.type in ("fence", "code_block"):
+            yield "block", 0, token.content.strip("\n"), ""
+        index += 1
+
+
+def _block_end(tokens: list[Token], start: int) -> int:
+    depth = 0
+    for index in range(start, len(tokens)):
+        depth += tokens[index].nesting
+        if depth == 0:
+            return index
+    return len(tokens) - 1
+
+
+def _block_text(tokens: list[Token]) -> str:
+    """Plain text of a paragraph, list, table, quote: one line per item or row."""
+    lines: list[str] = []
+    row: list[str] = []
+    list_depth = 0
+    item_start = False
+    for token in tokens:
+        if token.type in ("bullet_list_open", "ordered_list_open"):
+            list_depth += 1
+        elif token.type in ("bullet_list_close", "ordered_list_close"):
+            list_depth -= 1
+        elif token.type == "list_item_open":
+            item_start = True
+        elif token.type == "tr_open":
+            row = []
+        elif token.type == "tr_close":
+            lines.append(" | ".join(row))
+        elif token.type in ("fence", "code_block"):
+            lines.append(token.content.strip("\n"))
+        elif token.type == "inline":
+            text = inline_text(token)
+            if token.level and tokens[0].type == "table_open":
+                row.append(text)
+            elif item_start:
+                lines.append("  " * (list_depth - 1) + "- " + text)
+                item_start = False
+            elif text:
+                lines.append(text)
+    return "\n".join(line for line in lines if line.strip())
+
+
+def _pack(blocks: list[str], max_chars: int) -> list[str]:
+    """Greedily join blocks into pieces of at most ``max_chars``."""
+    pieces: list[str] = []
+    current: list[str] = []
+    size = 0
+    for block in blocks:
+        for part in _split_long(block, max_chars):
+            if current and size + len(part) + 1 > max_chars:
+                pieces.append("\n".join(current))
+                current, size = [], 0
+            current.append(part)
+            size += len(part) + 1
+    if current:
+        pieces.append("\n".join(current))
+    return pieces
+
+
+def _split_long(block: str, max_chars: int) -> list[str]:
+    if len(block) <= max_chars:
+        return [block]
+    parts: list[str] = []
+    current = ""
+    for sentence in _SENTENCE_END.split(block):
+        while len(sentence) > max_chars:
+            cut = sentence.rfind(" ", 0, max_chars)
+            cut = cut if cut > max_chars // 2 else max_chars
+            head, sentence = sentence[:cut].rstrip(), sentence[cut:].lstrip()
+            if current:
+                parts.append(current)
+                current = ""
+            parts.append(head)
+        if current and len(current) + len(sentence) + 1 > max_chars:
+            parts.append(current)
+            current = sentence
+        else:
+            current = f"{current} {sentence}" if current else sentence
+    if current:
+        parts.append(current)
+    return parts

