@@ -1,0 +1,57 @@
+"""The hub's knowledge-base search API, as the action server sees it.
+
+``GET {HUB_URL}/api/v1/kb/search?q=<text>&k=3&collection=<name>`` answers
+``{"query": str, "confidence": float 0..1, "hits": [{"article_id", "title",
+"heading", "anchor", "text", "score", "url"}]}`` with hits best first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from bot.actions.settings import ActionSettings
+
+SEARCH_PATH = "/api/v1/kb/search"
+DEFAULT_COLLECTION = "default"
+TOP_K = 3
+
+
+class KnowledgeBaseUnavailable(Exception):
+    """The search API could not be reached or gave no usable answer."""
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    query: str
+    confidence: float
+    hits: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def search(
+    settings: ActionSettings, query: str, *, collection: str = DEFAULT_COLLECTION, k: int = TOP_K
+) -> SearchResult:
+    """One search; raises KnowledgeBaseUnavailable on any transport, HTTP or format error."""
+    headers = {"Accept": "application/json"}
+    if settings.api_token:
+        headers["Authorization"] = f"Bearer {settings.api_token}"
+    params = {"q": query, "k": str(k), "collection": collection}
+    timeout = aiohttp.ClientTimeout(total=settings.kb_timeout)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
+            async with session.get(settings.hub_url + SEARCH_PATH, params=params) as response:
+                if response.status != 200:
+                    body = (await response.text())[:200]
+                    raise KnowledgeBaseUnavailable(f"search answered {response.status}: {body}")
+                payload = await response.json(content_type=None)
+    except (aiohttp.ClientError, asyncio.TimeoutError, json.JSONDecodeError) as err:
+        raise KnowledgeBaseUnavailable(f"search failed: {err!r}") from err
+    try:
+        hits = [dict(hit) for hit in payload.get("hits") or []]
+        return SearchResult(query=str(payload.get("query", query)), confidence=float(payload["confidence"]), hits=hits)
+    except (AttributeError, KeyError, TypeError, ValueError) as err:
+        raise KnowledgeBaseUnavailable(f"unexpected search answer: {str(payload)[:200]}") from err

@@ -1,0 +1,44 @@
+"""The action server's settings, from environment variables.
+
+- ``HUB_URL`` (default ``http://127.0.0.1:8080``): where the hub's API is.
+- ``HUB_PUBLIC_URL`` (default: ``HUB_URL``): prefix of the "Read more" links
+  customers see.
+- ``HUB_BOT_CONFIDENCE_THRESHOLD`` (default 0.5): the search confidence at
+  or above which the bot answers on its own.
+- ``HUB_BOT_KB_TIMEOUT`` (seconds, default 5): one search request's limit.
+- ``HUB_BOT_API_TOKEN`` (optional): sent as ``Authorization: Bearer`` when
+  the hub's search API requires a token.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+DEFAULT_HUB_URL = "http://127.0.0.1:8080"
+DEFAULT_CONFIDENCE_THRESHOLD = 0.5
+DEFAULT_KB_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class ActionSettings:
+    hub_url: str = DEFAULT_HUB_URL
+    public_url: str = DEFAULT_HUB_URL
+    confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD
+    kb_timeout: float = DEFAULT_KB_TIMEOUT
+    api_token: str | None = None
+
+    @classmethod
+    def from_env(cls) -> ActionSettings:
+        # Read on every call rather than at import, so tests and operators can
+        # change them without restarting the action server's import.
+        hub_url = os.environ.get("HUB_URL", DEFAULT_HUB_URL).rstrip("/")
+        return cls(
+            hub_url=hub_url,
+            public_url=os.environ.get("HUB_PUBLIC_URL", hub_url).rstrip("/"),
+            confidence_threshold=float(
+                os.environ.get("HUB_BOT_CONFIDENCE_THRESHOLD", DEFAULT_CONFIDENCE_THRESHOLD)
+            ),
+            kb_timeout=float(os.environ.get("HUB_BOT_KB_TIMEOUT", DEFAULT_KB_TIMEOUT)),
+            api_token=os.environ.get("HUB_BOT_API_TOKEN") or None,
+        )

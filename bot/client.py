@@ -1,0 +1,104 @@
+"""The hub's Rasa client: Rasa's REST channel plus the tracker-events API.
+
+    POST {rasa}/webhooks/rest/webhook  {"sender", "message", "metadata"}
+        -> [{"recipient_id", "text"} | {"recipient_id", "custom": {...}}, ...]
+    POST {rasa}/conversations/{sender}/tracker/events?token=...
+        [{"event": "resume"}, {"event": "action", "name": "action_listen"}]
+
+Timeouts and transport errors raise ``Unavailable``; the caller decides how
+to fall back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from hub.errors import Unavailable
+
+
+@dataclass(frozen=True, slots=True)
+class BotTurn:
+    """What Rasa answered to one customer message."""
+
+    texts: list[str] = field(default_factory=list)
+    custom: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def handoff(self) -> dict[str, Any] | None:
+        return next((c for c in self.custom if c.get("handoff")), None)
+
+    @property
+    def kb(self) -> dict[str, Any] | None:
+        return next((c for c in self.custom if "kb_hits" in c), None)
+
+
+class RasaClient:
+    def __init__(self, base_url: str, *, token: str | None = None, timeout: float = 5.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> RasaClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self.timeout)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def _params(self) -> dict[str, str]:
+        return {"token": self.token} if self.token else {}
+
+    async def send(self, sender: str, text: str, metadata: dict[str, Any] | None = None) -> BotTurn:
+        payload = {"sender": sender, "message": text, "metadata": metadata or {}}
+        body = await self._post("/webhooks/rest/webhook", payload)
+        if not isinstance(body, list):
+            raise Unavailable(f"Rasa answered {type(body).__name__}, expected a list")
+        turn = BotTurn()
+        for item in body:
+            if not isinstance(item, dict):
+                continue
+            if isinstance(item.get("text"), str) and item["text"].strip():
+                turn.texts.append(item["text"])
+            if isinstance(item.get("custom"), dict):
+                turn.custom.append(item["custom"])
+        return turn
+
+    async def resume(self, sender: str) -> None:
+        """Un-pause a conversation that an action handed to humans."""
+        events = [{"event": "resume"}, {"event": "action", "name": "action_listen"}]
+        await self._post(f"/conversations/{quote(sender, safe='')}/tracker/events", events, params=self._params())
+
+    async def ready(self) -> bool:
+        try:
+            async with self.session.get(f"{self.base_url}/status", params=self._params()) as response:
+                return response.status == 200
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return False
+
+    async def _post(self, path: str, payload: Any, params: dict[str, str] | None = None) -> Any:
+        url = f"{self.base_url}{path}"
+        try:
+            async with self.session.post(url, json=payload, params=params or {}) as response:
+                if response.status >= 400:
+                    detail = (await response.text())[:300]
+                    raise Unavailable(f"Rasa answered HTTP {response.status} on {path}: {detail}")
+                return await response.json(content_type=None)
+        except asyncio.TimeoutError as err:
+            raise Unavailable(f"Rasa did not answer {path} within {self.timeout.total} s") from err
+        except aiohttp.ClientError as err:
+            raise Unavailable(f"Rasa is unreachable ({type(err).__name__}: {err})") from err

@@ -1,0 +1,56 @@
+"""A fake bot for tests, demos and benchmarks: it answers "Echo: <message>".
+
+It listens for ``MessageReceived`` on the bus and replies through the hub's
+service, like the real bot client does, so the reply takes the real path:
+stored, queued in the outbox, delivered by the conversation's channel.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Collection
+
+from aiohttp import web
+
+from hub import keys
+from hub.events import MessageReceived
+from hub.models import AuthorKind
+
+log = logging.getLogger(__name__)
+
+PREFIX = "Echo: "
+
+
+class EchoBot:
+    def __init__(self, service: "object", *, channels: Collection[str] | None = None) -> None:
+        self.service = service
+        self.channels = set(channels) if channels is not None else None
+        self.replied = 0
+
+    async def on_message(self, event: MessageReceived) -> None:
+        if self.channels is not None and event.channel not in self.channels:
+            return
+        await self.service.reply(  # type: ignore[attr-defined]
+            event.conversation_id,
+            f"{PREFIX}{event.body}",
+            author_kind=AuthorKind.BOT,
+            # One reply per inbound message, even if the event is delivered twice.
+            idempotency_key=f"echo:{event.message_id}",
+            meta={"author_kind": AuthorKind.BOT.value},
+        )
+        self.replied += 1
+
+
+def install_echo_bot(app: web.Application, *, channels: Collection[str] | None = None) -> None:
+    """Subscribe an ``EchoBot`` while the app runs (call before the app starts)."""
+
+    async def echo_bot_ctx(app: web.Application) -> AsyncIterator[None]:
+        bot = EchoBot(app[keys.SERVICE], channels=channels)
+        app[keys.EXTRAS]["echo_bot"] = bot
+        unsubscribe = app[keys.BUS].subscribe(MessageReceived, bot.on_message)
+        try:
+            yield
+        finally:
+            unsubscribe()
+
+    app.cleanup_ctx.append(echo_bot_ctx)
