@@ -1,0 +1,426 @@
+"""Knowledge-base search: accuracy, latency against the raw floor, ingest throughput.
+
+    .venv/bin/python bench/kb_search.py [--quick] [--large-chunks N] [--rounds N]
+
+Measurements, one function each:
+
+- ``measure_accuracy``: hit@1 / hit@3 over bench/data/kb_questions.yml (the
+  labelled customer questions) against the sample knowledge base, and the
+  confidence of right, wrong and unanswerable questions.
+- ``measure_latency``: p50/p99 of the raw floor (``raw_floor``:
+  ``model.encode(query)`` plus one ``collection.query`` on the same Chroma
+  collection) against any async search, interleaved query by query;
+  ``measure_kb_search_latency`` runs it for ``KnowledgeBase.search`` and
+  ``measure_http_latency`` for the hub's ``GET /api/v1/kb/search`` (the hub
+  app in this process, serving the same knowledge base).
+- ``measure_ingest``: chunks per second for ``KnowledgeBase.ingest_dir`` of a
+  generated knowledge base (10,000 chunks; 200 with ``--quick``), with the
+  real model, then the latency measurement again over it.
+
+Prints the figures, and as its last line one JSON object with all of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import yaml  # noqa: E402
+
+from knowledge_base import SAMPLE_DIR, KnowledgeBase, SentenceTransformerEmbedder  # noqa: E402
+from knowledge_base.chunking import chunk_article  # noqa: E402
+
+QUESTIONS_FILE = ROOT / "bench" / "data" / "kb_questions.yml"
+THRESHOLD_CANDIDATES = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    expected: str | None
+
+
+def load_questions(path: Path = QUESTIONS_FILE) -> list[Question]:
+    data = yaml.safe_load(path.read_text())
+    return [Question(text=item["q"], expected=item.get("expected")) for item in data["questions"]]
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = (len(ordered) - 1) * pct / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+async def measure_accuracy(kb: KnowledgeBase, questions: Sequence[Question], collection: str) -> dict[str, Any]:
+    answerable = [q for q in questions if q.expected]
+    hit1 = hit3 = 0
+    misses: list[dict[str, Any]] = []
+    right: list[float] = []
+    wrong: list[float] = []
+    unanswerable: list[float] = []
+    for question in questions:
+        result = await kb.search(question.text, k=5, collection=collection)
+        ids = [hit.article_id for hit in result.hits]
+        if question.expected is None:
+            unanswerable.append(result.confidence)
+            continue
+        if ids[:1] == [question.expected]:
+            hit1 += 1
+            right.append(result.confidence)
+        else:
+            wrong.append(result.confidence)
+        if question.expected in ids[:3]:
+            hit3 += 1
+        else:
+            misses.append({"q": question.text, "expected": question.expected, "got": ids[:3]})
+    thresholds = {}
+    for threshold in THRESHOLD_CANDIDATES:
+        thresholds[str(threshold)] = {
+            # answered (confidence >= t) and right / answerable questions
+            "answered_right": round(sum(c >= threshold for c in right) / max(1, len(answerable)), 3),
+            # answered but wrong, among answerable questions
+            "answered_wrong": round(sum(c >= threshold for c in wrong) / max(1, len(answerable)), 3),
+            # answered although the knowledge base has no answer
+            "answered_unanswerable": round(sum(c >= threshold for c in unanswerable) / max(1, len(unanswerable)), 3),
+        }
+    return {
+        "questions": len(answerable),
+        "unanswerable_questions": len(unanswerable),
+        "hit_at_1": round(hit1 / len(answerable), 4),
+        "hit_at_3": round(hit3 / len(answerable), 4),
+        "misses_at_3": misses,
+        "confidence": {
+            "right_median": round(statistics.median(right), 3) if right else None,
+            "wrong_median": round(statistics.median(wrong), 3) if wrong else None,
+            "unanswerable_median": round(statistics.median(unanswerable), 3) if unanswerable else None,
+            "unanswerable_max": round(max(unanswerable), 3) if unanswerable else None,
+            "thresholds": thresholds,
+        },
+    }
+
+
+def raw_floor(
+    kb: KnowledgeBase, embedder: SentenceTransformerEmbedder, collection: str, *, k: int = 5
+) -> Callable[[str], None]:
+    """The least any search must do: encode the query, one Chroma query, inline."""
+    handle = kb.store.handle(collection)
+    assert handle is not None, f"collection {collection!r} is empty"
+
+    def floor(query: str) -> None:
+        vector = embedder.embed_query(query)
+        handle.query(query_embeddings=vector.reshape(1, -1), n_results=k)
+
+    return floor
+
+
+async def measure_latency(
+    floor: Callable[[str], Any],
+    search: Callable[[str], Awaitable[Any]],
+    queries: Sequence[str],
+    *,
+    rounds: int,
+) -> dict[str, Any]:
+    """p50/p99 of ``floor(query)`` against ``await search(query)``, interleaved query by query.
+
+    ``search`` can be anything async - ``KnowledgeBase.search`` here, an HTTP
+    call to the hub's search API elsewhere - so every figure shares one floor.
+    """
+    for query in queries[:5]:  # warm-up: index load, caches
+        floor(query)
+        await search(query)
+    floor_ms: list[float] = []
+    search_ms: list[float] = []
+    for round_number in range(rounds):
+        for position, query in enumerate(queries):
+            order = (position + round_number) % 2
+            for step in (order, 1 - order):
+                started = time.perf_counter()
+                if step == 0:
+                    floor(query)
+                    floor_ms.append((time.perf_counter() - started) * 1000)
+                else:
+                    await search(query)
+                    search_ms.append((time.perf_counter() - started) * 1000)
+    figures = {
+        "samples": len(search_ms),
+        "floor_p50_ms": round(percentile(floor_ms, 50), 2),
+        "floor_p99_ms": round(percentile(floor_ms, 99), 2),
+        "search_p50_ms": round(percentile(search_ms, 50), 2),
+        "search_p99_ms": round(percentile(search_ms, 99), 2),
+    }
+    figures["p50_ratio"] = round(figures["search_p50_ms"] / figures["floor_p50_ms"], 3)
+    return figures
+
+
+async def measure_kb_search_latency(
+    kb: KnowledgeBase,
+    embedder: SentenceTransformerEmbedder,
+    queries: Sequence[str],
+    collection: str,
+    *,
+    rounds: int,
+    k: int = 5,
+) -> dict[str, Any]:
+    """``KnowledgeBase.search`` against the raw floor on the same collection."""
+
+    async def search(query: str) -> Any:
+        return await kb.search(query, k=k, collection=collection)
+
+    return await measure_latency(raw_floor(kb, embedder, collection, k=k), search, queries, rounds=rounds)
+
+
+# -- a generated knowledge base ------------------------------------------------------
+
+PRODUCTS = [
+    "rain jacket", "insulated parka", "fleece pullover", "softshell", "down vest", "hiking boot",
+    "trail runner", "approach shoe", "backpack", "daypack", "dry bag", "two-person tent",
+    "ultralight tarp", "sleeping bag", "sleeping pad", "camp stove", "water filter", "headlamp",
+    "trekking pole", "climbing harness", "belay device", "base layer", "wool sock", "sun hoodie",
+    "ski shell", "snowshoe", "bike pannier", "hammock", "camp chair", "cooler",
+]  # fmt: skip
+MATERIALS = [
+    "recycled nylon", "merino wool", "ripstop polyester", "waterproof membrane", "full-grain leather",
+    "aluminium alloy", "synthetic insulation", "responsibly sourced down", "organic cotton canvas",
+]  # fmt: skip
+ACTIVITIES = [
+    "day hiking", "thru-hiking", "alpine climbing", "trail running", "car camping", "backcountry skiing",
+    "bikepacking", "kayak touring", "winter camping", "bouldering", "fishing trips", "family walks",
+]  # fmt: skip
+PLACES = [
+    "the Cascades", "the Sierra Nevada", "the Rockies", "the Appalachian Trail", "coastal Maine",
+    "the Scottish Highlands", "the Alps", "Patagonia", "the Lake District", "Vancouver Island",
+]  # fmt: skip
+TOPICS = [
+    ("Choosing the right size", "fit", ["size chart", "sleeve length", "shoulder fit", "torso length", "hood fit"]),
+    ("Care and cleaning", "care", ["wash cycle", "drying time", "water repellent", "storage sack", "detergent"]),
+    ("Known issues", "troubleshooting", ["zip", "seam tape", "buckle", "strap", "coating"]),
+    ("Warranty coverage", "warranty", ["defect", "repair", "replacement part", "claim form", "delamination"]),
+    ("Compatibility", "compatibility", ["attachment point", "adapter", "older model", "accessory", "spare part"]),
+    ("Shipping restrictions", "shipping", ["carrier", "air freight rule", "hazmat label", "oversized box", "courier"]),
+    ("Using it safely", "safety", ["ventilation", "weight limit", "temperature rating", "inspection", "guy line"]),
+    ("Technical specifications", "specs", ["weight", "packed size", "waterproof rating", "capacity", "fill power"]),
+]  # fmt: skip
+SENTENCES = [
+    "The {product} is made from {material} and is designed for {activity}.",
+    "Customers who use it in {place} often ask about the {word} and how it holds up after a season.",
+    "Before contacting support about the {word}, check the label inside the {product} for the model year.",
+    "If the {word} looks different from the photos, compare it with the {material} swatch on the product page.",
+    "Most questions about the {word} are answered by the care card that ships with every {product}.",
+    "For {activity}, we recommend checking the {word} before each trip, especially in wet conditions.",
+    "Our testers took the {product} through {place} for three weeks and reported on the {word}.",
+    "A replacement {word} can be ordered from the spare parts page for about ${price}.",
+    "The {product} weighs {grams} grams, and the {word} adds roughly {small} grams to that figure.",
+    "Earlier versions of the {product} used a different {word}, so parts are not always interchangeable.",
+    "When the {word} fails within two years, send photos and your order number to open a claim.",
+    "Store the {product} loosely in a dry place; compressing the {material} for months shortens its life.",
+]  # fmt: skip
+
+
+def generate_article(rng: random.Random, number: int, sections: int) -> tuple[str, str]:
+    product = rng.choice(PRODUCTS)
+    model = f"{rng.choice(['Ridge', 'Summit', 'Canyon', 'Tundra', 'Cirrus', 'Alder', 'Basalt'])} {rng.randint(10, 99)}"
+    title = f"{model} {product}: {rng.choice(['guide', 'questions', 'help', 'FAQ', 'details'])}"
+    lines = [
+        "---",
+        f"title: {json.dumps(title)}",
+        f"tags: [{product.split()[-1]}, {rng.choice(TOPICS)[1]}]",
+        f"category: {json.dumps(rng.choice(['Products', 'Gear help', 'Technical']))}",
+        "---",
+        "",
+    ]
+
+    def paragraph(words: list[str]) -> str:
+        sentences = []
+        for _ in range(rng.randint(3, 5)):
+            sentences.append(
+                rng.choice(SENTENCES).format(
+                    product=f"{model} {product}",
+                    material=rng.choice(MATERIALS),
+                    activity=rng.choice(ACTIVITIES),
+                    place=rng.choice(PLACES),
+                    word=rng.choice(words),
+                    price=rng.randint(5, 60),
+                    grams=rng.randint(80, 2400),
+                    small=rng.randint(5, 90),
+                )
+            )
+        return " ".join(sentences)
+
+    lines += [paragraph(["fabric", "design", "fit", "weight"]), ""]
+    for heading, _, words in rng.sample(TOPICS, sections):
+        lines += [f"## {heading}", "", paragraph(words), ""]
+    return f"generated-{number:05d}", "\n".join(lines)
+
+
+def generate_kb(folder: Path, chunks: int, *, seed: int = 20240611) -> int:
+    """Write articles of 1 intro + 4 sections (one chunk each) until ``chunks`` chunks."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    per_article = 5
+    articles = max(1, chunks // per_article)
+    for number in range(articles):
+        article_id, text = generate_article(rng, number, per_article - 1)
+        (folder / f"{article_id}.md").write_text(text)
+    return articles * per_article
+
+
+async def measure_ingest(
+    kb: KnowledgeBase, embedder: SentenceTransformerEmbedder, folder: Path, collection: str
+) -> dict[str, Any]:
+    """Chunks/s of ``ingest_dir``, and of the model alone on a sample of the same chunks."""
+    started = time.perf_counter()
+    report = await kb.ingest_dir(folder, collection)
+    seconds = time.perf_counter() - started
+    articles, _ = kb.articles.read_all(collection)
+    texts = [chunk.embed_text for article in articles[:40] for chunk in chunk_article(article)][:200]
+    started = time.perf_counter()
+    embedder.embed_documents(texts)
+    model_seconds = time.perf_counter() - started
+    return {
+        "articles": len(report.added),
+        "chunks": report.chunks_written,
+        "seconds": round(seconds, 2),
+        "chunks_per_s": round(report.chunks_written / seconds, 1),
+        "model_only_chunks_per_s": round(len(texts) / model_seconds, 1),
+    }
+
+
+# -- main --------------------------------------------------------------------------
+
+
+def print_figures(title: str, figures: dict[str, Any]) -> None:
+    print(f"\n{title}")
+    for key, value in figures.items():
+        if isinstance(value, (dict, list)):
+            continue
+        print(f"  {key:<24} {value}")
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    questions = load_questions()
+    queries = [question.text for question in questions]
+    embedder = SentenceTransformerEmbedder()
+    results: dict[str, Any] = {"quick": args.quick}
+    with tempfile.TemporaryDirectory(prefix="kb-bench-") as tmp:
+        started = time.perf_counter()
+        async with KnowledgeBase(data_dir=Path(tmp), embedder=embedder) as kb:
+            print(f"model loaded in {time.perf_counter() - started:.1f}s")
+            report = await kb.ingest_dir(SAMPLE_DIR, "default")
+            print(f"sample knowledge base: {len(report.added)} articles, {report.chunks_written} chunks")
+
+            accuracy = await measure_accuracy(kb, questions, "default")
+            print_figures("accuracy (sample knowledge base)", accuracy)
+            for miss in accuracy["misses_at_3"]:
+                print(f"  miss: {miss['q']!r}: expected {miss['expected']}, got {miss['got']}")
+            print("  confidence:", json.dumps(accuracy["confidence"]))
+            results["accuracy"] = accuracy
+
+            latency = await measure_kb_search_latency(kb, embedder, queries, "default", rounds=args.rounds)
+            print_figures(f"latency, sample knowledge base ({report.chunks_written} chunks)", latency)
+            results["latency_sample"] = latency
+
+            hub = await start_hub_api(kb, Path(tmp))
+            http = await measure_http_latency(hub, kb, embedder, queries, "default", rounds=args.rounds)
+            print_figures("latency of GET /api/v1/kb/search, sample knowledge base", http)
+            results["http_sample"] = http
+
+            if args.large_chunks:
+                folder = Path(tmp) / "generated"
+                chunks = generate_kb(folder, args.large_chunks)
+                print(f"\ngenerated {chunks} chunks; ingesting with the real model...")
+                ingest = await measure_ingest(kb, embedder, folder, "generated")
+                print_figures("ingest", ingest)
+                results["ingest"] = ingest
+                latency = await measure_kb_search_latency(kb, embedder, queries, "generated", rounds=args.rounds)
+                print_figures(f"latency, generated knowledge base ({ingest['chunks']} chunks)", latency)
+                results["latency_large"] = latency
+                http = await measure_http_latency(hub, kb, embedder, queries, "generated", rounds=args.rounds)
+                print_figures(f"latency of GET /api/v1/kb/search, generated knowledge base ({ingest['chunks']} chunks)", http)
+                results["http_large"] = http
+            await hub.close()
+    return results
+
+
+async def start_hub_api(kb: KnowledgeBase, workdir: Path) -> Any:
+    """The hub's HTTP API in this process, serving this knowledge base."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from hub.app import create_app
+    from hub.config import Settings
+    from hub.storage.migrate import upgrade
+
+    url = f"sqlite+aiosqlite:///{workdir / 'hub.db'}"
+    upgrade(url)
+    settings = Settings(
+        database_url=url, data_dir=workdir, channels="", bot="none", kb_search_rate_limit="1000000/minute",
+        _env_file=None,
+    )
+    client = TestClient(TestServer(create_app(settings, knowledge_base=kb), host="127.0.0.1", port=0))
+    await client.start_server()
+    return client
+
+
+async def measure_http_latency(
+    client: Any, kb: KnowledgeBase, embedder: SentenceTransformerEmbedder, queries: Sequence[str],
+    collection: str, *, rounds: int, k: int = 5,
+) -> dict[str, Any]:
+    """``GET /api/v1/kb/search`` (HTTP, JSON, rate limit, the hub's middleware) against the raw floor."""
+
+    async def search(query: str) -> Any:
+        async with client.get("/api/v1/kb/search", params={"q": query, "k": str(k), "collection": collection}) as r:
+            body = await r.read()
+            if r.status != 200:
+                raise RuntimeError(f"HTTP {r.status}: {body[:200]!r}")
+
+    return await measure_latency(raw_floor(kb, embedder, collection, k=k), search, queries, rounds=rounds)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="200 generated chunks, 1 round: under a minute")
+    parser.add_argument("--large-chunks", type=int, default=None, help="size of the generated knowledge base")
+    parser.add_argument("--rounds", type=int, default=None, help="passes over the questions per latency figure")
+    args = parser.parse_args(argv)
+    if args.large_chunks is None:
+        args.large_chunks = 200 if args.quick else 10_000
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
+    results = asyncio.run(run(args))
+    summary = {
+        "quick": results["quick"],
+        "questions": results["accuracy"]["questions"],
+        "hit_at_1": results["accuracy"]["hit_at_1"],
+        "hit_at_3": results["accuracy"]["hit_at_3"],
+        "confidence": results["accuracy"]["confidence"],
+        "latency_sample": results["latency_sample"],
+        "ingest": results.get("ingest"),
+        "latency_large": results.get("latency_large"),
+        "http_sample": results.get("http_sample"),
+        "http_large": results.get("http_large"),
+    }
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
