@@ -1,0 +1,123 @@
+"""The whole bot path, for real: the hub starts the real Rasa server and the
+real action server as supervised child processes; the action server answers
+from the hub's real knowledge base (the sample KB, the real embedding model)
+through GET /api/v1/kb/search; customers write through the fake channel."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from bot.rasa import launch, model
+from hub.bot_setup import BOT_BRIDGE, BOT_PROCESSES
+from knowledge_base import SAMPLE_DIR, KnowledgeBase
+from tests.conftest import Hub, make_settings, start_hub, wait_for
+
+pytestmark = [pytest.mark.rasa, pytest.mark.asyncio(loop_scope="module")]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def stack(rasa_model: model.ModelInfo, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Hub]:
+    from hub.storage.migrate import upgrade
+
+    tmp = tmp_path_factory.mktemp("hub-rasa")
+    url = f"sqlite+aiosqlite:///{tmp / 'hub.db'}"
+    await asyncio.to_thread(upgrade, url)
+    port = launch.free_port()
+    settings = make_settings(
+        url, tmp, bot="rasa", port=port, public_url=f"http://127.0.0.1:{port}",
+        rasa_port=launch.free_port(), action_port=launch.free_port(), rasa_model=rasa_model.path,
+        rasa_timeout=5.0, rasa_ready_wait=180.0, kb_enabled=True, kb_seed_dir=SAMPLE_DIR,
+        kb_search_rate_limit="10000/minute",
+    )
+    hub = await start_hub(settings, knowledge_base=KnowledgeBase(data_dir=tmp / "kb"), server_port=port)
+    try:
+        bridge = hub.app[BOT_BRIDGE]
+        await wait_for(lambda: bridge._task is not None, timeout=200, interval=0.5)
+        yield hub
+    finally:
+        await hub.client.close()
+
+
+async def _say(hub: Hub, sender: str, text: str) -> dict:
+    r = await hub.inbound({"from": sender, "text": text})
+    return await hub.api("GET", f"/api/v1/messages/{r['received'][0]['message_id']}")
+
+
+async def _bot_replies(hub: Hub, conversation_id: int, after_id: int) -> list[dict]:
+    page = await hub.api("GET", f"/api/v1/conversations/{conversation_id}/timeline", params={"limit": 200})
+    return [m for m in page["items"] if m["author_kind"] == "bot" and m["id"] > after_id]
+
+
+async def _conversation(hub: Hub, conversation_id: int) -> dict:
+    return await hub.api("GET", f"/api/v1/conversations/{conversation_id}")
+
+
+async def test_kb_question_gets_the_right_article(stack: Hub) -> None:
+    asked = await _say(stack, "kb-asker", "I forgot my password and can't log in, how do I reset it?")
+    replies = await wait_for(lambda: _bot_replies(stack, asked["conversation_id"], asked["id"]), timeout=30)
+    answer = replies[0]
+    assert "Read more:" in answer["body"]
+    hits = answer["meta"]["kb_hits"]
+    assert hits and "password" in hits[0]["article_id"]
+    assert f"/help/articles/{hits[0]['article_id']}" in answer["body"]
+    sent = stack.channel("fake").recorder.sent
+    await wait_for(lambda: any(m.text == answer["body"] for m in sent))
+
+
+async def test_asking_for_a_person_hands_off(stack: Hub) -> None:
+    asked = await _say(stack, "wants-human", "I want to talk to a person")
+    await wait_for(lambda: _is(stack, asked["conversation_id"], handler="human"), timeout=30)
+    replies = await _bot_replies(stack, asked["conversation_id"], asked["id"])
+    assert replies, "the customer is told what happens"
+
+
+async def test_urgent_issue_hands_off_as_urgent(stack: Hub) -> None:
+    asked = await _say(stack, "site-down", "your site is down and I'm losing money")
+    await wait_for(lambda: _is(stack, asked["conversation_id"], handler="human", priority="urgent"), timeout=30)
+
+
+async def test_after_an_agent_resolves_the_bot_answers_again(stack: Hub) -> None:
+    asked = await _say(stack, "resolved-later", "Can I speak to a human agent please?")
+    cid = asked["conversation_id"]
+    await wait_for(lambda: _is(stack, cid, handler="human"), timeout=30)
+    await stack.api("POST", f"/api/v1/conversations/{cid}/messages", role="agent", json={"text": "Hi, Sam here. Sorted!"}, expect=201)
+    await stack.api("PATCH", f"/api/v1/conversations/{cid}", role="agent", json={"status": "resolved"})
+    await wait_for(lambda: _is(stack, cid, handler="bot"), timeout=10)
+    again = await _say(stack, "resolved-later", "How long does a refund take?")
+    assert again["conversation_id"] == cid
+    replies = await wait_for(lambda: _bot_replies(stack, cid, again["id"]), timeout=30)
+    assert "Read more:" in replies[0]["body"] and not replies[0]["meta"].get("fallback")
+
+
+async def test_killing_rasa_falls_back_and_loses_nothing(stack: Hub) -> None:
+    [_, rasa] = stack.app[BOT_PROCESSES]
+    first = await _say(stack, "unlucky", "What payment methods do you accept?")
+    await wait_for(lambda: _bot_replies(stack, first["conversation_id"], first["id"]), timeout=30)
+    restarts = rasa.restarts
+    await rasa.kill()
+    during = await _say(stack, "unlucky", "How do I return an item I bought?")
+    replies = await wait_for(lambda: _bot_replies(stack, during["conversation_id"], during["id"]), timeout=40)
+    assert replies[0]["meta"].get("fallback") is True
+    ready = await (await stack.client.get("/readyz")).json()
+    assert ready["status"] == "degraded"
+    # The supervisor brings Rasa back, and the bot answers normally again.
+    await wait_for(lambda: rasa.restarts > restarts, timeout=30)
+    await wait_for(lambda: stack.app[BOT_BRIDGE].rasa.ready(), timeout=180, interval=1)
+    after = await _say(stack, "lucky-again", "do you ship to Canada?")
+    replies = await wait_for(lambda: _bot_replies(stack, after["conversation_id"], after["id"]), timeout=30)
+    assert not replies[0]["meta"].get("fallback")
+    assert (await (await stack.client.get("/readyz")).json())["status"] == "ready"
+    # Every customer message of this conversation got at least one answer.
+    page = await stack.api("GET", f"/api/v1/conversations/{first['conversation_id']}/timeline", params={"limit": 200})
+    customer = [m["id"] for m in page["items"] if m["author_kind"] == "customer"]
+    answered = {m["meta"].get("in_reply_to") for m in page["items"] if m["author_kind"] == "bot"}
+    assert set(customer) <= answered
+
+
+async def _is(hub: Hub, cid: int, **expected: str) -> bool:
+    conversation = await _conversation(hub, cid)
+    return all(conversation[k] == v for k, v in expected.items())

@@ -1,0 +1,190 @@
+"""The chat widget in headless chromium, against a real hub on loopback with the echo bot."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from tests.channels.test_webchat_support import running_hub
+from tests.conftest import Hub
+
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio]
+
+TIMEOUT = 10_000  # ms, for Playwright expectations
+
+
+def watch(page: Any) -> list[str]:
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    return errors
+
+
+async def open_demo(page: Any, hub: Hub) -> None:
+    await page.goto(f"http://127.0.0.1:{hub.client.server.port}/demo")
+    await page.wait_for_function("window.ServicehubWidget && window.ServicehubWidget._loaded")
+
+
+def bubbles(page: Any, text: str) -> Any:
+    # Playwright's CSS engine pierces open shadow roots.
+    return page.locator(".log .bubble", has_text=text)
+
+
+async def conversation_bodies(hub: Hub) -> list[str]:
+    conversations = await hub.api("GET", "/api/v1/conversations", params={"channel": "webchat"})
+    [conversation] = conversations["items"]
+    page = await hub.api("GET", f"/api/v1/conversations/{conversation['id']}/timeline")
+    return [m["body"] for m in page["items"] if m["kind"] == "message"]
+
+
+async def test_chat_reply_history_and_reconnect_without_loss_or_duplicates(
+    browser: Any, database_url: str, tmp_path: Path, artifacts: Path
+) -> None:
+    from playwright.async_api import expect
+
+    async with running_hub(database_url, tmp_path, webchat_title="Northwind support") as hub:
+        page = await browser.new_page(viewport={"width": 1280, "height": 820})
+        errors = watch(page)
+        await open_demo(page, hub)
+        launcher = page.get_by_role("button", name="Open chat")
+        await launcher.click()
+        panel = page.get_by_role("dialog", name="Chat with Northwind Outfitters")
+        await expect(panel).to_be_visible(timeout=TIMEOUT)
+
+        # The pre-chat card (optional): name and email.
+        await page.get_by_label("Your name").fill("Ada Lovelace")
+        await page.get_by_label("Your email").fill("ada@example.com")
+        await page.get_by_role("button", name="Save").click()
+        await expect(page.locator(".card-text", has_text="ada@example.com")).to_be_visible(timeout=TIMEOUT)
+
+        message = page.get_by_role("textbox", name="Message")
+        await expect(message).to_be_focused()
+        await message.fill("Do you ship to Norway? <b>fast</b> <img src=x onerror=alert(1)>")
+        await message.press("Enter")
+        reply = bubbles(page, "Echo: Do you ship to Norway?")
+        await expect(reply).to_have_count(1, timeout=TIMEOUT)
+        # Markup in messages is shown as text, never parsed.
+        await expect(reply).to_have_text("Echo: Do you ship to Norway? <b>fast</b> <img src=x onerror=alert(1)>")
+        assert await page.locator(".log b, .log img").count() == 0
+        await page.wait_for_timeout(300)  # let the entry animations finish
+        await page.screenshot(path=str(artifacts / "widget-open.png"))
+
+        await message.fill("And do you have the Ridgeline tent in green?")
+        await page.get_by_role("button", name="Send message").click()
+        await expect(bubbles(page, "Echo: And do you have the Ridgeline tent in green?")).to_have_count(1, timeout=TIMEOUT)
+
+        contact_id = (await hub.api("GET", "/api/v1/conversations", params={"channel": "webchat"}))["items"][0]["contact_id"]
+        contact = await hub.api("GET", f"/api/v1/contacts/{contact_id}")
+        assert contact["name"] == "Ada Lovelace" and contact["attributes"]["email_unverified"] == "ada@example.com"
+
+        # Reload: the stored token brings the whole conversation back, once.
+        await page.reload()
+        await page.wait_for_function("window.ServicehubWidget && window.ServicehubWidget._loaded")
+        await page.evaluate("window.ServicehubWidget.open()")
+        await expect(bubbles(page, "Echo: Do you ship to Norway?")).to_have_count(1, timeout=TIMEOUT)
+        await expect(page.locator(".log .msg--customer")).to_have_count(2)
+        await expect(page.locator(".log .msg--team:not(.msg--greeting):not(.typing)")).to_have_count(2)
+        await page.wait_for_function("window.ServicehubWidget.isConnected()")
+
+        # The server goes away: stop listening and drop every open socket.
+        server = hub.client.server
+        runner, port = server.runner, server.port
+        for site in list(runner.sites):
+            await site.stop()
+        channel = hub.channel("webchat")
+        await channel.close_all(1012, b"restarting")
+        await page.wait_for_function("!window.ServicehubWidget.isConnected()")
+
+        await message.fill("Typed while the hub was down")
+        await message.press("Enter")
+        pending = page.locator(".log .msg--pending", has_text="Typed while the hub was down")
+        await expect(pending).to_have_count(1)
+        await asyncio.sleep(1.0)  # a few reconnect attempts fail meanwhile
+        assert "Typed while the hub was down" not in await conversation_bodies(hub)
+
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        await expect(bubbles(page, "Echo: Typed while the hub was down")).to_have_count(1, timeout=20_000)
+        await expect(pending).to_have_count(0)
+        await expect(bubbles(page, "Typed while the hub was down")).to_have_count(2)  # the message and its echo
+        bodies = await conversation_bodies(hub)
+        assert bodies.count("Typed while the hub was down") == 1
+        assert bodies.count("Echo: Typed while the hub was down") == 1
+        assert len(bodies) == 6
+        # Every message on screen exactly once, in the stored order.
+        shown = await page.locator(".log .msg:not(.msg--greeting):not(.typing) .bubble").all_text_contents()
+        assert shown == bodies
+        assert errors == []
+        await page.close()
+
+
+async def test_phone_keyboard_isolation_and_offline_mode(browser: Any, database_url: str, tmp_path: Path, artifacts: Path) -> None:
+    from playwright.async_api import expect
+
+    async with running_hub(database_url, tmp_path, webchat_agents_online="false") as hub:
+        context = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+        page = await context.new_page()
+        errors = watch(page)
+        await open_demo(page, hub)
+
+        launcher = page.get_by_role("button", name="Open chat")
+        # The shop's CSS uppercases its buttons; the widget is not touched by it.
+        assert await page.locator("button.cta").first.evaluate("b => getComputedStyle(b).textTransform") == "uppercase"
+        assert await launcher.evaluate("b => getComputedStyle(b).textTransform") == "none"
+        assert await launcher.evaluate("b => getComputedStyle(b).borderRadius") == "50%"
+
+        # Keyboard: Enter opens, focus lands in the composer, Escape closes and returns focus.
+        await launcher.focus()
+        await page.keyboard.press("Enter")
+        dialog = page.get_by_role("dialog")
+        await expect(dialog).to_be_visible(timeout=TIMEOUT)
+        await expect(page.get_by_role("textbox", name="Message")).to_be_focused()
+        assert await page.locator(".launcher").get_attribute("aria-expanded") == "true"
+        await dialog.evaluate("panel => Promise.all(panel.getAnimations().map(a => a.finished))")
+        box = await dialog.bounding_box()
+        assert box is not None and abs(box["width"] - 390) < 2 and abs(box["height"] - 844) < 2  # full screen
+
+        # Nobody on duty: the widget says so and asks for an email.
+        await expect(page.locator(".subtitle")).to_have_text("We're away right now \u2014 we'll reply by email", timeout=TIMEOUT)
+        await expect(page.locator(".card-title")).to_have_text("We're away right now")
+        await page.screenshot(path=str(artifacts / "widget-phone-offline.png"))
+
+        await page.keyboard.press("Escape")
+        await expect(dialog).to_be_hidden()
+        assert await page.evaluate("document.activeElement.tagName") == "SERVICEHUB-WIDGET"
+        assert await page.evaluate(
+            "document.querySelector('servicehub-widget').shadowRoot.activeElement.className"
+        ) == "launcher"
+
+        # The portal's "Chat with us" button uses the public API.
+        await page.get_by_role("button", name="Chat with us").click()
+        await expect(dialog).to_be_visible()
+        assert errors == []
+        await context.close()
+
+
+async def test_reply_while_closed_shows_unread_badge(browser: Any, database_url: str, tmp_path: Path) -> None:
+    from playwright.async_api import expect
+
+    async with running_hub(database_url, tmp_path) as hub:
+        page = await browser.new_page()
+        await open_demo(page, hub)
+        await page.evaluate("window.ServicehubWidget.open()")
+        message = page.get_by_role("textbox", name="Message")
+        await message.fill("hello")
+        await message.press("Enter")
+        await expect(bubbles(page, "Echo: hello")).to_have_count(1, timeout=TIMEOUT)
+        await page.get_by_role("button", name="Close chat").click()
+
+        conversation = (await hub.api("GET", "/api/v1/conversations", params={"channel": "webchat"}))["items"][0]
+        await hub.api("POST", f"/api/v1/conversations/{conversation['id']}/messages", role="agent",
+                      json={"text": "Your parcel left our warehouse today."}, expect=201)
+        launcher = page.get_by_role("button", name="Open chat, 1 unread")
+        await expect(launcher).to_be_visible(timeout=TIMEOUT)
+        await launcher.click()
+        await expect(bubbles(page, "Your parcel left our warehouse today.")).to_have_count(1)
+        await expect(page.get_by_role("button", name="Close chat")).to_be_visible()
+        await expect(page.locator(".badge")).to_be_hidden()
+        await page.close()

@@ -1,0 +1,230 @@
+"""Fixtures shared by every test package.
+
+Storage tests run over every URL in ``HUB_TEST_DATABASE_URLS`` (comma
+separated; ``make test`` adds the machine's PostgreSQL when it answers). Each
+test gets a fresh database: a new SQLite file, or a new PostgreSQL database
+created from the URL given (its own database name is the maintenance one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy.engine import make_url
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
+
+FAKE_SECRET = "test-fake-secret"
+
+
+def database_urls() -> list[str]:
+    raw = os.environ.get("HUB_TEST_DATABASE_URLS", "sqlite")
+    return [u.strip() for u in raw.split(",") if u.strip()]
+
+
+def _backend_id(url: str) -> str:
+    return "sqlite" if url.startswith("sqlite") else make_url(url).get_backend_name()
+
+
+async def _create_pg_database(base_url: str) -> tuple[str, str]:
+    import asyncpg
+
+    url = make_url(base_url)
+    name = f"hub_test_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(
+        host=url.host, port=url.port or 5432, user=url.username, password=url.password, database=url.database
+    )
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return url.set(database=name).render_as_string(hide_password=False), name
+
+
+async def _drop_pg_database(base_url: str, name: str) -> None:
+    import asyncpg
+
+    url = make_url(base_url)
+    conn = await asyncpg.connect(
+        host=url.host, port=url.port or 5432, user=url.username, password=url.password, database=url.database
+    )
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest_asyncio.fixture(params=database_urls(), ids=_backend_id)
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, migrated database for one test."""
+    from hub.storage.migrate import upgrade
+
+    base = request.param
+    if base == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"
+        await asyncio.to_thread(upgrade, url)
+        yield url
+        return
+    url, name = await _create_pg_database(base)
+    try:
+        await asyncio.to_thread(upgrade, url)
+        yield url
+    finally:
+        await _drop_pg_database(base, name)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> Iterator[str]:
+    from hub.storage.migrate import upgrade
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"
+    upgrade(url)
+    yield url
+
+
+def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Any:
+    from hub.config import Settings
+
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "data_dir": tmp_path / "data",
+        "channels": "fake",
+        "fake_secret": FAKE_SECRET,
+        "outbox_base_delay": 0.05,
+        "outbox_max_delay": 0.2,
+        "outbox_poll_interval": 0.05,
+        "kb_enabled": False,
+        "bot": "none",
+        "webchat_agents_online": "true",
+        "_env_file": None,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclass
+class Hub:
+    """A running hub on loopback with its test client and handy helpers."""
+
+    app: web.Application
+    client: TestClient
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def service(self) -> Any:
+        from hub import keys
+
+        return self.app[keys.SERVICE]
+
+    @property
+    def db(self) -> Any:
+        from hub import keys
+
+        return self.app[keys.DATABASE]
+
+    def channel(self, name: str) -> Any:
+        from hub import keys
+
+        return self.app[keys.CHANNELS][name]
+
+    def auth(self, role: str = "admin") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+    async def api(self, method: str, path: str, *, role: str = "admin", expect: int | None = 200, **kwargs: Any) -> Any:
+        headers = {**self.auth(role), **kwargs.pop("headers", {})}
+        response = await self.client.request(method, path, headers=headers, **kwargs)
+        body = await response.json() if response.content_type == "application/json" else await response.text()
+        if expect is not None:
+            assert response.status == expect, (response.status, body)
+        return body
+
+    async def inbound(self, payload: Any, *, secret: str = FAKE_SECRET, expect: int = 200) -> Any:
+        from channels.fake import sign
+
+        raw = json.dumps(payload).encode()
+        response = await self.client.post(
+            "/channels/fake/webhook", data=raw, headers={**sign(secret, raw), "Content-Type": "application/json"}
+        )
+        body = await response.json()
+        assert response.status == expect, (response.status, body)
+        return body
+
+
+async def start_hub(
+    settings: Any, *, channels: dict[str, Any] | None = None, server_port: int = 0, **app_kwargs: Any
+) -> Hub:
+    from hub import auth
+    from hub.app import create_app
+    from hub.storage import open_database
+
+    db = open_database(settings.database_url)
+    tokens = {}
+    try:
+        for role in ("admin", "agent", "viewer"):
+            user = await db.write(
+                lambda conn, r=role: auth.create_user(conn, name=f"{r.title()} User", email=f"{r}@example.test", role=r)
+            ) if not await _user_exists(db, f"{role}@example.test") else await db.read(auth.find_user, f"{role}@example.test")
+            tokens[role] = (await db.write(auth.create_token, user.id, "tests"))[0]
+    finally:
+        await db.close()
+    app = create_app(settings, channels=channels, **app_kwargs)
+    client = TestClient(TestServer(app, host="127.0.0.1", port=server_port))
+    await client.start_server()
+    return Hub(app=app, client=client, tokens=tokens)
+
+
+async def _user_exists(db: Any, email: str) -> bool:
+    from hub import auth
+    from hub.errors import NotFound
+
+    try:
+        await db.read(auth.find_user, email)
+        return True
+    except NotFound:
+        return False
+
+
+@pytest_asyncio.fixture
+async def hub(database_url: str, tmp_path: Path) -> AsyncIterator[Hub]:
+    running = await start_hub(make_settings(database_url, tmp_path))
+    try:
+        yield running
+    finally:
+        await running.client.close()
+
+
+@pytest_asyncio.fixture
+async def sqlite_hub(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Hub]:
+    running = await start_hub(make_settings(sqlite_url, tmp_path))
+    try:
+        yield running
+    finally:
+        await running.client.close()
+
+
+async def wait_for(predicate: Any, timeout: float = 15.0, interval: float = 0.02) -> Any:
+    """Poll ``predicate`` (sync or async) until it returns something truthy."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)

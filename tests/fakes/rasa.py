@@ -1,0 +1,77 @@
+"""A loopback stand-in for Rasa's REST channel and tracker API, for failure
+modes that a real Rasa cannot be made to show on cue (slow, down, paused).
+The real Rasa server is tested in tests/bot."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class FakeRasa:
+    delay: float = 0.0
+    down: bool = False
+    paused: set[str] = field(default_factory=set)
+    received: list[dict[str, Any]] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+    runner: web.AppRunner | None = None
+    url: str = ""
+
+    def answer(self, text: str) -> list[dict[str, Any]]:
+        lowered = text.lower()
+        if "person" in lowered or "human" in lowered:
+            return [{"text": "Connecting you with our team."},
+                    {"custom": {"handoff": True, "priority": "normal", "reason": "request_human"}}]
+        if "down" in lowered or "hacked" in lowered:
+            return [{"text": "This is urgent, a teammate will jump in."},
+                    {"custom": {"handoff": True, "priority": "urgent", "reason": "urgent_issue"}}]
+        return [{"text": f"Answer to: {text}"},
+                {"custom": {"kb_hits": [{"article_id": "refunds", "url": "/help/articles/refunds"}], "confidence": 0.8}}]
+
+    async def webhook(self, request: web.Request) -> web.Response:
+        if self.down:
+            return web.Response(status=503)
+        await asyncio.sleep(self.delay)
+        body = await request.json()
+        self.received.append(body)
+        sender = body["sender"]
+        if sender in self.paused:
+            return web.json_response([])
+        replies = self.answer(body["message"])
+        if any(r.get("custom", {}).get("handoff") for r in replies):
+            self.paused.add(sender)
+        return web.json_response([{"recipient_id": sender, **r} for r in replies])
+
+    async def events(self, request: web.Request) -> web.Response:
+        if self.down:
+            return web.Response(status=503)
+        events = await request.json()
+        sender = request.match_info["sender"]
+        if any(e.get("event") == "resume" for e in events):
+            self.paused.discard(sender)
+            self.resumed.append(sender)
+        return web.json_response({"sender_id": sender})
+
+    async def status(self, request: web.Request) -> web.Response:
+        return web.Response(status=503) if self.down else web.json_response({"model_file": "fake"})
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_post("/webhooks/rest/webhook", self.webhook)
+        app.router.add_post("/conversations/{sender}/tracker/events", self.events)
+        app.router.add_get("/status", self.status)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        return self.url
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()

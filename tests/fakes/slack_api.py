@@ -1,0 +1,169 @@
+"""A loopback stand-in for the Slack Web API (aiohttp ``examples/fake_server.py`` style).
+
+Point the real ``slack_sdk.web.async_client.AsyncWebClient`` at it with
+``base_url=f"http://127.0.0.1:{port}/api/"``. It records every call and can
+answer 429 (with Retry-After) or 5xx on demand. Also: ``sign_request`` makes
+event and interaction requests signed with Slack's real v0 algorithm.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+BOT_USER_ID = "UHUBBOT"
+BOT_ID = "BHUBBOT"
+
+
+@dataclass
+class Call:
+    method: str
+    args: dict[str, Any]
+    token: str | None
+
+
+@dataclass
+class FakeSlackApi:
+    calls: list[Call] = field(default_factory=list)
+    # method -> queued failures: (status, retry_after or None)
+    failures: dict[str, list[tuple[int, float | None]]] = field(default_factory=dict)
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _ts: Any = field(default_factory=lambda: itertools.count(1))
+    server: TestServer | None = None
+
+    # --- control ----------------------------------------------------------------
+    def fail(self, method: str, status: int = 500, *, retry_after: float | None = None, times: int = 1) -> None:
+        self.failures.setdefault(method, []).extend([(status, retry_after)] * times)
+
+    def of(self, method: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method]
+
+    @property
+    def base_url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.port}/api/"
+
+    async def start(self) -> "FakeSlackApi":
+        app = web.Application()
+        app.router.add_post("/api/{method}", self._handle)
+        app.router.add_get("/api/{method}", self._handle)
+        self.server = TestServer(app, host="127.0.0.1", port=0)
+        await self.server.start_server()
+        return self
+
+    async def close(self) -> None:
+        if self.server is not None:
+            await self.server.close()
+
+    # --- the API -----------------------------------------------------------------
+    async def _handle(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        args: dict[str, Any] = dict(request.query)
+        raw = await request.read()
+        if raw:
+            if request.content_type == "application/json":
+                args.update(json.loads(raw))
+            else:
+                args.update(dict(parse_qsl(raw.decode())))
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ") or args.pop("token", None)
+        self.calls.append(Call(method, args, token))
+        queued = self.failures.get(method)
+        if queued:
+            status, retry_after = queued.pop(0)
+            headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+            error = "ratelimited" if status == 429 else ("internal_error" if status >= 500 else "channel_not_found")
+            return web.json_response({"ok": False, "error": error}, status=status, headers=headers)
+        handler = getattr(self, "api_" + method.replace(".", "_"), None)
+        if handler is None:
+            return web.json_response({"ok": False, "error": "unknown_method"}, status=404)
+        return web.json_response(handler(args))
+
+    def _next_ts(self) -> str:
+        return f"{1_700_000_000 + next(self._ts)}.000100"
+
+    def api_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "url": "https://fake.slack.test/", "team": "Fake", "user": "hub", "team_id": "T0FAKE",
+                "user_id": BOT_USER_ID, "bot_id": BOT_ID}
+
+    def api_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
+        ts = self._next_ts()
+        return {"ok": True, "channel": args.get("channel"), "ts": ts,
+                "message": {"text": args.get("text"), "ts": ts, "bot_id": BOT_ID, "thread_ts": args.get("thread_ts")}}
+
+    def api_chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "channel": args.get("channel"), "ts": args.get("ts"), "text": args.get("text")}
+
+    def api_chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "message_ts": self._next_ts()}
+
+    def api_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        user = self.users.get(args.get("user", ""))
+        if user is None:
+            return {"ok": False, "error": "user_not_found"}
+        return {"ok": True, "user": user}
+
+
+def sign_request(secret: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+    """Slack's v0 signature: ``v0=hex(HMAC-SHA256(secret, "v0:{ts}:{body}"))``."""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(secret.encode(), b"v0:" + ts.encode() + b":" + body, hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
+
+
+def event_body(event: dict[str, Any], *, event_id: str, team: str = "T0FAKE") -> bytes:
+    return json.dumps(
+        {
+            "token": "legacy-verification-token",
+            "team_id": team,
+            "api_app_id": "A0FAKE",
+            "type": "event_callback",
+            "event_id": event_id,
+            "event_time": int(time.time()),
+            "event": event,
+            "authorizations": [{"team_id": team, "user_id": BOT_USER_ID, "is_bot": True}],
+        }
+    ).encode()
+
+
+def form_body(fields: dict[str, Any]) -> bytes:
+    return urlencode(fields).encode()
+
+
+def block_action_body(*, user: str, channel: str, message_ts: str, action_id: str, value: str, selected: bool = False) -> bytes:
+    action: dict[str, Any] = {"action_id": action_id, "block_id": "ticket", "type": "button", "action_ts": str(time.time())}
+    if selected:
+        action.update(type="static_select", selected_option={"value": value, "text": {"type": "plain_text", "text": value}})
+    else:
+        action["value"] = value
+    payload = {
+        "type": "block_actions",
+        "team": {"id": "T0FAKE"},
+        "user": {"id": user, "username": user},
+        "api_app_id": "A0FAKE",
+        "trigger_id": f"trigger-{time.time_ns()}",
+        "container": {"type": "message", "message_ts": message_ts, "channel_id": channel},
+        "channel": {"id": channel},
+        "message": {"ts": message_ts},
+        "response_url": "https://hooks.slack.invalid/actions/x",
+        "actions": [action],
+    }
+    return form_body({"payload": json.dumps(payload)})
+
+
+def command_body(*, user: str, channel: str, text: str) -> bytes:
+    return form_body(
+        {
+            "token": "legacy", "team_id": "T0FAKE", "channel_id": channel, "user_id": user, "command": "/hub",
+            "text": text, "response_url": "https://hooks.slack.invalid/commands/x", "trigger_id": f"t-{time.time_ns()}",
+            "api_app_id": "A0FAKE",
+        }
+    )

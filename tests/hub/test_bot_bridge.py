@@ -1,0 +1,168 @@
+"""The hub's side of the bot: durable bot jobs, replies, handoff, resume,
+and the fallback when Rasa is down or slow (Rasa stand-in on loopback)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from hub.events import HandoffRequested
+from knowledge_base import SAMPLE_DIR, HashingEmbedder, KnowledgeBase
+from tests.conftest import Hub, make_settings, start_hub, wait_for
+from tests.fakes.rasa import FakeRasa
+
+
+@pytest_asyncio.fixture
+async def rasa() -> AsyncIterator[FakeRasa]:
+    fake = FakeRasa()
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()
+
+
+async def _bot_hub(database_url: str, tmp_path: Path, rasa: FakeRasa, **overrides: object) -> Hub:
+    settings = make_settings(database_url, tmp_path, bot="rasa", rasa_url=rasa.url, rasa_timeout=0.5, rasa_ready_wait=1.0, **overrides)
+    return await start_hub(settings, knowledge_base=None)
+
+
+async def _timeline(hub: Hub, conversation_id: int) -> list[dict]:
+    return (await hub.api("GET", f"/api/v1/conversations/{conversation_id}/timeline", params={"limit": 200}))["items"]
+
+
+async def _say(hub: Hub, sender: str, text: str, ext: str) -> dict:
+    r = await hub.inbound({"from": sender, "text": text, "id": ext})
+    return await hub.api("GET", f"/api/v1/messages/{r['received'][0]['message_id']}")
+
+
+@pytest.mark.asyncio
+async def test_bot_answers_hands_off_and_resumes_after_resolve(database_url: str, tmp_path: Path, rasa: FakeRasa) -> None:
+    hub = await _bot_hub(database_url, tmp_path, rasa)
+    handoffs: list[HandoffRequested] = []
+
+    async def on_handoff(event: HandoffRequested) -> None:
+        handoffs.append(event)
+
+    hub.service.bus.subscribe(HandoffRequested, on_handoff)
+    try:
+        first = await _say(hub, "bot-visitor", "How do refunds work?", "b1")
+        cid = first["conversation_id"]
+        await wait_for(lambda: _has(hub, cid, "Answer to: How do refunds work?"))
+        [answer] = [m for m in await _timeline(hub, cid) if m["author_kind"] == "bot"]
+        assert answer["meta"]["kb_hits"][0]["article_id"] == "refunds" and answer["meta"]["in_reply_to"] == first["id"]
+        sent = hub.channel("fake").recorder
+        await wait_for(lambda: any(m.text.startswith("Answer to") for m in sent.sent))
+        assert rasa.received[0]["sender"] == str(cid) and rasa.received[0]["metadata"]["channel"] == "fake"
+
+        await _say(hub, "bot-visitor", "I want to talk to a person", "b2")
+        await wait_for(lambda: handoffs)
+        conversation = await hub.api("GET", f"/api/v1/conversations/{cid}")
+        assert conversation["handler"] == "human" and handoffs[0].source == "bot"
+        # While humans have it, the bot is not asked.
+        asked = len(rasa.received)
+        await _say(hub, "bot-visitor", "hello? anyone?", "b3")
+        await hub.api("POST", f"/api/v1/conversations/{cid}/messages", role="agent", json={"text": "Hi, Sam here."}, expect=201)
+        assert len(rasa.received) == asked
+
+        await hub.api("PATCH", f"/api/v1/conversations/{cid}", role="agent", json={"status": "resolved"})
+        await wait_for(lambda: rasa.resumed == [str(cid)])
+        assert (await hub.api("GET", f"/api/v1/conversations/{cid}"))["handler"] == "bot"
+        await _say(hub, "bot-visitor", "one more question about shipping", "b4")
+        await wait_for(lambda: _has(hub, cid, "Answer to: one more question about shipping"))
+    finally:
+        await hub.client.close()
+
+
+@pytest.mark.asyncio
+async def test_urgent_handoff_sets_priority(sqlite_url: str, tmp_path: Path, rasa: FakeRasa) -> None:
+    hub = await _bot_hub(sqlite_url, tmp_path, rasa)
+    try:
+        msg = await _say(hub, "angry", "your site is down and I'm losing money", "u1")
+        cid = msg["conversation_id"]
+        await wait_for(lambda: _conversation_is(hub, cid, handler="human", priority="urgent"))
+    finally:
+        await hub.client.close()
+
+
+@pytest.mark.asyncio
+async def test_rasa_down_falls_back_to_kb_or_handoff_and_loses_nothing(sqlite_url: str, tmp_path: Path, rasa: FakeRasa) -> None:
+    kb = KnowledgeBase(data_dir=tmp_path / "kb", embedder=HashingEmbedder())
+    settings = make_settings(sqlite_url, tmp_path, bot="rasa", rasa_url=rasa.url, rasa_timeout=0.3,
+                             kb_enabled=True, kb_seed_dir=SAMPLE_DIR, bot_confidence_threshold=0.0)
+    hub = await start_hub(settings, knowledge_base=kb)
+    try:
+        ok = await _say(hub, "fallback-visitor", "hello there", "f0")
+        await wait_for(lambda: _has(hub, ok["conversation_id"], "Answer to: hello there"))
+        rasa.down = True
+        msg = await _say(hub, "fallback-visitor", "How long does a refund take?", "f1")
+        cid = msg["conversation_id"]
+        await wait_for(lambda: _bot_replies(hub, cid, 2), timeout=10)
+        fallback = [m for m in await _timeline(hub, cid) if m["author_kind"] == "bot"][-1]
+        assert fallback["meta"]["fallback"] is True and "Read more: " in fallback["body"]
+        ready = await (await hub.client.get("/readyz")).json()
+        assert ready["status"] == "degraded" and "bot" in ready["degraded"]
+        assert 'hub_degraded{component="rasa"} 1.0' in await (await hub.client.get("/metrics")).text()
+
+        rasa.down = False
+        rasa.delay = 1.0  # slower than the timeout: same fallback path
+        slow = await _say(hub, "slow-visitor", "zzzz qqqq", "f2")
+        await wait_for(lambda: _bot_replies(hub, slow["conversation_id"], 1), timeout=10)
+
+        rasa.delay = 0.0
+        back = await _say(hub, "fallback-visitor", "and now?", "f3")
+        await wait_for(lambda: _has(hub, back["conversation_id"], "Answer to: and now?"), timeout=10)
+        assert (await (await hub.client.get("/readyz")).json())["status"] == "ready"
+    finally:
+        await hub.client.close()
+
+
+@pytest.mark.asyncio
+async def test_rasa_down_without_confident_answer_hands_off(sqlite_url: str, tmp_path: Path, rasa: FakeRasa) -> None:
+    rasa.down = True
+    hub = await _bot_hub(sqlite_url, tmp_path, rasa)
+    try:
+        msg = await _say(hub, "nobody-home", "Can you help me?", "h1")
+        await wait_for(lambda: _conversation_is(hub, msg["conversation_id"], handler="human"), timeout=10)
+        replies = [m for m in await _timeline(hub, msg["conversation_id"]) if m["author_kind"] == "bot"]
+        assert len(replies) == 1 and "team" in replies[0]["body"]
+    finally:
+        await hub.client.close()
+
+
+@pytest.mark.asyncio
+async def test_messages_received_while_hub_is_down_are_answered_after_restart(sqlite_url: str, tmp_path: Path, rasa: FakeRasa) -> None:
+    """Bot jobs are written with the message: a crash before the bot answered loses nothing."""
+    from channels.base import InboundMessage
+    from hub.conversations import ingest
+    from hub.storage import open_database
+    from datetime import timedelta
+
+    db = open_database(sqlite_url)
+    try:
+        stored = await db.write(ingest, InboundMessage(channel="fake", sender="early-bird", text="Are you open?", external_id="crash-1"),
+                                identity_kind="fake", reopen_window=timedelta(hours=1), enqueue_bot=True)
+    finally:
+        await db.close()
+    hub = await _bot_hub(sqlite_url, tmp_path, rasa)
+    try:
+        await wait_for(lambda: _has(hub, stored.conversation.id, "Answer to: Are you open?"))
+        assert [r["message"] for r in rasa.received] == ["Are you open?"]
+    finally:
+        await hub.client.close()
+
+
+async def _has(hub: Hub, cid: int, body: str) -> bool:
+    return any(m["body"] == body for m in await _timeline(hub, cid))
+
+
+async def _bot_replies(hub: Hub, cid: int, count: int) -> bool:
+    return len([m for m in await _timeline(hub, cid) if m["author_kind"] == "bot"]) >= count
+
+
+async def _conversation_is(hub: Hub, cid: int, **expected: str) -> bool:
+    conversation = await hub.api("GET", f"/api/v1/conversations/{cid}")
+    return all(conversation[k] == v for k, v in expected.items())

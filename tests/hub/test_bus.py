@@ -1,0 +1,90 @@
+"""The event bus: in-process, and across instances through the machine's real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+
+import pytest
+
+from hub.bus import LocalBus, RedisBus
+from hub.events import Event, MessageReceived, from_json, to_json
+
+REDIS_URL = os.environ.get("HUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _event(n: int = 1) -> MessageReceived:
+    return MessageReceived(message_id=n, conversation_id=2, contact_id=3, channel="fake", body="hi", new_conversation=True)
+
+
+@pytest.mark.asyncio
+async def test_one_failing_subscriber_never_hurts_the_others() -> None:
+    bus = LocalBus()
+    seen: list[Event] = []
+
+    async def broken(event: Event) -> None:
+        raise RuntimeError("subscriber bug")
+
+    async def good(event: Event) -> None:
+        seen.append(event)
+
+    bus.subscribe(MessageReceived, broken)
+    bus.subscribe(MessageReceived, good)
+    bus.subscribe(None, good)
+    await bus.publish(_event())
+    assert len(seen) == 2 and bus.failures == 1
+
+
+def test_events_round_trip_through_json() -> None:
+    event = _event(7)
+    assert from_json(to_json(event)) == event
+    with pytest.raises(ValueError):
+        from_json({"name": "no-such-event", "data": {}})
+
+
+async def _redis_available() -> bool:
+    import redis.asyncio as redis
+
+    client = redis.from_url(REDIS_URL)
+    try:
+        await asyncio.wait_for(client.ping(), 2)
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.asyncio
+async def test_redis_bus_fans_out_to_every_instance() -> None:
+    if not await _redis_available():
+        if os.environ.get("CI"):
+            pytest.fail(f"Redis is not reachable at {REDIS_URL}")
+        pytest.skip("Redis is not reachable")
+    channel = f"servicehub-test:{uuid.uuid4().hex}"
+    first, second = RedisBus(REDIS_URL, channel), RedisBus(REDIS_URL, channel)
+    await first.start()
+    await second.start()
+    try:
+        got_first: list[Event] = []
+        got_second: list[Event] = []
+
+        async def on_first(event: Event) -> None:
+            got_first.append(event)
+
+        async def on_second(event: Event) -> None:
+            got_second.append(event)
+
+        first.subscribe(MessageReceived, on_first)
+        second.subscribe(MessageReceived, on_second)
+        await first.publish(_event(11))
+        for _ in range(100):
+            if got_first and got_second:
+                break
+            await asyncio.sleep(0.02)
+        assert got_first == got_second
+        assert [e.message_id for e in got_second] == [11]
+    finally:
+        await first.close()
+        await second.close()

@@ -1,0 +1,116 @@
+"""The `hub` command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from hub.__main__ import main
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("HUB_DATABASE_URL", url)
+    monkeypatch.chdir(tmp_path)
+    return url
+
+
+def test_help_reads_well() -> None:
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for command in ("serve", "db", "users", "tokens", "contacts"):
+        assert command in result.output
+
+
+def test_users_tokens_export_erase(cli_env: str) -> None:
+    runner = CliRunner()
+    assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0
+    created = runner.invoke(main, ["users", "create", "--name", "Ada", "--email", "ada@example.com", "--role", "admin"])
+    assert created.exit_code == 0, created.output
+    assert "shub_" in created.output
+    again = runner.invoke(main, ["users", "create", "--name", "Ada", "--email", "ADA@example.com"])
+    assert again.exit_code == 1 and "already exists" in again.output
+    token = runner.invoke(main, ["tokens", "create", "ada@example.com", "--name", "ci"])
+    assert token.exit_code == 0 and token.output.startswith("shub_")
+    assert runner.invoke(main, ["users", "list"]).output.count("ada@example.com") == 1
+
+    missing = runner.invoke(main, ["contacts", "export", "42"])
+    assert missing.exit_code == 1 and "does not exist" in missing.output
+
+    import asyncio
+
+    from channels.base import InboundMessage
+    from hub.conversations import ingest
+    from hub.storage import open_database
+    from datetime import timedelta
+
+    async def seed() -> int:
+        db = open_database(cli_env)
+        try:
+            done = await db.write(ingest, InboundMessage(channel="fake", sender="cli-person", text="hello"),
+                                  identity_kind="fake", reopen_window=timedelta(hours=1))
+            return done.message.contact_id
+        finally:
+            await db.close()
+
+    contact_id = asyncio.run(seed())
+    exported = runner.invoke(main, ["contacts", "export", str(contact_id)])
+    assert exported.exit_code == 0
+    assert json.loads(exported.output)["messages"][0]["body"] == "hello"
+    erased = runner.invoke(main, ["contacts", "erase", str(contact_id), "--yes"])
+    assert erased.exit_code == 0 and "1 messages" in erased.output
+    assert runner.invoke(main, ["contacts", "export", str(contact_id)]).exit_code == 1
+
+
+def test_bootstrap_creates_one_admin_once(cli_env: str, tmp_path: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0
+    token_file = tmp_path / "admin-token"
+    first = runner.invoke(main, ["users", "bootstrap", "--token-file", str(token_file)])
+    assert first.exit_code == 0 and token_file.read_text().startswith("shub_")
+    assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+    again = runner.invoke(main, ["users", "bootstrap", "--token-file", str(token_file)])
+    assert again.exit_code == 0 and "exist already" in again.output
+    assert runner.invoke(main, ["users", "list"]).output.count("admin@localhost") == 1
+
+
+def test_init_writes_secrets_once(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    runner = CliRunner()
+    assert runner.invoke(main, ["init", "--env-file", str(env_file)]).exit_code == 0
+    first = env_file.read_text()
+    assert "HUB_CHANNELS=webchat" in first and "HUB_WEBCHAT_SECRETS=" in first
+    assert runner.invoke(main, ["init", "--env-file", str(env_file)]).exit_code == 0
+    assert env_file.read_text() == first
+    from hub.config import Settings
+
+    settings = Settings(_env_file=env_file)
+    assert settings.channel_names == ["webchat"] and settings.webchat_secrets is not None
+    assert settings.kb_seed_dir is not None and len(list(settings.kb_seed_dir.glob("*.md"))) >= 20
+
+
+def test_kb_ingest_and_search_with_the_real_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from knowledge_base import SAMPLE_DIR
+
+    monkeypatch.setenv("HUB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    ingested = runner.invoke(main, ["kb", "ingest", str(SAMPLE_DIR), "--collection", "northwind", "--json"])
+    assert ingested.exit_code == 0, ingested.output
+    assert len(json.loads(ingested.stdout.strip().splitlines()[-1])["added"]) >= 20
+    found = runner.invoke(main, ["kb", "search", "I forgot my password", "--collection", "northwind", "-k", "3", "--json"])
+    assert found.exit_code == 0, found.output
+    hits = json.loads(found.stdout.strip().splitlines()[-1])["hits"]
+    assert len(hits) == 3 and "password" in hits[0]["article_id"]
+    queries = tmp_path / "queries.txt"
+    queries.write_text("how long does a refund take\nwhere is my parcel\n")
+    batch = runner.invoke(main, ["kb", "search", "--queries", str(queries), "--collection", "northwind"])
+    lines = [json.loads(line) for line in batch.stdout.strip().splitlines()]
+    assert batch.exit_code == 0 and len(lines) == 2
+    assert runner.invoke(main, ["kb", "search"]).exit_code == 2
+    missing = runner.invoke(main, ["kb", "ingest", str(tmp_path / "nope")])
+    assert missing.exit_code != 0

@@ -1,0 +1,87 @@
+"""The knowledge base inside the hub: APIs, rate limit, portal mount, votes in the DB.
+
+Uses the deterministic HashingEmbedder; search quality with the real model
+is tested in tests/knowledge_base.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from knowledge_base import SAMPLE_DIR, HashingEmbedder, KnowledgeBase
+from tests.conftest import Hub, make_settings, start_hub
+
+
+@pytest_asyncio.fixture
+async def kb_hub(database_url: str, tmp_path: Path) -> AsyncIterator[Hub]:
+    settings = make_settings(database_url, tmp_path, kb_enabled=True, kb_seed_dir=SAMPLE_DIR, kb_search_rate_limit="5/minute")
+    kb = KnowledgeBase(data_dir=tmp_path / "kb", embedder=HashingEmbedder())
+    hub = await start_hub(settings, knowledge_base=kb)
+    try:
+        yield hub
+    finally:
+        await hub.client.close()
+
+
+@pytest.mark.asyncio
+async def test_search_is_public_and_rate_limited(kb_hub: Hub) -> None:
+    response = await kb_hub.client.get("/api/v1/kb/search", params={"q": "how do I get a refund", "k": "3"})
+    body = await response.json()
+    assert response.status == 200, body
+    assert 0.0 <= body["confidence"] <= 1.0 and 1 <= len(body["hits"]) <= 3
+    assert all(h["url"].startswith("/help/") for h in body["hits"])
+    missing = await kb_hub.client.get("/api/v1/kb/search")
+    assert missing.status == 400 and "'q' is required" in (await missing.json())["error"]["message"]
+    statuses = [(await kb_hub.client.get("/api/v1/kb/search", params={"q": "refund"})).status for _ in range(5)]
+    assert statuses.count(429) >= 1
+    limited = await kb_hub.client.get("/api/v1/kb/search", params={"q": "refund"})
+    assert limited.status == 429 and int(limited.headers["Retry-After"]) >= 1
+
+
+@pytest.mark.asyncio
+async def test_article_crud_through_the_api(kb_hub: Hub) -> None:
+    listed = await kb_hub.api("GET", "/api/v1/kb/articles", role="viewer")
+    assert len(listed["items"]) >= 20
+    article = {"title": "Gift wrapping", "body_markdown": "## Options\n\nWe wrap gifts in recycled paper for 3 EUR.", "tags": ["orders"]}
+    await kb_hub.api("PUT", "/api/v1/kb/articles/gift-wrapping", role="agent", json=article, expect=403)
+    created = await kb_hub.api("PUT", "/api/v1/kb/articles/gift-wrapping", json=article, expect=201)
+    assert created["title"] == "Gift wrapping"
+    hits = await (await kb_hub.client.get("/api/v1/kb/search", params={"q": "gift wrapping recycled paper"})).json()
+    assert hits["hits"][0]["article_id"] == "gift-wrapping"
+    replaced = await kb_hub.api("PUT", "/api/v1/kb/articles/gift-wrapping", json={**article, "title": "Gift wrap"}, expect=200)
+    assert replaced["title"] == "Gift wrap"
+    bad = await kb_hub.api("PUT", "/api/v1/kb/articles/Bad%20Id!", json=article, expect=400)
+    assert bad["error"]["code"] == "invalid_input"
+    await kb_hub.api("DELETE", "/api/v1/kb/articles/gift-wrapping")
+    await kb_hub.api("GET", "/api/v1/kb/articles/gift-wrapping", expect=404)
+    audit = await kb_hub.api("GET", "/api/v1/audit")
+    assert {"kb.article.put", "kb.article.delete"} <= {e["action"] for e in audit["items"]}
+
+
+@pytest.mark.asyncio
+async def test_portal_is_mounted_and_votes_land_in_the_database(kb_hub: Hub) -> None:
+    import re
+
+    import sqlalchemy as sa
+
+    from hub.storage.schema import kb_votes
+
+    home = await kb_hub.client.get("/help")
+    assert home.status == 200 and "Help" in await home.text()
+    articles = await kb_hub.api("GET", "/api/v1/kb/articles", role="viewer")
+    article_id = articles["items"][0]["id"]
+    page = await kb_hub.client.get(f"/help/articles/{article_id}")
+    html = await page.text()
+    assert page.status == 200
+    form = re.search(r'<form[^>]*action="([^"]*vote[^"]*)"[^>]*>(.*?)</form>', html, re.S)
+    assert form, "vote form missing"
+    fields = dict(re.findall(r'name="([^"]+)"\s+value="([^"]*)"', form.group(2)))
+    fields["helpful"] = "yes"
+    voted = await kb_hub.client.post(form.group(1), data=fields, allow_redirects=False, headers={"Origin": str(kb_hub.client.make_url(""))})
+    assert voted.status in (200, 303), await voted.text()
+    rows = await kb_hub.db.read(lambda c: c.execute(sa.select(kb_votes)).all())
+    assert [(r.article_id, r.helpful) for r in rows] == [(article_id, True)]

@@ -1,0 +1,137 @@
+"""SLA timers over every storage backend: breach escalation, pause while pending,
+first response, and timers that survive a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from tests.channels.test_slack import slack_settings
+from tests.conftest import Hub, make_settings, start_hub, wait_for
+from tests.fakes.slack_api import FakeSlackApi
+
+
+@pytest_asyncio.fixture
+async def slack_api() -> AsyncIterator[FakeSlackApi]:
+    api = await FakeSlackApi().start()
+    try:
+        yield api
+    finally:
+        await api.close()
+
+
+async def open_ticket(hub: Hub, sender: str, priority: str = "normal") -> dict:
+    received = await hub.inbound({"from": sender, "text": "help!", "id": f"{sender}-{time.time_ns()}"})
+    message = await hub.api("GET", f"/api/v1/messages/{received['received'][0]['message_id']}")
+    return await hub.api(
+        "POST", f"/api/v1/conversations/{message['conversation_id']}/handoff", role="agent",
+        json={"priority": priority}, expect=201,
+    )
+
+
+async def ticket_when(hub: Hub, ticket_id: int, check: Any, timeout: float = 5.0) -> dict:
+    async def probe() -> dict | None:
+        ticket = await hub.api("GET", f"/api/v1/tickets/{ticket_id}")
+        return ticket if check(ticket) else None
+
+    return await wait_for(probe, timeout=timeout)
+
+
+@pytest.mark.asyncio
+async def test_breach_escalates_notifies_team_and_bumps_priority(database_url: str, tmp_path: Path, slack_api: FakeSlackApi) -> None:
+    # normal: first response within 0.6 s, resolution within 60 s.
+    settings = slack_settings(database_url, tmp_path, slack_api, sla_policies="normal=0.01/1,high=0.01/1")
+    hub = await start_hub(settings)
+    try:
+        ticket = await open_ticket(hub, "sla-1")
+        breached = await ticket_when(hub, ticket["id"], lambda t: t["first_response_breached_at"] is not None)
+        assert breached["priority"] == "high" and breached["escalations"] == 1
+        conversation = await hub.api("GET", f"/api/v1/conversations/{ticket['conversation_id']}")
+        assert conversation["priority"] == "high"
+        page = await hub.api("GET", f"/api/v1/conversations/{ticket['conversation_id']}/timeline")
+        assert any(m["meta"].get("event") == "sla-breached" for m in page["items"])
+        await wait_for(lambda: any("SLA breached on ticket #%d" % ticket["id"] in c.args.get("text", "")
+                                   and c.args["channel"] == "CSUPPORT" for c in slack_api.of("chat.postMessage")))
+        await wait_for(lambda: any("breached" in str(c.args.get("blocks")) for c in slack_api.of("chat.update")))
+        await asyncio.sleep(0.3)
+        assert (await hub.api("GET", f"/api/v1/tickets/{ticket['id']}"))["escalations"] == 1  # escalated once
+    finally:
+        await hub.client.close()
+
+
+@pytest.mark.asyncio
+async def test_breach_can_reassign(database_url: str, tmp_path: Path) -> None:
+    settings = make_settings(database_url, tmp_path, sla_policies="normal=0.01/60", sla_check_interval=0.05,
+                             sla_breach_reassign=True, sla_breach_bump_priority=False)
+    hub = await start_hub(settings)
+    try:
+        agent = await hub.api("GET", "/api/v1/me", role="agent")
+        admin = await hub.api("GET", "/api/v1/me")
+        await hub.api("POST", f"/api/v1/agents/{agent['id']}/duty", json={"on_duty": True})
+        ticket = await open_ticket(hub, "sla-r")
+        assert ticket["assignee_id"] == agent["id"]
+        await hub.api("POST", f"/api/v1/agents/{admin['id']}/duty", json={"on_duty": True})
+        moved = await ticket_when(hub, ticket["id"], lambda t: t["first_response_breached_at"] is not None)
+        assert moved["assignee_id"] == admin["id"] and moved["priority"] == "normal"
+    finally:
+        await hub.client.close()
+
+
+@pytest.mark.asyncio
+async def test_first_agent_reply_stops_the_first_response_clock(database_url: str, tmp_path: Path) -> None:
+    hub = await start_hub(make_settings(database_url, tmp_path, sla_policies="normal=0.02/60", sla_check_interval=0.05))
+    try:
+        ticket = await open_ticket(hub, "sla-2")
+        await hub.api("POST", f"/api/v1/conversations/{ticket['conversation_id']}/messages", role="agent",
+                      json={"text": "On it!"}, expect=201)
+        answered = await ticket_when(hub, ticket["id"], lambda t: t["first_response_at"] is not None)
+        await asyncio.sleep(1.6)
+        assert (await hub.api("GET", f"/api/v1/tickets/{ticket['id']}"))["first_response_breached_at"] is None
+        assert answered["first_response_at"] >= ticket["created_at"]
+    finally:
+        await hub.client.close()
+
+
+@pytest.mark.asyncio
+async def test_clock_pauses_while_waiting_on_the_customer(database_url: str, tmp_path: Path) -> None:
+    hub = await start_hub(make_settings(database_url, tmp_path, sla_policies="normal=0.02/60", sla_check_interval=0.05))
+    try:
+        ticket = await open_ticket(hub, "sla-3")
+        await hub.api("PATCH", f"/api/v1/conversations/{ticket['conversation_id']}", role="agent", json={"status": "pending"})
+        await ticket_when(hub, ticket["id"], lambda t: t["sla_paused_at"] is not None)
+        await asyncio.sleep(1.5)  # past the 1.2 s target, but paused
+        assert (await hub.api("GET", f"/api/v1/tickets/{ticket['id']}"))["first_response_breached_at"] is None
+        await hub.inbound({"from": "sla-3", "text": "here is the info", "id": "sla-3-info"})
+        resumed = await ticket_when(hub, ticket["id"], lambda t: t["sla_paused_at"] is None)
+        assert resumed["first_response_due"] > ticket["first_response_due"]
+        await ticket_when(hub, ticket["id"], lambda t: t["first_response_breached_at"] is not None)
+    finally:
+        await hub.client.close()
+
+
+@pytest.mark.asyncio
+async def test_sla_timers_survive_a_restart(database_url: str, tmp_path: Path, slack_api: FakeSlackApi) -> None:
+    settings = slack_settings(database_url, tmp_path, slack_api, sla_policies="normal=0.02/60")
+    first = await start_hub(settings)
+    try:
+        ticket = await open_ticket(first, "sla-4")
+        assert ticket["first_response_breached_at"] is None
+    finally:
+        await first.client.close()  # the hub stops before the 1.2 s deadline
+    await asyncio.sleep(1.5)  # the deadline passes while nothing runs
+    assert not any("SLA breached" in c.args.get("text", "") for c in slack_api.of("chat.postMessage"))
+
+    second = await start_hub(settings)  # same database, a new process in effect
+    try:
+        breached = await ticket_when(second, ticket["id"], lambda t: t["first_response_breached_at"] is not None)
+        assert breached["escalations"] == 1 and breached["priority"] == "high"
+        await wait_for(lambda: any("SLA breached on ticket #%d" % ticket["id"] in c.args.get("text", "")
+                                   for c in slack_api.of("chat.postMessage")))
+    finally:
+        await second.client.close()

@@ -1,0 +1,65 @@
+"""The storage layer itself, over every URL in HUB_TEST_DATABASE_URLS."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import sqlalchemy as sa
+
+from hub.storage import open_database
+from hub.storage.migrate import current_revision
+from hub.storage.schema import contacts
+
+
+def _add_contact(conn: sa.Connection, name: str) -> int:
+    from hub.contacts import create_contact
+
+    return create_contact(conn, name=name)
+
+
+def _fail(conn: sa.Connection, name: str) -> None:
+    _add_contact(conn, name)
+    raise RuntimeError("this write fails after inserting")
+
+
+def _names(conn: sa.Connection) -> list[str]:
+    return sorted(conn.execute(sa.select(contacts.c.name)).scalars())
+
+
+@pytest.mark.asyncio
+async def test_concurrent_writes_commit_independently(database_url: str) -> None:
+    """Group commit (SQLite) or one transaction per write (PostgreSQL): a
+    failing write rolls back alone, concurrent ones all land."""
+    db = open_database(database_url)
+    try:
+        jobs = [db.write(_add_contact, f"c{i}") for i in range(50)]
+        jobs.insert(25, db.write(_fail, "doomed"))
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+        errors = [r for r in results if isinstance(r, Exception)]
+        assert len(errors) == 1 and "fails after inserting" in str(errors[0])
+        names = await db.read(_names)
+        assert "doomed" not in names and len(names) == 50
+        ids = [r for r in results if isinstance(r, int)]
+        assert len(set(ids)) == 50
+    finally:
+        await db.close()
+
+
+@pytest.mark.asyncio
+async def test_migrations_are_at_head(database_url: str) -> None:
+    from alembic.script import ScriptDirectory
+
+    from hub.storage.migrate import alembic_config
+
+    head = ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
+    assert await asyncio.to_thread(current_revision, database_url) == head
+
+
+def test_unsupported_urls_are_refused() -> None:
+    from hub.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unsupported"):
+        open_database("mysql://root@localhost/test")
+    with pytest.raises(ConfigError, match="asyncpg"):
+        open_database("postgresql://postgres@localhost/test")
