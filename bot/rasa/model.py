@@ -108,6 +108,8 @@ def rasa_environment(venv: Path | None = None, **extra: str) -> dict[str, str]:
         weights = language_model_weights(venv)
         if weights is not None:
             env[LM_WEIGHTS_VAR] = str(weights)
+    # config.yml's custom components (bot.rasa.components) import from the repository root.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env.update(extra)
     return env
 
@@ -115,6 +117,9 @@ def rasa_environment(venv: Path | None = None, **extra: str) -> dict[str, str]:
 def training_files(project_dir: Path = PROJECT_DIR, config: Path | None = None) -> dict[str, Path]:
     """Every file the model is trained from, by its name in the project."""
     files = {"config.yml": config or project_dir / "config.yml", "domain.yml": project_dir / "domain.yml"}
+    components = project_dir / "components.py"
+    if components.exists():
+        files["components.py"] = components
     for path in sorted(p for p in (project_dir / "data").rglob("*") if p.is_file()):
         files[str(path.relative_to(project_dir))] = path
     return files
