@@ -125,6 +125,29 @@ _TOUCH_CONVERSATION = (
     )
 )
 _INSERT_MESSAGE: dict[str, Any] = {}
+# A known sender's identity, its latest conversation on the channel (all
+# columns, NULL when it has none) and the id of an already stored copy of
+# this delivery (a provider retry), in one round trip.
+_earlier = conversations.alias("earlier")
+_LATEST_FOR_IDENTITY = (
+    sa.select(sa.func.max(_earlier.c.id))
+    .where(_earlier.c.identity_id == identities.c.id, _earlier.c.channel == sa.bindparam("channel"))
+    .correlate(identities)
+    .scalar_subquery()
+)
+_KNOWN_SENDER = (
+    sa.select(
+        sa.select(messages.c.id)
+        .where(messages.c.channel == sa.bindparam("channel"), messages.c.external_id == sa.bindparam("external_id"))
+        .scalar_subquery()
+        .label("duplicate_id"),
+        identities.c.id.label("sender_identity_id"),
+        identities.c.contact_id.label("sender_contact_id"),
+        *conversations.c,
+    )
+    .select_from(identities.outerjoin(conversations, conversations.c.id == _LATEST_FOR_IDENTITY))
+    .where(identities.c.channel == sa.bindparam("kind"), identities.c.address == sa.bindparam("address"))
+)
 _INSERT_BOT_JOB = sa.insert(bot_jobs)
 
 
@@ -147,23 +170,41 @@ def ingest(
     """Store one inbound message: resolve the contact, find or open the
     conversation, insert the message; a known ``(channel, external_id)``
     returns the stored message instead (a provider retry)."""
-    if inbound.external_id is not None:
-        existing = conn.execute(
-            _BY_EXTERNAL_ID, {"channel": inbound.channel, "external_id": inbound.external_id}
-        ).first()
-        if existing is not None:
-            return _duplicate(conn, existing)
-
     now = utcnow()
-    address = contacts_tx.normalise_address(identity_kind, inbound.sender)
-    contact_id, identity_id, _ = contacts_tx.resolve_identity(
-        conn, identity_kind, address, name=inbound.sender_name, now=now
-    )
+    known = None
+    if conn.dialect.name == "sqlite" and not inbound.thread_key and not inbound.contact_hints:
+        # The common case (a known sender writing again) in one statement.
+        # SQLite only: PostgreSQL takes the path below, which locks the
+        # conversation row against a concurrent first message.
+        address = contacts_tx.normalise_address(identity_kind, inbound.sender)
+        known = conn.execute(
+            _KNOWN_SENDER,
+            {"channel": inbound.channel, "external_id": inbound.external_id, "kind": identity_kind, "address": address},
+        ).first()
+        if known is not None and known.duplicate_id is not None:
+            return _duplicate(conn, conn.execute(_MESSAGE, {"message_id": known.duplicate_id}).one())
+    if known is None:
+        if inbound.external_id is not None:
+            existing = conn.execute(
+                _BY_EXTERNAL_ID, {"channel": inbound.channel, "external_id": inbound.external_id}
+            ).first()
+            if existing is not None:
+                return _duplicate(conn, existing)
+        address = contacts_tx.normalise_address(identity_kind, inbound.sender)
+        contact_id, identity_id, _ = contacts_tx.resolve_identity(
+            conn, identity_kind, address, name=inbound.sender_name, now=now
+        )
+    else:
+        contact_id, identity_id = known.sender_contact_id, known.sender_identity_id
     merged: list[int] = []
     if inbound.contact_hints:
         contact_id, merged = _apply_hints(conn, contact_id, inbound)
 
-    conversation, created = _find_or_open(conn, inbound, contact_id, identity_id, reopen_window, now)
+    if known is not None:
+        latest = known if known.id is not None else None
+        conversation, created = _find_or_open(conn, inbound, contact_id, identity_id, reopen_window, now, latest=latest)
+    else:
+        conversation, created = _find_or_open(conn, inbound, contact_id, identity_id, reopen_window, now)
     row = conn.execute(
         _insert_message_ignoring_duplicates(conn),
         {
@@ -258,6 +299,9 @@ _LATEST_BY_THREAD = {False: _by_thread, True: _by_thread.with_for_update()}
 _LATEST_BY_IDENTITY = {False: _by_identity, True: _by_identity.with_for_update()}
 
 
+_UNFETCHED: Any = object()
+
+
 def _find_or_open(
     conn: Connection,
     inbound: InboundMessage,
@@ -265,15 +309,21 @@ def _find_or_open(
     identity_id: int,
     reopen_window: timedelta,
     now: datetime,
+    *,
+    latest: Any = _UNFETCHED,
 ) -> tuple[Conversation, bool]:
-    lock = conn.dialect.name == "postgresql"
-    if inbound.thread_key:
-        stmt = _LATEST_BY_THREAD[lock]
-        params = {"channel": inbound.channel, "thread_key": inbound.thread_key}
-    else:
-        stmt = _LATEST_BY_IDENTITY[lock]
-        params = {"channel": inbound.channel, "identity_id": identity_id}
-    row = conn.execute(stmt, params).first()
+    """The conversation ``inbound`` belongs to, opened if needed; ``latest``
+    is the sender's latest conversation row when the caller already has it."""
+    if latest is _UNFETCHED:
+        lock = conn.dialect.name == "postgresql"
+        if inbound.thread_key:
+            stmt = _LATEST_BY_THREAD[lock]
+            params = {"channel": inbound.channel, "thread_key": inbound.thread_key}
+        else:
+            stmt = _LATEST_BY_IDENTITY[lock]
+            params = {"channel": inbound.channel, "identity_id": identity_id}
+        latest = conn.execute(stmt, params).first()
+    row = latest
     if row is not None and row.contact_id == contact_id:
         conversation = rows.conversation(row)
         if conversation.status != ConversationStatus.RESOLVED:

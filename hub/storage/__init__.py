@@ -157,8 +157,16 @@ class SQLiteDatabase:
                     outcomes.append((future, None, err))
                 else:
                     outcomes.append((future, result, None))
-        for future, result, error in outcomes:
-            future.get_loop().call_soon_threadsafe(_resolve, future, result, error)
+        # One wake-up per event loop for the whole batch, not one per write:
+        # each call_soon_threadsafe writes to the loop's self-pipe.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
+        for outcome in outcomes:
+            by_loop.setdefault(outcome[0].get_loop(), []).append(outcome)
+        for loop, resolved in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve_all, resolved)
+            except RuntimeError:  # that loop is closed: nobody awaits these any more
+                pass
 
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         if kwargs:
@@ -205,13 +213,14 @@ def enable_wal(path: Path) -> None:
         conn.close()
 
 
-def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.cancelled():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+def _resolve_all(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in outcomes:
+        if future.cancelled():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
 
 class PostgresDatabase:
