@@ -47,18 +47,22 @@ class LocalBus:
         handlers = [*self._subscribers.get(type(event), ()), *self._subscribers.get(None, ())]
         if not handlers:
             return
+        if len(handlers) == 1:  # the common case: no task, no gather
+            try:
+                await handlers[0](event)
+            except Exception as err:  # noqa: BLE001 - one subscriber never fails the publisher
+                self._failed(handlers[0], event, err)
+            return
         results = await asyncio.gather(*(h(event) for h in handlers), return_exceptions=True)
         for handler, result in zip(handlers, results):
             if isinstance(result, BaseException):
                 if isinstance(result, asyncio.CancelledError):
                     raise result
-                self.failures += 1
-                log.error(
-                    "subscriber %s failed on %s",
-                    getattr(handler, "__qualname__", handler),
-                    event.name,
-                    exc_info=result,
-                )
+                self._failed(handler, event, result)
+
+    def _failed(self, handler: Subscriber, event: Event, error: BaseException) -> None:
+        self.failures += 1
+        log.error("subscriber %s failed on %s", getattr(handler, "__qualname__", handler), event.name, exc_info=error)
 
 
 class RedisBus:

@@ -118,8 +118,16 @@ _TOUCH_CONVERSATION = (
     .values(
         last_message_at=sa.bindparam("now", type_=conversations.c.updated_at.type),
         updated_at=sa.bindparam("now", type_=conversations.c.updated_at.type),
+        # Two comparisons, not IN (...): an IN list is an "expanding" parameter
+        # that SQLAlchemy re-renders on every execution.
         status=sa.case(
-            (conversations.c.status.in_(("pending", "snoozed")), ConversationStatus.OPEN.value),
+            (
+                sa.or_(
+                    conversations.c.status == ConversationStatus.PENDING.value,
+                    conversations.c.status == ConversationStatus.SNOOZED.value,
+                ),
+                ConversationStatus.OPEN.value,
+            ),
             else_=conversations.c.status,
         ),
     )

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import time
-import uuid
 
 from aiohttp import web
 
@@ -68,9 +69,19 @@ async def auth_middleware(request: web.Request, handler):  # type: ignore[no-unt
     return await handler(request)
 
 
+# Request ids only need to be unique within the logs: a random per-process
+# prefix and a counter (uuid4 per request cost ~5% of a webhook's CPU).
+_REQUEST_ID_PREFIX = os.urandom(4).hex()
+_request_counter = itertools.count(1)
+
+
+def _next_request_id() -> str:
+    return f"{_REQUEST_ID_PREFIX}{next(_request_counter):08x}"
+
+
 @web.middleware
 async def observe_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
-    request[REQUEST_ID] = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
+    request[REQUEST_ID] = request.headers.get("X-Request-Id") or _next_request_id()
     started = time.perf_counter()
     status = 500
     try:

@@ -36,6 +36,41 @@ async def test_one_failing_subscriber_never_hurts_the_others() -> None:
     assert len(seen) == 2 and bus.failures == 1
 
 
+@pytest.mark.asyncio
+async def test_a_lone_failing_subscriber_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    bus = LocalBus()
+
+    async def broken(event: Event) -> None:
+        raise RuntimeError("subscriber bug")
+
+    unsubscribe = bus.subscribe(MessageReceived, broken)
+    await bus.publish(_event())  # the publisher (an ingest) carries on
+    assert bus.failures == 1
+    assert "subscriber" in caplog.text and "subscriber bug" in caplog.text
+
+    unsubscribe()
+    await bus.publish(_event())
+    assert bus.failures == 1
+
+
+@pytest.mark.asyncio
+async def test_a_lone_subscriber_sees_cancellation() -> None:
+    bus = LocalBus()
+    started = asyncio.Event()
+
+    async def slow(event: Event) -> None:
+        started.set()
+        await asyncio.sleep(30)
+
+    bus.subscribe(MessageReceived, slow)
+    publishing = asyncio.create_task(bus.publish(_event()))
+    await started.wait()
+    publishing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await publishing
+    assert bus.failures == 0
+
+
 def test_events_round_trip_through_json() -> None:
     event = _event(7)
     assert from_json(to_json(event)) == event
