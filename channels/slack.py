@@ -138,11 +138,16 @@ class SlackChannel(Channel):
             await session.close()
 
     # --- Web API -------------------------------------------------------------------
-    async def call(self, method: str, **kwargs: Any) -> dict[str, Any]:
+    async def call(self, method: str, *, http_get: bool = False, **kwargs: Any) -> dict[str, Any]:
         """One Web API call; Slack's failures become ``ChannelSendError``
-        (retryable for 429 with its Retry-After, 5xx and transport errors)."""
+        (retryable for 429 with its Retry-After, 5xx and transport errors).
+        ``http_get``: send the arguments as a query string (methods such as
+        ``chat.getPermalink`` take no JSON body)."""
         try:
-            response = await self.client.api_call(method, json=kwargs)
+            if http_get:
+                response = await self.client.api_call(method, http_verb="GET", params=kwargs)
+            else:
+                response = await self.client.api_call(method, json=kwargs)
         except SlackApiError as err:
             status = err.response.status_code
             error = err.response.get("error") if isinstance(err.response.data, dict) else None

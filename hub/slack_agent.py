@@ -22,7 +22,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -408,6 +408,14 @@ class SlackDesk:
 
     async def _on_ticket_changed(self, event: tickets_tx.TicketChanged) -> None:
         await self._enqueue("update_ticket", {}, ticket_id=event.ticket_id, coalesce=True)
+        if event.changes.get("priority") == "urgent":
+            await self._escalated(event.ticket_id, event.at)
+
+    async def _escalated(self, ticket_id: int, at: datetime) -> None:
+        """A ticket became urgent after its card went up: the card (and its
+        thread) stays where it is, and the urgent channel gets a link to it."""
+        if self.settings.slack_urgent_channel:
+            await self._enqueue("escalate", {}, ticket_id=ticket_id, dedup_key=f"escalate:{ticket_id}:{at.isoformat()}")
 
     async def _on_breach(self, event: tickets_tx.SlaBreached) -> None:
         label = "first response" if event.target == "first_response" else "resolution"
@@ -422,6 +430,8 @@ class SlackDesk:
                 dedup_key=f"breach:{event.ticket_id}:{event.target}:{event.at.isoformat()}",
             )
         await self._enqueue("update_ticket", {}, ticket_id=event.ticket_id, coalesce=True)
+        if event.priority == "urgent":
+            await self._escalated(event.ticket_id, event.at)
 
     async def _open_ticket(self, conversation_id: int) -> "Ticket | None":
         return await self.db.read(tickets_tx.open_ticket_of, conversation_id)
@@ -523,6 +533,9 @@ class SlackDesk:
             return
         snap = await self.db.read(snapshot, job.ticket_id)
         ticket = snap.ticket
+        if job.kind == "escalate":
+            await self._announce_escalation(snap)
+            return
         if job.kind == "thread":
             if not ticket.slack_ts:
                 raise ChannelSendError(f"ticket {ticket.id} has no Slack card yet", retryable=True)
@@ -540,6 +553,23 @@ class SlackDesk:
         channel = self.channel_for(ticket)
         data = await self.channel.call("chat.postMessage", channel=channel, text=text, blocks=blocks)
         await self.db.write(store_card, ticket.id, data.get("channel") or channel, data["ts"])
+
+    async def _announce_escalation(self, snap: "Snapshot") -> None:
+        ticket, urgent = snap.ticket, self.settings.slack_urgent_channel
+        if not urgent or ticket.priority.value != "urgent" or ticket.status.value == "resolved":
+            return  # changed again since, or nowhere to announce it
+        if not ticket.slack_ts or ticket.slack_channel == urgent:
+            return  # no card yet (it will be posted to the urgent channel) or already there
+        data = await self.channel.call(
+            "chat.getPermalink", http_get=True, channel=ticket.slack_channel, message_ts=ticket.slack_ts
+        )
+        card = self.card(snap)
+        where = f"<{data['permalink']}|the ticket's card>" if data.get("permalink") else f"the card in <#{ticket.slack_channel}>"
+        text = (
+            f":rotating_light: Ticket #{ticket.id} is now *urgent*: {card.customer} ({card.channel}). "
+            f"Work it in the thread of {where}."
+        )
+        await self.channel.call("chat.postMessage", channel=urgent, text=text, unfurl_links=False)
 
 
 async def slack_desk_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -33,7 +33,7 @@ from hub.storage.schema import slack_jobs
 log = logging.getLogger(__name__)
 
 PENDING, SENDING, DONE, DEAD = "pending", "sending", "done", "dead"
-KINDS = ("post_ticket", "update_ticket", "thread", "notify")
+KINDS = ("post_ticket", "update_ticket", "thread", "notify", "escalate")
 
 
 @dataclass(frozen=True, slots=True)

@@ -148,6 +148,8 @@ async def test_handoff_posts_ticket_card_to_team_channel(slack_hub: Hub, slack_a
     urgent = await bot_handoff(slack_hub, urgent_conversation, priority="urgent")
     urgent = await posted_card(slack_hub, slack_api, urgent["id"])
     assert urgent["slack_channel"] == "CURGENT"
+    # Born urgent, its card is already in the urgent channel: no escalation notice.
+    assert slack_api.of("chat.getPermalink") == []
 
 
 @pytest.mark.asyncio
@@ -224,6 +226,19 @@ async def test_claim_and_resolve_buttons_update_ticket_and_message(slack_hub: Hu
                              action_id="ticket_priority", value=f"{ticket['id']}:urgent", selected=True)
     await send_signed(slack_hub, body, content_type="application/x-www-form-urlencoded")
     await wait_for(lambda: _ticket_field(slack_hub, ticket["id"], "priority", "urgent"))
+    # Now urgent: the card stays in the team channel with its thread, and the
+    # urgent channel gets a notice linking to it.
+    def escalation_notices() -> list[Any]:
+        return [c for c in slack_api.of("chat.postMessage")
+                if c.args.get("channel") == "CURGENT" and "is now *urgent*" in c.args.get("text", "")]
+
+    await wait_for(lambda: len(escalation_notices()) == 1)
+    [permalink] = slack_api.of("chat.getPermalink")
+    assert permalink.args == {"channel": ticket["slack_channel"], "message_ts": ticket["slack_ts"]}
+    notice = escalation_notices()[0].args["text"]
+    assert f"Ticket #{ticket['id']}" in notice
+    assert f"https://fake.slack.test/archives/{ticket['slack_channel']}/p{ticket['slack_ts'].replace('.', '')}" in notice
+    assert (await slack_hub.api("GET", f"/api/v1/tickets/{ticket['id']}"))["slack_channel"] == "CSUPPORT"
 
     body = block_action_body(user=AGENT_SLACK, channel=ticket["slack_channel"], message_ts=ticket["slack_ts"],
                              action_id="ticket_resolve", value=str(ticket["id"]))
