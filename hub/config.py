@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     # SLA targets per priority in minutes: "priority=first_response/resolution".
     sla_policies: str = "urgent=15/240,high=60/480,normal=240/1440,low=480/2880"
     sla_check_interval: float = 5.0
+    # Business hours: the SLA clock runs only while the team works, e.g.
+    # "mon-fri 09:00-17:00; sat 10:00-14:00". Empty: around the clock.
+    sla_business_hours: str = ""
+    sla_timezone: str = "UTC"
+    sla_holidays: str = ""  # ISO dates, comma-separated: "2026-12-25,2026-12-26"
     sla_breach_bump_priority: bool = True
     sla_breach_reassign: bool = False
     snooze_minutes: float = 60.0

@@ -180,6 +180,7 @@ class Policy:
     rules: tuple[routing.Rule, ...]
     slas: dict[Priority, sla.Policy]
     default_team: str
+    hours: sla.BusinessHours | None = None
 
 
 @dataclass(slots=True)
@@ -349,7 +350,7 @@ def open_ticket(
     summary = (conversation.subject or (texts[-1] if texts else reason) or "")[:300]
     reasons = "; ".join(filter(None, [reason, *urgency.reasons]))
     team_name = team or urgency.team or policy.default_team
-    first_due, resolution_due = sla.deadlines(policy.slas, urgency.priority, now, 0.0)
+    first_due, resolution_due = sla.deadlines(policy.slas, urgency.priority, now, 0.0, policy.hours)
     new_id = conn.execute(
         insert_ignore(conn, tickets)
         .values(
@@ -400,7 +401,7 @@ def _set_priority(conn: Connection, change: Change, priority: Priority, policy: 
     values: dict[str, Any] = {"priority": priority.value}
     if policy is not None:
         paused = conn.execute(sa.select(tickets.c.sla_paused_seconds).where(tickets.c.id == ticket.id)).scalar_one()
-        first_due, resolution_due = sla.deadlines(policy.slas, priority, ticket.created_at, paused)
+        first_due, resolution_due = sla.deadlines(policy.slas, priority, ticket.created_at, paused, policy.hours)
         values.update(first_response_due=first_due, resolution_due=resolution_due)
     change.ticket = _update(conn, ticket.id, **values)
     change.ticket_changes["priority"] = priority.value
@@ -469,8 +470,8 @@ def _resume(conn: Connection, change: Change, policy: Policy, now: datetime) -> 
     if ticket.sla_paused_at is None:
         return
     paused = conn.execute(sa.select(tickets.c.sla_paused_seconds).where(tickets.c.id == ticket.id)).scalar_one()
-    paused += max(0.0, (now - ticket.sla_paused_at).total_seconds())
-    first_due, resolution_due = sla.deadlines(policy.slas, ticket.priority, ticket.created_at, paused)
+    paused += sla.paused_for(ticket.sla_paused_at, now, policy.hours)
+    first_due, resolution_due = sla.deadlines(policy.slas, ticket.priority, ticket.created_at, paused, policy.hours)
     change.ticket = _update(
         conn, ticket.id, sla_paused_at=None, sla_paused_seconds=paused,
         first_response_due=first_due, resolution_due=resolution_due,
@@ -493,7 +494,7 @@ def sync_from_conversation(conn: Connection, conversation_id: int, changes: dict
         change.ticket_changes["assignee_id"] = conversation.assignee_id
     if "priority" in changes and conversation.priority != change.ticket.priority:
         paused = conn.execute(sa.select(tickets.c.sla_paused_seconds).where(tickets.c.id == ticket.id)).scalar_one()
-        first_due, resolution_due = sla.deadlines(policy.slas, conversation.priority, ticket.created_at, paused)
+        first_due, resolution_due = sla.deadlines(policy.slas, conversation.priority, ticket.created_at, paused, policy.hours)
         change.ticket = _update(
             conn, ticket.id, priority=conversation.priority.value, first_response_due=first_due, resolution_due=resolution_due
         )
@@ -692,6 +693,9 @@ class TicketService:
         self.bus = bus
         self.settings = settings
         self.slas = sla.parse_policies(settings.sla_policies)
+        self.hours = sla.BusinessHours.parse(
+            settings.sla_business_hours, settings.sla_timezone, settings.sla_holidays
+        )
         self._rules: tuple[routing.Rule, ...] | None = None
         self._unsubscribe: list[Any] = []
         self.scheduler = sla.SlaScheduler(self.check_due, interval=settings.sla_check_interval)
@@ -713,7 +717,9 @@ class TicketService:
     async def policy(self) -> Policy:
         if self._rules is None:
             self._rules = tuple(await self.db.read(list_rules))
-        return Policy(rules=self._rules, slas=self.slas, default_team=self.settings.ticket_default_team)
+        return Policy(
+            rules=self._rules, slas=self.slas, default_team=self.settings.ticket_default_team, hours=self.hours
+        )
 
     def rules_changed(self) -> None:
         self._rules = None

@@ -162,6 +162,10 @@ def rasa_server(
         "--credentials", str(PROJECT_DIR / "credentials.yml"),
     ]  # fmt: skip
     extra: dict[str, str] = {}
+    if "PYTHONWARNINGS" not in os.environ:
+        # Rasa 3.6's dependencies print ~20 DeprecationWarnings at start-up
+        # (pkg_resources, distutils, pyparsing, jax): noise in the hub's log.
+        extra["PYTHONWARNINGS"] = "ignore::DeprecationWarning"
     if action_endpoint_url:
         command += ["--endpoints", str(PROJECT_DIR / "endpoints.yml")]
         extra["ACTION_ENDPOINT_URL"] = action_endpoint_url
