@@ -53,6 +53,7 @@
     synced: false,                     // history arrived on this page
     socket: null,
     connected: false,
+    welcomes: 0,                       // welcome frames on this page (connects + reconnects)
     attempt: 0,
     reconnectTimer: null,
     flushTimer: null,
@@ -309,11 +310,28 @@
 
   // --- pre-chat / offline card ---------------------------------------------
   var prechat = null;
+  var prechatKey = null;
   function renderPrechat() {
-    if (prechat) { prechat.remove(); prechat = null; }
-    if (state.identity === "verified") return;
     var hasEmail = state.contact && state.contact.email;
     var away = state.offline || !state.agentsOnline;
+    // applyConfig() runs on every welcome (each reconnect): rebuild the card
+    // only when what it shows changes, so a visitor typing into the form
+    // never loses what they typed to a late welcome.
+    var key = [state.identity === "verified", hasEmail ? state.contact.email : "", away,
+      !!(state.contact && state.contact.skipped)].join("|");
+    if (key === prechatKey) return;
+    prechatKey = key;
+    var typed = {};
+    var focused = null;
+    if (prechat) {
+      Array.prototype.forEach.call(prechat.querySelectorAll("input"), function (field) {
+        typed[field.name] = field.value;
+        if (root.activeElement === field) focused = field.name;
+      });
+      prechat.remove();
+      prechat = null;
+    }
+    if (state.identity === "verified") return;
     if (state.contact && state.contact.skipped && !away) return;
     prechat = el("li", { className: "card" + (away ? " card--offline" : "") });
     if (hasEmail) {
@@ -328,6 +346,8 @@
     var nameInput = el("input", { className: "field", type: "text", name: "name", placeholder: "Your name", "aria-label": "Your name", autocomplete: "name", maxlength: "200" });
     var emailInput = el("input", { className: "field", type: "email", name: "email", placeholder: "you@example.com", "aria-label": "Your email", autocomplete: "email", maxlength: "254" });
     if (state.contact && state.contact.name) nameInput.value = state.contact.name;
+    if (typed.name) nameInput.value = typed.name;
+    if (typed.email) emailInput.value = typed.email;
     var error = el("p", { className: "card-error", role: "alert" });
     var buttons = el("div", { className: "card-actions" }, [
       el("button", { className: "button", type: "submit", text: "Save" })
@@ -358,6 +378,8 @@
     });
     prechat.appendChild(form);
     log.insertBefore(prechat, typing);
+    if (focused === "name") nameInput.focus();
+    else if (focused === "email") emailInput.focus();
   }
 
   // --- the socket ---------------------------------------------------------------
@@ -414,6 +436,7 @@
   function receive(frame) {
     switch (frame.type) {
       case "welcome":
+        state.welcomes += 1;
         state.connected = true;
         state.attempt = 0;
         setStatus("");
@@ -604,6 +627,7 @@
     toggle: toggle,
     isOpen: function () { return state.open; },
     isConnected: function () { return state.connected; },
+    get _welcomes() { return state.welcomes; },  // tests: how many welcomes arrived
     reconnect: function () { if (state.socket) state.socket.close(); else connect(); }
   };
   window.ServicehubWidget = api;

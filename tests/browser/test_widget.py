@@ -188,3 +188,38 @@ async def test_reply_while_closed_shows_unread_badge(browser: Any, database_url:
         await expect(page.get_by_role("button", name="Close chat")).to_be_visible()
         await expect(page.locator(".badge")).to_be_hidden()
         await page.close()
+
+
+async def test_a_late_welcome_never_wipes_the_pre_chat_form(browser: Any, database_url: str, tmp_path: Path) -> None:
+    """A welcome (first connect, or any reconnect) re-applies the widget's
+    config; it must not rebuild the pre-chat form under a visitor's fingers.
+    Seen on a loaded CI machine: the name typed before the first welcome
+    arrived was lost and the contact was stored without it."""
+    async with running_hub(database_url, tmp_path) as hub:
+        page = await browser.new_page()
+        errors = watch(page)
+        await open_demo(page, hub)
+        await page.get_by_role("button", name="Open chat").click()
+        # Connected (the hub knows the socket, so it can drop it below).
+        await page.wait_for_function("window.ServicehubWidget._welcomes >= 1", timeout=TIMEOUT)
+        name = page.get_by_label("Your name")
+        await name.fill("Grace Hopper")
+        await name.focus()
+        # Force a welcome now: the hub drops the socket, the widget reconnects.
+        await hub.channel("webchat").close_all(1012, b"restarting")
+        await page.wait_for_function("window.ServicehubWidget._welcomes >= 2", timeout=TIMEOUT)
+        from playwright.async_api import expect
+
+        await expect(page.get_by_label("Your name")).to_have_value("Grace Hopper", timeout=TIMEOUT)
+        await expect(page.get_by_label("Your name")).to_be_focused()
+        await page.get_by_label("Your email").fill("grace@example.com")
+        await page.get_by_role("button", name="Save").click()
+        message = page.get_by_role("textbox", name="Message")
+        await message.fill("Hello")
+        await message.press("Enter")
+        await expect(bubbles(page, "Echo: Hello")).to_have_count(1, timeout=TIMEOUT)
+        [conversation] = (await hub.api("GET", "/api/v1/conversations", params={"channel": "webchat"}))["items"]
+        contact = await hub.api("GET", f"/api/v1/contacts/{conversation['contact_id']}")
+        assert contact["name"] == "Grace Hopper"
+        assert contact["attributes"]["email_unverified"] == "grace@example.com"
+        assert errors == []
