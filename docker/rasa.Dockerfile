@@ -14,4 +14,4 @@ RUN test -d "$RASA_LM_WEIGHTS"
 RUN rasa train --data bot/rasa/data --domain bot/rasa/domain.yml --config bot/rasa/config.yml \
       --out bot/rasa/models --fixed-model-name current
 EXPOSE 5005
-CMD ["sh", "-c", "exec rasa run --enable-api --auth-token \"$RASA_TOKEN\" --model bot/rasa/models/current.tar.gz --endpoints bot/rasa/endpoints.yml --credentials bot/rasa/credentials.yml --port 5005"]
+CMD ["sh", "-c", "exec rasa run --enable-api --auth-token=\"$RASA_TOKEN\" --model bot/rasa/models/current.tar.gz --endpoints bot/rasa/endpoints.yml --credentials bot/rasa/credentials.yml --port 5005"]

@@ -52,7 +52,7 @@ rasa-run: rasa-model ## run Rasa (REST channel + HTTP API) on RASA_HOST:RASA_POR
 	cd bot/rasa && $(RASA_ENV) ACTION_ENDPOINT_URL=$${ACTION_ENDPOINT_URL:-http://127.0.0.1:$(ACTIONS_PORT)/webhook} \
 		$(abspath $(RASA_VENV))/bin/rasa run --enable-api --model models/current.tar.gz \
 		--endpoints endpoints.yml --credentials credentials.yml \
-		--interface $(RASA_HOST) --port $(RASA_PORT) $(if $(RASA_AUTH_TOKEN),--auth-token $(RASA_AUTH_TOKEN))
+		--interface $(RASA_HOST) --port $(RASA_PORT) $(if $(RASA_AUTH_TOKEN),--auth-token=$(RASA_AUTH_TOKEN))
 
 rasa-actions: ## run the action server on RASA_HOST:ACTIONS_PORT (HUB_URL: the hub)
 	SANIC_HOST=$(RASA_HOST) $(HUB_PYTHON) -m rasa_sdk --actions bot.actions --port $(ACTIONS_PORT)

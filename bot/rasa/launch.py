@@ -171,7 +171,9 @@ def rasa_server(
         extra["ACTION_ENDPOINT_URL"] = action_endpoint_url
     ready_url = f"http://{LOOPBACK}:{port}/status"
     if auth_token:
-        command += ["--auth-token", auth_token]
+        # One argument: a URL-safe token may start with "-", which argparse
+        # would take for an option ("expected one argument"; seen in tests).
+        command.append(f"--auth-token={auth_token}")
         ready_url += f"?token={auth_token}"
     return ChildProcess(
         name="rasa",

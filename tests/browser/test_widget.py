@@ -48,11 +48,21 @@ async def test_chat_reply_history_and_reconnect_without_loss_or_duplicates(
     async with running_hub(database_url, tmp_path, webchat_title="Northwind support") as hub:
         page = await browser.new_page(viewport={"width": 1280, "height": 820})
         errors = watch(page)
+        frames: list[str] = []  # what the widget said, for the failure message
+        page.on("websocket", lambda ws: (
+            ws.on("framesent", lambda payload: frames.append(f"> {payload}")),
+            ws.on("framereceived", lambda payload: frames.append(f"< {payload}"[:300])),
+            ws.on("close", lambda _: frames.append("closed")),
+        ))
         await open_demo(page, hub)
         launcher = page.get_by_role("button", name="Open chat")
         await launcher.click()
         panel = page.get_by_role("dialog", name="Chat with Northwind Outfitters")
         await expect(panel).to_be_visible(timeout=TIMEOUT)
+        # Opening moves focus to the composer a moment later (a timer): wait
+        # for it, or it can land in the middle of filling the form below and
+        # take the typed name with it (seen on loaded CI runs).
+        await expect(page.get_by_role("textbox", name="Message")).to_be_focused(timeout=TIMEOUT)
 
         # The pre-chat card (optional): name and email.
         await page.get_by_label("Your name").fill("Ada Lovelace")
@@ -76,9 +86,12 @@ async def test_chat_reply_history_and_reconnect_without_loss_or_duplicates(
         await page.get_by_role("button", name="Send message").click()
         await expect(bubbles(page, "Echo: And do you have the Ridgeline tent in green?")).to_have_count(1, timeout=TIMEOUT)
 
-        contact_id = (await hub.api("GET", "/api/v1/conversations", params={"channel": "webchat"}))["items"][0]["contact_id"]
-        contact = await hub.api("GET", f"/api/v1/contacts/{contact_id}")
-        assert contact["name"] == "Ada Lovelace" and contact["attributes"]["email_unverified"] == "ada@example.com"
+        conversations = (await hub.api("GET", "/api/v1/conversations", params={"channel": "webchat"}))["items"]
+        contact = await hub.api("GET", f"/api/v1/contacts/{conversations[0]['contact_id']}")
+        seen = {"conversations": conversations, "contact": contact, "frames": frames}
+        assert len(conversations) == 1, seen
+        assert contact["name"] == "Ada Lovelace", seen
+        assert contact["attributes"]["email_unverified"] == "ada@example.com", seen
 
         # Reload: the stored token brings the whole conversation back, once.
         await page.reload()
@@ -195,21 +208,23 @@ async def test_a_late_welcome_never_wipes_the_pre_chat_form(browser: Any, databa
     config; it must not rebuild the pre-chat form under a visitor's fingers.
     Seen on a loaded CI machine: the name typed before the first welcome
     arrived was lost and the contact was stored without it."""
+    from playwright.async_api import expect
+
     async with running_hub(database_url, tmp_path) as hub:
         page = await browser.new_page()
         errors = watch(page)
         await open_demo(page, hub)
         await page.get_by_role("button", name="Open chat").click()
-        # Connected (the hub knows the socket, so it can drop it below).
+        # Connected (the hub knows the socket, so it can drop it below), and
+        # the composer has taken the focus that opening gives it.
         await page.wait_for_function("window.ServicehubWidget._welcomes >= 1", timeout=TIMEOUT)
+        await expect(page.get_by_role("textbox", name="Message")).to_be_focused(timeout=TIMEOUT)
         name = page.get_by_label("Your name")
         await name.fill("Grace Hopper")
         await name.focus()
         # Force a welcome now: the hub drops the socket, the widget reconnects.
         await hub.channel("webchat").close_all(1012, b"restarting")
         await page.wait_for_function("window.ServicehubWidget._welcomes >= 2", timeout=TIMEOUT)
-        from playwright.async_api import expect
-
         await expect(page.get_by_label("Your name")).to_have_value("Grace Hopper", timeout=TIMEOUT)
         await expect(page.get_by_label("Your name")).to_be_focused()
         await page.get_by_label("Your email").fill("grace@example.com")
