@@ -40,11 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import aiohttp  # noqa: E402
+import aiohttp
+from _common import ROOT, percentile
 
 WS_PATH = "/channels/webchat/ws"
 SEND_EVERY = 5.0
@@ -69,13 +66,6 @@ def rss_bytes(pid: int) -> int:
                 return int(line.split()[1]) * 1024
     return 0
 
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, int(round(q / 100 * len(ordered) + 0.5)) - 1))
-    return ordered[rank]
 
 
 # --- the hub, in the child process -------------------------------------------

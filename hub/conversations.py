@@ -179,12 +179,12 @@ def ingest(
     conversation, insert the message; a known ``(channel, external_id)``
     returns the stored message instead (a provider retry)."""
     now = utcnow()
+    address = contacts_tx.normalise_address(identity_kind, inbound.sender)
     known = None
     if conn.dialect.name == "sqlite" and not inbound.thread_key and not inbound.contact_hints:
         # The common case (a known sender writing again) in one statement.
         # SQLite only: PostgreSQL takes the path below, which locks the
         # conversation row against a concurrent first message.
-        address = contacts_tx.normalise_address(identity_kind, inbound.sender)
         known = conn.execute(
             _KNOWN_SENDER,
             {"channel": inbound.channel, "external_id": inbound.external_id, "kind": identity_kind, "address": address},
@@ -198,7 +198,6 @@ def ingest(
             ).first()
             if existing is not None:
                 return _duplicate(conn, existing)
-        address = contacts_tx.normalise_address(identity_kind, inbound.sender)
         contact_id, identity_id, _ = contacts_tx.resolve_identity(
             conn, identity_kind, address, name=inbound.sender_name, now=now
         )
@@ -208,11 +207,9 @@ def ingest(
     if inbound.contact_hints:
         contact_id, merged = _apply_hints(conn, contact_id, inbound)
 
-    if known is not None:
-        latest = known if known.id is not None else None
-        conversation, created = _find_or_open(conn, inbound, contact_id, identity_id, reopen_window, now, latest=latest)
-    else:
-        conversation, created = _find_or_open(conn, inbound, contact_id, identity_id, reopen_window, now)
+    # A known sender's row carries their latest conversation (all NULL: none yet).
+    latest = _UNFETCHED if known is None else (known if known.id is not None else None)
+    conversation, created = _find_or_open(conn, inbound, contact_id, identity_id, reopen_window, now, latest=latest)
     row = conn.execute(
         _insert_message_ignoring_duplicates(conn),
         {

@@ -449,26 +449,23 @@ class SlackDesk:
     async def _on_outbound(self, event: MessageQueued) -> None:
         if event.author_kind == AuthorKind.CUSTOMER.value:
             return
-        ticket = await self._open_ticket(event.conversation_id)
-        if ticket is not None:
-            message = await self.service.get_message(event.message_id)
-            if message.meta.get("source") == SOURCE:
-                return
-            who = await self._author(message.author_kind, message.author_id)
-            await self._enqueue(
-                "thread", {"text": slack_blocks.mirrored_text(who, message.body)}, ticket_id=ticket.id,
-                dedup_key=f"thread:{message.id}",
-            )
+        await self._mirror(event.conversation_id, event.message_id, note=False)
 
     async def _on_note(self, event: NoteAdded) -> None:
-        ticket = await self._open_ticket(event.conversation_id)
-        if ticket is not None:
-            message = await self.service.get_message(event.message_id)
-            if message.meta.get("source") == SOURCE:
-                return
-            who = await self._author(message.author_kind, message.author_id)
-            text = slack_blocks.mirrored_text(who, message.body, note=True)
-            await self._enqueue("thread", {"text": text}, ticket_id=ticket.id, dedup_key=f"thread:{message.id}")
+        await self._mirror(event.conversation_id, event.message_id, note=True)
+
+    async def _mirror(self, conversation_id: int, message_id: int, *, note: bool) -> None:
+        """A reply or note written outside Slack, into the ticket's thread
+        (what came from Slack itself is already there)."""
+        ticket = await self._open_ticket(conversation_id)
+        if ticket is None:
+            return
+        message = await self.service.get_message(message_id)
+        if message.meta.get("source") == SOURCE:
+            return
+        who = await self._author(message.author_kind, message.author_id)
+        text = slack_blocks.mirrored_text(who, message.body, note=note)
+        await self._enqueue("thread", {"text": text}, ticket_id=ticket.id, dedup_key=f"thread:{message.id}")
 
     async def _author(self, kind: AuthorKind, author_id: int | None) -> str:
         if kind == AuthorKind.AGENT and author_id is not None:

@@ -182,6 +182,9 @@ class Policy:
     default_team: str
     hours: sla.BusinessHours | None = None
 
+    def deadlines(self, priority: Priority | str, created_at: datetime, paused: float) -> tuple[datetime | None, datetime | None]:
+        return sla.deadlines(self.slas, priority, created_at, paused, self.hours)
+
 
 @dataclass(slots=True)
 class Change:
@@ -350,7 +353,7 @@ def open_ticket(
     summary = (conversation.subject or (texts[-1] if texts else reason) or "")[:300]
     reasons = "; ".join(filter(None, [reason, *urgency.reasons]))
     team_name = team or urgency.team or policy.default_team
-    first_due, resolution_due = sla.deadlines(policy.slas, urgency.priority, now, 0.0, policy.hours)
+    first_due, resolution_due = policy.deadlines(urgency.priority, now, 0.0)
     new_id = conn.execute(
         insert_ignore(conn, tickets)
         .values(
@@ -401,7 +404,7 @@ def _set_priority(conn: Connection, change: Change, priority: Priority, policy: 
     values: dict[str, Any] = {"priority": priority.value}
     if policy is not None:
         paused = conn.execute(sa.select(tickets.c.sla_paused_seconds).where(tickets.c.id == ticket.id)).scalar_one()
-        first_due, resolution_due = sla.deadlines(policy.slas, priority, ticket.created_at, paused, policy.hours)
+        first_due, resolution_due = policy.deadlines(priority, ticket.created_at, paused)
         values.update(first_response_due=first_due, resolution_due=resolution_due)
     change.ticket = _update(conn, ticket.id, **values)
     change.ticket_changes["priority"] = priority.value
@@ -471,7 +474,7 @@ def _resume(conn: Connection, change: Change, policy: Policy, now: datetime) -> 
         return
     paused = conn.execute(sa.select(tickets.c.sla_paused_seconds).where(tickets.c.id == ticket.id)).scalar_one()
     paused += sla.paused_for(ticket.sla_paused_at, now, policy.hours)
-    first_due, resolution_due = sla.deadlines(policy.slas, ticket.priority, ticket.created_at, paused, policy.hours)
+    first_due, resolution_due = policy.deadlines(ticket.priority, ticket.created_at, paused)
     change.ticket = _update(
         conn, ticket.id, sla_paused_at=None, sla_paused_seconds=paused,
         first_response_due=first_due, resolution_due=resolution_due,
@@ -494,7 +497,7 @@ def sync_from_conversation(conn: Connection, conversation_id: int, changes: dict
         change.ticket_changes["assignee_id"] = conversation.assignee_id
     if "priority" in changes and conversation.priority != change.ticket.priority:
         paused = conn.execute(sa.select(tickets.c.sla_paused_seconds).where(tickets.c.id == ticket.id)).scalar_one()
-        first_due, resolution_due = sla.deadlines(policy.slas, conversation.priority, ticket.created_at, paused, policy.hours)
+        first_due, resolution_due = policy.deadlines(conversation.priority, ticket.created_at, paused)
         change.ticket = _update(
             conn, ticket.id, priority=conversation.priority.value, first_response_due=first_due, resolution_due=resolution_due
         )

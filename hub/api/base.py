@@ -70,6 +70,18 @@ def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], *, req
     return value
 
 
+def assignee_filter(request: web.Request) -> dict[str, Any]:
+    """``?assignee=none|me|<user id>`` as list filters (empty when absent)."""
+    assignee = request.query.get("assignee")
+    if assignee == "none":
+        return {"unassigned": True}
+    if assignee == "me":
+        return {"assignee_id": current_user(request).id}
+    if assignee:
+        return {"assignee_id": int_param(request, "assignee")}
+    return {}
+
+
 def int_param(request: web.Request, name: str, *, default: int | None = None, lo: int = 1, hi: int = 10**12) -> int | None:
     raw = request.query.get(name)
     if raw is None or raw == "":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from hub import keys
-from hub.api.base import current_user, field, int_param, json_body, path_id, requires, timeline_page
+from hub.api.base import assignee_filter, current_user, field, int_param, json_body, path_id, requires, timeline_page
 from hub.errors import InvalidInput
 from hub.models import AuthorKind, Role
 
@@ -16,7 +16,6 @@ routes = web.RouteTableDef()
 @requires(Role.VIEWER)
 async def list_conversations(request: web.Request) -> web.Response:
     q = request.query
-    assignee = q.get("assignee")
     filters = {
         "status": q.get("status"),
         "priority": q.get("priority"),
@@ -24,13 +23,8 @@ async def list_conversations(request: web.Request) -> web.Response:
         "contact_id": int_param(request, "contact_id"),
         "after_id": int_param(request, "after"),
         "limit": int_param(request, "limit", default=50, hi=200),
+        **assignee_filter(request),
     }
-    if assignee == "none":
-        filters["unassigned"] = True
-    elif assignee == "me":
-        filters["assignee_id"] = current_user(request).id
-    elif assignee:
-        filters["assignee_id"] = int_param(request, "assignee")
     found = await request.app[keys.SERVICE].list_conversations(**filters)
     return web.json_response(
         {"items": [c.to_dict() for c in found], "next_after": found[-1].id if len(found) == filters["limit"] else None}

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from hub import keys, slack_jobs
-from hub.api.base import current_user, field, int_param, json_body, path_id, requires
+from hub.api.base import assignee_filter, current_user, field, int_param, json_body, path_id, requires
 from hub.errors import Forbidden, InvalidInput, Unavailable
 from hub.models import Priority, Role
 from hub.tickets import EXTRAS_KEY, TicketService, add_rule, delete_rule, list_rules
@@ -63,14 +63,8 @@ async def list_tickets(request: web.Request) -> web.Response:
         "team": q.get("team"),
         "limit": limit,
         "after_id": int_param(request, "after"),
+        **assignee_filter(request),
     }
-    assignee = q.get("assignee")
-    if assignee == "none":
-        filters["unassigned"] = True
-    elif assignee == "me":
-        filters["assignee_id"] = current_user(request).id
-    elif assignee:
-        filters["assignee_id"] = int_param(request, "assignee")
     found = await _tickets(request).list(**filters)
     return web.json_response(
         {"items": [t.to_dict() for t in found], "next_after": found[-1].id if len(found) == limit else None}

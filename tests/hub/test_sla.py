@@ -5,25 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
-from tests.channels.test_slack import slack_settings
+from tests.channels.test_slack import slack_api, slack_settings  # noqa: F401 - slack_api is a fixture
 from tests.conftest import Hub, make_settings, start_hub, wait_for
 from tests.fakes.slack_api import FakeSlackApi
-
-
-@pytest_asyncio.fixture
-async def slack_api() -> AsyncIterator[FakeSlackApi]:
-    api = await FakeSlackApi().start()
-    try:
-        yield api
-    finally:
-        await api.close()
 
 
 async def open_ticket(hub: Hub, sender: str, priority: str = "normal") -> dict:
