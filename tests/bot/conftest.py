@@ -238,7 +238,9 @@ def rasa_stack(
     rasa_model: model.ModelInfo, fake_kb_session: FakeKnowledgeBase, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RasaStack]:
     logs: Path = tmp_path_factory.mktemp("rasa-stack")
-    token = secrets.token_urlsafe(16)
+    # Leading "-" on purpose: token_urlsafe() starts with one 1 time in 64, and
+    # `rasa run --auth-token -x...` once failed with "expected one argument".
+    token = "-" + secrets.token_urlsafe(16)
     action_port = launch.free_port()
     actions = launch.action_server(
         action_port,
