@@ -102,7 +102,7 @@ def serve(host: str | None, port: int | None, migrate: bool) -> None:
 
     def announce(_: str) -> None:
         base = settings.public_url.rstrip("/")
-        click.echo(f"Servicehub is running on http://{host}:{port}")
+        click.echo(f"Servicehub is running on http://{host}:{port} (event loop: {settings.event_loop})")
         urls = []
         if "webchat" in settings.channel_names:
             urls.append(("Chat demo", "/demo"))
@@ -113,7 +113,26 @@ def serve(host: str | None, port: int | None, migrate: bool) -> None:
             click.echo(f"  {label:<14} {base}{path}")
         click.echo("Press Ctrl+C to stop.")
 
-    web.run_app(app, host=host, port=port, print=announce, access_log=None, shutdown_timeout=15)
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        print=announce,
+        access_log=None,
+        shutdown_timeout=15,
+        loop=new_event_loop(settings.event_loop),
+    )
+
+
+def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
+    """A fresh event loop of the kind ``HUB_EVENT_LOOP`` names."""
+    if kind == "uvloop":
+        try:
+            import uvloop
+        except ImportError as err:
+            raise click.ClickException("HUB_EVENT_LOOP=uvloop needs the uvloop package; set HUB_EVENT_LOOP=asyncio") from err
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 @main.group()

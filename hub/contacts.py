@@ -70,6 +70,39 @@ _IDENTITY = sa.select(identities).where(
 )
 
 
+# Built once with bound parameters (first contacts are on the ingest path): a
+# statement with literal values gets a new cache key on every call.
+_INSERT_CONTACT = (
+    sa.insert(contacts)
+    .values(
+        name=sa.bindparam("name"),
+        attributes=sa.bindparam("attributes"),
+        tags=sa.bindparam("tags"),
+        created_at=sa.bindparam("now"),
+        updated_at=sa.bindparam("now"),
+    )
+    .returning(contacts.c.id)
+)
+_INSERT_IDENTITY: dict[str, Any] = {}
+
+
+def _insert_identity_ignoring_conflicts(conn: Connection) -> Any:
+    stmt = _INSERT_IDENTITY.get(conn.dialect.name)
+    if stmt is None:
+        stmt = _INSERT_IDENTITY[conn.dialect.name] = (
+            insert_ignore(conn, identities)
+            .values(
+                contact_id=sa.bindparam("contact_id"),
+                channel=sa.bindparam("kind"),
+                address=sa.bindparam("address"),
+                created_at=sa.bindparam("now"),
+            )
+            .on_conflict_do_nothing()
+            .returning(identities.c.id)
+        )
+    return stmt
+
+
 def identities_of(conn: Connection, contact_id: int) -> list[Identity]:
     return [rows.identity(r) for r in conn.execute(_IDENTITIES_OF, {"contact_id": contact_id})]
 
@@ -93,11 +126,8 @@ def create_contact(
     tags: list[str] | None = None,
     now: datetime | None = None,
 ) -> int:
-    now = now or utcnow()
     return conn.execute(
-        sa.insert(contacts)
-        .values(name=name, attributes=attributes or {}, tags=tags or [], created_at=now, updated_at=now)
-        .returning(contacts.c.id)
+        _INSERT_CONTACT, {"name": name, "attributes": attributes or {}, "tags": tags or [], "now": now or utcnow()}
     ).scalar_one()
 
 
@@ -115,10 +145,8 @@ def resolve_identity(
     now = now or utcnow()
     contact_id = create_contact(conn, name=name, now=now)
     inserted = conn.execute(
-        insert_ignore(conn, identities)
-        .values(contact_id=contact_id, channel=kind, address=address, created_at=now)
-        .on_conflict_do_nothing()
-        .returning(identities.c.id)
+        _insert_identity_ignoring_conflicts(conn),
+        {"contact_id": contact_id, "kind": kind, "address": address, "now": now},
     ).scalar_one_or_none()
     if inserted is not None:
         return contact_id, inserted, True

@@ -11,6 +11,7 @@ import dataclasses
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,7 +32,8 @@ from hub.models import (
     MessageKind,
     Priority,
 )
-from hub.storage import insert_ignore, rows
+from hub.storage import batch_of, insert_ignore, rows
+from hub.storage.driver import DriverStatement
 from hub.storage.schema import bot_jobs, conversations, identities, messages, outbox, users
 
 _ADDRESS = sa.select(identities.c.address).where(identities.c.id == sa.bindparam("identity_id"))
@@ -112,7 +114,7 @@ def add_event(
 _BY_EXTERNAL_ID = sa.select(messages).where(
     messages.c.channel == sa.bindparam("channel"), messages.c.external_id == sa.bindparam("external_id")
 )
-_TOUCH_CONVERSATION = (
+_TOUCH_CONVERSATION = DriverStatement(
     sa.update(conversations)
     .where(conversations.c.id == sa.bindparam("conversation_id"))
     .values(
@@ -143,7 +145,7 @@ _LATEST_FOR_IDENTITY = (
     .correlate(identities)
     .scalar_subquery()
 )
-_KNOWN_SENDER = (
+_KNOWN_SENDER = DriverStatement(
     sa.select(
         sa.select(messages.c.id)
         .where(messages.c.channel == sa.bindparam("channel"), messages.c.external_id == sa.bindparam("external_id"))
@@ -156,14 +158,27 @@ _KNOWN_SENDER = (
     .select_from(identities.outerjoin(conversations, conversations.c.id == _LATEST_FOR_IDENTITY))
     .where(identities.c.channel == sa.bindparam("kind"), identities.c.address == sa.bindparam("address"))
 )
-_INSERT_BOT_JOB = sa.insert(bot_jobs)
+_INSERT_BOT_JOB = DriverStatement(
+    sa.insert(bot_jobs).values(
+        {
+            key: sa.bindparam(key)
+            for key in (
+                "conversation_id", "message_id", "kind", "status", "attempts", "next_attempt_at", "created_at", "updated_at",
+            )
+        }
+    )
+)
 
 
-def _insert_message_ignoring_duplicates(conn: Connection) -> Any:
+def _insert_message_ignoring_duplicates(conn: Connection) -> DriverStatement:
     stmt = _INSERT_MESSAGE.get(conn.dialect.name)
     if stmt is None:
-        stmt = insert_ignore(conn, messages).on_conflict_do_nothing().returning(*messages.c)
-        _INSERT_MESSAGE[conn.dialect.name] = stmt
+        stmt = _INSERT_MESSAGE[conn.dialect.name] = DriverStatement(
+            insert_ignore(conn, messages)
+            .values({c.key: sa.bindparam(c.key) for c in messages.c if c.key != "id"})
+            .on_conflict_do_nothing()
+            .returning(messages.c.id)
+        )
     return stmt
 
 
@@ -185,10 +200,10 @@ def ingest(
         # The common case (a known sender writing again) in one statement.
         # SQLite only: PostgreSQL takes the path below, which locks the
         # conversation row against a concurrent first message.
-        known = conn.execute(
-            _KNOWN_SENDER,
+        known = _KNOWN_SENDER.first(
+            conn,
             {"channel": inbound.channel, "external_id": inbound.external_id, "kind": identity_kind, "address": address},
-        ).first()
+        )
         if known is not None and known.duplicate_id is not None:
             return _duplicate(conn, conn.execute(_MESSAGE, {"message_id": known.duplicate_id}).one())
     if known is None:
@@ -210,33 +225,31 @@ def ingest(
     # A known sender's row carries their latest conversation (all NULL: none yet).
     latest = _UNFETCHED if known is None else (known if known.id is not None else None)
     conversation, created = _find_or_open(conn, inbound, contact_id, identity_id, reopen_window, now, latest=latest)
-    row = conn.execute(
-        _insert_message_ignoring_duplicates(conn),
-        {
-            "conversation_id": conversation.id,
-            "contact_id": contact_id,
-            "channel": inbound.channel,
-            "direction": Direction.INBOUND.value,
-            "kind": MessageKind.MESSAGE.value,
-            "author_kind": AuthorKind.CUSTOMER.value,
-            "author_id": None,
-            "body": inbound.text,
-            "attachments": list(inbound.attachments),
-            "external_id": inbound.external_id,
-            "delivery_status": DeliveryStatus.RECEIVED.value,
-            "meta": inbound.metadata,
-            "created_at": now,
-        },
-    ).first()
+    values = {
+        "conversation_id": conversation.id,
+        "contact_id": contact_id,
+        "channel": inbound.channel,
+        "direction": Direction.INBOUND.value,
+        "kind": MessageKind.MESSAGE.value,
+        "author_kind": AuthorKind.CUSTOMER.value,
+        "author_id": None,
+        "body": inbound.text,
+        "attachments": list(inbound.attachments),
+        "external_id": inbound.external_id,
+        "delivery_status": DeliveryStatus.RECEIVED.value,
+        "meta": inbound.metadata,
+        "created_at": now,
+    }
+    row = _insert_message_ignoring_duplicates(conn).first(conn, values)
     if row is None:  # lost a race with a concurrent retry of the same delivery
         existing = conn.execute(
             _BY_EXTERNAL_ID, {"channel": inbound.channel, "external_id": inbound.external_id}
         ).one()
         return _duplicate(conn, existing)
-    conn.execute(_TOUCH_CONVERSATION, {"conversation_id": conversation.id, "now": now})
+    _TOUCH_CONVERSATION.execute(conn, {"conversation_id": conversation.id, "now": now})
     if enqueue_bot and conversation.handler == Handler.BOT:
-        conn.execute(
-            _INSERT_BOT_JOB,
+        _INSERT_BOT_JOB.execute(
+            conn,
             {
                 "conversation_id": conversation.id,
                 "message_id": row.id,
@@ -252,12 +265,220 @@ def ingest(
     if status in (ConversationStatus.PENDING, ConversationStatus.SNOOZED):
         status = ConversationStatus.OPEN
     return Ingested(
-        message=rows.message(row),
+        # Built from what was stored, not read back: the INSERT returns the id only.
+        message=Message(
+            id=row.id,
+            conversation_id=conversation.id,
+            contact_id=contact_id,
+            channel=inbound.channel,
+            direction=Direction.INBOUND,
+            kind=MessageKind.MESSAGE,
+            author_kind=AuthorKind.CUSTOMER,
+            author_id=None,
+            body=inbound.text,
+            attachments=values["attachments"],
+            external_id=inbound.external_id,
+            delivery_status=DeliveryStatus.RECEIVED,
+            meta=dict(inbound.metadata),
+            created_at=now,
+        ),
         conversation=dataclasses.replace(conversation, status=status, last_message_at=now, updated_at=now),
         duplicate=False,
         new_conversation=created,
         merged_contact_ids=merged,
     )
+
+
+# The batch form's statements (SQLite): the known senders among a run's
+# addresses with their latest conversation on the channel, the run's
+# deliveries that are already stored, and a multi-row INSERT per run length.
+# The lists travel as one JSON parameter, so each statement has one SQL text.
+def _json_list(name: str) -> Any:
+    return sa.select(sa.column("value")).select_from(sa.func.json_each(sa.bindparam(name, type_=sa.JSON)))
+
+
+_KNOWN_SENDERS = DriverStatement(
+    sa.select(
+        identities.c.address.label("sender_address"),
+        identities.c.id.label("sender_identity_id"),
+        identities.c.contact_id.label("sender_contact_id"),
+        *conversations.c,
+    )
+    .select_from(identities.outerjoin(conversations, conversations.c.id == _LATEST_FOR_IDENTITY))
+    .where(identities.c.channel == sa.bindparam("kind"), identities.c.address.in_(_json_list("addresses")))
+)
+_STORED_DELIVERIES = DriverStatement(
+    sa.select(messages.c.external_id).where(
+        messages.c.channel == sa.bindparam("channel"), messages.c.external_id.in_(_json_list("external_ids"))
+    )
+)
+_MESSAGE_COLUMNS = [c for c in messages.c if c.key != "id"]
+_INSERT_MESSAGES: dict[int, DriverStatement] = {}
+
+
+def _insert_messages(count: int) -> DriverStatement:
+    stmt = _INSERT_MESSAGES.get(count)
+    if stmt is None:
+        stmt = _INSERT_MESSAGES[count] = DriverStatement(
+            sa.insert(messages)
+            .values([{c.key: sa.bindparam(f"{c.key}_{i}", type_=c.type) for c in _MESSAGE_COLUMNS} for i in range(count)])
+            .returning(messages.c.id)
+        )
+    return stmt
+
+
+@batch_of(ingest)
+def ingest_many(
+    conn: Connection,
+    batch: Sequence[InboundMessage],
+    *,
+    identity_kind: str,
+    reopen_window: timedelta,
+    enqueue_bot: bool = False,
+) -> list[Ingested]:
+    """``ingest`` for several deliveries in one transaction, in order.
+
+    The steady state of a busy hub (known senders writing into their live
+    conversation) is stored with a handful of statements for a whole run of
+    messages instead of three per message: one lookup of the senders, one of
+    already stored copies, one multi-row INSERT and one UPDATE of the
+    conversations. Anything else (a new sender, a thread key, contact hints,
+    a resolved conversation, a retried delivery) goes through ``ingest``
+    after the run before it has been stored, and the lookups are redone for
+    the messages after it.
+
+    SQLite only, where the writer is the only one; elsewhere it is a loop
+    over ``ingest``, which locks what a concurrent writer could change."""
+    single = {"identity_kind": identity_kind, "reopen_window": reopen_window, "enqueue_bot": enqueue_bot}
+    if conn.dialect.name != "sqlite":
+        return [ingest(conn, inbound, **single) for inbound in batch]
+    channel = batch[0].channel
+    # Messages that may take the run path have their address here; None: ``ingest``.
+    addresses: list[str | None] = []
+    for inbound in batch:
+        address = None
+        if inbound.channel == channel and not inbound.thread_key and not inbound.contact_hints:
+            try:
+                address = contacts_tx.normalise_address(identity_kind, inbound.sender)
+            except InvalidInput:  # ``ingest`` raises it for this message
+                pass
+        addresses.append(address)
+    results: list[Ingested] = []
+    while len(results) < len(batch):
+        start = len(results)
+        run: list[tuple[InboundMessage, Any]] = []
+        if addresses[start] is not None:
+            senders, stored = _look_up(conn, channel, identity_kind, batch[start:], addresses[start:])
+            for inbound, address in zip(batch[start:], addresses[start:]):
+                row = senders.get(address) if address is not None else None
+                if (
+                    row is None
+                    or row.id is None  # no conversation on this channel yet
+                    or row.contact_id != row.sender_contact_id
+                    or row.status == ConversationStatus.RESOLVED.value
+                    or inbound.external_id in stored  # a retry, or a second copy in this run
+                ):
+                    break
+                if inbound.external_id is not None:
+                    stored.add(inbound.external_id)
+                run.append((inbound, row))
+        results.extend(_store_run(conn, run, enqueue_bot))
+        if len(results) < len(batch):
+            results.append(ingest(conn, batch[len(results)], **single))
+    return results
+
+
+def _look_up(
+    conn: Connection, channel: str, kind: str, batch: Sequence[InboundMessage], addresses: list[str | None]
+) -> tuple[dict[str, Any], set[str | None]]:
+    wanted = sorted({a for a in addresses if a is not None})
+    senders = {row.sender_address: row for row in _KNOWN_SENDERS.all(conn, {"kind": kind, "channel": channel, "addresses": wanted})}
+    external_ids = sorted({m.external_id for m in batch if m.external_id is not None})
+    stored: set[str | None] = set()
+    if external_ids:
+        stored.update(row.external_id for row in _STORED_DELIVERIES.all(conn, {"channel": channel, "external_ids": external_ids}))
+    return senders, stored
+
+
+def _store_run(conn: Connection, run: list[tuple[InboundMessage, Any]], enqueue_bot: bool) -> list[Ingested]:
+    """Store messages of known senders into their live conversations."""
+    if not run:
+        return []
+    now = utcnow()
+    values = [
+        {
+            "conversation_id": row.id,
+            "contact_id": row.sender_contact_id,
+            "channel": inbound.channel,
+            "direction": Direction.INBOUND.value,
+            "kind": MessageKind.MESSAGE.value,
+            "author_kind": AuthorKind.CUSTOMER.value,
+            "author_id": None,
+            "body": inbound.text,
+            "attachments": list(inbound.attachments),
+            "external_id": inbound.external_id,
+            "delivery_status": DeliveryStatus.RECEIVED.value,
+            "meta": inbound.metadata,
+            "created_at": now,
+        }
+        for inbound, row in run
+    ]
+    params = {f"{key}_{i}": value for i, row_values in enumerate(values) for key, value in row_values.items()}
+    ids = sorted(row.id for row in _insert_messages(len(values)).all(conn, params))
+    # SQLite numbers the rows of one INSERT in the order of its VALUES (each
+    # new rowid is the largest plus one) but does not promise to RETURN them
+    # in that order: sorted, they match. Anything else fails the batch, and
+    # the writer replays it one message at a time.
+    if len(ids) != len(values) or ids[-1] - ids[0] != len(ids) - 1:
+        raise RuntimeError(f"a multi-row INSERT of {len(values)} messages returned ids {ids}")
+    touched: dict[int, Conversation] = {}
+    for _, row in run:
+        if row.id not in touched:
+            status = ConversationStatus(row.status)
+            if status in (ConversationStatus.PENDING, ConversationStatus.SNOOZED):
+                status = ConversationStatus.OPEN
+            touched[row.id] = dataclasses.replace(rows.conversation(row), status=status, last_message_at=now, updated_at=now)
+    _TOUCH_CONVERSATION.execute_many(conn, [{"conversation_id": cid, "now": now} for cid in touched])
+    if enqueue_bot:
+        jobs = [
+            {
+                "conversation_id": v["conversation_id"],
+                "message_id": message_id,
+                "kind": "message",
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for v, message_id in zip(values, ids)
+            if touched[v["conversation_id"]].handler == Handler.BOT
+        ]
+        if jobs:
+            _INSERT_BOT_JOB.execute_many(conn, jobs)
+    return [
+        Ingested(
+            message=Message(
+                id=message_id,
+                conversation_id=v["conversation_id"],
+                contact_id=v["contact_id"],
+                channel=v["channel"],
+                direction=Direction.INBOUND,
+                kind=MessageKind.MESSAGE,
+                author_kind=AuthorKind.CUSTOMER,
+                author_id=None,
+                body=v["body"],
+                attachments=v["attachments"],
+                external_id=v["external_id"],
+                delivery_status=DeliveryStatus.RECEIVED,
+                meta=dict(v["meta"]),
+                created_at=now,
+            ),
+            conversation=touched[v["conversation_id"]],
+            duplicate=False,
+        )
+        for v, message_id in zip(values, ids)
+    ]
 
 
 def _duplicate(conn: Connection, existing: Any) -> Ingested:
@@ -342,23 +563,36 @@ def _find_or_open(
             reopened = get_conversation(conn, conversation.id)
             add_event(conn, reopened, "Conversation reopened by the customer", event="reopened", now=now)
             return reopened, False
-    new_id = conn.execute(
-        sa.insert(conversations)
-        .values(
-            contact_id=contact_id,
-            channel=inbound.channel,
-            identity_id=identity_id,
-            thread_key=inbound.thread_key,
-            status=ConversationStatus.OPEN.value,
-            priority=Priority.NORMAL.value,
-            handler=Handler.BOT.value,
-            subject=(inbound.subject or None),
-            created_at=now,
-            updated_at=now,
-        )
-        .returning(conversations.c.id)
-    ).scalar_one()
-    return get_conversation(conn, new_id), True
+    row = conn.execute(
+        _OPEN_CONVERSATION,
+        {
+            "contact_id": contact_id,
+            "channel": inbound.channel,
+            "identity_id": identity_id,
+            "thread_key": inbound.thread_key,
+            "subject": inbound.subject or None,
+            "now": now,
+        },
+    ).one()
+    return rows.conversation(row), True
+
+
+_OPEN_CONVERSATION = (
+    sa.insert(conversations)
+    .values(
+        contact_id=sa.bindparam("contact_id"),
+        channel=sa.bindparam("channel"),
+        identity_id=sa.bindparam("identity_id"),
+        thread_key=sa.bindparam("thread_key"),
+        status=ConversationStatus.OPEN.value,
+        priority=Priority.NORMAL.value,
+        handler=Handler.BOT.value,
+        subject=sa.bindparam("subject"),
+        created_at=sa.bindparam("now"),
+        updated_at=sa.bindparam("now"),
+    )
+    .returning(*conversations.c)
+)
 
 
 def queue_outbound(

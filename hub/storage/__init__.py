@@ -9,7 +9,9 @@ Every query is written once, as a plain function over a SQLAlchemy Core
   commit"; when one of them fails, the batch is replayed one write per
   transaction so the failure never spoils the others). That is both what
   SQLite wants (one writer) and several times faster than a thread hop per
-  statement.
+  statement. Consecutive queued calls of a write function that has a batch
+  form (``batch_of``) run as ONE call of that form: the ingest path stores a
+  run of messages with a few statements instead of a few per message.
 - PostgreSQL (``postgresql+asyncpg://``): an async engine runs the same
   function with ``run_sync``; one transaction per write.
 """
@@ -36,6 +38,28 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Work = Callable[..., T]
+# A queued write: the function, its positional and keyword arguments, and
+# the future of the coroutine awaiting it.
+Job = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], "asyncio.Future[Any]"]
+Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
+BATCH_FORM = "__batch_form__"
+
+
+def batch_of(single: Callable[..., Any]) -> Callable[[Callable[..., list[Any]]], Callable[..., list[Any]]]:
+    """Register the decorated ``many(conn, [arg, ...], **kwargs)`` as the
+    batch form of the write ``single(conn, arg, **kwargs)``: it must return,
+    in order, what each call of ``single`` would have, had they run one
+    after another in the same transaction.
+
+    The SQLite writer uses it for consecutive queued calls with equal keyword
+    arguments. Every caller still gets its own result, and when the batch
+    fails, each call is replayed on its own."""
+
+    def register(many: Callable[..., list[Any]]) -> Callable[..., list[Any]]:
+        setattr(single, BATCH_FORM, many)
+        return many
+
+    return register
 
 
 class Database(Protocol):
@@ -83,7 +107,7 @@ class SQLiteDatabase:
         self._write_engine = self._engine(sync_url(url), begin="BEGIN IMMEDIATE")
         self._read_engine = self._engine(sync_url(url), begin="BEGIN")
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="sqlite-read")
-        self._queue: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
         self._writer.start()
         self._closed = False
@@ -131,35 +155,36 @@ class SQLiteDatabase:
         finally:
             conn.close()
 
-    def _run_batch(self, conn: Connection, batch: list[Any]) -> None:
+    def _run_batch(self, conn: Connection, batch: list[Job]) -> None:
         """Run queued writes in ONE transaction (one commit for all of them).
 
         Optimistic: if any write raises, the whole transaction is rolled back
         and every write of the batch runs again in a transaction of its own,
         so one failing write never spoils the others (cheaper than a
         SAVEPOINT per write, and failures are rare)."""
-        live = [job for job in batch if not job[2].cancelled()]
+        live = [job for job in batch if not job[3].cancelled()]
         if not live:
             return
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        outcomes: list[Outcome] = []
         if len(live) > 1:
             try:
                 with conn.begin():
-                    outcomes = [(future, fn(conn, *args), None) for fn, args, future in live]
+                    for group in _groups(live):
+                        outcomes.extend(_run_group(conn, group))
             except Exception:  # noqa: BLE001 - retried one by one below
                 outcomes = []
         if not outcomes:
-            for fn, args, future in live:
+            for fn, args, kwargs, future in live:
                 try:
                     with conn.begin():
-                        result = fn(conn, *args)
+                        result = fn(conn, *args, **kwargs)
                 except BaseException as err:  # handed to the awaiting coroutine
                     outcomes.append((future, None, err))
                 else:
                     outcomes.append((future, result, None))
         # One wake-up per event loop for the whole batch, not one per write:
         # each call_soon_threadsafe writes to the loop's self-pipe.
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
+        by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
         for outcome in outcomes:
             by_loop.setdefault(outcome[0].get_loop(), []).append(outcome)
         for loop, resolved in by_loop.items():
@@ -169,12 +194,10 @@ class SQLiteDatabase:
                 pass
 
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        if kwargs:
-            fn = functools.partial(fn, **kwargs)
         if self._closed:
             raise RuntimeError("database is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put((fn, args, future))
+        self._queue.put((fn, args, kwargs, future))
         return await future
 
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -213,7 +236,32 @@ def enable_wal(path: Path) -> None:
         conn.close()
 
 
-def _resolve_all(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+def _groups(jobs: list[Job]) -> list[list[Job]]:
+    """Split queued writes into runs that one call can serve: consecutive
+    one-argument calls of the same function with a batch form and equal
+    keyword arguments; any other write is a run of its own."""
+    groups: list[list[Job]] = []
+    for job in jobs:
+        if groups and hasattr(job[0], BATCH_FORM) and len(job[1]) == 1:
+            last = groups[-1][-1]
+            if last[0] is job[0] and len(last[1]) == 1 and last[2] == job[2]:
+                groups[-1].append(job)
+                continue
+        groups.append([job])
+    return groups
+
+
+def _run_group(conn: Connection, group: list[Job]) -> list[Outcome]:
+    fn, _, kwargs, _ = group[0]
+    if len(group) == 1:
+        return [(group[0][3], fn(conn, *group[0][1], **kwargs), None)]
+    results = getattr(fn, BATCH_FORM)(conn, [job[1][0] for job in group], **kwargs)
+    if len(results) != len(group):
+        raise RuntimeError(f"{fn.__qualname__}: batch form gave {len(results)} results for {len(group)} calls")
+    return [(job[3], result, None) for job, result in zip(group, results)]
+
+
+def _resolve_all(outcomes: list[Outcome]) -> None:
     for future, result, error in outcomes:
         if future.cancelled():
             continue

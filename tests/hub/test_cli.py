@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -114,3 +121,50 @@ def test_kb_ingest_and_search_with_the_real_model(tmp_path: Path, monkeypatch: p
     assert runner.invoke(main, ["kb", "search"]).exit_code == 2
     missing = runner.invoke(main, ["kb", "ingest", str(tmp_path / "nope")])
     assert missing.exit_code != 0
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_serve_takes_a_signed_webhook_and_stops_cleanly(tmp_path: Path, loop: str) -> None:
+    from channels.fake import sign
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "HUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}",
+        "HUB_DATA_DIR": str(tmp_path / "data"),
+        "HUB_HOST": "127.0.0.1",
+        "HUB_PORT": str(port),
+        "HUB_CHANNELS": "fake",
+        "HUB_FAKE_SECRET": "serve-secret",
+        "HUB_BOT": "none",
+        "HUB_KB_ENABLED": "false",
+        "HUB_EVENT_LOOP": loop,
+    }
+    output = tmp_path / "serve.log"
+    with output.open("w") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "hub", "serve"], cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "Servicehub is running" not in output.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, output.read_text()
+            time.sleep(0.1)
+        assert f"(event loop: {loop})" in output.read_text()
+        raw = json.dumps({"from": "serve-visitor", "text": "hello over a real socket", "id": "serve-1"}).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/channels/fake/webhook",
+            data=raw,
+            headers={**sign("serve-secret", raw), "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+            assert json.loads(response.read())["received"][0]["duplicate"] is False
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert proc.wait(timeout=30) == 0
+        assert time.monotonic() - started < 20
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
