@@ -175,7 +175,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--senders", type=int, default=500, help="distinct customers sending")
-    parser.add_argument("--rounds", type=int, help="rounds per server (default 3; 1 with --quick)")
+    parser.add_argument("--rounds", type=int, help="rounds per server (default 3)")
     parser.add_argument("--no-pin", action="store_true", help="let the OS place the server and the load on any core")
     parser.add_argument("--serve", choices=["hub", "bare"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -192,8 +192,8 @@ def main() -> None:
         # One core for the server under test, another for the load generator.
         server_cpu = cpus[0]
         os.sched_setaffinity(0, {cpus[1]})
-    messages = args.messages or (3000 if args.quick else 20000)
-    rounds = args.rounds or (1 if args.quick else 3)
+    messages = args.messages or (5000 if args.quick else 20000)
+    rounds = args.rounds or 3
     runs: dict[str, list[dict[str, float]]] = {"bare": [], "hub": []}
     for round_no in range(1, rounds + 1):
         for kind, label in (("bare", "bare aiohttp + 1 SQLite insert"), ("hub", "hub ingest path (fake channel)")):

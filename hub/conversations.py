@@ -225,21 +225,7 @@ def ingest(
     # A known sender's row carries their latest conversation (all NULL: none yet).
     latest = _UNFETCHED if known is None else (known if known.id is not None else None)
     conversation, created = _find_or_open(conn, inbound, contact_id, identity_id, reopen_window, now, latest=latest)
-    values = {
-        "conversation_id": conversation.id,
-        "contact_id": contact_id,
-        "channel": inbound.channel,
-        "direction": Direction.INBOUND.value,
-        "kind": MessageKind.MESSAGE.value,
-        "author_kind": AuthorKind.CUSTOMER.value,
-        "author_id": None,
-        "body": inbound.text,
-        "attachments": list(inbound.attachments),
-        "external_id": inbound.external_id,
-        "delivery_status": DeliveryStatus.RECEIVED.value,
-        "meta": inbound.metadata,
-        "created_at": now,
-    }
+    values = _inbound_values(inbound, conversation.id, contact_id, now)
     row = _insert_message_ignoring_duplicates(conn).first(conn, values)
     if row is None:  # lost a race with a concurrent retry of the same delivery
         existing = conn.execute(
@@ -248,41 +234,10 @@ def ingest(
         return _duplicate(conn, existing)
     _TOUCH_CONVERSATION.execute(conn, {"conversation_id": conversation.id, "now": now})
     if enqueue_bot and conversation.handler == Handler.BOT:
-        _INSERT_BOT_JOB.execute(
-            conn,
-            {
-                "conversation_id": conversation.id,
-                "message_id": row.id,
-                "kind": "message",
-                "status": "pending",
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-                "updated_at": now,
-            },
-        )
-    status = conversation.status
-    if status in (ConversationStatus.PENDING, ConversationStatus.SNOOZED):
-        status = ConversationStatus.OPEN
+        _INSERT_BOT_JOB.execute(conn, _bot_job(conversation.id, row.id, now))
     return Ingested(
-        # Built from what was stored, not read back: the INSERT returns the id only.
-        message=Message(
-            id=row.id,
-            conversation_id=conversation.id,
-            contact_id=contact_id,
-            channel=inbound.channel,
-            direction=Direction.INBOUND,
-            kind=MessageKind.MESSAGE,
-            author_kind=AuthorKind.CUSTOMER,
-            author_id=None,
-            body=inbound.text,
-            attachments=values["attachments"],
-            external_id=inbound.external_id,
-            delivery_status=DeliveryStatus.RECEIVED,
-            meta=dict(inbound.metadata),
-            created_at=now,
-        ),
-        conversation=dataclasses.replace(conversation, status=status, last_message_at=now, updated_at=now),
+        message=_inbound_message(values, row.id),
+        conversation=_touched(conversation, now),
         duplicate=False,
         new_conversation=created,
         merged_contact_ids=merged,
@@ -405,24 +360,7 @@ def _store_run(conn: Connection, run: list[tuple[InboundMessage, Any]], enqueue_
     if not run:
         return []
     now = utcnow()
-    values = [
-        {
-            "conversation_id": row.id,
-            "contact_id": row.sender_contact_id,
-            "channel": inbound.channel,
-            "direction": Direction.INBOUND.value,
-            "kind": MessageKind.MESSAGE.value,
-            "author_kind": AuthorKind.CUSTOMER.value,
-            "author_id": None,
-            "body": inbound.text,
-            "attachments": list(inbound.attachments),
-            "external_id": inbound.external_id,
-            "delivery_status": DeliveryStatus.RECEIVED.value,
-            "meta": inbound.metadata,
-            "created_at": now,
-        }
-        for inbound, row in run
-    ]
+    values = [_inbound_values(inbound, row.id, row.sender_contact_id, now) for inbound, row in run]
     params = {f"{key}_{i}": value for i, row_values in enumerate(values) for key, value in row_values.items()}
     ids = sorted(row.id for row in _insert_messages(len(values)).all(conn, params))
     # SQLite numbers the rows of one INSERT in the order of its VALUES (each
@@ -434,23 +372,11 @@ def _store_run(conn: Connection, run: list[tuple[InboundMessage, Any]], enqueue_
     touched: dict[int, Conversation] = {}
     for _, row in run:
         if row.id not in touched:
-            status = ConversationStatus(row.status)
-            if status in (ConversationStatus.PENDING, ConversationStatus.SNOOZED):
-                status = ConversationStatus.OPEN
-            touched[row.id] = dataclasses.replace(rows.conversation(row), status=status, last_message_at=now, updated_at=now)
+            touched[row.id] = _touched(rows.conversation(row), now)
     _TOUCH_CONVERSATION.execute_many(conn, [{"conversation_id": cid, "now": now} for cid in touched])
     if enqueue_bot:
         jobs = [
-            {
-                "conversation_id": v["conversation_id"],
-                "message_id": message_id,
-                "kind": "message",
-                "status": "pending",
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-                "updated_at": now,
-            }
+            _bot_job(v["conversation_id"], message_id, now)
             for v, message_id in zip(values, ids)
             if touched[v["conversation_id"]].handler == Handler.BOT
         ]
@@ -458,27 +384,72 @@ def _store_run(conn: Connection, run: list[tuple[InboundMessage, Any]], enqueue_
             _INSERT_BOT_JOB.execute_many(conn, jobs)
     return [
         Ingested(
-            message=Message(
-                id=message_id,
-                conversation_id=v["conversation_id"],
-                contact_id=v["contact_id"],
-                channel=v["channel"],
-                direction=Direction.INBOUND,
-                kind=MessageKind.MESSAGE,
-                author_kind=AuthorKind.CUSTOMER,
-                author_id=None,
-                body=v["body"],
-                attachments=v["attachments"],
-                external_id=v["external_id"],
-                delivery_status=DeliveryStatus.RECEIVED,
-                meta=dict(v["meta"]),
-                created_at=now,
-            ),
+            message=_inbound_message(v, message_id),
             conversation=touched[v["conversation_id"]],
             duplicate=False,
         )
         for v, message_id in zip(values, ids)
     ]
+
+
+def _inbound_values(inbound: InboundMessage, conversation_id: int, contact_id: int, now: datetime) -> dict[str, Any]:
+    """The ``messages`` row of a customer's message."""
+    return {
+        "conversation_id": conversation_id,
+        "contact_id": contact_id,
+        "channel": inbound.channel,
+        "direction": Direction.INBOUND.value,
+        "kind": MessageKind.MESSAGE.value,
+        "author_kind": AuthorKind.CUSTOMER.value,
+        "author_id": None,
+        "body": inbound.text,
+        "attachments": list(inbound.attachments),
+        "external_id": inbound.external_id,
+        "delivery_status": DeliveryStatus.RECEIVED.value,
+        "meta": inbound.metadata,
+        "created_at": now,
+    }
+
+
+def _inbound_message(values: dict[str, Any], message_id: int) -> Message:
+    """The stored message, from what was stored (the INSERT returns the id only)."""
+    return Message(
+        id=message_id,
+        conversation_id=values["conversation_id"],
+        contact_id=values["contact_id"],
+        channel=values["channel"],
+        direction=Direction.INBOUND,
+        kind=MessageKind.MESSAGE,
+        author_kind=AuthorKind.CUSTOMER,
+        author_id=None,
+        body=values["body"],
+        attachments=values["attachments"],
+        external_id=values["external_id"],
+        delivery_status=DeliveryStatus.RECEIVED,
+        meta=dict(values["meta"]),
+        created_at=values["created_at"],
+    )
+
+
+def _bot_job(conversation_id: int, message_id: int, now: datetime) -> dict[str, Any]:
+    return {
+        "conversation_id": conversation_id,
+        "message_id": message_id,
+        "kind": "message",
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _touched(conversation: Conversation, now: datetime) -> Conversation:
+    """``conversation`` as ``_TOUCH_CONVERSATION`` leaves it."""
+    status = conversation.status
+    if status in (ConversationStatus.PENDING, ConversationStatus.SNOOZED):
+        status = ConversationStatus.OPEN
+    return dataclasses.replace(conversation, status=status, last_message_at=now, updated_at=now)
 
 
 def _duplicate(conn: Connection, existing: Any) -> Ingested:
