@@ -114,25 +114,26 @@ def add_event(
 _BY_EXTERNAL_ID = sa.select(messages).where(
     messages.c.channel == sa.bindparam("channel"), messages.c.external_id == sa.bindparam("external_id")
 )
-_TOUCH_CONVERSATION = DriverStatement(
-    sa.update(conversations)
-    .where(conversations.c.id == sa.bindparam("conversation_id"))
-    .values(
-        last_message_at=sa.bindparam("now", type_=conversations.c.updated_at.type),
-        updated_at=sa.bindparam("now", type_=conversations.c.updated_at.type),
-        # Two comparisons, not IN (...): an IN list is an "expanding" parameter
-        # that SQLAlchemy re-renders on every execution.
-        status=sa.case(
-            (
-                sa.or_(
-                    conversations.c.status == ConversationStatus.PENDING.value,
-                    conversations.c.status == ConversationStatus.SNOOZED.value,
-                ),
-                ConversationStatus.OPEN.value,
+# What a customer's message does to its conversation: last_message_at, and
+# pending or snoozed becomes open.
+_TOUCH_VALUES = {
+    "last_message_at": sa.bindparam("now", type_=conversations.c.updated_at.type),
+    "updated_at": sa.bindparam("now", type_=conversations.c.updated_at.type),
+    # Two comparisons, not IN (...): an IN list is an "expanding" parameter
+    # that SQLAlchemy re-renders on every execution.
+    "status": sa.case(
+        (
+            sa.or_(
+                conversations.c.status == ConversationStatus.PENDING.value,
+                conversations.c.status == ConversationStatus.SNOOZED.value,
             ),
-            else_=conversations.c.status,
+            ConversationStatus.OPEN.value,
         ),
-    )
+        else_=conversations.c.status,
+    ),
+}
+_TOUCH_CONVERSATION = DriverStatement(
+    sa.update(conversations).where(conversations.c.id == sa.bindparam("conversation_id")).values(_TOUCH_VALUES)
 )
 _INSERT_MESSAGE: dict[str, Any] = {}
 # A known sender's identity, its latest conversation on the channel (all
@@ -267,16 +268,38 @@ _STORED_DELIVERIES = DriverStatement(
         messages.c.channel == sa.bindparam("channel"), messages.c.external_id.in_(_json_list("external_ids"))
     )
 )
+_TOUCH_CONVERSATIONS = DriverStatement(
+    sa.update(conversations).where(conversations.c.id.in_(_json_list("conversation_ids"))).values(_TOUCH_VALUES)
+)
 _MESSAGE_COLUMNS = [c for c in messages.c if c.key != "id"]
 _INSERT_MESSAGES: dict[int, DriverStatement] = {}
+
+
+# Columns every customer message has the same value in: fixed values of the
+# multi-row INSERT, not parameters the caller passes for every row.
+_INBOUND_CONSTANTS: dict[str, Any] = {
+    "direction": Direction.INBOUND.value,
+    "kind": MessageKind.MESSAGE.value,
+    "author_kind": AuthorKind.CUSTOMER.value,
+    "author_id": None,
+    "delivery_status": DeliveryStatus.RECEIVED.value,
+}
 
 
 def _insert_messages(count: int) -> DriverStatement:
     stmt = _INSERT_MESSAGES.get(count)
     if stmt is None:
+
+        def value(column: sa.Column[Any], i: int) -> Any:
+            if column.key in _INBOUND_CONSTANTS:
+                constant = _INBOUND_CONSTANTS[column.key]
+                return sa.null() if constant is None else sa.literal(constant, type_=column.type)
+            # One parameter for every row's created_at: they were stored together.
+            return sa.bindparam("now" if column.key == "created_at" else f"{column.key}_{i}", type_=column.type)
+
         stmt = _INSERT_MESSAGES[count] = DriverStatement(
             sa.insert(messages)
-            .values([{c.key: sa.bindparam(f"{c.key}_{i}", type_=c.type) for c in _MESSAGE_COLUMNS} for i in range(count)])
+            .values([{c.key: value(c, i) for c in _MESSAGE_COLUMNS} for i in range(count)])
             .returning(messages.c.id)
         )
     return stmt
@@ -361,7 +384,13 @@ def _store_run(conn: Connection, run: list[tuple[InboundMessage, Any]], enqueue_
         return []
     now = utcnow()
     values = [_inbound_values(inbound, row.id, row.sender_contact_id, now) for inbound, row in run]
-    params = {f"{key}_{i}": value for i, row_values in enumerate(values) for key, value in row_values.items()}
+    params = {
+        f"{key}_{i}": value
+        for i, row_values in enumerate(values)
+        for key, value in row_values.items()
+        if key not in _INBOUND_CONSTANTS
+    }
+    params["now"] = now
     ids = sorted(row.id for row in _insert_messages(len(values)).all(conn, params))
     # SQLite numbers the rows of one INSERT in the order of its VALUES (each
     # new rowid is the largest plus one) but does not promise to RETURN them
@@ -372,8 +401,9 @@ def _store_run(conn: Connection, run: list[tuple[InboundMessage, Any]], enqueue_
     touched: dict[int, Conversation] = {}
     for _, row in run:
         if row.id not in touched:
-            touched[row.id] = _touched(rows.conversation(row), now)
-    _TOUCH_CONVERSATION.execute_many(conn, [{"conversation_id": cid, "now": now} for cid in touched])
+            status = _touched_status(ConversationStatus(row.status))
+            touched[row.id] = rows.conversation(row, status=status, last_message_at=now, updated_at=now)
+    _TOUCH_CONVERSATIONS.execute(conn, {"conversation_ids": list(touched), "now": now})
     if enqueue_bot:
         jobs = [
             _bot_job(v["conversation_id"], message_id, now)
@@ -444,12 +474,16 @@ def _bot_job(conversation_id: int, message_id: int, now: datetime) -> dict[str, 
     }
 
 
+def _touched_status(status: ConversationStatus) -> ConversationStatus:
+    """A conversation's status once its customer has written (``_TOUCH_VALUES``)."""
+    return ConversationStatus.OPEN if status in (ConversationStatus.PENDING, ConversationStatus.SNOOZED) else status
+
+
 def _touched(conversation: Conversation, now: datetime) -> Conversation:
-    """``conversation`` as ``_TOUCH_CONVERSATION`` leaves it."""
-    status = conversation.status
-    if status in (ConversationStatus.PENDING, ConversationStatus.SNOOZED):
-        status = ConversationStatus.OPEN
-    return dataclasses.replace(conversation, status=status, last_message_at=now, updated_at=now)
+    """``conversation`` as ``_TOUCH_VALUES`` leaves it."""
+    return dataclasses.replace(
+        conversation, status=_touched_status(conversation.status), last_message_at=now, updated_at=now
+    )
 
 
 def _duplicate(conn: Connection, existing: Any) -> Ingested:

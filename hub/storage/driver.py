@@ -18,7 +18,7 @@ on any other (asyncpg through ``run_sync``) it is ``Connection.execute``.
 
 from __future__ import annotations
 
-from collections import namedtuple
+from collections import Counter, namedtuple
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -93,6 +93,7 @@ class _Compiled:
         if any(bind.expanding for bind in compiled.binds.values()):
             raise ValueError("DriverStatement cannot run expanding (IN list) parameters")
         self.sql = compiled.string
+        self._repeated = {name for name, n in Counter(compiled.positiontup).items() if n > 1}
         # Per positional parameter: its name, whether the caller must give it,
         # its value otherwise (a literal of the statement) and its processor.
         self._binds: list[tuple[str, bool, Any, Processor]] = []
@@ -111,9 +112,17 @@ class _Compiled:
 
     def parameters(self, params: Mapping[str, Any]) -> list[Any]:
         values = []
+        repeated: dict[str, Any] = {}  # a name used twice is processed once
         for name, required, fixed, process in self._binds:
+            if name in repeated:
+                values.append(repeated[name])
+                continue
             value = params[name] if required or name in params else fixed
-            values.append(value if process is None else process(value))
+            if process is not None:
+                value = process(value)
+            if name in self._repeated:
+                repeated[name] = value
+            values.append(value)
         return values
 
     def row(self, raw: tuple[Any, ...]) -> Any:

@@ -47,23 +47,28 @@ def contact(row: Any, identities: list[Identity] | None = None) -> Contact:
     )
 
 
-def conversation(row: Any) -> Conversation:
-    return Conversation(
-        id=row.id,
-        contact_id=row.contact_id,
-        channel=row.channel,
-        identity_id=row.identity_id,
-        thread_key=row.thread_key,
-        status=ConversationStatus(row.status),
-        priority=Priority(row.priority),
-        handler=Handler(row.handler),
-        assignee_id=row.assignee_id,
-        subject=row.subject,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        last_message_at=row.last_message_at,
-        resolved_at=row.resolved_at,
-    )
+def conversation(row: Any, **changes: Any) -> Conversation:
+    """The conversation in ``row``; ``changes`` replace some of its columns
+    (cheaper than ``dataclasses.replace`` on the frozen result)."""
+    values = {
+        "id": row.id,
+        "contact_id": row.contact_id,
+        "channel": row.channel,
+        "identity_id": row.identity_id,
+        "thread_key": row.thread_key,
+        "status": ConversationStatus(row.status),
+        "priority": Priority(row.priority),
+        "handler": Handler(row.handler),
+        "assignee_id": row.assignee_id,
+        "subject": row.subject,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+        "last_message_at": row.last_message_at,
+        "resolved_at": row.resolved_at,
+    }
+    if changes:
+        values.update(changes)
+    return Conversation(**values)
 
 
 def message(row: Any) -> Message:
