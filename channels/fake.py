@@ -30,7 +30,7 @@ def sign(secret: str, body: bytes, timestamp: int | None = None) -> dict[str, st
     """Headers that make ``body`` a valid fake-channel webhook."""
     ts = str(int(time.time()) if timestamp is None else timestamp)
     base = b"v0:" + ts.encode() + b":" + body
-    digest = hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    digest = hmac.digest(secret.encode(), base, hashlib.sha256).hex()
     return {"X-Fake-Timestamp": ts, "X-Fake-Signature": f"v0={digest}"}
 
 
@@ -62,7 +62,7 @@ class FakeChannel(Channel):
         if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > REPLAY_WINDOW_SECONDS:
             raise InvalidSignature("timestamp missing or outside the replay window")
         base = b"v0:" + timestamp.encode() + b":" + body
-        expected = "v0=" + hmac.new(self._secret, base, hashlib.sha256).hexdigest()
+        expected = "v0=" + hmac.digest(self._secret, base, "sha256").hex()
         if not hmac.compare_digest(expected, signature):
             raise InvalidSignature("signature mismatch")
 

@@ -699,7 +699,7 @@ class TicketService:
         self.hours = sla.BusinessHours.parse(
             settings.sla_business_hours, settings.sla_timezone, settings.sla_holidays
         )
-        self._rules: tuple[routing.Rule, ...] | None = None
+        self._policy: Policy | None = None  # rebuilt when the routing rules change
         self._unsubscribe: list[Any] = []
         self.scheduler = sla.SlaScheduler(self.check_due, interval=settings.sla_check_interval)
 
@@ -718,14 +718,15 @@ class TicketService:
         self._unsubscribe = []
 
     async def policy(self) -> Policy:
-        if self._rules is None:
-            self._rules = tuple(await self.db.read(list_rules))
-        return Policy(
-            rules=self._rules, slas=self.slas, default_team=self.settings.ticket_default_team, hours=self.hours
-        )
+        policy = self._policy
+        if policy is None:
+            rules = tuple(await self.db.read(list_rules))
+            policy = Policy(rules=rules, slas=self.slas, default_team=self.settings.ticket_default_team, hours=self.hours)
+            self._policy = policy
+        return policy
 
     def rules_changed(self) -> None:
-        self._rules = None
+        self._policy = None
 
     async def _publish(self, change: Change | None, *, actor_id: int | None = None) -> None:
         if change is None:
