@@ -14,6 +14,8 @@ same either way; ``tests/hub/test_driver_statements.py`` checks that.
 
 Only for drivers that run synchronously in the calling thread (pysqlite);
 on any other (asyncpg through ``run_sync``) it is ``Connection.execute``.
+Its executions skip SQLAlchemy's engine events (``echo`` logging included),
+so it is kept to the few statements of the ingest path.
 """
 
 from __future__ import annotations
