@@ -7,7 +7,7 @@ Each server runs in its own process, pinned to one core, and the load
 generator to another (``--no-pin``: wherever the OS puts them); the same
 load generator drives both, and both servers run on the event loop ``hub
 serve`` uses (uvloop). Runs on this 2-core machine vary by up
-to ±20 % from one to the next, so the two servers take turns for several
+to ±20 % from one to the next, so the two servers take turns for five
 rounds (bare, hub, bare, hub, ...) and the figures are each one's median
 round; the ratio is of the medians. Prints every round, then one JSON object
 on the last line.
@@ -37,7 +37,7 @@ def serve_hub(port: int, workdir: Path) -> None:
     from aiohttp import web
 
     from hub.__main__ import new_event_loop
-    from hub.app import create_app
+    from hub.app import create_app, freeze_after_startup
     from hub.config import Settings
     from hub.storage.migrate import upgrade
 
@@ -47,9 +47,9 @@ def serve_hub(port: int, workdir: Path) -> None:
     settings = Settings(
         database_url=url, channels="fake", fake_secret=SECRET, data_dir=workdir, bot="none", kb_enabled=False, _env_file=None
     )
-    web.run_app(
-        create_app(settings), host="127.0.0.1", port=port, print=None, access_log=None, loop=new_event_loop(settings.event_loop)
-    )
+    app = create_app(settings)
+    freeze_after_startup(app)  # as hub serve does
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, loop=new_event_loop(settings.event_loop))
 
 
 def serve_bare(port: int, workdir: Path) -> None:
@@ -175,7 +175,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--senders", type=int, default=500, help="distinct customers sending")
-    parser.add_argument("--rounds", type=int, help="rounds per server (default 3)")
+    parser.add_argument("--rounds", type=int, help="rounds per server (default 5; 3 with --quick)")
     parser.add_argument("--no-pin", action="store_true", help="let the OS place the server and the load on any core")
     parser.add_argument("--serve", choices=["hub", "bare"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -193,7 +193,7 @@ def main() -> None:
         server_cpu = cpus[0]
         os.sched_setaffinity(0, {cpus[1]})
     messages = args.messages or (5000 if args.quick else 20000)
-    rounds = args.rounds or 3
+    rounds = args.rounds or (3 if args.quick else 5)
     runs: dict[str, list[dict[str, float]]] = {"bare": [], "hub": []}
     for round_no in range(1, rounds + 1):
         for kind, label in (("bare", "bare aiohttp + 1 SQLite insert"), ("hub", "hub ingest path (fake channel)")):

@@ -88,7 +88,7 @@ def serve(host: str | None, port: int | None, migrate: bool) -> None:
     """Run the hub's HTTP server until SIGINT/SIGTERM, then drain and stop."""
     from aiohttp import web
 
-    from hub.app import create_app
+    from hub.app import create_app, freeze_after_startup
     from hub.logs import setup_logging
     from hub.storage.migrate import upgrade
 
@@ -97,6 +97,7 @@ def serve(host: str | None, port: int | None, migrate: bool) -> None:
     if migrate:
         upgrade(settings.database_url)
     app = create_app(settings)
+    freeze_after_startup(app)
     host = host or settings.host
     port = port or settings.port
 

@@ -129,7 +129,9 @@ class SQLiteDatabase:
 
         @sa.event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
-            conn.exec_driver_sql(begin)
+            # Straight to the driver: ``exec_driver_sql`` would cost an
+            # execution context (~20 µs) on every transaction.
+            conn.connection.driver_connection.execute(begin).close()  # type: ignore[union-attr]
 
         return engine
 
