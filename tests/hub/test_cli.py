@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -47,8 +48,6 @@ def test_users_tokens_export_erase(cli_env: str) -> None:
 
     missing = runner.invoke(main, ["contacts", "export", "42"])
     assert missing.exit_code == 1 and "does not exist" in missing.output
-
-    import asyncio
 
     from channels.base import InboundMessage
     from hub.conversations import ingest
@@ -123,8 +122,22 @@ def test_kb_ingest_and_search_with_the_real_model(tmp_path: Path, monkeypatch: p
     assert missing.exit_code != 0
 
 
+async def chat(url: str) -> str:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+        await ws.send_json({"type": "hello"})
+        while (await ws.receive_json(timeout=15))["type"] != "history":
+            pass
+        await ws.send_json({"type": "message", "client_id": "c1", "text": "hello from a socket"})
+        while True:
+            frame = await ws.receive_json(timeout=15)
+            if frame["type"] == "message" and frame["message"]["author"] == "bot":
+                return frame["message"]["text"]
+
+
 @pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
-def test_serve_takes_a_signed_webhook_and_stops_cleanly(tmp_path: Path, loop: str) -> None:
+def test_serve_takes_a_webhook_and_a_web_chat_and_stops_cleanly(tmp_path: Path, loop: str) -> None:
     from channels.fake import sign
 
     with socket.socket() as s:
@@ -136,9 +149,10 @@ def test_serve_takes_a_signed_webhook_and_stops_cleanly(tmp_path: Path, loop: st
         "HUB_DATA_DIR": str(tmp_path / "data"),
         "HUB_HOST": "127.0.0.1",
         "HUB_PORT": str(port),
-        "HUB_CHANNELS": "fake",
+        "HUB_CHANNELS": "fake,webchat",
         "HUB_FAKE_SECRET": "serve-secret",
-        "HUB_BOT": "none",
+        "HUB_WEBCHAT_SECRETS": "serve-webchat-secret",
+        "HUB_BOT": "echo",
         "HUB_KB_ENABLED": "false",
         "HUB_EVENT_LOOP": loop,
     }
@@ -160,6 +174,8 @@ def test_serve_takes_a_signed_webhook_and_stops_cleanly(tmp_path: Path, loop: st
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 200
             assert json.loads(response.read())["received"][0]["duplicate"] is False
+        # A web chat visitor over a WebSocket, answered by the echo bot.
+        assert asyncio.run(chat(f"ws://127.0.0.1:{port}/channels/webchat/ws")) == "Echo: hello from a socket"
         proc.send_signal(signal.SIGTERM)
         started = time.monotonic()
         assert proc.wait(timeout=30) == 0
