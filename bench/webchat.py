@@ -80,6 +80,7 @@ def serve(database_url: str, port_file: Path, switch_interval: float | None) -> 
     from aiohttp import web
 
     from hub import keys
+    from hub.__main__ import new_event_loop
     from hub.app import create_app
     from hub.config import Settings
 
@@ -115,7 +116,9 @@ def serve(database_url: str, port_file: Path, switch_interval: float | None) -> 
         await app[keys.CHANNELS]["webchat"].on_shutdown(app)
         await runner.cleanup()
 
-    asyncio.run(main())
+    # On the event loop ``hub serve`` uses (HUB_EVENT_LOOP, uvloop by default).
+    with asyncio.Runner(loop_factory=lambda: new_event_loop(settings.event_loop)) as loop_runner:
+        loop_runner.run(main())
 
 
 # --- visitors, in this process -------------------------------------------------
