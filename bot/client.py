@@ -12,6 +12,7 @@ to fall back.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -82,6 +83,26 @@ class RasaClient:
         """Un-pause a conversation that an action handed to humans."""
         events = [{"event": "resume"}, {"event": "action", "name": "action_listen"}]
         await self._post(f"/conversations/{quote(sender, safe='')}/tracker/events", events, params=self._params())
+
+    async def warm_up(self, timeout: float = 30.0) -> float | None:
+        """Parse one sentence, so that Rasa builds its model's graphs now and
+        not on a customer's first message (about 5 s, once per Rasa start).
+        Returns the seconds it took, or None when Rasa did not answer (the
+        first message then pays instead; nothing else depends on it)."""
+        started = time.perf_counter()
+        try:
+            async with self.session.post(
+                f"{self.base_url}/model/parse",
+                json={"text": "hello"},
+                params=self._params(),
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as response:
+                await response.read()
+                if response.status != 200:
+                    return None
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return None
+        return time.perf_counter() - started
 
     async def ready(self) -> bool:
         try:

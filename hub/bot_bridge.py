@@ -181,6 +181,8 @@ class BotBridge(PollingWorker[Job]):
         await super().stop(timeout)
 
     def health(self) -> dict[str, Any]:
+        if not self.running:  # Rasa is still loading or warming up; replies wait
+            return {"ok": False, "mode": "starting"}
         if self.degraded:
             return {"ok": False, "mode": "fallback", "error": self.last_error}
         return {"ok": True}

@@ -104,6 +104,9 @@ async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
         deadline = asyncio.get_running_loop().time() + settings.rasa_ready_wait
         while asyncio.get_running_loop().time() < deadline and not await client.ready():
             await asyncio.sleep(0.5)
+        took = await client.warm_up()
+        if took is not None:
+            log.info("Rasa warmed up in %.1f s", took)
         bridge.start()
 
     starter = asyncio.create_task(start_when_ready(), name="bot-start")

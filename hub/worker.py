@@ -46,6 +46,10 @@ class PollingWorker(ABC, Generic[Item]):
     def notify(self) -> None:
         self._wake.set()
 
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
     def start(self) -> None:
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name=self.name)

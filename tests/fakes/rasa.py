@@ -18,6 +18,8 @@ class FakeRasa:
     paused: set[str] = field(default_factory=set)
     received: list[dict[str, Any]] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
+    # Every request, in order: "parse" or "webhook".
+    calls: list[str] = field(default_factory=list)
     runner: web.AppRunner | None = None
     url: str = ""
 
@@ -38,6 +40,7 @@ class FakeRasa:
         await asyncio.sleep(self.delay)
         body = await request.json()
         self.received.append(body)
+        self.calls.append("webhook")
         sender = body["sender"]
         if sender in self.paused:
             return web.json_response([])
@@ -56,6 +59,13 @@ class FakeRasa:
             self.resumed.append(sender)
         return web.json_response({"sender_id": sender})
 
+    async def parse(self, request: web.Request) -> web.Response:
+        if self.down:
+            return web.Response(status=503)
+        self.calls.append("parse")
+        text = (await request.json())["text"]
+        return web.json_response({"text": text, "intent": {"name": "greet", "confidence": 0.9}, "entities": []})
+
     async def status(self, request: web.Request) -> web.Response:
         return web.Response(status=503) if self.down else web.json_response({"model_file": "fake"})
 
@@ -64,6 +74,7 @@ class FakeRasa:
         app.router.add_post("/webhooks/rest/webhook", self.webhook)
         app.router.add_post("/conversations/{sender}/tracker/events", self.events)
         app.router.add_get("/status", self.status)
+        app.router.add_post("/model/parse", self.parse)
         self.runner = web.AppRunner(app)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)

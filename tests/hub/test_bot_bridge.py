@@ -166,3 +166,22 @@ async def _bot_replies(hub: Hub, cid: int, count: int) -> bool:
 async def _conversation_is(hub: Hub, cid: int, **expected: str) -> bool:
     conversation = await hub.api("GET", f"/api/v1/conversations/{cid}")
     return all(conversation[k] == v for k, v in expected.items())
+
+
+@pytest.mark.asyncio
+async def test_bot_is_starting_until_rasa_is_up_and_warmed(sqlite_url: str, tmp_path: Path, rasa: FakeRasa) -> None:
+    """/readyz does not call the bot ready while Rasa loads; once Rasa answers,
+    one parse builds its graphs before any customer's message goes to it."""
+    rasa.down = True
+    settings = make_settings(sqlite_url, tmp_path, bot="rasa", rasa_url=rasa.url, rasa_timeout=0.5, rasa_ready_wait=30.0)
+    hub = await start_hub(settings, knowledge_base=None)
+    try:
+        early = await _say(hub, "early-visitor", "Is anyone there?", "s1")
+        ready = await (await hub.client.get("/readyz")).json()
+        assert ready["status"] == "degraded" and ready["checks"]["bot"] == {"ok": False, "mode": "starting"}
+        rasa.down = False
+        await wait_for(lambda: _has(hub, early["conversation_id"], "Answer to: Is anyone there?"))
+        assert rasa.calls[:2] == ["parse", "webhook"]
+        assert (await (await hub.client.get("/readyz")).json())["status"] == "ready"
+    finally:
+        await hub.client.close()
