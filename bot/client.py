@@ -91,16 +91,8 @@ class RasaClient:
         first message then pays instead; nothing else depends on it)."""
         started = time.perf_counter()
         try:
-            async with self.session.post(
-                f"{self.base_url}/model/parse",
-                json={"text": "hello"},
-                params=self._params(),
-                timeout=aiohttp.ClientTimeout(total=timeout),
-            ) as response:
-                await response.read()
-                if response.status != 200:
-                    return None
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+            await self._post("/model/parse", {"text": "hello"}, params=self._params(), timeout=timeout)
+        except Unavailable:
             return None
         return time.perf_counter() - started
 
@@ -111,15 +103,19 @@ class RasaClient:
         except (aiohttp.ClientError, asyncio.TimeoutError):
             return False
 
-    async def _post(self, path: str, payload: Any, params: dict[str, str] | None = None) -> Any:
+    async def _post(
+        self, path: str, payload: Any, params: dict[str, str] | None = None, timeout: float | None = None
+    ) -> Any:
+        """POST JSON; ``timeout`` overrides the client's for this call."""
         url = f"{self.base_url}{path}"
+        limit = self.timeout if timeout is None else aiohttp.ClientTimeout(total=timeout)
         try:
-            async with self.session.post(url, json=payload, params=params or {}) as response:
+            async with self.session.post(url, json=payload, params=params or {}, timeout=limit) as response:
                 if response.status >= 400:
                     detail = (await response.text())[:300]
                     raise Unavailable(f"Rasa answered HTTP {response.status} on {path}: {detail}")
                 return await response.json(content_type=None)
         except asyncio.TimeoutError as err:
-            raise Unavailable(f"Rasa did not answer {path} within {self.timeout.total} s") from err
+            raise Unavailable(f"Rasa did not answer {path} within {limit.total} s") from err
         except aiohttp.ClientError as err:
             raise Unavailable(f"Rasa is unreachable ({type(err).__name__}: {err})") from err

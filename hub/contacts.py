@@ -24,7 +24,7 @@ from hub.models import (
     Identity,
     MessageKind,
 )
-from hub.storage import insert_ignore, rows
+from hub.storage import PerDialect, insert_ignore, rows
 from hub.storage.schema import (
     audit_log,
     contacts,
@@ -83,24 +83,17 @@ _INSERT_CONTACT = (
     )
     .returning(contacts.c.id)
 )
-_INSERT_IDENTITY: dict[str, Any] = {}
-
-
-def _insert_identity_ignoring_conflicts(conn: Connection) -> Any:
-    stmt = _INSERT_IDENTITY.get(conn.dialect.name)
-    if stmt is None:
-        stmt = _INSERT_IDENTITY[conn.dialect.name] = (
-            insert_ignore(conn, identities)
-            .values(
-                contact_id=sa.bindparam("contact_id"),
-                channel=sa.bindparam("kind"),
-                address=sa.bindparam("address"),
-                created_at=sa.bindparam("now"),
-            )
-            .on_conflict_do_nothing()
-            .returning(identities.c.id)
-        )
-    return stmt
+_INSERT_IDENTITY = PerDialect(
+    lambda conn: insert_ignore(conn, identities)
+    .values(
+        contact_id=sa.bindparam("contact_id"),
+        channel=sa.bindparam("kind"),
+        address=sa.bindparam("address"),
+        created_at=sa.bindparam("now"),
+    )
+    .on_conflict_do_nothing()
+    .returning(identities.c.id)
+)
 
 
 def identities_of(conn: Connection, contact_id: int) -> list[Identity]:
@@ -145,7 +138,7 @@ def resolve_identity(
     now = now or utcnow()
     contact_id = create_contact(conn, name=name, now=now)
     inserted = conn.execute(
-        _insert_identity_ignoring_conflicts(conn),
+        _INSERT_IDENTITY(conn),
         {"contact_id": contact_id, "kind": kind, "address": address, "now": now},
     ).scalar_one_or_none()
     if inserted is not None:

@@ -32,7 +32,7 @@ from hub.models import (
     MessageKind,
     Priority,
 )
-from hub.storage import batch_of, insert_ignore, rows
+from hub.storage import PerDialect, batch_of, insert_ignore, rows
 from hub.storage.driver import DriverStatement
 from hub.storage.schema import bot_jobs, conversations, identities, messages, outbox, users
 
@@ -92,19 +92,40 @@ def add_event(
     now: datetime | None = None,
 ) -> Message:
     """A system event on the timeline (assigned, escalated, resolved...)."""
+    return _internal_entry(
+        conn,
+        conversation,
+        MessageKind.EVENT,
+        AuthorKind.SYSTEM,
+        actor_id,
+        body,
+        meta={"event": event, **(meta or {})},
+        created_at=now or utcnow(),
+    )
+
+
+def _internal_entry(
+    conn: Connection,
+    conversation: Conversation,
+    kind: MessageKind,
+    author_kind: AuthorKind,
+    author_id: int | None,
+    body: str,
+    **values: Any,
+) -> Message:
+    """A timeline entry only agents see: an internal note or a system event."""
     return _insert_message(
         conn,
         conversation_id=conversation.id,
         contact_id=conversation.contact_id,
         channel=conversation.channel,
         direction=Direction.INTERNAL.value,
-        kind=MessageKind.EVENT.value,
-        author_kind=AuthorKind.SYSTEM.value,
-        author_id=actor_id,
+        kind=kind.value,
+        author_kind=author_kind.value,
+        author_id=author_id,
         body=body,
         delivery_status=DeliveryStatus.NONE.value,
-        meta={"event": event, **(meta or {})},
-        created_at=now or utcnow(),
+        **values,
     )
 
 
@@ -135,7 +156,14 @@ _TOUCH_VALUES = {
 _TOUCH_CONVERSATION = DriverStatement(
     sa.update(conversations).where(conversations.c.id == sa.bindparam("conversation_id")).values(_TOUCH_VALUES)
 )
-_INSERT_MESSAGE: dict[str, Any] = {}
+_INSERT_MESSAGE = PerDialect(
+    lambda conn: DriverStatement(
+        insert_ignore(conn, messages)
+        .values({c.key: sa.bindparam(c.key) for c in messages.c if c.key != "id"})
+        .on_conflict_do_nothing()
+        .returning(messages.c.id)
+    )
+)
 # A known sender's identity, its latest conversation on the channel (all
 # columns, NULL when it has none) and the id of an already stored copy of
 # this delivery (a provider retry), in one round trip.
@@ -146,18 +174,24 @@ _LATEST_FOR_IDENTITY = (
     .correlate(identities)
     .scalar_subquery()
 )
+def _senders_with_latest(*columns: Any) -> Any:
+    """Identities (``kind``) with their latest conversation on ``channel``
+    (all its columns; NULL when there is none yet)."""
+    return sa.select(
+        *columns,
+        identities.c.id.label("sender_identity_id"),
+        identities.c.contact_id.label("sender_contact_id"),
+        *conversations.c,
+    ).select_from(identities.outerjoin(conversations, conversations.c.id == _LATEST_FOR_IDENTITY))
+
+
 _KNOWN_SENDER = DriverStatement(
-    sa.select(
+    _senders_with_latest(
         sa.select(messages.c.id)
         .where(messages.c.channel == sa.bindparam("channel"), messages.c.external_id == sa.bindparam("external_id"))
         .scalar_subquery()
         .label("duplicate_id"),
-        identities.c.id.label("sender_identity_id"),
-        identities.c.contact_id.label("sender_contact_id"),
-        *conversations.c,
-    )
-    .select_from(identities.outerjoin(conversations, conversations.c.id == _LATEST_FOR_IDENTITY))
-    .where(identities.c.channel == sa.bindparam("kind"), identities.c.address == sa.bindparam("address"))
+    ).where(identities.c.channel == sa.bindparam("kind"), identities.c.address == sa.bindparam("address"))
 )
 _INSERT_BOT_JOB = DriverStatement(
     sa.insert(bot_jobs).values(
@@ -169,18 +203,6 @@ _INSERT_BOT_JOB = DriverStatement(
         }
     )
 )
-
-
-def _insert_message_ignoring_duplicates(conn: Connection) -> DriverStatement:
-    stmt = _INSERT_MESSAGE.get(conn.dialect.name)
-    if stmt is None:
-        stmt = _INSERT_MESSAGE[conn.dialect.name] = DriverStatement(
-            insert_ignore(conn, messages)
-            .values({c.key: sa.bindparam(c.key) for c in messages.c if c.key != "id"})
-            .on_conflict_do_nothing()
-            .returning(messages.c.id)
-        )
-    return stmt
 
 
 def ingest(
@@ -227,7 +249,7 @@ def ingest(
     latest = _UNFETCHED if known is None else (known if known.id is not None else None)
     conversation, created = _find_or_open(conn, inbound, contact_id, identity_id, reopen_window, now, latest=latest)
     values = _inbound_values(inbound, conversation.id, contact_id, now)
-    row = _insert_message_ignoring_duplicates(conn).first(conn, values)
+    row = _INSERT_MESSAGE(conn).first(conn, values)
     if row is None:  # lost a race with a concurrent retry of the same delivery
         existing = conn.execute(
             _BY_EXTERNAL_ID, {"channel": inbound.channel, "external_id": inbound.external_id}
@@ -254,14 +276,9 @@ def _json_list(name: str) -> Any:
 
 
 _KNOWN_SENDERS = DriverStatement(
-    sa.select(
-        identities.c.address.label("sender_address"),
-        identities.c.id.label("sender_identity_id"),
-        identities.c.contact_id.label("sender_contact_id"),
-        *conversations.c,
+    _senders_with_latest(identities.c.address.label("sender_address")).where(
+        identities.c.channel == sa.bindparam("kind"), identities.c.address.in_(_json_list("addresses"))
     )
-    .select_from(identities.outerjoin(conversations, conversations.c.id == _LATEST_FOR_IDENTITY))
-    .where(identities.c.channel == sa.bindparam("kind"), identities.c.address.in_(_json_list("addresses")))
 )
 _STORED_DELIVERIES = DriverStatement(
     sa.select(messages.c.external_id).where(
@@ -275,8 +292,8 @@ _MESSAGE_COLUMNS = [c for c in messages.c if c.key != "id"]
 _INSERT_MESSAGES: dict[int, DriverStatement] = {}
 
 
-# Columns every customer message has the same value in: fixed values of the
-# multi-row INSERT, not parameters the caller passes for every row.
+# Columns every customer message has the same value in (``_inbound_values``):
+# fixed values of the multi-row INSERT, not parameters bound for every row.
 _INBOUND_CONSTANTS: dict[str, Any] = {
     "direction": Direction.INBOUND.value,
     "kind": MessageKind.MESSAGE.value,
@@ -428,14 +445,10 @@ def _inbound_values(inbound: InboundMessage, conversation_id: int, contact_id: i
         "conversation_id": conversation_id,
         "contact_id": contact_id,
         "channel": inbound.channel,
-        "direction": Direction.INBOUND.value,
-        "kind": MessageKind.MESSAGE.value,
-        "author_kind": AuthorKind.CUSTOMER.value,
-        "author_id": None,
+        **_INBOUND_CONSTANTS,
         "body": inbound.text,
         "attachments": list(inbound.attachments),
         "external_id": inbound.external_id,
-        "delivery_status": DeliveryStatus.RECEIVED.value,
         "meta": inbound.metadata,
         "created_at": now,
     }
@@ -694,18 +707,7 @@ def add_note(conn: Connection, conversation_id: int, text: str, *, author_id: in
     if not text or not text.strip():
         raise InvalidInput("note text is empty")
     conversation = get_conversation(conn, conversation_id)
-    return _insert_message(
-        conn,
-        conversation_id=conversation.id,
-        contact_id=conversation.contact_id,
-        channel=conversation.channel,
-        direction=Direction.INTERNAL.value,
-        kind=MessageKind.NOTE.value,
-        author_kind=AuthorKind.AGENT.value,
-        author_id=author_id,
-        body=text,
-        delivery_status=DeliveryStatus.NONE.value,
-    )
+    return _internal_entry(conn, conversation, MessageKind.NOTE, AuthorKind.AGENT, author_id, text)
 
 
 def update_conversation(

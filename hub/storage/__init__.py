@@ -309,6 +309,21 @@ def open_database(url: str) -> Database:
     raise ConfigError(f"unsupported database URL scheme {backend!r} (use sqlite or postgresql)")
 
 
+class PerDialect:
+    """A statement that differs by SQL dialect (``insert_ignore``), built once
+    per dialect on first use instead of on every call."""
+
+    def __init__(self, build: Callable[[Connection], Any]) -> None:
+        self._build = build
+        self._built: dict[str, Any] = {}
+
+    def __call__(self, conn: Connection) -> Any:
+        built = self._built.get(conn.dialect.name)
+        if built is None:
+            built = self._built[conn.dialect.name] = self._build(conn)
+        return built
+
+
 def insert_ignore(conn: Connection, table: sa.Table) -> Any:
     """``INSERT ... ON CONFLICT DO NOTHING`` for the connection's dialect."""
     if conn.dialect.name == "postgresql":

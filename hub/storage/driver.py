@@ -20,7 +20,7 @@ so it is kept to the few statements of the ingest path.
 
 from __future__ import annotations
 
-from collections import Counter, namedtuple
+from collections import namedtuple
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -95,7 +95,6 @@ class _Compiled:
         if any(bind.expanding for bind in compiled.binds.values()):
             raise ValueError("DriverStatement cannot run expanding (IN list) parameters")
         self.sql = compiled.string
-        self._repeated = {name for name, n in Counter(compiled.positiontup).items() if n > 1}
         # Per positional parameter: its name, whether the caller must give it,
         # its value otherwise (a literal of the statement) and its processor.
         self._binds: list[tuple[str, bool, Any, Processor]] = []
@@ -113,17 +112,16 @@ class _Compiled:
         self._plain = not any(self._processors)
 
     def parameters(self, params: Mapping[str, Any]) -> list[Any]:
+        processed: dict[str, Any] = {}
         values = []
-        repeated: dict[str, Any] = {}  # a name used twice is processed once
         for name, required, fixed, process in self._binds:
-            if name in repeated:
-                values.append(repeated[name])
+            if name in processed:  # a name used twice is processed once
+                values.append(processed[name])
                 continue
             value = params[name] if required or name in params else fixed
             if process is not None:
                 value = process(value)
-            if name in self._repeated:
-                repeated[name] = value
+            processed[name] = value
             values.append(value)
         return values
 

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from hub.__main__ import main
+from tests.conftest import free_port
 
 
 @pytest.fixture
@@ -140,9 +140,7 @@ async def chat(url: str) -> str:
 def test_serve_takes_a_webhook_and_a_web_chat_and_stops_cleanly(tmp_path: Path, loop: str) -> None:
     from channels.fake import sign
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {
         **os.environ,
         "HUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}",

@@ -14,15 +14,11 @@ import pytest
 
 from knowledge_base import HashingEmbedder, KnowledgeBase, StoreUnavailable
 
+from tests.conftest import free_port
+
 from .conftest import write_article
 
 CHROMA_CLI = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
