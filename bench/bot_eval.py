@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 import yaml  # noqa: E402
 
 from bot.actions.routing import HANDOFF, HANDOFF_INTENTS, Route, route, urgent_escalation_threshold  # noqa: E402
-from bot.rasa import launch, model  # noqa: E402
+from bot.rasa import kb_nlu, launch, model  # noqa: E402
 
 DATA_DIR = ROOT / "bench" / "data"
 NLU_FILE = model.PROJECT_DIR / "data" / "nlu.yml"
@@ -237,8 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     models_dir = model.DEFAULT_MODELS_DIR
     if args.config:
         models_dir = Path(tempfile.gettempdir()) / "servicehub-bot-eval-models"
-    present = (models_dir / f"{model.training_hash(config=args.config)}.tar.gz").exists()
-    info = model.ensure_model(config=args.config, models_dir=models_dir, force=not (args.quick and present))
+    # The model `make rasa-model` trains on a fresh clone: general data plus the sample KB's examples.
+    extra = [kb_nlu.sample_training_file(Path(tempfile.mkdtemp(prefix="bot-eval-kb-nlu-")))]
+    present = (models_dir / f"{model.training_hash(config=args.config, extra_data=extra)}.tar.gz").exists()
+    info = model.ensure_model(
+        config=args.config, models_dir=models_dir, force=not (args.quick and present), extra_data=extra
+    )
     how = "trained now" if info.trained_now else "cached"
     print(f"model {info.path.name} ({how}; last real training run {info.training_seconds:.1f} s)")
 

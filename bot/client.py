@@ -4,6 +4,7 @@
         -> [{"recipient_id", "text"} | {"recipient_id", "custom": {...}}, ...]
     POST {rasa}/conversations/{sender}/tracker/events?token=...
         [{"event": "resume"}, {"event": "action", "name": "action_listen"}]
+    PUT {rasa}/model?token=...  {"model_file": path}   (a retrained NLU, live)
 
 Timeouts and transport errors raise ``Unavailable``; the caller decides how
 to fall back.
@@ -36,6 +37,12 @@ class BotTurn:
     @property
     def kb(self) -> dict[str, Any] | None:
         return next((c for c in self.custom if "kb_hits" in c), None)
+
+    @property
+    def decision(self) -> dict[str, Any] | None:
+        """What the bot did this turn (``bot.actions``: answer, clarify, topics, offer_human, handoff)."""
+        found = next((c["decision"] for c in self.custom if isinstance(c.get("decision"), dict)), None)
+        return dict(found) if found is not None else None
 
 
 class RasaClient:
@@ -84,6 +91,19 @@ class RasaClient:
         events = [{"event": "resume"}, {"event": "action", "name": "action_listen"}]
         await self._post(f"/conversations/{quote(sender, safe='')}/tracker/events", events, params=self._params())
 
+    async def replace_model(self, model_file: str, timeout: float = 300.0) -> None:
+        """Serve another model (``PUT /model``); Rasa answers with the old one until it is loaded."""
+        url = f"{self.base_url}/model"
+        try:
+            async with self.session.put(
+                url, json={"model_file": model_file}, params=self._params(),
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as response:
+                if response.status >= 400:
+                    raise Unavailable(f"Rasa refused the model ({response.status}): {(await response.text())[:300]}")
+        except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+            raise Unavailable(f"PUT {url} failed: {err!r}") from err
+
     async def warm_up(self, timeout: float = 30.0) -> float | None:
         """Parse one sentence, so that Rasa builds its model's graphs now and
         not on a customer's first message (about 5 s, once per Rasa start).
@@ -95,6 +115,18 @@ class RasaClient:
         except Unavailable:
             return None
         return time.perf_counter() - started
+
+    async def model_file(self) -> str | None:
+        """The model file Rasa serves (``/status``), or None when it does not say or cannot be reached."""
+        try:
+            async with self.session.get(f"{self.base_url}/status", params=self._params()) as response:
+                if response.status != 200:
+                    return None
+                body = await response.json(content_type=None)
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+            return None
+        found = body.get("model_file") if isinstance(body, dict) else None
+        return str(found) if found else None
 
     async def ready(self) -> bool:
         try:

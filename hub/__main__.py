@@ -288,7 +288,7 @@ def contacts_erase(contact_id: int, yes: bool) -> None:
 
 @main.group()
 def kb() -> None:
-    """The knowledge base: ingest Markdown articles, search them.
+    """The knowledge base: ingest Markdown articles, search them, decide suggested phrasings.
 
     These open the knowledge base under HUB_DATA_DIR/kb (or HUB_CHROMA_URL)
     directly; while `hub serve` runs, prefer the articles API, which also
@@ -342,6 +342,53 @@ def kb_search(query: str | None, queries_file: Path | None, collection: str, k: 
     except KnowledgeBaseError as err:
         raise click.ClickException(str(err)) from err
     sys.exit(status)
+
+
+@kb.command("suggestions")
+@click.option("--status", type=click.Choice(["pending", "accepted", "rejected", "all"]), default="pending",
+              show_default=True)
+@click.option("--collection", help="Only this collection's.")
+@click.option("--accept", "accept_id", type=int, metavar="ID", help="Add suggestion ID's text to its article's questions.")
+@click.option("--reject", "reject_id", type=int, metavar="ID", help="Reject suggestion ID.")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of text.")
+def kb_suggestions(status: str, collection: str | None, accept_id: int | None, reject_id: int | None,
+                   as_json: bool) -> None:
+    """New phrasings of articles, offered by agents' help-centre links after a
+    handoff and customers' helpful votes on the bot's answers; --accept or
+    --reject one (decided by nobody in particular; the API records the admin)."""
+    from hub.events import utcnow
+    from hub.kb_suggestions import PhrasingSuggestions, Suggestion
+    from hub.storage import open_database
+    from knowledge_base import KnowledgeBase
+
+    if accept_id is not None and reject_id is not None:
+        raise click.UsageError("give --accept or --reject, not both")
+    settings = _settings()
+
+    async def run() -> list[Suggestion]:
+        db = open_database(settings.database_url)
+        try:
+            if accept_id is not None:
+                async with KnowledgeBase(**_kb_location()) as knowledge_base:
+                    phrasings = PhrasingSuggestions(db, public_url=settings.public_url, knowledge_base=knowledge_base)
+                    return [await phrasings.accept(accept_id, user_id=None, now=utcnow())]
+            phrasings = PhrasingSuggestions(db, public_url=settings.public_url, knowledge_base=None)
+            if reject_id is not None:
+                return [await phrasings.reject(reject_id, user_id=None, now=utcnow())]
+            return await phrasings.list(status=None if status == "all" else status, collection=collection, limit=500)
+        finally:
+            await db.close()
+
+    try:
+        found = asyncio.run(run())
+    except Exception as err:  # noqa: BLE001
+        _fail(err)
+    for suggestion in found:
+        if as_json:
+            click.echo(json.dumps(suggestion.to_dict(), ensure_ascii=False))
+        else:
+            click.echo(f"{suggestion.id}\t{suggestion.status}\t{suggestion.collection}/{suggestion.article_id}\t"
+                       f"{suggestion.votes} vote(s), {suggestion.source}\t{suggestion.text}")
 
 
 if __name__ == "__main__":

@@ -17,13 +17,16 @@ from channels.base import Channel
 from channels.registry import build_channels
 from hub import keys
 from hub.api import admin, contacts, conversations, ops
+from hub.api import kb_suggestions as kb_suggestions_api
 from hub.api import tickets as tickets_api
 from hub.api.middleware import auth_middleware, error_middleware, observe_middleware
 from hub.auth import TokenAuthenticator
+from hub import bot_model
 from hub.bot_setup import setup_bot
 from hub.bus import LocalBus, RedisBus
 from hub.config import Settings
 from hub.kb import build_knowledge_base, setup_knowledge_base
+from hub.kb_suggestions import suggestions_ctx
 from hub.metrics import Metrics
 from hub.outbox import OutboxWorker
 from hub.service import HubService
@@ -85,7 +88,9 @@ def create_app(
     setup_knowledge_base(
         app, build_knowledge_base(settings) if knowledge_base is _FROM_SETTINGS else knowledge_base
     )
+    app.add_routes(kb_suggestions_api.routes)
     app.add_routes(tickets_api.routes)
+    app.add_routes(bot_model.routes)
     for channel in app[keys.CHANNELS].values():
         app.add_routes(channel.routes())
         if hasattr(channel, "on_shutdown"):
@@ -96,6 +101,7 @@ def create_app(
     app.cleanup_ctx.append(bus_ctx)
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(service_ctx)
+    app.cleanup_ctx.append(suggestions_ctx)
     for channel in app[keys.CHANNELS].values():
         app.cleanup_ctx.append(channel.lifespan)
     app.cleanup_ctx.append(outbox_ctx)

@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from bot.client import BotTurn, RasaClient
+from hub.bot_triage import Triage
 from hub.errors import NotFound, Unavailable
 from hub.events import ConversationUpdated, HandoffRequested, utcnow
 from hub.metrics import Metrics
@@ -148,6 +149,7 @@ class BotBridge(PollingWorker[Job]):
         kb_search: KBSearch | None = None,
         public_url: str = "",
         confidence_threshold: float = 0.5,
+        triage: Triage | None = None,
         concurrency: int = 20,
         lease_seconds: float = 60.0,
         poll_interval: float = 1.0,
@@ -160,6 +162,7 @@ class BotBridge(PollingWorker[Job]):
         self.kb_search = kb_search
         self.public_url = public_url.rstrip("/")
         self.confidence_threshold = confidence_threshold
+        self.triage = triage
         super().__init__(concurrency=concurrency, poll_interval=poll_interval)
         self.lease = timedelta(seconds=lease_seconds)
         self.max_attempts = max_attempts
@@ -234,6 +237,11 @@ class BotBridge(PollingWorker[Job]):
             "conversation_id": conversation.id,
             "tier": str(contact.attributes.get("tier", "standard")),
         }
+        if self.triage is not None:
+            try:
+                metadata["triage"] = await self.triage(message.body)
+            except Exception:  # noqa: BLE001 - the NLU's own signal still decides
+                log.exception("triage failed for message %s", message.id)
         turn = await self._ask_rasa(conversation, message.body, metadata)
         if turn is None:
             await self._fallback(conversation, message)
@@ -266,6 +274,9 @@ class BotBridge(PollingWorker[Job]):
         if kb is not None:
             meta["kb_hits"] = kb.get("kb_hits", [])
             meta["confidence"] = kb.get("confidence")
+        decision = turn.decision
+        if decision is not None:
+            meta["decision"] = decision  # what the bot did, which article, which urgency signals fired
         if handoff is not None:
             meta["handoff"] = True  # the chat widget switches to offline mode if nobody is on duty
         for index, text in enumerate(turn.texts):
@@ -281,6 +292,7 @@ class BotBridge(PollingWorker[Job]):
                 source="bot",
                 kb_hits=list(handoff.get("kb_hits") or meta.get("kb_hits") or []),
             )
+        await self.service.suggest_phrasing(turn.custom, conversation_id=conversation.id)  # last: a vote matters less than the above
 
     async def _fallback(self, conversation: Conversation, message: Message) -> None:
         result = None

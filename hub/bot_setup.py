@@ -15,6 +15,8 @@ from aiohttp import web
 from bot.client import RasaClient
 from hub import keys
 from hub.bot_bridge import BotBridge
+from hub.bot_model import BOT_MODEL, BotModelWatcher, all_articles
+from hub.bot_triage import Triage
 from hub.supervisor import ChildProcess
 
 log = logging.getLogger(__name__)
@@ -41,8 +43,8 @@ def rasa_processes(settings: Any, token: str) -> list[ChildProcess]:
     only, MiniLM weights, telemetry off), supervised by the hub."""
     from bot.rasa import launch
 
-    model = settings.rasa_model if settings.rasa_model.is_absolute() else ROOT / settings.rasa_model
-    venv = settings.rasa_venv if settings.rasa_venv.is_absolute() else ROOT / settings.rasa_venv
+    model = _rooted(settings.rasa_model)
+    venv = _rooted(settings.rasa_venv)
     # launch writes logs to files; supervised children log through `logging` instead.
     logs = settings.data_dir / "logs"
     specs = [
@@ -53,6 +55,7 @@ def rasa_processes(settings: Any, token: str) -> list[ChildProcess]:
                 "HUB_URL": f"http://127.0.0.1:{settings.port}",
                 "HUB_PUBLIC_URL": settings.public_url,
                 "HUB_BOT_CONFIDENCE_THRESHOLD": str(settings.bot_confidence_threshold),
+                "HUB_BOT_HANDOFF_CONFIDENCE": str(settings.bot_handoff_confidence),
             },
         ),
         launch.rasa_server(
@@ -85,6 +88,13 @@ async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
     app[BOT_PROCESSES] = processes
     client = RasaClient(url, token=token, timeout=settings.rasa_timeout)
     kb = app.get(_kb_key())
+    tickets = app[keys.EXTRAS].get("tickets")
+    triage = Triage(
+        embed=kb.embed if kb is not None else None,
+        rules=(lambda: _rules(tickets)) if tickets is not None else None,
+        examples_path=settings.bot_urgent_examples,
+        max_false_urgent=settings.bot_urgent_max_false,
+    )
     bridge = BotBridge(
         app[keys.SERVICE],
         app[keys.DATABASE],
@@ -93,6 +103,7 @@ async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
         kb_search=(lambda q, k: kb.search(q, k=k)) if kb is not None else None,
         public_url=settings.public_url,
         confidence_threshold=settings.bot_confidence_threshold,
+        triage=triage,
     )
     app[BOT_BRIDGE] = bridge
     app[keys.HEALTH]["bot"] = bridge.health
@@ -100,7 +111,20 @@ async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
     # the bridge starts answering once Rasa is ready.
     app[keys.SERVICE].bot_enabled = True
 
+    watcher = None
+    if settings.bot_adapt and processes and kb is not None:
+        watcher = BotModelWatcher(
+            list_articles=lambda: all_articles(kb),
+            rasa=client,
+            serving_model=_rooted(settings.rasa_model),
+            data_dir=settings.data_dir,
+            rasa_python=_rooted(settings.rasa_venv) / "bin" / "python",
+            interval=settings.bot_adapt_interval,
+        )
+        app[BOT_MODEL] = watcher
+
     async def start_when_ready() -> None:
+        await triage.load()  # the examples embed while Rasa loads
         deadline = asyncio.get_running_loop().time() + settings.rasa_ready_wait
         while asyncio.get_running_loop().time() < deadline and not await client.ready():
             await asyncio.sleep(0.5)
@@ -108,6 +132,8 @@ async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
         if took is not None:
             log.info("Rasa warmed up in %.1f s", took)
         bridge.start()
+        if watcher is not None:
+            await watcher.run()  # until cancelled: the NLU follows the knowledge base
 
     starter = asyncio.create_task(start_when_ready(), name="bot-start")
     try:
@@ -119,6 +145,14 @@ async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
         await client.close()
         for process in reversed(processes):
             await process.stop()
+
+
+def _rooted(path: Path) -> Path:
+    return path if path.is_absolute() else ROOT / path
+
+
+async def _rules(tickets: Any) -> Any:
+    return (await tickets.policy()).rules
 
 
 def _kb_key() -> Any:

@@ -128,7 +128,18 @@ class Settings(BaseSettings):
     rasa_port: int = 5005
     action_port: int = 5055
     # Below this knowledge-base confidence the bot asks or hands off instead of answering.
-    bot_confidence_threshold: float = 0.3
+    bot_confidence_threshold: float = 0.7
+    # The team's urgent / not-urgent examples (bot/triage.py); unset: bot/urgent_examples.yml.
+    bot_urgent_examples: Path | None = None
+    # Share of the not-urgent examples the calibrated threshold may call urgent.
+    bot_urgent_max_false: float = 0.02
+    # Below this intent confidence a request for a person or a complaint goes
+    # to the knowledge base first (bot/actions/routing.py).
+    bot_handoff_confidence: float = 0.6
+    # Retrain the NLU on what the knowledge base answers when it changes, and
+    # swap the model live (hub/bot_model.py); only for a Rasa the hub starts.
+    bot_adapt: bool = True
+    bot_adapt_interval: float = 5.0
 
     # --- knowledge base (add fields only here) ------------------------------------
     kb_enabled: bool = True

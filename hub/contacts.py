@@ -30,6 +30,7 @@ from hub.storage.schema import (
     contacts,
     conversations,
     identities,
+    kb_phrasing_suggestions,
     messages,
     outbox,
 )
@@ -283,6 +284,16 @@ def erase_contact(conn: Connection, contact_id: int) -> dict[str, int]:
     # Messages can also sit in conversations of this contact under another
     # contact id only if a merge was interrupted; delete by conversation too.
     counts["messages"] += conn.execute(sa.delete(messages).where(messages.c.conversation_id.in_(conv_ids))).rowcount
+    # A phrasing suggestion keeps a customer's question: one that only this
+    # contact gave and no admin accepted into an article goes with them; the
+    # others lose their conversation link (ON DELETE SET NULL).
+    counts["kb_phrasing_suggestions"] = conn.execute(
+        sa.delete(kb_phrasing_suggestions).where(
+            kb_phrasing_suggestions.c.conversation_id.in_(conv_ids),
+            kb_phrasing_suggestions.c.votes == 1,
+            kb_phrasing_suggestions.c.status != "accepted",
+        )
+    ).rowcount
     counts["conversations"] = conn.execute(
         sa.delete(conversations).where(conversations.c.contact_id == contact_id)
     ).rowcount

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 
 from hub import keys
 from hub.api.base import current_user, field, int_param, json_body, public, requires
+from hub.bot_model import BOT_MODEL
 from hub.errors import InvalidInput, NotFound, Unavailable
 from hub.events import utcnow
 from hub.models import Role
@@ -71,6 +72,13 @@ class DatabaseVoteStore:
         return await self.db.read(count)
 
 
+def _tell_bot(app: web.Application) -> None:
+    """The bot's NLU follows the knowledge base (hub.bot_model): have it look now."""
+    watcher = app.get(BOT_MODEL)
+    if watcher is not None:
+        watcher.changed()
+
+
 def _kb(request: web.Request) -> KnowledgeBase:
     kb = request.app.get(KNOWLEDGE_BASE)
     if kb is None:
@@ -98,8 +106,37 @@ async def search(request: web.Request) -> web.Response:
         raise InvalidInput("query parameter 'q' is required")
     k = int_param(request, "k", default=5, hi=50)
     collection = request.query.get("collection", "default")
-    result: SearchResult = await _call(_kb(request).search(query, k=k, collection=collection))
+    excerpt = request.query.get("excerpt", "0").lower()
+    if excerpt not in ("0", "1", "true", "false"):
+        raise InvalidInput("query parameter 'excerpt' must be 1, true, 0 or false")
+    result: SearchResult = await _call(
+        _kb(request).search(query, k=k, collection=collection, excerpt=excerpt in ("1", "true"))
+    )
     return web.json_response(result.to_dict())
+
+
+@routes.get("/api/v1/kb/topics")
+@public
+async def topics(request: web.Request) -> web.Response:
+    """What the knowledge base covers, in its own words: categories, largest first, with their titles.
+
+    The bot names them when it has no good answer ("I can help with ...").
+    Public like search: only published titles and categories.
+    """
+    settings = request.app[keys.SETTINGS]
+    await request.app[RATE_LIMITER].check(settings.kb_search_rate_limit, "kb-search", client_ip(request))
+    collection = request.query.get("collection", "default")
+    articles = await _call(_kb(request).list_articles(collection))
+    groups: dict[str, list[str]] = {}
+    for article in sorted(articles, key=lambda a: a.title.casefold()):
+        groups.setdefault(article.category or "", []).append(article.title)
+    ordered = sorted(groups.items(), key=lambda item: (item[0] == "", -len(item[1]), item[0].casefold()))
+    return web.json_response(
+        {
+            "collection": collection,
+            "topics": [{"name": name, "articles": len(titles), "titles": titles} for name, titles in ordered],
+        }
+    )
 
 
 @routes.get("/api/v1/kb/articles")
@@ -129,6 +166,9 @@ async def put_article(request: web.Request) -> web.Response:
     tags = field(body, "tags", list, required=False) or []
     if not all(isinstance(t, str) for t in tags):
         raise InvalidInput("'tags' must be a list of strings")
+    questions = field(body, "questions", list, required=False) or []
+    if not all(isinstance(q, str) for q in questions):
+        raise InvalidInput("'questions' must be a list of strings")
     article_id = request.match_info["article_id"]
     existed = await _call(_kb(request).get_article(collection, article_id)) is not None
     article = await _call(
@@ -141,8 +181,10 @@ async def put_article(request: web.Request) -> web.Response:
             locale=field(body, "locale", str, required=False),
             product=field(body, "product", str, required=False),
             category=field(body, "category", str, required=False),
+            questions=tuple(questions),
         )
     )
+    _tell_bot(request.app)
     await request.app[keys.SERVICE].audit(
         current_user(request).id, "kb.article.put", target_type="article", target_id=f"{collection}/{article_id}"
     )
@@ -156,6 +198,7 @@ async def delete_article(request: web.Request) -> web.Response:
     article_id = request.match_info["article_id"]
     if not await _call(_kb(request).delete_article(collection, article_id)):
         raise NotFound(f"article {article_id!r} does not exist")
+    _tell_bot(request.app)
     await request.app[keys.SERVICE].audit(
         current_user(request).id, "kb.article.delete", target_type="article", target_id=f"{collection}/{article_id}"
     )

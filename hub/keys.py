@@ -17,9 +17,11 @@ SERVICE = web.AppKey("service", "HubService")
 METRICS = web.AppKey("metrics", "Metrics")
 OUTBOX = web.AppKey("outbox", "OutboxWorker")
 AUTH = web.AppKey("auth", "TokenAuthenticator")
+# New article phrasings offered to an admin (hub.kb_suggestions).
+PHRASINGS = web.AppKey("phrasings", "PhrasingSuggestions")
 # Components report their health here: name -> (ok, detail).
 HEALTH = web.AppKey("health", "dict[str, Any]")
 # Extra cleanup contexts/components registered by optional packages.
 EXTRAS = web.AppKey("extras", "dict[str, Any]")
 
-__all__ = ["SETTINGS", "DATABASE", "BUS", "CHANNELS", "SERVICE", "METRICS", "OUTBOX", "AUTH", "HEALTH", "EXTRAS", "Any"]
+__all__ = ["SETTINGS", "DATABASE", "BUS", "CHANNELS", "SERVICE", "METRICS", "OUTBOX", "AUTH", "PHRASINGS", "HEALTH", "EXTRAS", "Any"]

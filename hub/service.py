@@ -7,9 +7,9 @@ domain events after the commit.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -35,6 +35,9 @@ from hub.outbox import OutboxWorker
 from hub.storage import Database, rows
 from hub.storage.schema import audit_log, conversations, identities, messages
 
+if TYPE_CHECKING:
+    from hub.kb_suggestions import PhrasingSuggestions
+
 log = logging.getLogger(__name__)
 
 
@@ -58,6 +61,9 @@ class HubService:
         # then get a durable bot job in their ingest transaction.
         self.bot_enabled = False
         self.on_bot_job: Callable[[], None] = lambda: None
+        # Set by hub.kb_suggestions.suggestions_ctx: agents' replies and the
+        # customers' votes on the bot's answers offer new article phrasings.
+        self.phrasings: PhrasingSuggestions | None = None
 
     # --- ChannelHost ---------------------------------------------------------
     async def ingest(self, inbound: InboundMessage) -> IngestResult:
@@ -149,7 +155,7 @@ class HubService:
                     f"reply is {len(text)} characters; {conversation.channel} allows {channel.max_text_len}"
                 )
             to = conversations_tx.recipient_address(conn, conversation)
-            return conversations_tx.queue_outbound(
+            queued = conversations_tx.queue_outbound(
                 conn,
                 conversation_id,
                 text,
@@ -159,6 +165,11 @@ class HubService:
                 idempotency_key=idempotency_key,
                 meta=meta,
             )
+            if author_kind == AuthorKind.AGENT and self.phrasings is not None:
+                # A help-centre link after a handoff: the customer's question,
+                # offered as a phrasing of that article, with the reply.
+                self.phrasings.from_agent_reply(conn, queued.message)
+            return queued
 
         queued = await self.db.write(queue)
         if self.outbox is not None:
@@ -173,6 +184,13 @@ class HubService:
             )
         )
         return queued.message
+
+    async def suggest_phrasing(self, payloads: Iterable[dict[str, Any]], *, conversation_id: int) -> None:
+        """The bot's custom payloads of one turn: a customer's helpful vote on
+        an answer (``kb_feedback``) offers their question as a new phrasing of
+        the article to an admin (``hub.kb_suggestions``); other payloads are ignored."""
+        if self.phrasings is not None:
+            await self.phrasings.from_bot_feedback(payloads, conversation_id=conversation_id, now=utcnow())
 
     async def add_note(self, conversation_id: int, text: str, *, author_id: int | None) -> Message:
         note = await self.db.write(conversations_tx.add_note, conversation_id, text, author_id=author_id)

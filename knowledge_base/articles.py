@@ -1,8 +1,9 @@
 """Markdown article files: validation, parsing, writing, and one folder per collection.
 
 An article is ``<id>.md``: YAML front matter (``title`` required; ``tags``,
-``locale``, ``product``, ``category`` optional; other keys are ignored and
-kept in the file) followed by the Markdown body. Everything here is
+``locale``, ``product``, ``category`` and ``questions`` - example questions
+the article answers - optional; other keys are ignored and kept in the file)
+followed by the Markdown body. Everything here is
 synchronous file work; the service runs it in its executor.
 """
 
@@ -32,6 +33,8 @@ MAX_TITLE_CHARS = 200
 MAX_BODY_CHARS = 200_000
 MAX_TAGS = 30
 MAX_FIELD_CHARS = 100
+MAX_QUESTIONS = 50
+MAX_QUESTION_CHARS = 300
 ARTICLE_SUFFIX = ".md"
 
 
@@ -57,10 +60,15 @@ def content_hash(
     locale: str | None,
     product: str | None,
     category: str | None,
+    questions: Iterable[str] = (),
 ) -> str:
     """A stable digest of everything that is indexed about an article."""
+    fields: list[Any] = [title, body_markdown, list(tags), locale, product, category]
+    questions = list(questions)
+    if questions:  # articles without questions keep the digest they had before
+        fields.append(questions)
     canonical = json.dumps(
-        [title, body_markdown, list(tags), locale, product, category],
+        fields,
         ensure_ascii=False,
         separators=(",", ":"),
     )
@@ -77,6 +85,7 @@ def build_article(
     locale: object = None,
     product: object = None,
     category: object = None,
+    questions: object = (),
     updated_at: datetime | None = None,
 ) -> Article:
     """Validate and normalise the fields of one article; raise ArticleFormatError."""
@@ -95,6 +104,7 @@ def build_article(
     if len(body) > MAX_BODY_CHARS:
         raise ArticleFormatError(messages.BODY_TOO_LONG.format(article_id=article_id, limit=MAX_BODY_CHARS))
     normalised_tags = _normalise_tags(article_id, tags)
+    normalised_questions = _normalise_questions(article_id, questions)
     extra = {
         "locale": _optional_text(article_id, "locale", locale),
         "product": _optional_text(article_id, "product", product),
@@ -107,9 +117,41 @@ def build_article(
         body_markdown=body,
         tags=normalised_tags,
         **extra,
-        content_hash=content_hash(title=title, body_markdown=body, tags=normalised_tags, **extra),
+        questions=normalised_questions,
+        content_hash=content_hash(
+            title=title, body_markdown=body, tags=normalised_tags, questions=normalised_questions, **extra
+        ),
         updated_at=updated_at,
     )
+
+
+def _normalise_questions(article_id: str, questions: object) -> tuple[str, ...]:
+    if questions is None:
+        return ()
+    if isinstance(questions, str):
+        questions = [questions]
+    if not isinstance(questions, (list, tuple)):
+        raise ArticleFormatError(
+            messages.BAD_FIELD.format(article_id=article_id, field="questions", expected="a list of questions")
+        )
+    result: list[str] = []
+    seen: set[str] = set()
+    for question in questions:
+        if not isinstance(question, str) or len(question.strip()) > MAX_QUESTION_CHARS:
+            raise ArticleFormatError(
+                messages.BAD_FIELD.format(
+                    article_id=article_id,
+                    field="questions",
+                    expected=f"a list of questions of at most {MAX_QUESTION_CHARS} characters",
+                )
+            )
+        question = " ".join(question.split())
+        if question and question.casefold() not in seen:
+            seen.add(question.casefold())
+            result.append(question)
+    if len(result) > MAX_QUESTIONS:
+        raise ArticleFormatError(messages.TOO_MANY_QUESTIONS.format(article_id=article_id, limit=MAX_QUESTIONS))
+    return tuple(result)
 
 
 def _normalise_tags(article_id: str, tags: object) -> tuple[str, ...]:
@@ -167,6 +209,7 @@ def parse_article(text: str, *, collection: str, article_id: str, updated_at: da
         locale=meta.get("locale"),
         product=meta.get("product"),
         category=meta.get("category"),
+        questions=meta.get("questions", ()),
         updated_at=updated_at,
     )
 
@@ -180,6 +223,8 @@ def render_article_file(article: Article) -> str:
         value = getattr(article, key)
         if value is not None:
             meta[key] = value
+    if article.questions:
+        meta["questions"] = list(article.questions)
     front = yaml.safe_dump(meta, allow_unicode=True, sort_keys=False, width=1000)
     return f"---\n{front}---\n\n{article.body_markdown}"
 

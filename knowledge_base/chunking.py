@@ -10,6 +10,15 @@ Chunk id: ``{article_id}/{anchor or "~intro"}/{n}`` - it depends only on the
 article id, the heading's anchor and the piece number, so editing one
 section leaves the other chunks' ids and hashes alone. The hash covers the
 text that is embedded, so an unchanged hash means the vector can be kept.
+
+Besides its text chunks (``kind="text"``, what a search hit shows), an
+article gets one *probe* vector per question its front matter lists
+(``kind="question"``, ``{article_id}/~q/{n}``): a customer's question often
+reads more like another question than like the passage that answers it. A
+probe is never shown; a hit through a probe shows the article's best text
+chunk (see ``knowledge_base.search``). Title-only and heading-only probes
+were measured too and left out: on other industries' help centres they
+took the first place from the right article more often than they gave it.
 """
 
 from __future__ import annotations
@@ -25,9 +34,12 @@ from knowledge_base.models import Article
 from knowledge_base.rendering import inline_text, parse
 
 # Bump when chunk boundaries or embedded text change, so every article is re-indexed.
-CHUNKER_VERSION = "1"
+CHUNKER_VERSION = "3"
 DEFAULT_MAX_CHARS = 900
 INTRO_KEY = "~intro"
+TEXT = "text"
+QUESTION = "question"
+PROBE_KINDS = frozenset({QUESTION})
 HEADING_SEPARATOR = " > "
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
@@ -42,9 +54,12 @@ class Chunk:
     anchor: str
     position: int
     text: str
+    kind: str = TEXT
 
     @property
     def embed_text(self) -> str:
+        if self.kind in PROBE_KINDS:
+            return self.text
         return compose_embed_text(self.title, self.heading_path, self.text)
 
     def digest(self, embedder_name: str) -> str:
@@ -104,6 +119,30 @@ def chunk_article(article: Article, *, max_chars: int = DEFAULT_MAX_CHARS, split
     return chunks
 
 
+def index_chunks(article: Article, *, max_chars: int = DEFAULT_MAX_CHARS) -> list[Chunk]:
+    """Everything indexed for an article: its text chunks, then its probes."""
+    chunks = chunk_article(article, max_chars=max_chars)
+    return chunks + probes(article, chunks)
+
+
+def probes(article: Article, chunks: list[Chunk]) -> list[Chunk]:
+    """The article's probe vectors (see the module docstring), after its text chunks."""
+    return [
+        Chunk(
+            id=f"{article.id}/~q/{n}",
+            article_id=article.id,
+            title=article.title,
+            heading=article.title,
+            heading_path=(),
+            anchor="",
+            position=-1,
+            text=question,
+            kind=QUESTION,
+        )
+        for n, question in enumerate(article.questions)
+    ]
+
+
 def _sections(markdown: str, *, split_level: int) -> list[_Section]:
     sections = [_Section(heading="", anchor="", path=())]
     trail: dict[int, str] = {}
@@ -150,15 +189,24 @@ def _block_text(tokens: list[Token]) -> str:
     """Plain text of a paragraph, list, table, quote: one line per item or row."""
     lines: list[str] = []
     row: list[str] = []
-    list_depth = 0
+    # One entry per open list: the next item's number, or None for a bullet list.
+    numbers: list[int | None] = []
+    marker = ""
     item_start = False
     for token in tokens:
-        if token.type in ("bullet_list_open", "ordered_list_open"):
-            list_depth += 1
+        if token.type == "bullet_list_open":
+            numbers.append(None)
+        elif token.type == "ordered_list_open":
+            numbers.append(int(token.attrGet("start") or 1))
         elif token.type in ("bullet_list_close", "ordered_list_close"):
-            list_depth -= 1
+            numbers.pop()
         elif token.type == "list_item_open":
             item_start = True
+            # Steps keep their numbers: an excerpt can then quote a step and the next.
+            number = numbers[-1] if numbers else None
+            marker = "- " if number is None else f"{number}. "
+            if number is not None:
+                numbers[-1] = number + 1
         elif token.type == "tr_open":
             row = []
         elif token.type == "tr_close":
@@ -170,7 +218,7 @@ def _block_text(tokens: list[Token]) -> str:
             if token.level and tokens[0].type == "table_open":
                 row.append(text)
             elif item_start:
-                lines.append("  " * (list_depth - 1) + "- " + text)
+                lines.append("  " * (len(numbers) - 1) + marker + text)
                 item_start = False
             elif text:
                 lines.append(text)

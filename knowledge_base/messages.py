@@ -14,6 +14,7 @@ BODY_TOO_LONG = "article {article_id!r}: the body is longer than {limit} charact
 BAD_FRONT_MATTER = "article {article_id!r}: the front matter is not valid YAML: {reason}"
 BAD_FIELD = "article {article_id!r}: front matter field {field!r} must be {expected}"
 TOO_MANY_TAGS = "article {article_id!r}: at most {limit} tags"
+TOO_MANY_QUESTIONS = "article {article_id!r}: at most {limit} questions"
 NOT_A_DIRECTORY = "{path} is not a directory"
 BAD_FILE_NAME = "file name {name!r} is not a valid article id"
 NOT_UTF8 = "{path} is not UTF-8 text"

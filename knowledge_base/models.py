@@ -23,6 +23,9 @@ class Article:
     category: str | None = None
     content_hash: str = ""
     updated_at: datetime | None = None
+    # Example questions the article answers, from its front matter: indexed
+    # as extra search vectors of the article and taught to the bot's NLU.
+    questions: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -37,6 +40,7 @@ class Article:
             "locale": self.locale,
             "product": self.product,
             "category": self.category,
+            "questions": list(self.questions),
             "content_hash": self.content_hash,
             "updated_at": self.updated_at.isoformat() if self.updated_at else None,
             "url": self.url,
@@ -64,6 +68,7 @@ class SearchHit:
     score: float
     similarity: float | None
     chunk_id: str
+    excerpt: str | None = None  # the part of ``text`` that answers (search(..., excerpt=True), top hit only)
 
     @property
     def url(self) -> str:
@@ -80,6 +85,7 @@ class SearchHit:
             "score": round(self.score, 4),
             "similarity": None if self.similarity is None else round(self.similarity, 4),
             "url": self.url,
+            **({"excerpt": self.excerpt} if self.excerpt is not None else {}),
         }
 
 

@@ -35,6 +35,7 @@ shared Chroma server are not seen by this process' keyword index until
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -62,17 +63,20 @@ from knowledge_base.chunking import (
     CHUNKER_VERSION,
     DEFAULT_MAX_CHARS,
     HEADING_SEPARATOR,
+    TEXT,
     Chunk,
-    chunk_article,
+    index_chunks,
     compose_embed_text,
 )
 from knowledge_base.embeddings import Embedder, SentenceTransformerEmbedder
 from knowledge_base.errors import ArticleFormatError, IndexMismatch, InvalidInput, KnowledgeBaseError
+from knowledge_base.excerpt import excerpt as best_excerpt
 from knowledge_base.keyword import KeywordIndex, tokenize
 from knowledge_base.models import Article, IngestReport, SearchResult
 from knowledge_base.search import ChunkRecord, rank
 from knowledge_base.store import ChromaStore
 from knowledge_base.urls import DEFAULT_COLLECTION
+from knowledge_base.vector_cache import cached_embed
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +84,7 @@ T = TypeVar("T")
 MAX_K = 50
 MAX_QUERY_CHARS = 1000
 EMBED_BATCH = 256
-MIN_CANDIDATES = 30
+MIN_CANDIDATES = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,8 @@ class _CollectionIndex:
     order: list[str]
     keyword: KeywordIndex
     embedders: frozenset[str]
+    # article id -> its text chunks in reading order: what a hit through a probe shows.
+    texts: dict[str, list[ChunkRecord]]
 
     @classmethod
     def build(
@@ -109,12 +115,19 @@ class _CollectionIndex:
             for chunk_id, record in records.items()
         }
         order = sorted(records)
+        texts: dict[str, list[ChunkRecord]] = defaultdict(list)
+        for record in records.values():
+            if record.kind == TEXT:
+                texts[record.article_id].append(record)
+        for chunks in texts.values():
+            chunks.sort(key=lambda record: record.position)
         return cls(
             records=dict(records),
             tokens=all_tokens,
             order=order,
             keyword=KeywordIndex.from_tokens([all_tokens[chunk_id] for chunk_id in order]),
             embedders=frozenset(record.embedder for record in records.values()),
+            texts=dict(texts),
         )
 
     def apply(self, change: _IndexChange) -> _CollectionIndex:
@@ -127,6 +140,8 @@ class _CollectionIndex:
 
 
 def _keyword_text(record: ChunkRecord) -> str:
+    if record.kind != TEXT:
+        return record.text  # a probe's text already is its title, heading trail or question
     return compose_embed_text(record.title, (record.heading_path,), record.text)
 
 
@@ -141,6 +156,7 @@ def _record_from(chunk_id: str, document: str, metadata: Mapping[str, Any]) -> C
         position=int(metadata.get("position", 0) or 0),
         heading_path=str(metadata.get("heading_path", "")),
         embedder=str(metadata.get("embedder", "")),
+        kind=str(metadata.get("kind") or TEXT),
     )
 
 
@@ -277,6 +293,7 @@ class KnowledgeBase:
         locale: str | None = None,
         product: str | None = None,
         category: str | None = None,
+        questions: Sequence[str] = (),
     ) -> Article:
         """Write ``<article_id>.md`` into the collection's folder and index it."""
         collection = validate_collection(collection)
@@ -294,6 +311,7 @@ class KnowledgeBase:
             locale=locale,
             product=product,
             category=category,
+            questions=list(questions) if not isinstance(questions, str) else questions,
         )
         async with self._writing(collection):
             stored = await self._run(self.articles.write, article)
@@ -331,10 +349,21 @@ class KnowledgeBase:
         indexed = await self._run(self.store.collections)
         return sorted(set(folders) | set(indexed))
 
+    async def embed(self, texts: Sequence[str]) -> Any:
+        """The knowledge base's embeddings of ``texts`` (normalised rows), computed in its thread pool."""
+        return await self._run(self.embedder.embed_documents, list(texts))
+
     # -- search ---------------------------------------------------------------------
 
-    async def search(self, query: str, k: int = 5, collection: str = DEFAULT_COLLECTION) -> SearchResult:
-        """The ``k`` best articles for ``query``, one hit each, and a confidence in [0, 1]."""
+    async def search(
+        self, query: str, k: int = 5, collection: str = DEFAULT_COLLECTION, *, excerpt: bool = False
+    ) -> SearchResult:
+        """The ``k`` best articles for ``query``, one hit each, and a confidence in [0, 1].
+
+        With ``excerpt`` the top hit also carries the part of its text that
+        answers (``knowledge_base.excerpt``), at the cost of embedding that
+        chunk's sentences (kept in a cache by text).
+        """
         if not isinstance(query, str) or not query.strip():
             raise InvalidInput(messages.EMPTY_QUERY)
         query = " ".join(query.split())
@@ -352,16 +381,22 @@ class KnowledgeBase:
                     collection=collection, indexed=", ".join(sorted(index.embedders)), current=self.embedder.name
                 )
             )
-        return await self._run(self._search_sync, query, k, collection, index)
+        return await self._run(self._search_sync, query, k, collection, index, excerpt)
 
-    def _search_sync(self, query: str, k: int, collection: str, index: _CollectionIndex) -> SearchResult:
+    def _search_sync(
+        self, query: str, k: int, collection: str, index: _CollectionIndex, excerpt: bool = False
+    ) -> SearchResult:
         candidates = min(max(MIN_CANDIDATES, 4 * k), len(index.records))
         vector = self.embedder.embed_query(query)
         semantic = self.store.query(collection, vector, candidates)
         keyword = [(index.order[position], score) for position, score in index.keyword.search(query, candidates)]
         hits, confidence = rank(
-            collection=collection, semantic=semantic, keyword=keyword, records=index.records, k=k
+            collection=collection, semantic=semantic, keyword=keyword, records=index.records, k=k,
+            texts=index.texts,
         )
+        if excerpt and hits:
+            quote = best_excerpt(query, hits[0].text, embed=cached_embed(self.embedder), query_vector=vector)
+            hits[0] = dataclasses.replace(hits[0], excerpt=quote.text)
         return SearchResult(query=query, collection=collection, hits=hits, confidence=confidence)
 
     async def _load_index(self, collection: str) -> _CollectionIndex:
@@ -463,6 +498,7 @@ class KnowledgeBase:
             "heading_path": HEADING_SEPARATOR.join(chunk.heading_path),
             "anchor": chunk.anchor,
             "position": chunk.position,
+            "kind": chunk.kind,
             "tags": ",".join(article.tags),
             "locale": article.locale or "",
             "product": article.product or "",
@@ -493,7 +529,7 @@ class KnowledgeBase:
                 report.unchanged.append(article.id)
                 continue
             (report.updated if old else report.added).append(article.id)
-            chunks = chunk_article(article, max_chars=self.chunk_max_chars)
+            chunks = index_chunks(article, max_chars=self.chunk_max_chars)
             new_ids = set()
             for chunk in chunks:
                 new_ids.add(chunk.id)

@@ -2,7 +2,8 @@
 #
 #   make .venv-rasa/.installed   Python 3.10 venv with rasa==3.6.21 (+ pinned extras)
 #   make rasa-model              train bot/rasa/models/<hash>.tar.gz only if the
-#                                config, domain or data changed; current.tar.gz
+#                                config, domain, data or the knowledge base's
+#                                titles/headings/questions changed; current.tar.gz
 #                                points at it (python -m bot.rasa.model)
 #   make rasa-run                rasa run --enable-api on $(RASA_HOST):$(RASA_PORT)
 #   make rasa-actions            the action server on $(RASA_HOST):$(ACTIONS_PORT)
@@ -42,11 +43,19 @@ $(RASA_VENV)/.installed: mk/rasa.mk
 		assert rasa.__version__ == '$(RASA_VERSION)', rasa.__version__"
 	touch $@
 
-rasa-model: $(RASA_VENV)/.installed ## train the Rasa model if its config/domain/data changed
-	$(RASA_ENV) $(RASA_VENV)/bin/python -m bot.rasa.model
+# The NLU also learns what the knowledge base answers (bot/rasa/kb_nlu.py): the
+# articles the hub serves (data/kb/articles) once it has run, else the sample
+# it seeds on first start. The hub retrains by itself when they change.
+KB_NLU ?= data/bot/kb_nlu.yml
+KB_NLU_SOURCES ?= $(or $(wildcard data/kb/articles/*/),knowledge_base/sample)
+
+rasa-model: $(RASA_VENV)/.installed ## train the Rasa model if its config/domain/data or the KB's titles changed
+	$(RASA_ENV) $(RASA_VENV)/bin/python -m bot.rasa.kb_nlu $(KB_NLU_SOURCES) --out $(KB_NLU)
+	$(RASA_ENV) $(RASA_VENV)/bin/python -m bot.rasa.model --extra-data $(KB_NLU)
 
 rasa-model-force: $(RASA_VENV)/.installed ## retrain the Rasa model
-	$(RASA_ENV) $(RASA_VENV)/bin/python -m bot.rasa.model --force
+	$(RASA_ENV) $(RASA_VENV)/bin/python -m bot.rasa.kb_nlu $(KB_NLU_SOURCES) --out $(KB_NLU)
+	$(RASA_ENV) $(RASA_VENV)/bin/python -m bot.rasa.model --force --extra-data $(KB_NLU)
 
 rasa-run: rasa-model ## run Rasa (REST channel + HTTP API) on RASA_HOST:RASA_PORT
 	cd bot/rasa && $(RASA_ENV) ACTION_ENDPOINT_URL=$${ACTION_ENDPOINT_URL:-http://127.0.0.1:$(ACTIONS_PORT)/webhook} \

@@ -1,22 +1,43 @@
-"""``action_answer_from_kb``: answer from the knowledge base, ask once, or hand off."""
+"""``action_answer_from_kb``: answer from the knowledge base, ask once, then offer a person.
+
+The decision (``bot.actions.routing.route``) comes first: an urgent message
+or a confident request for a person is handed off whichever action Rasa
+predicted. Otherwise the knowledge base decides:
+
+- confident (``HUB_BOT_CONFIDENCE_THRESHOLD``): quote the part of the best
+  article that answers (the search's ``excerpt``), then the link;
+- not sure, first time: a near miss (the top hit at least
+  ``CLARIFY_FLOOR``) asks whether the question is about the two closest
+  titles; no good answer at all says what the bot can help with, from the
+  knowledge base's own categories;
+- not sure again: say so and offer a person (``utter_offer_human``; the
+  customer's "yes" hands off through ``action_followup``).
+
+Every turn ends with a ``{"decision": {...}}`` payload the hub stores with
+the bot's reply: what the bot did, which article, which urgency signals.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from rasa_sdk import Action, Tracker
+from rasa_sdk import Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from bot.actions import kb_client, messages
-from bot.actions.handoff import CLARIFY_SLOT, hand_off
+from bot.actions import kb_client, messages, topics
+from bot.actions.handoff import ANSWER_SLOT, CLARIFY_SLOT, DECISION_SLOT, hand_off
 from bot.actions.kb_client import KnowledgeBaseUnavailable, SearchResult
 from bot.actions.replies import link, short_reply
 from bot.actions.routing import HANDOFF, route
 from bot.actions.settings import ActionSettings
 
 log = logging.getLogger(__name__)
+
+OFFER_HUMAN = "utter_offer_human"
+# Below this, the top hit is not even a near miss: say what the bot can help with.
+CLARIFY_FLOOR = 0.35
 
 
 def user_texts(tracker: Tracker) -> list[str]:
@@ -30,7 +51,10 @@ def collection_of(tracker: Tracker) -> str:
 
 
 def answer_text(hit: dict[str, Any], public_url: str) -> str:
-    reply = short_reply(str(hit.get("text") or ""))
+    """The quoted answer (the search's excerpt, else the passage's first sentences) and its link."""
+    excerpt = str(hit.get("excerpt") or "").strip()
+    # The excerpt is already the part that answers, within its own limit: quote it whole.
+    reply = excerpt if excerpt else short_reply(str(hit.get("text") or ""))
     url = hit.get("url")
     if url:
         # One line break, not a blank line: Rasa splits a text at "\n\n" into
@@ -47,61 +71,90 @@ def clarifying_question(result: SearchResult) -> str:
             titles.append(title)
     if not titles:
         return messages.CLARIFY_GENERIC
-    topics = " or ".join(f'"{t}"' for t in titles[:2])
-    return messages.CLARIFY_WITH_TOPICS.format(topics=topics)
+    subjects = " or ".join(f'"{t}"' for t in titles[:2])
+    return messages.CLARIFY_WITH_TOPICS.format(topics=subjects)
 
 
-class ActionAnswerFromKB(Action):
-    def name(self) -> str:
-        return "action_answer_from_kb"
+async def no_answer_text(settings: ActionSettings, collection: str) -> str:
+    covered = topics.describe(await topics.topics(settings, collection))
+    return messages.NO_ANSWER_WITH_TOPICS.format(topics=covered) if covered else messages.NO_ANSWER_GENERIC
 
-    async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
-    ) -> list[EventType]:
-        decision = route(tracker.latest_message or {})
-        if decision.action == HANDOFF:
-            # A question that may well be urgent ("why was I billed twice?").
-            return hand_off(dispatcher, tracker, priority=str(decision.priority), reason=str(decision.reason))
-        settings = ActionSettings.from_env()
-        text = str((tracker.latest_message or {}).get("text") or "").strip()
-        clarify_asked = bool(tracker.get_slot(CLARIFY_SLOT))
-        collection = collection_of(tracker)
-        try:
-            result = await self._search(settings, tracker, text, collection, clarify_asked)
-        except KnowledgeBaseUnavailable as err:
-            log.warning("knowledge base unavailable, handing off: %s", err)
-            return hand_off(dispatcher, tracker, priority="normal", reason="kb-unavailable")
-        except Exception:
-            # Whatever went wrong, the customer must not be left unanswered.
-            log.exception("answer from the knowledge base failed, handing off")
-            return hand_off(dispatcher, tracker, priority="normal", reason="bot-error")
 
-        if result.hits and result.confidence >= settings.confidence_threshold:
-            dispatcher.utter_message(text=answer_text(result.hits[0], settings.public_url))
-            dispatcher.utter_message(
-                json_message={"kb_hits": result.hits, "confidence": result.confidence, "query": result.query}
-            )
-            return [SlotSet(CLARIFY_SLOT, False)]
-        if not clarify_asked:
-            dispatcher.utter_message(text=clarifying_question(result))
-            dispatcher.utter_message(json_message={"clarify": True, "confidence": result.confidence})
-            return [SlotSet(CLARIFY_SLOT, True)]
+async def answer_from_kb(dispatcher: CollectingDispatcher, tracker: Tracker) -> list[EventType]:
+    """The whole decision for one customer message; both actions end up here."""
+    parse = tracker.latest_message or {}
+    decision = route(parse)
+    if decision.action == HANDOFF:
         return hand_off(
-            dispatcher, tracker, priority="normal", reason="low-confidence", confidence=result.confidence
+            dispatcher, tracker, priority=str(decision.priority), reason=str(decision.reason),
+            signals=list(decision.signals),
         )
+    settings = ActionSettings.from_env()
+    text = str(parse.get("text") or "").strip()
+    clarify_asked = bool(tracker.get_slot(CLARIFY_SLOT))
+    collection = collection_of(tracker)
+    try:
+        result = await _search(settings, tracker, text, collection, clarify_asked)
+    except KnowledgeBaseUnavailable as err:
+        log.warning("knowledge base unavailable, handing off: %s", err)
+        return hand_off(dispatcher, tracker, priority="normal", reason="kb-unavailable")
+    except Exception:
+        # Whatever went wrong, the customer must not be left unanswered.
+        log.exception("answer from the knowledge base failed, handing off")
+        return hand_off(dispatcher, tracker, priority="normal", reason="bot-error")
 
-    async def _search(
-        self, settings: ActionSettings, tracker: Tracker, text: str, collection: str, clarify_asked: bool
-    ) -> SearchResult:
-        if not text:
-            return SearchResult(query="", confidence=0.0)
-        result = await kb_client.search(settings, text, collection=collection)
-        if clarify_asked and result.confidence < settings.confidence_threshold:
-            # The reply to a clarifying question rarely stands alone ("the
-            # blue one", "yes, for my jacket"): search it with the question.
-            earlier = user_texts(tracker)[:-1]
-            if earlier and earlier[-1].strip():
-                combined = await kb_client.search(settings, f"{earlier[-1]} {text}", collection=collection)
-                if combined.confidence > result.confidence:
-                    result = combined
-        return result
+    if result.hits and result.confidence >= settings.confidence_threshold:
+        best = result.hits[0]
+        dispatcher.utter_message(text=answer_text(best, settings.public_url))
+        dispatcher.utter_message(
+            json_message={
+                "kb_hits": result.hits, "confidence": result.confidence, "query": result.query,
+                "decision": {"action": "answer", "article_id": best.get("article_id"), "collection": collection,
+                             "confidence": result.confidence},
+            }
+        )
+        return [
+            SlotSet(CLARIFY_SLOT, False),
+            SlotSet(DECISION_SLOT, "answer"),
+            SlotSet(ANSWER_SLOT, {"query": text, "article_id": best.get("article_id"), "collection": collection}),
+        ]
+    if not clarify_asked:
+        near_miss = bool(result.hits) and result.confidence >= CLARIFY_FLOOR
+        text_out = clarifying_question(result) if near_miss else await no_answer_text(settings, collection)
+        dispatcher.utter_message(text=text_out)
+        dispatcher.utter_message(
+            json_message={
+                "clarify": True, "confidence": result.confidence,
+                "decision": {
+                    "action": "clarify" if near_miss else "topics", "confidence": result.confidence,
+                    "article_ids": [hit.get("article_id") for hit in result.hits[:2]] if near_miss else [],
+                },
+            }
+        )
+        return [SlotSet(CLARIFY_SLOT, True), SlotSet(DECISION_SLOT, "clarify" if near_miss else "topics")]
+    return offer_human(dispatcher, messages.STILL_NO_ANSWER, confidence=result.confidence)
+
+
+def offer_human(dispatcher: CollectingDispatcher, lead: str, **details: Any) -> list[EventType]:
+    """Say ``lead``, ask whether to bring in a person; the customer's "yes" hands off (action_followup)."""
+    dispatcher.utter_message(text=lead)
+    dispatcher.utter_message(response=OFFER_HUMAN)
+    dispatcher.utter_message(json_message={"decision": {"action": "offer_human", **details}})
+    return [SlotSet(CLARIFY_SLOT, False), SlotSet(DECISION_SLOT, "offer_human")]
+
+
+async def _search(
+    settings: ActionSettings, tracker: Tracker, text: str, collection: str, clarify_asked: bool
+) -> SearchResult:
+    if not text:
+        return SearchResult(query="", confidence=0.0)
+    result = await kb_client.search(settings, text, collection=collection)
+    if clarify_asked and result.confidence < settings.confidence_threshold:
+        # The reply to a clarifying question rarely stands alone ("the
+        # second one", "yes, on my phone"): search it with the question.
+        earlier = user_texts(tracker)[:-1]
+        if earlier and earlier[-1].strip():
+            combined = await kb_client.search(settings, f"{earlier[-1]} {text}", collection=collection)
+            if combined.confidence > result.confidence:
+                result = combined
+    return result

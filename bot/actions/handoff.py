@@ -1,20 +1,21 @@
-"""``action_handoff``: bring in a person and keep the bot quiet until the hub resumes it."""
+"""Handing off: bring in a person and keep the bot quiet until the hub resumes it."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from rasa_sdk import Action, Tracker
+from rasa_sdk import Tracker
 from rasa_sdk.events import ConversationPaused, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from bot.actions import messages
-from bot.actions.routing import CUSTOMER_REQUEST, HANDOFF, route
 
 log = logging.getLogger(__name__)
 
 CLARIFY_SLOT = "clarify_asked"
+DECISION_SLOT = "last_decision"
+ANSWER_SLOT = "last_answer"
 
 
 
@@ -23,7 +24,9 @@ def hand_off(
 ) -> list[EventType]:
     """Send the handoff text and payload; return the events that pause the conversation.
 
-    The payload is ``{"handoff": true, "priority", "reason", "intent", **details}``.
+    The payload is ``{"handoff": true, "priority", "reason", "intent", **details,
+    "decision": {...}}``; ``details`` may carry ``signals``, the urgency
+    signals that fired.
     """
     intent = (tracker.latest_message or {}).get("intent") or {}
     dispatcher.utter_message(text=messages.HANDOFF[priority])
@@ -35,20 +38,10 @@ def hand_off(
             "intent": intent.get("name"),
             "intent_confidence": intent.get("confidence"),
             **details,
+            "decision": {"action": "handoff", "priority": priority, "reason": reason,
+                         "signals": list(details.get("signals") or [])},
         }
     )
     log.info("handoff conversation=%s priority=%s reason=%s", tracker.sender_id, priority, reason)
-    return [SlotSet(CLARIFY_SLOT, False), ConversationPaused()]
+    return [SlotSet(CLARIFY_SLOT, False), SlotSet(DECISION_SLOT, None), ConversationPaused()]
 
-
-class ActionHandoff(Action):
-    def name(self) -> str:
-        return "action_handoff"
-
-    async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
-    ) -> list[EventType]:
-        decision = route(tracker.latest_message or {})
-        # Not a handoff intent: "yes" to "shall I bring in a person?".
-        priority, reason = (decision.priority, decision.reason) if decision.action == HANDOFF else CUSTOMER_REQUEST
-        return hand_off(dispatcher, tracker, priority=str(priority), reason=str(reason))

@@ -1,6 +1,6 @@
 """The hub's knowledge-base search API, as the action server sees it.
 
-``GET {HUB_URL}/api/v1/kb/search?q=<text>&k=3&collection=<name>`` answers
+``GET {HUB_URL}/api/v1/kb/search?q=<text>&k=3&excerpt=1&collection=<name>`` answers
 ``{"query": str, "confidence": float 0..1, "hits": [{"article_id", "title",
 "heading", "anchor", "text", "score", "url"}]}`` with hits best first.
 """
@@ -39,7 +39,7 @@ async def search(
     headers = {"Accept": "application/json"}
     if settings.api_token:
         headers["Authorization"] = f"Bearer {settings.api_token}"
-    params = {"q": query, "k": str(k), "collection": collection}
+    params = {"q": query, "k": str(k), "collection": collection, "excerpt": "1"}
     timeout = aiohttp.ClientTimeout(total=settings.kb_timeout)
     try:
         async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:

@@ -1,4 +1,8 @@
-"""Every text the actions send to customers, in one place."""
+"""Every text the actions send to customers, in one place.
+
+Nothing here names a product or an industry: what the bot can help with comes
+from the team's own knowledge base (its categories and article titles).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,23 @@ HANDOFF = {
     "normal": "I'm connecting you with a member of our team. They'll reply here as soon as they can.",
 }
 
-CLARIFY_GENERIC = "I'm not sure I've understood. Could you tell me a little more about what you need?"
+# A near miss: the knowledge base has articles close to the question, none sure enough.
 CLARIFY_WITH_TOPICS = (
     "I'm not sure I've understood. Is your question about {topics}? Tell me a little more and I'll look again."
 )
+CLARIFY_GENERIC = "I'm not sure I've understood. Could you tell me a little more about what you need?"
+# No good answer at all: say what the knowledge base does cover.
+NO_ANSWER_WITH_TOPICS = (
+    "Sorry, I couldn't find an answer to that in our help centre. I can help with {topics}. "
+    "Could you tell me a little more, or ask in other words?"
+)
+NO_ANSWER_GENERIC = (
+    "Sorry, I couldn't find an answer to that in our help centre. Could you tell me a little more, "
+    "or ask in other words?"
+)
+# Asked once already and still no answer: the follow-up action asks whether to bring in a person.
+STILL_NO_ANSWER = "Sorry, I still couldn't find an answer to that."
+
+ANSWER_DID_NOT_HELP = "Sorry that didn't answer it."
 
 READ_MORE = "Read more: {url}"

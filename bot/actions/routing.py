@@ -1,28 +1,42 @@
 """Which way a parsed message goes: the knowledge base, a person (and how urgently), or a reply.
 
-bot/rasa/data/rules.yml sends each intent to one action; this module is the
+bot/rasa/data/rules.yml sends each intent to an action; this module is the
 action server's half of the decision, and the one place bench/bot_eval.py
 reads it from, so the benchmark scores what the bot really does.
 
-Missing an urgent message costs far more than bringing in a person for a
-question, so an urgent_issue score of at least ``HUB_BOT_URGENT_ESCALATION``
-anywhere in the intent ranking escalates a message that would otherwise go
-to the knowledge base or to a normal/high handoff. Set it to 1 to turn that
-off.
+The knowledge base decides what is answerable. A message goes to it unless
+the NLU is *confident* that it is a request for a person or a complaint
+(``HUB_BOT_HANDOFF_CONFIDENCE``), or urgent. Small talk (greetings, thanks,
+yes/no) is answered by Rasa's rules before any action runs. Rasa's intents
+are trained on general examples plus what this team's knowledge base says it
+answers, so an unfamiliar product question lands on ``ask_question`` or
+``nlu_fallback`` - both go to the knowledge base - rather than on a handoff.
+
+Urgent means the customer is at risk of harm or loss now. Missing one costs
+far more than bringing in a person for a question, so three independent
+signals are combined, and the decision records which fired (``signals``):
+
+- ``nlu``: Rasa's ``urgent_issue`` is the top intent, or scores at least
+  ``HUB_BOT_URGENT_ESCALATION`` anywhere in the ranking;
+- ``examples``: the hub's nearest-neighbour match against the team's list of
+  urgent and not-urgent examples (``bot.triage``), passed in the message
+  metadata as ``triage.examples``;
+- ``rules``: one of the admin's keyword routing rules with priority urgent
+  matched (``triage.rules``).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 KB = "kb"
 HANDOFF = "handoff"
 REPLY = "reply"
 
-KB_INTENTS = frozenset({"ask_question", "nlu_fallback"})
+KB_INTENTS = frozenset({"ask_question", "nlu_fallback", "out_of_scope"})
 HANDOFF_INTENTS = frozenset({"request_human", "complaint", "urgent_issue"})
 # intent -> (priority, reason)
 HANDOFF_PRIORITY = {
@@ -32,6 +46,7 @@ HANDOFF_PRIORITY = {
 }
 CUSTOMER_REQUEST = ("normal", "customer-request")
 DEFAULT_URGENT_ESCALATION = 0.3
+DEFAULT_HANDOFF_CONFIDENCE = 0.6
 
 
 @dataclass(frozen=True)
@@ -39,10 +54,15 @@ class Route:
     action: str
     priority: str | None = None
     reason: str | None = None
+    signals: tuple[str, ...] = field(default=())
 
 
 def urgent_escalation_threshold() -> float:
     return float(os.environ.get("HUB_BOT_URGENT_ESCALATION", DEFAULT_URGENT_ESCALATION))
+
+
+def handoff_confidence() -> float:
+    return float(os.environ.get("HUB_BOT_HANDOFF_CONFIDENCE", DEFAULT_HANDOFF_CONFIDENCE))
 
 
 def intent_score(parse: Mapping[str, Any], name: str) -> float:
@@ -56,16 +76,43 @@ def intent_score(parse: Mapping[str, Any], name: str) -> float:
     return 0.0
 
 
-def route(parse: Mapping[str, Any], *, escalate_at: float | None = None) -> Route:
-    """Where the bot sends a message with this parse (``tracker.latest_message`` or ``/model/parse``)."""
-    name = (parse.get("intent") or {}).get("name")
+def triage_of(parse: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The hub's triage of the message (``metadata.triage``), or an empty mapping."""
+    metadata = parse.get("metadata") or {}
+    triage = metadata.get("triage") if isinstance(metadata, Mapping) else None
+    return triage if isinstance(triage, Mapping) else {}
+
+
+def urgent_signals(parse: Mapping[str, Any], *, escalate_at: float | None = None) -> tuple[str, ...]:
+    """Which of the three urgency signals fired for this parse (see the module docstring)."""
     threshold = urgent_escalation_threshold() if escalate_at is None else escalate_at
-    if name == "urgent_issue" or (
-        name in KB_INTENTS | HANDOFF_INTENTS and intent_score(parse, "urgent_issue") >= threshold
-    ):
-        return Route(HANDOFF, *HANDOFF_PRIORITY["urgent_issue"])
-    if name in HANDOFF_INTENTS:
-        return Route(HANDOFF, *HANDOFF_PRIORITY[name])
-    if name in KB_INTENTS:
+    signals = []
+    name = (parse.get("intent") or {}).get("name")
+    if name == "urgent_issue" or intent_score(parse, "urgent_issue") >= threshold:
+        signals.append("nlu")
+    triage = triage_of(parse)
+    examples = triage.get("examples")
+    if isinstance(examples, Mapping) and examples.get("urgent"):
+        signals.append("examples")
+    if triage.get("rules"):
+        signals.append("rules")
+    return tuple(signals)
+
+
+def route(
+    parse: Mapping[str, Any], *, escalate_at: float | None = None, confident_at: float | None = None
+) -> Route:
+    """Where the bot sends a message with this parse (``tracker.latest_message`` or ``/model/parse``)."""
+    intent = parse.get("intent") or {}
+    name = intent.get("name")
+    signals = urgent_signals(parse, escalate_at=escalate_at)
+    if signals and (name in KB_INTENTS | HANDOFF_INTENTS or name is None):
+        return Route(HANDOFF, *HANDOFF_PRIORITY["urgent_issue"], signals=signals)
+    if name in HANDOFF_INTENTS - {"urgent_issue"}:
+        threshold = handoff_confidence() if confident_at is None else confident_at
+        if float(intent.get("confidence") or 0.0) >= threshold:
+            return Route(HANDOFF, *HANDOFF_PRIORITY[name], signals=("nlu",))
+        return Route(KB)  # unsure it wants a person: the knowledge base may well answer it
+    if name in KB_INTENTS or name == "urgent_issue" or name is None:
         return Route(KB)
     return Route(REPLY)

@@ -3,7 +3,7 @@
 - ``HUB_URL`` (default ``http://127.0.0.1:8080``): where the hub's API is.
 - ``HUB_PUBLIC_URL`` (default: ``HUB_URL``): prefix of the "Read more" links
   customers see.
-- ``HUB_BOT_CONFIDENCE_THRESHOLD`` (default 0.5): the search confidence at
+- ``HUB_BOT_CONFIDENCE_THRESHOLD`` (default 0.7, the search's calibrated probability that the top hit answers): the search confidence at
   or above which the bot answers on its own.
 - ``HUB_BOT_KB_TIMEOUT`` (seconds, default 5): one search request's limit.
 - ``HUB_BOT_API_TOKEN`` (optional): sent as ``Authorization: Bearer`` when
@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 
 DEFAULT_HUB_URL = "http://127.0.0.1:8080"
-DEFAULT_CONFIDENCE_THRESHOLD = 0.5
+DEFAULT_CONFIDENCE_THRESHOLD = 0.7
 DEFAULT_KB_TIMEOUT = 5.0
 
 

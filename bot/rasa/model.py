@@ -2,8 +2,10 @@
 
     python -m bot.rasa.model [--force] [--config PATH] [--models-dir DIR]
 
-The inputs are ``config.yml``, ``domain.yml`` and every file under ``data/``
-of the project directory. Their SHA-256 (paths and contents) names the model:
+The inputs are ``config.yml``, ``domain.yml``, every file under ``data/``
+of the project directory, and any extra training data files
+(``--extra-data``: the NLU examples the hub derives from the team's knowledge
+base, ``bot.rasa.kb_nlu``). Their SHA-256 (paths and contents) names the model:
 ``models/<hash>.tar.gz``, with ``models/<hash>.json`` beside it recording how
 long the training took. ``models/current.tar.gz`` and ``models/current.json``
 are relative symlinks to the newest one; ``rasa run --model`` takes the
@@ -30,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -114,21 +116,33 @@ def rasa_environment(venv: Path | None = None, **extra: str) -> dict[str, str]:
     return env
 
 
-def training_files(project_dir: Path = PROJECT_DIR, config: Path | None = None) -> dict[str, Path]:
-    """Every file the model is trained from, by its name in the project."""
+def training_files(
+    project_dir: Path = PROJECT_DIR, config: Path | None = None, extra_data: Sequence[Path] = ()
+) -> dict[str, Path]:
+    """Every file the model is trained from, by its name in the project (extra files as ``extra/<name>``)."""
     files = {"config.yml": config or project_dir / "config.yml", "domain.yml": project_dir / "domain.yml"}
     components = project_dir / "components.py"
     if components.exists():
         files["components.py"] = components
     for path in sorted(p for p in (project_dir / "data").rglob("*") if p.is_file()):
         files[str(path.relative_to(project_dir))] = path
+    for path in extra_data:
+        files[f"extra/{path.name}"] = path
     return files
 
 
-def training_hash(project_dir: Path = PROJECT_DIR, config: Path | None = None) -> str:
+def training_hash(
+    project_dir: Path = PROJECT_DIR,
+    config: Path | None = None,
+    extra_data: Sequence[Path] = (),
+    *,
+    contents: Mapping[str, bytes] | None = None,
+) -> str:
+    """The model's name: a digest of its inputs. ``contents`` replaces files' bytes by name (a file not yet written)."""
     digest = hashlib.sha256()
-    for name, path in training_files(project_dir, config).items():
-        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for name, path in training_files(project_dir, config, extra_data).items():
+        data = contents[name] if contents and name in contents else path.read_bytes()
+        digest.update(name.encode() + b"\0" + data + b"\0")
     return digest.hexdigest()[:16]
 
 
@@ -178,6 +192,7 @@ def train(
     config: Path | None = None,
     models_dir: Path = DEFAULT_MODELS_DIR,
     venv: Path | None = None,
+    extra_data: Sequence[Path] = (),
 ) -> float:
     """Run ``rasa train`` into ``models_dir/<model_hash>.tar.gz``; return the wall time.
 
@@ -194,7 +209,7 @@ def train(
             str(rasa), "train",
             "--config", str(config or project_dir / "config.yml"),
             "--domain", str(project_dir / "domain.yml"),
-            "--data", str(project_dir / "data"),
+            "--data", str(project_dir / "data"), *(str(path) for path in extra_data),
             "--out", out,
             "--fixed-model-name", model_hash,
         ]  # fmt: skip
@@ -234,13 +249,17 @@ def ensure_model(
     venv: Path | None = None,
     force: bool = False,
     keep: int = KEEP_MODELS,
+    extra_data: Sequence[Path] = (),
 ) -> ModelInfo:
     """Return the model for the current inputs, training it first if it is missing (or ``force``)."""
-    model_hash = training_hash(project_dir, config)
+    model_hash = training_hash(project_dir, config, extra_data)
     with _locked(models_dir):
         present = (models_dir / f"{model_hash}.tar.gz").exists() and (models_dir / f"{model_hash}.json").exists()
         if force or not present:
-            train(model_hash, project_dir=project_dir, config=config, models_dir=models_dir, venv=venv)
+            train(
+                model_hash, project_dir=project_dir, config=config, models_dir=models_dir, venv=venv,
+                extra_data=extra_data,
+            )
         _point_current(models_dir, model_hash)
         if force or not present:
             _prune(models_dir, keep, model_hash)
@@ -253,9 +272,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, help="another Rasa config.yml (experiments)")
     parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
     parser.add_argument("--json", action="store_true", help="print the model info as JSON")
+    parser.add_argument(
+        "--extra-data", type=Path, action="append", default=[],
+        help="more NLU training data (the examples derived from the knowledge base); repeatable",
+    )
     args = parser.parse_args(argv)
     try:
-        info = ensure_model(config=args.config, models_dir=args.models_dir.resolve(), force=args.force)
+        info = ensure_model(
+            config=args.config, models_dir=args.models_dir.resolve(), force=args.force,
+            extra_data=[path.resolve() for path in args.extra_data],
+        )
     except (TrainingError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

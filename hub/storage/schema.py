@@ -336,3 +336,33 @@ bot_jobs = sa.Table(
     sa.Index("ix_bot_jobs_due", "status", "next_attempt_at"),
     sa.Index("ix_bot_jobs_conversation", "conversation_id", "status"),
 )
+
+# New phrasings of knowledge-base articles, offered to an admin: a customer's
+# question the bot answered helpfully, or the question an agent answered with
+# a link to an article after a handoff. Applied only when an admin accepts.
+# Only the question text is kept of the customer; the conversation link goes
+# NULL when the conversation is erased (hub.contacts.erase_contact).
+kb_phrasing_suggestions = sa.Table(
+    "kb_phrasing_suggestions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("collection", sa.String(100), nullable=False),
+    sa.Column("article_id", sa.String(100), nullable=False),
+    sa.Column("text", sa.String(300), nullable=False),
+    # Whitespace collapsed and case folded: one row per phrasing of an article.
+    sa.Column("normalised_text", sa.String(1000), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),  # bot-vote | agent-link
+    # Conversations that brought the phrasing up (a repeat from the same one counts once).
+    sa.Column("votes", sa.Integer, nullable=False, default=1),
+    sa.Column("conversation_id", BigId, sa.ForeignKey("conversations.id", ondelete="SET NULL")),
+    sa.Column("suggested_by", BigId, sa.ForeignKey("users.id", ondelete="SET NULL")),
+    sa.Column("status", sa.String(16), nullable=False),  # pending | accepted | rejected
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("decided_at", UTCDateTime),
+    sa.Column("decided_by", BigId, sa.ForeignKey("users.id", ondelete="SET NULL")),
+    sa.UniqueConstraint(
+        "collection", "article_id", "normalised_text", name="uq_kb_phrasing_suggestions_article_text"
+    ),
+    sa.Index("ix_kb_phrasing_suggestions_status", "status", "id"),
+    sa.Index("ix_kb_phrasing_suggestions_conversation", "conversation_id"),
+)

@@ -3,9 +3,9 @@
 ``fake_kb`` / ``fake_kb_session``
     A loopback stand-in for the hub's ``GET /api/v1/kb/search`` on
     127.0.0.1:0 (aiohttp). It scores a query by keywords: each keyword of an
-    article found in the query adds 0.3 to the confidence (at most 0.95), so
-    "forgot password" is confident (0.6) and "the password" alone is not
-    (0.3). It records every request (query and Authorization header); set ``fail_status`` to make it answer
+    article found in the query adds 0.4 to the confidence (at most 0.95), so
+    "forgot password" is confident (0.8) and "the password" alone is a near
+    miss (0.4). It records every request (query and Authorization header); set ``fail_status`` to make it answer
     with an HTTP error.
 
 ``rasa_stack`` (session)
@@ -36,9 +36,10 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from bot.rasa import launch, model
+from bot.rasa import kb_nlu, launch, model
 
 SEARCH_PATH = "/api/v1/kb/search"
+TOPICS_PATH = "/api/v1/kb/topics"
 PUBLIC_URL = "https://help.example.test"
 
 ARTICLES: list[dict[str, Any]] = [
@@ -53,6 +54,7 @@ ARTICLES: list[dict[str, Any]] = [
             "password. If the email has not arrived after five minutes, look in your spam folder."
         ),
         "url": "/help/articles/reset-your-password#steps",
+        "category": "Account",
         "keywords": ("password", "forgot", "reset", "log in", "sign in"),
     },
     {
@@ -65,6 +67,7 @@ ARTICLES: list[dict[str, Any]] = [
             "Your bank may take up to 5 more days to show it."
         ),
         "url": "/help/articles/refunds#how-long-a-refund-takes",
+        "category": "Billing",
         "keywords": ("refund", "money back", "returned", "return"),
     },
     {
@@ -77,6 +80,7 @@ ARTICLES: list[dict[str, Any]] = [
             "when you order before 2 pm."
         ),
         "url": "/help/articles/shipping-options-and-delivery-times#delivery-times",
+        "category": "Delivery",
         "keywords": ("delivery", "shipping", "arrive", "express", "deliver"),
     },
 ]
@@ -87,6 +91,7 @@ class FakeKnowledgeBase:
     """The hub's KB search API on 127.0.0.1:0, answering from ARTICLES by keywords."""
 
     requests: list[dict[str, str]] = field(default_factory=list)
+    topic_requests: list[str] = field(default_factory=list)
     authorizations: list[str | None] = field(default_factory=list)
     fail_status: int | None = None
     port: int = 0
@@ -103,10 +108,10 @@ class FakeKnowledgeBase:
         scored = []
         for article in ARTICLES:
             matches = sum(1 for word in article["keywords"] if re.search(rf"\b{re.escape(word)}", text))
-            scored.append((min(0.95, 0.3 * matches), article))
+            scored.append((min(0.95, 0.4 * matches), article))
         scored.sort(key=lambda pair: pair[0], reverse=True)
         hits = [
-            {key: value for key, value in article.items() if key != "keywords"} | {"score": score}
+            {key: value for key, value in article.items() if key not in ("keywords", "category")} | {"score": score}
             for score, article in scored[:k]
         ]
         confidence = scored[0][0] if scored else 0.0
@@ -119,9 +124,17 @@ class FakeKnowledgeBase:
             return web.Response(status=self.fail_status, text="fake failure")
         return web.json_response(self.search(request.query.get("q", ""), int(request.query.get("k", "3"))))
 
+    async def _handle_topics(self, request: web.Request) -> web.Response:
+        self.topic_requests.append(request.query.get("collection", ""))
+        if self.fail_status is not None:
+            return web.Response(status=self.fail_status, text="fake failure")
+        topics = [{"name": a["category"], "articles": 1, "titles": [a["title"]]} for a in ARTICLES]
+        return web.json_response({"collection": request.query.get("collection"), "topics": topics})
+
     def _app(self) -> web.Application:
         app = web.Application()
         app.router.add_get(SEARCH_PATH, self._handle_search)
+        app.router.add_get(TOPICS_PATH, self._handle_topics)
         return app
 
     async def start(self) -> None:
@@ -199,9 +212,11 @@ def _require_rasa_venv() -> None:
 
 
 @pytest.fixture(scope="session")
-def rasa_model() -> model.ModelInfo:
+def rasa_model(tmp_path_factory: pytest.TempPathFactory) -> model.ModelInfo:
+    """The model `make rasa-model` trains on a fresh clone: the general data plus the sample KB's examples."""
     _require_rasa_venv()
-    return model.ensure_model()
+    extra = kb_nlu.sample_training_file(tmp_path_factory.mktemp("kb-nlu"))
+    return model.ensure_model(extra_data=[extra])
 
 
 @dataclass

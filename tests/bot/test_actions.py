@@ -13,7 +13,7 @@ from rasa_sdk import Tracker
 from rasa_sdk.events import ConversationPaused, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from bot.actions import ActionAnswerFromKB, ActionHandoff
+from bot.actions import ActionAnswerFromKB, ActionFollowup, ActionHandoff, topics
 from bot.actions.replies import link, plain_text, short_reply
 from bot.actions.routing import HANDOFF, KB, REPLY, route
 
@@ -27,7 +27,10 @@ def parse(text: str, intent: str, confidence: float = 0.95, **ranking: float) ->
 
 
 def tracker(
-    *messages: dict[str, Any], clarify_asked: bool = False, metadata: dict[str, Any] | None = None
+    *messages: dict[str, Any],
+    clarify_asked: bool = False,
+    metadata: dict[str, Any] | None = None,
+    **slots: Any,
 ) -> Tracker:
     """A tracker whose user turns are ``messages`` (parse dicts), the last one being the latest."""
     events: list[dict[str, Any]] = []
@@ -37,7 +40,7 @@ def tracker(
     latest = dict(messages[-1], metadata=metadata or {})
     return Tracker(
         sender_id="conversation-1",
-        slots={"clarify_asked": clarify_asked},
+        slots={"clarify_asked": clarify_asked, **slots},
         latest_message=latest,
         events=events[:-1],
         paused=False,
@@ -69,10 +72,35 @@ async def test_confident_answer_quotes_the_passage_and_links_the_article(fake_kb
     assert reply.startswith("Choose Forgot password on the sign-in page")
     assert reply.endswith(f"Read more: {PUBLIC_URL}/help/articles/reset-your-password#steps")
     [payload] = payloads(messages)
-    assert payload["confidence"] == pytest.approx(0.6)
+    assert payload["confidence"] == pytest.approx(0.8)
     assert payload["kb_hits"][0]["article_id"] == "reset-your-password"
-    assert events == [SlotSet("clarify_asked", False)]
-    assert fake_kb.requests == [{"q": "I forgot my password", "k": "3", "collection": "default"}]
+    assert payload["decision"] == {
+        "action": "answer", "article_id": "reset-your-password", "collection": "default", "confidence": 0.8
+    }
+    assert events == [
+        SlotSet("clarify_asked", False),
+        SlotSet("last_decision", "answer"),
+        SlotSet(
+            "last_answer",
+            {"query": "I forgot my password", "article_id": "reset-your-password", "collection": "default"},
+        ),
+    ]
+    assert fake_kb.requests == [{"q": "I forgot my password", "k": "3", "collection": "default", "excerpt": "1"}]
+
+
+@pytest.mark.asyncio
+async def test_the_answer_quotes_the_excerpt_the_search_chose(fake_kb: FakeKnowledgeBase, monkeypatch) -> None:
+    original = fake_kb.search
+
+    def with_excerpt(query: str, k: int) -> dict[str, Any]:
+        found = original(query, k)
+        found["hits"][0]["excerpt"] = "Open it on the same device and choose a new password."
+        return found
+
+    monkeypatch.setattr(fake_kb, "search", with_excerpt)
+    messages, _ = await run(ActionAnswerFromKB(), tracker(parse("I forgot my password", "ask_question")))
+
+    assert texts(messages)[0].startswith("Open it on the same device and choose a new password.\nRead more:")
 
 
 @pytest.mark.asyncio
@@ -85,22 +113,43 @@ async def test_collection_comes_from_the_message_metadata(fake_kb: FakeKnowledge
 
 
 @pytest.mark.asyncio
-async def test_unsure_search_asks_one_clarifying_question(fake_kb: FakeKnowledgeBase) -> None:
-    messages, events = await run(ActionAnswerFromKB(), tracker(parse("hmm the thing with my stuff", "nlu_fallback")))
+async def test_no_good_answer_says_what_the_knowledge_base_covers(fake_kb: FakeKnowledgeBase) -> None:
+    messages, events = await run(ActionAnswerFromKB(), tracker(parse("can you write me a poem", "out_of_scope")))
 
-    [question] = texts(messages)
-    assert "tell me a little more" in question.lower()
-    assert payloads(messages) == [{"clarify": True, "confidence": 0.0}]
-    assert events == [SlotSet("clarify_asked", True)]
+    [reply] = texts(messages)
+    # The knowledge base's own categories, never a hard-coded topic list.
+    assert reply == (
+        "Sorry, I couldn't find an answer to that in our help centre. I can help with Account, Billing and "
+        "Delivery. Could you tell me a little more, or ask in other words?"
+    )
+    assert payloads(messages) == [
+        {"clarify": True, "confidence": 0.0, "decision": {"action": "topics", "confidence": 0.0, "article_ids": []}}
+    ]
+    assert events == [SlotSet("clarify_asked", True), SlotSet("last_decision", "topics")]
+    assert fake_kb.topic_requests == ["default"]
 
 
 @pytest.mark.asyncio
-async def test_an_empty_message_gets_the_generic_question_without_a_search(fake_kb: FakeKnowledgeBase) -> None:
+async def test_topics_come_from_the_messages_collection_and_are_cached(fake_kb: FakeKnowledgeBase) -> None:
+    for _ in range(2):
+        await run(ActionAnswerFromKB(), tracker(parse("hmm", "nlu_fallback"), metadata={"collection": "acme"}))
+
+    assert fake_kb.topic_requests == ["acme"]
+
+
+def test_describe_names_categories_else_titles() -> None:
+    assert topics.describe([{"name": "Billing", "titles": ["Refunds"]}]) == "Billing"
+    assert topics.describe([{"name": "", "titles": ["Refunds", "Delivery times"]}]) == '"Refunds" and "Delivery times"'
+    assert topics.describe([]) == ""
+
+
+@pytest.mark.asyncio
+async def test_an_empty_message_gets_the_no_answer_reply_without_a_search(fake_kb: FakeKnowledgeBase) -> None:
     messages, events = await run(ActionAnswerFromKB(), tracker(parse("", "nlu_fallback", 0.0)))
 
-    assert texts(messages) == ["I'm not sure I've understood. Could you tell me a little more about what you need?"]
+    assert texts(messages)[0].startswith("Sorry, I couldn't find an answer to that")
     assert fake_kb.requests == []
-    assert events == [SlotSet("clarify_asked", True)]
+    assert events[0] == SlotSet("clarify_asked", True)
 
 
 @pytest.mark.asyncio
@@ -111,6 +160,7 @@ async def test_clarifying_question_names_the_closest_articles(fake_kb: FakeKnowl
         'I\'m not sure I\'ve understood. Is your question about "Reset your password" or "Refunds"? '
         "Tell me a little more and I'll look again."
     ]
+    assert payloads(messages)[0]["decision"]["article_ids"] == ["reset-your-password", "refunds"]
 
 
 @pytest.mark.asyncio
@@ -122,20 +172,64 @@ async def test_the_reply_to_a_clarifying_question_is_searched_with_the_question(
 
     assert [r["q"] for r in fake_kb.requests] == ["the password", "I forgot it the password"]
     assert texts(messages)[0].startswith("Choose Forgot password")
-    assert events == [SlotSet("clarify_asked", False)]
+    assert events[0] == SlotSet("clarify_asked", False)
 
 
 @pytest.mark.asyncio
-async def test_still_unsure_after_clarifying_hands_off(fake_kb: FakeKnowledgeBase) -> None:
-    state = tracker(parse("I have an issue", "ask_question"), parse("with my thing", "affirm"), clarify_asked=True)
+async def test_still_unsure_after_asking_once_offers_a_person(fake_kb: FakeKnowledgeBase) -> None:
+    state = tracker(parse("I have an issue", "ask_question"), parse("with my thing", "ask_question"), clarify_asked=True)
     messages, events = await run(ActionAnswerFromKB(), state)
 
-    assert texts(messages) == ["I'm connecting you with a member of our team. They'll reply here as soon as they can."]
+    assert texts(messages) == ["Sorry, I still couldn't find an answer to that."]
+    assert [m.get("response") for m in messages if m.get("response")] == ["utter_offer_human"]
+    assert payloads(messages) == [{"decision": {"action": "offer_human", "confidence": 0.0}}]
+    assert events == [SlotSet("clarify_asked", False), SlotSet("last_decision", "offer_human")]
+    assert ConversationPaused() not in events  # nobody is brought in until the customer says yes
+
+
+ANSWERED = {"query": "how long do refunds take", "article_id": "refunds", "collection": "default"}
+
+
+@pytest.mark.asyncio
+async def test_yes_after_an_answer_is_a_helpful_vote() -> None:
+    state = tracker(parse("yes thanks", "affirm"), last_decision="answer", last_answer=ANSWERED)
+    messages, events = await run(ActionFollowup(), state)
+
+    assert payloads(messages) == [{"kb_feedback": {"helpful": True, **ANSWERED}}]
+    assert [m.get("response") for m in messages if m.get("response")] == ["utter_glad_to_help"]
+    assert events == [SlotSet("last_decision", None)]
+
+
+@pytest.mark.asyncio
+async def test_no_after_an_answer_votes_and_offers_a_person() -> None:
+    state = tracker(parse("no", "deny"), last_decision="answer", last_answer=ANSWERED)
+    messages, events = await run(ActionFollowup(), state)
+
+    assert payloads(messages)[0] == {"kb_feedback": {"helpful": False, **ANSWERED}}
+    assert texts(messages) == ["Sorry that didn't answer it."]
+    assert events[-1] == SlotSet("last_decision", "offer_human")
+
+
+@pytest.mark.asyncio
+async def test_yes_to_the_offer_of_a_person_hands_off_and_no_asks_again() -> None:
+    messages, events = await run(ActionFollowup(), tracker(parse("yes please", "affirm"), last_decision="offer_human"))
     [payload] = payloads(messages)
-    assert payload["handoff"] is True
-    assert payload["priority"] == "normal"
-    assert payload["reason"] == "low-confidence"
-    assert events == [SlotSet("clarify_asked", False), ConversationPaused()]
+    assert payload["handoff"] is True and payload["reason"] == "customer-request" and payload["priority"] == "normal"
+    assert events[-1] == ConversationPaused()
+
+    messages, events = await run(ActionFollowup(), tracker(parse("no", "deny"), last_decision="offer_human"))
+    assert [m.get("response") for m in messages] == ["utter_rephrase"]
+    assert ConversationPaused() not in events
+
+
+@pytest.mark.asyncio
+async def test_yes_after_a_clarifying_question_searches_again(fake_kb: FakeKnowledgeBase) -> None:
+    state = tracker(
+        parse("I forgot it", "ask_question"), parse("yes", "affirm"), clarify_asked=True, last_decision="clarify"
+    )
+    await run(ActionFollowup(), state)
+
+    assert [r["q"] for r in fake_kb.requests] == ["yes", "I forgot it yes"]
 
 
 @pytest.mark.asyncio
@@ -186,7 +280,6 @@ async def test_api_token_is_sent_when_configured(fake_kb: FakeKnowledgeBase, mon
         ("urgent_issue", "urgent", "urgent-issue", "I'm connecting you with a member of our team right away"),
         ("complaint", "high", "complaint", "I'm sorry about this."),
         ("request_human", "normal", "customer-request", "I'm connecting you with a member of our team."),
-        ("affirm", "normal", "customer-request", "I'm connecting you with a member of our team."),
     ],
 )
 @pytest.mark.asyncio
@@ -202,8 +295,41 @@ async def test_handoff_priority_follows_the_intent(intent: str, priority: str, r
         "reason": reason,
         "intent": intent,
         "intent_confidence": 0.95,
+        "signals": ["nlu"],
+        "decision": {"action": "handoff", "priority": priority, "reason": reason, "signals": ["nlu"]},
     }
-    assert events == [SlotSet("clarify_asked", False), ConversationPaused()]
+    assert events == [SlotSet("clarify_asked", False), SlotSet("last_decision", None), ConversationPaused()]
+
+
+@pytest.mark.asyncio
+async def test_an_unsure_request_for_a_person_is_answered_from_the_knowledge_base(fake_kb: FakeKnowledgeBase) -> None:
+    # "i want to build a voice bot": not a request for a person, whatever the NLU half-thinks.
+    messages, events = await run(ActionHandoff(), tracker(parse("I want my money back for a return", "request_human", 0.45)))
+
+    assert fake_kb.requests and payloads(messages)[-1]["decision"]["action"] == "answer"
+    assert ConversationPaused() not in events
+
+
+@pytest.mark.parametrize(
+    ("triage", "signals"),
+    [
+        ({"examples": {"urgent": True, "margin": 0.2}}, ["examples"]),
+        ({"examples": {"urgent": False, "margin": -0.1}, "rules": [7]}, ["rules"]),
+        ({"examples": {"urgent": True, "margin": 0.2}, "rules": [7]}, ["examples", "rules"]),
+    ],
+)
+@pytest.mark.asyncio
+async def test_the_hubs_urgency_signals_hand_off_a_question_as_urgent(
+    fake_kb: FakeKnowledgeBase, triage: dict[str, Any], signals: list[str]
+) -> None:
+    state = tracker(parse("someone took money out of my account", "ask_question", 0.9), metadata={"triage": triage})
+    messages, events = await run(ActionAnswerFromKB(), state)
+
+    assert fake_kb.requests == []
+    [payload] = payloads(messages)
+    assert payload["priority"] == "urgent" and payload["signals"] == signals
+    assert payload["decision"]["signals"] == signals
+    assert events[-1] == ConversationPaused()
 
 
 @pytest.mark.asyncio
@@ -216,8 +342,12 @@ async def test_a_complaint_that_may_be_urgent_is_handed_off_as_urgent() -> None:
 def test_route() -> None:
     assert route(parse("x", "ask_question")).action == KB
     assert route(parse("x", "nlu_fallback", 0.4)).action == KB
+    assert route(parse("x", "out_of_scope", 0.9)).action == KB  # the knowledge base decides what is answerable
     assert route(parse("x", "greet")).action == REPLY
     assert route(parse("x", "complaint")).priority == "high"
+    assert route(parse("x", "complaint", 0.5)).action == KB
+    assert route(parse("x", "request_human", 0.59), confident_at=0.6).action == KB
+    assert route(parse("x", "request_human", 0.6), confident_at=0.6).action == HANDOFF
     assert route(parse("x", "ask_question", 0.6, urgent_issue=0.35)).priority == "urgent"
     assert route(parse("x", "ask_question", 0.7, urgent_issue=0.25)).action == KB
     assert route(parse("x", "ask_question", 0.6, urgent_issue=0.35), escalate_at=1.01).action == KB

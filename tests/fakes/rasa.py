@@ -32,7 +32,8 @@ class FakeRasa:
             return [{"text": "This is urgent, a teammate will jump in."},
                     {"custom": {"handoff": True, "priority": "urgent", "reason": "urgent_issue"}}]
         return [{"text": f"Answer to: {text}"},
-                {"custom": {"kb_hits": [{"article_id": "refunds", "url": "/help/articles/refunds"}], "confidence": 0.8}}]
+                {"custom": {"kb_hits": [{"article_id": "refunds", "url": "/help/articles/refunds"}], "confidence": 0.8,
+                            "decision": {"action": "answer", "article_id": "refunds"}}}]
 
     async def webhook(self, request: web.Request) -> web.Response:
         if self.down:

@@ -9,6 +9,7 @@ from typing import AsyncIterator
 import pytest
 import pytest_asyncio
 
+from hub.bot_setup import BOT_BRIDGE
 from hub.events import HandoffRequested
 from knowledge_base import SAMPLE_DIR, HashingEmbedder, KnowledgeBase
 from tests.conftest import Hub, make_settings, start_hub, wait_for
@@ -84,6 +85,44 @@ async def test_urgent_handoff_sets_priority(sqlite_url: str, tmp_path: Path, ras
         msg = await _say(hub, "angry", "your site is down and I'm losing money", "u1")
         cid = msg["conversation_id"]
         await wait_for(lambda: _conversation_is(hub, cid, handler="human", priority="urgent"))
+    finally:
+        await hub.client.close()
+
+
+@pytest.mark.asyncio
+async def test_rasa_gets_the_hubs_triage_and_the_reply_keeps_the_bots_decision(
+    sqlite_url: str, tmp_path: Path, rasa: FakeRasa
+) -> None:
+    import yaml
+
+    examples = tmp_path / "urgent.yml"
+    examples.write_text(yaml.safe_dump({
+        "urgent": ["my card was stolen and someone is using it", "someone stole my card today",
+                   "my card got stolen on the bus", "stolen card being used right now", "thief has my card"],
+        "not_urgent": ["how do i order a new card", "what does a new card cost", "how do i activate a card",
+                       "can i choose a card design", "how long does a new card take"],
+    }))  # fmt: skip
+    kb = KnowledgeBase(data_dir=tmp_path / "kb", embedder=HashingEmbedder())
+    settings = make_settings(sqlite_url, tmp_path, bot="rasa", rasa_url=rasa.url, rasa_timeout=2.0, rasa_ready_wait=1.0,
+                             kb_enabled=True, bot_urgent_examples=examples, bot_urgent_max_false=0.0)
+    hub = await start_hub(settings, knowledge_base=kb)
+    try:
+        # A rule that raises a ticket's priority without handing off on its own: the bot hears of it.
+        rule = await hub.api("POST", "/api/v1/routing/rules", role="admin", expect=201,
+                             json={"kind": "keyword", "params": {"words": ["wallet"]}, "priority": "urgent",
+                                   "handoff": False})
+        await wait_for(lambda: hub.app[BOT_BRIDGE].triage.examples is not None)
+        first = await _say(hub, "triaged", "someone stole my card and my wallet", "t1")
+        await wait_for(lambda: _has(hub, first["conversation_id"], "Answer to: someone stole my card and my wallet"))
+        triage = rasa.received[-1]["metadata"]["triage"]
+        assert triage["rules"] == [rule["id"]]
+        assert triage["examples"]["urgent"] is True and triage["examples"]["nearest"]
+        calm = await _say(hub, "triaged", "how do i order a new card", "t2")
+        await wait_for(lambda: _has(hub, calm["conversation_id"], "Answer to: how do i order a new card"))
+        assert rasa.received[-1]["metadata"]["triage"]["examples"]["urgent"] is False
+        assert "rules" not in rasa.received[-1]["metadata"]["triage"]
+        [answer, *_] = [m for m in await _timeline(hub, first["conversation_id"]) if m["author_kind"] == "bot"]
+        assert answer["meta"]["decision"] == {"action": "answer", "article_id": "refunds"}
     finally:
         await hub.client.close()
 

@@ -51,7 +51,8 @@ def test_hash_changes_with_any_indexed_field() -> None:
     base = {"title": "T", "body_markdown": "Body", "tags": ["a"], "category": "C"}
     first = build_article("default", "a", **base)
     assert build_article("default", "a", **base).content_hash == first.content_hash
-    for field, value in [("title", "T2"), ("body_markdown", "Body2"), ("tags", ["b"]), ("category", "D")]:
+    changes = [("title", "T2"), ("body_markdown", "Body2"), ("tags", ["b"]), ("category", "D"), ("questions", ["q?"])]
+    for field, value in changes:
         assert build_article("default", "a", **{**base, field: value}).content_hash != first.content_hash
 
 
@@ -63,6 +64,8 @@ def test_hash_changes_with_any_indexed_field() -> None:
         ("---\ntitle: [unclosed\n---\nbody", "not valid YAML"),
         ("---\ntitle: T\ntags: {a: 1}\n---\nbody", "tags"),
         ("---\ntitle: T\ncategory: [x]\n---\nbody", "category"),
+        ("---\ntitle: T\nquestions: {a: 1}\n---\nbody", "questions"),
+        ("---\ntitle: T\nquestions: [[nested]]\n---\nbody", "questions"),
     ],
 )
 def test_bad_articles_are_rejected(text: str, match: str) -> None:
@@ -80,9 +83,17 @@ def test_render_then_parse_round_trips() -> None:
         locale="fr",
         product="app",
         category="Cat",
+        questions=["How do I: colons?", "  and   spaces  ", "AND SPACES"],
     )
+    assert article.questions == ("How do I: colons?", "and spaces")  # normalised, case-insensitive duplicates dropped
     again = parse_article(render_article_file(article), collection="help", article_id="a-b")
     assert again == article
+
+
+def test_listed_questions_are_optional_and_keep_old_hashes() -> None:
+    without = build_article("default", "a", title="T", body_markdown="Body")
+    assert without.questions == ()
+    assert without.content_hash == build_article("default", "a", title="T", body_markdown="Body", questions=[]).content_hash
 
 
 def test_folder_read_write_delete(tmp_path: Path) -> None:

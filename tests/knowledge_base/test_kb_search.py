@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -38,8 +39,10 @@ def test_fusion_rewards_agreement_and_keeps_one_hit_per_article() -> None:
         records=RECORDS_BY_ID,
         k=5,
     )
-    # c, fourth by meaning but second by keywords, overtakes b, which only one ranker found.
-    assert [hit.article_id for hit in hits] == ["a", "c", "b"]
+    # a, a little less close than b but the keywords' best, overtakes it; c, far by
+    # meaning, stays last: scores are fused, not ranks (the weak keyword match of
+    # a far article no longer beats a close one).
+    assert [hit.article_id for hit in hits] == ["a", "b", "c"]
     # a's best chunk is the one both rankers found.
     assert hits[0].chunk_id == "a/1"
     assert hits[0].similarity == pytest.approx(0.5)
@@ -58,20 +61,40 @@ def test_fusion_ignores_chunks_it_does_not_know_and_honours_k() -> None:
     assert [hit.article_id for hit in hits] == ["c"]
 
 
+def test_a_listed_question_finds_its_article_and_shows_a_text_chunk() -> None:
+    records = dict(RECORDS_BY_ID)
+    records["c/~q/0"] = ChunkRecord(
+        id="c/~q/0", article_id="c", title="C", heading="C", anchor="", text="can I pay later?", position=-1,
+        kind="question",
+    )  # fmt: skip
+    texts = {"c": [RECORDS_BY_ID["c/1"]]}
+    hits, _ = rank(
+        collection="default", semantic=[("c/~q/0", 0.9), ("b/1", 0.7)], keyword=[], records=records, k=2, texts=texts
+    )
+    assert [hit.article_id for hit in hits] == ["c", "b"]  # 0.9 x 0.9 (a question's discount) > 0.7
+    assert hits[0].chunk_id == "c/1"  # the probe is never shown
+    hits, _ = rank(
+        collection="default", semantic=[("c/~q/0", 0.75), ("b/1", 0.7)], keyword=[], records=records, k=2, texts=texts
+    )
+    assert [hit.article_id for hit in hits] == ["b", "c"]  # 0.75 x 0.9 < 0.7
+
+
 def test_no_candidates_means_no_hits_and_zero_confidence() -> None:
     assert rank(collection="default", semantic=[], keyword=[], records=RECORDS_BY_ID, k=5) == ([], 0.0)
 
 
-def test_confidence_grows_with_similarity_and_agreement() -> None:
-    low = confidence(0.2, semantic_rank=0, keyword_rank=0)
-    middle = confidence(0.5, semantic_rank=0, keyword_rank=None)
-    middle_agreeing = confidence(0.5, semantic_rank=0, keyword_rank=0)
-    middle_half = confidence(0.5, semantic_rank=1, keyword_rank=2)
-    high = confidence(0.9, semantic_rank=0, keyword_rank=0)
-    assert low == 0.0
-    assert 0.0 < middle < middle_half < middle_agreeing < high == 1.0
-    for value in (low, middle, middle_agreeing, high):
-        assert 0.0 <= value <= 1.0
+def test_confidence_grows_with_similarity_margin_and_agreement() -> None:
+    low = confidence(0.2, margin=0.0, agreement=False)
+    close_call = confidence(0.6, margin=0.01, agreement=False)
+    standing_out = confidence(0.6, margin=0.2, agreement=False)
+    agreeing = confidence(0.6, margin=0.2, agreement=True)
+    high = confidence(0.9, margin=0.3, agreement=True)
+    assert 0.0 < low < close_call < standing_out < agreeing < high < 1.0
+    assert low < 0.2 and high > 0.95
+    # A question as close to a second article as to the first is not answered outright...
+    assert confidence(0.55, margin=0.0, agreement=False) < ANSWER_CONFIDENCE
+    # ...where the same similarity standing out from the rest is.
+    assert confidence(0.55, margin=0.1, agreement=False) >= ANSWER_CONFIDENCE
 
 
 @pytest.mark.asyncio
@@ -205,3 +228,37 @@ async def test_real_model_upsert_then_search(tmp_path: Path, real_embedder) -> N
         assert result.hits[0].article_id == "opening-hours"
         assert result.hits[0].url == "/help/store/articles/opening-hours#portland-flagship"
         assert result.hits[0].similarity is not None and result.hits[0].similarity > 0.4
+
+
+@pytest.mark.asyncio
+async def test_an_articles_listed_questions_are_indexed_as_its_vectors(tmp_path: Path, real_embedder) -> None:  # type: ignore[no-untyped-def]
+    """A phrasing the team taught finds the article, and the answer is still the article's text."""
+    async with KnowledgeBase(data_dir=tmp_path, embedder=real_embedder) as kb:
+        await kb.upsert_article(
+            "default", "voice", title="Voice channel",
+            body_markdown="## Set up\n\nConnect a SIP trunk in Settings, then choose a greeting.",
+        )  # fmt: skip
+        await kb.upsert_article(
+            "default", "widgets", title="Chat widget", body_markdown="## Install\n\nPaste the snippet into your page."
+        )
+        question = "i want to build a voice bot for my phone line"
+        before = await kb.search(question)
+        taught = await kb.upsert_article(
+            "default", "voice", title="Voice channel",
+            body_markdown="## Set up\n\nConnect a SIP trunk in Settings, then choose a greeting.",
+            questions=["Can I build a voice bot that answers my phone line?"],
+        )  # fmt: skip
+        assert taught.questions == ("Can I build a voice bot that answers my phone line?",)
+        after = await kb.search(question)
+        assert after.hits[0].article_id == "voice"
+        assert after.hits[0].chunk_id == "voice/set-up/0" and "SIP trunk" in after.hits[0].text
+        assert after.hits[0].similarity is not None
+        assert after.confidence >= before.confidence
+        ids = set(await asyncio.to_thread(lambda: kb.store.metadatas("default")))
+        assert "voice/~q/0" in ids
+        # Forgetting the question removes its vector.
+        await kb.upsert_article(
+            "default", "voice", title="Voice channel",
+            body_markdown="## Set up\n\nConnect a SIP trunk in Settings, then choose a greeting.",
+        )  # fmt: skip
+        assert "voice/~q/0" not in set(await asyncio.to_thread(lambda: kb.store.metadatas("default")))
