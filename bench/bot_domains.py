@@ -38,9 +38,10 @@ to the first bot reply, the reply's stored time) and the seconds the
 adaptation took. Every failure is listed (question, kind, expected, outcome,
 article, priority, the bot's decision): what the developers read.
 
-Models: the hub retrains into the serving model's folder, so Rasa serves from
-$TMPDIR/servicehub-bot-domains/models, never from the repository's
-bot/rasa/models (an adaptation would repoint its current.tar.gz). It starts
+Models: Rasa serves from $TMPDIR/servicehub-bot-domains/models, never from
+the repository's bot/rasa/models; the hub trains adapted models into its own
+data folder (``<data_dir>/bot/models``), which is seeded from the archive
+below so that a model trained for the same inputs is reused at once. It starts
 on the baseline (``bot.rasa.model.ensure_model`` with the sample knowledge
 base's examples: the model ``make rasa-model`` and the tests serve). Every
 adapted model is also kept in .../archive, so a later run reuses it (the hub
@@ -108,7 +109,7 @@ TARGETS = {
     "false_urgent_rate": ("<=", 0.05),
 }
 CACHE = Path(tempfile.gettempdir()) / "servicehub-bot-domains"
-MODELS_DIR = CACHE / "models"  # the serving model's folder: the hub trains adapted models here
+MODELS_DIR = CACHE / "models"  # what Rasa starts on
 ARCHIVE_DIR = CACHE / "archive"  # adapted models kept across runs (the hub prunes MODELS_DIR)
 ARCHIVE_INDEX = ARCHIVE_DIR / "index.json"  # articles fingerprint -> the model the hub adapted to
 KEEP_ARCHIVED = 24
@@ -275,9 +276,10 @@ def _index_key(base_hash: str, industry: Industry) -> str:
     return f"{base_hash}:{articles_fingerprint(industry.articles)}"
 
 
-def archive_model(model_hash: str, base_hash: str, industry: Industry) -> None:
+def archive_model(model_hash: str, base_hash: str, industry: Industry, trained_in: Path) -> None:
     for suffix in (".tar.gz", ".json"):
-        _link(MODELS_DIR / f"{model_hash}{suffix}", ARCHIVE_DIR / f"{model_hash}{suffix}")
+        _link(trained_in / f"{model_hash}{suffix}", ARCHIVE_DIR / f"{model_hash}{suffix}")
+        _link(ARCHIVE_DIR / f"{model_hash}{suffix}", MODELS_DIR / f"{model_hash}{suffix}")
     index = _archive_index()
     index[_index_key(base_hash, industry)] = model_hash
     ARCHIVE_INDEX.write_text(json.dumps(index, indent=1))
@@ -356,6 +358,11 @@ async def start_hub(workdir: Path, rasa_model: Path) -> Hub:
     finally:
         await db.close()
     port = free_port()
+    hub_models = workdir / "data" / "bot" / "models"  # where the hub trains (hub/bot_model.py)
+    hub_models.mkdir(parents=True, exist_ok=True)
+    for path in ARCHIVE_DIR.glob("*"):
+        if path.name.endswith((".tar.gz", ".json")) and path != ARCHIVE_INDEX:
+            _link(path, hub_models / path.name)
     settings = Settings(
         database_url=url, data_dir=workdir / "data", port=port, public_url=f"http://127.0.0.1:{port}",
         channels="fake", fake_secret=SECRET, bot="rasa", rasa_port=free_port(), action_port=free_port(),
@@ -703,7 +710,10 @@ async def run(args: argparse.Namespace, industries: list[Industry]) -> dict[str,
             print(f"  bot model: {'adapted' if adapt['adapted'] else 'NOT adapted'} after {adapt['seconds']} s "
                   f"({json.dumps({k: v for k, v in adapt.items() if k not in ('adapted', 'seconds')})})", flush=True)
             if adapt.get("adapted") and adapt.get("serving"):
-                await asyncio.to_thread(archive_model, str(adapt["serving"]), start.base_hash, industry)
+                await asyncio.to_thread(
+                    archive_model, str(adapt["serving"]), start.base_hash, industry,
+                    hub.workdir / "data" / "bot" / "models",
+                )
             questions = industry.questions
             if args.quick:
                 questions = select(questions, QUICK_PER_KIND)

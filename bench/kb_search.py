@@ -7,6 +7,12 @@ Measurements, one function each:
 - ``measure_accuracy``: hit@1 / hit@3 over bench/data/kb_questions.yml (the
   labelled customer questions) against the sample knowledge base, and the
   confidence of right, wrong and unanswerable questions.
+- ``--domains DIR ...``: the same over other industries' help centres, one
+  collection each (``DIR/<industry>/articles`` and the answerable and
+  unanswerable questions of ``DIR/<industry>/questions.yml``; default
+  bench/data/domains_dev and bench/data/domains when present), plus what
+  the bot's threshold (``ANSWER_CONFIDENCE``) would do: right answers
+  among answerable questions, wrong answers among all.
 - ``measure_latency``: p50/p99 of the raw floor (``raw_floor``:
   ``model.encode(query)`` plus one ``collection.query`` on the same Chroma
   collection) against any async search, interleaved query by query;
@@ -43,11 +49,12 @@ sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
-from knowledge_base import SAMPLE_DIR, KnowledgeBase, SentenceTransformerEmbedder  # noqa: E402
+from knowledge_base import ANSWER_CONFIDENCE, SAMPLE_DIR, KnowledgeBase, SentenceTransformerEmbedder  # noqa: E402
 from knowledge_base.chunking import chunk_article  # noqa: E402
 
-QUESTIONS_FILE = ROOT / "bench" / "data" / "kb_questions.yml"
-THRESHOLD_CANDIDATES = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+DATA_DIR = ROOT / "bench" / "data"
+QUESTIONS_FILE = DATA_DIR / "kb_questions.yml"
+THRESHOLD_CANDIDATES = (0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85)
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,38 @@ async def measure_accuracy(kb: KnowledgeBase, questions: Sequence[Question], col
             "thresholds": thresholds,
         },
     }
+
+
+def domain_sets(folders: Sequence[Path] | None) -> list[Path]:
+    """Industry folders (with articles/ and questions.yml) under the given sets."""
+    if folders is None:
+        folders = [p for p in (DATA_DIR / "domains_dev", DATA_DIR / "domains") if p.is_dir()]
+    return [p for folder in folders for p in sorted(folder.iterdir()) if (p / "questions.yml").exists()]
+
+
+def domain_questions(industry: Path) -> list[Question]:
+    """Answerable (with their article) and unanswerable questions; urgent ones are not the KB's to answer."""
+    data = yaml.safe_load((industry / "questions.yml").read_text())
+    return [
+        Question(text=item["q"], expected=item.get("expected") if item["kind"] == "answerable" else None)
+        for item in data["questions"]
+        if item["kind"] in ("answerable", "unanswerable")
+    ]
+
+
+async def at_threshold(search: Callable[..., Awaitable[Any]], questions: Sequence[Question], collection: str) -> dict[str, Any]:
+    """At ANSWER_CONFIDENCE: right answers / answerable, wrong answers (wrong article or unanswerable) / all."""
+    right = wrong = 0
+    for question in questions:
+        result = await search(question.text, k=3, collection=collection)
+        if not result.hits or result.confidence < ANSWER_CONFIDENCE:
+            continue
+        if question.expected is not None and result.hits[0].article_id == question.expected:
+            right += 1
+        else:
+            wrong += 1
+    answerable = sum(1 for q in questions if q.expected is not None)
+    return {"resolved": round(right / max(1, answerable), 3), "wrong": round(wrong / max(1, len(questions)), 3)}
 
 
 def raw_floor(
@@ -335,6 +374,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             print("  confidence:", json.dumps(accuracy["confidence"]))
             results["accuracy"] = accuracy
 
+            results["domains"] = {}
+            for industry in domain_sets(args.domains):
+                await kb.ingest_dir(industry / "articles", industry.name)
+                domain = await measure_accuracy(kb, domain_questions(industry), industry.name)
+                domain.update(await at_threshold(kb.search, domain_questions(industry), industry.name))
+                print_figures(f"accuracy ({industry.parent.name}/{industry.name})", domain)
+                results["domains"][f"{industry.parent.name}/{industry.name}"] = {
+                    key: domain[key] for key in ("questions", "hit_at_1", "hit_at_3", "resolved", "wrong")
+                }
+
             latency = await measure_kb_search_latency(kb, embedder, queries, "default", rounds=args.rounds)
             print_figures(f"latency, sample knowledge base ({report.chunks_written} chunks)", latency)
             results["latency_sample"] = latency
@@ -400,6 +449,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="200 generated chunks, 1 round: under a minute")
     parser.add_argument("--large-chunks", type=int, default=None, help="size of the generated knowledge base")
     parser.add_argument("--rounds", type=int, default=None, help="passes over the questions per latency figure")
+    parser.add_argument("--domains", type=Path, nargs="*", default=None,
+                        help="sets of industries (default: bench/data/domains_dev and bench/data/domains)")
     args = parser.parse_args(argv)
     if args.large_chunks is None:
         args.large_chunks = 200 if args.quick else 10_000
@@ -412,6 +463,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "hit_at_1": results["accuracy"]["hit_at_1"],
         "hit_at_3": results["accuracy"]["hit_at_3"],
         "confidence": results["accuracy"]["confidence"],
+        "domains": results["domains"],
         "latency_sample": results["latency_sample"],
         "ingest": results.get("ingest"),
         "latency_large": results.get("latency_large"),
