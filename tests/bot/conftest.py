@@ -294,3 +294,29 @@ def rasa_stack(
             child.stop()
         leaked = [f"{child.name} (process group {pid})" for child, pid in children if child.group_alive(pid)]
         assert not leaked, f"still running after stop: {leaked}"
+
+
+async def start_rasa_hub(rasa_model: model.ModelInfo, tmp: Path, **overrides: Any) -> Any:
+    """The whole hub with the REAL Rasa and action server as its supervised children, on the sample KB.
+
+    Returns a ``tests.conftest.Hub`` once the bot bridge answers customers.
+    """
+    from hub.bot_setup import BOT_BRIDGE
+    from hub.storage.migrate import upgrade
+    from knowledge_base import SAMPLE_DIR, KnowledgeBase
+    from tests.conftest import make_settings, start_hub, wait_for
+
+    url = f"sqlite+aiosqlite:///{tmp / 'hub.db'}"
+    await asyncio.to_thread(upgrade, url)
+    port = launch.free_port()
+    values: dict[str, Any] = {
+        "bot": "rasa", "port": port, "public_url": f"http://127.0.0.1:{port}",
+        "rasa_port": launch.free_port(), "action_port": launch.free_port(), "rasa_model": rasa_model.path,
+        "rasa_timeout": 5.0, "rasa_ready_wait": 180.0, "kb_enabled": True, "kb_seed_dir": SAMPLE_DIR,
+        "kb_search_rate_limit": "10000/minute",
+    }  # fmt: skip
+    values.update(overrides)
+    settings = make_settings(url, tmp, **values)
+    hub = await start_hub(settings, knowledge_base=KnowledgeBase(data_dir=tmp / "kb"), server_port=port)
+    await wait_for(lambda: hub.app[BOT_BRIDGE].running, timeout=200, interval=0.5)
+    return hub

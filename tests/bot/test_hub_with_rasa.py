@@ -5,38 +5,24 @@ through GET /api/v1/kb/search; customers write through the fake channel."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
 
-from bot.rasa import launch, model
+from bot.rasa import model
 from hub.bot_setup import BOT_BRIDGE, BOT_PROCESSES
-from knowledge_base import SAMPLE_DIR, KnowledgeBase
-from tests.conftest import Hub, make_settings, start_hub, wait_for
+from tests.conftest import Hub, wait_for
+
+from .conftest import start_rasa_hub
 
 pytestmark = [pytest.mark.rasa, pytest.mark.asyncio(loop_scope="module")]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def stack(rasa_model: model.ModelInfo, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Hub]:
-    from hub.storage.migrate import upgrade
-
-    tmp = tmp_path_factory.mktemp("hub-rasa")
-    url = f"sqlite+aiosqlite:///{tmp / 'hub.db'}"
-    await asyncio.to_thread(upgrade, url)
-    port = launch.free_port()
-    settings = make_settings(
-        url, tmp, bot="rasa", port=port, public_url=f"http://127.0.0.1:{port}",
-        rasa_port=launch.free_port(), action_port=launch.free_port(), rasa_model=rasa_model.path,
-        rasa_timeout=5.0, rasa_ready_wait=180.0, kb_enabled=True, kb_seed_dir=SAMPLE_DIR,
-        kb_search_rate_limit="10000/minute",
-    )
-    hub = await start_hub(settings, knowledge_base=KnowledgeBase(data_dir=tmp / "kb"), server_port=port)
+    hub = await start_rasa_hub(rasa_model, tmp_path_factory.mktemp("hub-rasa"))
     try:
-        bridge = hub.app[BOT_BRIDGE]
-        await wait_for(lambda: bridge._task is not None, timeout=200, interval=0.5)
         yield hub
     finally:
         await hub.client.close()

@@ -10,18 +10,17 @@ names the new domain's categories when it has no answer.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
-from bot.rasa import launch, model
-from hub.bot_setup import BOT_BRIDGE
+from bot.rasa import model
 from hub.kb import KNOWLEDGE_BASE
-from knowledge_base import SAMPLE_DIR, KnowledgeBase
-from tests.conftest import Hub, make_settings, start_hub, wait_for
+from tests.conftest import Hub, wait_for
+
+from .conftest import start_rasa_hub
 
 pytestmark = [pytest.mark.rasa, pytest.mark.asyncio(loop_scope="module")]
 
@@ -30,21 +29,10 @@ BIKESHARE = Path(__file__).resolve().parent.parent / "fixtures" / "kb" / "bikesh
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def hub(rasa_model: model.ModelInfo, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Hub]:
-    from hub.storage.migrate import upgrade
-
-    tmp = tmp_path_factory.mktemp("hub-kb-swap")
-    url = f"sqlite+aiosqlite:///{tmp / 'hub.db'}"
-    await asyncio.to_thread(upgrade, url)
-    port = launch.free_port()
-    settings = make_settings(
-        url, tmp, bot="rasa", port=port, public_url=f"http://127.0.0.1:{port}",
-        rasa_port=launch.free_port(), action_port=launch.free_port(), rasa_model=rasa_model.path,
-        rasa_timeout=10.0, rasa_ready_wait=180.0, kb_enabled=True, kb_seed_dir=SAMPLE_DIR,
-        kb_search_rate_limit="10000/minute", bot_adapt=True, bot_adapt_interval=0.5,
-    )  # fmt: skip
-    running = await start_hub(settings, knowledge_base=KnowledgeBase(data_dir=tmp / "kb"), server_port=port)
+    running = await start_rasa_hub(
+        rasa_model, tmp_path_factory.mktemp("hub-kb-swap"), rasa_timeout=10.0, bot_adapt=True, bot_adapt_interval=0.5
+    )
     try:
-        await wait_for(lambda: running.app[BOT_BRIDGE].running, timeout=200, interval=0.5)
         yield running
     finally:
         await running.client.close()
