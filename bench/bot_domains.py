@@ -14,7 +14,8 @@ held-out ones; bench/data/domains_dev/ for development), each with
 
 One hub runs in this process with the real Rasa and action server (child
 processes, as ``make run`` starts them), the real embedding model and a temp
-SQLite database. For each industry in turn:
+SQLite database, with the hub's settings as shipped: ``HUB_BOT_ADAPT=true``
+in the environment measures the NLU adapted to each knowledge base. For each industry in turn:
 
 1. the knowledge base's ``default`` collection is made to hold exactly that
    industry's articles (``KnowledgeBase.ingest_dir(..., delete_missing=True)``);
@@ -675,7 +676,12 @@ def print_failures(name: str, outcomes: list[Outcome]) -> None:
 async def run(args: argparse.Namespace, industries: list[Industry]) -> dict[str, Any]:
     run_started = time.perf_counter()
     run_id = f"{int(time.time())}"
-    start = await asyncio.to_thread(prepare_models, industries[0] if args.quick else None)
+    # An adapted model to start on only makes sense when the hub adapts (HUB_BOT_ADAPT=true):
+    # otherwise it would serve that model for every industry.
+    from hub.config import Settings
+
+    adapting = Settings(_env_file=None).bot_adapt
+    start = await asyncio.to_thread(prepare_models, industries[0] if args.quick and adapting else None)
     print(f"Rasa starts on model {start.path.name}: {start.how}", flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="bot-domains-"))
     results: dict[str, Any] = {}

@@ -43,11 +43,11 @@ $(RASA_VENV)/.installed: mk/rasa.mk
 		assert rasa.__version__ == '$(RASA_VERSION)', rasa.__version__"
 	touch $@
 
-# The NLU also learns what the knowledge base answers (bot/rasa/kb_nlu.py): the
-# articles the hub serves (data/kb/articles) once it has run, else the sample
-# it seeds on first start. The hub retrains by itself when they change.
+# The shipped model also learns what the sample knowledge base answers
+# (bot/rasa/kb_nlu.py). With HUB_BOT_ADAPT=true the hub retrains it on the
+# team's own knowledge base whenever that changes (hub/bot_model.py).
 KB_NLU ?= data/bot/kb_nlu.yml
-KB_NLU_SOURCES ?= $(or $(wildcard data/kb/articles/*/),knowledge_base/sample)
+KB_NLU_SOURCES ?= knowledge_base/sample
 
 rasa-model: $(RASA_VENV)/.installed ## train the Rasa model if its config/domain/data or the KB's titles changed
 	$(RASA_ENV) $(RASA_VENV)/bin/python -m bot.rasa.kb_nlu $(KB_NLU_SOURCES) --out $(KB_NLU)
