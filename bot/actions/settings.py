@@ -3,8 +3,12 @@
 - ``HUB_URL`` (default ``http://127.0.0.1:8080``): where the hub's API is.
 - ``HUB_PUBLIC_URL`` (default: ``HUB_URL``): prefix of the "Read more" links
   customers see.
-- ``HUB_BOT_CONFIDENCE_THRESHOLD`` (default 0.7, the search's calibrated probability that the top hit answers): the search confidence at
-  or above which the bot answers on its own.
+- ``HUB_BOT_CONFIDENCE_THRESHOLD`` (default 0.7): the search confidence (its
+  calibrated probability that the top hit answers) at or above which the bot
+  answers on its own.
+- ``HUB_BOT_HANDOFF_CONFIDENCE`` (default 0.6): below this NLU confidence a
+  request for a person or a complaint goes to the knowledge base first
+  (``bot.actions.routing``).
 - ``HUB_BOT_KB_TIMEOUT`` (seconds, default 5): one search request's limit.
 - ``HUB_BOT_API_TOKEN`` (optional): sent as ``Authorization: Bearer`` when
   the hub's search API requires a token.
