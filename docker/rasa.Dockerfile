@@ -10,11 +10,10 @@ WORKDIR /app
 # bot/__init__.py too: config.yml's featurizer is bot.rasa.components.
 COPY bot/__init__.py bot/__init__.py
 COPY bot/rasa bot/rasa
-# The shipped model also learns what the sample knowledge base answers (as `make rasa-model`).
-COPY knowledge_base/sample knowledge_base/sample
 RUN test -d "$RASA_LM_WEIGHTS"
-RUN python -m bot.rasa.kb_nlu knowledge_base/sample --out data/bot/kb_nlu.yml \
- && rasa train --data bot/rasa/data data/bot/kb_nlu.yml --domain bot/rasa/domain.yml --config bot/rasa/config.yml \
+# The general data only: this image serves a team's own knowledge base, not the
+# sample's (`make rasa-model` adds the sample KB's examples for `make run`).
+RUN rasa train --data bot/rasa/data --domain bot/rasa/domain.yml --config bot/rasa/config.yml \
       --out bot/rasa/models --fixed-model-name current
 EXPOSE 5005
 CMD ["sh", "-c", "exec rasa run --enable-api --auth-token=\"$RASA_TOKEN\" --model bot/rasa/models/current.tar.gz --endpoints bot/rasa/endpoints.yml --credentials bot/rasa/credentials.yml --port 5005"]

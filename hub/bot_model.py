@@ -144,10 +144,7 @@ class BotModelWatcher:
                 self.state.serving = serving
 
     async def _sync(self, articles: list[Any]) -> None:
-        outlines = [
-            kb_nlu.outline_of_markdown(a.title, a.body_markdown, getattr(a, "questions", ())) for a in articles
-        ]
-        examples = await asyncio.to_thread(kb_nlu.examples, outlines)
+        examples = await asyncio.to_thread(lambda: kb_nlu.examples([kb_nlu.outline_of(a) for a in articles]))
         text = kb_nlu.render(examples)
         name = f"extra/{self.file.name}"
         wanted = await asyncio.to_thread(

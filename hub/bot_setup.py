@@ -91,6 +91,7 @@ async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
     tickets = app[keys.EXTRAS].get("tickets")
     triage = Triage(
         embed=kb.embed if kb is not None else None,
+        embed_query=kb.embed_query if kb is not None else None,
         rules=(lambda: _rules(tickets)) if tickets is not None else None,
         examples_path=settings.bot_urgent_examples,
         max_false_urgent=settings.bot_urgent_max_false,

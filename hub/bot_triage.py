@@ -28,6 +28,7 @@ from hub.models import Priority
 log = logging.getLogger(__name__)
 
 Embed = Callable[[list[str]], Awaitable[Any]]
+EmbedQuery = Callable[[str], Awaitable[Any]]
 Rules = Callable[[], Awaitable[Any]]
 
 
@@ -37,10 +38,14 @@ class Triage:
         *,
         embed: Embed | None,
         rules: Rules | None,
+        embed_query: EmbedQuery | None = None,
         examples_path: Path | None = None,
         max_false_urgent: float = 0.02,
     ) -> None:
         self.embed = embed
+        # A message is embedded as the search will embed it (KnowledgeBase.embed_query
+        # shares its cache with the search): the bot's search then costs no second pass.
+        self.embed_query = embed_query
         self.rules = rules
         self.examples_path = examples_path or DEFAULT_EXAMPLES
         self.max_false_urgent = max_false_urgent
@@ -66,7 +71,10 @@ class Triage:
     async def __call__(self, text: str) -> dict[str, Any]:
         result: dict[str, Any] = {}
         if self.examples is not None and self.embed is not None and text.strip():
-            [vector] = await self.embed([text])
+            if self.embed_query is not None:
+                vector = await self.embed_query(text)
+            else:
+                [vector] = await self.embed([text])
             result["examples"] = self.examples.match(vector).as_dict()
         if self.rules is not None:
             rules = await self.rules()

@@ -76,7 +76,7 @@ from knowledge_base.models import Article, IngestReport, SearchResult
 from knowledge_base.search import ChunkRecord, rank
 from knowledge_base.store import ChromaStore
 from knowledge_base.urls import DEFAULT_COLLECTION
-from knowledge_base.vector_cache import cached_embed
+from knowledge_base.vector_cache import cached_embed, cached_query_embed
 
 log = logging.getLogger(__name__)
 
@@ -353,6 +353,14 @@ class KnowledgeBase:
         """The knowledge base's embeddings of ``texts`` (normalised rows), computed in its thread pool."""
         return await self._run(self.embedder.embed_documents, list(texts))
 
+    async def embed_query(self, text: str) -> Any:
+        """The vector :meth:`search` uses for ``text`` as a query, from the same cache: embedding a
+        customer's message for something else first (the hub's triage) costs the search nothing."""
+        return await self._run(self._query_vector, " ".join(text.split()))
+
+    def _query_vector(self, query: str) -> Any:
+        return cached_query_embed(self.embedder)([query])[0]
+
     # -- search ---------------------------------------------------------------------
 
     async def search(
@@ -387,7 +395,7 @@ class KnowledgeBase:
         self, query: str, k: int, collection: str, index: _CollectionIndex, excerpt: bool = False
     ) -> SearchResult:
         candidates = min(max(MIN_CANDIDATES, 4 * k), len(index.records))
-        vector = self.embedder.embed_query(query)
+        vector = self._query_vector(query)
         semantic = self.store.query(collection, vector, candidates)
         keyword = [(index.order[position], score) for position, score in index.keyword.search(query, candidates)]
         hits, confidence = rank(

@@ -20,6 +20,7 @@ from knowledge_base.embeddings import Embedder
 
 # Vectors kept per embedder (384 float32 each for all-MiniLM-L6-v2: 8192 take 12.6 MB).
 CACHE_SIZE = 8192
+QUERY_CACHE_SIZE = 1024
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 
@@ -64,3 +65,10 @@ class CachedEmbed:
 def cached_embed(embedder: Embedder) -> CachedEmbed:
     """The cache in front of ``embedder.embed_documents``, one per embedder object (kept for the last 4)."""
     return CachedEmbed(embedder.embed_documents)
+
+
+@lru_cache(maxsize=4)
+def cached_query_embed(embedder: Embedder) -> CachedEmbed:
+    """The cache in front of ``embedder.embed_query``: a customer's message is embedded once,
+    whether the hub's triage or the bot's search asks first."""
+    return CachedEmbed(lambda texts: np.stack([embedder.embed_query(text) for text in texts]), QUERY_CACHE_SIZE)

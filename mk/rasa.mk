@@ -49,12 +49,13 @@ $(RASA_VENV)/.installed: mk/rasa.mk
 KB_NLU ?= data/bot/kb_nlu.yml
 KB_NLU_SOURCES ?= knowledge_base/sample
 
-rasa-model: $(RASA_VENV)/.installed ## train the Rasa model if its config/domain/data or the KB's titles changed
-	$(RASA_ENV) $(RASA_VENV)/bin/python -m bot.rasa.kb_nlu $(KB_NLU_SOURCES) --out $(KB_NLU)
+# kb_nlu reads articles with knowledge_base's own parser: the hub's venv runs it.
+rasa-model: $(RASA_VENV)/.installed $(VENV)/.installed ## train the Rasa model if its config/domain/data or the KB's titles changed
+	$(HUB_PYTHON) -m bot.rasa.kb_nlu $(KB_NLU_SOURCES) --out $(KB_NLU)
 	$(RASA_ENV) $(RASA_VENV)/bin/python -m bot.rasa.model --extra-data $(KB_NLU)
 
-rasa-model-force: $(RASA_VENV)/.installed ## retrain the Rasa model
-	$(RASA_ENV) $(RASA_VENV)/bin/python -m bot.rasa.kb_nlu $(KB_NLU_SOURCES) --out $(KB_NLU)
+rasa-model-force: $(RASA_VENV)/.installed $(VENV)/.installed ## retrain the Rasa model
+	$(HUB_PYTHON) -m bot.rasa.kb_nlu $(KB_NLU_SOURCES) --out $(KB_NLU)
 	$(RASA_ENV) $(RASA_VENV)/bin/python -m bot.rasa.model --force --extra-data $(KB_NLU)
 
 rasa-run: rasa-model ## run Rasa (REST channel + HTTP API) on RASA_HOST:RASA_PORT

@@ -23,7 +23,9 @@ centre.
     .venv/bin/python -m bot.rasa.kb_nlu ARTICLES_DIR [...] [--out FILE]
 
 writes the file for Markdown article folders (``make rasa-model`` does it for
-the sample knowledge base). Needs PyYAML (both venvs have it).
+the sample knowledge base). Articles are read and their headings found by
+``knowledge_base`` itself (its article parser and chunker), so the files and
+the running hub's articles give the same examples: it runs in the hub's venv.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -134,32 +137,34 @@ def render(found: Sequence[str]) -> str:
     return HEADER + "nlu:\n- intent: ask_question\n  examples: |\n" + lines
 
 
+def outline_of(article: Any) -> ArticleOutline:
+    """What a ``knowledge_base.Article`` says it answers: its title, its section headings
+    (as the knowledge base's own chunker reads them) and its listed questions."""
+    from knowledge_base.chunking import chunk_article
+
+    headings = tuple(dict.fromkeys(chunk.heading for chunk in chunk_article(article) if chunk.anchor))
+    return ArticleOutline(title=article.title, headings=headings, questions=tuple(article.questions))
+
+
 def outline_of_markdown(title: str, body: str, questions: Iterable[str] = ()) -> ArticleOutline:
-    headings = tuple(
-        match.group(2).strip()
-        for match in re.finditer(r"^(#{1,3})\s+(.+?)\s*#*\s*$", body, flags=re.MULTILINE)
-    )
-    return ArticleOutline(title=title, headings=headings, questions=tuple(questions))
+    """:func:`outline_of` for an article given by its parts."""
+    from knowledge_base.articles import build_article
+
+    return outline_of(build_article("default", "article", title=title, body_markdown=body, questions=list(questions)))
 
 
 def outlines_of_folders(folders: Iterable[Path]) -> list[ArticleOutline]:
-    """Outlines of the ``*.md`` articles (front matter + body) in the folders, by file name."""
+    """Outlines of the articles in the folders, read as the knowledge base reads them (unreadable files skipped)."""
+    from knowledge_base.articles import markdown_files, read_article_file
+    from knowledge_base.errors import ArticleFormatError
+
     found = []
     for folder in folders:
-        for path in sorted(folder.glob("*.md")):
-            text = path.read_text(encoding="utf-8-sig")
-            meta: dict[str, object] = {}
-            body = text
-            if text.startswith("---"):
-                _, front, body = (text.split("---", 2) + ["", ""])[:3]
-                loaded = yaml.safe_load(front) or {}
-                meta = loaded if isinstance(loaded, dict) else {}
-            title = str(meta.get("title") or "").strip()
-            if not title:
+        for path in markdown_files(folder):
+            try:
+                found.append(outline_of(read_article_file(path, collection="default")))
+            except ArticleFormatError:
                 continue
-            listed = meta.get("questions") or []
-            questions = [str(q) for q in listed] if isinstance(listed, list) else []
-            found.append(outline_of_markdown(title, body, questions))
     return found
 
 
