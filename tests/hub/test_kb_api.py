@@ -85,3 +85,20 @@ async def test_portal_is_mounted_and_votes_land_in_the_database(kb_hub: Hub) -> 
     assert voted.status in (200, 303), await voted.text()
     rows = await kb_hub.db.read(lambda c: c.execute(sa.select(kb_votes)).all())
     assert [(r.article_id, r.helpful) for r in rows] == [(article_id, True)]
+
+
+@pytest.mark.asyncio
+async def test_topics_name_the_categories_largest_first_and_refuse_bad_collections(kb_hub: Hub) -> None:
+    response = await kb_hub.client.get("/api/v1/kb/topics")
+    body = await response.json()
+    assert response.status == 200, body
+    names = [topic["name"] for topic in body["topics"]]
+    sizes = [topic["articles"] for topic in body["topics"] if topic["name"]]
+    assert names and sizes == sorted(sizes, reverse=True)
+    assert sum(topic["articles"] for topic in body["topics"]) == len(
+        (await kb_hub.api("GET", "/api/v1/kb/articles"))["items"]
+    )
+    assert all(len(topic["titles"]) == topic["articles"] for topic in body["topics"])
+    bad = await kb_hub.client.get("/api/v1/kb/topics", params={"collection": "../etc"})
+    assert bad.status == 400
+    assert (await (await kb_hub.client.get("/api/v1/kb/topics", params={"collection": "empty"})).json())["topics"] == []
