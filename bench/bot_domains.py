@@ -359,7 +359,7 @@ async def start_hub(workdir: Path, rasa_model: Path) -> Hub:
     finally:
         await db.close()
     port = free_port()
-    hub_models = workdir / "data" / "bot" / "models"  # where the hub trains (hub/bot_model.py)
+    hub_models = workdir / "data" / "bot" / "models"  # where the hub trains (hub/bot/model.py)
     hub_models.mkdir(parents=True, exist_ok=True)
     for path in ARCHIVE_DIR.glob("*"):
         if path.name.endswith((".tar.gz", ".json")) and path != ARCHIVE_INDEX:
@@ -789,7 +789,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         handler.setLevel(logging.INFO)  # bm25s sets DEBUG on its own logger when imported
-    logging.getLogger("hub.bot_model").setLevel(logging.INFO)  # when the hub retrains and swaps the model
+    logging.getLogger("hub.bot.model").setLevel(logging.INFO)  # when the hub retrains and swaps the model
     from bot.rasa import model
 
     if not model.rasa_executable().exists():

@@ -2,10 +2,10 @@
 
     .venv/bin/python bench/routing.py [--quick]
 
-1. ``decide``: the routing decision itself (``hub.routing.choose`` through
+1. ``decide``: the routing decision itself (``hub.tickets.routing.choose`` through
    ``Router``, which books the load): fill 10,000 tickets, then a steady state
    where one ticket is resolved and a new one assigned, over and over.
-2. ``db``: the hub's real transaction (``hub.tickets.reroute``: read the
+2. ``db``: the hub's real transaction (``hub.tickets.transactions.reroute``: read the
    on-duty agents and their loads, choose, update ticket + conversation +
    load counters, write the timeline event) on SQLite holding 10,000 open
    tickets and 200 agents, sequential and 32 at a time (group commit).
@@ -29,7 +29,7 @@ PRIORITIES = ["urgent"] * 5 + ["high"] * 20 + ["normal"] * 60 + ["low"] * 15
 
 
 def agents(count: int, rng: random.Random) -> list:
-    from hub.routing import AgentLoad
+    from hub.tickets.routing import AgentLoad
 
     return [
         AgentLoad(
@@ -45,7 +45,7 @@ def agents(count: int, rng: random.Random) -> list:
 
 
 def bench_decide(tickets: int, steady: int, rng: random.Random) -> dict[str, float]:
-    from hub.routing import Router
+    from hub.tickets.routing import Router
 
     router = Router(agents(200, rng))
     open_tickets: list[int | None] = []
@@ -69,7 +69,7 @@ def bench_decide(tickets: int, steady: int, rng: random.Random) -> dict[str, flo
 async def bench_db(tickets: int, decisions: int, rng: random.Random) -> dict[str, float]:
     import sqlalchemy as sa
 
-    from hub import tickets as tickets_tx
+    from hub.tickets import transactions as tickets_tx
     from hub.events import utcnow
     from hub.storage import open_database
     from hub.storage.migrate import upgrade

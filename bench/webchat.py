@@ -90,7 +90,7 @@ def serve(database_url: str, port_file: Path, switch_interval: float | None) -> 
         data_dir=port_file.parent / "data",
         channels="webchat",
         log_level="WARNING",
-        bot="echo",  # hub/bot_setup.py installs bot.echo's EchoBot
+        bot="echo",  # hub/bot/setup.py installs bot.echo's EchoBot
         kb_enabled=False,
         webchat_secrets="bench-secret",
         # One load generator is one IP with thousands of visitors.

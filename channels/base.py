@@ -85,7 +85,7 @@ class IngestResult:
 
 
 class ChannelHost(Protocol):
-    """What the hub offers a channel. Implemented by ``hub.service.HubService``."""
+    """What the hub offers a channel. Implemented by ``hub.conversations.service.HubService``."""
 
     async def ingest(self, inbound: InboundMessage) -> IngestResult:
         """Store ``inbound`` (deduplicated on ``(channel, external_id)``) and publish it."""

@@ -37,7 +37,7 @@ RETRYABLE_ERRORS = frozenset({"ratelimited", "internal_error", "fatal_error", "s
 
 
 class SlackAgentHandler(Protocol):
-    """The hub side (``hub.slack_agent.SlackDesk``)."""
+    """The hub side (``hub.slack.desk.SlackDesk``)."""
 
     def submit(self, kind: str, body: dict[str, Any]) -> None:
         """Take one acked payload (``event``, ``action`` or ``command``); must not block."""

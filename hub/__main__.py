@@ -260,7 +260,7 @@ def contacts() -> None:
 @click.option("-o", "--output", type=click.File("w"), default="-", help="File to write (default: stdout).")
 def contacts_export(contact_id: int, output: Any) -> None:
     """Write everything stored about CONTACT_ID as JSON."""
-    from hub.contacts import export_contact
+    from hub.conversations.contacts import export_contact
 
     try:
         data = _with_db(export_contact, contact_id, write=False)
@@ -275,7 +275,7 @@ def contacts_export(contact_id: int, output: Any) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def contacts_erase(contact_id: int, yes: bool) -> None:
     """Delete CONTACT_ID and all their messages, identities and conversations."""
-    from hub.contacts import erase_contact
+    from hub.conversations.contacts import erase_contact
 
     if not yes:
         click.confirm(f"Erase contact {contact_id} and everything about them?", abort=True)
@@ -357,7 +357,7 @@ def kb_suggestions(status: str, collection: str | None, accept_id: int | None, r
     handoff and customers' helpful votes on the bot's answers; --accept or
     --reject one (decided by nobody in particular; the API records the admin)."""
     from hub.events import utcnow
-    from hub.kb_suggestions import PhrasingSuggestions, Suggestion
+    from hub.kb.suggestions import PhrasingSuggestions, Suggestion
     from hub.storage import open_database
     from knowledge_base import KnowledgeBase
 

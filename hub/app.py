@@ -21,19 +21,19 @@ from hub.api import kb_suggestions as kb_suggestions_api
 from hub.api import tickets as tickets_api
 from hub.api.middleware import auth_middleware, error_middleware, observe_middleware
 from hub.auth import TokenAuthenticator
-from hub import bot_model
-from hub.bot_setup import setup_bot
+from hub.bot import model as bot_model
+from hub.bot.setup import setup_bot
 from hub.bus import LocalBus, RedisBus
 from hub.config import Settings
-from hub.kb import build_knowledge_base, setup_knowledge_base
-from hub.kb_suggestions import suggestions_ctx
+from hub.kb.setup import build_knowledge_base, setup_knowledge_base
+from hub.kb.suggestions import suggestions_ctx
 from hub.metrics import Metrics
-from hub.outbox import OutboxWorker
-from hub.service import HubService
-from hub.slack_agent import slack_desk_ctx
+from hub.conversations.outbox import OutboxWorker
+from hub.conversations.service import HubService
+from hub.slack.desk import slack_desk_ctx
 from hub.storage import open_database
 from knowledge_base import KnowledgeBase
-from hub.tickets import tickets_ctx
+from hub.tickets.transactions import tickets_ctx
 
 log = logging.getLogger(__name__)
 

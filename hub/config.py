@@ -137,7 +137,7 @@ class Settings(BaseSettings):
     # to the knowledge base first (bot/actions/routing.py).
     bot_handoff_confidence: float = 0.6
     # Retrain the NLU on what the knowledge base answers when it changes, and
-    # swap the model live (hub/bot_model.py); only for a Rasa the hub starts.
+    # swap the model live (hub/bot/model.py); only for a Rasa the hub starts.
     # Off by default: measured on other industries (bench/bot_domains.py), it
     # lowers handoffs (0.148 -> 0.118) but costs urgent recall (0.94 -> 0.81):
     # the knowledge base's examples pull urgent topics towards ask_question.

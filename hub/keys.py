@@ -17,7 +17,7 @@ SERVICE = web.AppKey("service", "HubService")
 METRICS = web.AppKey("metrics", "Metrics")
 OUTBOX = web.AppKey("outbox", "OutboxWorker")
 AUTH = web.AppKey("auth", "TokenAuthenticator")
-# New article phrasings offered to an admin (hub.kb_suggestions).
+# New article phrasings offered to an admin (hub.kb.suggestions).
 PHRASINGS = web.AppKey("phrasings", "PhrasingSuggestions")
 # Components report their health here: name -> (ok, detail).
 HEALTH = web.AppKey("health", "dict[str, Any]")

@@ -45,7 +45,7 @@ $(RASA_VENV)/.installed: mk/rasa.mk
 
 # The shipped model also learns what the sample knowledge base answers
 # (bot/rasa/kb_nlu.py). With HUB_BOT_ADAPT=true the hub retrains it on the
-# team's own knowledge base whenever that changes (hub/bot_model.py).
+# team's own knowledge base whenever that changes (hub/bot/model.py).
 KB_NLU ?= data/bot/kb_nlu.yml
 KB_NLU_SOURCES ?= knowledge_base/sample
 

@@ -7,7 +7,7 @@ be read as a request for a person. So the knowledge base teaches the NLU its
 domain: every article's title, its section headings and the questions its
 front matter lists become ``ask_question`` examples, written to one extra
 training file (``--extra-data`` of ``bot.rasa.model``) that the hub keeps in
-step with the knowledge base (``hub.bot_model``).
+step with the knowledge base (``hub.bot.model``).
 
 Examples that are already examples of another intent in the static data are
 left out (the general data wins: "talk to a person" stays a request for a

@@ -5,7 +5,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from aiohttp import web
 
-from hub import auth, keys, outbox
+from hub import auth, keys
+
+from hub.conversations import outbox
 from hub.api.base import current_user, field, int_param, json_body, path_id, requires
 from hub.errors import InvalidInput
 from hub.models import Role

@@ -8,7 +8,7 @@ from hub import keys
 from hub.api.base import current_user, int_param, path_id, requires
 from hub.errors import InvalidInput
 from hub.events import utcnow
-from hub.kb_suggestions import PENDING, STATUSES
+from hub.kb.suggestions import PENDING, STATUSES
 from hub.models import Role
 
 routes = web.RouteTableDef()

@@ -11,7 +11,9 @@ import yaml
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from hub import keys, outbox
+from hub import keys
+
+from hub.conversations import outbox
 from hub.api.base import public
 
 routes = web.RouteTableDef()

@@ -6,11 +6,13 @@ from typing import Any
 
 from aiohttp import web
 
-from hub import keys, slack_jobs
+from hub import keys
+
+from hub.slack import jobs as slack_jobs
 from hub.api.base import assignee_filter, current_user, field, int_param, json_body, path_id, requires
 from hub.errors import Forbidden, InvalidInput, Unavailable
 from hub.models import Priority, Role
-from hub.tickets import EXTRAS_KEY, TicketService, add_rule, delete_rule, list_rules
+from hub.tickets.transactions import EXTRAS_KEY, TicketService, add_rule, delete_rule, list_rules
 
 routes = web.RouteTableDef()
 

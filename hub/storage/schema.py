@@ -341,7 +341,7 @@ bot_jobs = sa.Table(
 # question the bot answered helpfully, or the question an agent answered with
 # a link to an article after a handoff. Applied only when an admin accepts.
 # Only the question text is kept of the customer; the conversation link goes
-# NULL when the conversation is erased (hub.contacts.erase_contact).
+# NULL when the conversation is erased (hub.conversations.contacts.erase_contact).
 kb_phrasing_suggestions = sa.Table(
     "kb_phrasing_suggestions",
     metadata,

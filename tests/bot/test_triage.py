@@ -1,4 +1,4 @@
-"""Urgency by example (bot/triage.py) and the hub's triage of a message (hub/bot_triage.py).
+"""Urgency by example (bot/triage.py) and the hub's triage of a message (hub/bot/triage.py).
 
 Unit tests use the deterministic hashing embedder (texts that share words are
 close); the shipped examples are checked with the real model.
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from bot.triage import DEFAULT_EXAMPLES, ExamplesError, UrgentExamples, load_examples
-from hub.bot_triage import Triage
+from hub.bot.triage import Triage
 from hub.models import Priority
-from hub.routing import Rule
+from hub.tickets.routing import Rule
 from knowledge_base import HashingEmbedder
 
 EMBEDDER = HashingEmbedder(dimension=512)

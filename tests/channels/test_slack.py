@@ -366,7 +366,7 @@ async def test_slack_permanent_error_dead_letters_and_can_be_retried(slack_hub: 
 @pytest.mark.asyncio
 async def test_hub_slash_command(slack_hub: Hub, slack_api: FakeSlackApi) -> None:
     from hub import keys
-    from hub.slack_agent import KB_SEARCH
+    from hub.slack.desk import KB_SEARCH
 
     agent_id = await make_agent(slack_hub)
     await slack_hub.api("POST", f"/api/v1/agents/{agent_id}/duty", json={"on_duty": False})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from channels.slack_blocks import TicketCard, escape, mirrored_text, plain_text, ticket_blocks
+from hub.slack.cards import TicketCard, escape, mirrored_text, plain_text, ticket_blocks
 
 
 def card(**overrides: object) -> TicketCard:

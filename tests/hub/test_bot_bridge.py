@@ -9,7 +9,7 @@ from typing import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from hub.bot_setup import BOT_BRIDGE
+from hub.bot.setup import BOT_BRIDGE
 from hub.events import HandoffRequested
 from knowledge_base import SAMPLE_DIR, HashingEmbedder, KnowledgeBase
 from tests.conftest import Hub, make_settings, start_hub, wait_for
@@ -176,7 +176,7 @@ async def test_rasa_down_without_confident_answer_hands_off(sqlite_url: str, tmp
 async def test_messages_received_while_hub_is_down_are_answered_after_restart(sqlite_url: str, tmp_path: Path, rasa: FakeRasa) -> None:
     """Bot jobs are written with the message: a crash before the bot answered loses nothing."""
     from channels.base import InboundMessage
-    from hub.conversations import ingest
+    from hub.conversations.transactions import ingest
     from hub.storage import open_database
     from datetime import timedelta
 

@@ -10,7 +10,7 @@ import pytest
 
 from hub.errors import ConfigError
 from hub.models import Priority
-from hub.sla import BusinessHours, Policy, deadlines, paused_for
+from hub.tickets.sla import BusinessHours, Policy, deadlines, paused_for
 from tests.conftest import make_settings, start_hub
 
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -50,7 +50,7 @@ def test_users_tokens_export_erase(cli_env: str) -> None:
     assert missing.exit_code == 1 and "does not exist" in missing.output
 
     from channels.base import InboundMessage
-    from hub.conversations import ingest
+    from hub.conversations.transactions import ingest
     from hub.storage import open_database
     from datetime import timedelta
 

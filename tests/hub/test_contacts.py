@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 import pytest
 
-from hub.contacts import normalise_address
+from hub.conversations.contacts import normalise_address
 from hub.errors import InvalidInput
 from hub.storage.schema import metadata
 from tests.conftest import Hub

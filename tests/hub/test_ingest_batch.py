@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from channels.base import InboundMessage
-from hub import conversations as conversations_tx
+from hub.conversations import transactions as conversations_tx
 from hub.errors import InvalidInput
 from hub.storage import SQLiteDatabase
 from hub.storage.migrate import upgrade

@@ -16,9 +16,9 @@ import sqlalchemy as sa
 
 from bot.client import BotTurn, RasaClient
 from hub import keys
-from hub.bot_bridge import BotBridge
-from hub.kb import KNOWLEDGE_BASE
-from hub.kb_suggestions import article_links, bot_feedback
+from hub.bot.bridge import BotBridge
+from hub.kb.setup import KNOWLEDGE_BASE
+from hub.kb.suggestions import article_links, bot_feedback
 from hub.storage.schema import kb_phrasing_suggestions, messages, metadata, outbox
 from knowledge_base import SAMPLE_DIR, HashingEmbedder, KnowledgeBase
 from tests.conftest import Hub, make_settings, start_hub, wait_for
@@ -107,14 +107,14 @@ async def test_no_suggestion_without_a_handoff_or_a_help_centre_link(kb_hub: Hub
 
 @pytest.mark.asyncio
 async def test_the_reply_and_its_suggestion_commit_together(kb_hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
-    import hub.kb_suggestions
+    import hub.kb.suggestions
 
     cid = await _handed_off(kb_hub, "atomic", QUESTION)
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(hub.kb_suggestions, "record", broken)
+    monkeypatch.setattr(hub.kb.suggestions, "record", broken)
     await _reply(kb_hub, cid, "See /help/articles/refunds", expect=500)
 
     def stored(conn: sa.Connection) -> tuple[int, int]:
@@ -336,7 +336,7 @@ def test_the_cli_lists_accepts_and_rejects(tmp_path: Path, monkeypatch: pytest.M
     from click.testing import CliRunner
 
     from hub.__main__ import main
-    from hub.kb_suggestions import record
+    from hub.kb.suggestions import record
     from hub.storage import open_database
     from hub.storage.migrate import upgrade
 

@@ -10,7 +10,7 @@ import pytest
 
 from channels.fake import FakeChannel, FakeRecorder
 from hub.errors import ChannelSendError
-from hub.outbox import backoff
+from hub.conversations.outbox import backoff
 from tests.conftest import Hub, make_settings, start_hub, wait_for
 
 
@@ -85,7 +85,7 @@ async def test_crash_while_sending_is_resent_with_same_idempotency_key(sqlite_ur
     try:
         conversation_id = await _open(hub, "crash-visitor")
         # Simulate the crash: a claimed row whose worker died before recording the result.
-        from hub import conversations as tx
+        from hub.conversations import transactions as tx
 
         queued = await hub.db.write(tx.queue_outbound, conversation_id, "survivor", author_kind=__import__("hub.models", fromlist=["AuthorKind"]).AuthorKind.BOT, to="crash-visitor", idempotency_key="crash-key")
         await hub.db.write(lambda c: c.execute(sa.update(outbox).where(outbox.c.id == queued.outbox_id).values(status="sending", lease_until=utcnow())))

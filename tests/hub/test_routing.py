@@ -6,7 +6,7 @@ import pytest
 
 from hub.errors import InvalidInput
 from hub.models import Priority
-from hub.routing import AgentLoad, Router, Rule, bump, choose, evaluate, higher, validate_rule
+from hub.tickets.routing import AgentLoad, Router, Rule, bump, choose, evaluate, higher, validate_rule
 
 
 def rule(kind: str, params: dict, priority: str, **extra: object) -> Rule:

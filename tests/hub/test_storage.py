@@ -13,7 +13,7 @@ from hub.storage.schema import contacts
 
 
 def _add_contact(conn: sa.Connection, name: str) -> int:
-    from hub.contacts import create_contact
+    from hub.conversations.contacts import create_contact
 
     return create_contact(conn, name=name)
 

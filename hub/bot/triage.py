@@ -9,7 +9,7 @@ NLU's own):
   model; absent while the examples load (a few seconds after start) or when
   the knowledge base is off;
 - ``rules``: the admin's enabled keyword routing rules of priority urgent
-  that match the text (``hub.routing``): a team that marks "stolen" urgent
+  that match the text (``hub.tickets.routing``): a team that marks "stolen" urgent
   gets it from the bot too, not only on the ticket.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.triage import DEFAULT_EXAMPLES, ExamplesError, UrgentExamples, load_examples
-from hub import routing
+from hub.tickets import routing
 from hub.models import Priority
 
 log = logging.getLogger(__name__)

@@ -31,16 +31,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from bot.client import BotTurn, RasaClient
-from hub.bot_triage import Triage
+from hub.bot.triage import Triage
 from hub.errors import NotFound, Unavailable
 from hub.events import ConversationUpdated, HandoffRequested, utcnow
 from hub.metrics import Metrics
 from hub.models import AuthorKind, Conversation, Handler, Message, Priority
-from hub.outbox import backoff
-from hub.service import HubService
+from hub.conversations.outbox import backoff
+from hub.conversations.service import HubService
 from hub.storage import Database
 from hub.storage.schema import bot_jobs
-from hub.worker import PollingWorker
+from hub.jobs.worker import PollingWorker
 
 log = logging.getLogger(__name__)
 

@@ -28,10 +28,12 @@ import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.engine import Connection
 
-from hub import agents as agents_tx
-from hub import conversations as conversations_tx
-from hub import contacts as contacts_tx
-from hub import keys, routing, sla
+from hub.tickets import agents as agents_tx
+from hub.conversations import transactions as conversations_tx
+from hub.conversations import contacts as contacts_tx
+from hub import keys
+from hub.tickets import routing
+from hub.tickets import sla
 from hub.errors import Conflict, InvalidInput, NotFound
 from hub.events import (
     ConversationUpdated,

@@ -3,7 +3,7 @@
 - Ticket cards: a ticket opened -> a ``post_ticket`` job (Block Kit card in the
   team's channel, urgent ones in the urgent channel); a ticket changed -> an
   ``update_ticket`` job (chat.update); SLA breach -> a notice in the team
-  channel. All through the durable ``hub.slack_jobs`` queue.
+  channel. All through the durable ``hub.slack.jobs`` queue.
 - Thread mirroring: customer messages (and replies or notes made outside
   Slack) are posted in the card's thread; an agent's reply in the thread goes
   to the customer on the customer's own channel (``HubService.reply``), or
@@ -29,11 +29,12 @@ import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.engine import Connection
 
-from channels import slack_blocks
-from hub import contacts as contacts_tx
-from hub import conversations as conversations_tx
-from hub import keys, slack_jobs
-from hub import tickets as tickets_tx
+from hub.slack import cards as slack_blocks
+from hub.conversations import contacts as contacts_tx
+from hub.conversations import transactions as conversations_tx
+from hub import keys
+from hub.slack import jobs as slack_jobs
+from hub.tickets import transactions as tickets_tx
 from hub.errors import ChannelSendError, HubError, InvalidInput
 from hub.events import MessageQueued, MessageReceived, NoteAdded, utcnow
 from hub.models import AuthorKind, Contact, Conversation, Message, MessageKind
@@ -43,8 +44,8 @@ from hub.storage.schema import messages, slack_events, tickets, users
 if TYPE_CHECKING:
     from channels.slack import SlackChannel
     from hub.config import Settings
-    from hub.service import HubService
-    from hub.tickets import Ticket, TicketService
+    from hub.conversations.service import HubService
+    from hub.tickets.transactions import Ticket, TicketService
 
 log = logging.getLogger(__name__)
 
@@ -351,7 +352,7 @@ class SlackDesk:
         if hook is not None:
             return hook
         try:
-            from hub.kb import KNOWLEDGE_BASE
+            from hub.kb.setup import KNOWLEDGE_BASE
         except ImportError:  # pragma: no cover - the knowledge base is optional
             return None
         kb = self.app.get(KNOWLEDGE_BASE)

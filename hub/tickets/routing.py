@@ -1,7 +1,7 @@
 """Urgency and assignment: which priority and team a ticket gets, and who works it.
 
 Both halves are pure functions over plain data, so the transaction that
-opens or reassigns a ticket (``hub.tickets``) and ``bench/routing.py`` run
+opens or reassigns a ticket (``hub.tickets.transactions``) and ``bench/routing.py`` run
 the very same decisions.
 
 Urgency: the priority a handoff asked for, raised (never lowered) by the

@@ -1,7 +1,7 @@
 """Durable outbound work for Slack: post and update ticket cards, mirror thread
 messages, notify team channels.
 
-The same approach as ``hub.outbox`` (and its ``backoff``): a job row is
+The same approach as ``hub.conversations.outbox`` (and its ``backoff``): a job row is
 written first; a worker claims due rows with a lease, runs them and records
 the result. 429 (after its Retry-After), 5xx and transport errors go back to
 ``pending`` with backoff; permanent errors and the last attempt go to
@@ -25,8 +25,8 @@ from sqlalchemy.engine import Connection
 
 from hub.errors import ChannelSendError, NotFound
 from hub.events import utcnow
-from hub.outbox import backoff
-from hub.worker import PollingWorker
+from hub.conversations.outbox import backoff
+from hub.jobs.worker import PollingWorker
 from hub.storage import Database, insert_ignore
 from hub.storage.schema import slack_jobs
 

@@ -1,7 +1,7 @@
 """Durable outbound deliveries.
 
 Every outbound message is written to ``outbox`` in the same transaction as
-its timeline entry (``hub.conversations.queue_outbound``). This worker
+its timeline entry (``hub.conversations.transactions.queue_outbound``). This worker
 claims due rows with a lease, hands them to their channel and records the
 result:
 
@@ -37,7 +37,7 @@ from hub.events import DeliveryFailed, MessageDelivered, utcnow
 from hub.models import DeliveryStatus
 from hub.storage import Database
 from hub.storage.schema import messages, outbox
-from hub.worker import PollingWorker
+from hub.jobs.worker import PollingWorker
 
 log = logging.getLogger(__name__)
 

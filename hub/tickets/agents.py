@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 from hub.errors import Conflict, InvalidInput, NotFound
 from hub.events import utcnow
 from hub.models import Role, User
-from hub.routing import AgentLoad
+from hub.tickets.routing import AgentLoad
 from hub.storage import rows
 from hub.storage.schema import agent_profiles, tickets, users
 

@@ -1,7 +1,7 @@
 """Conversation transactions: ingest, replies, notes, status changes.
 
 Each function here runs inside ONE database transaction (see
-``hub.storage.Database.write``) and returns plain data; ``hub.service``
+``hub.storage.Database.write``) and returns plain data; ``hub.conversations.service``
 publishes events after the commit, so subscribers never see rolled-back work.
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from channels.base import InboundMessage
-from hub import contacts as contacts_tx
+from hub.conversations import contacts as contacts_tx
 from hub.errors import InvalidInput, NotFound
 from hub.events import utcnow
 from hub.models import (

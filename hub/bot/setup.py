@@ -14,10 +14,10 @@ from aiohttp import web
 
 from bot.client import RasaClient
 from hub import keys
-from hub.bot_bridge import BotBridge
-from hub.bot_model import BOT_MODEL, BotModelWatcher, all_articles
-from hub.bot_triage import Triage
-from hub.supervisor import ChildProcess
+from hub.bot.bridge import BotBridge
+from hub.bot.model import BOT_MODEL, BotModelWatcher, all_articles
+from hub.bot.triage import Triage
+from hub.bot.supervisor import ChildProcess
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +157,6 @@ async def _rules(tickets: Any) -> Any:
 
 
 def _kb_key() -> Any:
-    from hub.kb import KNOWLEDGE_BASE
+    from hub.kb.setup import KNOWLEDGE_BASE
 
     return KNOWLEDGE_BASE

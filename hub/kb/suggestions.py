@@ -18,7 +18,7 @@ accepts one (the text is appended to the article's ``questions`` and
 re-indexed) or rejects it; both decisions are audited in their transaction.
 Only the question text is kept of the customer: no contact id, and the
 conversation link goes NULL (or a lone undecided suggestion goes) when the
-contact is erased (``hub.contacts.erase_contact``).
+contact is erased (``hub.conversations.contacts.erase_contact``).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from sqlalchemy.engine import Connection
 
 from hub import keys
 from hub.errors import Conflict, InvalidInput, NotFound, Unavailable
-from hub.kb import KNOWLEDGE_BASE
+from hub.kb.setup import KNOWLEDGE_BASE
 from hub.models import AuthorKind, Message, MessageKind, _Serialisable
 from hub.storage import Database, insert_ignore
 from hub.storage.schema import audit_log, kb_phrasing_suggestions, messages

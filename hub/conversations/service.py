@@ -15,9 +15,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from channels.base import Channel, InboundMessage, IngestResult
-from hub import contacts as contacts_tx
-from hub import conversations as conversations_tx
-from hub import timeline
+from hub.conversations import contacts as contacts_tx
+from hub.conversations import transactions as conversations_tx
+from hub.conversations import timeline
 from hub.bus import EventBus
 from hub.errors import InvalidInput
 from hub.events import (
@@ -31,12 +31,12 @@ from hub.events import (
 )
 from hub.metrics import Metrics
 from hub.models import AuthorKind, Contact, Conversation, Message, MessageKind
-from hub.outbox import OutboxWorker
+from hub.conversations.outbox import OutboxWorker
 from hub.storage import Database, rows
 from hub.storage.schema import audit_log, conversations, identities, messages
 
 if TYPE_CHECKING:
-    from hub.kb_suggestions import PhrasingSuggestions
+    from hub.kb.suggestions import PhrasingSuggestions
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class HubService:
         # then get a durable bot job in their ingest transaction.
         self.bot_enabled = False
         self.on_bot_job: Callable[[], None] = lambda: None
-        # Set by hub.kb_suggestions.suggestions_ctx: agents' replies and the
+        # Set by hub.kb.suggestions.suggestions_ctx: agents' replies and the
         # customers' votes on the bot's answers offer new article phrasings.
         self.phrasings: PhrasingSuggestions | None = None
 
@@ -188,7 +188,7 @@ class HubService:
     async def suggest_phrasing(self, payloads: Iterable[dict[str, Any]], *, conversation_id: int) -> None:
         """The bot's custom payloads of one turn: a customer's helpful vote on
         an answer (``kb_feedback``) offers their question as a new phrasing of
-        the article to an admin (``hub.kb_suggestions``); other payloads are ignored."""
+        the article to an admin (``hub.kb.suggestions``); other payloads are ignored."""
         if self.phrasings is not None:
             await self.phrasings.from_bot_feedback(payloads, conversation_id=conversation_id, now=utcnow())
 

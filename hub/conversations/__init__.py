@@ -1,0 +1,1 @@
+"""Conversations: the ingest path (the hot path), their transactions, contacts and identities, the unified timeline, outbound delivery, and ``HubService``, the use cases channels, the API, the bot and Slack call."""

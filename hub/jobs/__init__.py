@@ -1,0 +1,1 @@
+"""Durable background work over database tables: claim with a lease, per-group order, retry with backoff, dead letters."""
