@@ -73,24 +73,23 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TQDM_DISABLE", "1")  # the embedding model's "Loading weights" bar
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import hashlib  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import shutil  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from datetime import datetime  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import asyncio
+import hashlib
+import json
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
-from _common import ROOT, emit, free_port, percentile  # noqa: E402
-
-import yaml  # noqa: E402
+import yaml
+from _common import ROOT, emit, free_port, percentile
 
 HELD_OUT = ROOT / "bench" / "data" / "domains"
 DEVELOPMENT = ROOT / "bench" / "data" / "domains_dev"
@@ -155,9 +154,14 @@ def find_industries(sets: Sequence[Path], names: Sequence[str] | None) -> list[I
     folders: list[tuple[str, Path]] = []
     for root in sets:
         if not root.is_dir():
-            raise SystemExit(f"no evaluation set at {root}" + (
-                " (the held-out set is not there yet: try --sets bench/data/domains_dev)" if root == HELD_OUT else ""
-            ))
+            raise SystemExit(
+                f"no evaluation set at {root}"
+                + (
+                    " (the held-out set is not there yet: try --sets bench/data/domains_dev)"
+                    if root == HELD_OUT
+                    else ""
+                )
+            )
         for folder in sorted(root.iterdir()):
             if (folder / "questions.yml").is_file() and (folder / "articles").is_dir():
                 folders.append((folder.name, folder))
@@ -262,8 +266,11 @@ def _prepare_models(first: Industry | None, tmp: Path) -> StartModel:
         target = MODELS_DIR / f"{base.hash}{suffix}"
         if not target.exists():
             shutil.copy2(base.path.with_name(f"{base.hash}{suffix}"), target)
-    return StartModel(MODELS_DIR / f"{base.hash}.tar.gz", base_hash,
-                      f"the baseline ({'trained now' if base.trained_now else 'cached'})")
+    return StartModel(
+        MODELS_DIR / f"{base.hash}.tar.gz",
+        base_hash,
+        f"the baseline ({'trained now' if base.trained_now else 'cached'})",
+    )
 
 
 def _archive_index() -> dict[str, str]:
@@ -353,8 +360,9 @@ async def start_hub(workdir: Path, rasa_model: Path) -> Hub:
     await asyncio.to_thread(upgrade, url)
     db = open_database(url)
     try:
-        user = await db.write(lambda conn: auth.create_user(conn, name="Bench Admin", email="bench@example.test",
-                                                            role="admin"))
+        user = await db.write(
+            lambda conn: auth.create_user(conn, name="Bench Admin", email="bench@example.test", role="admin")
+        )
         token = (await db.write(auth.create_token, user.id, "bench"))[0]
     finally:
         await db.close()
@@ -440,11 +448,19 @@ async def adapt_bot(
             held_since = None
             error = status.get("last_error")
             if error and not status.get("training") and (error != before.get("last_error") or elapsed >= settle):
-                return {"adapted": False, "seconds": round(elapsed, 1), "why": f"adaptation failed: {error}",
-                        **_model_fields(status)}
+                return {
+                    "adapted": False,
+                    "seconds": round(elapsed, 1),
+                    "why": f"adaptation failed: {error}",
+                    **_model_fields(status),
+                }
         if elapsed > timeout:
-            return {"adapted": False, "seconds": round(elapsed, 1), "why": f"not up to date after {timeout:.0f} s",
-                    **_model_fields(status)}
+            return {
+                "adapted": False,
+                "seconds": round(elapsed, 1),
+                "why": f"not up to date after {timeout:.0f} s",
+                **_model_fields(status),
+            }
         await asyncio.sleep(0.25)
         status = await bot_model_status(hub) or {}
 
@@ -629,18 +645,26 @@ def print_industry(name: str, values: dict[str, Any], adapt: dict[str, Any] | No
     print(f"\n== {name}: {values['questions']} questions")
     if adapt is not None:
         how = "adapted" if adapt.get("adapted") else f"NOT adapted ({adapt.get('why')})"
-        print(f"  bot model              {how} in {adapt.get('seconds')} s; serving {adapt.get('serving')}, "
-              f"{adapt.get('kb_examples')} KB examples, last training {adapt.get('last_training_seconds')} s")
+        print(
+            f"  bot model              {how} in {adapt.get('seconds')} s; serving {adapt.get('serving')}, "
+            f"{adapt.get('kb_examples')} KB examples, last training {adapt.get('last_training_seconds')} s"
+        )
     show("automated resolution", "automated_resolution", f"{c['answered_right']}/{c['answerable']} answerable")
-    show("wrong answers", "wrong_answer_rate",
-         f"({c['answered_wrong_article']} wrong article + {c['unanswerable_answered']} unanswerable answered)"
-         f"/{c['non_urgent']}")
+    show(
+        "wrong answers",
+        "wrong_answer_rate",
+        f"({c['answered_wrong_article']} wrong article + {c['unanswerable_answered']} unanswerable answered)"
+        f"/{c['non_urgent']}",
+    )
     show("handoff rate", "handoff_rate", f"{c['non_urgent_handed_off']}/{c['non_urgent']} non-urgent")
     show("clarify rate", "clarify_rate", f"{c['non_urgent_clarified']}/{c['non_urgent']} non-urgent")
     show("unanswerable answered", "unanswerable_answered", f"{c['unanswerable_answered']}/{c['unanswerable']}")
-    show("urgent recall", "urgent_recall",
-         f"{c['urgent_handed_off_urgent']}/{c['urgent']} urgent ({c['urgent_handed_off_other']} handed off "
-         f"lower, {c['urgent_not_handed_off']} not handed off)")
+    show(
+        "urgent recall",
+        "urgent_recall",
+        f"{c['urgent_handed_off_urgent']}/{c['urgent']} urgent ({c['urgent_handed_off_other']} handed off "
+        f"lower, {c['urgent_not_handed_off']} not handed off)",
+    )
     show("false urgent", "false_urgent_rate", f"{c['non_urgent_handed_off_urgent']}/{c['non_urgent']} non-urgent")
     print(f"  reply latency          p50 {values['latency_p50_ms']} ms, p95 {values['latency_p95_ms']} ms")
     print(f"  timeouts {c['timeouts']}, no reply {c['no_reply']}, fallback replies {c['fallback_replies']}")
@@ -650,8 +674,9 @@ def print_failures(name: str, outcomes: list[Outcome]) -> None:
     failures = [o for o in outcomes if not o.correct]
     if not failures:
         return
-    print(f"\n-- {name}: {len(failures)} failures "
-          "(kind | expected | outcome | article | priority | decision: question)")
+    print(
+        f"\n-- {name}: {len(failures)} failures (kind | expected | outcome | article | priority | decision: question)"
+    )
     for kind in KINDS:
         for o in failures:
             if o.question.kind != kind:
@@ -664,8 +689,10 @@ def print_failures(name: str, outcomes: list[Outcome]) -> None:
             if o.confidence is not None:
                 decision += f" conf={o.confidence:.2f}"
             flags = "".join([" TIMEOUT" if o.timed_out else "", " FALLBACK" if o.fallback else ""])
-            print(f"  {kind:<12} | {o.question.expected or '-'} | {o.outcome}{flags} | {o.article or '-'} | "
-                  f"{o.priority or '-'} | {decision}: {o.question.text}")
+            print(
+                f"  {kind:<12} | {o.question.expected or '-'} | {o.outcome}{flags} | {o.article or '-'} | "
+                f"{o.priority or '-'} | {decision}: {o.question.text}"
+            )
             if o.outcome == "clarify" and o.replies:
                 print(f"  {'':<12}   bot: {' / '.join(o.replies)[:200]!r}")
 
@@ -698,26 +725,37 @@ async def run(args: argparse.Namespace, industries: list[Industry]) -> dict[str,
             report = await hub.kb.ingest_dir(industry.articles, "default", delete_missing=True)
             ingest_seconds = time.perf_counter() - started
             known = {a.id for a in await hub.kb.list_articles("default")}
-            print(f"\n[{industry.name}] knowledge base: {len(known)} articles, {report.chunks_written} chunks "
-                  f"written in {ingest_seconds:.1f} s" + (f"; skipped {report.skipped}" if report.skipped else ""),
-                  flush=True)
+            print(
+                f"\n[{industry.name}] knowledge base: {len(known)} articles, {report.chunks_written} chunks "
+                f"written in {ingest_seconds:.1f} s" + (f"; skipped {report.skipped}" if report.skipped else ""),
+                flush=True,
+            )
             missing = sorted({q.expected for q in industry.questions if q.expected and q.expected not in known})
             if missing:
                 print(f"  warning: expected articles not in the knowledge base: {', '.join(missing)}")
             if number == 0:
                 # The first industry is ingested while Rasa loads; answers wait for the bot.
                 ready = await wait_bot_ready(hub)
-                print(f"  bot ready after {time.perf_counter() - run_started:.1f} s of the run "
-                      f"(waited {ready:.1f} s after the ingest)", flush=True)
+                print(
+                    f"  bot ready after {time.perf_counter() - run_started:.1f} s of the run "
+                    f"(waited {ready:.1f} s after the ingest)",
+                    flush=True,
+                )
             adapt = await adapt_bot(hub, before)
             adapt_seconds[industry.name] = adapt["seconds"]
             if not adapt["adapted"]:
                 print(f"  warning: these figures are of the model Rasa started on ({start.path.name}: {start.how})")
-            print(f"  bot model: {'adapted' if adapt['adapted'] else 'NOT adapted'} after {adapt['seconds']} s "
-                  f"({json.dumps({k: v for k, v in adapt.items() if k not in ('adapted', 'seconds')})})", flush=True)
+            print(
+                f"  bot model: {'adapted' if adapt['adapted'] else 'NOT adapted'} after {adapt['seconds']} s "
+                f"({json.dumps({k: v for k, v in adapt.items() if k not in ('adapted', 'seconds')})})",
+                flush=True,
+            )
             if adapt.get("adapted") and adapt.get("serving"):
                 await asyncio.to_thread(
-                    archive_model, str(adapt["serving"]), start.base_hash, industry,
+                    archive_model,
+                    str(adapt["serving"]),
+                    start.base_hash,
+                    industry,
                     hub.workdir / "data" / "bot" / "models",
                 )
             questions = industry.questions
@@ -739,7 +777,7 @@ async def run(args: argparse.Namespace, industries: list[Industry]) -> dict[str,
             await hub.client.close()  # the hub's cleanup stops Rasa and the action server
         shutil.rmtree(workdir, ignore_errors=True)
 
-    for name, (values, outcomes, adapt) in results.items():
+    for name, (values, _, adapt) in results.items():
         print_industry(name, values, adapt)
     for name, (_, outcomes, _) in results.items():
         print_failures(name, outcomes)
@@ -773,11 +811,18 @@ def _settings_of(hub: Hub) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="2 industries, 12 questions each (under a minute once their adapted models are cached)")
-    parser.add_argument("--sets", type=Path, nargs="+", default=[HELD_OUT],
-                        help="folders of industries (default: bench/data/domains, held out; "
-                             "bench/data/domains_dev until it exists)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="2 industries, 12 questions each (under a minute once their adapted models are cached)",
+    )
+    parser.add_argument(
+        "--sets",
+        type=Path,
+        nargs="+",
+        default=[HELD_OUT],
+        help="folders of industries (default: bench/data/domains, held out; bench/data/domains_dev until it exists)",
+    )
     parser.add_argument("--industries", nargs="+", help="only these industries")
     parser.add_argument("--limit", type=int, help="at most N questions per industry (2:1:1 across kinds)")
     args = parser.parse_args(argv)

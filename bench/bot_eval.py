@@ -156,9 +156,7 @@ def score(predictions: Sequence[Prediction]) -> dict[str, Any]:
         "urgent_recall": round(sum(p.route.priority == "urgent" for p in urgent) / max(len(urgent), 1), 4),
         "urgent_intent_recall": round(sum(p.intent == "urgent_issue" for p in urgent) / max(len(urgent), 1), 4),
         "question_messages": len(questions),
-        "false_handoff_rate": round(
-            sum(p.intent in HANDOFF_INTENTS for p in questions) / max(len(questions), 1), 4
-        ),
+        "false_handoff_rate": round(sum(p.intent in HANDOFF_INTENTS for p in questions) / max(len(questions), 1), 4),
         "false_handoff_rate_routed": round(
             sum(p.route.action == HANDOFF for p in questions) / max(len(questions), 1), 4
         ),

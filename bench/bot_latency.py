@@ -68,9 +68,19 @@ async def run(conversations: int, messages: int, pace: float) -> dict[str, float
     upgrade(url)
     port = free_port()
     settings = Settings(
-        database_url=url, data_dir=workdir, port=port, public_url=f"http://127.0.0.1:{port}",
-        channels="fake", fake_secret=SECRET, bot="rasa", rasa_port=free_port(), action_port=free_port(),
-        rasa_ready_wait=300, kb_enabled=True, kb_seed_dir=SAMPLE_DIR, kb_search_rate_limit="100000/minute",
+        database_url=url,
+        data_dir=workdir,
+        port=port,
+        public_url=f"http://127.0.0.1:{port}",
+        channels="fake",
+        fake_secret=SECRET,
+        bot="rasa",
+        rasa_port=free_port(),
+        action_port=free_port(),
+        rasa_ready_wait=300,
+        kb_enabled=True,
+        kb_seed_dir=SAMPLE_DIR,
+        kb_search_rate_limit="100000/minute",
         _env_file=None,
     )
     app = create_app(settings)
@@ -102,8 +112,11 @@ async def run(conversations: int, messages: int, pace: float) -> dict[str, float
             async def ask(sender: str, text: str) -> float:
                 raw = json.dumps({"from": sender, "text": text}).encode()
                 t0 = time.perf_counter()
-                async with session.post(f"http://127.0.0.1:{port}/channels/fake/webhook", data=raw,
-                                        headers={**sign(SECRET, raw), "Content-Type": "application/json"}) as r:
+                async with session.post(
+                    f"http://127.0.0.1:{port}/channels/fake/webhook",
+                    data=raw,
+                    headers={**sign(SECRET, raw), "Content-Type": "application/json"},
+                ) as r:
                     body = await r.json()
                 message_id = body["received"][0]["message_id"]
                 waiter = answered.setdefault(message_id, asyncio.get_running_loop().create_future())
@@ -151,12 +164,23 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     messages = args.messages or (3 if args.quick else 10)
     figures = asyncio.run(run(args.conversations, messages, args.pace))
-    print(f"{args.conversations} concurrent conversations, one message each per {args.pace:g} s, "
-          f"{figures['replies']} replies: p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms "
-          "(targets: p50 <= 150 ms, p99 <= 400 ms)")
-    print(f"saturated (no pause between messages): p50 {figures['saturated_p50_ms']} ms, "
-          f"p99 {figures['saturated_p99_ms']} ms, {figures['saturated_replies_per_s']} replies/s")
-    emit({"benchmark": "bot_latency", "conversations": args.conversations, "messages_per_conversation": messages, **figures})
+    print(
+        f"{args.conversations} concurrent conversations, one message each per {args.pace:g} s, "
+        f"{figures['replies']} replies: p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms "
+        "(targets: p50 <= 150 ms, p99 <= 400 ms)"
+    )
+    print(
+        f"saturated (no pause between messages): p50 {figures['saturated_p50_ms']} ms, "
+        f"p99 {figures['saturated_p99_ms']} ms, {figures['saturated_replies_per_s']} replies/s"
+    )
+    emit(
+        {
+            "benchmark": "bot_latency",
+            "conversations": args.conversations,
+            "messages_per_conversation": messages,
+            **figures,
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -45,7 +45,13 @@ def serve_hub(port: int, workdir: Path) -> None:
     url = f"sqlite+aiosqlite:///{workdir / 'hub.db'}"
     upgrade(url)
     settings = Settings(
-        database_url=url, channels="fake", fake_secret=SECRET, data_dir=workdir, bot="none", kb_enabled=False, _env_file=None
+        database_url=url,
+        channels="fake",
+        fake_secret=SECRET,
+        data_dir=workdir,
+        bot="none",
+        kb_enabled=False,
+        _env_file=None,
     )
     app = create_app(settings)
     freeze_after_startup(app)  # as hub serve does
@@ -73,7 +79,8 @@ def serve_bare(port: int, workdir: Path) -> None:
         body = await request.json()
         db = request.app["db"]
         cursor = await db.execute(
-            "INSERT INTO messages (sender, body, external_id) VALUES (?, ?, ?)", (body["from"], body["text"], body["id"])
+            "INSERT INTO messages (sender, body, external_id) VALUES (?, ?, ?)",
+            (body["from"], body["text"], body["id"]),
         )
         await db.commit()
         return web.json_response({"message_id": cursor.lastrowid})
@@ -98,7 +105,11 @@ async def load(port: int, messages: int, concurrency: int, senders: int) -> dict
     async def worker(session: aiohttp.ClientSession) -> None:
         for n in counter:
             raw = json.dumps(
-                {"from": f"customer-{n % senders}", "text": f"Hello, this is message {n} about my order #{n * 7}", "id": f"{run_id}-{n}"}
+                {
+                    "from": f"customer-{n % senders}",
+                    "text": f"Hello, this is message {n} about my order #{n * 7}",
+                    "id": f"{run_id}-{n}",
+                }
             ).encode()
             headers = {**sign(SECRET, raw), "Content-Type": "application/json"}
             started = time.perf_counter()
@@ -117,7 +128,9 @@ async def load(port: int, messages: int, concurrency: int, senders: int) -> dict
         async def warm_worker() -> None:
             for n in warm:
                 raw = json.dumps({"from": f"warm-{n}", "text": "warm up", "id": f"{run_id}-warm-{n}"}).encode()
-                async with session.post(url, data=raw, headers={**sign(SECRET, raw), "Content-Type": "application/json"}) as r:
+                async with session.post(
+                    url, data=raw, headers={**sign(SECRET, raw), "Content-Type": "application/json"}
+                ) as r:
                     await r.read()
 
         await asyncio.gather(*(warm_worker() for _ in range(concurrency)))

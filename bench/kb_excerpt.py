@@ -31,11 +31,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import emit, percentile  # noqa: E402
-from bench.kb_search import load_questions  # noqa: E402
-from knowledge_base import SAMPLE_DIR, KnowledgeBase, SentenceTransformerEmbedder  # noqa: E402
-from knowledge_base.excerpt import MAX_EMBEDDED_UNITS, excerpt, split_units  # noqa: E402
-from knowledge_base.vector_cache import cached_embed  # noqa: E402
+from bench._common import emit, percentile
+from bench.kb_search import load_questions
+from knowledge_base import SAMPLE_DIR, KnowledgeBase, SentenceTransformerEmbedder
+from knowledge_base.excerpt import MAX_EMBEDDED_UNITS, excerpt, split_units
+from knowledge_base.vector_cache import cached_embed
 
 
 async def timed(kb: KnowledgeBase, query: str, *, excerpt: bool) -> float:

@@ -143,7 +143,9 @@ def domain_questions(industry: Path) -> list[Question]:
     ]
 
 
-async def at_threshold(search: Callable[..., Awaitable[Any]], questions: Sequence[Question], collection: str) -> dict[str, Any]:
+async def at_threshold(
+    search: Callable[..., Awaitable[Any]], questions: Sequence[Question], collection: str
+) -> dict[str, Any]:
     """At ANSWER_CONFIDENCE: right answers / answerable, wrong answers (wrong article or unanswerable) / all."""
     right = wrong = 0
     for question in questions:
@@ -404,7 +406,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 print_figures(f"latency, generated knowledge base ({ingest['chunks']} chunks)", latency)
                 results["latency_large"] = latency
                 http = await measure_http_latency(hub, kb, embedder, queries, "generated", rounds=args.rounds)
-                print_figures(f"latency of GET /api/v1/kb/search, generated knowledge base ({ingest['chunks']} chunks)", http)
+                print_figures(
+                    f"latency of GET /api/v1/kb/search, generated knowledge base ({ingest['chunks']} chunks)", http
+                )
                 results["http_large"] = http
             await hub.close()
     return results
@@ -421,7 +425,11 @@ async def start_hub_api(kb: KnowledgeBase, workdir: Path) -> Any:
     url = f"sqlite+aiosqlite:///{workdir / 'hub.db'}"
     upgrade(url)
     settings = Settings(
-        database_url=url, data_dir=workdir, channels="", bot="none", kb_search_rate_limit="1000000/minute",
+        database_url=url,
+        data_dir=workdir,
+        channels="",
+        bot="none",
+        kb_search_rate_limit="1000000/minute",
         _env_file=None,
     )
     client = TestClient(TestServer(create_app(settings, knowledge_base=kb), host="127.0.0.1", port=0))
@@ -430,8 +438,14 @@ async def start_hub_api(kb: KnowledgeBase, workdir: Path) -> Any:
 
 
 async def measure_http_latency(
-    client: Any, kb: KnowledgeBase, embedder: SentenceTransformerEmbedder, queries: Sequence[str],
-    collection: str, *, rounds: int, k: int = 5,
+    client: Any,
+    kb: KnowledgeBase,
+    embedder: SentenceTransformerEmbedder,
+    queries: Sequence[str],
+    collection: str,
+    *,
+    rounds: int,
+    k: int = 5,
 ) -> dict[str, Any]:
     """``GET /api/v1/kb/search`` (HTTP, JSON, rate limit, the hub's middleware) against the raw floor."""
 
@@ -449,8 +463,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="200 generated chunks, 1 round: under a minute")
     parser.add_argument("--large-chunks", type=int, default=None, help="size of the generated knowledge base")
     parser.add_argument("--rounds", type=int, default=None, help="passes over the questions per latency figure")
-    parser.add_argument("--domains", type=Path, nargs="*", default=None,
-                        help="sets of industries (default: bench/data/domains_dev and bench/data/domains)")
+    parser.add_argument(
+        "--domains",
+        type=Path,
+        nargs="*",
+        default=None,
+        help="sets of industries (default: bench/data/domains_dev and bench/data/domains)",
+    )
     args = parser.parse_args(argv)
     if args.large_chunks is None:
         args.large_chunks = 200 if args.quick else 10_000

@@ -69,11 +69,12 @@ def bench_decide(tickets: int, steady: int, rng: random.Random) -> dict[str, flo
 async def bench_db(tickets: int, decisions: int, rng: random.Random) -> dict[str, float]:
     import sqlalchemy as sa
 
-    from hub.tickets import transactions as tickets_tx
     from hub.events import utcnow
     from hub.storage import open_database
     from hub.storage.migrate import upgrade
-    from hub.storage.schema import agent_profiles, contacts, conversations, tickets as tickets_table, users
+    from hub.storage.schema import agent_profiles, contacts, conversations, users
+    from hub.storage.schema import tickets as tickets_table
+    from hub.tickets import transactions as tickets_tx
 
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
@@ -83,36 +84,87 @@ async def bench_db(tickets: int, decisions: int, rng: random.Random) -> dict[str
         now = utcnow()
 
         def seed(conn: sa.Connection) -> None:
-            conn.execute(sa.insert(users), [
-                {"id": a.user_id, "name": f"agent {a.user_id}", "email": f"a{a.user_id}@bench.test", "role": "agent",
-                 "extra": {}, "created_at": now} for a in pool
-            ])
-            conn.execute(sa.insert(contacts), [
-                {"id": i, "name": None, "attributes": {}, "tags": [], "created_at": now, "updated_at": now}
-                for i in range(1, tickets + 1)
-            ])
-            conn.execute(sa.insert(conversations), [
-                {"id": i, "contact_id": i, "channel": "fake", "status": "open", "priority": "normal", "handler": "human",
-                 "created_at": now, "updated_at": now} for i in range(1, tickets + 1)
-            ])
+            conn.execute(
+                sa.insert(users),
+                [
+                    {
+                        "id": a.user_id,
+                        "name": f"agent {a.user_id}",
+                        "email": f"a{a.user_id}@bench.test",
+                        "role": "agent",
+                        "extra": {},
+                        "created_at": now,
+                    }
+                    for a in pool
+                ],
+            )
+            conn.execute(
+                sa.insert(contacts),
+                [
+                    {"id": i, "name": None, "attributes": {}, "tags": [], "created_at": now, "updated_at": now}
+                    for i in range(1, tickets + 1)
+                ],
+            )
+            conn.execute(
+                sa.insert(conversations),
+                [
+                    {
+                        "id": i,
+                        "contact_id": i,
+                        "channel": "fake",
+                        "status": "open",
+                        "priority": "normal",
+                        "handler": "human",
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for i in range(1, tickets + 1)
+                ],
+            )
             loads: dict[int, int] = {}
             rows = []
             on_duty = [a for a in pool if a.on_duty]
             for i in range(1, tickets + 1):
                 assignee = on_duty[i % len(on_duty)].user_id
                 loads[assignee] = loads.get(assignee, 0) + 1
-                rows.append({
-                    "id": i, "conversation_id": i, "contact_id": i, "open_conversation_id": i, "status": "open",
-                    "priority": rng.choice(PRIORITIES), "assignee_id": assignee, "team": TEAMS[i % len(TEAMS)],
-                    "source": "bench", "reason": "", "summary": "", "kb_hits": [], "created_at": now, "updated_at": now,
-                    "sla_paused_seconds": 0.0, "escalations": 0,
-                })
+                rows.append(
+                    {
+                        "id": i,
+                        "conversation_id": i,
+                        "contact_id": i,
+                        "open_conversation_id": i,
+                        "status": "open",
+                        "priority": rng.choice(PRIORITIES),
+                        "assignee_id": assignee,
+                        "team": TEAMS[i % len(TEAMS)],
+                        "source": "bench",
+                        "reason": "",
+                        "summary": "",
+                        "kb_hits": [],
+                        "created_at": now,
+                        "updated_at": now,
+                        "sla_paused_seconds": 0.0,
+                        "escalations": 0,
+                    }
+                )
             conn.execute(sa.insert(tickets_table), rows)
-            conn.execute(sa.insert(agent_profiles), [
-                {"user_id": a.user_id, "team": a.team, "skills": sorted(a.skills), "capacity": a.capacity,
-                 "senior": a.senior, "on_duty": a.on_duty, "open_tickets": loads.get(a.user_id, 0),
-                 "last_assigned_seq": 0, "updated_at": now} for a in pool
-            ])
+            conn.execute(
+                sa.insert(agent_profiles),
+                [
+                    {
+                        "user_id": a.user_id,
+                        "team": a.team,
+                        "skills": sorted(a.skills),
+                        "capacity": a.capacity,
+                        "senior": a.senior,
+                        "on_duty": a.on_duty,
+                        "open_tickets": loads.get(a.user_id, 0),
+                        "last_assigned_seq": 0,
+                        "updated_at": now,
+                    }
+                    for a in pool
+                ],
+            )
 
         await db.write(seed)
         ids = [rng.randrange(1, tickets + 1) for _ in range(decisions)]
@@ -127,13 +179,19 @@ async def bench_db(tickets: int, decisions: int, rng: random.Random) -> dict[str
                 await db.write(tickets_tx.reroute, ticket_id, exclude=())
 
         started = time.perf_counter()
-        await asyncio.gather(*(one(t) for t in ids[decisions // 2:]))
+        await asyncio.gather(*(one(t) for t in ids[decisions // 2 :]))
         concurrent = (decisions - decisions // 2) / (time.perf_counter() - started)
         open_count = await db.read(
-            lambda conn: conn.execute(sa.select(sa.func.count()).select_from(tickets_table).where(tickets_table.c.status == "open")).scalar_one()
+            lambda conn: conn.execute(
+                sa.select(sa.func.count()).select_from(tickets_table).where(tickets_table.c.status == "open")
+            ).scalar_one()
         )
         await db.close()
-    return {"db_sequential_per_s": round(sequential), "db_concurrent_per_s": round(concurrent), "db_open_tickets": open_count}
+    return {
+        "db_sequential_per_s": round(sequential),
+        "db_concurrent_per_s": round(concurrent),
+        "db_open_tickets": open_count,
+    }
 
 
 def main() -> None:
@@ -146,11 +204,15 @@ def main() -> None:
     db_decisions = 600 if args.quick else 4_000
     figures: dict[str, float | int | str] = {"tickets": tickets, "agents": agents_count, "target_per_s": 2000}
     figures.update(bench_decide(tickets, steady, rng))
-    print(f"routing decisions, in memory: fill {figures['decide_fill_per_s']:,}/s, "
-          f"steady state with {tickets:,} open {figures['decide_steady_per_s']:,}/s ({agents_count} agents)")
+    print(
+        f"routing decisions, in memory: fill {figures['decide_fill_per_s']:,}/s, "
+        f"steady state with {tickets:,} open {figures['decide_steady_per_s']:,}/s ({agents_count} agents)"
+    )
     figures.update(asyncio.run(bench_db(tickets, db_decisions, rng)))
-    print(f"assignment transactions on SQLite ({figures['db_open_tickets']:,} open tickets): "
-          f"sequential {figures['db_sequential_per_s']:,}/s, 32 concurrent {figures['db_concurrent_per_s']:,}/s")
+    print(
+        f"assignment transactions on SQLite ({figures['db_open_tickets']:,} open tickets): "
+        f"sequential {figures['db_sequential_per_s']:,}/s, 32 concurrent {figures['db_concurrent_per_s']:,}/s"
+    )
     figures["meets_target"] = bool(figures["decide_steady_per_s"] >= 2000)
     emit(figures)
 

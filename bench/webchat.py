@@ -48,7 +48,7 @@ SEND_EVERY = 5.0
 
 
 def raise_fd_limit() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = hard if hard != resource.RLIM_INFINITY else 65536
     resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
     return wanted
@@ -65,7 +65,6 @@ def rss_bytes(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     return 0
-
 
 
 # --- the hub, in the child process -------------------------------------------
@@ -162,7 +161,7 @@ class Visitor:
             frame = json.loads(msg.data)
             kind = frame["type"]
             if kind == "message" and frame["message"]["author"] == "bot":
-                key = frame["message"]["text"][len("Echo: "):]
+                key = frame["message"]["text"][len("Echo: ") :]
                 started = self.outstanding.pop(key, None)
                 if started is not None:
                     self.stats.rtts.append(time.perf_counter() - started)
@@ -292,7 +291,9 @@ async def load(port: int, hub_pid: int, args: argparse.Namespace) -> dict[str, A
     stats = Stats()
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     figures: dict[str, Any] = {
-        "visitors": args.visitors, "held": args.held, "send_every_s": SEND_EVERY,
+        "visitors": args.visitors,
+        "held": args.held,
+        "send_every_s": SEND_EVERY,
         "hub_switch_interval_s": args.switch_interval or sys.getswitchinterval(),
     }
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -345,10 +346,15 @@ def main() -> None:
     parser.add_argument("--held", type=int, help="connections held in the last phase (default 5000; 1000 quick)")
     parser.add_argument("--seconds", type=float, help="length of each steady phase (default 30; 12 quick)")
     parser.add_argument("--burst-seconds", type=float, help="length of the closed loop (default 10; 5 quick)")
-    parser.add_argument("--levels", help="extra, lighter steady loads first, comma-separated visitor counts "
-                        "(default 250,500; none quick)")
-    parser.add_argument("--switch-interval", type=float, help="sys.setswitchinterval for the hub process "
-                        "(an experiment; default: Python's 0.005)")
+    parser.add_argument(
+        "--levels",
+        help="extra, lighter steady loads first, comma-separated visitor counts (default 250,500; none quick)",
+    )
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        help="sys.setswitchinterval for the hub process (an experiment; default: Python's 0.005)",
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)
     parser.add_argument("--port-file", type=Path, help=argparse.SUPPRESS)
@@ -398,9 +404,7 @@ def main() -> None:
                 child.kill()
     figures["quick"] = args.quick
     figures["total_s"] = round(time.perf_counter() - began, 1)
-    figures["target_p99_under_100ms_at_1000"] = (
-        None if args.visitors < 1000 else figures["steady"]["rtt_p99_ms"] < 100
-    )
+    figures["target_p99_under_100ms_at_1000"] = None if args.visitors < 1000 else figures["steady"]["rtt_p99_ms"] < 100
     figures["target_5000_held"] = None if args.held < 5000 else figures["open_at_end"] >= 5000
     print(f"done in {figures['total_s']} s", flush=True)
     print(json.dumps(figures, sort_keys=True), flush=True)

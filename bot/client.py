@@ -12,7 +12,6 @@ to fall back.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,12 +95,14 @@ class RasaClient:
         url = f"{self.base_url}/model"
         try:
             async with self.session.put(
-                url, json={"model_file": model_file}, params=self._params(),
+                url,
+                json={"model_file": model_file},
+                params=self._params(),
                 timeout=aiohttp.ClientTimeout(total=timeout),
             ) as response:
                 if response.status >= 400:
                     raise Unavailable(f"Rasa refused the model ({response.status}): {(await response.text())[:300]}")
-        except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+        except (TimeoutError, aiohttp.ClientError) as err:
             raise Unavailable(f"PUT {url} failed: {err!r}") from err
 
     async def warm_up(self, timeout: float = 30.0) -> float | None:
@@ -123,7 +124,7 @@ class RasaClient:
                 if response.status != 200:
                     return None
                 body = await response.json(content_type=None)
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+        except (TimeoutError, aiohttp.ClientError, ValueError):
             return None
         found = body.get("model_file") if isinstance(body, dict) else None
         return str(found) if found else None
@@ -132,7 +133,7 @@ class RasaClient:
         try:
             async with self.session.get(f"{self.base_url}/status", params=self._params()) as response:
                 return response.status == 200
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             return False
 
     async def _post(
@@ -147,7 +148,7 @@ class RasaClient:
                     detail = (await response.text())[:300]
                     raise Unavailable(f"Rasa answered HTTP {response.status} on {path}: {detail}")
                 return await response.json(content_type=None)
-        except asyncio.TimeoutError as err:
+        except TimeoutError as err:
             raise Unavailable(f"Rasa did not answer {path} within {limit.total} s") from err
         except aiohttp.ClientError as err:
             raise Unavailable(f"Rasa is unreachable ({type(err).__name__}: {err})") from err

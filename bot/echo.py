@@ -22,7 +22,7 @@ PREFIX = "Echo: "
 
 
 class EchoBot:
-    def __init__(self, service: "object", *, channels: Collection[str] | None = None) -> None:
+    def __init__(self, service: object, *, channels: Collection[str] | None = None) -> None:
         self.service = service
         self.channels = set(channels) if channels is not None else None
         self.replied = 0

@@ -79,8 +79,8 @@ class SendResult:
 class IngestResult:
     """What the hub stored; ``message.contact_id`` names the resolved contact."""
 
-    message: "Message"
-    conversation: "Conversation"
+    message: Message
+    conversation: Conversation
     duplicate: bool
 
 
@@ -90,12 +90,10 @@ class ChannelHost(Protocol):
     async def ingest(self, inbound: InboundMessage) -> IngestResult:
         """Store ``inbound`` (deduplicated on ``(channel, external_id)``) and publish it."""
 
-    async def conversation_for(self, channel: str, address: str) -> "Conversation | None":
+    async def conversation_for(self, channel: str, address: str) -> Conversation | None:
         """The latest conversation of that channel address, if any."""
 
-    async def history(
-        self, conversation_id: int, *, after_id: int | None = None, limit: int = 50
-    ) -> "list[Message]":
+    async def history(self, conversation_id: int, *, after_id: int | None = None, limit: int = 50) -> list[Message]:
         """Customer-visible messages of one conversation (no notes), oldest first."""
 
 
@@ -121,12 +119,12 @@ class Channel(ABC):
     # default, an id local to this channel (its name).
     identity_kind: ClassVar[str | None] = None
 
-    def __init__(self, settings: "Settings") -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._host: ChannelHost | None = None
 
     @classmethod
-    def from_settings(cls, settings: "Settings") -> Self:
+    def from_settings(cls, settings: Settings) -> Self:
         missing = [key for key in cls.required_settings if not getattr(settings, key, None)]
         if missing:
             names = ", ".join(f"HUB_{key.upper()}" for key in missing)
@@ -161,15 +159,9 @@ class Channel(ABC):
         results = [await self.host.ingest(message) for message in inbound]
         return self.webhook_response(request, results)
 
-    def webhook_response(
-        self, request: web.Request, results: list[IngestResult]
-    ) -> web.StreamResponse:
+    def webhook_response(self, request: web.Request, results: list[IngestResult]) -> web.StreamResponse:
         return web.json_response(
-            {
-                "received": [
-                    {"message_id": r.message.id, "duplicate": r.duplicate} for r in results
-                ]
-            }
+            {"received": [{"message_id": r.message.id, "duplicate": r.duplicate} for r in results]}
         )
 
     @abstractmethod
@@ -189,9 +181,7 @@ class Channel(ABC):
         if not text or not text.strip():
             raise InvalidInput("message text is empty")
         if self.max_text_len is not None and len(text) > self.max_text_len:
-            raise InvalidInput(
-                f"message text is {len(text)} characters; {self.name} allows {self.max_text_len}"
-            )
+            raise InvalidInput(f"message text is {len(text)} characters; {self.name} allows {self.max_text_len}")
         return text
 
 
@@ -199,8 +189,8 @@ __all__ = [
     "Channel",
     "ChannelHost",
     "HubError",
-    "IngestResult",
     "InboundMessage",
+    "IngestResult",
     "OutboundMessage",
     "SendResult",
 ]

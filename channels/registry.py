@@ -25,7 +25,7 @@ def register(name: str, target: str) -> None:
     KNOWN_CHANNELS[name] = target
 
 
-def channel_class(name: str) -> "type[Channel]":
+def channel_class(name: str) -> type[Channel]:
     try:
         target = KNOWN_CHANNELS[name]
     except KeyError:
@@ -38,7 +38,7 @@ def channel_class(name: str) -> "type[Channel]":
     return cls
 
 
-def build_channels(settings: "Settings") -> "dict[str, Channel]":
+def build_channels(settings: Settings) -> dict[str, Channel]:
     names = settings.channel_names
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

@@ -12,7 +12,6 @@ tracked background tasks; nothing here touches storage.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -154,11 +153,13 @@ class SlackChannel(Channel):
             if status == 429 or error == "ratelimited":
                 retry_after = _retry_after(err.response.headers)
                 raise ChannelSendError(
-                    f"Slack {method}: rate limited (retry after {retry_after}s)", retryable=True, retry_after=retry_after
+                    f"Slack {method}: rate limited (retry after {retry_after}s)",
+                    retryable=True,
+                    retry_after=retry_after,
                 ) from err
             retryable = status >= 500 or error in RETRYABLE_ERRORS
             raise ChannelSendError(f"Slack {method}: HTTP {status} {error or ''}".strip(), retryable=retryable) from err
-        except (SlackClientError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as err:
+        except (TimeoutError, SlackClientError, aiohttp.ClientError, OSError) as err:
             raise ChannelSendError(f"Slack {method}: {type(err).__name__}: {err}", retryable=True) from err
         return dict(response.data) if isinstance(response.data, dict) else {}
 

@@ -545,7 +545,12 @@ class WebchatChannel(Channel):
         message = _message_frame(result.message, session.visitor_id or "")
         await self._send(
             session,
-            {"type": "ack", "client_id": inbound.metadata["client_id"], "duplicate": result.duplicate, "message": message},
+            {
+                "type": "ack",
+                "client_id": inbound.metadata["client_id"],
+                "duplicate": result.duplicate,
+                "message": message,
+            },
         )
         if not result.duplicate:
             await self._push(session.visitor_id or "", {"type": "message", "message": message}, skip=session)
@@ -689,7 +694,7 @@ def _message_frame(message: Any, visitor_id: str) -> dict[str, Any]:
     external = message.external_id
     prefix = f"{visitor_id}:"
     if external and visitor_id and external.startswith(prefix):
-        client_id = external[len(prefix):]
+        client_id = external[len(prefix) :]
     return {
         "id": message.id,
         "author": message.author_kind.value,
@@ -697,4 +702,3 @@ def _message_frame(message: Any, visitor_id: str) -> dict[str, Any]:
         "created_at": message.created_at.isoformat() if message.created_at else None,
         "client_id": client_id,
     }
-

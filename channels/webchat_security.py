@@ -113,7 +113,7 @@ class OriginPolicy:
 
 
 class TokenBucket:
-    __slots__ = ("rate", "burst", "tokens", "updated", "clock")
+    __slots__ = ("burst", "clock", "rate", "tokens", "updated")
 
     def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate

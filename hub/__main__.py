@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -131,7 +131,9 @@ def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
         try:
             import uvloop
         except ImportError as err:
-            raise click.ClickException("HUB_EVENT_LOOP=uvloop needs the uvloop package; set HUB_EVENT_LOOP=asyncio") from err
+            raise click.ClickException(
+                "HUB_EVENT_LOOP=uvloop needs the uvloop package; set HUB_EVENT_LOOP=asyncio"
+            ) from err
         return uvloop.new_event_loop()
     return asyncio.new_event_loop()
 
@@ -174,7 +176,7 @@ def users_create(name: str, email: str, role: str, slack_user_id: str | None, to
 
     try:
         user, secret = _with_db(create)
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         _fail(err)
     click.echo(f"created {user.role.value} #{user.id} {user.email}")
     if secret:
@@ -183,7 +185,11 @@ def users_create(name: str, email: str, role: str, slack_user_id: str | None, to
 
 @users.command("bootstrap")
 @click.option("--email", default="admin@localhost", show_default=True)
-@click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), help="Where to keep the token (default: DATA_DIR/admin-token).")
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to keep the token (default: DATA_DIR/admin-token).",
+)
 def users_bootstrap(email: str, token_file: Path | None) -> None:
     """First run: create an admin with a token when the hub has no users yet."""
     from hub import auth
@@ -233,7 +239,7 @@ def tokens_create(user: str, name: str) -> None:
 
     try:
         click.echo(_with_db(create))
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         _fail(err)
 
 
@@ -245,7 +251,7 @@ def tokens_revoke(token_id: int) -> None:
 
     try:
         _with_db(auth.revoke_token, token_id)
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         _fail(err)
     click.echo(f"revoked token {token_id}")
 
@@ -264,7 +270,7 @@ def contacts_export(contact_id: int, output: Any) -> None:
 
     try:
         data = _with_db(export_contact, contact_id, write=False)
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         _fail(err)
     json.dump(data, output, indent=2, ensure_ascii=False)
     output.write("\n")
@@ -281,7 +287,7 @@ def contacts_erase(contact_id: int, yes: bool) -> None:
         click.confirm(f"Erase contact {contact_id} and everything about them?", abort=True)
     try:
         counts = _with_db(erase_contact, contact_id)
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         _fail(err)
     click.echo(f"erased contact {contact_id}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
 
@@ -316,16 +322,23 @@ def kb_ingest(directory: Path, collection: str, keep_missing: bool, as_json: boo
     from knowledge_base.cli import ingest_command
 
     try:
-        asyncio.run(ingest_command(directory, collection=collection, delete_missing=not keep_missing,
-                                   as_json=as_json, **_kb_location()))
+        asyncio.run(
+            ingest_command(
+                directory, collection=collection, delete_missing=not keep_missing, as_json=as_json, **_kb_location()
+            )
+        )
     except KnowledgeBaseError as err:
         raise click.ClickException(str(err)) from err
 
 
 @kb.command("search")
 @click.argument("query", required=False)
-@click.option("--queries", "queries_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="One query per line; one JSON line of hits per query out (the model loads once).")
+@click.option(
+    "--queries",
+    "queries_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="One query per line; one JSON line of hits per query out (the model loads once).",
+)
 @click.option("--collection", default="default", show_default=True)
 @click.option("-k", "k", type=click.IntRange(1, 50), default=5, show_default=True, help="How many hits.")
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of text.")
@@ -337,22 +350,29 @@ def kb_search(query: str | None, queries_file: Path | None, collection: str, k: 
     if (query is None) == (queries_file is None):
         raise click.UsageError("give a QUERY or --queries FILE")
     try:
-        status = asyncio.run(search_command(query, queries_file=queries_file, collection=collection, k=k,
-                                            as_json=as_json, **_kb_location()))
+        status = asyncio.run(
+            search_command(
+                query, queries_file=queries_file, collection=collection, k=k, as_json=as_json, **_kb_location()
+            )
+        )
     except KnowledgeBaseError as err:
         raise click.ClickException(str(err)) from err
     sys.exit(status)
 
 
 @kb.command("suggestions")
-@click.option("--status", type=click.Choice(["pending", "accepted", "rejected", "all"]), default="pending",
-              show_default=True)
+@click.option(
+    "--status", type=click.Choice(["pending", "accepted", "rejected", "all"]), default="pending", show_default=True
+)
 @click.option("--collection", help="Only this collection's.")
-@click.option("--accept", "accept_id", type=int, metavar="ID", help="Add suggestion ID's text to its article's questions.")
+@click.option(
+    "--accept", "accept_id", type=int, metavar="ID", help="Add suggestion ID's text to its article's questions."
+)
 @click.option("--reject", "reject_id", type=int, metavar="ID", help="Reject suggestion ID.")
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of text.")
-def kb_suggestions(status: str, collection: str | None, accept_id: int | None, reject_id: int | None,
-                   as_json: bool) -> None:
+def kb_suggestions(
+    status: str, collection: str | None, accept_id: int | None, reject_id: int | None, as_json: bool
+) -> None:
     """New phrasings of articles, offered by agents' help-centre links after a
     handoff and customers' helpful votes on the bot's answers; --accept or
     --reject one (decided by nobody in particular; the API records the admin)."""
@@ -381,14 +401,16 @@ def kb_suggestions(status: str, collection: str | None, accept_id: int | None, r
 
     try:
         found = asyncio.run(run())
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         _fail(err)
     for suggestion in found:
         if as_json:
             click.echo(json.dumps(suggestion.to_dict(), ensure_ascii=False))
         else:
-            click.echo(f"{suggestion.id}\t{suggestion.status}\t{suggestion.collection}/{suggestion.article_id}\t"
-                       f"{suggestion.votes} vote(s), {suggestion.source}\t{suggestion.text}")
+            click.echo(
+                f"{suggestion.id}\t{suggestion.status}\t{suggestion.collection}/{suggestion.article_id}\t"
+                f"{suggestion.votes} vote(s), {suggestion.source}\t{suggestion.text}"
+            )
 
 
 if __name__ == "__main__":

@@ -25,15 +25,15 @@ from hub.bot import model as bot_model
 from hub.bot.setup import setup_bot
 from hub.bus import LocalBus, RedisBus
 from hub.config import Settings
+from hub.conversations.outbox import OutboxWorker
+from hub.conversations.service import HubService
 from hub.kb.setup import build_knowledge_base, setup_knowledge_base
 from hub.kb.suggestions import suggestions_ctx
 from hub.metrics import Metrics
-from hub.conversations.outbox import OutboxWorker
-from hub.conversations.service import HubService
 from hub.slack.desk import slack_desk_ctx
 from hub.storage import open_database
-from knowledge_base import KnowledgeBase
 from hub.tickets.transactions import tickets_ctx
+from knowledge_base import KnowledgeBase
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +85,7 @@ def create_app(
     app.add_routes(contacts.routes)
     app.add_routes(conversations.routes)
     app.add_routes(admin.routes)
-    setup_knowledge_base(
-        app, build_knowledge_base(settings) if knowledge_base is _FROM_SETTINGS else knowledge_base
-    )
+    setup_knowledge_base(app, build_knowledge_base(settings) if knowledge_base is _FROM_SETTINGS else knowledge_base)
     app.add_routes(kb_suggestions_api.routes)
     app.add_routes(tickets_api.routes)
     app.add_routes(bot_model.routes)

@@ -28,9 +28,7 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_user(
-    conn: Connection, *, name: str, email: str, role: str, slack_user_id: str | None = None
-) -> User:
+def create_user(conn: Connection, *, name: str, email: str, role: str, slack_user_id: str | None = None) -> User:
     try:
         role_value = Role(role).value
     except ValueError:
@@ -78,7 +76,9 @@ def create_token(conn: Connection, user_id: int, name: str) -> tuple[str, int]:
 
 def revoke_token(conn: Connection, token_id: int) -> None:
     done = conn.execute(
-        sa.update(api_tokens).where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None)).values(revoked_at=utcnow())
+        sa.update(api_tokens)
+        .where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
     )
     if done.rowcount == 0:
         raise NotFound(f"no active token {token_id}")

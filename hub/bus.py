@@ -50,7 +50,7 @@ class LocalBus:
         if len(handlers) == 1:  # the common case: no task, no gather
             try:
                 await handlers[0](event)
-            except Exception as err:  # noqa: BLE001 - one subscriber never fails the publisher
+            except Exception as err:
                 self._failed(handlers[0], event, err)
             return
         results = await asyncio.gather(*(h(event) for h in handlers), return_exceptions=True)

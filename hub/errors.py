@@ -84,9 +84,7 @@ class ChannelSendError(HubError):
 
     code = "channel_send_error"
 
-    def __init__(
-        self, message: str, *, retryable: bool, retry_after: float | None = None, **kwargs: Any
-    ) -> None:
+    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.retryable = retryable
         self.retry_after = retry_after

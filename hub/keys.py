@@ -24,4 +24,17 @@ HEALTH = web.AppKey("health", "dict[str, Any]")
 # Extra cleanup contexts/components registered by optional packages.
 EXTRAS = web.AppKey("extras", "dict[str, Any]")
 
-__all__ = ["SETTINGS", "DATABASE", "BUS", "CHANNELS", "SERVICE", "METRICS", "OUTBOX", "AUTH", "PHRASINGS", "HEALTH", "EXTRAS", "Any"]
+__all__ = [
+    "AUTH",
+    "BUS",
+    "CHANNELS",
+    "DATABASE",
+    "EXTRAS",
+    "HEALTH",
+    "METRICS",
+    "OUTBOX",
+    "PHRASINGS",
+    "SERVICE",
+    "SETTINGS",
+    "Any",
+]

@@ -12,7 +12,9 @@ class Metrics:
             "hub_messages_received_total", "Inbound customer messages stored", ["channel"], registry=self.registry
         )
         self.duplicates = Counter(
-            "hub_messages_duplicate_total", "Inbound deliveries dropped as provider retries", ["channel"],
+            "hub_messages_duplicate_total",
+            "Inbound deliveries dropped as provider retries",
+            ["channel"],
             registry=self.registry,
         )
         self.messages_out = Counter(
@@ -21,9 +23,7 @@ class Metrics:
         self.delivery_failures = Counter(
             "hub_delivery_failures_total", "Failed delivery attempts", ["channel", "outcome"], registry=self.registry
         )
-        self.outbox_depth = Gauge(
-            "hub_outbox_depth", "Outbox entries by status", ["status"], registry=self.registry
-        )
+        self.outbox_depth = Gauge("hub_outbox_depth", "Outbox entries by status", ["status"], registry=self.registry)
         self.request_latency = Histogram(
             "hub_http_request_duration_seconds",
             "HTTP request latency",
@@ -32,7 +32,9 @@ class Metrics:
             registry=self.registry,
         )
         self.degraded = Gauge(
-            "hub_degraded", "1 while a dependency is down and the hub runs on a fallback", ["component"],
+            "hub_degraded",
+            "1 while a dependency is down and the hub runs on a fallback",
+            ["component"],
             registry=self.registry,
         )
 

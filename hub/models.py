@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 
-class StrEnum(str, enum.Enum):
+class StrEnum(enum.StrEnum):
     def __str__(self) -> str:  # pragma: no cover - cosmetic
         return self.value
 
@@ -78,7 +78,7 @@ class Role(StrEnum):
     def rank(self) -> int:
         return {"viewer": 0, "agent": 1, "admin": 2}[self.value]
 
-    def allows(self, needed: "Role") -> bool:
+    def allows(self, needed: Role) -> bool:
         return self.rank >= needed.rank
 
 

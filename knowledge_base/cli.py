@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from knowledge_base.embeddings import Embedder, HashingEmbedder, SentenceTransformerEmbedder
 from knowledge_base import messages
+from knowledge_base.embeddings import Embedder, HashingEmbedder, SentenceTransformerEmbedder
 from knowledge_base.errors import InvalidInput, KnowledgeBaseError
 from knowledge_base.models import IngestReport, SearchResult
 from knowledge_base.service import KnowledgeBase
@@ -162,7 +162,9 @@ async def portal_command(
         if sample:
             await kb.ingest_dir(SAMPLE_DIR, DEFAULT_COLLECTION)
         app = web.Application()
-        app.add_subapp(PORTAL_PREFIX, create_portal_app(kb, InMemoryVoteStore(), site_name=site_name, widget_enabled=False))
+        app.add_subapp(
+            PORTAL_PREFIX, create_portal_app(kb, InMemoryVoteStore(), site_name=site_name, widget_enabled=False)
+        )
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, host, port)

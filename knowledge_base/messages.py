@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-INVALID_ARTICLE_ID = "article id {value!r} is invalid: use 1-100 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+INVALID_ARTICLE_ID = (
+    "article id {value!r} is invalid: use 1-100 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+)
 INVALID_COLLECTION = "collection name {value!r} is invalid: use 1-100 lowercase letters, digits, '-' or '_', starting with a letter or digit"
 RESERVED_COLLECTION = "collection name {value!r} is reserved (it is a path of the help portal)"
 EMPTY_QUERY = "the search query is empty"

@@ -112,7 +112,9 @@ def rank(
         if chunk_id in records
     ]
     semantic.sort(key=lambda pair: -pair[1])
-    keyword = [(chunk_id, score) for chunk_id, score in keyword if chunk_id in records and records[chunk_id].kind == TEXT]
+    keyword = [
+        (chunk_id, score) for chunk_id, score in keyword if chunk_id in records and records[chunk_id].kind == TEXT
+    ]
     if not semantic and not keyword:
         return [], 0.0
     similarity = dict(semantic)
@@ -139,8 +141,7 @@ def rank(
             best = max(
                 candidates,
                 key=lambda chunk_id: (
-                    similarity.get(chunk_id, missing_similarity)
-                    + KEYWORD_WEIGHT * relative_keyword.get(chunk_id, 0.0),
+                    similarity.get(chunk_id, missing_similarity) + KEYWORD_WEIGHT * relative_keyword.get(chunk_id, 0.0),
                     -records[chunk_id].position,
                 ),
             )

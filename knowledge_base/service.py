@@ -65,8 +65,8 @@ from knowledge_base.chunking import (
     HEADING_SEPARATOR,
     TEXT,
     Chunk,
-    index_chunks,
     compose_embed_text,
+    index_chunks,
 )
 from knowledge_base.embeddings import Embedder, SentenceTransformerEmbedder
 from knowledge_base.errors import ArticleFormatError, IndexMismatch, InvalidInput, KnowledgeBaseError
@@ -315,7 +315,7 @@ class KnowledgeBase:
         )
         async with self._writing(collection):
             stored = await self._run(self.articles.write, article)
-            report, change = await self._run(self._index_sync, collection, [stored], only_article=article_id)
+            _report, change = await self._run(self._index_sync, collection, [stored], only_article=article_id)
             await self._apply(collection, change)
         return stored
 
@@ -399,7 +399,11 @@ class KnowledgeBase:
         semantic = self.store.query(collection, vector, candidates)
         keyword = [(index.order[position], score) for position, score in index.keyword.search(query, candidates)]
         hits, confidence = rank(
-            collection=collection, semantic=semantic, keyword=keyword, records=index.records, k=k,
+            collection=collection,
+            semantic=semantic,
+            keyword=keyword,
+            records=index.records,
+            k=k,
             texts=index.texts,
         )
         if excerpt and hits:

@@ -56,7 +56,7 @@ class ChromaStore:
         self._max_batch = 1000
         try:
             self._max_batch = max(1, min(5000, int(client.get_max_batch_size())))
-        except Exception:  # noqa: BLE001 - older servers lack the call; 1000 is safe
+        except Exception:
             pass
 
     @classmethod
@@ -87,14 +87,10 @@ class ChromaStore:
         except (InvalidInput, StoreError, StoreUnavailable):
             raise
         except (ConnectionError, TimeoutError, OSError) as err:
-            raise StoreUnavailable(
-                messages.CHROMA_UNAVAILABLE.format(url=self.description, reason=err)
-            ) from err
+            raise StoreUnavailable(messages.CHROMA_UNAVAILABLE.format(url=self.description, reason=err)) from err
         except Exception as err:
             if type(err).__module__.startswith(("httpx", "httpcore")):
-                raise StoreUnavailable(
-                    messages.CHROMA_UNAVAILABLE.format(url=self.description, reason=err)
-                ) from err
+                raise StoreUnavailable(messages.CHROMA_UNAVAILABLE.format(url=self.description, reason=err)) from err
             raise StoreError(messages.CHROMA_FAILED.format(operation=operation, reason=err)) from err
 
     def _call(self, operation: str, func: Callable[[], T]) -> T:
@@ -230,5 +226,5 @@ class ChromaStore:
         if close is not None:
             try:
                 close()
-            except Exception:  # noqa: BLE001 - closing is best effort
+            except Exception:
                 log.debug("closing the Chroma client failed", exc_info=True)

@@ -183,9 +183,15 @@ async def start_hub(
     tokens = {}
     try:
         for role in ("admin", "agent", "viewer"):
-            user = await db.write(
-                lambda conn, r=role: auth.create_user(conn, name=f"{r.title()} User", email=f"{r}@example.test", role=r)
-            ) if not await _user_exists(db, f"{role}@example.test") else await db.read(auth.find_user, f"{role}@example.test")
+            user = (
+                await db.write(
+                    lambda conn, r=role: auth.create_user(
+                        conn, name=f"{r.title()} User", email=f"{r}@example.test", role=r
+                    )
+                )
+                if not await _user_exists(db, f"{role}@example.test")
+                else await db.read(auth.find_user, f"{role}@example.test")
+            )
             tokens[role] = (await db.write(auth.create_token, user.id, "tests"))[0]
     finally:
         await db.close()

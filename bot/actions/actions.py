@@ -20,9 +20,7 @@ class ActionAnswerFromKB(Action):
     def name(self) -> str:
         return "action_answer_from_kb"
 
-    async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
-    ) -> list[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
         return await answer_from_kb(dispatcher, tracker)
 
 
@@ -32,9 +30,7 @@ class ActionHandoff(Action):
     def name(self) -> str:
         return "action_handoff"
 
-    async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
-    ) -> list[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
         # A request for a person or a complaint the NLU is not sure of goes to
         # the knowledge base instead; urgency hands off whatever the intent.
         return await answer_from_kb(dispatcher, tracker)
@@ -54,9 +50,7 @@ class ActionFollowup(Action):
     def name(self) -> str:
         return "action_followup"
 
-    async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
-    ) -> list[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
         helpful = ((tracker.latest_message or {}).get("intent") or {}).get("name") == "affirm"
         last = tracker.get_slot(DECISION_SLOT)
         if last == "answer":

@@ -86,7 +86,10 @@ async def answer_from_kb(dispatcher: CollectingDispatcher, tracker: Tracker) -> 
     decision = route(parse)
     if decision.action == HANDOFF:
         return hand_off(
-            dispatcher, tracker, priority=str(decision.priority), reason=str(decision.reason),
+            dispatcher,
+            tracker,
+            priority=str(decision.priority),
+            reason=str(decision.reason),
             signals=list(decision.signals),
         )
     settings = ActionSettings.from_env()
@@ -108,9 +111,15 @@ async def answer_from_kb(dispatcher: CollectingDispatcher, tracker: Tracker) -> 
         dispatcher.utter_message(text=answer_text(best, settings.public_url))
         dispatcher.utter_message(
             json_message={
-                "kb_hits": result.hits, "confidence": result.confidence, "query": result.query,
-                "decision": {"action": "answer", "article_id": best.get("article_id"), "collection": collection,
-                             "confidence": result.confidence},
+                "kb_hits": result.hits,
+                "confidence": result.confidence,
+                "query": result.query,
+                "decision": {
+                    "action": "answer",
+                    "article_id": best.get("article_id"),
+                    "collection": collection,
+                    "confidence": result.confidence,
+                },
             }
         )
         return [
@@ -124,9 +133,11 @@ async def answer_from_kb(dispatcher: CollectingDispatcher, tracker: Tracker) -> 
         dispatcher.utter_message(text=text_out)
         dispatcher.utter_message(
             json_message={
-                "clarify": True, "confidence": result.confidence,
+                "clarify": True,
+                "confidence": result.confidence,
                 "decision": {
-                    "action": "clarify" if near_miss else "topics", "confidence": result.confidence,
+                    "action": "clarify" if near_miss else "topics",
+                    "confidence": result.confidence,
                     "article_ids": [hit.get("article_id") for hit in result.hits[:2]] if near_miss else [],
                 },
             }

@@ -18,7 +18,6 @@ DECISION_SLOT = "last_decision"
 ANSWER_SLOT = "last_answer"
 
 
-
 def hand_off(
     dispatcher: CollectingDispatcher, tracker: Tracker, *, priority: str, reason: str, **details: Any
 ) -> list[EventType]:
@@ -38,10 +37,13 @@ def hand_off(
             "intent": intent.get("name"),
             "intent_confidence": intent.get("confidence"),
             **details,
-            "decision": {"action": "handoff", "priority": priority, "reason": reason,
-                         "signals": list(details.get("signals") or [])},
+            "decision": {
+                "action": "handoff",
+                "priority": priority,
+                "reason": reason,
+                "signals": list(details.get("signals") or []),
+            },
         }
     )
     log.info("handoff conversation=%s priority=%s reason=%s", tracker.sender_id, priority, reason)
     return [SlotSet(CLARIFY_SLOT, False), SlotSet(DECISION_SLOT, None), ConversationPaused()]
-

@@ -99,9 +99,7 @@ def urgent_signals(parse: Mapping[str, Any], *, escalate_at: float | None = None
     return tuple(signals)
 
 
-def route(
-    parse: Mapping[str, Any], *, escalate_at: float | None = None, confident_at: float | None = None
-) -> Route:
+def route(parse: Mapping[str, Any], *, escalate_at: float | None = None, confident_at: float | None = None) -> Route:
     """Where the bot sends a message with this parse (``tracker.latest_message`` or ``/model/parse``)."""
     intent = parse.get("intent") or {}
     name = intent.get("name")

@@ -40,9 +40,7 @@ class ActionSettings:
         return cls(
             hub_url=hub_url,
             public_url=os.environ.get("HUB_PUBLIC_URL", hub_url).rstrip("/"),
-            confidence_threshold=float(
-                os.environ.get("HUB_BOT_CONFIDENCE_THRESHOLD", DEFAULT_CONFIDENCE_THRESHOLD)
-            ),
+            confidence_threshold=float(os.environ.get("HUB_BOT_CONFIDENCE_THRESHOLD", DEFAULT_CONFIDENCE_THRESHOLD)),
             kb_timeout=float(os.environ.get("HUB_BOT_KB_TIMEOUT", DEFAULT_KB_TIMEOUT)),
             api_token=os.environ.get("HUB_BOT_API_TOKEN") or None,
         )

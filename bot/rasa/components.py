@@ -16,7 +16,7 @@ train`` and ``rasa run``.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Text
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -29,7 +29,7 @@ from rasa.nlu.featurizers.dense_featurizer.lm_featurizer import LanguageModelFea
 class CompiledLanguageModelFeaturizer(LanguageModelFeaturizer):
     """LanguageModelFeaturizer whose model call runs as a traced TensorFlow graph."""
 
-    def __init__(self, config: Dict[Text, Any], execution_context: ExecutionContext) -> None:
+    def __init__(self, config: dict[str, Any], execution_context: ExecutionContext) -> None:
         super().__init__(config, execution_context)
         model = self.model
 
@@ -46,7 +46,7 @@ class CompiledLanguageModelFeaturizer(LanguageModelFeaturizer):
         self._sequence_hidden_states = sequence_hidden_states
 
     def _compute_batch_sequence_features(
-        self, batch_attention_mask: np.ndarray, padded_token_ids: List[List[int]]
+        self, batch_attention_mask: np.ndarray, padded_token_ids: list[list[int]]
     ) -> np.ndarray:
         hidden_states = self._sequence_hidden_states(
             tf.convert_to_tensor(padded_token_ids, dtype=tf.int32),

@@ -35,7 +35,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent
@@ -234,7 +234,7 @@ def train(
     meta = {
         "hash": model_hash,
         "training_seconds": seconds,
-        "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": str(config or project_dir / "config.yml"),
     }
     (models_dir / f"{model_hash}.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -257,7 +257,11 @@ def ensure_model(
         present = (models_dir / f"{model_hash}.tar.gz").exists() and (models_dir / f"{model_hash}.json").exists()
         if force or not present:
             train(
-                model_hash, project_dir=project_dir, config=config, models_dir=models_dir, venv=venv,
+                model_hash,
+                project_dir=project_dir,
+                config=config,
+                models_dir=models_dir,
+                venv=venv,
                 extra_data=extra_data,
             )
         _point_current(models_dir, model_hash)
@@ -273,13 +277,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
     parser.add_argument("--json", action="store_true", help="print the model info as JSON")
     parser.add_argument(
-        "--extra-data", type=Path, action="append", default=[],
+        "--extra-data",
+        type=Path,
+        action="append",
+        default=[],
         help="more NLU training data (the examples derived from the knowledge base); repeatable",
     )
     args = parser.parse_args(argv)
     try:
         info = ensure_model(
-            config=args.config, models_dir=args.models_dir.resolve(), force=args.force,
+            config=args.config,
+            models_dir=args.models_dir.resolve(),
+            force=args.force,
             extra_data=[path.resolve() for path in args.extra_data],
         )
     except (TrainingError, FileNotFoundError) as err:

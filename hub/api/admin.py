@@ -6,9 +6,8 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from hub import auth, keys
-
-from hub.conversations import outbox
 from hub.api.base import current_user, field, int_param, json_body, path_id, requires
+from hub.conversations import outbox
 from hub.errors import InvalidInput
 from hub.models import Role
 from hub.storage.schema import audit_log
@@ -42,7 +41,9 @@ async def create_user(request: web.Request) -> web.Response:
             slack_user_id=field(body, "slack_user_id", str, required=False),
         )
     )
-    await request.app[keys.SERVICE].audit(current_user(request).id, "user.create", target_type="user", target_id=user.id)
+    await request.app[keys.SERVICE].audit(
+        current_user(request).id, "user.create", target_type="user", target_id=user.id
+    )
     return web.json_response(user.to_dict(), status=201)
 
 
@@ -65,7 +66,9 @@ async def revoke_token(request: web.Request) -> web.Response:
     token_id = path_id(request)
     await request.app[keys.DATABASE].write(auth.revoke_token, token_id)
     request.app[keys.AUTH].forget()
-    await request.app[keys.SERVICE].audit(current_user(request).id, "token.revoke", target_type="token", target_id=token_id)
+    await request.app[keys.SERVICE].audit(
+        current_user(request).id, "token.revoke", target_type="token", target_id=token_id
+    )
     return web.json_response({"revoked": token_id})
 
 
@@ -88,7 +91,9 @@ async def retry_dead(request: web.Request) -> web.Response:
     outbox_id = path_id(request)
     await request.app[keys.DATABASE].write(outbox.requeue_dead, outbox_id)
     request.app[keys.OUTBOX].notify()
-    await request.app[keys.SERVICE].audit(current_user(request).id, "outbox.retry", target_type="outbox", target_id=outbox_id)
+    await request.app[keys.SERVICE].audit(
+        current_user(request).id, "outbox.retry", target_type="outbox", target_id=outbox_id
+    )
     return web.json_response({"requeued": outbox_id})
 
 

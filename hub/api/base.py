@@ -82,7 +82,9 @@ def assignee_filter(request: web.Request) -> dict[str, Any]:
     return {}
 
 
-def int_param(request: web.Request, name: str, *, default: int | None = None, lo: int = 1, hi: int = 10**12) -> int | None:
+def int_param(
+    request: web.Request, name: str, *, default: int | None = None, lo: int = 1, hi: int = 10**12
+) -> int | None:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default

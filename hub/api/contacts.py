@@ -49,8 +49,13 @@ async def update_contact(request: web.Request) -> web.Response:
     service = request.app[keys.SERVICE]
     contact_id = path_id(request)
     contact = await service.update_contact(contact_id, changes)
-    await service.audit(current_user(request).id, "contact.update", target_type="contact", target_id=contact_id,
-                        details={"fields": sorted(changes)})
+    await service.audit(
+        current_user(request).id,
+        "contact.update",
+        target_type="contact",
+        target_id=contact_id,
+        details={"fields": sorted(changes)},
+    )
     return web.json_response(contact.to_dict())
 
 
@@ -69,8 +74,13 @@ async def merge_contact(request: web.Request) -> web.Response:
     target_id = path_id(request)
     service = request.app[keys.SERVICE]
     merged = await service.merge_contacts(source_id, target_id, actor_id=current_user(request).id)
-    await service.audit(current_user(request).id, "contact.merge", target_type="contact", target_id=target_id,
-                        details={"source_id": source_id})
+    await service.audit(
+        current_user(request).id,
+        "contact.merge",
+        target_type="contact",
+        target_id=target_id,
+        details={"source_id": source_id},
+    )
     return web.json_response(merged.to_dict())
 
 
@@ -81,9 +91,7 @@ async def export_contact(request: web.Request) -> web.Response:
     contact_id = path_id(request)
     data = await service.export_contact(contact_id)
     await service.audit(current_user(request).id, "contact.export", target_type="contact", target_id=contact_id)
-    return web.json_response(
-        data, headers={"Content-Disposition": f'attachment; filename="contact-{contact_id}.json"'}
-    )
+    return web.json_response(data, headers={"Content-Disposition": f'attachment; filename="contact-{contact_id}.json"'})
 
 
 @routes.delete("/api/v1/contacts/{id}")
@@ -92,6 +100,11 @@ async def erase_contact(request: web.Request) -> web.Response:
     service = request.app[keys.SERVICE]
     contact_id = path_id(request)
     counts = await service.erase_contact(contact_id)
-    await service.audit(current_user(request).id, "contact.erase", target_type="contact", target_id=contact_id,
-                        details={"deleted": counts})
+    await service.audit(
+        current_user(request).id,
+        "contact.erase",
+        target_type="contact",
+        target_id=contact_id,
+        details={"deleted": counts},
+    )
     return web.json_response({"erased": contact_id, "deleted": counts})

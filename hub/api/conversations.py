@@ -48,8 +48,13 @@ async def update_conversation(request: web.Request) -> web.Response:
     service = request.app[keys.SERVICE]
     conversation_id = path_id(request)
     conversation = await service.update_conversation(conversation_id, body, actor_id=user.id)
-    await service.audit(user.id, "conversation.update", target_type="conversation", target_id=conversation_id,
-                        details={k: body[k] for k in body if k != "subject"})
+    await service.audit(
+        user.id,
+        "conversation.update",
+        target_type="conversation",
+        target_id=conversation_id,
+        details={k: body[k] for k in body if k != "subject"},
+    )
     return web.json_response(conversation.to_dict())
 
 

@@ -33,7 +33,11 @@ async def error_middleware(request: web.Request, handler):  # type: ignore[no-un
             headers["Retry-After"] = str(max(1, int(err.retry_after + 0.999)))
         return web.json_response(err.to_dict(), status=err.status, headers=headers)
     except web.HTTPException as exc:
-        if exc.status >= 400 and exc.content_type != "application/json" and request.path.startswith(("/api/", "/channels/")):
+        if (
+            exc.status >= 400
+            and exc.content_type != "application/json"
+            and request.path.startswith(("/api/", "/channels/"))
+        ):
             return web.json_response(
                 {"error": {"code": exc.reason.lower().replace(" ", "_"), "message": exc.reason}},
                 status=exc.status,

@@ -7,11 +7,10 @@ from typing import Any
 from aiohttp import web
 
 from hub import keys
-
-from hub.slack import jobs as slack_jobs
 from hub.api.base import assignee_filter, current_user, field, int_param, json_body, path_id, requires
 from hub.errors import Forbidden, InvalidInput, Unavailable
 from hub.models import Priority, Role
+from hub.slack import jobs as slack_jobs
 from hub.tickets.transactions import EXTRAS_KEY, TicketService, add_rule, delete_rule, list_rules
 
 routes = web.RouteTableDef()
@@ -24,7 +23,9 @@ def _tickets(request: web.Request) -> TicketService:
     return service
 
 
-async def _audit(request: web.Request, action: str, target_type: str, target_id: Any, details: dict[str, Any] | None = None) -> None:
+async def _audit(
+    request: web.Request, action: str, target_type: str, target_id: Any, details: dict[str, Any] | None = None
+) -> None:
     await request.app[keys.SERVICE].audit(
         current_user(request).id, action, target_type=target_type, target_id=target_id, details=details
     )
@@ -77,7 +78,9 @@ async def list_tickets(request: web.Request) -> web.Response:
 @requires(Role.AGENT)
 async def ticket_queue(request: web.Request) -> web.Response:
     """Unassigned open tickets, most urgent first."""
-    found = await _tickets(request).queue(team=request.query.get("team"), limit=int_param(request, "limit", default=100, hi=500))
+    found = await _tickets(request).queue(
+        team=request.query.get("team"), limit=int_param(request, "limit", default=100, hi=500)
+    )
     return web.json_response({"items": [t.to_dict() for t in found]})
 
 

@@ -32,15 +32,15 @@ from sqlalchemy.engine import Connection
 
 from bot.client import BotTurn, RasaClient
 from hub.bot.triage import Triage
-from hub.errors import NotFound, Unavailable
-from hub.events import ConversationUpdated, HandoffRequested, utcnow
-from hub.metrics import Metrics
-from hub.models import AuthorKind, Conversation, Handler, Message, Priority
 from hub.conversations.outbox import backoff
 from hub.conversations.service import HubService
+from hub.errors import NotFound, Unavailable
+from hub.events import ConversationUpdated, HandoffRequested, utcnow
+from hub.jobs.worker import PollingWorker
+from hub.metrics import Metrics
+from hub.models import AuthorKind, Conversation, Handler, Message, Priority
 from hub.storage import Database
 from hub.storage.schema import bot_jobs
-from hub.jobs.worker import PollingWorker
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,13 @@ def retry_job(conn: Connection, job_id: int, error: str, delay: float) -> None:
     conn.execute(
         sa.update(bot_jobs)
         .where(bot_jobs.c.id == job_id)
-        .values(status="pending", lease_until=None, last_error=error[:2000],
-                next_attempt_at=now + timedelta(seconds=delay), updated_at=now)
+        .values(
+            status="pending",
+            lease_until=None,
+            last_error=error[:2000],
+            next_attempt_at=now + timedelta(seconds=delay),
+            updated_at=now,
+        )
     )
 
 
@@ -112,14 +117,22 @@ def enqueue_resume(conn: Connection, conversation_id: int) -> None:
     now = utcnow()
     conn.execute(
         sa.insert(bot_jobs).values(
-            conversation_id=conversation_id, message_id=None, kind="resume", status="pending",
-            attempts=0, next_attempt_at=now, created_at=now, updated_at=now,
+            conversation_id=conversation_id,
+            message_id=None,
+            kind="resume",
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+            updated_at=now,
         )
     )
 
 
 def pending_jobs(conn: Connection) -> int:
-    return conn.execute(sa.select(sa.func.count()).select_from(bot_jobs).where(bot_jobs.c.status != "done")).scalar_one()
+    return conn.execute(
+        sa.select(sa.func.count()).select_from(bot_jobs).where(bot_jobs.c.status != "done")
+    ).scalar_one()
 
 
 def _summarise(text: str, limit: int = 300) -> str:
@@ -214,7 +227,7 @@ class BotBridge(PollingWorker[Job]):
                 await self._answer(job)
         except NotFound:
             pass  # the conversation or message was erased meanwhile
-        except Exception as err:  # noqa: BLE001 - retried, never lost
+        except Exception as err:
             if job.kind == "resume" and job.attempts < self.max_attempts:
                 delay = backoff(job.attempts, base=1.0, cap=60.0)
                 await self.db.write(retry_job, job.id, f"{type(err).__name__}: {err}", delay)
@@ -240,7 +253,7 @@ class BotBridge(PollingWorker[Job]):
         if self.triage is not None:
             try:
                 metadata["triage"] = await self.triage(message.body)
-            except Exception:  # noqa: BLE001 - the NLU's own signal still decides
+            except Exception:
                 log.exception("triage failed for message %s", message.id)
         turn = await self._ask_rasa(conversation, message.body, metadata)
         if turn is None:
@@ -281,8 +294,11 @@ class BotBridge(PollingWorker[Job]):
             meta["handoff"] = True  # the chat widget switches to offline mode if nobody is on duty
         for index, text in enumerate(turn.texts):
             await self.service.reply(
-                conversation.id, text, author_kind=AuthorKind.BOT,
-                idempotency_key=f"bot:{message.id}:{index}", meta=meta,
+                conversation.id,
+                text,
+                author_kind=AuthorKind.BOT,
+                idempotency_key=f"bot:{message.id}:{index}",
+                meta=meta,
             )
         if handoff is not None:
             await self.handoff(
@@ -292,31 +308,47 @@ class BotBridge(PollingWorker[Job]):
                 source="bot",
                 kb_hits=list(handoff.get("kb_hits") or meta.get("kb_hits") or []),
             )
-        await self.service.suggest_phrasing(turn.custom, conversation_id=conversation.id)  # last: a vote matters less than the above
+        await self.service.suggest_phrasing(
+            turn.custom, conversation_id=conversation.id
+        )  # last: a vote matters less than the above
 
     async def _fallback(self, conversation: Conversation, message: Message) -> None:
         result = None
         if self.kb_search is not None:
             try:
                 result = await self.kb_search(message.body, 3)
-            except Exception:  # noqa: BLE001 - the KB failing too means: hand off
+            except Exception:
                 log.exception("knowledge base search failed in fallback")
         if result is not None and result.hits and result.confidence >= self.confidence_threshold:
             best = result.hits[0]
             text = f"{_summarise(best.text)}\n\nRead more: {self.public_url}{best.url}"
             await self.service.reply(
-                conversation.id, text, author_kind=AuthorKind.BOT, idempotency_key=f"bot:{message.id}:fallback",
-                meta={"in_reply_to": message.id, "fallback": True, "confidence": result.confidence,
-                      "kb_hits": [h.to_dict() for h in result.hits]},
+                conversation.id,
+                text,
+                author_kind=AuthorKind.BOT,
+                idempotency_key=f"bot:{message.id}:fallback",
+                meta={
+                    "in_reply_to": message.id,
+                    "fallback": True,
+                    "confidence": result.confidence,
+                    "kb_hits": [h.to_dict() for h in result.hits],
+                },
             )
             return
         await self.service.reply(
-            conversation.id, FALLBACK_HANDOFF_TEXT, author_kind=AuthorKind.BOT,
+            conversation.id,
+            FALLBACK_HANDOFF_TEXT,
+            author_kind=AuthorKind.BOT,
             idempotency_key=f"bot:{message.id}:fallback",
             meta={"in_reply_to": message.id, "fallback": True, "handoff": True},
         )
-        await self.handoff(conversation, priority="normal", reason="assistant unavailable", source="fallback",
-                           kb_hits=[h.to_dict() for h in result.hits] if result is not None else [])
+        await self.handoff(
+            conversation,
+            priority="normal",
+            reason="assistant unavailable",
+            source="fallback",
+            kb_hits=[h.to_dict() for h in result.hits] if result is not None else [],
+        )
 
     async def handoff(
         self, conversation: Conversation, *, priority: str, reason: str, source: str, kb_hits: list[dict[str, Any]]

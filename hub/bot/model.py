@@ -123,7 +123,7 @@ class BotModelWatcher:
                     self.state.kb_synced = fingerprint
             except asyncio.CancelledError:
                 raise
-            except Exception as err:  # noqa: BLE001 - keep serving the current model, try again later
+            except Exception as err:
                 self.state.training = False
                 self.state.last_error = f"{type(err).__name__}: {err}"
                 self.state.kb_synced = None
@@ -131,7 +131,7 @@ class BotModelWatcher:
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _check_serving(self) -> None:
@@ -147,9 +147,7 @@ class BotModelWatcher:
         examples = await asyncio.to_thread(lambda: kb_nlu.examples([kb_nlu.outline_of(a) for a in articles]))
         text = kb_nlu.render(examples)
         name = f"extra/{self.file.name}"
-        wanted = await asyncio.to_thread(
-            training_hash, extra_data=[self.file], contents={name: text.encode()}
-        )
+        wanted = await asyncio.to_thread(training_hash, extra_data=[self.file], contents={name: text.encode()})
         self.state.wanted, self.state.examples = wanted, len(examples)
         if wanted == self.state.serving:
             return
@@ -169,7 +167,9 @@ class BotModelWatcher:
         self.state.last_trained_at = time.time()
         log.info(
             "the bot now serves model %s (%s in %.1f s)",
-            self.state.serving, "trained" if info.get("trained_now") else "reused", seconds,
+            self.state.serving,
+            "trained" if info.get("trained_now") else "reused",
+            seconds,
         )
 
     async def _train(self) -> dict[str, Any]:
@@ -224,7 +224,3 @@ async def all_articles(kb: Any) -> list[Any]:
     for collection in await kb.list_collections():
         found.extend(await kb.list_articles(collection))
     return found
-
-
-
-

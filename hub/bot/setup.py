@@ -16,15 +16,14 @@ from bot.client import RasaClient
 from hub import keys
 from hub.bot.bridge import BotBridge
 from hub.bot.model import BOT_MODEL, BotModelWatcher, all_articles
-from hub.bot.triage import Triage
 from hub.bot.supervisor import ChildProcess
+from hub.bot.triage import Triage
 
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
 BOT_BRIDGE = web.AppKey("bot_bridge", BotBridge)
 BOT_PROCESSES = web.AppKey("bot_processes", list)
-
 
 
 def setup_bot(app: web.Application) -> None:
@@ -68,8 +67,7 @@ def rasa_processes(settings: Any, token: str) -> list[ChildProcess]:
         ),
     ]
     return [
-        ChildProcess(name, spec.command, env=spec.env, cwd=spec.cwd)
-        for name, spec in zip(("actions", "rasa"), specs)
+        ChildProcess(name, spec.command, env=spec.env, cwd=spec.cwd) for name, spec in zip(("actions", "rasa"), specs)
     ]
 
 

@@ -48,8 +48,11 @@ class ChildProcess:
         while not self._stopping:
             started = asyncio.get_running_loop().time()
             self.process = await asyncio.create_subprocess_exec(
-                *self.argv, env=self.env, cwd=self.cwd,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                *self.argv,
+                env=self.env,
+                cwd=self.cwd,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
             )
             self._log.info("started (pid %s): %s", self.process.pid, " ".join(self.argv))

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.triage import DEFAULT_EXAMPLES, ExamplesError, UrgentExamples, load_examples
-from hub.tickets import routing
 from hub.models import Priority
+from hub.tickets import routing
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,10 @@ class Triage:
             return
         by_text = dict(zip([*urgent, *not_urgent], vectors, strict=True))
         self.examples = await asyncio.to_thread(
-            UrgentExamples, urgent, not_urgent, lambda texts: [by_text[t] for t in texts],
+            UrgentExamples,
+            urgent,
+            not_urgent,
+            lambda texts: [by_text[t] for t in texts],
             max_false_urgent=self.max_false_urgent,
         )
         log.info("urgent examples loaded from %s: %s", self.examples_path, self.examples.calibration.as_dict())

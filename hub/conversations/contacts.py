@@ -85,15 +85,17 @@ _INSERT_CONTACT = (
     .returning(contacts.c.id)
 )
 _INSERT_IDENTITY = PerDialect(
-    lambda conn: insert_ignore(conn, identities)
-    .values(
-        contact_id=sa.bindparam("contact_id"),
-        channel=sa.bindparam("kind"),
-        address=sa.bindparam("address"),
-        created_at=sa.bindparam("now"),
+    lambda conn: (
+        insert_ignore(conn, identities)
+        .values(
+            contact_id=sa.bindparam("contact_id"),
+            channel=sa.bindparam("kind"),
+            address=sa.bindparam("address"),
+            created_at=sa.bindparam("now"),
+        )
+        .on_conflict_do_nothing()
+        .returning(identities.c.id)
     )
-    .on_conflict_do_nothing()
-    .returning(identities.c.id)
 )
 
 
@@ -158,9 +160,7 @@ def add_identity(conn: Connection, contact_id: int, kind: str, address: str) -> 
     row = find_identity(conn, kind, address)
     if row is None:
         conn.execute(
-            sa.insert(identities).values(
-                contact_id=contact_id, channel=kind, address=address, created_at=utcnow()
-            )
+            sa.insert(identities).values(contact_id=contact_id, channel=kind, address=address, created_at=utcnow())
         )
         return None
     if row.contact_id == contact_id:
@@ -196,9 +196,7 @@ def merge_contacts(
         .values(name=target.name or source.name, attributes=attributes, tags=tags, updated_at=now)
     )
     conn.execute(sa.update(identities).where(identities.c.contact_id == source_id).values(contact_id=target_id))
-    conn.execute(
-        sa.update(conversations).where(conversations.c.contact_id == source_id).values(contact_id=target_id)
-    )
+    conn.execute(sa.update(conversations).where(conversations.c.contact_id == source_id).values(contact_id=target_id))
     conn.execute(sa.update(messages).where(messages.c.contact_id == source_id).values(contact_id=target_id))
     conn.execute(sa.delete(contacts).where(contacts.c.id == source_id))
     latest = conn.execute(
@@ -260,9 +258,7 @@ def export_contact(conn: Connection, contact_id: int) -> dict[str, Any]:
     convs = conn.execute(
         sa.select(conversations).where(conversations.c.contact_id == contact_id).order_by(conversations.c.id)
     ).all()
-    msgs = conn.execute(
-        sa.select(messages).where(messages.c.contact_id == contact_id).order_by(messages.c.id)
-    ).all()
+    msgs = conn.execute(sa.select(messages).where(messages.c.contact_id == contact_id).order_by(messages.c.id)).all()
     return {
         "contact": contact.to_dict(),
         "identities": [i.to_dict() for i in identities_of(conn, contact_id)],

@@ -34,10 +34,10 @@ from sqlalchemy.engine import Connection
 from channels.base import Channel, OutboundMessage, SendResult
 from hub.errors import ChannelSendError, NotFound
 from hub.events import DeliveryFailed, MessageDelivered, utcnow
+from hub.jobs.worker import PollingWorker
 from hub.models import DeliveryStatus
 from hub.storage import Database
 from hub.storage.schema import messages, outbox
-from hub.jobs.worker import PollingWorker
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,9 @@ _MARK_DELIVERED = (
     )
 )
 _SET_DELIVERY_STATUS = (
-    sa.update(messages).where(messages.c.id == sa.bindparam("message_id")).values(delivery_status=sa.bindparam("status"))
+    sa.update(messages)
+    .where(messages.c.id == sa.bindparam("message_id"))
+    .values(delivery_status=sa.bindparam("status"))
 )
 
 
@@ -138,9 +140,7 @@ def mark_delivered(conn: Connection, outbox_id: int, message_id: int, result: Se
     conn.execute(_SET_DELIVERY_STATUS, {"message_id": message_id, "status": status.value})
 
 
-def mark_failed(
-    conn: Connection, outbox_id: int, message_id: int, error: str, *, retry_at: datetime | None
-) -> None:
+def mark_failed(conn: Connection, outbox_id: int, message_id: int, error: str, *, retry_at: datetime | None) -> None:
     now = utcnow()
     values: dict[str, Any] = {"last_error": error[:2000], "lease_until": None, "updated_at": now}
     if retry_at is None:
@@ -272,13 +272,19 @@ class OutboxWorker(PollingWorker[Claimed]):
         dead = not error.retryable or item.attempts >= self.max_attempts
         retry_at = None
         if not dead:
-            delay = error.retry_after if error.retry_after is not None else backoff(
-                item.attempts, base=self.base_delay, cap=self.max_delay
+            delay = (
+                error.retry_after
+                if error.retry_after is not None
+                else backoff(item.attempts, base=self.base_delay, cap=self.max_delay)
             )
             retry_at = utcnow() + timedelta(seconds=delay)
         log.warning(
             "delivery %s via %s failed (attempt %s, %s): %s",
-            item.id, item.channel, item.attempts, "dead" if dead else "will retry", error.message,
+            item.id,
+            item.channel,
+            item.attempts,
+            "dead" if dead else "will retry",
+            error.message,
         )
         await self.db.write(mark_failed, item.id, item.message_id, error.message, retry_at=retry_at)
         self.on_result(item.channel, "dead" if dead else "retry")

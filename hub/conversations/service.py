@@ -15,10 +15,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from channels.base import Channel, InboundMessage, IngestResult
-from hub.conversations import contacts as contacts_tx
-from hub.conversations import transactions as conversations_tx
-from hub.conversations import timeline
 from hub.bus import EventBus
+from hub.conversations import contacts as contacts_tx
+from hub.conversations import timeline
+from hub.conversations import transactions as conversations_tx
+from hub.conversations.outbox import OutboxWorker
 from hub.errors import InvalidInput
 from hub.events import (
     ContactErased,
@@ -31,7 +32,6 @@ from hub.events import (
 )
 from hub.metrics import Metrics
 from hub.models import AuthorKind, Contact, Conversation, Message, MessageKind
-from hub.conversations.outbox import OutboxWorker
 from hub.storage import Database, rows
 from hub.storage.schema import audit_log, conversations, identities, messages
 
@@ -96,9 +96,7 @@ class HubService:
                     handler=done.conversation.handler.value,
                 )
             )
-        return IngestResult(
-            message=done.message, conversation=done.conversation, duplicate=done.duplicate
-        )
+        return IngestResult(message=done.message, conversation=done.conversation, duplicate=done.duplicate)
 
     async def conversation_for(self, channel: str, address: str) -> Conversation | None:
         def find(conn: Connection) -> Conversation | None:
@@ -219,10 +217,10 @@ class HubService:
     async def get_contact(self, contact_id: int) -> Contact:
         return await self.db.read(contacts_tx.get_contact, contact_id)
 
-    async def search_contacts(self, query: str | None, *, limit: int = 50, after_id: int | None = None) -> list[Contact]:
-        return await self.db.read(
-            lambda conn: contacts_tx.search_contacts(conn, query, limit=limit, after_id=after_id)
-        )
+    async def search_contacts(
+        self, query: str | None, *, limit: int = 50, after_id: int | None = None
+    ) -> list[Contact]:
+        return await self.db.read(lambda conn: contacts_tx.search_contacts(conn, query, limit=limit, after_id=after_id))
 
     async def update_contact(self, contact_id: int, changes: dict[str, Any]) -> Contact:
         return await self.db.write(contacts_tx.update_contact, contact_id, changes)

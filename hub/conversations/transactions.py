@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -174,6 +174,8 @@ _LATEST_FOR_IDENTITY = (
     .correlate(identities)
     .scalar_subquery()
 )
+
+
 def _senders_with_latest(*columns: Any) -> Any:
     """Identities (``kind``) with their latest conversation on ``channel``
     (all its columns; NULL when there is none yet)."""
@@ -198,7 +200,14 @@ _INSERT_BOT_JOB = DriverStatement(
         {
             key: sa.bindparam(key)
             for key in (
-                "conversation_id", "message_id", "kind", "status", "attempts", "next_attempt_at", "created_at", "updated_at",
+                "conversation_id",
+                "message_id",
+                "kind",
+                "status",
+                "attempts",
+                "next_attempt_at",
+                "created_at",
+                "updated_at",
             )
         }
     )
@@ -251,9 +260,7 @@ def ingest(
     values = _inbound_values(inbound, conversation.id, contact_id, now)
     row = _INSERT_MESSAGE(conn).first(conn, values)
     if row is None:  # lost a race with a concurrent retry of the same delivery
-        existing = conn.execute(
-            _BY_EXTERNAL_ID, {"channel": inbound.channel, "external_id": inbound.external_id}
-        ).one()
+        existing = conn.execute(_BY_EXTERNAL_ID, {"channel": inbound.channel, "external_id": inbound.external_id}).one()
         return _duplicate(conn, existing)
     _TOUCH_CONVERSATION.execute(conn, {"conversation_id": conversation.id, "now": now})
     if enqueue_bot and conversation.handler == Handler.BOT:
@@ -387,11 +394,16 @@ def _look_up(
     conn: Connection, channel: str, kind: str, batch: Sequence[InboundMessage], addresses: list[str | None]
 ) -> tuple[dict[str, Any], set[str | None]]:
     wanted = sorted({a for a in addresses if a is not None})
-    senders = {row.sender_address: row for row in _KNOWN_SENDERS.all(conn, {"kind": kind, "channel": channel, "addresses": wanted})}
+    senders = {
+        row.sender_address: row
+        for row in _KNOWN_SENDERS.all(conn, {"kind": kind, "channel": channel, "addresses": wanted})
+    }
     external_ids = sorted({m.external_id for m in batch if m.external_id is not None})
     stored: set[str | None] = set()
     if external_ids:
-        stored.update(row.external_id for row in _STORED_DELIVERIES.all(conn, {"channel": channel, "external_ids": external_ids}))
+        stored.update(
+            row.external_id for row in _STORED_DELIVERIES.all(conn, {"channel": channel, "external_ids": external_ids})
+        )
     return senders, stored
 
 
@@ -576,7 +588,9 @@ def _find_or_open(
             conn.execute(
                 sa.update(conversations)
                 .where(conversations.c.id == conversation.id)
-                .values(status=ConversationStatus.OPEN.value, handler=Handler.BOT.value, resolved_at=None, updated_at=now)
+                .values(
+                    status=ConversationStatus.OPEN.value, handler=Handler.BOT.value, resolved_at=None, updated_at=now
+                )
             )
             reopened = get_conversation(conn, conversation.id)
             add_event(conn, reopened, "Conversation reopened by the customer", event="reopened", now=now)
@@ -637,9 +651,7 @@ def queue_outbound(
     key = idempotency_key or uuid.uuid4().hex
     existing = conn.execute(_OUTBOX_BY_KEY, {"key": key}).first()
     if existing is not None:
-        return Queued(
-            message=get_message(conn, existing.message_id), conversation=conversation, outbox_id=existing.id
-        )
+        return Queued(message=get_message(conn, existing.message_id), conversation=conversation, outbox_id=existing.id)
     now = utcnow()
     row = conn.execute(
         _INSERT_MESSAGE_ROW,

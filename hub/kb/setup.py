@@ -22,8 +22,8 @@ from hub.models import Role
 from hub.ratelimit import RateLimiter, client_ip
 from hub.storage import Database, insert_ignore
 from hub.storage.schema import kb_votes
-from knowledge_base import KnowledgeBase, KnowledgeBaseError, SearchResult
 from knowledge_base import InvalidInput as KBInvalidInput
+from knowledge_base import KnowledgeBase, KnowledgeBaseError, SearchResult
 from knowledge_base.portal.app import create_portal_app
 
 log = logging.getLogger(__name__)

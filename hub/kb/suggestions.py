@@ -88,9 +88,18 @@ class Suggestion(_Serialisable):
 
 def _suggestion(row: Any) -> Suggestion:
     return Suggestion(
-        id=row.id, collection=row.collection, article_id=row.article_id, text=row.text, source=row.source,
-        votes=row.votes, conversation_id=row.conversation_id, suggested_by=row.suggested_by, status=row.status,
-        created_at=row.created_at, decided_at=row.decided_at, decided_by=row.decided_by,
+        id=row.id,
+        collection=row.collection,
+        article_id=row.article_id,
+        text=row.text,
+        source=row.source,
+        votes=row.votes,
+        conversation_id=row.conversation_id,
+        suggested_by=row.suggested_by,
+        status=row.status,
+        created_at=row.created_at,
+        decided_at=row.decided_at,
+        decided_by=row.decided_by,
     )
 
 
@@ -205,8 +214,16 @@ def record(
     if not text or len(text) > MAX_QUESTION_CHARS:
         return None  # the knowledge base would refuse it on accept
     stmt = insert_ignore(conn, _table).values(
-        collection=collection, article_id=article_id, text=text, normalised_text=normalise(text), source=source,
-        votes=1, conversation_id=conversation_id, suggested_by=suggested_by, status=PENDING, created_at=now,
+        collection=collection,
+        article_id=article_id,
+        text=text,
+        normalised_text=normalise(text),
+        source=source,
+        votes=1,
+        conversation_id=conversation_id,
+        suggested_by=suggested_by,
+        status=PENDING,
+        created_at=now,
     )
     repeat = _table.c.conversation_id == stmt.excluded.conversation_id
     stmt = stmt.on_conflict_do_update(
@@ -231,8 +248,14 @@ def suggest_from_agent_reply(conn: Connection, reply: Message, *, public_url: st
         return 0
     recorded = [
         record(
-            conn, collection=collection, article_id=article_id, text=question, source=AGENT_LINK,
-            conversation_id=reply.conversation_id, suggested_by=reply.author_id, now=reply.created_at,
+            conn,
+            collection=collection,
+            article_id=article_id,
+            text=question,
+            source=AGENT_LINK,
+            conversation_id=reply.conversation_id,
+            suggested_by=reply.author_id,
+            now=reply.created_at,
         )
         for collection, article_id in links
     ]
@@ -341,8 +364,14 @@ class PhrasingSuggestions:
                 return None
         return await self.db.write(
             lambda conn: record(
-                conn, collection=collection, article_id=article_id, text=query, source=BOT_VOTE,
-                conversation_id=conversation_id, suggested_by=None, now=now,
+                conn,
+                collection=collection,
+                article_id=article_id,
+                text=query,
+                source=BOT_VOTE,
+                conversation_id=conversation_id,
+                suggested_by=None,
+                now=now,
             )
         )
 
@@ -368,9 +397,15 @@ class PhrasingSuggestions:
             if normalise(suggestion.text) not in known_phrasings(article):
                 await _kb_call(
                     kb.upsert_article(
-                        article.collection, article.id, title=article.title, body_markdown=article.body_markdown,
-                        tags=article.tags, locale=article.locale, product=article.product,
-                        category=article.category, questions=[*article.questions, suggestion.text],
+                        article.collection,
+                        article.id,
+                        title=article.title,
+                        body_markdown=article.body_markdown,
+                        tags=article.tags,
+                        locale=article.locale,
+                        product=article.product,
+                        category=article.category,
+                        questions=[*article.questions, suggestion.text],
                     )
                 )
             return await self.db.write(decide, suggestion_id, ACCEPTED, user_id=user_id, now=now)

@@ -15,7 +15,12 @@ from typing import Any
 CLAIM, RESOLVE, PRIORITY, SNOOZE = "ticket_claim", "ticket_resolve", "ticket_priority", "ticket_snooze"
 ACTIONS = (CLAIM, RESOLVE, PRIORITY, SNOOZE)
 
-PRIORITY_EMOJI = {"urgent": ":rotating_light:", "high": ":large_orange_circle:", "normal": ":large_blue_circle:", "low": ":white_circle:"}
+PRIORITY_EMOJI = {
+    "urgent": ":rotating_light:",
+    "high": ":large_orange_circle:",
+    "normal": ":large_blue_circle:",
+    "low": ":white_circle:",
+}
 MAX_TEXT = 2900  # a section's text may hold 3000 characters
 
 
@@ -100,20 +105,32 @@ def ticket_blocks(card: TicketCard) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": _clip(header, 150), "emoji": True}},
         {"type": "section", "fields": fields},
-        {"type": "section", "text": {"type": "mrkdwn", "text": "*Summary*\n" + escape(_clip(card.summary or "—", 1000))}},
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": "*Summary*\n" + escape(_clip(card.summary or "—", 1000))},
+        },
     ]
     if card.reason:
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": "Why: " + escape(_clip(card.reason, 500))}]})
+        blocks.append(
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": "Why: " + escape(_clip(card.reason, 500))}]}
+        )
     if card.last_messages:
         lines = [f"*{escape(who)}*: {escape(_clip(text, 300))}" for who, text in card.last_messages]
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _clip("*Last messages*\n" + "\n".join(lines), MAX_TEXT)}})
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": _clip("*Last messages*\n" + "\n".join(lines), MAX_TEXT)},
+            }
+        )
     if card.kb_hits:
         hits = []
         for hit in card.kb_hits[:3]:
             title = escape(str(hit.get("title") or hit.get("id") or "article"))
             url = hit.get("url")
             hits.append(f"• <{url}|{title}>" if url else f"• {title}")
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "*KB articles the bot found*\n" + "\n".join(hits)}})
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": "*KB articles the bot found*\n" + "\n".join(hits)}}
+        )
     if not resolved:
         value = str(card.ticket_id)
         blocks.append(
@@ -121,8 +138,19 @@ def ticket_blocks(card: TicketCard) -> list[dict[str, Any]]:
                 "type": "actions",
                 "block_id": f"ticket:{card.ticket_id}",
                 "elements": [
-                    {"type": "button", "action_id": CLAIM, "text": {"type": "plain_text", "text": "Claim"}, "value": value, "style": "primary"},
-                    {"type": "button", "action_id": RESOLVE, "text": {"type": "plain_text", "text": "Resolve"}, "value": value},
+                    {
+                        "type": "button",
+                        "action_id": CLAIM,
+                        "text": {"type": "plain_text", "text": "Claim"},
+                        "value": value,
+                        "style": "primary",
+                    },
+                    {
+                        "type": "button",
+                        "action_id": RESOLVE,
+                        "text": {"type": "plain_text", "text": "Resolve"},
+                        "value": value,
+                    },
                     {
                         "type": "static_select",
                         "action_id": PRIORITY,
@@ -132,12 +160,25 @@ def ticket_blocks(card: TicketCard) -> list[dict[str, Any]]:
                             for p in ("urgent", "high", "normal", "low")
                         ],
                     },
-                    {"type": "button", "action_id": SNOOZE, "text": {"type": "plain_text", "text": "Snooze 1h"}, "value": value},
+                    {
+                        "type": "button",
+                        "action_id": SNOOZE,
+                        "text": {"type": "plain_text", "text": "Snooze 1h"},
+                        "value": value,
+                    },
                 ],
             }
         )
     blocks.append(
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": f"Conversation {card.conversation_id} · reply in this thread to answer the customer; start with `//` for an internal note"}]}
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": f"Conversation {card.conversation_id} · reply in this thread to answer the customer; start with `//` for an internal note",
+                }
+            ],
+        }
     )
     return blocks
 

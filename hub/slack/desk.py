@@ -29,17 +29,17 @@ import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.engine import Connection
 
-from hub.slack import cards as slack_blocks
+from hub import keys
 from hub.conversations import contacts as contacts_tx
 from hub.conversations import transactions as conversations_tx
-from hub import keys
-from hub.slack import jobs as slack_jobs
-from hub.tickets import transactions as tickets_tx
 from hub.errors import ChannelSendError, HubError, InvalidInput
 from hub.events import MessageQueued, MessageReceived, NoteAdded, utcnow
 from hub.models import AuthorKind, Contact, Conversation, Message, MessageKind
+from hub.slack import cards as slack_blocks
+from hub.slack import jobs as slack_jobs
 from hub.storage import insert_ignore, rows
 from hub.storage.schema import messages, slack_events, tickets, users
+from hub.tickets import transactions as tickets_tx
 
 if TYPE_CHECKING:
     from channels.slack import SlackChannel
@@ -70,9 +70,7 @@ def _hit_dicts(result: Any) -> list[dict[str, Any]]:
 
 def claim_event(conn: Connection, event_id: str) -> bool:
     done = conn.execute(
-        insert_ignore(conn, slack_events)
-        .values(event_id=event_id, received_at=utcnow())
-        .on_conflict_do_nothing()
+        insert_ignore(conn, slack_events).values(event_id=event_id, received_at=utcnow()).on_conflict_do_nothing()
     )
     return done.rowcount == 1
 
@@ -97,7 +95,9 @@ def unposted(conn: Connection) -> list[int]:
     )
 
 
-def add_slack_note(conn: Connection, conversation_id: int, text: str, *, author_id: int, slack_ts: str | None) -> Message:
+def add_slack_note(
+    conn: Connection, conversation_id: int, text: str, *, author_id: int, slack_ts: str | None
+) -> Message:
     """``HubService.add_note`` plus the meta that keeps the note out of the mirror, in one transaction."""
     note = conversations_tx.add_note(conn, conversation_id, text, author_id=author_id)
     meta = {**note.meta, "source": SOURCE, "slack_ts": slack_ts}
@@ -110,7 +110,7 @@ class Snapshot:
     """Everything a ticket card shows, read in ONE transaction (a card never
     mixes a resolved conversation with a still-open ticket)."""
 
-    ticket: "Ticket"
+    ticket: Ticket
     conversation: Conversation
     contact: Contact
     history: list[Message]
@@ -127,7 +127,11 @@ def snapshot(conn: Connection, ticket_id: int) -> Snapshot:
     )
     history = list(reversed([rows.message(r) for r in found]))
     wanted = {m.author_id for m in history if m.author_id is not None} | {ticket.assignee_id} - {None}
-    people = conn.execute(sa.select(users.c.id, users.c.name, users.c.slack_user_id).where(users.c.id.in_(wanted))) if wanted else []
+    people = (
+        conn.execute(sa.select(users.c.id, users.c.name, users.c.slack_user_id).where(users.c.id.in_(wanted)))
+        if wanted
+        else []
+    )
     return Snapshot(
         ticket=ticket,
         conversation=conversations_tx.get_conversation(conn, ticket.conversation_id),
@@ -150,10 +154,10 @@ class SlackDesk:
     def __init__(
         self,
         app: web.Application,
-        channel: "SlackChannel",
-        service: "HubService",
-        tickets: "TicketService",
-        settings: "Settings",
+        channel: SlackChannel,
+        service: HubService,
+        tickets: TicketService,
+        settings: Settings,
     ) -> None:
         self.app = app
         self.channel = channel
@@ -177,7 +181,9 @@ class SlackDesk:
     # --- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
         for ticket_id in await self.db.read(unposted):
-            await self.db.write(slack_jobs.enqueue, "post_ticket", {}, ticket_id=ticket_id, dedup_key=f"post:{ticket_id}")
+            await self.db.write(
+                slack_jobs.enqueue, "post_ticket", {}, ticket_id=ticket_id, dedup_key=f"post:{ticket_id}"
+            )
         await self.db.write(forget_events, timedelta(hours=self.settings.slack_event_ttl_hours))
         self._unsubscribe = [
             self.bus.subscribe(tickets_tx.TicketOpened, self._on_ticket_opened),  # type: ignore[arg-type]
@@ -246,17 +252,19 @@ class SlackDesk:
             await asyncio.shield(self.db.write(release_event, event_id))
             raise
 
-    async def _on_thread_reply(self, ticket: "Ticket", event: dict[str, Any], event_id: str) -> None:
+    async def _on_thread_reply(self, ticket: Ticket, event: dict[str, Any], event_id: str) -> None:
         user = event["user"]
         agent = await self.tickets.agent_for_slack_user(user)
         if agent is None:
-            await self._ephemeral(event["channel"], user, "You are not a Servicehub agent, so your message was not sent to the customer.")
+            await self._ephemeral(
+                event["channel"], user, "You are not a Servicehub agent, so your message was not sent to the customer."
+            )
             return
         text = slack_blocks.plain_text(event.get("text") or "").strip()
         prefix = self.settings.slack_note_prefix
         try:
             if prefix and text.startswith(prefix):
-                note_text = text[len(prefix):].strip()
+                note_text = text[len(prefix) :].strip()
                 if note_text:
                     note = await self.db.write(
                         add_slack_note, ticket.conversation_id, note_text, author_id=agent.id, slack_ts=event.get("ts")
@@ -284,7 +292,9 @@ class SlackDesk:
             ticket_ref, _, option = value.partition(":")
             agent = await self.tickets.agent_for_slack_user(user)
             if agent is None:
-                await self._ephemeral(channel, user, "Only Servicehub agents can act on tickets. Ask an admin to link your Slack account.")
+                await self._ephemeral(
+                    channel, user, "Only Servicehub agents can act on tickets. Ask an admin to link your Slack account."
+                )
                 return
             try:
                 ticket_id = int(ticket_ref)
@@ -308,7 +318,9 @@ class SlackDesk:
         verb, rest = (words[0].lower() if words else "help"), (words[1].strip() if len(words) > 1 else "")
         agent = await self.tickets.agent_for_slack_user(user)
         if agent is None:
-            await self._ephemeral(channel, user, "Only Servicehub agents can use /hub. Ask an admin to link your Slack account.")
+            await self._ephemeral(
+                channel, user, "Only Servicehub agents can use /hub. Ask an admin to link your Slack account."
+            )
             return
         try:
             text = await self._command(agent.id, verb, rest)
@@ -399,9 +411,17 @@ class SlackDesk:
 
     # --- hub -> Slack (queued) -------------------------------------------------------------
     async def _enqueue(
-        self, kind: str, payload: dict[str, Any], *, ticket_id: int | None, coalesce: bool = False, dedup_key: str | None = None
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        ticket_id: int | None,
+        coalesce: bool = False,
+        dedup_key: str | None = None,
     ) -> None:
-        await self.db.write(slack_jobs.enqueue, kind, payload, ticket_id=ticket_id, coalesce=coalesce, dedup_key=dedup_key)
+        await self.db.write(
+            slack_jobs.enqueue, kind, payload, ticket_id=ticket_id, coalesce=coalesce, dedup_key=dedup_key
+        )
         self.worker.notify()
 
     async def _on_ticket_opened(self, event: tickets_tx.TicketOpened) -> None:
@@ -427,14 +447,16 @@ class SlackDesk:
                 f"now {event.priority}{' — unassigned' if event.assignee_id is None else ''}."
             )
             await self._enqueue(
-                "notify", {"channel": channel, "text": text}, ticket_id=None,
+                "notify",
+                {"channel": channel, "text": text},
+                ticket_id=None,
                 dedup_key=f"breach:{event.ticket_id}:{event.target}:{event.at.isoformat()}",
             )
         await self._enqueue("update_ticket", {}, ticket_id=event.ticket_id, coalesce=True)
         if event.priority == "urgent":
             await self._escalated(event.ticket_id, event.at)
 
-    async def _open_ticket(self, conversation_id: int) -> "Ticket | None":
+    async def _open_ticket(self, conversation_id: int) -> Ticket | None:
         return await self.db.read(tickets_tx.open_ticket_of, conversation_id)
 
     async def _on_customer_message(self, event: MessageReceived) -> None:
@@ -478,7 +500,7 @@ class SlackDesk:
         return {AuthorKind.BOT: "Bot", AuthorKind.SYSTEM: "Hub"}.get(kind, "Agent")
 
     # --- the job executor -------------------------------------------------------------------
-    def channel_for(self, ticket: "Ticket") -> str:
+    def channel_for(self, ticket: Ticket) -> str:
         if ticket.priority.value == "urgent" and self.settings.slack_urgent_channel:
             return self.settings.slack_urgent_channel
         channel = self.team_channels.get(ticket.team) or self.settings.slack_default_channel
@@ -489,7 +511,7 @@ class SlackDesk:
             )
         return channel
 
-    def card(self, snap: "Snapshot") -> slack_blocks.TicketCard:
+    def card(self, snap: Snapshot) -> slack_blocks.TicketCard:
         ticket, contact = snap.ticket, snap.contact
         names = {"bot": "Bot", "system": "Hub"}
         last = []
@@ -544,7 +566,9 @@ class SlackDesk:
         card = self.card(snap)
         blocks, text = slack_blocks.ticket_blocks(card), slack_blocks.fallback_text(card)
         if ticket.slack_ts:  # an update, or a post job run again after its card went up
-            await self.channel.call("chat.update", channel=ticket.slack_channel, ts=ticket.slack_ts, text=text, blocks=blocks)
+            await self.channel.call(
+                "chat.update", channel=ticket.slack_channel, ts=ticket.slack_ts, text=text, blocks=blocks
+            )
             return
         if job.kind == "update_ticket":
             return  # the pending post job renders the latest state
@@ -552,7 +576,7 @@ class SlackDesk:
         data = await self.channel.call("chat.postMessage", channel=channel, text=text, blocks=blocks)
         await self.db.write(store_card, ticket.id, data.get("channel") or channel, data["ts"])
 
-    async def _announce_escalation(self, snap: "Snapshot") -> None:
+    async def _announce_escalation(self, snap: Snapshot) -> None:
         ticket, urgent = snap.ticket, self.settings.slack_urgent_channel
         if not urgent or ticket.priority.value != "urgent" or ticket.status.value == "resolved":
             return  # changed again since, or nowhere to announce it
@@ -562,7 +586,11 @@ class SlackDesk:
             "chat.getPermalink", http_get=True, channel=ticket.slack_channel, message_ts=ticket.slack_ts
         )
         card = self.card(snap)
-        where = f"<{data['permalink']}|the ticket's card>" if data.get("permalink") else f"the card in <#{ticket.slack_channel}>"
+        where = (
+            f"<{data['permalink']}|the ticket's card>"
+            if data.get("permalink")
+            else f"the card in <#{ticket.slack_channel}>"
+        )
         text = (
             f":rotating_light: Ticket #{ticket.id} is now *urgent*: {card.customer} ({card.channel}). "
             f"Work it in the thread of {where}."

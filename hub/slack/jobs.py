@@ -23,9 +23,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from hub.conversations.outbox import backoff
 from hub.errors import ChannelSendError, NotFound
 from hub.events import utcnow
-from hub.conversations.outbox import backoff
 from hub.jobs.worker import PollingWorker
 from hub.storage import Database, insert_ignore
 from hub.storage.schema import slack_jobs
@@ -61,9 +61,9 @@ def enqueue(
         raise ValueError(f"unknown Slack job kind {kind!r}")
     if coalesce and ticket_id is not None:
         waiting = conn.execute(
-            sa.select(slack_jobs.c.id).where(
-                slack_jobs.c.kind == kind, slack_jobs.c.ticket_id == ticket_id, slack_jobs.c.status == PENDING
-            ).limit(1)
+            sa.select(slack_jobs.c.id)
+            .where(slack_jobs.c.kind == kind, slack_jobs.c.ticket_id == ticket_id, slack_jobs.c.status == PENDING)
+            .limit(1)
         ).first()
         if waiting is not None:
             return None
@@ -71,8 +71,15 @@ def enqueue(
     return conn.execute(
         insert_ignore(conn, slack_jobs)
         .values(
-            kind=kind, ticket_id=ticket_id, dedup_key=dedup_key, payload=payload, status=PENDING, attempts=0,
-            next_attempt_at=now, created_at=now, updated_at=now,
+            kind=kind,
+            ticket_id=ticket_id,
+            dedup_key=dedup_key,
+            payload=payload,
+            status=PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+            updated_at=now,
         )
         .on_conflict_do_nothing()
         .returning(slack_jobs.c.id)
@@ -106,7 +113,9 @@ def claim_due(conn: Connection, now: datetime, lease: timedelta, limit: int) -> 
         .values(status=SENDING, lease_until=now + lease, attempts=slack_jobs.c.attempts + 1, updated_at=now)
     )
     found = conn.execute(sa.select(slack_jobs).where(slack_jobs.c.id.in_(ids)).order_by(slack_jobs.c.id))
-    return [Job(id=r.id, kind=r.kind, ticket_id=r.ticket_id, payload=dict(r.payload), attempts=r.attempts) for r in found]
+    return [
+        Job(id=r.id, kind=r.kind, ticket_id=r.ticket_id, payload=dict(r.payload), attempts=r.attempts) for r in found
+    ]
 
 
 def mark_done(conn: Connection, job_id: int) -> None:
@@ -128,7 +137,9 @@ def mark_failed(conn: Connection, job_id: int, error: str, *, retry_at: datetime
 
 def depth(conn: Connection) -> dict[str, int]:
     counts = {PENDING: 0, SENDING: 0, DONE: 0, DEAD: 0}
-    counts.update(dict(conn.execute(sa.select(slack_jobs.c.status, sa.func.count()).group_by(slack_jobs.c.status)).all()))
+    counts.update(
+        dict(conn.execute(sa.select(slack_jobs.c.status, sa.func.count()).group_by(slack_jobs.c.status)).all())
+    )
     return counts
 
 
@@ -138,8 +149,13 @@ def list_jobs(conn: Connection, status: str | None, limit: int) -> list[dict[str
         stmt = stmt.where(slack_jobs.c.status == status)
     return [
         {
-            "id": r.id, "kind": r.kind, "ticket_id": r.ticket_id, "status": r.status, "attempts": r.attempts,
-            "next_attempt_at": r.next_attempt_at.isoformat(), "last_error": r.last_error,
+            "id": r.id,
+            "kind": r.kind,
+            "ticket_id": r.ticket_id,
+            "status": r.status,
+            "attempts": r.attempts,
+            "next_attempt_at": r.next_attempt_at.isoformat(),
+            "last_error": r.last_error,
             "created_at": r.created_at.isoformat(),
         }
         for r in conn.execute(stmt)
@@ -215,13 +231,19 @@ class SlackJobWorker(PollingWorker[Job]):
         dead = not error.retryable or job.attempts >= self.max_attempts
         retry_at = None
         if not dead:
-            delay = error.retry_after if error.retry_after is not None else backoff(
-                job.attempts, base=self.base_delay, cap=self.max_delay
+            delay = (
+                error.retry_after
+                if error.retry_after is not None
+                else backoff(job.attempts, base=self.base_delay, cap=self.max_delay)
             )
             retry_at = utcnow() + timedelta(seconds=delay)
         log.warning(
             "Slack job %s (%s) failed (attempt %s, %s): %s",
-            job.id, job.kind, job.attempts, "dead" if dead else f"retry at {retry_at:%H:%M:%S}", error.message,
+            job.id,
+            job.kind,
+            job.attempts,
+            "dead" if dead else f"retry at {retry_at:%H:%M:%S}",
+            error.message,
         )
         await self.db.write(mark_failed, job.id, error.message, retry_at=retry_at)
         return False

@@ -173,7 +173,7 @@ class SQLiteDatabase:
                 with conn.begin():
                     for group in _groups(live):
                         outcomes.extend(_run_group(conn, group))
-            except Exception:  # noqa: BLE001 - retried one by one below
+            except Exception:
                 outcomes = []
         if not outcomes:
             for fn, args, kwargs, future in live:

@@ -40,9 +40,7 @@ def current_revision(database_url: str) -> str | None:
             engine = create_async_engine(database_url)
             try:
                 async with engine.connect() as conn:
-                    return await conn.run_sync(
-                        lambda c: MigrationContext.configure(c).get_current_revision()
-                    )
+                    return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
             finally:
                 await engine.dispose()
 

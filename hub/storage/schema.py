@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -30,15 +30,15 @@ class UTCDateTime(TypeDecorator):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
@@ -84,9 +84,7 @@ identities = sa.Table(
     "identities",
     metadata,
     sa.Column("id", BigId, primary_key=True),
-    sa.Column(
-        "contact_id", BigId, sa.ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False
-    ),
+    sa.Column("contact_id", BigId, sa.ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
     # Address kinds: "email", "phone" (E.164), or a channel-local id such as
     # a chat visitor id ("webchat") or a Slack user ("slack").
     sa.Column("channel", sa.String(32), nullable=False),
@@ -100,9 +98,7 @@ conversations = sa.Table(
     "conversations",
     metadata,
     sa.Column("id", BigId, primary_key=True),
-    sa.Column(
-        "contact_id", BigId, sa.ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False
-    ),
+    sa.Column("contact_id", BigId, sa.ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
     sa.Column("channel", sa.String(32), nullable=False),
     sa.Column("identity_id", BigId, sa.ForeignKey("identities.id", ondelete="SET NULL")),
     sa.Column("thread_key", sa.String(500)),
@@ -132,9 +128,7 @@ messages = sa.Table(
         nullable=False,
     ),
     # Denormalised so the contact timeline is one index range scan.
-    sa.Column(
-        "contact_id", BigId, sa.ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False
-    ),
+    sa.Column("contact_id", BigId, sa.ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
     sa.Column("channel", sa.String(32), nullable=False),
     sa.Column("direction", sa.String(16), nullable=False),
     sa.Column("kind", sa.String(16), nullable=False),
@@ -155,9 +149,7 @@ outbox = sa.Table(
     "outbox",
     metadata,
     sa.Column("id", BigId, primary_key=True),
-    sa.Column(
-        "message_id", BigId, sa.ForeignKey("messages.id", ondelete="CASCADE"), nullable=False
-    ),
+    sa.Column("message_id", BigId, sa.ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
     sa.Column("conversation_id", BigId, nullable=False),
     sa.Column("channel", sa.String(32), nullable=False),
     sa.Column("idempotency_key", sa.String(100), nullable=False, unique=True),
@@ -199,9 +191,7 @@ kb_votes = sa.Table(
     sa.Column("voter_key", sa.String(64), nullable=False),
     sa.Column("helpful", sa.Boolean, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.UniqueConstraint(
-        "collection", "article_id", "voter_key", name="uq_kb_votes_collection_article_voter"
-    ),
+    sa.UniqueConstraint("collection", "article_id", "voter_key", name="uq_kb_votes_collection_article_voter"),
 )
 
 # --- tickets, agents and the Slack desk (issue #6) ----------------------------
@@ -229,9 +219,7 @@ tickets = sa.Table(
     "tickets",
     metadata,
     sa.Column("id", BigId, primary_key=True),
-    sa.Column(
-        "conversation_id", BigId, sa.ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False
-    ),
+    sa.Column("conversation_id", BigId, sa.ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False),
     sa.Column("contact_id", BigId, sa.ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
     # Equals conversation_id while the ticket is open, NULL once resolved: the
     # unique constraint allows one open ticket per conversation, on every backend.
@@ -321,9 +309,7 @@ bot_jobs = sa.Table(
     "bot_jobs",
     metadata,
     sa.Column("id", BigId, primary_key=True),
-    sa.Column(
-        "conversation_id", BigId, sa.ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False
-    ),
+    sa.Column("conversation_id", BigId, sa.ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False),
     sa.Column("message_id", BigId, sa.ForeignKey("messages.id", ondelete="CASCADE"), unique=True),
     sa.Column("kind", sa.String(16), nullable=False),  # message | resume
     sa.Column("status", sa.String(16), nullable=False),  # pending | running | done
@@ -360,9 +346,7 @@ kb_phrasing_suggestions = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("decided_at", UTCDateTime),
     sa.Column("decided_by", BigId, sa.ForeignKey("users.id", ondelete="SET NULL")),
-    sa.UniqueConstraint(
-        "collection", "article_id", "normalised_text", name="uq_kb_phrasing_suggestions_article_text"
-    ),
+    sa.UniqueConstraint("collection", "article_id", "normalised_text", name="uq_kb_phrasing_suggestions_article_text"),
     sa.Index("ix_kb_phrasing_suggestions_status", "status", "id"),
     sa.Index("ix_kb_phrasing_suggestions_conversation", "conversation_id"),
 )

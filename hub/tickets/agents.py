@@ -16,9 +16,9 @@ from sqlalchemy.engine import Connection
 from hub.errors import Conflict, InvalidInput, NotFound
 from hub.events import utcnow
 from hub.models import Role, User
-from hub.tickets.routing import AgentLoad
 from hub.storage import rows
 from hub.storage.schema import agent_profiles, tickets, users
+from hub.tickets.routing import AgentLoad
 
 DEFAULT_CAPACITY = 8
 
@@ -164,9 +164,7 @@ def update_profile(
 
 
 def _ensure_profile(conn: Connection, agent: Agent) -> None:
-    exists = conn.execute(
-        sa.select(agent_profiles.c.user_id).where(agent_profiles.c.user_id == agent.id)
-    ).first()
+    exists = conn.execute(sa.select(agent_profiles.c.user_id).where(agent_profiles.c.user_id == agent.id)).first()
     if exists is None:
         conn.execute(
             sa.insert(agent_profiles).values(
@@ -228,12 +226,15 @@ def candidate_loads(conn: Connection, *, team: str | None = None, urgent: bool =
 
 
 def anyone_on_duty(conn: Connection) -> bool:
-    return conn.execute(
-        sa.select(agent_profiles.c.user_id)
-        .join(users, users.c.id == agent_profiles.c.user_id)
-        .where(agent_profiles.c.on_duty.is_(True), users.c.role.in_((Role.AGENT.value, Role.ADMIN.value)))
-        .limit(1)
-    ).first() is not None
+    return (
+        conn.execute(
+            sa.select(agent_profiles.c.user_id)
+            .join(users, users.c.id == agent_profiles.c.user_id)
+            .where(agent_profiles.c.on_duty.is_(True), users.c.role.in_((Role.AGENT.value, Role.ADMIN.value)))
+            .limit(1)
+        ).first()
+        is not None
+    )
 
 
 def book(conn: Connection, user_id: int | None, delta: int, *, stamp: bool = False, team: str = "support") -> None:
@@ -241,13 +242,21 @@ def book(conn: Connection, user_id: int | None, delta: int, *, stamp: bool = Fal
     transaction. A user given a ticket before having a profile gets one (off duty)."""
     if user_id is None:
         return
-    if delta > 0 and conn.execute(
-        sa.select(agent_profiles.c.user_id).where(agent_profiles.c.user_id == user_id)
-    ).first() is None:
+    if (
+        delta > 0
+        and conn.execute(sa.select(agent_profiles.c.user_id).where(agent_profiles.c.user_id == user_id)).first() is None
+    ):
         conn.execute(
             sa.insert(agent_profiles).values(
-                user_id=user_id, team=team, skills=[], capacity=DEFAULT_CAPACITY, senior=False, on_duty=False,
-                open_tickets=0, last_assigned_seq=0, updated_at=utcnow(),
+                user_id=user_id,
+                team=team,
+                skills=[],
+                capacity=DEFAULT_CAPACITY,
+                senior=False,
+                on_duty=False,
+                open_tickets=0,
+                last_assigned_seq=0,
+                updated_at=utcnow(),
             )
         )
     values: dict[str, Any] = {"open_tickets": sa.func.max(agent_profiles.c.open_tickets + delta, 0)}

@@ -21,7 +21,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hub.errors import ConfigError
@@ -79,7 +79,7 @@ class BusinessHours:
     holidays: frozenset[date] = frozenset()
 
     @classmethod
-    def parse(cls, text: str, zone: str = "UTC", holidays: str = "") -> "BusinessHours | None":
+    def parse(cls, text: str, zone: str = "UTC", holidays: str = "") -> BusinessHours | None:
         """``"mon-fri 09:00-17:00; sat 10:00-14:00"`` (intervals of a day
         group separated by commas: ``"mon-fri 09:00-12:00,13:00-17:00"``).
         Empty: no business hours, the SLA clock runs around the clock."""
@@ -117,13 +117,13 @@ class BusinessHours:
                 for opens, closes in self.week[day.weekday()]:
                     # Wall-clock offsets from local midnight (09:00 stays 09:00
                     # across a DST change), then UTC for arithmetic.
-                    yield (midnight + opens).astimezone(timezone.utc), (midnight + closes).astimezone(timezone.utc)
+                    yield (midnight + opens).astimezone(UTC), (midnight + closes).astimezone(UTC)
             day += timedelta(days=1)
 
     def add(self, start: datetime, seconds: float) -> datetime:
         """The moment ``seconds`` of business time after ``start``."""
         remaining = timedelta(seconds=max(0.0, seconds))
-        start = start.astimezone(timezone.utc)
+        start = start.astimezone(UTC)
         for opens, closes in self._open_intervals(start):
             if closes <= start:
                 continue
@@ -135,7 +135,7 @@ class BusinessHours:
 
     def between(self, start: datetime, end: datetime) -> float:
         """Seconds of business time from ``start`` to ``end``."""
-        start, end = start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+        start, end = start.astimezone(UTC), end.astimezone(UTC)
         total = 0.0
         for opens, closes in self._open_intervals(start):
             if opens >= end:

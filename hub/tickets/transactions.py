@@ -28,12 +28,9 @@ import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.engine import Connection
 
-from hub.tickets import agents as agents_tx
-from hub.conversations import transactions as conversations_tx
-from hub.conversations import contacts as contacts_tx
 from hub import keys
-from hub.tickets import routing
-from hub.tickets import sla
+from hub.conversations import contacts as contacts_tx
+from hub.conversations import transactions as conversations_tx
 from hub.errors import Conflict, InvalidInput, NotFound
 from hub.events import (
     ConversationUpdated,
@@ -55,6 +52,8 @@ from hub.models import (
 )
 from hub.storage import insert_ignore
 from hub.storage.schema import conversations, messages, routing_rules, tickets
+from hub.tickets import agents as agents_tx
+from hub.tickets import routing, sla
 
 if TYPE_CHECKING:
     from hub.bus import EventBus
@@ -184,7 +183,9 @@ class Policy:
     default_team: str
     hours: sla.BusinessHours | None = None
 
-    def deadlines(self, priority: Priority | str, created_at: datetime, paused: float) -> tuple[datetime | None, datetime | None]:
+    def deadlines(
+        self, priority: Priority | str, created_at: datetime, paused: float
+    ) -> tuple[datetime | None, datetime | None]:
         return sla.deadlines(self.slas, priority, created_at, paused, self.hours)
 
 
@@ -216,7 +217,9 @@ def open_ticket_of(conn: Connection, conversation_id: int) -> Ticket | None:
 
 def ticket_for_slack_message(conn: Connection, channel: str, ts: str) -> Ticket | None:
     row = conn.execute(
-        sa.select(tickets).where(tickets.c.slack_channel == channel, tickets.c.slack_ts == ts).order_by(tickets.c.id.desc())
+        sa.select(tickets)
+        .where(tickets.c.slack_channel == channel, tickets.c.slack_ts == ts)
+        .order_by(tickets.c.id.desc())
     ).first()
     return _ticket(row) if row is not None else None
 
@@ -247,9 +250,7 @@ def list_tickets(
 
 def queue(conn: Connection, *, team: str | None = None, limit: int = 100) -> list[Ticket]:
     """Unassigned open tickets, most urgent first, then oldest first."""
-    order = sa.case(
-        {p.value: routing.priority_rank(p) for p in Priority}, value=tickets.c.priority, else_=9
-    )
+    order = sa.case({p.value: routing.priority_rank(p) for p in Priority}, value=tickets.c.priority, else_=9)
     stmt = (
         sa.select(tickets)
         .where(tickets.c.status == TicketStatus.OPEN.value, tickets.c.assignee_id.is_(None))
@@ -275,15 +276,17 @@ def _customer_text(conn: Connection, conversation_id: int, limit: int = 5) -> li
     return list(reversed([r.body for r in found]))
 
 
-def _recent_conversations(conn: Connection, contact_id: int, rules: tuple[routing.Rule, ...], now: datetime) -> dict[float, int]:
+def _recent_conversations(
+    conn: Connection, contact_id: int, rules: tuple[routing.Rule, ...], now: datetime
+) -> dict[float, int]:
     counts: dict[float, int] = {}
     for rule in rules:
         if rule.enabled and rule.kind == "repeat" and rule.params["hours"] not in counts:
             since = now - timedelta(hours=rule.params["hours"])
             counts[rule.params["hours"]] = conn.execute(
-                sa.select(sa.func.count()).select_from(conversations).where(
-                    conversations.c.contact_id == contact_id, conversations.c.created_at >= since
-                )
+                sa.select(sa.func.count())
+                .select_from(conversations)
+                .where(conversations.c.contact_id == contact_id, conversations.c.created_at >= since)
             ).scalar_one()
     return counts
 
@@ -294,16 +297,22 @@ def _update(conn: Connection, ticket_id: int, **values: Any) -> Ticket:
     return get_ticket(conn, ticket_id)
 
 
-def _conversation(conn: Connection, change: Change, conversation_id: int, changes: dict[str, Any], actor_id: int | None) -> None:
+def _conversation(
+    conn: Connection, change: Change, conversation_id: int, changes: dict[str, Any], actor_id: int | None
+) -> None:
     _, applied = conversations_tx.update_conversation(conn, conversation_id, changes, actor_id=actor_id)
     change.conversation_changes.update(applied)
 
 
-def _auto_assign(conn: Connection, change: Change, *, exclude: tuple[int, ...] = (), actor_id: int | None = None) -> None:
+def _auto_assign(
+    conn: Connection, change: Change, *, exclude: tuple[int, ...] = (), actor_id: int | None = None
+) -> None:
     ticket = change.ticket
     agent = routing.choose(
         agents_tx.candidate_loads(conn, team=ticket.team, urgent=ticket.priority == Priority.URGENT),
-        team=ticket.team, priority=ticket.priority, exclude=exclude,
+        team=ticket.team,
+        priority=ticket.priority,
+        exclude=exclude,
     )
     if agent is not None:
         _set_assignee(conn, change, agent.user_id, actor_id=actor_id)
@@ -399,7 +408,9 @@ def open_ticket(
     return change
 
 
-def _set_priority(conn: Connection, change: Change, priority: Priority, policy: Policy | None, *, actor_id: int | None) -> None:
+def _set_priority(
+    conn: Connection, change: Change, priority: Priority, policy: Policy | None, *, actor_id: int | None
+) -> None:
     ticket = change.ticket
     if ticket.priority == priority:
         return
@@ -420,7 +431,9 @@ def _open(conn: Connection, ticket_id: int) -> Ticket:
     return ticket
 
 
-def assign(conn: Connection, ticket_id: int, assignee_id: int | None, *, actor_id: int | None, only_if_unassigned: bool = False) -> Change:
+def assign(
+    conn: Connection, ticket_id: int, assignee_id: int | None, *, actor_id: int | None, only_if_unassigned: bool = False
+) -> Change:
     ticket = _open(conn, ticket_id)
     if only_if_unassigned and ticket.assignee_id not in (None, assignee_id):
         raise Conflict(f"ticket {ticket_id} is already assigned to user {ticket.assignee_id}")
@@ -429,7 +442,9 @@ def assign(conn: Connection, ticket_id: int, assignee_id: int | None, *, actor_i
     return change
 
 
-def set_priority(conn: Connection, ticket_id: int, priority: Priority | str, *, policy: Policy, actor_id: int | None) -> Change:
+def set_priority(
+    conn: Connection, ticket_id: int, priority: Priority | str, *, policy: Policy, actor_id: int | None
+) -> Change:
     try:
         level = Priority(priority)
     except ValueError:
@@ -447,8 +462,13 @@ def resolve(conn: Connection, ticket_id: int, *, actor_id: int | None, touch_con
     now = utcnow()
     agents_tx.book(conn, ticket.assignee_id, -1)
     change.ticket = _update(
-        conn, ticket_id, status=TicketStatus.RESOLVED.value, open_conversation_id=None, resolved_at=now,
-        snoozed_until=None, updated_at=now,
+        conn,
+        ticket_id,
+        status=TicketStatus.RESOLVED.value,
+        open_conversation_id=None,
+        resolved_at=now,
+        snoozed_until=None,
+        updated_at=now,
     )
     change.ticket_changes["status"] = TicketStatus.RESOLVED.value
     if touch_conversation:
@@ -478,13 +498,19 @@ def _resume(conn: Connection, change: Change, policy: Policy, now: datetime) -> 
     paused += sla.paused_for(ticket.sla_paused_at, now, policy.hours)
     first_due, resolution_due = policy.deadlines(ticket.priority, ticket.created_at, paused)
     change.ticket = _update(
-        conn, ticket.id, sla_paused_at=None, sla_paused_seconds=paused,
-        first_response_due=first_due, resolution_due=resolution_due,
+        conn,
+        ticket.id,
+        sla_paused_at=None,
+        sla_paused_seconds=paused,
+        first_response_due=first_due,
+        resolution_due=resolution_due,
     )
     change.ticket_changes["sla_paused"] = False
 
 
-def sync_from_conversation(conn: Connection, conversation_id: int, changes: dict[str, Any], *, policy: Policy) -> Change | None:
+def sync_from_conversation(
+    conn: Connection, conversation_id: int, changes: dict[str, Any], *, policy: Policy
+) -> Change | None:
     """Bring the open ticket in line with a conversation change made anywhere."""
     ticket = open_ticket_of(conn, conversation_id)
     if ticket is None:
@@ -501,7 +527,11 @@ def sync_from_conversation(conn: Connection, conversation_id: int, changes: dict
         paused = conn.execute(sa.select(tickets.c.sla_paused_seconds).where(tickets.c.id == ticket.id)).scalar_one()
         first_due, resolution_due = policy.deadlines(conversation.priority, ticket.created_at, paused)
         change.ticket = _update(
-            conn, ticket.id, priority=conversation.priority.value, first_response_due=first_due, resolution_due=resolution_due
+            conn,
+            ticket.id,
+            priority=conversation.priority.value,
+            first_response_due=first_due,
+            resolution_due=resolution_due,
         )
         change.ticket_changes["priority"] = conversation.priority.value
     if "status" in changes:
@@ -564,8 +594,11 @@ def escalate(
     column = tickets.c.first_response_breached_at if target == "first_response" else tickets.c.resolution_breached_at
     due = tickets.c.first_response_due if target == "first_response" else tickets.c.resolution_due
     still_due = [
-        tickets.c.id == ticket_id, column.is_(None), due <= now,
-        tickets.c.status == TicketStatus.OPEN.value, tickets.c.sla_paused_at.is_(None),
+        tickets.c.id == ticket_id,
+        column.is_(None),
+        due <= now,
+        tickets.c.status == TicketStatus.OPEN.value,
+        tickets.c.sla_paused_at.is_(None),
     ]
     if target == "first_response":
         still_due.append(tickets.c.first_response_at.is_(None))  # an agent may have just answered
@@ -581,9 +614,12 @@ def escalate(
     change.ticket_changes[f"{target}_breached"] = True
     label = "first response" if target == "first_response" else "resolution"
     conversations_tx.add_event(
-        conn, conversations_tx.get_conversation(conn, ticket.conversation_id),
+        conn,
+        conversations_tx.get_conversation(conn, ticket.conversation_id),
         f"SLA breached: {label} was due {(ticket.first_response_due if target == 'first_response' else ticket.resolution_due):%Y-%m-%d %H:%M} UTC",
-        event="sla-breached", meta={"ticket_id": ticket_id, "target": target}, now=now,
+        event="sla-breached",
+        meta={"ticket_id": ticket_id, "target": target},
+        now=now,
     )
     if bump_priority:
         # Deadlines keep the original policy: a bump must not make the other
@@ -600,9 +636,7 @@ def escalate(
 def due_snoozes(conn: Connection, now: datetime) -> list[int]:
     return list(
         conn.execute(
-            sa.select(tickets.c.id).where(
-                tickets.c.status == TicketStatus.OPEN.value, tickets.c.snoozed_until <= now
-            )
+            sa.select(tickets.c.id).where(tickets.c.status == TicketStatus.OPEN.value, tickets.c.snoozed_until <= now)
         ).scalars()
     )
 
@@ -622,7 +656,9 @@ def wake(conn: Connection, ticket_id: int) -> Change | None:
 def tickets_of(conn: Connection, assignee_id: int) -> list[int]:
     return list(
         conn.execute(
-            sa.select(tickets.c.id).where(tickets.c.status == TicketStatus.OPEN.value, tickets.c.assignee_id == assignee_id)
+            sa.select(tickets.c.id).where(
+                tickets.c.status == TicketStatus.OPEN.value, tickets.c.assignee_id == assignee_id
+            )
         ).scalars()
     )
 
@@ -635,7 +671,9 @@ def reroute(conn: Connection, ticket_id: int, *, exclude: tuple[int, ...]) -> Ch
     change = Change(ticket=ticket)
     agent = routing.choose(
         agents_tx.candidate_loads(conn, team=ticket.team, urgent=ticket.priority == Priority.URGENT),
-        team=ticket.team, priority=ticket.priority, exclude=exclude,
+        team=ticket.team,
+        priority=ticket.priority,
+        exclude=exclude,
     )
     _set_assignee(conn, change, agent.user_id if agent is not None else None, actor_id=None)
     return change
@@ -659,8 +697,13 @@ def assign_queued(conn: Connection, limit: int = 50) -> list[Change]:
 def list_rules(conn: Connection) -> list[routing.Rule]:
     return [
         routing.Rule(
-            id=r.id, kind=r.kind, params=dict(r.params), priority=Priority(r.priority), team=r.team,
-            handoff=r.handoff, enabled=r.enabled,
+            id=r.id,
+            kind=r.kind,
+            params=dict(r.params),
+            priority=Priority(r.priority),
+            team=r.team,
+            handoff=r.handoff,
+            enabled=r.enabled,
         )
         for r in conn.execute(sa.select(routing_rules).order_by(routing_rules.c.id))
     ]
@@ -676,7 +719,15 @@ def add_rule(conn: Connection, body: dict[str, Any]) -> routing.Rule:
         raise InvalidInput("handoff must be true or false")
     new_id = conn.execute(
         sa.insert(routing_rules)
-        .values(kind=kind, params=params, priority=priority.value, team=team, handoff=handoff, enabled=True, created_at=utcnow())
+        .values(
+            kind=kind,
+            params=params,
+            priority=priority.value,
+            team=team,
+            handoff=handoff,
+            enabled=True,
+            created_at=utcnow(),
+        )
         .returning(routing_rules.c.id)
     ).scalar_one()
     return next(r for r in list_rules(conn) if r.id == new_id)
@@ -693,14 +744,12 @@ def delete_rule(conn: Connection, rule_id: int) -> None:
 class TicketService:
     """Ticket use cases; publishes after every commit. Subscribes to the bus."""
 
-    def __init__(self, db: "Database", bus: "EventBus", settings: "Settings") -> None:
+    def __init__(self, db: Database, bus: EventBus, settings: Settings) -> None:
         self.db = db
         self.bus = bus
         self.settings = settings
         self.slas = sla.parse_policies(settings.sla_policies)
-        self.hours = sla.BusinessHours.parse(
-            settings.sla_business_hours, settings.sla_timezone, settings.sla_holidays
-        )
+        self.hours = sla.BusinessHours.parse(settings.sla_business_hours, settings.sla_timezone, settings.sla_holidays)
         self._policy: Policy | None = None  # rebuilt when the routing rules change
         self._unsubscribe: list[Any] = []
         self.scheduler = sla.SlaScheduler(self.check_due, interval=settings.sla_check_interval)
@@ -723,7 +772,9 @@ class TicketService:
         policy = self._policy
         if policy is None:
             rules = tuple(await self.db.read(list_rules))
-            policy = Policy(rules=rules, slas=self.slas, default_team=self.settings.ticket_default_team, hours=self.hours)
+            policy = Policy(
+                rules=rules, slas=self.slas, default_team=self.settings.ticket_default_team, hours=self.hours
+            )
             self._policy = policy
         return policy
 
@@ -736,26 +787,38 @@ class TicketService:
         ticket = change.ticket
         if change.conversation_changes:
             await self.bus.publish(
-                ConversationUpdated(conversation_id=ticket.conversation_id, changes=change.conversation_changes, actor_id=actor_id)
+                ConversationUpdated(
+                    conversation_id=ticket.conversation_id, changes=change.conversation_changes, actor_id=actor_id
+                )
             )
         if change.created:
             await self.bus.publish(
                 TicketOpened(
-                    ticket_id=ticket.id, conversation_id=ticket.conversation_id, priority=ticket.priority.value,
-                    team=ticket.team, assignee_id=ticket.assignee_id,
+                    ticket_id=ticket.id,
+                    conversation_id=ticket.conversation_id,
+                    priority=ticket.priority.value,
+                    team=ticket.team,
+                    assignee_id=ticket.assignee_id,
                 )
             )
         elif change.ticket_changes:
             await self.bus.publish(
                 TicketChanged(
-                    ticket_id=ticket.id, conversation_id=ticket.conversation_id, changes=change.ticket_changes, actor_id=actor_id
+                    ticket_id=ticket.id,
+                    conversation_id=ticket.conversation_id,
+                    changes=change.ticket_changes,
+                    actor_id=actor_id,
                 )
             )
         if change.breached:
             await self.bus.publish(
                 SlaBreached(
-                    ticket_id=ticket.id, conversation_id=ticket.conversation_id, target=change.breached,
-                    team=ticket.team, priority=ticket.priority.value, assignee_id=ticket.assignee_id,
+                    ticket_id=ticket.id,
+                    conversation_id=ticket.conversation_id,
+                    target=change.breached,
+                    team=ticket.team,
+                    priority=ticket.priority.value,
+                    assignee_id=ticket.assignee_id,
                 )
             )
         if change.created or "priority" in change.ticket_changes or "sla_paused" in change.ticket_changes:
@@ -780,8 +843,15 @@ class TicketService:
         policy = await self.policy()
         change = await self.db.write(
             lambda conn: open_ticket(
-                conn, conversation_id, policy=policy, priority=priority, reason=reason, source=source,
-                kb_hits=kb_hits, team=team, actor_id=actor_id,
+                conn,
+                conversation_id,
+                policy=policy,
+                priority=priority,
+                reason=reason,
+                source=source,
+                kb_hits=kb_hits,
+                team=team,
+                actor_id=actor_id,
             )
         )
         await self._publish(change, actor_id=actor_id)
@@ -798,7 +868,9 @@ class TicketService:
     async def assign(self, ticket_id: int, assignee_id: int | None, *, actor_id: int | None) -> Ticket:
         if assignee_id is not None:
             await self.db.read(
-                agents_tx.get_agent, assignee_id, default_team=self.settings.ticket_default_team,
+                agents_tx.get_agent,
+                assignee_id,
+                default_team=self.settings.ticket_default_team,
                 default_capacity=self.settings.ticket_default_capacity,
             )
         change = await self.db.write(assign, ticket_id, assignee_id, actor_id=actor_id)
@@ -835,25 +907,33 @@ class TicketService:
 
     async def update_agent(self, user_id: int, changes: dict[str, Any]) -> agents_tx.Agent:
         return await self.db.write(
-            agents_tx.update_profile, user_id, changes, default_team=self.settings.ticket_default_team,
+            agents_tx.update_profile,
+            user_id,
+            changes,
+            default_team=self.settings.ticket_default_team,
             default_capacity=self.settings.ticket_default_capacity,
         )
 
     async def get_agent(self, user_id: int) -> agents_tx.Agent:
         return await self.db.read(
-            agents_tx.get_agent, user_id, default_team=self.settings.ticket_default_team,
+            agents_tx.get_agent,
+            user_id,
+            default_team=self.settings.ticket_default_team,
             default_capacity=self.settings.ticket_default_capacity,
         )
 
     async def agent_for_slack_user(self, slack_user_id: str) -> agents_tx.Agent | None:
         return await self.db.read(
-            agents_tx.agent_for_slack_user, slack_user_id, default_team=self.settings.ticket_default_team,
+            agents_tx.agent_for_slack_user,
+            slack_user_id,
+            default_team=self.settings.ticket_default_team,
             default_capacity=self.settings.ticket_default_capacity,
         )
 
     async def list_agents(self) -> list[agents_tx.Agent]:
         return await self.db.read(
-            agents_tx.list_agents, default_team=self.settings.ticket_default_team,
+            agents_tx.list_agents,
+            default_team=self.settings.ticket_default_team,
             default_capacity=self.settings.ticket_default_capacity,
         )
 
@@ -873,8 +953,12 @@ class TicketService:
         done = 0
         for ticket_id, target in await self.db.read(due_breaches, now):
             change = await self.db.write(
-                escalate, ticket_id, target, now,
-                bump_priority=self.settings.sla_breach_bump_priority, reassign=self.settings.sla_breach_reassign,
+                escalate,
+                ticket_id,
+                target,
+                now,
+                bump_priority=self.settings.sla_breach_bump_priority,
+                reassign=self.settings.sla_breach_reassign,
             )
             if change is not None:
                 log.warning("SLA %s breached on ticket %s", target, ticket_id)
@@ -888,7 +972,10 @@ class TicketService:
     # --- subscribers -----------------------------------------------------------------
     async def _on_handoff(self, event: HandoffRequested) -> None:
         await self.open(
-            event.conversation_id, priority=event.priority, reason=event.reason, source=event.source,
+            event.conversation_id,
+            priority=event.priority,
+            reason=event.reason,
+            source=event.source,
             kb_hits=event.kb_hits,
         )
 
@@ -904,7 +991,9 @@ class TicketService:
             # A rule matched what the customer wrote (whether or not the bot saw
             # it): open a ticket, or raise the open one's priority.
             await self.open(
-                event.conversation_id, priority=Priority.LOW, source="rule",
+                event.conversation_id,
+                priority=Priority.LOW,
+                source="rule",
                 reason="matched " + ", ".join(f"'{r.params['words'][0]}' rule" for r in hits),
             )
 
@@ -914,8 +1003,13 @@ class TicketService:
             if ticket is not None:
                 await self.bus.publish(
                     TicketChanged(
-                        ticket_id=ticket.id, conversation_id=ticket.conversation_id,
-                        changes={"first_response_at": ticket.first_response_at.isoformat() if ticket.first_response_at else None},
+                        ticket_id=ticket.id,
+                        conversation_id=ticket.conversation_id,
+                        changes={
+                            "first_response_at": ticket.first_response_at.isoformat()
+                            if ticket.first_response_at
+                            else None
+                        },
                     )
                 )
 

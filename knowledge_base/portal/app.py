@@ -366,9 +366,7 @@ async def category(request: web.Request, portal: Portal, collection: str) -> web
     slug = request.match_info["category"]
     for group in _categories(await portal.kb.list_articles(collection)):
         if group.slug == slug:
-            return portal.render(
-                request, "category.html", links=Links(collection), category=group, query=""
-            )
+            return portal.render(request, "category.html", links=Links(collection), category=group, query="")
     raise web.HTTPNotFound()
 
 

@@ -19,11 +19,17 @@ from bot.actions.routing import HANDOFF, KB, REPLY, route
 
 from .conftest import PUBLIC_URL, FakeKnowledgeBase
 
+
 def parse(text: str, intent: str, confidence: float = 0.95, **ranking: float) -> dict[str, Any]:
     ranked = [{"name": intent, "confidence": confidence}] + [
         {"name": name, "confidence": value} for name, value in ranking.items()
     ]
-    return {"text": text, "intent": {"name": intent, "confidence": confidence}, "intent_ranking": ranked, "entities": []}
+    return {
+        "text": text,
+        "intent": {"name": intent, "confidence": confidence},
+        "intent_ranking": ranked,
+        "entities": [],
+    }
 
 
 def tracker(
@@ -75,7 +81,10 @@ async def test_confident_answer_quotes_the_passage_and_links_the_article(fake_kb
     assert payload["confidence"] == pytest.approx(0.8)
     assert payload["kb_hits"][0]["article_id"] == "reset-your-password"
     assert payload["decision"] == {
-        "action": "answer", "article_id": "reset-your-password", "collection": "default", "confidence": 0.8
+        "action": "answer",
+        "article_id": "reset-your-password",
+        "collection": "default",
+        "confidence": 0.8,
     }
     assert events == [
         SlotSet("clarify_asked", False),
@@ -165,9 +174,7 @@ async def test_clarifying_question_names_the_closest_articles(fake_kb: FakeKnowl
 
 @pytest.mark.asyncio
 async def test_the_reply_to_a_clarifying_question_is_searched_with_the_question(fake_kb: FakeKnowledgeBase) -> None:
-    state = tracker(
-        parse("I forgot it", "ask_question"), parse("the password", "ask_question"), clarify_asked=True
-    )
+    state = tracker(parse("I forgot it", "ask_question"), parse("the password", "ask_question"), clarify_asked=True)
     messages, events = await run(ActionAnswerFromKB(), state)
 
     assert [r["q"] for r in fake_kb.requests] == ["the password", "I forgot it the password"]
@@ -177,7 +184,9 @@ async def test_the_reply_to_a_clarifying_question_is_searched_with_the_question(
 
 @pytest.mark.asyncio
 async def test_still_unsure_after_asking_once_offers_a_person(fake_kb: FakeKnowledgeBase) -> None:
-    state = tracker(parse("I have an issue", "ask_question"), parse("with my thing", "ask_question"), clarify_asked=True)
+    state = tracker(
+        parse("I have an issue", "ask_question"), parse("with my thing", "ask_question"), clarify_asked=True
+    )
     messages, events = await run(ActionAnswerFromKB(), state)
 
     assert texts(messages) == ["Sorry, I still couldn't find an answer to that."]
@@ -304,7 +313,9 @@ async def test_handoff_priority_follows_the_intent(intent: str, priority: str, r
 @pytest.mark.asyncio
 async def test_an_unsure_request_for_a_person_is_answered_from_the_knowledge_base(fake_kb: FakeKnowledgeBase) -> None:
     # "i want to build a voice bot": not a request for a person, whatever the NLU half-thinks.
-    messages, events = await run(ActionHandoff(), tracker(parse("I want my money back for a return", "request_human", 0.45)))
+    messages, events = await run(
+        ActionHandoff(), tracker(parse("I want my money back for a return", "request_human", 0.45))
+    )
 
     assert fake_kb.requests and payloads(messages)[-1]["decision"]["action"] == "answer"
     assert ConversationPaused() not in events
@@ -376,7 +387,10 @@ def test_short_reply_never_cuts_a_word() -> None:
 
 
 def test_plain_text_drops_markdown() -> None:
-    assert plain_text("## Steps\n\n1. Open **Settings**\n2. Choose [Security](/x)") == "Steps. Open Settings. Choose Security."
+    assert (
+        plain_text("## Steps\n\n1. Open **Settings**\n2. Choose [Security](/x)")
+        == "Steps. Open Settings. Choose Security."
+    )
 
 
 def test_link_joins_relative_urls_to_the_public_url() -> None:

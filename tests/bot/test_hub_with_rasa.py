@@ -70,7 +70,13 @@ async def test_after_an_agent_resolves_the_bot_answers_again(stack: Hub) -> None
     asked = await _say(stack, "resolved-later", "Can I speak to a human agent please?")
     cid = asked["conversation_id"]
     await wait_for(lambda: _is(stack, cid, handler="human"), timeout=30)
-    await stack.api("POST", f"/api/v1/conversations/{cid}/messages", role="agent", json={"text": "Hi, Sam here. Sorted!"}, expect=201)
+    await stack.api(
+        "POST",
+        f"/api/v1/conversations/{cid}/messages",
+        role="agent",
+        json={"text": "Hi, Sam here. Sorted!"},
+        expect=201,
+    )
     await stack.api("PATCH", f"/api/v1/conversations/{cid}", role="agent", json={"status": "resolved"})
     await wait_for(lambda: _is(stack, cid, handler="bot"), timeout=10)
     again = await _say(stack, "resolved-later", "How long does a refund take?")

@@ -15,7 +15,9 @@ PATTERNS = [re.compile(r"\b(stolen|fraud)\b", re.IGNORECASE)]
 
 def test_titles_headings_and_listed_questions_become_question_examples() -> None:
     outlines = [
-        ArticleOutline(title="Ride prices", headings=("Day pass", "Annual pass"), questions=("How much is a day pass?",)),
+        ArticleOutline(
+            title="Ride prices", headings=("Day pass", "Annual pass"), questions=("How much is a day pass?",)
+        ),
         ArticleOutline(title="Unlock a bike", headings=("Unlock a bike", "Return a bike")),
     ]
     found = kb_nlu.examples(outlines, taken={}, patterns=[])
@@ -64,7 +66,9 @@ def test_folders_and_the_hubs_articles_give_the_same_model_name(tmp_path: Path) 
     """`make rasa-model` reads files; the running hub reads its knowledge base: both must name the same model."""
     folder = tmp_path / "articles"
     folder.mkdir()
-    (folder / "b.md").write_text("---\ntitle: Ride  prices\nquestions:\n  - How much is a day pass?\n---\n\n## Day pass\n\nNine euros.\n")
+    (folder / "b.md").write_text(
+        "---\ntitle: Ride  prices\nquestions:\n  - How much is a day pass?\n---\n\n## Day pass\n\nNine euros.\n"
+    )
     (folder / "a.md").write_text("---\ntitle: Unlock a bike\n---\n\nScan the code.\n\n## Return a bike\n\nDock it.\n")
     written = kb_nlu.write([folder], tmp_path / "out" / kb_nlu.FILE_NAME)
     from_hub = kb_nlu.render(
@@ -77,6 +81,7 @@ def test_folders_and_the_hubs_articles_give_the_same_model_name(tmp_path: Path) 
     )
     assert written.read_text() == from_hub
     assert model.training_hash(extra_data=[written]) == model.training_hash(
-        extra_data=[tmp_path / "elsewhere" / kb_nlu.FILE_NAME], contents={f"extra/{kb_nlu.FILE_NAME}": from_hub.encode()}
+        extra_data=[tmp_path / "elsewhere" / kb_nlu.FILE_NAME],
+        contents={f"extra/{kb_nlu.FILE_NAME}": from_hub.encode()},
     )
     assert model.training_hash(extra_data=[written]) != model.training_hash()

@@ -98,10 +98,16 @@ def test_an_answer_that_did_not_help_leads_to_a_person(rasa_stack: RasaStack) ->
     rasa_stack.send(sender, "how long does express delivery take")
 
     offer = rasa_stack.send(sender, "no, that's not what I asked")
-    assert texts(offer) == ["Sorry that didn't answer it.", "Would you like me to connect you with a member of our team?"]
+    assert texts(offer) == [
+        "Sorry that didn't answer it.",
+        "Would you like me to connect you with a member of our team?",
+    ]
     # The customer's vote on the answer travels to the hub (a phrasing an admin may accept... or not).
     [vote, decision] = custom(offer)
-    assert vote["kb_feedback"]["helpful"] is False and vote["kb_feedback"]["query"] == "how long does express delivery take"
+    assert (
+        vote["kb_feedback"]["helpful"] is False
+        and vote["kb_feedback"]["query"] == "how long does express delivery take"
+    )
     assert decision["decision"]["action"] == "offer_human"
 
     replies = rasa_stack.send(sender, "yes please")

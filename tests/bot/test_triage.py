@@ -59,8 +59,12 @@ def test_a_new_message_is_judged_by_its_nearest_examples() -> None:
 
 
 def test_a_stricter_allowance_never_lowers_the_threshold() -> None:
-    loose = UrgentExamples(URGENT, NOT_URGENT, EMBEDDER.embed_documents, min_similarity=0.0, max_false_urgent=0.5).calibration
-    strict = UrgentExamples(URGENT, NOT_URGENT, EMBEDDER.embed_documents, min_similarity=0.0, max_false_urgent=0.0).calibration
+    loose = UrgentExamples(
+        URGENT, NOT_URGENT, EMBEDDER.embed_documents, min_similarity=0.0, max_false_urgent=0.5
+    ).calibration
+    strict = UrgentExamples(
+        URGENT, NOT_URGENT, EMBEDDER.embed_documents, min_similarity=0.0, max_false_urgent=0.0
+    ).calibration
     assert strict.threshold >= loose.threshold
     assert strict.loo_recall <= loose.loo_recall
     assert loose.loo_recall > 0.0 and loose.loo_false_urgent <= 0.5

@@ -49,11 +49,14 @@ async def test_chat_reply_history_and_reconnect_without_loss_or_duplicates(
         page = await browser.new_page(viewport={"width": 1280, "height": 820})
         errors = watch(page)
         frames: list[str] = []  # what the widget said, for the failure message
-        page.on("websocket", lambda ws: (
-            ws.on("framesent", lambda payload: frames.append(f"> {payload}")),
-            ws.on("framereceived", lambda payload: frames.append(f"< {payload}"[:300])),
-            ws.on("close", lambda _: frames.append("closed")),
-        ))
+        page.on(
+            "websocket",
+            lambda ws: (
+                ws.on("framesent", lambda payload: frames.append(f"> {payload}")),
+                ws.on("framereceived", lambda payload: frames.append(f"< {payload}"[:300])),
+                ws.on("close", lambda _: frames.append("closed")),
+            ),
+        )
         await open_demo(page, hub)
         launcher = page.get_by_role("button", name="Open chat")
         await launcher.click()
@@ -84,7 +87,9 @@ async def test_chat_reply_history_and_reconnect_without_loss_or_duplicates(
 
         await message.fill("And do you have the Ridgeline tent in green?")
         await page.get_by_role("button", name="Send message").click()
-        await expect(bubbles(page, "Echo: And do you have the Ridgeline tent in green?")).to_have_count(1, timeout=TIMEOUT)
+        await expect(bubbles(page, "Echo: And do you have the Ridgeline tent in green?")).to_have_count(
+            1, timeout=TIMEOUT
+        )
 
         conversations = (await hub.api("GET", "/api/v1/conversations", params={"channel": "webchat"}))["items"]
         contact = await hub.api("GET", f"/api/v1/contacts/{conversations[0]['contact_id']}")
@@ -133,7 +138,9 @@ async def test_chat_reply_history_and_reconnect_without_loss_or_duplicates(
         await page.close()
 
 
-async def test_phone_keyboard_isolation_and_offline_mode(browser: Any, database_url: str, tmp_path: Path, artifacts: Path) -> None:
+async def test_phone_keyboard_isolation_and_offline_mode(
+    browser: Any, database_url: str, tmp_path: Path, artifacts: Path
+) -> None:
     from playwright.async_api import expect
 
     async with running_hub(database_url, tmp_path, webchat_agents_online="false") as hub:
@@ -160,16 +167,19 @@ async def test_phone_keyboard_isolation_and_offline_mode(browser: Any, database_
         assert box is not None and abs(box["width"] - 390) < 2 and abs(box["height"] - 844) < 2  # full screen
 
         # Nobody on duty: the widget says so and asks for an email.
-        await expect(page.locator(".subtitle")).to_have_text("We're away right now \u2014 we'll reply by email", timeout=TIMEOUT)
+        await expect(page.locator(".subtitle")).to_have_text(
+            "We're away right now \u2014 we'll reply by email", timeout=TIMEOUT
+        )
         await expect(page.locator(".card-title")).to_have_text("We're away right now")
         await page.screenshot(path=str(artifacts / "widget-phone-offline.png"))
 
         await page.keyboard.press("Escape")
         await expect(dialog).to_be_hidden()
         assert await page.evaluate("document.activeElement.tagName") == "SERVICEHUB-WIDGET"
-        assert await page.evaluate(
-            "document.querySelector('servicehub-widget').shadowRoot.activeElement.className"
-        ) == "launcher"
+        assert (
+            await page.evaluate("document.querySelector('servicehub-widget').shadowRoot.activeElement.className")
+            == "launcher"
+        )
 
         # The portal's "Chat with us" button uses the public API.
         await page.get_by_role("button", name="Chat with us").click()
@@ -192,8 +202,13 @@ async def test_reply_while_closed_shows_unread_badge(browser: Any, database_url:
         await page.get_by_role("button", name="Close chat").click()
 
         conversation = (await hub.api("GET", "/api/v1/conversations", params={"channel": "webchat"}))["items"][0]
-        await hub.api("POST", f"/api/v1/conversations/{conversation['id']}/messages", role="agent",
-                      json={"text": "Your parcel left our warehouse today."}, expect=201)
+        await hub.api(
+            "POST",
+            f"/api/v1/conversations/{conversation['id']}/messages",
+            role="agent",
+            json={"text": "Your parcel left our warehouse today."},
+            expect=201,
+        )
         launcher = page.get_by_role("button", name="Open chat, 1 unread")
         await expect(launcher).to_be_visible(timeout=TIMEOUT)
         await launcher.click()

@@ -72,20 +72,30 @@ async def make_agent(hub: Hub, *, slack_user: str = AGENT_SLACK, role: str = "ag
     return me["id"]
 
 
-async def customer_conversation(hub: Hub, sender: str = "cust-1", text: str = "My order never arrived", **extra: Any) -> int:
-    received = (await hub.inbound({"from": sender, "text": text, "id": f"{sender}-{time.time_ns()}", "name": "Ada", **extra}))
+async def customer_conversation(
+    hub: Hub, sender: str = "cust-1", text: str = "My order never arrived", **extra: Any
+) -> int:
+    received = await hub.inbound(
+        {"from": sender, "text": text, "id": f"{sender}-{time.time_ns()}", "name": "Ada", **extra}
+    )
     message = await hub.api("GET", f"/api/v1/messages/{received['received'][0]['message_id']}")
     return message["conversation_id"]
 
 
-async def bot_handoff(hub: Hub, conversation_id: int, priority: str = "high", kb_hits: list[dict] | None = None) -> dict:
+async def bot_handoff(
+    hub: Hub, conversation_id: int, priority: str = "high", kb_hits: list[dict] | None = None
+) -> dict:
     from hub.events import HandoffRequested
 
     conversation = await hub.api("GET", f"/api/v1/conversations/{conversation_id}")
     await hub.service.bus.publish(
         HandoffRequested(
-            conversation_id=conversation_id, contact_id=conversation["contact_id"], priority=priority,
-            reason="bot could not answer", source="bot", kb_hits=kb_hits or [],
+            conversation_id=conversation_id,
+            contact_id=conversation["contact_id"],
+            priority=priority,
+            reason="bot could not answer",
+            source="bot",
+            kb_hits=kb_hits or [],
         )
     )
     items = (await hub.api("GET", "/api/v1/tickets"))["items"]
@@ -102,16 +112,24 @@ async def posted_card(hub: Hub, api: FakeSlackApi, ticket_id: int) -> dict:
 
 async def send_signed(hub: Hub, body: bytes, *, content_type: str, secret: str = SECRET, **headers: str) -> Any:
     response = await hub.client.post(
-        "/channels/slack/events", data=body,
+        "/channels/slack/events",
+        data=body,
         headers={**sign_request(secret, body), "Content-Type": content_type, **headers},
     )
     return response
 
 
-async def thread_event(hub: Hub, ticket: dict, text: str, *, user: str = AGENT_SLACK, event_id: str | None = None, **extra: Any) -> Any:
+async def thread_event(
+    hub: Hub, ticket: dict, text: str, *, user: str = AGENT_SLACK, event_id: str | None = None, **extra: Any
+) -> Any:
     event = {
-        "type": "message", "channel": ticket["slack_channel"], "user": user, "text": text,
-        "ts": f"{time.time():.6f}", "thread_ts": ticket["slack_ts"], **extra,
+        "type": "message",
+        "channel": ticket["slack_channel"],
+        "user": user,
+        "text": text,
+        "ts": f"{time.time():.6f}",
+        "thread_ts": ticket["slack_ts"],
+        **extra,
     }
     body = event_body(event, event_id=event_id or f"Ev{time.time_ns()}")
     return await send_signed(hub, body, content_type="application/json")
@@ -135,11 +153,24 @@ async def test_handoff_posts_ticket_card_to_team_channel(slack_hub: Hub, slack_a
     assert post.args["channel"] == "CSUPPORT" and ticket["slack_channel"] == "CSUPPORT"
     assert post.token == "xoxb-test-token"
     text = block_text(post.args["blocks"])
-    for expected in ("Ticket #%d" % ticket["id"], "HIGH", "Ada", "*Channel*\\nfake", "Shipping times",
-                     "Where is my parcel? It never arrived", "<!date^", "bot could not answer"):
+    for expected in (
+        f"Ticket #{ticket['id']}",
+        "HIGH",
+        "Ada",
+        "*Channel*\\nfake",
+        "Shipping times",
+        "Where is my parcel? It never arrived",
+        "<!date^",
+        "bot could not answer",
+    ):
         assert expected in text, expected
     actions = next(b for b in post.args["blocks"] if b["type"] == "actions")
-    assert [e["action_id"] for e in actions["elements"]] == ["ticket_claim", "ticket_resolve", "ticket_priority", "ticket_snooze"]
+    assert [e["action_id"] for e in actions["elements"]] == [
+        "ticket_claim",
+        "ticket_resolve",
+        "ticket_priority",
+        "ticket_snooze",
+    ]
     conversation = await slack_hub.api("GET", f"/api/v1/conversations/{conversation_id}")
     assert conversation["handler"] == "human" and conversation["priority"] == "high"
 
@@ -179,8 +210,10 @@ async def test_agent_thread_reply_reaches_customer_notes_stay_internal(slack_hub
     # The customer writes again: mirrored into the ticket's thread.
     await slack_hub.inbound({"from": "cust-3", "text": "Thanks, any news?", "id": "cust-3-again"})
     await wait_for(
-        lambda: any(c.args.get("thread_ts") == ticket["slack_ts"] and "any news?" in c.args.get("text", "")
-                    for c in slack_api.of("chat.postMessage"))
+        lambda: any(
+            c.args.get("thread_ts") == ticket["slack_ts"] and "any news?" in c.args.get("text", "")
+            for c in slack_api.of("chat.postMessage")
+        )
     )
     await asyncio.sleep(0.3)
     assert [m.text for m in recorder.sent] == ["Hi Ada, I'm looking into it now."]
@@ -205,43 +238,72 @@ async def test_claim_and_resolve_buttons_update_ticket_and_message(slack_hub: Hu
     assert [t["id"] for t in queue["items"]] == [ticket["id"]]
 
     # Someone who is not an agent presses Claim: an ephemeral error, nothing changes.
-    body = block_action_body(user=OTHER_SLACK, channel=ticket["slack_channel"], message_ts=ticket["slack_ts"],
-                             action_id="ticket_claim", value=str(ticket["id"]))
+    body = block_action_body(
+        user=OTHER_SLACK,
+        channel=ticket["slack_channel"],
+        message_ts=ticket["slack_ts"],
+        action_id="ticket_claim",
+        value=str(ticket["id"]),
+    )
     assert (await send_signed(slack_hub, body, content_type="application/x-www-form-urlencoded")).status == 200
     await wait_for(lambda: any(c.args.get("user") == OTHER_SLACK for c in slack_api.of("chat.postEphemeral")))
     assert (await slack_hub.api("GET", f"/api/v1/tickets/{ticket['id']}"))["assignee_id"] is None
 
-    body = block_action_body(user=AGENT_SLACK, channel=ticket["slack_channel"], message_ts=ticket["slack_ts"],
-                             action_id="ticket_claim", value=str(ticket["id"]))
+    body = block_action_body(
+        user=AGENT_SLACK,
+        channel=ticket["slack_channel"],
+        message_ts=ticket["slack_ts"],
+        action_id="ticket_claim",
+        value=str(ticket["id"]),
+    )
     response = await send_signed(slack_hub, body, content_type="application/x-www-form-urlencoded")
     assert response.status == 200
     await wait_for(lambda: _ticket_field(slack_hub, ticket["id"], "assignee_id", agent_id))
     conversation = await slack_hub.api("GET", f"/api/v1/conversations/{conversation_id}")
     assert conversation["assignee_id"] == agent_id
-    await wait_for(lambda: any(f"<@{AGENT_SLACK}>" in block_text(c.args.get("blocks", [])) for c in slack_api.of("chat.update")))
+    await wait_for(
+        lambda: any(f"<@{AGENT_SLACK}>" in block_text(c.args.get("blocks", [])) for c in slack_api.of("chat.update"))
+    )
     update = slack_api.of("chat.update")[-1]
     assert update.args["ts"] == ticket["slack_ts"] and update.args["channel"] == ticket["slack_channel"]
 
-    body = block_action_body(user=AGENT_SLACK, channel=ticket["slack_channel"], message_ts=ticket["slack_ts"],
-                             action_id="ticket_priority", value=f"{ticket['id']}:urgent", selected=True)
+    body = block_action_body(
+        user=AGENT_SLACK,
+        channel=ticket["slack_channel"],
+        message_ts=ticket["slack_ts"],
+        action_id="ticket_priority",
+        value=f"{ticket['id']}:urgent",
+        selected=True,
+    )
     await send_signed(slack_hub, body, content_type="application/x-www-form-urlencoded")
     await wait_for(lambda: _ticket_field(slack_hub, ticket["id"], "priority", "urgent"))
+
     # Now urgent: the card stays in the team channel with its thread, and the
     # urgent channel gets a notice linking to it.
     def escalation_notices() -> list[Any]:
-        return [c for c in slack_api.of("chat.postMessage")
-                if c.args.get("channel") == "CURGENT" and "is now *urgent*" in c.args.get("text", "")]
+        return [
+            c
+            for c in slack_api.of("chat.postMessage")
+            if c.args.get("channel") == "CURGENT" and "is now *urgent*" in c.args.get("text", "")
+        ]
 
     await wait_for(lambda: len(escalation_notices()) == 1)
     [permalink] = slack_api.of("chat.getPermalink")
     assert permalink.args == {"channel": ticket["slack_channel"], "message_ts": ticket["slack_ts"]}
     notice = escalation_notices()[0].args["text"]
     assert f"Ticket #{ticket['id']}" in notice
-    assert f"https://fake.slack.test/archives/{ticket['slack_channel']}/p{ticket['slack_ts'].replace('.', '')}" in notice
+    assert (
+        f"https://fake.slack.test/archives/{ticket['slack_channel']}/p{ticket['slack_ts'].replace('.', '')}" in notice
+    )
     assert (await slack_hub.api("GET", f"/api/v1/tickets/{ticket['id']}"))["slack_channel"] == "CSUPPORT"
 
-    body = block_action_body(user=AGENT_SLACK, channel=ticket["slack_channel"], message_ts=ticket["slack_ts"],
-                             action_id="ticket_resolve", value=str(ticket["id"]))
+    body = block_action_body(
+        user=AGENT_SLACK,
+        channel=ticket["slack_channel"],
+        message_ts=ticket["slack_ts"],
+        action_id="ticket_resolve",
+        value=str(ticket["id"]),
+    )
     await send_signed(slack_hub, body, content_type="application/x-www-form-urlencoded")
     await wait_for(lambda: _ticket_field(slack_hub, ticket["id"], "status", "resolved"))
     conversation = await slack_hub.api("GET", f"/api/v1/conversations/{conversation_id}")
@@ -264,25 +326,44 @@ async def _ticket_field(hub: Hub, ticket_id: int, name: str, wanted: Any) -> boo
 
 
 @pytest.mark.asyncio
-async def test_forged_or_stale_signature_gets_401_and_nothing_is_stored(slack_hub: Hub, slack_api: FakeSlackApi) -> None:
+async def test_forged_or_stale_signature_gets_401_and_nothing_is_stored(
+    slack_hub: Hub, slack_api: FakeSlackApi
+) -> None:
     from hub.storage.schema import messages, slack_events
 
     await make_agent(slack_hub)
     conversation_id = await customer_conversation(slack_hub, sender="cust-5")
     ticket = await posted_card(slack_hub, slack_api, (await bot_handoff(slack_hub, conversation_id))["id"])
-    event = {"type": "message", "channel": ticket["slack_channel"], "user": AGENT_SLACK, "text": "forged reply",
-             "ts": "1.1", "thread_ts": ticket["slack_ts"]}
+    event = {
+        "type": "message",
+        "channel": ticket["slack_channel"],
+        "user": AGENT_SLACK,
+        "text": "forged reply",
+        "ts": "1.1",
+        "thread_ts": ticket["slack_ts"],
+    }
     body = event_body(event, event_id="EvForged")
     forged = await send_signed(slack_hub, body, content_type="application/json", secret="not-the-secret")
     assert forged.status == 401
     stale_headers = sign_request(SECRET, body, timestamp=int(time.time()) - 6 * 60)
-    stale = await slack_hub.client.post("/channels/slack/events", data=body, headers={**stale_headers, "Content-Type": "application/json"})
+    stale = await slack_hub.client.post(
+        "/channels/slack/events", data=body, headers={**stale_headers, "Content-Type": "application/json"}
+    )
     assert stale.status == 401
-    unsigned = await slack_hub.client.post("/channels/slack/events", data=body, headers={"Content-Type": "application/json"})
+    unsigned = await slack_hub.client.post(
+        "/channels/slack/events", data=body, headers={"Content-Type": "application/json"}
+    )
     assert unsigned.status == 401
-    action = block_action_body(user=AGENT_SLACK, channel=ticket["slack_channel"], message_ts=ticket["slack_ts"],
-                               action_id="ticket_resolve", value=str(ticket["id"]))
-    assert (await send_signed(slack_hub, action, content_type="application/x-www-form-urlencoded", secret="nope")).status == 401
+    action = block_action_body(
+        user=AGENT_SLACK,
+        channel=ticket["slack_channel"],
+        message_ts=ticket["slack_ts"],
+        action_id="ticket_resolve",
+        value=str(ticket["id"]),
+    )
+    assert (
+        await send_signed(slack_hub, action, content_type="application/x-www-form-urlencoded", secret="nope")
+    ).status == 401
     await asyncio.sleep(0.3)
 
     def stored(conn: sa.Connection) -> tuple[int, int]:
@@ -310,22 +391,37 @@ async def test_retried_event_is_processed_once(slack_hub: Hub, slack_api: FakeSl
     await make_agent(slack_hub)
     conversation_id = await customer_conversation(slack_hub, sender="cust-6")
     ticket = await posted_card(slack_hub, slack_api, (await bot_handoff(slack_hub, conversation_id))["id"])
-    event = {"type": "message", "channel": ticket["slack_channel"], "user": AGENT_SLACK, "text": "Once only, please",
-             "ts": "1700000999.000200", "thread_ts": ticket["slack_ts"]}
+    event = {
+        "type": "message",
+        "channel": ticket["slack_channel"],
+        "user": AGENT_SLACK,
+        "text": "Once only, please",
+        "ts": "1700000999.000200",
+        "thread_ts": ticket["slack_ts"],
+    }
     body = event_body(event, event_id="EvRetried1")
     first = await send_signed(slack_hub, body, content_type="application/json")
     assert first.status == 200
-    retries = await asyncio.gather(*(
-        send_signed(slack_hub, body, content_type="application/json", **{"X-Slack-Retry-Num": str(n), "X-Slack-Retry-Reason": "http_timeout"})
-        for n in (1, 2, 3)
-    ))
+    retries = await asyncio.gather(
+        *(
+            send_signed(
+                slack_hub,
+                body,
+                content_type="application/json",
+                **{"X-Slack-Retry-Num": str(n), "X-Slack-Retry-Reason": "http_timeout"},
+            )
+            for n in (1, 2, 3)
+        )
+    )
     assert all(r.status == 200 for r in retries)
     recorder = slack_hub.channel("fake").recorder
     await wait_for(lambda: len(recorder.sent) >= 1)
     await asyncio.sleep(0.4)
     assert [m.text for m in recorder.sent] == ["Once only, please"]
     page = await slack_hub.api("GET", f"/api/v1/conversations/{conversation_id}/timeline")
-    assert [m["body"] for m in page["items"] if m["author_kind"] == "agent" and m["kind"] == "message"] == ["Once only, please"]
+    assert [m["body"] for m in page["items"] if m["author_kind"] == "agent" and m["kind"] == "message"] == [
+        "Once only, please"
+    ]
 
 
 @pytest.mark.asyncio
@@ -375,8 +471,11 @@ async def test_hub_slash_command(slack_hub: Hub, slack_api: FakeSlackApi) -> Non
 
     async def command(text: str, user: str = AGENT_SLACK) -> str:
         before = len(slack_api.of("chat.postEphemeral"))
-        response = await send_signed(slack_hub, command_body(user=user, channel="CSUPPORT", text=text),
-                                     content_type="application/x-www-form-urlencoded")
+        response = await send_signed(
+            slack_hub,
+            command_body(user=user, channel="CSUPPORT", text=text),
+            content_type="application/x-www-form-urlencoded",
+        )
         assert response.status == 200
         await wait_for(lambda: len(slack_api.of("chat.postEphemeral")) > before)
         return slack_api.of("chat.postEphemeral")[-1].args["text"]
@@ -413,10 +512,21 @@ async def test_hub_slash_command(slack_hub: Hub, slack_api: FakeSlackApi) -> Non
 @pytest.mark.asyncio
 async def test_contact_command_shows_unified_timeline(slack_hub: Hub, slack_api: FakeSlackApi) -> None:
     await make_agent(slack_hub)
-    await slack_hub.inbound({"from": "visitor-9", "text": "Hello from the widget", "id": "v9-1", "name": "Grace",
-                             "hints": {"email": "grace@example.test"}, "hints_verified": True})
-    response = await send_signed(slack_hub, command_body(user=AGENT_SLACK, channel="CSUPPORT", text="contact grace@example.test"),
-                                 content_type="application/x-www-form-urlencoded")
+    await slack_hub.inbound(
+        {
+            "from": "visitor-9",
+            "text": "Hello from the widget",
+            "id": "v9-1",
+            "name": "Grace",
+            "hints": {"email": "grace@example.test"},
+            "hints_verified": True,
+        }
+    )
+    response = await send_signed(
+        slack_hub,
+        command_body(user=AGENT_SLACK, channel="CSUPPORT", text="contact grace@example.test"),
+        content_type="application/x-www-form-urlencoded",
+    )
     assert response.status == 200
     await wait_for(lambda: slack_api.of("chat.postEphemeral"))
     text = slack_api.of("chat.postEphemeral")[-1].args["text"]
@@ -436,7 +546,9 @@ async def test_shutdown_leaves_no_slack_tasks(database_url: str, tmp_path: Path,
 
 
 @pytest.mark.asyncio
-async def test_slack_outage_across_restart_loses_nothing(database_url: str, tmp_path: Path, slack_api: FakeSlackApi) -> None:
+async def test_slack_outage_across_restart_loses_nothing(
+    database_url: str, tmp_path: Path, slack_api: FakeSlackApi
+) -> None:
     settings = slack_settings(database_url, tmp_path, slack_api, slack_jobs_base_delay=5.0, slack_jobs_max_delay=5.0)
     slack_api.fail("chat.postMessage", 502, times=100)  # Slack is down
     first = await start_hub(settings)
@@ -456,12 +568,21 @@ async def test_slack_outage_across_restart_loses_nothing(database_url: str, tmp_
         assert waiting >= {"post_ticket", "thread"}, jobs["items"]
         # The jobs kept their 5 s backoff from the outage, and one cut off
         # mid-call by the shutdown keeps its lease: bring them all due now.
-        await second.db.write(lambda conn: conn.execute(sa.text(
-            "UPDATE slack_jobs SET status = 'pending', lease_until = NULL, next_attempt_at = created_at "
-            "WHERE status IN ('pending', 'sending')")))
+        await second.db.write(
+            lambda conn: conn.execute(
+                sa.text(
+                    "UPDATE slack_jobs SET status = 'pending', lease_until = NULL, next_attempt_at = created_at "
+                    "WHERE status IN ('pending', 'sending')"
+                )
+            )
+        )
         card = await posted_card(second, slack_api, ticket["id"])
-        await wait_for(lambda: any(c.args.get("thread_ts") == card["slack_ts"] and "anyone?" in c.args.get("text", "")
-                                   for c in slack_api.of("chat.postMessage")))
+        await wait_for(
+            lambda: any(
+                c.args.get("thread_ts") == card["slack_ts"] and "anyone?" in c.args.get("text", "")
+                for c in slack_api.of("chat.postMessage")
+            )
+        )
         posts = [c for c in slack_api.calls[calls_before:] if c.method == "chat.postMessage" and "blocks" in c.args]
         assert len(posts) == 1 and posts[0].args["channel"] == "CSUPPORT"
     finally:
@@ -473,39 +594,67 @@ async def test_replies_from_the_api_are_mirrored_into_the_thread(slack_hub: Hub,
     await make_agent(slack_hub)
     conversation_id = await customer_conversation(slack_hub, sender="cust-12")
     ticket = await posted_card(slack_hub, slack_api, (await bot_handoff(slack_hub, conversation_id))["id"])
-    await slack_hub.api("POST", f"/api/v1/conversations/{conversation_id}/messages", role="agent",
-                        json={"text": "Answered from the web console"}, expect=201)
-    await slack_hub.api("POST", f"/api/v1/conversations/{conversation_id}/notes", role="agent",
-                        json={"text": "console note"}, expect=201)
-    await wait_for(lambda: any(c.args.get("thread_ts") == ticket["slack_ts"] and "Answered from the web console" in c.args.get("text", "")
-                               for c in slack_api.of("chat.postMessage")))
-    await wait_for(lambda: any(c.args.get("thread_ts") == ticket["slack_ts"] and "console note" in c.args.get("text", "")
-                               for c in slack_api.of("chat.postMessage")))
+    await slack_hub.api(
+        "POST",
+        f"/api/v1/conversations/{conversation_id}/messages",
+        role="agent",
+        json={"text": "Answered from the web console"},
+        expect=201,
+    )
+    await slack_hub.api(
+        "POST",
+        f"/api/v1/conversations/{conversation_id}/notes",
+        role="agent",
+        json={"text": "console note"},
+        expect=201,
+    )
+    await wait_for(
+        lambda: any(
+            c.args.get("thread_ts") == ticket["slack_ts"] and "Answered from the web console" in c.args.get("text", "")
+            for c in slack_api.of("chat.postMessage")
+        )
+    )
+    await wait_for(
+        lambda: any(
+            c.args.get("thread_ts") == ticket["slack_ts"] and "console note" in c.args.get("text", "")
+            for c in slack_api.of("chat.postMessage")
+        )
+    )
     # The first agent reply stops the first-response clock and refreshes the card.
     answered = await slack_hub.api("GET", f"/api/v1/tickets/{ticket['id']}")
     assert answered["first_response_at"] is not None
 
 
 @pytest.mark.asyncio
-async def test_thread_reply_reaches_a_web_chat_customer(database_url: str, tmp_path: Path, slack_api: FakeSlackApi) -> None:
+async def test_thread_reply_reaches_a_web_chat_customer(
+    database_url: str, tmp_path: Path, slack_api: FakeSlackApi
+) -> None:
     from hub import keys
     from tests.channels.test_webchat_support import hello, receive_until, stop_hub, webchat_settings
 
-    settings = webchat_settings(database_url, tmp_path, **{
-        k: v for k, v in slack_settings(database_url, tmp_path, slack_api).model_dump().items()
-        if k.startswith(("slack_", "sla_"))
-    }, channels="webchat,fake,slack")
+    settings = webchat_settings(
+        database_url,
+        tmp_path,
+        **{
+            k: v
+            for k, v in slack_settings(database_url, tmp_path, slack_api).model_dump().items()
+            if k.startswith(("slack_", "sla_"))
+        },
+        channels="webchat,fake,slack",
+    )
     hub = await start_hub(settings)
     try:
         agent_id = await make_agent(hub)
         tickets = hub.app[keys.EXTRAS]["tickets"]
         assert await tickets.anyone_on_duty() is True
         ws = await hub.client.ws_connect("/channels/webchat/ws")
-        welcome, _ = await hello(ws)
+        _welcome, _ = await hello(ws)
         await ws.send_json({"type": "message", "client_id": "w1", "text": "Can a person help me?"})
         ack = await receive_until(ws, "ack")
-        conversation_id = ack["message"].get("conversation_id") or (
-            await hub.api("GET", f"/api/v1/messages/{ack['message']['id']}"))["conversation_id"]
+        conversation_id = (
+            ack["message"].get("conversation_id")
+            or (await hub.api("GET", f"/api/v1/messages/{ack['message']['id']}"))["conversation_id"]
+        )
         ticket = await posted_card(hub, slack_api, (await bot_handoff(hub, conversation_id))["id"])
         assert ticket["assignee_id"] == agent_id
         await thread_event(hub, ticket, "Hello from Slack, I'm a human")

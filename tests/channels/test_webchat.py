@@ -67,7 +67,10 @@ async def test_message_gets_ack_and_live_echo_then_history_on_resume(database_ur
         again = await hub.client.ws_connect(WS)
         welcome2, history2 = await hello(again, token=welcome["token"])
         assert welcome2["visitor_id"] == welcome["visitor_id"]
-        assert [m["text"] for m in history2["messages"]] == ["Where is <b>my</b> order?", "Echo: Where is <b>my</b> order?"]
+        assert [m["text"] for m in history2["messages"]] == [
+            "Where is <b>my</b> order?",
+            "Echo: Where is <b>my</b> order?",
+        ]
         assert history2["messages"][0]["client_id"] == "c1"
         # Resuming after the last seen id returns only what was missed.
         third = await hub.client.ws_connect(WS)
@@ -111,7 +114,9 @@ async def test_forged_altered_and_foreign_tokens_are_refused(database_url: str, 
         await alice.send_json({"type": "message", "client_id": "a1", "text": "my address is 1 Secret Lane"})
         await receive_until(alice, "ack")
 
-        forged = VisitorTokens(["not-the-hub-secret"], max_age_seconds=60).issue(VisitorClaims(alice_welcome["visitor_id"]))
+        forged = VisitorTokens(["not-the-hub-secret"], max_age_seconds=60).issue(
+            VisitorClaims(alice_welcome["visitor_id"])
+        )
         _, stamp, signature = alice_welcome["token"].split(".")
         altered = VisitorTokens(["x"], max_age_seconds=60).issue(VisitorClaims("v_mallory")).split(".")[0]
         for token in (forged, f"{altered}.{stamp}.{signature}", "garbage", "a" * 5000):
@@ -124,9 +129,11 @@ async def test_forged_altered_and_foreign_tokens_are_refused(database_url: str, 
 
         # Bob, with his own valid token, cannot read or write Alice's conversation.
         bob = await hub.client.ws_connect(WS)
-        bob_welcome, bob_history = await hello(bob)
+        _bob_welcome, bob_history = await hello(bob)
         assert bob_history["messages"] == []
-        alice_conversation = (await hub.api("GET", "/api/v1/conversations", params={"channel": "webchat"}))["items"][0]["id"]
+        alice_conversation = (await hub.api("GET", "/api/v1/conversations", params={"channel": "webchat"}))["items"][0][
+            "id"
+        ]
         await bob.send_json({"type": "history", "conversation_id": alice_conversation})
         refused = await receive(bob)
         assert refused == {"type": "error", "code": "forbidden", "message": "that conversation is not yours"}
@@ -134,7 +141,8 @@ async def test_forged_altered_and_foreign_tokens_are_refused(database_url: str, 
         ack = await receive_until(bob, "ack")
         assert ack["duplicate"] is False  # Alice's client id is namespaced by her visitor id
         assert await timeline_bodies(hub, alice_conversation) == [
-            "my address is 1 Secret Lane", "Echo: my address is 1 Secret Lane"
+            "my address is 1 Secret Lane",
+            "Echo: my address is 1 Secret Lane",
         ]
         # Bob's socket is still open after the refusal.
         await bob.send_json({"type": "ping"})
@@ -177,8 +185,9 @@ async def test_origins_outside_the_allow_list_are_refused(database_url: str, tmp
 
 @pytest.mark.asyncio
 async def test_bad_frames_get_error_frames_and_the_socket_stays_open(database_url: str, tmp_path: Path) -> None:
-    async with running_hub(database_url, tmp_path, echo=False, webchat_max_message_chars=100,
-                           webchat_max_frame_bytes=2048) as hub:
+    async with running_hub(
+        database_url, tmp_path, echo=False, webchat_max_message_chars=100, webchat_max_frame_bytes=2048
+    ) as hub:
         ws = await hub.client.ws_connect(WS)
         await ws.send_json({"type": "message", "client_id": "early", "text": "hi"})
         assert (await receive(ws))["code"] == "not_ready"
@@ -191,7 +200,10 @@ async def test_bad_frames_get_error_frames_and_the_socket_stays_open(database_ur
             (json.dumps({"type": "message", "client_id": "huge", "text": "x" * 3000}), "too_large"),
             (json.dumps({"type": "message", "client_id": "bad id!", "text": "hi"}), "invalid_input"),
             (json.dumps({"type": "message", "client_id": "empty", "text": "   "}), "invalid_input"),
-            (json.dumps({"type": "message", "client_id": "c", "text": "hi", "contact": {"email": "nope"}}), "invalid_input"),
+            (
+                json.dumps({"type": "message", "client_id": "c", "text": "hi", "contact": {"email": "nope"}}),
+                "invalid_input",
+            ),
             (json.dumps({"type": "history", "limit": 10_000}), "invalid_frame"),
         ]
         for raw, code in cases:
@@ -207,7 +219,9 @@ async def test_bad_frames_get_error_frames_and_the_socket_stays_open(database_ur
 
 @pytest.mark.asyncio
 async def test_rate_limit_answers_with_error_frame_and_keeps_the_socket(database_url: str, tmp_path: Path) -> None:
-    async with running_hub(database_url, tmp_path, echo=False, webchat_session_rate=1.0, webchat_session_burst=3) as hub:
+    async with running_hub(
+        database_url, tmp_path, echo=False, webchat_session_rate=1.0, webchat_session_burst=3
+    ) as hub:
         ws = await hub.client.ws_connect(WS)
         await hello(ws)
         outcomes = []
@@ -251,8 +265,12 @@ async def test_silent_socket_is_closed_after_the_hello_timeout(database_url: str
 @pytest.mark.asyncio
 async def test_verified_identity_links_the_contact_and_follows_the_user(database_url: str, tmp_path: Path) -> None:
     async with running_hub(database_url, tmp_path, echo=False) as hub:
-        user = {"user_id": "cust-42", "email": "Ada@Example.com", "name": "Ada",
-                "user_hash": user_hash(IDENTITY_SECRET, "cust-42")}
+        user = {
+            "user_id": "cust-42",
+            "email": "Ada@Example.com",
+            "name": "Ada",
+            "user_hash": user_hash(IDENTITY_SECRET, "cust-42"),
+        }
         laptop = await hub.client.ws_connect(WS)
         welcome, _ = await hello(laptop, user=user)
         assert welcome["identity"] == "verified"
@@ -288,8 +306,14 @@ async def test_prechat_details_are_kept_as_unverified_hints(database_url: str, t
     async with running_hub(database_url, tmp_path, echo=False) as hub:
         ws = await hub.client.ws_connect(WS)
         await hello(ws)
-        await ws.send_json({"type": "message", "client_id": "p1", "text": "hello",
-                            "contact": {"name": "Grace Hopper", "email": "grace@example.com"}})
+        await ws.send_json(
+            {
+                "type": "message",
+                "client_id": "p1",
+                "text": "hello",
+                "contact": {"name": "Grace Hopper", "email": "grace@example.com"},
+            }
+        )
         ack = await receive_until(ws, "ack")
         message = await hub.api("GET", f"/api/v1/messages/{ack['message']['id']}")
         contact = await hub.api("GET", f"/api/v1/contacts/{message['contact_id']}")
@@ -312,21 +336,37 @@ async def test_send_pushes_to_every_open_socket_and_succeeds_offline(database_ur
         stored = await hub.api("GET", f"/api/v1/messages/{mirrored['message']['id']}")
         conversation_id = stored["conversation_id"]
 
-        reply = await hub.api("POST", f"/api/v1/conversations/{conversation_id}/messages", role="agent",
-                              json={"text": "An agent here"}, expect=201)
+        reply = await hub.api(
+            "POST",
+            f"/api/v1/conversations/{conversation_id}/messages",
+            role="agent",
+            json={"text": "An agent here"},
+            expect=201,
+        )
         for tab in (tab1, tab2):
             pushed = await receive_until(tab, "message")
-            assert pushed["message"] == {"id": reply["id"], "author": "agent", "text": "An agent here",
-                                         "created_at": None, "client_id": None}
+            assert pushed["message"] == {
+                "id": reply["id"],
+                "author": "agent",
+                "text": "An agent here",
+                "created_at": None,
+                "client_id": None,
+            }
         await wait_for(lambda: _delivery(hub, reply["id"], "delivered"))
 
         await tab1.close()
         await tab2.close()
         await wait_for(lambda: channel.visitor_sockets(welcome["visitor_id"]) == 0)
-        result = await channel.send(OutboundMessage(
-            message_id=reply["id"], conversation_id=conversation_id, channel="webchat",
-            to=welcome["visitor_id"], text="later", idempotency_key="k",
-        ))
+        result = await channel.send(
+            OutboundMessage(
+                message_id=reply["id"],
+                conversation_id=conversation_id,
+                channel="webchat",
+                to=welcome["visitor_id"],
+                text="later",
+                idempotency_key="k",
+            )
+        )
         assert result.delivered is False and result.provider_id == f"webchat-{reply['id']}"
 
 
@@ -343,10 +383,17 @@ async def test_offline_mode_when_no_agent_is_on_duty(database_url: str, tmp_path
             return False
 
         channel.agents_online = nobody_on_duty
-        await channel.send(OutboundMessage(
-            message_id=999, conversation_id=1, channel="webchat", to=welcome["visitor_id"],
-            text="Let me get a human for you.", idempotency_key="h", metadata={"handoff": True, "author_kind": "bot"},
-        ))
+        await channel.send(
+            OutboundMessage(
+                message_id=999,
+                conversation_id=1,
+                channel="webchat",
+                to=welcome["visitor_id"],
+                text="Let me get a human for you.",
+                idempotency_key="h",
+                metadata={"handoff": True, "author_kind": "bot"},
+            )
+        )
         assert (await receive(ws))["message"]["text"] == "Let me get a human for you."
         offline = await receive(ws)
         assert offline["type"] == "offline" and "email" in offline["text"]

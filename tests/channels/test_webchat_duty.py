@@ -11,8 +11,9 @@ from tests.conftest import make_settings, start_hub
 
 @pytest.mark.asyncio
 async def test_agents_online_follows_the_duty_roster(sqlite_url: str, tmp_path: Path) -> None:
-    settings = make_settings(sqlite_url, tmp_path, channels="webchat,fake", webchat_secrets="duty-test-secret",
-                             webchat_agents_online="auto")
+    settings = make_settings(
+        sqlite_url, tmp_path, channels="webchat,fake", webchat_secrets="duty-test-secret", webchat_agents_online="auto"
+    )
     hub = await start_hub(settings)
     try:
         webchat = hub.channel("webchat")

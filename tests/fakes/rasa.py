@@ -26,14 +26,25 @@ class FakeRasa:
     def answer(self, text: str) -> list[dict[str, Any]]:
         lowered = text.lower()
         if "person" in lowered or "human" in lowered:
-            return [{"text": "Connecting you with our team."},
-                    {"custom": {"handoff": True, "priority": "normal", "reason": "request_human"}}]
+            return [
+                {"text": "Connecting you with our team."},
+                {"custom": {"handoff": True, "priority": "normal", "reason": "request_human"}},
+            ]
         if "down" in lowered or "hacked" in lowered:
-            return [{"text": "This is urgent, a teammate will jump in."},
-                    {"custom": {"handoff": True, "priority": "urgent", "reason": "urgent_issue"}}]
-        return [{"text": f"Answer to: {text}"},
-                {"custom": {"kb_hits": [{"article_id": "refunds", "url": "/help/articles/refunds"}], "confidence": 0.8,
-                            "decision": {"action": "answer", "article_id": "refunds"}}}]
+            return [
+                {"text": "This is urgent, a teammate will jump in."},
+                {"custom": {"handoff": True, "priority": "urgent", "reason": "urgent_issue"}},
+            ]
+        return [
+            {"text": f"Answer to: {text}"},
+            {
+                "custom": {
+                    "kb_hits": [{"article_id": "refunds", "url": "/help/articles/refunds"}],
+                    "confidence": 0.8,
+                    "decision": {"action": "answer", "article_id": "refunds"},
+                }
+            },
+        ]
 
     async def webhook(self, request: web.Request) -> web.Response:
         if self.down:

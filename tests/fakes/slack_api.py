@@ -52,7 +52,7 @@ class FakeSlackApi:
         assert self.server is not None
         return f"http://127.0.0.1:{self.server.port}/api/"
 
-    async def start(self) -> "FakeSlackApi":
+    async def start(self) -> FakeSlackApi:
         app = web.Application()
         app.router.add_post("/api/{method}", self._handle)
         app.router.add_get("/api/{method}", self._handle)
@@ -91,20 +91,35 @@ class FakeSlackApi:
         return f"{1_700_000_000 + next(self._ts)}.000100"
 
     def api_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"ok": True, "url": "https://fake.slack.test/", "team": "Fake", "user": "hub", "team_id": "T0FAKE",
-                "user_id": BOT_USER_ID, "bot_id": BOT_ID}
+        return {
+            "ok": True,
+            "url": "https://fake.slack.test/",
+            "team": "Fake",
+            "user": "hub",
+            "team_id": "T0FAKE",
+            "user_id": BOT_USER_ID,
+            "bot_id": BOT_ID,
+        }
 
     def api_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
         ts = self._next_ts()
-        return {"ok": True, "channel": args.get("channel"), "ts": ts,
-                "message": {"text": args.get("text"), "ts": ts, "bot_id": BOT_ID, "thread_ts": args.get("thread_ts")}}
+        return {
+            "ok": True,
+            "channel": args.get("channel"),
+            "ts": ts,
+            "message": {"text": args.get("text"), "ts": ts, "bot_id": BOT_ID, "thread_ts": args.get("thread_ts")},
+        }
 
     def api_chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "channel": args.get("channel"), "ts": args.get("ts"), "text": args.get("text")}
 
     def api_chat_getPermalink(self, args: dict[str, Any]) -> dict[str, Any]:
         channel, ts = args.get("channel", ""), args.get("message_ts", "")
-        return {"ok": True, "channel": channel, "permalink": f"https://fake.slack.test/archives/{channel}/p{ts.replace('.', '')}"}
+        return {
+            "ok": True,
+            "channel": channel,
+            "permalink": f"https://fake.slack.test/archives/{channel}/p{ts.replace('.', '')}",
+        }
 
     def api_chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "message_ts": self._next_ts()}
@@ -142,10 +157,19 @@ def form_body(fields: dict[str, Any]) -> bytes:
     return urlencode(fields).encode()
 
 
-def block_action_body(*, user: str, channel: str, message_ts: str, action_id: str, value: str, selected: bool = False) -> bytes:
-    action: dict[str, Any] = {"action_id": action_id, "block_id": "ticket", "type": "button", "action_ts": str(time.time())}
+def block_action_body(
+    *, user: str, channel: str, message_ts: str, action_id: str, value: str, selected: bool = False
+) -> bytes:
+    action: dict[str, Any] = {
+        "action_id": action_id,
+        "block_id": "ticket",
+        "type": "button",
+        "action_ts": str(time.time()),
+    }
     if selected:
-        action.update(type="static_select", selected_option={"value": value, "text": {"type": "plain_text", "text": value}})
+        action.update(
+            type="static_select", selected_option={"value": value, "text": {"type": "plain_text", "text": value}}
+        )
     else:
         action["value"] = value
     payload = {
@@ -166,8 +190,14 @@ def block_action_body(*, user: str, channel: str, message_ts: str, action_id: st
 def command_body(*, user: str, channel: str, text: str) -> bytes:
     return form_body(
         {
-            "token": "legacy", "team_id": "T0FAKE", "channel_id": channel, "user_id": user, "command": "/hub",
-            "text": text, "response_url": "https://hooks.slack.invalid/commands/x", "trigger_id": f"t-{time.time_ns()}",
+            "token": "legacy",
+            "team_id": "T0FAKE",
+            "channel_id": channel,
+            "user_id": user,
+            "command": "/hub",
+            "text": text,
+            "response_url": "https://hooks.slack.invalid/commands/x",
+            "trigger_id": f"t-{time.time_ns()}",
             "api_app_id": "A0FAKE",
         }
     )

@@ -55,7 +55,9 @@ async def test_malformed_json_gets_400_with_reason(sqlite_hub: Hub) -> None:
         assert response.status == 400, (raw, body)
         assert body["error"]["code"] == "invalid_input"
         assert reason in body["error"]["message"], (raw, body)
-    bad = await hub.api("PATCH", f"/api/v1/conversations/{conversation_id}", role="agent", json={"status": "closed-ish"}, expect=400)
+    bad = await hub.api(
+        "PATCH", f"/api/v1/conversations/{conversation_id}", role="agent", json={"status": "closed-ish"}, expect=400
+    )
     assert "status must be one of" in bad["error"]["message"]
     bad = await hub.api("GET", "/api/v1/conversations", params={"limit": "lots"}, expect=400)
     assert "'limit' must be an integer" in bad["error"]["message"]
@@ -70,8 +72,12 @@ async def test_reply_idempotency_key(sqlite_hub: Hub) -> None:
     hub = sqlite_hub
     conversation_id = await _conversation(hub)
     path = f"/api/v1/conversations/{conversation_id}/messages"
-    first = await hub.api("POST", path, role="agent", json={"text": "once"}, headers={"Idempotency-Key": "k-1"}, expect=201)
-    again = await hub.api("POST", path, role="agent", json={"text": "once"}, headers={"Idempotency-Key": "k-1"}, expect=201)
+    first = await hub.api(
+        "POST", path, role="agent", json={"text": "once"}, headers={"Idempotency-Key": "k-1"}, expect=201
+    )
+    again = await hub.api(
+        "POST", path, role="agent", json={"text": "once"}, headers={"Idempotency-Key": "k-1"}, expect=201
+    )
     assert first["id"] == again["id"]
     page = await hub.api("GET", f"/api/v1/conversations/{conversation_id}/timeline")
     assert [m["body"] for m in page["items"]].count("once") == 1
@@ -105,7 +111,9 @@ async def test_conversation_filters_and_status_events(hub: Hub) -> None:
     a = await _conversation(hub, "filter-a")
     b = await _conversation(hub, "filter-b")
     me = await hub.api("GET", "/api/v1/me", role="agent")
-    await hub.api("PATCH", f"/api/v1/conversations/{a}", role="agent", json={"priority": "urgent", "assignee_id": me["id"]})
+    await hub.api(
+        "PATCH", f"/api/v1/conversations/{a}", role="agent", json={"priority": "urgent", "assignee_id": me["id"]}
+    )
     urgent = await hub.api("GET", "/api/v1/conversations", params={"priority": "urgent"})
     assert [c["id"] for c in urgent["items"]] == [a]
     mine = await hub.api("GET", "/api/v1/conversations", role="agent", params={"assignee": "me"})

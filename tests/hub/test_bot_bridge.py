@@ -3,8 +3,8 @@ and the fallback when Rasa is down or slow (Rasa stand-in on loopback)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
 
 import pytest
 import pytest_asyncio
@@ -27,7 +27,9 @@ async def rasa() -> AsyncIterator[FakeRasa]:
 
 
 async def _bot_hub(database_url: str, tmp_path: Path, rasa: FakeRasa, **overrides: object) -> Hub:
-    settings = make_settings(database_url, tmp_path, bot="rasa", rasa_url=rasa.url, rasa_timeout=0.5, rasa_ready_wait=1.0, **overrides)
+    settings = make_settings(
+        database_url, tmp_path, bot="rasa", rasa_url=rasa.url, rasa_timeout=0.5, rasa_ready_wait=1.0, **overrides
+    )
     return await start_hub(settings, knowledge_base=None)
 
 
@@ -41,7 +43,9 @@ async def _say(hub: Hub, sender: str, text: str, ext: str) -> dict:
 
 
 @pytest.mark.asyncio
-async def test_bot_answers_hands_off_and_resumes_after_resolve(database_url: str, tmp_path: Path, rasa: FakeRasa) -> None:
+async def test_bot_answers_hands_off_and_resumes_after_resolve(
+    database_url: str, tmp_path: Path, rasa: FakeRasa
+) -> None:
     hub = await _bot_hub(database_url, tmp_path, rasa)
     handoffs: list[HandoffRequested] = []
 
@@ -66,7 +70,9 @@ async def test_bot_answers_hands_off_and_resumes_after_resolve(database_url: str
         # While humans have it, the bot is not asked.
         asked = len(rasa.received)
         await _say(hub, "bot-visitor", "hello? anyone?", "b3")
-        await hub.api("POST", f"/api/v1/conversations/{cid}/messages", role="agent", json={"text": "Hi, Sam here."}, expect=201)
+        await hub.api(
+            "POST", f"/api/v1/conversations/{cid}/messages", role="agent", json={"text": "Hi, Sam here."}, expect=201
+        )
         assert len(rasa.received) == asked
 
         await hub.api("PATCH", f"/api/v1/conversations/{cid}", role="agent", json={"status": "resolved"})
@@ -103,14 +109,27 @@ async def test_rasa_gets_the_hubs_triage_and_the_reply_keeps_the_bots_decision(
                        "can i choose a card design", "how long does a new card take"],
     }))  # fmt: skip
     kb = KnowledgeBase(data_dir=tmp_path / "kb", embedder=HashingEmbedder())
-    settings = make_settings(sqlite_url, tmp_path, bot="rasa", rasa_url=rasa.url, rasa_timeout=2.0, rasa_ready_wait=1.0,
-                             kb_enabled=True, bot_urgent_examples=examples, bot_urgent_max_false=0.0)
+    settings = make_settings(
+        sqlite_url,
+        tmp_path,
+        bot="rasa",
+        rasa_url=rasa.url,
+        rasa_timeout=2.0,
+        rasa_ready_wait=1.0,
+        kb_enabled=True,
+        bot_urgent_examples=examples,
+        bot_urgent_max_false=0.0,
+    )
     hub = await start_hub(settings, knowledge_base=kb)
     try:
         # A rule that raises a ticket's priority without handing off on its own: the bot hears of it.
-        rule = await hub.api("POST", "/api/v1/routing/rules", role="admin", expect=201,
-                             json={"kind": "keyword", "params": {"words": ["wallet"]}, "priority": "urgent",
-                                   "handoff": False})
+        rule = await hub.api(
+            "POST",
+            "/api/v1/routing/rules",
+            role="admin",
+            expect=201,
+            json={"kind": "keyword", "params": {"words": ["wallet"]}, "priority": "urgent", "handoff": False},
+        )
         await wait_for(lambda: hub.app[BOT_BRIDGE].triage.examples is not None)
         first = await _say(hub, "triaged", "someone stole my card and my wallet", "t1")
         await wait_for(lambda: _has(hub, first["conversation_id"], "Answer to: someone stole my card and my wallet"))
@@ -128,10 +147,20 @@ async def test_rasa_gets_the_hubs_triage_and_the_reply_keeps_the_bots_decision(
 
 
 @pytest.mark.asyncio
-async def test_rasa_down_falls_back_to_kb_or_handoff_and_loses_nothing(sqlite_url: str, tmp_path: Path, rasa: FakeRasa) -> None:
+async def test_rasa_down_falls_back_to_kb_or_handoff_and_loses_nothing(
+    sqlite_url: str, tmp_path: Path, rasa: FakeRasa
+) -> None:
     kb = KnowledgeBase(data_dir=tmp_path / "kb", embedder=HashingEmbedder())
-    settings = make_settings(sqlite_url, tmp_path, bot="rasa", rasa_url=rasa.url, rasa_timeout=0.3,
-                             kb_enabled=True, kb_seed_dir=SAMPLE_DIR, bot_confidence_threshold=0.0)
+    settings = make_settings(
+        sqlite_url,
+        tmp_path,
+        bot="rasa",
+        rasa_url=rasa.url,
+        rasa_timeout=0.3,
+        kb_enabled=True,
+        kb_seed_dir=SAMPLE_DIR,
+        bot_confidence_threshold=0.0,
+    )
     hub = await start_hub(settings, knowledge_base=kb)
     try:
         ok = await _say(hub, "fallback-visitor", "hello there", "f0")
@@ -173,17 +202,25 @@ async def test_rasa_down_without_confident_answer_hands_off(sqlite_url: str, tmp
 
 
 @pytest.mark.asyncio
-async def test_messages_received_while_hub_is_down_are_answered_after_restart(sqlite_url: str, tmp_path: Path, rasa: FakeRasa) -> None:
+async def test_messages_received_while_hub_is_down_are_answered_after_restart(
+    sqlite_url: str, tmp_path: Path, rasa: FakeRasa
+) -> None:
     """Bot jobs are written with the message: a crash before the bot answered loses nothing."""
+    from datetime import timedelta
+
     from channels.base import InboundMessage
     from hub.conversations.transactions import ingest
     from hub.storage import open_database
-    from datetime import timedelta
 
     db = open_database(sqlite_url)
     try:
-        stored = await db.write(ingest, InboundMessage(channel="fake", sender="early-bird", text="Are you open?", external_id="crash-1"),
-                                identity_kind="fake", reopen_window=timedelta(hours=1), enqueue_bot=True)
+        stored = await db.write(
+            ingest,
+            InboundMessage(channel="fake", sender="early-bird", text="Are you open?", external_id="crash-1"),
+            identity_kind="fake",
+            reopen_window=timedelta(hours=1),
+            enqueue_bot=True,
+        )
     finally:
         await db.close()
     hub = await _bot_hub(sqlite_url, tmp_path, rasa)
@@ -212,7 +249,9 @@ async def test_bot_is_starting_until_rasa_is_up_and_warmed(sqlite_url: str, tmp_
     """/readyz does not call the bot ready while Rasa loads; once Rasa answers,
     one parse builds its graphs before any customer's message goes to it."""
     rasa.down = True
-    settings = make_settings(sqlite_url, tmp_path, bot="rasa", rasa_url=rasa.url, rasa_timeout=0.5, rasa_ready_wait=30.0)
+    settings = make_settings(
+        sqlite_url, tmp_path, bot="rasa", rasa_url=rasa.url, rasa_timeout=0.5, rasa_ready_wait=30.0
+    )
     hub = await start_hub(settings, knowledge_base=None)
     try:
         early = await _say(hub, "early-visitor", "Is anyone there?", "s1")

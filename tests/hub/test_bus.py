@@ -15,7 +15,9 @@ REDIS_URL = os.environ.get("HUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def _event(n: int = 1) -> MessageReceived:
-    return MessageReceived(message_id=n, conversation_id=2, contact_id=3, channel="fake", body="hi", new_conversation=True)
+    return MessageReceived(
+        message_id=n, conversation_id=2, contact_id=3, channel="fake", body="hi", new_conversation=True
+    )
 
 
 @pytest.mark.asyncio
@@ -85,7 +87,7 @@ async def _redis_available() -> bool:
     try:
         await asyncio.wait_for(client.ping(), 2)
         return True
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
     finally:
         await client.aclose()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -64,7 +64,7 @@ def test_daylight_saving_change_keeps_wall_clock_hours() -> None:
     # Berlin leaves summer time in the night to Sunday 2026-10-25.
     due = hours.add(berlin(2026, 10, 23, 16, 0), 2 * 3600)
     assert due == berlin(2026, 10, 26, 10, 0)
-    assert due.astimezone(timezone.utc).hour == 9  # UTC+1 again
+    assert due.astimezone(UTC).hour == 9  # UTC+1 again
 
 
 def test_split_days_weekends_and_holidays() -> None:
@@ -75,7 +75,7 @@ def test_split_days_weekends_and_holidays() -> None:
     assert hours.add(berlin(2026, 12, 24, 16, 30), 3600) == berlin(2026, 12, 26, 10, 30)  # Christmas Day is off
     around_the_clock = BusinessHours.parse("sun-sat 00:00-24:00", "UTC")
     assert around_the_clock is not None
-    start = datetime(2026, 11, 24, 22, 0, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 24, 22, 0, tzinfo=UTC)
     assert around_the_clock.add(start, 5 * 3600) == start + timedelta(hours=5)
 
 
@@ -103,16 +103,19 @@ def test_a_calendar_without_any_open_hour_is_refused() -> None:
     closed = BusinessHours.parse("mon 09:00-17:00", "UTC", mondays)
     assert closed is not None
     with pytest.raises(ConfigError, match="no business hours"):
-        closed.add(datetime(2026, 11, 29, tzinfo=timezone.utc), 60)
+        closed.add(datetime(2026, 11, 29, tzinfo=UTC), 60)
 
 
 @pytest.mark.asyncio
 async def test_a_hub_with_business_hours_sets_deadlines_in_business_time(sqlite_url: str, tmp_path: Path) -> None:
     # Open one hour a week, at a time that is never now: the deadline lands in that hour.
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     day = (now + timedelta(days=3)).strftime("%a").lower()
     settings = make_settings(
-        sqlite_url, tmp_path, sla_business_hours=f"{day} 10:00-11:00", sla_timezone="UTC",
+        sqlite_url,
+        tmp_path,
+        sla_business_hours=f"{day} 10:00-11:00",
+        sla_timezone="UTC",
         sla_policies="normal=30/60",
     )
     hub = await start_hub(settings)
@@ -120,13 +123,16 @@ async def test_a_hub_with_business_hours_sets_deadlines_in_business_time(sqlite_
         received = await hub.inbound({"from": "after-hours", "text": "help!", "id": "after-hours-1"})
         message = await hub.api("GET", f"/api/v1/messages/{received['received'][0]['message_id']}")
         ticket = await hub.api(
-            "POST", f"/api/v1/conversations/{message['conversation_id']}/handoff", role="agent",
-            json={"priority": "normal"}, expect=201,
+            "POST",
+            f"/api/v1/conversations/{message['conversation_id']}/handoff",
+            role="agent",
+            json={"priority": "normal"},
+            expect=201,
         )
         first = datetime.fromisoformat(ticket["first_response_due"])
         resolution = datetime.fromisoformat(ticket["resolution_due"])
-        assert first.astimezone(timezone.utc).strftime("%a %H:%M") == f"{day.title()} 10:30"
-        assert resolution.astimezone(timezone.utc).strftime("%a %H:%M") == f"{day.title()} 11:00"
+        assert first.astimezone(UTC).strftime("%a %H:%M") == f"{day.title()} 10:30"
+        assert resolution.astimezone(UTC).strftime("%a %H:%M") == f"{day.title()} 11:00"
         assert timedelta(days=2) < first - now < timedelta(days=4)
     finally:
         await hub.client.close()

@@ -49,16 +49,21 @@ def test_users_tokens_export_erase(cli_env: str) -> None:
     missing = runner.invoke(main, ["contacts", "export", "42"])
     assert missing.exit_code == 1 and "does not exist" in missing.output
 
+    from datetime import timedelta
+
     from channels.base import InboundMessage
     from hub.conversations.transactions import ingest
     from hub.storage import open_database
-    from datetime import timedelta
 
     async def seed() -> int:
         db = open_database(cli_env)
         try:
-            done = await db.write(ingest, InboundMessage(channel="fake", sender="cli-person", text="hello"),
-                                  identity_kind="fake", reopen_window=timedelta(hours=1))
+            done = await db.write(
+                ingest,
+                InboundMessage(channel="fake", sender="cli-person", text="hello"),
+                identity_kind="fake",
+                reopen_window=timedelta(hours=1),
+            )
             return done.message.contact_id
         finally:
             await db.close()
@@ -108,7 +113,9 @@ def test_kb_ingest_and_search_with_the_real_model(tmp_path: Path, monkeypatch: p
     ingested = runner.invoke(main, ["kb", "ingest", str(SAMPLE_DIR), "--collection", "northwind", "--json"])
     assert ingested.exit_code == 0, ingested.output
     assert len(json.loads(ingested.stdout.strip().splitlines()[-1])["added"]) >= 20
-    found = runner.invoke(main, ["kb", "search", "I forgot my password", "--collection", "northwind", "-k", "3", "--json"])
+    found = runner.invoke(
+        main, ["kb", "search", "I forgot my password", "--collection", "northwind", "-k", "3", "--json"]
+    )
     assert found.exit_code == 0, found.output
     hits = json.loads(found.stdout.strip().splitlines()[-1])["hits"]
     assert len(hits) == 3 and "password" in hits[0]["article_id"]
@@ -156,7 +163,9 @@ def test_serve_takes_a_webhook_and_a_web_chat_and_stops_cleanly(tmp_path: Path, 
     }
     output = tmp_path / "serve.log"
     with output.open("w") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "hub", "serve"], cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hub", "serve"], cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT
+        )
     try:
         deadline = time.monotonic() + 60
         while "Servicehub is running" not in output.read_text():

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 import pytest
+import sqlalchemy as sa
 
 from hub.conversations.contacts import normalise_address
 from hub.errors import InvalidInput
@@ -55,15 +55,27 @@ async def test_merge_keeps_every_message_in_order(hub: Hub) -> None:
 
 @pytest.mark.asyncio
 async def test_verified_email_links_chat_to_existing_contact(hub: Hub) -> None:
-    first = await hub.inbound({"from": "sms-person", "text": "hi", "id": "e1", "hints": {"email": "Ada@Example.com"}, "hints_verified": True})
+    first = await hub.inbound(
+        {"from": "sms-person", "text": "hi", "id": "e1", "hints": {"email": "Ada@Example.com"}, "hints_verified": True}
+    )
     ada = await _contact_of(hub, first["received"][0]["message_id"])
     # Same person shows up on another address, vouching for the same e-mail.
-    second = await hub.inbound({"from": "visitor-77", "text": "it's me again", "id": "e2", "hints": {"email": "ada@example.com"}, "hints_verified": True})
+    second = await hub.inbound(
+        {
+            "from": "visitor-77",
+            "text": "it's me again",
+            "id": "e2",
+            "hints": {"email": "ada@example.com"},
+            "hints_verified": True,
+        }
+    )
     assert await _contact_of(hub, second["received"][0]["message_id"]) == ada
     contact = await hub.api("GET", f"/api/v1/contacts/{ada}")
     assert contact["email"] == "ada@example.com"
     # An unverified claim never merges: it is kept as an attribute only.
-    third = await hub.inbound({"from": "visitor-99", "text": "I am Ada, honest", "id": "e3", "hints": {"email": "ada@example.com"}})
+    third = await hub.inbound(
+        {"from": "visitor-99", "text": "I am Ada, honest", "id": "e3", "hints": {"email": "ada@example.com"}}
+    )
     other = await _contact_of(hub, third["received"][0]["message_id"])
     assert other != ada
     assert (await hub.api("GET", f"/api/v1/contacts/{other}"))["attributes"]["email_unverified"] == "ada@example.com"
@@ -83,13 +95,33 @@ async def test_export_contains_everything(hub: Hub) -> None:
 
 @pytest.mark.asyncio
 async def test_erased_contact_is_gone_from_every_table(hub: Hub) -> None:
-    r = await hub.inbound({"from": "forget-me", "text": "secret words", "id": "f1", "name": "Frank Forget",
-                           "hints": {"email": "frank@example.com"}, "hints_verified": True})
+    r = await hub.inbound(
+        {
+            "from": "forget-me",
+            "text": "secret words",
+            "id": "f1",
+            "name": "Frank Forget",
+            "hints": {"email": "frank@example.com"},
+            "hints_verified": True,
+        }
+    )
     message_id = r["received"][0]["message_id"]
     contact_id = await _contact_of(hub, message_id)
     conversation_id = (await hub.api("GET", f"/api/v1/messages/{message_id}"))["conversation_id"]
-    await hub.api("POST", f"/api/v1/conversations/{conversation_id}/messages", role="agent", json={"text": "noted, Frank"}, expect=201)
-    await hub.api("POST", f"/api/v1/conversations/{conversation_id}/notes", role="agent", json={"text": "Frank is upset"}, expect=201)
+    await hub.api(
+        "POST",
+        f"/api/v1/conversations/{conversation_id}/messages",
+        role="agent",
+        json={"text": "noted, Frank"},
+        expect=201,
+    )
+    await hub.api(
+        "POST",
+        f"/api/v1/conversations/{conversation_id}/notes",
+        role="agent",
+        json={"text": "Frank is upset"},
+        expect=201,
+    )
     await hub.api("PATCH", f"/api/v1/contacts/{contact_id}", role="agent", json={"tags": ["vip"]})
     other = await hub.inbound({"from": "someone-else", "text": "unrelated", "id": "f2"})
 

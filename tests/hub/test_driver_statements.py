@@ -4,7 +4,7 @@ through SQLAlchemy)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +14,7 @@ from hub.storage import open_database
 from hub.storage.driver import DriverStatement
 from hub.storage.schema import contacts, conversations, messages
 
-NOW = datetime(2026, 3, 29, 1, 30, 15, 123456, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 29, 1, 30, 15, 123456, tzinfo=UTC)
 
 INSERT_CONTACT = DriverStatement(
     sa.insert(contacts)
@@ -71,21 +71,33 @@ async def test_driver_statements_match_connection_execute(database_url: str) -> 
         conversation_id = conn.execute(
             sa.insert(conversations)
             .values(
-                contact_id=contact.id, channel="fake", status="pending", priority="normal", handler="bot",
-                created_at=NOW, updated_at=NOW,
+                contact_id=contact.id,
+                channel="fake",
+                status="pending",
+                priority="normal",
+                handler="bot",
+                created_at=NOW,
+                updated_at=NOW,
             )
             .returning(conversations.c.id)
         ).scalar_one()
         first = INSERT_MESSAGE.first(conn, message_values(contact.id, conversation_id, 1))
-        INSERT_MESSAGE.first(conn, message_values(contact.id, conversation_id, 2, meta={}, attachments=[], external_id=None))
+        INSERT_MESSAGE.first(
+            conn, message_values(contact.id, conversation_id, 2, meta={}, attachments=[], external_id=None)
+        )
         TOUCH.execute_many(conn, [{"conversation_id": conversation_id, "now": NOW + timedelta(hours=1)}])
         via_driver = MESSAGES_OF.all(conn, {"contact_id": contact.id})
         via_sqlalchemy = conn.execute(MESSAGES_OF.statement, {"contact_id": contact.id}).all()
         touched = conn.execute(sa.select(conversations).where(conversations.c.id == conversation_id)).one()
         stored_contact = conn.execute(sa.select(contacts).where(contacts.c.id == contact.id)).one()
         return {
-            "first": first, "driver": via_driver, "sqlalchemy": via_sqlalchemy, "touched": touched,
-            "contact": stored_contact, "contact_id": contact.id, "conversation_id": conversation_id,
+            "first": first,
+            "driver": via_driver,
+            "sqlalchemy": via_sqlalchemy,
+            "touched": touched,
+            "contact": stored_contact,
+            "contact_id": contact.id,
+            "conversation_id": conversation_id,
         }
 
     try:

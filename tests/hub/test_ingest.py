@@ -103,16 +103,17 @@ async def test_outbound_reply_is_delivered_through_outbox(hub: Hub) -> None:
     first = (await hub.inbound({"from": "d", "text": "hello", "id": "d1"}))["received"][0]
     msg = await hub.api("GET", f"/api/v1/messages/{first['message_id']}")
     reply = await hub.api(
-        "POST", f"/api/v1/conversations/{msg['conversation_id']}/messages", role="agent",
-        json={"text": "Hi! How can I help?"}, expect=201,
+        "POST",
+        f"/api/v1/conversations/{msg['conversation_id']}/messages",
+        role="agent",
+        json={"text": "Hi! How can I help?"},
+        expect=201,
     )
     assert reply["author_kind"] == "agent" and reply["delivery_status"] == "queued"
     recorder = hub.channel("fake").recorder
     await wait_for(lambda: len(recorder.sent) == 1)
     assert recorder.sent[0].to == "d" and recorder.sent[0].text == "Hi! How can I help?"
-    delivered = await wait_for(
-        lambda: _status(hub, reply["id"], "delivered")
-    )
+    delivered = await wait_for(lambda: _status(hub, reply["id"], "delivered"))
     assert delivered
 
 

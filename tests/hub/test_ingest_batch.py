@@ -77,10 +77,26 @@ BATCH = [
 def outcome(result: conversations_tx.Ingested) -> tuple[Any, ...]:
     m, c = result.message, result.conversation
     return (
-        m.id, m.conversation_id, m.contact_id, m.body, m.external_id, m.kind, m.direction, m.author_kind,
-        m.delivery_status, m.attachments, m.meta,
-        c.id, c.contact_id, c.status, c.handler, c.priority, c.resolved_at is None,
-        result.duplicate, result.new_conversation, tuple(result.merged_contact_ids),
+        m.id,
+        m.conversation_id,
+        m.contact_id,
+        m.body,
+        m.external_id,
+        m.kind,
+        m.direction,
+        m.author_kind,
+        m.delivery_status,
+        m.attachments,
+        m.meta,
+        c.id,
+        c.contact_id,
+        c.status,
+        c.handler,
+        c.priority,
+        c.resolved_at is None,
+        result.duplicate,
+        result.new_conversation,
+        tuple(result.merged_contact_ids),
     )
 
 
@@ -188,7 +204,9 @@ async def test_a_failing_message_in_a_batch_spoils_nothing_else(tmp_path: Path) 
             *(db.write(conversations_tx.ingest, m, **OPTIONS) for m in inbound), return_exceptions=True
         )
         await blocker
-        stored = await db.read(lambda conn: conn.execute(sa.select(messages.c.external_id).order_by(messages.c.id)).scalars().all())
+        stored = await db.read(
+            lambda conn: conn.execute(sa.select(messages.c.external_id).order_by(messages.c.id)).scalars().all()
+        )
     finally:
         await db.close()
 

@@ -6,8 +6,8 @@ is tested in tests/knowledge_base.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
 
 import pytest
 import pytest_asyncio
@@ -18,7 +18,9 @@ from tests.conftest import Hub, make_settings, start_hub
 
 @pytest_asyncio.fixture
 async def kb_hub(database_url: str, tmp_path: Path) -> AsyncIterator[Hub]:
-    settings = make_settings(database_url, tmp_path, kb_enabled=True, kb_seed_dir=SAMPLE_DIR, kb_search_rate_limit="5/minute")
+    settings = make_settings(
+        database_url, tmp_path, kb_enabled=True, kb_seed_dir=SAMPLE_DIR, kb_search_rate_limit="5/minute"
+    )
     kb = KnowledgeBase(data_dir=tmp_path / "kb", embedder=HashingEmbedder())
     hub = await start_hub(settings, knowledge_base=kb)
     try:
@@ -46,13 +48,19 @@ async def test_search_is_public_and_rate_limited(kb_hub: Hub) -> None:
 async def test_article_crud_through_the_api(kb_hub: Hub) -> None:
     listed = await kb_hub.api("GET", "/api/v1/kb/articles", role="viewer")
     assert len(listed["items"]) >= 20
-    article = {"title": "Gift wrapping", "body_markdown": "## Options\n\nWe wrap gifts in recycled paper for 3 EUR.", "tags": ["orders"]}
+    article = {
+        "title": "Gift wrapping",
+        "body_markdown": "## Options\n\nWe wrap gifts in recycled paper for 3 EUR.",
+        "tags": ["orders"],
+    }
     await kb_hub.api("PUT", "/api/v1/kb/articles/gift-wrapping", role="agent", json=article, expect=403)
     created = await kb_hub.api("PUT", "/api/v1/kb/articles/gift-wrapping", json=article, expect=201)
     assert created["title"] == "Gift wrapping"
     hits = await (await kb_hub.client.get("/api/v1/kb/search", params={"q": "gift wrapping recycled paper"})).json()
     assert hits["hits"][0]["article_id"] == "gift-wrapping"
-    replaced = await kb_hub.api("PUT", "/api/v1/kb/articles/gift-wrapping", json={**article, "title": "Gift wrap"}, expect=200)
+    replaced = await kb_hub.api(
+        "PUT", "/api/v1/kb/articles/gift-wrapping", json={**article, "title": "Gift wrap"}, expect=200
+    )
     assert replaced["title"] == "Gift wrap"
     bad = await kb_hub.api("PUT", "/api/v1/kb/articles/Bad%20Id!", json=article, expect=400)
     assert bad["error"]["code"] == "invalid_input"
@@ -81,7 +89,9 @@ async def test_portal_is_mounted_and_votes_land_in_the_database(kb_hub: Hub) -> 
     assert form, "vote form missing"
     fields = dict(re.findall(r'name="([^"]+)"\s+value="([^"]*)"', form.group(2)))
     fields["helpful"] = "yes"
-    voted = await kb_hub.client.post(form.group(1), data=fields, allow_redirects=False, headers={"Origin": str(kb_hub.client.make_url(""))})
+    voted = await kb_hub.client.post(
+        form.group(1), data=fields, allow_redirects=False, headers={"Origin": str(kb_hub.client.make_url(""))}
+    )
     assert voted.status in (200, 303), await voted.text()
     rows = await kb_hub.db.read(lambda c: c.execute(sa.select(kb_votes)).all())
     assert [(r.article_id, r.helpful) for r in rows] == [(article_id, True)]

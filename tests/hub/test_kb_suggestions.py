@@ -80,7 +80,11 @@ async def test_an_agents_link_after_a_handoff_offers_the_customers_question(kb_h
     await _reply(kb_hub, cid, f"Refunds take a few days, see [Refunds]({PUBLIC_URL}/help/articles/refunds).")
     [suggestion] = await _suggestions(kb_hub)
     assert suggestion["text"] == QUESTION and suggestion["status"] == "pending"
-    assert (suggestion["collection"], suggestion["article_id"], suggestion["source"]) == ("default", "refunds", "agent-link")
+    assert (suggestion["collection"], suggestion["article_id"], suggestion["source"]) == (
+        "default",
+        "refunds",
+        "agent-link",
+    )
     assert suggestion["conversation_id"] == cid and suggestion["suggested_by"] == await _user_id(kb_hub, "agent")
     assert suggestion["votes"] == 1 and suggestion["decided_at"] is None
 
@@ -101,7 +105,13 @@ async def test_no_suggestion_without_a_handoff_or_a_help_centre_link(kb_hub: Hub
     await _reply(kb_hub, bot_only, f"See {PUBLIC_URL}/help/articles/refunds")
     handed = await _handed_off(kb_hub, "elsewhere", QUESTION)
     await _reply(kb_hub, handed, "See https://other.example/help/articles/refunds or example.com/help/articles/refunds")
-    await kb_hub.api("POST", f"/api/v1/conversations/{handed}/notes", role="agent", json={"text": "/help/articles/refunds"}, expect=201)
+    await kb_hub.api(
+        "POST",
+        f"/api/v1/conversations/{handed}/notes",
+        role="agent",
+        json={"text": "/help/articles/refunds"},
+        expect=201,
+    )
     assert await _suggestions(kb_hub, status="all") == []
 
 
@@ -119,9 +129,9 @@ async def test_the_reply_and_its_suggestion_commit_together(kb_hub: Hub, monkeyp
 
     def stored(conn: sa.Connection) -> tuple[int, int]:
         replies = conn.execute(
-            sa.select(sa.func.count()).select_from(messages).where(
-                messages.c.conversation_id == cid, messages.c.author_kind == "agent"
-            )
+            sa.select(sa.func.count())
+            .select_from(messages)
+            .where(messages.c.conversation_id == cid, messages.c.author_kind == "agent")
         ).scalar_one()
         deliveries = conn.execute(
             sa.select(sa.func.count()).select_from(outbox).where(outbox.c.conversation_id == cid)
@@ -155,8 +165,11 @@ async def test_a_helpful_vote_on_the_bots_answer_offers_the_question(kb_hub: Hub
     [suggestion] = await _suggestions(kb_hub)
     assert (suggestion["text"], suggestion["source"], suggestion["votes"]) == (QUESTION, "bot-vote", 1)
     assert suggestion["conversation_id"] == cid and suggestion["suggested_by"] is None
-    bot_replies = [m for m in (await kb_hub.api("GET", f"/api/v1/conversations/{cid}/timeline"))["items"]
-                   if m["author_kind"] == "bot"]
+    bot_replies = [
+        m
+        for m in (await kb_hub.api("GET", f"/api/v1/conversations/{cid}/timeline"))["items"]
+        if m["author_kind"] == "bot"
+    ]
     assert [m["body"] for m in bot_replies] == ["Glad I could help!"]
 
     await vote("voter-1", _vote(QUESTION))  # the same conversation again
@@ -189,8 +202,16 @@ class VotingRasa(FakeRasa):
 async def test_a_vote_through_the_bot_bridge_and_rasa(sqlite_url: str, tmp_path: Path) -> None:
     rasa = VotingRasa()
     await rasa.start()
-    settings = make_settings(sqlite_url, tmp_path, bot="rasa", rasa_url=rasa.url, rasa_timeout=2.0, rasa_ready_wait=1.0,
-                             kb_enabled=True, kb_seed_dir=SAMPLE_DIR)
+    settings = make_settings(
+        sqlite_url,
+        tmp_path,
+        bot="rasa",
+        rasa_url=rasa.url,
+        rasa_timeout=2.0,
+        rasa_ready_wait=1.0,
+        kb_enabled=True,
+        kb_seed_dir=SAMPLE_DIR,
+    )
     hub = await start_hub(settings, knowledge_base=KnowledgeBase(data_dir=tmp_path / "kb", embedder=HashingEmbedder()))
     try:
         await _say(hub, "rasa-voter", QUESTION)
@@ -236,7 +257,9 @@ async def test_accepting_writes_the_question_into_the_article_and_search_finds_i
     # A phrasing the article now has is not offered again by a vote.
     bridge = BotBridge(kb_hub.service, kb_hub.db, RasaClient("http://127.0.0.1:9"), kb_hub.app[keys.METRICS])
     message = await kb_hub.service.get_message((await _say(kb_hub, "late-voter", "yes"))["id"])
-    await bridge._apply(_vote(QUESTION.upper()), await kb_hub.service.get_conversation(message.conversation_id), message)
+    await bridge._apply(
+        _vote(QUESTION.upper()), await kb_hub.service.get_conversation(message.conversation_id), message
+    )
     [unchanged] = await _suggestions(kb_hub, status="all")
     assert unchanged["votes"] == 1
 
@@ -261,7 +284,9 @@ async def test_reject_not_found_and_a_deleted_article(kb_hub: Hub) -> None:
     await kb_hub.api("POST", "/api/v1/kb/suggestions/999999/accept", expect=404)
     await kb_hub.api("POST", "/api/v1/kb/suggestions/999999/reject", expect=404)
     await kb_hub.api("DELETE", "/api/v1/kb/articles/gift-cards-and-promo-codes")
-    gone = await kb_hub.api("POST", f"/api/v1/kb/suggestions/{by_article['gift-cards-and-promo-codes']['id']}/accept", expect=404)
+    gone = await kb_hub.api(
+        "POST", f"/api/v1/kb/suggestions/{by_article['gift-cards-and-promo-codes']['id']}/accept", expect=404
+    )
     assert "does not exist" in gone["error"]["message"]
 
     assert [s["article_id"] for s in await _suggestions(kb_hub, role="agent")] == ["gift-cards-and-promo-codes"]
@@ -295,11 +320,17 @@ async def test_erasure_takes_the_customers_lone_undecided_question(kb_hub: Hub) 
     assert left["id"] == accepted["id"] and left["conversation_id"] is None
 
     def scan(conn: sa.Connection) -> list[str]:
-        return [table.name for table in metadata.sorted_tables for row in conn.execute(sa.select(table))
-                if "Frank Forget" in " ".join(str(v) for v in row)]
+        return [
+            table.name
+            for table in metadata.sorted_tables
+            for row in conn.execute(sa.select(table))
+            if "Frank Forget" in " ".join(str(v) for v in row)
+        ]
 
     assert await kb_hub.db.read(scan) == []
-    assert await kb_hub.db.read(lambda c: c.execute(sa.select(kb_phrasing_suggestions.c.text)).scalars().all()) == [QUESTION]
+    assert await kb_hub.db.read(lambda c: c.execute(sa.select(kb_phrasing_suggestions.c.text)).scalars().all()) == [
+        QUESTION
+    ]
 
 
 # --- pure parts -------------------------------------------------------------------------
@@ -356,10 +387,18 @@ def test_the_cli_lists_accepts_and_rejects(tmp_path: Path, monkeypatch: pytest.M
         try:
             now = datetime.now(UTC)
             return [
-                await db.write(lambda conn, text=text: record(
-                    conn, collection="default", article_id="refunds", text=text, source="bot-vote",
-                    conversation_id=None, suggested_by=None, now=now,
-                ))
+                await db.write(
+                    lambda conn, text=text: record(
+                        conn,
+                        collection="default",
+                        article_id="refunds",
+                        text=text,
+                        source="bot-vote",
+                        conversation_id=None,
+                        suggested_by=None,
+                        now=now,
+                    )
+                )
                 for text in (QUESTION, "Do you refund in cash?")
             ]
         finally:

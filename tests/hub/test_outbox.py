@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from channels.fake import FakeChannel, FakeRecorder
-from hub.errors import ChannelSendError
 from hub.conversations.outbox import backoff
+from hub.errors import ChannelSendError
 from tests.conftest import Hub, make_settings, start_hub, wait_for
 
 
@@ -43,8 +43,15 @@ async def test_outbox_survives_restart_and_delivers_each_exactly_once(database_u
     try:
         conversation_id = await _open(first, "restart-visitor")
         replies = [
-            (await first.api("POST", f"/api/v1/conversations/{conversation_id}/messages", role="agent",
-                             json={"text": f"reply {i}"}, expect=201))["id"]
+            (
+                await first.api(
+                    "POST",
+                    f"/api/v1/conversations/{conversation_id}/messages",
+                    role="agent",
+                    json={"text": f"reply {i}"},
+                    expect=201,
+                )
+            )["id"]
             for i in range(3)
         ]
         await wait_for(lambda: len(recorder.fail_next) < 100)  # the worker tried, and failed
@@ -76,6 +83,7 @@ async def _delivered(hub: Hub, message_id: int) -> bool:
 async def test_crash_while_sending_is_resent_with_same_idempotency_key(sqlite_url: str, tmp_path: Path) -> None:
     """A row left 'sending' by a crash is re-sent after its lease expires, same key."""
     import sqlalchemy as sa
+
     from hub.events import utcnow
     from hub.storage.schema import outbox
 
@@ -87,8 +95,19 @@ async def test_crash_while_sending_is_resent_with_same_idempotency_key(sqlite_ur
         # Simulate the crash: a claimed row whose worker died before recording the result.
         from hub.conversations import transactions as tx
 
-        queued = await hub.db.write(tx.queue_outbound, conversation_id, "survivor", author_kind=__import__("hub.models", fromlist=["AuthorKind"]).AuthorKind.BOT, to="crash-visitor", idempotency_key="crash-key")
-        await hub.db.write(lambda c: c.execute(sa.update(outbox).where(outbox.c.id == queued.outbox_id).values(status="sending", lease_until=utcnow())))
+        queued = await hub.db.write(
+            tx.queue_outbound,
+            conversation_id,
+            "survivor",
+            author_kind=__import__("hub.models", fromlist=["AuthorKind"]).AuthorKind.BOT,
+            to="crash-visitor",
+            idempotency_key="crash-key",
+        )
+        await hub.db.write(
+            lambda c: c.execute(
+                sa.update(outbox).where(outbox.c.id == queued.outbox_id).values(status="sending", lease_until=utcnow())
+            )
+        )
         await wait_for(lambda: [m.idempotency_key for m in recorder.sent] == ["crash-key"], timeout=5)
         await wait_for(lambda: _delivered(hub, queued.message.id))
     finally:
@@ -103,7 +122,13 @@ async def test_retryable_failures_then_success(hub: Hub) -> None:
         ChannelSendError("HTTP 429", retryable=True, retry_after=0.05),
     ]
     conversation_id = await _open(hub, "retry-visitor")
-    reply = await hub.api("POST", f"/api/v1/conversations/{conversation_id}/messages", role="agent", json={"text": "eventually"}, expect=201)
+    reply = await hub.api(
+        "POST",
+        f"/api/v1/conversations/{conversation_id}/messages",
+        role="agent",
+        json={"text": "eventually"},
+        expect=201,
+    )
     await wait_for(lambda: _delivered(hub, reply["id"]), timeout=10)
     assert [m.text for m in recorder.sent] == ["eventually"]
     entries = await hub.api("GET", "/api/v1/outbox", params={"status": "delivered"})
@@ -116,7 +141,9 @@ async def test_permanent_failure_is_dead_lettered_and_can_be_retried(hub: Hub) -
     recorder = hub.channel("fake").recorder
     recorder.fail_next = [ChannelSendError("unknown recipient", retryable=False)]
     conversation_id = await _open(hub, "dead-visitor")
-    reply = await hub.api("POST", f"/api/v1/conversations/{conversation_id}/messages", role="agent", json={"text": "lost?"}, expect=201)
+    reply = await hub.api(
+        "POST", f"/api/v1/conversations/{conversation_id}/messages", role="agent", json={"text": "lost?"}, expect=201
+    )
     await wait_for(lambda: _status(hub, reply["id"], "failed"))
     dead = await hub.api("GET", "/api/v1/outbox", params={"status": "dead"})
     [entry] = dead["items"]
@@ -137,7 +164,9 @@ async def test_too_many_attempts_dead_letters(sqlite_url: str, tmp_path: Path) -
     hub = await start_hub(settings, channels={"fake": FakeChannel(settings, recorder)})
     try:
         conversation_id = await _open(hub, "tired-visitor")
-        reply = await hub.api("POST", f"/api/v1/conversations/{conversation_id}/messages", role="agent", json={"text": "x"}, expect=201)
+        reply = await hub.api(
+            "POST", f"/api/v1/conversations/{conversation_id}/messages", role="agent", json={"text": "x"}, expect=201
+        )
         await wait_for(lambda: _status(hub, reply["id"], "failed"), timeout=10)
         assert len(recorder.fail_next) == 7  # exactly three attempts
     finally:
@@ -150,6 +179,12 @@ async def test_order_is_kept_within_a_conversation(hub: Hub) -> None:
     recorder.fail_next = [ChannelSendError("blip", retryable=True)]  # the first reply fails once
     conversation_id = await _open(hub, "order-visitor")
     for i in range(5):
-        await hub.api("POST", f"/api/v1/conversations/{conversation_id}/messages", role="agent", json={"text": f"part {i}"}, expect=201)
+        await hub.api(
+            "POST",
+            f"/api/v1/conversations/{conversation_id}/messages",
+            role="agent",
+            json={"text": f"part {i}"},
+            expect=201,
+        )
     await wait_for(lambda: len(recorder.sent) == 5, timeout=10)
     assert [m.text for m in recorder.sent] == [f"part {i}" for i in range(5)]

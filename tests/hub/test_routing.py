@@ -40,8 +40,13 @@ def test_rules_only_raise_priority() -> None:
 
 @pytest.mark.parametrize(
     ("kind", "params", "priority"),
-    [("keyword", {"words": []}, "high"), ("attribute", {"key": "tier"}, "high"), ("repeat", {"hours": 1, "count": 1}, "high"),
-     ("sentiment", {}, "high"), ("keyword", {"words": ["x"]}, "asap")],
+    [
+        ("keyword", {"words": []}, "high"),
+        ("attribute", {"key": "tier"}, "high"),
+        ("repeat", {"hours": 1, "count": 1}, "high"),
+        ("sentiment", {}, "high"),
+        ("keyword", {"words": ["x"]}, "asap"),
+    ],
 )
 def test_invalid_rules(kind: str, params: dict, priority: str) -> None:
     with pytest.raises(InvalidInput):

@@ -19,8 +19,11 @@ async def open_ticket(hub: Hub, sender: str, priority: str = "normal") -> dict:
     received = await hub.inbound({"from": sender, "text": "help!", "id": f"{sender}-{time.time_ns()}"})
     message = await hub.api("GET", f"/api/v1/messages/{received['received'][0]['message_id']}")
     return await hub.api(
-        "POST", f"/api/v1/conversations/{message['conversation_id']}/handoff", role="agent",
-        json={"priority": priority}, expect=201,
+        "POST",
+        f"/api/v1/conversations/{message['conversation_id']}/handoff",
+        role="agent",
+        json={"priority": priority},
+        expect=201,
     )
 
 
@@ -33,7 +36,9 @@ async def ticket_when(hub: Hub, ticket_id: int, check: Any, timeout: float = 5.0
 
 
 @pytest.mark.asyncio
-async def test_breach_escalates_notifies_team_and_bumps_priority(database_url: str, tmp_path: Path, slack_api: FakeSlackApi) -> None:
+async def test_breach_escalates_notifies_team_and_bumps_priority(
+    database_url: str, tmp_path: Path, slack_api: FakeSlackApi
+) -> None:
     # normal: first response within 0.6 s, resolution within 60 s.
     settings = slack_settings(database_url, tmp_path, slack_api, sla_policies="normal=0.01/1,high=0.01/1")
     hub = await start_hub(settings)
@@ -45,8 +50,12 @@ async def test_breach_escalates_notifies_team_and_bumps_priority(database_url: s
         assert conversation["priority"] == "high"
         page = await hub.api("GET", f"/api/v1/conversations/{ticket['conversation_id']}/timeline")
         assert any(m["meta"].get("event") == "sla-breached" for m in page["items"])
-        await wait_for(lambda: any("SLA breached on ticket #%d" % ticket["id"] in c.args.get("text", "")
-                                   and c.args["channel"] == "CSUPPORT" for c in slack_api.of("chat.postMessage")))
+        await wait_for(
+            lambda: any(
+                f"SLA breached on ticket #{ticket['id']}" in c.args.get("text", "") and c.args["channel"] == "CSUPPORT"
+                for c in slack_api.of("chat.postMessage")
+            )
+        )
         await wait_for(lambda: any("breached" in str(c.args.get("blocks")) for c in slack_api.of("chat.update")))
         await asyncio.sleep(0.3)
         assert (await hub.api("GET", f"/api/v1/tickets/{ticket['id']}"))["escalations"] == 1  # escalated once
@@ -56,8 +65,14 @@ async def test_breach_escalates_notifies_team_and_bumps_priority(database_url: s
 
 @pytest.mark.asyncio
 async def test_breach_can_reassign(database_url: str, tmp_path: Path) -> None:
-    settings = make_settings(database_url, tmp_path, sla_policies="normal=0.01/60", sla_check_interval=0.05,
-                             sla_breach_reassign=True, sla_breach_bump_priority=False)
+    settings = make_settings(
+        database_url,
+        tmp_path,
+        sla_policies="normal=0.01/60",
+        sla_check_interval=0.05,
+        sla_breach_reassign=True,
+        sla_breach_bump_priority=False,
+    )
     hub = await start_hub(settings)
     try:
         agent = await hub.api("GET", "/api/v1/me", role="agent")
@@ -77,8 +92,13 @@ async def test_first_agent_reply_stops_the_first_response_clock(database_url: st
     hub = await start_hub(make_settings(database_url, tmp_path, sla_policies="normal=0.02/60", sla_check_interval=0.05))
     try:
         ticket = await open_ticket(hub, "sla-2")
-        await hub.api("POST", f"/api/v1/conversations/{ticket['conversation_id']}/messages", role="agent",
-                      json={"text": "On it!"}, expect=201)
+        await hub.api(
+            "POST",
+            f"/api/v1/conversations/{ticket['conversation_id']}/messages",
+            role="agent",
+            json={"text": "On it!"},
+            expect=201,
+        )
         answered = await ticket_when(hub, ticket["id"], lambda t: t["first_response_at"] is not None)
         await asyncio.sleep(1.6)
         assert (await hub.api("GET", f"/api/v1/tickets/{ticket['id']}"))["first_response_breached_at"] is None
@@ -92,7 +112,9 @@ async def test_clock_pauses_while_waiting_on_the_customer(database_url: str, tmp
     hub = await start_hub(make_settings(database_url, tmp_path, sla_policies="normal=0.02/60", sla_check_interval=0.05))
     try:
         ticket = await open_ticket(hub, "sla-3")
-        await hub.api("PATCH", f"/api/v1/conversations/{ticket['conversation_id']}", role="agent", json={"status": "pending"})
+        await hub.api(
+            "PATCH", f"/api/v1/conversations/{ticket['conversation_id']}", role="agent", json={"status": "pending"}
+        )
         await ticket_when(hub, ticket["id"], lambda t: t["sla_paused_at"] is not None)
         await asyncio.sleep(1.5)  # past the 1.2 s target, but paused
         assert (await hub.api("GET", f"/api/v1/tickets/{ticket['id']}"))["first_response_breached_at"] is None
@@ -120,7 +142,11 @@ async def test_sla_timers_survive_a_restart(database_url: str, tmp_path: Path, s
     try:
         breached = await ticket_when(second, ticket["id"], lambda t: t["first_response_breached_at"] is not None)
         assert breached["escalations"] == 1 and breached["priority"] == "high"
-        await wait_for(lambda: any("SLA breached on ticket #%d" % ticket["id"] in c.args.get("text", "")
-                                   for c in slack_api.of("chat.postMessage")))
+        await wait_for(
+            lambda: any(
+                f"SLA breached on ticket #{ticket['id']}" in c.args.get("text", "")
+                for c in slack_api.of("chat.postMessage")
+            )
+        )
     finally:
         await second.client.close()

@@ -18,7 +18,9 @@ async def conversation(hub: Hub, sender: str, text: str = "hello", **extra: Any)
 
 
 async def new_agent(hub: Hub, name: str, **profile: Any) -> int:
-    user = await hub.api("POST", "/api/v1/users", json={"name": name, "email": f"{name}@example.test", "role": "agent"}, expect=201)
+    user = await hub.api(
+        "POST", "/api/v1/users", json={"name": name, "email": f"{name}@example.test", "role": "agent"}, expect=201
+    )
     on_duty = profile.pop("on_duty", True)
     await hub.api("PATCH", f"/api/v1/agents/{user['id']}", json=profile)
     await hub.api("POST", f"/api/v1/agents/{user['id']}/duty", json={"on_duty": on_duty})
@@ -26,7 +28,9 @@ async def new_agent(hub: Hub, name: str, **profile: Any) -> int:
 
 
 async def handoff(hub: Hub, conversation_id: int, **body: Any) -> dict:
-    return await hub.api("POST", f"/api/v1/conversations/{conversation_id}/handoff", role="agent", json=body or None, expect=201)
+    return await hub.api(
+        "POST", f"/api/v1/conversations/{conversation_id}/handoff", role="agent", json=body or None, expect=201
+    )
 
 
 @pytest.mark.asyncio
@@ -52,9 +56,17 @@ async def test_agent_handoff_opens_one_ticket_and_escalates_it(hub: Hub) -> None
 
 @pytest.mark.asyncio
 async def test_keyword_rule_opens_ticket_on_inbound_message(hub: Hub) -> None:
-    await hub.api("POST", "/api/v1/routing/rules", json={
-        "kind": "keyword", "params": {"words": ["chargeback", "lawyer"]}, "priority": "urgent", "team": "billing",
-    }, expect=201)
+    await hub.api(
+        "POST",
+        "/api/v1/routing/rules",
+        json={
+            "kind": "keyword",
+            "params": {"words": ["chargeback", "lawyer"]},
+            "priority": "urgent",
+            "team": "billing",
+        },
+        expect=201,
+    )
     await hub.api("POST", "/api/v1/routing/rules", json={"kind": "keyword", "params": {}}, expect=400)
     quiet = await conversation(hub, "t-2", "How do I change my address?")
     loud = await conversation(hub, "t-3", "I will file a CHARGEBACK today")
@@ -71,10 +83,18 @@ async def test_keyword_rule_opens_ticket_on_inbound_message(hub: Hub) -> None:
 
 @pytest.mark.asyncio
 async def test_vip_and_repeat_contact_rules_raise_priority(hub: Hub) -> None:
-    await hub.api("POST", "/api/v1/routing/rules", json={
-        "kind": "attribute", "params": {"key": "tier", "values": ["vip", "enterprise"]}, "priority": "high"}, expect=201)
-    await hub.api("POST", "/api/v1/routing/rules", json={
-        "kind": "repeat", "params": {"hours": 24, "count": 3}, "priority": "urgent"}, expect=201)
+    await hub.api(
+        "POST",
+        "/api/v1/routing/rules",
+        json={"kind": "attribute", "params": {"key": "tier", "values": ["vip", "enterprise"]}, "priority": "high"},
+        expect=201,
+    )
+    await hub.api(
+        "POST",
+        "/api/v1/routing/rules",
+        json={"kind": "repeat", "params": {"hours": 24, "count": 3}, "priority": "urgent"},
+        expect=201,
+    )
     vip = await conversation(hub, "t-vip", "hi")
     await hub.api("PATCH", f"/api/v1/contacts/{vip['contact_id']}", json={"attributes": {"tier": "VIP"}})
     assert (await handoff(hub, vip["id"], priority="low"))["priority"] == "high"
@@ -106,7 +126,9 @@ async def test_assignment_senior_first_for_urgent_then_least_loaded(hub: Hub) ->
     assert set(assignees) == {junior_a, junior_b, senior}
     loads = {a["id"]: a["open_tickets"] for a in (await hub.api("GET", "/api/v1/agents", role="agent"))["items"]}
     assert loads[junior_a] + loads[junior_b] + loads[senior] == 5
-    assert max(loads[junior_a], loads[junior_b], loads[senior]) - min(loads[junior_a], loads[junior_b], loads[senior]) <= 1
+    assert (
+        max(loads[junior_a], loads[junior_b], loads[senior]) - min(loads[junior_a], loads[junior_b], loads[senior]) <= 1
+    )
 
 
 @pytest.mark.asyncio
@@ -145,13 +167,19 @@ async def test_claim_resolve_and_conversation_patch_stay_in_sync(hub: Hub) -> No
     admin = await hub.api("GET", "/api/v1/me")
     await hub.api("POST", f"/api/v1/tickets/{ticket['id']}/claim", role="admin", expect=409)
     # Changing the conversation elsewhere (the REST PATCH) reaches the ticket.
-    await hub.api("PATCH", f"/api/v1/conversations/{ticket['conversation_id']}", role="agent",
-                  json={"assignee_id": admin["id"], "priority": "high"})
+    await hub.api(
+        "PATCH",
+        f"/api/v1/conversations/{ticket['conversation_id']}",
+        role="agent",
+        json={"assignee_id": admin["id"], "priority": "high"},
+    )
     synced = await wait_for(lambda: _ticket_if(hub, ticket["id"], lambda t: t["assignee_id"] == admin["id"]))
     assert synced["priority"] == "high"
     agents = {a["id"]: a for a in (await hub.api("GET", "/api/v1/agents", role="agent"))["items"]}
     assert agents[admin["id"]]["open_tickets"] == 1 and agents[agent["id"]]["open_tickets"] == 0
-    await hub.api("PATCH", f"/api/v1/conversations/{ticket['conversation_id']}", role="agent", json={"status": "resolved"})
+    await hub.api(
+        "PATCH", f"/api/v1/conversations/{ticket['conversation_id']}", role="agent", json={"status": "resolved"}
+    )
     resolved = await wait_for(lambda: _ticket_if(hub, ticket["id"], lambda t: t["status"] == "resolved"))
     assert resolved["resolved_at"]
     agents = {a["id"]: a for a in (await hub.api("GET", "/api/v1/agents", role="agent"))["items"]}
@@ -171,11 +199,15 @@ async def _ticket_if(hub: Hub, ticket_id: int, check: Any) -> dict | None:
 async def test_ticket_api_validation_and_roles(hub: Hub, tmp_path: Path) -> None:
     conv = await conversation(hub, "v-1")
     await hub.api("POST", f"/api/v1/conversations/{conv['id']}/handoff", role="viewer", json={}, expect=403)
-    await hub.api("POST", f"/api/v1/conversations/{conv['id']}/handoff", role="agent", json={"priority": "asap"}, expect=400)
+    await hub.api(
+        "POST", f"/api/v1/conversations/{conv['id']}/handoff", role="agent", json={"priority": "asap"}, expect=400
+    )
     await hub.api("POST", "/api/v1/conversations/999999/handoff", role="agent", json={}, expect=404)
     await hub.api("GET", "/api/v1/tickets/999999", expect=404)
     ticket = await handoff(hub, conv["id"])
-    await hub.api("POST", f"/api/v1/tickets/{ticket['id']}/priority", role="agent", json={"priority": "asap"}, expect=400)
+    await hub.api(
+        "POST", f"/api/v1/tickets/{ticket['id']}/priority", role="agent", json={"priority": "asap"}, expect=400
+    )
     await hub.api("PATCH", "/api/v1/agents/1", role="agent", json={"team": "x"}, expect=403)
     await hub.api("PATCH", "/api/v1/agents/1", json={"capacity": -1}, expect=400)
     await hub.api("PATCH", "/api/v1/agents/1", json={"on_duty": True}, expect=400)

@@ -23,7 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-from knowledge_base import SAMPLE_DIR, HashingEmbedder, KnowledgeBase, SentenceTransformerEmbedder  # noqa: E402
+from knowledge_base import SAMPLE_DIR, HashingEmbedder, KnowledgeBase, SentenceTransformerEmbedder
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -63,7 +63,7 @@ def _run_in_thread(coro_factory) -> None:  # type: ignore[no-untyped-def]
     def target() -> None:
         try:
             asyncio.run(coro_factory())
-        except BaseException as err:  # noqa: BLE001 - re-raised below
+        except BaseException as err:
             errors.append(err)
 
     thread = threading.Thread(target=target)

@@ -93,7 +93,10 @@ def test_render_then_parse_round_trips() -> None:
 def test_listed_questions_are_optional_and_keep_old_hashes() -> None:
     without = build_article("default", "a", title="T", body_markdown="Body")
     assert without.questions == ()
-    assert without.content_hash == build_article("default", "a", title="T", body_markdown="Body", questions=[]).content_hash
+    assert (
+        without.content_hash
+        == build_article("default", "a", title="T", body_markdown="Body", questions=[]).content_hash
+    )
 
 
 def test_folder_read_write_delete(tmp_path: Path) -> None:

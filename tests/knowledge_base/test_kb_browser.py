@@ -94,7 +94,9 @@ async def test_search_read_and_vote_in_a_real_browser(portal_url: tuple[str, InM
             assert "/help/articles/" in page.url
 
             # A hostile query is shown as text and runs nothing.
-            await page.goto(f"{base}/help/search?q=%3Cscript%3Ealert(1)%3C/script%3E%3Cimg%20src=x%20onerror=alert(2)%3E")
+            await page.goto(
+                f"{base}/help/search?q=%3Cscript%3Ealert(1)%3C/script%3E%3Cimg%20src=x%20onerror=alert(2)%3E"
+            )
             assert "<script>alert(1)</script>" in await page.locator("h1").inner_text()
             await page.wait_for_timeout(200)
             assert dialogs == []

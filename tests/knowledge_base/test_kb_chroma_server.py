@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from knowledge_base import HashingEmbedder, KnowledgeBase, StoreUnavailable
-
 from tests.conftest import free_port
 
 from .conftest import write_article

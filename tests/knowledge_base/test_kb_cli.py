@@ -19,9 +19,7 @@ from .conftest import write_article
 @pytest.mark.asyncio
 async def test_ingest_command_reports_changes(tmp_path: Path) -> None:
     out = io.StringIO()
-    report = await ingest_command(
-        SAMPLE_DIR, data_dir=tmp_path, collection="help", embedder=HashingEmbedder(), out=out
-    )
+    report = await ingest_command(SAMPLE_DIR, data_dir=tmp_path, collection="help", embedder=HashingEmbedder(), out=out)
     assert len(report.added) >= 20
     assert out.getvalue().startswith(f"help: {len(report.added)} added, 0 updated, 0 deleted, 0 unchanged;")
 

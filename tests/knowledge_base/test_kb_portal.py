@@ -160,12 +160,16 @@ async def test_one_vote_per_voter_and_article(client: TestClient, votes: InMemor
     page = await client.get("/help/articles/refunds")
     token = vote_token(await page.text())
 
-    first = await client.post("/help/articles/refunds/vote", data={"helpful": "yes", "token": token}, allow_redirects=False)
+    first = await client.post(
+        "/help/articles/refunds/vote", data={"helpful": "yes", "token": token}, allow_redirects=False
+    )
     assert first.status == 303
     assert first.headers["Location"] == "/help/articles/refunds?feedback=thanks#feedback"
     assert await votes.tally("default", "refunds") == (1, 0)
 
-    again = await client.post("/help/articles/refunds/vote", data={"helpful": "no", "token": token}, allow_redirects=False)
+    again = await client.post(
+        "/help/articles/refunds/vote", data={"helpful": "no", "token": token}, allow_redirects=False
+    )
     assert again.status == 303
     assert await votes.tally("default", "refunds") == (0, 1)  # replaced, not added
 
@@ -283,6 +287,6 @@ async def test_unrelated_queries_show_no_results_but_offer_help(
         html = unescape(await (await client.get("/help/search", params={"q": "who painted the mona lisa"})).text())
         assert "No articles matched your search" in html
         assert '<ol class="results">' not in html
-        assert 'data-chat-open>Chat with us</a>' in html
+        assert "data-chat-open>Chat with us</a>" in html
     finally:
         await client.close()

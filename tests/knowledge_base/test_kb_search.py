@@ -112,7 +112,9 @@ def test_confidence_grows_with_similarity_margin_and_agreement() -> None:
         ("ok", 5, "search", "reserved"),
     ],
 )
-async def test_search_validates_its_input(kb: KnowledgeBase, query: str, k: object, collection: str, match: str) -> None:
+async def test_search_validates_its_input(
+    kb: KnowledgeBase, query: str, k: object, collection: str, match: str
+) -> None:
     with pytest.raises(InvalidInput, match=match):
         await kb.search(query, k=k, collection=collection)  # type: ignore[arg-type]
 
@@ -125,7 +127,9 @@ async def test_search_of_an_empty_or_unknown_collection_finds_nothing(kb: Knowle
 
 @pytest.mark.asyncio
 async def test_hits_point_at_rendered_headings(kb: KnowledgeBase, tmp_path: Path) -> None:
-    body = "Intro.\n\n## Where's my parcel?\n\nTrack the parcel with the tracking link.\n\n## Lost parcels\n\nLost ones."
+    body = (
+        "Intro.\n\n## Where's my parcel?\n\nTrack the parcel with the tracking link.\n\n## Lost parcels\n\nLost ones."
+    )
     write_article(tmp_path / "src", "tracking", "Tracking", body)
     write_article(tmp_path / "src", "other", "Other", "## Unrelated\n\nNothing about that here.")
     await kb.ingest_dir(tmp_path / "src")
@@ -148,7 +152,9 @@ async def test_keyword_ranker_finds_exact_rare_terms(kb: KnowledgeBase, tmp_path
     src = tmp_path / "src"
     for number in range(12):
         write_article(src, f"filler-{number}", f"Filler {number}", f"## Section\n\nGeneric text number {number}.")
-    write_article(src, "error-codes", "Error codes", "## Payment errors\n\nError PX-4471 means the card issuer declined.")
+    write_article(
+        src, "error-codes", "Error codes", "## Payment errors\n\nError PX-4471 means the card issuer declined."
+    )
     await kb.ingest_dir(src)
     assert (await kb.search("what is px-4471")).hits[0].article_id == "error-codes"
 
