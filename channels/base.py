@@ -11,77 +11,20 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
+from typing import TYPE_CHECKING, ClassVar, Protocol, Self
 
 from aiohttp import web
 
 from hub.errors import ConfigError, HubError, InvalidInput
-from hub.events import utcnow
+# The message types live in the hub (which never imports a channel); they are
+# re-exported here so channel code keeps importing them from its interface.
+from hub.messages import InboundMessage, IngestResult, OutboundMessage, SendResult
 
 if TYPE_CHECKING:
     from hub.config import Settings
     from hub.models import Conversation, Message
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class InboundMessage:
-    """One customer message as a channel parsed it.
-
-    ``external_id`` is the provider's id (Twilio MessageSid, Message-ID,
-    client-generated chat id): a retried delivery carries the same one and is
-    stored once. ``sender`` is the channel address before normalisation.
-    """
-
-    channel: str
-    sender: str
-    text: str
-    external_id: str | None = None
-    sender_name: str | None = None
-    thread_key: str | None = None
-    subject: str | None = None
-    attachments: tuple[dict[str, Any], ...] = ()
-    metadata: dict[str, Any] = field(default_factory=dict)
-    # Other addresses of the same person that the channel vouches for
-    # (e.g. {"email": "a@b.c"} from signed identity verification). Verified
-    # hints link or merge contacts; unverified ones are kept as attributes.
-    contact_hints: dict[str, str] = field(default_factory=dict)
-    hints_verified: bool = False
-    received_at: datetime = field(default_factory=utcnow)
-
-
-@dataclass(frozen=True, slots=True)
-class OutboundMessage:
-    """One message to deliver; ``idempotency_key`` is stable across retries."""
-
-    message_id: int
-    conversation_id: int
-    channel: str
-    to: str
-    text: str
-    idempotency_key: str
-    subject: str | None = None
-    thread_key: str | None = None
-    attachments: tuple[dict[str, Any], ...] = ()
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class SendResult:
-    provider_id: str | None = None
-    delivered: bool = False  # True when the channel knows the customer has it
-
-
-@dataclass(frozen=True, slots=True)
-class IngestResult:
-    """What the hub stored; ``message.contact_id`` names the resolved contact."""
-
-    message: Message
-    conversation: Conversation
-    duplicate: bool
 
 
 class ChannelHost(Protocol):
@@ -95,6 +38,10 @@ class ChannelHost(Protocol):
 
     async def history(self, conversation_id: int, *, after_id: int | None = None, limit: int = 50) -> list[Message]:
         """Customer-visible messages of one conversation (no notes), oldest first."""
+
+    async def agents_online(self) -> bool:
+        """Whether a human can answer now: the duty roster under
+        ``HUB_WEBCHAT_AGENTS_ONLINE=auto``, else the fixed setting."""
 
 
 class Channel(ABC):

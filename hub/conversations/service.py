@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from channels.base import Channel, InboundMessage, IngestResult
+from hub.messages import ChannelAdapter, InboundMessage, IngestResult
 from hub.bus import EventBus
 from hub.conversations import contacts as contacts_tx
 from hub.conversations import timeline
@@ -46,7 +46,7 @@ class HubService:
         self,
         db: Database,
         bus: EventBus,
-        channels: dict[str, Channel],
+        channels: dict[str, ChannelAdapter],
         metrics: Metrics,
         *,
         reopen_window: timedelta = timedelta(hours=72),

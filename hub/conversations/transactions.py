@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from channels.base import InboundMessage
+from hub.messages import InboundMessage
 from hub.conversations import contacts as contacts_tx
 from hub.errors import InvalidInput, NotFound
 from hub.events import utcnow

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import WSMsgType
 
-from channels.base import OutboundMessage
+from hub.messages import OutboundMessage
 from channels.webchat_security import RateLimiter, TokenBucket, VisitorClaims, VisitorTokens, user_hash
 from tests.channels.test_webchat_support import (
     IDENTITY_SECRET,

@@ -51,7 +51,7 @@ def test_users_tokens_export_erase(cli_env: str) -> None:
 
     from datetime import timedelta
 
-    from channels.base import InboundMessage
+    from hub.messages import InboundMessage
     from hub.conversations.transactions import ingest
     from hub.storage import open_database
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from channels.base import InboundMessage
+from hub.messages import InboundMessage
 from hub.conversations import transactions as conversations_tx
 from hub.errors import InvalidInput
 from hub.storage import SQLiteDatabase
