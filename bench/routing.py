@@ -170,13 +170,13 @@ async def bench_db(tickets: int, decisions: int, rng: random.Random) -> dict[str
         ids = [rng.randrange(1, tickets + 1) for _ in range(decisions)]
         started = time.perf_counter()
         for ticket_id in ids[: decisions // 2]:
-            await db.write(tickets_tx.reroute, ticket_id, exclude=())
+            await db.write(tickets_tx.reroute, ticket_id, exclude=(), now=utcnow())
         sequential = (decisions // 2) / (time.perf_counter() - started)
         semaphore = asyncio.Semaphore(32)
 
         async def one(ticket_id: int) -> None:
             async with semaphore:
-                await db.write(tickets_tx.reroute, ticket_id, exclude=())
+                await db.write(tickets_tx.reroute, ticket_id, exclude=(), now=utcnow())
 
         started = time.perf_counter()
         await asyncio.gather(*(one(t) for t in ids[decisions // 2 :]))

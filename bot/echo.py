@@ -41,12 +41,16 @@ class EchoBot:
         self.replied += 1
 
 
+# The running EchoBot (tests read its ``replied`` count).
+ECHO_BOT = web.AppKey("echo_bot", EchoBot)
+
+
 def install_echo_bot(app: web.Application, *, channels: Collection[str] | None = None) -> None:
     """Subscribe an ``EchoBot`` while the app runs (call before the app starts)."""
 
     async def echo_bot_ctx(app: web.Application) -> AsyncIterator[None]:
         bot = EchoBot(app[keys.SERVICE], channels=channels)
-        app[keys.EXTRAS]["echo_bot"] = bot
+        app[ECHO_BOT] = bot
         unsubscribe = app[keys.BUS].subscribe(MessageReceived, bot.on_message)
         try:
             yield

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol, Self
 from aiohttp import web
 
 from hub.errors import ConfigError, HubError, InvalidInput
+
 # The message types live in the hub (which never imports a channel); they are
 # re-exported here so channel code keeps importing them from its interface.
 from hub.messages import InboundMessage, IngestResult, OutboundMessage, SendResult

@@ -189,8 +189,8 @@ class WebchatChannel(Channel):
         self.max_frame_bytes = settings.webchat_max_frame_bytes
         self.visitor_limits = RateLimiter(settings.webchat_session_rate, settings.webchat_session_burst)
         self.ip_limits = RateLimiter(settings.webchat_ip_rate, settings.webchat_ip_burst)
-        # Replaced by the ticket work with the real duty roster (sync or async).
-        self.agents_online: Callable[[], bool | Awaitable[bool]] = lambda: settings.webchat_agents_online != "false"
+        # The hub answers (the duty roster under auto); a test may pin it (sync or async).
+        self.agents_online: Callable[[], bool | Awaitable[bool]] = lambda: self.host.agents_online()
         # Called with (visitor_id, active) when a visitor types; the agent UI may hook in.
         self.on_visitor_typing: Callable[[str, bool], Awaitable[None] | None] | None = None
         self.config = {

@@ -27,12 +27,13 @@ from hub.bus import LocalBus, RedisBus
 from hub.config import Settings
 from hub.conversations.outbox import OutboxWorker
 from hub.conversations.service import HubService
+from hub.events import Clock
 from hub.kb.setup import build_knowledge_base, setup_knowledge_base
 from hub.kb.suggestions import suggestions_ctx
 from hub.metrics import Metrics
 from hub.slack.desk import slack_desk_ctx
 from hub.storage import open_database
-from hub.tickets.transactions import tickets_ctx
+from hub.tickets.service import tickets_ctx
 from knowledge_base import KnowledgeBase
 
 log = logging.getLogger(__name__)
@@ -67,19 +68,22 @@ def create_app(
     *,
     channels: dict[str, Channel] | None = None,
     knowledge_base: KnowledgeBase | None = _FROM_SETTINGS,
+    clock: Clock | None = None,
 ) -> web.Application:
     """The hub. ``channels`` and ``knowledge_base`` replace what the settings
-    would build (tests pass fakes; ``knowledge_base=None`` disables it)."""
+    would build (tests pass fakes; ``knowledge_base=None`` disables it);
+    ``clock`` is where the ticket service reads the time (tests move it)."""
     app = web.Application(
         middlewares=[observe_middleware, error_middleware, auth_middleware],
         client_max_size=settings.max_body_bytes,
     )
     app[keys.SETTINGS] = settings
+    app[keys.CLOCK] = clock or Clock()
     app[keys.METRICS] = Metrics()
     app[keys.BUS] = RedisBus(settings.redis_url) if settings.redis_url else LocalBus()
-    app[keys.CHANNELS] = channels if channels is not None else build_channels(settings)
+    built: dict[str, Channel] = channels if channels is not None else build_channels(settings)
+    app[keys.CHANNELS] = dict(built)
     app[keys.HEALTH] = {}
-    app[keys.EXTRAS] = {}
 
     app.add_routes(ops.routes)
     app.add_routes(contacts.routes)
@@ -89,7 +93,7 @@ def create_app(
     app.add_routes(kb_suggestions_api.routes)
     app.add_routes(tickets_api.routes)
     app.add_routes(bot_model.routes)
-    for channel in app[keys.CHANNELS].values():
+    for channel in built.values():
         app.add_routes(channel.routes())
         if hasattr(channel, "on_shutdown"):
             # Close long-lived sockets first, or aiohttp waits for them to end.
@@ -100,7 +104,7 @@ def create_app(
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(service_ctx)
     app.cleanup_ctx.append(suggestions_ctx)
-    for channel in app[keys.CHANNELS].values():
+    for channel in built.values():
         app.cleanup_ctx.append(channel.lifespan)
     app.cleanup_ctx.append(outbox_ctx)
     app.cleanup_ctx.append(tickets_ctx)
@@ -140,6 +144,7 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
         app[keys.CHANNELS],
         app[keys.METRICS],
         reopen_window=timedelta(hours=settings.reopen_window_hours),
+        agents_online=settings.webchat_agents_online != "false",
     )
     app[keys.SERVICE] = service
     for channel in app[keys.CHANNELS].values():
@@ -148,11 +153,10 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def duty_roster_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The chat widget's "agents online" follows the duty roster (HUB_WEBCHAT_AGENTS_ONLINE=auto)."""
-    webchat = app[keys.CHANNELS].get("webchat")
-    tickets = app[keys.EXTRAS].get("tickets")
-    if webchat is not None and tickets is not None and app[keys.SETTINGS].webchat_agents_online == "auto":
-        webchat.agents_online = tickets.anyone_on_duty  # type: ignore[attr-defined]
+    """The channels' "agents online" (``ChannelHost.agents_online``) follows
+    the duty roster under HUB_WEBCHAT_AGENTS_ONLINE=auto."""
+    if app[keys.SETTINGS].webchat_agents_online == "auto":
+        app[keys.SERVICE].use_duty_roster(app[keys.TICKETS].anyone_on_duty)
     yield
 
 
@@ -171,7 +175,7 @@ async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
         on_result=app[keys.METRICS].delivery_result,
     )
     app[keys.OUTBOX] = worker
-    app[keys.SERVICE].outbox = worker
+    app[keys.SERVICE].on_outbound_queued(worker.notify)
     worker.start()
     try:
         yield

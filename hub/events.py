@@ -11,6 +11,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class Clock:
+    """Where a service reads the time it hands to its transactions (STYLE
+    habit 15): the real UTC clock here; tests pass one they move."""
+
+    def now(self) -> datetime:
+        return utcnow()
+
+
 @dataclass(frozen=True, kw_only=True)
 class Event:
     name: ClassVar[str] = "event"
@@ -104,6 +112,41 @@ class HandoffRequested(Event):
     reason: str
     source: str  # "bot" | "rule" | "agent" | "fallback"
     kb_hits: list[dict[str, Any]] = field(default_factory=list)
+
+
+# --- tickets (hub.tickets) ------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class TicketOpened(Event):
+    name: ClassVar[str] = "ticket-opened"
+    ticket_id: int
+    conversation_id: int
+    priority: str
+    team: str
+    assignee_id: int | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TicketChanged(Event):
+    """Priority, assignee, status, snooze or SLA state of a ticket changed."""
+
+    name: ClassVar[str] = "ticket-changed"
+    ticket_id: int
+    conversation_id: int
+    changes: dict[str, Any]
+    actor_id: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlaBreached(Event):
+    name: ClassVar[str] = "sla-breached"
+    ticket_id: int
+    conversation_id: int
+    target: str  # first_response | resolution
+    team: str
+    priority: str
+    assignee_id: int | None
 
 
 def _registry() -> dict[str, type[Event]]:

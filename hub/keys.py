@@ -1,4 +1,9 @@
-"""Every typed ``web.AppKey`` of the hub, in one place."""
+"""Every typed ``web.AppKey`` of the hub's services, in one place.
+
+The annotations carry the types (``app[keys.TICKETS]`` is a ``TicketService``
+to the type checker); the classes are imported for the checker only, because
+the services import this module to find each other.
+"""
 
 from __future__ import annotations
 
@@ -7,34 +12,49 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 if TYPE_CHECKING:
-    pass
+    from hub.auth import TokenAuthenticator
+    from hub.bus import EventBus
+    from hub.config import Settings
+    from hub.conversations.outbox import OutboxWorker
+    from hub.conversations.service import HubService
+    from hub.events import Clock
+    from hub.kb.suggestions import PhrasingSuggestions
+    from hub.messages import ChannelAdapter
+    from hub.metrics import Metrics
+    from hub.slack.desk import SlackDesk
+    from hub.storage import Database
+    from hub.tickets.service import TicketService
 
-SETTINGS = web.AppKey("settings", "Settings")
-DATABASE = web.AppKey("database", "Database")
-BUS = web.AppKey("bus", "EventBus")
-CHANNELS = web.AppKey("channels", "dict[str, Channel]")
-SERVICE = web.AppKey("service", "HubService")
-METRICS = web.AppKey("metrics", "Metrics")
-OUTBOX = web.AppKey("outbox", "OutboxWorker")
-AUTH = web.AppKey("auth", "TokenAuthenticator")
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+# Where services read the time for their transactions; tests pass one they move.
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+DATABASE: web.AppKey[Database] = web.AppKey("database")
+BUS: web.AppKey[EventBus] = web.AppKey("bus")
+CHANNELS: web.AppKey[dict[str, ChannelAdapter]] = web.AppKey("channels")
+SERVICE: web.AppKey[HubService] = web.AppKey("service")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+OUTBOX: web.AppKey[OutboxWorker] = web.AppKey("outbox")
+AUTH: web.AppKey[TokenAuthenticator] = web.AppKey("auth")
+TICKETS: web.AppKey[TicketService] = web.AppKey("tickets")
+# Only while the ``slack`` channel is enabled.
+SLACK_DESK: web.AppKey[SlackDesk] = web.AppKey("slack_desk")
 # New article phrasings offered to an admin (hub.kb.suggestions).
-PHRASINGS = web.AppKey("phrasings", "PhrasingSuggestions")
+PHRASINGS: web.AppKey[PhrasingSuggestions] = web.AppKey("phrasings")
 # Components report their health here: name -> (ok, detail).
-HEALTH = web.AppKey("health", "dict[str, Any]")
-# Extra cleanup contexts/components registered by optional packages.
-EXTRAS = web.AppKey("extras", "dict[str, Any]")
+HEALTH: web.AppKey[dict[str, Any]] = web.AppKey("health")
 
 __all__ = [
     "AUTH",
     "BUS",
     "CHANNELS",
+    "CLOCK",
     "DATABASE",
-    "EXTRAS",
     "HEALTH",
     "METRICS",
     "OUTBOX",
     "PHRASINGS",
     "SERVICE",
     "SETTINGS",
-    "Any",
+    "SLACK_DESK",
+    "TICKETS",
 ]

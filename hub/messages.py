@@ -7,9 +7,9 @@ stores, routes and answers with ``IngestResult`` and ``SendResult``.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web

@@ -11,13 +11,14 @@ from hub.api.base import assignee_filter, current_user, field, int_param, json_b
 from hub.errors import Forbidden, InvalidInput, Unavailable
 from hub.models import Priority, Role
 from hub.slack import jobs as slack_jobs
-from hub.tickets.transactions import EXTRAS_KEY, TicketService, add_rule, delete_rule, list_rules
+from hub.tickets.rules import add_rule, delete_rule, list_rules
+from hub.tickets.service import TicketService
 
 routes = web.RouteTableDef()
 
 
 def _tickets(request: web.Request) -> TicketService:
-    service = request.app[keys.EXTRAS].get(EXTRAS_KEY)
+    service = request.app.get(keys.TICKETS)
     if service is None:
         raise Unavailable("tickets are not running")
     return service
@@ -201,7 +202,7 @@ async def create_rule(request: web.Request) -> web.Response:
     """``{"kind": "keyword", "params": {"words": ["refund"]}, "priority": "high", "team": "billing", "handoff": true}``;
     kinds: keyword (words), attribute (key, values), repeat (hours, count)."""
     body = await json_body(request)
-    rule = await request.app[keys.DATABASE].write(add_rule, body)
+    rule = await request.app[keys.DATABASE].write(add_rule, body, now=request.app[keys.CLOCK].now())
     _tickets(request).rules_changed()
     await _audit(request, "routing_rule.create", "routing_rule", rule.id)
     return web.json_response(rule.to_dict(), status=201)
@@ -243,7 +244,7 @@ async def list_slack_jobs(request: web.Request) -> web.Response:
 async def retry_slack_job(request: web.Request) -> web.Response:
     job_id = path_id(request)
     await request.app[keys.DATABASE].write(slack_jobs.requeue_dead, job_id)
-    desk = request.app[keys.EXTRAS].get("slack_desk")
+    desk = request.app.get(keys.SLACK_DESK)
     if desk is not None:
         desk.worker.notify()
     await _audit(request, "slack_job.retry", "slack_job", job_id)

@@ -86,7 +86,7 @@ async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
     app[BOT_PROCESSES] = processes
     client = RasaClient(url, token=token, timeout=settings.rasa_timeout)
     kb = app.get(_kb_key())
-    tickets = app[keys.EXTRAS].get("tickets")
+    tickets = app.get(keys.TICKETS)
     triage = Triage(
         embed=kb.embed if kb is not None else None,
         embed_query=kb.embed_query if kb is not None else None,

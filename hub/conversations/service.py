@@ -7,19 +7,17 @@ domain events after the commit.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from hub.messages import ChannelAdapter, InboundMessage, IngestResult
 from hub.bus import EventBus
 from hub.conversations import contacts as contacts_tx
 from hub.conversations import timeline
 from hub.conversations import transactions as conversations_tx
-from hub.conversations.outbox import OutboxWorker
 from hub.errors import InvalidInput
 from hub.events import (
     ContactErased,
@@ -30,6 +28,7 @@ from hub.events import (
     NoteAdded,
     utcnow,
 )
+from hub.messages import ChannelAdapter, InboundMessage, IngestResult
 from hub.metrics import Metrics
 from hub.models import AuthorKind, Contact, Conversation, Message, MessageKind
 from hub.storage import Database, rows
@@ -50,13 +49,19 @@ class HubService:
         metrics: Metrics,
         *,
         reopen_window: timedelta = timedelta(hours=72),
+        agents_online: bool = True,
     ) -> None:
         self.db = db
         self.bus = bus
         self.channels = channels
         self.metrics = metrics
         self.reopen_window = reopen_window
-        self.outbox: OutboxWorker | None = None
+        # Called after a commit that queued outbound messages (the outbox
+        # worker wakes up); registered with ``on_outbound_queued``.
+        self._outbound_queued: list[Callable[[], None]] = []
+        # HUB_WEBCHAT_AGENTS_ONLINE=true|false, until a duty roster is registered (auto).
+        self._agents_online = agents_online
+        self._duty_roster: Callable[[], Awaitable[bool]] | None = None
         # Set by the bot bridge: inbound messages of bot-handled conversations
         # then get a durable bot job in their ingest transaction.
         self.bot_enabled = False
@@ -126,6 +131,19 @@ class HubService:
 
         return await self.db.read(load)
 
+    async def agents_online(self) -> bool:
+        if self._duty_roster is not None:
+            return await self._duty_roster()
+        return self._agents_online
+
+    # --- hooks -----------------------------------------------------------------
+    def on_outbound_queued(self, hook: Callable[[], None]) -> None:
+        self._outbound_queued.append(hook)
+
+    def use_duty_roster(self, anyone_on_duty: Callable[[], Awaitable[bool]]) -> None:
+        """``agents_online`` asks the duty roster from now on (HUB_WEBCHAT_AGENTS_ONLINE=auto)."""
+        self._duty_roster = anyone_on_duty
+
     # --- conversations -------------------------------------------------------
     async def get_conversation(self, conversation_id: int) -> Conversation:
         return await self.db.read(conversations_tx.get_conversation, conversation_id)
@@ -170,8 +188,8 @@ class HubService:
             return queued
 
         queued = await self.db.write(queue)
-        if self.outbox is not None:
-            self.outbox.notify()
+        for hook in self._outbound_queued:
+            hook()
         await self.bus.publish(
             MessageQueued(
                 message_id=queued.message.id,

@@ -17,10 +17,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from hub.messages import InboundMessage
 from hub.conversations import contacts as contacts_tx
 from hub.errors import InvalidInput, NotFound
 from hub.events import utcnow
+from hub.messages import InboundMessage
 from hub.models import (
     AuthorKind,
     Conversation,

@@ -23,7 +23,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import sqlalchemy as sa
 from aiohttp import web
@@ -33,30 +33,40 @@ from hub import keys
 from hub.conversations import contacts as contacts_tx
 from hub.conversations import transactions as conversations_tx
 from hub.errors import ChannelSendError, HubError, InvalidInput
-from hub.events import MessageQueued, MessageReceived, NoteAdded, utcnow
+from hub.events import MessageQueued, MessageReceived, NoteAdded, SlaBreached, TicketChanged, TicketOpened, utcnow
 from hub.models import AuthorKind, Contact, Conversation, Message, MessageKind
 from hub.slack import cards as slack_blocks
 from hub.slack import jobs as slack_jobs
 from hub.storage import insert_ignore, rows
 from hub.storage.schema import messages, slack_events, tickets, users
-from hub.tickets import transactions as tickets_tx
+from hub.tickets import queries as tickets_queries
 
 if TYPE_CHECKING:
-    from channels.slack import SlackChannel
     from hub.config import Settings
     from hub.conversations.service import HubService
-    from hub.tickets.transactions import Ticket, TicketService
+    from hub.tickets.model import Ticket
+    from hub.tickets.service import TicketService
 
 log = logging.getLogger(__name__)
 
-# A search hook the knowledge base registers: app[keys.EXTRAS]["kb_search"] =
-# async fn(query, limit) -> [{"title", "url", "snippet"}, ...].
-KB_SEARCH = "kb_search"
-EXTRAS_KEY = "slack_desk"
 
 # Replies and notes written from Slack carry this in their meta, so the mirror
 # never echoes them back into the thread they came from (on any instance).
 SOURCE = "slack"
+
+
+class SlackTransport(Protocol):
+    """What the desk uses of ``channels.slack.SlackChannel``: the Web API,
+    the bot's own user id, and the hand-over of agent payloads to the desk."""
+
+    bot_user_id: str | None
+
+    def attach(self, handler: Any) -> None: ...
+
+    async def call(self, method: str, *, http_get: bool = False, **kwargs: Any) -> dict[str, Any]: ...
+
+    async def whoami(self) -> str | None: ...
+
 
 # Returns hit dicts ({"title", "url", ...}) or an object with ``.hits`` whose
 # items have ``to_dict()`` (knowledge_base.models.SearchResult).
@@ -118,7 +128,7 @@ class Snapshot:
 
 
 def snapshot(conn: Connection, ticket_id: int) -> Snapshot:
-    ticket = tickets_tx.get_ticket(conn, ticket_id)
+    ticket = tickets_queries.get_ticket(conn, ticket_id)
     found = conn.execute(
         sa.select(messages)
         .where(messages.c.conversation_id == ticket.conversation_id, messages.c.kind == MessageKind.MESSAGE.value)
@@ -154,7 +164,7 @@ class SlackDesk:
     def __init__(
         self,
         app: web.Application,
-        channel: SlackChannel,
+        channel: SlackTransport,
         service: HubService,
         tickets: TicketService,
         settings: Settings,
@@ -177,6 +187,7 @@ class SlackDesk:
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self._unsubscribe: list[Callable[[], None]] = []
+        self.kb_search: KbSearch | None = None
 
     # --- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -186,9 +197,9 @@ class SlackDesk:
             )
         await self.db.write(forget_events, timedelta(hours=self.settings.slack_event_ttl_hours))
         self._unsubscribe = [
-            self.bus.subscribe(tickets_tx.TicketOpened, self._on_ticket_opened),  # type: ignore[arg-type]
-            self.bus.subscribe(tickets_tx.TicketChanged, self._on_ticket_changed),  # type: ignore[arg-type]
-            self.bus.subscribe(tickets_tx.SlaBreached, self._on_breach),  # type: ignore[arg-type]
+            self.bus.subscribe(TicketOpened, self._on_ticket_opened),  # type: ignore[arg-type]
+            self.bus.subscribe(TicketChanged, self._on_ticket_changed),  # type: ignore[arg-type]
+            self.bus.subscribe(SlaBreached, self._on_breach),  # type: ignore[arg-type]
             self.bus.subscribe(MessageReceived, self._on_customer_message),  # type: ignore[arg-type]
             self.bus.subscribe(MessageQueued, self._on_outbound),  # type: ignore[arg-type]
             self.bus.subscribe(NoteAdded, self._on_note),  # type: ignore[arg-type]
@@ -240,7 +251,7 @@ class SlackDesk:
         thread_ts = event.get("thread_ts")
         if not user or user == self.channel.bot_user_id or not thread_ts or thread_ts == event.get("ts"):
             return  # only people's replies in a ticket's thread concern the hub
-        ticket = await self.db.read(tickets_tx.ticket_for_slack_message, event.get("channel", ""), thread_ts)
+        ticket = await self.db.read(tickets_queries.ticket_for_slack_message, event.get("channel", ""), thread_ts)
         if ticket is None or not event_id:
             return
         if not await self.db.write(claim_event, event_id):
@@ -358,11 +369,14 @@ class SlackDesk:
             return await self._contact_summary(rest)
         return "Usage: /hub queue | /hub duty on|off | /hub search <text> | /hub contact <email|phone>"
 
+    def use_kb_search(self, search: KbSearch) -> None:
+        """``/hub search`` asks ``search`` instead of the hub's knowledge base."""
+        self.kb_search = search
+
     def _kb_search(self) -> KbSearch | None:
-        """A registered hook (``app[keys.EXTRAS]["kb_search"]``), else the hub's knowledge base if it runs."""
-        hook: KbSearch | None = self.app[keys.EXTRAS].get(KB_SEARCH)
-        if hook is not None:
-            return hook
+        """The registered search (``use_kb_search``), else the hub's knowledge base if it runs."""
+        if self.kb_search is not None:
+            return self.kb_search
         try:
             from hub.kb.setup import KNOWLEDGE_BASE
         except ImportError:  # pragma: no cover - the knowledge base is optional
@@ -424,10 +438,10 @@ class SlackDesk:
         )
         self.worker.notify()
 
-    async def _on_ticket_opened(self, event: tickets_tx.TicketOpened) -> None:
+    async def _on_ticket_opened(self, event: TicketOpened) -> None:
         await self._enqueue("post_ticket", {}, ticket_id=event.ticket_id, dedup_key=f"post:{event.ticket_id}")
 
-    async def _on_ticket_changed(self, event: tickets_tx.TicketChanged) -> None:
+    async def _on_ticket_changed(self, event: TicketChanged) -> None:
         await self._enqueue("update_ticket", {}, ticket_id=event.ticket_id, coalesce=True)
         if event.changes.get("priority") == "urgent":
             await self._escalated(event.ticket_id, event.at)
@@ -438,7 +452,7 @@ class SlackDesk:
         if self.settings.slack_urgent_channel:
             await self._enqueue("escalate", {}, ticket_id=ticket_id, dedup_key=f"escalate:{ticket_id}:{at.isoformat()}")
 
-    async def _on_breach(self, event: tickets_tx.SlaBreached) -> None:
+    async def _on_breach(self, event: SlaBreached) -> None:
         label = "first response" if event.target == "first_response" else "resolution"
         channel = self.team_channels.get(event.team) or self.settings.slack_default_channel
         if channel:
@@ -457,7 +471,7 @@ class SlackDesk:
             await self._escalated(event.ticket_id, event.at)
 
     async def _open_ticket(self, conversation_id: int) -> Ticket | None:
-        return await self.db.read(tickets_tx.open_ticket_of, conversation_id)
+        return await self.db.read(tickets_queries.open_ticket_of, conversation_id)
 
     async def _on_customer_message(self, event: MessageReceived) -> None:
         if event.handler != "human":
@@ -600,20 +614,20 @@ class SlackDesk:
 
 async def slack_desk_ctx(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: the Slack desk when the ``slack`` channel is enabled."""
-    channel = app[keys.CHANNELS].get("slack")
-    ticket_service = app[keys.EXTRAS].get(tickets_tx.EXTRAS_KEY)
-    if channel is None or ticket_service is None:
+    registered = app[keys.CHANNELS].get("slack")
+    if registered is None:
         yield
         return
-    desk = SlackDesk(app, channel, app[keys.SERVICE], ticket_service, app[keys.SETTINGS])  # type: ignore[arg-type]
+    # The channel registered as "slack" is channels.slack.SlackChannel.
+    channel = cast(SlackTransport, registered)
+    desk = SlackDesk(app, channel, app[keys.SERVICE], app[keys.TICKETS], app[keys.SETTINGS])
     try:
         await channel.whoami()
     except ChannelSendError as err:
         log.warning("Slack auth.test failed (%s); own messages are still skipped by bot_id", err.message)
     await desk.start()
-    app[keys.EXTRAS][EXTRAS_KEY] = desk
+    app[keys.SLACK_DESK] = desk
     try:
         yield
     finally:
-        app[keys.EXTRAS].pop(EXTRAS_KEY, None)
         await desk.stop()

@@ -462,7 +462,6 @@ async def test_slack_permanent_error_dead_letters_and_can_be_retried(slack_hub: 
 @pytest.mark.asyncio
 async def test_hub_slash_command(slack_hub: Hub, slack_api: FakeSlackApi) -> None:
     from hub import keys
-    from hub.slack.desk import KB_SEARCH
 
     agent_id = await make_agent(slack_hub)
     await slack_hub.api("POST", f"/api/v1/agents/{agent_id}/duty", json={"on_duty": False})
@@ -488,7 +487,7 @@ async def test_hub_slash_command(slack_hub: Hub, slack_api: FakeSlackApi) -> Non
     async def stand_in(query: str, limit: int) -> list[dict]:
         return [{"title": f"Refunds ({query})", "url": "https://kb.example.test/refunds"}][:limit]
 
-    slack_hub.app[keys.EXTRAS][KB_SEARCH] = stand_in
+    slack_hub.app[keys.SLACK_DESK].use_kb_search(stand_in)
     assert "<https://kb.example.test/refunds|Refunds (refund policy)>" in await command("search refund policy")
 
     class Hit:  # the shape of knowledge_base.models.SearchResult: relative article URLs
@@ -501,7 +500,7 @@ async def test_hub_slash_command(slack_hub: Hub, slack_api: FakeSlackApi) -> Non
     async def kb_like(query: str, limit: int) -> Result:
         return Result()
 
-    slack_hub.app[keys.EXTRAS][KB_SEARCH] = kb_like
+    slack_hub.app[keys.SLACK_DESK].use_kb_search(kb_like)
     assert "<http://127.0.0.1:8080/kb/help/returns|Returns>" in await command("search returns")
     summary = await command("contact cust@nowhere.test")
     assert "No contact" in summary
@@ -645,7 +644,7 @@ async def test_thread_reply_reaches_a_web_chat_customer(
     hub = await start_hub(settings)
     try:
         agent_id = await make_agent(hub)
-        tickets = hub.app[keys.EXTRAS]["tickets"]
+        tickets = hub.app[keys.TICKETS]
         assert await tickets.anyone_on_duty() is True
         ws = await hub.client.ws_connect("/channels/webchat/ws")
         _welcome, _ = await hello(ws)

@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 from aiohttp import WSMsgType
 
-from hub.messages import OutboundMessage
 from channels.webchat_security import RateLimiter, TokenBucket, VisitorClaims, VisitorTokens, user_hash
+from hub.messages import OutboundMessage
 from tests.channels.test_webchat_support import (
     IDENTITY_SECRET,
     SECRET,
@@ -444,7 +444,7 @@ async def test_shutdown_closes_open_sockets_with_going_away(database_url: str, t
 async def test_install_echo_bot_replies_through_the_outbox(database_url: str, tmp_path: Path) -> None:
     from aiohttp.test_utils import TestClient, TestServer
 
-    from bot.echo import install_echo_bot
+    from bot.echo import ECHO_BOT, install_echo_bot
     from hub import keys
     from hub.app import create_app
 
@@ -458,7 +458,7 @@ async def test_install_echo_bot_replies_through_the_outbox(database_url: str, tm
         await ws.send_json({"type": "message", "client_id": "e1", "text": "ping?"})
         echoed = await receive_until(ws, "message")
         assert echoed["message"]["text"] == "Echo: ping?" and echoed["message"]["author"] == "bot"
-        assert app[keys.EXTRAS]["echo_bot"].replied == 1
+        assert app[ECHO_BOT].replied == 1
         await ws.close()
     finally:
         await app[keys.CHANNELS]["webchat"].on_shutdown(app)

@@ -51,8 +51,8 @@ def test_users_tokens_export_erase(cli_env: str) -> None:
 
     from datetime import timedelta
 
-    from hub.messages import InboundMessage
     from hub.conversations.transactions import ingest
+    from hub.messages import InboundMessage
     from hub.storage import open_database
 
     async def seed() -> int:

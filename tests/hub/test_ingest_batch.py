@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from hub.messages import InboundMessage
 from hub.conversations import transactions as conversations_tx
 from hub.errors import InvalidInput
+from hub.messages import InboundMessage
 from hub.storage import SQLiteDatabase
 from hub.storage.migrate import upgrade
 from hub.storage.schema import bot_jobs, contacts, conversations, identities, messages

@@ -1,0 +1,139 @@
+"""Reads of the tickets table: one ticket, lists, the queue, and what the
+SLA scheduler finds due at ``now``."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from hub.errors import NotFound
+from hub.models import Direction, MessageKind, Priority
+from hub.storage.schema import conversations, messages, tickets
+from hub.tickets import routing
+from hub.tickets.model import Ticket, TicketStatus, ticket_from_row
+
+
+def get_ticket(conn: Connection, ticket_id: int) -> Ticket:
+    row = conn.execute(sa.select(tickets).where(tickets.c.id == ticket_id)).first()
+    if row is None:
+        raise NotFound(f"ticket {ticket_id} does not exist")
+    return ticket_from_row(row)
+
+
+_OPEN_TICKET_OF = sa.select(tickets).where(tickets.c.open_conversation_id == sa.bindparam("conversation_id"))
+
+
+def open_ticket_of(conn: Connection, conversation_id: int) -> Ticket | None:
+    row = conn.execute(_OPEN_TICKET_OF, {"conversation_id": conversation_id}).first()
+    return ticket_from_row(row) if row is not None else None
+
+
+def ticket_for_slack_message(conn: Connection, channel: str, ts: str) -> Ticket | None:
+    row = conn.execute(
+        sa.select(tickets)
+        .where(tickets.c.slack_channel == channel, tickets.c.slack_ts == ts)
+        .order_by(tickets.c.id.desc())
+    ).first()
+    return ticket_from_row(row) if row is not None else None
+
+
+def list_tickets(
+    conn: Connection,
+    *,
+    status: str | None = "open",
+    team: str | None = None,
+    assignee_id: int | None = None,
+    unassigned: bool = False,
+    limit: int = 50,
+    after_id: int | None = None,
+) -> list[Ticket]:
+    stmt = sa.select(tickets).order_by(tickets.c.id.desc()).limit(limit)
+    if status:
+        stmt = stmt.where(tickets.c.status == TicketStatus(status).value)
+    if team:
+        stmt = stmt.where(tickets.c.team == team)
+    if assignee_id is not None:
+        stmt = stmt.where(tickets.c.assignee_id == assignee_id)
+    if unassigned:
+        stmt = stmt.where(tickets.c.assignee_id.is_(None))
+    if after_id is not None:
+        stmt = stmt.where(tickets.c.id < after_id)
+    return [ticket_from_row(r) for r in conn.execute(stmt)]
+
+
+def queue(conn: Connection, *, team: str | None = None, limit: int = 100) -> list[Ticket]:
+    """Unassigned open tickets, most urgent first, then oldest first."""
+    order = sa.case({p.value: routing.priority_rank(p) for p in Priority}, value=tickets.c.priority, else_=9)
+    stmt = (
+        sa.select(tickets)
+        .where(tickets.c.status == TicketStatus.OPEN.value, tickets.c.assignee_id.is_(None))
+        .order_by(order, tickets.c.id)
+        .limit(limit)
+    )
+    if team:
+        stmt = stmt.where(tickets.c.team == team)
+    return [ticket_from_row(r) for r in conn.execute(stmt)]
+
+
+def customer_text(conn: Connection, conversation_id: int, limit: int = 5) -> list[str]:
+    found = conn.execute(
+        sa.select(messages.c.body)
+        .where(
+            messages.c.conversation_id == conversation_id,
+            messages.c.direction == Direction.INBOUND.value,
+            messages.c.kind == MessageKind.MESSAGE.value,
+        )
+        .order_by(messages.c.id.desc())
+        .limit(limit)
+    )
+    return list(reversed([r.body for r in found]))
+
+
+def recent_conversations(
+    conn: Connection, contact_id: int, rules: tuple[routing.Rule, ...], now: datetime
+) -> dict[float, int]:
+    counts: dict[float, int] = {}
+    for rule in rules:
+        if rule.enabled and rule.kind == "repeat" and rule.params["hours"] not in counts:
+            since = now - timedelta(hours=rule.params["hours"])
+            counts[rule.params["hours"]] = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(conversations)
+                .where(conversations.c.contact_id == contact_id, conversations.c.created_at >= since)
+            ).scalar_one()
+    return counts
+
+
+def tickets_of(conn: Connection, assignee_id: int) -> list[int]:
+    return list(
+        conn.execute(
+            sa.select(tickets.c.id).where(
+                tickets.c.status == TicketStatus.OPEN.value, tickets.c.assignee_id == assignee_id
+            )
+        ).scalars()
+    )
+
+
+def due_breaches(conn: Connection, now: datetime, limit: int = 200) -> list[tuple[int, str]]:
+    base = sa.select(tickets.c.id).where(tickets.c.status == TicketStatus.OPEN.value, tickets.c.sla_paused_at.is_(None))
+    first = conn.execute(
+        base.where(
+            tickets.c.first_response_at.is_(None),
+            tickets.c.first_response_breached_at.is_(None),
+            tickets.c.first_response_due <= now,
+        ).limit(limit)
+    ).scalars()
+    resolution = conn.execute(
+        base.where(tickets.c.resolution_breached_at.is_(None), tickets.c.resolution_due <= now).limit(limit)
+    ).scalars()
+    return [(i, "first_response") for i in first] + [(i, "resolution") for i in resolution]
+
+
+def due_snoozes(conn: Connection, now: datetime) -> list[int]:
+    return list(
+        conn.execute(
+            sa.select(tickets.c.id).where(tickets.c.status == TicketStatus.OPEN.value, tickets.c.snoozed_until <= now)
+        ).scalars()
+    )
