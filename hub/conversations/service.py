@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 
 from hub.bus import EventBus
 from hub.conversations import contacts as contacts_tx
+from hub.conversations import ingest as ingest_tx
 from hub.conversations import timeline
 from hub.conversations import transactions as conversations_tx
 from hub.errors import InvalidInput
@@ -75,7 +76,7 @@ class HubService:
         channel = self.channels.get(inbound.channel)
         kind = channel.address_kind if channel is not None else inbound.channel
         done = await self.db.write(
-            conversations_tx.ingest,
+            ingest_tx.ingest,
             inbound,
             identity_kind=kind,
             reopen_window=self.reopen_window,

@@ -208,7 +208,7 @@ async def test_messages_received_while_hub_is_down_are_answered_after_restart(
     """Bot jobs are written with the message: a crash before the bot answered loses nothing."""
     from datetime import timedelta
 
-    from hub.conversations.transactions import ingest
+    from hub.conversations.ingest import ingest
     from hub.messages import InboundMessage
     from hub.storage import open_database
 

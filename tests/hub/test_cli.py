@@ -51,7 +51,7 @@ def test_users_tokens_export_erase(cli_env: str) -> None:
 
     from datetime import timedelta
 
-    from hub.conversations.transactions import ingest
+    from hub.conversations.ingest import ingest
     from hub.messages import InboundMessage
     from hub.storage import open_database
 

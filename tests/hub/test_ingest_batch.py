@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from hub.conversations import ingest as ingest_tx
 from hub.conversations import transactions as conversations_tx
 from hub.errors import InvalidInput
 from hub.messages import InboundMessage
@@ -31,7 +32,7 @@ def msg(sender: str, text: str, external_id: str | None = None, **extra: Any) ->
 def seed(conn: Any) -> None:
     """Known senders in every state a run has to tell apart."""
     for sender in ("known-1", "known-2", "resolved-1", "pending-1", "snoozed-1", "old-resolved"):
-        conversations_tx.ingest(conn, msg(sender, f"{sender} says hi", f"seed-{sender}"), **OPTIONS)
+        ingest_tx.ingest(conn, msg(sender, f"{sender} says hi", f"seed-{sender}"), **OPTIONS)
     by_sender = {
         row.address: row.id
         for row in conn.execute(
@@ -74,7 +75,7 @@ BATCH = [
 ]
 
 
-def outcome(result: conversations_tx.Ingested) -> tuple[Any, ...]:
+def outcome(result: ingest_tx.Ingested) -> tuple[Any, ...]:
     m, c = result.message, result.conversation
     return (
         m.id,
@@ -126,22 +127,22 @@ def fresh_db(path: Path) -> SQLiteDatabase:
 def test_batch_form_stores_what_one_at_a_time_would(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     one_by_one, batched = fresh_db(tmp_path / "a.db"), fresh_db(tmp_path / "b.db")
     stored_by_runs: list[int] = []
-    store_run = conversations_tx._store_run
+    store_run = ingest_tx._store_run
 
     def counting_store_run(conn: Any, run: Any, enqueue_bot: bool) -> Any:
         stored_by_runs.append(len(run))
         return store_run(conn, run, enqueue_bot)
 
-    monkeypatch.setattr(conversations_tx, "_store_run", counting_store_run)
+    monkeypatch.setattr(ingest_tx, "_store_run", counting_store_run)
     try:
         with one_by_one._write_engine.begin() as conn:
             seed(conn)
-            expected = [outcome(conversations_tx.ingest(conn, m, **OPTIONS)) for m in BATCH]
+            expected = [outcome(ingest_tx.ingest(conn, m, **OPTIONS)) for m in BATCH]
             expected_tables = dump(conn)
         with batched._write_engine.begin() as conn:
             seed(conn)
         with batched._write_engine.begin() as conn:
-            got = [outcome(r) for r in conversations_tx.ingest_many(conn, BATCH, **OPTIONS)]
+            got = [outcome(r) for r in ingest_tx.ingest_many(conn, BATCH, **OPTIONS)]
             got_tables = dump(conn)
     finally:
         asyncio.run(one_by_one.close())
@@ -160,21 +161,21 @@ def test_batch_form_stores_what_one_at_a_time_would(tmp_path: Path, monkeypatch:
 async def test_writer_hands_queued_ingests_to_the_batch_form(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = fresh_db(tmp_path / "hub.db")
     sizes: list[int] = []
-    many = conversations_tx.ingest.__batch_form__  # type: ignore[attr-defined]
+    many = ingest_tx.ingest.__batch_form__  # type: ignore[attr-defined]
 
     def spy(conn: Any, batch: Any, **kwargs: Any) -> Any:
         sizes.append(len(batch))
         return many(conn, batch, **kwargs)
 
-    monkeypatch.setattr(conversations_tx.ingest, "__batch_form__", spy)
+    monkeypatch.setattr(ingest_tx.ingest, "__batch_form__", spy)
     try:
-        first = await db.write(conversations_tx.ingest, msg("warm", "hello", "w-1"), **OPTIONS)
+        first = await db.write(ingest_tx.ingest, msg("warm", "hello", "w-1"), **OPTIONS)
         # Hold the writer so the next writes queue up behind it.
         blocker = asyncio.ensure_future(db.write(lambda conn: time.sleep(0.3)))
         await asyncio.sleep(0.05)
         inbound = [msg(f"sender-{i % 5}" if i % 7 else "warm", f"message {i}", f"m-{i}") for i in range(40)]
         inbound.append(msg("warm", "a retry in the same batch", "m-3"))
-        results = await asyncio.gather(*(db.write(conversations_tx.ingest, m, **OPTIONS) for m in inbound))
+        results = await asyncio.gather(*(db.write(ingest_tx.ingest, m, **OPTIONS) for m in inbound))
         await blocker
         stored = await db.read(
             lambda conn: conn.execute(sa.select(messages.c.external_id, messages.c.body).order_by(messages.c.id)).all()
@@ -196,12 +197,12 @@ async def test_writer_hands_queued_ingests_to_the_batch_form(tmp_path: Path, mon
 async def test_a_failing_message_in_a_batch_spoils_nothing_else(tmp_path: Path) -> None:
     db = fresh_db(tmp_path / "hub.db")
     try:
-        await db.write(conversations_tx.ingest, msg("known", "hello", "k-0"), **OPTIONS)
+        await db.write(ingest_tx.ingest, msg("known", "hello", "k-0"), **OPTIONS)
         blocker = asyncio.ensure_future(db.write(lambda conn: time.sleep(0.3)))
         await asyncio.sleep(0.05)
         inbound = [msg("known", "one", "k-1"), msg("   ", "no sender", "k-2"), msg("known", "two", "k-3")]
         results = await asyncio.gather(
-            *(db.write(conversations_tx.ingest, m, **OPTIONS) for m in inbound), return_exceptions=True
+            *(db.write(ingest_tx.ingest, m, **OPTIONS) for m in inbound), return_exceptions=True
         )
         await blocker
         stored = await db.read(
