@@ -11,9 +11,8 @@
 - Buttons (Claim / Resolve / Priority / Snooze) and ``/hub`` commands.
 
 Slack payloads arrive acked; each is worked in a tracked task (cancelled on
-shutdown). Events are handled once per ``event_id`` (stored in
-``slack_events``, so Slack's retries and redeliveries after a restart are
-dropped); a failure releases the id so a retry can try again.
+shutdown) by ``hub.slack.events`` (thread replies, buttons) or
+``hub.slack.commands`` (``/hub``); ``hub.slack.store`` holds the desk's tables.
 """
 
 from __future__ import annotations
@@ -21,24 +20,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, cast
 
-import sqlalchemy as sa
 from aiohttp import web
-from sqlalchemy.engine import Connection
 
 from hub import keys
-from hub.conversations import contacts as contacts_tx
-from hub.conversations import transactions as conversations_tx
-from hub.errors import ChannelSendError, HubError, InvalidInput
-from hub.events import MessageQueued, MessageReceived, NoteAdded, SlaBreached, TicketChanged, TicketOpened, utcnow
-from hub.models import AuthorKind, Contact, Conversation, Message, MessageKind
+from hub.errors import ChannelSendError, HubError
+from hub.events import MessageQueued, MessageReceived, NoteAdded, SlaBreached, TicketChanged, TicketOpened
+from hub.models import AuthorKind
 from hub.slack import cards as slack_blocks
 from hub.slack import jobs as slack_jobs
-from hub.storage import insert_ignore, rows
-from hub.storage.schema import messages, slack_events, tickets, users
+from hub.slack.commands import KbSearch, SlashCommands, absolute_link
+from hub.slack.events import SlackInbound
+from hub.slack.store import SOURCE, Snapshot, forget_events, snapshot, store_card, unposted
+from hub.slack.transport import SlackTransport
 from hub.tickets import queries as tickets_queries
 
 if TYPE_CHECKING:
@@ -48,107 +44,6 @@ if TYPE_CHECKING:
     from hub.tickets.service import TicketService
 
 log = logging.getLogger(__name__)
-
-
-# Replies and notes written from Slack carry this in their meta, so the mirror
-# never echoes them back into the thread they came from (on any instance).
-SOURCE = "slack"
-
-
-class SlackTransport(Protocol):
-    """What the desk uses of ``channels.slack.SlackChannel``: the Web API,
-    the bot's own user id, and the hand-over of agent payloads to the desk."""
-
-    bot_user_id: str | None
-
-    def attach(self, handler: Any) -> None: ...
-
-    async def call(self, method: str, *, http_get: bool = False, **kwargs: Any) -> dict[str, Any]: ...
-
-    async def whoami(self) -> str | None: ...
-
-
-# Returns hit dicts ({"title", "url", ...}) or an object with ``.hits`` whose
-# items have ``to_dict()`` (knowledge_base.models.SearchResult).
-KbSearch = Callable[[str, int], Awaitable[Any]]
-
-
-def _hit_dicts(result: Any) -> list[dict[str, Any]]:
-    hits = getattr(result, "hits", result) or []
-    return [hit.to_dict() if hasattr(hit, "to_dict") else dict(hit) for hit in hits]
-
-
-def claim_event(conn: Connection, event_id: str) -> bool:
-    done = conn.execute(
-        insert_ignore(conn, slack_events).values(event_id=event_id, received_at=utcnow()).on_conflict_do_nothing()
-    )
-    return done.rowcount == 1
-
-
-def release_event(conn: Connection, event_id: str) -> None:
-    conn.execute(sa.delete(slack_events).where(slack_events.c.event_id == event_id))
-
-
-def forget_events(conn: Connection, older_than: timedelta) -> int:
-    return conn.execute(sa.delete(slack_events).where(slack_events.c.received_at < utcnow() - older_than)).rowcount
-
-
-def store_card(conn: Connection, ticket_id: int, channel: str, ts: str) -> None:
-    conn.execute(sa.update(tickets).where(tickets.c.id == ticket_id).values(slack_channel=channel, slack_ts=ts))
-
-
-def unposted(conn: Connection) -> list[int]:
-    """Open tickets with no card: a crash between the ticket's commit and its
-    post job's would leave them unposted; ``start`` enqueues them (deduplicated)."""
-    return list(
-        conn.execute(sa.select(tickets.c.id).where(tickets.c.status == "open", tickets.c.slack_ts.is_(None))).scalars()
-    )
-
-
-def add_slack_note(
-    conn: Connection, conversation_id: int, text: str, *, author_id: int, slack_ts: str | None
-) -> Message:
-    """``HubService.add_note`` plus the meta that keeps the note out of the mirror, in one transaction."""
-    note = conversations_tx.add_note(conn, conversation_id, text, author_id=author_id)
-    meta = {**note.meta, "source": SOURCE, "slack_ts": slack_ts}
-    conn.execute(sa.update(messages).where(messages.c.id == note.id).values(meta=meta))
-    return note
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """Everything a ticket card shows, read in ONE transaction (a card never
-    mixes a resolved conversation with a still-open ticket)."""
-
-    ticket: Ticket
-    conversation: Conversation
-    contact: Contact
-    history: list[Message]
-    users: dict[int, tuple[str, str | None]]  # id -> (name, Slack user id)
-
-
-def snapshot(conn: Connection, ticket_id: int) -> Snapshot:
-    ticket = tickets_queries.get_ticket(conn, ticket_id)
-    found = conn.execute(
-        sa.select(messages)
-        .where(messages.c.conversation_id == ticket.conversation_id, messages.c.kind == MessageKind.MESSAGE.value)
-        .order_by(messages.c.id.desc())
-        .limit(5)
-    )
-    history = list(reversed([rows.message(r) for r in found]))
-    wanted = {m.author_id for m in history if m.author_id is not None} | {ticket.assignee_id} - {None}
-    people = (
-        conn.execute(sa.select(users.c.id, users.c.name, users.c.slack_user_id).where(users.c.id.in_(wanted)))
-        if wanted
-        else []
-    )
-    return Snapshot(
-        ticket=ticket,
-        conversation=conversations_tx.get_conversation(conn, ticket.conversation_id),
-        contact=contacts_tx.get_contact(conn, ticket.contact_id),
-        history=history,
-        users={r.id: (r.name, r.slack_user_id) for r in people},
-    )
 
 
 def parse_team_channels(text: str) -> dict[str, str]:
@@ -185,9 +80,10 @@ class SlackDesk:
             max_delay=settings.slack_jobs_max_delay,
             poll_interval=settings.slack_jobs_poll_interval,
         )
+        self.inbound = SlackInbound(channel, service, tickets, settings)
+        self.commands = SlashCommands(app, channel, service, tickets, settings)
         self._tasks: set[asyncio.Task[None]] = set()
         self._unsubscribe: list[Callable[[], None]] = []
-        self.kb_search: KbSearch | None = None
 
     # --- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -238,190 +134,16 @@ class SlackDesk:
                 log.exception("forgetting old Slack event ids failed")
 
     def submit(self, kind: str, body: dict[str, Any]) -> None:
-        handler = {"event": self._on_event, "action": self._on_action, "command": self._on_command}[kind]
+        handler = {
+            "event": self.inbound.on_event,
+            "action": self.inbound.on_action,
+            "command": self.commands.on_command,
+        }[kind]
         self._spawn(handler(body), f"slack-{kind}")
-
-    # --- Slack -> hub ------------------------------------------------------------------
-    async def _on_event(self, body: dict[str, Any]) -> None:
-        event_id = body.get("event_id")
-        event = body.get("event") or {}
-        if event.get("type") != "message" or event.get("subtype") or event.get("bot_id"):
-            return  # edits, joins, and every bot's messages (ours included): no loops
-        user = event.get("user")
-        thread_ts = event.get("thread_ts")
-        if not user or user == self.channel.bot_user_id or not thread_ts or thread_ts == event.get("ts"):
-            return  # only people's replies in a ticket's thread concern the hub
-        ticket = await self.db.read(tickets_queries.ticket_for_slack_message, event.get("channel", ""), thread_ts)
-        if ticket is None or not event_id:
-            return
-        if not await self.db.write(claim_event, event_id):
-            log.debug("Slack event %s already handled (a retry)", event_id)
-            return
-        try:
-            await self._on_thread_reply(ticket, event, event_id)
-        except BaseException:
-            await asyncio.shield(self.db.write(release_event, event_id))
-            raise
-
-    async def _on_thread_reply(self, ticket: Ticket, event: dict[str, Any], event_id: str) -> None:
-        user = event["user"]
-        agent = await self.tickets.agent_for_slack_user(user)
-        if agent is None:
-            await self._ephemeral(
-                event["channel"], user, "You are not a Servicehub agent, so your message was not sent to the customer."
-            )
-            return
-        text = slack_blocks.plain_text(event.get("text") or "").strip()
-        prefix = self.settings.slack_note_prefix
-        try:
-            if prefix and text.startswith(prefix):
-                note_text = text[len(prefix) :].strip()
-                if note_text:
-                    note = await self.db.write(
-                        add_slack_note, ticket.conversation_id, note_text, author_id=agent.id, slack_ts=event.get("ts")
-                    )
-                    await self.bus.publish(
-                        NoteAdded(message_id=note.id, conversation_id=ticket.conversation_id, author_id=agent.id)
-                    )
-            elif text:
-                await self.service.reply(
-                    ticket.conversation_id,
-                    text,
-                    author_kind=AuthorKind.AGENT,
-                    author_id=agent.id,
-                    idempotency_key=f"slack:{event_id}",
-                    meta={"source": SOURCE, "slack_ts": event.get("ts")},
-                )
-        except InvalidInput as err:
-            await self._ephemeral(event["channel"], user, f"Not sent: {err.message}")
-
-    async def _on_action(self, body: dict[str, Any]) -> None:
-        user = (body.get("user") or {}).get("id", "")
-        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id", "")
-        for action in body.get("actions") or []:
-            value = action.get("value") or (action.get("selected_option") or {}).get("value") or ""
-            ticket_ref, _, option = value.partition(":")
-            agent = await self.tickets.agent_for_slack_user(user)
-            if agent is None:
-                await self._ephemeral(
-                    channel, user, "Only Servicehub agents can act on tickets. Ask an admin to link your Slack account."
-                )
-                return
-            try:
-                ticket_id = int(ticket_ref)
-                action_id = action.get("action_id")
-                if action_id == slack_blocks.CLAIM:
-                    await self.tickets.claim(ticket_id, agent.id)
-                elif action_id == slack_blocks.RESOLVE:
-                    await self.tickets.resolve(ticket_id, actor_id=agent.id)
-                elif action_id == slack_blocks.PRIORITY:
-                    await self.tickets.set_priority(ticket_id, option, actor_id=agent.id)
-                elif action_id == slack_blocks.SNOOZE:
-                    await self.tickets.snooze(ticket_id, actor_id=agent.id)
-            except ValueError:
-                await self._ephemeral(channel, user, "That button carries no ticket.")
-            except HubError as err:
-                await self._ephemeral(channel, user, err.message)
-
-    async def _on_command(self, body: dict[str, Any]) -> None:
-        user, channel = body.get("user_id", ""), body.get("channel_id", "")
-        words = (body.get("text") or "").strip().split(maxsplit=1)
-        verb, rest = (words[0].lower() if words else "help"), (words[1].strip() if len(words) > 1 else "")
-        agent = await self.tickets.agent_for_slack_user(user)
-        if agent is None:
-            await self._ephemeral(
-                channel, user, "Only Servicehub agents can use /hub. Ask an admin to link your Slack account."
-            )
-            return
-        try:
-            text = await self._command(agent.id, verb, rest)
-        except HubError as err:
-            text = err.message
-        await self._ephemeral(channel, user, text)
-
-    async def _command(self, agent_id: int, verb: str, rest: str) -> str:
-        if verb == "queue":
-            waiting = await self.tickets.queue(limit=15)
-            if not waiting:
-                return "The queue is empty."
-            lines = [f"• #{t.id} [{t.priority.value}] {t.team}: {slack_blocks.escape(t.summary[:80])}" for t in waiting]
-            return f"*{len(waiting)} unassigned ticket(s)*\n" + "\n".join(lines)
-        if verb == "duty":
-            if rest not in ("on", "off"):
-                return "Usage: /hub duty on|off"
-            agent = await self.tickets.set_duty(agent_id, rest == "on", actor_id=agent_id)
-            return f"You are {'on' if agent.on_duty else 'off'} duty ({agent.open_tickets} open ticket(s))."
-        if verb == "search":
-            if not rest:
-                return "Usage: /hub search <text>"
-            search = self._kb_search()
-            if search is None:
-                return "The knowledge base is not connected to the hub."
-            hits = [self._absolute(hit) for hit in _hit_dicts(await search(rest, 5))]
-            if not hits:
-                return f"No article matches “{slack_blocks.escape(rest)}”."
-            lines = []
-            for hit in hits:
-                title = slack_blocks.escape(str(hit.get("title") or hit.get("id") or "article"))
-                lines.append(f"• <{hit['url']}|{title}>" if hit.get("url") else f"• {title}")
-            return "\n".join(lines)
-        if verb == "contact":
-            return await self._contact_summary(rest)
-        return "Usage: /hub queue | /hub duty on|off | /hub search <text> | /hub contact <email|phone>"
 
     def use_kb_search(self, search: KbSearch) -> None:
         """``/hub search`` asks ``search`` instead of the hub's knowledge base."""
-        self.kb_search = search
-
-    def _kb_search(self) -> KbSearch | None:
-        """The registered search (``use_kb_search``), else the hub's knowledge base if it runs."""
-        if self.kb_search is not None:
-            return self.kb_search
-        try:
-            from hub.kb.setup import KNOWLEDGE_BASE
-        except ImportError:  # pragma: no cover - the knowledge base is optional
-            return None
-        kb = self.app.get(KNOWLEDGE_BASE)
-        if kb is None:
-            return None
-        return lambda query, limit: kb.search(query, k=limit)
-
-    def _absolute(self, hit: dict[str, Any]) -> dict[str, Any]:
-        url = hit.get("url")
-        if isinstance(url, str) and url.startswith("/"):
-            return {**hit, "url": self.settings.public_url.rstrip("/") + url}
-        return hit
-
-    async def _contact_summary(self, ref: str) -> str:
-        if not ref:
-            return "Usage: /hub contact <email|phone>"
-        kind = "email" if "@" in ref else "phone"
-
-        def find(conn: Connection) -> int | None:
-            row = contacts_tx.find_identity(conn, kind, contacts_tx.normalise_address(kind, ref))
-            return row.contact_id if row is not None else None
-
-        contact_id = await self.db.read(find)
-        if contact_id is None:
-            return f"No contact with {kind} {slack_blocks.escape(ref)}."
-        contact = await self.service.get_contact(contact_id)
-        page = await self.service.timeline(contact_id=contact_id, limit=10)
-        conversations = await self.service.list_conversations(contact_id=contact_id, limit=5)
-        head = f"*{slack_blocks.escape(contact.name or 'Unnamed contact')}* · {contact.email or '—'} · {contact.phone or '—'}"
-        convs = ", ".join(f"#{c.id} {c.channel} ({c.status.value})" for c in conversations) or "none"
-        lines = [
-            f"`{m.created_at:%m-%d %H:%M}` {m.channel} {m.author_kind.value}{' (note)' if m.kind.value == 'note' else ''}: "
-            f"{slack_blocks.escape(m.body[:120])}"
-            for m in page.items
-        ]
-        return f"{head}\nConversations: {convs}\n*Timeline*\n" + ("\n".join(lines) or "—")
-
-    async def _ephemeral(self, channel: str, user: str, text: str) -> None:
-        # Answers to one person: direct, not queued (nobody else would see them).
-        try:
-            await self.channel.call("chat.postEphemeral", channel=channel, user=user, text=text)
-        except ChannelSendError as err:
-            log.warning("ephemeral to %s failed: %s", user, err.message)
+        self.commands.kb_search = search
 
     # --- hub -> Slack (queued) -------------------------------------------------------------
     async def _enqueue(
@@ -533,7 +255,8 @@ class SlackDesk:
             if message.author_kind == AuthorKind.CUSTOMER:
                 who = contact.name or "Customer"
             elif message.author_kind == AuthorKind.AGENT:
-                who = snap.users.get(message.author_id, ("Agent", None))[0]
+                known = snap.users.get(message.author_id) if message.author_id is not None else None
+                who = known[0] if known is not None else "Agent"
             else:
                 who = names.get(message.author_kind.value, "Hub")
             last.append((who, message.body))
@@ -558,7 +281,7 @@ class SlackDesk:
             sla_breached=bool(ticket.first_response_breached_at or ticket.resolution_breached_at),
             snoozed_until=ticket.snoozed_until,
             last_messages=last,
-            kb_hits=[self._absolute(hit) for hit in ticket.kb_hits if isinstance(hit, dict)],
+            kb_hits=[absolute_link(hit, self.settings.public_url) for hit in ticket.kb_hits if isinstance(hit, dict)],
         )
 
     async def execute(self, job: slack_jobs.Job) -> None:
