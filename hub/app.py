@@ -30,6 +30,7 @@ from hub.conversations.service import HubService
 from hub.events import Clock
 from hub.kb.setup import build_knowledge_base, setup_knowledge_base
 from hub.kb.suggestions import suggestions_ctx
+from hub.messages import ChannelAdapter
 from hub.metrics import Metrics
 from hub.slack.desk import slack_desk_ctx
 from hub.storage import open_database
@@ -82,7 +83,8 @@ def create_app(
     app[keys.METRICS] = Metrics()
     app[keys.BUS] = RedisBus(settings.redis_url) if settings.redis_url else LocalBus()
     built: dict[str, Channel] = channels if channels is not None else build_channels(settings)
-    app[keys.CHANNELS] = dict(built)
+    adapters: dict[str, ChannelAdapter] = dict(built)
+    app[keys.CHANNELS] = adapters
     app[keys.HEALTH] = {}
 
     app.add_routes(ops.routes)

@@ -273,7 +273,11 @@ def ingest_many(
 
     SQLite only, where the writer is the only one; elsewhere it is a loop
     over ``ingest``, which locks what a concurrent writer could change."""
-    single = {"identity_kind": identity_kind, "reopen_window": reopen_window, "enqueue_bot": enqueue_bot}
+    single: dict[str, Any] = {
+        "identity_kind": identity_kind,
+        "reopen_window": reopen_window,
+        "enqueue_bot": enqueue_bot,
+    }
     if conn.dialect.name != "sqlite":
         return [ingest(conn, inbound, **single) for inbound in batch]
     channel = batch[0].channel
@@ -496,7 +500,7 @@ def _find_or_open(
         lock = conn.dialect.name == "postgresql"
         if inbound.thread_key:
             stmt = _LATEST_BY_THREAD[lock]
-            params = {"channel": inbound.channel, "thread_key": inbound.thread_key}
+            params: dict[str, Any] = {"channel": inbound.channel, "thread_key": inbound.thread_key}
         else:
             stmt = _LATEST_BY_IDENTITY[lock]
             params = {"channel": inbound.channel, "identity_id": identity_id}

@@ -29,6 +29,7 @@ from hub.models import (
     Message,
     MessageKind,
     Priority,
+    StrEnum,
 )
 from hub.storage import rows
 from hub.storage.schema import conversations, identities, messages, outbox, users
@@ -264,7 +265,7 @@ def update_conversation(
     return updated, applied
 
 
-def _enum(kind: type, value: Any, field_name: str) -> Any:
+def _enum(kind: type[StrEnum], value: Any, field_name: str) -> Any:
     try:
         return kind(value)
     except ValueError:

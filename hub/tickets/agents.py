@@ -271,7 +271,7 @@ def book(conn: Connection, user_id: int | None, delta: int, *, stamp: bool = Fal
 
 def recount_loads(conn: Connection) -> None:
     """Recompute every agent's open-ticket count from the tickets (start-up self-repair)."""
-    counts = dict(
+    counts: dict[int, int] = dict(
         conn.execute(
             sa.select(tickets.c.assignee_id, sa.func.count())
             .where(tickets.c.status == "open", tickets.c.assignee_id.is_not(None))

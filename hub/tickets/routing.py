@@ -83,7 +83,7 @@ def _keyword_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
     return pattern
 
 
-def validate_rule(kind: str, params: Any, priority: Any) -> tuple[str, dict[str, Any], Priority]:
+def validate_rule(kind: Any, params: Any, priority: Any) -> tuple[str, dict[str, Any], Priority]:
     """Check an admin's rule; InvalidInput names what is wrong."""
     if kind not in RULE_KINDS:
         raise InvalidInput(f"kind must be one of {', '.join(RULE_KINDS)}")
