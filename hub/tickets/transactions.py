@@ -14,6 +14,12 @@ records the timeline events). ``TicketService`` publishes the events after
 the commit. Changes made elsewhere (``PATCH /conversations/{id}``) reach the
 ticket through ``ConversationUpdated`` (``sync_from_conversation``), which is
 a no-op for the changes this module made itself.
+
+Every transaction takes ``now`` from its caller (``TicketService`` reads its
+clock). The module runs a little past ~400 lines because the transitions
+share private helpers (``_update``, ``_set_assignee``, ``_set_priority``,
+``_pause``/``_resume``) that keep the ticket and its conversation in step and
+should not be reachable from elsewhere.
 """
 
 from __future__ import annotations
