@@ -21,9 +21,11 @@ if TYPE_CHECKING:
     from hub.kb.suggestions import PhrasingSuggestions
     from hub.messages import ChannelAdapter
     from hub.metrics import Metrics
+    from hub.ratelimit import RateLimiter
     from hub.slack.desk import SlackDesk
     from hub.storage import Database
     from hub.tickets.service import TicketService
+    from knowledge_base import KnowledgeBase
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 # Where services read the time for their transactions; tests pass one they move.
@@ -38,6 +40,10 @@ AUTH: web.AppKey[TokenAuthenticator] = web.AppKey("auth")
 TICKETS: web.AppKey[TicketService] = web.AppKey("tickets")
 # Only while the ``slack`` channel is enabled.
 SLACK_DESK: web.AppKey[SlackDesk] = web.AppKey("slack_desk")
+# Only while the knowledge base is enabled (hub.kb.setup).
+KNOWLEDGE_BASE: web.AppKey[KnowledgeBase] = web.AppKey("knowledge_base")
+# Per-client limits of the knowledge base's public search.
+RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 # New article phrasings offered to an admin (hub.kb.suggestions).
 PHRASINGS: web.AppKey[PhrasingSuggestions] = web.AppKey("phrasings")
 # Components report their health here: name -> (ok, detail).
@@ -50,9 +56,11 @@ __all__ = [
     "CLOCK",
     "DATABASE",
     "HEALTH",
+    "KNOWLEDGE_BASE",
     "METRICS",
     "OUTBOX",
     "PHRASINGS",
+    "RATE_LIMITER",
     "SERVICE",
     "SETTINGS",
     "SLACK_DESK",

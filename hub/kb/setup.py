@@ -28,8 +28,8 @@ from knowledge_base.portal.app import create_portal_app
 
 log = logging.getLogger(__name__)
 
-KNOWLEDGE_BASE = web.AppKey("knowledge_base", KnowledgeBase)
-RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+# The key lives in hub.keys; this name stays for the bot's setup, which imports it from here.
+KNOWLEDGE_BASE = keys.KNOWLEDGE_BASE
 
 routes = web.RouteTableDef()
 
@@ -80,7 +80,7 @@ def _tell_bot(app: web.Application) -> None:
 
 
 def _kb(request: web.Request) -> KnowledgeBase:
-    kb = request.app.get(KNOWLEDGE_BASE)
+    kb = request.app.get(keys.KNOWLEDGE_BASE)
     if kb is None:
         raise Unavailable("the knowledge base is not enabled (HUB_KB_ENABLED=false)")
     return kb
@@ -100,7 +100,7 @@ async def _call(coro: Any) -> Any:
 async def search(request: web.Request) -> web.Response:
     """Public and rate-limited: it only ever returns published article text."""
     settings = request.app[keys.SETTINGS]
-    await request.app[RATE_LIMITER].check(settings.kb_search_rate_limit, "kb-search", client_ip(request))
+    await request.app[keys.RATE_LIMITER].check(settings.kb_search_rate_limit, "kb-search", client_ip(request))
     query = request.query.get("q", "")
     if not query.strip():
         raise InvalidInput("query parameter 'q' is required")
@@ -124,7 +124,7 @@ async def topics(request: web.Request) -> web.Response:
     Public like search: only published titles and categories.
     """
     settings = request.app[keys.SETTINGS]
-    await request.app[RATE_LIMITER].check(settings.kb_search_rate_limit, "kb-search", client_ip(request))
+    await request.app[keys.RATE_LIMITER].check(settings.kb_search_rate_limit, "kb-search", client_ip(request))
     collection = request.query.get("collection", "default")
     articles = await _call(_kb(request).list_articles(collection))
     groups: dict[str, list[str]] = {}
@@ -208,11 +208,11 @@ async def delete_article(request: web.Request) -> web.Response:
 def setup_knowledge_base(app: web.Application, kb: KnowledgeBase | None) -> None:
     """Routes always exist (503 when disabled); the portal only with a KB."""
     settings = app[keys.SETTINGS]
-    app[RATE_LIMITER] = RateLimiter(settings.redis_url)
+    app[keys.RATE_LIMITER] = RateLimiter(settings.redis_url)
     app.add_routes(routes)
     if kb is None:
         return
-    app[KNOWLEDGE_BASE] = kb
+    app[keys.KNOWLEDGE_BASE] = kb
     votes = _LazyVotes(app)
     portal = create_portal_app(
         kb,
@@ -242,7 +242,7 @@ class _LazyVotes:
 
 
 async def _kb_ctx(app: web.Application) -> AsyncIterator[None]:
-    kb = app[KNOWLEDGE_BASE]
+    kb = app[keys.KNOWLEDGE_BASE]
     settings = app[keys.SETTINGS]
     await kb.start()
     app[keys.HEALTH]["knowledge_base"] = lambda: {"ok": True}

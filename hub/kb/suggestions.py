@@ -37,7 +37,6 @@ from sqlalchemy.engine import Connection
 
 from hub import keys
 from hub.errors import Conflict, InvalidInput, NotFound, Unavailable
-from hub.kb.setup import KNOWLEDGE_BASE
 from hub.models import AuthorKind, Message, MessageKind, _Serialisable
 from hub.storage import Database, insert_ignore
 from hub.storage.schema import audit_log, kb_phrasing_suggestions, messages
@@ -419,7 +418,7 @@ async def suggestions_ctx(app: web.Application) -> AsyncIterator[None]:
     (agent replies, bot votes) once this is wired in."""
     service = app[keys.SERVICE]
     phrasings = PhrasingSuggestions(
-        app[keys.DATABASE], public_url=app[keys.SETTINGS].public_url, knowledge_base=app.get(KNOWLEDGE_BASE)
+        app[keys.DATABASE], public_url=app[keys.SETTINGS].public_url, knowledge_base=app.get(keys.KNOWLEDGE_BASE)
     )
     app[keys.PHRASINGS] = phrasings
     service.phrasings = phrasings

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from sqlalchemy.engine import Connection
 
+from hub import keys
 from hub.conversations import contacts as contacts_tx
 from hub.errors import HubError
 from hub.slack import cards as slack_blocks
@@ -110,11 +111,7 @@ class SlashCommands:
         """The registered search (``use_kb_search``), else the hub's knowledge base if it runs."""
         if self.kb_search is not None:
             return self.kb_search
-        try:
-            from hub.kb.setup import KNOWLEDGE_BASE
-        except ImportError:  # pragma: no cover - the knowledge base is optional
-            return None
-        kb = self.app.get(KNOWLEDGE_BASE)
+        kb = self.app.get(keys.KNOWLEDGE_BASE)
         if kb is None:
             return None
         return lambda query, limit: kb.search(query, k=limit)

@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 
 from bot.rasa import model
-from hub.kb.setup import KNOWLEDGE_BASE
+from hub.keys import KNOWLEDGE_BASE
 from tests.conftest import Hub, wait_for
 
 from .conftest import start_rasa_hub

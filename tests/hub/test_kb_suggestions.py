@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from bot.client import BotTurn, RasaClient
 from hub import keys
 from hub.bot.bridge import BotBridge
-from hub.kb.setup import KNOWLEDGE_BASE
 from hub.kb.suggestions import article_links, bot_feedback
+from hub.keys import KNOWLEDGE_BASE
 from hub.storage.schema import kb_phrasing_suggestions, messages, metadata, outbox
 from knowledge_base import SAMPLE_DIR, HashingEmbedder, KnowledgeBase
 from tests.conftest import Hub, make_settings, start_hub, wait_for
