@@ -176,7 +176,7 @@ class BotModelWatcher:
         process = await asyncio.create_subprocess_exec(
             str(self.rasa_python), "-m", "bot.rasa.model", "--json",
             "--models-dir", str(self.models_dir), "--extra-data", str(self.file),
-            cwd=str(Path(__file__).resolve().parent.parent),
+            cwd=str(Path(__file__).resolve().parents[2]),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
