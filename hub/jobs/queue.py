@@ -130,7 +130,7 @@ class Queue(Generic[Item]):
         select = sa.select(table.c.id).where(due, ~blocked).order_by(table.c.id).limit(sa.bindparam("limit"))
         if lock:
             select = select.with_for_update(skip_locked=True, of=table)
-        ids = sa.bindparam("ids", expanding=True)
+        ids: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True)
         claim = (
             sa.update(table)
             .where(table.c.id.in_(ids))
