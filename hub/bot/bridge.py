@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection
 
 from bot.client import BotTurn, RasaClient
 from hub.bot.triage import Triage
@@ -59,10 +59,6 @@ class Job:
     attempts: int
 
 
-def _job(r: Row[Any]) -> Job:
-    return Job(r.id, r.conversation_id, r.message_id, r.kind, r.attempts)
-
-
 # Never dead: an answer that fails is logged and dropped (the fallback has
 # already answered, or the conversation is gone); a resume retries, then gives up.
 BOT_JOBS: Queue[Job] = Queue(
@@ -71,18 +67,7 @@ BOT_JOBS: Queue[Job] = Queue(
         noun="bot job",
         table=bot_jobs,
         group="conversation_id",
-        item=_job,
-        columns=(
-            "id",
-            "conversation_id",
-            "message_id",
-            "kind",
-            "status",
-            "attempts",
-            "next_attempt_at",
-            "last_error",
-            "created_at",
-        ),
+        item=Job,
         running="running",
     )
 )

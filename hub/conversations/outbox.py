@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
@@ -32,7 +32,7 @@ from channels.base import Channel, OutboundMessage, SendResult
 from hub.errors import ChannelSendError
 from hub.events import DeliveryFailed, MessageDelivered
 from hub.jobs.queue import DEAD, PENDING, Queue, QueueSpec
-from hub.jobs.worker import JobWorker
+from hub.jobs.worker import JobWorker, Tuning
 from hub.models import DeliveryStatus
 from hub.storage import Database
 from hub.storage.schema import messages, outbox
@@ -52,18 +52,6 @@ class Delivery:
     idempotency_key: str
     payload: dict[str, Any]
     attempts: int
-
-
-def _delivery(r: Row[Any]) -> Delivery:
-    return Delivery(
-        id=r.id,
-        message_id=r.message_id,
-        conversation_id=r.conversation_id,
-        channel=r.channel,
-        idempotency_key=r.idempotency_key,
-        payload=dict(r.payload),
-        attempts=r.attempts,
-    )
 
 
 # Built once, like the queue's own statements: it runs with every delivery.
@@ -93,19 +81,8 @@ OUTBOX: Queue[Delivery] = Queue(
         noun="delivery",
         table=outbox,
         group="conversation_id",
-        item=_delivery,
-        columns=(
-            "id",
-            "message_id",
-            "conversation_id",
-            "channel",
-            "status",
-            "attempts",
-            "next_attempt_at",
-            "last_error",
-            "provider_id",
-            "created_at",
-        ),
+        item=Delivery,
+        unlisted=("idempotency_key",),
         done=DELIVERED,
         running=SENDING,
         done_columns=("provider_id",),
@@ -128,27 +105,19 @@ class OutboxWorker(JobWorker[Delivery]):
         channels: dict[str, Channel],
         publish: Publish,
         *,
-        max_attempts: int = 8,
-        base_delay: float = 1.0,
-        max_delay: float = 300.0,
-        lease_seconds: float = 60.0,
-        concurrency: int = 16,
-        poll_interval: float = 1.0,
         on_result: Callable[[str, str], None] | None = None,
+        **tuning: Unpack[Tuning],
     ) -> None:
+        options: Tuning = {"max_attempts": 8, "concurrency": 16}
+        options.update(tuning)
         super().__init__(
             db,
             OUTBOX,
             self.send,
             name="outbox-worker",
-            max_attempts=max_attempts,
-            base_delay=base_delay,
-            max_delay=max_delay,
-            lease_seconds=lease_seconds,
-            concurrency=concurrency,
-            poll_interval=poll_interval,
             on_done=self._on_delivered,
             on_failed=self._on_failed,
+            **options,
         )
         self.channels = channels
         self.publish = publish

@@ -23,6 +23,7 @@ outbox's claim runs on every pass of the hot path.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ from hub.errors import NotFound
 from hub.storage import insert_ignore
 
 PENDING, DEAD = "pending", "dead"
+# Bulky or internal: what the admin list never shows.
+UNLISTED = ("payload", "lease_until", "updated_at")
 
 
 class Claimed(Protocol):
@@ -62,8 +65,8 @@ class QueueSpec(Generic[Item]):
     noun: str  # for error messages: "no dead {noun} 7"
     table: sa.Table
     group: str  # column: rows sharing its value run in order (NULL: a group of its own)
-    item: Callable[[Row[Any]], Item]  # maps a claimed row
-    columns: tuple[str, ...]  # what the admin list shows, in order
+    item: type[Item]  # a dataclass, built from the claimed row's columns of its field names
+    unlisted: tuple[str, ...] = ()  # columns the admin list leaves out besides UNLISTED
     done: str = "done"
     running: str = "sending"
     # Columns written on success, from the handler's result by ``done_values``.
@@ -85,6 +88,9 @@ class Queue(Generic[Item]):
         self.name = spec.name
         table = self.table = spec.table
         self._group = table.c[spec.group]
+        self._fields = tuple(f.name for f in dataclasses.fields(spec.item))  # type: ignore[arg-type]  # Item is bound to a protocol, not known to be a dataclass
+        hidden = set(UNLISTED) | set(spec.unlisted)
+        self.columns = tuple(column.name for column in table.columns if column.name not in hidden)
         stamp = table.c.updated_at.type
         self._claim = {lock: self._claim_statements(lock) for lock in (False, True)}
         self._done = (
@@ -155,7 +161,8 @@ class Queue(Generic[Item]):
         if not ids:
             return []
         conn.execute(claim, {"ids": ids, "now": now, "lease_until": now + lease})
-        return [self.spec.item(row) for row in conn.execute(load, {"ids": ids})]
+        make, fields = self.spec.item, self._fields
+        return [make(**{name: row._mapping[name] for name in fields}) for row in conn.execute(load, {"ids": ids})]
 
     def mark_done(self, conn: Connection, item: Item, result: Any, now: datetime) -> None:
         values = self.spec.done_values(result) if self.spec.done_values is not None else {}
@@ -213,7 +220,7 @@ class Queue(Generic[Item]):
         stmt = sa.select(self.table).order_by(self.table.c.id.desc()).limit(limit)
         if status:
             stmt = stmt.where(self.table.c.status == status)
-        return [{column: _json(getattr(row, column)) for column in self.spec.columns} for row in conn.execute(stmt)]
+        return [{column: _json(getattr(row, column)) for column in self.columns} for row in conn.execute(stmt)]
 
     def requeue_dead(self, conn: Connection, job_id: int, now: datetime) -> None:
         """A dead row starts over: pending now, attempts from zero."""

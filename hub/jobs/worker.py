@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable
 from datetime import timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypedDict, TypeVar, Unpack
 
 from hub.errors import ChannelSendError
 from hub.events import utcnow
@@ -112,6 +112,17 @@ class PollingWorker(ABC, Generic[Item]):
 Handler = Callable[[Job], Awaitable[Any]]
 
 
+class Tuning(TypedDict, total=False):
+    """A worker's knobs (from Settings); each queue's worker has its own defaults."""
+
+    max_attempts: int
+    base_delay: float  # seconds; backoff doubles it per attempt, with full jitter
+    max_delay: float
+    lease_seconds: float  # a claimed row unfinished this long is taken to be a crash
+    concurrency: int  # groups worked at once
+    poll_interval: float  # for retries coming due; notify() wakes the worker sooner
+
+
 class JobWorker(PollingWorker[Job]):
     """Works a durable queue: claims due rows with a lease, runs ``handler``
     on each and records the result in the queue.
@@ -131,25 +142,20 @@ class JobWorker(PollingWorker[Job]):
         handler: Handler[Job],
         *,
         name: str | None = None,
-        max_attempts: int = 8,
-        base_delay: float = 1.0,
-        max_delay: float = 300.0,
-        lease_seconds: float = 60.0,
-        concurrency: int = 16,
-        poll_interval: float = 1.0,
         claim_batch: int = 4,
         on_done: Callable[[Job, Any], Awaitable[None]] | None = None,
         on_failed: Callable[[Job, ChannelSendError, bool], Awaitable[None]] | None = None,
+        **tuning: Unpack[Tuning],
     ) -> None:
-        super().__init__(concurrency=concurrency, poll_interval=poll_interval)
+        super().__init__(concurrency=tuning.get("concurrency", 16), poll_interval=tuning.get("poll_interval", 1.0))
         self.name = name or f"{queue.name}-worker"
         self.db = db
         self.queue = queue
         self.handler = handler
-        self.max_attempts = max_attempts
-        self.base_delay = base_delay
-        self.max_delay = max_delay
-        self.lease = timedelta(seconds=lease_seconds)
+        self.max_attempts = tuning.get("max_attempts", 8)
+        self.base_delay = tuning.get("base_delay", 1.0)
+        self.max_delay = tuning.get("max_delay", 300.0)
+        self.lease = timedelta(seconds=tuning.get("lease_seconds", 60.0))
         self.claim_batch = claim_batch  # rows claimed per pass, per unit of concurrency
         self.on_done = on_done
         self.on_failed = on_failed

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection
 
 from hub.events import utcnow
 from hub.jobs.queue import DEAD, PENDING, Queue, QueueSpec
-from hub.jobs.worker import JobWorker
+from hub.jobs.worker import JobWorker, Tuning
 from hub.storage import Database
 from hub.storage.schema import slack_jobs
 
@@ -39,18 +39,14 @@ class Job:
     attempts: int
 
 
-def _job(r: Row[Any]) -> Job:
-    return Job(id=r.id, kind=r.kind, ticket_id=r.ticket_id, payload=dict(r.payload), attempts=r.attempts)
-
-
 SLACK_JOBS: Queue[Job] = Queue(
     QueueSpec(
         name="slack",
         noun="Slack job",
         table=slack_jobs,
         group="ticket_id",
-        item=_job,
-        columns=("id", "kind", "ticket_id", "status", "attempts", "next_attempt_at", "last_error", "created_at"),
+        item=Job,
+        unlisted=("dedup_key",),
     )
 )
 
@@ -85,30 +81,10 @@ class SlackJobWorker(JobWorker[Job]):
     """Claims due Slack jobs and runs them through ``execute`` (which raises
     ``ChannelSendError`` on failure); ``notify()`` wakes it at once."""
 
-    def __init__(
-        self,
-        db: Database,
-        execute: Execute,
-        *,
-        max_attempts: int = 10,
-        base_delay: float = 1.0,
-        max_delay: float = 300.0,
-        lease_seconds: float = 60.0,
-        concurrency: int = 4,
-        poll_interval: float = 1.0,
-    ) -> None:
-        super().__init__(
-            db,
-            SLACK_JOBS,
-            execute,
-            name="slack-jobs",
-            max_attempts=max_attempts,
-            base_delay=base_delay,
-            max_delay=max_delay,
-            lease_seconds=lease_seconds,
-            concurrency=concurrency,
-            poll_interval=poll_interval,
-        )
+    def __init__(self, db: Database, execute: Execute, **tuning: Unpack[Tuning]) -> None:
+        options: Tuning = {"max_attempts": 10, "concurrency": 4}
+        options.update(tuning)
+        super().__init__(db, SLACK_JOBS, execute, name="slack-jobs", **options)
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Stop claiming; let calls in flight finish, then cancel."""

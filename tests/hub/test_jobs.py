@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection
 
 from hub.errors import ChannelSendError, NotFound
 from hub.events import utcnow
@@ -32,10 +32,6 @@ class Job:
     attempts: int
 
 
-def _job(row: Row[Any]) -> Job:
-    return Job(row.id, row.ticket_id, row.attempts)
-
-
 def make_queue(hooks: list[tuple[str, int]] | None = None) -> Queue[Job]:
     """A queue over the ``slack_jobs`` table whose hooks record what ran."""
     calls = hooks if hooks is not None else []
@@ -45,8 +41,7 @@ def make_queue(hooks: list[tuple[str, int]] | None = None) -> Queue[Job]:
             noun="test job",
             table=slack_jobs,
             group="ticket_id",
-            item=_job,
-            columns=("id", "ticket_id", "status", "attempts", "next_attempt_at", "last_error"),
+            item=Job,
             on_done=lambda conn, item, result: calls.append(("done", item.id)),
             on_dead=lambda conn, item: calls.append(("dead", item.id)),
             on_requeue=lambda conn, row: calls.append(("requeue", row.id)),
@@ -121,6 +116,7 @@ async def test_dead_letter_listing_and_requeue(db: Database) -> None:
     assert counts == {"pending": 0, "sending": 0, "done": 0, "dead": 1}
     [entry] = await db.read(queue.list, "dead", 10)
     assert entry["id"] == job_id and entry["attempts"] == 1 and len(entry["last_error"]) == 2000
+    assert "payload" not in entry and "lease_until" not in entry
     assert isinstance(entry["next_attempt_at"], str)
     assert await db.read(queue.list, "pending", 10) == []
 
