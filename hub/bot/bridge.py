@@ -62,14 +62,7 @@ class Job:
 # Never dead: an answer that fails is logged and dropped (the fallback has
 # already answered, or the conversation is gone); a resume retries, then gives up.
 BOT_JOBS: Queue[Job] = Queue(
-    QueueSpec(
-        name="bot",
-        noun="bot job",
-        table=bot_jobs,
-        group="conversation_id",
-        item=Job,
-        running="running",
-    )
+    QueueSpec("bot", bot_jobs, group="conversation_id", item=Job, noun="bot job", running="running")
 )
 
 

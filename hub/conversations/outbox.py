@@ -77,12 +77,12 @@ def _requeued(conn: Connection, row: Row[Any]) -> None:
 
 OUTBOX: Queue[Delivery] = Queue(
     QueueSpec(
-        name="outbox",
-        noun="delivery",
-        table=outbox,
+        "outbox",
+        outbox,
         group="conversation_id",
         item=Delivery,
-        unlisted=("idempotency_key",),
+        noun="delivery",
+        unlisted=("idempotency_key",),  # the channel's business; it can be long
         done=DELIVERED,
         running=SENDING,
         done_columns=("provider_id",),

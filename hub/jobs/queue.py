@@ -62,10 +62,10 @@ def backoff(attempt: int, *, base: float, cap: float, rng: random.Random | None 
 @dataclass(frozen=True)
 class QueueSpec(Generic[Item]):
     name: str  # the queue's name in the admin API
-    noun: str  # for error messages: "no dead {noun} 7"
     table: sa.Table
     group: str  # column: rows sharing its value run in order (NULL: a group of its own)
     item: type[Item]  # a dataclass, built from the claimed row's columns of its field names
+    noun: str  # for error messages: "no dead {noun} 7"
     unlisted: tuple[str, ...] = ()  # columns the admin list leaves out besides UNLISTED
     done: str = "done"
     running: str = "sending"

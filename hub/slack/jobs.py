@@ -40,14 +40,7 @@ class Job:
 
 
 SLACK_JOBS: Queue[Job] = Queue(
-    QueueSpec(
-        name="slack",
-        noun="Slack job",
-        table=slack_jobs,
-        group="ticket_id",
-        item=Job,
-        unlisted=("dedup_key",),
-    )
+    QueueSpec("slack", slack_jobs, group="ticket_id", item=Job, noun="Slack job", unlisted=("dedup_key",))
 )
 
 

@@ -37,11 +37,11 @@ def make_queue(hooks: list[tuple[str, int]] | None = None) -> Queue[Job]:
     calls = hooks if hooks is not None else []
     return Queue(
         QueueSpec(
-            name="test",
-            noun="test job",
-            table=slack_jobs,
+            "test",
+            slack_jobs,
             group="ticket_id",
             item=Job,
+            noun="test job",
             on_done=lambda conn, item, result: calls.append(("done", item.id)),
             on_dead=lambda conn, item: calls.append(("dead", item.id)),
             on_requeue=lambda conn, row: calls.append(("requeue", row.id)),
