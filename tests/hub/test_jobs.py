@@ -20,6 +20,7 @@ from hub.jobs.queue import Queue, QueueSpec, backoff
 from hub.jobs.worker import JobWorker
 from hub.storage import Database, open_database
 from hub.storage.schema import slack_jobs
+from tests.conftest import Hub
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
@@ -227,3 +228,18 @@ async def test_concurrent_claimers_never_get_the_same_row(database_url: str, db:
 
 def _claim_ids(conn: Connection, queue: Queue[Job], limit: int) -> list[int]:
     return [job.id for job in queue.claim_due(conn, T0, LEASE, limit)]
+
+
+@pytest.mark.asyncio
+async def test_one_admin_api_over_every_queue(hub: Hub) -> None:
+    bot = await hub.api("GET", "/api/v1/jobs", params={"queue": "bot"})
+    assert bot == {"counts": {"pending": 0, "running": 0, "done": 0, "dead": 0}, "items": []}
+    slack = await hub.api("GET", "/api/v1/jobs", params={"queue": "slack", "status": "dead", "limit": "5"})
+    assert slack["counts"] == {"pending": 0, "sending": 0, "done": 0, "dead": 0}
+    await hub.api("GET", "/api/v1/jobs", params={"queue": "bot", "status": "delivered"}, expect=400)
+    await hub.api("GET", "/api/v1/jobs", params={"queue": "nope"}, expect=400)
+    await hub.api("GET", "/api/v1/jobs", expect=400)
+    await hub.api("GET", "/api/v1/jobs", params={"queue": "outbox"}, role="agent", expect=403)
+    await hub.api("POST", "/api/v1/jobs/nope/1/retry", expect=404)
+    await hub.api("POST", "/api/v1/jobs/slack/1/retry", expect=404)  # no such dead job
+    await hub.api("POST", "/api/v1/jobs/bot/1/retry", role="agent", expect=403)
