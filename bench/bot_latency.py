@@ -54,9 +54,9 @@ async def run(conversations: int, messages: int, pace: float) -> dict[str, float
     from channels.fake import sign
     from hub import keys
     from hub.app import create_app
-    from hub.bot.setup import BOT_BRIDGE
     from hub.config import Settings
     from hub.events import MessageQueued
+    from hub.keys import BOT_BRIDGE
     from hub.storage.migrate import upgrade
     from knowledge_base import SAMPLE_DIR
 

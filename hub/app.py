@@ -17,6 +17,7 @@ from channels.base import Channel
 from channels.registry import build_channels
 from hub import keys
 from hub.api import admin, contacts, conversations, ops
+from hub.api import jobs as jobs_api
 from hub.api import kb_suggestions as kb_suggestions_api
 from hub.api import tickets as tickets_api
 from hub.api.middleware import auth_middleware, error_middleware, observe_middleware
@@ -91,6 +92,7 @@ def create_app(
     app.add_routes(contacts.routes)
     app.add_routes(conversations.routes)
     app.add_routes(admin.routes)
+    app.add_routes(jobs_api.routes)
     setup_knowledge_base(app, build_knowledge_base(settings) if knowledge_base is _FROM_SETTINGS else knowledge_base)
     app.add_routes(kb_suggestions_api.routes)
     app.add_routes(tickets_api.routes)

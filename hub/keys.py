@@ -13,6 +13,9 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from hub.auth import TokenAuthenticator
+    from hub.bot.bridge import BotBridge
+    from hub.bot.model import BotModelWatcher
+    from hub.bot.supervisor import ChildProcess
     from hub.bus import EventBus
     from hub.config import Settings
     from hub.conversations.outbox import OutboxWorker
@@ -46,11 +49,19 @@ KNOWLEDGE_BASE: web.AppKey[KnowledgeBase] = web.AppKey("knowledge_base")
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 # New article phrasings offered to an admin (hub.kb.suggestions).
 PHRASINGS: web.AppKey[PhrasingSuggestions] = web.AppKey("phrasings")
+# Only while a bot runs (hub.bot.setup): the bridge, the child processes the hub
+# started (Rasa, the action server), and the watcher that retrains Rasa's NLU.
+BOT_BRIDGE: web.AppKey[BotBridge] = web.AppKey("bot_bridge")
+BOT_PROCESSES: web.AppKey[list[ChildProcess]] = web.AppKey("bot_processes")
+BOT_MODEL: web.AppKey[BotModelWatcher] = web.AppKey("bot_model")
 # Components report their health here: name -> (ok, detail).
 HEALTH: web.AppKey[dict[str, Any]] = web.AppKey("health")
 
 __all__ = [
     "AUTH",
+    "BOT_BRIDGE",
+    "BOT_MODEL",
+    "BOT_PROCESSES",
     "BUS",
     "CHANNELS",
     "CLOCK",

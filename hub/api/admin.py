@@ -1,4 +1,4 @@
-"""Admin endpoints: users, tokens, the outbox's dead letters, the audit log."""
+"""Admin endpoints: users, tokens, the audit log (the queues' dead letters: ``hub.api.jobs``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ from aiohttp import web
 
 from hub import auth, keys
 from hub.api.base import current_user, field, int_param, json_body, path_id, requires
-from hub.conversations import outbox
-from hub.errors import InvalidInput
 from hub.models import Role
 from hub.storage.schema import audit_log
 
@@ -70,31 +68,6 @@ async def revoke_token(request: web.Request) -> web.Response:
         current_user(request).id, "token.revoke", target_type="token", target_id=token_id
     )
     return web.json_response({"revoked": token_id})
-
-
-@routes.get("/api/v1/outbox")
-@requires(Role.ADMIN)
-async def list_outbox(request: web.Request) -> web.Response:
-    status = request.query.get("status")
-    if status and status not in (outbox.PENDING, outbox.SENDING, outbox.DELIVERED, outbox.DEAD):
-        raise InvalidInput("status must be one of pending, sending, delivered, dead")
-    limit = int_param(request, "limit", default=50, hi=500)
-    db = request.app[keys.DATABASE]
-    items = await db.read(outbox.list_entries, status, limit)
-    counts = await db.read(outbox.depth)
-    return web.json_response({"counts": counts, "items": items})
-
-
-@routes.post("/api/v1/outbox/{id}/retry")
-@requires(Role.ADMIN)
-async def retry_dead(request: web.Request) -> web.Response:
-    outbox_id = path_id(request)
-    await request.app[keys.DATABASE].write(outbox.requeue_dead, outbox_id)
-    request.app[keys.OUTBOX].notify()
-    await request.app[keys.SERVICE].audit(
-        current_user(request).id, "outbox.retry", target_type="outbox", target_id=outbox_id
-    )
-    return web.json_response({"requeued": outbox_id})
 
 
 @routes.get("/api/v1/audit")

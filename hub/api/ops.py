@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hub import keys
 from hub.api.base import public
-from hub.conversations import outbox
+from hub.conversations.outbox import OUTBOX
 
 routes = web.RouteTableDef()
 OPENAPI = Path(__file__).with_name("openapi.yaml")
@@ -55,7 +55,7 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     registry = request.app[keys.METRICS]
     try:
-        counts = await request.app[keys.DATABASE].read(outbox.depth)
+        counts = await request.app[keys.DATABASE].read(OUTBOX.depth)
         for status, count in counts.items():
             registry.outbox_depth.labels(status).set(count)
     except Exception:

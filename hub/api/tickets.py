@@ -1,4 +1,4 @@
-"""Tickets, the queue, agents (duty and profile), routing rules, SLA policies, Slack jobs."""
+"""Tickets, the queue, agents (duty and profile), routing rules, SLA policies."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from hub import keys
 from hub.api.base import assignee_filter, current_user, field, int_param, json_body, path_id, requires
 from hub.errors import Forbidden, InvalidInput, Unavailable
 from hub.models import Priority, Role
-from hub.slack import jobs as slack_jobs
 from hub.tickets.rules import add_rule, delete_rule, list_rules
 from hub.tickets.service import TicketService
 
@@ -223,29 +222,3 @@ async def remove_rule(request: web.Request) -> web.Response:
 async def sla_policies(request: web.Request) -> web.Response:
     policies = _tickets(request).slas
     return web.json_response({p.value: policies[p].to_dict() for p in Priority if p in policies})
-
-
-# --- the Slack job queue ------------------------------------------------------------------
-
-
-@routes.get("/api/v1/slack/jobs")
-@requires(Role.ADMIN)
-async def list_slack_jobs(request: web.Request) -> web.Response:
-    status = request.query.get("status")
-    if status and status not in (slack_jobs.PENDING, slack_jobs.SENDING, slack_jobs.DONE, slack_jobs.DEAD):
-        raise InvalidInput("status must be one of pending, sending, done, dead")
-    db = request.app[keys.DATABASE]
-    items = await db.read(slack_jobs.list_jobs, status, int_param(request, "limit", default=50, hi=500))
-    return web.json_response({"counts": await db.read(slack_jobs.depth), "items": items})
-
-
-@routes.post("/api/v1/slack/jobs/{id}/retry")
-@requires(Role.ADMIN)
-async def retry_slack_job(request: web.Request) -> web.Response:
-    job_id = path_id(request)
-    await request.app[keys.DATABASE].write(slack_jobs.requeue_dead, job_id)
-    desk = request.app.get(keys.SLACK_DESK)
-    if desk is not None:
-        desk.worker.notify()
-    await _audit(request, "slack_job.retry", "slack_job", job_id)
-    return web.json_response({"requeued": job_id})

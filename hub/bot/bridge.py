@@ -24,19 +24,17 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from bot.client import BotTurn, RasaClient
 from hub.bot.triage import Triage
-from hub.conversations.outbox import backoff
 from hub.conversations.service import HubService
-from hub.errors import NotFound, Unavailable
+from hub.errors import ChannelSendError, NotFound, Unavailable
 from hub.events import ConversationUpdated, HandoffRequested, utcnow
-from hub.jobs.worker import PollingWorker
+from hub.jobs.queue import Queue, QueueSpec
+from hub.jobs.worker import JobWorker
 from hub.metrics import Metrics
 from hub.models import AuthorKind, Conversation, Handler, Message, Priority
 from hub.storage import Database
@@ -61,78 +59,15 @@ class Job:
     attempts: int
 
 
-def claim_jobs(conn: Connection, lease: timedelta, limit: int) -> list[Job]:
-    now = utcnow()
-    older = bot_jobs.alias("older")
-    blocked = (
-        sa.select(older.c.id)
-        .where(
-            older.c.conversation_id == bot_jobs.c.conversation_id,
-            older.c.id < bot_jobs.c.id,
-            older.c.status.in_(("pending", "running")),
-        )
-        .exists()
-    )
-    due = sa.or_(
-        sa.and_(bot_jobs.c.status == "pending", bot_jobs.c.next_attempt_at <= now),
-        sa.and_(bot_jobs.c.status == "running", bot_jobs.c.lease_until < now),
-    )
-    stmt = sa.select(bot_jobs.c.id).where(due, ~blocked).order_by(bot_jobs.c.id).limit(limit)
-    if conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True, of=bot_jobs)
-    ids = list(conn.execute(stmt).scalars())
-    if not ids:
-        return []
-    conn.execute(
-        sa.update(bot_jobs)
-        .where(bot_jobs.c.id.in_(ids))
-        .values(status="running", lease_until=now + lease, attempts=bot_jobs.c.attempts + 1, updated_at=now)
-    )
-    found = conn.execute(sa.select(bot_jobs).where(bot_jobs.c.id.in_(ids)).order_by(bot_jobs.c.id))
-    return [Job(r.id, r.conversation_id, r.message_id, r.kind, r.attempts) for r in found]
-
-
-def finish_job(conn: Connection, job_id: int) -> None:
-    conn.execute(
-        sa.update(bot_jobs).where(bot_jobs.c.id == job_id).values(status="done", lease_until=None, updated_at=utcnow())
-    )
-
-
-def retry_job(conn: Connection, job_id: int, error: str, delay: float) -> None:
-    now = utcnow()
-    conn.execute(
-        sa.update(bot_jobs)
-        .where(bot_jobs.c.id == job_id)
-        .values(
-            status="pending",
-            lease_until=None,
-            last_error=error[:2000],
-            next_attempt_at=now + timedelta(seconds=delay),
-            updated_at=now,
-        )
-    )
+# Never dead: an answer that fails is logged and dropped (the fallback has
+# already answered, or the conversation is gone); a resume retries, then gives up.
+BOT_JOBS: Queue[Job] = Queue(
+    QueueSpec("bot", bot_jobs, group="conversation_id", item=Job, noun="bot job", running="running")
+)
 
 
 def enqueue_resume(conn: Connection, conversation_id: int) -> None:
-    now = utcnow()
-    conn.execute(
-        sa.insert(bot_jobs).values(
-            conversation_id=conversation_id,
-            message_id=None,
-            kind="resume",
-            status="pending",
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-            updated_at=now,
-        )
-    )
-
-
-def pending_jobs(conn: Connection) -> int:
-    return conn.execute(
-        sa.select(sa.func.count()).select_from(bot_jobs).where(bot_jobs.c.status != "done")
-    ).scalar_one()
+    BOT_JOBS.enqueue(conn, {"conversation_id": conversation_id, "message_id": None, "kind": "resume"}, utcnow())
 
 
 def _summarise(text: str, limit: int = 300) -> str:
@@ -149,9 +84,7 @@ def _summarise(text: str, limit: int = 300) -> str:
     return summary
 
 
-class BotBridge(PollingWorker[Job]):
-    name = "bot-bridge"
-
+class BotBridge(JobWorker[Job]):
     def __init__(
         self,
         service: HubService,
@@ -176,9 +109,19 @@ class BotBridge(PollingWorker[Job]):
         self.public_url = public_url.rstrip("/")
         self.confidence_threshold = confidence_threshold
         self.triage = triage
-        super().__init__(concurrency=concurrency, poll_interval=poll_interval)
-        self.lease = timedelta(seconds=lease_seconds)
-        self.max_attempts = max_attempts
+        super().__init__(
+            db,
+            BOT_JOBS,
+            self._run_job,
+            name="bot-bridge",
+            max_attempts=max_attempts,
+            base_delay=1.0,
+            max_delay=60.0,
+            lease_seconds=lease_seconds,
+            concurrency=concurrency,
+            poll_interval=poll_interval,
+            claim_batch=2,
+        )
         self.degraded = False
         self.last_error: str | None = None
         self._unsubscribe: Callable[[], None] | None = None
@@ -210,16 +153,7 @@ class BotBridge(PollingWorker[Job]):
         self.last_error = error if degraded else None
         self.metrics.degraded.labels("rasa").set(1 if degraded else 0)
 
-    async def claim(self) -> list[Job]:
-        return await self.db.write(claim_jobs, self.lease, self.concurrency * 2)
-
-    def group_of(self, job: Job) -> int:
-        return job.conversation_id
-
-    async def process(self, job: Job) -> bool:
-        return await self._run_job(job)
-
-    async def _run_job(self, job: Job) -> bool:
+    async def _run_job(self, job: Job) -> None:
         try:
             if job.kind == "resume":
                 await self.rasa.resume(str(job.conversation_id))
@@ -229,12 +163,8 @@ class BotBridge(PollingWorker[Job]):
             pass  # the conversation or message was erased meanwhile
         except Exception as err:
             if job.kind == "resume" and job.attempts < self.max_attempts:
-                delay = backoff(job.attempts, base=1.0, cap=60.0)
-                await self.db.write(retry_job, job.id, f"{type(err).__name__}: {err}", delay)
-                return False
+                raise ChannelSendError(f"{type(err).__name__}: {err}", retryable=True) from err
             log.exception("bot job %s failed for good", job.id)
-        await self.db.write(finish_job, job.id)
-        return True
 
     # --- answering ---------------------------------------------------------------
     async def _answer(self, job: Job) -> None:

@@ -40,6 +40,7 @@ from aiohttp import web
 from bot.client import RasaClient
 from bot.rasa import kb_nlu
 from bot.rasa.model import training_hash
+from hub import keys
 from hub.api.base import requires
 from hub.models import Role
 
@@ -206,14 +207,11 @@ def _write_if_changed(path: Path, text: str) -> None:
         tmp.replace(path)
 
 
-BOT_MODEL = web.AppKey("bot_model", BotModelWatcher)
-
-
 @routes.get("/api/v1/bot/model")
 @requires(Role.VIEWER)
 async def model_status(request: web.Request) -> web.Response:
     """Which NLU model the bot serves, and whether it is in step with the knowledge base."""
-    watcher = request.app.get(BOT_MODEL)
+    watcher = request.app.get(keys.BOT_MODEL)
     if watcher is None:
         return web.json_response({"adapting": False})
     return web.json_response({"adapting": True, **watcher.state.as_dict()})

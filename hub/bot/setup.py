@@ -15,15 +15,13 @@ from aiohttp import web
 from bot.client import RasaClient
 from hub import keys
 from hub.bot.bridge import BotBridge
-from hub.bot.model import BOT_MODEL, BotModelWatcher, all_articles
+from hub.bot.model import BotModelWatcher, all_articles
 from hub.bot.supervisor import ChildProcess
 from hub.bot.triage import Triage
 
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: hub/bot/setup.py -> ../../
-BOT_BRIDGE = web.AppKey("bot_bridge", BotBridge)
-BOT_PROCESSES = web.AppKey("bot_processes", list)
 
 
 def setup_bot(app: web.Application) -> None:
@@ -83,7 +81,7 @@ async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
         processes = rasa_processes(settings, token)
         for process in processes:
             await process.start()
-    app[BOT_PROCESSES] = processes
+    app[keys.BOT_PROCESSES] = processes
     client = RasaClient(url, token=token, timeout=settings.rasa_timeout)
     kb = app.get(_kb_key())
     tickets = app.get(keys.TICKETS)
@@ -104,7 +102,7 @@ async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
         confidence_threshold=settings.bot_confidence_threshold,
         triage=triage,
     )
-    app[BOT_BRIDGE] = bridge
+    app[keys.BOT_BRIDGE] = bridge
     app[keys.HEALTH]["bot"] = bridge.health
     # Messages arriving before Rasa is up are stored with their bot jobs;
     # the bridge starts answering once Rasa is ready.
@@ -120,7 +118,7 @@ async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
             rasa_python=_rooted(settings.rasa_venv) / "bin" / "python",
             interval=settings.bot_adapt_interval,
         )
-        app[BOT_MODEL] = watcher
+        app[keys.BOT_MODEL] = watcher
 
     async def start_when_ready() -> None:
         await triage.load()  # the examples embed while Rasa loads

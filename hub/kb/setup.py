@@ -15,7 +15,6 @@ from sqlalchemy.engine import Connection
 
 from hub import keys
 from hub.api.base import current_user, field, int_param, json_body, public, requires
-from hub.bot.model import BOT_MODEL
 from hub.errors import InvalidInput, NotFound, Unavailable
 from hub.events import utcnow
 from hub.models import Role
@@ -74,7 +73,7 @@ class DatabaseVoteStore:
 
 def _tell_bot(app: web.Application) -> None:
     """The bot's NLU follows the knowledge base (hub.bot.model): have it look now."""
-    watcher = app.get(BOT_MODEL)
+    watcher = app.get(keys.BOT_MODEL)
     if watcher is not None:
         watcher.changed()
 

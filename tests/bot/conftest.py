@@ -301,7 +301,7 @@ async def start_rasa_hub(rasa_model: model.ModelInfo, tmp: Path, **overrides: An
 
     Returns a ``tests.conftest.Hub`` once the bot bridge answers customers.
     """
-    from hub.bot.setup import BOT_BRIDGE
+    from hub.keys import BOT_BRIDGE
     from hub.storage.migrate import upgrade
     from knowledge_base import SAMPLE_DIR, KnowledgeBase
     from tests.conftest import make_settings, start_hub, wait_for

@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 
 from bot.rasa import model
-from hub.bot.setup import BOT_BRIDGE, BOT_PROCESSES
+from hub.keys import BOT_BRIDGE, BOT_PROCESSES
 from tests.conftest import Hub, wait_for
 
 from .conftest import start_rasa_hub

@@ -437,7 +437,7 @@ async def test_slack_429_is_retried_after_retry_after_and_5xx_retried(slack_hub:
     assert time.monotonic() - started >= 0.95  # waited for Retry-After
 
     async def post_job() -> dict | None:
-        jobs = await slack_hub.api("GET", "/api/v1/slack/jobs")
+        jobs = await slack_hub.api("GET", "/api/v1/jobs", params={"queue": "slack"})
         job = next(j for j in jobs["items"] if j["kind"] == "post_ticket")
         return job if job["status"] == "done" else None
 
@@ -451,11 +451,11 @@ async def test_slack_permanent_error_dead_letters_and_can_be_retried(slack_hub: 
     ticket = await bot_handoff(slack_hub, conversation_id)
 
     async def dead() -> dict | None:
-        jobs = await slack_hub.api("GET", "/api/v1/slack/jobs", params={"status": "dead"})
+        jobs = await slack_hub.api("GET", "/api/v1/jobs", params={"queue": "slack", "status": "dead"})
         return jobs["items"][0] if jobs["items"] else None
 
     job = await wait_for(dead)
-    await slack_hub.api("POST", f"/api/v1/slack/jobs/{job['id']}/retry")
+    await slack_hub.api("POST", f"/api/v1/jobs/slack/{job['id']}/retry")
     await posted_card(slack_hub, slack_api, ticket["id"])
 
 
@@ -562,7 +562,7 @@ async def test_slack_outage_across_restart_loses_nothing(
     calls_before = len(slack_api.calls)
     second = await start_hub(settings)
     try:
-        jobs = await second.api("GET", "/api/v1/slack/jobs")
+        jobs = await second.api("GET", "/api/v1/jobs", params={"queue": "slack"})
         waiting = {j["kind"] for j in jobs["items"] if j["status"] in ("pending", "sending")}
         assert waiting >= {"post_ticket", "thread"}, jobs["items"]
         # The jobs kept their 5 s backoff from the outage, and one cut off

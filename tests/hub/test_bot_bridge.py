@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from hub.bot.setup import BOT_BRIDGE
 from hub.events import HandoffRequested
+from hub.keys import BOT_BRIDGE
 from knowledge_base import SAMPLE_DIR, HashingEmbedder, KnowledgeBase
 from tests.conftest import Hub, make_settings, start_hub, wait_for
 from tests.fakes.rasa import FakeRasa

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from channels.fake import FakeChannel, FakeRecorder
-from hub.conversations.outbox import backoff
 from hub.errors import ChannelSendError
+from hub.jobs.queue import backoff
 from tests.conftest import Hub, make_settings, start_hub, wait_for
 
 
@@ -131,7 +131,7 @@ async def test_retryable_failures_then_success(hub: Hub) -> None:
     )
     await wait_for(lambda: _delivered(hub, reply["id"]), timeout=10)
     assert [m.text for m in recorder.sent] == ["eventually"]
-    entries = await hub.api("GET", "/api/v1/outbox", params={"status": "delivered"})
+    entries = await hub.api("GET", "/api/v1/jobs", params={"queue": "outbox", "status": "delivered"})
     [entry] = [e for e in entries["items"] if e["message_id"] == reply["id"]]
     assert entry["attempts"] == 3
 
@@ -145,10 +145,10 @@ async def test_permanent_failure_is_dead_lettered_and_can_be_retried(hub: Hub) -
         "POST", f"/api/v1/conversations/{conversation_id}/messages", role="agent", json={"text": "lost?"}, expect=201
     )
     await wait_for(lambda: _status(hub, reply["id"], "failed"))
-    dead = await hub.api("GET", "/api/v1/outbox", params={"status": "dead"})
+    dead = await hub.api("GET", "/api/v1/jobs", params={"queue": "outbox", "status": "dead"})
     [entry] = dead["items"]
     assert entry["last_error"] == "unknown recipient" and dead["counts"]["dead"] == 1
-    await hub.api("POST", f"/api/v1/outbox/{entry['id']}/retry")
+    await hub.api("POST", f"/api/v1/jobs/outbox/{entry['id']}/retry")
     await wait_for(lambda: _delivered(hub, reply["id"]))
     assert [m.text for m in recorder.sent] == ["lost?"]
 

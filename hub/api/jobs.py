@@ -1,0 +1,77 @@
+"""The durable queues for an admin: counts, entries, and requeueing dead letters.
+
+One shape for every queue of ``hub.jobs``: ``GET /api/v1/jobs?queue=outbox``
+and ``POST /api/v1/jobs/{queue}/{id}/retry``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from hub import keys
+from hub.api.base import current_user, int_param, path_id, requires
+from hub.bot.bridge import BOT_JOBS
+from hub.conversations.outbox import OUTBOX
+from hub.errors import InvalidInput, NotFound
+from hub.events import utcnow
+from hub.jobs.queue import Queue
+from hub.models import Role
+from hub.slack.jobs import SLACK_JOBS
+
+routes = web.RouteTableDef()
+
+QUEUES: dict[str, Queue[Any]] = {queue.name: queue for queue in (OUTBOX, SLACK_JOBS, BOT_JOBS)}
+# The audit log's names for a requeue, as they were before the queues shared one API.
+AUDIT_TARGETS = {"outbox": "outbox", "slack": "slack_job", "bot": "bot_job"}
+
+
+def _queue(name: str | None) -> Queue[Any]:
+    if name not in QUEUES:
+        raise InvalidInput(f"queue must be one of {', '.join(QUEUES)}")
+    return QUEUES[name]
+
+
+def _notify(app: web.Application, queue: str) -> None:
+    """Wake the queue's worker, when it runs here, so a requeued row goes at once."""
+    worker: Any = None
+    if queue == "outbox":
+        worker = app.get(keys.OUTBOX)
+    elif queue == "slack":
+        desk = app.get(keys.SLACK_DESK)
+        worker = desk.worker if desk is not None else None
+    elif queue == "bot":
+        worker = app.get(keys.BOT_BRIDGE)
+    if worker is not None:
+        worker.notify()
+
+
+@routes.get("/api/v1/jobs")
+@requires(Role.ADMIN)
+async def list_jobs(request: web.Request) -> web.Response:
+    queue = _queue(request.query.get("queue"))
+    status = request.query.get("status")
+    if status and status not in queue.spec.statuses:
+        raise InvalidInput(f"status must be one of {', '.join(queue.spec.statuses)}")
+    limit = int_param(request, "limit", default=50, hi=500)
+    db = request.app[keys.DATABASE]
+    items = await db.read(queue.list, status, limit)
+    counts = await db.read(queue.depth)
+    return web.json_response({"counts": counts, "items": items})
+
+
+@routes.post("/api/v1/jobs/{queue}/{id}/retry")
+@requires(Role.ADMIN)
+async def retry_job(request: web.Request) -> web.Response:
+    name = request.match_info["queue"]
+    if name not in QUEUES:
+        raise NotFound(f"no queue {name!r}")
+    job_id = path_id(request)
+    await request.app[keys.DATABASE].write(QUEUES[name].requeue_dead, job_id, utcnow())
+    _notify(request.app, name)
+    target = AUDIT_TARGETS[name]
+    await request.app[keys.SERVICE].audit(
+        current_user(request).id, f"{target}.retry", target_type=target, target_id=job_id
+    )
+    return web.json_response({"requeued": job_id})
