@@ -13,7 +13,7 @@ import pytest
 from aiohttp import WSMsgType
 
 from channels.base import OutboundMessage
-from channels.webchat_security import RateLimiter, TokenBucket, VisitorClaims, VisitorTokens, user_hash
+from channels.webchat.security import RateLimiter, TokenBucket, VisitorClaims, VisitorTokens, user_hash
 from tests.channels.test_webchat_support import (
     IDENTITY_SECRET,
     SECRET,
