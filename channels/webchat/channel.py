@@ -17,9 +17,10 @@ from typing import Any, ClassVar
 from aiohttp import WSCloseCode, web
 
 from channels.base import InboundMessage, OutboundMessage, SendResult
-from channels.webchat.security import OriginPolicy, RateLimiter, VisitorTokens
+from channels.webchat.security import OriginPolicy, VisitorTokens
 from channels.webchat.socket import CLIENT_ID, SESSION, Session, WebchatSockets, contact_form
-from hub.errors import InvalidInput, InvalidSignature
+from hub.errors import InvalidInput, InvalidSignature, TooLarge
+from hub.ratelimit import RateLimiter, TokenBuckets
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,9 @@ class WebchatChannel(WebchatSockets):
         self.origins = OriginPolicy(allowed, settings.public_url)
         self.max_text_len = settings.webchat_max_message_chars  # type: ignore[misc]
         self.max_frame_bytes = settings.webchat_max_frame_bytes
-        self.visitor_limits = RateLimiter(settings.webchat_session_rate, settings.webchat_session_burst)
-        self.ip_limits = RateLimiter(settings.webchat_ip_rate, settings.webchat_ip_burst)
+        self.limits = RateLimiter()
+        self.visitor_rule = TokenBuckets(settings.webchat_session_rate, settings.webchat_session_burst)
+        self.ip_rule = TokenBuckets(settings.webchat_ip_rate, settings.webchat_ip_burst)
         # Replaced by the ticket work with the real duty roster (sync or async).
         self.agents_online: Callable[[], bool | Awaitable[bool]] = lambda: settings.webchat_agents_online != "false"
         # Called with (visitor_id, active) when a visitor types; the agent UI may hook in.
@@ -140,6 +142,13 @@ class WebchatChannel(WebchatSockets):
             )
         ]
 
+    def check_text(self, text: str) -> str:
+        # The base class says "too long" with a plain InvalidInput; the socket
+        # answers it with its own code, so it needs a type to tell it apart.
+        if text.strip() and self.max_text_len is not None and len(text) > self.max_text_len:
+            raise TooLarge(f"message text is {len(text)} characters; {self.name} allows {self.max_text_len}")
+        return super().check_text(text)
+
     async def send(self, message: OutboundMessage) -> SendResult:
         """Push an agent or bot reply to every open socket of the visitor ``message.to``.
 
@@ -221,5 +230,4 @@ class WebchatChannel(WebchatSockets):
     async def _prune_forever(self) -> None:
         while True:
             await asyncio.sleep(PRUNE_INTERVAL)
-            self.ip_limits.prune()
-            self.visitor_limits.prune()
+            self.limits.prune()

@@ -20,14 +20,14 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from channels.base import Channel, OutboundMessage
 from channels.webchat.security import (
     OriginPolicy,
-    RateLimiter,
     VisitorClaims,
     VisitorTokens,
     new_visitor_id,
     verified_visitor_id,
     verify_user_hash,
 )
-from hub.errors import Forbidden, HubError, InvalidInput, InvalidSignature, RateLimited
+from hub.errors import Forbidden, HubError, InvalidInput, InvalidSignature, RateLimited, TooLarge
+from hub.ratelimit import RateLimiter, TokenBuckets
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,9 @@ class WebchatSockets(Channel):
     identity_secret: str | None
     origins: OriginPolicy
     max_frame_bytes: int
-    visitor_limits: RateLimiter
-    ip_limits: RateLimiter
+    limits: RateLimiter
+    visitor_rule: TokenBuckets
+    ip_rule: TokenBuckets
     on_visitor_typing: Callable[[str, bool], Awaitable[None] | None] | None
     config: dict[str, Any]
     _sessions: set[Session]
@@ -101,7 +102,7 @@ class WebchatSockets(Channel):
         if self._closing:
             raise web.HTTPServiceUnavailable()
         ip = request.remote or "unknown"
-        wait = self.ip_limits.take(ip)
+        wait = self.limits.take(self.ip_rule, "ip", ip)
         if wait:
             raise RateLimited("too many connections from this address", retry_after=wait)
         ws = web.WebSocketResponse(
@@ -173,7 +174,7 @@ class WebchatSockets(Channel):
         except FrameError as err:
             await self._error(session, err.code, err.message, ref=ref, **err.extra)
         except InvalidInput as err:
-            code = "too_large" if "allows" in err.message else "invalid_input"
+            code = "too_large" if isinstance(err, TooLarge) else "invalid_input"
             await self._error(session, code, err.message, ref=ref)
         except RateLimited as err:
             await self._error(session, "rate_limited", err.message, ref=ref, retry_after=round(err.retry_after, 3))
@@ -187,13 +188,13 @@ class WebchatSockets(Channel):
             await self._error(session, "internal_error", "internal error", ref=ref)
 
     def _check_rate(self, session: Session, cost: float) -> None:
-        wait = self.ip_limits.take(session.ip, cost)
+        wait = self.limits.take(self.ip_rule, "ip", session.ip, cost=cost)
         if wait:
             raise RateLimited("too many messages from this address; slow down", retry_after=wait)
         if session.visitor_id is not None:
-            wait = self.visitor_limits.take(session.visitor_id, cost)
+            wait = self.limits.take(self.visitor_rule, "visitor", session.visitor_id, cost=cost)
             if wait:
-                self.ip_limits.refund(session.ip, cost)
+                self.limits.refund(self.ip_rule, "ip", session.ip, cost=cost)
                 raise RateLimited("you are sending messages too fast; slow down", retry_after=wait)
 
     async def _on_hello(self, session: Session, frame: dict[str, Any]) -> None:
