@@ -1,8 +1,9 @@
 """Web chat: the embeddable customer widget and its WebSocket.
 
 The package: ``channel`` (the Channel: routes, assets, verify, parse,
-send), ``socket`` (one WebSocket session and its frames), ``security``
-(visitor tokens, identity hashes, origins) and ``static/`` (the widget).
+send), ``socket`` (one WebSocket session and its frames), ``frames`` (what a
+frame may hold), ``security`` (visitor tokens, identity hashes, origins) and
+``static/`` (the widget).
 
 Embed with one tag::
 

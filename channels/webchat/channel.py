@@ -17,8 +17,9 @@ from typing import Any, ClassVar
 from aiohttp import WSCloseCode, web
 
 from channels.base import InboundMessage, OutboundMessage, SendResult
+from channels.webchat.frames import CLIENT_ID, contact_form
 from channels.webchat.security import OriginPolicy, VisitorTokens
-from channels.webchat.socket import CLIENT_ID, SESSION, Session, WebchatSockets, contact_form
+from channels.webchat.socket import SESSION, Session, WebchatSockets
 from hub.errors import InvalidInput, InvalidSignature, TooLarge
 from hub.ratelimit import RateLimiter, TokenBuckets
 

@@ -9,7 +9,6 @@ import asyncio
 import inspect
 import json
 import logging
-import re
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from channels.base import Channel, OutboundMessage
+from channels.webchat.frames import EMAIL_MAX, NAME_MAX, FrameError, is_id, message_frame, short_str
 from channels.webchat.security import (
     OriginPolicy,
     VisitorClaims,
@@ -31,9 +31,6 @@ from hub.ratelimit import RateLimiter, TokenBuckets
 
 log = logging.getLogger(__name__)
 
-CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-NAME_MAX = 200
-EMAIL_MAX = 254
 HISTORY_MAX = 200
 SEND_TIMEOUT = 5.0
 # Typing and read receipts are cheap and frequent: they spend a quarter token.
@@ -58,16 +55,6 @@ class Session:
 
 
 SESSION = web.RequestKey("webchat_session", Session)
-
-
-class FrameError(Exception):
-    """Answer the current frame with an error frame; the socket stays open."""
-
-    def __init__(self, code: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.extra = extra
 
 
 class WebchatSockets(Channel):
@@ -243,7 +230,7 @@ class WebchatSockets(Channel):
             },
         )
         after_id = frame.get("after_id")
-        await self._send_history(session, after_id if _is_id(after_id) else None, HISTORY_MAX)
+        await self._send_history(session, after_id if is_id(after_id) else None, HISTORY_MAX)
 
     async def _identify(self, session: Session, user: Any) -> str | None:
         """Apply the host site's user details; the user key when they are verified."""
@@ -251,10 +238,10 @@ class WebchatSockets(Channel):
             return None
         if not isinstance(user, dict):
             raise FrameError("invalid_frame", "'user' must be an object")
-        email = _short_str(user.get("email"), EMAIL_MAX)
-        user_id = _short_str(user.get("user_id"), 200)
-        name = _short_str(user.get("name"), NAME_MAX)
-        claimed = _short_str(user.get("user_hash"), 128)
+        email = short_str(user.get("email"), EMAIL_MAX)
+        user_id = short_str(user.get("user_id"), 200)
+        name = short_str(user.get("name"), NAME_MAX)
+        claimed = short_str(user.get("user_hash"), 128)
         basis = user_id or email
         if name:
             session.sender_name = name
@@ -278,7 +265,7 @@ class WebchatSockets(Channel):
         if session.hints:  # the hub has them now; do not rewrite the contact on every message
             session.hints = {}
         session.conversation_id = result.conversation.id
-        message = _message_frame(result.message, session.visitor_id or "")
+        message = message_frame(result.message, session.visitor_id or "")
         await self._send(
             session,
             {
@@ -300,7 +287,7 @@ class WebchatSockets(Channel):
 
     async def _on_read(self, session: Session, frame: dict[str, Any]) -> None:
         last_id = frame.get("last_id")
-        if not _is_id(last_id):
+        if not is_id(last_id):
             raise FrameError("invalid_frame", "'last_id' must be a message id")
         await self._push(session.visitor_id or "", {"type": "read", "last_id": last_id}, skip=session)
 
@@ -312,7 +299,7 @@ class WebchatSockets(Channel):
             if wanted != session.conversation_id:
                 raise FrameError("forbidden", "that conversation is not yours")
         after_id = frame.get("after_id")
-        if after_id is not None and not _is_id(after_id):
+        if after_id is not None and not is_id(after_id):
             raise FrameError("invalid_frame", "'after_id' must be a message id")
         limit = frame.get("limit", 50)
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= HISTORY_MAX:
@@ -331,7 +318,7 @@ class WebchatSockets(Channel):
             {
                 "type": "history",
                 "conversation_id": session.conversation_id,
-                "messages": [_message_frame(m, session.visitor_id or "") for m in found],
+                "messages": [message_frame(m, session.visitor_id or "") for m in found],
             },
         )
 
@@ -385,50 +372,3 @@ class WebchatSockets(Channel):
                 sessions.discard(session)
                 if not sessions:
                     del self._by_visitor[session.visitor_id]
-
-
-def _is_id(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _short_str(value: Any, limit: int) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str):
-        raise FrameError("invalid_frame", "user and contact fields must be strings")
-    value = value.strip()
-    if len(value) > limit:
-        raise FrameError("invalid_input", f"a user or contact field is longer than {limit} characters")
-    return value or None
-
-
-def contact_form(contact: dict[str, Any]) -> dict[str, str]:
-    """The pre-chat form: optional name and email, unverified."""
-    form: dict[str, str] = {}
-    name = _short_str(contact.get("name"), NAME_MAX)
-    email = _short_str(contact.get("email"), EMAIL_MAX)
-    if name:
-        form["name"] = name
-    if email:
-        local, _, domain = email.rpartition("@")
-        if not local or "." not in domain or any(c.isspace() for c in email):
-            raise InvalidInput("that email address does not look right")
-        form["email"] = email
-    return form
-
-
-def _message_frame(message: Any, visitor_id: str) -> dict[str, Any]:
-    client_id = None
-    external = message.external_id
-    prefix = f"{visitor_id}:"
-    if external and visitor_id and external.startswith(prefix):
-        client_id = external[len(prefix) :]
-    return {
-        "id": message.id,
-        "author": message.author_kind.value,
-        "text": message.body,
-        "created_at": message.created_at.isoformat() if message.created_at else None,
-        "client_id": client_id,
-    }
