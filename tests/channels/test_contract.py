@@ -350,12 +350,9 @@ class SlackContract(Contract):
             # "transport": nothing listens on the URL the client is pointed at.
             url = f"http://127.0.0.1:{free_port()}/api/" if failure == "transport" else api.base_url
             channel = SlackChannel.from_settings(self.settings("sqlite:///unused.db", tmp_path, slack_api_url=url))
-            lifespan = channel.lifespan(None)  # type: ignore[arg-type]  # SlackChannel's lifespan never reads the app
-            await anext(lifespan)
-            try:
+            lifespan = asynccontextmanager(channel.lifespan)
+            async with lifespan(None):  # type: ignore[arg-type]  # SlackChannel's lifespan never reads the app
                 yield lambda: channel.send(outbound("CSUPPORT"))
-            finally:
-                await lifespan.aclose()
         finally:
             await api.close()
 
@@ -403,6 +400,12 @@ def test_missing_secrets_are_a_config_error_naming_them(contract: Contract, tmp_
         cls.from_settings(missing)
     for env_name in contract.missing_settings.values():
         assert env_name in refused.value.message
+    # One secret missing: that one is named, and no other.
+    for setting, env_name in contract.missing_settings.items():
+        with pytest.raises(ConfigError) as refused:
+            cls.from_settings(contract.settings("sqlite:///unused.db", tmp_path, **{setting: None}))
+        named = [name for name in contract.missing_settings.values() if name in refused.value.message]
+        assert named == [env_name], (setting, refused.value.message)
 
 
 @pytest.mark.asyncio
