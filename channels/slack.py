@@ -12,6 +12,7 @@ tracked background tasks; nothing here touches storage.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -21,12 +22,13 @@ import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.internals import parse_body
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from channels.base import Channel, InboundMessage, OutboundMessage, SendResult
-from hub.errors import ChannelSendError, InvalidSignature
+from hub.errors import ChannelSendError, InvalidInput, InvalidSignature
 
 log = logging.getLogger(__name__)
 
@@ -97,18 +99,41 @@ class SlackChannel(Channel):
         return [web.post(EVENTS_PATH, self.handle_events)]
 
     async def handle_events(self, request: web.Request) -> web.StreamResponse:
-        """Events API, interactivity and slash commands share this URL."""
+        """Events API, interactivity and slash commands share this URL.
+
+        The signature is checked on the raw bytes before anything reads them
+        (bolt checks it again), and a body bolt could not read is refused with
+        its reason (400) instead of failing inside bolt.
+        """
+        body = await request.read()
+        await self.verify(request, body)
+        self.parse(request, body)
         bolt_response = await self.bolt.async_dispatch(await to_bolt_request(request))
         return await to_aiohttp_response(bolt_response)
 
     async def verify(self, request: web.Request, body: bytes) -> None:
         timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
         signature = request.headers.get("X-Slack-Signature", "")
-        if not self.verifier.is_valid(body, timestamp, signature):
+        # is_valid reads the timestamp with int(): anything but digits is a forgery, not a crash.
+        if not timestamp.isdigit() or not self.verifier.is_valid(body, timestamp, signature):
             raise InvalidSignature("Slack signature missing, forged or outside the replay window")
 
     def parse(self, request: web.Request, body: bytes) -> list[InboundMessage]:
-        """Slack carries agents, not customers: nothing enters the customer ingest path."""
+        """Check that bolt can read ``body``; InvalidInput with the reason otherwise.
+
+        Slack carries agents, not customers: nothing enters the customer
+        ingest path, so this returns no messages.
+        """
+        try:
+            # bolt's own reading (JSON, or a form with a JSON ``payload``), so
+            # what passes here is exactly what bolt will accept.
+            payload = parse_body(body.decode(), request.content_type)
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise InvalidInput(f"Slack body is not valid JSON or form data: {err}") from err
+        if not isinstance(payload, dict):
+            raise InvalidInput("Slack body is not an object")
+        if payload.get("type") == "event_callback" and not isinstance(payload.get("event"), dict):
+            raise InvalidInput("event_callback without an 'event' object")
         return []
 
     async def send(self, message: OutboundMessage) -> SendResult:

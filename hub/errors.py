@@ -40,6 +40,16 @@ class InvalidInput(HubError):
     code = "invalid_input"
 
 
+class TooLarge(InvalidInput):
+    """Input over a size limit (a message longer than its channel allows).
+
+    Still a 400 like any invalid input; the type lets the web chat answer
+    ``too_large`` instead of ``invalid_input`` without reading the message.
+    """
+
+    code = "too_large"
+
+
 class NotFound(HubError):
     status = 404
     code = "not_found"

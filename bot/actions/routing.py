@@ -27,10 +27,11 @@ signals are combined, and the decision records which fired (``signals``):
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from bot.actions.settings import ActionSettings
 
 KB = "kb"
 HANDOFF = "handoff"
@@ -45,8 +46,6 @@ HANDOFF_PRIORITY = {
     "request_human": ("normal", "customer-request"),
 }
 CUSTOMER_REQUEST = ("normal", "customer-request")
-DEFAULT_URGENT_ESCALATION = 0.3
-DEFAULT_HANDOFF_CONFIDENCE = 0.6
 
 
 @dataclass(frozen=True)
@@ -58,11 +57,8 @@ class Route:
 
 
 def urgent_escalation_threshold() -> float:
-    return float(os.environ.get("HUB_BOT_URGENT_ESCALATION", DEFAULT_URGENT_ESCALATION))
-
-
-def handoff_confidence() -> float:
-    return float(os.environ.get("HUB_BOT_HANDOFF_CONFIDENCE", DEFAULT_HANDOFF_CONFIDENCE))
+    """``HUB_BOT_URGENT_ESCALATION``, read per call like every action setting."""
+    return ActionSettings.from_env().urgent_escalation
 
 
 def intent_score(parse: Mapping[str, Any], name: str) -> float:
@@ -107,7 +103,7 @@ def route(parse: Mapping[str, Any], *, escalate_at: float | None = None, confide
     if signals and (name in KB_INTENTS | HANDOFF_INTENTS or name is None):
         return Route(HANDOFF, *HANDOFF_PRIORITY["urgent_issue"], signals=signals)
     if name in HANDOFF_INTENTS - {"urgent_issue"}:
-        threshold = handoff_confidence() if confident_at is None else confident_at
+        threshold = ActionSettings.from_env().handoff_confidence if confident_at is None else confident_at
         if float(intent.get("confidence") or 0.0) >= threshold:
             return Route(HANDOFF, *HANDOFF_PRIORITY[name], signals=("nlu",))
         return Route(KB)  # unsure it wants a person: the knowledge base may well answer it

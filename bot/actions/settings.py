@@ -9,6 +9,8 @@
 - ``HUB_BOT_HANDOFF_CONFIDENCE`` (default 0.6): below this NLU confidence a
   request for a person or a complaint goes to the knowledge base first
   (``bot.actions.routing``).
+- ``HUB_BOT_URGENT_ESCALATION`` (default 0.3): an ``urgent_issue`` score at or
+  above this anywhere in the NLU ranking counts as urgent (``bot.actions.routing``).
 - ``HUB_BOT_KB_TIMEOUT`` (seconds, default 5): one search request's limit.
 - ``HUB_BOT_API_TOKEN`` (optional): sent as ``Authorization: Bearer`` when
   the hub's search API requires a token.
@@ -22,6 +24,8 @@ from dataclasses import dataclass
 DEFAULT_HUB_URL = "http://127.0.0.1:8080"
 DEFAULT_CONFIDENCE_THRESHOLD = 0.7
 DEFAULT_KB_TIMEOUT = 5.0
+DEFAULT_HANDOFF_CONFIDENCE = 0.6
+DEFAULT_URGENT_ESCALATION = 0.3
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,8 @@ class ActionSettings:
     confidence_threshold: float = DEFAULT_CONFIDENCE_THRESHOLD
     kb_timeout: float = DEFAULT_KB_TIMEOUT
     api_token: str | None = None
+    handoff_confidence: float = DEFAULT_HANDOFF_CONFIDENCE
+    urgent_escalation: float = DEFAULT_URGENT_ESCALATION
 
     @classmethod
     def from_env(cls) -> ActionSettings:
@@ -43,4 +49,6 @@ class ActionSettings:
             confidence_threshold=float(os.environ.get("HUB_BOT_CONFIDENCE_THRESHOLD", DEFAULT_CONFIDENCE_THRESHOLD)),
             kb_timeout=float(os.environ.get("HUB_BOT_KB_TIMEOUT", DEFAULT_KB_TIMEOUT)),
             api_token=os.environ.get("HUB_BOT_API_TOKEN") or None,
+            handoff_confidence=float(os.environ.get("HUB_BOT_HANDOFF_CONFIDENCE", DEFAULT_HANDOFF_CONFIDENCE)),
+            urgent_escalation=float(os.environ.get("HUB_BOT_URGENT_ESCALATION", DEFAULT_URGENT_ESCALATION)),
         )

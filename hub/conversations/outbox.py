@@ -28,11 +28,11 @@ from typing import Any, Unpack
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from channels.base import Channel, OutboundMessage, SendResult
 from hub.errors import ChannelSendError
 from hub.events import DeliveryFailed, MessageDelivered
 from hub.jobs.queue import DEAD, PENDING, Queue, QueueSpec
 from hub.jobs.worker import JobWorker, Tuning
+from hub.messages import ChannelAdapter, OutboundMessage, SendResult
 from hub.models import DeliveryStatus
 from hub.storage import Database
 from hub.storage.schema import messages, outbox
@@ -102,7 +102,7 @@ class OutboxWorker(JobWorker[Delivery]):
     def __init__(
         self,
         db: Database,
-        channels: dict[str, Channel],
+        channels: dict[str, ChannelAdapter],
         publish: Publish,
         *,
         on_result: Callable[[str, str], None] | None = None,

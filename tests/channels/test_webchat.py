@@ -12,8 +12,9 @@ import aiohttp
 import pytest
 from aiohttp import WSMsgType
 
-from channels.webchat_security import RateLimiter, TokenBucket, VisitorClaims, VisitorTokens, user_hash
+from channels.webchat.security import VisitorClaims, VisitorTokens, user_hash
 from hub.messages import OutboundMessage
+from hub.ratelimit import RateLimiter, TokenBucket, TokenBuckets
 from tests.channels.test_webchat_support import (
     IDENTITY_SECRET,
     SECRET,
@@ -481,9 +482,10 @@ def test_token_bucket_refills_and_limiter_prunes_idle_buckets() -> None:
     assert bucket.take() == pytest.approx(0.5)
     now[0] = 0.5
     assert bucket.take() == 0
-    limiter = RateLimiter(rate=1.0, burst=1, clock=lambda: now[0])
-    limiter.take("a")
-    limiter.take("b")
+    limiter = RateLimiter(clock=lambda: now[0])
+    rule = TokenBuckets(rate=1.0, burst=1)
+    limiter.take(rule, "a")
+    limiter.take(rule, "b")
     now[0] = 10.0
     assert limiter.prune() == 2 and len(limiter) == 0
 

@@ -9,7 +9,7 @@
  * the script loaded can be queued: window.ServicehubWidget = {q: [["open"]]}.
  *
  * User text is only ever put in the page with textContent (never as HTML).
- * The WebSocket protocol is documented in channels/webchat.py.
+ * The WebSocket protocol is documented in channels/webchat/__init__.py.
  */
 (function () {
   "use strict";

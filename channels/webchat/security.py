@@ -1,4 +1,6 @@
-"""The web chat's guards: visitor tokens, identity verification, origins, rate limits.
+"""The web chat's guards: visitor tokens, identity verification, origins.
+
+Its rate limits are the hub's one ``RateLimiter`` (``hub.ratelimit``).
 
 Pure helpers with no I/O, so each is tested on its own.
 """
@@ -8,8 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -55,7 +56,7 @@ class VisitorTokens:
         if not isinstance(token, str) or not token or len(token) > 1024:
             raise InvalidSignature("token missing or malformed")
         try:
-            payload = self._serializer.loads(token, max_age=self.max_age)
+            payload = self._serializer.loads(token, max_age=round(self.max_age))
         except BadSignature as err:  # SignatureExpired is a BadSignature too
             raise InvalidSignature(f"visitor token rejected: {type(err).__name__}") from err
         if not isinstance(payload, dict) or not isinstance(payload.get("v"), str):
@@ -110,58 +111,3 @@ class OriginPolicy:
         if self.same_origin_only:
             return origin in (origin_of(own_origin), self.public_origin)
         return origin in self.allowed
-
-
-class TokenBucket:
-    __slots__ = ("burst", "clock", "rate", "tokens", "updated")
-
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self.tokens = float(burst)
-        self.clock = clock
-        self.updated = clock()
-
-    def take(self, cost: float = 1.0) -> float:
-        """0 when allowed (and the tokens are spent), else seconds until it would be."""
-        now = self.clock()
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens >= cost:
-            self.tokens -= cost
-            return 0.0
-        return (cost - self.tokens) / self.rate if self.rate > 0 else float("inf")
-
-    def idle(self) -> bool:
-        """Full again: forgetting it changes nothing."""
-        return self.tokens + (self.clock() - self.updated) * self.rate >= self.burst
-
-
-class RateLimiter:
-    """Token buckets by key (visitor id, IP address); idle ones are pruned."""
-
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.clock = clock
-        self._buckets: dict[str, TokenBucket] = {}
-
-    def take(self, key: str, cost: float = 1.0) -> float:
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst, self.clock)
-        return bucket.take(cost)
-
-    def refund(self, key: str, cost: float = 1.0) -> None:
-        bucket = self._buckets.get(key)
-        if bucket is not None:
-            bucket.tokens = min(bucket.burst, bucket.tokens + cost)
-
-    def prune(self) -> int:
-        idle = [key for key, bucket in self._buckets.items() if bucket.idle()]
-        for key in idle:
-            del self._buckets[key]
-        return len(idle)
-
-    def __len__(self) -> int:
-        return len(self._buckets)
