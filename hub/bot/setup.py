@@ -22,7 +22,7 @@ from hub.bot.triage import Triage
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository: .venv-rasa, bot/rasa/models
 BOT_BRIDGE = web.AppKey("bot_bridge", BotBridge)
 BOT_PROCESSES = web.AppKey("bot_processes", list)
 

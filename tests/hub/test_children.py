@@ -60,7 +60,8 @@ SUPERVISOR = textwrap.dedent(
         await children.start()
         await asyncio.sleep(600)
 
-    asyncio.run(main())
+    from hub.__main__ import new_event_loop
+    new_event_loop(sys.argv[4]).run_until_complete(main())
     """
 )
 
@@ -97,9 +98,11 @@ def start_stranger(tmp_path: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
 
 
-def test_sigkilled_hub_takes_its_children_and_their_workers_along(tmp_path: Path) -> None:
+@pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
+def test_sigkilled_hub_takes_its_children_and_their_workers_along(tmp_path: Path, event_loop: str) -> None:
     pids_file, pidfile = tmp_path / "pids", tmp_path / "run" / "children.json"
-    hub = subprocess.Popen([sys.executable, "-c", SUPERVISOR, SLEEPER, str(pids_file), str(pidfile)], cwd=ROOT)
+    command = [sys.executable, "-c", SUPERVISOR, SLEEPER, str(pids_file), str(pidfile), event_loop]
+    hub = subprocess.Popen(command, cwd=ROOT)
     try:
         child, worker = map(int, wait_file(pids_file).split())
         recorded = json.loads(wait_file(pidfile))
@@ -249,3 +252,68 @@ async def test_a_foreign_rasa_on_the_port_is_reported_not_used(
         stale.kill()
         stale.wait()
     assert json.loads(pidfile.path.read_text())["children"] == []
+
+
+def descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+@pytest.mark.rasa
+def test_sigkilled_hub_serve_takes_real_rasa_and_action_server_along(tmp_path: Path) -> None:
+    from hub.bot.supervisor import port_in_use
+    from hub.config import Settings
+
+    defaults = Settings(_env_file=None)
+    model = ROOT / defaults.rasa_model
+    if not (ROOT / defaults.rasa_venv / "bin" / "rasa").exists() or not model.exists():
+        if os.environ.get("CI"):
+            pytest.fail("no .venv-rasa or trained model on CI")
+        pytest.skip("needs .venv-rasa and a trained model (make rasa-train)")
+    rasa_port, action_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "HUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}",
+        "HUB_DATA_DIR": str(tmp_path / "data"),
+        "HUB_PORT": str(free_port()),
+        "HUB_RASA_PORT": str(rasa_port),
+        "HUB_ACTION_PORT": str(action_port),
+        "HUB_BOT": "rasa",
+        "HUB_KB_ENABLED": "false",
+        "HUB_CHANNELS": "fake",
+        "HUB_FAKE_SECRET": "x",
+    }
+    log = (tmp_path / "hub.log").open("wb")
+    hub = subprocess.Popen(
+        [sys.executable, "-m", "hub", "serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not (port_in_use(rasa_port) and port_in_use(action_port)):
+            assert hub.poll() is None and time.monotonic() < deadline, (tmp_path / "hub.log").read_text()[-3000:]
+            time.sleep(0.25)
+        tree = descendants(hub.pid)  # tethers, rasa, the action server and its Sanic workers
+        assert len(tree) >= 4
+        hub.kill()
+        hub.wait()
+        # Rasa gets SIGTERM and shuts down in a few seconds; SIGKILL after 10.
+        assert wait_gone(sorted(tree), timeout=15) == []
+        assert not port_in_use(rasa_port) and not port_in_use(action_port)
+    finally:
+        if hub.poll() is None:
+            hub.kill()
+            hub.wait()
+        log.close()
