@@ -141,23 +141,31 @@ async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
         )
         app[BOT_MODEL] = watcher
 
+    own_rasa = processes[-1] if processes else None
+
+    async def probe() -> str:
+        state = await client.probe()
+        if state == "ready" and own_rasa is not None and not own_rasa.running:
+            return "stranger"  # a server that takes any token (no --auth-token), not ours
+        return state
+
     async def start_when_ready() -> None:
         await triage.load()  # the examples embed while Rasa loads
         loop = asyncio.get_running_loop()
         deadline = loop.time() + settings.rasa_ready_wait
-        state = await client.probe()
+        state = await probe()
         while state != "ready" and loop.time() < deadline:
-            _note_foreign(state, url, foreign, own=children is not None)
+            _note_foreign(state, url, foreign, own=own_rasa is not None)
             await asyncio.sleep(0.5)
-            state = await client.probe()
+            state = await probe()
         took = await client.warm_up() if state == "ready" else None
         if took is not None:
             log.info("Rasa warmed up in %.1f s", took)
         bridge.start()  # not ready by the deadline: the bridge answers in fallback mode
-        while state != "ready":  # until the stranger goes and our own Rasa answers
-            _note_foreign(state, url, foreign, own=children is not None)
+        while state in FOREIGN:  # until the stranger goes and our own Rasa answers
+            _note_foreign(state, url, foreign, own=own_rasa is not None)
             await asyncio.sleep(2.0)
-            state = await client.probe()
+            state = await probe()
         foreign.clear()
         if watcher is not None:
             await watcher.run()  # until cancelled: the NLU follows the knowledge base
@@ -174,15 +182,19 @@ async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
             await children.stop()
 
 
+FOREIGN = ("refused", "stranger")
+
+
 def _note_foreign(state: str, url: str, foreign: list[str], *, own: bool) -> None:
-    """Log once, and keep for /readyz, that the Rasa at ``url`` refuses our token."""
-    if state != "refused":
+    """Log once, and keep for /readyz, that the Rasa at ``url`` is not one to talk to."""
+    if state not in FOREIGN:
         foreign.clear()
         return
     if foreign:
         return
     if own:
-        reason = f"the Rasa answering at {url} refuses this hub's token: another process holds its port"
+        answer = "refuses this hub's token" if state == "refused" else "is not the one this hub started"
+        reason = f"the Rasa answering at {url} {answer}: another process holds its port"
         log.error("%s (a Rasa left by an earlier hub?); not using it. Stop it, and this hub's Rasa starts.", reason)
     else:
         reason = f"the Rasa at {url} refuses HUB_RASA_TOKEN"

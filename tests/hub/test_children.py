@@ -175,13 +175,17 @@ def _as_dict(record: Recorded) -> dict[str, Any]:
     return {"name": record.name, "pid": record.pid, "start_time": record.start_time, "argv": record.argv}
 
 
-@pytest_asyncio.fixture
-async def foreign_rasa() -> AsyncIterator[int]:
-    """A server on the Rasa port that refuses the hub's token, as an orphaned Rasa does."""
+@pytest_asyncio.fixture(params=[401, 200], ids=["refuses-the-token", "takes-any-token"])
+async def foreign_rasa(request: pytest.FixtureRequest) -> AsyncIterator[tuple[int, list[str]]]:
+    """A server on the Rasa port: one that refuses the hub's token, as an
+    orphaned Rasa does, or one started without --auth-token (answers anyone)."""
     seen: list[str] = []
+    status = request.param
 
     async def refuse(request: web.Request) -> web.Response:
         seen.append(request.path)
+        if status == 200:
+            return web.json_response({"model_file": "an-older-model.tar.gz"})
         return web.json_response({"status": "failure", "reason": "NotAuthenticated"}, status=401)
 
     app = web.Application()
@@ -191,17 +195,19 @@ async def foreign_rasa() -> AsyncIterator[int]:
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        yield port
+        yield port, seen
     finally:
         await runner.cleanup()
 
 
 @pytest.mark.asyncio
 async def test_a_foreign_rasa_on_the_port_is_reported_not_used(
-    tmp_path: Path, foreign_rasa: int, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, foreign_rasa: tuple[int, list[str]], caplog: pytest.LogCaptureFixture
 ) -> None:
     from hub.bot.setup import BOT_PROCESSES, children_pidfile
     from hub.storage.migrate import upgrade
+
+    port, seen = foreign_rasa
 
     url = f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"
     await asyncio.to_thread(upgrade, url)
@@ -209,7 +215,7 @@ async def test_a_foreign_rasa_on_the_port_is_reported_not_used(
         url,
         tmp_path,
         bot="rasa",
-        rasa_port=foreign_rasa,
+        rasa_port=port,
         action_port=free_port(),
         rasa_token="the-token-an-orphan-was-started-with",
     )
@@ -228,15 +234,17 @@ async def test_a_foreign_rasa_on_the_port_is_reported_not_used(
         async def bot_check() -> dict[str, Any] | None:
             body = await (await hub.client.get("/readyz")).json()
             check = body["checks"].get("bot", {})
-            return body if "refuses this hub's token" in check.get("error", "") else None
+            return body if "another process holds its port" in check.get("error", "") else None
 
         ready = await wait_for(bot_check, timeout=15)
         assert ready["status"] == "degraded" and "bot" in ready["degraded"]
-        assert f"port {foreign_rasa} is already in use" in ready["checks"]["bot"]["error"]
+        assert f"port {port} is already in use" in ready["checks"]["bot"]["error"]
         assert ready["checks"]["bot"]["ok"] is False
         logged = caplog.text
-        assert "refuses this hub's token" in logged and "not using it" in logged
-        assert f"not started: port {foreign_rasa} is already in use by another process" in logged
+        assert "another process holds its port" in logged and "not using it" in logged
+        # Only ever asked who it is: no customer text, no warm-up parse.
+        assert set(seen) == {"/status"}
+        assert f"not started: port {port} is already in use by another process" in logged
         [actions, rasa] = hub.app[BOT_PROCESSES]
         assert rasa.process is None  # never started on a taken port, so never crash-looped
 
