@@ -99,7 +99,12 @@ class PidFile:
             return []
         stale = [child for child in children if child.alive()]
         for child in children:
-            if child not in stale:
+            if child in stale:
+                continue
+            if orphaned_group(child.pid):
+                log.warning("ending what is left of %s's process group %s (its leader is gone)", child.name, child.pid)
+                _signal_group(child.pid, signal.SIGKILL, leader_too=False)
+            else:
                 log.debug("recorded %s (pid %s) is gone or its pid was reused; left alone", child.name, child.pid)
         for child in stale:
             log.warning(
@@ -122,6 +127,21 @@ class PidFile:
         temporary = self.path.with_suffix(".tmp")
         temporary.write_text(json.dumps({"hub": asdict(me), "children": [asdict(c) for c in children]}, indent=2))
         temporary.replace(self.path)
+
+
+def orphaned_group(pgid: int) -> bool:
+    """Members of process group ``pgid`` live on while no process ``pgid`` exists.
+
+    Then they are what is left of the recorded group, never a stranger's: a
+    group id is not reused while a member lives, and a new group takes the
+    id of the live process that creates it."""
+    if Path(f"/proc/{pgid}").exists():
+        return False
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 def _signal_group(pid: int, sig: int, *, leader_too: bool = True) -> None:

@@ -8,6 +8,7 @@ looked for in /proc.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -135,6 +136,25 @@ def test_stale_children_of_a_dead_hub_are_ended_at_start(tmp_path: Path) -> None
     finally:
         stale.kill()
         stale.wait()
+
+
+def test_workers_left_in_the_group_of_a_dead_child_are_ended_at_start(tmp_path: Path) -> None:
+    """The child's leader was killed alone (its workers were not): the group lives on without it."""
+    pids_file = tmp_path / "pids"
+    leader = subprocess.Popen([sys.executable, "-c", SLEEPER, str(pids_file)], start_new_session=True)
+    _, worker = map(int, wait_file(pids_file).split())
+    try:
+        recorded = Recorded("actions", leader.pid, process_start_time(leader.pid), ["python", "-m", "rasa_sdk"])
+        leader.kill()
+        leader.wait()  # reaped: /proc/<leader> is gone, the worker still holds the group
+        assert alive(worker)
+        pidfile = PidFile(tmp_path / "run" / "children.json")
+        pidfile.write([recorded])
+        pidfile.clear_stale(grace=0.5)
+        assert wait_gone([worker], timeout=5) == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker, signal.SIGKILL)
 
 
 def test_a_recycled_pid_is_left_alone(tmp_path: Path) -> None:
