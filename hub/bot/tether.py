@@ -44,17 +44,24 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent(sig: int = signal.SIGKILL) -> None:
-    """Ask Linux to send ``sig`` to this process when its parent dies; elsewhere a no-op."""
+def death_signal_setter(sig: int = signal.SIGKILL) -> Callable[[], None]:
+    """A function that asks Linux to send ``sig`` to the calling process when
+    its parent dies; elsewhere a no-op. libc is loaded now, not in the forked
+    child, where only the prctl call is left to do."""
     if not sys.platform.startswith("linux"):
-        return
+        return lambda: None
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+
+    def set_death_signal() -> None:
+        if libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+
+    return set_death_signal
 
 
 def _signal_group(sig: int) -> None:
@@ -70,9 +77,10 @@ def run(hub_fd: int, grace: float, command: list[str]) -> int:
     # A handler, not SIG_IGN: an ignored SIGTERM would be inherited across exec.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
     parent = os.getpid()
+    set_death_signal = death_signal_setter(signal.SIGKILL)
 
     def before_exec() -> None:
-        die_with_parent(signal.SIGKILL)
+        set_death_signal()
         if os.getppid() != parent:  # the tether died before prctl took effect
             os._exit(1)
 
