@@ -130,11 +130,18 @@ class RasaClient:
         return str(found) if found else None
 
     async def ready(self) -> bool:
+        return await self.probe() == "ready"
+
+    async def probe(self) -> str:
+        """``ready`` (``/status`` answers 200 to our token), ``refused`` (401/403:
+        a Rasa with another token, not the one we expect), or ``unavailable``."""
         try:
             async with self.session.get(f"{self.base_url}/status", params=self._params()) as response:
-                return response.status == 200
+                if response.status == 200:
+                    return "ready"
+                return "refused" if response.status in (401, 403) else "unavailable"
         except (TimeoutError, aiohttp.ClientError):
-            return False
+            return "unavailable"
 
     async def _post(
         self, path: str, payload: Any, params: dict[str, str] | None = None, timeout: float | None = None

@@ -16,12 +16,13 @@ from bot.client import RasaClient
 from hub import keys
 from hub.bot.bridge import BotBridge
 from hub.bot.model import BotModelWatcher, all_articles
-from hub.bot.supervisor import ChildProcess
+from hub.bot.pidfile import PidFile
+from hub.bot.supervisor import ChildProcess, Children
 from hub.bot.triage import Triage
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[2]  # the repository: hub/bot/setup.py -> ../../
+ROOT = Path(__file__).resolve().parents[2]  # the repository: .venv-rasa, bot/rasa/models
 
 
 def setup_bot(app: web.Application) -> None:
@@ -64,23 +65,33 @@ def rasa_processes(settings: Any, token: str) -> list[ChildProcess]:
             venv=venv,
         ),
     ]
+    ports = (settings.action_port, settings.rasa_port)
     return [
-        ChildProcess(name, spec.command, env=spec.env, cwd=spec.cwd) for name, spec in zip(("actions", "rasa"), specs)
+        ChildProcess(name, spec.command, env=spec.env, cwd=spec.cwd, port=port)
+        for name, spec, port in zip(("actions", "rasa"), specs, ports)
     ]
+
+
+def children_pidfile(settings: Any) -> PidFile:
+    return PidFile(settings.data_dir / "run" / "children.json")
 
 
 async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     processes: list[ChildProcess] = []
+    children: Children | None = None
     if settings.rasa_url:
         url = settings.rasa_url
         token = settings.rasa_token.get_secret_value() if settings.rasa_token else None
     else:
-        token = settings.rasa_token.get_secret_value() if settings.rasa_token else secrets.token_urlsafe(24)
+        # A fresh token at every start, even with HUB_RASA_TOKEN set (that one
+        # is for an external Rasa): a Rasa left over from an earlier hub then
+        # answers 401, and is reported instead of being talked to.
+        token = secrets.token_urlsafe(24)
         url = f"http://127.0.0.1:{settings.rasa_port}"
         processes = rasa_processes(settings, token)
-        for process in processes:
-            await process.start()
+        children = Children(processes, children_pidfile(settings))
+        await children.start()
     app[keys.BOT_PROCESSES] = processes
     client = RasaClient(url, token=token, timeout=settings.rasa_timeout)
     kb = app.get(_kb_key())
@@ -103,7 +114,15 @@ async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
         triage=triage,
     )
     app[keys.BOT_BRIDGE] = bridge
-    app[keys.HEALTH]["bot"] = bridge.health
+    foreign: list[str] = []  # why the Rasa on our port is not ours, while it is not
+
+    def health() -> dict[str, Any]:
+        blocked = children.blocked if children is not None else None
+        if foreign or blocked:
+            return {"ok": False, "mode": "foreign", "error": "; ".join(filter(None, [*foreign, blocked]))}
+        return bridge.health()
+
+    app[keys.HEALTH]["bot"] = health
     # Messages arriving before Rasa is up are stored with their bot jobs;
     # the bridge starts answering once Rasa is ready.
     app[keys.SERVICE].bot_enabled = True
@@ -120,15 +139,32 @@ async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
         )
         app[keys.BOT_MODEL] = watcher
 
+    own_rasa = processes[-1] if processes else None
+
+    async def probe() -> str:
+        state = await client.probe()
+        if state == "ready" and own_rasa is not None and not own_rasa.running:
+            return "stranger"  # a server that takes any token (no --auth-token), not ours
+        return state
+
     async def start_when_ready() -> None:
         await triage.load()  # the examples embed while Rasa loads
-        deadline = asyncio.get_running_loop().time() + settings.rasa_ready_wait
-        while asyncio.get_running_loop().time() < deadline and not await client.ready():
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.rasa_ready_wait
+        state = await probe()
+        while state != "ready" and loop.time() < deadline:
+            _note_foreign(state, url, foreign, own=own_rasa is not None)
             await asyncio.sleep(0.5)
-        took = await client.warm_up()
+            state = await probe()
+        took = await client.warm_up() if state == "ready" else None
         if took is not None:
             log.info("Rasa warmed up in %.1f s", took)
-        bridge.start()
+        bridge.start()  # not ready by the deadline: the bridge answers in fallback mode
+        while state in FOREIGN:  # until the stranger goes and our own Rasa answers
+            _note_foreign(state, url, foreign, own=own_rasa is not None)
+            await asyncio.sleep(2.0)
+            state = await probe()
+        foreign.clear()
         if watcher is not None:
             await watcher.run()  # until cancelled: the NLU follows the knowledge base
 
@@ -140,8 +176,28 @@ async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.gather(starter, return_exceptions=True)
         await bridge.stop()
         await client.close()
-        for process in reversed(processes):
-            await process.stop()
+        if children is not None:
+            await children.stop()
+
+
+FOREIGN = ("refused", "stranger")
+
+
+def _note_foreign(state: str, url: str, foreign: list[str], *, own: bool) -> None:
+    """Log once, and keep for /readyz, that the Rasa at ``url`` is not one to talk to."""
+    if state not in FOREIGN:
+        foreign.clear()
+        return
+    if foreign:
+        return
+    if own:
+        answer = "refuses this hub's token" if state == "refused" else "is not the one this hub started"
+        reason = f"the Rasa answering at {url} {answer}: another process holds its port"
+        log.error("%s (a Rasa left by an earlier hub?); not using it. Stop it, and this hub's Rasa starts.", reason)
+    else:
+        reason = f"the Rasa at {url} refuses HUB_RASA_TOKEN"
+        log.error("%s; check the token", reason)
+    foreign.append(reason)
 
 
 def _rooted(path: Path) -> Path:

@@ -1,18 +1,35 @@
 """Child processes the hub runs itself (Rasa, the action server): started in
 a cleanup context, their output logged line by line under their name,
 restarted with backoff when they crash, stopped with SIGTERM (then SIGKILL).
-Readiness is the client's business (the bot bridge polls Rasa's /status)."""
+Readiness is the client's business (the bot bridge polls Rasa's /status).
+
+They must not outlive the hub, however it ends: each runs under a tether
+(hub/bot/tether.py) that ends its whole process group when the hub dies,
+and ``Children`` records them in ``data_dir/run/children.json`` so that the
+next hub ends any that survived anyway (hub/bot/pidfile.py). A child whose
+port is already taken is not started (it would only crash-loop): the log
+names the port and, on Linux, the process holding it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
 import os
 import signal
-from collections.abc import Sequence
+import socket
+import sys
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
+from hub.bot import tether
+from hub.bot.pidfile import PidFile, Recorded, process_start_time
+
 log = logging.getLogger(__name__)
+
+TETHER = Path(tether.__file__).resolve()
 
 
 class ChildProcess:
@@ -23,41 +40,75 @@ class ChildProcess:
         *,
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
+        port: int | None = None,
         max_backoff: float = 30.0,
+        grace: float = 10.0,
     ) -> None:
         self.name = name
         self.argv = list(argv)
         self.env = {**os.environ, **(env or {})}  # callers may pass a complete environment
         self.cwd = cwd
+        self.port = port
         self.max_backoff = max_backoff
+        self.grace = grace
         self.restarts = 0
+        self.blocked: str | None = None  # why it cannot start (its port is taken), for /readyz
         self.process: asyncio.subprocess.Process | None = None
+        self.on_spawn: Callable[[], Awaitable[None]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._log = logging.getLogger(f"child.{name}")
+        self._pipe: tuple[int, int] | None = None  # the tether's read end, the hub's write end
 
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.returncode is None
 
     async def start(self) -> None:
+        # The hub only holds the write end; the kernel closes it when the hub dies.
+        self._pipe = os.pipe()
         self._task = asyncio.create_task(self._supervise(), name=f"supervise-{self.name}")
 
     async def _supervise(self) -> None:
+        assert self._pipe is not None
         delay = 1.0
         while not self._stopping:
             started = asyncio.get_running_loop().time()
+            if self.port is not None and port_in_use(self.port):
+                holder = port_holder(self.port)
+                self.blocked = f"port {self.port} is already in use by another process" + (
+                    f" ({holder})" if holder else ""
+                )
+                self._log.error(
+                    "not started: %s, perhaps left by an earlier hub; retrying in %.0f s", self.blocked, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(self.max_backoff, delay * 2)
+                continue
+            self.blocked = None
+            read_end = self._pipe[0]
             self.process = await asyncio.create_subprocess_exec(
-                *self.argv,
+                sys.executable, "-I", str(TETHER), str(read_end), str(self.grace), "--", *self.argv,
                 env=self.env,
                 cwd=self.cwd,
+                stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
-            )
+                pass_fds=(read_end,),
+            )  # fmt: skip
             self._log.info("started (pid %s): %s", self.process.pid, " ".join(self.argv))
-            await self._pump(self.process)
-            code = await self.process.wait()
+            if self.on_spawn is not None:
+                await self.on_spawn()
+            # Waited for beside the output: workers that outlive their parent
+            # keep the pipe open (and the port bound) until they are ended too.
+            pump = asyncio.create_task(self._pump(self.process), name=f"pump-{self.name}")
+            try:
+                code = await self.process.wait()
+                _signal_group(self.process.pid, signal.SIGKILL)
+                await pump
+            finally:
+                pump.cancel()
             if self._stopping:
                 break
             self.restarts += 1
@@ -73,6 +124,12 @@ class ChildProcess:
             line = raw.decode(errors="replace").rstrip()
             if line:
                 self._log.info("%s", line)
+
+    def record(self) -> Recorded | None:
+        if not self.running:
+            return None
+        assert self.process is not None
+        return Recorded(self.name, self.process.pid, process_start_time(self.process.pid), self.argv)
 
     async def kill(self) -> None:
         """Crash it on purpose (tests): the supervisor restarts it."""
@@ -95,3 +152,76 @@ class ChildProcess:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self.process is not None:
+            _signal_group(self.process.pid, signal.SIGKILL)
+        if self._pipe is not None:
+            for fd in self._pipe:
+                os.close(fd)
+            self._pipe = None
+
+
+class Children:
+    """The hub's children as one: stale ones of a dead hub ended first, the
+    live ones recorded in ``pidfile`` at every (re)start, stopped in reverse."""
+
+    def __init__(self, processes: list[ChildProcess], pidfile: PidFile) -> None:
+        self.processes = processes
+        self.pidfile = pidfile
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.pidfile.clear_stale)
+        await asyncio.to_thread(self.pidfile.write, [])
+        for process in self.processes:
+            process.on_spawn = self._record
+            await process.start()
+
+    async def _record(self) -> None:
+        records = [r for r in (p.record() for p in self.processes) if r is not None]
+        await asyncio.to_thread(self.pidfile.write, records)
+
+    async def stop(self) -> None:
+        for process in reversed(self.processes):
+            await process.stop()
+        await asyncio.to_thread(self.pidfile.write, [])
+
+    @property
+    def blocked(self) -> str | None:
+        return next((f"{p.name}: {p.blocked}" for p in self.processes if p.blocked), None)
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As a server binds: a port in TIME_WAIT is free, one with a listener is not.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            return err.errno == errno.EADDRINUSE
+    return False
+
+
+def port_holder(port: int) -> str | None:
+    """``pid N: command`` of the process listening on ``port`` (Linux, same user), or None."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (entry / "fd").iterdir():
+                if os.readlink(fd) in inodes:
+                    command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                    return f"pid {entry.name}: {command.strip()[:200]}"
+    return None
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
