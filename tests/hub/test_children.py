@@ -224,7 +224,8 @@ async def foreign_rasa(request: pytest.FixtureRequest) -> AsyncIterator[tuple[in
 async def test_a_foreign_rasa_on_the_port_is_reported_not_used(
     tmp_path: Path, foreign_rasa: tuple[int, list[str]], caplog: pytest.LogCaptureFixture
 ) -> None:
-    from hub.bot.setup import BOT_PROCESSES, children_pidfile
+    from hub.bot.setup import children_pidfile
+    from hub.keys import BOT_PROCESSES
     from hub.storage.migrate import upgrade
 
     port, seen = foreign_rasa
