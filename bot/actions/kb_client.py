@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,7 +48,7 @@ async def search(
                     body = (await response.text())[:200]
                     raise KnowledgeBaseUnavailable(f"search answered {response.status}: {body}")
                 payload = await response.json(content_type=None)
-    except (TimeoutError, aiohttp.ClientError, json.JSONDecodeError) as err:
+    except (asyncio.TimeoutError, aiohttp.ClientError, json.JSONDecodeError) as err:
         raise KnowledgeBaseUnavailable(f"search failed: {err!r}") from err
     try:
         hits = [dict(hit) for hit in payload.get("hits") or []]

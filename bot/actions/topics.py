@@ -10,6 +10,7 @@ be reached gives no topics, and the bot says so without naming any.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -44,7 +45,7 @@ async def topics(settings: ActionSettings, collection: str) -> list[dict[str, An
                     raise aiohttp.ClientError(f"topics answered {response.status}")
                 payload = await response.json(content_type=None)
         found = [dict(topic) for topic in payload.get("topics") or [] if isinstance(topic, dict)]
-    except (TimeoutError, aiohttp.ClientError, json.JSONDecodeError, AttributeError) as err:
+    except (asyncio.TimeoutError, aiohttp.ClientError, json.JSONDecodeError, AttributeError) as err:
         log.warning("knowledge-base topics unavailable: %r", err)
         return []
     _cache[key] = (time.monotonic(), found)

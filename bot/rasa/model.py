@@ -35,7 +35,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent
@@ -234,7 +234,7 @@ def train(
     meta = {
         "hash": model_hash,
         "training_seconds": seconds,
-        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": str(config or project_dir / "config.yml"),
     }
     (models_dir / f"{model_hash}.json").write_text(json.dumps(meta, indent=2) + "\n")
