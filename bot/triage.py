@@ -31,13 +31,14 @@ from typing import Any
 
 import numpy as np
 import yaml
+from numpy.typing import ArrayLike
 
 DEFAULT_EXAMPLES = Path(__file__).resolve().parent / "urgent_examples.yml"
 NEIGHBOURS = 3
 MIN_SIMILARITY = 0.35
 MAX_FALSE_URGENT = 0.02
 
-Embed = Callable[[Sequence[str]], np.ndarray]
+Embed = Callable[[Sequence[str]], ArrayLike]
 
 
 class ExamplesError(ValueError):
