@@ -98,7 +98,7 @@ def load_examples(path: Path = DEFAULT_EXAMPLES) -> tuple[list[str], list[str]]:
 def _top_mean(similarities: np.ndarray, k: int) -> np.ndarray:
     """Mean of the k largest values of each row."""
     k = min(k, similarities.shape[1])
-    return np.sort(similarities, axis=1)[:, -k:].mean(axis=1)
+    return np.asarray(np.sort(similarities, axis=1)[:, -k:].mean(axis=1))
 
 
 class UrgentExamples:

@@ -127,7 +127,7 @@ class SentenceTransformerEmbedder:
         return self._encode(texts)
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self._encode([text])[0]
+        return self._encode([text])[0, :]
 
 
 _WORD = re.compile(r"\w+")

@@ -118,6 +118,7 @@ class ChromaStore:
         if cached is not None:
             return cached
         name = chroma_name(collection)
+        handle: Collection
         with self._errors("open collection"):
             if create:
                 handle = self._client.get_or_create_collection(
