@@ -38,7 +38,7 @@ run: install rasa-model ## set everything up and start the hub with embedded def
 	$(VENV)/bin/hub users bootstrap
 	$(VENV)/bin/hub serve
 
-test: install chromium rasa-model ## install what tests need and run them all
+test: install lint chromium rasa-model ## install what tests need, lint, and run them all
 	@if $(PY) -c "import asyncio, asyncpg; asyncio.run(asyncpg.connect('postgresql://postgres@127.0.0.1:5432/test', timeout=3))" 2>/dev/null; then \
 		export HUB_TEST_DATABASE_URLS="sqlite,$(PG_TEST_URL)"; echo "storage suite: SQLite and PostgreSQL"; \
 	elif [ -n "$$CI" ]; then echo "PostgreSQL at 127.0.0.1:5432 is not reachable; CI must test it" >&2; exit 1; \

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Collection
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -21,8 +22,22 @@ log = logging.getLogger(__name__)
 PREFIX = "Echo: "
 
 
+class Replier(Protocol):
+    """What the echo bot needs of the hub's ``ConversationService``."""
+
+    async def reply(
+        self,
+        conversation_id: int,
+        text: str,
+        *,
+        author_kind: AuthorKind,
+        idempotency_key: str | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> object: ...
+
+
 class EchoBot:
-    def __init__(self, service: object, *, channels: Collection[str] | None = None) -> None:
+    def __init__(self, service: Replier, *, channels: Collection[str] | None = None) -> None:
         self.service = service
         self.channels = set(channels) if channels is not None else None
         self.replied = 0
@@ -30,7 +45,7 @@ class EchoBot:
     async def on_message(self, event: MessageReceived) -> None:
         if self.channels is not None and event.channel not in self.channels:
             return
-        await self.service.reply(  # type: ignore[attr-defined]
+        await self.service.reply(
             event.conversation_id,
             f"{PREFIX}{event.body}",
             author_kind=AuthorKind.BOT,

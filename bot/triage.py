@@ -31,13 +31,14 @@ from typing import Any
 
 import numpy as np
 import yaml
+from numpy.typing import ArrayLike
 
 DEFAULT_EXAMPLES = Path(__file__).resolve().parent / "urgent_examples.yml"
 NEIGHBOURS = 3
 MIN_SIMILARITY = 0.35
 MAX_FALSE_URGENT = 0.02
 
-Embed = Callable[[Sequence[str]], np.ndarray]
+Embed = Callable[[Sequence[str]], ArrayLike]
 
 
 class ExamplesError(ValueError):
@@ -97,7 +98,7 @@ def load_examples(path: Path = DEFAULT_EXAMPLES) -> tuple[list[str], list[str]]:
 def _top_mean(similarities: np.ndarray, k: int) -> np.ndarray:
     """Mean of the k largest values of each row."""
     k = min(k, similarities.shape[1])
-    return np.sort(similarities, axis=1)[:, -k:].mean(axis=1)
+    return np.asarray(np.sort(similarities, axis=1)[:, -k:].mean(axis=1))
 
 
 class UrgentExamples:

@@ -12,17 +12,25 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Protocol, TypeVar, cast, overload
 
 from hub.events import Event
 
 log = logging.getLogger(__name__)
 
 Subscriber = Callable[[Event], Awaitable[None]]
+Unsubscribe = Callable[[], None]
+E = TypeVar("E", bound=Event)
 
 
 class EventBus(Protocol):
-    def subscribe(self, event_type: type[Event] | None, handler: Subscriber) -> Callable[[], None]:
+    # A handler for one event type takes that type; only a handler for every
+    # event (``None``) must take any ``Event``.
+    @overload
+    def subscribe(self, event_type: type[E], handler: Callable[[E], Awaitable[None]]) -> Unsubscribe: ...
+    @overload
+    def subscribe(self, event_type: None, handler: Subscriber) -> Unsubscribe: ...
+    def subscribe(self, event_type: type[E] | None, handler: Callable[[E], Awaitable[None]]) -> Unsubscribe:
         """Call ``handler`` for every event of ``event_type`` (``None``: all). Returns unsubscribe."""
 
     async def publish(self, event: Event) -> None:
@@ -34,12 +42,18 @@ class LocalBus:
         self._subscribers: dict[type[Event] | None, list[Subscriber]] = defaultdict(list)
         self.failures = 0
 
-    def subscribe(self, event_type: type[Event] | None, handler: Subscriber) -> Callable[[], None]:
-        self._subscribers[event_type].append(handler)
+    @overload
+    def subscribe(self, event_type: type[E], handler: Callable[[E], Awaitable[None]]) -> Unsubscribe: ...
+    @overload
+    def subscribe(self, event_type: None, handler: Subscriber) -> Unsubscribe: ...
+    def subscribe(self, event_type: type[E] | None, handler: Callable[[E], Awaitable[None]]) -> Unsubscribe:
+        # Sound: publish hands a subscriber only events of the type it subscribed to.
+        subscriber = cast(Subscriber, handler)
+        self._subscribers[event_type].append(subscriber)
 
         def unsubscribe() -> None:
-            if handler in self._subscribers[event_type]:
-                self._subscribers[event_type].remove(handler)
+            if subscriber in self._subscribers[event_type]:
+                self._subscribers[event_type].remove(subscriber)
 
         return unsubscribe
 
@@ -88,7 +102,13 @@ class RedisBus:
     def failures(self) -> int:
         return self._local.failures
 
-    def subscribe(self, event_type: type[Event] | None, handler: Subscriber) -> Callable[[], None]:
+    @overload
+    def subscribe(self, event_type: type[E], handler: Callable[[E], Awaitable[None]]) -> Unsubscribe: ...
+    @overload
+    def subscribe(self, event_type: None, handler: Subscriber) -> Unsubscribe: ...
+    def subscribe(self, event_type: type[E] | None, handler: Callable[[E], Awaitable[None]]) -> Unsubscribe:
+        if event_type is None:
+            return self._local.subscribe(None, cast(Subscriber, handler))
         return self._local.subscribe(event_type, handler)
 
     async def publish(self, event: Event) -> None:

@@ -14,12 +14,15 @@ import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from knowledge_base import messages
 from knowledge_base.errors import KnowledgeBaseError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,9 @@ class Embedder(Protocol):
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray: ...
 
     def embed_query(self, text: str) -> np.ndarray: ...
+
+    # Caches in front of an embedder are kept per embedder object (vector_cache).
+    def __hash__(self) -> int: ...
 
 
 def default_model_path() -> Path:
@@ -77,13 +83,16 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self.name = name or (DEFAULT_MODEL_NAME if model_path is None else f"st:{Path(model_path).name}")
         self.dimension = 0
-        self._model = None
+        self._model: SentenceTransformer | None = None
         self._lock = threading.Lock()
 
     def load(self) -> None:
+        self._loaded()
+
+    def _loaded(self) -> SentenceTransformer:
         with self._lock:
             if self._model is not None:
-                return
+                return self._model
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             path = self.model_path or default_model_path()
@@ -94,13 +103,16 @@ class SentenceTransformerEmbedder:
             log.info("loading embedding model from %s", path)
             model = SentenceTransformer(str(path), device=self.device, local_files_only=True)
             dimension = model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") else None
-            self.dimension = int(dimension or model.get_sentence_embedding_dimension())
+            dimension = dimension or model.get_sentence_embedding_dimension()
+            if dimension is None:
+                raise KnowledgeBaseError(f"the embedding model at {path} does not say its dimension")
+            self.dimension = int(dimension)
             self._model = model
+            return model
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
-        if self._model is None:
-            self.load()
-        vectors = self._model.encode(  # type: ignore[union-attr]
+        model = self._model if self._model is not None else self._loaded()
+        vectors = model.encode(
             list(texts),
             batch_size=self.batch_size,
             normalize_embeddings=True,
@@ -115,7 +127,7 @@ class SentenceTransformerEmbedder:
         return self._encode(texts)
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self._encode([text])[0]
+        return self._encode([text])[0, :]
 
 
 _WORD = re.compile(r"\w+")

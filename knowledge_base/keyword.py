@@ -35,7 +35,8 @@ def _stemmer(language: str) -> Stemmer.Stemmer:
 def tokenize(text: str, language: str = "english") -> list[str]:
     """Lower-cased, stop-word-free, stemmed word tokens."""
     words = [word for word in _WORD.findall(text.lower()) if word not in STOPWORDS]
-    return _stemmer(language).stemWords(words)
+    stems: list[str] = _stemmer(language).stemWords(words)
+    return stems
 
 
 class KeywordIndex:

@@ -13,14 +13,19 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from urllib.parse import urlsplit
 
 import numpy as np
 
 from knowledge_base import messages
 from knowledge_base.errors import InvalidInput, StoreError, StoreUnavailable
+
+if TYPE_CHECKING:
+    from chromadb.api.models.Collection import Collection
+    from chromadb.api.types import Where
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +39,13 @@ class StoredChunk:
     id: str
     document: str
     metadata: dict[str, Any]
+
+
+def _included(values: list[T] | None, field: str) -> list[T]:
+    """A result field that was asked for in ``include`` (Chroma types every field as optional)."""
+    if values is None:
+        raise StoreError(messages.CHROMA_FAILED.format(operation="get", reason=f"no {field} in the result"))
+    return values
 
 
 def chroma_name(collection: str) -> str:
@@ -52,7 +64,7 @@ class ChromaStore:
     def __init__(self, client: Any, *, description: str) -> None:
         self._client = client
         self.description = description
-        self._collections: dict[str, Any] = {}
+        self._collections: dict[str, Collection] = {}
         self._max_batch = 1000
         try:
             self._max_batch = max(1, min(5000, int(client.get_max_batch_size())))
@@ -97,11 +109,16 @@ class ChromaStore:
         with self._errors(operation):
             return func()
 
-    def _collection(self, collection: str, *, create: bool) -> Any | None:
+    @overload
+    def _collection(self, collection: str, *, create: Literal[True]) -> Collection: ...
+    @overload
+    def _collection(self, collection: str, *, create: Literal[False]) -> Collection | None: ...
+    def _collection(self, collection: str, *, create: bool) -> Collection | None:
         cached = self._collections.get(collection)
         if cached is not None:
             return cached
         name = chroma_name(collection)
+        handle: Collection
         with self._errors("open collection"):
             if create:
                 handle = self._client.get_or_create_collection(
@@ -134,9 +151,10 @@ class ChromaStore:
         handle = self._collection(collection, create=False)
         if handle is None:
             return {}
-        where = {"article_id": article_id} if article_id is not None else None
+        where: Where | None = {"article_id": article_id} if article_id is not None else None
         result = self._call("get", lambda: handle.get(where=where, include=["metadatas"]))
-        return dict(zip(result["ids"], result["metadatas"], strict=True))
+        metadatas = _included(result["metadatas"], "metadatas")
+        return {chunk_id: dict(metadata) for chunk_id, metadata in zip(result["ids"], metadatas, strict=True)}
 
     def chunks(self, collection: str) -> list[StoredChunk]:
         """Every chunk's document and metadata (for the keyword index)."""
@@ -145,9 +163,12 @@ class ChromaStore:
             return []
         result = self._call("get", lambda: handle.get(include=["documents", "metadatas"]))
         return [
-            StoredChunk(id=chunk_id, document=document or "", metadata=metadata or {})
+            StoredChunk(id=chunk_id, document=document or "", metadata=dict(metadata or {}))
             for chunk_id, document, metadata in zip(
-                result["ids"], result["documents"], result["metadatas"], strict=True
+                result["ids"],
+                _included(result["documents"], "documents"),
+                _included(result["metadatas"], "metadatas"),
+                strict=True,
             )
         ]
 
@@ -164,7 +185,8 @@ class ChromaStore:
             end = start + self._max_batch
             self._call(
                 "upsert",
-                lambda start=start, end=end: handle.upsert(
+                partial(
+                    handle.upsert,
                     ids=list(ids[start:end]),
                     embeddings=embeddings[start:end],
                     documents=list(documents[start:end]),
@@ -176,12 +198,7 @@ class ChromaStore:
         handle = self._collection(collection, create=True)
         for start in range(0, len(ids), self._max_batch):
             end = start + self._max_batch
-            self._call(
-                "update",
-                lambda start=start, end=end: handle.update(
-                    ids=list(ids[start:end]), metadatas=list(metadatas[start:end])
-                ),
-            )
+            self._call("update", partial(handle.update, ids=list(ids[start:end]), metadatas=list(metadatas[start:end])))
 
     def delete(self, collection: str, ids: Sequence[str]) -> None:
         if not ids:
@@ -191,7 +208,7 @@ class ChromaStore:
             return
         for start in range(0, len(ids), self._max_batch):
             batch = list(ids[start : start + self._max_batch])
-            self._call("delete", lambda batch=batch: handle.delete(ids=batch))
+            self._call("delete", partial(handle.delete, ids=batch))
 
     def query(self, collection: str, embedding: np.ndarray, n: int) -> list[tuple[str, float]]:
         """(chunk id, cosine similarity) of the ``n`` nearest chunks, best first."""
@@ -204,10 +221,10 @@ class ChromaStore:
         )
         return [
             (chunk_id, 1.0 - float(distance))
-            for chunk_id, distance in zip(result["ids"][0], result["distances"][0], strict=True)
+            for chunk_id, distance in zip(result["ids"][0], _included(result["distances"], "distances")[0], strict=True)
         ]
 
-    def handle(self, collection: str) -> Any | None:
+    def handle(self, collection: str) -> Collection | None:
         """The raw Chroma collection, for benchmarks and diagnostics only."""
         return self._collection(collection, create=False)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from aiohttp import web
 
@@ -82,6 +82,12 @@ def assignee_filter(request: web.Request) -> dict[str, Any]:
     return {}
 
 
+@overload
+def int_param(request: web.Request, name: str, *, default: int, lo: int = 1, hi: int = 10**12) -> int: ...
+@overload
+def int_param(
+    request: web.Request, name: str, *, default: None = None, lo: int = 1, hi: int = 10**12
+) -> int | None: ...
 def int_param(
     request: web.Request, name: str, *, default: int | None = None, lo: int = 1, hi: int = 10**12
 ) -> int | None:

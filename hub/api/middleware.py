@@ -8,6 +8,7 @@ import os
 import time
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from hub import keys
 from hub.api.base import PUBLIC, REQUEST_ID, REQUIRED_ROLE, USER
@@ -18,7 +19,7 @@ log = logging.getLogger("hub.http")
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except HubError as err:
@@ -53,7 +54,7 @@ async def error_middleware(request: web.Request, handler):  # type: ignore[no-un
 
 
 @web.middleware
-async def auth_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not request.path.startswith("/api/"):
         return await handler(request)
     route_handler = request.match_info.handler
@@ -84,7 +85,7 @@ def _next_request_id() -> str:
 
 
 @web.middleware
-async def observe_middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     request[REQUEST_ID] = request.headers.get("X-Request-Id") or _next_request_id()
     started = time.perf_counter()
     status = 500

@@ -131,7 +131,8 @@ class SQLiteDatabase:
         def _on_begin(conn: Connection) -> None:
             # Straight to the driver: ``exec_driver_sql`` would cost an
             # execution context (~20 µs) on every transaction.
-            conn.connection.driver_connection.execute(begin).close()  # type: ignore[union-attr]
+            driver: Any = conn.connection.driver_connection  # a checked-out connection always has one
+            driver.execute(begin).close()
 
         return engine
 
@@ -327,7 +328,9 @@ class PerDialect:
 def insert_ignore(conn: Connection, table: sa.Table) -> Any:
     """``INSERT ... ON CONFLICT DO NOTHING`` for the connection's dialect."""
     if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table)
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table)
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert(table)

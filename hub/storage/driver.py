@@ -28,12 +28,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
 
 Processor = Callable[[Any], Any] | None
+# What a DriverStatement runs: a Core statement that both compiles and executes.
+Statement = sa.Select[Any] | sa.Insert | sa.Update | sa.Delete
 
 DIRECT_DRIVERS = frozenset({"pysqlite"})
 
 
 class DriverStatement:
-    def __init__(self, statement: sa.Executable) -> None:
+    def __init__(self, statement: Statement) -> None:
         self.statement = statement
         self._compiled: dict[Dialect, _Compiled] = {}
 
@@ -51,7 +53,8 @@ class DriverStatement:
         compiled = self._direct(conn)
         if compiled is None:
             return conn.execute(self.statement, dict(params)).first()
-        cursor = conn.connection.driver_connection.execute(compiled.sql, compiled.parameters(params))  # type: ignore[union-attr]
+        driver: Any = conn.connection.driver_connection  # a checked-out connection always has one
+        cursor = driver.execute(compiled.sql, compiled.parameters(params))
         try:
             raw = cursor.fetchone()
         finally:
@@ -62,7 +65,8 @@ class DriverStatement:
         compiled = self._direct(conn)
         if compiled is None:
             return list(conn.execute(self.statement, dict(params)))
-        cursor = conn.connection.driver_connection.execute(compiled.sql, compiled.parameters(params))  # type: ignore[union-attr]
+        driver: Any = conn.connection.driver_connection  # a checked-out connection always has one
+        cursor = driver.execute(compiled.sql, compiled.parameters(params))
         try:
             return [compiled.row(raw) for raw in cursor.fetchall()]
         finally:
@@ -74,7 +78,8 @@ class DriverStatement:
         if compiled is None:
             conn.execute(self.statement, dict(params))
             return
-        conn.connection.driver_connection.execute(compiled.sql, compiled.parameters(params)).close()  # type: ignore[union-attr]
+        driver: Any = conn.connection.driver_connection  # a checked-out connection always has one
+        driver.execute(compiled.sql, compiled.parameters(params)).close()
 
     def execute_many(self, conn: Connection, params: Iterable[Mapping[str, Any]]) -> None:
         """Run the statement once per parameter set (no rows come back)."""
@@ -82,13 +87,12 @@ class DriverStatement:
         if compiled is None:
             conn.execute(self.statement, [dict(p) for p in params])
             return
-        conn.connection.driver_connection.executemany(  # type: ignore[union-attr]
-            compiled.sql, [compiled.parameters(p) for p in params]
-        ).close()
+        driver: Any = conn.connection.driver_connection  # a checked-out connection always has one
+        driver.executemany(compiled.sql, [compiled.parameters(p) for p in params]).close()
 
 
 class _Compiled:
-    def __init__(self, statement: sa.Executable, dialect: Dialect) -> None:
+    def __init__(self, statement: Statement, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
         if compiled.positiontup is None:
             raise ValueError(f"{dialect.name}: DriverStatement needs a positional paramstyle")
@@ -105,7 +109,10 @@ class _Compiled:
             )
         columns = getattr(statement, "exported_columns", None)
         keys = list(columns.keys()) if columns is not None else []
-        self._row = namedtuple("Row", keys) if keys else None  # type: ignore[misc]
+        # Fields known only at run time: no static type to give the class.
+        row_class: Any = namedtuple("Row", keys) if keys else None
+        # A statement without result columns is only ever executed, never read.
+        self._make_row: Callable[[Iterable[Any]], Any] = row_class._make if row_class is not None else tuple
         self._processors: list[Processor] = [
             column.type.dialect_impl(dialect).result_processor(dialect, None) for column in (columns or [])
         ]
@@ -127,7 +134,7 @@ class _Compiled:
 
     def row(self, raw: tuple[Any, ...]) -> Any:
         if self._plain:
-            return self._row._make(raw)  # type: ignore[union-attr]
-        return self._row._make(  # type: ignore[union-attr]
+            return self._make_row(raw)
+        return self._make_row(
             [value if process is None else process(value) for value, process in zip(raw, self._processors)]
         )
