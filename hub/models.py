@@ -84,7 +84,7 @@ class Role(StrEnum):
 
 class _Serialisable:
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)  # type: ignore[call-overload]
+        data = asdict(self)  # type: ignore[call-overload]  # a mixin: every subclass is a dataclass, which mypy cannot see here
         for key, value in data.items():
             if isinstance(value, datetime):
                 data[key] = value.isoformat()

@@ -49,7 +49,7 @@ class WebchatChannel(WebchatSockets):
         self.identity_secret = _setting_secret(settings.webchat_identity_secret)
         allowed = [o.strip() for o in settings.webchat_allowed_origins.split(",") if o.strip()]
         self.origins = OriginPolicy(allowed, settings.public_url)
-        self.max_text_len = settings.webchat_max_message_chars  # type: ignore[misc]
+        self.max_text_len = settings.webchat_max_message_chars  # type: ignore[misc]  # configurable per deployment; Channel declares it a ClassVar for the fixed-limit channels
         self.max_frame_bytes = settings.webchat_max_frame_bytes
         self.limits = RateLimiter()
         self.visitor_rule = TokenBuckets(settings.webchat_session_rate, settings.webchat_session_burst)

@@ -249,7 +249,7 @@ class WebchatSockets(Channel):
             session.identity = "verified"
             session.hints = {"email": email} if email else {}
             session.hints_verified = True
-            return f"id:{user_id}" if user_id else f"email:{email.lower()}"  # type: ignore[union-attr]
+            return f"id:{user_id}" if user_id else f"email:{str(email).lower()}"
         if claimed:
             await self._error(session, "identity_rejected", "user_hash does not match; chatting anonymously")
             session.sender_name = None

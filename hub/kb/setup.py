@@ -218,7 +218,7 @@ def setup_knowledge_base(app: web.Application, kb: KnowledgeBase | None) -> None
         votes,
         site_name=settings.site_name,
         widget_enabled="webchat" in settings.channel_names,
-        secret=settings.portal_secret.get_secret_value().encode() if getattr(settings, "portal_secret", None) else None,
+        secret=settings.portal_secret.get_secret_value().encode() if settings.portal_secret else None,
     )
     app.add_subapp("/help", portal)
     app.cleanup_ctx.append(_kb_ctx)

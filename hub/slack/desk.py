@@ -93,12 +93,12 @@ class SlackDesk:
             )
         await self.db.write(forget_events, timedelta(hours=self.settings.slack_event_ttl_hours))
         self._unsubscribe = [
-            self.bus.subscribe(TicketOpened, self._on_ticket_opened),  # type: ignore[arg-type]
-            self.bus.subscribe(TicketChanged, self._on_ticket_changed),  # type: ignore[arg-type]
-            self.bus.subscribe(SlaBreached, self._on_breach),  # type: ignore[arg-type]
-            self.bus.subscribe(MessageReceived, self._on_customer_message),  # type: ignore[arg-type]
-            self.bus.subscribe(MessageQueued, self._on_outbound),  # type: ignore[arg-type]
-            self.bus.subscribe(NoteAdded, self._on_note),  # type: ignore[arg-type]
+            self.bus.subscribe(TicketOpened, self._on_ticket_opened),
+            self.bus.subscribe(TicketChanged, self._on_ticket_changed),
+            self.bus.subscribe(SlaBreached, self._on_breach),
+            self.bus.subscribe(MessageReceived, self._on_customer_message),
+            self.bus.subscribe(MessageQueued, self._on_outbound),
+            self.bus.subscribe(NoteAdded, self._on_note),
         ]
         self.channel.attach(self)
         self.worker.start()

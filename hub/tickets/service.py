@@ -74,10 +74,10 @@ class TicketService:
     # --- wiring ------------------------------------------------------------------
     def subscribe(self) -> None:
         self._unsubscribe = [
-            self.bus.subscribe(HandoffRequested, self._on_handoff),  # type: ignore[arg-type]
-            self.bus.subscribe(MessageReceived, self._on_message),  # type: ignore[arg-type]
-            self.bus.subscribe(MessageQueued, self._on_queued),  # type: ignore[arg-type]
-            self.bus.subscribe(ConversationUpdated, self._on_conversation),  # type: ignore[arg-type]
+            self.bus.subscribe(HandoffRequested, self._on_handoff),
+            self.bus.subscribe(MessageReceived, self._on_message),
+            self.bus.subscribe(MessageQueued, self._on_queued),
+            self.bus.subscribe(ConversationUpdated, self._on_conversation),
         ]
 
     def unsubscribe(self) -> None:

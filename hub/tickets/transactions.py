@@ -169,7 +169,9 @@ def open_ticket(
     ).scalar_one_or_none()
     if new_id is None:  # a concurrent handoff of the same conversation won
         # The winner's row is committed before the conflict is reported, so it is found.
-        return Change(ticket=open_ticket_of(conn, conversation_id), now=now)  # type: ignore[arg-type]
+        winner = open_ticket_of(conn, conversation_id)
+        assert winner is not None, "the conflicting ticket is committed before the conflict is reported"
+        return Change(ticket=winner, now=now)
     change = Change(ticket=get_ticket(conn, new_id), now=now, created=True)
     changes: dict[str, Any] = {"handler": Handler.HUMAN.value, "priority": urgency.priority.value}
     if conversation.status in (ConversationStatus.RESOLVED, ConversationStatus.SNOOZED):
