@@ -33,6 +33,17 @@ class Priority(StrEnum):
     NORMAL = "normal"
     LOW = "low"
 
+    @property
+    def rank(self) -> int:
+        """The one ordering of priorities: 0 for urgent ... 3 for low (smaller is more urgent)."""
+        return _PRIORITY_RANK[self]
+
+    def more_urgent_than(self, other: Priority | str) -> bool:
+        return self.rank < Priority(other).rank
+
+
+_PRIORITY_RANK = {Priority.URGENT: 0, Priority.HIGH: 1, Priority.NORMAL: 2, Priority.LOW: 3}
+
 
 class Handler(StrEnum):
     """Who answers the conversation right now."""

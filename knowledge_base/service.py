@@ -30,6 +30,11 @@ collection lives in memory, is built on the first search and is rebuilt after
 each write made through this object. Writes made by another process to a
 shared Chroma server are not seen by this process' keyword index until
 :meth:`KnowledgeBase.reindex` or a restart.
+
+Why this module runs past ~400 lines: ``KnowledgeBase`` is the package's one
+public facade, and its index bookkeeping (``_CollectionIndex``, the write lock
+per collection, the keyword index kept in step with Chroma) is private to it;
+splitting it would turn that private state into a second public surface.
 """
 
 from __future__ import annotations

@@ -128,13 +128,12 @@ class BotBridge(JobWorker[Job]):
 
     # --- life cycle ---------------------------------------------------------------
     def start(self) -> None:
-        self.service.bot_enabled = True
-        self.service.on_bot_job = self.notify
+        self.service.attach_bot(self.notify)
         self._unsubscribe = self.service.bus.subscribe(ConversationUpdated, self._on_conversation_updated)
         super().start()
 
     async def stop(self, timeout: float = 10.0) -> None:
-        self.service.bot_enabled = False
+        self.service.detach_bot()
         if self._unsubscribe is not None:
             self._unsubscribe()
         await super().stop(timeout)
@@ -289,7 +288,7 @@ class BotBridge(JobWorker[Job]):
             priority = Priority.NORMAL.value
         changes: dict[str, Any] = {"handler": Handler.HUMAN.value}
         current = await self.service.get_conversation(conversation.id)
-        if _rank(priority) > _rank(current.priority.value):
+        if Priority(priority).more_urgent_than(current.priority):
             changes["priority"] = priority
         await self.service.update_conversation(conversation.id, changes)
         await self.service.bus.publish(
@@ -313,7 +312,3 @@ class BotBridge(JobWorker[Job]):
         await self.service.update_conversation(conversation.id, {"handler": Handler.BOT.value}, actor_id=event.actor_id)
         await self.db.write(enqueue_resume, conversation.id)
         self.notify()
-
-
-def _rank(priority: str) -> int:
-    return {"low": 0, "normal": 1, "high": 2, "urgent": 3}.get(priority, 1)

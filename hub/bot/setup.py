@@ -125,7 +125,7 @@ async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.HEALTH]["bot"] = health
     # Messages arriving before Rasa is up are stored with their bot jobs;
     # the bridge starts answering once Rasa is ready.
-    app[keys.SERVICE].bot_enabled = True
+    app[keys.SERVICE].attach_bot(bridge.notify)
 
     watcher = None
     if settings.bot_adapt and processes and kb is not None:

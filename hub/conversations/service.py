@@ -63,12 +63,13 @@ class HubService:
         # HUB_WEBCHAT_AGENTS_ONLINE=true|false, until a duty roster is registered (auto).
         self._agents_online = agents_online
         self._duty_roster: Callable[[], Awaitable[bool]] | None = None
-        # Set by the bot bridge: inbound messages of bot-handled conversations
-        # then get a durable bot job in their ingest transaction.
+        # While a bot is attached (``attach_bot``), inbound messages of
+        # bot-handled conversations get a durable bot job in their ingest
+        # transaction, and ``on_bot_job`` wakes the bridge after the commit.
         self.bot_enabled = False
         self.on_bot_job: Callable[[], None] = lambda: None
-        # Set by hub.kb.suggestions.suggestions_ctx: agents' replies and the
-        # customers' votes on the bot's answers offer new article phrasings.
+        # While phrasing suggestions run (``use_phrasings``), agents' replies and
+        # the customers' votes on the bot's answers offer new article phrasings.
         self.phrasings: PhrasingSuggestions | None = None
 
     # --- ChannelHost ---------------------------------------------------------
@@ -140,6 +141,20 @@ class HubService:
     # --- hooks -----------------------------------------------------------------
     def on_outbound_queued(self, hook: Callable[[], None]) -> None:
         self._outbound_queued.append(hook)
+
+    def attach_bot(self, on_bot_job: Callable[[], None]) -> None:
+        """Bot-handled conversations get bot jobs from now on; ``on_bot_job`` wakes the bridge."""
+        self.bot_enabled = True
+        self.on_bot_job = on_bot_job
+
+    def detach_bot(self) -> None:
+        """No new bot jobs (those stored stay, for the next start)."""
+        self.bot_enabled = False
+        self.on_bot_job = lambda: None
+
+    def use_phrasings(self, phrasings: PhrasingSuggestions | None) -> None:
+        """Agents' replies and bot votes feed ``phrasings`` (None: stop)."""
+        self.phrasings = phrasings
 
     def use_duty_roster(self, anyone_on_duty: Callable[[], Awaitable[bool]]) -> None:
         """``agents_online`` asks the duty roster from now on (HUB_WEBCHAT_AGENTS_ONLINE=auto)."""

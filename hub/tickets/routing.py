@@ -26,13 +26,12 @@ from hub.errors import InvalidInput
 from hub.models import Priority
 
 RULE_KINDS = ("keyword", "attribute", "repeat")
-_RANK = {Priority.URGENT: 0, Priority.HIGH: 1, Priority.NORMAL: 2, Priority.LOW: 3}
-_BY_RANK = {rank: priority for priority, rank in _RANK.items()}
+_BY_RANK = {priority.rank: priority for priority in Priority}
 
 
 def priority_rank(priority: Priority | str) -> int:
-    """0 for urgent ... 3 for low."""
-    return _RANK[Priority(priority)]
+    """0 for urgent ... 3 for low (``Priority.rank``)."""
+    return Priority(priority).rank
 
 
 def higher(a: Priority | str, b: Priority | str) -> Priority:

@@ -12,6 +12,11 @@ search snippets are escaped before query terms are marked. Every response
 carries a Content-Security-Policy without inline scripts. Votes need a voter
 cookie and a form token bound to it (HMAC), and a cross-origin ``Origin`` or
 ``Referer`` is refused.
+
+Why this module runs past ~400 lines: the app factory, its two middlewares
+(security headers, error pages) and the five page handlers share one ``Portal``
+context and one set of safety rules; the rendering itself lives in
+:mod:`knowledge_base.rendering` and the templates.
 """
 
 from __future__ import annotations
