@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 TETHER = Path(tether.__file__).resolve()
 
 
+# How long a crashed child's remaining output may delay its restart.
+PUMP_DRAIN_SECONDS = 2.0
+
+
 class ChildProcess:
     def __init__(
         self,
@@ -106,7 +110,10 @@ class ChildProcess:
             try:
                 code = await self.process.wait()
                 _signal_group(self.process.pid, signal.SIGKILL)
-                await pump
+                # The rest of the dying group's output, but never wait on it for
+                # long: a process outside the group may still hold the pipe, and
+                # the restart must not hang on it.
+                await asyncio.wait({pump}, timeout=PUMP_DRAIN_SECONDS)
             finally:
                 pump.cancel()
             if self._stopping:
