@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol, Self
 
 from aiohttp import web
 
-from hub.errors import ConfigError, HubError, InvalidInput
+from hub.errors import ConfigError, HubError, InvalidInput, TooLarge
 
 # The message types live in the hub (which never imports a channel); they are
 # re-exported here so channel code keeps importing them from its interface.
@@ -129,7 +129,7 @@ class Channel(ABC):
         if not text or not text.strip():
             raise InvalidInput("message text is empty")
         if self.max_text_len is not None and len(text) > self.max_text_len:
-            raise InvalidInput(f"message text is {len(text)} characters; {self.name} allows {self.max_text_len}")
+            raise TooLarge(f"message text is {len(text)} characters; {self.name} allows {self.max_text_len}")
         return text
 
 

@@ -20,7 +20,7 @@ from channels.base import InboundMessage, OutboundMessage, SendResult
 from channels.webchat.frames import CLIENT_ID, contact_form
 from channels.webchat.security import OriginPolicy, VisitorTokens
 from channels.webchat.socket import SESSION, Session, WebchatSockets
-from hub.errors import InvalidInput, InvalidSignature, TooLarge
+from hub.errors import InvalidInput, InvalidSignature
 from hub.ratelimit import RateLimiter, TokenBuckets
 
 log = logging.getLogger(__name__)
@@ -142,13 +142,6 @@ class WebchatChannel(WebchatSockets):
                 metadata={"client_id": client_id},
             )
         ]
-
-    def check_text(self, text: str) -> str:
-        # The base class says "too long" with a plain InvalidInput; the socket
-        # answers it with its own code, so it needs a type to tell it apart.
-        if text.strip() and self.max_text_len is not None and len(text) > self.max_text_len:
-            raise TooLarge(f"message text is {len(text)} characters; {self.name} allows {self.max_text_len}")
-        return super().check_text(text)
 
     async def send(self, message: OutboundMessage) -> SendResult:
         """Push an agent or bot reply to every open socket of the visitor ``message.to``.

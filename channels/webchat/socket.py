@@ -26,7 +26,7 @@ from channels.webchat.security import (
     verified_visitor_id,
     verify_user_hash,
 )
-from hub.errors import Forbidden, HubError, InvalidInput, InvalidSignature, RateLimited, TooLarge
+from hub.errors import Forbidden, HubError, InvalidInput, InvalidSignature, RateLimited
 from hub.ratelimit import RateLimiter, TokenBuckets
 
 log = logging.getLogger(__name__)
@@ -161,8 +161,8 @@ class WebchatSockets(Channel):
         except FrameError as err:
             await self._error(session, err.code, err.message, ref=ref, **err.extra)
         except InvalidInput as err:
-            code = "too_large" if isinstance(err, TooLarge) else "invalid_input"
-            await self._error(session, code, err.message, ref=ref)
+            # The error's own code: ``too_large`` for TooLarge, else ``invalid_input``.
+            await self._error(session, err.code, err.message, ref=ref)
         except RateLimited as err:
             await self._error(session, "rate_limited", err.message, ref=ref, retry_after=round(err.retry_after, 3))
         except HubError as err:
