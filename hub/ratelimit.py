@@ -13,6 +13,7 @@ A rule is either
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
 from hub.errors import RateLimited
+
+# Rules are a handful of constant strings; parse each once, not on every request.
+_parse_rule = functools.lru_cache(maxsize=64)(limits.parse)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +74,7 @@ class RateLimiter:
         """Count one hit; raise ``RateLimited`` (429 with Retry-After) past ``rule``."""
         if self._windows is None:
             self._windows = MovingWindowRateLimiter(storage_from_string(self._storage_uri))
-        item = limits.parse(rule)
+        item = _parse_rule(rule)
         if not await self._windows.hit(item, *keys):
             stats = await self._windows.get_window_stats(item, *keys)
             raise RateLimited(f"rate limit of {rule} exceeded", retry_after=max(0.0, stats.reset_time - time.time()))
