@@ -19,6 +19,7 @@ from hub.bot.model import BotModelWatcher, all_articles
 from hub.bot.pidfile import PidFile
 from hub.bot.supervisor import ChildProcess, Children
 from hub.bot.triage import Triage
+from hub.tickets.sla import BusinessHours
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,8 @@ async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
         public_url=settings.public_url,
         confidence_threshold=settings.bot_confidence_threshold,
         triage=triage,
+        hours=BusinessHours.parse(settings.sla_business_hours, settings.sla_timezone, settings.sla_holidays),
+        clock=app[keys.CLOCK],
     )
     app[keys.BOT_BRIDGE] = bridge
     foreign: list[str] = []  # why the Rasa on our port is not ours, while it is not
