@@ -133,6 +133,10 @@ class BotBridge(JobWorker[Job]):
         )
         self.degraded = False
         self.last_error: str | None = None
+        # Why Rasa must not be asked now (``hold``): a Rasa this hub did not
+        # start holds its port, or this hub's own is still starting after it
+        # left. Customers get fallback answers meanwhile, never a stranger's.
+        self.held: str | None = None
         self._unsubscribe: Callable[[], None] | None = None
 
     # --- life cycle ---------------------------------------------------------------
@@ -150,9 +154,18 @@ class BotBridge(JobWorker[Job]):
     def health(self) -> dict[str, Any]:
         if not self.running:  # Rasa is still loading or warming up; replies wait
             return {"ok": False, "mode": "starting"}
+        if self.held is not None:
+            return {"ok": False, "mode": "starting", "error": self.held}
         if self.degraded:
             return {"ok": False, "mode": "fallback", "error": self.last_error}
         return {"ok": True}
+
+    def hold(self, reason: str) -> None:
+        """Answer in fallback mode without asking Rasa, until ``release``."""
+        self.held = reason
+
+    def release(self) -> None:
+        self.held = None
 
     def _set_degraded(self, degraded: bool, error: str | None = None) -> None:
         if degraded != self.degraded:
@@ -200,6 +213,8 @@ class BotBridge(JobWorker[Job]):
         await self._apply(turn, conversation, message)
 
     async def _ask_rasa(self, conversation: Conversation, text: str, metadata: dict[str, Any]) -> BotTurn | None:
+        if self.held is not None:
+            return None  # the fallback answers
         sender = str(conversation.id)
         error: Exception | None = None
         for _attempt in range(2):  # one retry
