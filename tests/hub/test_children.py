@@ -361,9 +361,7 @@ async def test_when_the_foreign_rasa_leaves_the_hubs_own_starts_warms_up_and_ans
         # Past the ready wait, a customer still gets an answer (the fallback),
         # and the stranger is never asked anything but who it is.
         early = await hub.inbound({"from": "early", "text": "Is anyone there?", "id": "f1"})
-        early_cid = (await hub.api("GET", f"/api/v1/messages/{early['received'][0]['message_id']}"))[
-            "conversation_id"
-        ]
+        early_cid = (await hub.api("GET", f"/api/v1/messages/{early['received'][0]['message_id']}"))["conversation_id"]
         assert await wait_for(lambda: bot_answer(early_cid), timeout=15)
         assert set(seen) == {"/status"}
 
@@ -375,9 +373,7 @@ async def test_when_the_foreign_rasa_leaves_the_hubs_own_starts_warms_up_and_ans
         assert calls.read_text().splitlines().count("/model/parse") == 1
 
         later = await hub.inbound({"from": "later", "text": "And now?", "id": "f2"})
-        later_cid = (await hub.api("GET", f"/api/v1/messages/{later['received'][0]['message_id']}"))[
-            "conversation_id"
-        ]
+        later_cid = (await hub.api("GET", f"/api/v1/messages/{later['received'][0]['message_id']}"))["conversation_id"]
         assert await wait_for(lambda: bot_answer(later_cid), timeout=15) == ["Answer from the hub's own Rasa"]
         own = calls.read_text().splitlines()
         assert own.index("/model/parse") < own.index("/webhooks/rest/webhook")
