@@ -245,3 +245,42 @@ async def test_the_fallback_handoff_promises_the_same(sqlite_url: str, tmp_path:
         assert handoff["meta"]["fallback"] is True and handoff["meta"]["promise"]["on_duty"] is False
     finally:
         await hub.client.close()
+
+
+@pytest.mark.asyncio
+async def test_in_the_web_chat_away_the_bot_asks_for_the_address_and_keeps_the_answer(
+    database_url: str, tmp_path: Path, rasa: FakeRasa
+) -> None:
+    from tests.channels.test_webchat_support import hello, receive_until, stop_hub, webchat_settings
+
+    settings = webchat_settings(
+        database_url,
+        tmp_path,
+        bot="rasa",
+        rasa_url=rasa.url,
+        rasa_timeout=0.5,
+        rasa_ready_wait=1.0,
+        webchat_agents_online="auto",  # nobody is on duty
+    )
+    hub = await start_hub(settings, knowledge_base=None)
+    try:
+        ws = await hub.client.ws_connect("/channels/webchat/ws")
+        await hello(ws)
+        await ws.send_json({"type": "message", "client_id": "w1", "text": "I want to talk to a person"})
+        ack = await receive_until(ws, "ack")
+        first = await hub.api("GET", f"/api/v1/messages/{ack['message']['id']}")
+        cid, contact_id = first["conversation_id"], first["contact_id"]
+        handoff = await receive_until(ws, "message")
+        assert handoff["message"]["text"] == f"I'm passing you to our team. {AWAY} {ASK_EMAIL}"
+        # The widget switches to away mode; the frame adds no second note to read.
+        assert await receive_until(ws, "offline") == {"type": "offline"}
+
+        await ws.send_json({"type": "message", "client_id": "w2", "text": "visitor@example.org"})
+        await receive_until(ws, "ack")
+        contact = await hub.api("GET", f"/api/v1/contacts/{contact_id}")
+        assert contact["attributes"]["email_unverified"] == "visitor@example.org" and contact["email"] is None
+        [stored] = await _handed_off(hub, cid, 1) or []
+        assert stored["meta"]["promise"]["asks_email"] is True
+        await ws.close()
+    finally:
+        await stop_hub(hub)
