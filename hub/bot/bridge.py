@@ -248,8 +248,12 @@ class BotBridge(JobWorker[Job]):
             meta["handoff"] = True  # the chat widget switches to offline mode if nobody is on duty
             promise = await self.promise(conversation)
             meta["promise"] = promise.to_meta()
-            # The bot says it passes the conversation on; the hub says what follows.
-            texts[-1:] = [" ".join([*texts[-1:], promise.text])]
+            # The bot says it passes the conversation on; the hub says what
+            # follows, in the same message (alone when the bot said nothing).
+            if texts:
+                texts[-1] = f"{texts[-1]} {promise.text}"
+            else:
+                texts.append(promise.text)
         for index, text in enumerate(texts):
             await self.service.reply(
                 conversation.id,
