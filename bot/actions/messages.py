@@ -6,10 +6,12 @@ from the team's own knowledge base (its categories and article titles).
 
 from __future__ import annotations
 
+# Neutral on purpose: only the hub knows whether anyone is on duty and when the
+# team is back, so it appends that promise to this text (hub/bot/promise.py).
 HANDOFF = {
-    "urgent": "I'm connecting you with a member of our team right away. Someone will be with you shortly.",
-    "high": "I'm sorry about this. I'm connecting you with a member of our team, who will pick this up as a priority.",
-    "normal": "I'm connecting you with a member of our team. They'll reply here as soon as they can.",
+    "urgent": "I'm passing you to our team right away.",
+    "high": "I'm sorry about this. I'm passing you to our team as a priority.",
+    "normal": "I'm passing you to our team.",
 }
 
 # A near miss: the knowledge base has articles close to the question, none sure enough.

@@ -66,9 +66,12 @@ Hub -> client:
     from another tab.
 ``{"type": "typing", "author": "agent" | "bot", "active": bool}``
 ``{"type": "read", "last_id": int}``
-``{"type": "offline", "text": str}``
+``{"type": "offline"}``
     The conversation was handed to humans and none is on duty: the widget
-    asks for an email address and says the answer will come by email.
+    switches its header to "away" and offers its email form. It carries no
+    text: what the team can promise (when it is back, the reply by email) is
+    in the handoff message itself, written by the hub (``hub/bot/promise.py``),
+    so the visitor reads it once.
 ``{"type": "error", "code": str, "message": str, "ref": str?, "retry_after": float?}``
     ``code``: ``invalid_json``, ``invalid_frame``, ``unknown_type``,
     ``not_ready``, ``too_large``, ``invalid_input``, ``rate_limited`` (with

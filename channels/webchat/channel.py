@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).with_name("static")
 WS_PATH = "/channels/webchat/ws"
 PRUNE_INTERVAL = 60.0
-OFFLINE_TEXT = "Our team is offline right now. Leave your email and we'll reply by email as soon as we're back."
 
 
 def _setting_secret(value: Any) -> str | None:
@@ -170,9 +169,12 @@ class WebchatChannel(WebchatSockets):
         return SendResult(provider_id=provider_id, delivered=delivered)
 
     async def notify_handoff(self, visitor_id: str) -> None:
-        """The conversation went to humans: with nobody on duty, switch the widget to offline mode."""
+        """The conversation went to humans: with nobody on duty, switch the widget to offline mode.
+
+        No text of its own: the handoff message already says when the team is
+        back and how the reply will come (hub/bot/promise.py)."""
         if not await self.agents_are_online():
-            await self._push(visitor_id, {"type": "offline", "text": OFFLINE_TEXT})
+            await self._push(visitor_id, {"type": "offline"})
 
     async def push_typing(self, visitor_id: str, active: bool, *, author: str = "agent") -> bool:
         return await self._push(visitor_id, {"type": "typing", "author": author, "active": bool(active)})

@@ -9,7 +9,10 @@ outbox for the customer's own channel.
 
 - A ``{"custom": {"handoff": true, "priority", "reason"}}`` answer hands the
   conversation to humans: ``handler=human``, the priority set, and a
-  ``HandoffRequested`` event that the ticket router acts on.
+  ``HandoffRequested`` event that the ticket router acts on. The bot's own
+  handoff text stays neutral; the hub appends what it can promise (who is on
+  duty, when the team is back, whether the reply also comes by email:
+  ``hub.bot.promise``).
 - When an agent resolves a handed-off conversation, a durable "resume" job
   un-pauses Rasa's tracker so the bot answers again.
 - Rasa down or slow: time out (HUB_RASA_TIMEOUT), retry once, then fall back:
@@ -29,24 +32,26 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from bot.client import BotTurn, RasaClient
+from hub.bot.promise import Promise, handoff_promise
 from hub.bot.triage import Triage
 from hub.conversations.service import HubService
 from hub.errors import ChannelSendError, NotFound, Unavailable
-from hub.events import ConversationUpdated, HandoffRequested, utcnow
+from hub.events import Clock, ConversationUpdated, HandoffRequested, utcnow
 from hub.jobs.queue import Queue, QueueSpec
 from hub.jobs.worker import JobWorker
 from hub.metrics import Metrics
 from hub.models import AuthorKind, Conversation, Handler, Message, Priority
 from hub.storage import Database
 from hub.storage.schema import bot_jobs
+from hub.tickets.sla import BusinessHours
 
 log = logging.getLogger(__name__)
 
 KBSearch = Callable[[str, int], Awaitable[Any]]  # (query, k) -> knowledge_base.SearchResult
 
+# The handoff promise (hub.bot.promise) follows it in the same message.
 FALLBACK_HANDOFF_TEXT = (
-    "Thanks for your message! Our assistant is unavailable right now, so I've passed "
-    "your conversation to a member of our team. They'll reply here as soon as possible."
+    "Thanks for your message! Our assistant is unavailable right now, so I've passed your conversation to our team."
 )
 
 
@@ -96,6 +101,8 @@ class BotBridge(JobWorker[Job]):
         public_url: str = "",
         confidence_threshold: float = 0.5,
         triage: Triage | None = None,
+        hours: BusinessHours | None = None,
+        clock: Clock | None = None,
         concurrency: int = 20,
         lease_seconds: float = 60.0,
         poll_interval: float = 1.0,
@@ -109,6 +116,8 @@ class BotBridge(JobWorker[Job]):
         self.public_url = public_url.rstrip("/")
         self.confidence_threshold = confidence_threshold
         self.triage = triage
+        self.hours = hours  # HUB_SLA_BUSINESS_HOURS: when the team is back, for the handoff promise
+        self.clock = clock or Clock()
         super().__init__(
             db,
             BOT_JOBS,
@@ -124,6 +133,10 @@ class BotBridge(JobWorker[Job]):
         )
         self.degraded = False
         self.last_error: str | None = None
+        # Why Rasa must not be asked now (``hold``): a Rasa this hub did not
+        # start holds its port, or this hub's own is still starting after it
+        # left. Customers get fallback answers meanwhile, never a stranger's.
+        self.held: str | None = None
         self._unsubscribe: Callable[[], None] | None = None
 
     # --- life cycle ---------------------------------------------------------------
@@ -141,9 +154,18 @@ class BotBridge(JobWorker[Job]):
     def health(self) -> dict[str, Any]:
         if not self.running:  # Rasa is still loading or warming up; replies wait
             return {"ok": False, "mode": "starting"}
+        if self.held is not None:
+            return {"ok": False, "mode": "starting", "error": self.held}
         if self.degraded:
             return {"ok": False, "mode": "fallback", "error": self.last_error}
         return {"ok": True}
+
+    def hold(self, reason: str) -> None:
+        """Answer in fallback mode without asking Rasa, until ``release``."""
+        self.held = reason
+
+    def release(self) -> None:
+        self.held = None
 
     def _set_degraded(self, degraded: bool, error: str | None = None) -> None:
         if degraded != self.degraded:
@@ -191,6 +213,8 @@ class BotBridge(JobWorker[Job]):
         await self._apply(turn, conversation, message)
 
     async def _ask_rasa(self, conversation: Conversation, text: str, metadata: dict[str, Any]) -> BotTurn | None:
+        if self.held is not None:
+            return None  # the fallback answers
         sender = str(conversation.id)
         error: Exception | None = None
         for _attempt in range(2):  # one retry
@@ -219,9 +243,18 @@ class BotBridge(JobWorker[Job]):
         decision = turn.decision
         if decision is not None:
             meta["decision"] = decision  # what the bot did, which article, which urgency signals fired
+        texts = list(turn.texts)
         if handoff is not None:
             meta["handoff"] = True  # the chat widget switches to offline mode if nobody is on duty
-        for index, text in enumerate(turn.texts):
+            promise = await self.promise(conversation)
+            meta["promise"] = promise.to_meta()
+            # The bot says it passes the conversation on; the hub says what
+            # follows, in the same message (alone when the bot said nothing).
+            if texts:
+                texts[-1] = f"{texts[-1]} {promise.text}"
+            else:
+                texts.append(promise.text)
+        for index, text in enumerate(texts):
             await self.service.reply(
                 conversation.id,
                 text,
@@ -264,12 +297,13 @@ class BotBridge(JobWorker[Job]):
                 },
             )
             return
+        promise = await self.promise(conversation)
         await self.service.reply(
             conversation.id,
-            FALLBACK_HANDOFF_TEXT,
+            f"{FALLBACK_HANDOFF_TEXT} {promise.text}",
             author_kind=AuthorKind.BOT,
             idempotency_key=f"bot:{message.id}:fallback",
-            meta={"in_reply_to": message.id, "fallback": True, "handoff": True},
+            meta={"in_reply_to": message.id, "fallback": True, "handoff": True, "promise": promise.to_meta()},
         )
         await self.handoff(
             conversation,
@@ -277,6 +311,18 @@ class BotBridge(JobWorker[Job]):
             reason="assistant unavailable",
             source="fallback",
             kb_hits=[h.to_dict() for h in result.hits] if result is not None else [],
+        )
+
+    async def promise(self, conversation: Conversation) -> Promise:
+        """What a handoff of ``conversation`` may promise now (``hub.bot.promise``)."""
+        contact = await self.service.get_contact(conversation.contact_id)
+        email = contact.email or contact.attributes.get("email_unverified")
+        return handoff_promise(
+            on_duty=await self.service.agents_online(),
+            now=self.clock.now(),
+            hours=self.hours,
+            channel=conversation.channel,
+            email=str(email) if email else None,
         )
 
     async def handoff(

@@ -19,6 +19,7 @@ from hub.bot.model import BotModelWatcher, all_articles
 from hub.bot.pidfile import PidFile
 from hub.bot.supervisor import ChildProcess, Children
 from hub.bot.triage import Triage
+from hub.tickets.sla import BusinessHours
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,8 @@ async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
         public_url=settings.public_url,
         confidence_threshold=settings.bot_confidence_threshold,
         triage=triage,
+        hours=BusinessHours.parse(settings.sla_business_hours, settings.sla_timezone, settings.sla_holidays),
+        clock=app[keys.CLOCK],
     )
     app[keys.BOT_BRIDGE] = bridge
     foreign: list[str] = []  # why the Rasa on our port is not ours, while it is not
@@ -147,8 +150,8 @@ async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
             return "stranger"  # a server that takes any token (no --auth-token), not ours
         return state
 
-    async def start_when_ready() -> None:
-        await triage.load()  # the examples embed while Rasa loads
+    async def ready_by_deadline() -> str:
+        """Wait for Rasa to answer our token, HUB_RASA_READY_WAIT at most; the last state."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + settings.rasa_ready_wait
         state = await probe()
@@ -156,15 +159,31 @@ async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
             _note_foreign(state, url, foreign, own=own_rasa is not None)
             await asyncio.sleep(0.5)
             state = await probe()
-        took = await client.warm_up() if state == "ready" else None
-        if took is not None:
-            log.info("Rasa warmed up in %.1f s", took)
+        if state == "ready":
+            took = await client.warm_up()
+            if took is not None:
+                log.info("Rasa warmed up in %.1f s", took)
+        return state
+
+    async def start_when_ready() -> None:
+        await triage.load()  # the examples embed while Rasa loads
+        state = await ready_by_deadline()
+        if state in FOREIGN:
+            bridge.hold("the Rasa on its port is not this hub's")  # never ask a stranger
         bridge.start()  # not ready by the deadline: the bridge answers in fallback mode
         while state in FOREIGN:  # until the stranger goes and our own Rasa answers
             _note_foreign(state, url, foreign, own=own_rasa is not None)
             await asyncio.sleep(2.0)
             state = await probe()
+            if state not in FOREIGN:
+                # It went: our own Rasa starts on the freed port. Wait for it
+                # and warm it up as at a normal start; fallback answers meanwhile.
+                _note_foreign(state, url, foreign, own=own_rasa is not None)
+                log.info("the foreign Rasa at %s is gone; waiting for this hub's own", url)
+                bridge.hold("this hub's Rasa is starting")
+                state = await ready_by_deadline()
         foreign.clear()
+        bridge.release()
         if watcher is not None:
             await watcher.run()  # until cancelled: the NLU follows the knowledge base
 

@@ -7,6 +7,7 @@ kinds are ``email``, ``phone`` or a channel name (``webchat``, ``slack``...).
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -36,6 +37,9 @@ from hub.storage.schema import (
 )
 
 EMAIL_MAX = 320
+# A message that is an address and nothing else (a full stop or the
+# customer's angle brackets aside): the answer to "what's your email?".
+_TYPED_EMAIL = re.compile(r"<?([^\s@<>,;]+@[^\s@<>,;]+\.[^\s@<>,;.]+)>?\.?")
 
 
 def normalise_address(kind: str, address: str, *, default_region: str | None = None) -> str:
@@ -97,6 +101,21 @@ _INSERT_IDENTITY = PerDialect(
         .returning(identities.c.id)
     )
 )
+
+
+def typed_email(text: str) -> str | None:
+    """The e-mail address a customer's message consists of, normalised; None
+    when the message is anything else (a sentence that mentions an address is
+    not a contact detail)."""
+    if "@" not in text or len(text) > EMAIL_MAX + 3:
+        return None
+    match = _TYPED_EMAIL.fullmatch(text.strip())
+    if match is None:
+        return None
+    try:
+        return normalise_address("email", match.group(1))
+    except InvalidInput:
+        return None
 
 
 def identities_of(conn: Connection, contact_id: int) -> list[Identity]:

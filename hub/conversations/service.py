@@ -6,6 +6,7 @@ domain events after the commit.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
@@ -76,6 +77,15 @@ class HubService:
     async def ingest(self, inbound: InboundMessage) -> IngestResult:
         channel = self.channels.get(inbound.channel)
         kind = channel.address_kind if channel is not None else inbound.channel
+        if not inbound.contact_hints and kind != "email":
+            # A customer who answers the handoff's "what's your email?" with
+            # the address: kept as an unverified contact detail
+            # (``attributes.email_unverified``, in the message's transaction),
+            # never as an identity: typing an address proves nothing, so it
+            # must not merge this contact with the address's owner.
+            typed = contacts_tx.typed_email(inbound.text)
+            if typed is not None:
+                inbound = dataclasses.replace(inbound, contact_hints={"email": typed}, hints_verified=False)
         done = await self.db.write(
             ingest_tx.ingest,
             inbound,

@@ -133,6 +133,15 @@ class BusinessHours:
             remaining -= closes - begin
         raise ConfigError("HUB_SLA_BUSINESS_HOURS: no business hours in the next three years")
 
+    def next_opening(self, at: datetime) -> datetime | None:
+        """When the team is at work next: ``at`` itself while it is open, else
+        the next opening (UTC); None when no day of the next three years opens."""
+        at = at.astimezone(UTC)
+        for opens, closes in self._open_intervals(at):
+            if closes > at:
+                return max(opens, at)
+        return None
+
     def between(self, start: datetime, end: datetime) -> float:
         """Seconds of business time from ``start`` to ``end``."""
         start, end = start.astimezone(UTC), end.astimezone(UTC)

@@ -27,12 +27,12 @@ class FakeRasa:
         lowered = text.lower()
         if "person" in lowered or "human" in lowered:
             return [
-                {"text": "Connecting you with our team."},
+                {"text": "I'm passing you to our team."},
                 {"custom": {"handoff": True, "priority": "normal", "reason": "request_human"}},
             ]
         if "down" in lowered or "hacked" in lowered:
             return [
-                {"text": "This is urgent, a teammate will jump in."},
+                {"text": "I'm passing you to our team right away."},
                 {"custom": {"handoff": True, "priority": "urgent", "reason": "urgent_issue"}},
             ]
         return [

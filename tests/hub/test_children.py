@@ -195,25 +195,31 @@ def _as_dict(record: Recorded) -> dict[str, Any]:
     return {"name": record.name, "pid": record.pid, "start_time": record.start_time, "argv": record.argv}
 
 
-@pytest_asyncio.fixture(params=[401, 200], ids=["refuses-the-token", "takes-any-token"])
-async def foreign_rasa(request: pytest.FixtureRequest) -> AsyncIterator[tuple[int, list[str]]]:
-    """A server on the Rasa port: one that refuses the hub's token, as an
-    orphaned Rasa does, or one started without --auth-token (answers anyone)."""
-    seen: list[str] = []
-    status = request.param
+async def serve_stranger(status: int, seen: list[str]) -> tuple[int, web.AppRunner]:
+    """A server on a fresh port: one that refuses the hub's token (401), as
+    an orphaned Rasa does, or one started without --auth-token (200 to anyone)."""
 
-    async def refuse(request: web.Request) -> web.Response:
+    async def answer(request: web.Request) -> web.Response:
         seen.append(request.path)
         if status == 200:
             return web.json_response({"model_file": "an-older-model.tar.gz"})
         return web.json_response({"status": "failure", "reason": "NotAuthenticated"}, status=401)
 
     app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", refuse)
+    app.router.add_route("*", "/{tail:.*}", answer)
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
+    return port, runner
+
+
+@pytest_asyncio.fixture(params=[401, 200], ids=["refuses-the-token", "takes-any-token"])
+async def foreign_rasa(request: pytest.FixtureRequest) -> AsyncIterator[tuple[int, list[str]]]:
+    """A server on the Rasa port: one that refuses the hub's token, as an
+    orphaned Rasa does, or one started without --auth-token (answers anyone)."""
+    seen: list[str] = []
+    port, runner = await serve_stranger(request.param, seen)
     try:
         yield port, seen
     finally:
@@ -281,6 +287,105 @@ async def test_a_foreign_rasa_on_the_port_is_reported_not_used(
         stale.kill()
         stale.wait()
     assert json.loads(pidfile.path.read_text())["children"] == []
+
+
+# The hub's own "Rasa" for the test below: a stand-in installed as
+# <venv>/bin/rasa, so that the hub starts it through its real launcher,
+# supervisor and tether. Its HTTP API answers only the token it was started
+# with, as `rasa run --auth-token` does (the REST channel's webhook takes no
+# token, in Rasa as here), and it writes each request's path to a file.
+STAND_IN_RASA = """#!{python}
+import json, sys
+from aiohttp import web
+
+port = int(sys.argv[sys.argv.index("--port") + 1])
+token = next(a.split("=", 1)[1] for a in sys.argv if a.startswith("--auth-token="))
+
+async def handle(request):
+    if request.path != "/webhooks/rest/webhook" and request.query.get("token") != token:
+        return web.json_response({{"status": "failure"}}, status=401)
+    with open({calls!r}, "a") as calls:
+        calls.write(request.path + "\\n")
+    if request.path == "/webhooks/rest/webhook":
+        sender = (await request.json())["sender"]
+        return web.json_response([{{"recipient_id": sender, "text": "Answer from the hub's own Rasa"}}])
+    if request.path == "/model/parse":
+        return web.json_response({{"intent": {{"name": "greet", "confidence": 1.0}}}})
+    return web.json_response({{"model_file": "current.tar.gz"}})
+
+app = web.Application()
+app.router.add_route("*", "/{{tail:.*}}", handle)
+web.run_app(app, host="127.0.0.1", port=port, print=None)
+"""
+
+
+@pytest.mark.parametrize("status", [401, 200], ids=["refuses-the-token", "takes-any-token"])
+@pytest.mark.asyncio
+async def test_when_the_foreign_rasa_leaves_the_hubs_own_starts_warms_up_and_answers(
+    tmp_path: Path, status: int
+) -> None:
+    from hub.storage.migrate import upgrade
+
+    seen: list[str] = []
+    port, stranger = await serve_stranger(status, seen)
+    calls = tmp_path / "own-rasa-calls.txt"
+    venv = tmp_path / "stand-in-venv"
+    (venv / "bin").mkdir(parents=True)
+    rasa = venv / "bin" / "rasa"
+    rasa.write_text(STAND_IN_RASA.format(python=sys.executable, calls=str(calls)))
+    rasa.chmod(0o755)
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"
+    await asyncio.to_thread(upgrade, url)
+    settings = make_settings(
+        url,
+        tmp_path,
+        bot="rasa",
+        rasa_port=port,
+        action_port=free_port(),
+        rasa_venv=venv,
+        rasa_ready_wait=1.0,  # past it, with the stranger still there: fallback answers
+        rasa_timeout=2.0,
+    )
+    hub = await start_hub(settings, knowledge_base=None)
+
+    async def bot_check() -> dict[str, Any]:
+        return dict((await (await hub.client.get("/readyz")).json())["checks"]["bot"])
+
+    async def bot_answer(cid: int) -> list[str]:
+        page = await hub.api("GET", f"/api/v1/conversations/{cid}/timeline", params={"limit": 50})
+        return [m["body"] for m in page["items"] if m["author_kind"] == "bot"]
+
+    try:
+        await wait_for(lambda: _mode_is(bot_check, "foreign"), timeout=15)
+        # Past the ready wait, a customer still gets an answer (the fallback),
+        # and the stranger is never asked anything but who it is.
+        early = await hub.inbound({"from": "early", "text": "Is anyone there?", "id": "f1"})
+        early_cid = (await hub.api("GET", f"/api/v1/messages/{early['received'][0]['message_id']}"))["conversation_id"]
+        assert await wait_for(lambda: bot_answer(early_cid), timeout=15)
+        assert set(seen) == {"/status"}
+
+        await stranger.cleanup()  # the stranger goes; the hub's own Rasa takes the port
+        assert await wait_for(lambda: _mode_is(bot_check, None), timeout=60) == {"ok": True}
+        body = await (await hub.client.get("/readyz")).json()
+        assert body["status"] == "ready", body
+        # Warmed up as at a normal start: one parse before any customer's message.
+        assert calls.read_text().splitlines().count("/model/parse") == 1
+
+        later = await hub.inbound({"from": "later", "text": "And now?", "id": "f2"})
+        later_cid = (await hub.api("GET", f"/api/v1/messages/{later['received'][0]['message_id']}"))["conversation_id"]
+        assert await wait_for(lambda: bot_answer(later_cid), timeout=15) == ["Answer from the hub's own Rasa"]
+        own = calls.read_text().splitlines()
+        assert own.index("/model/parse") < own.index("/webhooks/rest/webhook")
+    finally:
+        await hub.client.close()
+        await stranger.cleanup()
+
+
+async def _mode_is(check: Any, mode: str | None) -> dict[str, Any] | None:
+    """The bot's /readyz check once its mode is ``mode`` (None: healthy)."""
+    found = await check()
+    return found if found.get("mode") == mode and (mode is not None or found.get("ok")) else None
 
 
 def descendants(pid: int) -> set[int]:

@@ -187,7 +187,9 @@
     config.title = name;
     title.textContent = name;
     avatar.textContent = initial(name);
-    subtitle.textContent = state.agentsOnline ? "We typically reply in a few minutes" : "We're away right now \u2014 we'll reply by email";
+    // Away: the header says so once; when the team is back and how the reply
+    // comes is in the handoff message (the hub writes it), not repeated here.
+    subtitle.textContent = state.agentsOnline ? "We typically reply in a few minutes" : "We're away right now";
     presence.setAttribute("data-online", state.agentsOnline ? "true" : "false");
     panel.setAttribute("aria-label", "Chat with " + name);
     greeting.textContent = "";
@@ -341,7 +343,7 @@
       log.insertBefore(prechat, typing);
       return;
     }
-    prechat.appendChild(el("p", { className: "card-title", text: away ? "We're away right now" : "Get notified by email" }));
+    prechat.appendChild(el("p", { className: "card-title", text: away ? "Get our reply by email" : "Get notified by email" }));
     prechat.appendChild(el("p", { className: "card-text", text: away ? "Leave your email and we'll reply by email." : "Tell us how to reach you if you leave (optional)." }));
     var nameInput = el("input", { className: "field", type: "text", name: "name", placeholder: "Your name", "aria-label": "Your name", autocomplete: "name", maxlength: "200" });
     var emailInput = el("input", { className: "field", type: "email", name: "email", placeholder: "you@example.com", "aria-label": "Your email", autocomplete: "email", maxlength: "254" });
