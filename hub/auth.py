@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import time
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -93,36 +91,30 @@ def _lookup(conn: Connection, digest: str) -> User | None:
     return rows.user(row) if row is not None else None
 
 
-@dataclass
-class _Cached:
-    user: User | None
-    expires: float
-
-
 class TokenAuthenticator:
-    """Resolves bearer tokens to users, with a short cache (revocation takes <= ttl)."""
+    """Resolves bearer tokens to users: one indexed read per request, no cache,
+    so a revocation (API or ``hub tokens revoke``, on any instance) holds from
+    the next request on."""
 
-    def __init__(self, db: Database, ttl: float = 10.0) -> None:
+    def __init__(self, db: Database) -> None:
         self.db = db
-        self.ttl = ttl
-        self._cache: dict[str, _Cached] = {}
 
     async def authenticate(self, token: str) -> User | None:
         if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
             return None
-        digest = hash_token(token)
-        now = time.monotonic()
-        cached = self._cache.get(digest)
-        if cached is not None and cached.expires > now:
-            return cached.user
-        user = await self.db.read(_lookup, digest)
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[digest] = _Cached(user, now + self.ttl)
-        return user
+        return await self.db.read(_lookup, hash_token(token))
 
-    def forget(self) -> None:
-        self._cache.clear()
+
+def check_assignee(conn: Connection, user_id: Any) -> None:
+    """Only agents and admins take work: a conversation or ticket assigned to
+    anyone else (a viewer, a user who does not exist) is refused with a 400."""
+    if not isinstance(user_id, int) or isinstance(user_id, bool):
+        raise InvalidInput("assignee_id must be an integer or null")
+    row = conn.execute(sa.select(users.c.role).where(users.c.id == user_id)).first()
+    if row is None:
+        raise InvalidInput(f"assignee_id: user {user_id} does not exist")
+    if row.role not in (Role.AGENT.value, Role.ADMIN.value):
+        raise InvalidInput(f"assignee_id: user {user_id} is a {row.role}; only agents and admins take work")
 
 
 def user_summary(user: User) -> dict[str, Any]:

@@ -144,6 +144,12 @@ class Hub:
 
         return self.app[keys.DATABASE]
 
+    @property
+    def tickets(self) -> Any:
+        from hub import keys
+
+        return self.app[keys.TICKETS]
+
     def channel(self, name: str) -> Any:
         from hub import keys
 

@@ -63,7 +63,6 @@ async def create_token(request: web.Request) -> web.Response:
 async def revoke_token(request: web.Request) -> web.Response:
     token_id = path_id(request)
     await request.app[keys.DATABASE].write(auth.revoke_token, token_id)
-    request.app[keys.AUTH].forget()
     await request.app[keys.SERVICE].audit(
         current_user(request).id, "token.revoke", target_type="token", target_id=token_id
     )

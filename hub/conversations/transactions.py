@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from hub import auth
 from hub.errors import InvalidInput, NotFound
 from hub.events import utcnow
 from hub.models import (
@@ -32,7 +33,7 @@ from hub.models import (
     StrEnum,
 )
 from hub.storage import rows
-from hub.storage.schema import conversations, identities, messages, outbox, users
+from hub.storage.schema import conversations, identities, messages, outbox
 
 _ADDRESS = sa.select(identities.c.address).where(identities.c.id == sa.bindparam("identity_id"))
 
@@ -243,10 +244,7 @@ def update_conversation(
     if "assignee_id" in changes:
         assignee = changes["assignee_id"]
         if assignee is not None:
-            if not isinstance(assignee, int) or isinstance(assignee, bool):
-                raise InvalidInput("assignee_id must be an integer or null")
-            if conn.execute(sa.select(users.c.id).where(users.c.id == assignee)).first() is None:
-                raise InvalidInput(f"user {assignee} does not exist")
+            auth.check_assignee(conn, assignee)
         if assignee != conversation.assignee_id:
             values["assignee_id"] = applied["assignee_id"] = assignee
     if "subject" in changes and changes["subject"] != conversation.subject:

@@ -269,12 +269,51 @@ def book(conn: Connection, user_id: int | None, delta: int, *, stamp: bool = Fal
     conn.execute(sa.update(agent_profiles).where(agent_profiles.c.user_id == user_id).values(**values))
 
 
+def take_slot(conn: Connection, user_id: int) -> bool:
+    """Book one ticket on an on-duty agent only if they still have room: the
+    conditional update is the claim (on PostgreSQL it locks the agent's row and
+    re-checks the condition after a concurrent booking commits), so two
+    instances routing at once never take an agent past capacity."""
+    values: dict[str, Any] = {
+        "open_tickets": agent_profiles.c.open_tickets + 1,
+        "last_assigned_seq": time.time_ns() // 1000,
+    }
+    done = conn.execute(
+        sa.update(agent_profiles)
+        .where(
+            agent_profiles.c.user_id == user_id,
+            agent_profiles.c.on_duty.is_(True),
+            agent_profiles.c.open_tickets < agent_profiles.c.capacity,
+        )
+        .values(**values)
+    )
+    return bool(done.rowcount)
+
+
+def anyone_with_room(conn: Connection) -> bool:
+    """Is any on-duty agent below capacity? (a queue pass stops at once when not)"""
+    return (
+        conn.execute(
+            sa.select(agent_profiles.c.user_id)
+            .join(users, users.c.id == agent_profiles.c.user_id)
+            .where(
+                agent_profiles.c.on_duty.is_(True),
+                agent_profiles.c.open_tickets < agent_profiles.c.capacity,
+                users.c.role.in_((Role.AGENT.value, Role.ADMIN.value)),
+            )
+            .limit(1)
+        ).first()
+        is not None
+    )
+
+
 def recount_loads(conn: Connection) -> None:
-    """Recompute every agent's open-ticket count from the tickets (start-up self-repair)."""
+    """Recompute every agent's open-ticket count from the tickets (start-up
+    self-repair). A snoozed ticket does not count: it needs no work until it wakes."""
     counts: dict[int, int] = dict(
         conn.execute(
             sa.select(tickets.c.assignee_id, sa.func.count())
-            .where(tickets.c.status == "open", tickets.c.assignee_id.is_not(None))
+            .where(tickets.c.status == "open", tickets.c.assignee_id.is_not(None), tickets.c.snoozed_until.is_(None))
             .group_by(tickets.c.assignee_id)
         ).all()
     )

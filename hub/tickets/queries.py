@@ -63,8 +63,14 @@ def list_tickets(
     return [ticket_from_row(r) for r in conn.execute(stmt)]
 
 
-def queue(conn: Connection, *, team: str | None = None, limit: int = 100) -> list[Ticket]:
-    """Unassigned open tickets, most urgent first, then oldest first."""
+def queue(
+    conn: Connection, *, team: str | None = None, limit: int = 100, awake: bool = False, lock: bool = False
+) -> list[Ticket]:
+    """Unassigned open tickets, most urgent first, then oldest first.
+
+    ``awake``: without the snoozed ones. ``lock`` (a routing pass): the rows
+    are locked and rows another transaction is routing are skipped
+    (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite serialises writers)."""
     order = sa.case({p.value: routing.priority_rank(p) for p in Priority}, value=tickets.c.priority, else_=9)
     stmt = (
         sa.select(tickets)
@@ -74,6 +80,10 @@ def queue(conn: Connection, *, team: str | None = None, limit: int = 100) -> lis
     )
     if team:
         stmt = stmt.where(tickets.c.team == team)
+    if awake:
+        stmt = stmt.where(tickets.c.snoozed_until.is_(None))
+    if lock and conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
     return [ticket_from_row(r) for r in conn.execute(stmt)]
 
 

@@ -36,9 +36,9 @@ from hub.tickets.transactions import (
     Change,
     Policy,
     assign,
-    assign_queued,
     customer_wrote,
     escalate,
+    fill_capacity,
     open_ticket,
     record_first_response,
     reroute,
@@ -50,6 +50,8 @@ from hub.tickets.transactions import (
 )
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
     from hub.bus import EventBus
     from hub.config import Settings
     from hub.storage import Database
@@ -140,6 +142,8 @@ class TicketService:
             )
         if change.created or "priority" in change.ticket_changes or "sla_paused" in change.ticket_changes:
             self.scheduler.wake()
+        for routed in change.follow:  # queued tickets this change made room for
+            await self._publish(routed)
 
     # --- use cases -----------------------------------------------------------------
     async def open(
@@ -186,13 +190,6 @@ class TicketService:
         return change.ticket
 
     async def assign(self, ticket_id: int, assignee_id: int | None, *, actor_id: int | None) -> Ticket:
-        if assignee_id is not None:
-            await self.db.read(
-                agents_tx.get_agent,
-                assignee_id,
-                default_team=self.settings.ticket_default_team,
-                default_capacity=self.settings.ticket_default_capacity,
-            )
         change = await self.db.write(assign, ticket_id, assignee_id, actor_id=actor_id, now=self.clock.now())
         await self._publish(change, actor_id=actor_id)
         return change.ticket
@@ -219,11 +216,8 @@ class TicketService:
 
     async def set_duty(self, user_id: int, on_duty: bool, *, actor_id: int | None) -> agents_tx.Agent:
         """On duty: pick up queued tickets. Off duty: hand open tickets to others (or the queue)."""
-        await self.update_agent(user_id, {"on_duty": on_duty})
-        if on_duty:
-            for change in await self.db.write(assign_queued, now=self.clock.now()):
-                await self._publish(change)
-        else:
+        await self.update_agent(user_id, {"on_duty": on_duty})  # on duty: takes queued tickets
+        if not on_duty:
             for ticket_id in await self.db.read(tickets_of, user_id):
                 await self._publish(
                     await self.db.write(reroute, ticket_id, exclude=(user_id,), now=self.clock.now()), actor_id=actor_id
@@ -231,13 +225,25 @@ class TicketService:
         return await self.get_agent(user_id)
 
     async def update_agent(self, user_id: int, changes: dict[str, Any]) -> agents_tx.Agent:
-        return await self.db.write(
-            agents_tx.update_profile,
-            user_id,
-            changes,
-            default_team=self.settings.ticket_default_team,
-            default_capacity=self.settings.ticket_default_capacity,
-        )
+        """Change a routing profile; more room (capacity, on duty) takes queued
+        tickets in the same transaction."""
+        now = self.clock.now()
+
+        def tx(conn: Connection) -> tuple[agents_tx.Agent, list[Change]]:
+            agent = agents_tx.update_profile(
+                conn,
+                user_id,
+                changes,
+                default_team=self.settings.ticket_default_team,
+                default_capacity=self.settings.ticket_default_capacity,
+            )
+            routed = fill_capacity(conn, now=now) if {"capacity", "on_duty", "team"} & set(changes) else []
+            return agent, routed
+
+        agent, routed = await self.db.write(tx)
+        for change in routed:
+            await self._publish(change)
+        return await self.get_agent(user_id) if routed else agent
 
     async def get_agent(self, user_id: int) -> agents_tx.Agent:
         return await self.db.read(

@@ -6,6 +6,13 @@ State machine (one open ticket per conversation at most)::
                      ^                                 |
                      +----(unassign, agent off duty)----+
 
+An agent's load counts their open tickets that are not snoozed. Every change
+that frees or adds capacity (resolve, snooze, reassign, unassign, a capacity
+or duty change) fills it from the queue in the same transaction
+(``fill_capacity``: most urgent first, then oldest); an automatic booking is a
+conditional update (``agents.take_slot``), so concurrent routing never takes
+an agent past capacity.
+
 The conversation stays the source of truth for priority, assignee and status
 (``hub.models``); the ticket keeps copies of priority and assignee so the
 queue, the load counts and the SLA scan read one table, and every change is
@@ -31,6 +38,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from hub import auth
 from hub.conversations import contacts as contacts_tx
 from hub.conversations import transactions as conversations_tx
 from hub.errors import Conflict, InvalidInput
@@ -68,6 +76,7 @@ class Change:
     conversation_changes: dict[str, Any] = field(default_factory=dict)
     ticket_changes: dict[str, Any] = field(default_factory=dict)
     breached: str | None = None
+    follow: list[Change] = field(default_factory=list)  # queued tickets routed by this change
 
 
 def _update(conn: Connection, ticket_id: int, now: datetime, **values: Any) -> Ticket:
@@ -83,27 +92,45 @@ def _conversation(
     change.conversation_changes.update(applied)
 
 
+def _counts(ticket: Ticket) -> bool:
+    """Does the ticket count toward its assignee's load? (open and awake)"""
+    return ticket.status == TicketStatus.OPEN and ticket.snoozed_until is None
+
+
+def _choose_and_book(conn: Connection, ticket: Ticket, exclude: tuple[int, ...]) -> int | None:
+    """The agent routing picks who still has room, booked; None when nobody has."""
+    while True:
+        agent = routing.choose(
+            agents_tx.candidate_loads(conn, team=ticket.team, urgent=ticket.priority == Priority.URGENT),
+            team=ticket.team,
+            priority=ticket.priority,
+            exclude=exclude,
+        )
+        if agent is None:
+            return None
+        if not _counts(ticket) or agents_tx.take_slot(conn, agent.user_id):
+            return agent.user_id
+        exclude = (*exclude, agent.user_id)  # filled up by a concurrent booking: next best
+
+
 def _auto_assign(
     conn: Connection, change: Change, *, exclude: tuple[int, ...] = (), actor_id: int | None = None
 ) -> None:
-    ticket = change.ticket
-    agent = routing.choose(
-        agents_tx.candidate_loads(conn, team=ticket.team, urgent=ticket.priority == Priority.URGENT),
-        team=ticket.team,
-        priority=ticket.priority,
-        exclude=exclude,
-    )
-    if agent is not None:
-        _set_assignee(conn, change, agent.user_id, actor_id=actor_id)
+    agent_id = _choose_and_book(conn, change.ticket, exclude)
+    if agent_id is not None:
+        _set_assignee(conn, change, agent_id, actor_id=actor_id, booked=True)
 
 
-def _set_assignee(conn: Connection, change: Change, assignee_id: int | None, *, actor_id: int | None) -> None:
+def _set_assignee(
+    conn: Connection, change: Change, assignee_id: int | None, *, actor_id: int | None, booked: bool = False
+) -> None:
     ticket = change.ticket
     if ticket.assignee_id == assignee_id:
         return
-    if ticket.status == TicketStatus.OPEN:
+    if _counts(ticket):
         agents_tx.book(conn, ticket.assignee_id, -1)
-        agents_tx.book(conn, assignee_id, +1, stamp=True, team=ticket.team)
+        if not booked:
+            agents_tx.book(conn, assignee_id, +1, stamp=True, team=ticket.team)
     change.ticket = _update(conn, ticket.id, change.now, assignee_id=assignee_id)
     change.ticket_changes["assignee_id"] = assignee_id
     _conversation(conn, change, ticket.conversation_id, {"assignee_id": assignee_id}, actor_id)
@@ -128,7 +155,8 @@ def open_ticket(
     texts = customer_text(conn, conversation_id)
     urgency = routing.evaluate(
         policy.rules,
-        base=priority,
+        # A handoff may raise the conversation's priority, never lower it.
+        base=routing.higher(Priority(priority), conversation.priority),
         text="\n".join(texts),
         attributes=contact.attributes,
         recent_conversations=recent_conversations(conn, contact.id, policy.rules, now),
@@ -223,10 +251,17 @@ def assign(
     only_if_unassigned: bool = False,
 ) -> Change:
     ticket = _open(conn, ticket_id)
+    if assignee_id is not None:
+        auth.check_assignee(conn, assignee_id)
     if only_if_unassigned and ticket.assignee_id not in (None, assignee_id):
         raise Conflict(f"ticket {ticket_id} is already assigned to user {ticket.assignee_id}")
     change = Change(ticket=ticket, now=now)
+    freed = ticket.assignee_id is not None and ticket.assignee_id != assignee_id
     _set_assignee(conn, change, assignee_id, actor_id=actor_id)
+    if freed:
+        # Unassigned, it joins the queue; the previous agent's room goes to
+        # the queue's head, which is not the ticket they just let go.
+        change.follow = fill_capacity(conn, now=now, skip=(ticket_id,))
     return change
 
 
@@ -249,7 +284,8 @@ def resolve(
     change = Change(ticket=ticket, now=now)
     if ticket.status == TicketStatus.RESOLVED:
         return change
-    agents_tx.book(conn, ticket.assignee_id, -1)
+    if _counts(ticket):
+        agents_tx.book(conn, ticket.assignee_id, -1)
     change.ticket = _update(
         conn,
         ticket_id,
@@ -263,15 +299,36 @@ def resolve(
     change.ticket_changes["status"] = TicketStatus.RESOLVED.value
     if touch_conversation:
         _conversation(conn, change, ticket.conversation_id, {"status": ConversationStatus.RESOLVED.value}, actor_id)
+    if ticket.assignee_id is not None:
+        change.follow = fill_capacity(conn, now=now)
     return change
 
 
 def snooze(conn: Connection, ticket_id: int, until: datetime, *, actor_id: int | None, now: datetime) -> Change:
-    change = Change(ticket=_open(conn, ticket_id), now=now)
+    """Snoozed, a ticket leaves its agent's load until it wakes: their room
+    goes to the queue at once."""
+    ticket = _open(conn, ticket_id)
+    change = Change(ticket=ticket, now=now)
+    if _counts(ticket):
+        agents_tx.book(conn, ticket.assignee_id, -1)
     change.ticket = _update(conn, ticket_id, change.now, snoozed_until=until)
     change.ticket_changes["snoozed_until"] = until.isoformat()
     _conversation(conn, change, change.ticket.conversation_id, {"status": ConversationStatus.SNOOZED.value}, actor_id)
+    if ticket.assignee_id is not None and ticket.snoozed_until is None:
+        change.follow = fill_capacity(conn, now=now)
     return change
+
+
+def _unsnooze(conn: Connection, change: Change) -> None:
+    """Awake again: back in its agent's load (or, unassigned, routed now)."""
+    if change.ticket.snoozed_until is None:
+        return
+    change.ticket = _update(conn, change.ticket.id, change.now, snoozed_until=None)
+    change.ticket_changes["snoozed_until"] = None
+    if change.ticket.assignee_id is not None:
+        agents_tx.book(conn, change.ticket.assignee_id, +1)
+    else:
+        _auto_assign(conn, change)
 
 
 def _pause(conn: Connection, change: Change, now: datetime) -> None:
@@ -308,9 +365,12 @@ def sync_from_conversation(
         return None
     change = Change(ticket=ticket, now=now)
     conversation = conversations_tx.get_conversation(conn, conversation_id)
+    freed = False
     if "assignee_id" in changes and conversation.assignee_id != ticket.assignee_id:
-        agents_tx.book(conn, ticket.assignee_id, -1)
-        agents_tx.book(conn, conversation.assignee_id, +1, stamp=True, team=ticket.team)
+        if _counts(ticket):
+            agents_tx.book(conn, ticket.assignee_id, -1)
+            agents_tx.book(conn, conversation.assignee_id, +1, stamp=True, team=ticket.team)
+        freed = ticket.assignee_id is not None
         change.ticket = _update(conn, ticket.id, change.now, assignee_id=conversation.assignee_id)
         change.ticket_changes["assignee_id"] = conversation.assignee_id
     if "priority" in changes and conversation.priority != change.ticket.priority:
@@ -327,15 +387,17 @@ def sync_from_conversation(
         change.ticket_changes["priority"] = conversation.priority.value
     if "status" in changes:
         if conversation.status == ConversationStatus.RESOLVED:
-            resolved = resolve(conn, ticket.id, actor_id=None, now=now, touch_conversation=False)
+            resolved = resolve(conn, change.ticket.id, actor_id=None, now=now, touch_conversation=False)
             change.ticket, change.ticket_changes["status"] = resolved.ticket, TicketStatus.RESOLVED.value
+            change.follow, freed = resolved.follow, False
         elif conversation.status == ConversationStatus.PENDING:
             _pause(conn, change, now)
         else:
             _resume(conn, change, policy, now)
-            if conversation.status == ConversationStatus.OPEN and change.ticket.snoozed_until is not None:
-                change.ticket = _update(conn, ticket.id, change.now, snoozed_until=None)
-                change.ticket_changes["snoozed_until"] = None
+            if conversation.status == ConversationStatus.OPEN:
+                _unsnooze(conn, change)
+    if freed:
+        change.follow = fill_capacity(conn, now=now, skip=(ticket.id,))
     return change if change.ticket_changes or changes.get("status") else None
 
 
@@ -348,9 +410,7 @@ def customer_wrote(conn: Connection, conversation_id: int, *, policy: Policy, no
     conversation = conversations_tx.get_conversation(conn, conversation_id)
     if conversation.status == ConversationStatus.OPEN:
         _resume(conn, change, policy, now)
-        if change.ticket.snoozed_until is not None:
-            change.ticket = _update(conn, ticket.id, change.now, snoozed_until=None)
-            change.ticket_changes["snoozed_until"] = None
+        _unsnooze(conn, change)
     return change
 
 
@@ -404,6 +464,8 @@ def escalate(
     if reassign and change.ticket.assignee_id is not None:
         previous = change.ticket.assignee_id
         _auto_assign(conn, change, exclude=(previous,))
+        if change.ticket.assignee_id != previous:
+            change.follow = fill_capacity(conn, now=now, skip=(ticket_id,))
     elif change.ticket.assignee_id is None:
         _auto_assign(conn, change)
     return change
@@ -413,8 +475,8 @@ def wake(conn: Connection, ticket_id: int, now: datetime) -> Change | None:
     ticket = get_ticket(conn, ticket_id)
     if ticket.status != TicketStatus.OPEN or ticket.snoozed_until is None:
         return None
-    change = Change(ticket=_update(conn, ticket_id, now, snoozed_until=None), now=now)
-    change.ticket_changes["snoozed_until"] = None
+    change = Change(ticket=ticket, now=now)
+    _unsnooze(conn, change)
     conversation = conversations_tx.get_conversation(conn, ticket.conversation_id)
     if conversation.status == ConversationStatus.SNOOZED:
         _conversation(conn, change, ticket.conversation_id, {"status": ConversationStatus.OPEN.value}, None)
@@ -427,23 +489,26 @@ def reroute(conn: Connection, ticket_id: int, *, exclude: tuple[int, ...], now: 
     if ticket.status != TicketStatus.OPEN:
         return None
     change = Change(ticket=ticket, now=now)
-    agent = routing.choose(
-        agents_tx.candidate_loads(conn, team=ticket.team, urgent=ticket.priority == Priority.URGENT),
-        team=ticket.team,
-        priority=ticket.priority,
-        exclude=exclude,
-    )
-    _set_assignee(conn, change, agent.user_id if agent is not None else None, actor_id=None)
+    agent_id = _choose_and_book(conn, ticket, exclude)
+    _set_assignee(conn, change, agent_id, actor_id=None, booked=agent_id is not None)
     return change
 
 
-def assign_queued(conn: Connection, *, now: datetime, limit: int = 50) -> list[Change]:
-    """Route queued tickets (most urgent first) to agents who have room."""
-    done = []
-    for ticket in queue(conn, limit=limit):
+def fill_capacity(conn: Connection, *, now: datetime, skip: tuple[int, ...] = (), limit: int = 50) -> list[Change]:
+    """Route queued tickets (most urgent first, then oldest) to on-duty agents
+    with room, in the caller's transaction: called by every change that frees
+    or adds capacity. Queued rows another transaction is routing are skipped
+    (PostgreSQL), and each booking re-checks capacity (``take_slot``)."""
+    done: list[Change] = []
+    if not agents_tx.anyone_with_room(conn):
+        return done
+    for ticket in queue(conn, limit=limit, awake=True, lock=True):
+        if ticket.id in skip:
+            continue
         change = Change(ticket=ticket, now=now)
         _auto_assign(conn, change)
-        if change.ticket.assignee_id is None:
-            continue
-        done.append(change)
+        if change.ticket.assignee_id is not None:
+            done.append(change)
+        if not agents_tx.anyone_with_room(conn):
+            break
     return done

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -216,3 +218,56 @@ async def test_ticket_api_validation_and_roles(hub: Hub, tmp_path: Path) -> None
     assert (await hub.api("GET", f"/api/v1/conversations/{conv['id']}"))["status"] == "snoozed"
     policies = await hub.api("GET", "/api/v1/sla/policies", role="viewer")
     assert policies["urgent"] == {"first_response_minutes": 15.0, "resolution_minutes": 240.0}
+
+
+@pytest.mark.asyncio
+async def test_handoff_raises_priority_never_lowers_it(hub: Hub) -> None:
+    conv = await conversation(hub, "p-1", "hello")
+    await hub.api("PATCH", f"/api/v1/conversations/{conv['id']}", role="agent", json={"priority": "high"})
+    ticket = await handoff(hub, conv["id"])  # no priority given: normal by default
+    assert ticket["priority"] == "high"
+    assert (await hub.api("GET", f"/api/v1/conversations/{conv['id']}"))["priority"] == "high"
+    raised = await handoff(hub, conv["id"], priority="urgent")
+    assert raised["priority"] == "urgent"
+
+
+@pytest.mark.asyncio
+async def test_only_agents_and_admins_take_work(hub: Hub) -> None:
+    viewer = await hub.api("GET", "/api/v1/me", role="viewer")
+    conv = await conversation(hub, "w-1")
+    refused = await hub.api(
+        "PATCH", f"/api/v1/conversations/{conv['id']}", role="agent", json={"assignee_id": viewer["id"]}, expect=400
+    )
+    assert "assignee_id" in json.dumps(refused) and "viewer" in json.dumps(refused)
+    unknown = await hub.api(
+        "PATCH", f"/api/v1/conversations/{conv['id']}", role="agent", json={"assignee_id": 987654}, expect=400
+    )
+    assert "assignee_id" in json.dumps(unknown)
+    ticket = await handoff(hub, conv["id"])
+    refused = await hub.api(
+        "POST", f"/api/v1/tickets/{ticket['id']}/assign", role="agent", json={"assignee_id": viewer["id"]}, expect=400
+    )
+    assert "assignee_id" in json.dumps(refused)
+    assert (await hub.api("GET", f"/api/v1/conversations/{conv['id']}"))["assignee_id"] != viewer["id"]
+    agent = await hub.api("GET", "/api/v1/me", role="agent")
+    taken = await hub.api(
+        "POST", f"/api/v1/tickets/{ticket['id']}/assign", role="agent", json={"assignee_id": agent["id"]}
+    )
+    assert taken["assignee_id"] == agent["id"]
+
+
+@pytest.mark.asyncio
+async def test_cli_revocation_holds_at_once_on_a_running_hub(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from hub import keys
+    from hub.__main__ import main
+
+    agent = await hub.api("GET", "/api/v1/me", role="agent")
+    created = await hub.api("POST", f"/api/v1/users/{agent['id']}/tokens", json={"name": "laptop"}, expect=201)
+    headers = {"Authorization": f"Bearer {created['token']}"}
+    assert (await hub.client.get("/api/v1/me", headers=headers)).status == 200
+    monkeypatch.setenv("HUB_DATABASE_URL", hub.app[keys.SETTINGS].database_url)
+    result = await asyncio.to_thread(CliRunner().invoke, main, ["tokens", "revoke", str(created["id"])])
+    assert result.exit_code == 0, result.output
+    assert (await hub.client.get("/api/v1/me", headers=headers)).status == 401  # no cache to wait out
