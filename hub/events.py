@@ -86,6 +86,9 @@ class ConversationUpdated(Event):
     conversation_id: int
     changes: dict[str, Any]
     actor_id: int | None = None
+    # "tickets" when a ticket transition made the change (the ticket is
+    # already in step: the tickets' own hook skips it).
+    origin: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,19 +102,6 @@ class ContactsMerged(Event):
 class ContactErased(Event):
     name: ClassVar[str] = "contact-erased"
     contact_id: int
-
-
-@dataclass(frozen=True, kw_only=True)
-class HandoffRequested(Event):
-    """The bot, a hub rule or an agent handed the conversation to humans."""
-
-    name: ClassVar[str] = "handoff-requested"
-    conversation_id: int
-    contact_id: int
-    priority: str  # urgent | high | normal | low
-    reason: str
-    source: str  # "bot" | "rule" | "agent" | "fallback"
-    kb_hits: list[dict[str, Any]] = field(default_factory=list)
 
 
 # --- tickets (hub.tickets) ------------------------------------------------------

@@ -8,13 +8,16 @@ in order), sends the text to Rasa's REST channel with the conversation id as
 outbox for the customer's own channel.
 
 - A ``{"custom": {"handoff": true, "priority", "reason"}}`` answer hands the
-  conversation to humans: ``handler=human``, the priority set, and a
-  ``HandoffRequested`` event that the ticket router acts on. The bot's own
+  conversation to humans: the ticket is opened and routed, and its Slack
+  card queued, in the same transaction that sets ``handler=human`` (a crash
+  cannot leave a conversation nobody owns; a second handoff raises the open
+  ticket's priority, never opens another ticket). The bot's own
   handoff text stays neutral; the hub appends what it can promise (who is on
   duty, when the team is back, whether the reply also comes by email:
   ``hub.bot.promise``).
-- When an agent resolves a handed-off conversation, a durable "resume" job
-  un-pauses Rasa's tracker so the bot answers again.
+- When an agent resolves a handed-off conversation, the bot takes it back and
+  a durable "resume" job un-pauses Rasa's tracker, both in the resolving
+  transaction (an in-transaction hook, ``hub.txhooks``).
 - Rasa down or slow: time out (HUB_RASA_TIMEOUT), retry once, then fall back:
   answer from the knowledge base when it is confident, otherwise hand off.
   ``/readyz`` and the ``hub_degraded{component="rasa"}`` gauge show it.
@@ -27,16 +30,17 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
 
 from bot.client import BotTurn, RasaClient
 from hub.bot.promise import Promise, handoff_promise
 from hub.bot.triage import Triage
+from hub.conversations import transactions as conversations_tx
 from hub.conversations.service import HubService
 from hub.errors import ChannelSendError, NotFound, Unavailable
-from hub.events import Clock, ConversationUpdated, HandoffRequested, utcnow
+from hub.events import Clock, ConversationUpdated, utcnow
 from hub.jobs.queue import Queue, QueueSpec
 from hub.jobs.worker import JobWorker
 from hub.metrics import Metrics
@@ -44,6 +48,10 @@ from hub.models import AuthorKind, Conversation, Handler, Message, Priority
 from hub.storage import Database
 from hub.storage.schema import bot_jobs
 from hub.tickets.sla import BusinessHours
+from hub.txhooks import After
+
+if TYPE_CHECKING:
+    from hub.tickets.service import TicketService
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +111,7 @@ class BotBridge(JobWorker[Job]):
         triage: Triage | None = None,
         hours: BusinessHours | None = None,
         clock: Clock | None = None,
+        tickets: TicketService | None = None,
         concurrency: int = 20,
         lease_seconds: float = 60.0,
         poll_interval: float = 1.0,
@@ -118,6 +127,7 @@ class BotBridge(JobWorker[Job]):
         self.triage = triage
         self.hours = hours  # HUB_SLA_BUSINESS_HOURS: when the team is back, for the handoff promise
         self.clock = clock or Clock()
+        self.tickets = tickets  # opens the handoff's ticket (None: a hub without tickets)
         super().__init__(
             db,
             BOT_JOBS,
@@ -142,7 +152,7 @@ class BotBridge(JobWorker[Job]):
     # --- life cycle ---------------------------------------------------------------
     def start(self) -> None:
         self.service.attach_bot(self.notify)
-        self._unsubscribe = self.service.bus.subscribe(ConversationUpdated, self._on_conversation_updated)
+        self._unsubscribe = self.service.tx_hooks.add(ConversationUpdated, self._resolved_tx)
         super().start()
 
     async def stop(self, timeout: float = 10.0) -> None:
@@ -328,33 +338,37 @@ class BotBridge(JobWorker[Job]):
     async def handoff(
         self, conversation: Conversation, *, priority: str, reason: str, source: str, kb_hits: list[dict[str, Any]]
     ) -> None:
+        """One transaction: the conversation goes to humans with its ticket
+        opened and routed (``TicketService.open``; it never lowers priority)."""
         try:
             Priority(priority)
         except ValueError:
             priority = Priority.NORMAL.value
+        if self.tickets is not None:
+            await self.tickets.open(conversation.id, priority=priority, reason=reason, source=source, kb_hits=kb_hits)
+            return
         changes: dict[str, Any] = {"handler": Handler.HUMAN.value}
         current = await self.service.get_conversation(conversation.id)
         if Priority(priority).more_urgent_than(current.priority):
             changes["priority"] = priority
         await self.service.update_conversation(conversation.id, changes)
-        await self.service.bus.publish(
-            HandoffRequested(
-                conversation_id=conversation.id,
-                contact_id=conversation.contact_id,
-                priority=priority,
-                reason=reason,
-                source=source,
-                kb_hits=kb_hits,
-            )
-        )
 
-    async def _on_conversation_updated(self, event: ConversationUpdated) -> None:
-        """Resolved by an agent: the bot takes the conversation back."""
+    def _resolved_tx(self, conn: Connection, event: ConversationUpdated) -> After | None:
+        """Resolved by an agent, in that transaction: the bot takes the
+        conversation back and a resume job un-pauses Rasa's tracker."""
         if event.changes.get("status") != "resolved":
-            return
-        conversation = await self.service.get_conversation(event.conversation_id)
+            return None
+        conversation = conversations_tx.get_conversation(conn, event.conversation_id)
         if conversation.handler != Handler.HUMAN:
-            return
-        await self.service.update_conversation(conversation.id, {"handler": Handler.BOT.value}, actor_id=event.actor_id)
-        await self.db.write(enqueue_resume, conversation.id)
-        self.notify()
+            return None
+        _, applied = conversations_tx.update_conversation(
+            conn, conversation.id, {"handler": Handler.BOT.value}, actor_id=event.actor_id
+        )
+        enqueue_resume(conn, conversation.id)
+        changed = ConversationUpdated(conversation_id=conversation.id, changes=applied, actor_id=event.actor_id)
+
+        async def after() -> None:
+            await self.service.bus.publish(changed)
+            self.notify()
+
+        return after

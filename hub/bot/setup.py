@@ -115,6 +115,7 @@ async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
         triage=triage,
         hours=BusinessHours.parse(settings.sla_business_hours, settings.sla_timezone, settings.sla_holidays),
         clock=app[keys.CLOCK],
+        tickets=tickets,
     )
     app[keys.BOT_BRIDGE] = bridge
     foreign: list[str] = []  # why the Rasa on our port is not ours, while it is not

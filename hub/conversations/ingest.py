@@ -13,7 +13,7 @@ ingest would (``tests/hub/test_ingest_batch.py``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -49,6 +49,14 @@ class Ingested:
     duplicate: bool
     new_conversation: bool = False
     merged_contact_ids: list[int] = field(default_factory=list)
+    # Set by ``on_stored`` in the transaction (the service's in-transaction
+    # hooks): the event to publish after the commit, and what else to do then.
+    received: Any = None
+    after: list[Any] = field(default_factory=list)
+
+
+# Called in the transaction for each message stored (never for a duplicate).
+OnStored = Callable[[Connection, InboundMessage, Ingested], None]
 
 
 # The ingest path runs for every inbound message: its statements are built
@@ -143,6 +151,7 @@ def ingest(
     identity_kind: str,
     reopen_window: timedelta,
     enqueue_bot: bool = False,
+    on_stored: OnStored | None = None,
 ) -> Ingested:
     """Store one inbound message: resolve the contact, find or open the
     conversation, insert the message; a known ``(channel, external_id)``
@@ -187,13 +196,16 @@ def ingest(
     _TOUCH_CONVERSATION.execute(conn, {"conversation_id": conversation.id, "now": now})
     if enqueue_bot and conversation.handler == Handler.BOT:
         _INSERT_BOT_JOB.execute(conn, _bot_job(conversation.id, row.id, now))
-    return Ingested(
+    stored = Ingested(
         message=_inbound_message(values, row.id),
         conversation=_touched(conversation, now),
         duplicate=False,
         new_conversation=created,
         merged_contact_ids=merged,
     )
+    if on_stored is not None:
+        on_stored(conn, inbound, stored)
+    return stored
 
 
 # The batch form's statements (SQLite): the known senders among a run's
@@ -259,6 +271,7 @@ def ingest_many(
     identity_kind: str,
     reopen_window: timedelta,
     enqueue_bot: bool = False,
+    on_stored: OnStored | None = None,
 ) -> list[Ingested]:
     """``ingest`` for several deliveries in one transaction, in order.
 
@@ -277,6 +290,7 @@ def ingest_many(
         "identity_kind": identity_kind,
         "reopen_window": reopen_window,
         "enqueue_bot": enqueue_bot,
+        "on_stored": on_stored,
     }
     if conn.dialect.name != "sqlite":
         return [ingest(conn, inbound, **single) for inbound in batch]
@@ -310,7 +324,11 @@ def ingest_many(
                 if inbound.external_id is not None:
                     stored.add(inbound.external_id)
                 run.append((inbound, row))
-        results.extend(_store_run(conn, run, enqueue_bot))
+        stored_run = _store_run(conn, run, enqueue_bot)
+        if on_stored is not None:
+            for (inbound, _), done in zip(run, stored_run):
+                on_stored(conn, inbound, done)
+        results.extend(stored_run)
         if len(results) < len(batch):
             results.append(ingest(conn, batch[len(results)], **single))
     return results

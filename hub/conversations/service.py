@@ -1,7 +1,9 @@
 """The hub's use cases: what channels, the API, the bot and Slack call.
 
-Each method runs its transaction through the ``Database`` and publishes
-domain events after the commit.
+Each method runs its transaction through the ``Database``, builds its domain
+event inside it and runs the in-transaction hooks (``tx_hooks``: the work
+other features must do because of it, committed with it), then publishes the
+event after the commit as a notification.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from hub.metrics import Metrics
 from hub.models import AuthorKind, Contact, Conversation, Message, MessageKind
 from hub.storage import Database, rows
 from hub.storage.schema import audit_log, conversations, identities, messages
+from hub.txhooks import After, TxHooks, run_afters
 
 if TYPE_CHECKING:
     from hub.kb.suggestions import PhrasingSuggestions
@@ -72,6 +75,9 @@ class HubService:
         # While phrasing suggestions run (``use_phrasings``), agents' replies and
         # the customers' votes on the bot's answers offer new article phrasings.
         self.phrasings: PhrasingSuggestions | None = None
+        # Work that must happen because of an event, in the event's own
+        # transaction (``hub.txhooks``); the ticket service shares them.
+        self.tx_hooks = TxHooks()
 
     # --- ChannelHost ---------------------------------------------------------
     async def ingest(self, inbound: InboundMessage) -> IngestResult:
@@ -92,6 +98,7 @@ class HubService:
             identity_kind=kind,
             reopen_window=self.reopen_window,
             enqueue_bot=self.bot_enabled,
+            on_stored=self._on_stored,
         )
         if done.duplicate:
             self.metrics.duplicates.labels(inbound.channel).inc()
@@ -101,19 +108,23 @@ class HubService:
                 self.on_bot_job()
             for source_id in done.merged_contact_ids:
                 await self.bus.publish(ContactsMerged(source_id=source_id, target_id=done.message.contact_id))
-            await self.bus.publish(
-                MessageReceived(
-                    message_id=done.message.id,
-                    conversation_id=done.conversation.id,
-                    contact_id=done.message.contact_id,
-                    channel=inbound.channel,
-                    body=inbound.text,
-                    new_conversation=done.new_conversation,
-                    metadata=inbound.metadata,
-                    handler=done.conversation.handler.value,
-                )
-            )
+            await self.bus.publish(done.received)
+            await run_afters(done.after)
         return IngestResult(message=done.message, conversation=done.conversation, duplicate=done.duplicate)
+
+    def _on_stored(self, conn: Connection, inbound: InboundMessage, done: ingest_tx.Ingested) -> None:
+        """In the ingest transaction, for each message stored: its event and hooks."""
+        done.received = MessageReceived(
+            message_id=done.message.id,
+            conversation_id=done.conversation.id,
+            contact_id=done.message.contact_id,
+            channel=inbound.channel,
+            body=inbound.text,
+            new_conversation=done.new_conversation,
+            metadata=inbound.metadata,
+            handler=done.conversation.handler.value,
+        )
+        done.after.extend(self.tx_hooks.run(conn, done.received))
 
     async def conversation_for(self, channel: str, address: str) -> Conversation | None:
         def find(conn: Connection) -> Conversation | None:
@@ -189,7 +200,7 @@ class HubService:
     ) -> Message:
         """Queue a message to the customer on the conversation's own channel."""
 
-        def queue(conn: Connection) -> conversations_tx.Queued:
+        def queue(conn: Connection) -> tuple[conversations_tx.Queued, MessageQueued, list[After]]:
             conversation = conversations_tx.get_conversation(conn, conversation_id)
             channel = self.channels.get(conversation.channel)
             if channel is not None and channel.max_text_len and len(text) > channel.max_text_len:
@@ -211,20 +222,20 @@ class HubService:
                 # A help-centre link after a handoff: the customer's question,
                 # offered as a phrasing of that article, with the reply.
                 self.phrasings.from_agent_reply(conn, queued.message)
-            return queued
-
-        queued = await self.db.write(queue)
-        for hook in self._outbound_queued:
-            hook()
-        await self.bus.publish(
-            MessageQueued(
+            event = MessageQueued(
                 message_id=queued.message.id,
                 conversation_id=queued.conversation.id,
                 contact_id=queued.conversation.contact_id,
                 channel=queued.conversation.channel,
                 author_kind=author_kind.value,
             )
-        )
+            return queued, event, self.tx_hooks.run(conn, event)
+
+        queued, event, afters = await self.db.write(queue)
+        for hook in self._outbound_queued:
+            hook()
+        await self.bus.publish(event)
+        await run_afters(afters)
         return queued.message
 
     async def suggest_phrasing(self, payloads: Iterable[dict[str, Any]], *, conversation_id: int) -> None:
@@ -235,20 +246,33 @@ class HubService:
             await self.phrasings.from_bot_feedback(payloads, conversation_id=conversation_id, now=utcnow())
 
     async def add_note(self, conversation_id: int, text: str, *, author_id: int | None) -> Message:
-        note = await self.db.write(conversations_tx.add_note, conversation_id, text, author_id=author_id)
-        await self.bus.publish(NoteAdded(message_id=note.id, conversation_id=conversation_id, author_id=author_id))
+        def add(conn: Connection) -> tuple[Message, NoteAdded, list[After]]:
+            note = conversations_tx.add_note(conn, conversation_id, text, author_id=author_id)
+            event = NoteAdded(message_id=note.id, conversation_id=conversation_id, author_id=author_id)
+            return note, event, self.tx_hooks.run(conn, event)
+
+        note, event, afters = await self.db.write(add)
+        await self.bus.publish(event)
+        await run_afters(afters)
         return note
 
     async def update_conversation(
         self, conversation_id: int, changes: dict[str, Any], *, actor_id: int | None = None
     ) -> Conversation:
-        conversation, applied = await self.db.write(
-            conversations_tx.update_conversation, conversation_id, changes, actor_id=actor_id
-        )
-        if applied:
-            await self.bus.publish(
-                ConversationUpdated(conversation_id=conversation_id, changes=applied, actor_id=actor_id)
+        def update(conn: Connection) -> tuple[Conversation, ConversationUpdated | None, list[After]]:
+            conversation, applied = conversations_tx.update_conversation(
+                conn, conversation_id, changes, actor_id=actor_id
             )
+            if not applied:
+                return conversation, None, []
+            event = ConversationUpdated(conversation_id=conversation_id, changes=applied, actor_id=actor_id)
+            return conversation, event, self.tx_hooks.run(conn, event)
+
+        conversation, event, afters = await self.db.write(update)
+        if event is not None:
+            await self.bus.publish(event)
+            await run_afters(afters)
+            conversation = await self.get_conversation(conversation_id)  # as the hooks left it
         return conversation
 
     async def get_message(self, message_id: int) -> Message:

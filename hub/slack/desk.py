@@ -3,9 +3,12 @@
 - Ticket cards: a ticket opened -> a ``post_ticket`` job (Block Kit card in the
   team's channel, urgent ones in the urgent channel); a ticket changed -> an
   ``update_ticket`` job (chat.update); SLA breach -> a notice in the team
-  channel. All through the durable ``hub.slack.jobs`` queue.
+  channel. All through the durable ``hub.slack.jobs`` queue, each job written
+  in the transaction of its cause (in-transaction hooks, ``hub.txhooks``):
+  a crash or a lost bus message cannot lose a card or a thread message.
 - Thread mirroring: customer messages (and replies or notes made outside
-  Slack) are posted in the card's thread; an agent's reply in the thread goes
+  Slack) are posted in the card's thread (a job names the message; its text
+  is read when the job runs, so none is copied into the queue); an agent's reply in the thread goes
   to the customer on the customer's own channel (``HubService.reply``), or
   stays an internal note when it starts with ``HUB_SLACK_NOTE_PREFIX``.
 - Buttons (Claim / Resolve / Priority / Snooze) and ``/hub`` commands.
@@ -26,6 +29,7 @@ from typing import TYPE_CHECKING, Any, cast
 from aiohttp import web
 
 from hub import keys
+from hub.conversations import transactions as conversations_tx
 from hub.errors import ChannelSendError, HubError
 from hub.events import MessageQueued, MessageReceived, NoteAdded, SlaBreached, TicketChanged, TicketOpened
 from hub.models import AuthorKind
@@ -36,8 +40,11 @@ from hub.slack.events import SlackInbound
 from hub.slack.store import SOURCE, Snapshot, forget_events, snapshot, store_card, unposted
 from hub.slack.transport import SlackTransport
 from hub.tickets import queries as tickets_queries
+from hub.txhooks import After
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
     from hub.config import Settings
     from hub.conversations.service import HubService
     from hub.tickets.model import Ticket
@@ -87,19 +94,22 @@ class SlackDesk:
 
     # --- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
+        # First, before any await: work the ticket scheduler's first pass
+        # does at start-up must find the hooks in place.
+        hooks = self.service.tx_hooks
+        self._unsubscribe = [
+            hooks.add(TicketOpened, self._opened_tx),
+            hooks.add(TicketChanged, self._changed_tx),
+            hooks.add(SlaBreached, self._breach_tx),
+            hooks.add(MessageReceived, self._customer_message_tx),
+            hooks.add(MessageQueued, self._outbound_tx),
+            hooks.add(NoteAdded, self._note_tx),
+        ]
         for ticket_id in await self.db.read(unposted):
             await self.db.write(
                 slack_jobs.enqueue, "post_ticket", {}, ticket_id=ticket_id, dedup_key=f"post:{ticket_id}"
             )
         await self.db.write(forget_events, timedelta(hours=self.settings.slack_event_ttl_hours))
-        self._unsubscribe = [
-            self.bus.subscribe(TicketOpened, self._on_ticket_opened),
-            self.bus.subscribe(TicketChanged, self._on_ticket_changed),
-            self.bus.subscribe(SlaBreached, self._on_breach),
-            self.bus.subscribe(MessageReceived, self._on_customer_message),
-            self.bus.subscribe(MessageQueued, self._on_outbound),
-            self.bus.subscribe(NoteAdded, self._on_note),
-        ]
         self.channel.attach(self)
         self.worker.start()
         self._spawn(self._housekeeping(), "slack-housekeeping")
@@ -145,36 +155,39 @@ class SlackDesk:
         """``/hub search`` asks ``search`` instead of the hub's knowledge base."""
         self.commands.kb_search = search
 
-    # --- hub -> Slack (queued) -------------------------------------------------------------
-    async def _enqueue(
+    # --- hub -> Slack (queued in the cause's transaction: ``hub.txhooks``) -----------------
+    async def _wake(self) -> None:
+        self.worker.notify()
+
+    def _enqueue(
         self,
+        conn: Connection,
         kind: str,
         payload: dict[str, Any],
         *,
         ticket_id: int | None,
         coalesce: bool = False,
         dedup_key: str | None = None,
-    ) -> None:
-        await self.db.write(
-            slack_jobs.enqueue, kind, payload, ticket_id=ticket_id, coalesce=coalesce, dedup_key=dedup_key
-        )
-        self.worker.notify()
+    ) -> After:
+        slack_jobs.enqueue(conn, kind, payload, ticket_id=ticket_id, coalesce=coalesce, dedup_key=dedup_key)
+        return self._wake
 
-    async def _on_ticket_opened(self, event: TicketOpened) -> None:
-        await self._enqueue("post_ticket", {}, ticket_id=event.ticket_id, dedup_key=f"post:{event.ticket_id}")
+    def _opened_tx(self, conn: Connection, event: TicketOpened) -> After:
+        return self._enqueue(conn, "post_ticket", {}, ticket_id=event.ticket_id, dedup_key=f"post:{event.ticket_id}")
 
-    async def _on_ticket_changed(self, event: TicketChanged) -> None:
-        await self._enqueue("update_ticket", {}, ticket_id=event.ticket_id, coalesce=True)
+    def _changed_tx(self, conn: Connection, event: TicketChanged) -> After:
+        after = self._enqueue(conn, "update_ticket", {}, ticket_id=event.ticket_id, coalesce=True)
         if event.changes.get("priority") == "urgent":
-            await self._escalated(event.ticket_id, event.at)
+            self._escalated(conn, event.ticket_id, event.at)
+        return after
 
-    async def _escalated(self, ticket_id: int, at: datetime) -> None:
+    def _escalated(self, conn: Connection, ticket_id: int, at: datetime) -> None:
         """A ticket became urgent after its card went up: the card (and its
         thread) stays where it is, and the urgent channel gets a link to it."""
         if self.settings.slack_urgent_channel:
-            await self._enqueue("escalate", {}, ticket_id=ticket_id, dedup_key=f"escalate:{ticket_id}:{at.isoformat()}")
+            self._enqueue(conn, "escalate", {}, ticket_id=ticket_id, dedup_key=f"escalate:{ticket_id}:{at.isoformat()}")
 
-    async def _on_breach(self, event: SlaBreached) -> None:
+    def _breach_tx(self, conn: Connection, event: SlaBreached) -> After:
         label = "first response" if event.target == "first_response" else "resolution"
         channel = self.team_channels.get(event.team) or self.settings.slack_default_channel
         if channel:
@@ -182,49 +195,74 @@ class SlackDesk:
                 f":warning: SLA breached on ticket #{event.ticket_id} ({label}); "
                 f"now {event.priority}{' — unassigned' if event.assignee_id is None else ''}."
             )
-            await self._enqueue(
+            self._enqueue(
+                conn,
                 "notify",
                 {"channel": channel, "text": text},
                 ticket_id=None,
                 dedup_key=f"breach:{event.ticket_id}:{event.target}:{event.at.isoformat()}",
             )
-        await self._enqueue("update_ticket", {}, ticket_id=event.ticket_id, coalesce=True)
+        after = self._enqueue(conn, "update_ticket", {}, ticket_id=event.ticket_id, coalesce=True)
         if event.priority == "urgent":
-            await self._escalated(event.ticket_id, event.at)
+            self._escalated(conn, event.ticket_id, event.at)
+        return after
 
-    async def _open_ticket(self, conversation_id: int) -> Ticket | None:
-        return await self.db.read(tickets_queries.open_ticket_of, conversation_id)
-
-    async def _on_customer_message(self, event: MessageReceived) -> None:
+    def _customer_message_tx(self, conn: Connection, event: MessageReceived) -> After | None:
         if event.handler != "human":
-            return  # no ticket yet: the card shows the last messages when it is posted
-        ticket = await self._open_ticket(event.conversation_id)
-        if ticket is not None:
-            contact = await self.service.get_contact(event.contact_id)
-            text = slack_blocks.mirrored_text(contact.name or "Customer", event.body)
-            await self._enqueue("thread", {"text": text}, ticket_id=ticket.id, dedup_key=f"thread:{event.message_id}")
-            await self._enqueue("update_ticket", {}, ticket_id=ticket.id, coalesce=True)
+            return None  # no ticket yet: the card shows the last messages when it is posted
+        ticket = tickets_queries.open_ticket_of(conn, event.conversation_id)
+        if ticket is None:
+            return None
+        # The job names the message; its text is read when the job runs (an
+        # erased customer's text is never copied into the queue).
+        self._enqueue(
+            conn,
+            "thread",
+            {"message_id": event.message_id},
+            ticket_id=ticket.id,
+            dedup_key=f"thread:{event.message_id}",
+        )
+        return self._enqueue(conn, "update_ticket", {}, ticket_id=ticket.id, coalesce=True)
 
-    async def _on_outbound(self, event: MessageQueued) -> None:
+    def _outbound_tx(self, conn: Connection, event: MessageQueued) -> After | None:
         if event.author_kind == AuthorKind.CUSTOMER.value:
-            return
-        await self._mirror(event.conversation_id, event.message_id, note=False)
+            return None
+        return self._mirror(conn, event.conversation_id, event.message_id, note=False)
 
-    async def _on_note(self, event: NoteAdded) -> None:
-        await self._mirror(event.conversation_id, event.message_id, note=True)
+    def _note_tx(self, conn: Connection, event: NoteAdded) -> After | None:
+        return self._mirror(conn, event.conversation_id, event.message_id, note=True)
 
-    async def _mirror(self, conversation_id: int, message_id: int, *, note: bool) -> None:
+    def _mirror(self, conn: Connection, conversation_id: int, message_id: int, *, note: bool) -> After | None:
         """A reply or note written outside Slack, into the ticket's thread
         (what came from Slack itself is already there)."""
-        ticket = await self._open_ticket(conversation_id)
+        ticket = tickets_queries.open_ticket_of(conn, conversation_id)
         if ticket is None:
-            return
-        message = await self.service.get_message(message_id)
+            return None
+        message = conversations_tx.get_message(conn, message_id)
         if message.meta.get("source") == SOURCE:
-            return
+            return None
+        return self._enqueue(
+            conn,
+            "thread",
+            {"message_id": message_id, "note": note},
+            ticket_id=ticket.id,
+            dedup_key=f"thread:{message_id}",
+        )
+
+    async def _thread_text(self, payload: dict[str, Any]) -> str | None:
+        """The thread message a job posts, from the message as it is now
+        (None: erased since)."""
+        if "text" in payload:  # a job queued before jobs named their message
+            return str(payload["text"])
+        try:
+            message = await self.service.get_message(int(payload["message_id"]))
+        except HubError:
+            return None
+        if message.author_kind == AuthorKind.CUSTOMER:
+            contact = await self.service.get_contact(message.contact_id)
+            return slack_blocks.mirrored_text(contact.name or "Customer", message.body)
         who = await self._author(message.author_kind, message.author_id)
-        text = slack_blocks.mirrored_text(who, message.body, note=note)
-        await self._enqueue("thread", {"text": text}, ticket_id=ticket.id, dedup_key=f"thread:{message.id}")
+        return slack_blocks.mirrored_text(who, message.body, note=bool(payload.get("note")))
 
     async def _author(self, kind: AuthorKind, author_id: int | None) -> str:
         if kind == AuthorKind.AGENT and author_id is not None:
@@ -296,8 +334,11 @@ class SlackDesk:
         if job.kind == "thread":
             if not ticket.slack_ts:
                 raise ChannelSendError(f"ticket {ticket.id} has no Slack card yet", retryable=True)
+            text = await self._thread_text(job.payload)
+            if text is None:
+                return  # the message was erased meanwhile
             await self.channel.call(
-                "chat.postMessage", channel=ticket.slack_channel, thread_ts=ticket.slack_ts, text=job.payload["text"]
+                "chat.postMessage", channel=ticket.slack_channel, thread_ts=ticket.slack_ts, text=text
             )
             return
         card = self.card(snap)

@@ -1,14 +1,18 @@
-"""``TicketService``: the ticket use cases behind the API, the bus and Slack.
+"""``TicketService``: the ticket use cases behind the API, the bot and Slack.
 
-Every change runs as one transaction (``hub.tickets.transactions``) and its
-events are published after the commit. Time comes from ``clock`` so that SLA
-tests move it instead of sleeping.
+Every change runs as one transaction (``hub.tickets.transactions``); its
+events are built in it and run through the hub's in-transaction hooks
+(``hub.txhooks``: the Slack desk queues its card jobs there), then published
+after the commit as notifications. What customers' messages and conversation
+changes mean for tickets is done by hooks in *their* transactions
+(``_received_tx``, ``_queued_tx``, ``_conversation_tx``). Time comes from
+``clock`` so that SLA tests move it instead of sleeping.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +23,7 @@ from hub.errors import InvalidInput
 from hub.events import (
     Clock,
     ConversationUpdated,
-    HandoffRequested,
+    Event,
     MessageQueued,
     MessageReceived,
     SlaBreached,
@@ -48,6 +52,7 @@ from hub.tickets.transactions import (
     sync_from_conversation,
     wake,
 )
+from hub.txhooks import After, TxHooks, run_afters
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -60,10 +65,16 @@ log = logging.getLogger(__name__)
 
 
 class TicketService:
-    """Ticket use cases; publishes after every commit. Subscribes to the bus."""
+    """Ticket use cases; their events are hooked in the transaction, published after it."""
 
-    def __init__(self, db: Database, bus: EventBus, settings: Settings, *, clock: Clock) -> None:
+    def __init__(
+        self, db: Database, bus: EventBus, settings: Settings, *, clock: Clock, hooks: TxHooks | None = None
+    ) -> None:
         self.db = db
+        # The hub's in-transaction hooks: the ticket work a message or a
+        # conversation change causes is registered here (``subscribe``), and
+        # the ticket events are run through them (the Slack desk's card jobs).
+        self.tx_hooks = hooks if hooks is not None else TxHooks()
         self.clock = clock
         self.bus = bus
         self.settings = settings
@@ -76,10 +87,9 @@ class TicketService:
     # --- wiring ------------------------------------------------------------------
     def subscribe(self) -> None:
         self._unsubscribe = [
-            self.bus.subscribe(HandoffRequested, self._on_handoff),
-            self.bus.subscribe(MessageReceived, self._on_message),
-            self.bus.subscribe(MessageQueued, self._on_queued),
-            self.bus.subscribe(ConversationUpdated, self._on_conversation),
+            self.tx_hooks.add(MessageReceived, self._received_tx),
+            self.tx_hooks.add(MessageQueued, self._queued_tx),
+            self.tx_hooks.add(ConversationUpdated, self._conversation_tx),
         ]
 
     def unsubscribe(self) -> None:
@@ -90,7 +100,14 @@ class TicketService:
     async def policy(self) -> Policy:
         policy = self._policy
         if policy is None:
-            rules = tuple(await self.db.read(list_rules))
+            policy = await self.db.read(self._policy_in)
+        return policy
+
+    def _policy_in(self, conn: Connection) -> Policy:
+        """The policy, read in the caller's transaction when not cached."""
+        policy = self._policy
+        if policy is None:
+            rules = tuple(list_rules(conn))
             policy = Policy(
                 rules=rules, slas=self.slas, default_team=self.settings.ticket_default_team, hours=self.hours
             )
@@ -100,18 +117,20 @@ class TicketService:
     def rules_changed(self) -> None:
         self._policy = None
 
-    async def _publish(self, change: Change | None, *, actor_id: int | None = None) -> None:
-        if change is None:
-            return
+    def _events(self, change: Change, actor_id: int | None) -> list[Event]:
         ticket = change.ticket
+        events: list[Event] = []
         if change.conversation_changes:
-            await self.bus.publish(
+            events.append(
                 ConversationUpdated(
-                    conversation_id=ticket.conversation_id, changes=change.conversation_changes, actor_id=actor_id
+                    conversation_id=ticket.conversation_id,
+                    changes=change.conversation_changes,
+                    actor_id=actor_id,
+                    origin="tickets",
                 )
             )
         if change.created:
-            await self.bus.publish(
+            events.append(
                 TicketOpened(
                     ticket_id=ticket.id,
                     conversation_id=ticket.conversation_id,
@@ -121,7 +140,7 @@ class TicketService:
                 )
             )
         elif change.ticket_changes:
-            await self.bus.publish(
+            events.append(
                 TicketChanged(
                     ticket_id=ticket.id,
                     conversation_id=ticket.conversation_id,
@@ -130,7 +149,7 @@ class TicketService:
                 )
             )
         if change.breached:
-            await self.bus.publish(
+            events.append(
                 SlaBreached(
                     ticket_id=ticket.id,
                     conversation_id=ticket.conversation_id,
@@ -140,6 +159,38 @@ class TicketService:
                     assignee_id=ticket.assignee_id,
                 )
             )
+        return events
+
+    def _seal(self, conn: Connection, change: Change | None, actor_id: int | None = None) -> None:
+        """In the change's transaction: its events, and the hooks' work on them
+        (a Slack card job, the bot taking a resolved conversation back)."""
+        if change is None:
+            return
+        change.events = self._events(change, actor_id)
+        for event in change.events:
+            change.afters.extend(self.tx_hooks.run(conn, event))
+        for routed in change.follow:
+            self._seal(conn, routed)
+
+    def _tx(self, fn: Callable[..., Any], *args: Any, by: int | None = None, **kwargs: Any) -> Any:
+        """``fn(conn, ...)`` as a transaction whose changes (made by user
+        ``by``) are sealed in it."""
+
+        def run(conn: Connection) -> Any:
+            result = fn(conn, *args, **kwargs)
+            for change in result if isinstance(result, list) else [result]:
+                self._seal(conn, change, by)
+            return result
+
+        return run
+
+    async def _publish(self, change: Change | None) -> None:
+        """After the commit: notify (the work was done in the transaction)."""
+        if change is None:
+            return
+        for event in change.events:
+            await self.bus.publish(event)
+        await run_afters(change.afters)
         if change.created or "priority" in change.ticket_changes or "sla_paused" in change.ticket_changes:
             self.scheduler.wake()
         for routed in change.follow:  # queued tickets this change made room for
@@ -163,8 +214,8 @@ class TicketService:
             raise InvalidInput("priority must be one of urgent, high, normal, low") from None
         policy = await self.policy()
         change = await self.db.write(
-            lambda conn: open_ticket(
-                conn,
+            self._tx(
+                open_ticket,
                 conversation_id,
                 policy=policy,
                 priority=priority,
@@ -174,9 +225,10 @@ class TicketService:
                 team=team,
                 actor_id=actor_id,
                 now=self.clock.now(),
+                by=actor_id,
             )
         )
-        await self._publish(change, actor_id=actor_id)
+        await self._publish(change)
         return change.ticket
 
     async def get(self, ticket_id: int) -> Ticket:
@@ -184,34 +236,46 @@ class TicketService:
 
     async def claim(self, ticket_id: int, agent_id: int) -> Ticket:
         change = await self.db.write(
-            assign, ticket_id, agent_id, actor_id=agent_id, now=self.clock.now(), only_if_unassigned=True
+            self._tx(
+                assign,
+                ticket_id,
+                agent_id,
+                actor_id=agent_id,
+                now=self.clock.now(),
+                only_if_unassigned=True,
+                by=agent_id,
+            )
         )
-        await self._publish(change, actor_id=agent_id)
+        await self._publish(change)
         return change.ticket
 
     async def assign(self, ticket_id: int, assignee_id: int | None, *, actor_id: int | None) -> Ticket:
-        change = await self.db.write(assign, ticket_id, assignee_id, actor_id=actor_id, now=self.clock.now())
-        await self._publish(change, actor_id=actor_id)
+        change = await self.db.write(
+            self._tx(assign, ticket_id, assignee_id, actor_id=actor_id, now=self.clock.now(), by=actor_id)
+        )
+        await self._publish(change)
         return change.ticket
 
     async def resolve(self, ticket_id: int, *, actor_id: int | None) -> Ticket:
-        change = await self.db.write(resolve, ticket_id, actor_id=actor_id, now=self.clock.now())
-        await self._publish(change, actor_id=actor_id)
+        change = await self.db.write(self._tx(resolve, ticket_id, actor_id=actor_id, now=self.clock.now(), by=actor_id))
+        await self._publish(change)
         return change.ticket
 
     async def set_priority(self, ticket_id: int, priority: str, *, actor_id: int | None) -> Ticket:
         policy = await self.policy()
         change = await self.db.write(
-            set_priority, ticket_id, priority, policy=policy, actor_id=actor_id, now=self.clock.now()
+            self._tx(
+                set_priority, ticket_id, priority, policy=policy, actor_id=actor_id, now=self.clock.now(), by=actor_id
+            )
         )
-        await self._publish(change, actor_id=actor_id)
+        await self._publish(change)
         return change.ticket
 
     async def snooze(self, ticket_id: int, *, minutes: float | None = None, actor_id: int | None) -> Ticket:
         now = self.clock.now()
         until = now + timedelta(minutes=minutes if minutes is not None else self.settings.snooze_minutes)
-        change = await self.db.write(snooze, ticket_id, until, actor_id=actor_id, now=now)
-        await self._publish(change, actor_id=actor_id)
+        change = await self.db.write(self._tx(snooze, ticket_id, until, actor_id=actor_id, now=now, by=actor_id))
+        await self._publish(change)
         return change.ticket
 
     async def set_duty(self, user_id: int, on_duty: bool, *, actor_id: int | None) -> agents_tx.Agent:
@@ -220,7 +284,9 @@ class TicketService:
         if not on_duty:
             for ticket_id in await self.db.read(tickets_of, user_id):
                 await self._publish(
-                    await self.db.write(reroute, ticket_id, exclude=(user_id,), now=self.clock.now()), actor_id=actor_id
+                    await self.db.write(
+                        self._tx(reroute, ticket_id, exclude=(user_id,), now=self.clock.now(), by=actor_id)
+                    )
                 )
         return await self.get_agent(user_id)
 
@@ -238,6 +304,8 @@ class TicketService:
                 default_capacity=self.settings.ticket_default_capacity,
             )
             routed = fill_capacity(conn, now=now) if {"capacity", "on_duty", "team"} & set(changes) else []
+            for change in routed:
+                self._seal(conn, change)
             return agent, routed
 
         agent, routed = await self.db.write(tx)
@@ -284,85 +352,103 @@ class TicketService:
         done = 0
         for ticket_id, target in await self.db.read(due_breaches, now):
             change = await self.db.write(
-                escalate,
-                ticket_id,
-                target,
-                now,
-                bump_priority=self.settings.sla_breach_bump_priority,
-                reassign=self.settings.sla_breach_reassign,
+                self._tx(
+                    escalate,
+                    ticket_id,
+                    target,
+                    now,
+                    bump_priority=self.settings.sla_breach_bump_priority,
+                    reassign=self.settings.sla_breach_reassign,
+                )
             )
             if change is not None:
                 log.warning("SLA %s breached on ticket %s", target, ticket_id)
                 done += 1
                 await self._publish(change)
         for ticket_id in await self.db.read(due_snoozes, now):
-            await self._publish(await self.db.write(wake, ticket_id, now))
+            await self._publish(await self.db.write(self._tx(wake, ticket_id, now)))
             done += 1
         return done
 
-    # --- subscribers -----------------------------------------------------------------
-    async def _on_handoff(self, event: HandoffRequested) -> None:
-        await self.open(
-            event.conversation_id,
-            priority=event.priority,
-            reason=event.reason,
-            source=event.source,
-            kb_hits=event.kb_hits,
-        )
+    # --- in-transaction hooks (``hub.txhooks``) -------------------------------------------
+    def _after(self, changes: Sequence[Change | None]) -> After | None:
+        done = [c for c in changes if c is not None]
+        if not done:
+            return None
 
-    async def _on_message(self, event: MessageReceived) -> None:
-        policy = await self.policy()
+        async def publish() -> None:
+            for change in done:
+                await self._publish(change)
+
+        return publish
+
+    def _received_tx(self, conn: Connection, event: MessageReceived) -> After | None:
+        """A customer's message, in its ingest transaction: resume a paused or
+        snoozed ticket's clock, and apply the keyword rules (open a ticket, or
+        raise the open one's priority)."""
+        policy = self._policy_in(conn)
         hits = routing.keyword_hits(policy.rules, event.body)
         # A ticket makes its conversation human-handled; a bot-handled one has
         # none, so the common case needs no database read.
-        ticket = await self.db.read(open_ticket_of, event.conversation_id) if event.handler == "human" else None
+        ticket = open_ticket_of(conn, event.conversation_id) if event.handler == "human" else None
+        changes: list[Change | None] = []
+        now = self.clock.now()
         if ticket is not None and (ticket.sla_paused_at is not None or ticket.snoozed_until is not None):
-            await self._publish(
-                await self.db.write(customer_wrote, event.conversation_id, policy=policy, now=self.clock.now())
-            )
+            changes.append(customer_wrote(conn, event.conversation_id, policy=policy, now=now))
         if hits and (ticket is not None or any(rule.handoff for rule in hits)):
             # A rule matched what the customer wrote (whether or not the bot saw
             # it): open a ticket, or raise the open one's priority.
-            await self.open(
-                event.conversation_id,
-                priority=Priority.LOW,
-                source="rule",
-                reason="matched " + ", ".join(f"'{r.params['words'][0]}' rule" for r in hits),
-            )
-
-    async def _on_queued(self, event: MessageQueued) -> None:
-        if event.author_kind == AuthorKind.AGENT.value:
-            ticket = await self.db.write(record_first_response, event.conversation_id, event.at)
-            if ticket is not None:
-                await self.bus.publish(
-                    TicketChanged(
-                        ticket_id=ticket.id,
-                        conversation_id=ticket.conversation_id,
-                        changes={
-                            "first_response_at": ticket.first_response_at.isoformat()
-                            if ticket.first_response_at
-                            else None
-                        },
-                    )
+            changes.append(
+                open_ticket(
+                    conn,
+                    event.conversation_id,
+                    policy=policy,
+                    priority=Priority.LOW,
+                    source="rule",
+                    reason="matched " + ", ".join(f"'{r.params['words'][0]}' rule" for r in hits),
+                    now=now,
                 )
+            )
+        for change in changes:
+            self._seal(conn, change)
+        return self._after(changes)
 
-    async def _on_conversation(self, event: ConversationUpdated) -> None:
-        if not {"status", "priority", "assignee_id"} & set(event.changes):
-            return
-        policy = await self.policy()
-        change = await self.db.write(
-            sync_from_conversation, event.conversation_id, event.changes, policy=policy, now=self.clock.now()
+    def _queued_tx(self, conn: Connection, event: MessageQueued) -> After | None:
+        """An agent's reply, in its transaction: the ticket's first response."""
+        if event.author_kind != AuthorKind.AGENT.value:
+            return None
+        ticket = record_first_response(conn, event.conversation_id, event.at)
+        if ticket is None:
+            return None
+        at = ticket.first_response_at
+        change = Change(
+            ticket=ticket, now=event.at, ticket_changes={"first_response_at": at.isoformat() if at else None}
         )
-        if change is not None:
-            change.conversation_changes = {}  # already published by whoever changed it
-            if not change.ticket_changes:
-                change.ticket_changes = {"conversation": dict(event.changes)}
-            await self._publish(change, actor_id=event.actor_id)
+        self._seal(conn, change)
+        return self._after([change])
+
+    def _conversation_tx(self, conn: Connection, event: ConversationUpdated) -> After | None:
+        """A conversation changed elsewhere (``PATCH /conversations``), in that
+        transaction: its open ticket follows (status, priority, assignee)."""
+        if event.origin == "tickets" or not {"status", "priority", "assignee_id"} & set(event.changes):
+            return None
+        change = sync_from_conversation(
+            conn, event.conversation_id, event.changes, policy=self._policy_in(conn), now=self.clock.now()
+        )
+        if change is None:
+            return None
+        change.conversation_changes = {}  # already published by whoever changed it
+        if not change.ticket_changes:
+            change.ticket_changes = {"conversation": dict(event.changes)}
+        self._seal(conn, change, event.actor_id)
+        return self._after([change])
 
 
 async def tickets_ctx(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: the ticket service, its subscriptions and the SLA scheduler."""
-    service = TicketService(app[keys.DATABASE], app[keys.BUS], app[keys.SETTINGS], clock=app[keys.CLOCK])
+    service = TicketService(
+        app[keys.DATABASE], app[keys.BUS], app[keys.SETTINGS], clock=app[keys.CLOCK], hooks=app[keys.SERVICE].tx_hooks
+    )
     await service.db.write(agents_tx.recount_loads)
     service.subscribe()
     app[keys.TICKETS] = service

@@ -77,6 +77,10 @@ class Change:
     ticket_changes: dict[str, Any] = field(default_factory=dict)
     breached: str | None = None
     follow: list[Change] = field(default_factory=list)  # queued tickets routed by this change
+    # Set in the transaction by ``TicketService``: the events to publish after
+    # the commit, and the in-transaction hooks' follow-ups.
+    events: list[Any] = field(default_factory=list)
+    afters: list[Any] = field(default_factory=list)
 
 
 def _update(conn: Connection, ticket_id: int, now: datetime, **values: Any) -> Ticket:

@@ -85,18 +85,9 @@ async def customer_conversation(
 async def bot_handoff(
     hub: Hub, conversation_id: int, priority: str = "high", kb_hits: list[dict] | None = None
 ) -> dict:
-    from hub.events import HandoffRequested
-
-    conversation = await hub.api("GET", f"/api/v1/conversations/{conversation_id}")
-    await hub.service.bus.publish(
-        HandoffRequested(
-            conversation_id=conversation_id,
-            contact_id=conversation["contact_id"],
-            priority=priority,
-            reason="bot could not answer",
-            source="bot",
-            kb_hits=kb_hits or [],
-        )
+    # What the bot bridge does on a handoff: one transaction opens the ticket.
+    await hub.tickets.open(
+        conversation_id, priority=priority, reason="bot could not answer", source="bot", kb_hits=kb_hits or []
     )
     items = (await hub.api("GET", "/api/v1/tickets"))["items"]
     return next(t for t in items if t["conversation_id"] == conversation_id)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from hub.events import HandoffRequested
+from hub.events import TicketOpened
 from hub.keys import BOT_BRIDGE
 from knowledge_base import SAMPLE_DIR, HashingEmbedder, KnowledgeBase
 from tests.conftest import Hub, make_settings, start_hub, wait_for
@@ -47,12 +47,12 @@ async def test_bot_answers_hands_off_and_resumes_after_resolve(
     database_url: str, tmp_path: Path, rasa: FakeRasa
 ) -> None:
     hub = await _bot_hub(database_url, tmp_path, rasa)
-    handoffs: list[HandoffRequested] = []
+    handoffs: list[TicketOpened] = []
 
-    async def on_handoff(event: HandoffRequested) -> None:
+    async def on_handoff(event: TicketOpened) -> None:
         handoffs.append(event)
 
-    hub.service.bus.subscribe(HandoffRequested, on_handoff)
+    hub.service.bus.subscribe(TicketOpened, on_handoff)
     try:
         first = await _say(hub, "bot-visitor", "How do refunds work?", "b1")
         cid = first["conversation_id"]
@@ -66,7 +66,9 @@ async def test_bot_answers_hands_off_and_resumes_after_resolve(
         await _say(hub, "bot-visitor", "I want to talk to a person", "b2")
         await wait_for(lambda: handoffs)
         conversation = await hub.api("GET", f"/api/v1/conversations/{cid}")
-        assert conversation["handler"] == "human" and handoffs[0].source == "bot"
+        assert conversation["handler"] == "human" and handoffs[0].conversation_id == cid
+        [ticket] = (await hub.api("GET", "/api/v1/tickets"))["items"]
+        assert ticket["source"] == "bot"
         # While humans have it, the bot is not asked.
         asked = len(rasa.received)
         await _say(hub, "bot-visitor", "hello? anyone?", "b3")
