@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from hub import keys
+from hub.crashpoints import crash_point
 from hub.errors import InvalidInput
 from hub.events import (
     Clock,
@@ -228,6 +229,7 @@ class TicketService:
                 by=actor_id,
             )
         )
+        crash_point("handoff-committed")  # tests: committed, nothing published yet
         await self._publish(change)
         return change.ticket
 
