@@ -55,11 +55,15 @@ def _env(tmp_path: Path, port: int, rasa_url: str, slack: FakeSlackApi, **extra:
     }
 
 
-async def _serve(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def _popen(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", "hub", "serve"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
         )
+
+
+async def _serve(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    process = _popen(env, log)
     url = f"http://127.0.0.1:{env['HUB_PORT']}/readyz"
 
     async def up() -> bool:
