@@ -33,8 +33,25 @@ from hub.storage.schema import (
     identities,
     kb_phrasing_suggestions,
     messages,
+    metadata,
     outbox,
+    slack_jobs,
+    tickets,
 )
+
+# Every foreign key to ``contacts`` and what a merge and an erasure do with
+# its rows. Merge and erasure are driven by the schema's own list of those
+# keys (``contact_references``): a key missing here makes both refuse to run
+# (``unhandled_contact_references``, asserted empty by the tests), so a new
+# table that points at contacts cannot be forgotten. "move": a merge points
+# the rows at the surviving contact; an erasure deletes them (their own
+# dependants go by ON DELETE CASCADE: outbox rows, bot jobs).
+CONTACT_REFERENCES: dict[str, str] = {
+    "identities.contact_id": "move",
+    "conversations.contact_id": "move",
+    "messages.contact_id": "move",
+    "tickets.contact_id": "move",
+}
 
 EMAIL_MAX = 320
 # A message that is an address and nothing else (a full stop or the
@@ -191,10 +208,36 @@ def add_identity(conn: Connection, contact_id: int, kind: str, address: str) -> 
     return source
 
 
+def contact_references(schema: sa.MetaData = metadata) -> list[sa.Column[Any]]:
+    """The columns that reference ``contacts.id``, children before parents
+    (the order an erasure deletes in)."""
+    found = [
+        fk.parent for table in schema.sorted_tables for fk in table.foreign_keys if fk.column.table.name == "contacts"
+    ]
+    return list(reversed(found))
+
+
+def unhandled_contact_references(schema: sa.MetaData = metadata) -> list[str]:
+    """Foreign keys to contacts that merge and erasure do not know what to do with."""
+    return [
+        f"{column.table.name}.{column.name}"
+        for column in contact_references(schema)
+        if f"{column.table.name}.{column.name}" not in CONTACT_REFERENCES
+    ]
+
+
+def _references() -> list[sa.Column[Any]]:
+    unhandled = unhandled_contact_references()
+    if unhandled:
+        raise RuntimeError(f"merge/erase do not handle {', '.join(unhandled)}: add them to CONTACT_REFERENCES")
+    return contact_references()
+
+
 def merge_contacts(
     conn: Connection, *, source_id: int, target_id: int, actor_id: int | None = None, reason: str = ""
 ) -> Contact:
-    """Move everything of ``source`` to ``target`` and delete ``source``: one transaction.
+    """Move everything of ``source`` to ``target`` and delete ``source``: one
+    transaction, over every foreign key to contacts (``contact_references``).
 
     Messages keep their ids and timestamps, so the merged timeline stays in
     the order things happened. A system event on the target's latest
@@ -214,9 +257,8 @@ def merge_contacts(
         .where(contacts.c.id == target_id)
         .values(name=target.name or source.name, attributes=attributes, tags=tags, updated_at=now)
     )
-    conn.execute(sa.update(identities).where(identities.c.contact_id == source_id).values(contact_id=target_id))
-    conn.execute(sa.update(conversations).where(conversations.c.contact_id == source_id).values(contact_id=target_id))
-    conn.execute(sa.update(messages).where(messages.c.contact_id == source_id).values(contact_id=target_id))
+    for column in _references():  # identities, conversations, messages, tickets...
+        conn.execute(sa.update(column.table).where(column == source_id).values({column.name: target_id}))
     conn.execute(sa.delete(contacts).where(contacts.c.id == source_id))
     latest = conn.execute(
         sa.select(conversations.c.id, conversations.c.channel)
@@ -278,23 +320,56 @@ def export_contact(conn: Connection, contact_id: int) -> dict[str, Any]:
         sa.select(conversations).where(conversations.c.contact_id == contact_id).order_by(conversations.c.id)
     ).all()
     msgs = conn.execute(sa.select(messages).where(messages.c.contact_id == contact_id).order_by(messages.c.id)).all()
+    found = conn.execute(sa.select(tickets).where(tickets.c.contact_id == contact_id).order_by(tickets.c.id)).all()
+    # Tickets' history (opened, assigned, escalated, resolved) is on the
+    # timeline as event messages, exported with the messages.
+    about = [
+        sa.and_(audit_log.c.target_type == "contact", audit_log.c.target_id == str(contact_id)),
+        sa.and_(audit_log.c.target_type == "conversation", audit_log.c.target_id.in_([str(c.id) for c in convs])),
+        sa.and_(audit_log.c.target_type == "ticket", audit_log.c.target_id.in_([str(t.id) for t in found])),
+    ]
+    audit = conn.execute(sa.select(audit_log).where(sa.or_(*about)).order_by(audit_log.c.id)).all()
     return {
         "contact": contact.to_dict(),
         "identities": [i.to_dict() for i in identities_of(conn, contact_id)],
         "conversations": [rows.conversation(c).to_dict() for c in convs],
         "messages": [rows.message(m).to_dict() for m in msgs],
+        "tickets": [_ticket_export(t) for t in found],
+        "audit": [
+            {
+                "id": a.id,
+                "user_id": a.user_id,
+                "action": a.action,
+                "target_type": a.target_type,
+                "target_id": a.target_id,
+                "details": a.details,
+                "created_at": a.created_at.isoformat(),
+            }
+            for a in audit
+        ],
         "exported_at": utcnow().isoformat(),
     }
+
+
+def _ticket_export(row: Any) -> dict[str, Any]:
+    from hub.tickets.model import ticket_from_row  # tickets build on conversations, not the other way
+
+    return ticket_from_row(row).to_dict()
 
 
 def erase_contact(conn: Connection, contact_id: int) -> dict[str, int]:
     """Delete the contact and everything about them from every table (GDPR art. 17)."""
     get_contact(conn, contact_id)
+    references = _references()
     conv_ids = sa.select(conversations.c.id).where(conversations.c.contact_id == contact_id)
     msg_ids = sa.select(messages.c.id).where(messages.c.contact_id == contact_id)
+    ticket_ids = sa.select(tickets.c.id).where(tickets.c.contact_id == contact_id)
+    # Slack jobs name their ticket without a foreign key (they outlive it
+    # to post its last update): the contact's go with them, done or not.
     counts = {
+        "slack_jobs": conn.execute(sa.delete(slack_jobs).where(slack_jobs.c.ticket_id.in_(ticket_ids))).rowcount,
         "outbox": conn.execute(sa.delete(outbox).where(outbox.c.message_id.in_(msg_ids))).rowcount,
-        "messages": conn.execute(sa.delete(messages).where(messages.c.contact_id == contact_id)).rowcount,
+        "messages": 0,
     }
     # Messages can also sit in conversations of this contact under another
     # contact id only if a merge was interrupted; delete by conversation too.
@@ -309,10 +384,22 @@ def erase_contact(conn: Connection, contact_id: int) -> dict[str, int]:
             kb_phrasing_suggestions.c.status != "accepted",
         )
     ).rowcount
-    counts["conversations"] = conn.execute(
-        sa.delete(conversations).where(conversations.c.contact_id == contact_id)
-    ).rowcount
-    counts["identities"] = conn.execute(sa.delete(identities).where(identities.c.contact_id == contact_id)).rowcount
+    from hub.tickets import agents as agents_tx  # tickets build on conversations, not the other way
+
+    for assignee_id, count in conn.execute(
+        sa.select(tickets.c.assignee_id, sa.func.count())
+        .where(
+            tickets.c.contact_id == contact_id,
+            tickets.c.status == "open",
+            tickets.c.assignee_id.is_not(None),
+            tickets.c.snoozed_until.is_(None),
+        )
+        .group_by(tickets.c.assignee_id)
+    ).all():
+        agents_tx.book(conn, assignee_id, -count)  # their open tickets go with the contact
+    for column in references:  # children first: tickets, messages, conversations, identities...
+        deleted = conn.execute(sa.delete(column.table).where(column == contact_id)).rowcount
+        counts[column.table.name] = counts.get(column.table.name, 0) + deleted
     conn.execute(sa.delete(contacts).where(contacts.c.id == contact_id))
     # Audit entries about this contact's conversations keep only ids, and
     # ids are not personal data once the rows they point to are gone.

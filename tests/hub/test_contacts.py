@@ -91,6 +91,17 @@ async def test_export_contains_everything(hub: Hub) -> None:
     assert [i["address"] for i in data["identities"]] == ["exporter"]
     assert [m["body"] for m in data["messages"]] == ["my data please"]
     assert len(data["conversations"]) == 1
+    # Tickets, their history (timeline events) and the audit entries about them.
+    conversation_id = data["conversations"][0]["id"]
+    ticket = await hub.api(
+        "POST", f"/api/v1/conversations/{conversation_id}/handoff", role="agent", json={"priority": "high"}, expect=201
+    )
+    await hub.api("PATCH", f"/api/v1/contacts/{contact_id}", role="agent", json={"tags": ["vip"]})
+    data = await hub.api("GET", f"/api/v1/contacts/{contact_id}/export")
+    assert [t["id"] for t in data["tickets"]] == [ticket["id"]] and data["tickets"][0]["priority"] == "high"
+    assert any(m["meta"].get("event") == "ticket-opened" for m in data["messages"])
+    actions = {(a["action"], a["target_type"]) for a in data["audit"]}
+    assert ("ticket.handoff", "conversation") in actions and ("contact.update", "contact") in actions
 
 
 @pytest.mark.asyncio
@@ -123,11 +134,31 @@ async def test_erased_contact_is_gone_from_every_table(hub: Hub) -> None:
         expect=201,
     )
     await hub.api("PATCH", f"/api/v1/contacts/{contact_id}", role="agent", json={"tags": ["vip"]})
+    ticket = await hub.api(
+        "POST",
+        f"/api/v1/conversations/{conversation_id}/handoff",
+        role="agent",
+        json={"reason": "Frank asked"},
+        expect=201,
+    )
+    me = await hub.api("GET", "/api/v1/me")
+    await hub.api("POST", f"/api/v1/tickets/{ticket['id']}/assign", json={"assignee_id": me["id"]})
+    assert (await hub.api("GET", f"/api/v1/agents/{me['id']}"))["open_tickets"] == 1
+    # A Slack job of the kind queued before jobs named their message: it
+    # carried the customer's text.
+    from hub.slack import jobs as slack_jobs
+
+    await hub.db.write(
+        slack_jobs.enqueue, "thread", {"text": "*Frank Forget*: secret words"}, ticket_id=ticket["id"], dedup_key="t:f1"
+    )
     other = await hub.inbound({"from": "someone-else", "text": "unrelated", "id": "f2"})
 
     await hub.api("DELETE", f"/api/v1/contacts/{contact_id}", role="agent", expect=403)
     result = await hub.api("DELETE", f"/api/v1/contacts/{contact_id}")
     assert result["deleted"]["messages"] >= 3 and result["deleted"]["identities"] == 2
+    assert result["deleted"]["tickets"] == 1 and result["deleted"]["slack_jobs"] == 1
+    admin = await hub.api("GET", "/api/v1/me")
+    assert (await hub.api("GET", f"/api/v1/agents/{admin['id']}"))["open_tickets"] == 0  # the erased ticket freed
 
     needles = ("forget-me", "Frank", "frank@example.com", "secret words")
 
@@ -143,3 +174,66 @@ async def test_erased_contact_is_gone_from_every_table(hub: Hub) -> None:
     await hub.api("GET", f"/api/v1/contacts/{contact_id}", expect=404)
     # The other contact is untouched.
     assert (await hub.api("GET", f"/api/v1/messages/{other['received'][0]['message_id']}"))["body"] == "unrelated"
+
+
+async def _handoff(hub: Hub, message_id: int) -> dict:
+    conversation_id = (await hub.api("GET", f"/api/v1/messages/{message_id}"))["conversation_id"]
+    return await hub.api(
+        "POST", f"/api/v1/conversations/{conversation_id}/handoff", role="agent", json={"reason": "help"}, expect=201
+    )
+
+
+@pytest.mark.asyncio
+async def test_merge_moves_the_merged_contacts_tickets(hub: Hub) -> None:
+    kept = await hub.inbound({"from": "keeper", "text": "hello", "id": "k1"})
+    gone = await hub.inbound({"from": "merged-away", "text": "my parcel is lost", "id": "k2"})
+    target = await _contact_of(hub, kept["received"][0]["message_id"])
+    source = await _contact_of(hub, gone["received"][0]["message_id"])
+    ticket = await _handoff(hub, gone["received"][0]["message_id"])
+    await hub.api("POST", f"/api/v1/contacts/{target}/merge", role="agent", json={"source_id": source})
+    moved = await hub.api("GET", f"/api/v1/tickets/{ticket['id']}")
+    assert moved["contact_id"] == target and moved["status"] == "open"
+    conversation = await hub.api("GET", f"/api/v1/conversations/{moved['conversation_id']}")
+    assert conversation["contact_id"] == target and conversation["handler"] == "human"
+
+
+@pytest.mark.asyncio
+async def test_auto_merge_through_a_verified_hint_keeps_tickets(hub: Hub) -> None:
+    older = await hub.inbound(
+        {"from": "ada-sms", "text": "hi", "id": "a1", "hints": {"email": "ada@example.com"}, "hints_verified": True}
+    )
+    ada = await _contact_of(hub, older["received"][0]["message_id"])
+    chat = await hub.inbound({"from": "ada-chat", "text": "my card was stolen", "id": "a2"})
+    ticket = await _handoff(hub, chat["received"][0]["message_id"])
+    # The chat visitor signs in: the same verified address merges the newer contact into Ada.
+    again = await hub.inbound(
+        {
+            "from": "ada-chat",
+            "text": "it's me",
+            "id": "a3",
+            "hints": {"email": "ada@example.com"},
+            "hints_verified": True,
+        }
+    )
+    assert await _contact_of(hub, again["received"][0]["message_id"]) == ada
+    kept = await hub.api("GET", f"/api/v1/tickets/{ticket['id']}")
+    assert kept["contact_id"] == ada and kept["status"] == "open"
+
+
+def test_every_foreign_key_to_contacts_is_handled_by_merge_and_erasure() -> None:
+    from hub.conversations.contacts import contact_references, unhandled_contact_references
+
+    assert unhandled_contact_references() == []
+    found = {f"{c.table.name}.{c.name}" for c in contact_references()}
+    assert {"identities.contact_id", "conversations.contact_id", "messages.contact_id", "tickets.contact_id"} <= found
+    # The next table that points at contacts is reported until it is handled.
+    schema = sa.MetaData()
+    for table in metadata.sorted_tables:
+        table.to_metadata(schema)
+    sa.Table(
+        "contact_notes",
+        schema,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("contact_id", sa.Integer, sa.ForeignKey("contacts.id")),
+    )
+    assert unhandled_contact_references(schema) == ["contact_notes.contact_id"]
