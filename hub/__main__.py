@@ -172,10 +172,12 @@ def users() -> None:
 def users_create(name: str, email: str, role: str, slack_user_id: str | None, token: bool) -> None:
     """Create a user (and print a new API token for them)."""
     from hub import auth
+    from hub.audit import Actor, Audit, audited, record  # noqa: F401 (the CLI imports lazily)
 
     def create(conn: Any) -> tuple[Any, str | None]:
         user = auth.create_user(conn, name=name, email=email, role=role, slack_user_id=slack_user_id)
         secret = auth.create_token(conn, user.id, "cli")[0] if token else None
+        record(conn, Audit(Actor.cli(), "user.create", "user", user.id, {"role": role, "token": bool(token)}))
         return user, secret
 
     try:
@@ -197,6 +199,7 @@ def users_create(name: str, email: str, role: str, slack_user_id: str | None, to
 def users_bootstrap(email: str, token_file: Path | None) -> None:
     """First run: create an admin with a token when the hub has no users yet."""
     from hub import auth
+    from hub.audit import Actor, Audit, audited, record  # noqa: F401 (the CLI imports lazily)
 
     settings = _settings()
     token_file = token_file or settings.data_dir / "admin-token"
@@ -205,6 +208,7 @@ def users_bootstrap(email: str, token_file: Path | None) -> None:
         if auth.list_users(conn):
             return None
         user = auth.create_user(conn, name="Administrator", email=email, role="admin")
+        record(conn, Audit(Actor.cli(), "user.bootstrap", "user", user.id))
         return auth.create_token(conn, user.id, "bootstrap")[0]
 
     token = _with_db(create)
@@ -237,9 +241,13 @@ def tokens() -> None:
 def tokens_create(user: str, name: str) -> None:
     """Create an API token for USER (id or e-mail)."""
     from hub import auth
+    from hub.audit import Actor, Audit, audited, record  # noqa: F401 (the CLI imports lazily)
 
     def create(conn: Any) -> str:
-        return auth.create_token(conn, auth.find_user(conn, user).id, name)[0]
+        owner = auth.find_user(conn, user).id
+        secret, token_id = auth.create_token(conn, owner, name)
+        record(conn, Audit(Actor.cli(), "token.create", "user", owner, {"token_id": token_id}))
+        return secret
 
     try:
         click.echo(_with_db(create))
@@ -252,9 +260,10 @@ def tokens_create(user: str, name: str) -> None:
 def tokens_revoke(token_id: int) -> None:
     """Revoke token TOKEN_ID."""
     from hub import auth
+    from hub.audit import Actor, Audit, audited, record  # noqa: F401 (the CLI imports lazily)
 
     try:
-        _with_db(auth.revoke_token, token_id)
+        _with_db(audited(auth.revoke_token, Audit(Actor.cli(), "token.revoke", "token", token_id)), token_id)
     except Exception as err:
         _fail(err)
     click.echo(f"revoked token {token_id}")
@@ -270,10 +279,13 @@ def contacts() -> None:
 @click.option("-o", "--output", type=click.File("w"), default="-", help="File to write (default: stdout).")
 def contacts_export(contact_id: int, output: Any) -> None:
     """Write everything stored about CONTACT_ID as JSON."""
+    from hub.audit import Actor, Audit, audited, record  # noqa: F401 (the CLI imports lazily)
     from hub.conversations.contacts import export_contact
 
     try:
-        data = _with_db(export_contact, contact_id, write=False)
+        data = _with_db(
+            audited(export_contact, Audit(Actor.cli(), "contact.export", "contact", contact_id)), contact_id
+        )
     except Exception as err:
         _fail(err)
     json.dump(data, output, indent=2, ensure_ascii=False)
@@ -285,12 +297,18 @@ def contacts_export(contact_id: int, output: Any) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def contacts_erase(contact_id: int, yes: bool) -> None:
     """Delete CONTACT_ID and all their messages, identities and conversations."""
+    from hub.audit import Actor, Audit, audited, record  # noqa: F401 (the CLI imports lazily)
     from hub.conversations.contacts import erase_contact
 
     if not yes:
         click.confirm(f"Erase contact {contact_id} and everything about them?", abort=True)
     try:
-        counts = _with_db(erase_contact, contact_id)
+        counts = _with_db(
+            audited(
+                erase_contact, Audit(Actor.cli(), "contact.erase", "contact", contact_id), lambda c: {"deleted": c}
+            ),
+            contact_id,
+        )
     except Exception as err:
         _fail(err)
     click.echo(f"erased contact {contact_id}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))

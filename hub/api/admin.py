@@ -6,7 +6,8 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from hub import auth, keys
-from hub.api.base import current_user, field, int_param, json_body, path_id, requires
+from hub.api.base import audit_entry, current_user, field, int_param, json_body, path_id, requires
+from hub.audit import audited
 from hub.models import Role
 from hub.storage.schema import audit_log
 
@@ -31,16 +32,17 @@ async def list_users(request: web.Request) -> web.Response:
 async def create_user(request: web.Request) -> web.Response:
     body = await json_body(request)
     user = await request.app[keys.DATABASE].write(
-        lambda conn: auth.create_user(
-            conn,
-            name=field(body, "name", str),
-            email=field(body, "email", str),
-            role=field(body, "role", str),
-            slack_user_id=field(body, "slack_user_id", str, required=False),
+        audited(
+            lambda conn: auth.create_user(
+                conn,
+                name=field(body, "name", str),
+                email=field(body, "email", str),
+                role=field(body, "role", str),
+                slack_user_id=field(body, "slack_user_id", str, required=False),
+            ),
+            audit_entry(request, "user.create", "user"),
+            lambda user: {"target_id": user.id, "role": user.role.value},
         )
-    )
-    await request.app[keys.SERVICE].audit(
-        current_user(request).id, "user.create", target_type="user", target_id=user.id
     )
     return web.json_response(user.to_dict(), status=201)
 
@@ -51,9 +53,10 @@ async def create_token(request: web.Request) -> web.Response:
     body = await json_body(request)
     name = field(body, "name", str)
     user_id = path_id(request)
-    token, token_id = await request.app[keys.DATABASE].write(auth.create_token, user_id, name)
-    await request.app[keys.SERVICE].audit(
-        current_user(request).id, "token.create", target_type="user", target_id=user_id, details={"token_id": token_id}
+    token, token_id = await request.app[keys.DATABASE].write(
+        audited(auth.create_token, audit_entry(request, "token.create", "user", user_id), lambda r: {"token_id": r[1]}),
+        user_id,
+        name,
     )
     return web.json_response({"id": token_id, "token": token}, status=201)
 
@@ -62,9 +65,8 @@ async def create_token(request: web.Request) -> web.Response:
 @requires(Role.ADMIN)
 async def revoke_token(request: web.Request) -> web.Response:
     token_id = path_id(request)
-    await request.app[keys.DATABASE].write(auth.revoke_token, token_id)
-    await request.app[keys.SERVICE].audit(
-        current_user(request).id, "token.revoke", target_type="token", target_id=token_id
+    await request.app[keys.DATABASE].write(
+        audited(auth.revoke_token, audit_entry(request, "token.revoke", "token", token_id)), token_id
     )
     return web.json_response({"revoked": token_id})
 

@@ -8,6 +8,7 @@ from typing import Any, TypeVar, overload
 
 from aiohttp import web
 
+from hub.audit import Actor, Audit
 from hub.errors import Forbidden, InvalidInput
 from hub.models import Role, User
 
@@ -41,6 +42,13 @@ def current_user(request: web.Request) -> User:
     if user is None:
         raise Forbidden("this endpoint needs a user")
     return user
+
+
+def audit_entry(
+    request: web.Request, action: str, target_type: str | None = None, target_id: Any = None, **details: Any
+) -> Audit:
+    """The audit row of this request's action, written with its change (``hub.audit``)."""
+    return Audit(Actor(current_user(request).id, "api"), action, target_type, target_id, details)
 
 
 async def json_body(request: web.Request, *, max_bytes: int = 1_048_576) -> dict[str, Any]:

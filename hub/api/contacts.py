@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from hub import keys
-from hub.api.base import current_user, field, int_param, json_body, path_id, requires, timeline_page
+from hub.api.base import audit_entry, current_user, field, int_param, json_body, path_id, requires, timeline_page
 from hub.errors import InvalidInput
 from hub.models import Role
 
@@ -48,13 +48,8 @@ async def update_contact(request: web.Request) -> web.Response:
         raise InvalidInput("nothing to change: give name, attributes or tags")
     service = request.app[keys.SERVICE]
     contact_id = path_id(request)
-    contact = await service.update_contact(contact_id, changes)
-    await service.audit(
-        current_user(request).id,
-        "contact.update",
-        target_type="contact",
-        target_id=contact_id,
-        details={"fields": sorted(changes)},
+    contact = await service.update_contact(
+        contact_id, changes, audit=audit_entry(request, "contact.update", "contact", contact_id, fields=sorted(changes))
     )
     return web.json_response(contact.to_dict())
 
@@ -73,13 +68,11 @@ async def merge_contact(request: web.Request) -> web.Response:
     source_id = field(body, "source_id", int)
     target_id = path_id(request)
     service = request.app[keys.SERVICE]
-    merged = await service.merge_contacts(source_id, target_id, actor_id=current_user(request).id)
-    await service.audit(
-        current_user(request).id,
-        "contact.merge",
-        target_type="contact",
-        target_id=target_id,
-        details={"source_id": source_id},
+    merged = await service.merge_contacts(
+        source_id,
+        target_id,
+        actor_id=current_user(request).id,
+        audit=audit_entry(request, "contact.merge", "contact", target_id, source_id=source_id),
     )
     return web.json_response(merged.to_dict())
 
@@ -89,8 +82,7 @@ async def merge_contact(request: web.Request) -> web.Response:
 async def export_contact(request: web.Request) -> web.Response:
     service = request.app[keys.SERVICE]
     contact_id = path_id(request)
-    data = await service.export_contact(contact_id)
-    await service.audit(current_user(request).id, "contact.export", target_type="contact", target_id=contact_id)
+    data = await service.export_contact(contact_id, audit=audit_entry(request, "contact.export", "contact", contact_id))
     return web.json_response(data, headers={"Content-Disposition": f'attachment; filename="contact-{contact_id}.json"'})
 
 
@@ -99,12 +91,5 @@ async def export_contact(request: web.Request) -> web.Response:
 async def erase_contact(request: web.Request) -> web.Response:
     service = request.app[keys.SERVICE]
     contact_id = path_id(request)
-    counts = await service.erase_contact(contact_id)
-    await service.audit(
-        current_user(request).id,
-        "contact.erase",
-        target_type="contact",
-        target_id=contact_id,
-        details={"deleted": counts},
-    )
+    counts = await service.erase_contact(contact_id, audit=audit_entry(request, "contact.erase", "contact", contact_id))
     return web.json_response({"erased": contact_id, "deleted": counts})

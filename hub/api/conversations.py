@@ -5,7 +5,17 @@ from __future__ import annotations
 from aiohttp import web
 
 from hub import keys
-from hub.api.base import assignee_filter, current_user, field, int_param, json_body, path_id, requires, timeline_page
+from hub.api.base import (
+    assignee_filter,
+    audit_entry,
+    current_user,
+    field,
+    int_param,
+    json_body,
+    path_id,
+    requires,
+    timeline_page,
+)
 from hub.errors import InvalidInput
 from hub.models import AuthorKind, Role
 
@@ -47,13 +57,11 @@ async def update_conversation(request: web.Request) -> web.Response:
     user = current_user(request)
     service = request.app[keys.SERVICE]
     conversation_id = path_id(request)
-    conversation = await service.update_conversation(conversation_id, body, actor_id=user.id)
-    await service.audit(
-        user.id,
-        "conversation.update",
-        target_type="conversation",
-        target_id=conversation_id,
-        details={k: body[k] for k in body if k != "subject"},
+    conversation = await service.update_conversation(
+        conversation_id,
+        body,
+        actor_id=user.id,
+        audit=audit_entry(request, "conversation.update", "conversation", conversation_id),
     )
     return web.json_response(conversation.to_dict())
 
@@ -80,6 +88,7 @@ async def post_reply(request: web.Request) -> web.Response:
         author_kind=AuthorKind.AGENT,
         author_id=user.id,
         idempotency_key=request.headers.get("Idempotency-Key"),
+        audit=audit_entry(request, "conversation.reply", "conversation", path_id(request)),
     )
     return web.json_response(message.to_dict(), status=201)
 
@@ -89,7 +98,12 @@ async def post_reply(request: web.Request) -> web.Response:
 async def post_note(request: web.Request) -> web.Response:
     body = await json_body(request)
     text = field(body, "text", str)
-    note = await request.app[keys.SERVICE].add_note(path_id(request), text, author_id=current_user(request).id)
+    note = await request.app[keys.SERVICE].add_note(
+        path_id(request),
+        text,
+        author_id=current_user(request).id,
+        audit=audit_entry(request, "conversation.note", "conversation", path_id(request)),
+    )
     return web.json_response(note.to_dict(), status=201)
 
 

@@ -11,7 +11,8 @@ from typing import Any
 from aiohttp import web
 
 from hub import keys
-from hub.api.base import current_user, int_param, path_id, requires
+from hub.api.base import audit_entry, int_param, path_id, requires
+from hub.audit import audited
 from hub.bot.bridge import BOT_JOBS
 from hub.conversations.outbox import OUTBOX
 from hub.errors import InvalidInput, NotFound
@@ -68,10 +69,8 @@ async def retry_job(request: web.Request) -> web.Response:
     if name not in QUEUES:
         raise NotFound(f"no queue {name!r}")
     job_id = path_id(request)
-    await request.app[keys.DATABASE].write(QUEUES[name].requeue_dead, job_id, utcnow())
-    _notify(request.app, name)
     target = AUDIT_TARGETS[name]
-    await request.app[keys.SERVICE].audit(
-        current_user(request).id, f"{target}.retry", target_type=target, target_id=job_id
-    )
+    entry = audit_entry(request, f"{target}.retry", target, job_id)
+    await request.app[keys.DATABASE].write(audited(QUEUES[name].requeue_dead, entry), job_id, utcnow())
+    _notify(request.app, name)
     return web.json_response({"requeued": job_id})

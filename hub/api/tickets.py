@@ -7,7 +7,8 @@ from typing import Any
 from aiohttp import web
 
 from hub import keys
-from hub.api.base import assignee_filter, current_user, field, int_param, json_body, path_id, requires
+from hub.api.base import assignee_filter, audit_entry, current_user, field, int_param, json_body, path_id, requires
+from hub.audit import audited
 from hub.errors import Forbidden, InvalidInput, Unavailable
 from hub.models import Priority, Role
 from hub.tickets.rules import add_rule, delete_rule, list_rules
@@ -21,14 +22,6 @@ def _tickets(request: web.Request) -> TicketService:
     if service is None:
         raise Unavailable("tickets are not running")
     return service
-
-
-async def _audit(
-    request: web.Request, action: str, target_type: str, target_id: Any, details: dict[str, Any] | None = None
-) -> None:
-    await request.app[keys.SERVICE].audit(
-        current_user(request).id, action, target_type=target_type, target_id=target_id, details=details
-    )
 
 
 # --- tickets ----------------------------------------------------------------------
@@ -48,8 +41,8 @@ async def handoff(request: web.Request) -> web.Response:
         team=field(body, "team", str, required=False),
         source="agent",
         actor_id=current_user(request).id,
+        audit=audit_entry(request, "ticket.handoff", "conversation", path_id(request)),
     )
-    await _audit(request, "ticket.handoff", "conversation", ticket.conversation_id, {"ticket_id": ticket.id})
     return web.json_response(ticket.to_dict(), status=201)
 
 
@@ -93,7 +86,11 @@ async def get_ticket(request: web.Request) -> web.Response:
 @routes.post("/api/v1/tickets/{id}/claim")
 @requires(Role.AGENT)
 async def claim(request: web.Request) -> web.Response:
-    ticket = await _tickets(request).claim(path_id(request), current_user(request).id)
+    ticket = await _tickets(request).claim(
+        path_id(request),
+        current_user(request).id,
+        audit=audit_entry(request, "ticket.claim", "ticket", path_id(request)),
+    )
     return web.json_response(ticket.to_dict())
 
 
@@ -106,15 +103,23 @@ async def assign(request: web.Request) -> web.Response:
         raise InvalidInput("'assignee_id' is required (null returns the ticket to the queue)")
     assignee = field(body, "assignee_id", int, required=False)
     user = current_user(request)
-    ticket = await _tickets(request).assign(path_id(request), assignee, actor_id=user.id)
-    await _audit(request, "ticket.assign", "ticket", ticket.id, {"assignee_id": assignee})
+    ticket = await _tickets(request).assign(
+        path_id(request),
+        assignee,
+        actor_id=user.id,
+        audit=audit_entry(request, "ticket.assign", "ticket", path_id(request), assignee_id=assignee),
+    )
     return web.json_response(ticket.to_dict())
 
 
 @routes.post("/api/v1/tickets/{id}/resolve")
 @requires(Role.AGENT)
 async def resolve(request: web.Request) -> web.Response:
-    ticket = await _tickets(request).resolve(path_id(request), actor_id=current_user(request).id)
+    ticket = await _tickets(request).resolve(
+        path_id(request),
+        actor_id=current_user(request).id,
+        audit=audit_entry(request, "ticket.resolve", "ticket", path_id(request)),
+    )
     return web.json_response(ticket.to_dict())
 
 
@@ -122,8 +127,12 @@ async def resolve(request: web.Request) -> web.Response:
 @requires(Role.AGENT)
 async def set_priority(request: web.Request) -> web.Response:
     body = await json_body(request)
+    priority = field(body, "priority", str)
     ticket = await _tickets(request).set_priority(
-        path_id(request), field(body, "priority", str), actor_id=current_user(request).id
+        path_id(request),
+        priority,
+        actor_id=current_user(request).id,
+        audit=audit_entry(request, "ticket.priority", "ticket", path_id(request), priority=priority),
     )
     return web.json_response(ticket.to_dict())
 
@@ -136,7 +145,12 @@ async def snooze(request: web.Request) -> web.Response:
     minutes = field(body, "minutes", (int, float), required=False)
     if minutes is not None and not 0 < minutes <= 60 * 24 * 30:
         raise InvalidInput("minutes must be between 0 and 43200")
-    ticket = await _tickets(request).snooze(path_id(request), minutes=minutes, actor_id=current_user(request).id)
+    ticket = await _tickets(request).snooze(
+        path_id(request),
+        minutes=minutes,
+        actor_id=current_user(request).id,
+        audit=audit_entry(request, "ticket.snooze", "ticket", path_id(request), minutes=minutes),
+    )
     return web.json_response(ticket.to_dict())
 
 
@@ -165,8 +179,10 @@ async def update_agent(request: web.Request) -> web.Response:
     if "on_duty" in body:
         raise InvalidInput("use POST /api/v1/agents/{id}/duty to change on_duty (it reroutes tickets)")
     agent_id = path_id(request)
-    agent = await _tickets(request).update_agent(agent_id, body)
-    await _audit(request, "agent.update", "user", agent_id, {k: v for k, v in body.items() if k != "slack_user_id"})
+    details = {k: v for k, v in body.items() if k != "slack_user_id"}
+    agent = await _tickets(request).update_agent(
+        agent_id, body, audit=audit_entry(request, "agent.update", "user", agent_id, **details)
+    )
     return web.json_response(agent.to_dict())
 
 
@@ -180,8 +196,9 @@ async def set_duty(request: web.Request) -> web.Response:
     agent_id = user.id if request.match_info["id"] == "me" else path_id(request)
     if agent_id != user.id and not user.role.allows(Role.ADMIN):
         raise Forbidden("only admins change another agent's duty")
-    agent = await _tickets(request).set_duty(agent_id, on_duty, actor_id=user.id)
-    await _audit(request, "agent.duty", "user", agent_id, {"on_duty": on_duty})
+    agent = await _tickets(request).set_duty(
+        agent_id, on_duty, actor_id=user.id, audit=audit_entry(request, "agent.duty", "user", agent_id, on_duty=on_duty)
+    )
     return web.json_response(agent.to_dict())
 
 
@@ -201,9 +218,11 @@ async def create_rule(request: web.Request) -> web.Response:
     """``{"kind": "keyword", "params": {"words": ["refund"]}, "priority": "high", "team": "billing", "handoff": true}``;
     kinds: keyword (words), attribute (key, values), repeat (hours, count)."""
     body = await json_body(request)
-    rule = await request.app[keys.DATABASE].write(add_rule, body, now=request.app[keys.CLOCK].now())
+    entry = audit_entry(request, "routing_rule.create", "routing_rule")
+    rule = await request.app[keys.DATABASE].write(
+        audited(add_rule, entry, lambda rule: {"target_id": rule.id}), body, now=request.app[keys.CLOCK].now()
+    )
     _tickets(request).rules_changed()
-    await _audit(request, "routing_rule.create", "routing_rule", rule.id)
     return web.json_response(rule.to_dict(), status=201)
 
 
@@ -211,9 +230,9 @@ async def create_rule(request: web.Request) -> web.Response:
 @requires(Role.ADMIN)
 async def remove_rule(request: web.Request) -> web.Response:
     rule_id = path_id(request)
-    await request.app[keys.DATABASE].write(delete_rule, rule_id)
+    entry = audit_entry(request, "routing_rule.delete", "routing_rule", rule_id)
+    await request.app[keys.DATABASE].write(audited(delete_rule, entry), rule_id)
     _tickets(request).rules_changed()
-    await _audit(request, "routing_rule.delete", "routing_rule", rule_id)
     return web.json_response({"deleted": rule_id})
 
 

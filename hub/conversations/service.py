@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from hub.audit import Audit, audited, record
 from hub.bus import EventBus
 from hub.conversations import contacts as contacts_tx
 from hub.conversations import ingest as ingest_tx
@@ -36,7 +37,7 @@ from hub.messages import ChannelAdapter, InboundMessage, IngestResult
 from hub.metrics import Metrics
 from hub.models import AuthorKind, Contact, Conversation, Message, MessageKind
 from hub.storage import Database, rows
-from hub.storage.schema import audit_log, conversations, identities, messages
+from hub.storage.schema import conversations, identities, messages
 from hub.txhooks import After, TxHooks, run_afters
 
 if TYPE_CHECKING:
@@ -197,8 +198,10 @@ class HubService:
         author_id: int | None = None,
         idempotency_key: str | None = None,
         meta: dict[str, Any] | None = None,
+        audit: Audit | None = None,
     ) -> Message:
-        """Queue a message to the customer on the conversation's own channel."""
+        """Queue a message to the customer on the conversation's own channel
+        (``audit``: an agent's reply, recorded with it)."""
 
         def queue(conn: Connection) -> tuple[conversations_tx.Queued, MessageQueued, list[After]]:
             conversation = conversations_tx.get_conversation(conn, conversation_id)
@@ -222,6 +225,8 @@ class HubService:
                 # A help-centre link after a handoff: the customer's question,
                 # offered as a phrasing of that article, with the reply.
                 self.phrasings.from_agent_reply(conn, queued.message)
+            if audit is not None:
+                record(conn, audit, target_id=conversation_id, message_id=queued.message.id)
             event = MessageQueued(
                 message_id=queued.message.id,
                 conversation_id=queued.conversation.id,
@@ -245,9 +250,13 @@ class HubService:
         if self.phrasings is not None:
             await self.phrasings.from_bot_feedback(payloads, conversation_id=conversation_id, now=utcnow())
 
-    async def add_note(self, conversation_id: int, text: str, *, author_id: int | None) -> Message:
+    async def add_note(
+        self, conversation_id: int, text: str, *, author_id: int | None, audit: Audit | None = None
+    ) -> Message:
         def add(conn: Connection) -> tuple[Message, NoteAdded, list[After]]:
             note = conversations_tx.add_note(conn, conversation_id, text, author_id=author_id)
+            if audit is not None:
+                record(conn, audit, target_id=conversation_id, message_id=note.id)
             event = NoteAdded(message_id=note.id, conversation_id=conversation_id, author_id=author_id)
             return note, event, self.tx_hooks.run(conn, event)
 
@@ -257,12 +266,21 @@ class HubService:
         return note
 
     async def update_conversation(
-        self, conversation_id: int, changes: dict[str, Any], *, actor_id: int | None = None
+        self,
+        conversation_id: int,
+        changes: dict[str, Any],
+        *,
+        actor_id: int | None = None,
+        audit: Audit | None = None,
     ) -> Conversation:
         def update(conn: Connection) -> tuple[Conversation, ConversationUpdated | None, list[After]]:
             conversation, applied = conversations_tx.update_conversation(
                 conn, conversation_id, changes, actor_id=actor_id
             )
+            if audit is not None:
+                record(
+                    conn, audit, target_id=conversation_id, changes={k: v for k, v in applied.items() if k != "subject"}
+                )
             if not applied:
                 return conversation, None, []
             event = ConversationUpdated(conversation_id=conversation_id, changes=applied, actor_id=actor_id)
@@ -290,45 +308,37 @@ class HubService:
     ) -> list[Contact]:
         return await self.db.read(lambda conn: contacts_tx.search_contacts(conn, query, limit=limit, after_id=after_id))
 
-    async def update_contact(self, contact_id: int, changes: dict[str, Any]) -> Contact:
-        return await self.db.write(contacts_tx.update_contact, contact_id, changes)
+    async def update_contact(self, contact_id: int, changes: dict[str, Any], *, audit: Audit | None = None) -> Contact:
+        return await self.db.write(audited(contacts_tx.update_contact, audit), contact_id, changes)
 
-    async def merge_contacts(self, source_id: int, target_id: int, *, actor_id: int | None = None) -> Contact:
+    async def merge_contacts(
+        self, source_id: int, target_id: int, *, actor_id: int | None = None, audit: Audit | None = None
+    ) -> Contact:
         merged = await self.db.write(
-            lambda conn: contacts_tx.merge_contacts(
-                conn, source_id=source_id, target_id=target_id, actor_id=actor_id, reason="merged by an agent"
+            audited(
+                lambda conn: contacts_tx.merge_contacts(
+                    conn, source_id=source_id, target_id=target_id, actor_id=actor_id, reason="merged by an agent"
+                ),
+                audit,
             )
         )
         await self.bus.publish(ContactsMerged(source_id=source_id, target_id=target_id))
         return merged
 
-    async def export_contact(self, contact_id: int) -> dict[str, Any]:
-        return await self.db.read(contacts_tx.export_contact, contact_id)
+    async def export_contact(self, contact_id: int, *, audit: Audit | None = None) -> dict[str, Any]:
+        if audit is None:
+            return await self.db.read(contacts_tx.export_contact, contact_id)
+        return await self.db.write(audited(contacts_tx.export_contact, audit), contact_id)
 
-    async def erase_contact(self, contact_id: int) -> dict[str, int]:
-        counts = await self.db.write(contacts_tx.erase_contact, contact_id)
+    async def erase_contact(self, contact_id: int, *, audit: Audit | None = None) -> dict[str, int]:
+        counts = await self.db.write(
+            audited(contacts_tx.erase_contact, audit, lambda counts: {"deleted": counts}), contact_id
+        )
         await self.bus.publish(ContactErased(contact_id=contact_id))
         return counts
 
     # --- audit -----------------------------------------------------------------
-    async def audit(
-        self,
-        user_id: int | None,
-        action: str,
-        *,
-        target_type: str | None = None,
-        target_id: Any = None,
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        await self.db.write(
-            lambda conn: conn.execute(
-                sa.insert(audit_log).values(
-                    user_id=user_id,
-                    action=action,
-                    target_type=target_type,
-                    target_id=None if target_id is None else str(target_id),
-                    details=details or {},
-                    created_at=utcnow(),
-                )
-            )
-        )
+    async def audit(self, entry: Audit) -> None:
+        """Record an action that changes no row of the hub's own (a knowledge
+        base re-index); every other action records with its change (``hub.audit``)."""
+        await self.db.write(lambda conn: record(conn, entry))

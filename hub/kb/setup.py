@@ -14,7 +14,7 @@ from aiohttp import web
 from sqlalchemy.engine import Connection
 
 from hub import keys
-from hub.api.base import current_user, field, int_param, json_body, public, requires
+from hub.api.base import audit_entry, field, int_param, json_body, public, requires
 from hub.errors import InvalidInput, NotFound, Unavailable
 from hub.events import utcnow
 from hub.models import Role
@@ -184,8 +184,10 @@ async def put_article(request: web.Request) -> web.Response:
         )
     )
     _tell_bot(request.app)
+    # The article lives in the knowledge base, not in the hub's tables: its
+    # audit row is the only row this action writes.
     await request.app[keys.SERVICE].audit(
-        current_user(request).id, "kb.article.put", target_type="article", target_id=f"{collection}/{article_id}"
+        audit_entry(request, "kb.article.put", "article", f"{collection}/{article_id}")
     )
     return web.json_response(article.to_dict(), status=200 if existed else 201)
 
@@ -199,7 +201,7 @@ async def delete_article(request: web.Request) -> web.Response:
         raise NotFound(f"article {article_id!r} does not exist")
     _tell_bot(request.app)
     await request.app[keys.SERVICE].audit(
-        current_user(request).id, "kb.article.delete", target_type="article", target_id=f"{collection}/{article_id}"
+        audit_entry(request, "kb.article.delete", "article", f"{collection}/{article_id}")
     )
     return web.json_response({"deleted": article_id})
 

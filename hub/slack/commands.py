@@ -9,6 +9,7 @@ from aiohttp import web
 from sqlalchemy.engine import Connection
 
 from hub import keys
+from hub.audit import Actor, Audit
 from hub.conversations import contacts as contacts_tx
 from hub.errors import HubError
 from hub.slack import cards as slack_blocks
@@ -83,7 +84,12 @@ class SlashCommands:
         if verb == "duty":
             if rest not in ("on", "off"):
                 return "Usage: /hub duty on|off"
-            agent = await self.tickets.set_duty(agent_id, rest == "on", actor_id=agent_id)
+            agent = await self.tickets.set_duty(
+                agent_id,
+                rest == "on",
+                actor_id=agent_id,
+                audit=Audit(Actor(agent_id, "slack"), "agent.duty", "user", agent_id, {"on_duty": rest == "on"}),
+            )
             return f"You are {'on' if agent.on_duty else 'off'} duty ({agent.open_tickets} open ticket(s))."
         if verb == "search":
             if not rest:

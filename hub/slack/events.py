@@ -12,6 +12,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from hub.audit import Actor, Audit, audited
 from hub.errors import HubError, InvalidInput
 from hub.events import NoteAdded
 from hub.models import AuthorKind
@@ -80,8 +81,13 @@ class SlackInbound:
             if prefix and text.startswith(prefix):
                 note_text = text[len(prefix) :].strip()
                 if note_text:
+                    entry = _audit(agent.id, "conversation.note", "conversation", ticket.conversation_id)
                     note = await self.db.write(
-                        add_slack_note, ticket.conversation_id, note_text, author_id=agent.id, slack_ts=event.get("ts")
+                        audited(add_slack_note, entry, lambda note: {"message_id": note.id}),
+                        ticket.conversation_id,
+                        note_text,
+                        author_id=agent.id,
+                        slack_ts=event.get("ts"),
                     )
                     await self.bus.publish(
                         NoteAdded(message_id=note.id, conversation_id=ticket.conversation_id, author_id=agent.id)
@@ -94,6 +100,7 @@ class SlackInbound:
                     author_id=agent.id,
                     idempotency_key=f"slack:{event_id}",
                     meta={"source": SOURCE, "slack_ts": event.get("ts")},
+                    audit=_audit(agent.id, "conversation.reply", "conversation", ticket.conversation_id),
                 )
         except InvalidInput as err:
             await post_ephemeral(self.channel, event["channel"], user, f"Not sent: {err.message}")
@@ -117,14 +124,30 @@ class SlackInbound:
                 ticket_id = int(ticket_ref)
                 action_id = action.get("action_id")
                 if action_id == slack_blocks.CLAIM:
-                    await self.tickets.claim(ticket_id, agent.id)
+                    await self.tickets.claim(
+                        ticket_id, agent.id, audit=_audit(agent.id, "ticket.claim", "ticket", ticket_id)
+                    )
                 elif action_id == slack_blocks.RESOLVE:
-                    await self.tickets.resolve(ticket_id, actor_id=agent.id)
+                    await self.tickets.resolve(
+                        ticket_id, actor_id=agent.id, audit=_audit(agent.id, "ticket.resolve", "ticket", ticket_id)
+                    )
                 elif action_id == slack_blocks.PRIORITY:
-                    await self.tickets.set_priority(ticket_id, option, actor_id=agent.id)
+                    await self.tickets.set_priority(
+                        ticket_id,
+                        option,
+                        actor_id=agent.id,
+                        audit=_audit(agent.id, "ticket.priority", "ticket", ticket_id, priority=option),
+                    )
                 elif action_id == slack_blocks.SNOOZE:
-                    await self.tickets.snooze(ticket_id, actor_id=agent.id)
+                    await self.tickets.snooze(
+                        ticket_id, actor_id=agent.id, audit=_audit(agent.id, "ticket.snooze", "ticket", ticket_id)
+                    )
             except ValueError:
                 await post_ephemeral(self.channel, channel, user, "That button carries no ticket.")
             except HubError as err:
                 await post_ephemeral(self.channel, channel, user, err.message)
+
+
+def _audit(agent_id: int, action: str, target_type: str, target_id: int, **details: Any) -> Audit:
+    """An agent's action from Slack, recorded with its change (``hub.audit``)."""
+    return Audit(Actor(agent_id, "slack"), action, target_type, target_id, details)

@@ -174,6 +174,8 @@ audit_log = sa.Table(
     sa.Column("id", BigId, primary_key=True),
     sa.Column("user_id", BigId, sa.ForeignKey("users.id", ondelete="SET NULL")),
     sa.Column("action", sa.String(64), nullable=False),
+    # Through which door: api | slack | cli (``hub.audit``); NULL before 0005.
+    sa.Column("via", sa.String(16)),
     sa.Column("target_type", sa.String(32)),
     sa.Column("target_id", sa.String(64)),
     # Never personal data: erasure must leave nothing of the contact here.

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from hub import keys
+from hub.audit import Audit, record
 from hub.crashpoints import crash_point
 from hub.errors import InvalidInput
 from hub.events import (
@@ -173,14 +174,19 @@ class TicketService:
         for routed in change.follow:
             self._seal(conn, routed)
 
-    def _tx(self, fn: Callable[..., Any], *args: Any, by: int | None = None, **kwargs: Any) -> Any:
+    def _tx(
+        self, fn: Callable[..., Any], *args: Any, by: int | None = None, audit: Audit | None = None, **kwargs: Any
+    ) -> Any:
         """``fn(conn, ...)`` as a transaction whose changes (made by user
-        ``by``) are sealed in it."""
+        ``by``) are sealed in it, with ``audit``'s row."""
 
         def run(conn: Connection) -> Any:
             result = fn(conn, *args, **kwargs)
             for change in result if isinstance(result, list) else [result]:
                 self._seal(conn, change, by)
+            if audit is not None:
+                ticket = result.ticket if isinstance(result, Change) else None
+                record(conn, audit, **({"ticket_id": ticket.id} if ticket is not None else {}))
             return result
 
         return run
@@ -208,6 +214,7 @@ class TicketService:
         kb_hits: list[dict[str, Any]] | None = None,
         team: str | None = None,
         actor_id: int | None = None,
+        audit: Audit | None = None,
     ) -> Ticket:
         try:
             priority = Priority(priority)
@@ -227,6 +234,7 @@ class TicketService:
                 actor_id=actor_id,
                 now=self.clock.now(),
                 by=actor_id,
+                audit=audit,
             )
         )
         crash_point("handoff-committed")  # tests: committed, nothing published yet
@@ -236,53 +244,44 @@ class TicketService:
     async def get(self, ticket_id: int) -> Ticket:
         return await self.db.read(get_ticket, ticket_id)
 
-    async def claim(self, ticket_id: int, agent_id: int) -> Ticket:
-        change = await self.db.write(
-            self._tx(
-                assign,
-                ticket_id,
-                agent_id,
-                actor_id=agent_id,
-                now=self.clock.now(),
-                only_if_unassigned=True,
-                by=agent_id,
-            )
+    async def claim(self, ticket_id: int, agent_id: int, *, audit: Audit | None = None) -> Ticket:
+        return await self._change(
+            assign, ticket_id, agent_id, actor_id=agent_id, only_if_unassigned=True, by=agent_id, audit=audit
         )
-        await self._publish(change)
-        return change.ticket
 
-    async def assign(self, ticket_id: int, assignee_id: int | None, *, actor_id: int | None) -> Ticket:
-        change = await self.db.write(
-            self._tx(assign, ticket_id, assignee_id, actor_id=actor_id, now=self.clock.now(), by=actor_id)
-        )
-        await self._publish(change)
-        return change.ticket
+    async def assign(
+        self, ticket_id: int, assignee_id: int | None, *, actor_id: int | None, audit: Audit | None = None
+    ) -> Ticket:
+        return await self._change(assign, ticket_id, assignee_id, actor_id=actor_id, by=actor_id, audit=audit)
 
-    async def resolve(self, ticket_id: int, *, actor_id: int | None) -> Ticket:
-        change = await self.db.write(self._tx(resolve, ticket_id, actor_id=actor_id, now=self.clock.now(), by=actor_id))
-        await self._publish(change)
-        return change.ticket
+    async def resolve(self, ticket_id: int, *, actor_id: int | None, audit: Audit | None = None) -> Ticket:
+        return await self._change(resolve, ticket_id, actor_id=actor_id, by=actor_id, audit=audit)
 
-    async def set_priority(self, ticket_id: int, priority: str, *, actor_id: int | None) -> Ticket:
+    async def set_priority(
+        self, ticket_id: int, priority: str, *, actor_id: int | None, audit: Audit | None = None
+    ) -> Ticket:
         policy = await self.policy()
-        change = await self.db.write(
-            self._tx(
-                set_priority, ticket_id, priority, policy=policy, actor_id=actor_id, now=self.clock.now(), by=actor_id
-            )
+        return await self._change(
+            set_priority, ticket_id, priority, policy=policy, actor_id=actor_id, by=actor_id, audit=audit
         )
+
+    async def snooze(
+        self, ticket_id: int, *, minutes: float | None = None, actor_id: int | None, audit: Audit | None = None
+    ) -> Ticket:
+        until = self.clock.now() + timedelta(minutes=minutes if minutes is not None else self.settings.snooze_minutes)
+        return await self._change(snooze, ticket_id, until, actor_id=actor_id, by=actor_id, audit=audit)
+
+    async def _change(self, fn: Callable[..., Change], *args: Any, **kwargs: Any) -> Ticket:
+        """One ticket transition: its transaction (sealed, audited), then its events."""
+        change = await self.db.write(self._tx(fn, *args, now=self.clock.now(), **kwargs))
         await self._publish(change)
         return change.ticket
 
-    async def snooze(self, ticket_id: int, *, minutes: float | None = None, actor_id: int | None) -> Ticket:
-        now = self.clock.now()
-        until = now + timedelta(minutes=minutes if minutes is not None else self.settings.snooze_minutes)
-        change = await self.db.write(self._tx(snooze, ticket_id, until, actor_id=actor_id, now=now, by=actor_id))
-        await self._publish(change)
-        return change.ticket
-
-    async def set_duty(self, user_id: int, on_duty: bool, *, actor_id: int | None) -> agents_tx.Agent:
+    async def set_duty(
+        self, user_id: int, on_duty: bool, *, actor_id: int | None, audit: Audit | None = None
+    ) -> agents_tx.Agent:
         """On duty: pick up queued tickets. Off duty: hand open tickets to others (or the queue)."""
-        await self.update_agent(user_id, {"on_duty": on_duty})  # on duty: takes queued tickets
+        await self.update_agent(user_id, {"on_duty": on_duty}, audit=audit)  # on duty: takes queued tickets
         if not on_duty:
             for ticket_id in await self.db.read(tickets_of, user_id):
                 await self._publish(
@@ -292,7 +291,9 @@ class TicketService:
                 )
         return await self.get_agent(user_id)
 
-    async def update_agent(self, user_id: int, changes: dict[str, Any]) -> agents_tx.Agent:
+    async def update_agent(
+        self, user_id: int, changes: dict[str, Any], *, audit: Audit | None = None
+    ) -> agents_tx.Agent:
         """Change a routing profile; more room (capacity, on duty) takes queued
         tickets in the same transaction."""
         now = self.clock.now()
@@ -308,6 +309,8 @@ class TicketService:
             routed = fill_capacity(conn, now=now) if {"capacity", "on_duty", "team"} & set(changes) else []
             for change in routed:
                 self._seal(conn, change)
+            if audit is not None:
+                record(conn, audit)
             return agent, routed
 
         agent, routed = await self.db.write(tx)
