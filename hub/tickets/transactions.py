@@ -200,10 +200,14 @@ def open_ticket(
         .returning(tickets.c.id)
     ).scalar_one_or_none()
     if new_id is None:  # a concurrent handoff of the same conversation won
-        # The winner's row is committed before the conflict is reported, so it is found.
+        # The winner's row is committed before the conflict is reported, so it
+        # is found; this handoff may still be the more urgent one.
         winner = open_ticket_of(conn, conversation_id)
         assert winner is not None, "the conflicting ticket is committed before the conflict is reported"
-        return Change(ticket=winner, now=now)
+        change = Change(ticket=winner, now=now)
+        if routing.higher(winner.priority, urgency.priority) != winner.priority:
+            _set_priority(conn, change, urgency.priority, policy, actor_id=actor_id)
+        return change
     change = Change(ticket=get_ticket(conn, new_id), now=now, created=True)
     changes: dict[str, Any] = {"handler": Handler.HUMAN.value, "priority": urgency.priority.value}
     if conversation.status in (ConversationStatus.RESOLVED, ConversationStatus.SNOOZED):

@@ -19,6 +19,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -174,3 +175,20 @@ async def test_with_the_bus_down_no_work_is_lost(
     finally:
         await hub.client.close()
         await slack.close()
+
+
+@pytest.mark.asyncio
+async def test_concurrent_handoffs_open_one_ticket_at_the_most_urgent_priority(hub: Any) -> None:
+    """The bot, a keyword rule and an agent hand the same conversation off at
+    once (two instances on PostgreSQL race the insert): one ticket, and the
+    most urgent priority asked wins."""
+    received = await hub.inbound({"from": "racer", "text": "hello", "id": "race-1"})
+    message = await hub.api("GET", f"/api/v1/messages/{received['received'][0]['message_id']}")
+    cid = message["conversation_id"]
+    opened = await asyncio.gather(
+        *(hub.tickets.open(cid, priority=p, source="bot") for p in ("low", "normal", "urgent", "high", "normal"))
+    )
+    assert len({t.id for t in opened}) == 1
+    [ticket] = (await hub.api("GET", "/api/v1/tickets"))["items"]
+    assert ticket["priority"] == "urgent"
+    assert (await hub.api("GET", f"/api/v1/conversations/{cid}"))["priority"] == "urgent"
