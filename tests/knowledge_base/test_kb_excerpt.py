@@ -18,6 +18,8 @@ import pytest
 import pytest_asyncio
 
 from knowledge_base import SAMPLE_DIR, HashingEmbedder, KnowledgeBase, SentenceTransformerEmbedder
+from knowledge_base.articles import build_article
+from knowledge_base.chunking import chunk_article
 from knowledge_base.excerpt import ELLIPSIS, FLAT_MARGIN, excerpt, split_units
 from knowledge_base.vector_cache import CachedEmbed
 from tests.knowledge_base.conftest import write_article
@@ -334,6 +336,8 @@ INTERNET_ARTICLES = {
                 ("Home office fibre", "500 Mbps average with a static IP address for remote work", "52 dollars"),
                 ("Gigabit fibre", "900 Mbps average for busy households with many devices", "60 dollars"),
                 ("Business fibre", "900 Mbps average with a four hour fault repair promise", "75 dollars"),
+                ("Student fibre", "74 Mbps average on a nine month contract for the school year", "22 dollars"),
+                ("Senior fibre", "36 Mbps average with free phone support at any hour", "20 dollars"),
                 ("Rural wireless", "30 Mbps average over 4G where fibre cannot reach", "28 dollars"),
                 ("Satellite", "100 Mbps average anywhere in the country, a dish is fitted", "80 dollars"),
             ]
@@ -381,3 +385,20 @@ async def test_another_domains_answer_is_quoted_from_deep_in_its_chunk(
     assert top.article_id == article_id
     assert top.excerpt is not None and expected in top.excerpt.split("\n"), top.excerpt
     assert len(top.excerpt) <= 320
+
+
+def test_the_long_plans_table_is_longer_than_a_chunk() -> None:
+    _, body = INTERNET_ARTICLES["plans"]
+    chunks = chunk_article(build_article("default", "plans", title="Plans", body_markdown=body))
+    assert len(chunks) == 2
+    assert "Satellite" in chunks[1].text
+
+
+@pytest.mark.asyncio
+async def test_the_sample_kb_quotes_the_card_row_for_a_refund_to_card(sample_kb: KnowledgeBase) -> None:
+    result = await sample_kb.search("how long does a refund take to reach my card?", k=3, excerpt=True)
+    top = result.hits[0]
+    assert (top.article_id, top.anchor) == ("refunds", "how-long-does-a-refund-take")
+    assert top.excerpt == (
+        "Payment method: Credit or debit card; Time to appear after we issue the refund: 3-10 business days"
+    )
