@@ -3,8 +3,13 @@
 A section runs from one heading of level <= ``split_level`` (h1-h3 by
 default) to the next; the text before the first heading is the article's
 intro (empty anchor). A section longer than ``max_chars`` is packed into
-several chunks at block (paragraph, list, table, code) boundaries, and a
-single over-long block at sentence boundaries.
+several chunks at block (paragraph, list, table, code) boundaries. A block
+too long for one chunk is split between its lines, so a list keeps whole
+items and a table whole rows, and every piece of a table starts with the
+table's header row again: each row stays quotable as "Header: cell"
+(``knowledge_base.excerpt``) whichever chunk it lands in. Only a single
+over-long line (a paragraph, one huge item or row) is split at sentence
+boundaries.
 
 Chunk id: ``{article_id}/{anchor or "~intro"}/{n}`` - it depends only on the
 article id, the heading's anchor and the piece number, so editing one
@@ -34,7 +39,7 @@ from knowledge_base.models import Article
 from knowledge_base.rendering import inline_text, parse
 
 # Bump when chunk boundaries or embedded text change, so every article is re-indexed.
-CHUNKER_VERSION = "3"
+CHUNKER_VERSION = "4"
 DEFAULT_MAX_CHARS = 900
 INTRO_KEY = "~intro"
 TEXT = "text"
@@ -42,6 +47,8 @@ QUESTION = "question"
 PROBE_KINDS = frozenset({QUESTION})
 HEADING_SEPARATOR = " > "
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+# A table's header row is repeated on each of its pieces only when it leaves this share of a chunk for rows.
+MAX_REPEATED_HEADER_SHARE = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +80,18 @@ def compose_embed_text(title: str, heading_path: tuple[str, ...], text: str) -> 
     return f"{head}\n{text}"
 
 
+@dataclass(frozen=True, slots=True)
+class _Block:
+    text: str  # plain text, one line per list item or table row
+    table: bool = False  # the first line is the table's header row
+
+
 @dataclass(slots=True)
 class _Section:
     heading: str
     anchor: str
     path: tuple[str, ...]
-    blocks: list[str] = field(default_factory=list)
+    blocks: list[_Block] = field(default_factory=list)
 
 
 def chunk_article(article: Article, *, max_chars: int = DEFAULT_MAX_CHARS, split_level: int = 3) -> list[Chunk]:
@@ -152,13 +165,15 @@ def _sections(markdown: str, *, split_level: int) -> list[_Section]:
             trail[level] = text
             path = tuple(trail[lvl] for lvl in sorted(trail))
             sections.append(_Section(heading=text, anchor=anchor, path=path))
+        elif text and kind != "heading":
+            sections[-1].blocks.append(_Block(text=text, table=kind == "table"))
         elif text:
-            sections[-1].blocks.append(text)
+            sections[-1].blocks.append(_Block(text=text))
     return [section for section in sections if section.blocks]
 
 
 def _events(tokens: list[Token]) -> Iterator[tuple[str, int, str, str]]:
-    """(kind, heading level, plain text, anchor) for each top-level block."""
+    """(kind, heading level, plain text, anchor) for each top-level block; kind is heading, table or block."""
     index = 0
     while index < len(tokens):
         token = tokens[index]
@@ -168,7 +183,8 @@ def _events(tokens: list[Token]) -> Iterator[tuple[str, int, str, str]]:
             continue
         if token.nesting == 1:
             end = _block_end(tokens, index)
-            yield "block", 0, _block_text(tokens[index : end + 1]), ""
+            kind = "table" if token.type == "table_open" else "block"
+            yield kind, 0, _block_text(tokens[index : end + 1]), ""
             index = end + 1
             continue
         if token.type in ("fence", "code_block"):
@@ -225,7 +241,7 @@ def _block_text(tokens: list[Token]) -> str:
     return "\n".join(line for line in lines if line.strip())
 
 
-def _pack(blocks: list[str], max_chars: int) -> list[str]:
+def _pack(blocks: list[_Block], max_chars: int) -> list[str]:
     """Greedily join blocks into pieces of at most ``max_chars``."""
     pieces: list[str] = []
     current: list[str] = []
@@ -242,12 +258,43 @@ def _pack(blocks: list[str], max_chars: int) -> list[str]:
     return pieces
 
 
-def _split_long(block: str, max_chars: int) -> list[str]:
-    if len(block) <= max_chars:
-        return [block]
+def _split_long(block: _Block, max_chars: int) -> list[str]:
+    """``block`` in parts of at most ``max_chars``, split between lines (see the module docstring)."""
+    if len(block.text) <= max_chars:
+        return [block.text]
+    lines = block.text.split("\n")
+    header = ""
+    if block.table and len(lines) > 1 and len(lines[0]) <= max_chars // MAX_REPEATED_HEADER_SHARE:
+        header, lines = lines[0], lines[1:]
+
+    def joined(rows: list[str]) -> str:
+        return "\n".join([header, *rows] if header else rows)
+
+    parts: list[str] = []
+    current: list[str] = []
+    for line in lines:
+        if len(joined([*current, line])) <= max_chars:
+            current.append(line)
+            continue
+        if current:
+            parts.append(joined(current))
+            current = []
+        if len(joined([line])) <= max_chars:
+            current = [line]
+        elif len(line) <= max_chars:
+            parts.append(line)  # a row too long to share a chunk with its header
+        else:
+            parts.extend(_split_sentences(line, max_chars))
+    if current:
+        parts.append(joined(current))
+    return parts
+
+
+def _split_sentences(line: str, max_chars: int) -> list[str]:
+    """One over-long line in parts of at most ``max_chars``, at sentence ends, else at a space."""
     parts: list[str] = []
     current = ""
-    for sentence in _SENTENCE_END.split(block):
+    for sentence in _SENTENCE_END.split(line):
         while len(sentence) > max_chars:
             cut = sentence.rfind(" ", 0, max_chars)
             cut = cut if cut > max_chars // 2 else max_chars

@@ -11,7 +11,14 @@ best one with the neighbours it needs:
     score(unit) = cosine(unit, query) + LEXICAL_WEIGHT * bm25(unit) / max bm25(any unit)
 
 BM25 runs over the chunk's units (so a word every unit shares, like "refund"
-in a refunds section, weighs little and "PayPal" much). The units are
+in a refunds section, weighs little and "PayPal" much), each unit read with
+the chunk's ``context`` (its article title and heading): the words the
+question shares with the topic ("my router has a solid red light" in "What
+your router's lights mean") then weigh nothing, and the unit holding the
+words it adds ("Colour: Solid red; Meaning: ...") wins over an opening
+sentence that merely restates the topic ("Check the light on your
+router."). The embedding side is left alone, as the units' vectors are
+cached by their text. The units are
 embedded in one call to ``embed``; beyond ``MAX_EMBEDDED_UNITS`` only the
 best units by BM25 are, and the others get the lowest cosine seen. The
 search passes the embedder through ``knowledge_base.vector_cache``, an LRU
@@ -26,9 +33,8 @@ stays within ``max_chars`` (``MAX_QUOTED_UNITS`` at most), in this order:
 - another unit that refers back ("It...", "This...", "Then...", "If they..."):
   the unit before it;
 - a unit ending in ":" or "?" ("Still not working?"): the sentence after it;
-- a numbered list item: the next step. Chunk text writes every list item as
-  "- " (``chunking._block_text``), so this applies only where the numbers
-  survive;
+- a numbered list item: the next step (chunk text keeps an ordered list's
+  numbers, ``chunking._block_text``);
 - the next sentence of the same line when it refers back (it elaborates);
 - the unit before or after when it scores nearly as well (``NEIGHBOUR_RELEVANCE``).
 
@@ -124,18 +130,21 @@ def excerpt(
     embed: Embed | None,
     query_vector: np.ndarray | None = None,
     max_chars: int = DEFAULT_MAX_CHARS,
+    context: str = "",
 ) -> Excerpt:
     """The part of ``text`` (one chunk) that best answers ``query``, at most ``max_chars`` long.
 
     ``embed`` turns texts into L2-normalised rows (an embedder's
     ``embed_documents``) and is called at most once; pass ``query_vector``
     when the query is embedded already, else it is embedded in the same
-    call. Without ``embed`` units are scored by BM25 alone.
+    call. Without ``embed`` units are scored by BM25 alone. ``context``
+    is what the chunk is about (its title and heading): words of it count
+    for no unit in particular.
     """
     units = split_units(text, max_chars=max_chars)
     if len(units) <= 1:
         return Excerpt(text=_join(units, [0], max_chars) if units else "", units=(0,) if units else (), score=0.0)
-    scores = _scores(query, units, embed=embed, query_vector=query_vector)
+    scores = _scores(query, units, embed=embed, query_vector=query_vector, context=context)
     best = int(np.argmax(scores))
     median = float(np.median(scores))
     margin = float(scores[best]) - median
@@ -223,10 +232,14 @@ def _row_text(header: list[str], cells: list[str]) -> str:
     return "; ".join(pairs)
 
 
-def _scores(query: str, units: list[Unit], *, embed: Embed | None, query_vector: np.ndarray | None) -> np.ndarray:
+def _scores(
+    query: str, units: list[Unit], *, embed: Embed | None, query_vector: np.ndarray | None, context: str = ""
+) -> np.ndarray:
     texts = [unit.text for unit in units]
     lexical = np.zeros(len(units), dtype=np.float32)
-    found = KeywordIndex.from_tokens([tokenize(text) for text in texts]).search(query, len(texts))
+    # Every unit carries the context's words, so BM25 gives them (next to) no weight.
+    shared = tokenize(context) if context else []
+    found = KeywordIndex.from_tokens([tokenize(text) + shared for text in texts]).search(query, len(texts))
     if found:
         top = found[0][1]
         for position, score in found:

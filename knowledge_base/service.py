@@ -412,7 +412,14 @@ class KnowledgeBase:
             texts=index.texts,
         )
         if excerpt and hits:
-            quote = best_excerpt(query, hits[0].text, embed=cached_embed(self.embedder), query_vector=vector)
+            top = hits[0]
+            quote = best_excerpt(
+                query,
+                top.text,
+                embed=cached_embed(self.embedder),
+                query_vector=vector,
+                context=f"{top.title}. {top.heading}" if top.heading != top.title else top.title,
+            )
             hits[0] = dataclasses.replace(hits[0], excerpt=quote.text)
         return SearchResult(query=query, collection=collection, hits=hits, confidence=confidence)
 

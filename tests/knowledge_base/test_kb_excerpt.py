@@ -18,6 +18,8 @@ import pytest
 import pytest_asyncio
 
 from knowledge_base import SAMPLE_DIR, HashingEmbedder, KnowledgeBase, SentenceTransformerEmbedder
+from knowledge_base.articles import build_article
+from knowledge_base.chunking import chunk_article
 from knowledge_base.excerpt import ELLIPSIS, FLAT_MARGIN, excerpt, split_units
 from knowledge_base.vector_cache import CachedEmbed
 from tests.knowledge_base.conftest import write_article
@@ -296,3 +298,107 @@ async def test_search_api_returns_the_excerpt_on_request(kb_hub: Any) -> None:
         assert all("excerpt" not in hit for hit in (await response.json())["hits"])
     bad = await kb_hub.client.get("/api/v1/kb/search", params={**params, "excerpt": "yes"})
     assert bad.status == 400 and "'excerpt'" in (await bad.json())["error"]["message"]
+
+
+# A mini knowledge base of another domain (a home-internet provider), written here: the answer sits
+# deep in a chunk, never in its opening sentences.
+INTERNET_ARTICLES = {
+    "moving-home": (
+        "Moving home",
+        "## Taking your service with you\n\n"
+        "We can move your broadband to your new address in most of the country. "
+        "Tell us your moving date at least two weeks ahead so we can book the work. "
+        "An engineer visit to connect the new line costs a one-off fee of 45 dollars. "
+        "Your contract and monthly price stay the same after the move.\n",
+    ),
+    "router-lights": (
+        "What your router's lights mean",
+        "## Status light colours\n\n"
+        "Check the light on the front of your router.\n\n"
+        "| Colour | Meaning |\n|---|---|\n"
+        "| Solid white | Connected and working normally |\n"
+        "| Flashing white | Starting up, wait two minutes |\n"
+        "| Solid blue | Ready to pair with the WPS button |\n"
+        "| Solid red | No signal on the line: check the cable in the wall socket |\n"
+        "| Flashing orange | A software update is installing, do not unplug |\n",
+    ),
+    "plans": (
+        "Broadband plans and speeds",
+        "## Download speeds by plan\n\n"
+        "| Plan | Download speed | Monthly price |\n|---|---|---|\n"
+        + "\n".join(
+            f"| {name} | {speed} | {price} |"
+            for name, speed, price in [
+                ("Starter fibre", "36 Mbps average, good for browsing and email on two devices", "25 dollars"),
+                ("Family fibre", "74 Mbps average, good for HD streaming on several screens", "32 dollars"),
+                ("Superfast fibre", "145 Mbps average, good for 4K streaming and big downloads", "39 dollars"),
+                ("Gamer fibre", "300 Mbps average with low latency routing for online games", "45 dollars"),
+                ("Home office fibre", "500 Mbps average with a static IP address for remote work", "52 dollars"),
+                ("Gigabit fibre", "900 Mbps average for busy households with many devices", "60 dollars"),
+                ("Business fibre", "900 Mbps average with a four hour fault repair promise", "75 dollars"),
+                ("Student fibre", "74 Mbps average on a nine month contract for the school year", "22 dollars"),
+                ("Senior fibre", "36 Mbps average with free phone support at any hour", "20 dollars"),
+                ("Rural wireless", "30 Mbps average over 4G where fibre cannot reach", "28 dollars"),
+                ("Satellite", "100 Mbps average anywhere in the country, a dish is fitted", "80 dollars"),
+            ]
+        )
+        + "\n",
+    ),
+}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("question", "article_id", "expected"),
+    [
+        # The third sentence of a paragraph.
+        (
+            "is there a charge for the engineer when I move house?",
+            "moving-home",
+            "An engineer visit to connect the new line costs a one-off fee of 45 dollars.",
+        ),
+        # The fourth row of a table.
+        (
+            "my router has a solid red light, what is wrong?",
+            "router-lights",
+            "Colour: Solid red; Meaning: No signal on the line: check the cable in the wall socket",
+        ),
+        # A row of a table longer than one chunk, in the piece after the first.
+        (
+            "how fast is the satellite plan and what does it cost?",
+            "plans",
+            "Plan: Satellite; Download speed: 100 Mbps average anywhere in the country, a dish is fitted; "
+            "Monthly price: 80 dollars",
+        ),
+    ],
+)
+async def test_another_domains_answer_is_quoted_from_deep_in_its_chunk(
+    tmp_path: Path, real_embedder: SentenceTransformerEmbedder, question: str, article_id: str, expected: str
+) -> None:
+    source = tmp_path / "articles"
+    for name, (title, body) in INTERNET_ARTICLES.items():
+        write_article(source, name, title, body)
+    async with KnowledgeBase(data_dir=tmp_path / "kb", embedder=real_embedder) as kb:
+        await kb.ingest_dir(source)
+        result = await kb.search(question, k=3, excerpt=True)
+    top = result.hits[0]
+    assert top.article_id == article_id
+    assert top.excerpt is not None and expected in top.excerpt.split("\n"), top.excerpt
+    assert len(top.excerpt) <= 320
+
+
+def test_the_long_plans_table_is_longer_than_a_chunk() -> None:
+    _, body = INTERNET_ARTICLES["plans"]
+    chunks = chunk_article(build_article("default", "plans", title="Plans", body_markdown=body))
+    assert len(chunks) == 2
+    assert "Satellite" in chunks[1].text
+
+
+@pytest.mark.asyncio
+async def test_the_sample_kb_quotes_the_card_row_for_a_refund_to_card(sample_kb: KnowledgeBase) -> None:
+    result = await sample_kb.search("how long does a refund take to reach my card?", k=3, excerpt=True)
+    top = result.hits[0]
+    assert (top.article_id, top.anchor) == ("refunds", "how-long-does-a-refund-take")
+    assert top.excerpt == (
+        "Payment method: Credit or debit card; Time to appear after we issue the refund: 3-10 business days"
+    )
