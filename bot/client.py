@@ -90,6 +90,19 @@ class RasaClient:
         events = [{"event": "resume"}, {"event": "action", "name": "action_listen"}]
         await self._post(f"/conversations/{quote(sender, safe='')}/tracker/events", events, params=self._params())
 
+    async def forget(self, sender: str) -> None:
+        """Empty a conversation's tracker (``PUT .../tracker/events`` with no
+        events replaces them all): what an erased customer said is gone from Rasa."""
+        url = f"{self.base_url}/conversations/{quote(sender, safe='')}/tracker/events"
+        try:
+            async with self.session.put(url, json=[], params=self._params(), timeout=self.timeout) as response:
+                if response.status >= 400:
+                    raise Unavailable(
+                        f"Rasa answered HTTP {response.status} on forget: {(await response.text())[:300]}"
+                    )
+        except (TimeoutError, aiohttp.ClientError) as err:
+            raise Unavailable(f"PUT {url} failed: {err!r}") from err
+
     async def replace_model(self, model_file: str, timeout: float = 300.0) -> None:
         """Serve another model (``PUT /model``); Rasa answers with the old one until it is loaded."""
         url = f"{self.base_url}/model"

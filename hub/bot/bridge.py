@@ -66,10 +66,11 @@ FALLBACK_HANDOFF_TEXT = (
 @dataclass(frozen=True, slots=True)
 class Job:
     id: int
-    conversation_id: int
+    conversation_id: int | None  # None: a "forget" job, its conversation erased
     message_id: int | None
     kind: str
     attempts: int
+    sender: str | None = None
 
 
 # Never dead: an answer that fails is logged and dropped (the fallback has
@@ -81,6 +82,16 @@ BOT_JOBS: Queue[Job] = Queue(
 
 def enqueue_resume(conn: Connection, conversation_id: int) -> None:
     BOT_JOBS.enqueue(conn, {"conversation_id": conversation_id, "message_id": None, "kind": "resume"}, utcnow())
+
+
+def enqueue_forget(conn: Connection, conversation_id: int) -> None:
+    """In an erasure's transaction: empty the conversation's Rasa tracker
+    later, durably (the job keeps the Rasa sender id, not the conversation)."""
+    BOT_JOBS.enqueue(
+        conn,
+        {"conversation_id": None, "message_id": None, "kind": "forget", "sender": str(conversation_id)},
+        utcnow(),
+    )
 
 
 def _summarise(text: str, limit: int = 300) -> str:
@@ -188,18 +199,20 @@ class BotBridge(JobWorker[Job]):
         try:
             if job.kind == "resume":
                 await self.rasa.resume(str(job.conversation_id))
+            elif job.kind == "forget":
+                await self.rasa.forget(str(job.sender))
             else:
                 await self._answer(job)
         except NotFound:
             pass  # the conversation or message was erased meanwhile
         except Exception as err:
-            if job.kind == "resume" and job.attempts < self.max_attempts:
+            if job.kind in ("resume", "forget") and job.attempts < self.max_attempts:
                 raise ChannelSendError(f"{type(err).__name__}: {err}", retryable=True) from err
             log.exception("bot job %s failed for good", job.id)
 
     # --- answering ---------------------------------------------------------------
     async def _answer(self, job: Job) -> None:
-        assert job.message_id is not None
+        assert job.message_id is not None and job.conversation_id is not None
         conversation = await self.service.get_conversation(job.conversation_id)
         if conversation.handler != Handler.BOT:
             return  # humans took over after this message was queued

@@ -366,6 +366,26 @@ def erase_contact(conn: Connection, contact_id: int) -> dict[str, int]:
     ticket_ids = sa.select(tickets.c.id).where(tickets.c.contact_id == contact_id)
     # Slack jobs name their ticket without a foreign key (they outlive it
     # to post its last update): the contact's go with them, done or not.
+    # What the hub posted in Slack about them goes too: a durable job per
+    # card (channel and ts only), whichever door erases (API or CLI), so the
+    # import reaches up to the Slack desk's queue here on purpose.
+    from hub.slack import jobs as slack_queue
+
+    posted = conn.execute(
+        sa.select(tickets.c.id, tickets.c.slack_channel, tickets.c.slack_ts).where(
+            tickets.c.contact_id == contact_id, tickets.c.slack_ts.is_not(None)
+        )
+    ).all()
+    # Conversations the bot took part in have a Rasa tracker holding what the
+    # customer said: a durable job empties each (``hub.bot.bridge``).
+    from hub.bot.bridge import enqueue_forget
+    from hub.storage.schema import bot_jobs
+
+    with_bot = (
+        conn.execute(sa.select(sa.distinct(bot_jobs.c.conversation_id)).where(bot_jobs.c.conversation_id.in_(conv_ids)))
+        .scalars()
+        .all()
+    )
     counts = {
         "slack_jobs": conn.execute(sa.delete(slack_jobs).where(slack_jobs.c.ticket_id.in_(ticket_ids))).rowcount,
         "outbox": conn.execute(sa.delete(outbox).where(outbox.c.message_id.in_(msg_ids))).rowcount,
@@ -401,6 +421,17 @@ def erase_contact(conn: Connection, contact_id: int) -> dict[str, int]:
         deleted = conn.execute(sa.delete(column.table).where(column == contact_id)).rowcount
         counts[column.table.name] = counts.get(column.table.name, 0) + deleted
     conn.execute(sa.delete(contacts).where(contacts.c.id == contact_id))
+    for card in posted:
+        slack_queue.enqueue(
+            conn,
+            "erase_card",
+            {"channel": card.slack_channel, "ts": card.slack_ts},
+            dedup_key=f"erase:{card.slack_channel}:{card.slack_ts}",
+        )
+    counts["slack_cards"] = len(posted)
+    for conversation_id in with_bot:
+        enqueue_forget(conn, conversation_id)
+    counts["bot_trackers"] = len(with_bot)
     # Audit entries about this contact's conversations keep only ids, and
     # ids are not personal data once the rows they point to are gone.
     conn.execute(

@@ -326,6 +326,9 @@ class SlackDesk:
         if job.kind == "notify":
             await self.channel.call("chat.postMessage", channel=job.payload["channel"], text=job.payload["text"])
             return
+        if job.kind == "erase_card":
+            await self._erase_card(job.payload["channel"], job.payload["ts"])
+            return
         snap = await self.db.read(snapshot, job.ticket_id)
         ticket = snap.ticket
         if job.kind == "escalate":
@@ -354,6 +357,34 @@ class SlackDesk:
         data = await self.channel.call("chat.postMessage", channel=channel, text=text, blocks=blocks)
         await self.db.write(store_card, ticket.id, data.get("channel") or channel, data["ts"])
 
+    async def _erase_card(self, channel: str, ts: str) -> None:
+        """An erased contact's card: the hub's own messages in its thread, then
+        the card itself, deleted (``chat.delete``; a bot token deletes what the
+        bot posted). Agents' own thread replies are theirs: a workspace admin
+        removes those (the README says so)."""
+        cursor = None
+        mine: list[str] = []
+        while True:
+            args: dict[str, Any] = {"channel": channel, "ts": ts, "limit": 200}
+            if cursor:
+                args["cursor"] = cursor
+            try:
+                data = await self.channel.call("conversations.replies", http_get=True, **args)
+            except ChannelSendError as err:
+                if "thread_not_found" in err.message or "message_not_found" in err.message:
+                    break
+                raise
+            mine += [m["ts"] for m in data.get("messages") or [] if m.get("bot_id") and m.get("ts") != ts]
+            cursor = (data.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                break
+        for message_ts in [*mine, ts]:
+            try:
+                await self.channel.call("chat.delete", channel=channel, ts=message_ts)
+            except ChannelSendError as err:
+                if "message_not_found" not in err.message:
+                    raise  # retried by the queue; gone already is done
+
     async def _announce_escalation(self, snap: Snapshot) -> None:
         ticket, urgent = snap.ticket, self.settings.slack_urgent_channel
         if not urgent or ticket.priority.value != "urgent" or ticket.status.value == "resolved":
@@ -370,8 +401,9 @@ class SlackDesk:
             else f"the card in <#{ticket.slack_channel}>"
         )
         text = (
-            f":rotating_light: Ticket #{ticket.id} is now *urgent*: {card.customer} ({card.channel}). "
-            f"Work it in the thread of {where}."
+            # No customer name here: this notice is not deleted with the card
+            # when the contact is erased.
+            f":rotating_light: Ticket #{ticket.id} is now *urgent* ({card.channel}). Work it in the thread of {where}."
         )
         await self.channel.call("chat.postMessage", channel=urgent, text=text, unfurl_links=False)
 

@@ -26,7 +26,9 @@ from hub.storage import Database
 from hub.storage.schema import slack_jobs
 
 SENDING, DONE = "sending", "done"
-KINDS = ("post_ticket", "update_ticket", "thread", "notify", "escalate")
+# erase_card: a contact was erased; delete the card at {"channel", "ts"} and
+# the hub's messages in its thread (the payload names a Slack message only).
+KINDS = ("post_ticket", "update_ticket", "thread", "notify", "escalate", "erase_card")
 __all__ = ["DEAD", "DONE", "KINDS", "PENDING", "SENDING", "SLACK_JOBS", "Job", "SlackJobWorker", "enqueue"]
 
 

@@ -311,9 +311,12 @@ bot_jobs = sa.Table(
     "bot_jobs",
     metadata,
     sa.Column("id", BigId, primary_key=True),
-    sa.Column("conversation_id", BigId, sa.ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False),
+    # NULL for a "forget" job: its conversation was erased with its contact.
+    sa.Column("conversation_id", BigId, sa.ForeignKey("conversations.id", ondelete="CASCADE")),
     sa.Column("message_id", BigId, sa.ForeignKey("messages.id", ondelete="CASCADE"), unique=True),
-    sa.Column("kind", sa.String(16), nullable=False),  # message | resume
+    # The Rasa conversation a "forget" job empties (the erased conversation's id).
+    sa.Column("sender", sa.String(64)),
+    sa.Column("kind", sa.String(16), nullable=False),  # message | resume | forget
     sa.Column("status", sa.String(16), nullable=False),  # pending | running | done
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("next_attempt_at", UTCDateTime, nullable=False),

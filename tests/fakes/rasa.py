@@ -18,6 +18,10 @@ class FakeRasa:
     paused: set[str] = field(default_factory=set)
     received: list[dict[str, Any]] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
+    # Senders whose tracker was replaced by no events (an erasure), and what
+    # each tracker holds: the texts sent since.
+    forgotten: list[str] = field(default_factory=list)
+    trackers: dict[str, list[str]] = field(default_factory=dict)
     # Every request, in order: "parse" or "webhook".
     calls: list[str] = field(default_factory=list)
     runner: web.AppRunner | None = None
@@ -54,6 +58,7 @@ class FakeRasa:
         self.received.append(body)
         self.calls.append("webhook")
         sender = body["sender"]
+        self.trackers.setdefault(sender, []).append(body["message"])  # Rasa keeps every user message
         if sender in self.paused:
             return web.json_response([])
         replies = self.answer(body["message"])
@@ -71,6 +76,16 @@ class FakeRasa:
             self.resumed.append(sender)
         return web.json_response({"sender_id": sender})
 
+    async def replace_events(self, request: web.Request) -> web.Response:
+        if self.down:
+            return web.Response(status=503)
+        sender = request.match_info["sender"]
+        events = await request.json()
+        self.trackers[sender] = [e["text"] for e in events if e.get("event") == "user"]
+        if not events:
+            self.forgotten.append(sender)
+        return web.json_response({"sender_id": sender, "events": events})
+
     async def parse(self, request: web.Request) -> web.Response:
         if self.down:
             return web.Response(status=503)
@@ -85,6 +100,7 @@ class FakeRasa:
         app = web.Application()
         app.router.add_post("/webhooks/rest/webhook", self.webhook)
         app.router.add_post("/conversations/{sender}/tracker/events", self.events)
+        app.router.add_put("/conversations/{sender}/tracker/events", self.replace_events)
         app.router.add_get("/status", self.status)
         app.router.add_post("/model/parse", self.parse)
         self.runner = web.AppRunner(app)

@@ -37,6 +37,8 @@ class FakeSlackApi:
     # method -> queued failures: (status, retry_after or None)
     failures: dict[str, list[tuple[int, float | None]]] = field(default_factory=dict)
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # What the workspace holds now: (channel, ts) -> message (posted, updated, deleted).
+    messages: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     _ts: Any = field(default_factory=lambda: itertools.count(1))
     server: TestServer | None = None
 
@@ -103,6 +105,13 @@ class FakeSlackApi:
 
     def api_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
         ts = self._next_ts()
+        self.messages[(str(args.get("channel")), ts)] = {
+            "ts": ts,
+            "text": args.get("text"),
+            "blocks": args.get("blocks"),
+            "thread_ts": args.get("thread_ts"),
+            "bot_id": BOT_ID,
+        }
         return {
             "ok": True,
             "channel": args.get("channel"),
@@ -111,7 +120,29 @@ class FakeSlackApi:
         }
 
     def api_chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        stored = self.messages.get((str(args.get("channel")), str(args.get("ts"))))
+        if stored is None:
+            return {"ok": False, "error": "message_not_found"}
+        stored.update(text=args.get("text"), blocks=args.get("blocks"))
         return {"ok": True, "channel": args.get("channel"), "ts": args.get("ts"), "text": args.get("text")}
+
+    def api_chat_delete(self, args: dict[str, Any]) -> dict[str, Any]:
+        if self.messages.pop((str(args.get("channel")), str(args.get("ts"))), None) is None:
+            return {"ok": False, "error": "message_not_found"}
+        return {"ok": True, "channel": args.get("channel"), "ts": args.get("ts")}
+
+    def api_conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = str(args.get("channel")), str(args.get("ts"))
+        if (channel, ts) not in self.messages:
+            return {"ok": False, "error": "thread_not_found"}
+        thread = [m for (c, _), m in self.messages.items() if c == channel and (m["ts"] == ts or m["thread_ts"] == ts)]
+        return {"ok": True, "messages": sorted(thread, key=lambda m: m["ts"]), "has_more": False}
+
+    def add_user_message(self, channel: str, text: str, *, thread_ts: str | None = None) -> str:
+        """A message a person posted (an agent's thread reply): stored, not the bot's."""
+        ts = self._next_ts()
+        self.messages[(channel, ts)] = {"ts": ts, "text": text, "blocks": None, "thread_ts": thread_ts, "user": "U"}
+        return ts
 
     def api_chat_getPermalink(self, args: dict[str, Any]) -> dict[str, Any]:
         channel, ts = args.get("channel", ""), args.get("message_ts", "")
