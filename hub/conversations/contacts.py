@@ -8,6 +8,8 @@ kinds are ``email``, ``phone`` or a channel name (``webchat``, ``slack``...).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +17,8 @@ import phonenumbers
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from hub.conversations import references
+from hub.conversations.references import contact_references, unhandled_contact_references
 from hub.errors import InvalidInput, NotFound
 from hub.events import utcnow
 from hub.models import (
@@ -28,30 +32,18 @@ from hub.models import (
 from hub.storage import PerDialect, insert_ignore, rows
 from hub.storage.schema import (
     audit_log,
+    bot_jobs,
     contacts,
     conversations,
     identities,
     kb_phrasing_suggestions,
     messages,
     metadata,
-    outbox,
     slack_jobs,
     tickets,
 )
 
-# Every foreign key to ``contacts`` and what a merge and an erasure do with
-# its rows. Merge and erasure are driven by the schema's own list of those
-# keys (``contact_references``): a key missing here makes both refuse to run
-# (``unhandled_contact_references``, asserted empty by the tests), so a new
-# table that points at contacts cannot be forgotten. "move": a merge points
-# the rows at the surviving contact; an erasure deletes them (their own
-# dependants go by ON DELETE CASCADE: outbox rows, bot jobs).
-CONTACT_REFERENCES: dict[str, str] = {
-    "identities.contact_id": "move",
-    "conversations.contact_id": "move",
-    "messages.contact_id": "move",
-    "tickets.contact_id": "move",
-}
+__all__ = ["Erasure", "contact_references", "erase_contact", "merge_contacts", "unhandled_contact_references"]
 
 EMAIL_MAX = 320
 # A message that is an address and nothing else (a full stop or the
@@ -208,36 +200,11 @@ def add_identity(conn: Connection, contact_id: int, kind: str, address: str) -> 
     return source
 
 
-def contact_references(schema: sa.MetaData = metadata) -> list[sa.Column[Any]]:
-    """The columns that reference ``contacts.id``, children before parents
-    (the order an erasure deletes in)."""
-    found = [
-        fk.parent for table in schema.sorted_tables for fk in table.foreign_keys if fk.column.table.name == "contacts"
-    ]
-    return list(reversed(found))
-
-
-def unhandled_contact_references(schema: sa.MetaData = metadata) -> list[str]:
-    """Foreign keys to contacts that merge and erasure do not know what to do with."""
-    return [
-        f"{column.table.name}.{column.name}"
-        for column in contact_references(schema)
-        if f"{column.table.name}.{column.name}" not in CONTACT_REFERENCES
-    ]
-
-
-def _references() -> list[sa.Column[Any]]:
-    unhandled = unhandled_contact_references()
-    if unhandled:
-        raise RuntimeError(f"merge/erase do not handle {', '.join(unhandled)}: add them to CONTACT_REFERENCES")
-    return contact_references()
-
-
 def merge_contacts(
     conn: Connection, *, source_id: int, target_id: int, actor_id: int | None = None, reason: str = ""
 ) -> Contact:
     """Move everything of ``source`` to ``target`` and delete ``source``: one
-    transaction, over every foreign key to contacts (``contact_references``).
+    transaction, over every foreign key to contacts (``hub.conversations.references``).
 
     Messages keep their ids and timestamps, so the merged timeline stays in
     the order things happened. A system event on the target's latest
@@ -257,8 +224,7 @@ def merge_contacts(
         .where(contacts.c.id == target_id)
         .values(name=target.name or source.name, attributes=attributes, tags=tags, updated_at=now)
     )
-    for column in _references():  # identities, conversations, messages, tickets...
-        conn.execute(sa.update(column.table).where(column == source_id).values({column.name: target_id}))
+    move_contact_rows(conn, source_id, target_id)
     conn.execute(sa.delete(contacts).where(contacts.c.id == source_id))
     latest = conn.execute(
         sa.select(conversations.c.id, conversations.c.channel)
@@ -284,6 +250,25 @@ def merge_contacts(
             )
         )
     return get_contact(conn, target_id)
+
+
+def move_contact_rows(conn: Connection, source_id: int, target_id: int, schema: sa.MetaData = metadata) -> None:
+    """Point every row that references contact ``source_id`` at ``target_id``
+    (``references.MOVED_BY_MERGE``), or delete it (``ERASED_WITH_CONTACT``),
+    over every foreign key to contacts in ``schema``. Where a unique
+    constraint includes the contact column (one row per contact and key),
+    the target's row wins and the source's is dropped instead of colliding."""
+    references.check(schema)
+    for column in contact_references(schema):
+        table = column.table
+        if references.column_name(column) in references.ERASED_WITH_CONTACT:
+            conn.execute(sa.delete(table).where(column == source_id))
+            continue
+        for others in references.unique_groups(column):
+            theirs = table.alias("theirs")
+            clash = sa.exists().where(theirs.c[column.name] == target_id, *(theirs.c[c.name] == c for c in others))
+            conn.execute(sa.delete(table).where(column == source_id, clash))
+        conn.execute(sa.update(table).where(column == source_id).values({column.name: target_id}))
 
 
 def search_contacts(conn: Connection, query: str | None, *, limit: int, after_id: int | None) -> list[Contact]:
@@ -321,20 +306,24 @@ def export_contact(conn: Connection, contact_id: int) -> dict[str, Any]:
     ).all()
     msgs = conn.execute(sa.select(messages).where(messages.c.contact_id == contact_id).order_by(messages.c.id)).all()
     found = conn.execute(sa.select(tickets).where(tickets.c.contact_id == contact_id).order_by(tickets.c.id)).all()
-    # Tickets' history (opened, assigned, escalated, resolved) is on the
-    # timeline as event messages, exported with the messages.
+    ticket_ids = {t.id for t in found}
     about = [
         sa.and_(audit_log.c.target_type == "contact", audit_log.c.target_id == str(contact_id)),
         sa.and_(audit_log.c.target_type == "conversation", audit_log.c.target_id.in_([str(c.id) for c in convs])),
-        sa.and_(audit_log.c.target_type == "ticket", audit_log.c.target_id.in_([str(t.id) for t in found])),
+        sa.and_(audit_log.c.target_type == "ticket", audit_log.c.target_id.in_([str(t) for t in ticket_ids])),
+        sa.and_(audit_log.c.target_type == "message", audit_log.c.target_id.in_([str(m.id) for m in msgs])),
     ]
     audit = conn.execute(sa.select(audit_log).where(sa.or_(*about)).order_by(audit_log.c.id)).all()
+    exported = [rows.message(m).to_dict() for m in msgs]
     return {
         "contact": contact.to_dict(),
         "identities": [i.to_dict() for i in identities_of(conn, contact_id)],
         "conversations": [rows.conversation(c).to_dict() for c in convs],
-        "messages": [rows.message(m).to_dict() for m in msgs],
+        "messages": exported,
         "tickets": [_ticket_export(t) for t in found],
+        # Tickets' history (opened, assigned, escalated, resolved...): the
+        # timeline events that name a ticket, also among the messages.
+        "ticket_events": [m for m in exported if m["kind"] == "event" and m["meta"].get("ticket_id") in ticket_ids],
         "audit": [
             {
                 "id": a.id,
@@ -357,70 +346,199 @@ def _ticket_export(row: Any) -> dict[str, Any]:
     return ticket_from_row(row).to_dict()
 
 
-def erase_contact(conn: Connection, contact_id: int) -> dict[str, int]:
-    """Delete the contact and everything about them from every table (GDPR art. 17)."""
-    get_contact(conn, contact_id)
-    references = _references()
-    conv_ids = sa.select(conversations.c.id).where(conversations.c.contact_id == contact_id)
-    msg_ids = sa.select(messages.c.id).where(messages.c.contact_id == contact_id)
-    ticket_ids = sa.select(tickets.c.id).where(tickets.c.contact_id == contact_id)
-    # Slack jobs name their ticket without a foreign key (they outlive it
-    # to post its last update): the contact's go with them, done or not.
-    # What the hub posted in Slack about them goes too: a durable job per
-    # card (channel and ts only), whichever door erases (API or CLI), so the
-    # import reaches up to the Slack desk's queue here on purpose.
-    from hub.slack import jobs as slack_queue
+# --- erasure ---------------------------------------------------------------------------
 
-    posted = conn.execute(
-        sa.select(tickets.c.id, tickets.c.slack_channel, tickets.c.slack_ts).where(
-            tickets.c.contact_id == contact_id, tickets.c.slack_ts.is_not(None)
-        )
-    ).all()
-    # Conversations the bot took part in have a Rasa tracker holding what the
-    # customer said: a durable job empties each (``hub.bot.bridge``).
-    from hub.bot.bridge import enqueue_forget
-    from hub.storage.schema import bot_jobs
 
-    with_bot = (
-        conn.execute(sa.select(sa.distinct(bot_jobs.c.conversation_id)).where(bot_jobs.c.conversation_id.in_(conv_ids)))
-        .scalars()
-        .all()
+@dataclass(frozen=True, slots=True)
+class ErasedTicket:
+    id: int
+    conversation_id: int
+    slack_channel: str | None
+    slack_ts: str | None
+
+
+class Erasure(dict[str, int]):
+    """What ``erase_contact`` did: rows deleted (or scrubbed) per kind, the
+    dict the API and the CLI report (``{"messages": 3, "tickets": 1, ...}``).
+
+    Its attributes say what was erased (the conversations, the tickets with
+    their Slack cards), for a caller with more to clean up outside the
+    database: it queues that in the same transaction, after the erasure
+    (whose deletions would take jobs of the erased tickets with them).
+    """
+
+    contact_id: int
+    conversation_ids: list[int]
+    tickets: list[ErasedTicket]
+
+    def __init__(self, contact_id: int, conversation_ids: list[int], tickets: list[ErasedTicket]) -> None:
+        super().__init__()
+        self.contact_id = contact_id
+        self.conversation_ids = conversation_ids
+        self.tickets = tickets
+
+    def count(self, kind: str, rows: int) -> None:
+        self[kind] = self.get(kind, 0) + max(rows, 0)
+
+
+RowsOf = Callable[[str], "sa.Select[Any]"]
+
+
+def _scrub_phrasings(conn: Connection, erasure: Erasure, rows_of: RowsOf) -> None:
+    """A phrasing suggestion keeps a customer's question (from a helpful vote
+    on the bot's answer, or before an agent linked an article). One only
+    this contact gave, that no admin accepted into an article, goes with them;
+    a phrasing others asked too (votes > 1) is no longer theirs alone and
+    loses its conversation link (ON DELETE SET NULL)."""
+    erasure.count(
+        "kb_phrasing_suggestions",
+        conn.execute(
+            sa.delete(kb_phrasing_suggestions).where(
+                kb_phrasing_suggestions.c.conversation_id.in_(rows_of("conversations")),
+                kb_phrasing_suggestions.c.votes == 1,
+                kb_phrasing_suggestions.c.status != "accepted",
+            )
+        ).rowcount,
     )
-    counts = {
-        "slack_jobs": conn.execute(sa.delete(slack_jobs).where(slack_jobs.c.ticket_id.in_(ticket_ids))).rowcount,
-        "outbox": conn.execute(sa.delete(outbox).where(outbox.c.message_id.in_(msg_ids))).rowcount,
-        "messages": 0,
-    }
-    # Messages can also sit in conversations of this contact under another
-    # contact id only if a merge was interrupted; delete by conversation too.
-    counts["messages"] += conn.execute(sa.delete(messages).where(messages.c.conversation_id.in_(conv_ids))).rowcount
-    # A phrasing suggestion keeps a customer's question: one that only this
-    # contact gave and no admin accepted into an article goes with them; the
-    # others lose their conversation link (ON DELETE SET NULL).
-    counts["kb_phrasing_suggestions"] = conn.execute(
-        sa.delete(kb_phrasing_suggestions).where(
-            kb_phrasing_suggestions.c.conversation_id.in_(conv_ids),
-            kb_phrasing_suggestions.c.votes == 1,
-            kb_phrasing_suggestions.c.status != "accepted",
+
+
+def _scrub_slack_jobs(conn: Connection, erasure: Erasure, rows_of: RowsOf) -> None:
+    """Slack jobs name their ticket without a foreign key (they outlive it to
+    post its last update), and older ones copied the customer's text: the
+    contact's go with them, done or not, and so do the team notices about
+    their tickets (no ticket id; their dedup key names it)."""
+    ticket_ids = [t.id for t in erasure.tickets]
+    if not ticket_ids:
+        return
+    notices = [slack_jobs.c.dedup_key.like(f"breach:{ticket_id}:%") for ticket_id in ticket_ids]
+    erasure.count(
+        "slack_jobs",
+        conn.execute(
+            sa.delete(slack_jobs).where(
+                sa.or_(
+                    slack_jobs.c.ticket_id.in_(ticket_ids),
+                    sa.and_(slack_jobs.c.ticket_id.is_(None), sa.or_(*notices)),
+                )
+            )
+        ).rowcount,
+    )
+
+
+# One scrub per place that holds a contact's data without cascading from
+# their rows (``references.SCRUBBED``).
+_SCRUBS: dict[str, Callable[[Connection, Erasure, RowsOf], None]] = {
+    "kb_phrasing_suggestions.conversation_id": _scrub_phrasings,
+    "slack_jobs.ticket_id": _scrub_slack_jobs,
+}
+if set(_SCRUBS) != references.SCRUBBED:
+    raise RuntimeError("hub.conversations.references.SCRUBBED and contacts._SCRUBS differ")
+
+
+def _owned_rows(contact_id: int, schema: sa.MetaData = metadata) -> dict[str, sa.ColumnElement[bool]]:
+    """For each table of ``references.owned_tables``, the condition that
+    selects the contact's rows in it (through any of its ties)."""
+    where: dict[str, sa.ColumnElement[bool]] = {}
+    for name, ties in references.owned_tables(schema).items():
+        conditions = []
+        for fk in ties:
+            parent = fk.column.table.name
+            if parent == "contacts":
+                conditions.append(fk.parent == contact_id)
+            else:
+                conditions.append(fk.parent.in_(sa.select(fk.column).where(where[parent])))
+        where[name] = sa.or_(*conditions)
+    return where
+
+
+def erase_contact(conn: Connection, contact_id: int) -> Erasure:
+    """Delete the contact and everything about them from every table (GDPR
+    art. 17), in the caller's transaction: every row that references them
+    and every row owned through those (``hub.conversations.references``),
+    then what holds their data without a foreign key (``_SCRUBS``). Audit
+    entries about them keep actions and ids, not details.
+
+    What the hub put outside its database (Slack cards, Rasa trackers) is
+    erased by durable jobs queued here (``_queue_clean_up_outside``).
+    Returns the counts per kind (an ``Erasure``).
+    """
+    get_contact(conn, contact_id)
+    references.check()
+    where = _owned_rows(contact_id)
+
+    def rows_of(table_name: str) -> sa.Select[Any]:
+        table = metadata.tables[table_name]
+        return sa.select(*table.primary_key.columns).where(where[table_name])
+
+    found = conn.execute(
+        sa.select(
+            tickets.c.id,
+            tickets.c.conversation_id,
+            tickets.c.slack_channel,
+            tickets.c.slack_ts,
+            tickets.c.status,
+            tickets.c.assignee_id,
+            tickets.c.snoozed_until,
         )
-    ).rowcount
+        .where(where["tickets"])
+        .order_by(tickets.c.id)
+    ).all()
+    erasure = Erasure(
+        contact_id,
+        conversation_ids=list(conn.execute(rows_of("conversations").order_by(conversations.c.id)).scalars()),
+        tickets=[ErasedTicket(t.id, t.conversation_id, t.slack_channel, t.slack_ts) for t in found],
+    )
+    # Conversations the bot took part in have a Rasa tracker holding what the
+    # customer said (emptied below, once their bot jobs are gone).
+    with_bot = list(
+        conn.execute(
+            sa.select(sa.distinct(bot_jobs.c.conversation_id))
+            .where(bot_jobs.c.conversation_id.in_(rows_of("conversations")))
+            .order_by(bot_jobs.c.conversation_id)
+        ).scalars()
+    )
+    for scrub in _SCRUBS.values():
+        scrub(conn, erasure, rows_of)
     from hub.tickets import agents as agents_tx  # tickets build on conversations, not the other way
 
-    for assignee_id, count in conn.execute(
-        sa.select(tickets.c.assignee_id, sa.func.count())
-        .where(
-            tickets.c.contact_id == contact_id,
-            tickets.c.status == "open",
-            tickets.c.assignee_id.is_not(None),
-            tickets.c.snoozed_until.is_(None),
-        )
-        .group_by(tickets.c.assignee_id)
-    ).all():
+    load: dict[int, int] = {}
+    for t in found:
+        if t.status == "open" and t.assignee_id is not None and t.snoozed_until is None:
+            load[t.assignee_id] = load.get(t.assignee_id, 0) + 1
+    for assignee_id, count in load.items():
         agents_tx.book(conn, assignee_id, -count)  # their open tickets go with the contact
-    for column in references:  # children first: tickets, messages, conversations, identities...
-        deleted = conn.execute(sa.delete(column.table).where(column == contact_id)).rowcount
-        counts[column.table.name] = counts.get(column.table.name, 0) + deleted
+    # Audit entries about the contact and their rows keep the action and the
+    # ids (not personal data once the rows are gone), not the details.
+    about = [sa.and_(audit_log.c.target_type == "contact", audit_log.c.target_id == str(contact_id))]
+    for target_type, table in {
+        "conversation": conversations,
+        "message": messages,
+        "ticket": tickets,
+        "identity": identities,
+    }.items():
+        ids = sa.select(sa.cast(table.c.id, sa.String)).where(where[table.name])
+        about.append(sa.and_(audit_log.c.target_type == target_type, audit_log.c.target_id.in_(ids)))
+    erasure.count("audit_details", conn.execute(sa.update(audit_log).where(sa.or_(*about)).values(details={})).rowcount)
+    # Children first: bot jobs and outbox rows, tickets, messages, conversations, identities.
+    for name in reversed(list(where)):
+        table = metadata.tables[name]
+        erasure.count(name, conn.execute(sa.delete(table).where(where[name])).rowcount)
     conn.execute(sa.delete(contacts).where(contacts.c.id == contact_id))
+    _queue_clean_up_outside(conn, erasure, with_bot)
+    return erasure
+
+
+def _queue_clean_up_outside(conn: Connection, erasure: Erasure, with_bot: list[int]) -> None:
+    """What the hub put outside its database about the contact, erased by
+    durable jobs written in the erasure's transaction (after its deletions,
+    which would take jobs of the erased tickets with them), whichever door
+    erases (API or CLI): so the imports reach up to the Slack desk's and
+    the bot's queues here on purpose."""
+    from hub.bot.bridge import enqueue_forget
+    from hub.slack import jobs as slack_queue
+
+    # Each Slack card posted about them (channel and ts only), with the hub's
+    # messages in its thread.
+    posted = [t for t in erasure.tickets if t.slack_ts is not None]
     for card in posted:
         slack_queue.enqueue(
             conn,
@@ -428,15 +546,8 @@ def erase_contact(conn: Connection, contact_id: int) -> dict[str, int]:
             {"channel": card.slack_channel, "ts": card.slack_ts},
             dedup_key=f"erase:{card.slack_channel}:{card.slack_ts}",
         )
-    counts["slack_cards"] = len(posted)
+    erasure.count("slack_cards", len(posted))
+    # Each Rasa tracker the bot kept: a forget job empties it (``hub.bot.bridge``).
     for conversation_id in with_bot:
         enqueue_forget(conn, conversation_id)
-    counts["bot_trackers"] = len(with_bot)
-    # Audit entries about this contact's conversations keep only ids, and
-    # ids are not personal data once the rows they point to are gone.
-    conn.execute(
-        sa.update(audit_log)
-        .where(audit_log.c.target_type == "contact", audit_log.c.target_id == str(contact_id))
-        .values(details={})
-    )
-    return counts
+    erasure.count("bot_trackers", len(with_bot))
