@@ -8,7 +8,7 @@ kinds are ``email``, ``phone`` or a channel name (``webchat``, ``slack``...).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -306,7 +306,7 @@ def export_contact(conn: Connection, contact_id: int) -> dict[str, Any]:
     ).all()
     msgs = conn.execute(sa.select(messages).where(messages.c.contact_id == contact_id).order_by(messages.c.id)).all()
     found = conn.execute(sa.select(tickets).where(tickets.c.contact_id == contact_id).order_by(tickets.c.id)).all()
-    ticket_ids = {t.id for t in found}
+    ticket_ids = [t.id for t in found]
     about = [
         sa.and_(audit_log.c.target_type == "contact", audit_log.c.target_id == str(contact_id)),
         sa.and_(audit_log.c.target_type == "conversation", audit_log.c.target_id.in_([str(c.id) for c in convs])),
@@ -314,16 +314,13 @@ def export_contact(conn: Connection, contact_id: int) -> dict[str, Any]:
         sa.and_(audit_log.c.target_type == "message", audit_log.c.target_id.in_([str(m.id) for m in msgs])),
     ]
     audit = conn.execute(sa.select(audit_log).where(sa.or_(*about)).order_by(audit_log.c.id)).all()
-    exported = [rows.message(m).to_dict() for m in msgs]
     return {
         "contact": contact.to_dict(),
         "identities": [i.to_dict() for i in identities_of(conn, contact_id)],
         "conversations": [rows.conversation(c).to_dict() for c in convs],
-        "messages": exported,
+        "messages": [rows.message(m).to_dict() for m in msgs],
         "tickets": [_ticket_export(t) for t in found],
-        # Tickets' history (opened, assigned, escalated, resolved...): the
-        # timeline events that name a ticket, also among the messages.
-        "ticket_events": [m for m in exported if m["kind"] == "event" and m["meta"].get("ticket_id") in ticket_ids],
+        "ticket_events": _ticket_events(found, msgs),
         "audit": [
             {
                 "id": a.id,
@@ -338,6 +335,23 @@ def export_contact(conn: Connection, contact_id: int) -> dict[str, Any]:
         ],
         "exported_at": utcnow().isoformat(),
     }
+
+
+def _ticket_events(found: Sequence[Any], msgs: Sequence[Any]) -> list[dict[str, Any]]:
+    """Each ticket's history (opened, assigned, priority, escalated,
+    resolved...): the timeline events of its conversation from the ticket's
+    opening until the conversation's next ticket opens, each with the
+    ticket's id."""
+    events = []
+    for ticket in found:
+        following = [t.created_at for t in found if t.conversation_id == ticket.conversation_id and t.id > ticket.id]
+        until = min(following, default=None)
+        for m in msgs:
+            if m.kind != MessageKind.EVENT.value or m.conversation_id != ticket.conversation_id:
+                continue
+            if ticket.created_at <= m.created_at and (until is None or m.created_at < until):
+                events.append({"ticket_id": ticket.id, **rows.message(m).to_dict()})
+    return events
 
 
 def _ticket_export(row: Any) -> dict[str, Any]:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import sqlalchemy as sa
 
+from hub.conversations import references
 from hub.conversations.contacts import normalise_address
 from hub.errors import InvalidInput
+from hub.events import utcnow
+from hub.storage import schema
 from hub.storage.schema import metadata
 from tests.conftest import Hub
 
@@ -100,6 +105,12 @@ async def test_export_contains_everything(hub: Hub) -> None:
     data = await hub.api("GET", f"/api/v1/contacts/{contact_id}/export")
     assert [t["id"] for t in data["tickets"]] == [ticket["id"]] and data["tickets"][0]["priority"] == "high"
     assert any(m["meta"].get("event") == "ticket-opened" for m in data["messages"])
+    await hub.api("POST", f"/api/v1/tickets/{ticket['id']}/priority", json={"priority": "urgent"})
+    await hub.api("POST", f"/api/v1/tickets/{ticket['id']}/resolve")
+    data = await hub.api("GET", f"/api/v1/contacts/{contact_id}/export")
+    history = [(e["ticket_id"], e["meta"]["event"]) for e in data["ticket_events"]]
+    assert (ticket["id"], "ticket-opened") in history and (ticket["id"], "priority-changed") in history
+    assert (ticket["id"], "status-changed") in history and {t for t, _ in history} == {ticket["id"]}
     actions = {(a["action"], a["target_type"]) for a in data["audit"]}
     assert ("ticket.handoff", "conversation") in actions and ("contact.update", "contact") in actions
 
@@ -151,29 +162,65 @@ async def test_erased_contact_is_gone_from_every_table(hub: Hub) -> None:
     await hub.db.write(
         slack_jobs.enqueue, "thread", {"text": "*Frank Forget*: secret words"}, ticket_id=ticket["id"], dedup_key="t:f1"
     )
+    # The customer writes again: the ticket's thread gets a job naming the
+    # message (as the Slack desk queues it; this hub has no Slack).
+    again = await hub.inbound({"from": "forget-me", "text": "more secret words", "id": "f3"})
+    again_id = again["received"][0]["message_id"]
+    await hub.db.write(
+        slack_jobs.enqueue, "thread", {"message_id": again_id}, ticket_id=ticket["id"], dedup_key=f"thread:{again_id}"
+    )
+    # The team's notice of a breached SLA names the ticket in its dedup key only.
+    await hub.db.write(
+        slack_jobs.enqueue,
+        "notify",
+        {"channel": "C1", "text": f"SLA breached on ticket #{ticket['id']}"},
+        dedup_key=f"breach:{ticket['id']}:first_response:2026-01-01T00:00:00+00:00",
+    )
+    # A bot job of the conversation (the bot is off in this hub; the queue is the real one).
+    from hub.bot.bridge import enqueue_resume
+
+    await hub.db.write(enqueue_resume, conversation_id)
+    # A helpful vote on the bot's answer offers the customer's question as an article phrasing.
+    from hub.kb.suggestions import PhrasingSuggestions
+
+    phrasings = PhrasingSuggestions(hub.db, public_url="http://hub.test", knowledge_base=None)
+    feedback = {"helpful": True, "collection": "help", "article_id": "refunds", "query": "Frank's secret words?"}
+    assert await phrasings.from_bot_feedback([{"kb_feedback": feedback}], conversation_id=conversation_id, now=utcnow())
     other = await hub.inbound({"from": "someone-else", "text": "unrelated", "id": "f2"})
+    jobs_before = await hub.db.read(
+        lambda conn: conn.execute(sa.select(sa.func.count()).select_from(schema.slack_jobs)).scalar_one()
+    )
+    assert await hub.db.read(_find_in_every_table, ("Frank", "secret words"))  # the scan does find them
 
     await hub.api("DELETE", f"/api/v1/contacts/{contact_id}", role="agent", expect=403)
     result = await hub.api("DELETE", f"/api/v1/contacts/{contact_id}")
-    assert result["deleted"]["messages"] >= 3 and result["deleted"]["identities"] == 2
-    assert result["deleted"]["tickets"] == 1 and result["deleted"]["slack_jobs"] == 1
+    deleted = result["deleted"]
+    assert deleted["messages"] >= 4 and deleted["identities"] == 2 and deleted["conversations"] == 1
+    assert deleted["tickets"] == 1 and deleted["outbox"] == 1 and deleted["bot_jobs"] == 1
+    assert deleted["kb_phrasing_suggestions"] == 1
+    # The old thread job, the new one and the breach notice: every Slack job was theirs.
+    assert deleted["slack_jobs"] == jobs_before == 3
     admin = await hub.api("GET", "/api/v1/me")
     assert (await hub.api("GET", f"/api/v1/agents/{admin['id']}"))["open_tickets"] == 0  # the erased ticket freed
 
     needles = ("forget-me", "Frank", "frank@example.com", "secret words")
-
-    def scan(conn: sa.Connection) -> list[str]:
-        hits = []
-        for table in metadata.sorted_tables:
-            for row in conn.execute(sa.select(table)):
-                text = " ".join(str(v) for v in row)
-                hits += [f"{table.name}: {n}" for n in needles if n in text]
-        return hits
-
-    assert await hub.db.read(scan) == []
+    assert await hub.db.read(_find_in_every_table, needles) == []
     await hub.api("GET", f"/api/v1/contacts/{contact_id}", expect=404)
     # The other contact is untouched.
     assert (await hub.api("GET", f"/api/v1/messages/{other['received'][0]['message_id']}"))["body"] == "unrelated"
+
+
+def _find_in_every_table(conn: sa.Connection, needles: tuple[str, ...]) -> list[str]:
+    """``table.column: needle`` for each text or JSON column of the schema
+    that holds one of ``needles`` (every table, every row)."""
+    hits = []
+    for table in metadata.sorted_tables:
+        columns = [c for c in table.columns if isinstance(c.type, sa.String | sa.JSON)]
+        for row in conn.execute(sa.select(*columns)):
+            for column, value in zip(columns, row, strict=True):
+                text = value if isinstance(value, str) else json.dumps(value)
+                hits += [f"{table.name}.{column.name}: {n}" for n in needles if n in text]
+    return hits
 
 
 async def _handoff(hub: Hub, message_id: int) -> dict:
@@ -220,6 +267,13 @@ async def test_auto_merge_through_a_verified_hint_keeps_tickets(hub: Hub) -> Non
     assert kept["contact_id"] == ada and kept["status"] == "open"
 
 
+def _schema_copy() -> sa.MetaData:
+    copy = sa.MetaData()
+    for table in metadata.sorted_tables:
+        table.to_metadata(copy)
+    return copy
+
+
 def test_every_foreign_key_to_contacts_is_handled_by_merge_and_erasure() -> None:
     from hub.conversations.contacts import contact_references, unhandled_contact_references
 
@@ -227,13 +281,124 @@ def test_every_foreign_key_to_contacts_is_handled_by_merge_and_erasure() -> None
     found = {f"{c.table.name}.{c.name}" for c in contact_references()}
     assert {"identities.contact_id", "conversations.contact_id", "messages.contact_id", "tickets.contact_id"} <= found
     # The next table that points at contacts is reported until it is handled.
-    schema = sa.MetaData()
-    for table in metadata.sorted_tables:
-        table.to_metadata(schema)
+    copy = _schema_copy()
     sa.Table(
         "contact_notes",
-        schema,
+        copy,
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("contact_id", sa.Integer, sa.ForeignKey("contacts.id")),
     )
-    assert unhandled_contact_references(schema) == ["contact_notes.contact_id"]
+    assert unhandled_contact_references(copy) == ["contact_notes.contact_id"]
+    with pytest.raises(RuntimeError, match=r"contact_notes\.contact_id"):
+        references.check(copy)
+
+
+def test_rows_that_hold_a_contacts_data_without_a_foreign_key_to_contacts_are_found() -> None:
+    from hub.conversations.contacts import unhandled_contact_references
+
+    owned = references.owned_tables()
+    assert {"identities", "conversations", "messages", "tickets", "outbox", "bot_jobs"} <= set(owned)
+    copy = _schema_copy()
+    # Cascading from a conversation: erased with it, nothing to declare.
+    sa.Table(
+        "conversation_labels",
+        copy,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("conversation_id", sa.Integer, sa.ForeignKey("conversations.id", ondelete="CASCADE")),
+        sa.Column("label", sa.String(50)),
+    )
+    # Surviving its message (SET NULL) with the customer's words, or naming a
+    # ticket without a foreign key: each needs a scrub before erasure runs.
+    sa.Table(
+        "message_quotes",
+        copy,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("message_id", sa.Integer, sa.ForeignKey("messages.id", ondelete="SET NULL")),
+        sa.Column("quote", sa.Text),
+    )
+    sa.Table(
+        "ticket_exports",
+        copy,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("ticket_id", sa.Integer),
+        sa.Column("payload", sa.JSON),
+    )
+    assert "conversation_labels" in references.owned_tables(copy)
+    assert sorted(unhandled_contact_references(copy)) == ["message_quotes.message_id", "ticket_exports.ticket_id"]
+
+
+@pytest.mark.asyncio
+async def test_merge_settles_unique_keys_that_include_the_contact(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hub.conversations.contacts import move_contact_rows
+
+    source = await _contact_of(
+        hub, (await hub.inbound({"from": "u-1", "text": "a", "id": "u1"}))["received"][0]["message_id"]
+    )
+    target = await _contact_of(
+        hub, (await hub.inbound({"from": "u-2", "text": "b", "id": "u2"}))["received"][0]["message_id"]
+    )
+    copy = _schema_copy()
+    # One preference per contact and key: the surviving contact's value wins.
+    prefs = sa.Table(
+        "contact_prefs",
+        copy,
+        sa.Column("id", schema.BigId, primary_key=True),
+        sa.Column("contact_id", schema.BigId, sa.ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("key", sa.String(50), nullable=False),
+        sa.Column("value", sa.String(50), nullable=False),
+        sa.UniqueConstraint("contact_id", "key", name="uq_contact_prefs_contact_key"),
+    )
+    # About one contact record only: goes with the merged-away contact.
+    cache = sa.Table(
+        "contact_cache",
+        copy,
+        sa.Column("contact_id", schema.BigId, sa.ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("summary", sa.String(100), nullable=False),
+    )
+    monkeypatch.setattr(references, "MOVED_BY_MERGE", references.MOVED_BY_MERGE | {"contact_prefs.contact_id"})
+    monkeypatch.setattr(references, "ERASED_WITH_CONTACT", frozenset({"contact_cache.contact_id"}))
+
+    def merge(conn: sa.Connection) -> tuple[list[tuple], list[tuple], list[int]]:
+        prefs.create(conn)
+        cache.create(conn)
+        conn.execute(
+            sa.insert(prefs),
+            [
+                {"contact_id": source, "key": "lang", "value": "fr"},
+                {"contact_id": source, "key": "tz", "value": "Europe/Paris"},
+                {"contact_id": target, "key": "lang", "value": "en"},
+            ],
+        )
+        conn.execute(sa.insert(cache), [{"contact_id": source, "summary": "s"}, {"contact_id": target, "summary": "t"}])
+        move_contact_rows(conn, source, target, copy)
+        return (
+            sorted(tuple(r) for r in conn.execute(sa.select(prefs.c.contact_id, prefs.c.key, prefs.c.value))),
+            sorted(tuple(r) for r in conn.execute(sa.select(cache.c.contact_id, cache.c.summary))),
+            list(conn.execute(sa.select(schema.identities.c.contact_id).order_by(schema.identities.c.id)).scalars()),
+        )
+
+    moved_prefs, cached, identity_owners = await hub.db.write(merge)
+    assert moved_prefs == [(target, "lang", "en"), (target, "tz", "Europe/Paris")]
+    assert cached == [(target, "t")]
+    assert identity_owners == [target, target]
+
+
+@pytest.mark.asyncio
+async def test_erasure_says_what_it_erased_for_clean_up_outside_the_database(hub: Hub) -> None:
+    from hub.conversations.contacts import ErasedTicket, erase_contact
+
+    r = await hub.inbound({"from": "leaving", "text": "bye", "id": "l1"})
+    contact_id = await _contact_of(hub, r["received"][0]["message_id"])
+    ticket = await _handoff(hub, r["received"][0]["message_id"])
+    await hub.db.write(
+        lambda conn: conn.execute(
+            sa.update(schema.tickets)
+            .where(schema.tickets.c.id == ticket["id"])
+            .values(slack_channel="C1", slack_ts="1.2")
+        )
+    )
+    erasure = await hub.db.write(erase_contact, contact_id)
+    assert erasure.conversation_ids == [ticket["conversation_id"]]
+    assert erasure.tickets == [ErasedTicket(ticket["id"], ticket["conversation_id"], "C1", "1.2")]
+    assert erasure["tickets"] == 1 and erasure["conversations"] == 1 and erasure["messages"] >= 2
+    assert all(isinstance(n, int) for n in erasure.values())  # what the API and the CLI report
