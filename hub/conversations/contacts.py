@@ -505,7 +505,8 @@ def erase_contact(conn: Connection, contact_id: int) -> Erasure:
     # customer said (emptied below, once their bot jobs are gone).
     with_bot = list(
         conn.execute(
-            sa.select(sa.distinct(bot_jobs.c.conversation_id))
+            sa.select(bot_jobs.c.conversation_id)
+            .distinct()
             .where(bot_jobs.c.conversation_id.in_(rows_of("conversations")))
             .order_by(bot_jobs.c.conversation_id)
         ).scalars()
