@@ -241,7 +241,8 @@ def check_inbound(message: InboundMessage, *, item: str = "") -> InboundMessage:
 
 
 # A practical subset of RFC 5321 (what mail servers deliver to): dot-atom
-# local part, a host name of letters/digits/hyphens with a top-level domain.
+# local part, a host name of letters/digits/hyphens with a top-level domain
+# (or ``localhost``).
 _EMAIL_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _DOMAIN_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
@@ -265,7 +266,12 @@ def check_email(value: str, name: str = "email") -> str:
         except UnicodeError:
             ascii_domain = ""
         labels = ascii_domain.split(".")
-        if len(labels) < 2 or not all(_DOMAIN_LABEL.fullmatch(label) for label in labels) or labels[-1].isdigit():
+        # One label only for "localhost" (the bootstrap admin's default address).
+        if (
+            (len(labels) < 2 and ascii_domain.lower() != "localhost")
+            or not all(_DOMAIN_LABEL.fullmatch(label) for label in labels)
+            or labels[-1].isdigit()
+        ):
             problem = "does not have a valid domain"
     if problem:
         raise InvalidInput(f"'{name}' is not an e-mail address: it {problem}")
