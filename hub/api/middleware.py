@@ -45,10 +45,22 @@ def integrity_error(err: sa.exc.IntegrityError) -> HubError:
     return InvalidInput("a value is missing or not allowed here")
 
 
+# Stored in outbox.idempotency_key (100): visible ASCII, as HTTP tokens are.
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,100}")
+
+
+def check_headers(request: web.Request) -> None:
+    """Headers whose value the hub keeps: refused with a 400 naming them when malformed."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise InvalidInput("'Idempotency-Key' must be 1-100 visible ASCII characters")
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         try:
+            check_headers(request)
             return await handler(request)
         except sa.exc.IntegrityError as err:
             raise integrity_error(err) from err

@@ -279,6 +279,12 @@ async def test_header_numbers_are_ascii_and_request_ids_safe(hub: Hub, caplog: p
         headers["X-Fake-Timestamp"] = timestamp
         response = await hub.client.post("/channels/fake/webhook", data=raw, headers=headers)
         assert response.status == 401, (timestamp, await response.text())
+    # A header the hub stores: within its column, or a 400 naming it.
+    conversation_id, _ = await _conversation(hub)
+    for key in ("k" * 101, "with space"):
+        body = await hub.api("POST", f"/api/v1/conversations/{conversation_id}/messages", role="agent",
+                             json={"text": "hi"}, headers={"Idempotency-Key": key}, expect=400)  # fmt: skip
+        assert "'Idempotency-Key'" in body["error"]["message"]
     caplog.set_level(logging.DEBUG, logger="hub.http")
     for given, kept in [("good.id-1_2", True), ("evil\u2028line", False), ("<script>", False), ("x" * 65, False)]:
         caplog.clear()
