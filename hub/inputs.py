@@ -37,6 +37,7 @@ MIN_INT = -(2**63)
 MAX_JSON_DEPTH = 32
 
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
@@ -128,6 +129,11 @@ def load_json(raw: bytes | str, *, what: str = "body", max_depth: int = MAX_JSON
         raise InvalidJSON(f"{what} is not valid JSON: {err}") from err
     except RecursionError as err:  # only if the depth scan and the parser disagree
         raise InvalidJSON(f"{what} nests too deeply") from err
+    if data.isascii() and b"\\u" not in data and not _LONG_DIGITS.search(data):
+        # The common webhook: ASCII without escapes or long numbers holds no
+        # surrogate, nothing to normalise and no integer beyond 64 bits, and
+        # the scan above bounded its depth. Skipping the walk halves the cost.
+        return parsed
     return clean(parsed, max_depth=max_depth)
 
 
