@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol, Self
 from aiohttp import web
 
 from hub.errors import ConfigError, HubError, InvalidInput, TooLarge
+from hub.inputs import check_inbound, clean_text
 
 # The message types live in the hub (which never imports a channel); they are
 # re-exported here so channel code keeps importing them from its interface.
@@ -55,6 +56,8 @@ class Channel(ABC):
       when the request is not authentic.
     - ``parse`` is pure: it raises ``InvalidInput`` with a reason for
       malformed payloads and returns one ``InboundMessage`` per message.
+      JSON is read with ``hub.inputs.load_json`` (depth, NaN, Unicode);
+      ``admit`` checks what ``parse`` returns before anything is stored.
     - ``send`` raises ``ChannelSendError(retryable=...)``; it may be called
       again with the same ``idempotency_key`` after a crash.
     """
@@ -103,9 +106,19 @@ class Channel(ABC):
     async def handle_webhook(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         await self.verify(request, body)
-        inbound = self.parse(request, body)
+        # The whole batch is checked before any of it is stored: a provider
+        # retries a refused delivery whole, and must not find half of it kept.
+        inbound = self.admit(self.parse(request, body))
         results = [await self.host.ingest(message) for message in inbound]
         return self.webhook_response(request, results)
+
+    def admit(self, messages: list[InboundMessage]) -> list[InboundMessage]:
+        """Every message of a delivery checked where it enters the hub
+        (``hub.inputs.check_inbound``: valid Unicode, NFC, stored lengths),
+        all before any is stored; InvalidInput naming the item and field."""
+        if len(messages) == 1:
+            return [check_inbound(messages[0])]
+        return [check_inbound(message, item=f"item {index}: ") for index, message in enumerate(messages)]
 
     def webhook_response(self, request: web.Request, results: list[IngestResult]) -> web.StreamResponse:
         return web.json_response(
@@ -126,6 +139,7 @@ class Channel(ABC):
         yield
 
     def check_text(self, text: str) -> str:
+        text = clean_text(text, "text")
         if not text or not text.strip():
             raise InvalidInput("message text is empty")
         if self.max_text_len is not None and len(text) > self.max_text_len:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from aiohttp import web
 
 from channels.base import Channel, InboundMessage, OutboundMessage, SendResult
 from hub.errors import ChannelSendError, InvalidInput, InvalidSignature
+from hub.inputs import ascii_int, load_json
 
 REPLAY_WINDOW_SECONDS = 300
 
@@ -59,7 +59,8 @@ class FakeChannel(Channel):
     async def verify(self, request: web.Request, body: bytes) -> None:
         timestamp = request.headers.get("X-Fake-Timestamp", "")
         signature = request.headers.get("X-Fake-Signature", "")
-        if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > REPLAY_WINDOW_SECONDS:
+        seconds = ascii_int(timestamp)
+        if seconds is None or abs(time.time() - seconds) > REPLAY_WINDOW_SECONDS:
             raise InvalidSignature("timestamp missing or outside the replay window")
         base = b"v0:" + timestamp.encode() + b":" + body
         expected = "v0=" + hmac.digest(self._secret, base, "sha256").hex()
@@ -67,10 +68,7 @@ class FakeChannel(Channel):
             raise InvalidSignature("signature mismatch")
 
     def parse(self, request: web.Request, body: bytes) -> list[InboundMessage]:
-        try:
-            payload = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise InvalidInput(f"body is not valid JSON: {err}") from err
+        payload = load_json(body)
         items = payload if isinstance(payload, list) else [payload]
         messages = []
         for index, item in enumerate(items):
@@ -84,6 +82,9 @@ class FakeChannel(Channel):
             external_id = item.get("id")
             if external_id is not None and not isinstance(external_id, str):
                 raise InvalidInput(f"item {index}: 'id' must be a string")
+            for optional in ("name", "thread", "subject"):
+                if item.get(optional) is not None and not isinstance(item[optional], str):
+                    raise InvalidInput(f"item {index}: '{optional}' must be a string")
             hints = item.get("hints") or {}
             if not isinstance(hints, dict):
                 raise InvalidInput(f"item {index}: 'hints' must be an object")

@@ -29,6 +29,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from channels.base import Channel, InboundMessage, OutboundMessage, SendResult
 from hub.errors import ChannelSendError, InvalidInput, InvalidSignature
+from hub.inputs import MAX_JSON_DEPTH, ascii_int, clean, json_depth_exceeds
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +115,9 @@ class SlackChannel(Channel):
     async def verify(self, request: web.Request, body: bytes) -> None:
         timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
         signature = request.headers.get("X-Slack-Signature", "")
-        # is_valid reads the timestamp with int(): anything but digits is a forgery, not a crash.
-        if not timestamp.isdigit() or not self.verifier.is_valid(body, timestamp, signature):
+        # is_valid reads the timestamp with int(): anything but ASCII digits
+        # ("²" passes str.isdigit) is a forgery, not a crash.
+        if ascii_int(timestamp) is None or not self.verifier.is_valid(body, timestamp, signature):
             raise InvalidSignature("Slack signature missing, forged or outside the replay window")
 
     def parse(self, request: web.Request, body: bytes) -> list[InboundMessage]:
@@ -124,12 +126,15 @@ class SlackChannel(Channel):
         Slack carries agents, not customers: nothing enters the customer
         ingest path, so this returns no messages.
         """
+        if json_depth_exceeds(body, MAX_JSON_DEPTH):
+            raise InvalidInput(f"Slack body nests deeper than {MAX_JSON_DEPTH} levels")
         try:
             # bolt's own reading (JSON, or a form with a JSON ``payload``), so
             # what passes here is exactly what bolt will accept.
             payload = parse_body(body.decode(), request.content_type)
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
             raise InvalidInput(f"Slack body is not valid JSON or form data: {err}") from err
+        clean(payload)  # the same text and depth rules as every other input
         if not isinstance(payload, dict):
             raise InvalidInput("Slack body is not an object")
         if payload.get("type") == "event_callback" and not isinstance(payload.get("event"), dict):

@@ -20,7 +20,7 @@ from hub.api import admin, contacts, conversations, ops
 from hub.api import jobs as jobs_api
 from hub.api import kb_suggestions as kb_suggestions_api
 from hub.api import tickets as tickets_api
-from hub.api.middleware import auth_middleware, error_middleware, observe_middleware
+from hub.api.middleware import auth_middleware, error_middleware, observe_middleware, security_headers
 from hub.auth import TokenAuthenticator
 from hub.bot import model as bot_model
 from hub.bot.setup import setup_bot
@@ -79,6 +79,7 @@ def create_app(
         middlewares=[observe_middleware, error_middleware, auth_middleware],
         client_max_size=settings.max_body_bytes,
     )
+    app.on_response_prepare.append(security_headers)
     app[keys.SETTINGS] = settings
     app[keys.CLOCK] = clock or Clock()
     app[keys.METRICS] = Metrics()

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 
 from hub.errors import Conflict, InvalidInput, NotFound
 from hub.events import utcnow
+from hub.inputs import check_email, parse_id
 from hub.models import Role, User
 from hub.storage import Database, rows
 from hub.storage.schema import api_tokens, users
@@ -31,9 +32,7 @@ def create_user(conn: Connection, *, name: str, email: str, role: str, slack_use
         role_value = Role(role).value
     except ValueError:
         raise InvalidInput("role must be one of admin, agent, viewer") from None
-    email = email.strip().lower()
-    if "@" not in email:
-        raise InvalidInput(f"not an e-mail address: {email!r}")
+    email = check_email(email)
     if conn.execute(sa.select(users.c.id).where(users.c.email == email)).first() is not None:
         raise Conflict(f"a user with e-mail {email} already exists")
     row = conn.execute(
@@ -46,8 +45,9 @@ def create_user(conn: Connection, *, name: str, email: str, role: str, slack_use
 
 def find_user(conn: Connection, ref: str | int) -> User:
     stmt = sa.select(users)
-    if isinstance(ref, int) or str(ref).isdigit():
-        stmt = stmt.where(users.c.id == int(ref))
+    user_id = ref if isinstance(ref, int) else parse_id(str(ref))  # "²" passes str.isdigit, not int()
+    if user_id is not None:
+        stmt = stmt.where(users.c.id == user_id)
     else:
         stmt = stmt.where(users.c.email == str(ref).strip().lower())
     row = conn.execute(stmt).first()

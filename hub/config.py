@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     reopen_window_hours: float = 72.0
     max_body_bytes: int = 1_048_576
     cors_origins: str = ""
+    # When set, GET /metrics needs "Authorization: Bearer <token>" (401 otherwise).
+    metrics_token: SecretStr | None = None
 
     # --- outbox --------------------------------------------------------------
     outbox_max_attempts: int = 8

@@ -40,6 +40,12 @@ class InvalidInput(HubError):
     code = "invalid_input"
 
 
+class InvalidJSON(InvalidInput):
+    """A body or frame that is not JSON the hub takes: malformed, nested too
+    deeply, or holding ``NaN``/``Infinity``. A 400 like any invalid input; the
+    web chat answers it with an ``invalid_json`` frame."""
+
+
 class TooLarge(InvalidInput):
     """Input over a size limit (a message longer than its channel allows).
 

@@ -3,9 +3,24 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from collections.abc import Sequence
 
 from pythonjsonlogger.json import JsonFormatter
+
+# "--auth-token=x", "--token x", "?token=x&...", "password=x": the value goes, the name stays.
+_SECRET_OPTION = re.compile(r"(--?[\w-]*(?:token|secret|password|passwd|api-?key)[\w-]*)([= ])(\S+)", re.IGNORECASE)
+_SECRET_QUERY = re.compile(r"([?&;][\w-]*(?:token|secret|password|key)[\w-]*=)[^&\s]+", re.IGNORECASE)
+REDACTED = "***"
+
+
+def redact_command(command: Sequence[str] | str) -> str:
+    """A command line fit for a log: the values of secret-looking options
+    (``--auth-token=...``, ``--token ...``) and URL parameters replaced."""
+    line = command if isinstance(command, str) else " ".join(command)
+    line = _SECRET_OPTION.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", line)
+    return _SECRET_QUERY.sub(lambda m: f"{m.group(1)}{REDACTED}", line)
 
 
 def setup_logging(level: str = "INFO", fmt: str = "text") -> None:

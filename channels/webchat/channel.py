@@ -7,9 +7,13 @@ itself lives in ``socket.py``.
 from __future__ import annotations
 
 import asyncio
+import base64
+import functools
+import hashlib
+import html
 import inspect
-import json
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,6 +25,7 @@ from channels.webchat.frames import CLIENT_ID, contact_form
 from channels.webchat.security import OriginPolicy, VisitorTokens
 from channels.webchat.socket import SESSION, Session, WebchatSockets
 from hub.errors import InvalidInput, InvalidSignature
+from hub.inputs import load_json
 from hub.ratelimit import RateLimiter, TokenBuckets
 
 log = logging.getLogger(__name__)
@@ -28,6 +33,38 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).with_name("static")
 WS_PATH = "/channels/webchat/ws"
 PRUNE_INTERVAL = 60.0
+
+
+_INLINE_HANDLER = re.compile(rb'\son[a-z]+="([^"]*)"')
+
+
+@functools.cache
+def page_policy(html: bytes) -> str:
+    """The Content-Security-Policy of a page the channel serves (``/demo``):
+    scripts from this origin only, plus the page's own inline event handlers
+    by hash; no framing by other sites; sockets to this origin."""
+    handlers = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(html_unescape(m).encode()).digest()).decode() + "'"
+        for m in sorted(set(_INLINE_HANDLER.findall(html)))
+    )
+    scripts = f"'self' 'unsafe-hashes' {handlers}" if handlers else "'self'"
+    return "; ".join(
+        [
+            "default-src 'self'",
+            f"script-src {scripts}",
+            "style-src 'self' 'unsafe-inline'",
+            "img-src 'self' data:",
+            "connect-src 'self'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'self'",
+        ]
+    )
+
+
+def html_unescape(raw: bytes) -> str:
+    return html.unescape(raw.decode("utf-8"))
 
 
 def _setting_secret(value: Any) -> str | None:
@@ -83,12 +120,11 @@ class WebchatChannel(WebchatSockets):
             body = self._assets.get(filename)
             if body is None:
                 body = self._assets[filename] = await asyncio.to_thread((STATIC_DIR / filename).read_bytes)
-            return web.Response(
-                body=body,
-                content_type=content_type,
-                charset="utf-8",
-                headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
-            )
+            headers = {"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"}
+            if content_type == "text/html":
+                headers["Content-Security-Policy"] = page_policy(body)
+                headers["Referrer-Policy"] = "same-origin"
+            return web.Response(body=body, content_type=content_type, charset="utf-8", headers=headers)
 
         serve.__name__ = f"webchat_{filename.replace('.', '_')}"
         return serve
@@ -103,10 +139,7 @@ class WebchatChannel(WebchatSockets):
     def parse(self, request: web.Request, body: bytes) -> list[InboundMessage]:
         """One ``message`` frame of the request's session -> one InboundMessage."""
         session = request[SESSION]
-        try:
-            frame = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise InvalidInput(f"frame is not valid JSON: {err}") from err
+        frame = load_json(body, what="frame")
         if not isinstance(frame, dict):
             raise InvalidInput("frame is not an object")
         if session.visitor_id is None:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, overload
 
 from aiohttp import web
 
 from hub.audit import Actor, Audit
-from hub.errors import Forbidden, InvalidInput
+from hub.errors import Forbidden, InvalidInput, NotFound, TooLarge
+from hub.inputs import FIELD_LIMITS, ascii_int, check_fields, check_id, check_length, load_json, parse_id
 from hub.models import Role, User
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -52,18 +52,18 @@ def audit_entry(
 
 
 async def json_body(request: web.Request, *, max_bytes: int = 1_048_576) -> dict[str, Any]:
+    """The request's JSON object, checked where it enters (``hub.inputs``):
+    size, depth, no NaN/Infinity, valid Unicode (NFC), 64-bit integers, and
+    the known fields' types and lengths. Every failure is a 400 naming why."""
     raw = await request.read()
     if not raw:
         raise InvalidInput("request body is empty; expected a JSON object")
     if len(raw) > max_bytes:
-        raise InvalidInput(f"request body is larger than {max_bytes} bytes")
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InvalidInput(f"request body is not valid JSON: {err}") from err
+        raise TooLarge(f"request body is larger than {max_bytes} bytes")
+    body = load_json(raw, what="request body")
     if not isinstance(body, dict):
         raise InvalidInput("request body must be a JSON object")
-    return body
+    return check_fields(body)
 
 
 def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], *, required: bool = True) -> Any:
@@ -75,6 +75,10 @@ def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], *, req
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise InvalidInput(f"'{name}' must be {names}")
+    if kind is int and name.endswith("_id"):
+        return check_id(value, name)
+    if isinstance(value, str) and name in FIELD_LIMITS:
+        check_length(value, name, FIELD_LIMITS[name])
     return value
 
 
@@ -102,20 +106,25 @@ def int_param(
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidInput(f"query parameter '{name}' must be an integer") from None
+    # ASCII digits with an optional minus sign only: int() also takes "١٢", " 1_0 " and 5,000-digit numbers.
+    digits = raw[1:] if raw.startswith("-") else raw
+    value = ascii_int(digits)
+    if value is None:
+        raise InvalidInput(f"query parameter '{name}' must be an integer")
+    value = -value if raw.startswith("-") else value
     if not lo <= value <= hi:
         raise InvalidInput(f"query parameter '{name}' must be between {lo} and {hi}")
     return value
 
 
 def path_id(request: web.Request, name: str = "id") -> int:
-    try:
-        return int(request.match_info[name])
-    except ValueError:
-        raise InvalidInput(f"'{name}' must be an integer") from None
+    """An id in the path: 1 .. 2**63-1 in ASCII digits; anything else names
+    nothing that could exist, so 404 (never an OverflowError deeper down)."""
+    raw = request.match_info[name]
+    value = parse_id(raw)
+    if value is None:
+        raise NotFound(f"no such {name}: {raw[:30]!r} is not an id")
+    return value
 
 
 async def timeline_page(request: web.Request, **scope: int) -> web.Response:

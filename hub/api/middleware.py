@@ -1,27 +1,69 @@
-"""Middlewares: errors to JSON, bearer-token auth and roles, metrics, access log."""
+"""Middlewares: errors to JSON, bearer-token auth and roles, metrics, access log;
+the headers every response carries."""
 
 from __future__ import annotations
 
 import itertools
 import logging
 import os
+import re
 import time
 
+import sqlalchemy as sa
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from hub import keys
 from hub.api.base import PUBLIC, REQUEST_ID, REQUIRED_ROLE, USER
-from hub.errors import Forbidden, HubError, RateLimited, Unauthorized
+from hub.errors import Conflict, Forbidden, HubError, InvalidInput, RateLimited, Unauthorized
 from hub.models import Role
 
 log = logging.getLogger("hub.http")
 
 
+# "UNIQUE constraint failed: users.slack_user_id" (SQLite), "Key (slack_user_id)=(...)" (PostgreSQL).
+_SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: ([\w.]+(?:, [\w.]+)*)")
+_POSTGRES_KEY = re.compile(r"Key \(([\w, ]+)\)=")
+
+
+def integrity_error(err: sa.exc.IntegrityError) -> HubError:
+    """What a client did to break a constraint, as a 4xx naming the field
+    (never the value: it may be personal): a duplicate is a 409 Conflict, a
+    reference to nothing or a missing value a 400."""
+    text = str(err.orig)
+    cause = getattr(err.orig, "__cause__", None)
+    sqlstate = getattr(cause, "sqlstate", None) or getattr(err.orig, "sqlstate", None)
+    detail = getattr(cause, "detail", None) or ""
+    if sqlstate == "23505" or "UNIQUE constraint failed" in text:
+        found = _SQLITE_UNIQUE.search(text) or _POSTGRES_KEY.search(detail)
+        if found:
+            fields = ", ".join(name.rpartition(".")[2] for name in found.group(1).split(", "))
+            return Conflict(f"another record already has this {fields}", details={"field": fields})
+        return Conflict("another record already has one of these values")
+    if sqlstate == "23503" or "FOREIGN KEY constraint failed" in text:
+        return InvalidInput("a referenced record does not exist")
+    return InvalidInput("a value is missing or not allowed here")
+
+
+# Stored in outbox.idempotency_key (100): visible ASCII, as HTTP tokens are.
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,100}")
+
+
+def check_headers(request: web.Request) -> None:
+    """Headers whose value the hub keeps: refused with a 400 naming them when malformed."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise InvalidInput("'Idempotency-Key' must be 1-100 visible ASCII characters")
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        return await handler(request)
+        try:
+            check_headers(request)
+            return await handler(request)
+        except sa.exc.IntegrityError as err:
+            raise integrity_error(err) from err
     except HubError as err:
         if err.status >= 500:
             log.error("%s %s failed: %s", request.method, request.path, err.message)
@@ -84,9 +126,18 @@ def _next_request_id() -> str:
     return f"{_REQUEST_ID_PREFIX}{next(_request_counter):08x}"
 
 
+# A client's X-Request-Id goes into logs and error bodies: only a safe shape is kept.
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def request_id_of(request: web.Request) -> str:
+    given = request.headers.get("X-Request-Id", "")
+    return given if _SAFE_REQUEST_ID.fullmatch(given) else _next_request_id()
+
+
 @web.middleware
 async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request[REQUEST_ID] = request.headers.get("X-Request-Id") or _next_request_id()
+    request[REQUEST_ID] = request_id_of(request)
     started = time.perf_counter()
     status = 500
     try:
@@ -111,3 +162,18 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
                 elapsed * 1000,
                 extra={"request_id": request[REQUEST_ID], "status": status, "route": route},
             )
+
+
+SERVER_NAME = "servicehub"
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: on every response, error pages included.
+
+    No version in ``Server:`` (aiohttp's default names itself and Python);
+    ``nosniff`` wherever the hub answers with data (``/api/*``, ``/metrics``,
+    webhooks). Page-specific policies (CSP) stay with the pages.
+    """
+    response.headers["Server"] = SERVER_NAME
+    if request.path.startswith(("/api/", "/metrics", "/channels/")):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from hub import keys
 from hub.api.base import public
 from hub.conversations.outbox import OUTBOX
+from hub.errors import Unauthorized
 
 routes = web.RouteTableDef()
 OPENAPI = Path(__file__).with_name("openapi.yaml")
@@ -53,6 +55,13 @@ async def readyz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text; behind ``Authorization: Bearer $HUB_METRICS_TOKEN`` when that is set."""
+    token = request.app[keys.SETTINGS].metrics_token
+    if token is not None:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        expected = token.get_secret_value().encode()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+            raise Unauthorized("metrics need the metrics token")
     registry = request.app[keys.METRICS]
     try:
         counts = await request.app[keys.DATABASE].read(OUTBOX.depth)

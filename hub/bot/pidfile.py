@@ -29,6 +29,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from hub.logs import redact_command
+
 log = logging.getLogger(__name__)
 
 
@@ -108,7 +110,10 @@ class PidFile:
                 log.debug("recorded %s (pid %s) is gone or its pid was reused; left alone", child.name, child.pid)
         for child in stale:
             log.warning(
-                "ending %s left running by an earlier hub (pid %s): %s", child.name, child.pid, " ".join(child.argv)
+                "ending %s left running by an earlier hub (pid %s): %s",
+                child.name,
+                child.pid,
+                redact_command(child.argv),
             )
             _signal_group(child.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from hub.bot import tether
 from hub.bot.pidfile import PidFile, Recorded, process_start_time
+from hub.logs import redact_command
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class ChildProcess:
                 start_new_session=True,
                 pass_fds=(read_end,),
             )  # fmt: skip
-            self._log.info("started (pid %s): %s", self.process.pid, " ".join(self.argv))
+            self._log.info("started (pid %s): %s", self.process.pid, redact_command(self.argv))
             if self.on_spawn is not None:
                 await self.on_spawn()
             # Waited for beside the output: workers that outlive their parent
@@ -225,7 +226,7 @@ def port_holder(port: int) -> str | None:
             for fd in (entry / "fd").iterdir():
                 if os.readlink(fd) in inodes:
                     command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                    return f"pid {entry.name}: {command.strip()[:200]}"
+                    return f"pid {entry.name}: {redact_command(command.strip())[:200]}"
     return None
 
 

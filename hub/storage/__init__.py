@@ -114,7 +114,8 @@ class SQLiteDatabase:
 
     @staticmethod
     def _engine(url: str, *, begin: str) -> sa.Engine:
-        engine = sa.create_engine(url, pool_size=8, max_overflow=8)
+        # hide_parameters: a failed statement's log line must not carry names, emails or texts.
+        engine = sa.create_engine(url, pool_size=8, max_overflow=8, hide_parameters=True)
 
         @sa.event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -280,7 +281,7 @@ class PostgresDatabase:
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
         self._engine: AsyncEngine = create_async_engine(
-            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True
         )
 
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

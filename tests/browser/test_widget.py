@@ -46,7 +46,10 @@ async def test_chat_reply_history_and_reconnect_without_loss_or_duplicates(
     from playwright.async_api import expect
 
     async with running_hub(database_url, tmp_path, webchat_title="Northwind support") as hub:
-        page = await browser.new_page(viewport={"width": 1280, "height": 820})
+        # bypass_csp: the tests' own polling (wait_for_function) evaluates
+        # strings, which /demo's policy forbids; the page itself runs under
+        # the policy in test_the_demo_works_under_its_content_security_policy.
+        page = await browser.new_page(viewport={"width": 1280, "height": 820}, bypass_csp=True)
         errors = watch(page)
         frames: list[str] = []  # what the widget said, for the failure message
         page.on(
@@ -144,7 +147,9 @@ async def test_phone_keyboard_isolation_and_offline_mode(
     from playwright.async_api import expect
 
     async with running_hub(database_url, tmp_path, webchat_agents_online="false") as hub:
-        context = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+        context = await browser.new_context(
+            viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, bypass_csp=True
+        )
         page = await context.new_page()
         errors = watch(page)
         await open_demo(page, hub)
@@ -191,7 +196,7 @@ async def test_reply_while_closed_shows_unread_badge(browser: Any, database_url:
     from playwright.async_api import expect
 
     async with running_hub(database_url, tmp_path) as hub:
-        page = await browser.new_page()
+        page = await browser.new_page(bypass_csp=True)  # polls with wait_for_function
         await open_demo(page, hub)
         await page.evaluate("window.ServicehubWidget.open()")
         message = page.get_by_role("textbox", name="Message")
@@ -225,7 +230,7 @@ async def test_a_late_welcome_never_wipes_the_pre_chat_form(browser: Any, databa
     from playwright.async_api import expect
 
     async with running_hub(database_url, tmp_path) as hub:
-        page = await browser.new_page()
+        page = await browser.new_page(bypass_csp=True)  # polls with wait_for_function
         errors = watch(page)
         await open_demo(page, hub)
         await page.get_by_role("button", name="Open chat").click()
@@ -251,4 +256,27 @@ async def test_a_late_welcome_never_wipes_the_pre_chat_form(browser: Any, databa
         contact = await hub.api("GET", f"/api/v1/contacts/{conversation['contact_id']}")
         assert contact["name"] == "Grace Hopper"
         assert contact["attributes"]["email_unverified"] == "grace@example.com"
+        assert errors == []
+
+
+async def test_the_demo_works_under_its_content_security_policy(browser: Any, sqlite_url: str, tmp_path: Path) -> None:
+    """/demo's policy (scripts from the hub only, the page's one inline
+    handler by hash) leaves the shop's button, the widget and its socket
+    working, and the browser reports no violation."""
+    from playwright.async_api import expect
+
+    async with running_hub(sqlite_url, tmp_path) as hub:
+        page = await browser.new_page()
+        errors = watch(page)
+        console: list[str] = []
+        page.on("console", lambda message: console.append(message.text))
+        await page.goto(f"http://127.0.0.1:{hub.client.server.port}/demo")
+        # The shop's own "Chat with us" button: an inline onclick, allowed by its hash.
+        await page.get_by_role("button", name="Chat with us").click()
+        message = page.get_by_role("textbox", name="Message")
+        await expect(message).to_be_visible(timeout=TIMEOUT)
+        await message.fill("Hello")
+        await message.press("Enter")
+        await expect(bubbles(page, "Echo: Hello")).to_have_count(1, timeout=TIMEOUT)
+        assert not [line for line in console if "Content Security Policy" in line], console
         assert errors == []

@@ -8,7 +8,8 @@ real algorithm:
 - forged input (bad, missing or stale signature; for the web chat a forged,
   altered or missing visitor token, or a foreign page origin) is refused with
   401/403 and stores nothing, while the same payload, genuine, is stored;
-- a malformed payload is refused with 400 and its reason, and stores nothing;
+- a malformed payload is refused with 400 and its reason, and stores nothing
+  (hostile ones too: a lone surrogate, nesting beyond 32 levels, NaN);
 - a provider's retried delivery (same provider id) is stored once;
 - send: transport errors, vendor 5xx and 429 raise ``ChannelSendError(retryable=True)``
   (429 with the vendor's retry_after), a permanent 4xx ``retryable=False``.
@@ -147,6 +148,9 @@ class FakeContract(Contract):
     malformed: ClassVar[dict[str, str]] = {
         "malformed.json": "item 1: 'from' must be a non-empty string",
         "not-json.txt": "not valid JSON",
+        "surrogate.json": "'[1].text' is not valid Unicode",
+        "deep.json": "deeper than 32 levels",
+        "nan.json": "NaN is not a JSON number",
     }
     # The fake channel records what it sends: it has no vendor that could fail.
     send_expected: ClassVar[dict[str, Expected]] = {}
@@ -173,6 +177,9 @@ class WebchatContract(Contract):
     malformed: ClassVar[dict[str, str]] = {
         "malformed.json": "'client_id' must be 1-64 letters",
         "not-json.txt": "not valid JSON",
+        "surrogate.json": "'text' is not valid Unicode",
+        "deep.json": "deeper than 32 levels",
+        "nan.json": "Infinity is not a JSON number",
     }
     # No vendor: a visitor without an open socket reads the reply from the history later.
     send_expected: ClassVar[dict[str, Expected]] = {"transport": Undelivered()}
@@ -267,6 +274,9 @@ class SlackContract(Contract):
     malformed: ClassVar[dict[str, str]] = {
         "malformed.json": "event_callback without an 'event' object",
         "not-json.txt": "not valid JSON",
+        "surrogate.json": "'event.text' is not valid Unicode",
+        "deep.json": "deeper than 32 levels",
+        "nan.json": "'event_time' is not a finite number",
     }
     send_expected: ClassVar[dict[str, Expected]] = {
         "transport": Retryable(),
