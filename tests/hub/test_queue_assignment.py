@@ -142,3 +142,114 @@ async def test_concurrent_resolves_route_each_queued_ticket_once(hub: Hub) -> No
 async def _if(pending: Any, check: Any) -> dict | None:
     found = await pending
     return found if check(found) else None
+
+
+# --- Two instances on PostgreSQL -------------------------------------------------
+# Each test runs one change in a transaction on its own engine and, while it is
+# still uncommitted, a second change on another engine (a second instance);
+# then the first commits. The second either runs through or waits on a lock the
+# first holds: the outcome must be the one a serial run gives.
+
+
+def _postgres_url(hub: Hub) -> str:
+    from hub import keys
+
+    url = str(hub.app[keys.SETTINGS].database_url)
+    if not url.startswith("postgresql"):
+        pytest.skip("two instances racing is a PostgreSQL matter: SQLite has one writer")
+    return url
+
+
+async def _race(url: str, first: Any, second: Any) -> None:
+    """``first(conn)`` in a transaction held open until ``second(conn)``, on
+    another engine, has committed or is waiting on one of first's locks."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    one, two = create_async_engine(url), create_async_engine(url)
+
+    async def run_second() -> None:
+        async with two.begin() as conn:
+            await conn.run_sync(second)
+
+    try:
+        async with one.begin() as conn:
+            await conn.run_sync(first)
+            pending = asyncio.create_task(run_second())
+            await asyncio.wait({pending}, timeout=2.0)
+        await asyncio.wait_for(pending, 30.0)
+    finally:
+        await one.dispose()
+        await two.dispose()
+
+
+def _resolver(hub: Hub, ticket_id: int) -> Any:
+    from hub.tickets.transactions import resolve
+
+    now = hub.tickets.clock.now()
+    return lambda conn: resolve(conn, ticket_id, actor_id=None, now=now)
+
+
+async def _loads_match_tickets(hub: Hub, *agent_ids: int) -> dict[int, int]:
+    """Each agent's booked load equals their open, awake tickets; returned."""
+    loads = {}
+    for agent_id in agent_ids:
+        mine = await hub.api("GET", f"/api/v1/tickets?assignee={agent_id}&status=open&limit=200")
+        booked = (await agent(hub, agent_id))["open_tickets"]
+        assert booked == len([t for t in mine["items"] if t["snoozed_until"] is None]), (agent_id, booked, mine)
+        loads[agent_id] = booked
+    return loads
+
+
+@pytest.mark.asyncio
+async def test_two_instances_resolving_at_once_route_both_queued_tickets(hub: Hub) -> None:
+    url = _postgres_url(hub)
+    a = await new_agent(hub, "i-a", capacity=1)
+    b = await new_agent(hub, "i-b", capacity=1)
+    mine = [await handoff(hub, (await conversation(hub, f"i-{i}"))["id"]) for i in range(2)]
+    by_agent = {t["assignee_id"]: t["id"] for t in mine}
+    assert set(by_agent) == {a, b}
+    high = await handoff(hub, (await conversation(hub, "i-q1"))["id"], priority="high")
+    normal = await handoff(hub, (await conversation(hub, "i-q2"))["id"])
+    assert high["assignee_id"] is None and normal["assignee_id"] is None
+    await _race(url, _resolver(hub, by_agent[a]), _resolver(hub, by_agent[b]))
+    # Both agents freed a slot: both queued tickets are routed, one each.
+    routed = {(await ticket(hub, t["id"]))["assignee_id"] for t in (high, normal)}
+    assert routed == {a, b}
+    assert await _loads_match_tickets(hub, a, b) == {a: 1, b: 1}
+
+
+@pytest.mark.asyncio
+async def test_two_instances_freeing_one_agent_never_book_past_capacity(hub: Hub) -> None:
+    url = _postgres_url(hub)
+    solo = await new_agent(hub, "j-solo", capacity=2)
+    mine = [await handoff(hub, (await conversation(hub, f"j-{i}"))["id"]) for i in range(2)]
+    assert {t["assignee_id"] for t in mine} == {solo}
+    queued = [await handoff(hub, (await conversation(hub, f"j-q{i}"))["id"]) for i in range(3)]
+    assert all(t["assignee_id"] is None for t in queued)
+    await _race(url, _resolver(hub, mine[0]["id"]), _resolver(hub, mine[1]["id"]))
+    owners = [(await ticket(hub, t["id"]))["assignee_id"] for t in queued]
+    assert owners == [solo, solo, None]  # the two oldest; the third still waits
+    assert await _loads_match_tickets(hub, solo) == {solo: 2}
+
+
+@pytest.mark.asyncio
+async def test_a_handoff_beside_an_uncommitted_resolve_is_routed(hub: Hub) -> None:
+    """The handoff cannot see the freed slot, the resolve cannot see the new
+    ticket: unless the two are ordered, the ticket waits beside an idle agent."""
+    from hub.tickets.transactions import open_ticket
+
+    url = _postgres_url(hub)
+    solo = await new_agent(hub, "k-solo", capacity=1)
+    busy = await handoff(hub, (await conversation(hub, "k-1"))["id"])
+    assert busy["assignee_id"] == solo
+    fresh = await conversation(hub, "k-2")
+    policy = await hub.tickets.policy()
+    now = hub.tickets.clock.now()
+    await _race(
+        url,
+        _resolver(hub, busy["id"]),
+        lambda conn: open_ticket(conn, fresh["id"], policy=policy, now=now),
+    )
+    opened = (await hub.api("GET", "/api/v1/tickets?limit=200"))["items"]
+    assert [t["assignee_id"] for t in opened if t["conversation_id"] == fresh["id"]] == [solo]
+    assert await _loads_match_tickets(hub, solo) == {solo: 1}
