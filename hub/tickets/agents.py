@@ -156,6 +156,7 @@ def update_profile(
             if not isinstance(changes[flag], bool):
                 raise InvalidInput(f"{flag} must be true or false")
             values[flag] = changes[flag]
+    lock_routing(conn)  # before the agent's row: the lock always comes first
     _ensure_profile(conn, agent)
     if values:
         values["updated_at"] = utcnow()
@@ -237,11 +238,38 @@ def anyone_on_duty(conn: Connection) -> bool:
     )
 
 
+# The key of the one transaction-scoped advisory lock routing takes on
+# PostgreSQL (any constant of our own; "hub!" in ASCII).
+ROUTING_LOCK_KEY = 0x68756221
+_LOCK_ROUTING = sa.text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=ROUTING_LOCK_KEY)
+
+
+def lock_routing(conn: Connection) -> None:
+    """Hold the routing lock until the caller's transaction ends.
+
+    Every transaction that changes an agent's load or decides where a ticket
+    goes takes it before it reads what it decides on (and before it writes an
+    agent's row, so the lock always comes first and never closes a cycle).
+    On PostgreSQL this orders routing across connections and instances as
+    SQLite's single writer does: a resolve and a handoff committing at once
+    cannot each miss the other's row (the ticket left queued beside an idle
+    agent), nor two resolves each lock the queue the other needed. Re-taking
+    it in the same transaction is free."""
+    if conn.dialect.name != "postgresql":
+        return
+    transaction = conn.get_transaction()
+    if conn.info.get("routing_lock") is transaction:
+        return
+    conn.execute(_LOCK_ROUTING)
+    conn.info["routing_lock"] = transaction
+
+
 def book(conn: Connection, user_id: int | None, delta: int, *, stamp: bool = False, team: str = "support") -> None:
     """Adjust an agent's open-ticket count (and round-robin stamp) in the caller's
     transaction. A user given a ticket before having a profile gets one (off duty)."""
     if user_id is None:
         return
+    lock_routing(conn)
     if (
         delta > 0
         and conn.execute(sa.select(agent_profiles.c.user_id).where(agent_profiles.c.user_id == user_id)).first() is None
@@ -274,6 +302,7 @@ def take_slot(conn: Connection, user_id: int) -> bool:
     conditional update is the claim (on PostgreSQL it locks the agent's row and
     re-checks the condition after a concurrent booking commits), so two
     instances routing at once never take an agent past capacity."""
+    lock_routing(conn)
     values: dict[str, Any] = {
         "open_tickets": agent_profiles.c.open_tickets + 1,
         "last_assigned_seq": time.time_ns() // 1000,
@@ -310,6 +339,7 @@ def anyone_with_room(conn: Connection) -> bool:
 def recount_loads(conn: Connection) -> None:
     """Recompute every agent's open-ticket count from the tickets (start-up
     self-repair). A snoozed ticket does not count: it needs no work until it wakes."""
+    lock_routing(conn)
     counts: dict[int, int] = dict(
         conn.execute(
             sa.select(tickets.c.assignee_id, sa.func.count())

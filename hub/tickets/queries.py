@@ -3,7 +3,9 @@ SLA scheduler finds due at ``now``."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -63,28 +65,47 @@ def list_tickets(
     return [ticket_from_row(r) for r in conn.execute(stmt)]
 
 
-def queue(
-    conn: Connection, *, team: str | None = None, limit: int = 100, awake: bool = False, lock: bool = False
-) -> list[Ticket]:
-    """Unassigned open tickets, most urgent first, then oldest first.
+def _queue_order() -> tuple[Any, ...]:
+    rank = sa.case({p.value: routing.priority_rank(p) for p in Priority}, value=tickets.c.priority, else_=9)
+    return rank, tickets.c.id
 
-    ``awake``: without the snoozed ones. ``lock`` (a routing pass): the rows
-    are locked and rows another transaction is routing are skipped
-    (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite serialises writers)."""
-    order = sa.case({p.value: routing.priority_rank(p) for p in Priority}, value=tickets.c.priority, else_=9)
+
+def queue(conn: Connection, *, team: str | None = None, limit: int = 100) -> list[Ticket]:
+    """Unassigned open tickets, most urgent first, then oldest first."""
     stmt = (
         sa.select(tickets)
         .where(tickets.c.status == TicketStatus.OPEN.value, tickets.c.assignee_id.is_(None))
-        .order_by(order, tickets.c.id)
+        .order_by(*_queue_order())
         .limit(limit)
     )
     if team:
         stmt = stmt.where(tickets.c.team == team)
-    if awake:
-        stmt = stmt.where(tickets.c.snoozed_until.is_(None))
-    if lock and conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
     return [ticket_from_row(r) for r in conn.execute(stmt)]
+
+
+def next_queued(conn: Connection, *, passed: Collection[int] = ()) -> Ticket | None:
+    """The head of the queue for a routing pass: the most urgent, then oldest,
+    unassigned open ticket that is awake and not in ``passed``. On PostgreSQL
+    its row and its conversation's are locked, and a ticket whose rows another
+    transaction holds is passed over (``FOR UPDATE SKIP LOCKED``) rather than
+    waited for: the pass never waits while holding the routing lock."""
+    stmt = (
+        sa.select(tickets)
+        .join(conversations, conversations.c.id == tickets.c.conversation_id)
+        .where(
+            tickets.c.status == TicketStatus.OPEN.value,
+            tickets.c.assignee_id.is_(None),
+            tickets.c.snoozed_until.is_(None),
+        )
+        .order_by(*_queue_order())
+        .limit(1)
+    )
+    if passed:
+        stmt = stmt.where(tickets.c.id.not_in(list(passed)))
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(of=[tickets, conversations], skip_locked=True)
+    row = conn.execute(stmt).first()
+    return ticket_from_row(row) if row is not None else None
 
 
 def customer_text(conn: Connection, conversation_id: int, limit: int = 5) -> list[str]:

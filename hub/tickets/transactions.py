@@ -13,6 +13,14 @@ or duty change) fills it from the queue in the same transaction
 conditional update (``agents.take_slot``), so concurrent routing never takes
 an agent past capacity.
 
+Lock order on PostgreSQL (SQLite has one writer): a change takes its
+conversation's row, then the routing lock (``agents.lock_routing``), then the
+rows it writes; the fill pass takes each queued ticket and its conversation
+with ``SKIP LOCKED``, so it never waits on a row someone else holds. Routing
+is then serial across connections and instances: a resolve and a handoff
+committing at once cannot each miss the other's row, and a ticket resolved
+twice at once frees its agent's slot once.
+
 The conversation stays the source of truth for priority, assignee and status
 (``hub.models``); the ticket keeps copies of priority and assignee so the
 queue, the load counts and the SLA scan read one table, and every change is
@@ -44,11 +52,11 @@ from hub.conversations import transactions as conversations_tx
 from hub.errors import Conflict, InvalidInput
 from hub.models import ConversationStatus, Handler, Priority
 from hub.storage import insert_ignore
-from hub.storage.schema import tickets
+from hub.storage.schema import conversations, tickets
 from hub.tickets import agents as agents_tx
 from hub.tickets import routing, sla
 from hub.tickets.model import Ticket, TicketStatus
-from hub.tickets.queries import customer_text, get_ticket, open_ticket_of, queue, recent_conversations
+from hub.tickets.queries import customer_text, get_ticket, next_queued, open_ticket_of, recent_conversations
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +104,26 @@ def _conversation(
     change.conversation_changes.update(applied)
 
 
+def _hold(conn: Connection, conversation_id: int) -> None:
+    """Take the locks of a routing change in their order: the conversation's
+    row, then the routing lock (PostgreSQL; no-ops on SQLite)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(_LOCK_CONVERSATION, {"conversation_id": conversation_id})
+    agents_tx.lock_routing(conn)
+
+
+_LOCK_CONVERSATION = (
+    sa.select(conversations.c.id).where(conversations.c.id == sa.bindparam("conversation_id")).with_for_update()
+)
+
+
+def _held(conn: Connection, ticket_id: int) -> Ticket:
+    """The ticket, read after its change's locks are held (so a concurrent
+    change of it has committed and is seen)."""
+    _hold(conn, get_ticket(conn, ticket_id).conversation_id)
+    return get_ticket(conn, ticket_id)
+
+
 def _counts(ticket: Ticket) -> bool:
     """Does the ticket count toward its assignee's load? (open and awake)"""
     return ticket.status == TicketStatus.OPEN and ticket.snoozed_until is None
@@ -103,6 +131,7 @@ def _counts(ticket: Ticket) -> bool:
 
 def _choose_and_book(conn: Connection, ticket: Ticket, exclude: tuple[int, ...]) -> int | None:
     """The agent routing picks who still has room, booked; None when nobody has."""
+    agents_tx.lock_routing(conn)  # decide on what every earlier routing committed
     while True:
         agent = routing.choose(
             agents_tx.candidate_loads(conn, team=ticket.team, urgent=ticket.priority == Priority.URGENT),
@@ -154,6 +183,7 @@ def open_ticket(
     now: datetime,
 ) -> Change:
     """Open (or, when one is open, escalate) the conversation's ticket, route it."""
+    _hold(conn, conversation_id)
     conversation = conversations_tx.get_conversation(conn, conversation_id)
     contact = contacts_tx.get_contact(conn, conversation.contact_id)
     texts = customer_text(conn, conversation_id)
@@ -243,7 +273,7 @@ def _set_priority(
 
 
 def _open(conn: Connection, ticket_id: int) -> Ticket:
-    ticket = get_ticket(conn, ticket_id)
+    ticket = _held(conn, ticket_id)
     if ticket.status != TicketStatus.OPEN:
         raise Conflict(f"ticket {ticket_id} is already resolved")
     return ticket
@@ -288,7 +318,7 @@ def set_priority(
 def resolve(
     conn: Connection, ticket_id: int, *, actor_id: int | None, now: datetime, touch_conversation: bool = True
 ) -> Change:
-    ticket = get_ticket(conn, ticket_id)
+    ticket = _held(conn, ticket_id)
     change = Change(ticket=ticket, now=now)
     if ticket.status == TicketStatus.RESOLVED:
         return change
@@ -368,6 +398,7 @@ def sync_from_conversation(
     conn: Connection, conversation_id: int, changes: dict[str, Any], *, policy: Policy, now: datetime
 ) -> Change | None:
     """Bring the open ticket in line with a conversation change made anywhere."""
+    _hold(conn, conversation_id)
     ticket = open_ticket_of(conn, conversation_id)
     if ticket is None:
         return None
@@ -411,6 +442,7 @@ def sync_from_conversation(
 
 def customer_wrote(conn: Connection, conversation_id: int, *, policy: Policy, now: datetime) -> Change | None:
     """Ingest reopens a pending/snoozed conversation without an event: resume the clock."""
+    _hold(conn, conversation_id)
     ticket = open_ticket_of(conn, conversation_id)
     if ticket is None:
         return None
@@ -446,6 +478,7 @@ def escalate(
     ]
     if target == "first_response":
         still_due.append(tickets.c.first_response_at.is_(None))  # an agent may have just answered
+    _held(conn, ticket_id)
     claimed = conn.execute(
         sa.update(tickets)
         .where(*still_due)
@@ -480,7 +513,7 @@ def escalate(
 
 
 def wake(conn: Connection, ticket_id: int, now: datetime) -> Change | None:
-    ticket = get_ticket(conn, ticket_id)
+    ticket = _held(conn, ticket_id)
     if ticket.status != TicketStatus.OPEN or ticket.snoozed_until is None:
         return None
     change = Change(ticket=ticket, now=now)
@@ -493,7 +526,7 @@ def wake(conn: Connection, ticket_id: int, now: datetime) -> Change | None:
 
 def reroute(conn: Connection, ticket_id: int, *, exclude: tuple[int, ...], now: datetime) -> Change | None:
     """Give an open ticket to someone else (or back to the queue)."""
-    ticket = get_ticket(conn, ticket_id)
+    ticket = _held(conn, ticket_id)
     if ticket.status != TicketStatus.OPEN:
         return None
     change = Change(ticket=ticket, now=now)
@@ -505,18 +538,21 @@ def reroute(conn: Connection, ticket_id: int, *, exclude: tuple[int, ...], now: 
 def fill_capacity(conn: Connection, *, now: datetime, skip: tuple[int, ...] = (), limit: int = 50) -> list[Change]:
     """Route queued tickets (most urgent first, then oldest) to on-duty agents
     with room, in the caller's transaction: called by every change that frees
-    or adds capacity. Queued rows another transaction is routing are skipped
-    (PostgreSQL), and each booking re-checks capacity (``take_slot``)."""
+    or adds capacity. Holds the routing lock; takes one queued ticket at a
+    time, passing over any whose rows another transaction holds (PostgreSQL),
+    and each booking re-checks capacity (``take_slot``)."""
+    agents_tx.lock_routing(conn)
     done: list[Change] = []
-    if not agents_tx.anyone_with_room(conn):
-        return done
-    for ticket in queue(conn, limit=limit, awake=True, lock=True):
-        if ticket.id in skip:
-            continue
+    passed = set(skip)
+    for _ in range(limit):
+        if not agents_tx.anyone_with_room(conn):
+            break
+        ticket = next_queued(conn, passed=passed)
+        if ticket is None:
+            break
+        passed.add(ticket.id)
         change = Change(ticket=ticket, now=now)
         _auto_assign(conn, change)
         if change.ticket.assignee_id is not None:
             done.append(change)
-        if not agents_tx.anyone_with_room(conn):
-            break
     return done
