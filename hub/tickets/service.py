@@ -46,6 +46,7 @@ from hub.tickets.transactions import (
     escalate,
     fill_capacity,
     open_ticket,
+    queue_beside_room,
     record_first_response,
     reroute,
     resolve,
@@ -373,6 +374,14 @@ class TicketService:
         for ticket_id in await self.db.read(due_snoozes, now):
             await self._publish(await self.db.write(self._tx(wake, ticket_id, now)))
             done += 1
+        # The queue's safety net (and the start-up catch-up): every change that
+        # frees room fills it in its transaction, but the pass skips a ticket
+        # whose rows another transaction held at that moment, and an erasure
+        # frees room without routing.
+        if await self.db.read(queue_beside_room):
+            for change in await self.db.write(self._tx(fill_capacity, now=now)):
+                await self._publish(change)
+                done += 1
         return done
 
     # --- in-transaction hooks (``hub.txhooks``) -------------------------------------------

@@ -535,6 +535,21 @@ def reroute(conn: Connection, ticket_id: int, *, exclude: tuple[int, ...], now: 
     return change
 
 
+def queue_beside_room(conn: Connection) -> bool:
+    """Does an awake queued ticket wait while an on-duty agent has room? (a
+    read, so the scheduler's safety net writes only when a fill may route)"""
+    waiting = conn.execute(
+        sa.select(tickets.c.id)
+        .where(
+            tickets.c.status == TicketStatus.OPEN.value,
+            tickets.c.assignee_id.is_(None),
+            tickets.c.snoozed_until.is_(None),
+        )
+        .limit(1)
+    ).first()
+    return waiting is not None and agents_tx.anyone_with_room(conn)
+
+
 def fill_capacity(conn: Connection, *, now: datetime, skip: tuple[int, ...] = (), limit: int = 50) -> list[Change]:
     """Route queued tickets (most urgent first, then oldest) to on-duty agents
     with room, in the caller's transaction: called by every change that frees

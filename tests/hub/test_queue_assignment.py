@@ -253,3 +253,48 @@ async def test_a_handoff_beside_an_uncommitted_resolve_is_routed(hub: Hub) -> No
     opened = (await hub.api("GET", "/api/v1/tickets?limit=200"))["items"]
     assert [t["assignee_id"] for t in opened if t["conversation_id"] == fresh["id"]] == [solo]
     assert await _loads_match_tickets(hub, solo) == {solo: 1}
+
+
+@pytest.mark.asyncio
+async def test_one_ticket_resolved_twice_at_once_frees_one_slot(hub: Hub) -> None:
+    """A double click, or the Slack button beside the API: the second resolve
+    must see the first's commit, or the agent's load drops below their tickets
+    and the next routing books them past capacity."""
+    url = _postgres_url(hub)
+    solo = await new_agent(hub, "d-solo", capacity=1)
+    busy = await handoff(hub, (await conversation(hub, "d-1"))["id"])
+    waiting = await handoff(hub, (await conversation(hub, "d-2"))["id"])
+    assert busy["assignee_id"] == solo and waiting["assignee_id"] is None
+    await _race(url, _resolver(hub, busy["id"]), _resolver(hub, busy["id"]))
+    assert (await ticket(hub, waiting["id"]))["assignee_id"] == solo
+    assert await _loads_match_tickets(hub, solo) == {solo: 1}
+    late = await handoff(hub, (await conversation(hub, "d-3"))["id"])
+    assert late["assignee_id"] is None  # still full: no phantom slot
+
+
+@pytest.mark.asyncio
+async def test_a_queued_ticket_busy_elsewhere_is_passed_over_then_routed(hub: Hub) -> None:
+    """The fill pass never waits on a row another transaction holds (here the
+    queued ticket's conversation, as while its customer's message is stored):
+    the resolve returns at once, and the scheduler's next pass routes it."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    url = _postgres_url(hub)
+    solo = await new_agent(hub, "b-solo", capacity=1)
+    busy = await handoff(hub, (await conversation(hub, "b-1"))["id"])
+    waiting = await handoff(hub, (await conversation(hub, "b-2"))["id"])
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("SELECT id FROM conversations WHERE id = :id FOR UPDATE"), {"id": waiting["conversation_id"]}
+            )
+            resolving = hub.api("POST", f"/api/v1/tickets/{busy['id']}/resolve", role="agent")
+            await asyncio.wait_for(resolving, 10.0)
+            assert (await ticket(hub, waiting["id"]))["assignee_id"] is None
+    finally:
+        await engine.dispose()
+    routed = await wait_for(lambda: _if(ticket(hub, waiting["id"]), lambda t: t["assignee_id"] == solo))
+    assert routed["assignee_id"] == solo
+    assert await _loads_match_tickets(hub, solo) == {solo: 1}
