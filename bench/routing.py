@@ -9,6 +9,10 @@
    on-duty agents and their loads, choose, update ticket + conversation +
    load counters, write the timeline event) on SQLite holding 10,000 open
    tickets and 200 agents, sequential and 32 at a time (group commit).
+   With ``--postgres URL`` (a server's maintenance database, e.g.
+   ``postgresql+asyncpg://postgres@127.0.0.1:5432/postgres``): the same on a
+   temporary database there, where the 32 run on their own connections and
+   routing transactions queue on one lock (``agents.lock_routing``).
 
 Prints figures and one JSON object on the last line. Target: >= 2,000/s.
 """
@@ -21,6 +25,7 @@ import random
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from _common import emit
 
@@ -66,7 +71,47 @@ def bench_decide(tickets: int, steady: int, rng: random.Random) -> dict[str, flo
     return {"decide_fill_per_s": round(fill), "decide_steady_per_s": round(steady_rate), "decide_queued": queued}
 
 
-async def bench_db(tickets: int, decisions: int, rng: random.Random) -> dict[str, float]:
+async def _postgres_database(base: str) -> tuple[str, Any]:
+    """A new database on the server of ``base``, and a coroutine that drops it."""
+    import uuid
+
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    server = make_url(base)
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(
+            host=server.host,
+            port=server.port or 5432,
+            user=server.username,
+            password=server.password,
+            database=server.database,
+        )
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    name = f"hub_bench_{uuid.uuid4().hex[:12]}"
+    await admin(f'CREATE DATABASE "{name}"')
+    return server.set(database=name).render_as_string(hide_password=False), admin(
+        f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+    )
+
+
+async def bench_db(tickets: int, decisions: int, rng: random.Random, postgres: str | None = None) -> dict[str, float]:
+    if not postgres:
+        with tempfile.TemporaryDirectory() as tmp:
+            return await _bench_db_at(f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}", tickets, decisions, rng)
+    url, drop = await _postgres_database(postgres)
+    try:
+        return await _bench_db_at(url, tickets, decisions, rng)
+    finally:
+        await drop
+
+
+async def _bench_db_at(url: str, tickets: int, decisions: int, rng: random.Random) -> dict[str, float]:
     import sqlalchemy as sa
 
     from hub.events import utcnow
@@ -76,117 +121,115 @@ async def bench_db(tickets: int, decisions: int, rng: random.Random) -> dict[str
     from hub.storage.schema import tickets as tickets_table
     from hub.tickets import transactions as tickets_tx
 
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
-        upgrade(url)
-        db = open_database(url)
-        pool = agents(200, rng)
-        now = utcnow()
+    await asyncio.to_thread(upgrade, url)
+    db = open_database(url)
+    pool = agents(200, rng)
+    now = utcnow()
 
-        def seed(conn: sa.Connection) -> None:
-            conn.execute(
-                sa.insert(users),
-                [
-                    {
-                        "id": a.user_id,
-                        "name": f"agent {a.user_id}",
-                        "email": f"a{a.user_id}@bench.test",
-                        "role": "agent",
-                        "extra": {},
-                        "created_at": now,
-                    }
-                    for a in pool
-                ],
-            )
-            conn.execute(
-                sa.insert(contacts),
-                [
-                    {"id": i, "name": None, "attributes": {}, "tags": [], "created_at": now, "updated_at": now}
-                    for i in range(1, tickets + 1)
-                ],
-            )
-            conn.execute(
-                sa.insert(conversations),
-                [
-                    {
-                        "id": i,
-                        "contact_id": i,
-                        "channel": "fake",
-                        "status": "open",
-                        "priority": "normal",
-                        "handler": "human",
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for i in range(1, tickets + 1)
-                ],
-            )
-            loads: dict[int, int] = {}
-            rows = []
-            on_duty = [a for a in pool if a.on_duty]
-            for i in range(1, tickets + 1):
-                assignee = on_duty[i % len(on_duty)].user_id
-                loads[assignee] = loads.get(assignee, 0) + 1
-                rows.append(
-                    {
-                        "id": i,
-                        "conversation_id": i,
-                        "contact_id": i,
-                        "open_conversation_id": i,
-                        "status": "open",
-                        "priority": rng.choice(PRIORITIES),
-                        "assignee_id": assignee,
-                        "team": TEAMS[i % len(TEAMS)],
-                        "source": "bench",
-                        "reason": "",
-                        "summary": "",
-                        "kb_hits": [],
-                        "created_at": now,
-                        "updated_at": now,
-                        "sla_paused_seconds": 0.0,
-                        "escalations": 0,
-                    }
-                )
-            conn.execute(sa.insert(tickets_table), rows)
-            conn.execute(
-                sa.insert(agent_profiles),
-                [
-                    {
-                        "user_id": a.user_id,
-                        "team": a.team,
-                        "skills": sorted(a.skills),
-                        "capacity": a.capacity,
-                        "senior": a.senior,
-                        "on_duty": a.on_duty,
-                        "open_tickets": loads.get(a.user_id, 0),
-                        "last_assigned_seq": 0,
-                        "updated_at": now,
-                    }
-                    for a in pool
-                ],
-            )
-
-        await db.write(seed)
-        ids = [rng.randrange(1, tickets + 1) for _ in range(decisions)]
-        started = time.perf_counter()
-        for ticket_id in ids[: decisions // 2]:
-            await db.write(tickets_tx.reroute, ticket_id, exclude=(), now=utcnow())
-        sequential = (decisions // 2) / (time.perf_counter() - started)
-        semaphore = asyncio.Semaphore(32)
-
-        async def one(ticket_id: int) -> None:
-            async with semaphore:
-                await db.write(tickets_tx.reroute, ticket_id, exclude=(), now=utcnow())
-
-        started = time.perf_counter()
-        await asyncio.gather(*(one(t) for t in ids[decisions // 2 :]))
-        concurrent = (decisions - decisions // 2) / (time.perf_counter() - started)
-        open_count = await db.read(
-            lambda conn: conn.execute(
-                sa.select(sa.func.count()).select_from(tickets_table).where(tickets_table.c.status == "open")
-            ).scalar_one()
+    def seed(conn: sa.Connection) -> None:
+        conn.execute(
+            sa.insert(users),
+            [
+                {
+                    "id": a.user_id,
+                    "name": f"agent {a.user_id}",
+                    "email": f"a{a.user_id}@bench.test",
+                    "role": "agent",
+                    "extra": {},
+                    "created_at": now,
+                }
+                for a in pool
+            ],
         )
-        await db.close()
+        conn.execute(
+            sa.insert(contacts),
+            [
+                {"id": i, "name": None, "attributes": {}, "tags": [], "created_at": now, "updated_at": now}
+                for i in range(1, tickets + 1)
+            ],
+        )
+        conn.execute(
+            sa.insert(conversations),
+            [
+                {
+                    "id": i,
+                    "contact_id": i,
+                    "channel": "fake",
+                    "status": "open",
+                    "priority": "normal",
+                    "handler": "human",
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in range(1, tickets + 1)
+            ],
+        )
+        loads: dict[int, int] = {}
+        rows = []
+        on_duty = [a for a in pool if a.on_duty]
+        for i in range(1, tickets + 1):
+            assignee = on_duty[i % len(on_duty)].user_id
+            loads[assignee] = loads.get(assignee, 0) + 1
+            rows.append(
+                {
+                    "id": i,
+                    "conversation_id": i,
+                    "contact_id": i,
+                    "open_conversation_id": i,
+                    "status": "open",
+                    "priority": rng.choice(PRIORITIES),
+                    "assignee_id": assignee,
+                    "team": TEAMS[i % len(TEAMS)],
+                    "source": "bench",
+                    "reason": "",
+                    "summary": "",
+                    "kb_hits": [],
+                    "created_at": now,
+                    "updated_at": now,
+                    "sla_paused_seconds": 0.0,
+                    "escalations": 0,
+                }
+            )
+        conn.execute(sa.insert(tickets_table), rows)
+        conn.execute(
+            sa.insert(agent_profiles),
+            [
+                {
+                    "user_id": a.user_id,
+                    "team": a.team,
+                    "skills": sorted(a.skills),
+                    "capacity": a.capacity,
+                    "senior": a.senior,
+                    "on_duty": a.on_duty,
+                    "open_tickets": loads.get(a.user_id, 0),
+                    "last_assigned_seq": 0,
+                    "updated_at": now,
+                }
+                for a in pool
+            ],
+        )
+
+    await db.write(seed)
+    ids = [rng.randrange(1, tickets + 1) for _ in range(decisions)]
+    started = time.perf_counter()
+    for ticket_id in ids[: decisions // 2]:
+        await db.write(tickets_tx.reroute, ticket_id, exclude=(), now=utcnow())
+    sequential = (decisions // 2) / (time.perf_counter() - started)
+    semaphore = asyncio.Semaphore(32)
+
+    async def one(ticket_id: int) -> None:
+        async with semaphore:
+            await db.write(tickets_tx.reroute, ticket_id, exclude=(), now=utcnow())
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(t) for t in ids[decisions // 2 :]))
+    concurrent = (decisions - decisions // 2) / (time.perf_counter() - started)
+    open_count = await db.read(
+        lambda conn: conn.execute(
+            sa.select(sa.func.count()).select_from(tickets_table).where(tickets_table.c.status == "open")
+        ).scalar_one()
+    )
+    await db.close()
     return {
         "db_sequential_per_s": round(sequential),
         "db_concurrent_per_s": round(concurrent),
@@ -197,6 +240,7 @@ async def bench_db(tickets: int, decisions: int, rng: random.Random) -> dict[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steady-state and database decisions (< 60 s)")
+    parser.add_argument("--postgres", metavar="URL", help="the database part on a temporary PostgreSQL database")
     args = parser.parse_args()
     rng = random.Random(6)
     tickets, agents_count = 10_000, 200
@@ -208,9 +252,10 @@ def main() -> None:
         f"routing decisions, in memory: fill {figures['decide_fill_per_s']:,}/s, "
         f"steady state with {tickets:,} open {figures['decide_steady_per_s']:,}/s ({agents_count} agents)"
     )
-    figures.update(asyncio.run(bench_db(tickets, db_decisions, rng)))
+    figures.update(asyncio.run(bench_db(tickets, db_decisions, rng, args.postgres)))
+    figures["db"] = "postgresql" if args.postgres else "sqlite"
     print(
-        f"assignment transactions on SQLite ({figures['db_open_tickets']:,} open tickets): "
+        f"assignment transactions on {figures['db']} ({figures['db_open_tickets']:,} open tickets): "
         f"sequential {figures['db_sequential_per_s']:,}/s, 32 concurrent {figures['db_concurrent_per_s']:,}/s"
     )
     figures["meets_target"] = bool(figures["decide_steady_per_s"] >= 2000)
