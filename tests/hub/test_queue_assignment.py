@@ -298,3 +298,26 @@ async def test_a_queued_ticket_busy_elsewhere_is_passed_over_then_routed(hub: Hu
     routed = await wait_for(lambda: _if(ticket(hub, waiting["id"]), lambda t: t["assignee_id"] == solo))
     assert routed["assignee_id"] == solo
     assert await _loads_match_tickets(hub, solo) == {solo: 1}
+
+
+@pytest.mark.asyncio
+async def test_agents_swapping_tickets_at_once_never_deadlock(hub: Hub) -> None:
+    """Moving a ticket from A to B writes A's row then B's, and one from B to A
+    the other way round: without one order for routing, PostgreSQL sees a
+    deadlock and one of the requests fails."""
+    _postgres_url(hub)
+    a = await new_agent(hub, "w-a", capacity=50)
+    b = await new_agent(hub, "w-b", capacity=50)
+    opened = [await handoff(hub, (await conversation(hub, f"w-{i}"))["id"]) for i in range(12)]
+    owner = {t["id"]: t["assignee_id"] for t in opened}
+    assert set(owner.values()) == {a, b}
+
+    async def swap(ticket_id: int) -> None:
+        other = b if owner[ticket_id] == a else a
+        await hub.api("POST", f"/api/v1/tickets/{ticket_id}/assign", json={"assignee_id": other})
+
+    for _ in range(4):
+        await asyncio.gather(*(swap(t) for t in owner))
+        owner = {t: (await ticket(hub, t))["assignee_id"] for t in owner}
+    loads = await _loads_match_tickets(hub, a, b)
+    assert sum(loads.values()) == 12
