@@ -21,6 +21,10 @@ is then serial across connections and instances: a resolve and a handoff
 committing at once cannot each miss the other's row, and a ticket resolved
 twice at once frees its agent's slot once.
 
+(Longer than the house's ~400 lines: the transitions call one another, a
+resolve fills the queue and the fill routes, through the same booking and
+locking helpers, so they stay in one module.)
+
 The conversation stays the source of truth for priority, assignee and status
 (``hub.models``); the ticket keeps copies of priority and assignee so the
 queue, the load counts and the SLA scan read one table, and every change is
