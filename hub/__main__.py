@@ -397,7 +397,8 @@ def kb_suggestions(
 ) -> None:
     """New phrasings of articles, offered by agents' help-centre links after a
     handoff and customers' helpful votes on the bot's answers; --accept or
-    --reject one (decided by nobody in particular; the API records the admin)."""
+    --reject one (audited as the CLI's, with the OS user; the API records the admin)."""
+    from hub.audit import Actor
     from hub.events import utcnow
     from hub.kb.suggestions import PhrasingSuggestions, Suggestion
     from hub.storage import open_database
@@ -413,10 +414,10 @@ def kb_suggestions(
             if accept_id is not None:
                 async with KnowledgeBase(**_kb_location()) as knowledge_base:
                     phrasings = PhrasingSuggestions(db, public_url=settings.public_url, knowledge_base=knowledge_base)
-                    return [await phrasings.accept(accept_id, user_id=None, now=utcnow())]
+                    return [await phrasings.accept(accept_id, actor=Actor.cli(), now=utcnow())]
             phrasings = PhrasingSuggestions(db, public_url=settings.public_url, knowledge_base=None)
             if reject_id is not None:
-                return [await phrasings.reject(reject_id, user_id=None, now=utcnow())]
+                return [await phrasings.reject(reject_id, actor=Actor.cli(), now=utcnow())]
             return await phrasings.list(status=None if status == "all" else status, collection=collection, limit=500)
         finally:
             await db.close()

@@ -84,6 +84,42 @@ def audited(
     return run
 
 
+def entry(row: Any) -> dict[str, Any]:
+    """One audit row as the API and the contact export show it (with its door)."""
+    return {
+        "id": row.id,
+        "user_id": row.user_id,
+        "via": row.via,
+        "action": row.action,
+        "target_type": row.target_type,
+        "target_id": row.target_id,
+        "details": row.details,
+        "created_at": row.created_at.isoformat(),
+    }
+
+
+def list_entries(
+    conn: Connection,
+    *,
+    limit: int,
+    action: str | None = None,
+    via: str | None = None,
+    target_type: str | None = None,
+    target_id: str | None = None,
+) -> list[dict[str, Any]]:
+    """The newest entries first; each filter given narrows them."""
+    stmt = sa.select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
+    for column, wanted in (
+        (audit_log.c.action, action),
+        (audit_log.c.via, via),
+        (audit_log.c.target_type, target_type),
+        (audit_log.c.target_id, target_id),
+    ):
+        if wanted is not None:
+            stmt = stmt.where(column == wanted)
+    return [entry(r) for r in conn.execute(stmt)]
+
+
 def _os_user() -> str:
     try:
         return getpass.getuser()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from aiohttp import web
 
 from hub import auth, keys
 from hub.api.base import audit_entry, current_user, field, int_param, json_body, path_id, requires
-from hub.audit import audited
+from hub.audit import VIA, audited, list_entries
+from hub.errors import InvalidInput
 from hub.models import Role
-from hub.storage.schema import audit_log
 
 routes = web.RouteTableDef()
 
@@ -74,21 +73,20 @@ async def revoke_token(request: web.Request) -> web.Response:
 @routes.get("/api/v1/audit")
 @requires(Role.ADMIN)
 async def list_audit(request: web.Request) -> web.Response:
+    """Newest first; ``action``, ``via`` (api, slack, cli), ``target_type`` and ``target_id`` filter."""
+    q = request.query
+    via = q.get("via")
+    if via is not None and via not in VIA:
+        raise InvalidInput(f"via must be one of {', '.join(VIA)}")
     limit = int_param(request, "limit", default=100, hi=1000)
-
-    def load(conn: sa.Connection) -> list[dict]:
-        found = conn.execute(sa.select(audit_log).order_by(audit_log.c.id.desc()).limit(limit))
-        return [
-            {
-                "id": r.id,
-                "user_id": r.user_id,
-                "action": r.action,
-                "target_type": r.target_type,
-                "target_id": r.target_id,
-                "details": r.details,
-                "created_at": r.created_at.isoformat(),
-            }
-            for r in found
-        ]
-
-    return web.json_response({"items": await request.app[keys.DATABASE].read(load)})
+    found = await request.app[keys.DATABASE].read(
+        lambda conn: list_entries(
+            conn,
+            limit=limit,
+            action=q.get("action"),
+            via=via,
+            target_type=q.get("target_type"),
+            target_id=q.get("target_id"),
+        )
+    )
+    return web.json_response({"items": found})

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from hub import keys
 from hub.api.base import current_user, int_param, path_id, requires
+from hub.audit import Actor
 from hub.errors import InvalidInput
 from hub.events import utcnow
 from hub.kb.suggestions import PENDING, STATUSES
@@ -38,7 +39,7 @@ async def suggestions(request: web.Request) -> web.Response:
 @requires(Role.ADMIN)
 async def accept(request: web.Request) -> web.Response:
     suggestion = await request.app[keys.PHRASINGS].accept(
-        path_id(request), user_id=current_user(request).id, now=utcnow()
+        path_id(request), actor=Actor(current_user(request).id, "api"), now=utcnow()
     )
     return web.json_response(suggestion.to_dict())
 
@@ -47,6 +48,6 @@ async def accept(request: web.Request) -> web.Response:
 @requires(Role.ADMIN)
 async def reject(request: web.Request) -> web.Response:
     suggestion = await request.app[keys.PHRASINGS].reject(
-        path_id(request), user_id=current_user(request).id, now=utcnow()
+        path_id(request), actor=Actor(current_user(request).id, "api"), now=utcnow()
     )
     return web.json_response(suggestion.to_dict())

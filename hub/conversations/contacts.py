@@ -17,6 +17,7 @@ import phonenumbers
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from hub.audit import entry as audit_entry
 from hub.conversations import references
 from hub.conversations.references import contact_references, unhandled_contact_references
 from hub.errors import InvalidInput, NotFound
@@ -321,18 +322,7 @@ def export_contact(conn: Connection, contact_id: int) -> dict[str, Any]:
         "messages": [rows.message(m).to_dict() for m in msgs],
         "tickets": [_ticket_export(t) for t in found],
         "ticket_events": _ticket_events(found, msgs),
-        "audit": [
-            {
-                "id": a.id,
-                "user_id": a.user_id,
-                "action": a.action,
-                "target_type": a.target_type,
-                "target_id": a.target_id,
-                "details": a.details,
-                "created_at": a.created_at.isoformat(),
-            }
-            for a in audit
-        ],
+        "audit": [audit_entry(a) for a in audit],
         "exported_at": utcnow().isoformat(),
     }
 

@@ -225,7 +225,7 @@ class HubService:
                 # A help-centre link after a handoff: the customer's question,
                 # offered as a phrasing of that article, with the reply.
                 self.phrasings.from_agent_reply(conn, queued.message)
-            if audit is not None:
+            if audit is not None and not queued.repeated:  # a retried POST is not a second reply
                 record(conn, audit, target_id=conversation_id, message_id=queued.message.id)
             event = MessageQueued(
                 message_id=queued.message.id,
@@ -277,12 +277,12 @@ class HubService:
             conversation, applied = conversations_tx.update_conversation(
                 conn, conversation_id, changes, actor_id=actor_id
             )
+            if not applied:  # nothing changed: nothing to audit
+                return conversation, None, []
             if audit is not None:
                 record(
                     conn, audit, target_id=conversation_id, changes={k: v for k, v in applied.items() if k != "subject"}
                 )
-            if not applied:
-                return conversation, None, []
             event = ConversationUpdated(conversation_id=conversation_id, changes=applied, actor_id=actor_id)
             return conversation, event, self.tx_hooks.run(conn, event)
 

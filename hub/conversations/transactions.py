@@ -43,6 +43,7 @@ class Queued:
     message: Message
     conversation: Conversation
     outbox_id: int | None
+    repeated: bool = False  # a retried idempotency key: the message queued the first time
 
 
 _CONVERSATION = sa.select(conversations).where(conversations.c.id == sa.bindparam("conversation_id"))
@@ -143,7 +144,12 @@ def queue_outbound(
     key = idempotency_key or uuid.uuid4().hex
     existing = conn.execute(_OUTBOX_BY_KEY, {"key": key}).first()
     if existing is not None:
-        return Queued(message=get_message(conn, existing.message_id), conversation=conversation, outbox_id=existing.id)
+        return Queued(
+            message=get_message(conn, existing.message_id),
+            conversation=conversation,
+            outbox_id=existing.id,
+            repeated=True,
+        )
     now = utcnow()
     row = conn.execute(
         _INSERT_MESSAGE_ROW,

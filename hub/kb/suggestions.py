@@ -39,11 +39,12 @@ import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.engine import Connection
 
-from hub import keys
+from hub import audit, keys
+from hub.audit import Actor
 from hub.errors import Conflict, InvalidInput, NotFound, Unavailable
 from hub.models import AuthorKind, Message, MessageKind, _Serialisable
 from hub.storage import Database, insert_ignore
-from hub.storage.schema import audit_log, kb_phrasing_suggestions, messages
+from hub.storage.schema import kb_phrasing_suggestions, messages
 from knowledge_base import Article, KnowledgeBase, KnowledgeBaseError
 from knowledge_base import InvalidInput as KBInvalidInput
 from knowledge_base.articles import MAX_QUESTION_CHARS
@@ -294,28 +295,21 @@ def list_suggestions(
     return [_suggestion(row) for row in conn.execute(stmt)]
 
 
-def decide(conn: Connection, suggestion_id: int, status: str, *, user_id: int | None, now: datetime) -> Suggestion:
+def decide(conn: Connection, suggestion_id: int, status: str, *, actor: Actor, now: datetime) -> Suggestion:
     """Mark a pending suggestion accepted or rejected, with its audit row.
     NotFound when it is gone, Conflict when it was decided already."""
     changed = conn.execute(
         sa.update(_table)
         .where(_table.c.id == suggestion_id, _table.c.status == PENDING)
-        .values(status=status, decided_at=now, decided_by=user_id)
+        .values(status=status, decided_at=now, decided_by=actor.user_id)
     ).rowcount
     suggestion = get_suggestion(conn, suggestion_id)
     if not changed:
         raise Conflict(f"suggestion {suggestion_id} is already {suggestion.status}")
-    conn.execute(
-        sa.insert(audit_log).values(
-            user_id=user_id,
-            action=f"kb.suggestion.{'accept' if status == ACCEPTED else 'reject'}",
-            target_type="kb_suggestion",
-            target_id=str(suggestion_id),
-            # Ids only: the text is a customer's words.
-            details={"collection": suggestion.collection, "article_id": suggestion.article_id},
-            created_at=now,
-        )
-    )
+    action = f"kb.suggestion.{'accept' if status == ACCEPTED else 'reject'}"
+    # Ids only: the text is a customer's words.
+    details = {"collection": suggestion.collection, "article_id": suggestion.article_id}
+    audit.record(conn, audit.Audit(actor, action, "kb_suggestion", suggestion_id, details))
     return suggestion
 
 
@@ -381,7 +375,7 @@ class PhrasingSuggestions:
     async def list(self, **filters: Any) -> list[Suggestion]:
         return await self.db.read(lambda conn: list_suggestions(conn, **filters))
 
-    async def accept(self, suggestion_id: int, *, user_id: int | None, now: datetime) -> Suggestion:
+    async def accept(self, suggestion_id: int, *, actor: Actor, now: datetime) -> Suggestion:
         """Append the text to the article's ``questions`` (re-indexed at once)
         and mark the suggestion accepted. The article is written first: after
         a crash in between, accepting again finds the question there and only
@@ -411,10 +405,10 @@ class PhrasingSuggestions:
                         questions=[*article.questions, suggestion.text],
                     )
                 )
-            return await self.db.write(decide, suggestion_id, ACCEPTED, user_id=user_id, now=now)
+            return await self.db.write(decide, suggestion_id, ACCEPTED, actor=actor, now=now)
 
-    async def reject(self, suggestion_id: int, *, user_id: int | None, now: datetime) -> Suggestion:
-        return await self.db.write(decide, suggestion_id, REJECTED, user_id=user_id, now=now)
+    async def reject(self, suggestion_id: int, *, actor: Actor, now: datetime) -> Suggestion:
+        return await self.db.write(decide, suggestion_id, REJECTED, actor=actor, now=now)
 
 
 async def suggestions_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -179,13 +179,14 @@ class TicketService:
         self, fn: Callable[..., Any], *args: Any, by: int | None = None, audit: Audit | None = None, **kwargs: Any
     ) -> Any:
         """``fn(conn, ...)`` as a transaction whose changes (made by user
-        ``by``) are sealed in it, with ``audit``'s row."""
+        ``by``) are sealed in it, with ``audit``'s row when it changed
+        something (a resolve of a resolved ticket is no action)."""
 
         def run(conn: Connection) -> Any:
             result = fn(conn, *args, **kwargs)
             for change in result if isinstance(result, list) else [result]:
                 self._seal(conn, change, by)
-            if audit is not None:
+            if audit is not None and not (isinstance(result, Change) and _unchanged(result)):
                 ticket = result.ticket if isinstance(result, Change) else None
                 record(conn, audit, **({"ticket_id": ticket.id} if ticket is not None else {}))
             return result
@@ -456,6 +457,10 @@ class TicketService:
             change.ticket_changes = {"conversation": dict(event.changes)}
         self._seal(conn, change, event.actor_id)
         return self._after([change])
+
+
+def _unchanged(change: Change) -> bool:
+    return not (change.created or change.ticket_changes or change.conversation_changes)
 
 
 async def tickets_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -196,3 +196,155 @@ async def test_a_failed_change_writes_no_audit_row(hub: Hub) -> None:
     await hub.api("POST", "/api/v1/contacts/999999/merge", role="agent", json={"source_id": 999998}, expect=404)
     await hub.api("DELETE", "/api/v1/tokens/999999", expect=404)
     assert len(await rows(hub)) == before
+
+
+# --- the door is shown; a retry or a no-op is not a second action ------------------------------
+
+
+@pytest.mark.asyncio
+async def test_the_audit_api_and_the_contact_export_name_the_door(hub: Hub) -> None:
+    agent = (await hub.api("GET", "/api/v1/me", role="agent"))["id"]
+    cid = await customer_conversation(hub, sender="audit-door")
+    contact = (await hub.api("GET", f"/api/v1/conversations/{cid}"))["contact_id"]
+    ticket = await hub.api("POST", f"/api/v1/conversations/{cid}/handoff", role="agent", json={}, expect=201)
+    await hub.api("POST", f"/api/v1/tickets/{ticket['id']}/claim", role="agent")
+
+    claims = (await hub.api("GET", "/api/v1/audit", params={"action": "ticket.claim"}))["items"]
+    assert [(e["target_type"], e["target_id"], e["user_id"], e["via"]) for e in claims] == [
+        ("ticket", str(ticket["id"]), agent, "api")
+    ]
+    about = await hub.api("GET", "/api/v1/audit", params={"target_type": "conversation", "target_id": str(cid)})
+    assert [e["action"] for e in about["items"]] == ["ticket.handoff"]
+    assert (await hub.api("GET", "/api/v1/audit", params={"via": "slack"}))["items"] == []
+    bad = await hub.api("GET", "/api/v1/audit", params={"via": "fax"}, expect=400)
+    assert "via must be one of api, slack, cli" in bad["error"]["message"]
+    await hub.api("GET", "/api/v1/audit", role="agent", expect=403)
+
+    exported = await hub.api("GET", f"/api/v1/contacts/{contact}/export")
+    assert {(e["action"], e["via"]) for e in exported["audit"]} == {("ticket.handoff", "api"), ("ticket.claim", "api")}
+
+
+@pytest.mark.asyncio
+async def test_a_retried_request_or_a_change_that_changes_nothing_writes_no_second_row(hub: Hub) -> None:
+    cid = await customer_conversation(hub, sender="audit-twice")
+    retry = {"Idempotency-Key": "audit-twice-1"}
+    for _ in range(2):  # a client retrying its POST: one reply, one row
+        await hub.api(
+            "POST",
+            f"/api/v1/conversations/{cid}/messages",
+            role="agent",
+            json={"text": "Hi"},
+            headers=retry,
+            expect=201,
+        )
+    for _ in range(2):
+        await hub.api("PATCH", f"/api/v1/conversations/{cid}", role="agent", json={"priority": "high"})
+    ticket = await hub.api("POST", f"/api/v1/conversations/{cid}/handoff", role="agent", json={}, expect=201)
+    for _ in range(2):
+        await hub.api("POST", f"/api/v1/tickets/{ticket['id']}/resolve", role="agent")
+    actions = [r.action for r in await rows(hub)]
+    assert actions == ["conversation.reply", "conversation.update", "ticket.handoff", "ticket.resolve"]
+
+
+@pytest.mark.asyncio
+async def test_phrasing_decisions_are_audited_with_their_door(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hub import keys
+    from hub.__main__ import main
+    from hub.events import utcnow
+    from hub.kb.suggestions import record
+
+    def suggest(conn: sa.Connection, text: str) -> int | None:
+        return record(
+            conn,
+            collection="default",
+            article_id="refunds",
+            text=text,
+            source="agent",
+            conversation_id=None,
+            suggested_by=None,
+            now=utcnow(),
+        )
+
+    by_api = await hub.db.write(suggest, "How long do refunds take?")
+    by_cli = await hub.db.write(suggest, "When is my money back?")
+    admin = (await hub.api("GET", "/api/v1/me"))["id"]
+    await hub.api("POST", f"/api/v1/kb/suggestions/{by_api}/reject")
+    row = await one_row(hub, "kb.suggestion.reject", ("kb_suggestion", by_api), user_id=admin, via="api")
+    assert row.details == {"collection": "default", "article_id": "refunds"}
+
+    monkeypatch.setenv("HUB_DATABASE_URL", hub.app[keys.SETTINGS].database_url)
+    monkeypatch.setenv("HUB_KB_ENABLED", "false")
+    result = await asyncio.to_thread(CliRunner().invoke, main, ["kb", "suggestions", "--reject", str(by_cli)])
+    assert result.exit_code == 0, result.output
+    row = await one_row(hub, "kb.suggestion.reject", ("kb_suggestion", by_cli), user_id=None, via="cli")
+    assert row.details["os_user"] and "money" not in str(row.details)
+
+
+# --- one transaction ---------------------------------------------------------------------------
+
+
+async def refuse_audit_rows(hub: Hub) -> None:
+    """Make the database refuse every new audit row, as a full disk or a
+    revoked grant would (a trigger: nothing of the hub is replaced)."""
+
+    def install(conn: sa.Connection) -> None:
+        if conn.dialect.name == "sqlite":
+            conn.execute(
+                sa.text(
+                    "CREATE TRIGGER audit_log_refused BEFORE INSERT ON audit_log "
+                    "BEGIN SELECT RAISE(ABORT, 'audit log refused'); END"
+                )
+            )
+            return
+        conn.execute(
+            sa.text(
+                "CREATE FUNCTION audit_log_refused() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'audit log refused'; END $$"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "CREATE TRIGGER audit_log_refused BEFORE INSERT ON audit_log "
+                "FOR EACH ROW EXECUTE FUNCTION audit_log_refused()"
+            )
+        )
+
+    await hub.db.write(install)
+
+
+@pytest.mark.asyncio
+async def test_a_change_whose_audit_row_cannot_be_written_is_not_made(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hub import keys
+    from hub.__main__ import main
+
+    cid = await customer_conversation(hub, sender="audit-atomic", text="Where is parcel 4471?")
+    path = f"/api/v1/conversations/{cid}"
+    conversation = await hub.api("GET", path)
+    ticket = await hub.api("POST", f"{path}/handoff", role="agent", json={}, expect=201)
+    await refuse_audit_rows(hub)
+
+    async def fails(method: str, url: str, **kwargs: Any) -> None:
+        # The database's refusal, whatever status it maps to (SQLite reports
+        # a trigger's abort as a constraint error): the request fails.
+        response = await hub.client.request(method, url, headers=hub.auth("agent"), **kwargs)
+        assert response.status >= 400, response.status
+
+    await fails("PATCH", path, json={"priority": "urgent"})
+    assert (
+        (await hub.api("GET", path))["priority"]
+        == (await hub.api("GET", f"/api/v1/tickets/{ticket['id']}"))["priority"]
+        != "urgent"
+    )
+    await fails("POST", f"/api/v1/tickets/{ticket['id']}/resolve")
+    assert (await hub.api("GET", f"/api/v1/tickets/{ticket['id']}"))["status"] == "open"
+    await fails("POST", f"{path}/messages", json={"text": "Tracing 4471 now"})
+    assert "Tracing 4471" not in str(await hub.api("GET", f"{path}/timeline"))
+    monkeypatch.setenv("HUB_DATABASE_URL", hub.app[keys.SETTINGS].database_url)
+    erased = await asyncio.to_thread(
+        CliRunner().invoke, main, ["contacts", "erase", str(conversation["contact_id"]), "--yes"]
+    )
+    assert erased.exit_code != 0
+    assert (await hub.api("GET", f"/api/v1/contacts/{conversation['contact_id']}"))["id"] == conversation["contact_id"]
+    assert [r.action for r in await rows(hub)] == ["ticket.handoff"]
