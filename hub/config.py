@@ -154,7 +154,8 @@ class Settings(BaseSettings):
     kb_model_path: Path | None = None
     # Markdown folder ingested at start-up when its collection is empty (make run: the sample KB).
     kb_seed_dir: Path | None = None
-    kb_search_rate_limit: str = "60/minute"  # per client IP, public search API
+    kb_search_rate_limit: str = "60/minute"  # per client IP: the search API and the portal's search, together
+    kb_vote_rate_limit: str = "30/hour"  # per client IP, the portal's article votes (and 2 a day per article)
     site_name: str = "Northwind Outfitters Help Center"
     # Signs the portal's vote forms; unset: a random key per start.
     portal_secret: SecretStr | None = None

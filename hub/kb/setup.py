@@ -6,7 +6,7 @@ KB fallback. The knowledge_base package itself knows nothing of the hub.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 
 from hub import keys
 from hub.api.base import audit_entry, field, int_param, json_body, public, requires
-from hub.errors import InvalidInput, NotFound, Unavailable
+from hub.errors import InvalidInput, NotFound, RateLimited, Unavailable
 from hub.events import utcnow
 from hub.models import Role
 from hub.ratelimit import RateLimiter, client_ip
@@ -221,9 +221,35 @@ def setup_knowledge_base(app: web.Application, kb: KnowledgeBase | None) -> None
         site_name=settings.site_name,
         widget_enabled="webchat" in settings.channel_names,
         secret=settings.portal_secret.get_secret_value().encode() if settings.portal_secret else None,
+        guard=_portal_guard(app),
     )
     app.add_subapp("/help", portal)
     app.cleanup_ctx.append(_kb_ctx)
+
+
+# A voter (an IP) may vote on an article, then change their mind once, a day:
+# a vote form's token is bound to a cookie anyone can mint, the IP is not.
+VOTES_PER_ARTICLE = "2/day"
+
+
+def _portal_guard(app: web.Application) -> Callable[[web.Request, str, str], Awaitable[float | None]]:
+    """The portal's public actions under the hub's one rate limiter: its
+    search shares the limit of ``/api/v1/kb/search`` (the same embedding
+    search); votes are limited per IP and per IP and article."""
+
+    async def guard(request: web.Request, action: str, scope: str) -> float | None:
+        limiter, settings, ip = app[keys.RATE_LIMITER], app[keys.SETTINGS], client_ip(request)
+        try:
+            if action == "search":
+                await limiter.check(settings.kb_search_rate_limit, "kb-search", ip)
+            elif action == "vote":
+                await limiter.check(settings.kb_vote_rate_limit, "kb-vote", ip)
+                await limiter.check(VOTES_PER_ARTICLE, "kb-vote-article", ip, scope)
+        except RateLimited as err:
+            return err.retry_after or 1.0
+        return None
+
+    return guard
 
 
 class _LazyVotes:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import re
 import secrets
 from collections import defaultdict
@@ -113,6 +114,12 @@ class Links:
         return category_url(self.collection, slug)
 
 
+# What a host puts in front of the portal's public actions: ``(request,
+# action, scope)`` with action "search" or "vote" (scope: the article) gives
+# None to go on, or the seconds to wait before trying again (a 429 page).
+Guard = Callable[[web.Request, str, str], Awaitable[float | None]]
+
+
 class Portal:
     """The portal's state: the knowledge base, the vote store, templates, the form key."""
 
@@ -125,9 +132,11 @@ class Portal:
         widget_enabled: bool,
         secret: bytes,
         chat_url: str,
+        guard: Guard | None = None,
     ) -> None:
         self.kb = kb
         self.votes = votes
+        self.guard = guard
         self.site_name = site_name
         self.widget_enabled = widget_enabled
         self.chat_url = chat_url
@@ -171,6 +180,7 @@ def create_portal_app(
     widget_enabled: bool = True,
     secret: bytes | None = None,
     chat_url: str = "/demo",
+    guard: Guard | None = None,
 ) -> web.Application:
     """The help portal as an aiohttp sub-application, to mount at ``/help``.
 
@@ -185,6 +195,7 @@ def create_portal_app(
         widget_enabled=widget_enabled,
         secret=secret or secrets.token_bytes(32),
         chat_url=chat_url,
+        guard=guard,
     )
     app.router.add_static("/static", STATIC_DIR, name="static")
     for prefix, resolve in (("", _default_collection), ("/{collection}", _named_collection)):
@@ -382,6 +393,8 @@ async def search(request: web.Request, portal: Portal, collection: str) -> web.S
         return portal.render(
             request, "search.html", links=links, query="", hits=[], result=None, error=None, snippets=[]
         )
+    if (wait := await _guarded(request, portal, "search", collection)) is not None:
+        return wait
     try:
         result = await portal.kb.search(query, k=SEARCH_RESULTS, collection=collection)
     except InvalidInput as err:
@@ -457,8 +470,29 @@ async def vote(request: web.Request, portal: Portal, collection: str) -> web.Str
     helpful = form.get("helpful")
     if helpful not in ("yes", "no"):
         return _refuse(request, portal, collection, "Please choose yes or no.", 400)
+    if (wait := await _guarded(request, portal, "vote", f"{collection}/{article_id}")) is not None:
+        return wait
     await portal.votes.record(collection, article_id, helpful == "yes", voter)
     raise web.HTTPSeeOther(f"{Links(collection).article(article_id)}?feedback=thanks#feedback")
+
+
+async def _guarded(request: web.Request, portal: Portal, action: str, scope: str) -> web.Response | None:
+    """The host's limit on a public action: None to go on, else a 429 page with Retry-After."""
+    if portal.guard is None:
+        return None
+    retry_after = await portal.guard(request, action, scope)
+    if retry_after is None:
+        return None
+    response = portal.render(
+        request,
+        "message.html",
+        status=429,
+        links=Links(DEFAULT_COLLECTION),
+        title="Too many requests",
+        message="You have sent a lot of requests in a short time. Please wait a moment and try again.",
+    )
+    response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return response
 
 
 def _refuse(request: web.Request, portal: Portal, collection: str, message: str, status: int = 403) -> web.Response:

@@ -112,3 +112,43 @@ async def test_topics_name_the_categories_largest_first_and_refuse_bad_collectio
     bad = await kb_hub.client.get("/api/v1/kb/topics", params={"collection": "../etc"})
     assert bad.status == 400
     assert (await (await kb_hub.client.get("/api/v1/kb/topics", params={"collection": "empty"})).json())["topics"] == []
+
+
+@pytest.mark.asyncio
+async def test_portal_search_shares_the_search_limit(kb_hub: Hub) -> None:
+    for _ in range(3):
+        assert (await kb_hub.client.get("/api/v1/kb/search", params={"q": "refund"})).status == 200
+    for _ in range(2):
+        assert (await kb_hub.client.get("/help/search", params={"q": "refund"})).status == 200
+    # The sixth search of the minute (limit 5/minute), whichever door it uses.
+    limited = await kb_hub.client.get("/help/search", params={"q": "refund"})
+    assert limited.status == 429 and int(limited.headers["Retry-After"]) >= 1
+    assert "Too many requests" in await limited.text()
+    assert (await kb_hub.client.get("/api/v1/kb/search", params={"q": "refund"})).status == 429
+
+
+@pytest.mark.asyncio
+async def test_fresh_cookies_do_not_buy_more_votes(kb_hub: Hub) -> None:
+    import re
+
+    import sqlalchemy as sa
+
+    from hub.storage.schema import kb_votes
+
+    article_id = (await kb_hub.api("GET", "/api/v1/kb/articles", role="viewer"))["items"][0]["id"]
+    statuses = []
+    for _ in range(5):
+        kb_hub.client.session.cookie_jar.clear()  # a new voter cookie and form token each time
+        html = await (await kb_hub.client.get(f"/help/articles/{article_id}")).text()
+        form = re.search(r'<form[^>]*action="([^"]*vote[^"]*)"[^>]*>(.*?)</form>', html, re.S)
+        assert form
+        fields = {**dict(re.findall(r'name="([^"]+)"\s+value="([^"]*)"', form.group(2))), "helpful": "no"}
+        voted = await kb_hub.client.post(
+            form.group(1), data=fields, allow_redirects=False, headers={"Origin": str(kb_hub.client.make_url(""))}
+        )
+        statuses.append(voted.status)
+        if voted.status == 429:
+            assert int(voted.headers["Retry-After"]) >= 1
+    assert statuses == [303, 303, 429, 429, 429]
+    rows = await kb_hub.db.read(lambda c: c.execute(sa.select(kb_votes)).all())
+    assert len(rows) == 2  # one IP: a vote and a change of mind a day, whatever the cookie
