@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     webchat_session_burst: int = 20
     webchat_ip_rate: float = 20.0
     webchat_ip_burst: int = 200
+    # Open chat sockets one address may hold at once (a busy office behind
+    # one NAT is many visitors: keep it well above one person's tabs).
+    webchat_max_sockets_per_ip: int = Field(default=50, ge=1)
     webchat_hello_timeout: float = 15.0
     webchat_heartbeat: float = 30.0
     # Whether agents are on duty. auto: from the duty roster (an agent with

@@ -90,6 +90,8 @@ class WebchatChannel(WebchatSockets):
         self.limits = RateLimiter()
         self.visitor_rule = TokenBuckets(settings.webchat_session_rate, settings.webchat_session_burst)
         self.ip_rule = TokenBuckets(settings.webchat_ip_rate, settings.webchat_ip_burst)
+        self.max_sockets_per_ip = settings.webchat_max_sockets_per_ip
+        self._by_ip: dict[str, int] = {}  # open sockets per address
         # The hub answers (the duty roster under auto); a test may pin it (sync or async).
         self.agents_online: Callable[[], bool | Awaitable[bool]] = lambda: self.host.agents_online()
         # Called with (visitor_id, active) when a visitor types; the agent UI may hook in.

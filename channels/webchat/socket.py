@@ -71,6 +71,8 @@ class WebchatSockets(Channel):
     limits: RateLimiter
     visitor_rule: TokenBuckets
     ip_rule: TokenBuckets
+    max_sockets_per_ip: int
+    _by_ip: dict[str, int]
     on_visitor_typing: Callable[[str, bool], Awaitable[None] | None] | None
     config: dict[str, Any]
     _sessions: set[Session]
@@ -90,6 +92,10 @@ class WebchatSockets(Channel):
         if self._closing:
             raise web.HTTPServiceUnavailable()
         ip = request.remote or "unknown"
+        if self._by_ip.get(ip, 0) >= self.max_sockets_per_ip:
+            # A ceiling, not a rate: one address opening sockets slowly but
+            # never closing them is held here (HUB_WEBCHAT_MAX_SOCKETS_PER_IP).
+            raise RateLimited(f"this address has {self.max_sockets_per_ip} chats open already", retry_after=30.0)
         wait = self.limits.take(self.ip_rule, "ip", ip)
         if wait:
             raise RateLimited("too many connections from this address", retry_after=wait)
@@ -102,6 +108,7 @@ class WebchatSockets(Channel):
         session = Session(ws=ws, ip=ip)
         request[SESSION] = session
         self._sessions.add(session)
+        self._by_ip[ip] = self._by_ip.get(ip, 0) + 1
         loop = asyncio.get_running_loop()
         hello_deadline = loop.time() + self.settings.webchat_hello_timeout
         try:
@@ -367,6 +374,12 @@ class WebchatSockets(Channel):
         await self._send(session, frame)
 
     def _forget(self, session: Session) -> None:
+        if session in self._sessions:
+            left = self._by_ip.get(session.ip, 1) - 1
+            if left > 0:
+                self._by_ip[session.ip] = left
+            else:
+                self._by_ip.pop(session.ip, None)
         self._sessions.discard(session)
         if session.visitor_id is not None:
             sessions = self._by_visitor.get(session.visitor_id)

@@ -497,3 +497,25 @@ def test_expired_token_is_refused() -> None:
     tokens = VisitorTokens([SECRET], max_age_seconds=-1)
     with pytest.raises(InvalidSignature):
         tokens.verify(tokens.issue(VisitorClaims("v_old")))
+
+
+@pytest.mark.asyncio
+async def test_one_address_holds_at_most_its_ceiling_of_open_sockets(database_url: str, tmp_path: Path) -> None:
+    """Opened slowly enough for the connection rate, sockets that never close
+    stop at HUB_WEBCHAT_MAX_SOCKETS_PER_IP; a closed one makes room again."""
+    async with running_hub(database_url, tmp_path, echo=False, webchat_max_sockets_per_ip=3) as hub:
+        open_ = [await hub.client.ws_connect(WS) for _ in range(3)]
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await hub.client.ws_connect(WS)
+        assert refused.value.status == 429
+        assert refused.value.headers is not None and int(refused.value.headers["Retry-After"]) >= 1
+        channel = hub.channel("webchat")
+        assert channel.open_sockets == 3
+        await open_[0].close()
+        await wait_for(lambda: channel.open_sockets == 2)
+        again = await hub.client.ws_connect(WS)
+        assert not again.closed
+        for ws in [*open_[1:], again]:
+            await ws.close()
+        await wait_for(lambda: channel.open_sockets == 0)
+        assert channel._by_ip == {}
