@@ -8,6 +8,7 @@ ingest path, and calls ``send`` from the durable outbox.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
@@ -119,6 +120,15 @@ class Channel(ABC):
         if len(messages) == 1:
             return [check_inbound(messages[0])]
         return [check_inbound(message, item=f"item {index}: ") for index, message in enumerate(messages)]
+
+    @staticmethod
+    def delivery_id(signature: str, index: int) -> str:
+        """An external id for an item its provider sent without one: the
+        delivery's signature (it covers the timestamp and the body) and the
+        item's place. A replay of the same signed request within the replay
+        window gets the same id, so ingest stores it once (durably, on every
+        instance); the same words sent again later are a new delivery."""
+        return "sig:" + hashlib.sha256(f"{signature}:{index}".encode()).hexdigest()[:40]
 
     def webhook_response(self, request: web.Request, results: list[IngestResult]) -> web.StreamResponse:
         return web.json_response(

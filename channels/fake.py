@@ -82,6 +82,8 @@ class FakeChannel(Channel):
             external_id = item.get("id")
             if external_id is not None and not isinstance(external_id, str):
                 raise InvalidInput(f"item {index}: 'id' must be a string")
+            if external_id is None:  # a replayed id-less delivery is stored once
+                external_id = self.delivery_id(request.headers.get("X-Fake-Signature", ""), index)
             for optional in ("name", "thread", "subject"):
                 if item.get(optional) is not None and not isinstance(item[optional], str):
                     raise InvalidInput(f"item {index}: '{optional}' must be a string")

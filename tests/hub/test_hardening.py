@@ -377,3 +377,25 @@ async def test_responses_carry_safe_headers_and_metrics_can_need_a_token(sqlite_
         assert "Python" not in metrics.headers["Server"] and "aiohttp" not in metrics.headers["Server"]
     finally:
         await running.client.close()
+
+
+@pytest.mark.asyncio
+async def test_a_replayed_id_less_delivery_is_stored_once(hub: Hub) -> None:
+    """The fake provider may omit ids: the signed delivery itself names its
+    items, so a replay within the window (same timestamp, same signature) is a
+    duplicate, and the same words signed again later are a new message."""
+    import json as _json
+    import time as _time
+
+    from channels.fake import sign
+    from tests.conftest import FAKE_SECRET
+
+    raw = _json.dumps({"from": "replayer", "text": "no id on this one"}).encode()
+    headers = {**sign(FAKE_SECRET, raw, int(_time.time())), "Content-Type": "application/json"}
+    first = await (await hub.client.post("/channels/fake/webhook", data=raw, headers=headers)).json()
+    again = await (await hub.client.post("/channels/fake/webhook", data=raw, headers=headers)).json()
+    assert first["received"][0]["duplicate"] is False and again["received"][0]["duplicate"] is True
+    assert again["received"][0]["message_id"] == first["received"][0]["message_id"]
+    later = {**sign(FAKE_SECRET, raw, int(_time.time()) + 1), "Content-Type": "application/json"}
+    fresh = await (await hub.client.post("/channels/fake/webhook", data=raw, headers=later)).json()
+    assert fresh["received"][0]["duplicate"] is False
