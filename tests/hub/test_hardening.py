@@ -19,8 +19,9 @@ import pytest
 import sqlalchemy as sa
 
 from channels.fake import sign
+from hub.errors import ChannelSendError
 from hub.storage import schema
-from tests.conftest import FAKE_SECRET, Hub, make_settings, start_hub
+from tests.conftest import FAKE_SECRET, Hub, make_settings, start_hub, wait_for
 
 MAX_ID = 2**63 - 1
 HUGE = "99999999999999999999"  # beyond 64 bits: OverflowError deep in the drivers, before
@@ -399,3 +400,44 @@ async def test_a_replayed_id_less_delivery_is_stored_once(hub: Hub) -> None:
     later = {**sign(FAKE_SECRET, raw, int(_time.time()) + 1), "Content-Type": "application/json"}
     fresh = await (await hub.client.post("/channels/fake/webhook", data=raw, headers=later)).json()
     assert fresh["received"][0]["duplicate"] is False
+
+
+@pytest.mark.asyncio
+async def test_a_run_with_failures_logs_no_name_address_or_text(hub: Hub, caplog: pytest.LogCaptureFixture) -> None:
+    """Deliveries, replies and a string of refused requests (conflicts, bad
+    input, missing rows, a failing delivery): the log, tracebacks included,
+    at INFO and above, holds none of the names, addresses or words used."""
+    caplog.set_level(logging.INFO)
+    name, email, words = "Ottoline Prendergast", "ottoline.p@example.org", "my pomegranate order is late"
+    received = await hub.inbound({"from": "ottoline-chat", "name": name, "text": words, "id": "log-1"})
+    message = await hub.api("GET", f"/api/v1/messages/{received['received'][0]['message_id']}")
+    cid = message["conversation_id"]
+    hub.channel("fake").recorder.fail_next.append(
+        ChannelSendError("provider refused the message: HTTP 400", retryable=False)
+    )
+    await hub.api(
+        "POST", f"/api/v1/conversations/{cid}/messages", role="agent", json={"text": "pomegranate reply"}, expect=201
+    )
+    user = {"name": name, "email": email, "role": "agent", "slack_user_id": "UOTTO"}
+    await hub.api("POST", "/api/v1/users", json=user, expect=201)
+    await hub.api("POST", "/api/v1/users", json={**user, "email": "other@example.org"}, expect=409)
+    await hub.api("POST", "/api/v1/users", json={**user, "email": email}, expect=409)
+    await hub.api("POST", "/api/v1/users", json={**user, "email": f"{name} <{email}"}, expect=400)
+    await hub.api(
+        "PATCH", f"/api/v1/contacts/{message['contact_id']}", role="agent", json={"name": {"n": name}}, expect=400
+    )
+    await hub.api("POST", f"/api/v1/conversations/{cid}/notes", role="agent", json={"text": words * 3000}, expect=400)
+    await hub.inbound([{"from": "ottoline-chat", "text": words}, {"from": "", "text": words}], expect=400)
+    await hub.api(
+        "POST", "/api/v1/contacts/999999/merge", role="agent", json={"source_id": message["contact_id"]}, expect=404
+    )
+
+    async def failed() -> bool:
+        dead = await hub.api("GET", "/api/v1/jobs", params={"queue": "outbox", "status": "dead"})
+        return bool(dead["items"])
+
+    await wait_for(failed)
+    logged = "\n".join(caplog.text.splitlines())
+    assert logged  # the run did log (requests, the failed delivery)
+    for needle in (name, "Ottoline", email, "pomegranate", "ottoline-chat"):
+        assert needle not in logged, needle
