@@ -3,27 +3,15 @@ and the fallback when Rasa is down or slow (Rasa stand-in on loopback)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
 from hub.events import TicketOpened
 from hub.keys import BOT_BRIDGE
 from knowledge_base import SAMPLE_DIR, HashingEmbedder, KnowledgeBase
 from tests.conftest import Hub, make_settings, start_hub, wait_for
 from tests.fakes.rasa import FakeRasa
-
-
-@pytest_asyncio.fixture
-async def rasa() -> AsyncIterator[FakeRasa]:
-    fake = FakeRasa()
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.stop()
 
 
 async def _bot_hub(database_url: str, tmp_path: Path, rasa: FakeRasa, **overrides: object) -> Hub:

@@ -6,14 +6,12 @@ real hub whose duty roster and clock the test moves."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-import pytest_asyncio
 
 from hub.bot.bridge import FALLBACK_HANDOFF_TEXT
 from hub.bot.promise import ASK_EMAIL, AWAY, ON_DUTY, handoff_promise, mask_email
@@ -128,16 +126,6 @@ class FixedClock(Clock):
 
     def now(self) -> datetime:
         return self.at
-
-
-@pytest_asyncio.fixture
-async def rasa() -> AsyncIterator[FakeRasa]:
-    fake = FakeRasa()
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.stop()
 
 
 async def _say(hub: Hub, sender: str, text: str, ext: str) -> dict[str, Any]:
