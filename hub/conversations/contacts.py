@@ -382,7 +382,7 @@ def erase_contact(conn: Connection, contact_id: int) -> dict[str, int]:
     from hub.storage.schema import bot_jobs
 
     with_bot = (
-        conn.execute(sa.select(sa.distinct(bot_jobs.c.conversation_id)).where(bot_jobs.c.conversation_id.in_(conv_ids)))
+        conn.execute(sa.select(bot_jobs.c.conversation_id).where(bot_jobs.c.conversation_id.in_(conv_ids)).distinct())
         .scalars()
         .all()
     )
@@ -422,12 +422,7 @@ def erase_contact(conn: Connection, contact_id: int) -> dict[str, int]:
         counts[column.table.name] = counts.get(column.table.name, 0) + deleted
     conn.execute(sa.delete(contacts).where(contacts.c.id == contact_id))
     for card in posted:
-        slack_queue.enqueue(
-            conn,
-            "erase_card",
-            {"channel": card.slack_channel, "ts": card.slack_ts},
-            dedup_key=f"erase:{card.slack_channel}:{card.slack_ts}",
-        )
+        slack_queue.enqueue_erase(conn, card.slack_channel, card.slack_ts)
     counts["slack_cards"] = len(posted)
     for conversation_id in with_bot:
         enqueue_forget(conn, conversation_id)
