@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar, cast, overload
+from typing import Any, Protocol, TypeVar, cast, overload
 
 from hub.events import Event
 
@@ -134,10 +134,16 @@ class RedisBus:
             async for message in pubsub.listen():
                 if message.get("type") != "message":
                     continue
+                payload: Any = None
                 try:
-                    event = from_json(json.loads(message["data"]))
-                except (ValueError, TypeError, KeyError):
-                    log.warning("dropping malformed event from Redis: %r", message["data"][:200])
+                    payload = json.loads(message["data"])
+                    event = from_json(payload)
+                except (ValueError, TypeError, KeyError, AttributeError) as err:
+                    # What was wrong, never the data: a message's event carries the customer's text.
+                    name = payload.get("name") if isinstance(payload, dict) else None
+                    log.warning(
+                        "dropping malformed event %r from Redis: %s", name, f"{type(err).__name__}: {err}"[:200]
+                    )
                     continue
                 await self._local.publish(event)
         finally:

@@ -54,4 +54,7 @@ async def search(
         hits = [dict(hit) for hit in payload.get("hits") or []]
         return SearchResult(query=str(payload.get("query", query)), confidence=float(payload["confidence"]), hits=hits)
     except (AttributeError, KeyError, TypeError, ValueError) as err:
-        raise KnowledgeBaseUnavailable(f"unexpected search answer: {str(payload)[:200]}") from err
+        # Its shape only: the answer echoes the customer's question, and this
+        # error is logged at WARNING.
+        shape = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
+        raise KnowledgeBaseUnavailable(f"unexpected search answer ({type(err).__name__}): {shape}") from err

@@ -73,8 +73,9 @@ class Job:
     sender: str | None = None
 
 
-# Never dead: an answer that fails is logged and dropped (the fallback has
-# already answered, or the conversation is gone); a resume retries, then gives up.
+# An answer that fails is logged and dropped (the fallback has already
+# answered, or the conversation is gone); a resume retries, then gives up; a
+# forget retries, then goes dead for an admin to requeue.
 BOT_JOBS: Queue[Job] = Queue(
     QueueSpec("bot", bot_jobs, group="conversation_id", item=Job, noun="bot job", running="running")
 )
@@ -206,7 +207,9 @@ class BotBridge(JobWorker[Job]):
         except NotFound:
             pass  # the conversation or message was erased meanwhile
         except Exception as err:
-            if job.kind in ("resume", "forget") and job.attempts < self.max_attempts:
+            # A forget is an erasure's promise: retried, then dead (listed and
+            # requeued by an admin), never dropped. A resume retries, then gives up.
+            if job.kind == "forget" or (job.kind == "resume" and job.attempts < self.max_attempts):
                 raise ChannelSendError(f"{type(err).__name__}: {err}", retryable=True) from err
             log.exception("bot job %s failed for good", job.id)
 
@@ -233,7 +236,14 @@ class BotBridge(JobWorker[Job]):
         if turn is None:
             await self._fallback(conversation, message)
             return
-        await self._apply(turn, conversation, message)
+        try:
+            await self._apply(turn, conversation, message)
+        except NotFound:
+            # Erased while Rasa was being asked: the erasure's own forget job
+            # may have run before Rasa stored this text, so empty it once more.
+            await self.db.write(enqueue_forget, conversation.id)
+            self.notify()
+            raise
 
     async def _ask_rasa(self, conversation: Conversation, text: str, metadata: dict[str, Any]) -> BotTurn | None:
         if self.held is not None:

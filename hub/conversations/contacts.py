@@ -545,12 +545,8 @@ def _queue_clean_up_outside(conn: Connection, erasure: Erasure, with_bot: list[i
     # messages in its thread.
     posted = [t for t in erasure.tickets if t.slack_ts is not None]
     for card in posted:
-        slack_queue.enqueue(
-            conn,
-            "erase_card",
-            {"channel": card.slack_channel, "ts": card.slack_ts},
-            dedup_key=f"erase:{card.slack_channel}:{card.slack_ts}",
-        )
+        assert card.slack_channel is not None and card.slack_ts is not None
+        slack_queue.enqueue_erase(conn, card.slack_channel, card.slack_ts)
     erasure.count("slack_cards", len(posted))
     # Each Rasa tracker the bot kept: a forget job empties it (``hub.bot.bridge``).
     for conversation_id in with_bot:

@@ -93,9 +93,13 @@ class Queue(Generic[Item]):
         self.columns = tuple(column.name for column in table.columns if column.name not in hidden)
         stamp = table.c.updated_at.type
         self._claim = {lock: self._claim_statements(lock) for lock in (False, True)}
+        # A worker records only on the row it still holds: one deleted under it
+        # (an erasure) may have given its id to a new row (SQLite reuses the
+        # highest rowid), which must not be marked in its place.
+        held = sa.and_(table.c.id == sa.bindparam("job_id"), table.c.status == spec.running)
         self._done = (
             sa.update(table)
-            .where(table.c.id == sa.bindparam("job_id"))
+            .where(held)
             .values(
                 status=spec.done,
                 lease_until=None,
@@ -111,10 +115,10 @@ class Queue(Generic[Item]):
         }
         self._retry = (
             sa.update(table)
-            .where(table.c.id == sa.bindparam("job_id"))
+            .where(held)
             .values(status=PENDING, next_attempt_at=sa.bindparam("retry_at", type_=stamp), **failed)
         )
-        self._dead = sa.update(table).where(table.c.id == sa.bindparam("job_id")).values(status=DEAD, **failed)
+        self._dead = sa.update(table).where(held).values(status=DEAD, **failed)
 
     def _claim_statements(self, lock: bool) -> tuple[Any, Any, Any]:
         table, spec = self.table, self.spec
@@ -166,7 +170,8 @@ class Queue(Generic[Item]):
 
     def mark_done(self, conn: Connection, item: Item, result: Any, now: datetime) -> None:
         values = self.spec.done_values(result) if self.spec.done_values is not None else {}
-        conn.execute(self._done, {"job_id": item.id, "now": now, **values})
+        if not conn.execute(self._done, {"job_id": item.id, "now": now, **values}).rowcount:
+            return  # deleted meanwhile (its cause erased): nothing to record
         if self.spec.on_done is not None:
             self.spec.on_done(conn, item, result)
 
@@ -176,7 +181,8 @@ class Queue(Generic[Item]):
         if retry_at is not None:
             conn.execute(self._retry, {**params, "retry_at": retry_at})
             return
-        conn.execute(self._dead, params)
+        if not conn.execute(self._dead, params).rowcount:
+            return  # deleted meanwhile
         if self.spec.on_dead is not None:
             self.spec.on_dead(conn, item)
 

@@ -37,7 +37,7 @@ from hub.slack import cards as slack_blocks
 from hub.slack import jobs as slack_jobs
 from hub.slack.commands import KbSearch, SlashCommands, absolute_link
 from hub.slack.events import SlackInbound
-from hub.slack.store import SOURCE, Snapshot, forget_events, snapshot, store_card, unposted
+from hub.slack.store import SOURCE, Snapshot, forget_events, snapshot, store_card, ticket_exists, unposted
 from hub.slack.transport import SlackTransport
 from hub.tickets import queries as tickets_queries
 from hub.txhooks import After
@@ -329,6 +329,9 @@ class SlackDesk:
         if job.kind == "erase_card":
             await self._erase_card(job.payload["channel"], job.payload["ts"])
             return
+        if job.kind == "erase_message":
+            await self._delete(job.payload["channel"], job.payload["ts"])
+            return
         snap = await self.db.read(snapshot, job.ticket_id)
         ticket = snap.ticket
         if job.kind == "escalate":
@@ -340,9 +343,14 @@ class SlackDesk:
             text = await self._thread_text(job.payload)
             if text is None:
                 return  # the message was erased meanwhile
-            await self.channel.call(
+            data = await self.channel.call(
                 "chat.postMessage", channel=ticket.slack_channel, thread_ts=ticket.slack_ts, text=text
             )
+            if not await self.db.read(ticket_exists, ticket.id):
+                # Erased while this went up: the erasure's job may have read
+                # the thread before it, so this message is deleted on its own.
+                await self.db.write(slack_jobs.enqueue_erase, ticket.slack_channel, data["ts"], thread=False)
+                self.worker.notify()
             return
         card = self.card(snap)
         blocks, text = slack_blocks.ticket_blocks(card), slack_blocks.fallback_text(card)
@@ -356,6 +364,7 @@ class SlackDesk:
         channel = self.channel_for(ticket)
         data = await self.channel.call("chat.postMessage", channel=channel, text=text, blocks=blocks)
         await self.db.write(store_card, ticket.id, data.get("channel") or channel, data["ts"])
+        self.worker.notify()  # in case its ticket was erased meanwhile: the card's deletion is queued
 
     async def _erase_card(self, channel: str, ts: str) -> None:
         """An erased contact's card: the hub's own messages in its thread, then
@@ -379,11 +388,14 @@ class SlackDesk:
             if not cursor:
                 break
         for message_ts in [*mine, ts]:
-            try:
-                await self.channel.call("chat.delete", channel=channel, ts=message_ts)
-            except ChannelSendError as err:
-                if "message_not_found" not in err.message:
-                    raise  # retried by the queue; gone already is done
+            await self._delete(channel, message_ts)
+
+    async def _delete(self, channel: str, ts: str) -> None:
+        try:
+            await self.channel.call("chat.delete", channel=channel, ts=ts)
+        except ChannelSendError as err:
+            if "message_not_found" not in err.message:
+                raise  # retried by the queue; gone already is done
 
     async def _announce_escalation(self, snap: Snapshot) -> None:
         ticket, urgent = snap.ticket, self.settings.slack_urgent_channel

@@ -28,8 +28,21 @@ from hub.storage.schema import slack_jobs
 SENDING, DONE = "sending", "done"
 # erase_card: a contact was erased; delete the card at {"channel", "ts"} and
 # the hub's messages in its thread (the payload names a Slack message only).
-KINDS = ("post_ticket", "update_ticket", "thread", "notify", "escalate", "erase_card")
-__all__ = ["DEAD", "DONE", "KINDS", "PENDING", "SENDING", "SLACK_JOBS", "Job", "SlackJobWorker", "enqueue"]
+# erase_message: delete the one message at {"channel", "ts"} (a thread message
+# that went up after its ticket was erased).
+KINDS = ("post_ticket", "update_ticket", "thread", "notify", "escalate", "erase_card", "erase_message")
+__all__ = [
+    "DEAD",
+    "DONE",
+    "KINDS",
+    "PENDING",
+    "SENDING",
+    "SLACK_JOBS",
+    "Job",
+    "SlackJobWorker",
+    "enqueue",
+    "enqueue_erase",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +80,14 @@ def enqueue(
         coalesce=("kind", "ticket_id") if coalesce and ticket_id is not None else (),
         dedup=True,
     )
+
+
+def enqueue_erase(conn: Connection, channel: str, ts: str, *, thread: bool = True) -> None:
+    """In the caller's transaction (an erasure, or a post that outlived its
+    ticket): delete the hub's message at ``channel``/``ts`` and, with
+    ``thread``, the hub's messages in its thread. The job holds no personal data."""
+    kind = "erase_card" if thread else "erase_message"
+    enqueue(conn, kind, {"channel": channel, "ts": ts}, dedup_key=f"erase:{channel}:{ts}")
 
 
 Execute = Callable[[Job], Awaitable[None]]

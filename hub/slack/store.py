@@ -14,6 +14,7 @@ from hub.conversations import contacts as contacts_tx
 from hub.conversations import transactions as conversations_tx
 from hub.events import utcnow
 from hub.models import Contact, Conversation, Message, MessageKind
+from hub.slack.jobs import enqueue_erase
 from hub.storage import insert_ignore, rows
 from hub.storage.schema import messages, slack_events, tickets, users
 from hub.tickets import queries as tickets_queries
@@ -42,7 +43,18 @@ def forget_events(conn: Connection, older_than: timedelta) -> int:
 
 
 def store_card(conn: Connection, ticket_id: int, channel: str, ts: str) -> None:
-    conn.execute(sa.update(tickets).where(tickets.c.id == ticket_id).values(slack_channel=channel, slack_ts=ts))
+    """Where the ticket's card went up. A ticket erased while its card was
+    on its way (the erasure found no card to delete) has the card deleted
+    through the queue instead, in this transaction."""
+    stored = conn.execute(
+        sa.update(tickets).where(tickets.c.id == ticket_id).values(slack_channel=channel, slack_ts=ts)
+    ).rowcount
+    if not stored:
+        enqueue_erase(conn, channel, ts)
+
+
+def ticket_exists(conn: Connection, ticket_id: int) -> bool:
+    return conn.execute(sa.select(tickets.c.id).where(tickets.c.id == ticket_id)).first() is not None
 
 
 def unposted(conn: Connection) -> list[int]:

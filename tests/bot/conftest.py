@@ -94,6 +94,7 @@ class FakeKnowledgeBase:
     topic_requests: list[str] = field(default_factory=list)
     authorizations: list[str | None] = field(default_factory=list)
     fail_status: int | None = None
+    malformed: bool = False  # answer JSON without a confidence (it still echoes the query)
     port: int = 0
     _runner: web.AppRunner | None = None
     _loop: asyncio.AbstractEventLoop | None = None
@@ -122,6 +123,8 @@ class FakeKnowledgeBase:
         self.authorizations.append(request.headers.get("Authorization"))
         if self.fail_status is not None:
             return web.Response(status=self.fail_status, text="fake failure")
+        if self.malformed:
+            return web.json_response({"query": request.query.get("q", ""), "hits": []})
         return web.json_response(self.search(request.query.get("q", ""), int(request.query.get("k", "3"))))
 
     async def _handle_topics(self, request: web.Request) -> web.Response:

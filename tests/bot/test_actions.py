@@ -6,6 +6,7 @@ The knowledge base is the fake search API from conftest.py, over real HTTP on
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -251,6 +252,24 @@ async def test_knowledge_base_errors_hand_off(fake_kb: FakeKnowledgeBase, status
     [payload] = payloads(messages)
     assert payload["handoff"] is True and payload["reason"] == "kb-unavailable" and payload["priority"] == "normal"
     assert ConversationPaused() in events
+
+
+@pytest.mark.asyncio
+async def test_an_unusable_search_answer_hands_off_and_the_log_keeps_the_question_out(
+    fake_kb: FakeKnowledgeBase, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The action server's log is relayed by the hub at INFO: its warning
+    about a search answer it cannot use must not quote the answer, which
+    echoes the customer's question."""
+    caplog.set_level(logging.INFO)
+    fake_kb.malformed = True
+    question = "my walnut clock parcel never came, can I get a refund"
+    messages, _ = await run(ActionAnswerFromKB(), tracker(parse(question, "ask_question")))
+
+    assert payloads(messages)[0]["reason"] == "kb-unavailable"
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("unexpected search answer" in line for line in warned)
+    assert not [line for line in warned if "walnut" in line]
 
 
 @pytest.mark.asyncio

@@ -5,7 +5,9 @@ through GET /api/v1/kb/search; customers write through the fake channel."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
+from urllib.parse import quote, quote_plus
 
 import pytest
 import pytest_asyncio
@@ -108,6 +110,46 @@ async def test_killing_rasa_falls_back_and_loses_nothing(stack: Hub) -> None:
     customer = [m["id"] for m in page["items"] if m["author_kind"] == "customer"]
     answered = {m["meta"].get("in_reply_to") for m in page["items"] if m["author_kind"] == "bot"}
     assert set(customer) <= answered
+
+
+async def test_an_erased_customer_leaves_nothing_in_rasas_tracker_or_the_log(
+    stack: Hub, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Erased through the API, a customer who talked to the real bot and was
+    handed off: the erasure's durable forget job empties the real Rasa's
+    tracker, and no INFO line (the hub's, or Rasa's and the action server's
+    output the hub relays) carried their name, address or words."""
+    caplog.set_level(logging.INFO)
+    name, address, words = "Ottilie Brannock", "ob-visitor-7731", "copper kettle"
+    first = await stack.inbound({"from": address, "name": name, "text": f"where is my {words} order?"})
+    asked = await stack.api("GET", f"/api/v1/messages/{first['received'][0]['message_id']}")
+    cid, contact = asked["conversation_id"], asked["contact_id"]
+    await wait_for(lambda: _bot_replies(stack, cid, asked["id"]), timeout=30)
+    await stack.inbound({"from": address, "text": f"I want to talk to a person about the {words}"})
+    await wait_for(lambda: _is(stack, cid, handler="human"), timeout=30)
+    rasa = stack.app[BOT_BRIDGE].rasa
+
+    async def tracker() -> dict:
+        async with rasa.session.get(f"{rasa.base_url}/conversations/{cid}/tracker", params=rasa._params()) as answer:
+            assert answer.status == 200
+            return dict(await answer.json())
+
+    said = [e.get("text") or "" for e in (await tracker())["events"] if e.get("event") == "user"]
+    assert any(words in text for text in said)
+    await stack.api("DELETE", f"/api/v1/contacts/{contact}")
+
+    async def forgotten() -> bool:
+        events = (await tracker())["events"]
+        return not [e for e in events if e.get("event") == "user"]
+
+    await wait_for(forgotten, timeout=30)
+    assert not [n for n in (name, address, words) if n in str(await tracker())]
+    # The test server's access log quotes the action server's KB searches
+    # (?q=...); `hub serve` runs without one (run_app(access_log=None)).
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO and r.name != "aiohttp.access"]
+    assert any(r.name.startswith("child.") for r in caplog.records), "the children's output is relayed"
+    needles = [form for n in (name, address, words) for form in (n, quote_plus(n), quote(n))]
+    assert not [line for line in logged if any(n in line for n in needles)]
 
 
 async def _is(hub: Hub, cid: int, **expected: str) -> bool:

@@ -24,6 +24,10 @@ class FakeRasa:
     trackers: dict[str, list[str]] = field(default_factory=dict)
     # Every request, in order: "parse" or "webhook".
     calls: list[str] = field(default_factory=list)
+    # While set and not yet open, a webhook call waits before Rasa reads it
+    # (``held`` counts those waiting): a message on its way as something else happens.
+    gate: asyncio.Event | None = None
+    held: int = 0
     runner: web.AppRunner | None = None
     url: str = ""
 
@@ -54,6 +58,9 @@ class FakeRasa:
         if self.down:
             return web.Response(status=503)
         await asyncio.sleep(self.delay)
+        if self.gate is not None:
+            self.held += 1
+            await self.gate.wait()
         body = await request.json()
         self.received.append(body)
         self.calls.append("webhook")

@@ -8,6 +8,7 @@ event and interaction requests signed with Slack's real v0 algorithm.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import itertools
@@ -39,12 +40,21 @@ class FakeSlackApi:
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     # What the workspace holds now: (channel, ts) -> message (posted, updated, deleted).
     messages: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    # method -> a gate its calls wait at (recorded, not yet answered) until it
+    # is set; ``held`` counts the calls that reached it.
+    gates: dict[str, asyncio.Event] = field(default_factory=dict)
+    held: dict[str, int] = field(default_factory=dict)
     _ts: Any = field(default_factory=lambda: itertools.count(1))
     server: TestServer | None = None
 
     # --- control ----------------------------------------------------------------
     def fail(self, method: str, status: int = 500, *, retry_after: float | None = None, times: int = 1) -> None:
         self.failures.setdefault(method, []).extend([(status, retry_after)] * times)
+
+    def hold(self, method: str) -> asyncio.Event:
+        """Calls of ``method`` wait until the returned event is set."""
+        self.gates[method] = gate = asyncio.Event()
+        return gate
 
     def of(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method == method]
@@ -78,6 +88,10 @@ class FakeSlackApi:
                 args.update(dict(parse_qsl(raw.decode())))
         token = request.headers.get("Authorization", "").removeprefix("Bearer ") or args.pop("token", None)
         self.calls.append(Call(method, args, token))
+        gate = self.gates.get(method)
+        if gate is not None and not gate.is_set():
+            self.held[method] = self.held.get(method, 0) + 1
+            await gate.wait()
         queued = self.failures.get(method)
         if queued:
             status, retry_after = queued.pop(0)

@@ -11,15 +11,19 @@ scanned for their name, address and words, and so is the INFO log.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from hub.bot.bridge import BotBridge
+from hub.keys import BOT_BRIDGE, METRICS, SLACK_DESK
+from hub.slack.jobs import SlackJobWorker
 from hub.storage.schema import metadata
 from tests.channels.test_slack import slack_settings
-from tests.conftest import start_hub, wait_for
+from tests.conftest import Hub, make_settings, start_hub, wait_for
 from tests.fakes.rasa import FakeRasa
 from tests.fakes.slack_api import FakeSlackApi
 
@@ -86,3 +90,148 @@ async def test_erasure_leaves_nothing_in_tables_slack_rasa_or_logs(
         await hub.client.close()
         await rasa.stop()
         await slack.close()
+
+
+# --- what is on its way while the erasure commits --------------------------------------
+
+
+async def _customer(hub: Hub, external_id: str) -> tuple[int, int]:
+    """A message from the customer: (conversation id, contact id)."""
+    first = await hub.inbound({"from": ADDRESS, "name": NAME, "text": WORDS[0], "id": external_id})
+    message = await hub.api("GET", f"/api/v1/messages/{first['received'][0]['message_id']}")
+    return message["conversation_id"], message["contact_id"]
+
+
+def _about_them(slack: FakeSlackApi) -> list[dict]:
+    """Messages in the fake workspace naming the customer or quoting them."""
+    return [
+        m
+        for m in slack.messages.values()
+        if any(n in f"{m.get('text')} {m.get('blocks')}" for n in (NAME, "Zebulon", "walnut clock"))
+    ]
+
+
+@pytest.mark.asyncio
+async def test_a_card_on_its_way_to_slack_when_the_contact_is_erased_is_deleted(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The erasure finds no card to delete (none posted yet); the card, built
+    before the erasure, goes up after it: the hub deletes it when it learns
+    where it went (single instance: the card's job holds the Slack worker)."""
+    slack = await FakeSlackApi().start()
+    hub = await start_hub(slack_settings(database_url, tmp_path, slack), knowledge_base=None)
+    try:
+        cid, contact = await _customer(hub, "c1")
+        gate = slack.hold("chat.postMessage")
+        await hub.api("POST", f"/api/v1/conversations/{cid}/handoff", role="agent", json={}, expect=201)
+        await wait_for(lambda: slack.held.get("chat.postMessage"))
+        result = await hub.api("DELETE", f"/api/v1/contacts/{contact}")
+        assert result["deleted"]["slack_cards"] == 0  # nothing in Slack yet, as far as the hub knows
+        gate.set()
+        await wait_for(lambda: slack.of("chat.delete"), timeout=10)
+        assert any(NAME in str(call.args) for call in slack.of("chat.postMessage"))  # the card named them
+        await wait_for(lambda: not _about_them(slack))
+        assert slack.messages == {}
+        jobs = await hub.api("GET", "/api/v1/jobs", params={"queue": "slack"})
+        assert NAME not in str(jobs) and ADDRESS not in str(jobs)
+    finally:
+        await hub.client.close()
+        await slack.close()
+
+
+@pytest.mark.asyncio
+async def test_a_thread_message_posted_after_another_instance_erased_the_card_is_deleted(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Two instances: one is posting the customer's message into the card's
+    thread when the contact is erased; the other runs the erasure's job (the
+    thread as it is then, and the card) at once. The late message goes too."""
+    slack = await FakeSlackApi().start()
+    hub = await start_hub(slack_settings(database_url, tmp_path, slack), knowledge_base=None)
+    try:
+        cid, contact = await _customer(hub, "t1")
+        await hub.api("POST", f"/api/v1/conversations/{cid}/handoff", role="agent", json={}, expect=201)
+
+        async def card() -> dict | None:
+            items = (await hub.api("GET", "/api/v1/tickets"))["items"]
+            return items[0] if items and items[0]["slack_ts"] else None
+
+        await wait_for(card)
+        gate = slack.hold("chat.postMessage")
+        await hub.inbound({"from": ADDRESS, "text": "hello? still waiting on the walnut clock", "id": "t2"})
+        await wait_for(lambda: slack.held.get("chat.postMessage"))
+        await hub.api("DELETE", f"/api/v1/contacts/{contact}")
+        desk = hub.app[SLACK_DESK]
+        other_instance = SlackJobWorker(hub.db, desk.execute)
+        assert await other_instance.run_once() == 1  # the erasure's job: the card and its thread, deleted
+        assert not _about_them(slack)
+        gate.set()
+        await wait_for(lambda: len(slack.of("chat.delete")) >= 2, timeout=10)
+        await wait_for(lambda: not _about_them(slack))
+    finally:
+        await hub.client.close()
+        await slack.close()
+
+
+@pytest.mark.asyncio
+async def test_a_message_on_its_way_to_rasa_when_the_contact_is_erased_is_forgotten_too(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Two instances: one is sending the customer's message to Rasa when the
+    contact is erased; the other empties the tracker at once. Rasa then
+    stores the late message, and the first instance empties it again."""
+    rasa = FakeRasa()
+    await rasa.start()
+    settings = make_settings(
+        database_url, tmp_path, bot="rasa", rasa_url=rasa.url, rasa_timeout=10.0, rasa_ready_wait=1.0
+    )
+    hub = await start_hub(settings, knowledge_base=None)
+    try:
+        cid, contact = await _customer(hub, "r1")
+        await wait_for(lambda: rasa.trackers.get(str(cid)))
+        rasa.gate = asyncio.Event()
+        await hub.inbound({"from": ADDRESS, "text": "the walnut clock is still missing", "id": "r2"})
+        await wait_for(lambda: rasa.held == 1)
+        await hub.api("DELETE", f"/api/v1/contacts/{contact}")
+        bridge = hub.app[BOT_BRIDGE]
+        other_instance = BotBridge(hub.service, hub.db, bridge.rasa, hub.app[METRICS])
+        assert await other_instance.run_once() == 1  # the erasure's forget job
+        assert rasa.forgotten == [str(cid)] and rasa.trackers[str(cid)] == []
+        rasa.gate.set()
+        await wait_for(lambda: rasa.forgotten.count(str(cid)) == 2, timeout=10)
+        assert rasa.trackers[str(cid)] == []
+    finally:
+        await hub.client.close()
+        await rasa.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_forget_rasa_keeps_refusing_goes_dead_and_an_admin_requeues_it(
+    database_url: str, tmp_path: Path
+) -> None:
+    rasa = FakeRasa()
+    await rasa.start()
+    settings = make_settings(database_url, tmp_path, bot="rasa", rasa_url=rasa.url, rasa_timeout=0.5)
+    hub = await start_hub(settings, knowledge_base=None)
+    try:
+        cid, contact = await _customer(hub, "d1")
+        await wait_for(lambda: rasa.trackers.get(str(cid)))
+        bridge = hub.app[BOT_BRIDGE]
+        bridge.max_attempts, bridge.base_delay, bridge.max_delay = 2, 0.01, 0.02
+        rasa.down = True
+        await hub.api("DELETE", f"/api/v1/contacts/{contact}")
+
+        async def dead() -> list[dict]:
+            items = (await hub.api("GET", "/api/v1/jobs", params={"queue": "bot", "status": "dead"}))["items"]
+            return [job for job in items if job["kind"] == "forget"]
+
+        [job] = await wait_for(dead, timeout=10)
+        assert NAME not in str(job) and "walnut" not in str(job)
+        assert rasa.trackers[str(cid)]  # Rasa still holds their words
+        rasa.down = False
+        await hub.api("POST", f"/api/v1/jobs/bot/{job['id']}/retry")
+        await wait_for(lambda: str(cid) in rasa.forgotten, timeout=10)
+        assert rasa.trackers[str(cid)] == []
+    finally:
+        await hub.client.close()
+        await rasa.stop()

@@ -85,6 +85,28 @@ async def test_rows_of_one_group_are_claimed_in_order_groups_in_parallel(db: Dat
 
 
 @pytest.mark.asyncio
+async def test_a_row_deleted_under_its_worker_leaves_the_row_that_took_its_id_alone(db: Database) -> None:
+    """An erasure deletes a job while a worker holds it, and queues its own
+    job, which SQLite gives the freed highest id (forced here on both
+    databases): the first worker's result must not mark the new row."""
+    hooks: list[tuple[str, int]] = []
+    queue = make_queue(hooks)
+    job_id = await add(db, queue, 5)
+    [held] = await db.write(queue.claim_due, T0, LEASE, 10)
+
+    def erase_and_requeue(conn: Connection) -> None:
+        conn.execute(sa.delete(slack_jobs).where(slack_jobs.c.id == job_id))
+        queue.enqueue(conn, {"id": job_id, "kind": "erase_card", "ticket_id": None, "payload": {}}, T0)
+
+    await db.write(erase_and_requeue)
+    await db.write(queue.mark_done, held, None, T0)
+    await db.write(queue.mark_failed, held, "boom", None, T0)
+    assert hooks == []
+    assert await db.read(queue.depth) == {"pending": 1, "sending": 0, "done": 0, "dead": 0}
+    assert await claim(db, queue) == [job_id]
+
+
+@pytest.mark.asyncio
 async def test_an_expired_lease_is_claimed_again(db: Database) -> None:
     queue = make_queue()
     job_id = await add(db, queue, 7)
