@@ -147,7 +147,9 @@ async def test_an_erased_customer_leaves_nothing_in_rasas_tracker_or_the_log(
     # The test server's access log quotes the action server's KB searches
     # (?q=...); `hub serve` runs without one (run_app(access_log=None)).
     logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO and r.name != "aiohttp.access"]
-    assert any(r.name.startswith("child.") for r in caplog.records), "the children's output is relayed"
+    # Rasa's and the action server's relayed output (``child.*`` loggers) is
+    # among these lines when they print during the test; the stack is shared
+    # by the module, so their start-up lines went to an earlier test.
     needles = [form for n in (name, address, words) for form in (n, quote_plus(n), quote(n))]
     assert not [line for line in logged if any(n in line for n in needles)]
 
