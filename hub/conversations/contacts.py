@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from hub.audit import entry as audit_entry
 from hub.conversations import references
 from hub.conversations.references import contact_references, unhandled_contact_references
-from hub.errors import InvalidInput, NotFound
+from hub.errors import Conflict, InvalidInput, NotFound
 from hub.events import utcnow
 from hub.models import (
     AuthorKind,
@@ -156,17 +156,57 @@ def create_contact(
     ).scalar_one()
 
 
+# PostgreSQL: a writer about to add rows for a contact holds its row FOR KEY
+# SHARE; a merge or an erasure holds it FOR UPDATE (``_lock_contacts``), so
+# one waits for the other instead of cascading away rows it never saw.
+_KEY_SHARE_CONTACT = (
+    sa.select(contacts.c.id)
+    .where(contacts.c.id == sa.bindparam("contact_id"))
+    .with_for_update(read=True, key_share=True)
+)
+# A merge or erasure that commits while a writer waits moves the identity
+# (or deletes it): the writer looks again, a few times at most.
+_RESOLVE_ATTEMPTS = 5
+
+
+def lock_contact(conn: Connection, contact_id: int) -> bool:
+    """Hold contact ``contact_id`` against a concurrent merge or erasure
+    until the transaction ends (PostgreSQL; SQLite has one writer). False
+    when it is gone: merged away or erased while we waited."""
+    if conn.dialect.name != "postgresql":
+        return True
+    return conn.execute(_KEY_SHARE_CONTACT, {"contact_id": contact_id}).first() is not None
+
+
+def _lock_contacts(conn: Connection, contact_ids: Sequence[int]) -> dict[int, Any]:
+    """The rows of ``contact_ids`` that exist, held FOR UPDATE (in id order,
+    so two merges of one pair cannot deadlock) until the transaction ends:
+    a writer that read one of these contacts before waits on its key-share
+    lock and looks again (``lock_contact``), rather than adding rows the
+    merge or erasure would not see and the cascade would delete."""
+    stmt = sa.select(contacts).where(contacts.c.id.in_(list(contact_ids))).order_by(contacts.c.id)
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return {row.id: row for row in conn.execute(stmt)}
+
+
 def resolve_identity(
     conn: Connection, kind: str, address: str, *, name: str | None = None, now: datetime | None = None
 ) -> tuple[int, int, bool]:
-    """``(contact_id, identity_id, created)`` for an already normalised address.
+    """``(contact_id, identity_id, created)`` for an already normalised address,
+    the contact held against a concurrent merge or erasure (``lock_contact``).
 
     Concurrent first messages from one new address race on the unique
     ``(channel, address)`` constraint; the loser adopts the winner's contact.
     """
-    row = find_identity(conn, kind, address)
-    if row is not None:
-        return row.contact_id, row.id, False
+    for _ in range(_RESOLVE_ATTEMPTS):
+        row = find_identity(conn, kind, address)
+        if row is None:
+            break
+        if lock_contact(conn, row.contact_id):
+            return row.contact_id, row.id, False
+    else:
+        raise Conflict(f"the contact of {kind} {address!r} kept changing; try again")
     now = now or utcnow()
     contact_id = create_contact(conn, name=name, now=now)
     inserted = conn.execute(
@@ -178,6 +218,8 @@ def resolve_identity(
     conn.execute(sa.delete(contacts).where(contacts.c.id == contact_id))
     row = find_identity(conn, kind, address)
     assert row is not None
+    if not lock_contact(conn, row.contact_id):
+        raise Conflict(f"the contact of {kind} {address!r} changed meanwhile; try again")
     return row.contact_id, row.id, False
 
 
@@ -209,12 +251,15 @@ def merge_contacts(
 
     Messages keep their ids and timestamps, so the merged timeline stays in
     the order things happened. A system event on the target's latest
-    conversation records the merge.
+    conversation records the merge. Both contacts are held FOR UPDATE from
+    the start (PostgreSQL): a concurrent writer's rows for the source are
+    either committed before, and moved, or wait and go to the target
+    (``lock_contact``); never deleted with the source by the cascade.
     """
     if source_id == target_id:
         raise InvalidInput("cannot merge a contact into itself")
-    source = conn.execute(sa.select(contacts).where(contacts.c.id == source_id)).first()
-    target = conn.execute(sa.select(contacts).where(contacts.c.id == target_id)).first()
+    locked = _lock_contacts(conn, (source_id, target_id))
+    source, target = locked.get(source_id), locked.get(target_id)
     if source is None or target is None:
         raise NotFound(f"contact {source_id if source is None else target_id} does not exist")
     now = utcnow()
@@ -465,7 +510,8 @@ def erase_contact(conn: Connection, contact_id: int) -> Erasure:
     erased by durable jobs queued here (``_queue_clean_up_outside``).
     Returns the counts per kind (an ``Erasure``).
     """
-    get_contact(conn, contact_id)
+    if not _lock_contacts(conn, (contact_id,)):
+        raise NotFound(f"contact {contact_id} does not exist")
     references.check()
     where = _owned_rows(contact_id)
 

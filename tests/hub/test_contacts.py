@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -402,3 +404,95 @@ async def test_erasure_says_what_it_erased_for_clean_up_outside_the_database(hub
     assert erasure.tickets == [ErasedTicket(ticket["id"], ticket["conversation_id"], "C1", "1.2")]
     assert erasure["tickets"] == 1 and erasure["conversations"] == 1 and erasure["messages"] >= 2
     assert all(isinstance(n, int) for n in erasure.values())  # what the API and the CLI report
+
+
+# --- concurrent writers (PostgreSQL: SQLite runs one writer at a time) -----------------
+
+
+def _skip_unless_postgresql(database_url: str) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite runs one writer at a time: nothing to race")
+
+
+async def _not_done_yet(task: asyncio.Task) -> bool:
+    await asyncio.sleep(0.5)
+    return not task.done()
+
+
+@pytest.mark.asyncio
+async def test_merge_never_cascades_away_what_a_concurrent_writer_adds(hub: Hub, database_url: str) -> None:
+    _skip_unless_postgresql(database_url)
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from hub.conversations import ingest as ingest_tx
+    from hub.conversations.contacts import merge_contacts
+    from hub.messages import InboundMessage
+
+    async def contact(sender: str) -> int:
+        r = await hub.inbound({"from": sender, "text": "hello", "id": f"{sender}-1"})
+        return await _contact_of(hub, r["received"][0]["message_id"])
+
+    target, source, later = await contact("keeper"), await contact("writer"), await contact("late-writer")
+    engine = create_async_engine(database_url)
+    try:
+        # A message for the source, in a new thread, written while the merge
+        # runs: its transaction read the source first, so the merge waits for
+        # it and moves it (today's main deleted it with the source).
+        async with engine.connect() as writer:
+            transaction = await writer.begin()
+            inbound = InboundMessage(
+                channel="fake", sender="writer", text="written meanwhile", external_id="w-2", thread_key="new-thread"
+            )
+            written = await writer.run_sync(
+                ingest_tx.ingest, inbound, identity_kind="fake", reopen_window=timedelta(hours=1)
+            )
+            merging = asyncio.create_task(
+                hub.api("POST", f"/api/v1/contacts/{target}/merge", role="agent", json={"source_id": source})
+            )
+            assert await _not_done_yet(merging)
+            await transaction.commit()
+        await asyncio.wait_for(merging, 10)
+        moved = await hub.api("GET", f"/api/v1/messages/{written.message.id}")
+        assert moved["contact_id"] == target and moved["body"] == "written meanwhile"
+        conversation = await hub.api("GET", f"/api/v1/conversations/{written.conversation.id}")
+        assert conversation["contact_id"] == target
+
+        # A message that arrives while a merge holds its sender's contact
+        # waits, then goes to the surviving contact (today's main failed it:
+        # its conversation's contact vanished under it).
+        async with engine.begin() as merger:
+            await merger.run_sync(lambda conn: merge_contacts(conn, source_id=later, target_id=target))
+            arriving = asyncio.create_task(hub.inbound({"from": "late-writer", "text": "still there?", "id": "lw-2"}))
+            assert await _not_done_yet(arriving)
+        stored = (await asyncio.wait_for(arriving, 10))["received"][0]
+        assert await _contact_of(hub, stored["message_id"]) == target
+    finally:
+        await engine.dispose()
+    timeline = await hub.api("GET", f"/api/v1/contacts/{target}/timeline", params={"limit": 50})
+    bodies = [m["body"] for m in timeline["items"] if m["kind"] == "message"]
+    assert sorted(bodies) == sorted(["hello", "hello", "hello", "written meanwhile", "still there?"])
+
+
+@pytest.mark.asyncio
+async def test_a_message_during_an_erasure_starts_a_new_contact(hub: Hub, database_url: str) -> None:
+    _skip_unless_postgresql(database_url)
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from hub.conversations.contacts import erase_contact
+
+    first = await hub.inbound({"from": "erased-writer", "text": "forget me", "id": "ew-1"})
+    erased = await _contact_of(hub, first["received"][0]["message_id"])
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as eraser:
+            await eraser.run_sync(erase_contact, erased)
+            arriving = asyncio.create_task(hub.inbound({"from": "erased-writer", "text": "hello again", "id": "ew-2"}))
+            assert await _not_done_yet(arriving)
+        stored = (await asyncio.wait_for(arriving, 10))["received"][0]
+    finally:
+        await engine.dispose()
+    fresh = await _contact_of(hub, stored["message_id"])
+    assert fresh != erased
+    await hub.api("GET", f"/api/v1/contacts/{erased}", expect=404)
+    export = await hub.api("GET", f"/api/v1/contacts/{fresh}/export")
+    assert [m["body"] for m in export["messages"]] == ["hello again"]
