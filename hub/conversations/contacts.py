@@ -8,7 +8,7 @@ kinds are ``email``, ``phone`` or a channel name (``webchat``, ``slack``...).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -353,16 +353,22 @@ def export_contact(conn: Connection, contact_id: int) -> dict[str, Any]:
     msgs = conn.execute(sa.select(messages).where(messages.c.contact_id == contact_id).order_by(messages.c.id)).all()
     found = conn.execute(sa.select(tickets).where(tickets.c.contact_id == contact_id).order_by(tickets.c.id)).all()
     ticket_ids = [t.id for t in found]
+    owned_identities = identities_of(conn, contact_id)
+    merged = merged_into(conn, contact_id)
     about = [
-        sa.and_(audit_log.c.target_type == "contact", audit_log.c.target_id == str(contact_id)),
-        sa.and_(audit_log.c.target_type == "conversation", audit_log.c.target_id.in_([str(c.id) for c in convs])),
-        sa.and_(audit_log.c.target_type == "ticket", audit_log.c.target_id.in_([str(t) for t in ticket_ids])),
-        sa.and_(audit_log.c.target_type == "message", audit_log.c.target_id.in_([str(m.id) for m in msgs])),
+        sa.and_(audit_log.c.target_type == "contact", audit_log.c.target_id.in_(_ids([contact_id, *merged]))),
+        sa.and_(audit_log.c.target_type == "identity", audit_log.c.target_id.in_(_ids(i.id for i in owned_identities))),
+        sa.and_(audit_log.c.target_type == "conversation", audit_log.c.target_id.in_(_ids(c.id for c in convs))),
+        sa.and_(audit_log.c.target_type == "ticket", audit_log.c.target_id.in_(_ids(ticket_ids))),
+        sa.and_(audit_log.c.target_type == "message", audit_log.c.target_id.in_(_ids(m.id for m in msgs))),
     ]
     audit = conn.execute(sa.select(audit_log).where(sa.or_(*about)).order_by(audit_log.c.id)).all()
     return {
         "contact": contact.to_dict(),
-        "identities": [i.to_dict() for i in identities_of(conn, contact_id)],
+        # Earlier records of the same person, merged into this one: the
+        # audit entries below that name them are about this person too.
+        "merged_contact_ids": merged,
+        "identities": [i.to_dict() for i in owned_identities],
         "conversations": [rows.conversation(c).to_dict() for c in convs],
         "messages": [rows.message(m).to_dict() for m in msgs],
         "tickets": [_ticket_export(t) for t in found],
@@ -370,6 +376,44 @@ def export_contact(conn: Connection, contact_id: int) -> dict[str, Any]:
         "audit": [audit_entry(a) for a in audit],
         "exported_at": utcnow().isoformat(),
     }
+
+
+def _ids(ids: Iterable[int]) -> list[str]:
+    """Ids as ``audit_log.target_id`` holds them."""
+    return [str(i) for i in ids]
+
+
+def merged_into(conn: Connection, contact_id: int) -> list[int]:
+    """The contacts merged into ``contact_id``, directly or through one that
+    was: earlier records of the same person, whose ids audit entries still
+    name. Read from the merge events of its timeline (they move with the
+    messages, merge after merge) and from the merge audit entries (a merge
+    into a contact without a conversation leaves no event)."""
+    found: set[int] = set()
+    events = conn.execute(
+        sa.select(messages.c.meta).where(
+            messages.c.contact_id == contact_id, messages.c.kind == MessageKind.EVENT.value
+        )
+    ).scalars()
+    for meta in events:
+        if meta.get("event") == "contacts-merged" and isinstance(meta.get("source_id"), int):
+            found.add(meta["source_id"])
+    frontier = [contact_id, *found]
+    while frontier:
+        merges = conn.execute(
+            sa.select(audit_log.c.details).where(
+                audit_log.c.action == "contact.merge",
+                audit_log.c.target_type == "contact",
+                audit_log.c.target_id.in_(_ids(frontier)),
+            )
+        ).scalars()
+        frontier = []
+        for details in merges:
+            source = (details or {}).get("source_id")
+            if isinstance(source, int) and source != contact_id and source not in found:
+                found.add(source)
+                frontier.append(source)
+    return sorted(found)
 
 
 def _ticket_events(found: Sequence[Any], msgs: Sequence[Any]) -> list[dict[str, Any]]:
@@ -559,7 +603,12 @@ def erase_contact(conn: Connection, contact_id: int) -> Erasure:
         agents_tx.book(conn, assignee_id, -count)  # their open tickets go with the contact
     # Audit entries about the contact and their rows keep the action and the
     # ids (not personal data once the rows are gone), not the details.
-    about = [sa.and_(audit_log.c.target_type == "contact", audit_log.c.target_id == str(contact_id))]
+    about = [
+        sa.and_(
+            audit_log.c.target_type == "contact",
+            audit_log.c.target_id.in_(_ids([contact_id, *merged_into(conn, contact_id)])),
+        )
+    ]
     for target_type, table in {
         "conversation": conversations,
         "message": messages,

@@ -244,6 +244,33 @@ async def test_merge_moves_the_merged_contacts_tickets(hub: Hub) -> None:
     assert moved["contact_id"] == target and moved["status"] == "open"
     conversation = await hub.api("GET", f"/api/v1/conversations/{moved['conversation_id']}")
     assert conversation["contact_id"] == target and conversation["handler"] == "human"
+    # The ticket's history (its events on the timeline) came along.
+    export = await hub.api("GET", f"/api/v1/contacts/{target}/export")
+    assert [t["id"] for t in export["tickets"]] == [ticket["id"]]
+    assert (ticket["id"], "ticket-opened") in {(e["ticket_id"], e["meta"]["event"]) for e in export["ticket_events"]}
+
+
+@pytest.mark.asyncio
+async def test_export_has_the_audit_of_contacts_merged_into_it(hub: Hub) -> None:
+    async def contact(sender: str) -> int:
+        r = await hub.inbound({"from": sender, "text": "hi", "id": sender})
+        return await _contact_of(hub, r["received"][0]["message_id"])
+
+    first, second, last = await contact("record-1"), await contact("record-2"), await contact("record-3")
+    await hub.api("PATCH", f"/api/v1/contacts/{first}", role="agent", json={"tags": ["vip"]})
+    # The same person's records merged one into the next: the last holds them all.
+    await hub.api("POST", f"/api/v1/contacts/{second}/merge", role="agent", json={"source_id": first})
+    await hub.api("POST", f"/api/v1/contacts/{last}/merge", role="agent", json={"source_id": second})
+    export = await hub.api("GET", f"/api/v1/contacts/{last}/export")
+    about = {(a["action"], a["target_type"], a["target_id"]) for a in export["audit"]}
+    assert ("contact.update", "contact", str(first)) in about
+    assert {("contact.merge", "contact", str(second)), ("contact.merge", "contact", str(last))} <= about
+    assert export["merged_contact_ids"] == [first, second]
+    # Erasing the person clears the details of those entries too.
+    await hub.api("DELETE", f"/api/v1/contacts/{last}")
+    entries = (await hub.api("GET", "/api/v1/audit", params={"limit": 100}))["items"]
+    merges = [e for e in entries if e["action"] == "contact.merge"]
+    assert len(merges) == 2 and all(e["details"] == {} for e in merges)
 
 
 @pytest.mark.asyncio
