@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -441,9 +442,10 @@ def _skip_unless_postgresql(database_url: str) -> None:
         pytest.skip("SQLite runs one writer at a time: nothing to race")
 
 
-async def _not_done_yet(task: asyncio.Task) -> bool:
+async def _not_done_yet(pending: asyncio.Future[Any]) -> bool:
+    """Still waiting half a second later (on a lock the other transaction holds)."""
     await asyncio.sleep(0.5)
-    return not task.done()
+    return not pending.done()
 
 
 @pytest.mark.asyncio
@@ -523,3 +525,39 @@ async def test_a_message_during_an_erasure_starts_a_new_contact(hub: Hub, databa
     await hub.api("GET", f"/api/v1/contacts/{erased}", expect=404)
     export = await hub.api("GET", f"/api/v1/contacts/{fresh}/export")
     assert [m["body"] for m in export["messages"]] == ["hello again"]
+
+
+@pytest.mark.asyncio
+async def test_agents_writing_during_a_merge_follow_the_conversation(hub: Hub, database_url: str) -> None:
+    """A reply, a note and a handoff on the source's conversation while a
+    merge holds the source: each waits and is written for the surviving
+    contact (today's main failed them with a 400: the contact they named
+    was gone)."""
+    _skip_unless_postgresql(database_url)
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from hub.conversations.contacts import merge_contacts
+
+    kept = await hub.inbound({"from": "stays", "text": "hello", "id": "s-1"})
+    gone = await hub.inbound({"from": "goes", "text": "my order is late", "id": "g-1"})
+    target = await _contact_of(hub, kept["received"][0]["message_id"])
+    source = await _contact_of(hub, gone["received"][0]["message_id"])
+    conversation_id = (await hub.api("GET", f"/api/v1/messages/{gone['received'][0]['message_id']}"))["conversation_id"]
+    path = f"/api/v1/conversations/{conversation_id}"
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as merger:
+            await merger.run_sync(lambda conn: merge_contacts(conn, source_id=source, target_id=target))
+            writes = asyncio.gather(
+                hub.api("POST", f"{path}/messages", role="agent", json={"text": "on its way"}, expect=201),
+                hub.api("POST", f"{path}/notes", role="agent", json={"text": "courier called"}, expect=201),
+                hub.api("POST", f"{path}/handoff", role="agent", json={"reason": "late"}, expect=201),
+            )
+            assert await _not_done_yet(writes)
+        reply, note, ticket = await asyncio.wait_for(writes, 10)
+    finally:
+        await engine.dispose()
+    assert reply["contact_id"] == note["contact_id"] == ticket["contact_id"] == target
+    export = await hub.api("GET", f"/api/v1/contacts/{target}/export")
+    assert {"on its way", "courier called"} <= {m["body"] for m in export["messages"]}
+    assert [t["id"] for t in export["tickets"]] == [ticket["id"]]
