@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from hub.audit import entry as audit_entry
 from hub.conversations import references
 from hub.conversations.references import contact_references, unhandled_contact_references
-from hub.errors import Conflict, InvalidInput, NotFound
+from hub.errors import InvalidInput, NotFound
 from hub.events import utcnow
 from hub.models import (
     AuthorKind,
@@ -156,57 +156,39 @@ def create_contact(
     ).scalar_one()
 
 
-# PostgreSQL: a writer about to add rows for a contact holds its row FOR KEY
-# SHARE; a merge or an erasure holds it FOR UPDATE (``_lock_contacts``), so
-# one waits for the other instead of cascading away rows it never saw.
-_KEY_SHARE_CONTACT = (
-    sa.select(contacts.c.id)
-    .where(contacts.c.id == sa.bindparam("contact_id"))
-    .with_for_update(read=True, key_share=True)
-)
-# A merge or erasure that commits while a writer waits moves the identity
-# (or deletes it): the writer looks again, a few times at most.
-_RESOLVE_ATTEMPTS = 5
+def hold_contact(conn: Connection, contact_id: int) -> Any:
+    """The row of contact ``contact_id`` (None: gone), held FOR UPDATE until
+    the transaction ends (PostgreSQL; SQLite has one writer).
 
-
-def lock_contact(conn: Connection, contact_id: int) -> bool:
-    """Hold contact ``contact_id`` against a concurrent merge or erasure
-    until the transaction ends (PostgreSQL; SQLite has one writer). False
-    when it is gone: merged away or erased while we waited."""
-    if conn.dialect.name != "postgresql":
-        return True
-    return conn.execute(_KEY_SHARE_CONTACT, {"contact_id": contact_id}).first() is not None
-
-
-def _lock_contacts(conn: Connection, contact_ids: Sequence[int]) -> dict[int, Any]:
-    """The rows of ``contact_ids`` that exist, held FOR UPDATE (in id order,
-    so two merges of one pair cannot deadlock) until the transaction ends:
-    a writer that read one of these contacts before waits on its key-share
-    lock and looks again (``lock_contact``), rather than adding rows the
-    merge or erasure would not see and the cascade would delete."""
-    stmt = sa.select(contacts).where(contacts.c.id.in_(list(contact_ids))).order_by(contacts.c.id)
+    A merge or an erasure takes it *after* moving or deleting the contact's
+    rows, then goes over them once more, and only then deletes the contact.
+    A concurrent writer adding a row that names the contact holds it FOR KEY
+    SHARE (the foreign key check): one that got there first has committed
+    when the lock is granted, and its row is seen by the second pass; one
+    that comes later waits, then fails its foreign key (23503) and runs
+    again (``hub.storage.retry_vanished``), finding the surviving contact.
+    Nothing is left for the cascade to delete unseen. Taken last, it keeps
+    the hub's lock order (a conversation's row before its contact's), so a
+    ticket change that holds the conversation and writes an event cannot
+    deadlock with a merge.
+    """
+    stmt = sa.select(contacts).where(contacts.c.id == contact_id)
     if conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update()
-    return {row.id: row for row in conn.execute(stmt)}
+    return conn.execute(stmt).first()
 
 
 def resolve_identity(
     conn: Connection, kind: str, address: str, *, name: str | None = None, now: datetime | None = None
 ) -> tuple[int, int, bool]:
-    """``(contact_id, identity_id, created)`` for an already normalised address,
-    the contact held against a concurrent merge or erasure (``lock_contact``).
+    """``(contact_id, identity_id, created)`` for an already normalised address.
 
     Concurrent first messages from one new address race on the unique
     ``(channel, address)`` constraint; the loser adopts the winner's contact.
     """
-    for _ in range(_RESOLVE_ATTEMPTS):
-        row = find_identity(conn, kind, address)
-        if row is None:
-            break
-        if lock_contact(conn, row.contact_id):
-            return row.contact_id, row.id, False
-    else:
-        raise Conflict(f"the contact of {kind} {address!r} kept changing; try again")
+    row = find_identity(conn, kind, address)
+    if row is not None:
+        return row.contact_id, row.id, False
     now = now or utcnow()
     contact_id = create_contact(conn, name=name, now=now)
     inserted = conn.execute(
@@ -218,8 +200,6 @@ def resolve_identity(
     conn.execute(sa.delete(contacts).where(contacts.c.id == contact_id))
     row = find_identity(conn, kind, address)
     assert row is not None
-    if not lock_contact(conn, row.contact_id):
-        raise Conflict(f"the contact of {kind} {address!r} changed meanwhile; try again")
     return row.contact_id, row.id, False
 
 
@@ -251,15 +231,14 @@ def merge_contacts(
 
     Messages keep their ids and timestamps, so the merged timeline stays in
     the order things happened. A system event on the target's latest
-    conversation records the merge. Both contacts are held FOR UPDATE from
-    the start (PostgreSQL): a concurrent writer's rows for the source are
-    either committed before, and moved, or wait and go to the target
-    (``lock_contact``); never deleted with the source by the cascade.
+    conversation records the merge. A concurrent writer's rows for the
+    source are moved too, or that writer runs again for the target
+    (``hold_contact``); none is deleted with the source by the cascade.
     """
     if source_id == target_id:
         raise InvalidInput("cannot merge a contact into itself")
-    locked = _lock_contacts(conn, (source_id, target_id))
-    source, target = locked.get(source_id), locked.get(target_id)
+    source = conn.execute(sa.select(contacts).where(contacts.c.id == source_id)).first()
+    target = conn.execute(sa.select(contacts).where(contacts.c.id == target_id)).first()
     if source is None or target is None:
         raise NotFound(f"contact {source_id if source is None else target_id} does not exist")
     now = utcnow()
@@ -271,6 +250,9 @@ def merge_contacts(
         .values(name=target.name or source.name, attributes=attributes, tags=tags, updated_at=now)
     )
     move_contact_rows(conn, source_id, target_id)
+    if hold_contact(conn, source_id) is None:
+        raise NotFound(f"contact {source_id} does not exist")  # merged or erased meanwhile
+    move_contact_rows(conn, source_id, target_id)  # what writers committed until then
     conn.execute(sa.delete(contacts).where(contacts.c.id == source_id))
     latest = conn.execute(
         sa.select(conversations.c.id, conversations.c.channel)
@@ -554,9 +536,24 @@ def erase_contact(conn: Connection, contact_id: int) -> Erasure:
     erased by durable jobs queued here (``_queue_clean_up_outside``).
     Returns the counts per kind (an ``Erasure``).
     """
-    if not _lock_contacts(conn, (contact_id,)):
-        raise NotFound(f"contact {contact_id} does not exist")
+    get_contact(conn, contact_id)
     references.check()
+    erasure = Erasure(contact_id, conversation_ids=[], tickets=[])
+    with_bot: list[int] = []
+    _erase_rows(conn, erasure, with_bot)
+    if hold_contact(conn, contact_id) is None:
+        raise NotFound(f"contact {contact_id} does not exist")  # erased or merged away meanwhile
+    _erase_rows(conn, erasure, with_bot)  # what writers committed until the contact was held
+    conn.execute(sa.delete(contacts).where(contacts.c.id == contact_id))
+    _queue_clean_up_outside(conn, erasure, with_bot)
+    return erasure
+
+
+def _erase_rows(conn: Connection, erasure: Erasure, with_bot: list[int]) -> None:
+    """One pass over the contact's rows as they are now: delete them,
+    scrub what names them, add what was erased to ``erasure`` and the
+    conversations the bot took part in to ``with_bot``."""
+    contact_id = erasure.contact_id
     where = _owned_rows(contact_id)
 
     def rows_of(table_name: str) -> sa.Select[Any]:
@@ -576,21 +573,16 @@ def erase_contact(conn: Connection, contact_id: int) -> Erasure:
         .where(where["tickets"])
         .order_by(tickets.c.id)
     ).all()
-    erasure = Erasure(
-        contact_id,
-        conversation_ids=list(conn.execute(rows_of("conversations").order_by(conversations.c.id)).scalars()),
-        tickets=[ErasedTicket(t.id, t.conversation_id, t.slack_channel, t.slack_ts) for t in found],
-    )
+    erasure.conversation_ids += conn.execute(rows_of("conversations").order_by(conversations.c.id)).scalars()
+    erasure.tickets += [ErasedTicket(t.id, t.conversation_id, t.slack_channel, t.slack_ts) for t in found]
     # Conversations the bot took part in have a Rasa tracker holding what the
-    # customer said (emptied below, once their bot jobs are gone).
-    with_bot = list(
-        conn.execute(
-            sa.select(bot_jobs.c.conversation_id)
-            .distinct()
-            .where(bot_jobs.c.conversation_id.in_(rows_of("conversations")))
-            .order_by(bot_jobs.c.conversation_id)
-        ).scalars()
-    )
+    # customer said (emptied once their bot jobs are gone).
+    with_bot += conn.execute(
+        sa.select(bot_jobs.c.conversation_id)
+        .distinct()
+        .where(bot_jobs.c.conversation_id.in_(rows_of("conversations")))
+        .order_by(bot_jobs.c.conversation_id)
+    ).scalars()
     for scrub in _SCRUBS.values():
         scrub(conn, erasure, rows_of)
     from hub.tickets import agents as agents_tx  # tickets build on conversations, not the other way
@@ -617,14 +609,12 @@ def erase_contact(conn: Connection, contact_id: int) -> Erasure:
     }.items():
         ids = sa.select(sa.cast(table.c.id, sa.String)).where(where[table.name])
         about.append(sa.and_(audit_log.c.target_type == target_type, audit_log.c.target_id.in_(ids)))
-    erasure.count("audit_details", conn.execute(sa.update(audit_log).where(sa.or_(*about)).values(details={})).rowcount)
+    cleared = sa.update(audit_log).where(sa.or_(*about), sa.cast(audit_log.c.details, sa.String) != "{}")
+    erasure.count("audit_details", conn.execute(cleared.values(details={})).rowcount)
     # Children first: bot jobs and outbox rows, tickets, messages, conversations, identities.
     for name in reversed(list(where)):
         table = metadata.tables[name]
         erasure.count(name, conn.execute(sa.delete(table).where(where[name])).rowcount)
-    conn.execute(sa.delete(contacts).where(contacts.c.id == contact_id))
-    _queue_clean_up_outside(conn, erasure, with_bot)
-    return erasure
 
 
 def _queue_clean_up_outside(conn: Connection, erasure: Erasure, with_bot: list[int]) -> None:

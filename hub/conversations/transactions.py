@@ -18,8 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from hub import auth
-from hub.conversations.contacts import lock_contact
-from hub.errors import Conflict, InvalidInput, NotFound
+from hub.errors import InvalidInput, NotFound
 from hub.events import utcnow
 from hub.models import (
     AuthorKind,
@@ -56,19 +55,6 @@ def get_conversation(conn: Connection, conversation_id: int) -> Conversation:
     if row is None:
         raise NotFound(f"conversation {conversation_id} does not exist")
     return rows.conversation(row)
-
-
-def holding_contact(conn: Connection, conversation: Conversation) -> Conversation:
-    """``conversation`` once its contact is held against a concurrent merge
-    or erasure (``contacts.lock_contact``), for a transaction about to write
-    rows that name the contact (messages, tickets): a merge that moved the
-    conversation meanwhile is followed to the surviving contact; NotFound
-    when it was erased."""
-    for _ in range(5):
-        if lock_contact(conn, conversation.contact_id):
-            return conversation
-        conversation = get_conversation(conn, conversation.id)
-    raise Conflict(f"the contact of conversation {conversation.id} kept changing; try again")
 
 
 def get_message(conn: Connection, message_id: int) -> Message:
@@ -119,7 +105,6 @@ def _internal_entry(
     **values: Any,
 ) -> Message:
     """A timeline entry only agents see: an internal note or a system event."""
-    conversation = holding_contact(conn, conversation)
     return _insert_message(
         conn,
         conversation_id=conversation.id,
@@ -155,7 +140,7 @@ def queue_outbound(
     """
     if not text or not text.strip():
         raise InvalidInput("reply text is empty")
-    conversation = holding_contact(conn, get_conversation(conn, conversation_id))
+    conversation = get_conversation(conn, conversation_id)
     key = idempotency_key or uuid.uuid4().hex
     existing = conn.execute(_OUTBOX_BY_KEY, {"key": key}).first()
     if existing is not None:

@@ -13,10 +13,7 @@ or duty change) fills it from the queue in the same transaction
 conditional update (``agents.take_slot``), so concurrent routing never takes
 an agent past capacity.
 
-Lock order on PostgreSQL (SQLite has one writer): a change that writes
-rows naming a contact (a new ticket) first holds the contact (key share,
-``conversations.transactions.holding_contact``: a merge or an erasure holds
-it before the conversations it moves); then a change takes its
+Lock order on PostgreSQL (SQLite has one writer): a change takes its
 conversation's row, then the routing lock (``agents.lock_routing``), then the
 rows it writes; the fill pass takes each queued ticket and its conversation
 with ``SKIP LOCKED``, so it never waits on a row someone else holds. Routing
@@ -193,8 +190,6 @@ def open_ticket(
     now: datetime,
 ) -> Change:
     """Open (or, when one is open, escalate) the conversation's ticket, route it."""
-    # The contact first (a merge holds it before the conversations it moves).
-    conversations_tx.holding_contact(conn, conversations_tx.get_conversation(conn, conversation_id))
     _hold(conn, conversation_id)
     conversation = conversations_tx.get_conversation(conn, conversation_id)
     contact = contacts_tx.get_contact(conn, conversation.contact_id)

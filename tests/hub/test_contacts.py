@@ -487,8 +487,8 @@ async def test_merge_never_cascades_away_what_a_concurrent_writer_adds(hub: Hub,
         assert conversation["contact_id"] == target
 
         # A message that arrives while a merge holds its sender's contact
-        # waits, then goes to the surviving contact (today's main failed it:
-        # its conversation's contact vanished under it).
+        # waits, fails its foreign key once the merge commits, and runs again
+        # for the surviving contact (today's main answered a 400: lost).
         async with engine.begin() as merger:
             await merger.run_sync(lambda conn: merge_contacts(conn, source_id=later, target_id=target))
             arriving = asyncio.create_task(hub.inbound({"from": "late-writer", "text": "still there?", "id": "lw-2"}))
@@ -531,8 +531,8 @@ async def test_a_message_during_an_erasure_starts_a_new_contact(hub: Hub, databa
 async def test_agents_writing_during_a_merge_follow_the_conversation(hub: Hub, database_url: str) -> None:
     """A reply, a note and a handoff on the source's conversation while a
     merge holds the source: each waits and is written for the surviving
-    contact (today's main failed them with a 400: the contact they named
-    was gone)."""
+    contact, running again if it named the one merged away (today's main
+    failed them with a 400: the contact they named was gone)."""
     _skip_unless_postgresql(database_url)
     from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -561,3 +561,47 @@ async def test_agents_writing_during_a_merge_follow_the_conversation(hub: Hub, d
     export = await hub.api("GET", f"/api/v1/contacts/{target}/export")
     assert {"on its way", "courier called"} <= {m["body"] for m in export["messages"]}
     assert [t["id"] for t in export["tickets"]] == [ticket["id"]]
+
+
+@pytest.mark.asyncio
+async def test_a_merge_keeps_the_lock_order_of_ticket_changes(hub: Hub, database_url: str) -> None:
+    """A ticket change holds its conversation's row, then writes an event
+    naming the contact; a merge moving that conversation meanwhile waits
+    for it and moves the event. Neither deadlocks: the merge holds the
+    contact only after the conversations (a merge that held it first, then
+    waited on the conversation, would deadlock with this change)."""
+    _skip_unless_postgresql(database_url)
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from hub.conversations import transactions as conversations_tx
+
+    kept = await hub.inbound({"from": "lock-keeper", "text": "hello", "id": "lk-1"})
+    gone = await hub.inbound({"from": "lock-goer", "text": "hello", "id": "lg-1"})
+    target = await _contact_of(hub, kept["received"][0]["message_id"])
+    source = await _contact_of(hub, gone["received"][0]["message_id"])
+    conversation_id = (await hub.api("GET", f"/api/v1/messages/{gone['received'][0]['message_id']}"))["conversation_id"]
+
+    def hold_conversation(conn: sa.Connection) -> None:
+        conn.execute(
+            sa.select(schema.conversations.c.id).where(schema.conversations.c.id == conversation_id).with_for_update()
+        )
+
+    def write_event(conn: sa.Connection) -> int:
+        conversation = conversations_tx.get_conversation(conn, conversation_id)
+        return conversations_tx.add_event(conn, conversation, "Priority changed", event="priority-changed").id
+
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as change:
+            transaction = await change.begin()
+            await change.run_sync(hold_conversation)
+            merging = asyncio.create_task(
+                hub.api("POST", f"/api/v1/contacts/{target}/merge", role="agent", json={"source_id": source})
+            )
+            assert await _not_done_yet(merging)
+            event_id = await asyncio.wait_for(change.run_sync(write_event), 10)
+            await transaction.commit()
+        await asyncio.wait_for(merging, 10)
+    finally:
+        await engine.dispose()
+    assert (await hub.api("GET", f"/api/v1/messages/{event_id}"))["contact_id"] == target
