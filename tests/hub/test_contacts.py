@@ -528,6 +528,35 @@ async def test_a_message_during_an_erasure_starts_a_new_contact(hub: Hub, databa
 
 
 @pytest.mark.asyncio
+async def test_an_erasure_counts_and_erases_what_a_concurrent_writer_adds(hub: Hub, database_url: str) -> None:
+    _skip_unless_postgresql(database_url)
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from hub.conversations import ingest as ingest_tx
+    from hub.messages import InboundMessage
+
+    first = await hub.inbound({"from": "leaving-writer", "text": "first words", "id": "lw2-1"})
+    contact_id = await _contact_of(hub, first["received"][0]["message_id"])
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as writer:
+            transaction = await writer.begin()
+            inbound = InboundMessage(
+                channel="fake", sender="leaving-writer", text="last words", external_id="lw2-2", thread_key="t-2"
+            )
+            await writer.run_sync(ingest_tx.ingest, inbound, identity_kind="fake", reopen_window=timedelta(hours=1))
+            erasing = asyncio.create_task(hub.api("DELETE", f"/api/v1/contacts/{contact_id}"))
+            assert await _not_done_yet(erasing)
+            await transaction.commit()
+        deleted = (await asyncio.wait_for(erasing, 10))["deleted"]
+    finally:
+        await engine.dispose()
+    # The second pass found the writer's conversation and message (not the cascade).
+    assert deleted["conversations"] == 2 and deleted["messages"] == 2
+    assert await hub.db.read(_find_in_every_table, ("leaving-writer", "first words", "last words")) == []
+
+
+@pytest.mark.asyncio
 async def test_agents_writing_during_a_merge_follow_the_conversation(hub: Hub, database_url: str) -> None:
     """A reply, a note and a handoff on the source's conversation while a
     merge holds the source: each waits and is written for the surviving
