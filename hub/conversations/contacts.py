@@ -8,7 +8,7 @@ kinds are ``email``, ``phone`` or a channel name (``webchat``, ``slack``...).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -156,6 +156,28 @@ def create_contact(
     ).scalar_one()
 
 
+def hold_contact(conn: Connection, contact_id: int) -> Any:
+    """The row of contact ``contact_id`` (None: gone), held FOR UPDATE until
+    the transaction ends (PostgreSQL; SQLite has one writer).
+
+    A merge or an erasure takes it *after* moving or deleting the contact's
+    rows, then goes over them once more, and only then deletes the contact.
+    A concurrent writer adding a row that names the contact holds it FOR KEY
+    SHARE (the foreign key check): one that got there first has committed
+    when the lock is granted, and its row is seen by the second pass; one
+    that comes later waits, then fails its foreign key (23503) and runs
+    again (``hub.storage.retry_vanished``), finding the surviving contact.
+    Nothing is left for the cascade to delete unseen. Taken last, it keeps
+    the hub's lock order (a conversation's row before its contact's), so a
+    ticket change that holds the conversation and writes an event cannot
+    deadlock with a merge.
+    """
+    stmt = sa.select(contacts).where(contacts.c.id == contact_id)
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return conn.execute(stmt).first()
+
+
 def resolve_identity(
     conn: Connection, kind: str, address: str, *, name: str | None = None, now: datetime | None = None
 ) -> tuple[int, int, bool]:
@@ -209,7 +231,9 @@ def merge_contacts(
 
     Messages keep their ids and timestamps, so the merged timeline stays in
     the order things happened. A system event on the target's latest
-    conversation records the merge.
+    conversation records the merge. A concurrent writer's rows for the
+    source are moved too, or that writer runs again for the target
+    (``hold_contact``); none is deleted with the source by the cascade.
     """
     if source_id == target_id:
         raise InvalidInput("cannot merge a contact into itself")
@@ -226,6 +250,9 @@ def merge_contacts(
         .values(name=target.name or source.name, attributes=attributes, tags=tags, updated_at=now)
     )
     move_contact_rows(conn, source_id, target_id)
+    if hold_contact(conn, source_id) is None:
+        raise NotFound(f"contact {source_id} does not exist")  # merged or erased meanwhile
+    move_contact_rows(conn, source_id, target_id)  # what writers committed until then
     conn.execute(sa.delete(contacts).where(contacts.c.id == source_id))
     latest = conn.execute(
         sa.select(conversations.c.id, conversations.c.channel)
@@ -308,16 +335,22 @@ def export_contact(conn: Connection, contact_id: int) -> dict[str, Any]:
     msgs = conn.execute(sa.select(messages).where(messages.c.contact_id == contact_id).order_by(messages.c.id)).all()
     found = conn.execute(sa.select(tickets).where(tickets.c.contact_id == contact_id).order_by(tickets.c.id)).all()
     ticket_ids = [t.id for t in found]
+    owned_identities = identities_of(conn, contact_id)
+    merged = merged_into(conn, contact_id)
     about = [
-        sa.and_(audit_log.c.target_type == "contact", audit_log.c.target_id == str(contact_id)),
-        sa.and_(audit_log.c.target_type == "conversation", audit_log.c.target_id.in_([str(c.id) for c in convs])),
-        sa.and_(audit_log.c.target_type == "ticket", audit_log.c.target_id.in_([str(t) for t in ticket_ids])),
-        sa.and_(audit_log.c.target_type == "message", audit_log.c.target_id.in_([str(m.id) for m in msgs])),
+        sa.and_(audit_log.c.target_type == "contact", audit_log.c.target_id.in_(_ids([contact_id, *merged]))),
+        sa.and_(audit_log.c.target_type == "identity", audit_log.c.target_id.in_(_ids(i.id for i in owned_identities))),
+        sa.and_(audit_log.c.target_type == "conversation", audit_log.c.target_id.in_(_ids(c.id for c in convs))),
+        sa.and_(audit_log.c.target_type == "ticket", audit_log.c.target_id.in_(_ids(ticket_ids))),
+        sa.and_(audit_log.c.target_type == "message", audit_log.c.target_id.in_(_ids(m.id for m in msgs))),
     ]
     audit = conn.execute(sa.select(audit_log).where(sa.or_(*about)).order_by(audit_log.c.id)).all()
     return {
         "contact": contact.to_dict(),
-        "identities": [i.to_dict() for i in identities_of(conn, contact_id)],
+        # Earlier records of the same person, merged into this one: the
+        # audit entries below that name them are about this person too.
+        "merged_contact_ids": merged,
+        "identities": [i.to_dict() for i in owned_identities],
         "conversations": [rows.conversation(c).to_dict() for c in convs],
         "messages": [rows.message(m).to_dict() for m in msgs],
         "tickets": [_ticket_export(t) for t in found],
@@ -325,6 +358,44 @@ def export_contact(conn: Connection, contact_id: int) -> dict[str, Any]:
         "audit": [audit_entry(a) for a in audit],
         "exported_at": utcnow().isoformat(),
     }
+
+
+def _ids(ids: Iterable[int]) -> list[str]:
+    """Ids as ``audit_log.target_id`` holds them."""
+    return [str(i) for i in ids]
+
+
+def merged_into(conn: Connection, contact_id: int) -> list[int]:
+    """The contacts merged into ``contact_id``, directly or through one that
+    was: earlier records of the same person, whose ids audit entries still
+    name. Read from the merge events of its timeline (they move with the
+    messages, merge after merge) and from the merge audit entries (a merge
+    into a contact without a conversation leaves no event)."""
+    found: set[int] = set()
+    events = conn.execute(
+        sa.select(messages.c.meta).where(
+            messages.c.contact_id == contact_id, messages.c.kind == MessageKind.EVENT.value
+        )
+    ).scalars()
+    for meta in events:
+        if meta.get("event") == "contacts-merged" and isinstance(meta.get("source_id"), int):
+            found.add(meta["source_id"])
+    frontier = [contact_id, *found]
+    while frontier:
+        merges = conn.execute(
+            sa.select(audit_log.c.details).where(
+                audit_log.c.action == "contact.merge",
+                audit_log.c.target_type == "contact",
+                audit_log.c.target_id.in_(_ids(frontier)),
+            )
+        ).scalars()
+        frontier = []
+        for details in merges:
+            source = (details or {}).get("source_id")
+            if isinstance(source, int) and source != contact_id and source not in found:
+                found.add(source)
+                frontier.append(source)
+    return sorted(found)
 
 
 def _ticket_events(found: Sequence[Any], msgs: Sequence[Any]) -> list[dict[str, Any]]:
@@ -467,6 +538,22 @@ def erase_contact(conn: Connection, contact_id: int) -> Erasure:
     """
     get_contact(conn, contact_id)
     references.check()
+    erasure = Erasure(contact_id, conversation_ids=[], tickets=[])
+    with_bot: list[int] = []
+    _erase_rows(conn, erasure, with_bot)
+    if hold_contact(conn, contact_id) is None:
+        raise NotFound(f"contact {contact_id} does not exist")  # erased or merged away meanwhile
+    _erase_rows(conn, erasure, with_bot)  # what writers committed until the contact was held
+    conn.execute(sa.delete(contacts).where(contacts.c.id == contact_id))
+    _queue_clean_up_outside(conn, erasure, with_bot)
+    return erasure
+
+
+def _erase_rows(conn: Connection, erasure: Erasure, with_bot: list[int]) -> None:
+    """One pass over the contact's rows as they are now: delete them,
+    scrub what names them, add what was erased to ``erasure`` and the
+    conversations the bot took part in to ``with_bot``."""
+    contact_id = erasure.contact_id
     where = _owned_rows(contact_id)
 
     def rows_of(table_name: str) -> sa.Select[Any]:
@@ -486,21 +573,16 @@ def erase_contact(conn: Connection, contact_id: int) -> Erasure:
         .where(where["tickets"])
         .order_by(tickets.c.id)
     ).all()
-    erasure = Erasure(
-        contact_id,
-        conversation_ids=list(conn.execute(rows_of("conversations").order_by(conversations.c.id)).scalars()),
-        tickets=[ErasedTicket(t.id, t.conversation_id, t.slack_channel, t.slack_ts) for t in found],
-    )
+    erasure.conversation_ids += conn.execute(rows_of("conversations").order_by(conversations.c.id)).scalars()
+    erasure.tickets += [ErasedTicket(t.id, t.conversation_id, t.slack_channel, t.slack_ts) for t in found]
     # Conversations the bot took part in have a Rasa tracker holding what the
-    # customer said (emptied below, once their bot jobs are gone).
-    with_bot = list(
-        conn.execute(
-            sa.select(bot_jobs.c.conversation_id)
-            .distinct()
-            .where(bot_jobs.c.conversation_id.in_(rows_of("conversations")))
-            .order_by(bot_jobs.c.conversation_id)
-        ).scalars()
-    )
+    # customer said (emptied once their bot jobs are gone).
+    with_bot += conn.execute(
+        sa.select(bot_jobs.c.conversation_id)
+        .distinct()
+        .where(bot_jobs.c.conversation_id.in_(rows_of("conversations")))
+        .order_by(bot_jobs.c.conversation_id)
+    ).scalars()
     for scrub in _SCRUBS.values():
         scrub(conn, erasure, rows_of)
     from hub.tickets import agents as agents_tx  # tickets build on conversations, not the other way
@@ -513,7 +595,12 @@ def erase_contact(conn: Connection, contact_id: int) -> Erasure:
         agents_tx.book(conn, assignee_id, -count)  # their open tickets go with the contact
     # Audit entries about the contact and their rows keep the action and the
     # ids (not personal data once the rows are gone), not the details.
-    about = [sa.and_(audit_log.c.target_type == "contact", audit_log.c.target_id == str(contact_id))]
+    about = [
+        sa.and_(
+            audit_log.c.target_type == "contact",
+            audit_log.c.target_id.in_(_ids([contact_id, *merged_into(conn, contact_id)])),
+        )
+    ]
     for target_type, table in {
         "conversation": conversations,
         "message": messages,
@@ -522,14 +609,12 @@ def erase_contact(conn: Connection, contact_id: int) -> Erasure:
     }.items():
         ids = sa.select(sa.cast(table.c.id, sa.String)).where(where[table.name])
         about.append(sa.and_(audit_log.c.target_type == target_type, audit_log.c.target_id.in_(ids)))
-    erasure.count("audit_details", conn.execute(sa.update(audit_log).where(sa.or_(*about)).values(details={})).rowcount)
+    cleared = sa.update(audit_log).where(sa.or_(*about), sa.cast(audit_log.c.details, sa.String) != "{}")
+    erasure.count("audit_details", conn.execute(cleared.values(details={})).rowcount)
     # Children first: bot jobs and outbox rows, tickets, messages, conversations, identities.
     for name in reversed(list(where)):
         table = metadata.tables[name]
         erasure.count(name, conn.execute(sa.delete(table).where(where[name])).rowcount)
-    conn.execute(sa.delete(contacts).where(contacts.c.id == contact_id))
-    _queue_clean_up_outside(conn, erasure, with_bot)
-    return erasure
 
 
 def _queue_clean_up_outside(conn: Connection, erasure: Erasure, with_bot: list[int]) -> None:

@@ -70,7 +70,11 @@ class Database(Protocol):
         """Run ``fn(conn, *args, **kwargs)`` in a read transaction and return its result."""
 
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run ``fn(conn, *args, **kwargs)`` in a write transaction, committed before this returns."""
+        """Run ``fn(conn, *args, **kwargs)`` in a write transaction, committed before this returns.
+
+        ``fn`` may run more than once (PostgreSQL: again when a concurrent
+        commit deleted a row it referenced, ``vanished_reference``), so it
+        keeps its effects in the transaction and in what it returns."""
 
     async def ping(self) -> None: ...
 
@@ -275,6 +279,19 @@ def _resolve_all(outcomes: list[Outcome]) -> None:
             future.set_result(result)
 
 
+# A transaction that names a row a concurrent one deleted meanwhile (a
+# contact merged away or erased while a message for them was being written:
+# ``hub.conversations.contacts.hold_contact``) runs again and reads what that
+# commit left; a reference that is wrong from the start fails every time.
+WRITE_ATTEMPTS = 3
+
+
+def vanished_reference(err: sa.exc.IntegrityError) -> bool:
+    """A PostgreSQL foreign key violation (SQLSTATE 23503)."""
+    cause = getattr(err.orig, "__cause__", None)
+    return (getattr(cause, "sqlstate", None) or getattr(err.orig, "sqlstate", None)) == "23503"
+
+
 class PostgresDatabase:
     dialect = "postgresql"
 
@@ -285,8 +302,15 @@ class PostgresDatabase:
         )
 
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        async with self._engine.begin() as conn:
-            return await conn.run_sync(fn, *args, **kwargs)
+        attempt = 1
+        while True:
+            try:
+                async with self._engine.begin() as conn:
+                    return await conn.run_sync(fn, *args, **kwargs)
+            except sa.exc.IntegrityError as err:
+                if attempt == WRITE_ATTEMPTS or not vanished_reference(err):
+                    raise
+                attempt += 1
 
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         async with self._engine.connect() as conn:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from datetime import timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -242,6 +245,33 @@ async def test_merge_moves_the_merged_contacts_tickets(hub: Hub) -> None:
     assert moved["contact_id"] == target and moved["status"] == "open"
     conversation = await hub.api("GET", f"/api/v1/conversations/{moved['conversation_id']}")
     assert conversation["contact_id"] == target and conversation["handler"] == "human"
+    # The ticket's history (its events on the timeline) came along.
+    export = await hub.api("GET", f"/api/v1/contacts/{target}/export")
+    assert [t["id"] for t in export["tickets"]] == [ticket["id"]]
+    assert (ticket["id"], "ticket-opened") in {(e["ticket_id"], e["meta"]["event"]) for e in export["ticket_events"]}
+
+
+@pytest.mark.asyncio
+async def test_export_has_the_audit_of_contacts_merged_into_it(hub: Hub) -> None:
+    async def contact(sender: str) -> int:
+        r = await hub.inbound({"from": sender, "text": "hi", "id": sender})
+        return await _contact_of(hub, r["received"][0]["message_id"])
+
+    first, second, last = await contact("record-1"), await contact("record-2"), await contact("record-3")
+    await hub.api("PATCH", f"/api/v1/contacts/{first}", role="agent", json={"tags": ["vip"]})
+    # The same person's records merged one into the next: the last holds them all.
+    await hub.api("POST", f"/api/v1/contacts/{second}/merge", role="agent", json={"source_id": first})
+    await hub.api("POST", f"/api/v1/contacts/{last}/merge", role="agent", json={"source_id": second})
+    export = await hub.api("GET", f"/api/v1/contacts/{last}/export")
+    about = {(a["action"], a["target_type"], a["target_id"]) for a in export["audit"]}
+    assert ("contact.update", "contact", str(first)) in about
+    assert {("contact.merge", "contact", str(second)), ("contact.merge", "contact", str(last))} <= about
+    assert export["merged_contact_ids"] == [first, second]
+    # Erasing the person clears the details of those entries too.
+    await hub.api("DELETE", f"/api/v1/contacts/{last}")
+    entries = (await hub.api("GET", "/api/v1/audit", params={"limit": 100}))["items"]
+    merges = [e for e in entries if e["action"] == "contact.merge"]
+    assert len(merges) == 2 and all(e["details"] == {} for e in merges)
 
 
 @pytest.mark.asyncio
@@ -402,3 +432,205 @@ async def test_erasure_says_what_it_erased_for_clean_up_outside_the_database(hub
     assert erasure.tickets == [ErasedTicket(ticket["id"], ticket["conversation_id"], "C1", "1.2")]
     assert erasure["tickets"] == 1 and erasure["conversations"] == 1 and erasure["messages"] >= 2
     assert all(isinstance(n, int) for n in erasure.values())  # what the API and the CLI report
+
+
+# --- concurrent writers (PostgreSQL: SQLite runs one writer at a time) -----------------
+
+
+def _skip_unless_postgresql(database_url: str) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite runs one writer at a time: nothing to race")
+
+
+async def _not_done_yet(pending: asyncio.Future[Any]) -> bool:
+    """Still waiting half a second later (on a lock the other transaction holds)."""
+    await asyncio.sleep(0.5)
+    return not pending.done()
+
+
+@pytest.mark.asyncio
+async def test_merge_never_cascades_away_what_a_concurrent_writer_adds(hub: Hub, database_url: str) -> None:
+    _skip_unless_postgresql(database_url)
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from hub.conversations import ingest as ingest_tx
+    from hub.conversations.contacts import merge_contacts
+    from hub.messages import InboundMessage
+
+    async def contact(sender: str) -> int:
+        r = await hub.inbound({"from": sender, "text": "hello", "id": f"{sender}-1"})
+        return await _contact_of(hub, r["received"][0]["message_id"])
+
+    target, source, later = await contact("keeper"), await contact("writer"), await contact("late-writer")
+    engine = create_async_engine(database_url)
+    try:
+        # A message for the source, in a new thread, written while the merge
+        # runs: its transaction read the source first, so the merge waits for
+        # it and moves it (today's main deleted it with the source).
+        async with engine.connect() as writer:
+            transaction = await writer.begin()
+            inbound = InboundMessage(
+                channel="fake", sender="writer", text="written meanwhile", external_id="w-2", thread_key="new-thread"
+            )
+            written = await writer.run_sync(
+                ingest_tx.ingest, inbound, identity_kind="fake", reopen_window=timedelta(hours=1)
+            )
+            merging = asyncio.create_task(
+                hub.api("POST", f"/api/v1/contacts/{target}/merge", role="agent", json={"source_id": source})
+            )
+            assert await _not_done_yet(merging)
+            await transaction.commit()
+        await asyncio.wait_for(merging, 10)
+        moved = await hub.api("GET", f"/api/v1/messages/{written.message.id}")
+        assert moved["contact_id"] == target and moved["body"] == "written meanwhile"
+        conversation = await hub.api("GET", f"/api/v1/conversations/{written.conversation.id}")
+        assert conversation["contact_id"] == target
+
+        # A message that arrives while a merge holds its sender's contact
+        # waits, fails its foreign key once the merge commits, and runs again
+        # for the surviving contact (today's main answered a 400: lost).
+        async with engine.begin() as merger:
+            await merger.run_sync(lambda conn: merge_contacts(conn, source_id=later, target_id=target))
+            arriving = asyncio.create_task(hub.inbound({"from": "late-writer", "text": "still there?", "id": "lw-2"}))
+            assert await _not_done_yet(arriving)
+        stored = (await asyncio.wait_for(arriving, 10))["received"][0]
+        assert await _contact_of(hub, stored["message_id"]) == target
+    finally:
+        await engine.dispose()
+    timeline = await hub.api("GET", f"/api/v1/contacts/{target}/timeline", params={"limit": 50})
+    bodies = [m["body"] for m in timeline["items"] if m["kind"] == "message"]
+    assert sorted(bodies) == sorted(["hello", "hello", "hello", "written meanwhile", "still there?"])
+
+
+@pytest.mark.asyncio
+async def test_a_message_during_an_erasure_starts_a_new_contact(hub: Hub, database_url: str) -> None:
+    _skip_unless_postgresql(database_url)
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from hub.conversations.contacts import erase_contact
+
+    first = await hub.inbound({"from": "erased-writer", "text": "forget me", "id": "ew-1"})
+    erased = await _contact_of(hub, first["received"][0]["message_id"])
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as eraser:
+            await eraser.run_sync(erase_contact, erased)
+            arriving = asyncio.create_task(hub.inbound({"from": "erased-writer", "text": "hello again", "id": "ew-2"}))
+            assert await _not_done_yet(arriving)
+        stored = (await asyncio.wait_for(arriving, 10))["received"][0]
+    finally:
+        await engine.dispose()
+    fresh = await _contact_of(hub, stored["message_id"])
+    assert fresh != erased
+    await hub.api("GET", f"/api/v1/contacts/{erased}", expect=404)
+    export = await hub.api("GET", f"/api/v1/contacts/{fresh}/export")
+    assert [m["body"] for m in export["messages"]] == ["hello again"]
+
+
+@pytest.mark.asyncio
+async def test_an_erasure_counts_and_erases_what_a_concurrent_writer_adds(hub: Hub, database_url: str) -> None:
+    _skip_unless_postgresql(database_url)
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from hub.conversations import ingest as ingest_tx
+    from hub.messages import InboundMessage
+
+    first = await hub.inbound({"from": "leaving-writer", "text": "first words", "id": "lw2-1"})
+    contact_id = await _contact_of(hub, first["received"][0]["message_id"])
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as writer:
+            transaction = await writer.begin()
+            inbound = InboundMessage(
+                channel="fake", sender="leaving-writer", text="last words", external_id="lw2-2", thread_key="t-2"
+            )
+            await writer.run_sync(ingest_tx.ingest, inbound, identity_kind="fake", reopen_window=timedelta(hours=1))
+            erasing = asyncio.create_task(hub.api("DELETE", f"/api/v1/contacts/{contact_id}"))
+            assert await _not_done_yet(erasing)
+            await transaction.commit()
+        deleted = (await asyncio.wait_for(erasing, 10))["deleted"]
+    finally:
+        await engine.dispose()
+    # The second pass found the writer's conversation and message (not the cascade).
+    assert deleted["conversations"] == 2 and deleted["messages"] == 2
+    assert await hub.db.read(_find_in_every_table, ("leaving-writer", "first words", "last words")) == []
+
+
+@pytest.mark.asyncio
+async def test_agents_writing_during_a_merge_follow_the_conversation(hub: Hub, database_url: str) -> None:
+    """A reply, a note and a handoff on the source's conversation while a
+    merge holds the source: each waits and is written for the surviving
+    contact, running again if it named the one merged away (today's main
+    failed them with a 400: the contact they named was gone)."""
+    _skip_unless_postgresql(database_url)
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from hub.conversations.contacts import merge_contacts
+
+    kept = await hub.inbound({"from": "stays", "text": "hello", "id": "s-1"})
+    gone = await hub.inbound({"from": "goes", "text": "my order is late", "id": "g-1"})
+    target = await _contact_of(hub, kept["received"][0]["message_id"])
+    source = await _contact_of(hub, gone["received"][0]["message_id"])
+    conversation_id = (await hub.api("GET", f"/api/v1/messages/{gone['received'][0]['message_id']}"))["conversation_id"]
+    path = f"/api/v1/conversations/{conversation_id}"
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as merger:
+            await merger.run_sync(lambda conn: merge_contacts(conn, source_id=source, target_id=target))
+            writes = asyncio.gather(
+                hub.api("POST", f"{path}/messages", role="agent", json={"text": "on its way"}, expect=201),
+                hub.api("POST", f"{path}/notes", role="agent", json={"text": "courier called"}, expect=201),
+                hub.api("POST", f"{path}/handoff", role="agent", json={"reason": "late"}, expect=201),
+            )
+            assert await _not_done_yet(writes)
+        reply, note, ticket = await asyncio.wait_for(writes, 10)
+    finally:
+        await engine.dispose()
+    assert reply["contact_id"] == note["contact_id"] == ticket["contact_id"] == target
+    export = await hub.api("GET", f"/api/v1/contacts/{target}/export")
+    assert {"on its way", "courier called"} <= {m["body"] for m in export["messages"]}
+    assert [t["id"] for t in export["tickets"]] == [ticket["id"]]
+
+
+@pytest.mark.asyncio
+async def test_a_merge_keeps_the_lock_order_of_ticket_changes(hub: Hub, database_url: str) -> None:
+    """A ticket change holds its conversation's row, then writes an event
+    naming the contact; a merge moving that conversation meanwhile waits
+    for it and moves the event. Neither deadlocks: the merge holds the
+    contact only after the conversations (a merge that held it first, then
+    waited on the conversation, would deadlock with this change)."""
+    _skip_unless_postgresql(database_url)
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from hub.conversations import transactions as conversations_tx
+
+    kept = await hub.inbound({"from": "lock-keeper", "text": "hello", "id": "lk-1"})
+    gone = await hub.inbound({"from": "lock-goer", "text": "hello", "id": "lg-1"})
+    target = await _contact_of(hub, kept["received"][0]["message_id"])
+    source = await _contact_of(hub, gone["received"][0]["message_id"])
+    conversation_id = (await hub.api("GET", f"/api/v1/messages/{gone['received'][0]['message_id']}"))["conversation_id"]
+
+    def hold_conversation(conn: sa.Connection) -> None:
+        conn.execute(
+            sa.select(schema.conversations.c.id).where(schema.conversations.c.id == conversation_id).with_for_update()
+        )
+
+    def write_event(conn: sa.Connection) -> int:
+        conversation = conversations_tx.get_conversation(conn, conversation_id)
+        return conversations_tx.add_event(conn, conversation, "Priority changed", event="priority-changed").id
+
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as change:
+            transaction = await change.begin()
+            await change.run_sync(hold_conversation)
+            merging = asyncio.create_task(
+                hub.api("POST", f"/api/v1/contacts/{target}/merge", role="agent", json={"source_id": source})
+            )
+            assert await _not_done_yet(merging)
+            event_id = await asyncio.wait_for(change.run_sync(write_event), 10)
+            await transaction.commit()
+        await asyncio.wait_for(merging, 10)
+    finally:
+        await engine.dispose()
+    assert (await hub.api("GET", f"/api/v1/messages/{event_id}"))["contact_id"] == target
