@@ -22,6 +22,7 @@ from hub.conversations import references
 from hub.conversations.references import contact_references, unhandled_contact_references
 from hub.errors import InvalidInput, NotFound
 from hub.events import utcnow
+from hub.inputs import check_email
 from hub.models import (
     AuthorKind,
     Contact,
@@ -58,11 +59,7 @@ def normalise_address(kind: str, address: str, *, default_region: str | None = N
     if not address:
         raise InvalidInput(f"empty {kind} address")
     if kind == "email":
-        address = address.lower()
-        local, _, domain = address.rpartition("@")
-        if not local or "." not in domain or len(address) > EMAIL_MAX or " " in address:
-            raise InvalidInput(f"not an e-mail address: {address!r}")
-        return address
+        return check_email(address)  # the hub's one e-mail check (users' addresses too)
     if kind == "phone":
         try:
             number = phonenumbers.parse(address, default_region)
