@@ -290,7 +290,8 @@ class HubService:
         if event is not None:
             await self.bus.publish(event)
             await run_afters(afters)
-            conversation = await self.get_conversation(conversation_id)  # as the hooks left it
+            if afters:  # a hook changed it further (a resolve gives it back to the bot)
+                conversation = await self.get_conversation(conversation_id)
         return conversation
 
     async def get_message(self, message_id: int) -> Message:
