@@ -12,6 +12,7 @@ import hashlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, ClassVar, Protocol, Self
 
 from aiohttp import web
@@ -21,7 +22,7 @@ from hub.inputs import check_inbound, clean_text
 
 # The message types live in the hub (which never imports a channel); they are
 # re-exported here so channel code keeps importing them from its interface.
-from hub.messages import InboundMessage, IngestResult, OutboundMessage, SendResult
+from hub.messages import DeliveryReport, InboundMessage, IngestResult, OutboundMessage, SendResult
 
 if TYPE_CHECKING:
     from hub.config import Settings
@@ -45,6 +46,12 @@ class ChannelHost(Protocol):
     async def agents_online(self) -> bool:
         """Whether a human can answer now: the duty roster under
         ``HUB_WEBCHAT_AGENTS_ONLINE=auto``, else the fixed setting."""
+
+    async def delivery_report(self, report: DeliveryReport) -> bool:
+        """Record a provider's delivery status for a message the hub sent
+        (matched on ``(channel, provider_id)``); False when no sent message
+        has that id (the provider may report before the send is recorded,
+        and will retry). Statuses only move forward; repeats are no-ops."""
 
 
 class Channel(ABC):
@@ -70,6 +77,10 @@ class Channel(ABC):
     # What kind of address a sender is: "email", "phone" (E.164) or, by
     # default, an id local to this channel (its name).
     identity_kind: ClassVar[str | None] = None
+    # How long after the customer's last message a free-form reply may go out
+    # (WhatsApp's 24-hour customer-service window); None: any time. The
+    # outbox dead-letters a reply outside it with the reason, for the agent.
+    reply_window: ClassVar[timedelta | None] = None
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -160,6 +171,7 @@ class Channel(ABC):
 __all__ = [
     "Channel",
     "ChannelHost",
+    "DeliveryReport",
     "HubError",
     "InboundMessage",
     "IngestResult",

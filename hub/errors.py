@@ -100,10 +100,24 @@ class ChannelSendError(HubError):
 
     code = "channel_send_error"
 
-    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+        provider_code: str | None = None,
+        opted_out: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(message, **kwargs)
         self.retryable = retryable
         self.retry_after = retry_after
+        # The provider's own error code (Twilio 21211, 21610...), kept with the dead letter.
+        self.provider_code = provider_code
+        # The recipient unsubscribed at the provider (Twilio 21610): the hub
+        # marks the address opted out so that nothing more is queued to it.
+        self.opted_out = opted_out
 
 
 class Unavailable(HubError):

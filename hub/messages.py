@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
@@ -44,6 +44,13 @@ class InboundMessage:
     contact_hints: dict[str, str] = field(default_factory=dict)
     hints_verified: bool = False
     received_at: datetime = field(default_factory=utcnow)
+    # A consent keyword the channel recognised (SMS STOP/START): "opt_out" or
+    # "opt_in". The hub records it for (channel, sender) in the same
+    # transaction as the message; the bot does not answer it.
+    consent: str | None = None
+    # A reply the channel owes at once (SMS HELP): the hub queues it with the
+    # message, in the same transaction; the bot does not answer it.
+    auto_reply: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,12 +67,46 @@ class OutboundMessage:
     thread_key: str | None = None
     attachments: tuple[dict[str, Any], ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
+    # 1 on the first try. A later attempt may follow a crash after the
+    # provider accepted the message but before the hub recorded it: a
+    # channel whose provider has no idempotency key (Twilio) looks for a
+    # message it already sent since ``queued_at`` before sending again.
+    attempt: int = 1
+    queued_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
     provider_id: str | None = None
     delivered: bool = False  # True when the channel knows the customer has it
+    # Every provider id of the send when the channel split it into parts
+    # (long SMS); delivery reports name any of them. Defaults to (provider_id,).
+    provider_ids: tuple[str, ...] = ()
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        if self.provider_ids:
+            return self.provider_ids
+        return (self.provider_id,) if self.provider_id else ()
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """A provider's word on a message the hub sent (Twilio's StatusCallback).
+
+    ``status`` is one of queued, sent, delivered, undelivered, failed (the
+    hub's ``DeliveryStatus`` values); ``error_code`` is the provider's
+    (Twilio 30003...) and ``error_message`` a short reason for the agent.
+    ``opted_out`` says the provider refused because the recipient unsubscribed.
+    """
+
+    channel: str
+    provider_id: str
+    status: str
+    error_code: str | None = None
+    error_message: str | None = None
+    opted_out: bool = False
+    reported_at: datetime = field(default_factory=utcnow)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +130,9 @@ class ChannelAdapter(Protocol):
 
     @property
     def address_kind(self) -> str: ...
+
+    @property
+    def reply_window(self) -> timedelta | None: ...
 
     def bind(self, host: Any) -> None: ...
 

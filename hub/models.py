@@ -76,7 +76,8 @@ class DeliveryStatus(StrEnum):
     QUEUED = "queued"
     SENT = "sent"
     DELIVERED = "delivered"
-    FAILED = "failed"  # dead-lettered after the last attempt
+    UNDELIVERED = "undelivered"  # the provider could not reach the handset (Twilio 30003...)
+    FAILED = "failed"  # dead-lettered after the last attempt, or refused by the provider
     NONE = "none"  # notes and events
 
 
