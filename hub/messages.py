@@ -98,11 +98,15 @@ class DeliveryReport:
     hub's ``DeliveryStatus`` values); ``error_code`` is the provider's
     (Twilio 30003...) and ``error_message`` a short reason for the agent.
     ``opted_out`` says the provider refused because the recipient unsubscribed.
+    ``message_id`` is the hub's message id when the channel put it in the
+    signed callback URL: a report can then arrive before the send's result
+    is recorded (Twilio calls back within milliseconds) and still match.
     """
 
     channel: str
     provider_id: str
     status: str
+    message_id: int | None = None
     error_code: str | None = None
     error_message: str | None = None
     opted_out: bool = False
