@@ -81,6 +81,9 @@ class Channel(ABC):
     # (WhatsApp's 24-hour customer-service window); None: any time. The
     # outbox dead-letters a reply outside it with the reason, for the agent.
     reply_window: ClassVar[timedelta | None] = None
+    # Recipients can opt out of this channel (SMS STOP): the outbox checks
+    # every send against the opt-outs and dead-letters one to such an address.
+    honours_opt_out: ClassVar[bool] = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

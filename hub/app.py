@@ -171,6 +171,7 @@ async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
         app[keys.DATABASE],
         app[keys.CHANNELS],
         app[keys.BUS].publish,
+        tx_hooks=app[keys.SERVICE].tx_hooks,
         max_attempts=settings.outbox_max_attempts,
         base_delay=settings.outbox_base_delay,
         max_delay=settings.outbox_max_delay,

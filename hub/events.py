@@ -71,6 +71,29 @@ class DeliveryFailed(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class DeliveryUpdated(Event):
+    """A provider reported on a sent message (delivered, undelivered...)."""
+
+    name: ClassVar[str] = "delivery-updated"
+    message_id: int
+    conversation_id: int
+    status: str
+    error: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SystemEventAdded(Event):
+    """The hub wrote a system line on a timeline that agents must see where
+    they work (a message that could not be delivered, an opt-out): the Slack
+    desk mirrors it into the ticket's thread, in the same transaction."""
+
+    name: ClassVar[str] = "system-event-added"
+    message_id: int
+    conversation_id: int
+    event: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class NoteAdded(Event):
     name: ClassVar[str] = "note-added"
     message_id: int

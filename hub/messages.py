@@ -79,8 +79,9 @@ class OutboundMessage:
 class SendResult:
     provider_id: str | None = None
     delivered: bool = False  # True when the channel knows the customer has it
-    # Every provider id of the send when the channel split it into parts
-    # (long SMS); delivery reports name any of them. Defaults to (provider_id,).
+    # Set by channels whose provider reports delivery later (SMS): every
+    # provider id of the send, one per part of a long message. The hub
+    # records them with the send so that reports find their message.
     provider_ids: tuple[str, ...] = ()
 
     @property
@@ -137,6 +138,9 @@ class ChannelAdapter(Protocol):
 
     @property
     def reply_window(self) -> timedelta | None: ...
+
+    @property
+    def honours_opt_out(self) -> bool: ...
 
     def bind(self, host: Any) -> None: ...
 

@@ -160,6 +160,8 @@ class Message(_Serialisable):
     delivery_status: DeliveryStatus
     meta: dict[str, Any]
     created_at: datetime
+    # Why it failed or went undelivered (provider code and reason), if it did.
+    delivery_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ created from the URL given (its own database name is the maintenance one).
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import socket
@@ -207,6 +208,29 @@ async def start_hub(
     return Hub(app=app, client=client, tokens=tokens)
 
 
+SHUTDOWN_LIMIT = 60.0
+
+
+async def close_hub(running: Hub, *, limit: float = SHUTDOWN_LIMIT) -> None:
+    """Stop a test hub; a shutdown that does not finish within ``limit``
+    fails the test with every pending task's stack instead of hanging the
+    run (each cleanup context bounds its own waits, so this is a bug)."""
+    closing = asyncio.ensure_future(running.client.close())
+    done, _ = await asyncio.wait({closing}, timeout=limit)
+    if closing in done:
+        closing.result()
+        return
+    stacks = []
+    for task in asyncio.all_tasks():
+        if task is asyncio.current_task():
+            continue
+        buffer = io.StringIO()
+        task.print_stack(file=buffer)
+        stacks.append(buffer.getvalue())
+    closing.cancel()
+    pytest.fail(f"hub shutdown did not finish in {limit:.0f} s; pending tasks:\n" + "\n".join(stacks), pytrace=False)
+
+
 async def _user_exists(db: Any, email: str) -> bool:
     from hub import auth
     from hub.errors import NotFound
@@ -224,7 +248,7 @@ async def hub(database_url: str, tmp_path: Path) -> AsyncIterator[Hub]:
     try:
         yield running
     finally:
-        await running.client.close()
+        await close_hub(running)
 
 
 @pytest_asyncio.fixture
@@ -233,7 +257,7 @@ async def sqlite_hub(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Hub]:
     try:
         yield running
     finally:
-        await running.client.close()
+        await close_hub(running)
 
 
 async def wait_for(predicate: Any, timeout: float = 15.0, interval: float = 0.02) -> Any:

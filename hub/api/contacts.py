@@ -26,8 +26,9 @@ async def search_contacts(request: web.Request) -> web.Response:
 @routes.get("/api/v1/contacts/{id}")
 @requires(Role.VIEWER)
 async def get_contact(request: web.Request) -> web.Response:
-    contact = await request.app[keys.SERVICE].get_contact(path_id(request))
-    return web.json_response(contact.to_dict())
+    service = request.app[keys.SERVICE]
+    contact = await service.get_contact(path_id(request))
+    return web.json_response({**contact.to_dict(), "opt_outs": await service.opt_outs(contact.id)})
 
 
 @routes.patch("/api/v1/contacts/{id}")

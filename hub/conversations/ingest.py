@@ -194,7 +194,7 @@ def ingest(
         existing = conn.execute(_BY_EXTERNAL_ID, {"channel": inbound.channel, "external_id": inbound.external_id}).one()
         return _duplicate(conn, existing)
     _TOUCH_CONVERSATION.execute(conn, {"conversation_id": conversation.id, "now": now})
-    if enqueue_bot and conversation.handler == Handler.BOT:
+    if enqueue_bot and conversation.handler == Handler.BOT and _for_the_bot(inbound):
         _INSERT_BOT_JOB.execute(conn, _bot_job(conversation.id, row.id, now))
     stored = Ingested(
         message=_inbound_message(values, row.id),
@@ -241,6 +241,7 @@ _INBOUND_CONSTANTS: dict[str, Any] = {
     "author_kind": AuthorKind.CUSTOMER.value,
     "author_id": None,
     "delivery_status": DeliveryStatus.RECEIVED.value,
+    "delivery_error": None,
 }
 
 
@@ -380,8 +381,8 @@ def _store_run(conn: Connection, run: list[tuple[InboundMessage, Any]], enqueue_
     if enqueue_bot:
         jobs = [
             _bot_job(v["conversation_id"], message_id, now)
-            for v, message_id in zip(values, ids)
-            if touched[v["conversation_id"]].handler == Handler.BOT
+            for (inbound, _), v, message_id in zip(run, values, ids)
+            if touched[v["conversation_id"]].handler == Handler.BOT and _for_the_bot(inbound)
         ]
         if jobs:
             _INSERT_BOT_JOB.execute_many(conn, jobs)
@@ -393,6 +394,11 @@ def _store_run(conn: Connection, run: list[tuple[InboundMessage, Any]], enqueue_
         )
         for v, message_id in zip(values, ids)
     ]
+
+
+def _for_the_bot(inbound: InboundMessage) -> bool:
+    """Keywords (SMS STOP, START, HELP) are the hub's to handle, not questions."""
+    return inbound.consent is None and inbound.auto_reply is None
 
 
 def _inbound_values(inbound: InboundMessage, conversation_id: int, contact_id: int, now: datetime) -> dict[str, Any]:

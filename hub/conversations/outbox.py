@@ -9,7 +9,15 @@ the result (with the message's ``delivery_status``, in the same transaction):
 - retryable failure (timeouts, 5xx, 429) -> back to ``pending`` with
   exponential backoff and full jitter (or the provider's Retry-After);
 - permanent failure or too many attempts -> ``dead`` (dead letters are
-  listed by the API and can be retried by an admin).
+  listed by the API and can be retried by an admin); the message keeps the
+  reason (``delivery_error``) and a system line on its timeline tells the
+  agent, in Slack too (``SystemEventAdded``), in the same transaction.
+
+Before a send, a channel that honours opt-outs or has a reply window
+(``hub.conversations.consent``) may refuse it: a dead letter with the reason.
+A channel whose provider reports delivery later returns the provider's ids
+(``SendResult.provider_ids``); they are recorded with the send
+(``hub.conversations.delivery``) so reports find their message.
 
 A crash while a row is ``sending`` leaves its lease to expire; the row is
 then claimed again and re-sent with the same idempotency key, so a channel
@@ -20,22 +28,27 @@ still on its way.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Unpack
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
+from hub.conversations import consent, delivery
+from hub.conversations.transactions import add_event, get_conversation
 from hub.errors import ChannelSendError
-from hub.events import DeliveryFailed, MessageDelivered
+from hub.events import DeliveryFailed, MessageDelivered, SystemEventAdded, utcnow
 from hub.jobs.queue import DEAD, PENDING, Queue, QueueSpec
 from hub.jobs.worker import JobWorker, Tuning
 from hub.messages import ChannelAdapter, OutboundMessage, SendResult
 from hub.models import DeliveryStatus
 from hub.storage import Database
 from hub.storage.schema import messages, outbox
+from hub.txhooks import After, TxHooks, run_afters
 
 log = logging.getLogger(__name__)
 
@@ -52,23 +65,43 @@ class Delivery:
     idempotency_key: str
     payload: dict[str, Any]
     attempts: int
+    created_at: datetime
 
 
-# Built once, like the queue's own statements: it runs with every delivery.
+# Built once, like the queue's own statements: they run with every delivery.
 _SET_DELIVERY_STATUS = (
     sa.update(messages)
     .where(messages.c.id == sa.bindparam("message_id"))
     .values(delivery_status=sa.bindparam("status"))
 )
+# A send's result moves the message on from "queued" only: a delivery report
+# that overtook it (Twilio calls back within milliseconds) stays.
+_MARK_SENT = (
+    sa.update(messages)
+    .where(messages.c.id == sa.bindparam("message_id"), messages.c.delivery_status == DeliveryStatus.QUEUED.value)
+    .values(delivery_status=sa.bindparam("status"))
+)
+_SET_FAILED = (
+    sa.update(messages)
+    .where(messages.c.id == sa.bindparam("message_id"))
+    .values(delivery_status=DeliveryStatus.FAILED.value, delivery_error=sa.bindparam("error"))
+)
 
 
 def _delivered(conn: Connection, item: Delivery, result: SendResult) -> None:
     status = DeliveryStatus.DELIVERED if result.delivered else DeliveryStatus.SENT
-    conn.execute(_SET_DELIVERY_STATUS, {"message_id": item.message_id, "status": status.value})
+    conn.execute(_MARK_SENT, {"message_id": item.message_id, "status": status.value})
+    if result.provider_ids:
+        delivery.record_parts(conn, item.message_id, item.channel, result.provider_ids, utcnow())
 
 
-def _failed(conn: Connection, item: Delivery) -> None:
-    conn.execute(_SET_DELIVERY_STATUS, {"message_id": item.message_id, "status": DeliveryStatus.FAILED.value})
+def failure_text(error: ChannelSendError) -> str:
+    text = f"{error.provider_code}: {error.message}" if error.provider_code else error.message
+    return text[:300]
+
+
+def _failed(conn: Connection, item: Delivery, error: ChannelSendError) -> None:
+    conn.execute(_SET_FAILED, {"message_id": item.message_id, "error": failure_text(error)})
 
 
 def _requeued(conn: Connection, row: Row[Any]) -> None:
@@ -88,7 +121,7 @@ OUTBOX: Queue[Delivery] = Queue(
         done_columns=("provider_id",),
         done_values=lambda result: {"provider_id": result.provider_id},
         on_done=_delivered,
-        on_dead=_failed,
+        on_dead=_failed,  # the worker adds the timeline line and the opt-out
         on_requeue=_requeued,
     )
 )
@@ -105,14 +138,18 @@ class OutboxWorker(JobWorker[Delivery]):
         channels: dict[str, ChannelAdapter],
         publish: Publish,
         *,
+        tx_hooks: TxHooks | None = None,
         on_result: Callable[[str, str], None] | None = None,
         **tuning: Unpack[Tuning],
     ) -> None:
         options: Tuning = {"max_attempts": 8, "concurrency": 16}
         options.update(tuning)
+        # The outbox queue with this worker's dead-letter work (it runs the
+        # hub's in-transaction hooks); claims and records are OUTBOX's own.
+        queue = Queue(dataclasses.replace(OUTBOX.spec, on_dead=self._dead_tx))
         super().__init__(
             db,
-            OUTBOX,
+            queue,
             self.send,
             name="outbox-worker",
             on_done=self._on_delivered,
@@ -121,12 +158,54 @@ class OutboxWorker(JobWorker[Delivery]):
         )
         self.channels = channels
         self.publish = publish
+        self.tx_hooks = tx_hooks or TxHooks()
         self.on_result = on_result or (lambda channel, outcome: None)
+        self._afters: dict[int, list[After]] = {}
+
+    def _dead_tx(self, conn: Connection, item: Delivery, error: ChannelSendError) -> None:
+        """In the transaction that dead-letters ``item``: the reason on the
+        message and on the timeline (mirrored to Slack), and an opt-out when
+        the provider says the recipient unsubscribed."""
+        _failed(conn, item, error)
+        conversation = get_conversation(conn, item.conversation_id)
+        if error.opted_out:
+            consent.opt_out(
+                conn,
+                contact_id=conversation.contact_id,
+                channel=item.channel,
+                address=str(item.payload["to"]),
+                reason=f"provider {error.provider_code or 'refusal'}",
+                now=utcnow(),
+            )
+        line = add_event(
+            conn,
+            conversation,
+            f"A message was not sent: {failure_text(error)}",
+            event="delivery_failed",
+            meta={"message_id": item.message_id},
+        )
+        event = SystemEventAdded(message_id=line.id, conversation_id=conversation.id, event="delivery_failed")
+        self._afters[item.id] = self.tx_hooks.run(conn, event)
+
+    def _refusal(self, conn: Connection, item: Delivery, channel: ChannelAdapter) -> str | None:
+        return consent.send_refusal(
+            conn,
+            channel=item.channel,
+            to=str(item.payload["to"]),
+            conversation_id=item.conversation_id,
+            honours_opt_out=channel.honours_opt_out,
+            reply_window=channel.reply_window,
+            now=utcnow(),
+        )
 
     async def send(self, item: Delivery) -> SendResult:
         channel = self.channels.get(item.channel)
         if channel is None:
             raise ChannelSendError(f"channel {item.channel!r} is not enabled", retryable=True)
+        if channel.honours_opt_out or channel.reply_window is not None:
+            refusal = await self.db.read(self._refusal, item, channel)
+            if refusal is not None:
+                raise ChannelSendError(refusal, retryable=False)
         payload = item.payload
         message = OutboundMessage(
             message_id=item.message_id,
@@ -139,6 +218,8 @@ class OutboxWorker(JobWorker[Delivery]):
             thread_key=payload.get("thread_key"),
             attachments=tuple(payload.get("attachments") or ()),
             metadata=payload.get("metadata") or {},
+            attempt=item.attempts,
+            queued_at=item.created_at,
         )
         return await channel.send(message)
 
@@ -149,6 +230,7 @@ class OutboxWorker(JobWorker[Delivery]):
         )
 
     async def _on_failed(self, item: Delivery, error: ChannelSendError, dead: bool) -> None:
+        await run_afters(self._afters.pop(item.id, ()))
         self.on_result(item.channel, "dead" if dead else "retry")
         await self.publish(
             DeliveryFailed(message_id=item.message_id, channel=item.channel, error=error.message, dead=dead)

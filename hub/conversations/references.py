@@ -33,7 +33,14 @@ from hub.storage.schema import metadata
 
 # Foreign keys to contacts.id whose rows a merge points at the surviving contact.
 MOVED_BY_MERGE: frozenset[str] = frozenset(
-    {"identities.contact_id", "conversations.contact_id", "messages.contact_id", "tickets.contact_id"}
+    {
+        "identities.contact_id",
+        "conversations.contact_id",
+        "messages.contact_id",
+        "tickets.contact_id",
+        # An opt-out is the person's wish, whichever record holds the address.
+        "opt_outs.contact_id",
+    }
 )
 # Foreign keys to contacts.id whose rows are about one contact record and
 # are deleted with it, by a merge too (none yet: a per-record cache would be).

@@ -19,21 +19,24 @@ from sqlalchemy.engine import Connection
 
 from hub.audit import Audit, audited, record
 from hub.bus import EventBus
+from hub.conversations import consent, timeline
 from hub.conversations import contacts as contacts_tx
+from hub.conversations import delivery as delivery_tx
 from hub.conversations import ingest as ingest_tx
-from hub.conversations import timeline
 from hub.conversations import transactions as conversations_tx
 from hub.errors import InvalidInput
 from hub.events import (
     ContactErased,
     ContactsMerged,
     ConversationUpdated,
+    DeliveryUpdated,
     MessageQueued,
     MessageReceived,
     NoteAdded,
+    SystemEventAdded,
     utcnow,
 )
-from hub.messages import ChannelAdapter, InboundMessage, IngestResult
+from hub.messages import ChannelAdapter, DeliveryReport, InboundMessage, IngestResult
 from hub.metrics import Metrics
 from hub.models import AuthorKind, Contact, Conversation, Message, MessageKind
 from hub.storage import Database, rows
@@ -126,6 +129,88 @@ class HubService:
             handler=done.conversation.handler.value,
         )
         done.after.extend(self.tx_hooks.run(conn, done.received))
+        if inbound.consent or inbound.auto_reply:
+            done.after.extend(self._keywords_tx(conn, inbound, done))
+
+    def _keywords_tx(self, conn: Connection, inbound: InboundMessage, done: ingest_tx.Ingested) -> list[After]:
+        """STOP/START/HELP (the bot does not answer them; ingest queued no bot job)."""
+        lines, queued = consent.apply_keywords(conn, inbound, done.message, done.conversation, utcnow())
+        afters = self._system_lines_tx(conn, lines)
+        if queued is not None and not queued.repeated:
+            event = MessageQueued(
+                message_id=queued.message.id,
+                conversation_id=queued.conversation.id,
+                contact_id=queued.conversation.contact_id,
+                channel=queued.conversation.channel,
+                author_kind=AuthorKind.SYSTEM.value,
+            )
+            afters.extend(self.tx_hooks.run(conn, event))
+            afters.append(self._after_queued(event))
+        return afters
+
+    def _system_lines_tx(self, conn: Connection, lines: Iterable[Message]) -> list[After]:
+        afters: list[After] = []
+        for line in lines:
+            event = SystemEventAdded(
+                message_id=line.id, conversation_id=line.conversation_id, event=str(line.meta.get("event", ""))
+            )
+            afters.extend(self.tx_hooks.run(conn, event))
+        return afters
+
+    def _after_queued(self, event: MessageQueued) -> After:
+        async def wake() -> None:
+            for hook in self._outbound_queued:
+                hook()
+            await self.bus.publish(event)
+
+        return wake
+
+    async def delivery_report(self, report: DeliveryReport) -> bool:
+        """A provider's delivery status for a sent message (``ChannelHost``):
+        the message moves forward; a failure puts the reason on the timeline
+        (and in the Slack thread); an unsubscribed recipient is opted out."""
+
+        def apply(conn: Connection) -> tuple[delivery_tx.Reported | None, list[After]]:
+            now = utcnow()
+            reported = delivery_tx.apply_report(conn, report, now)
+            if reported is None:
+                return None, []
+            conversation = conversations_tx.get_conversation(conn, reported.conversation_id)
+            if report.opted_out:
+                consent.opt_out(
+                    conn,
+                    contact_id=conversation.contact_id,
+                    channel=report.channel,
+                    address=conversations_tx.recipient_address(conn, conversation),
+                    reason=f"provider {report.error_code or 'refusal'}",
+                    now=now,
+                )
+            if not reported.newly_failed:
+                return reported, []
+            line = conversations_tx.add_event(
+                conn,
+                conversation,
+                f"A message was not delivered: {reported.error}",
+                event="delivery_failed",
+                meta={"message_id": reported.message_id},
+                now=now,
+            )
+            return reported, self._system_lines_tx(conn, [line])
+
+        reported, afters = await self.db.write(apply)
+        if reported is None:
+            return False
+        if reported.changed:
+            await self.bus.publish(
+                DeliveryUpdated(
+                    message_id=reported.message_id,
+                    conversation_id=reported.conversation_id,
+                    status=reported.status,
+                    error=reported.error,
+                )
+            )
+        await run_afters(afters)
+        return True
 
     async def conversation_for(self, channel: str, address: str) -> Conversation | None:
         def find(conn: Connection) -> Conversation | None:
@@ -303,6 +388,10 @@ class HubService:
     # --- contacts --------------------------------------------------------------
     async def get_contact(self, contact_id: int) -> Contact:
         return await self.db.read(contacts_tx.get_contact, contact_id)
+
+    async def opt_outs(self, contact_id: int) -> list[dict[str, Any]]:
+        """The channels a contact's addresses opted out of (SMS STOP), with why and since when."""
+        return await self.db.read(consent.of_contact, contact_id)
 
     async def search_contacts(
         self, query: str | None, *, limit: int = 50, after_id: int | None = None

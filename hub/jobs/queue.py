@@ -33,7 +33,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from hub.errors import NotFound
+from hub.errors import ChannelSendError, NotFound
 from hub.storage import insert_ignore
 
 PENDING, DEAD = "pending", "dead"
@@ -74,7 +74,7 @@ class QueueSpec(Generic[Item]):
     done_values: Callable[[Any], dict[str, Any]] | None = None
     # Same-transaction work when a row is done, dead, or requeued by an admin.
     on_done: Callable[[Connection, Item, Any], None] | None = None
-    on_dead: Callable[[Connection, Item], None] | None = None
+    on_dead: Callable[[Connection, Item, ChannelSendError], None] | None = None
     on_requeue: Callable[[Connection, Row[Any]], None] | None = None
     statuses: tuple[str, ...] = field(init=False)
 
@@ -175,16 +175,18 @@ class Queue(Generic[Item]):
         if self.spec.on_done is not None:
             self.spec.on_done(conn, item, result)
 
-    def mark_failed(self, conn: Connection, item: Item, error: str, retry_at: datetime | None, now: datetime) -> None:
+    def mark_failed(
+        self, conn: Connection, item: Item, error: ChannelSendError, retry_at: datetime | None, now: datetime
+    ) -> None:
         """Back to pending at ``retry_at``; dead when it is None."""
-        params = {"job_id": item.id, "error": error[:2000], "now": now}
+        params = {"job_id": item.id, "error": error.message[:2000], "now": now}
         if retry_at is not None:
             conn.execute(self._retry, {**params, "retry_at": retry_at})
             return
         if not conn.execute(self._dead, params).rowcount:
             return  # deleted meanwhile
         if self.spec.on_dead is not None:
-            self.spec.on_dead(conn, item)
+            self.spec.on_dead(conn, item, error)
 
     # --- the producer's side -------------------------------------------------------------
     def enqueue(

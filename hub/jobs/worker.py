@@ -198,7 +198,7 @@ class JobWorker(PollingWorker[Job]):
             "dead" if dead else f"retry at {retry_at:%H:%M:%S}",
             error.message,
         )
-        await self.db.write(self.queue.mark_failed, item, error.message, retry_at, utcnow())
+        await self.db.write(self.queue.mark_failed, item, error, retry_at, utcnow())
         if self.on_failed is not None:
             await self.on_failed(item, error, dead)
         return False  # keep the group's order: its later rows wait for this one

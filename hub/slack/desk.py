@@ -31,7 +31,15 @@ from aiohttp import web
 from hub import keys
 from hub.conversations import transactions as conversations_tx
 from hub.errors import ChannelSendError, HubError
-from hub.events import MessageQueued, MessageReceived, NoteAdded, SlaBreached, TicketChanged, TicketOpened
+from hub.events import (
+    MessageQueued,
+    MessageReceived,
+    NoteAdded,
+    SlaBreached,
+    SystemEventAdded,
+    TicketChanged,
+    TicketOpened,
+)
 from hub.models import AuthorKind
 from hub.slack import cards as slack_blocks
 from hub.slack import jobs as slack_jobs
@@ -104,6 +112,7 @@ class SlackDesk:
             hooks.add(MessageReceived, self._customer_message_tx),
             hooks.add(MessageQueued, self._outbound_tx),
             hooks.add(NoteAdded, self._note_tx),
+            hooks.add(SystemEventAdded, self._system_line_tx),
         ]
         for ticket_id in await self.db.read(unposted):
             await self.db.write(
@@ -232,6 +241,10 @@ class SlackDesk:
     def _note_tx(self, conn: Connection, event: NoteAdded) -> After | None:
         return self._mirror(conn, event.conversation_id, event.message_id, note=True)
 
+    def _system_line_tx(self, conn: Connection, event: SystemEventAdded) -> After | None:
+        """What agents must see (a message not delivered, an opt-out), in the thread."""
+        return self._mirror(conn, event.conversation_id, event.message_id, note=True)
+
     def _mirror(self, conn: Connection, conversation_id: int, message_id: int, *, note: bool) -> After | None:
         """A reply or note written outside Slack, into the ticket's thread
         (what came from Slack itself is already there)."""
@@ -303,6 +316,8 @@ class SlackDesk:
             name, slack_id = snap.users.get(ticket.assignee_id, (f"user {ticket.assignee_id}", None))
             assignee = f"<@{slack_id}>" if slack_id else name
         customer = " · ".join(filter(None, [contact.name, contact.email, contact.phone])) or f"contact {contact.id}"
+        if snap.opted_out:
+            customer += " · opted out of " + ", ".join(snap.opted_out)
         return slack_blocks.TicketCard(
             ticket_id=ticket.id,
             conversation_id=ticket.conversation_id,

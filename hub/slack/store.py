@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from hub.conversations import consent
 from hub.conversations import contacts as contacts_tx
 from hub.conversations import transactions as conversations_tx
 from hub.events import utcnow
@@ -85,6 +86,7 @@ class Snapshot:
     contact: Contact
     history: list[Message]
     users: dict[int, tuple[str, str | None]]  # id -> (name, Slack user id)
+    opted_out: tuple[str, ...] = ()  # channels the customer opted out of (SMS STOP)
 
 
 def snapshot(conn: Connection, ticket_id: int) -> Snapshot:
@@ -108,4 +110,5 @@ def snapshot(conn: Connection, ticket_id: int) -> Snapshot:
         contact=contacts_tx.get_contact(conn, ticket.contact_id),
         history=history,
         users={r.id: (r.name, r.slack_user_id) for r in people},
+        opted_out=tuple(entry["channel"] for entry in consent.of_contact(conn, ticket.contact_id)),
     )

@@ -87,6 +87,7 @@ def message(row: Any) -> Message:
         delivery_status=DeliveryStatus(row.delivery_status),
         meta=dict(row.meta or {}),
         created_at=row.created_at,
+        delivery_error=getattr(row, "delivery_error", None),
     )
 
 

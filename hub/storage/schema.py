@@ -138,6 +138,9 @@ messages = sa.Table(
     sa.Column("attachments", JSON, nullable=False, default=list),
     sa.Column("external_id", sa.String(500)),
     sa.Column("delivery_status", sa.String(16), nullable=False),
+    # Why an outbound message failed or went undelivered, for the agent:
+    # the provider's code and a short reason ("30003: unreachable handset").
+    sa.Column("delivery_error", sa.String(300)),
     sa.Column("meta", JSON, nullable=False, default=dict),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.UniqueConstraint("channel", "external_id", name="uq_messages_channel_external_id"),
@@ -166,6 +169,39 @@ outbox = sa.Table(
     sa.Index("ix_outbox_due", "status", "next_attempt_at"),
     sa.Index("ix_outbox_message", "message_id"),
     sa.Index("ix_outbox_conversation", "conversation_id", "status"),
+)
+
+# The provider's ids of a sent message (one per part of a long SMS) and the
+# status each last reported: delivery reports name a part, the message's
+# ``delivery_status`` sums its parts up.
+delivery_parts = sa.Table(
+    "delivery_parts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("message_id", BigId, sa.ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("provider_id", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("error_code", sa.String(16)),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("channel", "provider_id", name="uq_delivery_parts_channel_provider_id"),
+    sa.Index("ix_delivery_parts_message", "message_id"),
+)
+
+# Addresses that asked for no more messages on a channel (SMS STOP, or the
+# provider's "unsubscribed" error): the outbox refuses to send to them.
+opt_outs = sa.Table(
+    "opt_outs",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("contact_id", BigId, sa.ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("address", sa.String(320), nullable=False),
+    # What opted them out: the keyword they sent ("STOP") or "provider 21610".
+    sa.Column("reason", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("channel", "address", name="uq_opt_outs_channel_address"),
+    sa.Index("ix_opt_outs_contact", "contact_id"),
 )
 
 audit_log = sa.Table(

@@ -54,6 +54,7 @@ def message_values(contact_id: int, conversation_id: int, n: int, **extra: Any) 
         "attachments": [{"name": "a.png", "size": n}],
         "external_id": f"x-{n}",
         "delivery_status": "received",
+        "delivery_error": None,
         "meta": {"n": n, "nested": {"list": [1, 2.5, None, True]}},
         "created_at": NOW + timedelta(seconds=n),
         **extra,

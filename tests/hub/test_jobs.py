@@ -44,7 +44,7 @@ def make_queue(hooks: list[tuple[str, int]] | None = None) -> Queue[Job]:
             item=Job,
             noun="test job",
             on_done=lambda conn, item, result: calls.append(("done", item.id)),
-            on_dead=lambda conn, item: calls.append(("dead", item.id)),
+            on_dead=lambda conn, item, error: calls.append(("dead", item.id)),
             on_requeue=lambda conn, row: calls.append(("requeue", row.id)),
         )
     )
@@ -76,7 +76,7 @@ async def test_rows_of_one_group_are_claimed_in_order_groups_in_parallel(db: Dat
     assert await claim(db, queue) == []
     # A retry keeps the group blocked until the older row is done.
     job = claimed[0]
-    await db.write(queue.mark_failed, job, "HTTP 503", T0 + timedelta(seconds=5), T0)
+    await db.write(queue.mark_failed, job, ChannelSendError("HTTP 503", retryable=True), T0 + timedelta(seconds=5), T0)
     assert await claim(db, queue, T0 + timedelta(seconds=1)) == []
     [job] = await db.write(queue.claim_due, T0 + timedelta(seconds=6), LEASE, 10)
     assert (job.id, job.attempts) == (first, 2)
@@ -100,7 +100,7 @@ async def test_a_row_deleted_under_its_worker_leaves_the_row_that_took_its_id_al
 
     await db.write(erase_and_requeue)
     await db.write(queue.mark_done, held, None, T0)
-    await db.write(queue.mark_failed, held, "boom", None, T0)
+    await db.write(queue.mark_failed, held, ChannelSendError("boom", retryable=False), None, T0)
     assert hooks == []
     assert await db.read(queue.depth) == {"pending": 1, "sending": 0, "done": 0, "dead": 0}
     assert await claim(db, queue) == [job_id]
@@ -133,7 +133,7 @@ async def test_dead_letter_listing_and_requeue(db: Database) -> None:
     queue = make_queue(hooks)
     job_id = await add(db, queue, 3)
     [job] = await db.write(queue.claim_due, T0, LEASE, 10)
-    await db.write(queue.mark_failed, job, "x" * 3000, None, T0)
+    await db.write(queue.mark_failed, job, ChannelSendError("x" * 3000, retryable=False), None, T0)
     assert hooks == [("dead", job_id)]
     counts = await db.read(queue.depth)
     assert counts == {"pending": 0, "sending": 0, "done": 0, "dead": 1}
