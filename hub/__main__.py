@@ -78,6 +78,18 @@ def init(env_file: Path) -> None:
         f"HUB_RASA_TOKEN={secrets.token_urlsafe(24)}",
         f"HUB_KB_SEED_DIR={sample}",
         "",
+        "# SMS and WhatsApp through Twilio (README: 'SMS and WhatsApp'): add sms (and",
+        "# whatsapp) to HUB_CHANNELS, set these, and paste the URLs `hub serve` prints",
+        "# into the Twilio console (Phone Numbers > your number > Messaging, or your",
+        "# Messaging Service's Integration page). HUB_PUBLIC_URL must be the exact",
+        "# public https URL Twilio calls: Twilio signs it, and the hub checks it.",
+        "# HUB_PUBLIC_URL=https://support.example.com",
+        "# HUB_TWILIO_ACCOUNT_SID=AC...",
+        "# HUB_TWILIO_AUTH_TOKEN=...",
+        "# HUB_TWILIO_FROM=+15551234567   (or a Messaging Service SID, MG...)",
+        "# HUB_WHATSAPP_FROM=+15551234567 (your WhatsApp sender, for whatsapp)",
+        "# HUB_SMS_DEFAULT_REGION=US      (for numbers written without +country code)",
+        "",
     ]
     env_file.write_text("\n".join(lines))
     env_file.chmod(0o600)
@@ -116,6 +128,11 @@ def serve(host: str | None, port: int | None, migrate: bool) -> None:
         urls += [("API (OpenAPI)", "/api/v1/openapi.json"), ("Readiness", "/readyz"), ("Metrics", "/metrics")]
         for label, path in urls:
             click.echo(f"  {label:<14} {base}{path}")
+        # What to paste into the Twilio console ("A message comes in" and the status callback).
+        for name in ("sms", "whatsapp"):
+            if name in settings.channel_names:
+                click.echo(f"  Twilio {name + ':':<9} incoming {base}/channels/{name}/twilio (HTTP POST)")
+                click.echo(f"  {'':<16} status   {base}/channels/{name}/twilio/status (set on every send)")
         click.echo("Press Ctrl+C to stop.")
 
     web.run_app(

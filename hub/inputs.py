@@ -282,3 +282,20 @@ def check_email(value: str, name: str = "email") -> str:
     if problem:
         raise InvalidInput(f"'{name}' is not an e-mail address: it {problem}")
     return address.lower()
+
+
+def check_phone(value: str, name: str = "phone", *, default_region: str | None = None) -> str:
+    """``value`` as an E.164 number (``+15551234567``); a national format
+    needs ``default_region`` (``HUB_SMS_DEFAULT_REGION``). InvalidInput naming
+    ``name`` otherwise, without echoing the number (it is personal)."""
+    import phonenumbers  # only where phone numbers are read
+
+    try:
+        number = phonenumbers.parse(value.strip(), default_region or None)
+    except phonenumbers.NumberParseException as err:
+        # The library's reason ("(0) Missing or invalid default region.") names no digits.
+        reason = str(err).split(") ", 1)[-1].rstrip(".")
+        raise InvalidInput(f"'{name}' is not a phone number: {reason}") from err
+    if not phonenumbers.is_possible_number(number):
+        raise InvalidInput(f"'{name}' is not a possible phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

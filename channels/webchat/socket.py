@@ -27,7 +27,7 @@ from channels.webchat.security import (
     verify_user_hash,
 )
 from hub.errors import Forbidden, HubError, InvalidInput, InvalidJSON, InvalidSignature, RateLimited
-from hub.inputs import load_json
+from hub.inputs import check_phone, load_json
 from hub.ratelimit import RateLimiter, TokenBuckets
 
 log = logging.getLogger(__name__)
@@ -248,6 +248,7 @@ class WebchatSockets(Channel):
         if not isinstance(user, dict):
             raise FrameError("invalid_frame", "'user' must be an object")
         email = short_str(user.get("email"), EMAIL_MAX)
+        phone = short_str(user.get("phone"), 40)
         user_id = short_str(user.get("user_id"), 200)
         name = short_str(user.get("name"), NAME_MAX)
         claimed = short_str(user.get("user_hash"), 128)
@@ -256,7 +257,9 @@ class WebchatSockets(Channel):
             session.sender_name = name
         if claimed and basis and self.identity_secret and verify_user_hash(self.identity_secret, basis, claimed):
             session.identity = "verified"
-            session.hints = {"email": email} if email else {}
+            # The host site vouches for its user's address and number: the
+            # chat joins the contact who texts or e-mails from them.
+            session.hints = {k: v for k, v in (("email", email), ("phone", await self._phone(session, phone))) if v}
             session.hints_verified = True
             return f"id:{user_id}" if user_id else f"email:{str(email).lower()}"
         if claimed:
@@ -267,6 +270,16 @@ class WebchatSockets(Channel):
             session.identity = "unverified"
             session.hints = {k: v for k, v in (("email", email), ("name", name)) if v}
         return None
+
+    async def _phone(self, session: Session, phone: str | None) -> str | None:
+        """The host's number for its user in E.164, or None (with an error frame) when it is not one."""
+        if not phone:
+            return None
+        try:
+            return check_phone(phone, "user.phone", default_region=getattr(self.settings, "sms_default_region", None))
+        except InvalidInput as err:
+            await self._error(session, "invalid_phone", err.message)
+            return None
 
     async def _on_message(self, request: web.Request, session: Session, data: str) -> None:
         [inbound] = self.admit(self.parse(request, data.encode("utf-8", "surrogatepass")))

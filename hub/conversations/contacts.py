@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import phonenumbers
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -22,7 +21,7 @@ from hub.conversations import references
 from hub.conversations.references import contact_references, unhandled_contact_references
 from hub.errors import InvalidInput, NotFound
 from hub.events import utcnow
-from hub.inputs import check_email
+from hub.inputs import check_email, check_phone
 from hub.models import (
     AuthorKind,
     Contact,
@@ -61,13 +60,7 @@ def normalise_address(kind: str, address: str, *, default_region: str | None = N
     if kind == "email":
         return check_email(address)  # the hub's one e-mail check (users' addresses too)
     if kind == "phone":
-        try:
-            number = phonenumbers.parse(address, default_region)
-        except phonenumbers.NumberParseException as err:
-            raise InvalidInput(f"not a phone number: {address!r} ({err})") from err
-        if not phonenumbers.is_possible_number(number):
-            raise InvalidInput(f"not a possible phone number: {address!r}")
-        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        return check_phone(address, default_region=default_region)
     if len(address) > EMAIL_MAX:
         raise InvalidInput(f"{kind} address is too long")
     return address
