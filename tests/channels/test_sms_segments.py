@@ -130,7 +130,9 @@ def test_without_segments_parts_are_bounded_by_twilio_body_limit() -> None:
 
 def test_ten_segments_stay_under_twilio_body_limit() -> None:
     text = "a" * 5000
-    assert all(len(part) <= MAX_BODY_CHARS and segment_count(part) <= 10 for part in split_message(text, max_segments=10))
+    assert all(
+        len(part) <= MAX_BODY_CHARS and segment_count(part) <= 10 for part in split_message(text, max_segments=10)
+    )
 
 
 # --- properties -------------------------------------------------------------------------

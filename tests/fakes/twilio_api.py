@@ -288,10 +288,18 @@ class FakeTwilioApi:
 
     # --- Twilio calling the hub ----------------------------------------------------------
     async def post_status(
-        self, client: TestClient, sid: str, status: str, *, error_code: str | None = None, token: str | None = None
+        self,
+        client: TestClient,
+        sid: str,
+        status: str,
+        *,
+        error_code: str | None = None,
+        token: str | None = None,
+        public_url: str | None = None,
     ) -> Any:
-        """POST Twilio's status callback for message ``sid`` to the URL the hub gave
-        (signed for that public URL, sent to the hub's loopback server)."""
+        """POST Twilio's status callback for message ``sid`` to the URL the hub gave,
+        signed for that public URL and sent to the hub's loopback server (at the
+        path after ``public_url``, as a reverse proxy that strips a prefix would)."""
         message = self.by_sid(sid)
         assert message.status_callback, "the message was sent without a StatusCallback"
         message.status = status
@@ -310,5 +318,10 @@ class FakeTwilioApi:
         if error_code:
             params["ErrorCode"] = error_code
         headers = sign_twilio(message.status_callback, params, token or self.auth_token)
-        url = urlsplit(message.status_callback)
-        return await client.post(f"{url.path}?{url.query}" if url.query else url.path, data=params, headers=headers)
+        if public_url is not None:
+            assert message.status_callback.startswith(public_url)
+            local = message.status_callback[len(public_url.rstrip("/")) :]
+        else:
+            url = urlsplit(message.status_callback)
+            local = f"{url.path}?{url.query}" if url.query else url.path
+        return await client.post(local, data=params, headers=headers)
