@@ -333,3 +333,25 @@ async def test_a_status_the_hub_cannot_match_is_still_answered(
     response = await sms_hub.client.post(path, data=params, headers=sign_twilio(PUBLIC_URL + path, params))
     assert response.status == 400
     assert len(reports.reports) == 1
+
+
+# --- through the hub -----------------------------------------------------------------------------------
+@pytest.mark.asyncio
+async def test_an_agent_reply_leaves_through_the_outbox_as_a_text(sms_hub: Hub, twilio_api: FakeTwilioApi) -> None:
+    from tests.channels.test_sms import post_signed, stored
+    from tests.fakes.twilio_api import inbound_params
+
+    await post_signed(sms_hub, inbound_params(sender=CUSTOMER, body="Where is my parcel?"))
+    [question] = await stored(sms_hub)
+    reply = await sms_hub.api(
+        "POST",
+        f"/api/v1/conversations/{question.conversation_id}/messages",
+        role="agent",
+        json={"text": "It left our warehouse this morning: https://track.example.com/p/10442"},
+        expect=201,
+    )
+    await wait_for(lambda: twilio_api.sent_to(CUSTOMER))
+    [text] = twilio_api.sent_to(CUSTOMER)
+    assert text.body == "It left our warehouse this morning: https://track.example.com/p/10442"
+    assert text.from_ == SUPPORT_NUMBER
+    assert text.status_callback == f"{PUBLIC_URL}/channels/sms/twilio/status?message_id={reply['id']}"
