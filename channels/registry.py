@@ -16,6 +16,8 @@ KNOWN_CHANNELS: dict[str, str] = {
     "fake": "channels.fake:FakeChannel",
     "webchat": "channels.webchat:WebchatChannel",
     "slack": "channels.slack:SlackChannel",
+    "sms": "channels.sms:SmsChannel",
+    "whatsapp": "channels.sms:WhatsappChannel",
 }
 
 

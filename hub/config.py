@@ -117,6 +117,26 @@ class Settings(BaseSettings):
     sla_breach_reassign: bool = False
     snooze_minutes: float = 60.0
 
+    # --- sms / whatsapp through Twilio (owned by the SMS work; add fields only here) --
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    # The SMS sender: a number (+15551230000) or a Messaging Service SID (MG...).
+    twilio_from: str | None = None
+    # The WhatsApp sender (+15551230000 or whatsapp:+15551230000), or a Messaging Service SID.
+    whatsapp_from: str | None = None
+    # Region for numbers customers write in national format (ISO 3166 code: US, GB, DE...).
+    sms_default_region: str = Field(default="US", pattern="^[A-Z]{2}$")
+    # The answer to HELP/INFO ("{site_name}" is replaced); empty: the hub does
+    # not answer (Twilio's own opt-out management answers HELP instead).
+    sms_help_text: str = (
+        "{site_name}: text us here and our support team will answer. Msg&data rates may apply. Reply STOP to opt out."
+    )
+    # A long reply is split into Twilio messages of at most this many segments each.
+    sms_max_segments: int = Field(default=10, ge=1, le=10)
+    # Empty: Twilio's API (https://api.twilio.com); tests point it at a fake.
+    twilio_api_url: str = ""
+    twilio_timeout: float = Field(default=15.0, gt=0)
+
     # --- bot (owned by the bot work; add fields only here) -----------------------
     # rasa: the Rasa assistant (child processes, or HUB_RASA_URL); echo: a
     # fake that repeats the customer (tests, benchmarks); none: no bot.

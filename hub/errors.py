@@ -82,6 +82,12 @@ class InvalidSignature(Unauthorized):
     code = "invalid_signature"
 
 
+class RefusedSignature(InvalidSignature):
+    """An invalid signature answered 403, as the vendor documents it (Twilio)."""
+
+    status = 403
+
+
 class RateLimited(HubError):
     status = 429
     code = "rate_limited"

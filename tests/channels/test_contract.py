@@ -17,7 +17,12 @@ real algorithm:
 Adding a channel: a fixture folder (``valid.json`` with ``{{placeholders}}``,
 the malformed payloads) and one ``Contract`` subclass in ``CONTRACTS``. The
 web chat is a WebSocket: its adapter translates the socket's outcomes into
-the same terms (close 4401 is the 401, an error frame the 400).
+the same terms (close 4401 is the 401, an error frame the 400). Twilio posts
+forms: the SMS and WhatsApp fixtures are ``.form`` files (``valid.form``),
+their hostile payloads the ones a form can carry (bytes that are not UTF-8,
+an encoded lone surrogate), and their forgeries include a signature for
+another URL than ``HUB_PUBLIC_URL`` (Twilio signs the URL it calls, and has
+no timestamp to go stale).
 
 Over ~400 lines on purpose: the contract and every channel's adapter stay in
 one module, so a new channel is read and added in one place.
@@ -107,6 +112,7 @@ class Contract:
     send_expected: ClassVar[dict[str, Expected]]  # failure -> outcome; absent: the channel has no such failure
     # How long an accepted delivery may take to be stored (Slack's desk works in background tasks).
     settle: ClassVar[float] = 0.0
+    valid: ClassVar[str] = "valid.json"  # the genuine payload's fixture
     state: dict[str, Any] = field(default_factory=dict)
 
     def settings(self, database_url: str, tmp_path: Path, **overrides: Any) -> Any:
@@ -367,7 +373,108 @@ class SlackContract(Contract):
             await api.close()
 
 
-CONTRACTS: dict[str, Contract] = {c.name: c for c in (FakeContract(), WebchatContract(), SlackContract())}
+class SmsContract(Contract):
+    name = "sms"
+    missing_settings: ClassVar[dict[str, str]] = {
+        "twilio_account_sid": "HUB_TWILIO_ACCOUNT_SID",
+        "twilio_auth_token": "HUB_TWILIO_AUTH_TOKEN",
+        "twilio_from": "HUB_TWILIO_FROM",
+    }
+    forgeries = ("bad-signature", "missing-signature", "wrong-url")
+    malformed: ClassVar[dict[str, str]] = {
+        "missing-from.form": "'From' is missing",
+        "missing-sid.form": "'MessageSid' is missing",
+        "bad-number.form": "'From' is not a phone number",
+        "bad-num-media.form": "'NumMedia' must be a number",
+        "not-utf8.form": "not valid UTF-8",
+        "surrogate.form": "not valid UTF-8",
+        "whatsapp-at-sms-url.form": "a WhatsApp message reached the SMS webhook",
+    }
+    send_expected: ClassVar[dict[str, Expected]] = {
+        "transport": Retryable(),
+        "5xx": Retryable(),
+        "429": Retryable(),  # Twilio's SDK does not expose Retry-After: the outbox backs off
+        "4xx": Permanent(),
+    }
+    valid = "valid.form"
+    public_url: ClassVar[str] = "https://support.example.test"
+    path: ClassVar[str] = "/channels/sms/twilio"
+    sender_setting: ClassVar[dict[str, str]] = {"twilio_from": "+15005550006"}
+
+    def settings(self, database_url: str, tmp_path: Path, **overrides: Any) -> Any:
+        from tests.fakes.twilio_api import ACCOUNT_SID, AUTH_TOKEN
+
+        values: dict[str, Any] = {
+            "channels": self.name,
+            "twilio_account_sid": ACCOUNT_SID,
+            "twilio_auth_token": AUTH_TOKEN,
+            "public_url": self.public_url,
+            "twilio_api_url": f"http://127.0.0.1:{free_port()}",
+            "twilio_timeout": 2.0,
+            **self.sender_setting,
+        }
+        values.update(overrides)
+        return make_settings(database_url, tmp_path, **values)
+
+    async def deliver(self, hub: Hub, body: bytes, *, forgery: str | None = None, retry: int = 0) -> Delivery:
+        from urllib.parse import parse_qsl
+
+        from tests.fakes.twilio_api import AUTH_TOKEN, sign_twilio
+
+        # What Twilio signs: the URL it calls and the decoded form fields.
+        params = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        url = self.public_url + self.path
+        headers = {
+            None: sign_twilio(url, params, AUTH_TOKEN),
+            "bad-signature": sign_twilio(url, params, "not-the-auth-token"),
+            "missing-signature": {},
+            "wrong-url": sign_twilio("https://elsewhere.example.test" + self.path, params, AUTH_TOKEN),
+        }[forgery]
+        response = await hub.client.post(
+            self.path, data=body, headers={**headers, "Content-Type": "application/x-www-form-urlencoded"}
+        )
+        return await http_delivery(response)
+
+    @asynccontextmanager
+    async def send_scenario(self, failure: str, tmp_path: Path) -> AsyncIterator[Any]:
+        from channels.sms import SmsChannel
+        from tests.fakes.twilio_api import FakeTwilioApi
+
+        api = await FakeTwilioApi().start()
+        try:
+            api.fail_next.extend({"5xx": [503], "429": [429], "4xx": [(400, 21211)]}.get(failure, []))
+            url = f"http://127.0.0.1:{free_port()}" if failure == "transport" else api.base_url
+            channel = channel_class(self.name).from_settings(
+                self.settings("sqlite:///unused.db", tmp_path, twilio_api_url=url)
+            )
+            assert isinstance(channel, SmsChannel)
+            lifespan = asynccontextmanager(channel.lifespan)
+            async with lifespan(None):  # type: ignore[arg-type]  # the SMS lifespan never reads the app
+                yield lambda: channel.send(outbound("+15551230001"))
+        finally:
+            await api.close()
+
+
+class WhatsappContract(SmsContract):
+    name = "whatsapp"
+    missing_settings: ClassVar[dict[str, str]] = {
+        "twilio_account_sid": "HUB_TWILIO_ACCOUNT_SID",
+        "twilio_auth_token": "HUB_TWILIO_AUTH_TOKEN",
+        "whatsapp_from": "HUB_WHATSAPP_FROM",
+    }
+    malformed: ClassVar[dict[str, str]] = {
+        "missing-from.form": "'From' is missing",
+        "bad-number.form": "'From' is not a phone number",
+        "surrogate.form": "not valid UTF-8",
+        "sms-at-whatsapp-url.form": "an SMS reached the WhatsApp webhook",
+    }
+    path: ClassVar[str] = "/channels/whatsapp/twilio"
+    sender_setting: ClassVar[dict[str, str]] = {"whatsapp_from": "whatsapp:+14155238886"}
+
+
+CONTRACTS: dict[str, Contract] = {
+    c.name: c for c in (FakeContract(), WebchatContract(), SlackContract(), SmsContract(), WhatsappContract())
+}
 
 
 def outbound(to: str, *, message_id: int = 1) -> OutboundMessage:
@@ -397,7 +504,7 @@ async def running(contract: Contract, database_url: str, tmp_path: Path) -> Asyn
 def test_every_registered_channel_has_a_contract() -> None:
     assert set(CONTRACTS) == set(KNOWN_CHANNELS)
     for name in CONTRACTS:
-        assert (FIXTURES / name / "valid.json").is_file()
+        assert (FIXTURES / name / CONTRACTS[name].valid).is_file()
 
 
 # --- the contract ---------------------------------------------------------------------
@@ -421,7 +528,7 @@ def test_missing_secrets_are_a_config_error_naming_them(contract: Contract, tmp_
 @pytest.mark.asyncio
 async def test_forged_input_is_refused_and_nothing_is_stored(contract: Contract, running: Hub) -> None:
     values = await contract.prepare(running)
-    body = fixture(contract.name, "valid.json", external_id="contract-forged-1", text="Forged: refund me", **values)
+    body = fixture(contract.name, contract.valid, external_id="contract-forged-1", text="Forged: refund me", **values)
     before = await stored_rows(running)
     for forgery in contract.forgeries:
         delivery = await contract.deliver(running, body, forgery=forgery)
@@ -453,7 +560,7 @@ async def test_malformed_payload_is_refused_with_its_reason(contract: Contract, 
 @pytest.mark.asyncio
 async def test_retried_delivery_is_stored_once(contract: Contract, running: Hub) -> None:
     values = await contract.prepare(running)
-    body = fixture(contract.name, "valid.json", external_id="contract-retried-1", text="Once only, please", **values)
+    body = fixture(contract.name, contract.valid, external_id="contract-retried-1", text="Once only, please", **values)
     before = await stored_rows(running)
     deliveries = [await contract.deliver(running, body, retry=n) for n in range(4)]
     assert [d.status for d in deliveries] == [200] * 4, deliveries
