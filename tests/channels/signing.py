@@ -20,6 +20,7 @@ from tests.fakes.slack_api import sign_request as sign_slack
 
 WRONG_SECRET = "not-the-secret"
 STALE_SECONDS = 6 * 60  # beyond every provider's 5-minute replay window
+GARBLED = "v0=\u00e9\u202e\U0001f600"
 
 
 class Signer(Protocol):
@@ -38,7 +39,7 @@ class TimestampedHmac:
 
     sign: Callable[..., dict[str, str]]  # (secret, body, timestamp=None) -> headers
     secret: str
-    forgeries: tuple[str, ...] = ("bad-signature", "missing-signature", "stale")
+    forgeries: tuple[str, ...] = ("bad-signature", "missing-signature", "stale", "garbled-signature")
 
     def headers(self, body: bytes, *, url: str = "", forgery: str | None = None) -> dict[str, str]:
         if forgery is None:
@@ -49,6 +50,9 @@ class TimestampedHmac:
             return {}
         if forgery == "stale":
             return self.sign(self.secret, body, timestamp=int(time.time()) - STALE_SECONDS)
+        if forgery == "garbled-signature":  # not ASCII, as no genuine signature is
+            genuine = self.sign(self.secret, body)
+            return {name: GARBLED if value.startswith("v0=") else value for name, value in genuine.items()}
         raise ValueError(f"unknown forgery {forgery!r}")
 
 
