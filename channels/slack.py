@@ -319,9 +319,13 @@ def check_shape(payload: dict[str, Any]) -> None:
             raise InvalidInput("'event.type' must be a string")
     BODY.check(payload)
     if payload.get("type") in ("block_actions", "interactive_message"):
+        # bolt matches on actions[0]["action_id"]; the desk reads user.id and channel.id.
         actions = payload.get("actions")
-        if not actions or not all(isinstance(action.get("action_id", ""), str) for action in actions):
+        if not actions or not all(isinstance(action.get("action_id"), str) for action in actions):
             raise InvalidInput("an interaction needs 'actions', each with a string 'action_id'")
+        for name in ("user", "channel"):
+            if payload.get(name) is not None and not isinstance(payload[name], dict):
+                raise InvalidInput(f"'{name}' of an interaction must be an object")
 
 
 def _bolt_refusal(response: BoltResponse) -> HubError:

@@ -19,6 +19,8 @@ The properties:
   with any code but the protocol's own: 4401 for a bad token, and only after
   a frame the WebSocket layer refuses, 1009 (beyond the size limit), 1007
   (not UTF-8), 1002 (out of sequence);
+- nothing the hub logs carries an exception (a background task's failure
+  shows in no answer);
 - afterwards every target still takes a valid delivery, and the hub is healthy.
 
 The targets are data: one ``WebhookTarget`` per webhook route (its path,
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import threading
 import time
@@ -74,6 +77,7 @@ from tests.fakes.slack_api import FakeSlackApi, block_action_body, command_body
 T = TypeVar("T")
 JSON, FORM = "application/json", "application/x-www-form-urlencoded"
 WEBCHAT_SECRET = "fuzz-webchat-secret"
+SETTLE = 0.5  # for the background tasks of the last example (the Slack desk's)
 WS = "/channels/webchat/ws"
 
 # Deterministic and bounded: the module (every target, on SQLite and
@@ -187,6 +191,23 @@ def content_types(usual: str) -> st.SearchStrategy[str | None]:
 
 
 # --- the live hub ---------------------------------------------------------------------
+class Crashes(logging.Handler):
+    """Every exception the hub logs: a 500, a failed frame handler, and what
+    no answer shows, a failed background task (the Slack desk's)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[0] is not None:
+            self.seen.append(f"{record.name}: {record.getMessage()[:200]} ({record.exc_info[0].__name__})")
+
+    def check(self) -> None:
+        seen, self.seen = self.seen, []
+        assert seen == [], seen
+
+
 class LiveHub:
     """A hub running on an event loop in its own thread; ``run`` awaits on it."""
 
@@ -194,6 +215,7 @@ class LiveHub:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="fuzz-hub", daemon=True)
         self.stack = AsyncExitStack()
+        self.crashes = Crashes()
         self.hub: Hub
 
     def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 60) -> T:
@@ -258,6 +280,7 @@ class Reply:
 def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveHub]:
     running = LiveHub()
     running.thread.start()
+    logging.getLogger().addHandler(running.crashes)
     try:
         running.run(running.start(request.param, tmp_path_factory.mktemp("fuzz")))
         yield running
@@ -265,6 +288,7 @@ def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         try:
             running.run(running.stack.aclose())
         finally:
+            logging.getLogger().removeHandler(running.crashes)
             running.loop.call_soon_threadsafe(running.loop.stop)
             running.thread.join(timeout=30)
             running.loop.close()
@@ -279,8 +303,12 @@ def test_generated_webhook_bodies_never_fail(live: LiveHub, target: WebhookTarge
     @given(body=target.bodies, content_type=content_types(target.content_type), forgery=forgeries)
     def deliver(body: bytes, content_type: str | None, forgery: str | None) -> None:
         live.run(live.post(target, body, content_type, forgery)).check(forged=forgery is not None)
+        live.crashes.check()  # this example's, or a background task of the one before
 
+    live.crashes.check()
     deliver()
+    time.sleep(SETTLE)
+    live.crashes.check()
     # The channel still takes a genuine delivery.
     reply = live.run(live.post(target, target.valid(), target.content_type, None))
     assert 200 <= reply.status < 300, reply
@@ -394,8 +422,12 @@ def test_generated_chat_frames_never_fail(live: LiveHub) -> None:
     @given(handshake=st.sampled_from(["hello", "resume", "none"]), sent=st.lists(frames, min_size=1, max_size=5))
     def converse(handshake: str, sent: list[Frame]) -> None:
         assert live.run(chat(live.hub, handshake, sent)) == []
+        live.crashes.check()
 
+    live.crashes.check()
     converse()
+    time.sleep(SETTLE)
+    live.crashes.check()
 
 
 # --- afterwards -----------------------------------------------------------------------

@@ -9,6 +9,7 @@ import html
 import json
 import re
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
@@ -175,12 +176,19 @@ async def test_slack_body_is_read_as_utf8_whatever_the_charset_says(slack_hub: H
         # bolt's action matcher: body["actions"][0] (IndexError).
         (b"payload=%7B%22type%22%3A%22block_actions%22%2C%22actions%22%3A%5B%5D%7D",
          "application/x-www-form-urlencoded", 400, "needs 'actions'"),
+        # bolt's action matcher: action["action_id"] (KeyError).
+        (b"payload=" + quote(json.dumps({"type": "block_actions", "actions": [{}]})).encode(),
+         "application/x-www-form-urlencoded", 400, "each with a string 'action_id'"),
+        # Not a 500 but a crash in the desk's background task: (body["user"] or {}).get("id").
+        (b"payload=" + quote(json.dumps({"type": "block_actions", "user": "U1", "actions": [{"action_id": "ticket_claim"}]})).encode(),
+         "application/x-www-form-urlencoded", 400, "'user' of an interaction must be an object"),
         # bolt answered its own {"error": "unhandled request"}, not the hub's error body.
         (b"", "application/x-www-form-urlencoded", 400, "no 'type' or 'command'"),
         (b'{"type": "event_callback", "event": {"type": "reaction_added"}}', "application/json", 404,
          "no handler for this Slack request"),
     ],
-    ids=["5000-digits", "user-float", "authorizations-str", "actions-empty", "empty", "unhandled"],
+    ids=["5000-digits", "user-float", "authorizations-str", "actions-empty", "action-without-id", "user-str", "empty",
+         "unhandled"],
 )  # fmt: skip
 async def test_slack_bodies_bolt_could_not_take_are_refused_with_the_field(
     slack_hub: Hub, body: bytes, content_type: str, status: int, reason: str
@@ -188,3 +196,21 @@ async def test_slack_bodies_bolt_could_not_take_are_refused_with_the_field(
     response = await send_signed(slack_hub, body, content_type=content_type)
     error = (await response.json())["error"]
     assert response.status == status and reason in error["message"], (response.status, error)
+
+
+@pytest.mark.asyncio
+async def test_chat_frames_the_fuzzer_found_get_an_error_frame(database_url: str, tmp_path: Path) -> None:
+    async with running_hub(database_url, tmp_path, echo=False) as hub:
+        ws = await hub.client.ws_connect(WS)
+        await hello(ws)
+        cases = [
+            # load_json: ValueError past 4,300 digits (was internal_error).
+            ('{"type": "ping", "n": ' + "1" * 5000 + "}", "invalid_json", "number too long"),
+            # A NUL in the text: stored on SQLite, internal_error on PostgreSQL.
+            ('{"type": "message", "client_id": "n1", "text": "a\\u0000b"}', "invalid_input", "'text' holds a NUL"),
+        ]
+        for frame, code, reason in cases:
+            await ws.send_str(frame)
+            error = await receive(ws)
+            assert error["type"] == "error" and error["code"] == code and reason in error["message"], error
+        await ws.close()
