@@ -9,6 +9,7 @@ ingest path, and calls ``send`` from the durable outbox.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
@@ -60,8 +61,9 @@ class Channel(ABC):
     Contract:
     - ``from_settings`` raises ``ConfigError`` naming every missing key.
     - ``verify`` MUST run on the raw body before anything is parsed, compare
-      in constant time, and raise ``InvalidSignature`` (never another error)
-      when the request is not authentic.
+      in constant time (``same_signature``), and raise ``InvalidSignature``
+      (never another error, whatever the body or headers hold) when the
+      request is not authentic.
     - ``parse`` is pure: it raises ``InvalidInput`` with a reason for
       malformed payloads and returns one ``InboundMessage`` per message.
       JSON is read with ``hub.inputs.load_json`` (depth, NaN, Unicode);
@@ -134,6 +136,13 @@ class Channel(ABC):
         if len(messages) == 1:
             return [check_inbound(messages[0])]
         return [check_inbound(message, item=f"item {index}: ") for index, message in enumerate(messages)]
+
+    @staticmethod
+    def same_signature(expected: str, given: str) -> bool:
+        """Whether a request's signature header ``given`` is ``expected``, in
+        constant time. As bytes: ``hmac.compare_digest`` raises TypeError on a
+        str with non-ASCII characters, which a forged header may hold."""
+        return hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogateescape"))
 
     @staticmethod
     def delivery_id(signature: str, index: int) -> str:

@@ -64,7 +64,7 @@ class FakeChannel(Channel):
             raise InvalidSignature("timestamp missing or outside the replay window")
         base = b"v0:" + timestamp.encode() + b":" + body
         expected = "v0=" + hmac.digest(self._secret, base, "sha256").hex()
-        if not hmac.compare_digest(expected, signature):
+        if not self.same_signature(expected, signature):
             raise InvalidSignature("signature mismatch")
 
     def parse(self, request: web.Request, body: bytes) -> list[InboundMessage]:

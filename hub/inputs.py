@@ -9,10 +9,12 @@ of a 500 from deep inside:
 - JSON: at most ``MAX_JSON_DEPTH`` levels of nesting (checked on the raw bytes
   before parsing, so nothing recurses on a hostile body); ``NaN`` and
   ``Infinity`` are refused (they are not JSON, and PostgreSQL's JSONB refuses
-  them); integers fit a signed 64-bit column.
+  them), and so are numbers that overflow to them (``1e999``); integers fit a
+  signed 64-bit column.
 - Text: every string (and object key) must be valid Unicode: a lone
-  surrogate (``"\\ud800"``) is refused, naming the field; strings are
-  NFC-normalised, so one text is stored one way.
+  surrogate (``"\\ud800"``) is refused, naming the field, and so is NUL
+  (``"\\u0000"``, which PostgreSQL cannot store); strings are NFC-normalised,
+  so one text is stored one way.
 - Ids: ``1 .. 2**63-1`` (``MAX_ID``), written in ASCII digits.
 - Lengths: ``check_length``; the limits of stored strings come from the
   columns in ``hub.storage.schema`` (``hub.limits``).
@@ -37,7 +39,9 @@ MIN_INT = -(2**63)
 MAX_JSON_DEPTH = 32
 
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+# What only the walk in ``clean`` can judge: an integer that may pass 64 bits,
+# a float whose exponent may overflow to infinity (``1e999``).
+_NEEDS_WALK = re.compile(rb"[0-9]{19}|[eE][+-]?[0-9]{3}")
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
@@ -73,7 +77,10 @@ def check_length(value: str, name: str, limit: int) -> str:
 
 
 def clean_text(value: str, name: str) -> str:
-    """``value`` NFC-normalised; InvalidInput naming ``name`` when it holds a lone surrogate."""
+    """``value`` NFC-normalised; InvalidInput naming ``name`` when it holds a
+    lone surrogate or a NUL (PostgreSQL stores neither, in text or JSONB)."""
+    if "\x00" in value:
+        raise InvalidInput(f"'{name}' holds a NUL character (U+0000), which text may not contain")
     if value.isascii():
         return value
     try:
@@ -114,8 +121,9 @@ def load_json(raw: bytes | str, *, what: str = "body", max_depth: int = MAX_JSON
     """Parse ``raw`` as strict JSON and ``clean`` the result.
 
     InvalidInput (400) with the reason for: invalid UTF-8 or JSON, nesting
-    deeper than ``max_depth``, ``NaN``/``Infinity``, a lone surrogate in any
-    string or key, an integer outside 64 bits.
+    deeper than ``max_depth``, ``NaN``/``Infinity`` (or ``1e999``), a lone
+    surrogate in any string or key, an integer outside 64 bits (or of more
+    digits than Python reads).
     """
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
     if json_depth_exceeds(data, max_depth):
@@ -127,12 +135,15 @@ def load_json(raw: bytes | str, *, what: str = "body", max_depth: int = MAX_JSON
         raise InvalidJSON(f"{what} is not valid JSON (not UTF-8: {err.reason})") from err
     except json.JSONDecodeError as err:
         raise InvalidJSON(f"{what} is not valid JSON: {err}") from err
+    except ValueError as err:  # an integer of more than 4,300 digits (sys.get_int_max_str_digits)
+        raise InvalidJSON(f"{what} holds a number too long to read") from err
     except RecursionError as err:  # only if the depth scan and the parser disagree
         raise InvalidJSON(f"{what} nests too deeply") from err
-    if data.isascii() and b"\\u" not in data and not _LONG_DIGITS.search(data):
-        # The common webhook: ASCII without escapes or long numbers holds no
-        # surrogate, nothing to normalise and no integer beyond 64 bits, and
-        # the scan above bounded its depth. Skipping the walk halves the cost.
+    if data.isascii() and b"\\u" not in data and not _NEEDS_WALK.search(data):
+        # The common webhook: ASCII without escapes, long numbers or large
+        # exponents holds no surrogate, nothing to normalise, no integer
+        # beyond 64 bits and no infinite float, and the scan above bounded its
+        # depth. Skipping the walk halves the cost.
         return parsed
     return clean(parsed, max_depth=max_depth)
 

@@ -15,6 +15,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ def database_urls() -> list[str]:
     return [u.strip() for u in raw.split(",") if u.strip()]
 
 
-def _backend_id(url: str) -> str:
+def backend_id(url: str) -> str:
     return "sqlite" if url.startswith("sqlite") else make_url(url).get_backend_name()
 
 
@@ -77,12 +78,11 @@ async def _drop_pg_database(base_url: str, name: str) -> None:
         await conn.close()
 
 
-@pytest_asyncio.fixture(params=database_urls(), ids=_backend_id)
-async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A fresh, migrated database for one test."""
+@asynccontextmanager
+async def fresh_database(base: str, tmp_path: Path) -> AsyncIterator[str]:
+    """A new, migrated database for ``base`` (an entry of ``database_urls``), dropped afterwards."""
     from hub.storage.migrate import upgrade
 
-    base = request.param
     if base == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"
         await asyncio.to_thread(upgrade, url)
@@ -94,6 +94,13 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         yield url
     finally:
         await _drop_pg_database(base, name)
+
+
+@pytest_asyncio.fixture(params=database_urls(), ids=backend_id)
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, migrated database for one test."""
+    async with fresh_database(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

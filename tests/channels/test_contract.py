@@ -47,7 +47,8 @@ from aiohttp import WSMsgType
 from channels.base import OutboundMessage, SendResult
 from channels.registry import KNOWN_CHANNELS, channel_class
 from hub.errors import ChannelSendError, ConfigError
-from tests.conftest import FAKE_SECRET, Hub, free_port, make_settings, start_hub, wait_for
+from tests.channels.signing import FAKE_SIGNER, SLACK_SIGNER
+from tests.conftest import Hub, free_port, make_settings, start_hub, wait_for
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SENT_TEXT = "Your refund is on its way."
@@ -150,7 +151,7 @@ async def http_delivery(response: aiohttp.ClientResponse) -> Delivery:
 class FakeContract(Contract):
     name = "fake"
     missing_settings: ClassVar[dict[str, str]] = {"fake_secret": "HUB_FAKE_SECRET"}
-    forgeries = ("bad-signature", "missing-signature", "stale")
+    forgeries = FAKE_SIGNER.forgeries
     malformed: ClassVar[dict[str, str]] = {
         "malformed.json": "item 1: 'from' must be a non-empty string",
         "not-json.txt": "not valid JSON",
@@ -162,14 +163,7 @@ class FakeContract(Contract):
     send_expected: ClassVar[dict[str, Expected]] = {}
 
     async def deliver(self, hub: Hub, body: bytes, *, forgery: str | None = None, retry: int = 0) -> Delivery:
-        from channels.fake import sign
-
-        headers = {
-            None: sign(FAKE_SECRET, body),
-            "bad-signature": sign("not-the-secret", body),
-            "missing-signature": {},
-            "stale": sign(FAKE_SECRET, body, timestamp=int(time.time()) - 6 * 60),
-        }[forgery]
+        headers = FAKE_SIGNER.headers(body, forgery=forgery)
         response = await hub.client.post(
             "/channels/fake/webhook", data=body, headers={**headers, "Content-Type": "application/json"}
         )
@@ -276,7 +270,7 @@ class SlackContract(Contract):
         "slack_bot_token": "HUB_SLACK_BOT_TOKEN",
         "slack_signing_secret": "HUB_SLACK_SIGNING_SECRET",
     }
-    forgeries = ("bad-signature", "missing-signature", "stale")
+    forgeries = SLACK_SIGNER.forgeries
     malformed: ClassVar[dict[str, str]] = {
         "malformed.json": "event_callback without an 'event' object",
         "not-json.txt": "not valid JSON",
@@ -291,7 +285,7 @@ class SlackContract(Contract):
         "4xx": Permanent(),
     }
     settle = 0.4
-    secret: ClassVar[str] = "contract-slack-signing-secret"
+    secret: ClassVar[str] = SLACK_SIGNER.secret
 
     def settings(self, database_url: str, tmp_path: Path, **overrides: Any) -> Any:
         values: dict[str, Any] = {
@@ -335,14 +329,7 @@ class SlackContract(Contract):
         }
 
     async def deliver(self, hub: Hub, body: bytes, *, forgery: str | None = None, retry: int = 0) -> Delivery:
-        from tests.fakes.slack_api import sign_request
-
-        headers = {
-            None: sign_request(self.secret, body),
-            "bad-signature": sign_request("not-the-secret", body),
-            "missing-signature": {},
-            "stale": sign_request(self.secret, body, timestamp=int(time.time()) - 6 * 60),
-        }[forgery]
+        headers = SLACK_SIGNER.headers(body, forgery=forgery)
         if retry:
             headers = {**headers, "X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
         response = await hub.client.post(

@@ -9,14 +9,17 @@ import html
 import json
 import re
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
 
+from hub.errors import InvalidInput
+from hub.inputs import load_json
 from hub.storage import schema
 from tests.channels.test_slack import send_signed, slack_api, slack_hub  # noqa: F401  (fixtures)
 from tests.channels.test_webchat_support import hello, receive, running_hub
-from tests.conftest import Hub
+from tests.conftest import FAKE_SECRET, Hub
 
 WS = "/channels/webchat/ws"
 
@@ -91,3 +94,123 @@ async def test_slack_timestamp_must_be_ascii_digits(slack_hub: Hub) -> None:
     deep = b'{"type": "event_callback", "event": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
     response = await send_signed(slack_hub, deep, content_type="application/json")
     assert response.status == 400 and "deeper" in (await response.json())["error"]["message"]
+
+
+# --- found by the fuzzer (tests/channels/test_fuzz.py): a 500, or an answer without the hub's error body ---
+async def _post_fake(hub: Hub, body: bytes, **headers: str) -> tuple[int, dict]:
+    from channels.fake import sign
+
+    response = await hub.client.post(
+        "/channels/fake/webhook",
+        data=body,
+        headers={**sign(FAKE_SECRET, body), "Content-Type": "application/json", **headers},
+    )
+    return response.status, await response.json()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        # json.loads raises ValueError (not JSONDecodeError) past 4,300 digits.
+        (b"1" * 5000, "number too long to read"),
+        # PostgreSQL stores no NUL, in text or JSONB (SQLite stored them).
+        (b'{"from": "a", "text": "a\\u0000b"}', "'text' holds a NUL character"),
+        (b'{"from": "a", "text": "hi", "tier": {"\\u0000": 1}}', "holds a NUL character"),
+    ],
+    ids=["5000-digits", "nul-text", "nul-key"],
+)
+async def test_fake_webhook_refuses_what_the_parser_or_database_cannot_take(hub: Hub, body: bytes, reason: str) -> None:
+    before = await _message_count(hub)
+    status, answer = await _post_fake(hub, body)
+    assert status == 400 and reason in answer["error"]["message"], (status, answer)
+    assert await _message_count(hub) == before
+
+
+def test_numbers_that_overflow_to_infinity_are_refused_where_json_is_read() -> None:
+    # load_json's fast path skipped the walk: {"a": inf}, echoed back as "Infinity" (not JSON).
+    with pytest.raises(InvalidInput, match="'a' is not a finite number"):
+        load_json(b'{"a": 1e999}')
+    assert load_json(b"[1e308, 1e-999]") == [1e308, 0.0]
+
+
+@pytest.mark.asyncio
+async def test_a_signature_header_that_is_not_ascii_is_a_forgery(sqlite_hub: Hub) -> None:
+    # hmac.compare_digest raises TypeError on a str with non-ASCII characters.
+    status, answer = await _post_fake(sqlite_hub, b"{}", **{"X-Fake-Signature": "v0=é"})
+    assert status == 401 and answer["error"]["code"] == "invalid_signature"
+
+
+@pytest.mark.asyncio
+async def test_slack_body_that_is_not_utf8_is_refused_forged_or_signed(slack_hub: Hub) -> None:
+    # slack_sdk's SignatureVerifier decoded the body before checking the signature.
+    forged = await send_signed(slack_hub, b"\xff", content_type="application/json", secret="not-the-secret")
+    assert forged.status == 401
+    signed = await send_signed(slack_hub, b"\xff", content_type="application/json")
+    assert signed.status == 400 and "not UTF-8" in (await signed.json())["error"]["message"]
+    forged_header = await send_signed(
+        slack_hub, b"{}", content_type="application/json", **{"X-Slack-Signature": "v0=é"}
+    )
+    assert forged_header.status == 401
+
+
+@pytest.mark.asyncio
+async def test_slack_body_is_read_as_utf8_whatever_the_charset_says(slack_hub: Hub) -> None:
+    # bolt's aiohttp adapter decoded with the header's charset: LookupError for an unknown one.
+    body = json.dumps({"type": "url_verification", "challenge": "c"}).encode()
+    response = await send_signed(slack_hub, body, content_type="application/json; charset=no-such-codec")
+    assert response.status == 200 and (await response.json())["challenge"] == "c"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "reason"),
+    [
+        # bolt: ValueError past 4,300 digits.
+        (b"1" * 5000, "application/json", 400, "not valid JSON"),
+        # bolt's context: "id" in 1.5 (TypeError).
+        (b'{"type": "block_actions", "user": 1.5}', "application/json", 400, "'user' must be an id or an object"),
+        # bolt's context: "x".get (AttributeError).
+        (b'{"type": "event_callback", "event": {"type": "message"}, "authorizations": ["x"]}', "application/json", 400,
+         "'authorizations' must be a list of objects"),
+        # bolt's action matcher: body["actions"][0] (IndexError).
+        (b"payload=%7B%22type%22%3A%22block_actions%22%2C%22actions%22%3A%5B%5D%7D",
+         "application/x-www-form-urlencoded", 400, "needs 'actions'"),
+        # bolt's action matcher: action["action_id"] (KeyError).
+        (b"payload=" + quote(json.dumps({"type": "block_actions", "actions": [{}]})).encode(),
+         "application/x-www-form-urlencoded", 400, "each with a string 'action_id'"),
+        # Not a 500 but a crash in the desk's background task: (body["user"] or {}).get("id").
+        (b"payload=" + quote(json.dumps({"type": "block_actions", "user": "U1", "actions": [{"action_id": "ticket_claim"}]})).encode(),
+         "application/x-www-form-urlencoded", 400, "'user' of an interaction must be an object"),
+        # bolt answered its own {"error": "unhandled request"}, not the hub's error body.
+        (b"", "application/x-www-form-urlencoded", 400, "no 'type' or 'command'"),
+        (b'{"type": "event_callback", "event": {"type": "reaction_added"}}', "application/json", 404,
+         "no handler for this Slack request"),
+    ],
+    ids=["5000-digits", "user-float", "authorizations-str", "actions-empty", "action-without-id", "user-str", "empty",
+         "unhandled"],
+)  # fmt: skip
+async def test_slack_bodies_bolt_could_not_take_are_refused_with_the_field(
+    slack_hub: Hub, body: bytes, content_type: str, status: int, reason: str
+) -> None:
+    response = await send_signed(slack_hub, body, content_type=content_type)
+    error = (await response.json())["error"]
+    assert response.status == status and reason in error["message"], (response.status, error)
+
+
+@pytest.mark.asyncio
+async def test_chat_frames_the_fuzzer_found_get_an_error_frame(database_url: str, tmp_path: Path) -> None:
+    async with running_hub(database_url, tmp_path, echo=False) as hub:
+        ws = await hub.client.ws_connect(WS)
+        await hello(ws)
+        cases = [
+            # load_json: ValueError past 4,300 digits (was internal_error).
+            ('{"type": "ping", "n": ' + "1" * 5000 + "}", "invalid_json", "number too long"),
+            # A NUL in the text: stored on SQLite, internal_error on PostgreSQL.
+            ('{"type": "message", "client_id": "n1", "text": "a\\u0000b"}', "invalid_input", "'text' holds a NUL"),
+        ]
+        for frame, code, reason in cases:
+            await ws.send_str(frame)
+            error = await receive(ws)
+            assert error["type"] == "error" and error["code"] == code and reason in error["message"], error
+        await ws.close()
