@@ -276,7 +276,7 @@ class WebchatSockets(Channel):
         if not phone:
             return None
         try:
-            return check_phone(phone, "user.phone", default_region=getattr(self.settings, "sms_default_region", None))
+            return check_phone(phone, "user.phone", default_region=self.settings.sms_default_region)
         except InvalidInput as err:
             await self._error(session, "invalid_phone", err.message)
             return None

@@ -70,7 +70,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         elif isinstance(err, Unauthorized):
             # Fixed body; the reason goes to the debug log only (slack-bolt habit).
             log.debug("%s %s unauthorised: %s", request.method, request.path, err.message)
-            return web.json_response({"error": {"code": err.code, "message": "unauthorized"}}, status=401)
+            # 401, or 403 where the vendor documents it (RefusedSignature: Twilio).
+            message = "forbidden" if err.status == 403 else "unauthorized"
+            return web.json_response({"error": {"code": err.code, "message": message}}, status=err.status)
         headers = {}
         if isinstance(err, RateLimited):
             headers["Retry-After"] = str(max(1, int(err.retry_after + 0.999)))

@@ -1,7 +1,8 @@
 """The whole bot path, for real: the hub starts the real Rasa server and the
 real action server as supervised child processes; the action server answers
 from the hub's real knowledge base (the sample KB, the real embedding model)
-through GET /api/v1/kb/search; customers write through the fake channel."""
+through GET /api/v1/kb/search; customers write through the fake channel, and
+text through the SMS channel (Twilio-signed, answered through a fake Twilio API)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import pytest
 import pytest_asyncio
 
 from bot.rasa import model
-from hub.keys import BOT_BRIDGE, BOT_PROCESSES
+from hub.keys import BOT_BRIDGE, BOT_PROCESSES, SETTINGS
 from tests.conftest import Hub, wait_for
+from tests.fakes.twilio_api import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioApi, inbound_params, sign_twilio
 
 from .conftest import start_rasa_hub
 
@@ -22,12 +24,61 @@ pytestmark = [pytest.mark.rasa, pytest.mark.asyncio(loop_scope="module")]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def stack(rasa_model: model.ModelInfo, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Hub]:
-    hub = await start_rasa_hub(rasa_model, tmp_path_factory.mktemp("hub-rasa"))
+async def twilio() -> AsyncIterator[FakeTwilioApi]:
+    api = await FakeTwilioApi().start()
+    try:
+        yield api
+    finally:
+        await api.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def stack(
+    rasa_model: model.ModelInfo, tmp_path_factory: pytest.TempPathFactory, twilio: FakeTwilioApi
+) -> AsyncIterator[Hub]:
+    hub = await start_rasa_hub(
+        rasa_model,
+        tmp_path_factory.mktemp("hub-rasa"),
+        channels="fake,sms",
+        twilio_account_sid=ACCOUNT_SID,
+        twilio_auth_token=AUTH_TOKEN,
+        twilio_from="+15005550006",
+        twilio_api_url=twilio.base_url,
+    )
     try:
         yield hub
     finally:
         await hub.client.close()
+
+
+async def _text(hub: Hub, sender: str, body: str) -> dict:
+    """A text, posted as Twilio posts it (signed for the hub's public URL)."""
+    params = inbound_params(sender=sender, body=body)
+    url = hub.app[SETTINGS].public_url.rstrip("/") + "/channels/sms/twilio"
+    response = await hub.client.post("/channels/sms/twilio", data=params, headers=sign_twilio(url, params))
+    assert response.status == 200, await response.text()
+    conversation = await hub.service.conversation_for("sms", sender)
+    [message] = [m for m in await hub.service.history(conversation.id) if m.external_id == params["MessageSid"]]
+    return await hub.api("GET", f"/api/v1/messages/{message.id}")
+
+
+async def test_a_texted_kb_question_is_answered_by_text_with_the_article_link(
+    stack: Hub, twilio: FakeTwilioApi
+) -> None:
+    asked = await _text(stack, "+15557770001", "How do I reset my password? I can't log in")
+    replies = await wait_for(lambda: _bot_replies(stack, asked["conversation_id"], asked["id"]), timeout=30)
+    hits = replies[0]["meta"]["kb_hits"]
+    link = f"/help/articles/{hits[0]['article_id']}"
+    await wait_for(lambda: twilio.sent_to("+15557770001"), timeout=15)
+    sent = "".join(m.body for m in twilio.sent_to("+15557770001"))
+    assert link in sent and "password" in hits[0]["article_id"]
+
+
+async def test_an_urgent_text_opens_an_urgent_ticket(stack: Hub) -> None:
+    asked = await _text(stack, "+15557770002", "your site is down and I'm losing money every minute")
+    await wait_for(lambda: _is(stack, asked["conversation_id"], handler="human", priority="urgent"), timeout=30)
+    tickets = (await stack.api("GET", "/api/v1/tickets"))["items"]
+    assert [t["priority"] for t in tickets if t["conversation_id"] == asked["conversation_id"]] == ["urgent"]
 
 
 async def _say(hub: Hub, sender: str, text: str) -> dict:

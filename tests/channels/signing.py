@@ -59,3 +59,39 @@ class TimestampedHmac:
 SLACK_SECRET = "contract-slack-signing-secret"
 FAKE_SIGNER = TimestampedHmac(sign_fake, FAKE_SECRET)
 SLACK_SIGNER = TimestampedHmac(sign_slack, SLACK_SECRET)
+
+
+@dataclass(frozen=True)
+class TwilioUrlSignature:
+    """Twilio's scheme: HMAC-SHA1 over the URL it calls and the sorted form
+    fields (the real ``RequestValidator``), no timestamp; refused with 403."""
+
+    token: str
+    forgeries: tuple[str, ...] = ("bad-signature", "missing-signature", "wrong-url", "garbled-signature")
+
+    def headers(self, body: bytes, *, url: str = "", forgery: str | None = None) -> dict[str, str]:
+        from urllib.parse import parse_qsl
+
+        from tests.fakes.twilio_api import sign_twilio
+
+        params = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        if forgery is None:
+            return sign_twilio(url, params, self.token)
+        if forgery == "bad-signature":
+            return sign_twilio(url, params, WRONG_SECRET)
+        if forgery == "missing-signature":
+            return {}
+        if forgery == "wrong-url":  # a proxy that rewrites the path: Twilio signed another URL
+            return sign_twilio(url + "/elsewhere", params, self.token)
+        if forgery == "garbled-signature":
+            return {"X-Twilio-Signature": GARBLED}
+        raise ValueError(f"unknown forgery {forgery!r}")
+
+
+def _twilio_token() -> str:
+    from tests.fakes.twilio_api import AUTH_TOKEN
+
+    return AUTH_TOKEN
+
+
+TWILIO_SIGNER = TwilioUrlSignature(_twilio_token())

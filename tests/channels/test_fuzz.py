@@ -26,13 +26,9 @@ The properties:
 The targets are data: one ``WebhookTarget`` per webhook route (its path,
 body strategy, signer and what the hub needs to run the channel). A new
 channel joins with its signer in ``signing.py`` and one entry in
-``WEBHOOKS``; e.g. an SMS channel with Twilio-signed form webhooks::
-
-    WebhookTarget("sms", "/channels/sms/webhook", FORM, form_bodies(TWILIO_SMS), TWILIO_SIGNER,
-                  sms_settings, lambda: urlencode(TWILIO_SMS).encode())
-
-(``TWILIO_SIGNER`` signing the URL and the sorted form fields; the URL the
-fuzz posted to reaches ``Signer.headers``).
+``WEBHOOKS``, as SMS did (``TWILIO_SIGNER`` signs the URL and the sorted
+form fields; the URL the fuzz posted to reaches ``Signer.headers``; the hub's
+``HUB_PUBLIC_URL`` is that URL, and Twilio's refusals are 403s).
 """
 
 from __future__ import annotations
@@ -69,10 +65,11 @@ from tests.channels.hostile import (
     short_texts,
     weighted,
 )
-from tests.channels.signing import FAKE_SIGNER, SLACK_SIGNER, Signer
+from tests.channels.signing import FAKE_SIGNER, SLACK_SIGNER, TWILIO_SIGNER, Signer
 from tests.channels.test_contract import fixture
-from tests.conftest import Hub, backend_id, database_urls, fresh_database, make_settings, start_hub
+from tests.conftest import Hub, backend_id, database_urls, free_port, fresh_database, make_settings, start_hub
 from tests.fakes.slack_api import FakeSlackApi, block_action_body, command_body
+from tests.fakes.twilio_api import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioApi, inbound_params
 
 T = TypeVar("T")
 JSON, FORM = "application/json", "application/x-www-form-urlencoded"
@@ -108,6 +105,17 @@ async def slack_settings(stack: AsyncExitStack) -> dict[str, Any]:
     }
 
 
+async def sms_settings(stack: AsyncExitStack) -> dict[str, Any]:
+    api = await FakeTwilioApi().start()
+    stack.push_async_callback(api.close)
+    return {
+        "twilio_account_sid": ACCOUNT_SID,
+        "twilio_auth_token": AUTH_TOKEN,
+        "twilio_from": "+15005550006",
+        "twilio_api_url": api.base_url,
+    }
+
+
 @dataclass(frozen=True)
 class WebhookTarget:
     name: str
@@ -119,6 +127,7 @@ class WebhookTarget:
     settings: Callable[[AsyncExitStack], Awaitable[dict[str, Any]]]
     valid: Callable[[], bytes]  # a genuine delivery, accepted with a 2xx
     channel: str = ""  # its name in the registry; by default the target's name up to a "-"
+    refusal: int = 401  # what a forgery gets (Twilio documents 403)
 
     def __post_init__(self) -> None:
         if not self.channel:
@@ -155,6 +164,13 @@ BLOCK_ACTION = json.loads(
 SLASH_COMMAND = dict(parse_qsl(command_body(user="UAGENT1", channel="CSUPPORT", text="queue").decode()))
 
 
+TWILIO_SMS = inbound_params(sender="+15551230001", body="Where is my order?", message_sid="SM" + "f" * 32)
+
+
+def _sms_valid() -> bytes:
+    return urlencode({**TWILIO_SMS, "MessageSid": f"SM{time.time_ns():032x}"}).encode()
+
+
 def _fake_valid() -> bytes:
     return json.dumps({**FAKE_ITEM, "id": f"fuzz-valid-{time.time_ns()}"}).encode()
 
@@ -175,6 +191,10 @@ WEBHOOKS = [
     WebhookTarget(
         "slack-commands", EVENTS_PATH, FORM, form_bodies(SLASH_COMMAND), SLACK_SIGNER, slack_settings,
         lambda: urlencode(SLASH_COMMAND).encode(),
+    ),
+    WebhookTarget(
+        "sms", "/channels/sms/twilio", FORM, form_bodies(TWILIO_SMS), TWILIO_SIGNER, sms_settings, _sms_valid,
+        refusal=403,
     ),
 ]  # fmt: skip
 
@@ -227,10 +247,13 @@ class LiveHub:
         for target in WEBHOOKS:
             channel_settings.update(await target.settings(self.stack))
         channels = sorted({target.channel for target in WEBHOOKS} | {"webchat"})
+        # Twilio signs the URL it calls: the hub's public URL is the one the fuzz posts to.
+        port = free_port()
         settings = make_settings(
             database_url,
             tmp_path,
             channels=",".join(channels),
+            public_url=f"http://127.0.0.1:{port}",
             webchat_secrets=WEBCHAT_SECRET,
             # The limits are not under test here: every frame should reach parsing.
             webchat_session_rate=10_000.0,
@@ -240,7 +263,7 @@ class LiveHub:
             webchat_max_sockets_per_ip=1_000,
             **channel_settings,
         )
-        self.hub = await start_hub(settings)
+        self.hub = await start_hub(settings, server_port=port)
 
         async def stop() -> None:
             await self.hub.channel("webchat").on_shutdown(self.hub.app)
@@ -263,12 +286,13 @@ class Reply:
     content_type: str
     body: bytes
 
-    def check(self, *, forged: bool) -> None:
+    def check(self, *, forged: bool, refusal: int = 401) -> None:
         """Never 5xx; a 4xx says why in the hub's JSON error body; a forgery
-        is a 401 (or a 413: a body beyond the limit is refused before it is read)."""
+        is a 401 or the vendor's 403 (or a 413: a body beyond the limit is
+        refused before it is read)."""
         assert self.status < 500, self
         if forged:
-            assert self.status in (401, 413), self
+            assert self.status in (refusal, 413), self
         if 400 <= self.status < 500:
             assert self.content_type == JSON, self
             error = json.loads(self.body)["error"]
@@ -302,7 +326,9 @@ def test_generated_webhook_bodies_never_fail(live: LiveHub, target: WebhookTarge
     @FUZZ
     @given(body=target.bodies, content_type=content_types(target.content_type), forgery=forgeries)
     def deliver(body: bytes, content_type: str | None, forgery: str | None) -> None:
-        live.run(live.post(target, body, content_type, forgery)).check(forged=forgery is not None)
+        live.run(live.post(target, body, content_type, forgery)).check(
+            forged=forgery is not None, refusal=target.refusal
+        )
         live.crashes.check()  # this example's, or a background task of the one before
 
     live.crashes.check()
