@@ -214,3 +214,22 @@ async def test_chat_frames_the_fuzzer_found_get_an_error_frame(database_url: str
             error = await receive(ws)
             assert error["type"] == "error" and error["code"] == code and reason in error["message"], error
         await ws.close()
+
+
+def test_bolts_unhandled_request_warning_withholds_the_body(caplog: pytest.LogCaptureFixture) -> None:
+    """Bolt's own warning quotes parts of the body: for a menu search, the
+    words an agent typed (``value``). The hub's bolt logger withholds them."""
+    import logging
+
+    from slack_bolt.logger.messages import warning_unhandled_request
+    from slack_bolt.request.async_request import AsyncBoltRequest
+
+    from channels.slack import BOLT_LOG
+
+    body = {"type": "block_suggestion", "action_id": "pick", "block_id": "b", "value": "Ottilie Brannock"}
+    request = AsyncBoltRequest(body="payload=" + json.dumps(body))
+    assert "Ottilie" in warning_unhandled_request(request)  # what bolt itself would log
+    with caplog.at_level(logging.WARNING, logger=BOLT_LOG.name):
+        BOLT_LOG.warning(warning_unhandled_request(request))
+    [line] = [r.getMessage() for r in caplog.records if r.name == BOLT_LOG.name]
+    assert "Ottilie" not in line and "body withheld" in line
