@@ -197,12 +197,15 @@ async def schema_middleware(request: web.Request, handler: Handler) -> web.Strea
     resource = request.match_info.route.resource
     operation = operations().get((request.method, resource.canonical)) if resource is not None else None
     if operation is not None:
-        await check_request(request, operation)
+        request = await check_request(request, operation)
     return await handler(request)
 
 
-async def check_request(request: web.Request, operation: Operation) -> None:
+async def check_request(request: web.Request, operation: Operation) -> web.Request:
+    """``request`` checked; a clone whose query holds the cleaned text when
+    cleaning changed a value (NUL, NFC), so handlers read what was checked."""
     converted: dict[str, Any] = {}
+    cleaned_query: dict[str, str] = {}
     for parameter in operation.parameters:
         if parameter.location == "path":
             raw = request.match_info.get(parameter.name)
@@ -217,7 +220,10 @@ async def check_request(request: web.Request, operation: Operation) -> None:
             if parameter.required:
                 raise InvalidInput(f"{label} is required", details={"field": parameter.name, "in": parameter.location})
             continue
-        value = _convert(clean_text(raw, parameter.name), parameter.schema)
+        text = clean_text(raw, parameter.name)
+        if text != raw and parameter.location == "query":
+            cleaned_query[parameter.name] = text
+        value = _convert(text, parameter.schema)
         errors = list(parameter.validator.iter_errors(value)) if value is not _INVALID else []
         if value is _INVALID or errors:
             problem = _describe(best_match(errors), label) if errors else f"{label} must be {_expected(parameter.schema)}"
@@ -226,14 +232,16 @@ async def check_request(request: web.Request, operation: Operation) -> None:
                 raise NotFound(f"no such {parameter.name}: {problem}", details={"field": parameter.name, "in": "path"})
             raise _error(problem, errors[0] if errors else None, parameter.name, parameter.location)
         converted[parameter.name] = value
+    if cleaned_query:
+        request = request.clone(rel_url=request.rel_url.update_query(cleaned_query))
     request[PARAMS] = converted
     if operation.body is None:
-        return
+        return request
     raw_body = await request.read()
     if not raw_body:
         if operation.body_required:
             raise InvalidInput("request body is empty; expected a JSON object", details={"in": "body"})
-        return
+        return request
     body = read_json_object(raw_body)
     errors = list(operation.body.iter_errors(body))
     if errors:
@@ -241,6 +249,7 @@ async def check_request(request: web.Request, operation: Operation) -> None:
         where = _field(error)
         raise _error(_describe(error, f"'{where}'" if where else "request body"), error, where or None, "body")
     request[BODY] = body
+    return request
 
 
 _INVALID: Any = object()
@@ -345,8 +354,30 @@ def _describe(error: ValidationError, label: str) -> str:
     if keyword == "not":
         return f"{label} is reserved"
     if keyword in ("anyOf", "oneOf"):
-        return f"{label} is not any of the allowed forms"
+        return _describe_forms(error, label)
     return f"{label} is not allowed here ({keyword})"
+
+
+def _describe_forms(error: ValidationError, label: str) -> str:
+    """For ``anyOf``/``oneOf``: the one form a ``const`` (``kind``) chose,
+    described; else the types the forms allow."""
+    branches: dict[Any, list[ValidationError]] = {}
+    for sub in error.context or []:
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+    chosen = [errors for errors in branches.values() if not any(e.validator == "const" for e in errors)]
+    if len(chosen) == 1:
+        inner = best_match(chosen[0])
+        where = _field(inner)
+        return _describe(inner, f"'{where}'" if where else label)
+    kinds: list[str] = []
+    for sub in error.context or []:
+        if sub.validator == "type":
+            for kind in sub.validator_value if isinstance(sub.validator_value, list) else [sub.validator_value]:
+                if kind not in kinds:
+                    kinds.append(kind)
+    if kinds:
+        return f"{label} must be {_expected({'type': kinds})}"
+    return f"{label} is not any of the allowed forms"
 
 
 def _error(message: str, error: ValidationError | None, field: str | None, location: str) -> InvalidInput:
