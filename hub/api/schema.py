@@ -247,7 +247,8 @@ async def check_request(request: web.Request, operation: Operation) -> web.Reque
     if errors:
         error = best_match(errors)
         where = _field(error)
-        raise _error(_describe(error, f"'{where}'" if where else "request body"), error, where or None, "body")
+        message = _describe(error, f"'{where}'" if where else "request body")
+        raise _error(message, error, blamed_field(error) or None, "body")
     request[BODY] = body
     return request
 
@@ -358,17 +359,38 @@ def _describe(error: ValidationError, label: str) -> str:
     return f"{label} is not allowed here ({keyword})"
 
 
-def _describe_forms(error: ValidationError, label: str) -> str:
-    """For ``anyOf``/``oneOf``: the one form a ``const`` (``kind``) chose,
-    described; else the types the forms allow."""
+def _chosen_form(error: ValidationError) -> ValidationError | None:
+    """Of an ``anyOf``/``oneOf`` error, the best error of the one form whose
+    ``const`` (a ``kind``) matched; None when no single form was chosen."""
     branches: dict[Any, list[ValidationError]] = {}
     for sub in error.context or []:
         branches.setdefault(sub.relative_schema_path[0], []).append(sub)
     chosen = [errors for errors in branches.values() if not any(e.validator == "const" for e in errors)]
-    if len(chosen) == 1:
-        inner = best_match(chosen[0])
-        where = _field(inner)
-        return _describe(inner, f"'{where}'" if where else label)
+    return best_match(chosen[0]) if len(chosen) == 1 else None
+
+
+def blamed_field(error: ValidationError) -> str:
+    """The field to name in ``details.field``: where the error is, or the
+    missing property of a ``required`` error, or the chosen form's field."""
+    if error.validator in ("anyOf", "oneOf"):
+        chosen = _chosen_form(error)
+        if chosen is not None:
+            return blamed_field(chosen)
+    where = _field(error)
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = next((name for name in error.validator_value if name not in error.instance), None)
+        if missing is not None:
+            return f"{where}.{missing}" if where else str(missing)
+    return where
+
+
+def _describe_forms(error: ValidationError, label: str) -> str:
+    """For ``anyOf``/``oneOf``: the one form a ``const`` (``kind``) chose,
+    described; else the types the forms allow."""
+    chosen = _chosen_form(error)
+    if chosen is not None:
+        where = _field(chosen)
+        return _describe(chosen, f"'{where}'" if where else label)
     kinds: list[str] = []
     for sub in error.context or []:
         if sub.validator == "type":
