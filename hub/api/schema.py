@@ -36,7 +36,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
-from referencing import Registry, Resource
+from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from hub.api.base import BODY, PARAMS, read_json_object
@@ -87,7 +87,9 @@ def complete(document: dict[str, Any]) -> dict[str, Any]:
             if operation is None:
                 continue
             responses = operation.setdefault("responses", {})
-            parameters = [_resolve(document, p) for p in (*item.get("parameters", []), *operation.get("parameters", []))]
+            parameters = [
+                _resolve(document, p) for p in (*item.get("parameters", []), *operation.get("parameters", []))
+            ]
             has_body = "requestBody" in operation
             wanted = []
             if parameters or has_body:
@@ -151,7 +153,7 @@ def operations() -> dict[tuple[str, str], Operation]:
     """Every operation of the document by (METHOD, path template), with its
     validators compiled once; ``$ref`` resolves inside the document."""
     document = openapi_document()
-    registry: Registry[Any] = Registry().with_resource(DOCUMENT_URI, Resource(document, DRAFT202012))
+    registry: Registry[Any] = Registry().with_resource(DOCUMENT_URI, DRAFT202012.create_resource(document))
 
     def validator(pointer: str) -> Draft202012Validator:
         return Draft202012Validator({"$ref": f"{DOCUMENT_URI}#{pointer}"}, registry=registry)
@@ -226,7 +228,9 @@ async def check_request(request: web.Request, operation: Operation) -> web.Reque
         value = _convert(text, parameter.schema)
         errors = list(parameter.validator.iter_errors(value)) if value is not _INVALID else []
         if value is _INVALID or errors:
-            problem = _describe(best_match(errors), label) if errors else f"{label} must be {_expected(parameter.schema)}"
+            problem = (
+                _describe(best_match(errors), label) if errors else f"{label} must be {_expected(parameter.schema)}"
+            )
             if parameter.location == "path" and request.method != "PUT":
                 # Names nothing that could exist; a PUT would create it, so there it is a 400.
                 raise NotFound(f"no such {parameter.name}: {problem}", details={"field": parameter.name, "in": "path"})
@@ -242,7 +246,7 @@ async def check_request(request: web.Request, operation: Operation) -> web.Reque
         if operation.body_required:
             raise InvalidInput("request body is empty; expected a JSON object", details={"in": "body"})
         return request
-    body = read_json_object(raw_body)
+    body = whole_numbers(read_json_object(raw_body))
     errors = list(operation.body.iter_errors(body))
     if errors:
         error = best_match(errors)
@@ -254,6 +258,19 @@ async def check_request(request: web.Request, operation: Operation) -> web.Reque
 
 
 _INVALID: Any = object()
+
+
+def whole_numbers(value: Any) -> Any:
+    """``value`` with whole floats (``81.0``) as ints: JSON has one number
+    type, and JSON Schema's ``integer`` takes ``81.0``, so handlers that
+    check ``isinstance(..., int)`` see what the document accepted."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) < 2**63 else value
+    if isinstance(value, list):
+        return [whole_numbers(item) for item in value]
+    if isinstance(value, dict):
+        return {key: whole_numbers(item) for key, item in value.items()}
+    return value
 
 
 def _types(schema: dict[str, Any]) -> list[str]:

@@ -207,11 +207,15 @@ async def test_bad_frames_get_error_frames_and_the_socket_stays_open(database_ur
             ),
             # The hub's one e-mail check (hub.inputs.check_email): no name, no real domain.
             (
-                json.dumps({"type": "message", "client_id": "c", "text": "hi", "contact": {"email": "a..b@example.com"}}),
+                json.dumps(
+                    {"type": "message", "client_id": "c", "text": "hi", "contact": {"email": "a..b@example.com"}}
+                ),
                 "invalid_input",
             ),
             (
-                json.dumps({"type": "message", "client_id": "c", "text": "hi", "contact": {"email": "ada@-example.com"}}),
+                json.dumps(
+                    {"type": "message", "client_id": "c", "text": "hi", "contact": {"email": "ada@-example.com"}}
+                ),
                 "invalid_input",
             ),
             (json.dumps({"type": "history", "limit": 10_000}), "invalid_frame"),

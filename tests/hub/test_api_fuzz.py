@@ -67,16 +67,21 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403",
 
 
 async def _seed(hub: Hub) -> None:
-    """A little of everything the API reads, so that ids and links lead somewhere."""
-    for n in range(3):
+    """A little of everything the API reads, so that ids and links lead
+    somewhere: contacts, conversations with notes, tickets, phrasing
+    suggestions (an agent's link to an article after a handoff), a rule."""
+    for n in range(4):
         received = await hub.inbound(
-            {"from": f"fuzz-{n}", "text": f"hello {n}", "id": f"fuzz-{n}-1", "name": f"Visitor {n}"}
+            {"from": f"fuzz-{n}", "text": "How long does a refund take?", "id": f"fuzz-{n}-1", "name": f"Visitor {n}"}
         )
         message = await hub.api("GET", f"/api/v1/messages/{received['received'][0]['message_id']}")
         conversation = message["conversation_id"]
         await hub.api("POST", f"/api/v1/conversations/{conversation}/notes", json={"text": "seeded"}, expect=201)
-        if n == 0:
+        if n < 3:
             await hub.api("POST", f"/api/v1/conversations/{conversation}/handoff", json={}, expect=201)
+            text = "See /help/articles/refunds" if n < 2 else "See /help/articles/returns-and-exchanges"
+            await hub.api("POST", f"/api/v1/conversations/{conversation}/messages", json={"text": text}, expect=201)
+    assert len((await hub.api("GET", "/api/v1/kb/suggestions"))["items"]) >= 2
     await hub.api(
         "POST",
         "/api/v1/routing/rules",

@@ -111,7 +111,10 @@ async def test_undocumented_input_is_a_400_naming_the_field_and_where(sqlite_hub
         json={"text": "x"},
         headers={**hub.auth(), "Idempotency-Key": "with space"},
     )
-    assert reply.status == 400 and (await reply.json())["error"]["details"] == {"field": "Idempotency-Key", "in": "header"}
+    assert reply.status == 400 and (await reply.json())["error"]["details"] == {
+        "field": "Idempotency-Key",
+        "in": "header",
+    }
     # A path parameter that names nothing: 404, before any handler.
     body = await hub.api("GET", "/api/v1/agents/someone", expect=404)
     assert body["error"]["details"] == {"field": "id", "in": "path"}
@@ -140,6 +143,8 @@ async def test_what_the_document_allows_the_handlers_take(sqlite_hub: Hub) -> No
         {"kind": "keyword", "params": {"words": ["refund"]}, "priority": "high"},
         {"kind": "attribute", "params": {"key": "plan", "values": ["gold", 3, True, None]}, "priority": "urgent"},
         {"kind": "repeat", "params": {"hours": 0.5, "count": 2}, "priority": "normal", "team": None, "handoff": False},
+        # JSON Schema's integer takes 81.0: so does the handler.
+        {"kind": "repeat", "params": {"hours": 2.0, "count": 81.0}, "priority": "low"},
     ):
         await hub.api("POST", "/api/v1/routing/rules", json=rule, expect=201)
     # A collection outside the document's names is a 400 naming it, not a surprise deeper down.
@@ -153,7 +158,9 @@ async def test_what_the_document_allows_the_handlers_take(sqlite_hub: Hub) -> No
 async def test_nul_characters_are_stored_as_replacement_characters(hub: Hub) -> None:
     """PostgreSQL refuses NUL in text: a name, a note or a search holding one was a 500 there."""
     conversation_id, contact_id = await _conversation(hub, "nul-1")
-    contact = await hub.api("PATCH", f"/api/v1/contacts/{contact_id}", json={"name": "A\x00da", "attributes": {"k\x00": "v\x00"}})
+    contact = await hub.api(
+        "PATCH", f"/api/v1/contacts/{contact_id}", json={"name": "A\x00da", "attributes": {"k\x00": "v\x00"}}
+    )
     assert contact["name"] == "A\ufffdda" and contact["attributes"] == {"k\ufffd": "v\ufffd"}
     note = await hub.api("POST", f"/api/v1/conversations/{conversation_id}/notes", json={"text": "a\x00b"}, expect=201)
     assert note["body"] == "a\ufffdb"
@@ -165,7 +172,9 @@ async def test_nul_characters_are_stored_as_replacement_characters(hub: Hub) -> 
 
 
 @pytest.mark.asyncio
-async def test_a_database_that_cannot_answer_is_a_503_with_retry_after(sqlite_hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_database_that_cannot_answer_is_a_503_with_retry_after(
+    sqlite_hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
     hub = sqlite_hub
 
     async def down(*args: Any, **kwargs: Any) -> Any:
