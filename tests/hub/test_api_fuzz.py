@@ -171,6 +171,8 @@ async def test_schemathesis_finds_nothing(sqlite_url: str, tmp_path: Path) -> No
     finally:
         await hub.client.close()
     summary = _summary(output)
+    (tmp_path / "schemathesis.log").write_text(output)
+    print(summary)  # shown with -s: operations, phases, cases generated
     assert status == 0, f"schemathesis found problems (exit {status}):\n{output[-20_000:]}"
     assert "No issues found" in output or "failures" not in summary.lower(), summary
 
