@@ -228,13 +228,12 @@ async def check_request(request: web.Request, operation: Operation) -> web.Reque
         value = _convert(text, parameter.schema)
         errors = list(parameter.validator.iter_errors(value)) if value is not _INVALID else []
         if value is _INVALID or errors:
-            problem = (
-                _describe(best_match(errors), label) if errors else f"{label} must be {_expected(parameter.schema)}"
-            )
+            error = best_match(errors) if errors else None
+            problem = _describe(error, label) if error else f"{label} must be {_expected(parameter.schema)}"
             if parameter.location == "path" and request.method != "PUT":
                 # Names nothing that could exist; a PUT would create it, so there it is a 400.
                 raise NotFound(f"no such {parameter.name}: {problem}", details={"field": parameter.name, "in": "path"})
-            raise _error(problem, errors[0] if errors else None, parameter.name, parameter.location)
+            raise _error(problem, error, parameter.name, parameter.location)
         converted[parameter.name] = value
     if cleaned_query:
         request = request.clone(rel_url=request.rel_url.update_query(cleaned_query))
