@@ -21,6 +21,7 @@ from hub.api import jobs as jobs_api
 from hub.api import kb_suggestions as kb_suggestions_api
 from hub.api import tickets as tickets_api
 from hub.api.middleware import auth_middleware, error_middleware, observe_middleware, security_headers
+from hub.api.schema import schema_middleware
 from hub.auth import TokenAuthenticator
 from hub.bot import model as bot_model
 from hub.bot.setup import setup_bot
@@ -76,7 +77,7 @@ def create_app(
     would build (tests pass fakes; ``knowledge_base=None`` disables it);
     ``clock`` is where the ticket service reads the time (tests move it)."""
     app = web.Application(
-        middlewares=[observe_middleware, error_middleware, auth_middleware],
+        middlewares=[observe_middleware, error_middleware, auth_middleware, schema_middleware],
         client_max_size=settings.max_body_bytes,
     )
     app.on_response_prepare.append(security_headers)

@@ -12,9 +12,9 @@ of a 500 from deep inside:
   them), and so are numbers that overflow to them (``1e999``); integers fit a
   signed 64-bit column.
 - Text: every string (and object key) must be valid Unicode: a lone
-  surrogate (``"\\ud800"``) is refused, naming the field, and so is NUL
-  (``"\\u0000"``, which PostgreSQL cannot store); strings are NFC-normalised,
-  so one text is stored one way.
+  surrogate (``"\\ud800"``) is refused, naming the field; strings are
+  NFC-normalised, so one text is stored one way; a NUL character becomes
+  U+FFFD (PostgreSQL refuses NUL in text).
 - Ids: ``1 .. 2**63-1`` (``MAX_ID``), written in ASCII digits.
 - Lengths: ``check_length``; the limits of stored strings come from the
   columns in ``hub.storage.schema`` (``hub.limits``).
@@ -77,10 +77,11 @@ def check_length(value: str, name: str, limit: int) -> str:
 
 
 def clean_text(value: str, name: str) -> str:
-    """``value`` NFC-normalised; InvalidInput naming ``name`` when it holds a
-    lone surrogate or a NUL (PostgreSQL stores neither, in text or JSONB)."""
+    """``value`` NFC-normalised, with NUL characters replaced by U+FFFD
+    (PostgreSQL cannot store them, and no text means them); InvalidInput
+    naming ``name`` when it holds a lone surrogate."""
     if "\x00" in value:
-        raise InvalidInput(f"'{name}' holds a NUL character (U+0000), which text may not contain")
+        value = value.replace("\x00", "\ufffd")
     if value.isascii():
         return value
     try:

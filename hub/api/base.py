@@ -19,6 +19,10 @@ REQUIRED_ROLE = "required_role"
 PUBLIC = "public"
 USER = web.RequestKey("user", User)
 REQUEST_ID = web.RequestKey("request_id", str)
+# Set by ``hub.api.schema``: the body and the parameters, checked against the OpenAPI document.
+BODY = web.RequestKey("body", dict[str, Any])
+PARAMS = web.RequestKey("params", dict[str, Any])
+MAX_JSON_BYTES = 1_048_576
 
 
 def requires(role: Role) -> Callable[[H], H]:
@@ -51,11 +55,10 @@ def audit_entry(
     return Audit(Actor(current_user(request).id, "api"), action, target_type, target_id, details)
 
 
-async def json_body(request: web.Request, *, max_bytes: int = 1_048_576) -> dict[str, Any]:
-    """The request's JSON object, checked where it enters (``hub.inputs``):
+def read_json_object(raw: bytes, *, max_bytes: int = MAX_JSON_BYTES) -> dict[str, Any]:
+    """``raw`` as a JSON object, checked where it enters (``hub.inputs``):
     size, depth, no NaN/Infinity, valid Unicode (NFC), 64-bit integers, and
     the known fields' types and lengths. Every failure is a 400 naming why."""
-    raw = await request.read()
     if not raw:
         raise InvalidInput("request body is empty; expected a JSON object")
     if len(raw) > max_bytes:
@@ -64,6 +67,15 @@ async def json_body(request: web.Request, *, max_bytes: int = 1_048_576) -> dict
     if not isinstance(body, dict):
         raise InvalidInput("request body must be a JSON object")
     return check_fields(body)
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object: as ``hub.api.schema`` read and validated it
+    against the operation's schema, or (an operation without one) read here."""
+    body = request.get(BODY)
+    if body is not None:
+        return body
+    return read_json_object(await request.read())
 
 
 def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], *, required: bool = True) -> Any:
@@ -90,7 +102,10 @@ def assignee_filter(request: web.Request) -> dict[str, Any]:
     if assignee == "me":
         return {"assignee_id": current_user(request).id}
     if assignee:
-        return {"assignee_id": int_param(request, "assignee")}
+        value = parse_id(assignee)
+        if value is None:
+            raise InvalidInput("query parameter 'assignee' must be me, none or a user id")
+        return {"assignee_id": value}
     return {}
 
 
@@ -103,6 +118,9 @@ def int_param(
 def int_param(
     request: web.Request, name: str, *, default: int | None = None, lo: int = 1, hi: int = 10**12
 ) -> int | None:
+    checked = request.get(PARAMS, {})
+    if name in checked:  # converted and bounded by the document (hub.api.schema)
+        return int(checked[name])
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default

@@ -15,7 +15,7 @@ from aiohttp.typedefs import Handler
 
 from hub import keys
 from hub.api.base import PUBLIC, REQUEST_ID, REQUIRED_ROLE, USER
-from hub.errors import Conflict, Forbidden, HubError, InvalidInput, RateLimited, Unauthorized
+from hub.errors import Conflict, Forbidden, HubError, InvalidInput, RateLimited, Unauthorized, Unavailable
 from hub.models import Role
 
 log = logging.getLogger("hub.http")
@@ -45,28 +45,25 @@ def integrity_error(err: sa.exc.IntegrityError) -> HubError:
     return InvalidInput("a value is missing or not allowed here")
 
 
-# Stored in outbox.idempotency_key (100): visible ASCII, as HTTP tokens are.
-_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,100}")
-
-
-def check_headers(request: web.Request) -> None:
-    """Headers whose value the hub keeps: refused with a 400 naming them when malformed."""
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
-        raise InvalidInput("'Idempotency-Key' must be 1-100 visible ASCII characters")
+def database_error(err: sa.exc.DBAPIError | ConnectionError) -> HubError:
+    """The database cannot answer (down, restarting, its connection lost, or
+    SQLite's writer locked past its timeout): 503, which a client may retry."""
+    return Unavailable("the database is not available right now; try again shortly")
 
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         try:
-            check_headers(request)
             return await handler(request)
         except sa.exc.IntegrityError as err:
             raise integrity_error(err) from err
+        except (sa.exc.OperationalError, sa.exc.InterfaceError, ConnectionError) as err:
+            raise database_error(err) from err
     except HubError as err:
         if err.status >= 500:
-            log.error("%s %s failed: %s", request.method, request.path, err.message)
+            # With the cause's traceback (a database error's statement, never its parameters).
+            log.error("%s %s failed: %s", request.method, request.path, err.message, exc_info=err.__cause__ is not None)
         elif isinstance(err, Unauthorized):
             # Fixed body; the reason goes to the debug log only (slack-bolt habit).
             log.debug("%s %s unauthorised: %s", request.method, request.path, err.message)
@@ -76,6 +73,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         headers = {}
         if isinstance(err, RateLimited):
             headers["Retry-After"] = str(max(1, int(err.retry_after + 0.999)))
+        elif isinstance(err, Unavailable):
+            headers["Retry-After"] = "5"
         return web.json_response(err.to_dict(), status=err.status, headers=headers)
     except web.HTTPException as exc:
         if (

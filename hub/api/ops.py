@@ -1,30 +1,22 @@
-"""Liveness, readiness, Prometheus metrics and the OpenAPI document."""
+"""Liveness, readiness, Prometheus metrics and the OpenAPI document (as
+``hub.api.schema`` completes it: what the API validates is what it serves)."""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-from functools import cache
-from pathlib import Path
 from typing import Any
 
-import yaml
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hub import keys
 from hub.api.base import public
+from hub.api.schema import openapi_document
 from hub.conversations.outbox import OUTBOX
 from hub.errors import Unauthorized
 
 routes = web.RouteTableDef()
-OPENAPI = Path(__file__).with_name("openapi.yaml")
-
-
-@cache
-def openapi_document() -> dict[str, Any]:
-    """The spec, kept as YAML beside the routes; a test checks they agree."""
-    return yaml.safe_load(OPENAPI.read_text())
 
 
 @routes.get("/healthz")

@@ -205,6 +205,19 @@ async def test_bad_frames_get_error_frames_and_the_socket_stays_open(database_ur
                 json.dumps({"type": "message", "client_id": "c", "text": "hi", "contact": {"email": "nope"}}),
                 "invalid_input",
             ),
+            # The hub's one e-mail check (hub.inputs.check_email): no name, no real domain.
+            (
+                json.dumps(
+                    {"type": "message", "client_id": "c", "text": "hi", "contact": {"email": "a..b@example.com"}}
+                ),
+                "invalid_input",
+            ),
+            (
+                json.dumps(
+                    {"type": "message", "client_id": "c", "text": "hi", "contact": {"email": "ada@-example.com"}}
+                ),
+                "invalid_input",
+            ),
             (json.dumps({"type": "history", "limit": 10_000}), "invalid_frame"),
         ]
         for raw, code in cases:

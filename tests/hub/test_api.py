@@ -58,7 +58,8 @@ async def test_malformed_json_gets_400_with_reason(sqlite_hub: Hub) -> None:
     bad = await hub.api(
         "PATCH", f"/api/v1/conversations/{conversation_id}", role="agent", json={"status": "closed-ish"}, expect=400
     )
-    assert "status must be one of" in bad["error"]["message"]
+    assert "'status' must be one of" in bad["error"]["message"]
+    assert bad["error"]["details"] == {"field": "status", "in": "body"}
     bad = await hub.api("GET", "/api/v1/conversations", params={"limit": "lots"}, expect=400)
     assert "'limit' must be an integer" in bad["error"]["message"]
     missing = await hub.api("GET", "/api/v1/conversations/999999", expect=404)
@@ -103,6 +104,8 @@ async def test_timeline_cursor_pagination(hub: Hub) -> None:
     newer = await hub.api("GET", path, params={"after": latest["next_cursor"]})
     assert [m["body"] for m in newer["items"]] == ["m7"] and not newer["has_more"]
     bad = await hub.api("GET", path, params={"after": "garbage!"}, expect=400)
+    assert "query parameter 'after' must match" in bad["error"]["message"]
+    bad = await hub.api("GET", path, params={"after": "Zm9v"}, expect=400)  # the document's shape, not a cursor
     assert "invalid cursor" in bad["error"]["message"]
 
 

@@ -217,7 +217,7 @@ async def test_the_audit_api_and_the_contact_export_name_the_door(hub: Hub) -> N
     assert [e["action"] for e in about["items"]] == ["ticket.handoff"]
     assert (await hub.api("GET", "/api/v1/audit", params={"via": "slack"}))["items"] == []
     bad = await hub.api("GET", "/api/v1/audit", params={"via": "fax"}, expect=400)
-    assert "via must be one of api, slack, cli" in bad["error"]["message"]
+    assert "'via' must be one of api, slack, cli" in bad["error"]["message"]
     await hub.api("GET", "/api/v1/audit", role="agent", expect=403)
 
     exported = await hub.api("GET", f"/api/v1/contacts/{contact}/export")
