@@ -14,7 +14,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, ClassVar, Protocol, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
 from aiohttp import web
 
@@ -47,6 +47,20 @@ class ChannelHost(Protocol):
     async def agents_online(self) -> bool:
         """Whether a human can answer now: the duty roster under
         ``HUB_WEBCHAT_AGENTS_ONLINE=auto``, else the fixed setting."""
+
+    async def store_attachment(self, data: bytes, *, filename: str | None, content_type: str) -> dict[str, Any]:
+        """Keep an attachment's bytes (content-addressed under the data dir,
+        size-capped: ``TooLarge`` beyond ``HUB_ATTACHMENT_MAX_BYTES``) and return
+        the metadata to put in ``InboundMessage.attachments``: ``{"id", "sha256",
+        "filename", "content_type", "size"}``; agents fetch it through
+        ``GET /api/v1/attachments/{id}``. Storing the same bytes again is a no-op."""
+
+    async def channel_state(self, channel: str, key: str) -> str | None:
+        """A value a channel keeps across restarts (an IMAP folder's
+        UIDVALIDITY and last UID), shared by every hub instance."""
+
+    async def set_channel_state(self, channel: str, key: str, value: str) -> None:
+        """Store ``value`` under ``(channel, key)``, replacing what was there."""
 
     async def delivery_report(self, report: DeliveryReport) -> bool:
         """Record a provider's delivery status for a message the hub sent
@@ -86,6 +100,9 @@ class Channel(ABC):
     # Recipients can opt out of this channel (SMS STOP): the outbox checks
     # every send against the opt-outs and dead-letters one to such an address.
     honours_opt_out: ClassVar[bool] = False
+    # Threads by provider ids (e-mail's Message-ID): the outbox gives every
+    # send the conversation's ids (``OutboundMessage.references``).
+    threads_by_reference: ClassVar[bool] = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

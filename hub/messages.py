@@ -51,6 +51,17 @@ class InboundMessage:
     # A reply the channel owes at once (SMS HELP): the hub queues it with the
     # message, in the same transaction; the bot does not answer it.
     auto_reply: str | None = None
+    # Provider ids of earlier messages this one answers, nearest first (e-mail
+    # In-Reply-To, then References): the hub files it in the conversation of
+    # a message it sent or received with one of them, when the sender is
+    # that conversation's contact (or one of their identities).
+    references: tuple[str, ...] = ()
+    # A conversation the channel vouches for (an e-mail reply address with a
+    # valid token, support+c123.<hmac>@...): the fallback after references.
+    conversation_hint: int | None = None
+    # Written by a machine (auto-reply, bulk or list mail, a bounce): stored,
+    # never answered automatically (no bot job, no acknowledgement).
+    automated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +84,13 @@ class OutboundMessage:
     # message it already sent since ``queued_at`` before sending again.
     attempt: int = 1
     queued_at: datetime | None = None
+    # For channels that thread by reference (``Channel.threads_by_reference``,
+    # e-mail): the provider ids of the conversation's messages, newest first
+    # (the customer's last message first), to put in In-Reply-To/References.
+    references: tuple[str, ...] = ()
+    # Written by the bot or the hub (not an agent): e-mail marks it
+    # ``Auto-Submitted: auto-replied``.
+    automated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +159,9 @@ class ChannelAdapter(Protocol):
 
     @property
     def honours_opt_out(self) -> bool: ...
+
+    @property
+    def threads_by_reference(self) -> bool: ...
 
     def bind(self, host: Any) -> None: ...
 
