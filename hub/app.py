@@ -22,6 +22,7 @@ from hub.api import kb_suggestions as kb_suggestions_api
 from hub.api import tickets as tickets_api
 from hub.api.middleware import auth_middleware, error_middleware, observe_middleware, security_headers
 from hub.api.schema import schema_middleware
+from hub.attachments import AttachmentStore
 from hub.auth import TokenAuthenticator
 from hub.bot import model as bot_model
 from hub.bot.setup import setup_bot
@@ -144,6 +145,9 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def service_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
+    store = AttachmentStore(
+        app[keys.DATABASE], settings.data_dir / "attachments", max_bytes=settings.attachment_max_bytes
+    )
     service = HubService(
         app[keys.DATABASE],
         app[keys.BUS],
@@ -151,11 +155,13 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
         app[keys.METRICS],
         reopen_window=timedelta(hours=settings.reopen_window_hours),
         agents_online=settings.webchat_agents_online != "false",
+        attachments=store,
     )
     app[keys.SERVICE] = service
     for channel in app[keys.CHANNELS].values():
         channel.bind(service)
-    yield
+    async with store.sweeping():
+        yield
 
 
 async def duty_roster_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     # many hours is reopened; after that a new conversation starts.
     reopen_window_hours: float = 72.0
     max_body_bytes: int = 1_048_576
+    # Largest file kept with a message (an e-mail attachment); bigger ones are refused.
+    attachment_max_bytes: int = 25 * 1_048_576
     cors_origins: str = ""
     # When set, GET /metrics needs "Authorization: Bearer <token>" (401 otherwise).
     metrics_token: SecretStr | None = None

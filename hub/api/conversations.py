@@ -16,7 +16,7 @@ from hub.api.base import (
     requires,
     timeline_page,
 )
-from hub.errors import InvalidInput
+from hub.errors import InvalidInput, NotFound
 from hub.models import AuthorKind, Role
 
 routes = web.RouteTableDef()
@@ -112,3 +112,24 @@ async def post_note(request: web.Request) -> web.Response:
 async def get_message(request: web.Request) -> web.Response:
     message = await request.app[keys.SERVICE].get_message(path_id(request))
     return web.json_response(message.to_dict())
+
+
+@routes.get("/api/v1/attachments/{attachment_id}")
+@requires(Role.VIEWER)
+async def get_attachment(request: web.Request) -> web.StreamResponse:
+    """A file that came with a message (an e-mail attachment, the original
+    .eml), as a download: never rendered by the browser in the hub's origin."""
+    store = request.app[keys.SERVICE].attachments
+    if store is None:
+        raise NotFound("the hub keeps no attachments")
+    path, content_type, _size = await store.open(request.match_info["attachment_id"])
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": content_type,
+            "Content-Disposition": "attachment",
+            "Content-Security-Policy": "sandbox; default-src 'none'",
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "private, max-age=3600",
+        },
+    )

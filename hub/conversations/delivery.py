@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -136,3 +137,23 @@ def apply_report(conn: Connection, report: DeliveryReport, now: datetime) -> Rep
         newly_failed=overall in FAILURES,
         error=error,
     )
+
+
+def references(conn: Connection, item: Any, limit: int = 20) -> tuple[str, ...]:
+    """The provider ids of a conversation's messages before ``item`` (its
+    ``message_id``, ``conversation_id``), newest first: what a reply threads
+    by (e-mail's In-Reply-To and References)."""
+    received = sa.select(messages.c.id, messages.c.external_id.label("ref")).where(
+        messages.c.conversation_id == item.conversation_id,
+        messages.c.direction == Direction.INBOUND.value,
+        messages.c.external_id.is_not(None),
+        messages.c.id < item.message_id,
+    )
+    sent = (
+        sa.select(messages.c.id, delivery_parts.c.provider_id.label("ref"))
+        .join(delivery_parts, delivery_parts.c.message_id == messages.c.id)
+        .where(messages.c.conversation_id == item.conversation_id, messages.c.id < item.message_id)
+    )
+    both = sa.union_all(received, sent).subquery()
+    found = conn.execute(sa.select(both.c.ref).order_by(both.c.id.desc()).limit(limit)).scalars()
+    return tuple(ref for ref in found if ref)

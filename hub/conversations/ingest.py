@@ -39,7 +39,7 @@ from hub.models import (
 )
 from hub.storage import PerDialect, batch_of, insert_ignore, rows
 from hub.storage.driver import DriverStatement
-from hub.storage.schema import bot_jobs, conversations, identities, messages
+from hub.storage.schema import bot_jobs, conversations, delivery_parts, identities, messages
 
 
 @dataclass(slots=True)
@@ -159,7 +159,7 @@ def ingest(
     now = utcnow()
     address = contacts_tx.normalise_address(identity_kind, inbound.sender)
     known = None
-    if conn.dialect.name == "sqlite" and not inbound.thread_key and not inbound.contact_hints:
+    if conn.dialect.name == "sqlite" and _plain(inbound):
         # The common case (a known sender writing again) in one statement.
         # SQLite only: PostgreSQL takes the path below, which locks the
         # conversation row against a concurrent first message.
@@ -187,7 +187,24 @@ def ingest(
 
     # A known sender's row carries their latest conversation (all NULL: none yet).
     latest = _UNFETCHED if known is None else (known if known.id is not None else None)
+    elsewhere = None
+    if inbound.references or inbound.conversation_hint is not None:
+        threaded = _threaded(conn, inbound)
+        if threaded is not None and threaded.contact_id == contact_id:
+            latest = threaded  # a reply: its conversation (reopened, or a new one if long resolved)
+        elif threaded is not None:
+            latest, elsewhere = None, threaded.id  # someone else's thread: never filed there silently
     conversation, created = _find_or_open(conn, inbound, contact_id, identity_id, reopen_window, now, latest=latest)
+    if elsewhere is not None:
+        add_event(
+            conn,
+            conversation,
+            f"This message answers conversation #{elsewhere} by its headers, but its sender is not that "
+            "conversation's customer, so it was filed here. If they are the same person, merge the contacts.",
+            event="thread_mismatch",
+            meta={"conversation_id": elsewhere},
+            now=now,
+        )
     values = _inbound_values(inbound, conversation.id, contact_id, now)
     row = _INSERT_MESSAGE(conn).first(conn, values)
     if row is None:  # lost a race with a concurrent retry of the same delivery
@@ -300,7 +317,7 @@ def ingest_many(
     addresses: list[str | None] = []
     for inbound in batch:
         address = None
-        if inbound.channel == channel and not inbound.thread_key and not inbound.contact_hints:
+        if inbound.channel == channel and _plain(inbound):
             try:
                 address = contacts_tx.normalise_address(identity_kind, inbound.sender)
             except InvalidInput:  # ``ingest`` raises it for this message
@@ -397,8 +414,47 @@ def _store_run(conn: Connection, run: list[tuple[InboundMessage, Any]], enqueue_
 
 
 def _for_the_bot(inbound: InboundMessage) -> bool:
-    """Keywords (SMS STOP, START, HELP) are the hub's to handle, not questions."""
-    return inbound.consent is None and inbound.auto_reply is None
+    """Keywords (SMS STOP, START, HELP) are the hub's to handle, not questions;
+    what a machine wrote (an auto-reply, bulk mail) is never answered automatically."""
+    return inbound.consent is None and inbound.auto_reply is None and not inbound.automated
+
+
+def _plain(inbound: InboundMessage) -> bool:
+    """Filed by its sender alone: no thread key, hints or references (the fast paths)."""
+    return (
+        not inbound.thread_key
+        and not inbound.contact_hints
+        and not inbound.references
+        and inbound.conversation_hint is None
+    )
+
+
+def _threaded(conn: Connection, inbound: InboundMessage) -> Any:
+    """The conversation row of the nearest message ``inbound`` answers: one the
+    hub received (``external_id``) or sent (``delivery_parts``) on the same
+    channel, else the conversation the channel vouches for; None."""
+    refs = [ref for ref in inbound.references[:50] if ref]
+    found: dict[str, int] = {}
+    if refs:
+        received = sa.select(messages.c.external_id, messages.c.conversation_id).where(
+            messages.c.channel == inbound.channel, messages.c.external_id.in_(refs)
+        )
+        sent = (
+            sa.select(delivery_parts.c.provider_id, messages.c.conversation_id)
+            .join(messages, messages.c.id == delivery_parts.c.message_id)
+            .where(delivery_parts.c.channel == inbound.channel, delivery_parts.c.provider_id.in_(refs))
+        )
+        for ref, conversation_id in [*conn.execute(received), *conn.execute(sent)]:
+            found.setdefault(ref, conversation_id)
+    conversation_id = next((found[ref] for ref in refs if ref in found), inbound.conversation_hint)
+    if conversation_id is None:
+        return None
+    stmt = sa.select(conversations).where(
+        conversations.c.id == conversation_id, conversations.c.channel == inbound.channel
+    )
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()  # as the sender's latest conversation is locked
+    return conn.execute(stmt).first()
 
 
 def _inbound_values(inbound: InboundMessage, conversation_id: int, contact_id: int, now: datetime) -> dict[str, Any]:

@@ -220,6 +220,8 @@ class OutboxWorker(JobWorker[Delivery]):
             metadata=payload.get("metadata") or {},
             attempt=item.attempts,
             queued_at=item.created_at,
+            references=await self.db.read(delivery.references, item) if channel.threads_by_reference else (),
+            automated=payload.get("author_kind") in ("bot", "system"),
         )
         return await channel.send(message)
 

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from hub import attachments as attachments_tx
+from hub.attachments import AttachmentStore
 from hub.audit import Audit, audited, record
 from hub.bus import EventBus
 from hub.conversations import consent, timeline
@@ -39,8 +41,8 @@ from hub.events import (
 from hub.messages import ChannelAdapter, DeliveryReport, InboundMessage, IngestResult
 from hub.metrics import Metrics
 from hub.models import AuthorKind, Contact, Conversation, Message, MessageKind
-from hub.storage import Database, rows
-from hub.storage.schema import conversations, identities, messages
+from hub.storage import Database, insert_ignore, rows
+from hub.storage.schema import channel_state, conversations, identities, messages
 from hub.txhooks import After, TxHooks, run_afters
 
 if TYPE_CHECKING:
@@ -59,8 +61,10 @@ class HubService:
         *,
         reopen_window: timedelta = timedelta(hours=72),
         agents_online: bool = True,
+        attachments: AttachmentStore | None = None,
     ) -> None:
         self.db = db
+        self.attachments = attachments
         self.bus = bus
         self.channels = channels
         self.metrics = metrics
@@ -129,6 +133,8 @@ class HubService:
             handler=done.conversation.handler.value,
         )
         done.after.extend(self.tx_hooks.run(conn, done.received))
+        if inbound.attachments:
+            attachments_tx.link(conn, done.message.id, inbound.attachments)
         if inbound.consent or inbound.auto_reply:
             done.after.extend(self._keywords_tx(conn, inbound, done))
 
@@ -164,6 +170,29 @@ class HubService:
             await self.bus.publish(event)
 
         return wake
+
+    async def store_attachment(self, data: bytes, *, filename: str | None, content_type: str) -> dict[str, Any]:
+        """``ChannelHost.store_attachment``: the bytes kept, their metadata returned."""
+        if self.attachments is None:
+            raise RuntimeError("the hub has no attachment store")
+        return await self.attachments.store(data, filename=filename, content_type=content_type)
+
+    async def channel_state(self, channel: str, key: str) -> str | None:
+        return await self.db.read(
+            lambda conn: conn.execute(
+                sa.select(channel_state.c.value).where(channel_state.c.channel == channel, channel_state.c.key == key)
+            ).scalar()
+        )
+
+    async def set_channel_state(self, channel: str, key: str, value: str) -> None:
+        def store(conn: Connection) -> None:
+            now = utcnow()
+            stmt = insert_ignore(conn, channel_state).values(channel=channel, key=key, value=value, updated_at=now)
+            conn.execute(
+                stmt.on_conflict_do_update(index_elements=["channel", "key"], set_={"value": value, "updated_at": now})
+            )
+
+        await self.db.write(store)
 
     async def delivery_report(self, report: DeliveryReport) -> bool:
         """A provider's delivery status for a sent message (``ChannelHost``):
@@ -421,9 +450,12 @@ class HubService:
         return await self.db.write(audited(contacts_tx.export_contact, audit), contact_id)
 
     async def erase_contact(self, contact_id: int, *, audit: Audit | None = None) -> dict[str, int]:
+        files = await self.db.read(attachments_tx.held_by_contact, contact_id)
         counts = await self.db.write(
             audited(contacts_tx.erase_contact, audit, lambda counts: {"deleted": counts}), contact_id
         )
+        if self.attachments is not None:  # their files, unless another message holds them
+            await self.attachments.sweep(only=files)
         await self.bus.publish(ContactErased(contact_id=contact_id))
         return counts
 

@@ -176,6 +176,7 @@ def queue_outbound(
         "thread_key": conversation.thread_key,
         "attachments": attachments or [],
         "metadata": meta or {},
+        "author_kind": author_kind.value,
     }
     outbox_id = conn.execute(
         _INSERT_OUTBOX,

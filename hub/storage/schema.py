@@ -391,3 +391,36 @@ kb_phrasing_suggestions = sa.Table(
     sa.Index("ix_kb_phrasing_suggestions_status", "status", "id"),
     sa.Index("ix_kb_phrasing_suggestions_conversation", "conversation_id"),
 )
+
+
+# Files that came with messages (e-mail attachments, the original .eml),
+# content-addressed under the data dir (``hub.attachments``): the row names
+# the bytes, ``message_attachments`` the messages that hold them. A file no
+# message holds any more (an erasure) is removed by the attachment sweep.
+attachments = sa.Table(
+    "attachments",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # the content's SHA-256, hex
+    sa.Column("content_type", sa.String(200), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+message_attachments = sa.Table(
+    "message_attachments",
+    metadata,
+    sa.Column("message_id", BigId, sa.ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("attachment_id", sa.String(64), sa.ForeignKey("attachments.id"), primary_key=True),
+    sa.Index("ix_message_attachments_attachment", "attachment_id"),
+)
+
+# What a channel keeps across restarts and instances (an IMAP folder's
+# UIDVALIDITY and last UID).
+channel_state = sa.Table(
+    "channel_state",
+    metadata,
+    sa.Column("channel", sa.String(32), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
