@@ -179,6 +179,7 @@ async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:
         app[keys.CHANNELS],
         app[keys.BUS].publish,
         tx_hooks=app[keys.SERVICE].tx_hooks,
+        chat_link=settings.webchat_page_url or f"{settings.public_url.rstrip('/')}/demo",
         max_attempts=settings.outbox_max_attempts,
         base_delay=settings.outbox_base_delay,
         max_delay=settings.outbox_max_delay,

@@ -182,6 +182,9 @@ class Settings(BaseSettings):
     kb_search_rate_limit: str = "60/minute"  # per client IP: the search API and the portal's search, together
     kb_vote_rate_limit: str = "30/hour"  # per client IP, the portal's article votes (and 2 a day per article)
     site_name: str = "Northwind Outfitters Help Center"
+    # The page with the chat widget, linked from the e-mail copy of a reply to
+    # a visitor who left (empty: the hub's own /demo page).
+    webchat_page_url: str = ""
     # Signs the portal's vote forms; unset: a random key per start.
     portal_secret: SecretStr | None = None
 

@@ -190,6 +190,16 @@ def ingest(
     elsewhere = None
     if inbound.references or inbound.conversation_hint is not None:
         threaded = _threaded(conn, inbound)
+        if (
+            threaded is not None
+            and threaded.contact_id != contact_id
+            and _proves_address(conn, inbound, threaded, address)
+        ):
+            # They answered the copy the hub e-mailed to the address they typed
+            # in the chat: the address is theirs (verified by the round trip).
+            gone = contacts_tx.add_identity(conn, threaded.contact_id, identity_kind, address)
+            merged.extend([gone] if gone is not None else [])
+            contact_id = threaded.contact_id
         if threaded is not None and threaded.contact_id == contact_id:
             latest = threaded  # a reply: its conversation (reopened, or a new one if long resolved)
         elif threaded is not None:
@@ -429,6 +439,21 @@ def _plain(inbound: InboundMessage) -> bool:
     )
 
 
+def _proves_address(conn: Connection, inbound: InboundMessage, threaded: Any, address: str) -> bool:
+    """An e-mail from the address a chat visitor typed (unverified), carrying
+    the reply token of that visitor's conversation: only that mailbox got it."""
+    if inbound.conversation_hint != threaded.id:
+        return False
+    contact = contacts_tx.get_contact(conn, threaded.contact_id)
+    typed = contact.attributes.get("email_unverified")
+    if not isinstance(typed, str):
+        return False
+    try:
+        return contacts_tx.normalise_address("email", typed) == address
+    except InvalidInput:
+        return False
+
+
 def _threaded(conn: Connection, inbound: InboundMessage) -> Any:
     """The conversation row of the nearest message ``inbound`` answers: one the
     hub received (``external_id``) or sent (``delivery_parts``) on the same
@@ -449,9 +474,9 @@ def _threaded(conn: Connection, inbound: InboundMessage) -> Any:
     conversation_id = next((found[ref] for ref in refs if ref in found), inbound.conversation_hint)
     if conversation_id is None:
         return None
-    stmt = sa.select(conversations).where(
-        conversations.c.id == conversation_id, conversations.c.channel == inbound.channel
-    )
+    # Any channel's conversation: an e-mail answering the copy of a chat reply
+    # (``hub.conversations.offline``) joins the chat's conversation.
+    stmt = sa.select(conversations).where(conversations.c.id == conversation_id)
     if conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update()  # as the sender's latest conversation is locked
     return conn.execute(stmt).first()

@@ -38,14 +38,14 @@ from typing import Any, Unpack
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from hub.conversations import consent, delivery
+from hub.conversations import consent, delivery, offline
 from hub.conversations.transactions import add_event, get_conversation
 from hub.errors import ChannelSendError
 from hub.events import DeliveryFailed, MessageDelivered, SystemEventAdded, utcnow
 from hub.jobs.queue import DEAD, PENDING, Queue, QueueSpec
 from hub.jobs.worker import JobWorker, Tuning
 from hub.messages import ChannelAdapter, OutboundMessage, SendResult
-from hub.models import DeliveryStatus
+from hub.models import AuthorKind, DeliveryStatus
 from hub.storage import Database
 from hub.storage.schema import messages, outbox
 from hub.txhooks import After, TxHooks, run_afters
@@ -139,6 +139,7 @@ class OutboxWorker(JobWorker[Delivery]):
         publish: Publish,
         *,
         tx_hooks: TxHooks | None = None,
+        chat_link: str | None = None,
         on_result: Callable[[str, str], None] | None = None,
         **tuning: Unpack[Tuning],
     ) -> None:
@@ -146,7 +147,7 @@ class OutboxWorker(JobWorker[Delivery]):
         options.update(tuning)
         # The outbox queue with this worker's dead-letter work (it runs the
         # hub's in-transaction hooks); claims and records are OUTBOX's own.
-        queue = Queue(dataclasses.replace(OUTBOX.spec, on_dead=self._dead_tx))
+        queue = Queue(dataclasses.replace(OUTBOX.spec, on_done=self._done_tx, on_dead=self._dead_tx))
         super().__init__(
             db,
             queue,
@@ -159,8 +160,23 @@ class OutboxWorker(JobWorker[Delivery]):
         self.channels = channels
         self.publish = publish
         self.tx_hooks = tx_hooks or TxHooks()
+        # Where an e-mailed copy of a chat reply sends the visitor back to (HUB_WEBCHAT_PAGE_URL).
+        self.chat_link = chat_link
         self.on_result = on_result or (lambda channel, outcome: None)
         self._afters: dict[int, list[After]] = {}
+
+    def _done_tx(self, conn: Connection, item: Delivery, result: SendResult) -> None:
+        """In the transaction that records a send: its status and provider ids;
+        and the web chat's promise: an agent's reply that found the visitor
+        gone goes to their e-mail address too (the widget told them so)."""
+        _delivered(conn, item, result)
+        if (
+            not result.delivered
+            and item.channel == "webchat"
+            and "email" in self.channels
+            and item.payload.get("author_kind") == AuthorKind.AGENT.value
+        ):
+            offline.email_copy(conn, item.message_id, item.conversation_id, item.payload, link=self.chat_link)
 
     def _dead_tx(self, conn: Connection, item: Delivery, error: ChannelSendError) -> None:
         """In the transaction that dead-letters ``item``: the reason on the
