@@ -174,6 +174,10 @@ class SlackChannel(Channel):
         except (ValueError, RecursionError) as err:  # JSONDecodeError, an integer of thousands of digits
             raise InvalidInput(f"Slack body is not valid JSON or form data: {err}") from err
         clean(payload)  # the same text and depth rules as every other input
+        # Where text enters, a NUL becomes U+FFFD; but bolt reads the body as
+        # it came, and Slack never sends one: refused (PostgreSQL cannot store it).
+        if _holds_nul(payload):
+            raise InvalidInput("Slack body holds a NUL character (U+0000)")
         if not isinstance(payload, dict):
             raise InvalidInput("Slack body is not an object")
         check_shape(payload)
@@ -319,6 +323,16 @@ BODY = Shape(
     },
     lists={"authorizations": AUTHORIZATION, "actions": ACTION, "response_urls": Shape(text=("response_url",))},
 )  # fmt: skip
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
 def check_shape(payload: dict[str, Any]) -> None:

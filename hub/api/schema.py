@@ -44,6 +44,8 @@ from hub.errors import InvalidInput, NotFound, TooLarge
 from hub.inputs import FIELD_LIMITS, ascii_int, clean_text
 
 OPENAPI = Path(__file__).with_name("openapi.yaml")
+# The NonBlank schema's pattern (openapi.yaml): one character that is not a space by ECMA-262 or Python.
+NON_BLANK = r"[^\s\x1c-\x1f\x85]"
 METHODS = ("get", "put", "post", "patch", "delete")
 DOCUMENT_URI = "urn:servicehub:openapi"
 
@@ -346,7 +348,7 @@ def _describe(error: ValidationError, label: str) -> str:
     if keyword == "minLength":
         return f"{label} must not be empty" if expected == 1 else f"{label} needs at least {expected} characters"
     if keyword == "pattern":
-        if expected == r"\S":  # NonBlank
+        if expected == NON_BLANK:
             return f"{label} is empty (blank text is not allowed)"
         return f"{label} must match {expected}"
     if keyword in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):

@@ -193,9 +193,12 @@ async def test_slack_body_is_read_as_utf8_whatever_the_charset_says(slack_hub: H
         (b"", "application/x-www-form-urlencoded", 400, "no 'type' or 'command'"),
         (b'{"type": "event_callback", "event": {"type": "reaction_added"}}', "application/json", 404,
          "no handler for this Slack request"),
+        # A slash command whose user_id holds a NUL: a 500 from PostgreSQL in the desk's task.
+        (b"command=%2Fhub&text=queue&user_id=U%00X&channel_id=C1&team_id=T1", "application/x-www-form-urlencoded",
+         400, "holds a NUL character"),
     ],
     ids=["5000-digits", "user-float", "authorizations-str", "actions-empty", "action-without-id", "user-str", "empty",
-         "unhandled"],
+         "unhandled", "command-nul"],
 )  # fmt: skip
 async def test_slack_bodies_bolt_could_not_take_are_refused_with_the_field(
     slack_hub: Hub, body: bytes, content_type: str, status: int, reason: str
