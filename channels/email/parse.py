@@ -33,6 +33,7 @@ display name; ``automated`` per ``loops.automated_reason``; the text per
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from collections.abc import Sequence
@@ -325,7 +326,13 @@ def _file(part: Message) -> MailFile:
     if content_type == "message/rfc822":
         inner = part.get_payload()
         embedded = inner[0] if isinstance(inner, list) and inner else None
-        data = _guarded(lambda: embedded.as_bytes(policy=policy.default), b"") if isinstance(embedded, Message) else b""
+        encoded = str(part.get("Content-Transfer-Encoding", "")).strip().lower() == "base64"
+        if isinstance(embedded, Message):
+            data = _guarded(lambda: embedded.as_bytes(policy=policy.default), b"")
+            if encoded:  # base64 against RFC 2046, but sent: the parser read the encoded text as a message
+                data = _guarded(lambda: base64.b64decode(b"".join(data.split()), validate=False), b"")
+        else:
+            data = _guarded(lambda: _decoded_text_payload(part), b"")
         name: str | None = _filename(part) or "forwarded.eml"
     else:
         data = body_text.part_bytes(part)
@@ -338,6 +345,15 @@ def _file(part: Message) -> MailFile:
         inline=_disposition(part) == "inline" or (content_id is not None and _disposition(part) != "attachment"),
         content_id=normalise_message_id(content_id),
     )
+
+
+def _decoded_text_payload(part: Message) -> bytes:
+    payload = part.get_payload()
+    if isinstance(payload, str):
+        if str(part.get("Content-Transfer-Encoding", "")).strip().lower() == "base64":
+            return base64.b64decode(payload.encode("ascii", "ignore"), validate=False)
+        return payload.encode("utf-8", "surrogateescape")
+    return b""
 
 
 def _placeholder(files: Sequence[MailFile], subject: str | None) -> str:

@@ -12,10 +12,10 @@ test_email_hub.py`` runs without it.
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
@@ -74,7 +74,13 @@ class AttachmentShim:
             raise TooLarge(f"attachment is {len(data)} bytes; at most {self.max_bytes} are kept")
         digest = hashlib.sha256(data).hexdigest()
         self.files[digest] = data
-        return {"id": digest[:32], "sha256": digest, "filename": filename, "content_type": content_type, "size": len(data)}
+        return {
+            "id": digest[:32],
+            "sha256": digest,
+            "filename": filename,
+            "content_type": content_type,
+            "size": len(data),
+        }
 
     async def channel_state(self, channel: str, key: str) -> str | None:
         if hasattr(type(self.service), "channel_state"):
@@ -104,7 +110,9 @@ class EmailHub:
 
 
 @asynccontextmanager
-async def email_hub(database_url: str, tmp_path: Path, *, shim: bool = True, **overrides: Any) -> AsyncIterator[EmailHub]:
+async def email_hub(
+    database_url: str, tmp_path: Path, *, shim: bool = True, **overrides: Any
+) -> AsyncIterator[EmailHub]:
     sink = await SmtpSink().start()
     settings = email_settings(database_url, tmp_path, email_relay_port=sink.port, **overrides)
     hub = await start_hub(settings)
@@ -136,7 +144,7 @@ async def smtp_send(
     await client.connect()
     try:
         await client.ehlo()
-        await client.mail(mail_from)
+        await client.mail("" if mail_from == "<>" else mail_from)  # "": MAIL FROM:<>
         codes = []
         for address in rcpt_to:
             try:

@@ -86,7 +86,9 @@ class SmtpSink:
         self._protocols.append(protocol)
         return protocol
 
-    def _authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
         if isinstance(data, LoginPassword) and self.credentials == (data.login.decode(), data.password.decode()):
             return AuthResult(success=True, auth_data=data.login.decode())
         return AuthResult(success=False, handled=False)
