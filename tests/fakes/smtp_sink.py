@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import warnings
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
@@ -76,13 +77,16 @@ class SmtpSink:
         kwargs: dict[str, Any] = {}
         if self.credentials is not None:
             kwargs = {"auth_required": True, "auth_require_tls": False, "authenticator": self._authenticate}
-        protocol = SMTP(
-            self,
-            hostname="sink.example.test",
-            tls_context=self.tls,
-            loop=asyncio.get_running_loop(),
-            **kwargs,
-        )
+        with warnings.catch_warnings():
+            # "Requiring AUTH while not requiring TLS": on loopback, on purpose.
+            warnings.simplefilter("ignore", UserWarning)
+            protocol = SMTP(
+                self,
+                hostname="sink.example.test",
+                tls_context=self.tls,
+                loop=asyncio.get_running_loop(),
+                **kwargs,
+            )
         self._protocols.append(protocol)
         return protocol
 
