@@ -126,20 +126,16 @@ def parse_email(
     text = body_text.tidy(body_text.latest_reply(body, forward=body_text.is_forward(body, subject)))
     if not text:
         text = _placeholder(files, subject)
-    recipients = [
-        *envelope_recipients,
-        *_addresses(msg, "To"),
-        *_addresses(msg, "Cc"),
-        *_addresses(msg, "Delivered-To"),
-    ]
+    to, cc = _addresses(msg, "To"), _addresses(msg, "Cc")
+    recipients = [*envelope_recipients, *to, *cc, *_addresses(msg, "Delivered-To")]
     message_id = normalise_message_id(header(msg, "Message-ID"))
     metadata: dict[str, Any] = {
         "email": {
             key: value
             for key, value in {
                 "message_id": message_id,
-                "to": _addresses(msg, "To")[:20],
-                "cc": _addresses(msg, "Cc")[:20],
+                "to": to[:20],
+                "cc": cc[:20],
                 "date": _one_line(header(msg, "Date") or "")[:100] or None,
                 "automated": reason,
             }.items()
@@ -289,41 +285,50 @@ def _filename(part: Message) -> str | None:
     return _one_line(_sane(str(name)))[:255] or None if name else None
 
 
-def _is_body(part: Message) -> bool:
-    return _content_type(part) in _BODY_TYPES and _disposition(part) != "attachment" and not _filename(part)
+@dataclass(frozen=True, slots=True)
+class _Leaf:
+    """A leaf part with what is read of its headers, read once (each read parses them)."""
+
+    part: Message
+    content_type: str
+    disposition: str | None
+    filename: str | None
+
+    @property
+    def is_body(self) -> bool:
+        return self.content_type in _BODY_TYPES and self.disposition != "attachment" and not self.filename
 
 
 def _content(parts: list[Message]) -> tuple[str, list[MailFile], int]:
     """The body text (plain preferred, else HTML as text) and the files."""
-    plain = [p for p in parts if _is_body(p) and _content_type(p) == "text/plain"]
-    html = [p for p in parts if _is_body(p) and _content_type(p) == "text/html"]
+    leaves = [_Leaf(p, _content_type(p), _disposition(p), _filename(p)) for p in parts]
     body = ""
-    for part in plain:  # the first plain part with words (some clients send an empty one)
-        candidate = body_text.part_text(part)
-        if candidate.strip():
-            body = candidate
+    for wanted in _BODY_TYPES:  # the first part with words (some clients send an empty plain one)
+        for leaf in leaves:
+            if leaf.is_body and leaf.content_type == wanted:
+                candidate = body_text.part_text(leaf.part)
+                if wanted == "text/html":
+                    candidate = body_text.html_to_text(candidate)
+                if candidate.strip():
+                    body = candidate
+                    break
+        if body:
             break
-    if not body:
-        for part in html:
-            candidate = body_text.html_to_text(body_text.part_text(part))
-            if candidate.strip():
-                body = candidate
-                break
     files: list[MailFile] = []
     skipped = 0
-    for part in parts:
-        if _is_body(part):
+    for leaf in leaves:
+        if leaf.is_body:
             continue
         if len(files) >= MAX_FILES:
             skipped += 1
             continue
-        files.append(_file(part))
+        files.append(_file(leaf))
     return body, files, skipped
 
 
-def _file(part: Message) -> MailFile:
-    content_type = _content_type(part)
-    if content_type == "message/rfc822":
+def _file(leaf: _Leaf) -> MailFile:
+    part = leaf.part
+    if leaf.content_type == "message/rfc822":
         inner = part.get_payload()
         embedded = inner[0] if isinstance(inner, list) and inner else None
         encoded = str(part.get("Content-Transfer-Encoding", "")).strip().lower() == "base64"
@@ -333,16 +338,16 @@ def _file(part: Message) -> MailFile:
                 data = _guarded(lambda: base64.b64decode(b"".join(data.split()), validate=False), b"")
         else:
             data = _guarded(lambda: _decoded_text_payload(part), b"")
-        name: str | None = _filename(part) or "forwarded.eml"
+        name: str | None = leaf.filename or "forwarded.eml"
     else:
         data = body_text.part_bytes(part)
-        name = _filename(part)
+        name = leaf.filename
     content_id = header(part, "Content-ID")
     return MailFile(
         data=data,
         filename=name,
-        content_type=content_type,
-        inline=_disposition(part) == "inline" or (content_id is not None and _disposition(part) != "attachment"),
+        content_type=leaf.content_type,
+        inline=leaf.disposition == "inline" or (content_id is not None and leaf.disposition != "attachment"),
         content_id=normalise_message_id(content_id),
     )
 
