@@ -27,6 +27,7 @@ from hub.errors import ConfigError
 from tests.channels.email_support import (
     BILLING,
     CUSTOMER,
+    FIXTURES,
     REPLY_SECRET,
     SUPPORT,
     EmailHub,
@@ -393,3 +394,32 @@ async def test_shutdown_closes_open_sessions_and_leaves_no_task(sqlite_url: str,
 async def test_port_zero_means_no_smtp_server(sqlite_url: str, tmp_path: Path) -> None:
     async with email_hub(sqlite_url, tmp_path, email_smtp_port=0) as running:
         assert running.channel.smtp is None
+
+
+@pytest.mark.asyncio
+async def test_mangled_mail_over_smtp_gets_250_or_a_reason_never_an_error(running: EmailHub) -> None:
+    """The corpus, cut short and with bytes flipped or inserted (a fixed seed),
+    over the wire: every mail is stored (250) or refused with its reason
+    (554); never a 451/500 (a failure inside the hub) or aiosmtpd's
+    exception text."""
+    import random
+
+    rng = random.Random(15)
+    corpus = [path.read_bytes() for path in sorted(FIXTURES.glob("*.eml")) if path.stat().st_size]
+    codes = []
+    for n in range(60):
+        raw = bytearray(rng.choice(corpus).replace(b"{{", b"").replace(b"}}", b""))
+        for _ in range(rng.randint(1, 4)):
+            at = rng.randrange(len(raw)) if raw else 0
+            action = rng.choice(["cut", "flip", "insert"])
+            if action == "cut":
+                del raw[at:]
+            elif action == "flip" and raw:
+                raw[at] ^= 0xFF
+            else:
+                raw[at:at] = rng.randbytes(rng.randint(1, 16))
+        outcome = await smtp_send(running.smtp_port, bytes(raw) + f"\r\nX-N: {n}\r\n".encode())
+        assert outcome.data in (250, 554), (n, outcome)
+        assert "Error" not in outcome.data_message and "Traceback" not in outcome.data_message
+        codes.append(outcome.data)
+    assert 250 in codes
