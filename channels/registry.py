@@ -18,6 +18,7 @@ KNOWN_CHANNELS: dict[str, str] = {
     "slack": "channels.slack:SlackChannel",
     "sms": "channels.sms:SmsChannel",
     "whatsapp": "channels.sms:WhatsappChannel",
+    "email": "channels.email:EmailChannel",
 }
 
 

@@ -139,6 +139,37 @@ class Settings(BaseSettings):
     twilio_api_url: str = ""
     twilio_timeout: float = Field(default=15.0, gt=0)
 
+    # --- e-mail (owned by the e-mail work; add fields only here) ------------------
+    # The support addresses, comma-separated ("help@example.com,billing@example.com"):
+    # mail to them (and their +tag forms) is taken in; the first is the From of replies.
+    email_addresses: str | None = None
+    # The hub's own SMTP server for inbound mail (MX or forwarding); port 0: none (IMAP only).
+    email_smtp_host: str = "127.0.0.1"
+    email_smtp_port: int = Field(default=2525, ge=0, le=65535)
+    # A certificate and its key (PEM files): the SMTP server offers STARTTLS.
+    email_smtp_tls_cert: Path | None = None
+    email_smtp_tls_key: Path | None = None
+    # Larger mail is refused at DATA with 552 (and SIZE is declared in EHLO).
+    email_max_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    # The relay replies leave through (your provider's submission server).
+    email_relay_host: str | None = None
+    email_relay_port: int = Field(default=587, ge=1, le=65535)
+    email_relay_username: str | None = None
+    email_relay_password: SecretStr | None = None
+    # starttls (port 587), tls (implicit TLS, port 465) or none (a relay on loopback).
+    email_relay_tls: str = Field(default="starttls", pattern="^(starttls|tls|none)$")
+    email_relay_timeout: float = Field(default=30.0, gt=0)
+    # The display name of replies' From; empty: HUB_SITE_NAME.
+    email_from_name: str = ""
+    # Signs the conversation token in reply addresses (support+c123.<token>@...).
+    email_reply_secret: SecretStr | None = None
+    # Optional DKIM signing of replies (dkimpy): the selector and the private key (PEM).
+    email_dkim_selector: str | None = None
+    email_dkim_key_file: Path | None = None
+    # More mail than this from one sender within an hour is marked automated
+    # (never answered automatically): a loop with another auto-responder ends.
+    email_sender_rate: int = Field(default=10, ge=1)
+
     # --- bot (owned by the bot work; add fields only here) -----------------------
     # rasa: the Rasa assistant (child processes, or HUB_RASA_URL); echo: a
     # fake that repeats the customer (tests, benchmarks); none: no bot.

@@ -24,6 +24,9 @@ an encoded lone surrogate), and their forgeries include a signature for
 another URL than ``HUB_PUBLIC_URL`` (Twilio signs the URL it calls, and has
 no timestamp to go stale).
 
+E-mail has no webhook: its adapter speaks SMTP to the hub's own server and
+maps the replies to the same terms (``EmailContract``).
+
 Over ~400 lines on purpose: the contract and every channel's adapter stay in
 one module, so a new channel is read and added in one place.
 """
@@ -459,8 +462,85 @@ class WhatsappContract(SmsContract):
     sender_setting: ClassVar[dict[str, str]] = {"whatsapp_from": "whatsapp:+14155238886"}
 
 
+class EmailContract(Contract):
+    """E-mail arrives over SMTP, not HTTP: an SMTP session with the hub's own
+    server stands for the webhook. 250 is the 200; a recipient refused at
+    RCPT (550: mail for someone else, the hub never relays) is the forgery's
+    403; a 55x after DATA the malformed payload's 400 (its text the reason).
+    The envelope sender is null (``MAIL FROM:<>``), so the headers alone say
+    who wrote. The relay is an SMTP sink whose replies stand for the vendor's
+    statuses: 451 for a 5xx, 450 (rate limited) for a 429, 550 for a 4xx."""
+
+    name = "email"
+    missing_settings: ClassVar[dict[str, str]] = {
+        "email_addresses": "HUB_EMAIL_ADDRESSES",
+        "email_reply_secret": "HUB_EMAIL_REPLY_SECRET",
+    }
+    forgeries = ("foreign-recipient",)
+    malformed: ClassVar[dict[str, str]] = {
+        "no-sender.eml": "the message has no sender address (From)",
+        "bad-sender.eml": "the sender address is not valid",
+        "empty.eml": "the message is empty",
+    }
+    send_expected: ClassVar[dict[str, Expected]] = {
+        "transport": Retryable(),
+        "5xx": Retryable(),
+        "429": Retryable(),
+        "4xx": Permanent(),
+    }
+    valid = "valid.eml"
+
+    def settings(self, database_url: str, tmp_path: Path, **overrides: Any) -> Any:
+        from tests.channels.email_support import email_settings
+
+        return email_settings(database_url, tmp_path, **overrides)
+
+    @asynccontextmanager
+    async def running(self, database_url: str, tmp_path: Path) -> AsyncIterator[Hub]:
+        from tests.channels.email_support import email_hub
+
+        async with email_hub(database_url, tmp_path) as running:
+            self.state["smtp_port"] = running.smtp_port
+            yield running.hub
+
+    async def deliver(self, hub: Hub, body: bytes, *, forgery: str | None = None, retry: int = 0) -> Delivery:
+        from tests.channels.email_support import SUPPORT, smtp_send
+
+        recipient = "someone@elsewhere.example" if forgery == "foreign-recipient" else SUPPORT
+        outcome = await smtp_send(self.state["smtp_port"], body, mail_from="<>", rcpt_to=(recipient,))
+        if not outcome.data:
+            return Delivery(403, f"RCPT refused with {outcome.rcpt}")
+        status = {250: 200, 451: 503, 552: 413}.get(outcome.data, 400 if outcome.data >= 500 else 500)
+        return Delivery(status, outcome.data_message)
+
+    @asynccontextmanager
+    async def send_scenario(self, failure: str, tmp_path: Path) -> AsyncIterator[Any]:
+        from channels.email import EmailChannel
+        from tests.fakes.smtp_sink import SmtpSink
+
+        sink = await SmtpSink().start()
+        try:
+            sink.fail_next.extend(
+                {
+                    "5xx": ["451 4.3.0 Local error"],
+                    "429": ["450 4.7.1 Rate limited"],
+                    "4xx": ["550 5.1.1 No such user"],
+                }.get(failure, [])
+            )
+            port = free_port() if failure == "transport" else sink.port
+            channel = EmailChannel.from_settings(
+                self.settings("sqlite:///unused.db", tmp_path, email_smtp_port=0, email_relay_port=port)
+            )
+            lifespan = asynccontextmanager(channel.lifespan)
+            async with lifespan(None):  # type: ignore[arg-type]  # the e-mail lifespan never reads the app
+                yield lambda: channel.send(outbound("ada@customer.example.org"))
+        finally:
+            await sink.close()
+
+
 CONTRACTS: dict[str, Contract] = {
-    c.name: c for c in (FakeContract(), WebchatContract(), SlackContract(), SmsContract(), WhatsappContract())
+    c.name: c
+    for c in (FakeContract(), WebchatContract(), SlackContract(), SmsContract(), WhatsappContract(), EmailContract())
 }
 
 
