@@ -72,41 +72,8 @@ def serve(port: int, smtp_port: int, workdir: Path) -> None:
         _env_file=None,
     )
     app = create_app(settings)
-    app.on_startup.append(keep_attachments_in_memory)
     freeze_after_startup(app)  # as hub serve does
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, loop=new_event_loop(settings.event_loop))
-
-
-class MemoryAttachments:
-    """The hub's service, with ``store_attachment`` kept in memory where the
-    service has none yet (the hub side of issue #15 adds it): a stand-in so
-    that e-mail can be measured now; it hashes the bytes as the hub will."""
-
-    def __init__(self, service: Any) -> None:
-        self.service = service
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.service, name)
-
-    async def store_attachment(self, data: bytes, *, filename: str | None, content_type: str) -> dict[str, Any]:
-        import hashlib
-
-        digest = hashlib.sha256(data).hexdigest()
-        return {
-            "id": digest[:32],
-            "sha256": digest,
-            "filename": filename,
-            "content_type": content_type,
-            "size": len(data),
-        }
-
-
-async def keep_attachments_in_memory(app: Any) -> None:
-    from hub import keys
-
-    service = app[keys.SERVICE]
-    if not hasattr(type(service), "store_attachment"):
-        app[keys.CHANNELS]["email"].bind(MemoryAttachments(service))
 
 
 # --- the load ----------------------------------------------------------------------

@@ -45,6 +45,8 @@ class EchoBot:
     async def on_message(self, event: MessageReceived) -> None:
         if self.channels is not None and event.channel not in self.channels:
             return
+        if not event.answerable:  # a keyword or machine-written mail, as the real bot's jobs
+            return
         await self.service.reply(
             event.conversation_id,
             f"{PREFIX}{event.body}",

@@ -39,6 +39,8 @@ class MessageReceived(Event):
     metadata: dict[str, Any] = field(default_factory=dict)
     # Who had the conversation when the message arrived: "bot" or "human".
     handler: str = "bot"
+    # False for what no bot answers: a keyword (SMS STOP) or machine-written mail.
+    answerable: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -187,7 +187,7 @@ def ingest(
 
     # A known sender's row carries their latest conversation (all NULL: none yet).
     latest = _UNFETCHED if known is None else (known if known.id is not None else None)
-    elsewhere = None
+    elsewhere, answers = None, False
     if inbound.references or inbound.conversation_hint is not None:
         threaded = _threaded(conn, inbound)
         if (
@@ -201,10 +201,13 @@ def ingest(
             merged.extend([gone] if gone is not None else [])
             contact_id = threaded.contact_id
         if threaded is not None and threaded.contact_id == contact_id:
-            latest = threaded  # a reply: its conversation (reopened, or a new one if long resolved)
+            latest, answers = threaded, True  # a reply: its conversation, reopened if resolved
         elif threaded is not None:
             latest, elsewhere = None, threaded.id  # someone else's thread: never filed there silently
-    conversation, created = _find_or_open(conn, inbound, contact_id, identity_id, reopen_window, now, latest=latest)
+    # An explicit reply reopens its conversation however long ago it was
+    # resolved (a help desk's "solved"); other messages within the window.
+    window = timedelta.max if answers else reopen_window
+    conversation, created = _find_or_open(conn, inbound, contact_id, identity_id, window, now, latest=latest)
     if elsewhere is not None:
         add_event(
             conn,
@@ -221,7 +224,7 @@ def ingest(
         existing = conn.execute(_BY_EXTERNAL_ID, {"channel": inbound.channel, "external_id": inbound.external_id}).one()
         return _duplicate(conn, existing)
     _TOUCH_CONVERSATION.execute(conn, {"conversation_id": conversation.id, "now": now})
-    if enqueue_bot and conversation.handler == Handler.BOT and _for_the_bot(inbound):
+    if enqueue_bot and conversation.handler == Handler.BOT and for_the_bot(inbound):
         _INSERT_BOT_JOB.execute(conn, _bot_job(conversation.id, row.id, now))
     stored = Ingested(
         message=_inbound_message(values, row.id),
@@ -409,7 +412,7 @@ def _store_run(conn: Connection, run: list[tuple[InboundMessage, Any]], enqueue_
         jobs = [
             _bot_job(v["conversation_id"], message_id, now)
             for (inbound, _), v, message_id in zip(run, values, ids)
-            if touched[v["conversation_id"]].handler == Handler.BOT and _for_the_bot(inbound)
+            if touched[v["conversation_id"]].handler == Handler.BOT and for_the_bot(inbound)
         ]
         if jobs:
             _INSERT_BOT_JOB.execute_many(conn, jobs)
@@ -423,7 +426,7 @@ def _store_run(conn: Connection, run: list[tuple[InboundMessage, Any]], enqueue_
     ]
 
 
-def _for_the_bot(inbound: InboundMessage) -> bool:
+def for_the_bot(inbound: InboundMessage) -> bool:
     """Keywords (SMS STOP, START, HELP) are the hub's to handle, not questions;
     what a machine wrote (an auto-reply, bulk mail) is never answered automatically."""
     return inbound.consent is None and inbound.auto_reply is None and not inbound.automated

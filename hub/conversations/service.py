@@ -131,6 +131,7 @@ class HubService:
             new_conversation=done.new_conversation,
             metadata=inbound.metadata,
             handler=done.conversation.handler.value,
+            answerable=ingest_tx.for_the_bot(inbound),
         )
         done.after.extend(self.tx_hooks.run(conn, done.received))
         if inbound.attachments:

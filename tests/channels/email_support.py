@@ -1,20 +1,13 @@
 """What the e-mail tests share: settings, a hub with the e-mail channel, an
-SMTP client session, mail builders and ``AttachmentShim``.
-
-``AttachmentShim`` is the channel's host in tests until the hub implements
-``ChannelHost.store_attachment``/``channel_state`` (the hub side of issue
-#15): it passes everything to the real ``HubService`` and, for those
-methods, uses the service's own when it has them, else keeps the bytes in
-memory with the metadata the protocol documents. ``tests/channels/
-test_email_hub.py`` runs without it.
+SMTP client session, mail builders, and ``stored_file`` (the bytes the hub
+kept for an attachment, as an agent downloads them).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -23,7 +16,6 @@ from typing import Any
 
 import aiosmtplib
 
-from hub.errors import TooLarge
 from tests.conftest import Hub, close_hub, free_port, make_settings, start_hub
 from tests.fakes.smtp_sink import SmtpSink
 
@@ -51,54 +43,9 @@ def email_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Any:
 
 
 @dataclass
-class AttachmentShim:
-    """The hub's service as the channel's host, with ``store_attachment`` and
-    ``channel_state`` where the service has none yet (see the module docstring)."""
-
-    service: Any
-    max_bytes: int = 10 * 1024 * 1024
-    files: dict[str, bytes] = field(default_factory=dict)
-    state: dict[tuple[str, str], str] = field(default_factory=dict)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.service, name)
-
-    async def store_attachment(self, data: bytes, *, filename: str | None, content_type: str) -> dict[str, Any]:
-        if hasattr(type(self.service), "store_attachment"):
-            stored: dict[str, Any] = await self.service.store_attachment(
-                data, filename=filename, content_type=content_type
-            )
-            self.files[stored["sha256"]] = data
-            return stored
-        if len(data) > self.max_bytes:
-            raise TooLarge(f"attachment is {len(data)} bytes; at most {self.max_bytes} are kept")
-        digest = hashlib.sha256(data).hexdigest()
-        self.files[digest] = data
-        return {
-            "id": digest[:32],
-            "sha256": digest,
-            "filename": filename,
-            "content_type": content_type,
-            "size": len(data),
-        }
-
-    async def channel_state(self, channel: str, key: str) -> str | None:
-        if hasattr(type(self.service), "channel_state"):
-            return await self.service.channel_state(channel, key)  # type: ignore[no-any-return]
-        return self.state.get((channel, key))
-
-    async def set_channel_state(self, channel: str, key: str, value: str) -> None:
-        if hasattr(type(self.service), "set_channel_state"):
-            await self.service.set_channel_state(channel, key, value)
-            return
-        self.state[(channel, key)] = value
-
-
-@dataclass
 class EmailHub:
     hub: Hub
     sink: SmtpSink
-    shim: AttachmentShim | None
 
     @property
     def smtp_port(self) -> int:
@@ -110,18 +57,12 @@ class EmailHub:
 
 
 @asynccontextmanager
-async def email_hub(
-    database_url: str, tmp_path: Path, *, shim: bool = True, **overrides: Any
-) -> AsyncIterator[EmailHub]:
+async def email_hub(database_url: str, tmp_path: Path, **overrides: Any) -> AsyncIterator[EmailHub]:
     sink = await SmtpSink().start()
     settings = email_settings(database_url, tmp_path, email_relay_port=sink.port, **overrides)
     hub = await start_hub(settings)
-    host = None
-    if shim:
-        host = AttachmentShim(hub.service)
-        hub.channel("email").bind(host)
     try:
-        yield EmailHub(hub=hub, sink=sink, shim=host)
+        yield EmailHub(hub=hub, sink=sink)
     finally:
         await close_hub(hub)
         await sink.close()
@@ -207,3 +148,10 @@ def fixture_mail(name: str) -> bytes:
 async def timeline(hub: Hub, address: str = CUSTOMER) -> list[Any]:
     conversation = await hub.service.conversation_for("email", address)
     return [] if conversation is None else await hub.service.history(conversation.id)
+
+
+async def stored_file(hub: Hub, attachment: dict[str, Any]) -> bytes:
+    """An attachment's bytes through ``GET /api/v1/attachments/{id}``."""
+    response = await hub.client.get(f"/api/v1/attachments/{attachment['id']}", headers=hub.auth("agent"))
+    assert response.status == 200, response.status
+    return await response.read()

@@ -1,4 +1,4 @@
-"""E-mail through the whole hub, with the hub's own ``ChannelHost`` (no shim).
+"""E-mail through the whole hub, with the hub's own ``ChannelHost``.
 
 These need the hub side of issue #15, built on main alongside this channel:
 
@@ -12,7 +12,7 @@ These need the hub side of issue #15, built on main alongside this channel:
   channel with ``threads_by_reference``, and ``automated`` for bot replies;
 - ``InboundMessage.automated``: stored, never answered by the bot.
 
-Same helpers as ``test_email.py`` (``email_hub(..., shim=False)``).
+Same helpers as ``test_email.py`` (``email_hub(...)``).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from tests.conftest import wait_for
 
 @pytest.mark.asyncio
 async def test_the_original_is_kept_by_the_hub_and_served_to_agents(database_url: str, tmp_path: Path) -> None:
-    async with email_hub(database_url, tmp_path, shim=False) as running:
+    async with email_hub(database_url, tmp_path) as running:
         raw = fixture_mail("gmail-reply.eml")
         assert (await smtp_send(running.smtp_port, raw, mail_from="ada.lovelace@gmail.example")).data == 250
         [message] = await timeline(running.hub, "ada.lovelace@gmail.example")
@@ -51,7 +51,7 @@ async def test_the_original_is_kept_by_the_hub_and_served_to_agents(database_url
 
 @pytest.mark.asyncio
 async def test_the_hubs_reply_continues_the_customers_thread(database_url: str, tmp_path: Path) -> None:
-    async with email_hub(database_url, tmp_path, shim=False) as running:
+    async with email_hub(database_url, tmp_path) as running:
         raw = mail("Where is my parcel?", message_id="<q1@customer.example.org>")
         assert (await smtp_send(running.smtp_port, raw)).data == 250
         [question] = await timeline(running.hub)
@@ -71,7 +71,7 @@ async def test_the_hubs_reply_continues_the_customers_thread(database_url: str, 
 async def test_a_reply_joins_its_conversation_by_references_or_token(database_url: str, tmp_path: Path) -> None:
     # With no reopen window, a customer's new mail after a resolution opens a new conversation:
     # only threading can bring a late reply back to the old one.
-    async with email_hub(database_url, tmp_path, shim=False, reopen_window_hours=0) as running:
+    async with email_hub(database_url, tmp_path, reopen_window_hours=0) as running:
         assert (
             await smtp_send(running.smtp_port, mail("First question", message_id="<f1@customer.example.org>"))
         ).data == 250
@@ -106,7 +106,7 @@ async def test_a_reply_joins_its_conversation_by_references_or_token(database_ur
 
 @pytest.mark.asyncio
 async def test_a_header_match_from_another_sender_does_not_attach_silently(database_url: str, tmp_path: Path) -> None:
-    async with email_hub(database_url, tmp_path, shim=False) as running:
+    async with email_hub(database_url, tmp_path) as running:
         assert (
             await smtp_send(running.smtp_port, mail("Question", message_id="<o1@customer.example.org>"))
         ).data == 250
@@ -124,7 +124,7 @@ async def test_a_header_match_from_another_sender_does_not_attach_silently(datab
 
 @pytest.mark.asyncio
 async def test_the_bot_answers_a_customer_by_email_but_never_an_auto_reply(database_url: str, tmp_path: Path) -> None:
-    async with email_hub(database_url, tmp_path, shim=False, bot="echo") as running:
+    async with email_hub(database_url, tmp_path, bot="echo") as running:
         assert (
             await smtp_send(running.smtp_port, mail("Hello bot", message_id="<h1@customer.example.org>"))
         ).data == 250
