@@ -90,6 +90,16 @@ def init(env_file: Path) -> None:
         "# HUB_WHATSAPP_FROM=+15551234567 (your WhatsApp sender, for whatsapp)",
         "# HUB_SMS_DEFAULT_REGION=US      (for numbers written without +country code)",
         "",
+        "# E-mail (README: 'E-mail'): add email to HUB_CHANNELS. Mail comes in on the",
+        "# hub's SMTP server (MX, or forwarding from your mailbox) and/or by IMAP from an",
+        "# existing mailbox; replies leave through your provider's relay.",
+        "# HUB_EMAIL_ADDRESSES=help@example.com",
+        f"# HUB_EMAIL_REPLY_SECRET={secrets.token_urlsafe(32)}",
+        "# HUB_EMAIL_SMTP_PORT=2525",
+        "# HUB_EMAIL_RELAY_HOST=smtp.example.com   HUB_EMAIL_RELAY_PORT=587",
+        "# HUB_EMAIL_RELAY_USERNAME=help@example.com   HUB_EMAIL_RELAY_PASSWORD=...",
+        "# HUB_EMAIL_IMAP_HOST=imap.example.com   HUB_EMAIL_IMAP_USERNAME=...   HUB_EMAIL_IMAP_PASSWORD=...",
+        "",
     ]
     env_file.write_text("\n".join(lines))
     env_file.chmod(0o600)
@@ -128,6 +138,8 @@ def serve(host: str | None, port: int | None, migrate: bool) -> None:
         urls += [("API (OpenAPI)", "/api/v1/openapi.json"), ("Readiness", "/readyz"), ("Metrics", "/metrics")]
         for label, path in urls:
             click.echo(f"  {label:<14} {base}{path}")
+        if "email" in settings.channel_names and settings.email_smtp_port:
+            click.echo(f"  {'E-mail (SMTP)':<14} {settings.email_smtp_host}:{settings.email_smtp_port}")
         # What to paste into the Twilio console ("A message comes in" and the status callback).
         for name in ("sms", "whatsapp"):
             if name in settings.channel_names:
