@@ -48,6 +48,7 @@ import aioimaplib
 
 from channels.email.imap_wire import (
     Selected,
+    bye_pushed,
     exists_pushed,
     fetched_bodies,
     mailbox_arg,
@@ -515,6 +516,9 @@ class ImapPoller:
         status.state = "idle"
         while True:
             push = await session.call(client.wait_server_push(timeout=timeout + self.config.timeout), timeout=None)
+            if bye_pushed(push):
+                # Closing now lets a server that is shutting down go at once instead of waiting for us.
+                raise ImapError("the server is closing the connection (BYE)")
             if push == aioimaplib.STOP_WAIT_SERVER_PUSH or exists_pushed(push):
                 break
         client.idle_done()

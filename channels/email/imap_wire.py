@@ -97,6 +97,11 @@ def exists_pushed(push: Sequence[bytes | bytearray]) -> bool:
     return any(isinstance(line, bytes) and _EXISTS.match(line.strip()) for line in push)
 
 
+def bye_pushed(push: Sequence[bytes | bytearray]) -> bool:
+    """Whether the server said it is closing the connection (``BYE``: shutting down, idle too long...)."""
+    return any(isinstance(line, bytes) and line.upper().startswith(b"BYE") for line in push)
+
+
 def mailbox_arg(name: str) -> str:
     """A mailbox name as a quoted IMAP string, non-ASCII in modified UTF-7."""
     encoded = encode_mailbox(name)
