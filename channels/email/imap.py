@@ -36,16 +36,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol
 
 import aioimaplib
 
+from channels.email.imap_config import IDLE_RENEW_SECONDS, AfterAction, ImapConfig
+from channels.email.imap_session import Backoff, ImapError, ImapSession, keepalive, mute_protocol_log
 from channels.email.imap_wire import (
     Selected,
     bye_pushed,
@@ -56,16 +57,14 @@ from channels.email.imap_wire import (
     search_uids,
     select_info,
 )
-from hub.errors import ConfigError
 
 if TYPE_CHECKING:
     from channels.base import ChannelHost
-    from hub.config import Settings
+
+__all__ = ["IDLE_RENEW_SECONDS", "AfterAction", "FolderStatus", "HostState", "ImapConfig", "ImapError", "ImapPoller"]
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 Handler = Callable[[bytes], Awaitable[None]]
-IDLE_RENEW_SECONDS = 29 * 60.0
 
 
 class StateStore(Protocol):
@@ -88,77 +87,6 @@ class HostState:
 
     async def set(self, key: str, value: str) -> None:
         await self.host.set_channel_state(self.channel, key, value)
-
-
-class ImapError(Exception):
-    """The server refused something or went away; the poller reconnects."""
-
-
-@dataclass(frozen=True, slots=True)
-class AfterAction:
-    """What happens to a message once taken in: nothing, ``seen`` (flag \\Seen) or ``move`` to ``folder``."""
-
-    kind: str = "none"
-    folder: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> AfterAction:
-        if text in ("none", "seen"):
-            return cls(text)
-        if text.startswith("move:") and text[5:].strip():
-            return cls("move", text[5:].strip())
-        raise ConfigError(f"HUB_EMAIL_IMAP_AFTER must be none, seen or move:<folder>, not {text!r}")
-
-
-@dataclass(frozen=True)
-class ImapConfig:
-    host: str
-    username: str
-    password: str = field(repr=False)
-    port: int = 993
-    tls: str = "tls"  # tls | starttls | none
-    folders: tuple[str, ...] = ("INBOX",)
-    poll_interval: float = 60.0
-    idle: bool = True
-    after: AfterAction = AfterAction()
-    first_sync_days: int | None = 7
-    idle_renew: float = IDLE_RENEW_SECONDS
-    timeout: float = 30.0
-    reconnect_min: float = 1.0
-    reconnect_max: float = 300.0
-    ssl_context: ssl.SSLContext | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ImapConfig:
-        """The poller's configuration from ``HUB_EMAIL_IMAP_*``; ConfigError names every missing key."""
-        password = settings.email_imap_password.get_secret_value() if settings.email_imap_password else ""
-        missing = [
-            f"HUB_EMAIL_IMAP_{key.upper()}"
-            for key, value in (
-                ("host", settings.email_imap_host),
-                ("username", settings.email_imap_username),
-                ("password", password),
-            )
-            if not value
-        ]
-        folders = tuple(name.strip() for name in settings.email_imap_folders.split(",") if name.strip())
-        if not folders:
-            missing.append("HUB_EMAIL_IMAP_FOLDERS")
-        if missing:
-            raise ConfigError(f"e-mail by IMAP needs {', '.join(missing)}")
-        first = settings.email_imap_first_sync
-        return cls(
-            host=settings.email_imap_host or "",
-            username=settings.email_imap_username or "",
-            password=password,
-            port=settings.email_imap_port,
-            tls=settings.email_imap_tls,
-            folders=folders,
-            poll_interval=settings.email_imap_poll_interval,
-            idle=settings.email_imap_idle,
-            after=AfterAction.parse(settings.email_imap_after),
-            first_sync_days=None if first == "all" else int(first),
-        )
 
 
 @dataclass
@@ -192,90 +120,6 @@ class _Cursor:
         return f"{self.uidvalidity}:{self.last_uid}"
 
 
-class Backoff:
-    """Exponential delays with jitter: each in [cap/2, cap], cap doubling from ``base`` to ``ceiling``."""
-
-    def __init__(self, base: float, ceiling: float, rng: random.Random) -> None:
-        self.base, self.ceiling, self.rng = base, ceiling, rng
-        self.attempts = 0
-
-    def next(self) -> float:
-        cap = min(self.ceiling, self.base * 2 ** min(self.attempts, 32))
-        self.attempts += 1
-        return self.rng.uniform(cap / 2, cap)
-
-    def reset(self) -> None:
-        self.attempts = 0
-
-
-class _Session:
-    """One logged-in connection; every command races the connection's loss."""
-
-    def __init__(self, client: Any, lost: asyncio.Future[None], timeout: float) -> None:
-        self.client = client
-        self.lost = lost
-        self.timeout = timeout
-
-    async def call(self, awaitable: Awaitable[T], *, timeout: float | None = -1) -> T:
-        limit = self.timeout if timeout == -1 else timeout
-        task = asyncio.ensure_future(asyncio.wait_for(awaitable, limit) if limit else awaitable)
-        racing: set[asyncio.Future[Any]] = {task, self.lost}
-        try:
-            done, _ = await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            task.cancel()
-            raise
-        if task not in done:
-            task.cancel()
-            raise ImapError("the server closed the connection")
-        return task.result()
-
-    async def ok(self, what: str, awaitable: Awaitable[Any], *, timeout: float | None = -1) -> Any:
-        response = await self.call(awaitable, timeout=timeout)
-        if response.result != "OK":
-            raise ImapError(f"{what} refused ({response.result})")
-        return response
-
-    async def close(self) -> None:
-        client = self.client
-        protocol = client.protocol
-        if not self.lost.done() and protocol.state in ("AUTH", "SELECTED") and not client.has_pending_idle():
-            with suppress(Exception):
-                await asyncio.wait_for(self.call(client.logout()), 2.0)
-        if protocol.transport is not None:
-            protocol.transport.close()
-        waiter = client._idle_waiter
-        if waiter is not None:
-            waiter.cancel()
-        for task in (client._client_task, *client.tasks, *protocol.tasks):
-            task.cancel()
-
-
-class _ProtocolLogFilter(logging.Filter):
-    """aioimaplib logs the raw protocol (addresses, subjects, bodies) below WARNING: drop those records."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING
-
-
-def _mute_protocol_log() -> None:
-    library_log = logging.getLogger("aioimaplib.aioimaplib")
-    if not any(isinstance(f, _ProtocolLogFilter) for f in library_log.filters):
-        library_log.addFilter(_ProtocolLogFilter())
-
-
-def _keepalive(client: Any) -> None:
-    """TCP keepalive, so a peer gone silently (NAT, power cut) is noticed within minutes, not at the next IDLE renewal."""
-    sock = client.protocol.transport.get_extra_info("socket")
-    if sock is None:
-        return
-    with suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        for option, value in (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 15), ("TCP_KEEPCNT", 4)):
-            if hasattr(socket, option):
-                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
-
-
 class ImapPoller:
     """Reads the configured folders into ``handle``, each over its own connection.
 
@@ -297,7 +141,7 @@ class ImapPoller:
         self.clock = clock
         self.rng = rng or random.Random()
         self.status = {folder: FolderStatus(folder) for folder in config.folders}
-        _mute_protocol_log()
+        mute_protocol_log()
 
     @staticmethod
     def state_key(folder: str) -> str:
@@ -328,7 +172,7 @@ class ImapPoller:
             await asyncio.sleep(delay)
 
     @asynccontextmanager
-    async def _connect(self) -> AsyncIterator[_Session]:
+    async def _connect(self) -> AsyncIterator[ImapSession]:
         config = self.config
         loop = asyncio.get_running_loop()
         lost: asyncio.Future[None] = loop.create_future()
@@ -347,10 +191,10 @@ class ImapPoller:
             conn_lost_cb=on_lost,
             ssl_context=context if config.tls == "tls" else None,
         )
-        session = _Session(client, lost, config.timeout)
+        session = ImapSession(client, lost, config.timeout)
         try:
             await session.call(client.wait_hello_from_server())
-            _keepalive(client)
+            keepalive(client)
             if config.tls == "starttls":
                 assert context is not None
                 await self._starttls(session, context)
@@ -361,7 +205,7 @@ class ImapPoller:
         finally:
             await session.close()
 
-    async def _starttls(self, session: _Session, context: ssl.SSLContext) -> None:
+    async def _starttls(self, session: ImapSession, context: ssl.SSLContext) -> None:
         protocol = session.client.protocol
         if "STARTTLS" not in protocol.capabilities:
             raise ImapError("the server offers no STARTTLS")
@@ -374,7 +218,7 @@ class ImapPoller:
         # Capabilities sent before TLS may have been forged (RFC 3501 6.2.1): ask again.
         await session.call(protocol.capability())
 
-    async def _serve(self, session: _Session, folder: str, status: FolderStatus, backoff: Backoff) -> None:
+    async def _serve(self, session: ImapSession, folder: str, status: FolderStatus, backoff: Backoff) -> None:
         client = session.client
         after = self.config.after
         if after.kind == "move" and after.folder:
@@ -406,7 +250,7 @@ class ImapPoller:
                 status.state = "polling"
                 await session.call(asyncio.sleep(wait or self.config.poll_interval), timeout=None)
 
-    async def _cursor(self, session: _Session, folder: str, selected: Selected, status: FolderStatus) -> _Cursor:
+    async def _cursor(self, session: ImapSession, folder: str, selected: Selected, status: FolderStatus) -> _Cursor:
         key = self.state_key(folder)
         cursor = _Cursor.load(await self.state.get(key))
         if cursor is None:
@@ -429,7 +273,7 @@ class ImapPoller:
         status.uidvalidity, status.last_uid = cursor.uidvalidity, cursor.last_uid
         return cursor
 
-    async def _first_sync_start(self, session: _Session, folder: str, selected: Selected) -> int:
+    async def _first_sync_start(self, session: ImapSession, folder: str, selected: Selected) -> int:
         """The cursor of a folder read for the first time: before the oldest UID of the last N days."""
         days = self.config.first_sync_days
         if days is None:
@@ -452,11 +296,11 @@ class ImapPoller:
         )
         return start
 
-    async def _search(self, session: _Session, *criteria: str) -> list[int]:
+    async def _search(self, session: ImapSession, *criteria: str) -> list[int]:
         response = await session.ok("UID SEARCH", session.client.uid_search(*criteria, charset=None))
         return search_uids(response.lines)
 
-    async def _sync(self, session: _Session, folder: str, cursor: _Cursor, status: FolderStatus) -> bool:
+    async def _sync(self, session: ImapSession, folder: str, cursor: _Cursor, status: FolderStatus) -> bool:
         """Take in every UID above the cursor, in order; False when ``handle`` failed (to be retried)."""
         # "N:*" always matches the highest UID, even below N: filter.
         uids = [uid for uid in await self._search(session, "UID", f"{cursor.last_uid + 1}:*") if uid > cursor.last_uid]
@@ -488,7 +332,7 @@ class ImapPoller:
             status.last_uid = uid
         return True
 
-    async def _after(self, session: _Session, folder: str, uid: int) -> None:
+    async def _after(self, session: ImapSession, folder: str, uid: int) -> None:
         after, client = self.config.after, session.client
         if after.kind == "none":
             return
@@ -506,7 +350,7 @@ class ImapPoller:
             # Taken in all the same: the cursor moves on, the message stays where it is.
             log.warning("imap %s: UID %d: %s refused (%s)", folder, uid, after.kind, response.result)
 
-    async def _idle(self, session: _Session, status: FolderStatus, timeout: float) -> None:
+    async def _idle(self, session: ImapSession, status: FolderStatus, timeout: float) -> None:
         """IDLE until the server announces new mail or ``timeout`` passes (then DONE)."""
         client = session.client
         queue = client.protocol.idle_queue

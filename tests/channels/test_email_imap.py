@@ -365,3 +365,19 @@ async def test_imap_logs_hold_no_addresses_or_mail_text(dovecot: Dovecot, caplog
     assert "1 new message(s)" in caplog.text
     for private in ("secret.customer", "private order", "Body of message", USER, PASSWORD):
         assert private not in caplog.text
+
+
+async def test_imap_reads_several_folders_each_with_its_own_cursor(dovecot: Dovecot) -> None:
+    await dovecot.create("Support")
+    await dovecot.append(message(1))
+    await dovecot.append(message(2), "Support")
+    inbox, state = Inbox(), MemoryState()
+    async with running(ImapPoller(imap_config(dovecot, folders=("INBOX", "Support")), inbox, state)) as poller:
+        await wait_for(lambda: sorted(inbox.received) == [1, 2])
+        await settled(poller, "INBOX")
+        await settled(poller, "Support")
+        await dovecot.append(message(3), "Support")
+        await dovecot.append(message(4))
+        await wait_for(lambda: sorted(inbox.received) == [1, 2, 3, 4])
+    inbox_validity, support_validity = await dovecot.uidvalidity(), await dovecot.uidvalidity("Support")
+    assert state.values == {"imap:INBOX": f"{inbox_validity}:2", "imap:Support": f"{support_validity}:2"}
