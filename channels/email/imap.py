@@ -162,7 +162,12 @@ class ImapPoller:
                     status.connects += 1
                     await self._serve(session, folder, status, backoff)
             except (ImapError, OSError, TimeoutError, aioimaplib.AioImapException) as err:
-                reason = str(err) if isinstance(err, ImapError) else type(err).__name__
+                if isinstance(err, ImapError):
+                    reason = str(err)
+                elif isinstance(err, TimeoutError):
+                    reason = f"no answer within {self.config.timeout:g} s (TimeoutError)"
+                else:
+                    reason = f"connection failed ({type(err).__name__})"
                 log.warning("imap %s: %s", folder, reason)
             except Exception as err:  # never let a surprise end the hub's reader
                 log.error("imap %s: unexpected %s", folder, type(err).__name__)

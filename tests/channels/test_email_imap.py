@@ -138,7 +138,7 @@ async def test_imap_idle_is_renewed_and_keeps_delivering(dovecot: Dovecot) -> No
         await asyncio.sleep(1.6)  # three IDLE commands later
         await dovecot.append(message(1))
         await wait_for(lambda: inbox.received == [1], timeout=5)
-    assert dovecot.log().count("Disconnected") <= 2  # renewing IDLE is not reconnecting
+        assert poller.status["INBOX"].connects == 1  # renewing IDLE is not reconnecting
 
 
 async def test_imap_restart_takes_in_only_new_mail(dovecot: Dovecot) -> None:
@@ -381,3 +381,22 @@ async def test_imap_reads_several_folders_each_with_its_own_cursor(dovecot: Dove
         await wait_for(lambda: sorted(inbox.received) == [1, 2, 3, 4])
     inbox_validity, support_validity = await dovecot.uidvalidity(), await dovecot.uidvalidity("Support")
     assert state.values == {"imap:INBOX": f"{inbox_validity}:2", "imap:Support": f"{support_validity}:2"}
+
+
+async def test_imap_hung_server_is_left_and_rejoined(dovecot: Dovecot, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="channels.email.imap")
+    inbox = Inbox()
+    config = imap_config(dovecot, idle_renew=0.5, timeout=1.0)
+    async with running(ImapPoller(config, inbox, MemoryState())) as poller:
+        await settled(poller)
+        dovecot.pause()
+        try:
+            # The IDLE renewal gets no answer: the poller gives up on the connection and retries.
+            await wait_for(lambda: poller.status["INBOX"].state in ("waiting", "connecting"), timeout=5)
+            await asyncio.sleep(1.5)
+        finally:
+            dovecot.resume()
+        await dovecot.append(message(1))
+        await wait_for(lambda: inbox.received == [1], timeout=10)
+        assert poller.status["INBOX"].connects >= 2
+    assert "TimeoutError" in caplog.text

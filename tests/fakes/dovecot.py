@@ -145,6 +145,7 @@ class Dovecot:
         # The whole process group: the master alone waits up to 10 s for busy imap processes.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGTERM)
+            os.killpg(self.process.pid, signal.SIGCONT)  # a paused server too
         try:
             self.process.wait(10)
         except subprocess.TimeoutExpired:
@@ -160,6 +161,15 @@ class Dovecot:
             except OSError:
                 return
             time.sleep(0.05)
+
+    def pause(self) -> None:
+        """Freeze every dovecot process (SIGSTOP): connections stay open and answer nothing, like a hung server."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGCONT)
 
     def cleanup(self) -> None:
         self.stop()
