@@ -170,6 +170,29 @@ class Settings(BaseSettings):
     # (never answered automatically): a loop with another auto-responder ends.
     email_sender_rate: int = Field(default=10, ge=1)
 
+    # --- e-mail by IMAP (owned by the IMAP work; add fields only here) -----------
+    # An existing mailbox the hub reads (Gmail, Microsoft 365 with an app
+    # password...); unset host: no IMAP. Usable beside inbound SMTP.
+    email_imap_host: str | None = None
+    email_imap_port: int = Field(default=993, ge=1, le=65535)
+    # tls: TLS from the first byte (993); starttls: plain, then STARTTLS (143);
+    # none: plain text, only for a server on loopback.
+    email_imap_tls: str = Field(default="tls", pattern="^(tls|starttls|none)$")
+    email_imap_username: str | None = None
+    email_imap_password: SecretStr | None = None
+    # Folders to read, comma-separated; each gets its own connection.
+    email_imap_folders: str = "INBOX"
+    # Seconds between checks for a server without IDLE (or with HUB_EMAIL_IMAP_IDLE=false).
+    email_imap_poll_interval: float = Field(default=60.0, gt=0)
+    # Wait for new mail with IDLE when the server offers it.
+    email_imap_idle: bool = True
+    # After a message is taken in: none (left as it was, not even marked
+    # read), seen (flag \Seen) or move:<folder> (created when missing).
+    email_imap_after: str = Field(default="none", pattern="^(none|seen|move:.+)$")
+    # The first time a folder is read: all its mail, or only the last N days'
+    # (a mailbox with years of history must not flood the desk).
+    email_imap_first_sync: str = Field(default="7", pattern="^(all|[0-9]+)$")
+
     # --- bot (owned by the bot work; add fields only here) -----------------------
     # rasa: the Rasa assistant (child processes, or HUB_RASA_URL); echo: a
     # fake that repeats the customer (tests, benchmarks); none: no bot.

@@ -1,8 +1,9 @@
 """E-mail: the channel (``HUB_CHANNELS=...,email``; set-up in README.md here).
 
 Mail arrives through the hub's own SMTP server (``smtp``, started in
-``lifespan``; ``HUB_EMAIL_SMTP_PORT=0``: none) and, on its own branch, IMAP;
-both hand raw mail to ``intake.MailIntake``. There is no webhook: ``routes``
+``lifespan``; ``HUB_EMAIL_SMTP_PORT=0``: none) and from a mailbox by IMAP
+(``imap``, when ``HUB_EMAIL_IMAP_HOST`` is set); both hand raw mail to
+``intake.MailIntake``. There is no webhook: ``routes``
 is empty, and ``verify``/``parse`` refuse what would come that way.
 
 Replies leave through the relay (``relay``), composed by ``compose``: the
@@ -25,6 +26,8 @@ from aiohttp import web
 from channels.base import Channel, InboundMessage, OutboundMessage, SendResult
 from channels.email.addresses import SupportAddresses
 from channels.email.compose import compose
+from channels.email.imap import HostState, ImapPoller
+from channels.email.imap_config import ImapConfig
 from channels.email.intake import MailIntake
 from channels.email.loops import SenderRate
 from channels.email.relay import DkimKey, Relay
@@ -56,6 +59,7 @@ class EmailChannel(Channel):
         )
         self.relay: Relay | None = None
         self.smtp: SmtpServer | None = None
+        self.imap: ImapPoller | None = None
 
     # --- no webhook: mail comes by SMTP (and IMAP) -------------------------------------
     def routes(self) -> list[web.RouteDef]:
@@ -118,12 +122,30 @@ class EmailChannel(Channel):
                 tls=tls,
             )
             await self.smtp.start()
+        reader = None
+        if settings.email_imap_host:
+            self.imap = ImapPoller(
+                ImapConfig.from_settings(settings), self._from_mailbox, HostState(self.host, self.name)
+            )
+            reader = asyncio.create_task(self.imap.run(), name="email-imap")
         try:
             yield
         finally:
+            if reader is not None:
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
             if self.smtp is not None:
                 await self.smtp.close()
                 self.smtp = None
+
+    async def _from_mailbox(self, raw: bytes) -> None:
+        """One mail the IMAP poller read: taken in, or dropped with a log line
+        when it never can be (it stays in the mailbox); anything else raises,
+        and the poller tries that mail again before any later one."""
+        try:
+            await self.intake.take_in(raw)
+        except InvalidInput as err:
+            log.warning("email: a mail in the mailbox cannot be taken in and is left there (%s)", err.message[:200])
 
     async def _relay(self) -> Relay | None:
         settings = self.settings
