@@ -13,9 +13,11 @@ from urllib.parse import quote, quote_plus
 import pytest
 import pytest_asyncio
 
-from bot.rasa import model
+from bot.rasa import launch, model
 from hub.keys import BOT_BRIDGE, BOT_PROCESSES, SETTINGS
+from tests.channels.email_support import CUSTOMER, REPLY_SECRET, SUPPORT, mail, smtp_send
 from tests.conftest import Hub, wait_for
+from tests.fakes.smtp_sink import SmtpSink
 from tests.fakes.twilio_api import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioApi, inbound_params, sign_twilio
 
 from .conftest import start_rasa_hub
@@ -33,17 +35,32 @@ async def twilio() -> AsyncIterator[FakeTwilioApi]:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def sink() -> AsyncIterator[SmtpSink]:
+    server = await SmtpSink().start()
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def stack(
-    rasa_model: model.ModelInfo, tmp_path_factory: pytest.TempPathFactory, twilio: FakeTwilioApi
+    rasa_model: model.ModelInfo, tmp_path_factory: pytest.TempPathFactory, twilio: FakeTwilioApi, sink: SmtpSink
 ) -> AsyncIterator[Hub]:
     hub = await start_rasa_hub(
         rasa_model,
         tmp_path_factory.mktemp("hub-rasa"),
-        channels="fake,sms",
+        channels="fake,sms,email",
         twilio_account_sid=ACCOUNT_SID,
         twilio_auth_token=AUTH_TOKEN,
         twilio_from="+15005550006",
         twilio_api_url=twilio.base_url,
+        email_addresses=SUPPORT,
+        email_reply_secret=REPLY_SECRET,
+        email_smtp_port=launch.free_port(),
+        email_relay_host="127.0.0.1",
+        email_relay_port=sink.port,
+        email_relay_tls="none",
     )
     try:
         yield hub
@@ -72,6 +89,19 @@ async def test_a_texted_kb_question_is_answered_by_text_with_the_article_link(
     await wait_for(lambda: twilio.sent_to("+15557770001"), timeout=15)
     sent = "".join(m.body for m in twilio.sent_to("+15557770001"))
     assert link in sent and "password" in hits[0]["article_id"]
+
+
+async def test_a_mailed_kb_question_is_answered_by_mail_with_the_article_link(stack: Hub, sink: SmtpSink) -> None:
+    raw = mail(
+        "Hi, I forgot my password and cannot log in. How do I reset it?",
+        subject="Password",
+        message_id="<kb1@customer.example.org>",
+    )
+    assert (await smtp_send(int(stack.channel("email").smtp.port), raw)).data == 250
+    [answer] = await sink.wait_for(1, timeout=40)
+    assert answer.rcpt_tos == (CUSTOMER,) and answer.message["In-Reply-To"] == "<kb1@customer.example.org>"
+    assert answer.message["Auto-Submitted"] == "auto-replied"
+    assert "/help/articles/" in answer.message.get_body(("plain",)).get_content()
 
 
 async def test_an_urgent_text_opens_an_urgent_ticket(stack: Hub) -> None:
