@@ -41,3 +41,19 @@ def rss_bytes(pid: int | None = None) -> int:
 def emit(figures: dict[str, Any]) -> None:
     """Print the figures as one JSON object on the last line."""
     print(json.dumps(figures, sort_keys=True), flush=True)
+
+
+def wait_ready(port: int, proc: Any, timeout: float = 60) -> None:
+    """Wait until ``proc`` (a server child) accepts connections on ``port``."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("the server did not start")

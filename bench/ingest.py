@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT, emit, free_port, percentile
+from _common import ROOT, emit, free_port, percentile, wait_ready
 
 SECRET = "bench-secret"
 
@@ -143,21 +143,6 @@ async def load(port: int, messages: int, concurrency: int, senders: int) -> dict
         "p50_ms": round(percentile(latencies, 50) * 1000, 2),
         "p99_ms": round(percentile(latencies, 99) * 1000, 2),
     }
-
-
-def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
-    import socket
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("server did not start")
 
 
 def measure(kind: str, messages: int, concurrency: int, senders: int, server_cpu: int | None) -> dict[str, float]:
