@@ -55,6 +55,10 @@ class ChannelHost(Protocol):
         "filename", "content_type", "size"}``; agents fetch it through
         ``GET /api/v1/attachments/{id}``. Storing the same bytes again is a no-op."""
 
+    async def was_erased(self, channel: str, external_id: str) -> bool:
+        """Whether a delivery with that provider id belonged to a contact who
+        was erased since (a mailbox read again must not bring them back)."""
+
     async def channel_state(self, channel: str, key: str) -> str | None:
         """A value a channel keeps across restarts (an IMAP folder's
         UIDVALIDITY and last UID), shared by every hub instance."""

@@ -112,6 +112,10 @@ class MailIntake:
             )
             return Received(bounce=parsed, reported=reported)
         message = parsed.message
+        if message.external_id and await host.was_erased(self.channel, message.external_id):
+            # An erased customer's mail, read again (a re-scanned mailbox) or retried: not taken back.
+            log.info("%s: a mail of an erased contact was not taken in again", self.channel)
+            return Received()
         email_meta = dict(message.metadata.get("email", {}))
         if self.sender_rate.exceeded(message.sender) and not message.automated:
             email_meta["automated"] = f"more than {self.sender_rate.limit} messages from this sender within an hour"

@@ -7,6 +7,7 @@ kinds are ``email``, ``phone`` or a channel name (``webchat``, ``slack``...).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from hub.storage.schema import (
     bot_jobs,
     contacts,
     conversations,
+    erased_deliveries,
     identities,
     kb_phrasing_suggestions,
     messages,
@@ -530,13 +532,45 @@ def erase_contact(conn: Connection, contact_id: int) -> Erasure:
     references.check()
     erasure = Erasure(contact_id, conversation_ids=[], tickets=[])
     with_bot: list[int] = []
+    _remember_erased_deliveries(conn, contact_id)
     _erase_rows(conn, erasure, with_bot)
     if hold_contact(conn, contact_id) is None:
         raise NotFound(f"contact {contact_id} does not exist")  # erased or merged away meanwhile
+    _remember_erased_deliveries(conn, contact_id)
     _erase_rows(conn, erasure, with_bot)  # what writers committed until the contact was held
     conn.execute(sa.delete(contacts).where(contacts.c.id == contact_id))
     _queue_clean_up_outside(conn, erasure, with_bot)
     return erasure
+
+
+def erased_key(external_id: str) -> str:
+    return hashlib.sha256(external_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _remember_erased_deliveries(conn: Connection, contact_id: int) -> None:
+    """Hashes of the provider ids of what the contact sent, so that the same
+    delivery read again (a mailbox re-scanned) is not taken in again."""
+    found = conn.execute(
+        sa.select(messages.c.channel, messages.c.external_id).where(
+            messages.c.contact_id == contact_id, messages.c.external_id.is_not(None)
+        )
+    ).all()
+    if found:
+        now = utcnow()
+        rows = [
+            {"channel": channel, "external_key": erased_key(external_id), "created_at": now}
+            for channel, external_id in found
+        ]
+        conn.execute(insert_ignore(conn, erased_deliveries).on_conflict_do_nothing(), rows)
+
+
+def was_erased(conn: Connection, channel: str, external_id: str) -> bool:
+    found = conn.execute(
+        sa.select(erased_deliveries.c.channel).where(
+            erased_deliveries.c.channel == channel, erased_deliveries.c.external_key == erased_key(external_id)
+        )
+    ).first()
+    return found is not None
 
 
 def _erase_rows(conn: Connection, erasure: Erasure, with_bot: list[int]) -> None:

@@ -178,6 +178,10 @@ class HubService:
             raise RuntimeError("the hub has no attachment store")
         return await self.attachments.store(data, filename=filename, content_type=content_type)
 
+    async def was_erased(self, channel: str, external_id: str) -> bool:
+        """``ChannelHost.was_erased``: that delivery belonged to an erased contact."""
+        return await self.db.read(contacts_tx.was_erased, channel, external_id)
+
     async def channel_state(self, channel: str, key: str) -> str | None:
         return await self.db.read(
             lambda conn: conn.execute(

@@ -424,3 +424,14 @@ channel_state = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
+
+# Deliveries of erased contacts, by a hash of their provider id (never the
+# id itself): a mailbox read again (IMAP after a UIDVALIDITY change) or a
+# sender's retry must not bring an erased person's mail back.
+erased_deliveries = sa.Table(
+    "erased_deliveries",
+    metadata,
+    sa.Column("channel", sa.String(32), primary_key=True),
+    sa.Column("external_key", sa.String(64), primary_key=True),  # SHA-256 of the external id, hex
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)

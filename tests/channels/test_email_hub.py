@@ -145,3 +145,41 @@ async def _all_inbound(running: EmailHub) -> list[Any]:
     for conversation in await hub.service.list_conversations():
         found.extend(m for m in await hub.service.history(conversation.id) if m.direction.value == "inbound")
     return found
+
+
+@pytest.mark.asyncio
+async def test_an_erased_customers_mail_read_again_is_not_taken_back(database_url: str, tmp_path: Path) -> None:
+    """A mailbox re-scanned (IMAP after a UIDVALIDITY change) or a sender's
+    retry delivers the same mail again after its sender was erased."""
+    async with email_hub(database_url, tmp_path) as running:
+        raw = mail("Please forget me afterwards", message_id="<gdpr1@customer.example.org>")
+        assert (await smtp_send(running.smtp_port, raw)).data == 250
+        [message] = await timeline(running.hub)
+        await running.hub.api("DELETE", f"/api/v1/contacts/{message.contact_id}")
+        assert (await smtp_send(running.smtp_port, raw)).data == 250
+        assert await timeline(running.hub) == []
+        # A new mail of theirs is a new start, as after any erasure.
+        fresh = mail("Hello again", message_id="<gdpr2@customer.example.org>")
+        assert (await smtp_send(running.smtp_port, fresh)).data == 250
+        assert [m.body for m in await timeline(running.hub)] == ["Hello again"]
+
+
+@pytest.mark.asyncio
+async def test_the_same_verified_address_in_chat_and_by_mail_is_one_contact(database_url: str, tmp_path: Path) -> None:
+    from hub.messages import InboundMessage
+
+    async with email_hub(database_url, tmp_path, channels="email,webchat", webchat_secrets="chat-secret") as running:
+        chatted = await running.hub.service.ingest(
+            InboundMessage(
+                channel="webchat",
+                sender="visitor-verified",
+                text="Hi from the chat",
+                contact_hints={"email": CUSTOMER.upper()},
+                hints_verified=True,  # the host site signed its user (identity verification)
+            )
+        )
+        assert (
+            await smtp_send(running.smtp_port, mail("And by mail", message_id="<both1@customer.example.org>"))
+        ).data == 250
+        [mailed] = await timeline(running.hub)
+        assert mailed.contact_id == chatted.message.contact_id

@@ -1,4 +1,4 @@
-"""E-mail: attachments (content-addressed files) and channel state (IMAP cursors)
+"""E-mail: attachments (content-addressed files), channel state (IMAP cursors), erased deliveries
 
 Revision ID: 0008
 Revises: 0007
@@ -40,9 +40,16 @@ def upgrade() -> None:
         sa.Column('value', sa.Text(), nullable=False),
         sa.Column('updated_at', UTCDateTime(timezone=True), nullable=False),
     )
+    op.create_table(
+        'erased_deliveries',
+        sa.Column('channel', sa.String(length=32), primary_key=True),
+        sa.Column('external_key', sa.String(length=64), primary_key=True),
+        sa.Column('created_at', UTCDateTime(timezone=True), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('erased_deliveries')
     op.drop_table('channel_state')
     op.drop_index('ix_message_attachments_attachment', table_name='message_attachments')
     op.drop_table('message_attachments')
