@@ -128,8 +128,11 @@ async def _run_schemathesis(base_url: str, token: str, workdir: Path) -> tuple[i
         str(FUZZ_SEED),
         "--generation-database",
         "none",
+        # One worker: CPython 3.11's ast module is not safe across threads, and
+        # schemathesis compiles patterns in each ("AST constructor recursion
+        # depth mismatch", a SystemError in a clean-clone run with two).
         "--workers",
-        "2",
+        "1",
         "--request-timeout",
         "20",
         "--suppress-health-check",
