@@ -32,7 +32,7 @@ from sqlalchemy.engine import Connection
 from hub.errors import NotFound, TooLarge
 from hub.events import utcnow
 from hub.storage import Database, insert_ignore
-from hub.storage.schema import attachments, message_attachments
+from hub.storage.schema import attachments, message_attachments, messages
 
 log = logging.getLogger(__name__)
 
@@ -163,8 +163,6 @@ class AttachmentStore:
 
 def held_by_contact(conn: Connection, contact_id: int) -> list[str]:
     """The files a contact's messages hold (an erasure sweeps them after it commits)."""
-    from hub.storage.schema import messages
-
     return list(
         conn.execute(
             sa.select(message_attachments.c.attachment_id)

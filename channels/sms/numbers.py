@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import phonenumbers
-
 from hub.errors import InvalidInput
+from hub.inputs import check_phone
 
 WHATSAPP_PREFIX = "whatsapp:"
 
@@ -24,13 +23,7 @@ def e164(address: str, default_region: str, *, field: str) -> str:
     number = strip_whatsapp(address)
     if not number:
         raise InvalidInput(f"'{field}' is empty")
-    try:
-        parsed = phonenumbers.parse(number, default_region)
-    except phonenumbers.NumberParseException as err:
-        raise InvalidInput(f"'{field}' is not a phone number") from err
-    if not phonenumbers.is_possible_number(parsed):
-        raise InvalidInput(f"'{field}' is not a possible phone number")
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return check_phone(number, field, default_region=default_region)  # the hub's one phone check
 
 
 def is_messaging_service(sender: str) -> bool:

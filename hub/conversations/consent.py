@@ -43,6 +43,16 @@ def opt_out(conn: Connection, *, contact_id: int, channel: str, address: str, re
     return bool(conn.execute(stmt).rowcount)
 
 
+def provider_opt_out(
+    conn: Connection, *, contact_id: int, channel: str, address: str, code: str | None, now: datetime
+) -> bool:
+    """The provider refused because the recipient unsubscribed (Twilio 21610),
+    on a send or in a delivery report: the same opt-out as their STOP."""
+    return opt_out(
+        conn, contact_id=contact_id, channel=channel, address=address, reason=f"provider {code or 'refusal'}", now=now
+    )
+
+
 def opt_in(conn: Connection, *, channel: str, address: str) -> bool:
     """Lift an opt-out; False when there was none."""
     stmt = sa.delete(opt_outs).where(opt_outs.c.channel == channel, opt_outs.c.address == address)

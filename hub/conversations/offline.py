@@ -20,8 +20,8 @@ from sqlalchemy.engine import Connection
 from hub.errors import InvalidInput
 from hub.events import utcnow
 from hub.inputs import check_email
-from hub.storage import insert_ignore
-from hub.storage.schema import contacts, conversations, identities, outbox
+from hub.jobs.queue import Queue
+from hub.storage.schema import contacts, conversations, identities
 
 
 def email_address(conn: Connection, contact_id: int) -> str | None:
@@ -45,7 +45,13 @@ def email_address(conn: Connection, contact_id: int) -> str | None:
 
 
 def email_copy(
-    conn: Connection, message_id: int, conversation_id: int, payload: dict[str, Any], *, link: str | None
+    conn: Connection,
+    outbox: Queue[Any],
+    message_id: int,
+    conversation_id: int,
+    payload: dict[str, Any],
+    *,
+    link: str | None,
 ) -> int | None:
     """Queue the e-mail delivery of a chat reply; None when the contact has no address."""
     row = conn.execute(
@@ -59,7 +65,6 @@ def email_copy(
     text = str(payload["text"])
     if link:
         text += f"\n\nContinue the conversation in the chat: {link}"
-    now = utcnow()
     values = {
         "message_id": message_id,
         "conversation_id": conversation_id,
@@ -71,12 +76,6 @@ def email_copy(
             "text": text,
             "subject": row.subject or "Your conversation with our support team",
         },
-        "status": "pending",
-        "attempts": 0,
-        "next_attempt_at": now,
-        "created_at": now,
-        "updated_at": now,
     }
     # The key is unique: a send recorded twice (never, but) queues one copy.
-    stmt = insert_ignore(conn, outbox).values(**values).on_conflict_do_nothing().returning(outbox.c.id)
-    return conn.execute(stmt).scalar()
+    return outbox.enqueue(conn, values, utcnow(), dedup=True)

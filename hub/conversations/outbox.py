@@ -176,7 +176,9 @@ class OutboxWorker(JobWorker[Delivery]):
             and "email" in self.channels
             and item.payload.get("author_kind") == AuthorKind.AGENT.value
         ):
-            offline.email_copy(conn, item.message_id, item.conversation_id, item.payload, link=self.chat_link)
+            offline.email_copy(
+                conn, self.queue, item.message_id, item.conversation_id, item.payload, link=self.chat_link
+            )
 
     def _dead_tx(self, conn: Connection, item: Delivery, error: ChannelSendError) -> None:
         """In the transaction that dead-letters ``item``: the reason on the
@@ -185,12 +187,12 @@ class OutboxWorker(JobWorker[Delivery]):
         _failed(conn, item, error)
         conversation = get_conversation(conn, item.conversation_id)
         if error.opted_out:
-            consent.opt_out(
+            consent.provider_opt_out(
                 conn,
                 contact_id=conversation.contact_id,
                 channel=item.channel,
                 address=str(item.payload["to"]),
-                reason=f"provider {error.provider_code or 'refusal'}",
+                code=error.provider_code,
                 now=utcnow(),
             )
         line = add_event(

@@ -211,12 +211,12 @@ class HubService:
                 return None, []
             conversation = conversations_tx.get_conversation(conn, reported.conversation_id)
             if report.opted_out:
-                consent.opt_out(
+                consent.provider_opt_out(
                     conn,
                     contact_id=conversation.contact_id,
                     channel=report.channel,
                     address=conversations_tx.recipient_address(conn, conversation),
-                    reason=f"provider {report.error_code or 'refusal'}",
+                    code=report.error_code,
                     now=now,
                 )
             if not reported.newly_failed:
