@@ -11,39 +11,12 @@ import sqlalchemy as sa
 from hub import keys
 from hub.console import sessions
 from hub.console.render import CONTENT_SECURITY_POLICY
-from hub.storage.schema import audit_log, console_sessions
+from hub.storage.schema import audit_log
 from tests.console.conftest import ConsoleHub, email_of
+from tests.console.flows import form_token, login, session_cookie, session_rows
 from tests.console.helpers import signed_in_cookies
 
 pytestmark = pytest.mark.asyncio
-
-
-def form_token(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert found, html
-    return found.group(1)
-
-
-async def login(
-    hub: ConsoleHub, role: str, *, password: str | None = None, next_path: str | None = None, **headers: str
-) -> Any:
-    page = await hub.client.get("/console/login")
-    token = form_token(await page.text())
-    if hub.app[keys.SETTINGS].public_url.startswith("https:"):
-        # A Secure cookie: the client's jar keeps it from plain http, a browser behind TLS would not.
-        headers["Cookie"] = f"{sessions.LOGIN_COOKIE}={page.cookies[sessions.LOGIN_COOKIE].value}"
-    data = {"email": email_of(role), "password": password or hub.passwords[role], "csrf_token": token}
-    if next_path is not None:
-        data["next"] = next_path
-    return await hub.client.post("/console/login", data=data, allow_redirects=False, headers=headers)
-
-
-def session_cookie(response: Any) -> Any:
-    return response.cookies.get(sessions.SESSION_COOKIE) or response.cookies.get(sessions.SECURE_SESSION_COOKIE)
-
-
-async def session_rows(hub: ConsoleHub) -> list[Any]:
-    return await hub.db.read(lambda conn: list(conn.execute(sa.select(console_sessions))))
 
 
 async def test_sign_in_opens_a_new_session_and_sign_out_ends_it(console_hub: ConsoleHub) -> None:
