@@ -15,7 +15,10 @@ from tests.console.conftest import ConsoleHub, email_of
 
 
 def form_token(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    """The token of the page's first form, or of its ``csrf-token`` meta tag (scripts' token)."""
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html) or re.search(
+        r'<meta name="csrf-token" content="([^"]+)"', html
+    )
     assert found, html
     return found.group(1)
 
