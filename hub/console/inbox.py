@@ -208,10 +208,11 @@ def inbox_page(
         .limit(limit + 1)
     )
     if after is not None:
-        stmt = stmt.where(
-            sa.tuple_(activity, conversations.c.id)
-            < sa.tuple_(sa.literal(after.activity, conversations.c.created_at.type), sa.literal(after.id))
-        )
+        # (activity, id) < (cursor): written so the activity bound is a plain
+        # range on the index's first ordered column (SQLite does not seek
+        # an expression index with a row value), ties settled by id.
+        at = sa.literal(after.activity, conversations.c.created_at.type)
+        stmt = stmt.where(activity <= at, sa.or_(activity < at, conversations.c.id < after.id))
     found = conn.execute(stmt).all()
     more = len(found) > limit
     rows = _rows(conn, found[:limit], now=now, sla=sla)

@@ -31,6 +31,11 @@ MAX_TERM_LENGTH = 64
 # A prefix shorter than this would match too many words to be useful (and
 # FTS5 walks every one of them).
 MIN_PREFIX = 3
+# A search looks at this many of the most recent matching messages: a word
+# found in nearly every message then costs what a rarer one does (about
+# 40 ms on SQLite), instead of a walk over the whole index. Narrow the
+# words to reach further back.
+MATCH_LIMIT = 20_000
 # Letters and digits (Unicode), as FTS5's unicode61 and PostgreSQL's parser split them.
 _WORD = re.compile(r"[^\W_]+")
 
@@ -62,22 +67,27 @@ def tsquery(terms: list[str]) -> str:
     return " & ".join(parts)
 
 
-def matching_messages(dialect: str, text: str) -> sa.Select[Any] | None:
-    """``SELECT id`` of the messages that hold every word of ``text``; None
-    when ``text`` has no word to look for."""
+def matching_messages(dialect: str, text: str, *, limit: int = MATCH_LIMIT) -> sa.Select[Any] | None:
+    """``SELECT id`` of the ``limit`` most recent messages that hold every
+    word of ``text``; None when ``text`` has no word to look for."""
     terms = query_terms(text)
     if not terms:
         return None
     if dialect == "sqlite":
-        return sa.select(_FTS.c.rowid).where(_FTS_MATCH(fts5_query(terms)))
-    return sa.select(messages.c.id).where(
-        _SEARCH_VECTOR.op("@@")(sa.func.to_tsquery(sa.literal_column("'simple'::regconfig"), tsquery(terms)))
+        # FTS5 walks its doclists backwards for ORDER BY rowid DESC: no sort.
+        return sa.select(_FTS.c.rowid).where(_FTS_MATCH(fts5_query(terms))).order_by(_FTS.c.rowid.desc()).limit(limit)
+    return (
+        sa.select(messages.c.id)
+        .where(_SEARCH_VECTOR.op("@@")(sa.func.to_tsquery(sa.literal_column("'simple'::regconfig"), tsquery(terms))))
+        .order_by(messages.c.id.desc())
+        .limit(limit)
     )
 
 
 def matching_conversations(dialect: str, text: str) -> sa.Select[Any] | None:
-    """``SELECT conversation_id`` of the conversations with a message that
-    holds every word of ``text``; None when there is no word to look for."""
+    """``SELECT conversation_id`` of the conversations with one of the
+    ``MATCH_LIMIT`` most recent messages that hold every word of ``text``;
+    None when there is no word to look for."""
     found = matching_messages(dialect, text)
     if found is None:
         return None
