@@ -10,6 +10,7 @@ What lives where:
 - ``render.py``     the one Jinja2 environment, ``render(request, template, **context)``,
                     the security headers of every console response
 - ``passwords.py``  argon2id hashing and checking, off the event loop
+- ``supervisor.py`` ``/console/supervisor``: agents' load, the queue, tickets near or past SLA, reassigning
 - ``login.py``      ``/console/login`` (password, rate-limited, audited), ``/console/logout``
 - ``templates/``    ``base.html`` (landmarks, nav, the CSRF meta tag) and the pages
 - ``static/``       ``console.css``; ``console.js`` (CSRF header on fetch/htmx, the ``?``
@@ -25,7 +26,7 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from hub.console import login, sessions
+from hub.console import login, sessions, supervisor
 from hub.console.render import STATIC_DIR, console_headers, is_console, render
 from hub.errors import HubError, RateLimited
 
@@ -37,6 +38,7 @@ from hub.errors import HubError, RateLimited
 
 def setup_console(app: web.Application) -> None:
     app.add_routes(login.routes)
+    app.add_routes(supervisor.routes)
     # --- the console's pages: the inbox and conversation modules add theirs here ---
     # app.add_routes(inbox.routes)
     # app.add_routes(conversation.routes)
