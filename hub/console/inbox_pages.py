@@ -19,9 +19,9 @@ form that writes.
 from __future__ import annotations
 
 import re
-from urllib.parse import urlencode
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -138,7 +138,7 @@ async def inbox_page(request: web.Request) -> web.Response:
         filters=filters,
         params=params,
         views=[(view, {**params, "view": view.value}) for view in inbox.View],
-        channels=sorted(set(request.app[keys.CHANNELS]) | ({filters.channel} if filters.channel else set())),
+        channels=sorted({*request.app[keys.CHANNELS].keys(), *([filters.channel] if filters.channel else [])}),
         priorities=[p.value for p in Priority],
         statuses=[s.value for s in ConversationStatus],
         teams=teams,

@@ -249,6 +249,14 @@ async def events(request: web.Request) -> web.StreamResponse:
             await _follow(response, reader, feed)
     except ConnectionResetError:
         pass  # the reader left while we wrote
+    except asyncio.CancelledError:
+        # A server that cancels handlers when their client leaves (aiohttp's
+        # handler_cancellation) ends a stream this way: a normal end, not a
+        # failure to log. Any other cancellation goes on.
+        task = asyncio.current_task()
+        if (request.transport is not None and not request.transport.is_closing()) or task is None:
+            raise
+        task.uncancel()
     finally:
         feed.disconnect(reader)
     return response

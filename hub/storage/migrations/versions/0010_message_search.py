@@ -15,7 +15,7 @@ on the conversations that are not resolved serve its views (all open, mine,
 urgent), one on ``status`` the resolved view and the status filter.
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-11-29 07:30:00
 """
 
@@ -23,7 +23,7 @@ from alembic import op
 
 
 revision = '0010'
-down_revision = '0008'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
