@@ -15,6 +15,10 @@ What lives where:
 - ``totp.py``       the second factor: TOTP codes (never twice), recovery codes, the QR code
 - ``account.py``    ``/console/account``: password, second factor (``/console/account/mfa``), sessions
 - ``links.py``      one-time sign-in links (``/console/link/{token}``, ``hub users link``)
+- ``supervisor.py`` ``/console/supervisor``: agents' load, the queue, tickets near or past SLA, reassigning
+- ``inbox.py``      the inbox's queries: views, filters, search, keyset pages, SLA state
+- ``inbox_pages.py`` ``/console`` (the inbox) and the row fragments its script fetches
+- ``live.py``       ``/console/events``: the bus as a Server-Sent Events stream (event shapes there)
 - ``templates/``    ``base.html`` (landmarks, nav, the CSRF meta tag) and the pages
 - ``static/``       ``console.css``; ``console.js`` (CSRF header on fetch/htmx, the ``?``
                     shortcut help); pages add their own modules
@@ -30,12 +34,12 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from hub import keys
-from hub.console import account, links, login, sessions
+
+# --- the console's pages: the inbox and conversation modules import theirs here ---
+from hub.console import account, inbox_pages, links, live, login, sessions, supervisor
 from hub.console.render import STATIC_DIR, console_headers, is_console, render
 from hub.errors import Forbidden, HubError, RateLimited
 
-# --- the console's pages: the inbox and conversation modules import theirs here ---
-# from hub.console import inbox
 # from hub.console import conversation
 # ----------------------------------------------------------------------------------
 
@@ -44,8 +48,10 @@ def setup_console(app: web.Application) -> None:
     app.add_routes(login.routes)
     app.add_routes(links.routes)
     app.add_routes(account.routes)
+    app.add_routes(supervisor.routes)
     # --- the console's pages: the inbox and conversation modules add theirs here ---
-    # app.add_routes(inbox.routes)
+    app.add_routes(inbox_pages.routes)
+    live.setup_live(app)  # GET /console/events: the live feed every page can follow
     # app.add_routes(conversation.routes)
     # --------------------------------------------------------------------------------
     app.router.add_static("/console/static", STATIC_DIR, name="console_static")

@@ -92,6 +92,15 @@ class Method(StrEnum):
     LINK = "link"  # a one-time sign-in link: a password may be set without the current one
 
 
+# The door is kept with the stage, in the one column ("full+link"): a
+# session's state is both, and migration 0009 is already out there.
+LINK_SUFFIX = "+link"
+
+
+def stored_stage(stage: Stage, method: Method) -> str:
+    return stage.value + (LINK_SUFFIX if method is Method.LINK else "")
+
+
 @dataclass(frozen=True, slots=True)
 class ConsoleSession:
     id: int
@@ -155,8 +164,7 @@ def open_session(
         sa.insert(console_sessions).values(
             session_hash=hash_id(session_id),
             user_id=user_id,
-            stage=stage.value,
-            method=method.value,
+            stage=stored_stage(stage, method),
             created_at=now,
             last_seen_at=now,
             idle_expires_at=min(now + idle, now + lifetime),
@@ -173,7 +181,6 @@ def load_session(conn: Connection, session_hash: str, now: datetime) -> ConsoleS
         sa.select(
             console_sessions.c.id.label("session_id"),
             console_sessions.c.stage,
-            console_sessions.c.method,
             console_sessions.c.created_at.label("session_created_at"),
             console_sessions.c.last_seen_at,
             console_sessions.c.expires_at,
@@ -191,8 +198,8 @@ def load_session(conn: Connection, session_hash: str, now: datetime) -> ConsoleS
     return ConsoleSession(
         id=row.session_id,
         user=rows.user(row),
-        stage=Stage(row.stage),
-        method=Method(row.method),
+        stage=Stage(row.stage.partition(LINK_SUFFIX)[0]),
+        method=Method.LINK if row.stage.endswith(LINK_SUFFIX) else Method.PASSWORD,
         totp_enabled=row.totp_enabled_at is not None,
         created_at=row.session_created_at,
         last_seen_at=row.last_seen_at,

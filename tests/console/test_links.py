@@ -49,7 +49,7 @@ async def test_a_link_signs_in_once_and_lets_the_person_set_a_password(console_h
     assert signed_in.status == 303 and signed_in.headers["Location"] == "/console/account"
     assert session_cookie(signed_in).value != planted
     [row] = await session_rows(hub)
-    assert (row.stage, row.method) == ("full", "link")
+    assert row.stage == "full+link"
 
     account = await (await hub.client.get("/console/account")).text()
     assert "Set your password" in account and "current_password" not in account
@@ -58,7 +58,7 @@ async def test_a_link_signs_in_once_and_lets_the_person_set_a_password(console_h
     )
     assert done.status == 303
     [row] = await session_rows(hub)
-    assert row.method == "password"  # from now on, a change needs the current password
+    assert row.stage == "full"  # from now on, a change needs the current password
     assert "current_password" in await (await hub.client.get("/console/account")).text()
 
     # Used once: a second click, even from a fresh browser, is refused.
@@ -111,5 +111,5 @@ async def test_a_link_does_not_skip_the_second_factor(console_hub: ConsoleHub) -
     done = await code_step(hub, code_at(secret, hub.clock.now()), next_path="/console/account")
     assert done.status == 303
     [row] = await session_rows(hub)
-    assert (row.stage, row.method) == ("full", "link")
+    assert row.stage == "full+link"
     assert "current_password" not in await (await hub.client.get("/console/account")).text()

@@ -32,7 +32,6 @@ def upgrade() -> None:
         sa.Column('session_hash', sa.String(length=64), nullable=False),
         sa.Column('user_id', BigId, sa.ForeignKey('users.id', ondelete='CASCADE', name='fk_console_sessions_user_id_users'), nullable=False),
         sa.Column('stage', sa.String(length=16), nullable=False),
-        sa.Column('method', sa.String(length=16), nullable=False),
         sa.Column('created_at', UTCDateTime(timezone=True), nullable=False),
         sa.Column('last_seen_at', UTCDateTime(timezone=True), nullable=False),
         sa.Column('idle_expires_at', UTCDateTime(timezone=True), nullable=False),
