@@ -71,8 +71,10 @@ async def count_failure(request: web.Request, email: str) -> None:
         await limiter.hit(rule, *key)
 
 
-def login_page(request: web.Request, *, status: int = 200, error: str = "", email: str = "") -> web.Response:
-    next_path = sessions.local_path(request.query.get("next"), "")
+def login_page(
+    request: web.Request, *, status: int = 200, error: str = "", email: str = "", next_path: str | None = None
+) -> web.Response:
+    next_path = sessions.local_path(request.query.get("next") if next_path is None else next_path, "")
     return render(
         request,
         "login.html",
@@ -109,7 +111,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
             "console.sign_in_failed",
             reason="password" if found is not None else "unknown_account",
         )
-        return login_page(request, status=401, error=WRONG, email=email)
+        return login_page(request, status=401, error=WRONG, email=email, next_path=next_path)
     now = request.app[keys.CLOCK].now()
     if verdict.rehash is not None:
         await db.write(passwords.set_password_hash, found.id, verdict.rehash, now=now)
@@ -137,8 +139,10 @@ async def logout(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def code_page(request: web.Request, *, status: int = 200, error: str = "") -> web.Response:
-    next_path = sessions.local_path(request.query.get("next"), "")
+def code_page(
+    request: web.Request, *, status: int = 200, error: str = "", next_path: str | None = None
+) -> web.Response:
+    next_path = sessions.local_path(request.query.get("next") if next_path is None else next_path, "")
     return render(request, "login_mfa.html", status=status, error=error, next_path=next_path)
 
 
@@ -169,7 +173,9 @@ async def code_submit(request: web.Request) -> web.StreamResponse:
     if factor is None:
         await count_failure(request, user.email)
         await audit(request, user.id, "console.sign_in_failed", reason="code")
-        return code_page(request, status=401, error="That code is not right, or it was used already.")
+        return code_page(
+            request, status=401, error="That code is not right, or it was used already.", next_path=next_path
+        )
     response = web.HTTPSeeOther(next_path)
     await sessions.sign_in(request, response, user.id, stage=Stage.FULL, method=session.method)
     await audit(request, user.id, "console.sign_in", factor=factor, first_factor=session.method.value)
