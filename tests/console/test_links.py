@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -113,3 +114,11 @@ async def test_a_link_does_not_skip_the_second_factor(console_hub: ConsoleHub) -
     [row] = await session_rows(hub)
     assert row.stage == "full+link"
     assert "current_password" not in await (await hub.client.get("/console/account")).text()
+
+
+async def test_two_clicks_at_once_sign_in_once(console_hub: ConsoleHub) -> None:
+    hub = console_hub
+    token = await make_link(hub, await new_person(hub))
+    now = hub.clock.now()
+    used = await asyncio.gather(*(hub.db.write(links.use_link, token, now=now) for _ in range(6)))
+    assert sum(found is not None for found in used) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -226,3 +227,20 @@ async def test_an_admin_without_a_second_factor_is_kept_out_when_it_is_required(
     agent = await login(hub, "agent")
     assert agent.headers["Location"] == "/console"
     assert (await hub.client.get("/console/account", allow_redirects=False)).status == 200
+
+
+async def test_the_same_code_racing_twice_wins_once(console_hub: ConsoleHub) -> None:
+    """Two requests with one code at the same moment (two hub instances on
+    PostgreSQL): the conditional update lets exactly one through."""
+    from hub.console import totp
+
+    hub = console_hub
+    secret, codes = await enrol(hub)
+    user_id = (await user_row(hub, "agent")).id
+    hub.clock.advance(30)
+    now = hub.clock.now()
+    code = code_at(secret, now)
+    results = await asyncio.gather(*(hub.db.write(totp.use_code, user_id, code, now=now) for _ in range(8)))
+    assert sorted(results) == [False] * 7 + [True]
+    spent = await asyncio.gather(*(hub.db.write(totp.use_recovery_code, user_id, codes[0], now=now) for _ in range(8)))
+    assert sorted(spent) == [False] * 7 + [True]

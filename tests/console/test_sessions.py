@@ -206,3 +206,26 @@ async def test_an_expired_or_idle_session_signs_nobody_in(console_hub: ConsoleHu
     assert await console_hub.db.read(sessions.load_session, session_hash, later + idle - timedelta(minutes=1))
     end = found.expires_at
     assert await console_hub.db.read(sessions.load_session, session_hash, end) is None
+
+
+async def test_idle_and_absolute_expiry_through_the_pages(console_hub: ConsoleHub) -> None:
+    hub = console_hub
+    settings = hub.app[keys.SETTINGS]
+    idle = settings.console_session_idle_minutes * 60
+    assert (await login(hub, "agent")).status == 303
+    # Active just often enough: the idle deadline moves on each time...
+    for _ in range(3):
+        hub.clock.advance(idle - 120)
+        assert (await hub.client.get("/console/account", allow_redirects=False)).status == 200
+    # ...but not past the absolute one.
+    hub.clock.advance(settings.console_session_max_hours * 3600)
+    gone = await hub.client.get("/console/account", allow_redirects=False)
+    assert gone.status == 303 and gone.headers["Location"].startswith("/console/login")
+
+    assert (await login(hub, "agent")).status == 303
+    hub.clock.advance(idle + 1)
+    idle_out = await hub.client.get("/console/account", allow_redirects=False)
+    assert idle_out.status == 303 and idle_out.headers["Location"].startswith("/console/login")
+    # Expired rows are cleared at the next sign-in.
+    assert (await login(hub, "viewer")).status == 303
+    assert len(await session_rows(hub)) == 1
