@@ -100,6 +100,10 @@ def init(env_file: Path) -> None:
         "# HUB_EMAIL_RELAY_USERNAME=help@example.com   HUB_EMAIL_RELAY_PASSWORD=...",
         "# HUB_EMAIL_IMAP_HOST=imap.example.com   HUB_EMAIL_IMAP_USERNAME=...   HUB_EMAIL_IMAP_PASSWORD=...",
         "",
+        "# The agents' console at /console (README: 'The agents' console'): admins must",
+        "# use a second factor (TOTP) when this is true.",
+        "# HUB_REQUIRE_MFA=true",
+        "",
     ]
     env_file.write_text("\n".join(lines))
     env_file.chmod(0o600)
