@@ -265,12 +265,12 @@ async def events(request: web.Request) -> web.StreamResponse:
 async def _follow(response: EventSourceResponse, reader: asyncio.Queue[Sent], feed: LiveFeed) -> None:
     """Send what the feed queues until shutdown or until the heartbeat finds the reader gone."""
     gone = asyncio.ensure_future(response.wait())
+    following: asyncio.Future[Sent] | None = None
     try:
         while True:
             following = asyncio.ensure_future(reader.get())
             done, _ = await asyncio.wait({following, gone}, return_when=asyncio.FIRST_COMPLETED)
             if following not in done:
-                following.cancel()
                 return
             sent = following.result()
             if sent is CLOSE:
@@ -280,7 +280,9 @@ async def _follow(response: EventSourceResponse, reader: asyncio.Queue[Sent], fe
             else:
                 await response.send(sent.data, event="change", id=sent.id(feed.instance))
     finally:
-        gone.cancel()
+        for waiting in (following, gone):
+            if waiting is not None and not waiting.done():
+                waiting.cancel()
 
 
 async def live_ctx(app: web.Application) -> AsyncIterator[None]:
