@@ -25,6 +25,7 @@ from hub.console.inbox import (
     inbox_rows,
     mask_phone,
 )
+from hub.conversations import search
 from hub.conversations.search import search_conversations
 from hub.errors import InvalidInput
 from hub.models import ConversationStatus, Priority
@@ -271,7 +272,13 @@ HOSTILE = [
 
 
 @pytest.mark.asyncio
-async def test_search_finds_words_and_survives_hostile_queries(db: Database) -> None:
+@pytest.mark.parametrize("few_matches", [2000, 0], ids=["from-matches", "from-conversations"])
+async def test_search_finds_words_and_survives_hostile_queries(
+    db: Database, few_matches: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both ways SQLite may run a search (few matching messages, or many).
+    monkeypatch.setattr(search, "FEW_MATCHES", few_matches)
+
     def seed(conn: Connection) -> dict[str, int]:
         return {
             "clock": add_conversation(
