@@ -31,14 +31,12 @@ MAX_TERM_LENGTH = 64
 # A prefix shorter than this would match too many words to be useful (and
 # FTS5 walks every one of them).
 MIN_PREFIX = 3
-# A search looks at this many of the most recent matching messages: a word
-# found in nearly every message then costs what a rarer one does (about
-# 40 ms on SQLite), instead of a walk over the whole index. Narrow the
-# words to reach further back.
-MATCH_LIMIT = 20_000
-# Up to this many matching messages a search starts from them; beyond, from
-# the conversations (``conversation_matches``).
-FEW_MATCHES = 2_000
+# A search looks at this many of the most recent matching messages (100
+# pages of conversations at least): reading each one's conversation is the
+# cost of a search (at a million messages on SQLite, ~35 ms for 5,000 spread
+# over the table, ~140 ms for 20,000), so a word found everywhere costs what
+# a rarer one does. More words reach further back.
+MATCH_LIMIT = 5_000
 # Letters and digits (Unicode), as FTS5's unicode61 and PostgreSQL's parser split them.
 _WORD = re.compile(r"[^\W_]+")
 
@@ -70,12 +68,13 @@ def tsquery(terms: list[str]) -> str:
     return " & ".join(parts)
 
 
-def matching_messages(dialect: str, text: str, *, limit: int = MATCH_LIMIT) -> sa.Select[Any] | None:
-    """``SELECT id`` of the ``limit`` most recent messages that hold every
-    word of ``text``; None when ``text`` has no word to look for."""
+def matching_messages(dialect: str, text: str, *, limit: int | None = None) -> sa.Select[Any] | None:
+    """``SELECT id`` of the ``limit`` (``MATCH_LIMIT``) most recent messages
+    that hold every word of ``text``; None when ``text`` has no word to look for."""
     terms = query_terms(text)
     if not terms:
         return None
+    limit = limit or MATCH_LIMIT
     if dialect == "sqlite":
         # FTS5 walks its doclists backwards for ORDER BY rowid DESC: no sort.
         return sa.select(_FTS.c.rowid).where(_FTS_MATCH(fts5_query(terms))).order_by(_FTS.c.rowid.desc()).limit(limit)
@@ -96,38 +95,19 @@ def last_activity() -> sa.ColumnElement[Any]:
 
 
 def conversation_matches(conn: Connection, text: str) -> sa.ColumnElement[bool] | None:
-    """A condition on ``conversations`` (for a query that walks them in its
-    own order, as the inbox does): it has a message holding every word of
-    ``text``. None when there is no word to look for.
+    """A condition on ``conversations`` (for a query that orders and pages
+    them its own way, as the inbox does): one of the ``MATCH_LIMIT`` most
+    recent messages holding every word of ``text`` is theirs. None when
+    there is no word to look for.
 
-    On SQLite the form depends on how many messages match (counted up to
-    ``FEW_MATCHES``, which FTS5 does from its index alone):
-
-    - few: their conversations, looked up by message id, drive the query
-      (a few thousand reads at most, then a sort of what they found);
-    - many: the query walks its own index in order and asks, per
-      conversation, whether one of its messages (``ix_messages_conversation``,
-      no table read) is in the matches, and stops at its page: a common word
-      matches early. Looking up 20,000 messages at random in a table of
-      a million costs more than that walk (~170 ms against ~10 ms here).
-
-    PostgreSQL's planner weighs the same choice from its statistics.
+    The matches drive the query (a doclist walk, then a read of each
+    message's conversation): a walk of the conversations probing each one's
+    messages would be cheaper for a common word, but SQLite runs a
+    subquery inside a correlated one again for every row (seconds).
     """
-    dialect = conn.dialect.name
-    found = matching_messages(dialect, text)
+    found = matching_messages(conn.dialect.name, text)
     if found is None:
         return None
-    if dialect == "sqlite":
-        counted = conn.execute(
-            sa.select(sa.func.count()).select_from(
-                sa.select(_FTS.c.rowid)
-                .where(_FTS_MATCH(fts5_query(query_terms(text))))
-                .limit(FEW_MATCHES + 1)
-                .subquery()
-            )
-        ).scalar_one()
-        if counted > FEW_MATCHES:
-            return sa.exists().where(messages.c.conversation_id == conversations.c.id, messages.c.id.in_(found))
     return conversations.c.id.in_(sa.select(messages.c.conversation_id).where(messages.c.id.in_(found)))
 
 

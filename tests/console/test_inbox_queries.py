@@ -272,12 +272,7 @@ HOSTILE = [
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("few_matches", [2000, 0], ids=["from-matches", "from-conversations"])
-async def test_search_finds_words_and_survives_hostile_queries(
-    db: Database, few_matches: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Both ways SQLite may run a search (few matching messages, or many).
-    monkeypatch.setattr(search, "FEW_MATCHES", few_matches)
+async def test_search_finds_words_and_survives_hostile_queries(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
 
     def seed(conn: Connection) -> dict[str, int]:
         return {
@@ -312,6 +307,9 @@ async def test_search_finds_words_and_survives_hostile_queries(
     # Operators are words like any other: no message holds "and" or "or" here.
     assert await db.read(search_conversations, "walnut AND clock") == []
     assert await db.read(search_conversations, "walnut OR nothing") == []
+    # Only the most recent matching messages are looked at.
+    monkeypatch.setattr(search, "MATCH_LIMIT", 2)
+    assert await db.read(search_conversations, "walnut") == [made["later"], made["resolved"]]
 
 
 @pytest.mark.asyncio
