@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from aiohttp_sse import EventSourceResponse, sse_response
+from aiohttp_sse import EventSourceResponse
 
 from hub import keys
 from hub.bus import EventBus
@@ -240,11 +240,12 @@ async def events(request: web.Request) -> web.StreamResponse:
     feed = request.app[keys.CONSOLE_LIVE]
     last = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
     reader = feed.connect(last[:64] if last else None)
-    stream = sse_response(
-        request, ping_interval=HEARTBEAT_SECONDS, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    response = EventSourceResponse(
+        ping_interval=HEARTBEAT_SECONDS, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     )
     try:
-        async with stream as response:
+        await response.prepare(request)
+        async with response:  # on the way out: the heartbeat stops
             await response.send(json.dumps({"id": feed.last_id}), event="hello", retry=RETRY_MS, id=feed.last_id)
             await _follow(response, reader, feed)
     except ConnectionResetError:
