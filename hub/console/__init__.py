@@ -10,6 +10,7 @@ What lives where:
 - ``render.py``     the one Jinja2 environment, ``render(request, template, **context)``,
                     the security headers of every console response
 - ``passwords.py``  argon2id hashing and checking, off the event loop
+- ``supervisor.py`` ``/console/supervisor``: agents' load, the queue, tickets near or past SLA, reassigning
 - ``login.py``      ``/console/login`` (password, rate-limited, audited), ``/console/logout``
 - ``inbox.py``      the inbox's queries: views, filters, search, keyset pages, SLA state
 - ``inbox_pages.py`` ``/console`` (the inbox) and the row fragments its script fetches
@@ -29,7 +30,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 # --- the console's pages: the inbox and conversation modules import theirs here ---
-from hub.console import inbox_pages, live, login, sessions
+from hub.console import inbox_pages, live, login, sessions, supervisor
 from hub.console.render import STATIC_DIR, console_headers, is_console, render
 from hub.errors import HubError, RateLimited
 
@@ -39,6 +40,7 @@ from hub.errors import HubError, RateLimited
 
 def setup_console(app: web.Application) -> None:
     app.add_routes(login.routes)
+    app.add_routes(supervisor.routes)
     # --- the console's pages: the inbox and conversation modules add theirs here ---
     app.add_routes(inbox_pages.routes)
     live.setup_live(app)  # GET /console/events: the live feed every page can follow
