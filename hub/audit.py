@@ -6,7 +6,7 @@ users and tokens, duty and routing) records one ``audit_log`` row *in the
 transaction that makes the change*: a change without its row, or a row
 without its change, cannot be committed. ``Actor`` says who (a user id; the
 command line has none, so the OS user goes in the details) and ``via`` says
-the door: ``api``, ``slack`` or ``cli``. Details hold ids and settings,
+the door: ``api``, ``slack``, ``cli`` or ``console`` (the agents' web console). Details hold ids and settings,
 never message text or a customer's personal data.
 """
 
@@ -24,13 +24,13 @@ from hub.events import utcnow
 from hub.storage.schema import audit_log
 
 T = TypeVar("T")
-VIA = ("api", "slack", "cli")
+VIA = ("api", "slack", "cli", "console")
 
 
 @dataclass(frozen=True, slots=True)
 class Actor:
     user_id: int | None
-    via: str  # api | slack | cli
+    via: str  # api | slack | cli | console
 
     @classmethod
     def cli(cls) -> Actor:
