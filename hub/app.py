@@ -28,6 +28,7 @@ from hub.bot import model as bot_model
 from hub.bot.setup import setup_bot
 from hub.bus import LocalBus, RedisBus
 from hub.config import Settings
+from hub.console import setup_console
 from hub.conversations.outbox import OutboxWorker
 from hub.conversations.service import HubService
 from hub.events import Clock
@@ -105,6 +106,7 @@ def create_app(
         if hasattr(channel, "on_shutdown"):
             # Close long-lived sockets first, or aiohttp waits for them to end.
             app.on_shutdown.append(channel.on_shutdown)
+    setup_console(app)  # the agents' web console at /console (after the limiter: it uses it)
 
     # Start order; aiohttp tears them down in reverse.
     app.cleanup_ctx.append(bus_ctx)

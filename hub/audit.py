@@ -6,7 +6,7 @@ users and tokens, duty and routing) records one ``audit_log`` row *in the
 transaction that makes the change*: a change without its row, or a row
 without its change, cannot be committed. ``Actor`` says who (a user id; the
 command line has none, so the OS user goes in the details) and ``via`` says
-the door: ``api``, ``slack``, ``cli`` or ``console`` (the agents' web console). Details hold ids and settings,
+the door: ``api``, ``slack``, ``cli`` or ``console``. Details hold ids and settings,
 never message text or a customer's personal data.
 """
 

@@ -242,6 +242,21 @@ class Settings(BaseSettings):
     # Signs the portal's vote forms; unset: a random key per start.
     portal_secret: SecretStr | None = None
 
+    # --- the agents' web console (hub/console; add fields only here) --------------
+    # Admins must have a second factor (TOTP): without one they are signed in
+    # only as far as the enrolment page.
+    require_mfa: bool = False
+    # A console session ends after this many minutes without a request, and
+    # this many hours after sign-in whatever happens.
+    console_session_idle_minutes: float = Field(default=720.0, gt=0)
+    console_session_max_hours: float = Field(default=168.0, gt=0)
+    # Sign-in attempts that failed, per account and per client address
+    # (``limits`` rules; shared through Redis when HUB_REDIS_URL is set).
+    console_login_rate_limit: str = "10/15minutes"
+    console_login_ip_rate_limit: str = "50/15minutes"
+    # How long a one-time sign-in link (``hub users link``) stays valid.
+    console_link_hours: float = Field(default=24.0, gt=0)
+
     @field_validator("channels")
     @classmethod
     def _strip_channels(cls, value: str) -> str:

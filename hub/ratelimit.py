@@ -79,6 +79,24 @@ class RateLimiter:
             stats = await self._windows.get_window_stats(item, *keys)
             raise RateLimited(f"rate limit of {rule} exceeded", retry_after=max(0.0, stats.reset_time - time.time()))
 
+    async def hit(self, rule: str, *keys: str) -> None:
+        """Count one hit and never raise (a failure counted after the fact: a wrong password)."""
+        await self._window().hit(_parse_rule(rule), *keys)
+
+    async def blocked(self, rule: str, *keys: str) -> float | None:
+        """Seconds until ``keys`` may try again under ``rule``, or None while
+        allowed; counts nothing (``hit`` does, e.g. only for failures)."""
+        windows, item = self._window(), _parse_rule(rule)
+        if await windows.test(item, *keys):
+            return None
+        stats = await windows.get_window_stats(item, *keys)
+        return max(1.0, stats.reset_time - time.time())
+
+    def _window(self) -> MovingWindowRateLimiter:
+        if self._windows is None:
+            self._windows = MovingWindowRateLimiter(storage_from_string(self._storage_uri))
+        return self._windows
+
     def take(self, rule: TokenBuckets, *keys: str, cost: float = 1.0) -> float:
         """Spend ``cost`` from the bucket of ``keys``: 0 when allowed, else seconds until it would be.
 

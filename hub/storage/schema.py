@@ -54,6 +54,15 @@ users = sa.Table(
     sa.Column("slack_user_id", sa.String(64), unique=True),
     sa.Column("extra", JSON, nullable=False, default=dict),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    # The console's sign-in (``hub.console``): an argon2id hash (NULL: no
+    # password yet, only a one-time link signs in), and the TOTP second
+    # factor: its secret, when it was confirmed (NULL: enrolment not done)
+    # and the last time step a code was accepted for (a code never works twice).
+    sa.Column("password_hash", sa.String(200)),
+    sa.Column("password_changed_at", UTCDateTime),
+    sa.Column("totp_secret", sa.String(64)),
+    sa.Column("totp_enabled_at", UTCDateTime),
+    sa.Column("totp_last_step", sa.BigInteger),
 )
 
 api_tokens = sa.Table(
@@ -434,4 +443,54 @@ erased_deliveries = sa.Table(
     sa.Column("channel", sa.String(32), primary_key=True),
     sa.Column("external_key", sa.String(64), primary_key=True),  # SHA-256 of the external id, hex
     sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+
+# --- the agents' web console (issue #16, ``hub.console``) ----------------------
+
+# Signed-in browsers: the cookie holds a random id, the row only its SHA-256.
+# A row is a session; deleting it signs that browser out, on every instance.
+console_sessions = sa.Table(
+    "console_sessions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("session_hash", sa.String(64), nullable=False, unique=True),  # SHA-256 of the cookie's id, hex
+    sa.Column("user_id", BigId, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    # mfa: the password was right, the second factor is still to come; full: signed in.
+    sa.Column("stage", sa.String(16), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("last_seen_at", UTCDateTime, nullable=False),
+    sa.Column("idle_expires_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),  # absolute: no activity extends it
+    sa.Column("ip", sa.String(64), nullable=False, default=""),
+    sa.Column("user_agent", sa.String(300), nullable=False, default=""),
+    sa.Index("ix_console_sessions_user", "user_id", "id"),
+    sa.Index("ix_console_sessions_expires", "expires_at"),
+)
+
+# Single-use recovery codes of a user's second factor (80 random bits each,
+# so a SHA-256 is enough; the codes are shown once).
+user_recovery_codes = sa.Table(
+    "user_recovery_codes",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("user_id", BigId, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("code_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("used_at", UTCDateTime),
+    sa.UniqueConstraint("user_id", "code_hash", name="uq_user_recovery_codes_user_code"),
+)
+
+# One-time sign-in links (``hub users link``, ``hub users bootstrap``): the
+# token's SHA-256, used once, within its expiry.
+sign_in_links = sa.Table(
+    "sign_in_links",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("user_id", BigId, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("used_at", UTCDateTime),
+    sa.Index("ix_sign_in_links_user", "user_id"),
 )
