@@ -11,6 +11,9 @@ What lives where:
                     the security headers of every console response
 - ``passwords.py``  argon2id hashing and checking, off the event loop
 - ``login.py``      ``/console/login`` (password, rate-limited, audited), ``/console/logout``
+- ``conversation.py`` ``/console/conversations/{id}``: the contact's timeline, profile and ticket,
+                    and every action on them (through the services the API and Slack use);
+                    ``conversation_view.py`` reads what the page shows in one transaction
 - ``templates/``    ``base.html`` (landmarks, nav, the CSRF meta tag) and the pages
 - ``static/``       ``console.css``; ``console.js`` (CSRF header on fetch/htmx, the ``?``
                     shortcut help); pages add their own modules
@@ -25,13 +28,13 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from hub.console import login, sessions
+from hub.console import conversation, login, sessions
 from hub.console.render import STATIC_DIR, console_headers, is_console, render
 from hub.errors import HubError, RateLimited
 
 # --- the console's pages: the inbox and conversation modules import theirs here ---
 # from hub.console import inbox
-# from hub.console import conversation
+# (conversation: imported above, beside login and sessions, where isort puts it)
 # ----------------------------------------------------------------------------------
 
 
@@ -39,7 +42,7 @@ def setup_console(app: web.Application) -> None:
     app.add_routes(login.routes)
     # --- the console's pages: the inbox and conversation modules add theirs here ---
     # app.add_routes(inbox.routes)
-    # app.add_routes(conversation.routes)
+    app.add_routes(conversation.routes)
     # --------------------------------------------------------------------------------
     app.router.add_static("/console/static", STATIC_DIR, name="console_static")
     # In order: error pages around everything, CSRF before any work, then the session.

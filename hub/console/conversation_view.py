@@ -107,10 +107,15 @@ class Entry:
     citation: Citation | None = None
     suggested: list[str] = field(default_factory=list)  # titles a clarifying question offered
     segments: int | None = None  # an SMS the hub sent: what it cost
+    text: str | None = None  # what to show instead of the body (an event naming a user by id)
 
     @property
     def id(self) -> int:
         return self.message.id
+
+    @property
+    def shown(self) -> str:
+        return self.text if self.text is not None else self.message.body
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,9 +192,15 @@ def _side(message: Message) -> str:
     return "customer" if message.direction == Direction.INBOUND else "team"
 
 
+def _assignee_event(message: Message) -> bool:
+    """ "Assignee changed to 7": the timeline says who instead."""
+    return message.kind == MessageKind.EVENT and message.meta.get("event") == "assignee-changed"
+
+
 def entries(conn: Connection, found: list[Message], contact: Contact, *, sms_channels: frozenset[str]) -> list[Entry]:
     """Timeline messages with their authors' names (one query for them all)."""
     ids = {m.author_id for m in found if m.author_id is not None}
+    ids |= {m.meta["assignee"] for m in found if _assignee_event(m) and isinstance(m.meta.get("assignee"), int)}
     names: dict[int, str] = {}
     if ids:
         names = {
