@@ -17,13 +17,15 @@ from typing import Any
 import pytest
 
 from hub import segments
-from hub.console import sessions
 from tests.browser.conftest import artifacts, browser  # noqa: F401  (fixtures, used by name)
 from tests.browser.test_widget import bubbles, open_demo, watch
+from tests.channels.test_slack import AGENT_SLACK, send_signed, thread_event
 from tests.channels.test_webchat_support import IDENTITY_SECRET, SECRET
 from tests.conftest import wait_for
 from tests.console.conftest import ConsoleHub, StartConsoleHub, email_of
 from tests.console.helpers import playwright_cookies, sign_in_page, signed_in_cookies
+from tests.console.test_conversation import card_of, customer_writes, slack_overrides
+from tests.fakes.slack_api import FakeSlackApi, block_action_body
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio]
 
@@ -184,6 +186,58 @@ async def test_two_agents_see_each_others_claim_at_once(browser: Any, start_cons
         await context.close()
 
 
+async def test_slack_and_an_open_console_page_follow_each_other(
+    browser: Any, start_console_hub: StartConsoleHub
+) -> None:
+    """A claim or a reply in Slack shows on an open console page within a
+    second, and the console's show on the Slack card and thread."""
+    from playwright.async_api import expect
+
+    api = await FakeSlackApi().start()
+    try:
+        ch = await start_console_hub(**slack_overrides(api))
+        me = await ch.hub.api("GET", "/api/v1/me", role="agent")
+        await ch.hub.api("PATCH", f"/api/v1/agents/{me['id']}", json={"slack_user_id": AGENT_SLACK})
+        conversation_id = await customer_writes(ch, "slack-e2e", "The app crashes on start", name="Grace")
+        opened = await ch.hub.tickets.open(conversation_id, priority="high", reason="bot gave up", source="bot")
+        ticket = await card_of(ch, opened.id)
+        context = await console_context(browser, ch, "admin")
+        page = await context.new_page()
+        await page.goto(f"{ch.base_url}/console/conversations/{conversation_id}")
+        await expect(page.locator("#assignee")).to_have_text("nobody (in the queue)")
+        await page.wait_for_timeout(300)  # the live stream is open
+
+        # Slack -> console: the Claim button, then a thread reply.
+        body = block_action_body(
+            user=AGENT_SLACK,
+            channel=ticket["slack_channel"],
+            message_ts=ticket["slack_ts"],
+            action_id="ticket_claim",
+            value=str(ticket["id"]),
+        )
+        assert (await send_signed(ch.hub, body, content_type="application/x-www-form-urlencoded")).status == 200
+        await expect(page.locator("#assignee")).to_have_text("Agent User", timeout=LIVE)
+        await thread_event(ch.hub, ticket, "Answered from Slack")
+        await expect(page.locator(".entry--team", has_text="Answered from Slack")).to_be_visible(timeout=LIVE)
+
+        # Console -> Slack: a reply lands in the card's thread within a second.
+        await page.get_by_role("textbox", name="Reply to").fill("Answered from the console")
+        started = time.monotonic()
+        await page.get_by_role("button", name="Send reply").click()
+
+        def in_thread() -> bool:
+            return any(
+                m.get("thread_ts") == ticket["slack_ts"] and "Answered from the console" in str(m.get("text"))
+                for m in api.messages.values()
+            )
+
+        await wait_for(in_thread, timeout=5)
+        assert time.monotonic() - started < 1.0
+        await context.close()
+    finally:
+        await api.close()
+
+
 async def test_a_viewer_reads_but_every_write_control_is_absent_and_refused(
     browser: Any, start_console_hub: StartConsoleHub
 ) -> None:
@@ -301,6 +355,3 @@ def test_the_vendored_axe_core_is_the_published_4_14_1() -> None:
     assert digest == "29348999450cdf2849a8e70b7912fc2da85a849da39c0d0d5394f51d4a9ed95c"
     assert "axe v4.14.1" in AXE.read_text()[:200]
     assert (AXE.parent / "LICENSE").read_text().startswith("Mozilla Public License")
-
-
-_ = (time, sessions)

@@ -144,26 +144,31 @@ import { registerShortcut } from "./console.js";
     pollTimer = setInterval(refresh, 3000);
   }
 
-  function concerns(data) {
-    try {
-      var event = JSON.parse(data);
-      var ids = [event.conversation_id, event.id, event.conversation && event.conversation.id];
-      return ids.some(function (id) { return id !== undefined && String(id) === conversationId; });
-    } catch (err) {
-      return false;
+  // The timeline is the contact's: a change to any of their conversations concerns this page.
+  var mine = new Set((root.dataset.conversations || conversationId).split(" ").filter(Boolean));
+  var contactId = root.dataset.contactId;
+
+  function onChange(event) {
+    var change;
+    try { change = JSON.parse(event.data); } catch (err) { return; }
+    if (change.what === "contact" && String(change.contact_id) === contactId) {
+      // Erased: nothing left to show; merged into another contact: that contact's page now.
+      if (change.change === "erased") window.location.assign("/console");
+      else window.location.reload();
+      return;
     }
+    if (change.conversation_id !== undefined && mine.has(String(change.conversation_id))) refresh();
   }
 
   if (window.EventSource) {
     var stream = new EventSource("/console/events");
-    var onEvent = function (event) { if (concerns(event.data)) refresh(); };
-    stream.onmessage = onEvent;
-    ["conversation", "message", "ticket", "changed"].forEach(function (name) {
-      stream.addEventListener(name, onEvent);
+    stream.addEventListener("change", onChange);
+    stream.addEventListener("resync", function () { refresh(); });
+    stream.addEventListener("hello", function () {
+      // (Re)connected: catch up on what happened while the stream was down.
+      if (pollTimer) { clearInterval(pollTimer); pollTimer = null; }
+      refresh();
     });
-    stream.onopen = function () {
-      if (pollTimer) { clearInterval(pollTimer); pollTimer = null; refresh(); }
-    };
     stream.onerror = function () { if (stream.readyState === EventSource.CLOSED) startPolling(); };
     window.addEventListener("pagehide", function () { stream.close(); });
   } else {
