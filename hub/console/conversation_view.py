@@ -220,9 +220,19 @@ def entries(conn: Connection, found: list[Message], contact: Contact, *, sms_cha
         cost = None
         if message.direction == Direction.OUTBOUND and message.channel in sms_channels:
             cost = segments.segment_count(message.body)
+        text = None
+        if _assignee_event(message):
+            assignee = message.meta.get("assignee")
+            text = f"Assigned to {names.get(assignee, f'user {assignee}')}" if assignee is not None else "Unassigned"
         made.append(
             Entry(
-                message=message, author=author, side=_side(message), citation=cited, suggested=suggested, segments=cost
+                message=message,
+                author=author,
+                side=_side(message),
+                citation=cited,
+                suggested=suggested,
+                segments=cost,
+                text=text,
             )
         )
     return made

@@ -159,8 +159,14 @@ async def test_the_page_reads_the_whole_timeline_profile_ticket_and_agents(hub: 
         "PATCH", f"/api/v1/contacts/{first.contact_id}", json={"tags": ["vip"], "attributes": {"plan": "pro"}}
     )
 
+    ticket_id = (await hub.api("GET", "/api/v1/tickets"))["items"][0]["id"]
+    await hub.api("POST", f"/api/v1/tickets/{ticket_id}/assign", role="agent", json={"assignee_id": me["id"]})
+
     found = await load(hub, conversation_id)
     assert found.conversation.id == conversation_id and found.contact.name == "Ada"
+    assert found.assignee == "Agent User"
+    # "Assignee changed to 7" says who.
+    assert "Assigned to Agent User" in [e.shown for e in found.timeline.entries if e.side == "event"]
     assert [(i.channel, i.address) for i in found.identities] == [("fake", "ada-1")]
     assert found.contact.tags == ["vip"] and found.contact.attributes["plan"] == "pro"
     assert found.ticket is not None and found.ticket.status == TicketStatus.OPEN

@@ -125,15 +125,19 @@ import { registerShortcut } from "./console.js";
     if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
   }
 
+  // Bursts of events become one round of requests; an event that arrives while
+  // a round is in flight gets one more round after it (never lost).
   var refreshing = null;
+  var refreshAgain = false;
   function refresh() {
-    // Coalesce bursts of events into one round of requests.
-    if (refreshing) return refreshing;
-    refreshing = new Promise(function (resolve) {
-      setTimeout(function () {
-        Promise.all([loadNewer(), loadPanel()]).finally(function () { refreshing = null; resolve(); });
-      }, 30);
-    });
+    if (refreshing) { refreshAgain = true; return refreshing; }
+    refreshing = (async function () {
+      await new Promise(function (resolve) { setTimeout(resolve, 30); });
+      do {
+        refreshAgain = false;
+        await Promise.all([loadNewer(), loadPanel()]);
+      } while (refreshAgain);
+    })().finally(function () { refreshing = null; });
     return refreshing;
   }
 
