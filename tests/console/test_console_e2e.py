@@ -189,6 +189,20 @@ async def test_two_agents_see_each_others_claim_at_once(browser: Any, start_cons
     await two.get_by_role("button", name="Assign", exact=True).click()
     await expect(one.locator("#assignee")).to_have_text("Admin User", timeout=TIMEOUT)
     await expect(one.locator(".entry--event", has_text="Assigned to Admin User")).to_be_visible(timeout=LIVE)
+    # The admin downloads the contact's data (the JSON the API gives).
+    async with two.expect_download() as download_info:
+        await two.get_by_role("button", name="Export contact data (JSON)").click()
+    download = await download_info.value
+    exported = json.loads(Path(await download.path()).read_text())
+    assert download.suggested_filename.startswith("contact-") and exported["conversations"][0]["id"] == conversation_id
+    # "e" resolves; both pages say so.
+    await one.locator("body").press("e")
+    for page in (one, two):
+        await expect(page.locator("#conv-meta .badge--status")).to_have_text("resolved", timeout=LIVE)
+        await expect(page.locator("#reopen")).to_be_visible(timeout=LIVE)
+    # Esc goes back to the inbox.
+    await one.locator("body").press("Escape")
+    await one.wait_for_url(f"{ch.base_url}/console")
     for context in (first, second, visitor_context):
         await context.close()
 
@@ -362,3 +376,40 @@ def test_the_vendored_axe_core_is_the_published_4_14_1() -> None:
     assert digest == "29348999450cdf2849a8e70b7912fc2da85a849da39c0d0d5394f51d4a9ed95c"
     assert "axe v4.14.1" in AXE.read_text()[:200]
     assert (AXE.parent / "LICENSE").read_text().startswith("Mozilla Public License")
+
+
+async def test_an_article_found_in_the_knowledge_base_goes_into_the_reply(
+    browser: Any, database_url: str, tmp_path: Path
+) -> None:
+    from playwright.async_api import expect
+
+    from knowledge_base import SAMPLE_DIR, HashingEmbedder, KnowledgeBase
+    from tests.conftest import make_settings
+    from tests.console.test_conversation_channels import running
+
+    settings = make_settings(
+        database_url, tmp_path, kb_enabled=True, kb_seed_dir=SAMPLE_DIR, public_url="http://help.example.test"
+    )
+    async with running(
+        settings, knowledge_base=KnowledgeBase(data_dir=tmp_path / "kb", embedder=HashingEmbedder())
+    ) as ch:
+        conversation_id = await customer_writes(ch, "kb-e2e", "How do I return my boots?")
+        context = await console_context(browser, ch, "agent")
+        page = await context.new_page()
+        await page.goto(f"{ch.base_url}/console/conversations/{conversation_id}")
+        reply = page.get_by_role("textbox", name="Reply to")
+        await reply.fill("Hi! Here is how:")
+        await page.get_by_text("Knowledge base").click()
+        await page.get_by_role("searchbox", name="Search articles").fill("return")
+        first = page.locator(".kb-insert").first
+        await expect(first).to_be_visible(timeout=TIMEOUT)
+        url = await first.get_attribute("data-url")
+        title = await first.get_attribute("data-title")
+        assert url and url.startswith("http://help.example.test/help/")
+        await first.click()
+        await expect(reply).to_have_value(f"Hi! Here is how: {title}: {url}")
+        await expect(reply).to_be_focused()
+        await page.get_by_role("button", name="Send reply").click()
+        sent = ch.hub.channel("fake").recorder.sent
+        await wait_for(lambda: any(url in m.text for m in sent))
+        await context.close()

@@ -24,8 +24,6 @@ from tests.console.conftest import ConsoleHub, StartConsoleHub, email_of
 from tests.console.helpers import signed_in_cookies
 from tests.fakes.slack_api import FakeSlackApi, block_action_body
 
-pytestmark = pytest.mark.asyncio
-
 ACTIONS = ("reply", "note", "claim", "assign", "resolve", "reopen", "priority", "snooze", "typing")
 ADMIN_ACTIONS = ("merge", "export", "erase")
 
@@ -88,6 +86,7 @@ def forms(html: str) -> list[str]:
     return re.findall(r'data-action="([a-z]+)"', html)
 
 
+@pytest.mark.asyncio
 async def test_each_action_goes_through_the_hubs_services_and_is_audited_as_console(
     start_console_hub: StartConsoleHub,
 ) -> None:
@@ -162,6 +161,7 @@ async def test_each_action_goes_through_the_hubs_services_and_is_audited_as_cons
     ]
 
 
+@pytest.mark.asyncio
 async def test_a_viewer_reads_everything_but_every_write_is_refused(start_console_hub: StartConsoleHub) -> None:
     ch = await start_console_hub()
     conversation_id = await customer_writes(ch, "bob-1", "Can I change my address?", name="Bob")
@@ -193,6 +193,7 @@ async def test_a_viewer_reads_everything_but_every_write_is_refused(start_consol
     assert [m["body"] for m in page["items"] if m["kind"] != "event"] == ["Can I change my address?", "hmm"]
 
 
+@pytest.mark.asyncio
 async def test_customer_markup_is_shown_as_text(start_console_hub: StartConsoleHub) -> None:
     ch = await start_console_hub()
     payload = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
@@ -203,6 +204,7 @@ async def test_customer_markup_is_shown_as_text(start_console_hub: StartConsoleH
             assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;&lt;script&gt;alert(2)&lt;/script&gt;" in html
 
 
+@pytest.mark.asyncio
 async def test_admin_exports_merges_and_erases_the_contact(start_console_hub: StartConsoleHub) -> None:
     ch = await start_console_hub()
     hub = ch.hub
@@ -278,6 +280,7 @@ def normalised(api: FakeSlackApi, ticket: dict[str, Any]) -> str:
     return re.sub(r"<!date\^\d+\^[^>]*>", "<date>", text)
 
 
+@pytest.mark.asyncio
 async def test_console_and_slack_actions_leave_the_same_card_and_thread(start_console_hub: StartConsoleHub) -> None:
     api = await FakeSlackApi().start()
     try:
@@ -359,3 +362,25 @@ async def _cards_settled(hub: Any) -> bool:
     """Every Slack job done (the cards show the latest state)."""
     jobs = await hub.api("GET", "/api/v1/jobs", params={"queue": "slack"})
     return all(job["status"] in ("done", "dead") for job in jobs["items"])
+
+
+def test_snooze_until_a_local_time_is_minutes_from_now() -> None:
+    from datetime import UTC, datetime
+
+    from hub.console.conversation import snooze_minutes
+    from hub.errors import InvalidInput
+
+    now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    # 14:30 in Berlin (UTC+1: getTimezoneOffset() is -60) is 13:30 UTC: 90 minutes away.
+    assert snooze_minutes({"until": "2026-11-29T14:30", "tz_offset": "-60"}, now) == 90
+    # 09:00 in New York (UTC-5: +300) is 14:00 UTC.
+    assert snooze_minutes({"until": "2026-11-29T09:00", "tz_offset": "300"}, now) == 120
+    assert snooze_minutes({"minutes": "30"}, now) == 30
+    for form in (
+        {"until": "2026-11-29T11:00", "tz_offset": "0"},  # the past
+        {"until": "2027-01-29T11:00", "tz_offset": "0"},  # beyond 30 days
+        {"until": "tomorrow"},
+        {},
+    ):
+        with pytest.raises(InvalidInput):
+            snooze_minutes(form, now)
