@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from hub.bot.supervisor import ChildProcess
     from hub.bus import EventBus
     from hub.config import Settings
+    from hub.console.live import LiveFeed
     from hub.conversations.outbox import OutboxWorker
     from hub.conversations.service import HubService
     from hub.events import Clock
@@ -54,6 +55,8 @@ PHRASINGS: web.AppKey[PhrasingSuggestions] = web.AppKey("phrasings")
 BOT_BRIDGE: web.AppKey[BotBridge] = web.AppKey("bot_bridge")
 BOT_PROCESSES: web.AppKey[list[ChildProcess]] = web.AppKey("bot_processes")
 BOT_MODEL: web.AppKey[BotModelWatcher] = web.AppKey("bot_model")
+# The console's live feed: bus events, fanned out to its SSE streams (hub.console.live).
+CONSOLE_LIVE: web.AppKey[LiveFeed] = web.AppKey("console_live")
 # Components report their health here: name -> (ok, detail).
 HEALTH: web.AppKey[dict[str, Any]] = web.AppKey("health")
 
@@ -65,6 +68,7 @@ __all__ = [
     "BUS",
     "CHANNELS",
     "CLOCK",
+    "CONSOLE_LIVE",
     "DATABASE",
     "HEALTH",
     "KNOWLEDGE_BASE",

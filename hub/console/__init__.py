@@ -10,10 +10,14 @@ What lives where:
 - ``render.py``     the one Jinja2 environment, ``render(request, template, **context)``,
                     the security headers of every console response
 - ``passwords.py``  argon2id hashing and checking, off the event loop
+- ``supervisor.py`` ``/console/supervisor``: agents' load, the queue, tickets near or past SLA, reassigning
 - ``login.py``      ``/console/login`` (password, rate-limited, audited), ``/console/logout``
 - ``conversation.py`` ``/console/conversations/{id}``: the contact's timeline, profile and ticket,
                     and every action on them (through the services the API and Slack use);
                     ``conversation_view.py`` reads what the page shows in one transaction
+- ``inbox.py``      the inbox's queries: views, filters, search, keyset pages, SLA state
+- ``inbox_pages.py`` ``/console`` (the inbox) and the row fragments its script fetches
+- ``live.py``       ``/console/events``: the bus as a Server-Sent Events stream (event shapes there)
 - ``templates/``    ``base.html`` (landmarks, nav, the CSRF meta tag) and the pages
 - ``static/``       ``console.css``; ``console.js`` (CSRF header on fetch/htmx, the ``?``
                     shortcut help); pages add their own modules
@@ -28,20 +32,20 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from hub.console import conversation, login, sessions
+# --- the console's pages: the inbox and conversation modules import theirs here ---
+from hub.console import conversation, inbox_pages, live, login, sessions, supervisor
 from hub.console.render import STATIC_DIR, console_headers, is_console, render
 from hub.errors import HubError, RateLimited
 
-# --- the console's pages: the inbox and conversation modules import theirs here ---
-# from hub.console import inbox
-# (conversation: imported above, beside login and sessions, where isort puts it)
 # ----------------------------------------------------------------------------------
 
 
 def setup_console(app: web.Application) -> None:
     app.add_routes(login.routes)
+    app.add_routes(supervisor.routes)
     # --- the console's pages: the inbox and conversation modules add theirs here ---
-    # app.add_routes(inbox.routes)
+    app.add_routes(inbox_pages.routes)
+    live.setup_live(app)  # GET /console/events: the live feed every page can follow
     app.add_routes(conversation.routes)
     # --------------------------------------------------------------------------------
     app.router.add_static("/console/static", STATIC_DIR, name="console_static")

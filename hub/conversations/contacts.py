@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from hub.audit import entry as audit_entry
-from hub.conversations import references
+from hub.conversations import references, search
 from hub.conversations.references import contact_references, unhandled_contact_references
 from hub.errors import InvalidInput, NotFound
 from hub.events import utcnow
@@ -539,6 +539,7 @@ def erase_contact(conn: Connection, contact_id: int) -> Erasure:
     _remember_erased_deliveries(conn, contact_id)
     _erase_rows(conn, erasure, with_bot)  # what writers committed until the contact was held
     conn.execute(sa.delete(contacts).where(contacts.c.id == contact_id))
+    search.purge_deleted(conn)  # no token of their words left in the search index
     _queue_clean_up_outside(conn, erasure, with_bot)
     return erasure
 

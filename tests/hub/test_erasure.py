@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from hub.bot.bridge import BotBridge
+from hub.conversations.search import search_conversations
 from hub.keys import BOT_BRIDGE, METRICS, SLACK_DESK
 from hub.slack.jobs import SlackJobWorker
 from hub.storage.schema import metadata
@@ -84,12 +85,30 @@ async def test_erasure_leaves_nothing_in_tables_slack_rasa_or_logs(
             return hits
 
         assert await hub.db.read(scan) == []
+        # Nor in the search index: no match, and (SQLite) not a token left in
+        # the FTS5 segments, where a deletion first lands as a tombstone.
+        assert await hub.db.read(search_conversations, "walnut clock") == []
+        assert await hub.db.read(fts_segment_hits, [n.casefold() for n in needles]) == []
         logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
         assert not [line for line in logged if any(n in line for n in needles)]
     finally:
         await hub.client.close()
         await rasa.stop()
         await slack.close()
+
+
+def fts_segment_hits(conn: sa.Connection, needles: list[str]) -> list[str]:
+    """The needles (single words) found in the raw pages of the SQLite FTS5
+    index (its shadow tables); PostgreSQL keeps its vector in the row."""
+    if conn.dialect.name != "sqlite":
+        return []
+    words = [w.encode() for n in needles for w in n.split()]
+    hits = []
+    for table in ("messages_fts_data", "messages_fts_idx"):
+        for row in conn.exec_driver_sql(f"SELECT * FROM {table}"):
+            raw = b" ".join(v if isinstance(v, bytes) else str(v).encode() for v in row)
+            hits += [f"{table}: {w.decode()}" for w in words if w in raw]
+    return hits
 
 
 # --- what is on its way while the erasure commits --------------------------------------
