@@ -369,7 +369,7 @@ async def test_the_reply_box_counts_sms_segments_exactly_as_the_hub(
     await visitor_context.close()
 
 
-def test_the_vendored_axe_core_is_the_published_4_14_1() -> None:
+async def test_the_vendored_axe_core_is_the_published_4_14_1() -> None:
     import hashlib
 
     digest = hashlib.sha256(AXE.read_bytes()).hexdigest()
