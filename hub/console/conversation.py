@@ -110,6 +110,7 @@ def _context(request: web.Request, user: User, found: view.ConversationView) -> 
     conversation = found.conversation
     ticket = found.ticket
     open_ticket = ticket if ticket is not None and ticket.status == TicketStatus.OPEN else None
+    limits = _limits(request.app, conversation.channel)
     return {
         "can_write": user.role.allows(Role.AGENT),
         "is_admin": user.role.allows(Role.ADMIN),
@@ -119,8 +120,8 @@ def _context(request: web.Request, user: User, found: view.ConversationView) -> 
         "open_ticket": open_ticket,
         "priorities": [p.value for p in Priority],
         "resolved": conversation.status == ConversationStatus.RESOLVED,
-        "limits": _limits(request.app, conversation.channel),
-        "limits_json": json.dumps(_limits(request.app, conversation.channel)),
+        "limits": limits,
+        "limits_json": json.dumps(limits),
         "reply_subject": _reply_subject(conversation.subject) if conversation.channel == "email" else None,
         "kb_enabled": request.app.get(keys.KNOWLEDGE_BASE) is not None,
         "now": request.app[keys.CLOCK].now(),
@@ -147,16 +148,24 @@ async def conversation_page(request: web.Request) -> web.StreamResponse:
 
 @routes.get(BASE + "/timeline")
 async def timeline_partial(request: web.Request) -> web.StreamResponse:
-    """Entries ``before`` (older, "show earlier") or ``after`` (newer, live) a cursor."""
+    """Entries ``before`` (older, "show earlier") or ``after`` (newer, live) a
+    cursor, or the entries ``ids`` (comma-separated, at most 50) as they are now."""
     await require_user(request)
     conversation_id = _conversation_id(request)
     before, after = request.query.get("before") or None, request.query.get("after") or None
-    if bool(before) == bool(after):
-        raise InvalidInput("give 'before' or 'after'")
+    ids = [parse_id(part) for part in request.query.get("ids", "").split(",") if part]
+    if None in ids or len(ids) > 50:
+        raise InvalidInput("'ids' must be at most 50 message ids")
+    if bool(before) + bool(after) + bool(ids) != 1:
+        raise InvalidInput("give 'before', 'after' or 'ids'")
 
     def read(conn: Any) -> view.TimelinePage:
         conversation = conversations_tx.get_conversation(conn, conversation_id)
         contact = contacts_tx.get_contact(conn, conversation.contact_id)
+        if ids:
+            return view.entries_by_id(
+                conn, contact, [i for i in ids if i is not None], sms_channels=_sms_channels(request.app)
+            )
         return view.timeline_page(
             conn,
             contact,

@@ -23,7 +23,8 @@ from hub.conversations import consent, timeline
 from hub.conversations import contacts as contacts_tx
 from hub.conversations import transactions as conversations_tx
 from hub.models import AuthorKind, Contact, Conversation, Direction, Identity, Message, MessageKind
-from hub.storage.schema import tickets, users
+from hub.storage import rows
+from hub.storage.schema import messages, tickets, users
 from hub.tickets import agents as agents_tx
 from hub.tickets.model import Ticket, TicketStatus, ticket_from_row
 
@@ -252,6 +253,23 @@ def timeline_page(
         entries=entries(conn, page.items, contact, sms_channels=sms_channels),
         prev_cursor=page.prev_cursor if not after else None,
         next_cursor=page.next_cursor,
+    )
+
+
+def entries_by_id(
+    conn: Connection, contact: Contact, ids: list[int], *, sms_channels: frozenset[str] = frozenset()
+) -> TimelinePage:
+    """Entries already on the page, as they are now (a delivery state moved on)."""
+    found = [
+        rows.message(r)
+        for r in conn.execute(
+            sa.select(messages)
+            .where(messages.c.contact_id == contact.id, messages.c.id.in_(ids))
+            .order_by(messages.c.id)
+        )
+    ]
+    return TimelinePage(
+        entries=entries(conn, found, contact, sms_channels=sms_channels), prev_cursor=None, next_cursor=None
     )
 
 

@@ -131,6 +131,10 @@ async def test_an_agent_answers_a_visitor_live_and_notes_never_reach_them(
     await agent.get_by_role("button", name="Send reply").click()
     await expect(bubbles(visitor, "Sorry about that! It ships today.")).to_have_count(1, timeout=TIMEOUT)
     await expect(agent.locator(".entry--team", has_text="It ships today.")).to_have_count(1, timeout=TIMEOUT)
+    # Its delivery state follows without a reload: the widget has it.
+    await expect(agent.locator(".entry--team", has_text="It ships today.").locator(".delivery")).to_have_text(
+        "delivered", timeout=TIMEOUT
+    )
     await expect(visitor.locator(".log .typing")).to_be_hidden(timeout=TIMEOUT)
 
     # A note stays with the agents: the widget never shows it, the timeline does.

@@ -109,9 +109,20 @@ async def test_each_action_goes_through_the_hubs_services_and_is_audited_as_cons
 
         # A reply goes out on the customer's channel; a note never does.
         sent = hub.channel("fake").recorder.sent
-        await agent.act(conversation_id, "reply", {"text": "Sorry Ada, a new one is on its way.", "key": "k1"})
+        replied = await agent.act(
+            conversation_id, "reply", {"text": "Sorry Ada, a new one is on its way.", "key": "k1"}
+        )
         await agent.act(conversation_id, "reply", {"text": "Sorry Ada, a new one is on its way.", "key": "k1"})
         await wait_for(lambda: any(m.text == "Sorry Ada, a new one is on its way." for m in sent))
+
+        # The page re-reads an entry whose delivery moved on (no full reload).
+        async def entry_sent() -> bool:
+            entry = await agent.page(conversation_id, f"/timeline?ids={replied['message_id']}")
+            return entry.count('class="entry ') == 1 and "delivery--queued" not in entry
+
+        await wait_for(entry_sent)
+        async with agent.session.get(f"{ch.base_url}/console/conversations/{conversation_id}/timeline?ids=1,x") as bad:
+            assert bad.status == 400
         await agent.act(conversation_id, "note", {"text": "Carrier lost it; refund if it happens again"})
         timeline = await agent.page(conversation_id, "/timeline?after=bTow")
         assert "Carrier lost it" in timeline and "internal note" in timeline

@@ -91,6 +91,37 @@ import { registerShortcut } from "./console.js";
     }
   }
 
+  // Entries whose delivery is still under way are read again until it settles
+  // (the web chat's "delivered" comes from the outbox, with no event of its own),
+  // and at once when the live stream reports a delivery.
+  var PENDING = ".delivery--queued, .delivery--sending";
+  var recheckTimer = null, rechecks = 0;
+  async function rerender(ids) {
+    if (!ids.length) return;
+    var response = await fetch(base + "/timeline?ids=" + ids.slice(0, 50).join(","), { credentials: "same-origin" });
+    if (!response.ok) return;
+    var items = fragment(await response.text());
+    Array.prototype.slice.call(items.querySelectorAll("li.entry")).forEach(function (li) {
+      var shown = document.getElementById(li.id);
+      if (shown) shown.replaceWith(li);
+    });
+  }
+  function pendingIds() {
+    return Array.prototype.map.call(list.querySelectorAll(PENDING), function (el) {
+      return el.closest("li.entry").dataset.id;
+    });
+  }
+  function recheckSoon() {
+    clearTimeout(recheckTimer);
+    if (!pendingIds().length) { rechecks = 0; return; }
+    if (rechecks >= 20) return; // stuck in the outbox: the next event or a reload shows it
+    recheckTimer = setTimeout(async function () {
+      rechecks += 1;
+      await rerender(pendingIds());
+      recheckSoon();
+    }, Math.min(500 * (rechecks + 1), 5000));
+  }
+
   var earlier = document.getElementById("load-earlier");
   if (earlier) {
     earlier.addEventListener("click", async function () {
@@ -137,6 +168,7 @@ import { registerShortcut } from "./console.js";
         refreshAgain = false;
         await Promise.all([loadNewer(), loadPanel()]);
       } while (refreshAgain);
+      recheckSoon();
     })().finally(function () { refreshing = null; });
     return refreshing;
   }
@@ -161,7 +193,9 @@ import { registerShortcut } from "./console.js";
       else window.location.reload();
       return;
     }
-    if (change.conversation_id !== undefined && mine.has(String(change.conversation_id))) refresh();
+    if (change.conversation_id === undefined || !mine.has(String(change.conversation_id))) return;
+    if (change.what === "delivery" && change.message_id) rerender([String(change.message_id)]);
+    else refresh();
   }
 
   if (window.EventSource) {
@@ -408,4 +442,5 @@ import { registerShortcut } from "./console.js";
   });
 
   scrollToEnd();
+  recheckSoon();
 })();
