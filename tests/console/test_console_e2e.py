@@ -273,11 +273,19 @@ async def test_a_viewer_reads_but_every_write_control_is_absent_and_refused(
         browser, ch, 'Hi <img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
     )
     conversation_id = await the_conversation(ch)
+    for n in range(55):  # a history longer than a page
+        await ch.hub.service.add_note(conversation_id, f"note {n}", author_id=None)
     url = f"{ch.base_url}/console/conversations/{conversation_id}"
     context = await console_context(browser, ch, "viewer")
     page = await context.new_page()
     errors = watch(page)
     await page.goto(url)
+    # The newest at the bottom; the beginning one click away.
+    await expect(page.locator(".entry").last).to_contain_text("note 54")
+    await expect(page.locator(".entry--customer")).to_have_count(0)
+    await page.get_by_role("button", name="Show earlier messages").click()
+    await expect(page.locator(".entry")).to_have_count(56)
+    await expect(page.get_by_role("button", name="Show earlier messages")).to_be_hidden()
     entry = page.locator(".entry--customer .entry-body")
     # Stored markup is shown as text, never run.
     await expect(entry).to_have_text('Hi <img src=x onerror="window.__xss=1"><script>window.__xss=2</script>')
