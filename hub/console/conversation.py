@@ -65,13 +65,14 @@ def _tickets(request: web.Request) -> TicketService:
 
 
 def _sms_channels(app: web.Application) -> frozenset[str]:
-    return frozenset(name for name, channel in app[keys.CHANNELS].items() if channel.address_kind == "phone")
+    """Channels whose texts cost segments (WhatsApp shares SMS's phone numbers, not its segments)."""
+    return frozenset({"sms"} & set(app[keys.CHANNELS]))
 
 
 def _limits(app: web.Application, channel: str) -> dict[str, Any]:
     """What the reply box shows for the conversation's channel: its hard
-    limit, SMS segments (the alphabet and sizes of ``hub.segments``, so the
-    page counts exactly as the SMS channel splits), e-mail's subject."""
+    limit and, for SMS, segments (the alphabet and sizes of ``hub.segments``,
+    so the page counts exactly as the SMS channel splits)."""
     adapter = app[keys.CHANNELS].get(channel)
     settings = app[keys.SETTINGS]
     limits: dict[str, Any] = {
