@@ -66,7 +66,8 @@ def _tickets(request: web.Request) -> TicketService:
 
 def _sms_channels(app: web.Application) -> frozenset[str]:
     """Channels whose texts cost segments (WhatsApp shares SMS's phone numbers, not its segments)."""
-    return frozenset({"sms"} & set(app[keys.CHANNELS]))
+    channels = app[keys.CHANNELS]
+    return frozenset(name for name in ("sms",) if name in channels)
 
 
 def _limits(app: web.Application, channel: str) -> dict[str, Any]:
