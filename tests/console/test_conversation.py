@@ -395,3 +395,28 @@ def test_snooze_until_a_local_time_is_minutes_from_now() -> None:
     ):
         with pytest.raises(InvalidInput):
             snooze_minutes(form, now)
+
+
+@pytest.mark.asyncio
+async def test_a_bot_answer_shows_the_article_it_cited(start_console_hub: StartConsoleHub) -> None:
+    from hub.models import AuthorKind
+
+    ch = await start_console_hub()
+    conversation_id = await customer_writes(ch, "cite-1", "How long does shipping take?")
+    hits = [
+        {"article_id": "shipping", "title": "Shipping times", "url": "/help/default/shipping#eu", "score": 0.9},
+        {"article_id": "returns", "title": "Returns", "url": "/help/default/returns", "score": 0.4},
+    ]
+    decision = {"action": "answer", "article_id": "shipping", "confidence": 0.87}
+    await ch.hub.service.reply(
+        conversation_id,
+        "Three to five days. Read more: https://example.test/help/default/shipping#eu",
+        author_kind=AuthorKind.BOT,
+        meta={"kb_hits": hits, "decision": decision},
+    )
+    async with console_as(ch, "viewer") as viewer:
+        html = await viewer.page(conversation_id)
+    cited = re.search(r'<p class="entry-cite">(.*?)</p>', html, re.S)
+    assert cited is not None
+    assert '<a href="/help/default/shipping#eu" target="_blank" rel="noopener">Shipping times</a>' in cited.group(1)
+    assert "confidence 0.87" in cited.group(1) and "Returns" not in cited.group(1)
