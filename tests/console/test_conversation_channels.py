@@ -105,3 +105,26 @@ async def test_the_knowledge_base_search_gives_absolute_article_links(database_u
             async with viewer.session.get(f"{ch.base_url}/console/kb/search", params={"q": "return"}) as found:
                 assert found.status == 403
             assert 'id="kb-query"' not in await viewer.page(conversation_id)
+
+
+async def test_an_email_conversation_offers_the_replys_subject(start_console_hub: StartConsoleHub) -> None:
+    import sqlalchemy as sa
+
+    from hub.messages import InboundMessage
+    from hub.storage.schema import outbox
+
+    ch = await start_console_hub()
+    stored = await ch.hub.service.ingest(
+        InboundMessage(channel="email", sender="ada@example.com", text="Where is my invoice?", subject="Invoice 42")
+    )
+    conversation_id = stored.conversation.id
+    async with console_as(ch, "agent") as agent:
+        page = await agent.page(conversation_id)
+        assert re.search(r'<input type="text" name="subject" id="reply-subject" value="Re: Invoice 42"', page)
+        await agent.act(conversation_id, "reply", {"text": "Attached.", "subject": "Re: Invoice 42 (corrected)"})
+    payloads = await ch.db.read(lambda conn: [r.payload for r in conn.execute(sa.select(outbox.c.payload))])
+    assert [p["subject"] for p in payloads if p["text"] == "Attached."] == ["Re: Invoice 42 (corrected)"]
+    # Other channels have no subject line.
+    chat = await customer_writes(ch, "no-subject", "hi")
+    async with console_as(ch, "agent") as agent:
+        assert 'name="subject"' not in await agent.page(chat)
