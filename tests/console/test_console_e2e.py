@@ -11,6 +11,7 @@ import importlib.util
 import json
 import random
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +200,20 @@ async def test_two_agents_see_each_others_claim_at_once(browser: Any, start_cons
     download = await download_info.value
     exported = json.loads(Path(await download.path()).read_text())
     assert download.suggested_filename.startswith("contact-") and exported["conversations"][0]["id"] == conversation_id
+    # Snooze until a local time tomorrow: the other page shows until when (in UTC).
+    tomorrow = datetime.now() + timedelta(days=1)  # the browser's local time is the machine's
+    await two.get_by_label("Snooze until").fill(tomorrow.strftime("%Y-%m-%dT09:30"))
+    await two.get_by_role("button", name="Snooze").click()
+    until = tomorrow.replace(hour=9, minute=30).astimezone(UTC).strftime("until %d %b %H:%M UTC")
+    await expect(one.locator(".facts", has_text="Snoozed")).to_contain_text(until, timeout=TIMEOUT)
+    # "?" lists the page's shortcuts.
+    await one.locator("body").press("?")
+    dialog = one.get_by_role("dialog", name="Keyboard shortcuts")
+    await expect(dialog).to_be_visible()
+    for described in ("Reply to the customer", "Write an internal note", "Claim the conversation", "Resolve"):
+        await expect(dialog).to_contain_text(described)
+    await one.keyboard.press("Escape")
+    await expect(dialog).to_be_hidden()
     # "e" resolves; both pages say so.
     await one.locator("body").press("e")
     for page in (one, two):
