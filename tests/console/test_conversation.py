@@ -148,6 +148,16 @@ async def test_each_action_goes_through_the_hubs_services_and_is_audited_as_cons
         await agent.act(conversation_id, "reopen")
         assert (await hub.api("GET", f"/api/v1/conversations/{conversation_id}"))["status"] == "open"
 
+        # Without the page's script, a plain form post (the token in a field) goes back to the page.
+        async with agent.session.post(
+            f"{ch.base_url}/console/conversations/{conversation_id}/note",
+            data={"text": "Posted without JavaScript", "csrf_token": agent.token},
+            headers={"Accept": "text/html"},
+            allow_redirects=False,
+        ) as plain:
+            assert plain.status == 303 and plain.headers["Location"] == f"/console/conversations/{conversation_id}"
+        assert "Posted without JavaScript" in await agent.page(conversation_id)
+
         # Invalid input is a 400 that says why; nothing is recorded for it.
         response = await agent.post(conversation_id, "priority", {"priority": "whenever"})
         assert response.status == 400
@@ -168,6 +178,7 @@ async def test_each_action_goes_through_the_hubs_services_and_is_audited_as_cons
             "ticket.assign",
             "ticket.resolve",
             "conversation.update",
+            "conversation.note",
         )
     ]
 
