@@ -29,6 +29,7 @@ from hub.conversations import ingest as ingest_tx
 from hub.conversations import transactions as conversations_tx
 from hub.errors import InvalidInput
 from hub.events import (
+    AgentTyping,
     ContactErased,
     ContactsMerged,
     ConversationUpdated,
@@ -93,6 +94,8 @@ class HubService:
         self.tx_hooks = TxHooks()
         # conversation id -> when its customer was last told an agent types (monotonic).
         self._typing_shown: dict[int, float] = {}
+        # The indicator goes through the bus: the visitor's socket may be held by another instance.
+        bus.subscribe(AgentTyping, self._push_typing)
 
     # --- ChannelHost ---------------------------------------------------------
     async def ingest(self, inbound: InboundMessage) -> IngestResult:
@@ -375,8 +378,9 @@ class HubService:
     async def show_typing(self, conversation_id: int, active: bool) -> bool:
         """Show the customer that an agent is typing (``active``) or stopped,
         where their channel can (web chat: ``PushesTyping``); a start is sent
-        at most every ``TYPING_INTERVAL`` seconds per conversation. True when
-        the indicator went out to an open chat."""
+        at most every ``TYPING_INTERVAL`` seconds per conversation, to every
+        instance (``AgentTyping`` on the bus: each pushes to the sockets it
+        holds). True when the indicator was sent."""
         now = time.monotonic()
         if active and now - self._typing_shown.get(conversation_id, -TYPING_INTERVAL) < TYPING_INTERVAL:
             return False
@@ -397,7 +401,13 @@ class HubService:
             if len(self._typing_shown) > 10_000:  # agents who closed the tab mid-word
                 self._typing_shown = {k: t for k, t in self._typing_shown.items() if now - t < 60}
             self._typing_shown[conversation_id] = now
-        return await channel.push_typing(to, active, author="agent")
+        await self.bus.publish(AgentTyping(conversation_id=conversation_id, channel=channel_name, to=to, active=active))
+        return True
+
+    async def _push_typing(self, event: AgentTyping) -> None:
+        channel = self.channels.get(event.channel)
+        if isinstance(channel, PushesTyping):
+            await channel.push_typing(event.to, event.active, author="agent")
 
     async def suggest_phrasing(self, payloads: Iterable[dict[str, Any]], *, conversation_id: int) -> None:
         """The bot's custom payloads of one turn: a customer's helpful vote on

@@ -15,7 +15,7 @@ from hub.console import conversation_view as view
 from hub.models import AuthorKind, Direction, Message, MessageKind
 from hub.storage.schema import messages
 from hub.tickets.model import Ticket, TicketStatus
-from tests.conftest import Hub
+from tests.conftest import Hub, wait_for
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -244,3 +244,32 @@ async def test_typing_reaches_a_chat_at_most_every_two_seconds(hub: Hub, monkeyp
     assert await hub.service.show_typing(message.conversation_id, False) is True  # a stop always goes
     assert await hub.service.show_typing(message.conversation_id, False) is False  # nothing left to hide
     assert chat.pushed == [("typist", True, "agent"), ("typist", True, "agent"), ("typist", False, "agent")]
+
+
+@pytest.mark.asyncio
+async def test_typing_reaches_a_chat_held_by_another_instance(hub: Hub) -> None:
+    """Two hub instances on one Redis: the console's request lands on one, the
+    visitor's socket is held by the other."""
+    import uuid
+
+    from hub.bus import RedisBus
+    from hub.conversations.service import HubService
+    from tests.hub.test_bus import REDIS_URL, _redis_available
+
+    if not await _redis_available():
+        pytest.skip(f"no Redis at {REDIS_URL}")
+    message = await hub.service.get_message(await inbound(hub, "far-away", "hello"))
+    channel = f"servicehub:test-typing:{uuid.uuid4().hex}"
+    here_bus, there_bus = RedisBus(REDIS_URL, channel), RedisBus(REDIS_URL, channel)
+    await here_bus.start()
+    await there_bus.start()
+    try:
+        here_chat, there_chat = TypingChat(), TypingChat()
+        here = HubService(hub.db, here_bus, {"fake": here_chat}, hub.service.metrics)
+        HubService(hub.db, there_bus, {"fake": there_chat}, hub.service.metrics)
+        assert await here.show_typing(message.conversation_id, True) is True
+        await wait_for(lambda: there_chat.pushed == [("far-away", True, "agent")])
+        assert here_chat.pushed == [("far-away", True, "agent")]  # each instance pushes to what it holds
+    finally:
+        await here_bus.close()
+        await there_bus.close()
