@@ -16,6 +16,9 @@ What lives where:
 - ``account.py``    ``/console/account``: password, second factor (``/console/account/mfa``), sessions
 - ``links.py``      one-time sign-in links (``/console/link/{token}``, ``hub users link``)
 - ``supervisor.py`` ``/console/supervisor``: agents' load, the queue, tickets near or past SLA, reassigning
+- ``conversation.py`` ``/console/conversations/{id}``: the contact's timeline, profile and ticket,
+                    and every action on them (through the services the API and Slack use);
+                    ``conversation_view.py`` reads what the page shows in one transaction
 - ``inbox.py``      the inbox's queries: views, filters, search, keyset pages, SLA state
 - ``inbox_pages.py`` ``/console`` (the inbox) and the row fragments its script fetches
 - ``live.py``       ``/console/events``: the bus as a Server-Sent Events stream (event shapes there)
@@ -36,11 +39,10 @@ from aiohttp.typedefs import Handler
 from hub import keys
 
 # --- the console's pages: the inbox and conversation modules import theirs here ---
-from hub.console import account, inbox_pages, links, live, login, sessions, supervisor
+from hub.console import account, conversation, inbox_pages, links, live, login, sessions, supervisor
 from hub.console.render import STATIC_DIR, console_headers, is_console, render
 from hub.errors import Forbidden, HubError, RateLimited
 
-# from hub.console import conversation
 # ----------------------------------------------------------------------------------
 
 
@@ -52,7 +54,7 @@ def setup_console(app: web.Application) -> None:
     # --- the console's pages: the inbox and conversation modules add theirs here ---
     app.add_routes(inbox_pages.routes)
     live.setup_live(app)  # GET /console/events: the live feed every page can follow
-    # app.add_routes(conversation.routes)
+    app.add_routes(conversation.routes)
     # --------------------------------------------------------------------------------
     app.router.add_static("/console/static", STATIC_DIR, name="console_static")
     # In order: error pages around everything, CSRF before any work, then the session.
