@@ -27,6 +27,7 @@ pytestmark = pytest.mark.asyncio
 
 @asynccontextmanager
 async def running(settings: Any, **app_kwargs: Any) -> AsyncIterator[ConsoleHub]:
+    """A console hub with settings or app arguments ``start_console_hub`` does not take (a knowledge base)."""
     clock = OffsetClock()
     hub = await start_hub(settings, clock=clock, **app_kwargs)
     try:
