@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from hub.messages import ChannelAdapter
     from hub.metrics import Metrics
     from hub.ratelimit import RateLimiter
+    from hub.reports.service import ReportService
     from hub.slack.desk import SlackDesk
     from hub.storage import Database
     from hub.tickets.service import TicketService
@@ -54,6 +55,8 @@ PHRASINGS: web.AppKey[PhrasingSuggestions] = web.AppKey("phrasings")
 BOT_BRIDGE: web.AppKey[BotBridge] = web.AppKey("bot_bridge")
 BOT_PROCESSES: web.AppKey[list[ChildProcess]] = web.AppKey("bot_processes")
 BOT_MODEL: web.AppKey[BotModelWatcher] = web.AppKey("bot_model")
+# The reports over the timeline (hub.reports).
+REPORTS: web.AppKey[ReportService] = web.AppKey("reports")
 # Components report their health here: name -> (ok, detail).
 HEALTH: web.AppKey[dict[str, Any]] = web.AppKey("health")
 
@@ -72,6 +75,7 @@ __all__ = [
     "OUTBOX",
     "PHRASINGS",
     "RATE_LIMITER",
+    "REPORTS",
     "SERVICE",
     "SETTINGS",
     "SLACK_DESK",
