@@ -50,37 +50,39 @@ def reason_key(source: str, reason: str | None) -> str:
 
 def _conversations_query(source: Source, params: ReportParams, bucketing: Bucketing) -> sa.Select[Any]:
     c, m, t = source.conversations, source.messages, source.tickets
-    outbound = sa.and_(m.c.kind == MessageKind.MESSAGE.value, m.c.direction == Direction.OUTBOUND.value)
+    # Only the replies matter (the bot's and agents'): customers' messages and
+    # timeline events are left out of the join, and only the bot's replies
+    # have their stored decision read.
+    replies = sa.and_(
+        m.c.conversation_id == c.c.id,
+        m.c.kind == MessageKind.MESSAGE.value,
+        m.c.direction == Direction.OUTBOUND.value,
+        m.c.author_kind.in_((AuthorKind.BOT.value, AuthorKind.AGENT.value)),
+    )
+    by_bot = m.c.author_kind == AuthorKind.BOT.value
     per_conversation = (
         sa.select(
             c.c.id,
             bucket_key(c.c.created_at, bucketing).label("bucket"),
-            sa.func.max(sa.case((sa.and_(outbound, m.c.author_kind == AuthorKind.BOT.value), 1), else_=0)).label("bot"),
-            sa.func.max(sa.case((sa.and_(outbound, m.c.author_kind == AuthorKind.AGENT.value), 1), else_=0)).label(
-                "agent"
-            ),
-            sa.func.max(
-                sa.case(
-                    (sa.and_(outbound, m.c.author_kind == AuthorKind.BOT.value, source.decision == "answer"), 1),
-                    else_=0,
-                )
-            ).label("answered"),
+            sa.func.max(sa.case((by_bot, 1), else_=0)).label("bot"),
+            sa.func.max(sa.case((m.c.author_kind == AuthorKind.AGENT.value, 1), else_=0)).label("agent"),
+            sa.func.max(sa.case((sa.and_(by_bot, source.decision == "answer"), 1), else_=0)).label("answered"),
         )
-        .select_from(c.outerjoin(m, m.c.conversation_id == c.c.id))
+        .select_from(c.outerjoin(m, replies))
         .where(in_range(c.c.created_at, params.start, params.end))
         .group_by(c.c.id, c.c.created_at)
     )
     if params.channel is not None:
         per_conversation = per_conversation.where(c.c.channel == params.channel)
-    sub = per_conversation.subquery()
-    ticketed = sa.select(t.c.id).where(t.c.conversation_id == sub.c.id).exists()
-    handed = sa.case((ticketed, 1), else_=0)
-    contained = sa.and_(sub.c.bot == 1, sub.c.agent == 0, sa.not_(ticketed))
+    with_tickets = per_conversation.subquery()
+    ticketed = sa.select(t.c.id).where(t.c.conversation_id == with_tickets.c.id).exists()
+    sub = sa.select(*with_tickets.c, sa.case((ticketed, 1), else_=0).label("handed")).subquery()
+    contained = sa.and_(sub.c.bot == 1, sub.c.agent == 0, sub.c.handed == 0)
     return sa.select(
         sub.c.bucket,
         sa.func.count(),
         sa.func.sum(sub.c.bot),
-        sa.func.sum(handed),
+        sa.func.sum(sub.c.handed),
         sa.func.sum(sa.case((contained, 1), else_=0)),
         sa.func.sum(sa.case((sa.and_(contained, sub.c.answered == 1), 1), else_=0)),
     ).group_by(sub.c.bucket)

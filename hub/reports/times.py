@@ -121,25 +121,31 @@ def run(conn: Connection, params: ReportParams, context: Context) -> Result:
     per_bucket: dict[int, _Tally] = defaultdict(_Tally)
     dimensions: dict[str, dict[Any, _Tally]] = {name: defaultdict(_Tally) for name in ("channel", "team", "priority")}
     per_agent: dict[Any, _Tally] = defaultdict(_Tally)
+    channels, teams, priorities = dimensions["channel"], dimensions["team"], dimensions["priority"]
+    hours, agent = context.hours, params.agent
     for row in rows:
-        bucket = per_bucket[bucketing.key_of(int(row.created_at.timestamp()))]
-        slices = [overall, bucket, *(dimensions[name][getattr(row, name)] for name in dimensions)]
-        assignee = per_agent[row.assignee_id] if params.agent in (None, row.assignee_id) else None
-        responder = per_agent[row.responder_id] if params.agent in (None, row.responder_id) else None
-        for tally in (*slices, assignee):
-            if tally is not None:
-                tally.tickets += 1
-                tally.reopened += int(bool(row.reopened))
+        opened = row.created_at
+        slices = [
+            overall,
+            per_bucket[bucketing.key_of(int(opened.timestamp()))],
+            channels[row.channel],
+            teams[row.team],
+            priorities[row.priority],
+        ]
+        assignee = [per_agent[row.assignee_id]] if agent is None or agent == row.assignee_id else []
+        reopened = 1 if row.reopened else 0
+        for tally in slices + assignee:
+            tally.tickets += 1
+            tally.reopened += reopened
         if row.first_response_at is not None:
-            seconds = duration(row.created_at, row.first_response_at, context.hours)
-            for tally in (*slices, responder):
-                if tally is not None:
-                    tally.first_response.append(seconds)
+            seconds = duration(opened, row.first_response_at, hours)
+            responder = [per_agent[row.responder_id]] if agent is None or agent == row.responder_id else []
+            for tally in slices + responder:
+                tally.first_response.append(seconds)
         if row.resolved_at is not None:
-            seconds = duration(row.created_at, row.resolved_at, context.hours)
-            for tally in (*slices, assignee):
-                if tally is not None:
-                    tally.resolution.append(seconds)
+            seconds = duration(opened, row.resolved_at, hours)
+            for tally in slices + assignee:
+                tally.resolution.append(seconds)
     series = empty_series(bucketing, _Tally().row())
     for key, tally in per_bucket.items():
         series[key].update(tally.row())

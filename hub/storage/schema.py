@@ -498,6 +498,15 @@ report_erased_messages = sa.Table(
 )
 
 # The reports select by time range (migration 0011).
-sa.Index("ix_messages_created", messages.c.created_at)
+# Covering for volume and agent activity: a range of it is read without the rows.
+sa.Index(
+    "ix_messages_created",
+    messages.c.created_at,
+    messages.c.kind,
+    messages.c.direction,
+    messages.c.author_kind,
+    messages.c.channel,
+    messages.c.author_id,
+)
 sa.Index("ix_conversations_created", conversations.c.created_at)
 sa.Index("ix_tickets_created", tickets.c.created_at)

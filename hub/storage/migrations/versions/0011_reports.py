@@ -67,7 +67,10 @@ def upgrade() -> None:
     op.create_index('ix_report_erased_messages_created', 'report_erased_messages', ['created_at'])
     op.create_index('ix_report_erased_messages_conversation', 'report_erased_messages', ['conversation_id', 'id'])
     # A report of a week out of years of history reads that week, not the years.
-    op.create_index('ix_messages_created', 'messages', ['created_at'])
+    # Covering for volume and agent activity: the range is read without the rows.
+    op.create_index(
+        'ix_messages_created', 'messages', ['created_at', 'kind', 'direction', 'author_kind', 'channel', 'author_id']
+    )
     op.create_index('ix_conversations_created', 'conversations', ['created_at'])
     op.create_index('ix_tickets_created', 'tickets', ['created_at'])
 
