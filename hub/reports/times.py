@@ -38,7 +38,7 @@ from hub.models import AuthorKind, Direction, MessageKind
 from hub.reports.base import Context, Report, Result, Row, empty_series
 from hub.reports.params import Bucketing, ReportParams
 from hub.reports.sql import SOURCES, Source, in_range
-from hub.reports.stats import duration, summary
+from hub.reports.stats import BusinessClock, duration, summary
 from hub.storage.schema import users
 
 
@@ -122,7 +122,8 @@ def run(conn: Connection, params: ReportParams, context: Context) -> Result:
     dimensions: dict[str, dict[Any, _Tally]] = {name: defaultdict(_Tally) for name in ("channel", "team", "priority")}
     per_agent: dict[Any, _Tally] = defaultdict(_Tally)
     channels, teams, priorities = dimensions["channel"], dimensions["team"], dimensions["priority"]
-    hours, agent = context.hours, params.agent
+    hours = BusinessClock(context.hours) if context.hours is not None else None
+    agent = params.agent
     for row in rows:
         opened = row.created_at
         slices = [

@@ -11,6 +11,8 @@ import pytest
 
 from hub.errors import InvalidInput
 from hub.reports.params import Bucket, Bucketing, ReportParams
+from hub.reports.stats import BusinessClock
+from hub.tickets.sla import BusinessHours
 
 ZONES = ["Europe/Berlin", "America/New_York", "Asia/Kolkata", "Australia/Adelaide", "Pacific/Chatham", "UTC"]
 
@@ -54,3 +56,27 @@ def test_instants_are_read_in_the_zone_unless_they_say_otherwise() -> None:
         ReportParams.parse(start="2026-03-29", end="2026-03-29", tz="UTC")
     with pytest.raises(InvalidInput):
         ReportParams.parse(start="2026-03-29", end="2026-03-30", tz="Europe/Nowhere")
+
+
+@pytest.mark.parametrize(
+    ("text", "zone", "holidays"),
+    [
+        ("mon-fri 09:00-17:00", "Europe/Berlin", "2026-12-25,2026-12-26"),
+        ("mon-fri 09:00-12:00,13:00-17:30; sat 10:00-14:00", "America/New_York", ""),
+        ("sun-thu 00:00-24:00", "Asia/Kolkata", "2026-01-26"),
+    ],
+)
+def test_the_reports_business_clock_is_the_sla_calendar(text: str, zone: str, holidays: str) -> None:
+    """``BusinessClock`` (per-day intervals worked out once) gives what the
+    SLA's ``BusinessHours.between`` gives, over random spans, DST included."""
+    hours = BusinessHours.parse(text, zone, holidays)
+    assert hours is not None
+    clock = BusinessClock(hours)
+    rng = random.Random(text)
+    origin = datetime(2025, 12, 1, tzinfo=UTC)
+    for _ in range(2000):
+        start = origin + timedelta(seconds=rng.randrange(400 * 86400))
+        end = start + timedelta(
+            seconds=rng.choice([rng.randrange(3600), rng.randrange(5 * 86400), rng.randrange(60 * 86400)])
+        )
+        assert clock.between(start, end) == pytest.approx(hours.between(start, end), abs=1e-6)
