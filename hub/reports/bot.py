@@ -74,9 +74,18 @@ def _conversations_query(source: Source, params: ReportParams, bucketing: Bucket
     )
     if params.channel is not None:
         per_conversation = per_conversation.where(c.c.channel == params.channel)
-    with_tickets = per_conversation.subquery()
-    ticketed = sa.select(t.c.id).where(t.c.conversation_id == with_tickets.c.id).exists()
-    sub = sa.select(*with_tickets.c, sa.case((ticketed, 1), else_=0).label("handed")).subquery()
+    replied = per_conversation.subquery()
+    # Handed off: has a ticket. One join to the conversations with tickets
+    # (a hash join on PostgreSQL), not a subquery per conversation.
+    ticketed = sa.select(t.c.conversation_id).distinct().subquery()
+    sub = (
+        sa.select(
+            *replied.c,
+            sa.case((ticketed.c.conversation_id.is_not(None), 1), else_=0).label("handed"),
+        )
+        .select_from(replied.outerjoin(ticketed, ticketed.c.conversation_id == replied.c.id))
+        .subquery()
+    )
     contained = sa.and_(sub.c.bot == 1, sub.c.agent == 0, sub.c.handed == 0)
     return sa.select(
         sub.c.bucket,

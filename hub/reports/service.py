@@ -12,12 +12,13 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from sqlalchemy.engine import Connection
 
 from hub import keys
 from hub.errors import InvalidInput, NotFound
 from hub.events import Clock
 from hub.reports import agents, attainment, bot, times, volume
-from hub.reports.base import Context, Report, Result
+from hub.reports.base import Context, Report, ReportFn, Result
 from hub.reports.params import ReportParams
 from hub.tickets.sla import BusinessHours
 
@@ -65,6 +66,21 @@ def to_dict(report: Report, params: ReportParams, result: Result, *, business_ho
     }
 
 
+def _tuned(run: ReportFn) -> ReportFn:
+    """``run`` in a read transaction set up for reports. On PostgreSQL: no
+    JIT (a report's queries cost enough to trigger it, and compiling them
+    took longer than running them: 2.4 of 3.9 s for the bot report over 1M
+    messages), and room to sort and hash in memory rather than on disk."""
+
+    def tuned(conn: Connection, params: ReportParams, context: Context) -> Result:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET LOCAL jit = off")
+            conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
+        return run(conn, params, context)
+
+    return tuned
+
+
 class ReportService:
     def __init__(self, db: Database, *, hours: BusinessHours | None, clock: Clock) -> None:
         self.db = db
@@ -76,7 +92,7 @@ class ReportService:
         report = get_report(name)
         check_filters(report, params)
         context = Context(now=self.clock.now(), hours=self.hours)
-        result = await self.db.read(report.run, params, context)
+        result = await self.db.read(_tuned(report.run), params, context)
         return to_dict(report, params, result, business_hours=self.hours is not None)
 
 
