@@ -1,4 +1,12 @@
-"""``/hub`` slash commands: queue, duty on|off, search the knowledge base, contact."""
+"""``/hub`` slash commands: queue, duty on|off, search the knowledge base,
+contact, and canned replies (``replies`` lists them, ``reply <name>`` sends
+one to a ticket's customer).
+
+Slack does not say in which thread a command was typed (a slash command's
+payload has the channel, not the thread), so ``/hub reply <name>`` takes the
+ticket from ``thread_ts`` when Slack sends one and otherwise from a ticket
+number after the name: ``/hub reply refund-policy #42``.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +19,20 @@ from sqlalchemy.engine import Connection
 from hub import keys
 from hub.audit import Actor, Audit
 from hub.conversations import contacts as contacts_tx
-from hub.errors import HubError
+from hub.errors import HubError, NotFound
 from hub.slack import cards as slack_blocks
 from hub.slack.transport import SlackTransport, post_ephemeral
+from hub.tickets import queries as tickets_queries
 
 if TYPE_CHECKING:
     from hub.config import Settings
     from hub.conversations.service import HubService
     from hub.tickets.service import TicketService
+
+USAGE = (
+    "Usage: /hub queue | /hub duty on|off | /hub search <text> | /hub contact <email|phone> "
+    "| /hub replies | /hub reply <name> #<ticket>"
+)
 
 # Returns hit dicts ({"title", "url", ...}) or an object with ``.hits`` whose
 # items have ``to_dict()`` (knowledge_base.models.SearchResult).
@@ -69,7 +83,10 @@ class SlashCommands:
             )
             return
         try:
-            text = await self._command(agent.id, verb, rest)
+            if verb == "reply":
+                text = await self._reply(agent.id, rest, body)
+            else:
+                text = await self._command(agent.id, verb, rest)
         except HubError as err:
             text = err.message
         await post_ephemeral(self.channel, channel, user, text)
@@ -107,7 +124,48 @@ class SlashCommands:
             return "\n".join(lines)
         if verb == "contact":
             return await self._contact_summary(rest)
-        return "Usage: /hub queue | /hub duty on|off | /hub search <text> | /hub contact <email|phone>"
+        if verb == "replies":
+            found = await self.app[keys.CANNED_REPLIES].list()
+            if not found:
+                return "There are no canned replies yet (an admin adds them: POST /api/v1/canned-replies)."
+            lines = [f"• `{r.name}` {slack_blocks.escape(r.title)}" + (f" ({r.team})" if r.team else "") for r in found]
+            return "*Canned replies* (send one with `/hub reply <name> #<ticket>`)\n" + "\n".join(lines)
+        return USAGE
+
+    async def _reply(self, agent_id: int, rest: str, body: dict[str, Any]) -> str:
+        """``/hub reply <name> [#ticket]``: the canned reply, rendered, to the
+        ticket's customer as this agent's reply (mirrored into its thread)."""
+        words = rest.split()
+        if not words or len(words) > 2:
+            return "Usage: /hub reply <name> [#ticket] (`/hub replies` lists the names)"
+        name, ticket_ref = words[0].lower(), (words[1].lstrip("#") if len(words) > 1 else "")
+        canned = self.app[keys.CANNED_REPLIES]
+        try:
+            reply = await canned.get(name)
+        except NotFound:
+            return f"No canned reply is named “{slack_blocks.escape(words[0][:64])}”. `/hub replies` lists them."
+        ticket = None
+        if ticket_ref:
+            if not ticket_ref.isascii() or not ticket_ref.isdigit() or len(ticket_ref) > 18:
+                return f"“{slack_blocks.escape(words[1][:30])}” is not a ticket number. Usage: /hub reply <name> #42"
+            ticket = await self.tickets.get(int(ticket_ref))
+        elif body.get("thread_ts"):
+            ticket = await self.db.read(
+                tickets_queries.ticket_for_slack_message, body.get("channel_id", ""), body["thread_ts"]
+            )
+        if ticket is None:
+            return (
+                f"Which ticket? Slack does not tell apps the thread a command was typed in: "
+                f"`/hub reply {reply.name} #<ticket number>` (the number is on the card)."
+            )
+        await canned.send(
+            reply.name,
+            ticket.conversation_id,
+            agent_id=agent_id,
+            via="slack",
+            idempotency_key=f"slack-command:{body['trigger_id']}" if body.get("trigger_id") else None,
+        )
+        return f"Sent “{slack_blocks.escape(reply.title)}” to the customer of ticket #{ticket.id}."
 
     def use_kb_search(self, search: KbSearch) -> None:
         """``/hub search`` asks ``search`` instead of the hub's knowledge base."""
