@@ -4,6 +4,8 @@ every storage backend."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import sqlalchemy as sa
 
@@ -28,7 +30,7 @@ GREETING = (
     "Hi {{ contact.first_name|default('there', true) }}, this is {{ agent.first_name }} ({{ agent.name }}) "
     "about ticket #{{ ticket.id }} [{{ ticket.priority|upper }}] in conversation {{ conversation.id }}."
 )
-VALUES = {
+VALUES: dict[str, dict[str, Any]] = {
     "contact": {"first_name": "Ada", "name": "Ada Lovelace"},
     "ticket": {"id": 42, "priority": "high"},
     "agent": {"name": "Grace Hopper", "first_name": "Grace"},
