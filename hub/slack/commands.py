@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from hub.conversations.service import HubService
     from hub.tickets.service import TicketService
 
+# The callback id of the "Send canned reply" shortcut and its modal (channels.slack.CANNED_REPLY).
+CANNED_REPLY = "canned_reply"
 USAGE = (
     "Usage: /hub queue | /hub duty on|off | /hub search <text> | /hub contact <email|phone> "
     "| /hub replies | /hub reply <name> #<ticket>"
@@ -132,6 +134,86 @@ class SlashCommands:
             return "*Canned replies* (send one with `/hub reply <name> #<ticket>`)\n" + "\n".join(lines)
         return USAGE
 
+    async def on_shortcut(self, body: dict[str, Any]) -> None:
+        """The "Send canned reply" message shortcut, on a ticket's card or a
+        message of its thread (a shortcut, unlike a command, names the
+        message): a modal to choose the reply (``on_view`` sends it)."""
+        user, channel = _dig(body, "user", "id"), _dig(body, "channel", "id")
+        thread = _dig(body, "message", "thread_ts") or _dig(body, "message", "ts")
+        if not isinstance(user, str) or not isinstance(channel, str) or not isinstance(thread, str):
+            return  # not a message shortcut's shape
+        agent = await self.tickets.agent_for_slack_user(user)
+        if agent is None:
+            await post_ephemeral(self.channel, channel, user, "Only Servicehub agents can send canned replies.")
+            return
+        ticket = await self.db.read(tickets_queries.ticket_for_slack_message, channel, thread)
+        if ticket is None:
+            await post_ephemeral(
+                self.channel, channel, user, "Use “Send canned reply” on a ticket's card or a message in its thread."
+            )
+            return
+        replies = await self.app[keys.CANNED_REPLIES].list(team=ticket.team)
+        if not replies:
+            await post_ephemeral(self.channel, channel, user, "There are no canned replies for this team yet.")
+            return
+        options = [
+            {"text": {"type": "plain_text", "text": f"{r.title} ({r.name})"[:75]}, "value": r.name}
+            for r in replies[:100]  # Slack's limit for a static select
+        ]
+        view = {
+            "type": "modal",
+            "callback_id": CANNED_REPLY,
+            "private_metadata": str(ticket.id),
+            "title": {"type": "plain_text", "text": "Canned reply"},
+            "submit": {"type": "plain_text", "text": "Send"},
+            "close": {"type": "plain_text", "text": "Cancel"},
+            "blocks": [
+                {
+                    "type": "input",
+                    "block_id": "reply",
+                    "label": {"type": "plain_text", "text": f"Send to the customer of ticket #{ticket.id}"},
+                    "element": {"type": "static_select", "action_id": "name", "options": options},
+                }
+            ],
+        }
+        try:  # direct: a trigger id lives three seconds, no queue can wait
+            await self.channel.call("views.open", trigger_id=str(body.get("trigger_id") or ""), view=view)
+        except HubError as err:
+            await post_ephemeral(self.channel, channel, user, f"Could not open the canned replies: {err.message}")
+
+    async def on_view(self, body: dict[str, Any]) -> None:
+        """The modal of ``on_shortcut`` submitted: send the chosen reply."""
+        user = _dig(body, "user", "id")
+        view = _dig(body, "view")
+        name = _dig(view, "state", "values", "reply", "name", "selected_option", "value")
+        ticket_ref = _dig(view, "private_metadata")
+        if not isinstance(user, str) or not isinstance(name, str) or not isinstance(ticket_ref, str):
+            return
+        if not ticket_ref.isascii() or not ticket_ref.isdigit() or len(ticket_ref) > 18 or not name:
+            return  # not a modal of ours (Slack validated the required select)
+        agent = await self.tickets.agent_for_slack_user(user)
+        try:
+            ticket = await self.tickets.get(int(ticket_ref))
+        except HubError:
+            return  # erased meanwhile
+        if agent is None:
+            text = "Only Servicehub agents can send canned replies."
+        else:
+            try:
+                reply = await self.app[keys.CANNED_REPLIES].get(name)
+                await self.app[keys.CANNED_REPLIES].send(
+                    name,
+                    ticket.conversation_id,
+                    agent_id=agent.id,
+                    via="slack",
+                    idempotency_key=f"slack-view:{view.get('id')}" if view.get("id") else None,
+                )
+                text = f"Sent “{slack_blocks.escape(reply.title)}” to the customer of ticket #{ticket.id}."
+            except HubError as err:
+                text = f"Not sent: {err.message}"
+        if ticket.slack_channel:
+            await post_ephemeral(self.channel, ticket.slack_channel, user, text)
+
     async def _reply(self, agent_id: int, rest: str, body: dict[str, Any]) -> str:
         """``/hub reply <name> [#ticket]``: the canned reply, rendered, to the
         ticket's customer as this agent's reply (mirrored into its thread)."""
@@ -206,3 +288,12 @@ class SlashCommands:
             for m in page.items
         ]
         return f"{head}\nConversations: {convs}\n*Timeline*\n" + ("\n".join(lines) or "—")
+
+
+def _dig(value: Any, *path: str) -> Any:
+    """``value[path[0]][path[1]]...``, or None where a step is missing or not an object."""
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value

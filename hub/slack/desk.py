@@ -162,6 +162,8 @@ class SlackDesk:
             "event": self.inbound.on_event,
             "action": self.inbound.on_action,
             "command": self.commands.on_command,
+            "shortcut": self.commands.on_shortcut,
+            "view": self.commands.on_view,
         }[kind]
         self._spawn(handler(body), f"slack-{kind}")
 

@@ -4,6 +4,7 @@ every storage backend."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ from tests.channels.test_slack import (  # noqa: F401 - slack_api and slack_hub 
     slack_hub,
 )
 from tests.conftest import Hub, wait_for
-from tests.fakes.slack_api import FakeSlackApi, command_body
+from tests.fakes.slack_api import FakeSlackApi, command_body, message_shortcut_body, view_submission_body
 
 GREETING = (
     "Hi {{ contact.first_name|default('there', true) }}, this is {{ agent.first_name }} ({{ agent.name }}) "
@@ -267,3 +268,70 @@ async def test_hub_reply_sends_the_rendered_reply_as_the_agent(slack_hub: Hub, s
         {"canned_reply": "greeting", "via": "slack"},
         {"canned_reply": "refund", "via": "slack"},
     ]
+
+
+@pytest.mark.asyncio
+async def test_message_shortcut_opens_a_modal_and_sends_the_chosen_reply(
+    slack_hub: Hub, slack_api: FakeSlackApi
+) -> None:
+    agent_id = await make_agent(slack_hub)
+    await slack_hub.api(
+        "POST",
+        "/api/v1/canned-replies",
+        json={"name": "greeting", "title": "Greeting", "body": "Hello {{ contact.first_name }}!"},
+        expect=201,
+    )
+    await slack_hub.api(
+        "POST",
+        "/api/v1/canned-replies",
+        json={"name": "billing-only", "title": "Billing", "body": "Billing here.", "team": "billing"},
+        expect=201,
+    )
+    conversation_id = await customer_conversation(slack_hub, sender="cust-shortcut")
+    ticket = await posted_card(slack_hub, slack_api, (await bot_handoff(slack_hub, conversation_id))["id"])
+    thread_message = slack_api.add_user_message(ticket["slack_channel"], "looking", thread_ts=ticket["slack_ts"])
+
+    # On a message of the ticket's thread: a modal listing the team's replies (and every team's).
+    shortcut = message_shortcut_body(
+        user=AGENT_SLACK,
+        channel=ticket["slack_channel"],
+        message_ts=thread_message,
+        thread_ts=ticket["slack_ts"],
+        callback_id="canned_reply",
+    )
+    assert (await send_signed(slack_hub, shortcut, content_type="application/x-www-form-urlencoded")).status == 200
+    await wait_for(lambda: slack_api.of("views.open"))
+    view = slack_api.of("views.open")[0].args["view"]
+    view = json.loads(view) if isinstance(view, str) else view
+    assert view["callback_id"] == "canned_reply" and view["private_metadata"] == str(ticket["id"])
+    options = view["blocks"][0]["element"]["options"]
+    assert [o["value"] for o in options] == ["greeting"]  # the billing team's reply is not offered to support
+
+    submitted = view_submission_body(
+        user=AGENT_SLACK,
+        callback_id="canned_reply",
+        private_metadata=view["private_metadata"],
+        values={"reply": {"name": {"type": "static_select", "selected_option": {"value": "greeting"}}}},
+    )
+    assert (await send_signed(slack_hub, submitted, content_type="application/x-www-form-urlencoded")).status == 200
+    recorder = slack_hub.channel("fake").recorder
+    await wait_for(lambda: [m.text for m in recorder.sent] == ["Hello Ada!"])
+    page = await slack_hub.api("GET", f"/api/v1/conversations/{conversation_id}/timeline")
+    [sent] = [m for m in page["items"] if m["author_kind"] == "agent" and m["kind"] == "message"]
+    assert sent["body"] == "Hello Ada!" and sent["author_id"] == agent_id
+    await wait_for(
+        lambda: any(
+            c.args.get("user") == AGENT_SLACK and "Sent “Greeting”" in c.args.get("text", "")
+            for c in slack_api.of("chat.postEphemeral")
+        )
+    )
+
+    # Anywhere but a ticket: said so, no modal.
+    elsewhere = message_shortcut_body(
+        user=AGENT_SLACK, channel="CSUPPORT", message_ts="1.000001", thread_ts=None, callback_id="canned_reply"
+    )
+    await send_signed(slack_hub, elsewhere, content_type="application/x-www-form-urlencoded")
+    await wait_for(
+        lambda: any("on a ticket's card" in c.args.get("text", "") for c in slack_api.of("chat.postEphemeral"))
+    )
+    assert len(slack_api.of("views.open")) == 1
