@@ -52,6 +52,7 @@ from hub.tickets.transactions import (
     Change,
     Policy,
     assign,
+    backfill_warning_moments,
     customer_wrote,
     escalate,
     fill_capacity,
@@ -506,6 +507,7 @@ async def tickets_ctx(app: web.Application) -> AsyncIterator[None]:
         app[keys.DATABASE], app[keys.BUS], app[keys.SETTINGS], clock=app[keys.CLOCK], hooks=app[keys.SERVICE].tx_hooks
     )
     await service.db.write(agents_tx.recount_loads)
+    await service.db.write(lambda conn: backfill_warning_moments(conn, service._policy_in(conn)))
     service.subscribe()
     app[keys.TICKETS] = service
     service.scheduler.start()  # its first pass catches up on what fell due while down

@@ -536,7 +536,11 @@ def warn(conn: Connection, ticket_id: int, target: str, now: datetime) -> Change
     due = tickets.c.first_response_due if target == "first_response" else tickets.c.resolution_due
     warn_at = tickets.c.first_response_warn_at if target == "first_response" else tickets.c.resolution_warn_at
     breached = tickets.c.first_response_breached_at if target == "first_response" else tickets.c.resolution_breached_at
-    _held(conn, ticket_id)  # a resolve or a reply committing now is seen
+    held = conn.execute(sa.select(tickets.c.conversation_id).where(tickets.c.id == ticket_id)).first()
+    if held is None:
+        return None  # erased since the scan
+    if conn.dialect.name == "postgresql":
+        _hold(conn, held.conversation_id)  # a resolve or a reply committing now is seen
     still = [
         tickets.c.id == ticket_id,
         tickets.c.status == TicketStatus.OPEN.value,
@@ -558,6 +562,32 @@ def warn(conn: Connection, ticket_id: int, target: str, now: datetime) -> Change
     if claimed.rowcount != 1:
         return None  # warned already (this deadline, another instance)
     return Change(ticket=get_ticket(conn, ticket_id), now=now, warned=target)
+
+
+def backfill_warning_moments(conn: Connection, policy: Policy) -> int:
+    """Give open tickets without warning moments theirs (tickets opened
+    before migration 0012, or while HUB_SLA_WARN_AT was 0), at start-up."""
+    if not 0.0 < policy.warn_at < 1.0:
+        return 0
+    found = conn.execute(
+        sa.select(tickets.c.id, tickets.c.priority, tickets.c.created_at, tickets.c.sla_paused_seconds).where(
+            tickets.c.status == TicketStatus.OPEN.value,
+            tickets.c.first_response_warn_at.is_(None),
+            tickets.c.resolution_warn_at.is_(None),
+            sa.or_(tickets.c.first_response_due.is_not(None), tickets.c.resolution_due.is_not(None)),
+        )
+    ).all()
+    for row in found:
+        values = policy.sla_values(row.priority, row.created_at, row.sla_paused_seconds)
+        conn.execute(
+            sa.update(tickets)
+            .where(tickets.c.id == row.id)
+            .values(
+                first_response_warn_at=values["first_response_warn_at"],
+                resolution_warn_at=values["resolution_warn_at"],
+            )
+        )
+    return len(found)
 
 
 def wake(conn: Connection, ticket_id: int, now: datetime) -> Change | None:

@@ -222,16 +222,28 @@ async def test_a_deadline_moved_by_a_priority_change_is_warned_again(
 
 
 @pytest.mark.asyncio
-async def test_warn_at_zero_disables_warnings(database_url: str, tmp_path: Path, slack_api: FakeSlackApi) -> None:
+async def test_warn_at_zero_disables_warnings_and_a_later_start_catches_up(
+    database_url: str, tmp_path: Path, slack_api: FakeSlackApi
+) -> None:
     clock = MovedClock()
     hub = await start(database_url, tmp_path, slack_api, clock, sla_warn_at=0)
     try:
         ticket = await open_ticket(hub, "warn-8")
-        clock.advance(9 * MINUTE)
+        clock.advance(7 * MINUTE)
         await hub.tickets.check_due()
         assert await warnings_of(hub, ticket["id"]) == []
     finally:
         await close_hub(hub)
+    # Turned on later: the next start gives open tickets their warning moments.
+    again = await start(database_url, tmp_path, slack_api, clock)
+    try:
+        await again.tickets.check_due()
+        assert await warnings_of(again, ticket["id"]) == []  # 7 of 10 minutes used
+        clock.advance(MINUTE + 1)
+        await again.tickets.check_due()
+        assert [target for target, _ in await warnings_of(again, ticket["id"])] == ["first_response"]
+    finally:
+        await close_hub(again)
 
 
 def test_warn_at_is_validated(tmp_path: Path) -> None:
