@@ -9,7 +9,7 @@ from hub import keys
 from hub.api.base import current_user, json_body, path_id, requires
 from hub.audit import Actor
 from hub.canned.store import check_name
-from hub.errors import NotFound
+from hub.errors import InvalidInput, NotFound
 from hub.models import Role
 
 routes = web.RouteTableDef()
@@ -19,7 +19,7 @@ def _name(request: web.Request) -> str:
     raw = request.match_info["name"]
     try:
         return check_name(raw)
-    except Exception as err:  # a path that names nothing that could exist
+    except InvalidInput as err:  # a path that names nothing that could exist
         raise NotFound(f"no canned reply named {raw[:70]!r}") from err
 
 
