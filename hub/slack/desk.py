@@ -251,11 +251,13 @@ class SlackDesk:
             f":hourglass_flowing_sand: {whom} #{event.ticket_id} ({event.priority}): the {label} is due {due}, "
             f"{self.settings.sla_warn_at:.0%} of its SLA used."
         )
+        # The ticket's job: it runs after the card is up (to link it), and an
+        # erasure of the ticket's contact takes it with the ticket's other jobs.
         return self._enqueue(
             conn,
-            "notify",
-            {"channel": channel, "text": text},
-            ticket_id=None,
+            "sla_warning",
+            {"channel": channel, "text": text, "target": event.target},
+            ticket_id=event.ticket_id,
             dedup_key=f"sla-warning:{event.ticket_id}:{event.target}:{event.due_at.isoformat()}",
         )
 
@@ -395,6 +397,9 @@ class SlackDesk:
         if job.kind == "escalate":
             await self._announce_escalation(snap)
             return
+        if job.kind == "sla_warning":
+            await self._warn(snap, job.payload)
+            return
         if job.kind == "thread":
             if not ticket.slack_ts:
                 raise ChannelSendError(f"ticket {ticket.id} has no Slack card yet", retryable=True)
@@ -454,6 +459,23 @@ class SlackDesk:
         except ChannelSendError as err:
             if "message_not_found" not in err.message:
                 raise  # retried by the queue; gone already is done
+
+    async def _warn(self, snap: Snapshot, payload: dict[str, Any]) -> None:
+        """An SLA warning, unless its target was met or the ticket resolved
+        while it waited (Slack down); with a link to the card when it is up."""
+        ticket = snap.ticket
+        if ticket.status.value != "open":
+            return
+        if payload.get("target") == "first_response" and ticket.first_response_at is not None:
+            return
+        text = str(payload["text"])
+        if ticket.slack_ts and ticket.slack_channel:
+            data = await self.channel.call(
+                "chat.getPermalink", http_get=True, channel=ticket.slack_channel, message_ts=ticket.slack_ts
+            )
+            if data.get("permalink"):
+                text += f" <{data['permalink']}|Open the ticket>"
+        await self.channel.call("chat.postMessage", channel=payload["channel"], text=text, unfurl_links=False)
 
     async def _announce_escalation(self, snap: Snapshot) -> None:
         ticket, urgent = snap.ticket, self.settings.slack_urgent_channel

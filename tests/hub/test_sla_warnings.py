@@ -76,6 +76,8 @@ async def test_warned_at_the_share_and_not_before_to_the_team_channel(
         text = notice.args["text"]
         assert "Unassigned ticket" in text and "first response" in text and "80%" in text
         assert f"<!date^{int(due.timestamp())}^" in text
+        card = await hub.api("GET", f"/api/v1/tickets/{ticket['id']}")
+        assert f"/archives/{card['slack_channel']}/p{card['slack_ts'].replace('.', '')}|Open the ticket>" in text
         for _ in range(3):  # more passes, the scheduler's own among them
             await hub.tickets.check_due()
         await asyncio.sleep(0.3)
