@@ -54,6 +54,8 @@ BOLT_LOG = logging.getLogger("channels.slack.bolt")
 BOLT_LOG.addFilter(_WithholdBodies())
 
 EVENTS_PATH = "/channels/slack/events"
+# The callback id of the message shortcut and modal that send a canned reply.
+CANNED_REPLY = "canned_reply"
 REPLAY_WINDOW_SECONDS = 300
 # Slack "error" codes worth another attempt (besides HTTP 429 and 5xx).
 RETRYABLE_ERRORS = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"})
@@ -63,7 +65,8 @@ class SlackAgentHandler(Protocol):
     """The hub side (``hub.slack.desk.SlackDesk``)."""
 
     def submit(self, kind: str, body: dict[str, Any]) -> None:
-        """Take one acked payload (``event``, ``action`` or ``command``); must not block."""
+        """Take one acked payload (``event``, ``action``, ``command``,
+        ``shortcut`` or ``view``); must not block."""
 
 
 class SlackChannel(Channel):
@@ -93,6 +96,9 @@ class SlackChannel(Channel):
         self.bolt.event("app_mention")(self._on_event)
         self.bolt.action(re.compile(r"^ticket_"))(self._on_action)
         self.bolt.command("/hub")(self._on_command)
+        # "Send canned reply" on a ticket's card or a message in its thread, and its modal.
+        self.bolt.shortcut(CANNED_REPLY)(self._on_shortcut)
+        self.bolt.view(CANNED_REPLY)(self._on_view)
 
     # --- wiring ----------------------------------------------------------------
     def attach(self, handler: SlackAgentHandler | None) -> None:
@@ -115,6 +121,14 @@ class SlackChannel(Channel):
     async def _on_command(self, ack: Any, body: dict[str, Any]) -> None:
         await ack()
         self._submit("command", body)
+
+    async def _on_shortcut(self, ack: Any, body: dict[str, Any]) -> None:
+        await ack()
+        self._submit("shortcut", body)
+
+    async def _on_view(self, ack: Any, body: dict[str, Any]) -> None:
+        await ack()  # closes the modal; the desk answers by ephemeral message
+        self._submit("view", body)
 
     # --- Channel ----------------------------------------------------------------
     def routes(self) -> list[web.RouteDef]:

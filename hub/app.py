@@ -17,6 +17,7 @@ from channels.base import Channel
 from channels.registry import build_channels
 from hub import keys
 from hub.api import admin, contacts, conversations, ops
+from hub.api import canned as canned_api
 from hub.api import jobs as jobs_api
 from hub.api import kb_suggestions as kb_suggestions_api
 from hub.api import reports as reports_api
@@ -28,6 +29,7 @@ from hub.auth import TokenAuthenticator
 from hub.bot import model as bot_model
 from hub.bot.setup import setup_bot
 from hub.bus import LocalBus, RedisBus
+from hub.canned.service import canned_replies_ctx
 from hub.config import Settings
 from hub.console import setup_console
 from hub.conversations.outbox import OutboxWorker
@@ -102,6 +104,7 @@ def create_app(
     setup_knowledge_base(app, build_knowledge_base(settings) if knowledge_base is _FROM_SETTINGS else knowledge_base)
     app.add_routes(kb_suggestions_api.routes)
     app.add_routes(tickets_api.routes)
+    app.add_routes(canned_api.routes)
     app.add_routes(bot_model.routes)
     app.add_routes(reports_api.routes)
     for channel in built.values():
@@ -115,6 +118,7 @@ def create_app(
     app.cleanup_ctx.append(bus_ctx)
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(service_ctx)
+    app.cleanup_ctx.append(canned_replies_ctx)
     app.cleanup_ctx.append(suggestions_ctx)
     for channel in built.values():
         app.cleanup_ctx.append(channel.lifespan)

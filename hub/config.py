@@ -115,6 +115,11 @@ class Settings(BaseSettings):
     sla_business_hours: str = ""
     sla_timezone: str = "UTC"
     sla_holidays: str = ""  # ISO dates, comma-separated: "2026-12-25,2026-12-26"
+    # Warn before the breach: at this share of a first-response or resolution
+    # window elapsed (in SLA time: business hours, pauses excluded) the
+    # assignee, or the team's channel when unassigned, gets a Slack notice.
+    # 0 or 1: no warnings.
+    sla_warn_at: float = Field(default=0.8, ge=0.0, le=1.0)
     sla_breach_bump_priority: bool = True
     sla_breach_reassign: bool = False
     snooze_minutes: float = 60.0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -177,6 +177,21 @@ class SlaBreached(Event):
     assignee_id: int | None
 
 
+@dataclass(frozen=True, kw_only=True)
+class SlaWarning(Event):
+    """``HUB_SLA_WARN_AT`` of an SLA window has elapsed: recorded once per
+    ticket, target and deadline (``sla_warnings``)."""
+
+    name: ClassVar[str] = "sla-warning"
+    ticket_id: int
+    conversation_id: int
+    target: str  # first_response | resolution
+    due_at: datetime
+    team: str
+    priority: str
+    assignee_id: int | None
+
+
 def _registry() -> dict[str, type[Event]]:
     found: dict[str, type[Event]] = {}
     stack = list(Event.__subclasses__())
@@ -190,8 +205,7 @@ def _registry() -> dict[str, type[Event]]:
 def to_json(event: Event) -> dict[str, Any]:
     from dataclasses import asdict
 
-    data = asdict(event)
-    data["at"] = event.at.isoformat()
+    data = {key: value.isoformat() if isinstance(value, datetime) else value for key, value in asdict(event).items()}
     return {"name": event.name, "data": data}
 
 
@@ -200,5 +214,7 @@ def from_json(payload: dict[str, Any]) -> Event:
     if cls is None:
         raise ValueError(f"unknown event {payload.get('name')!r}")
     data = dict(payload["data"])
-    data["at"] = datetime.fromisoformat(data["at"])
+    for spec in fields(cls):  # datetimes travel as ISO text (``to_json``)
+        if spec.type in ("datetime", "datetime | None") and isinstance(data.get(spec.name), str):
+            data[spec.name] = datetime.fromisoformat(data[spec.name])
     return cls(**data)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from hub.bot.model import BotModelWatcher
     from hub.bot.supervisor import ChildProcess
     from hub.bus import EventBus
+    from hub.canned.service import CannedReplies
     from hub.config import Settings
     from hub.console.live import LiveFeed
     from hub.conversations.outbox import OutboxWorker
@@ -43,6 +44,8 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 OUTBOX: web.AppKey[OutboxWorker] = web.AppKey("outbox")
 AUTH: web.AppKey[TokenAuthenticator] = web.AppKey("auth")
 TICKETS: web.AppKey[TicketService] = web.AppKey("tickets")
+# Agents' reply templates (hub.canned).
+CANNED_REPLIES: web.AppKey[CannedReplies] = web.AppKey("canned_replies")
 # Only while the ``slack`` channel is enabled.
 SLACK_DESK: web.AppKey[SlackDesk] = web.AppKey("slack_desk")
 # Only while the knowledge base is enabled (hub.kb.setup).
@@ -70,6 +73,7 @@ __all__ = [
     "BOT_MODEL",
     "BOT_PROCESSES",
     "BUS",
+    "CANNED_REPLIES",
     "CHANNELS",
     "CLOCK",
     "CONSOLE_LIVE",

@@ -1,4 +1,12 @@
-"""``/hub`` slash commands: queue, duty on|off, search the knowledge base, contact."""
+"""``/hub`` slash commands: queue, duty on|off, search the knowledge base,
+contact, and canned replies (``replies`` lists them, ``reply <name>`` sends
+one to a ticket's customer).
+
+Slack does not say in which thread a command was typed (a slash command's
+payload has the channel, not the thread), so ``/hub reply <name>`` takes the
+ticket from ``thread_ts`` when Slack sends one and otherwise from a ticket
+number after the name: ``/hub reply refund-policy #42``.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +19,22 @@ from sqlalchemy.engine import Connection
 from hub import keys
 from hub.audit import Actor, Audit
 from hub.conversations import contacts as contacts_tx
-from hub.errors import HubError
+from hub.errors import HubError, NotFound
 from hub.slack import cards as slack_blocks
 from hub.slack.transport import SlackTransport, post_ephemeral
+from hub.tickets import queries as tickets_queries
 
 if TYPE_CHECKING:
     from hub.config import Settings
     from hub.conversations.service import HubService
     from hub.tickets.service import TicketService
+
+# The callback id of the "Send canned reply" shortcut and its modal (channels.slack.CANNED_REPLY).
+CANNED_REPLY = "canned_reply"
+USAGE = (
+    "Usage: /hub queue | /hub duty on|off | /hub search <text> | /hub contact <email|phone> "
+    "| /hub replies | /hub reply <name> #<ticket>"
+)
 
 # Returns hit dicts ({"title", "url", ...}) or an object with ``.hits`` whose
 # items have ``to_dict()`` (knowledge_base.models.SearchResult).
@@ -69,7 +85,10 @@ class SlashCommands:
             )
             return
         try:
-            text = await self._command(agent.id, verb, rest)
+            if verb == "reply":
+                text = await self._reply(agent.id, rest, body)
+            else:
+                text = await self._command(agent.id, verb, rest)
         except HubError as err:
             text = err.message
         await post_ephemeral(self.channel, channel, user, text)
@@ -107,7 +126,128 @@ class SlashCommands:
             return "\n".join(lines)
         if verb == "contact":
             return await self._contact_summary(rest)
-        return "Usage: /hub queue | /hub duty on|off | /hub search <text> | /hub contact <email|phone>"
+        if verb == "replies":
+            found = await self.app[keys.CANNED_REPLIES].list()
+            if not found:
+                return "There are no canned replies yet (an admin adds them: POST /api/v1/canned-replies)."
+            lines = [f"• `{r.name}` {slack_blocks.escape(r.title)}" + (f" ({r.team})" if r.team else "") for r in found]
+            return "*Canned replies* (send one with `/hub reply <name> #<ticket>`)\n" + "\n".join(lines)
+        return USAGE
+
+    async def on_shortcut(self, body: dict[str, Any]) -> None:
+        """The "Send canned reply" message shortcut, on a ticket's card or a
+        message of its thread (a shortcut, unlike a command, names the
+        message): a modal to choose the reply (``on_view`` sends it)."""
+        user, channel = _dig(body, "user", "id"), _dig(body, "channel", "id")
+        thread = _dig(body, "message", "thread_ts") or _dig(body, "message", "ts")
+        if not isinstance(user, str) or not isinstance(channel, str) or not isinstance(thread, str):
+            return  # not a message shortcut's shape
+        agent = await self.tickets.agent_for_slack_user(user)
+        if agent is None:
+            await post_ephemeral(self.channel, channel, user, "Only Servicehub agents can send canned replies.")
+            return
+        ticket = await self.db.read(tickets_queries.ticket_for_slack_message, channel, thread)
+        if ticket is None:
+            await post_ephemeral(
+                self.channel, channel, user, "Use “Send canned reply” on a ticket's card or a message in its thread."
+            )
+            return
+        replies = await self.app[keys.CANNED_REPLIES].list(team=ticket.team)
+        if not replies:
+            await post_ephemeral(self.channel, channel, user, "There are no canned replies for this team yet.")
+            return
+        options = [
+            {"text": {"type": "plain_text", "text": f"{r.title} ({r.name})"[:75]}, "value": r.name}
+            for r in replies[:100]  # Slack's limit for a static select
+        ]
+        view = {
+            "type": "modal",
+            "callback_id": CANNED_REPLY,
+            "private_metadata": str(ticket.id),
+            "title": {"type": "plain_text", "text": "Canned reply"},
+            "submit": {"type": "plain_text", "text": "Send"},
+            "close": {"type": "plain_text", "text": "Cancel"},
+            "blocks": [
+                {
+                    "type": "input",
+                    "block_id": "reply",
+                    "label": {"type": "plain_text", "text": f"Send to the customer of ticket #{ticket.id}"},
+                    "element": {"type": "static_select", "action_id": "name", "options": options},
+                }
+            ],
+        }
+        try:  # direct: a trigger id lives three seconds, no queue can wait
+            await self.channel.call("views.open", trigger_id=str(body.get("trigger_id") or ""), view=view)
+        except HubError as err:
+            await post_ephemeral(self.channel, channel, user, f"Could not open the canned replies: {err.message}")
+
+    async def on_view(self, body: dict[str, Any]) -> None:
+        """The modal of ``on_shortcut`` submitted: send the chosen reply."""
+        user = _dig(body, "user", "id")
+        view = _dig(body, "view")
+        name = _dig(view, "state", "values", "reply", "name", "selected_option", "value")
+        ticket_ref = _dig(view, "private_metadata")
+        if not isinstance(user, str) or not isinstance(name, str) or not isinstance(ticket_ref, str):
+            return
+        if not ticket_ref.isascii() or not ticket_ref.isdigit() or len(ticket_ref) > 18 or not name:
+            return  # not a modal of ours (Slack validated the required select)
+        agent = await self.tickets.agent_for_slack_user(user)
+        try:
+            ticket = await self.tickets.get(int(ticket_ref))
+        except HubError:
+            return  # erased meanwhile
+        if agent is None:
+            text = "Only Servicehub agents can send canned replies."
+        else:
+            try:
+                reply = await self.app[keys.CANNED_REPLIES].get(name)
+                await self.app[keys.CANNED_REPLIES].send(
+                    name,
+                    ticket.conversation_id,
+                    agent_id=agent.id,
+                    via="slack",
+                    idempotency_key=f"slack-view:{view.get('id')}" if view.get("id") else None,
+                )
+                text = f"Sent “{slack_blocks.escape(reply.title)}” to the customer of ticket #{ticket.id}."
+            except HubError as err:
+                text = f"Not sent: {err.message}"
+        if ticket.slack_channel:
+            await post_ephemeral(self.channel, ticket.slack_channel, user, text)
+
+    async def _reply(self, agent_id: int, rest: str, body: dict[str, Any]) -> str:
+        """``/hub reply <name> [#ticket]``: the canned reply, rendered, to the
+        ticket's customer as this agent's reply (mirrored into its thread)."""
+        words = rest.split()
+        if not words or len(words) > 2:
+            return "Usage: /hub reply <name> [#ticket] (`/hub replies` lists the names)"
+        name, ticket_ref = words[0].lower(), (words[1].lstrip("#") if len(words) > 1 else "")
+        canned = self.app[keys.CANNED_REPLIES]
+        try:
+            reply = await canned.get(name)
+        except NotFound:
+            return f"No canned reply is named “{slack_blocks.escape(words[0][:64])}”. `/hub replies` lists them."
+        ticket = None
+        if ticket_ref:
+            if not ticket_ref.isascii() or not ticket_ref.isdigit() or len(ticket_ref) > 18:
+                return f"“{slack_blocks.escape(words[1][:30])}” is not a ticket number. Usage: /hub reply <name> #42"
+            ticket = await self.tickets.get(int(ticket_ref))
+        elif body.get("thread_ts"):
+            ticket = await self.db.read(
+                tickets_queries.ticket_for_slack_message, body.get("channel_id", ""), body["thread_ts"]
+            )
+        if ticket is None:
+            return (
+                f"Which ticket? Slack does not tell apps the thread a command was typed in: "
+                f"`/hub reply {reply.name} #<ticket number>` (the number is on the card)."
+            )
+        await canned.send(
+            reply.name,
+            ticket.conversation_id,
+            agent_id=agent_id,
+            via="slack",
+            idempotency_key=f"slack-command:{body['trigger_id']}" if body.get("trigger_id") else None,
+        )
+        return f"Sent “{slack_blocks.escape(reply.title)}” to the customer of ticket #{ticket.id}."
 
     def use_kb_search(self, search: KbSearch) -> None:
         """``/hub search`` asks ``search`` instead of the hub's knowledge base."""
@@ -148,3 +288,12 @@ class SlashCommands:
             for m in page.items
         ]
         return f"{head}\nConversations: {convs}\n*Timeline*\n" + ("\n".join(lines) or "—")
+
+
+def _dig(value: Any, *path: str) -> Any:
+    """``value[path[0]][path[1]]...``, or None where a step is missing or not an object."""
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value

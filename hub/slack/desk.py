@@ -3,7 +3,8 @@
 - Ticket cards: a ticket opened -> a ``post_ticket`` job (Block Kit card in the
   team's channel, urgent ones in the urgent channel); a ticket changed -> an
   ``update_ticket`` job (chat.update); SLA breach -> a notice in the team
-  channel. All through the durable ``hub.slack.jobs`` queue, each job written
+  channel; SLA near its breach (``HUB_SLA_WARN_AT``) -> a notice to the
+  assignee (a DM) or the team channel. All through the durable ``hub.slack.jobs`` queue, each job written
   in the transaction of its cause (in-transaction hooks, ``hub.txhooks``):
   a crash or a lost bus message cannot lose a card or a thread message.
 - Thread mirroring: customer messages (and replies or notes made outside
@@ -26,6 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
+import sqlalchemy as sa
 from aiohttp import web
 
 from hub import keys
@@ -36,6 +38,7 @@ from hub.events import (
     MessageReceived,
     NoteAdded,
     SlaBreached,
+    SlaWarning,
     SystemEventAdded,
     TicketChanged,
     TicketOpened,
@@ -47,6 +50,7 @@ from hub.slack.commands import KbSearch, SlashCommands, absolute_link
 from hub.slack.events import SlackInbound
 from hub.slack.store import SOURCE, Snapshot, forget_events, snapshot, store_card, ticket_exists, unposted
 from hub.slack.transport import SlackTransport
+from hub.storage.schema import users
 from hub.tickets import queries as tickets_queries
 from hub.txhooks import After
 
@@ -109,6 +113,7 @@ class SlackDesk:
             hooks.add(TicketOpened, self._opened_tx),
             hooks.add(TicketChanged, self._changed_tx),
             hooks.add(SlaBreached, self._breach_tx),
+            hooks.add(SlaWarning, self._warning_tx),
             hooks.add(MessageReceived, self._customer_message_tx),
             hooks.add(MessageQueued, self._outbound_tx),
             hooks.add(NoteAdded, self._note_tx),
@@ -157,6 +162,8 @@ class SlackDesk:
             "event": self.inbound.on_event,
             "action": self.inbound.on_action,
             "command": self.commands.on_command,
+            "shortcut": self.commands.on_shortcut,
+            "view": self.commands.on_view,
         }[kind]
         self._spawn(handler(body), f"slack-{kind}")
 
@@ -215,6 +222,44 @@ class SlackDesk:
         if event.priority == "urgent":
             self._escalated(conn, event.ticket_id, event.at)
         return after
+
+    def _warning_tx(self, conn: Connection, event: SlaWarning) -> After | None:
+        """Near the breach: a notice to the assignee (a DM to their Slack
+        user), or to the team's channel when nobody has the ticket (or its
+        agent has no Slack user), queued with the recorded warning."""
+        slack_user = assignee = None
+        if event.assignee_id is not None:
+            found = conn.execute(
+                sa.select(users.c.name, users.c.slack_user_id).where(users.c.id == event.assignee_id)
+            ).first()
+            if found is not None:
+                assignee, slack_user = found.name, found.slack_user_id
+        channel = slack_user or self.team_channels.get(event.team) or self.settings.slack_default_channel
+        if not channel:
+            log.warning("SLA warning on ticket %s: no Slack channel for team %r", event.ticket_id, event.team)
+            return None
+        label = "first response" if event.target == "first_response" else "resolution"
+        due = f"<!date^{int(event.due_at.timestamp())}^{{date_short_pretty}} at {{time}}|{event.due_at:%Y-%m-%d %H:%M} UTC>"
+        if slack_user:
+            whom = "Your ticket"
+        elif assignee:
+            whom = f"{slack_blocks.escape(assignee)}'s ticket"
+        else:
+            whom = "Unassigned ticket"
+        # No customer's name or words: this notice is not deleted with the card on an erasure.
+        text = (
+            f":hourglass_flowing_sand: {whom} #{event.ticket_id} ({event.priority}): the {label} is due {due}, "
+            f"{self.settings.sla_warn_at:.0%} of its SLA used."
+        )
+        # The ticket's job: it runs after the card is up (to link it), and an
+        # erasure of the ticket's contact takes it with the ticket's other jobs.
+        return self._enqueue(
+            conn,
+            "sla_warning",
+            {"channel": channel, "text": text, "target": event.target},
+            ticket_id=event.ticket_id,
+            dedup_key=f"sla-warning:{event.ticket_id}:{event.target}:{event.due_at.isoformat()}",
+        )
 
     def _customer_message_tx(self, conn: Connection, event: MessageReceived) -> After | None:
         if event.handler != "human":
@@ -352,6 +397,9 @@ class SlackDesk:
         if job.kind == "escalate":
             await self._announce_escalation(snap)
             return
+        if job.kind == "sla_warning":
+            await self._warn(snap, job.payload)
+            return
         if job.kind == "thread":
             if not ticket.slack_ts:
                 raise ChannelSendError(f"ticket {ticket.id} has no Slack card yet", retryable=True)
@@ -411,6 +459,23 @@ class SlackDesk:
         except ChannelSendError as err:
             if "message_not_found" not in err.message:
                 raise  # retried by the queue; gone already is done
+
+    async def _warn(self, snap: Snapshot, payload: dict[str, Any]) -> None:
+        """An SLA warning, unless its target was met or the ticket resolved
+        while it waited (Slack down); with a link to the card when it is up."""
+        ticket = snap.ticket
+        if ticket.status.value != "open":
+            return
+        if payload.get("target") == "first_response" and ticket.first_response_at is not None:
+            return
+        text = str(payload["text"])
+        if ticket.slack_ts and ticket.slack_channel:
+            data = await self.channel.call(
+                "chat.getPermalink", http_get=True, channel=ticket.slack_channel, message_ts=ticket.slack_ts
+            )
+            if data.get("permalink"):
+                text += f" <{data['permalink']}|Open the ticket>"
+        await self.channel.call("chat.postMessage", channel=payload["channel"], text=text, unfurl_links=False)
 
     async def _announce_escalation(self, snap: Snapshot) -> None:
         ticket, urgent = snap.ticket, self.settings.slack_urgent_channel

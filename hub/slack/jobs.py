@@ -30,7 +30,18 @@ SENDING, DONE = "sending", "done"
 # the hub's messages in its thread (the payload names a Slack message only).
 # erase_message: delete the one message at {"channel", "ts"} (a thread message
 # that went up after its ticket was erased).
-KINDS = ("post_ticket", "update_ticket", "thread", "notify", "escalate", "erase_card", "erase_message")
+# sla_warning: {"channel", "text", "target"}: an SLA near its breach, told to the
+# assignee or the team (after the ticket's card, whose link it adds).
+KINDS = (
+    "post_ticket",
+    "update_ticket",
+    "thread",
+    "notify",
+    "escalate",
+    "erase_card",
+    "erase_message",
+    "sla_warning",
+)
 __all__ = [
     "DEAD",
     "DONE",

@@ -293,11 +293,31 @@ tickets = sa.Table(
     sa.Column("resolution_breached_at", UTCDateTime),
     sa.Column("escalations", sa.Integer, nullable=False, default=0),
     sa.Column("snoozed_until", UTCDateTime),
+    # When HUB_SLA_WARN_AT of each window will have elapsed (moved with the
+    # deadlines; NULL: no warning), for the scheduler's scan (``sla_warnings``).
+    sa.Column("first_response_warn_at", UTCDateTime),
+    sa.Column("resolution_warn_at", UTCDateTime),
     sa.Column("slack_channel", sa.String(64)),
     sa.Column("slack_ts", sa.String(32)),
     sa.Index("ix_tickets_status", "status", "assignee_id"),
     sa.Index("ix_tickets_conversation", "conversation_id", "id"),
     sa.Index("ix_tickets_slack", "slack_channel", "slack_ts"),
+)
+
+# SLA warnings given (issue #17): one per ticket, target and deadline; the
+# row is the claim (a unique key), so no deadline is warned about twice, on
+# any number of instances. A deadline moved (a priority change) is a new one.
+sla_warnings = sa.Table(
+    "sla_warnings",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("ticket_id", BigId, sa.ForeignKey("tickets.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("target", sa.String(16), nullable=False),  # first_response | resolution
+    sa.Column("due_at", UTCDateTime, nullable=False),
+    sa.Column("warned_at", UTCDateTime, nullable=False),
+    # Who was told: the assignee then (NULL: the team's channel).
+    sa.Column("assignee_id", BigId, sa.ForeignKey("users.id", ondelete="SET NULL")),
+    sa.UniqueConstraint("ticket_id", "target", "due_at", name="uq_sla_warnings_ticket_target_due"),
 )
 
 routing_rules = sa.Table(
@@ -570,3 +590,22 @@ sa.Index(
 )
 sa.Index("ix_conversations_created", conversations.c.created_at)
 sa.Index("ix_tickets_created", tickets.c.created_at)
+
+
+# --- canned replies (issue #17, ``hub.canned``) ----------------------------------
+
+# Replies agents send often, as sandboxed Jinja templates over a few
+# variables (contact, ticket, agent, conversation): ``hub.canned.templates``.
+canned_replies = sa.Table(
+    "canned_replies",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),  # a slug: /hub reply <name>
+    sa.Column("title", sa.String(200), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("team", sa.String(64)),  # NULL: every team's
+    sa.Column("created_by", BigId, sa.ForeignKey("users.id", ondelete="SET NULL")),
+    sa.Column("updated_by", BigId, sa.ForeignKey("users.id", ondelete="SET NULL")),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)

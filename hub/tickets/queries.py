@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 
 from hub.errors import NotFound
 from hub.models import Direction, MessageKind, Priority
-from hub.storage.schema import conversations, messages, tickets
+from hub.storage.schema import conversations, messages, sla_warnings, tickets
 from hub.tickets import routing
 from hub.tickets.model import Ticket, TicketStatus, ticket_from_row
 
@@ -160,6 +160,39 @@ def due_breaches(conn: Connection, now: datetime, limit: int = 200) -> list[tupl
         base.where(tickets.c.resolution_breached_at.is_(None), tickets.c.resolution_due <= now).limit(limit)
     ).scalars()
     return [(i, "first_response") for i in first] + [(i, "resolution") for i in resolution]
+
+
+def due_warnings(conn: Connection, now: datetime, limit: int = 200) -> list[tuple[int, str]]:
+    """(ticket id, target) of the SLA windows whose warning moment has come
+    and whose current deadline has no warning yet (``transactions.warn``
+    checks again as it claims)."""
+    found: list[tuple[int, str]] = []
+    for target, due, warn_at, breached in (
+        (
+            "first_response",
+            tickets.c.first_response_due,
+            tickets.c.first_response_warn_at,
+            tickets.c.first_response_breached_at,
+        ),
+        ("resolution", tickets.c.resolution_due, tickets.c.resolution_warn_at, tickets.c.resolution_breached_at),
+    ):
+        warned = sa.exists().where(
+            sla_warnings.c.ticket_id == tickets.c.id,
+            sla_warnings.c.target == target,
+            sla_warnings.c.due_at == due,
+        )
+        stmt = sa.select(tickets.c.id).where(
+            tickets.c.status == TicketStatus.OPEN.value,
+            tickets.c.sla_paused_at.is_(None),
+            breached.is_(None),
+            warn_at <= now,
+            due > now,
+            ~warned,
+        )
+        if target == "first_response":
+            stmt = stmt.where(tickets.c.first_response_at.is_(None))
+        found += [(ticket_id, target) for ticket_id in conn.execute(stmt.limit(limit)).scalars()]
+    return found
 
 
 def due_snoozes(conn: Connection, now: datetime) -> list[int]:

@@ -29,6 +29,7 @@ from hub.events import (
     MessageQueued,
     MessageReceived,
     SlaBreached,
+    SlaWarning,
     TicketChanged,
     TicketOpened,
 )
@@ -36,12 +37,22 @@ from hub.models import AuthorKind, Priority
 from hub.tickets import agents as agents_tx
 from hub.tickets import routing, sla
 from hub.tickets.model import Ticket
-from hub.tickets.queries import due_breaches, due_snoozes, get_ticket, list_tickets, open_ticket_of, queue, tickets_of
+from hub.tickets.queries import (
+    due_breaches,
+    due_snoozes,
+    due_warnings,
+    get_ticket,
+    list_tickets,
+    open_ticket_of,
+    queue,
+    tickets_of,
+)
 from hub.tickets.rules import list_rules
 from hub.tickets.transactions import (
     Change,
     Policy,
     assign,
+    backfill_warning_moments,
     customer_wrote,
     escalate,
     fill_capacity,
@@ -54,6 +65,7 @@ from hub.tickets.transactions import (
     snooze,
     sync_from_conversation,
     wake,
+    warn,
 )
 from hub.txhooks import After, TxHooks, run_afters
 
@@ -112,7 +124,11 @@ class TicketService:
         if policy is None:
             rules = tuple(list_rules(conn))
             policy = Policy(
-                rules=rules, slas=self.slas, default_team=self.settings.ticket_default_team, hours=self.hours
+                rules=rules,
+                slas=self.slas,
+                default_team=self.settings.ticket_default_team,
+                hours=self.hours,
+                warn_at=self.settings.sla_warn_at,
             )
             self._policy = policy
         return policy
@@ -160,6 +176,21 @@ class TicketService:
                     team=ticket.team,
                     priority=ticket.priority.value,
                     assignee_id=ticket.assignee_id,
+                )
+            )
+        if change.warned:
+            due = ticket.first_response_due if change.warned == "first_response" else ticket.resolution_due
+            assert due is not None, "a warned target has a deadline"
+            events.append(
+                SlaWarning(
+                    ticket_id=ticket.id,
+                    conversation_id=ticket.conversation_id,
+                    target=change.warned,
+                    due_at=due,
+                    team=ticket.team,
+                    priority=ticket.priority.value,
+                    assignee_id=ticket.assignee_id,
+                    at=change.now,
                 )
             )
         return events
@@ -354,7 +385,8 @@ class TicketService:
         return await self.db.read(lambda conn: list_tickets(conn, **filters))
 
     async def check_due(self) -> int:
-        """One scheduler pass: escalate breached SLAs, wake snoozed tickets."""
+        """One scheduler pass: escalate breached SLAs, warn of SLAs near their
+        breach, wake snoozed tickets."""
         now = self.clock.now()
         done = 0
         for ticket_id, target in await self.db.read(due_breaches, now):
@@ -372,6 +404,12 @@ class TicketService:
                 log.warning("SLA %s breached on ticket %s", target, ticket_id)
                 done += 1
                 await self._publish(change)
+        for ticket_id, target in await self.db.read(due_warnings, now):
+            warned = await self.db.write(self._tx(warn, ticket_id, target, now))
+            if warned is not None:
+                log.info("SLA %s warning on ticket %s", target, ticket_id)
+                done += 1
+                await self._publish(warned)
         for ticket_id in await self.db.read(due_snoozes, now):
             await self._publish(await self.db.write(self._tx(wake, ticket_id, now)))
             done += 1
@@ -469,6 +507,7 @@ async def tickets_ctx(app: web.Application) -> AsyncIterator[None]:
         app[keys.DATABASE], app[keys.BUS], app[keys.SETTINGS], clock=app[keys.CLOCK], hooks=app[keys.SERVICE].tx_hooks
     )
     await service.db.write(agents_tx.recount_loads)
+    await service.db.write(lambda conn: backfill_warning_moments(conn, service._policy_in(conn)))
     service.subscribe()
     app[keys.TICKETS] = service
     service.scheduler.start()  # its first pass catches up on what fell due while down

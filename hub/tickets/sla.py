@@ -193,6 +193,28 @@ def deadlines(
     return created_at + policy.first_response + shift, created_at + policy.resolution + shift
 
 
+def warning_moments(
+    policies: dict[Priority, Policy],
+    priority: Priority | str,
+    created_at: datetime,
+    paused_seconds: float,
+    hours: BusinessHours | None,
+    share: float,
+) -> tuple[datetime | None, datetime | None]:
+    """``(first_response_warn_at, resolution_warn_at)``: when ``share`` of
+    each window will have elapsed, counted as the deadlines are (business
+    time with ``hours``, paused time excluded). None without a policy, or
+    when ``share`` is 0 or 1 (no warnings)."""
+    policy = policies.get(Priority(priority))
+    if policy is None or not 0.0 < share < 1.0:
+        return None, None
+    first = policy.first_response.total_seconds() * share + paused_seconds
+    resolution = policy.resolution.total_seconds() * share + paused_seconds
+    if hours is not None:
+        return hours.add(created_at, first), hours.add(created_at, resolution)
+    return created_at + timedelta(seconds=first), created_at + timedelta(seconds=resolution)
+
+
 def paused_for(start: datetime, end: datetime, hours: BusinessHours | None) -> float:
     """How much SLA time a pause from ``start`` to ``end`` is worth."""
     if hours is not None:

@@ -56,7 +56,7 @@ from hub.conversations import transactions as conversations_tx
 from hub.errors import Conflict, InvalidInput
 from hub.models import ConversationStatus, Handler, Priority
 from hub.storage import insert_ignore
-from hub.storage.schema import conversations, tickets
+from hub.storage.schema import conversations, sla_warnings, tickets
 from hub.tickets import agents as agents_tx
 from hub.tickets import routing, sla
 from hub.tickets.model import Ticket, TicketStatus
@@ -71,11 +71,25 @@ class Policy:
     slas: dict[Priority, sla.Policy]
     default_team: str
     hours: sla.BusinessHours | None = None
+    warn_at: float = 0.0  # HUB_SLA_WARN_AT; 0: no warnings
 
     def deadlines(
         self, priority: Priority | str, created_at: datetime, paused: float
     ) -> tuple[datetime | None, datetime | None]:
         return sla.deadlines(self.slas, priority, created_at, paused, self.hours)
+
+    def sla_values(self, priority: Priority | str, created_at: datetime, paused: float) -> dict[str, Any]:
+        """The ticket's deadline columns and their warning moments, moved together."""
+        first_due, resolution_due = self.deadlines(priority, created_at, paused)
+        first_warn, resolution_warn = sla.warning_moments(
+            self.slas, priority, created_at, paused, self.hours, self.warn_at
+        )
+        return {
+            "first_response_due": first_due,
+            "resolution_due": resolution_due,
+            "first_response_warn_at": first_warn,
+            "resolution_warn_at": resolution_warn,
+        }
 
 
 @dataclass(slots=True)
@@ -88,6 +102,7 @@ class Change:
     conversation_changes: dict[str, Any] = field(default_factory=dict)
     ticket_changes: dict[str, Any] = field(default_factory=dict)
     breached: str | None = None
+    warned: str | None = None  # the SLA target warned about (``warn``)
     follow: list[Change] = field(default_factory=list)  # queued tickets routed by this change
     # Set in the transaction by ``TicketService``: the events to publish after
     # the commit, and the in-transaction hooks' follow-ups.
@@ -212,7 +227,6 @@ def open_ticket(
     summary = (conversation.subject or (texts[-1] if texts else reason) or "")[:300]
     reasons = "; ".join(filter(None, [reason, *urgency.reasons]))
     team_name = team or urgency.team or policy.default_team
-    first_due, resolution_due = policy.deadlines(urgency.priority, now, 0.0)
     new_id = conn.execute(
         insert_ignore(conn, tickets)
         .values(
@@ -228,8 +242,7 @@ def open_ticket(
             kb_hits=list(kb_hits or [])[:5],
             created_at=now,
             updated_at=now,
-            first_response_due=first_due,
-            resolution_due=resolution_due,
+            **policy.sla_values(urgency.priority, now, 0.0),
             sla_paused_seconds=0.0,
             escalations=0,
         )
@@ -272,8 +285,7 @@ def _set_priority(
     values: dict[str, Any] = {"priority": priority.value}
     if policy is not None:
         paused = conn.execute(sa.select(tickets.c.sla_paused_seconds).where(tickets.c.id == ticket.id)).scalar_one()
-        first_due, resolution_due = policy.deadlines(priority, ticket.created_at, paused)
-        values.update(first_response_due=first_due, resolution_due=resolution_due)
+        values.update(policy.sla_values(priority, ticket.created_at, paused))
     change.ticket = _update(conn, ticket.id, change.now, **values)
     change.ticket_changes["priority"] = priority.value
     _conversation(conn, change, ticket.conversation_id, {"priority": priority.value}, actor_id)
@@ -388,15 +400,13 @@ def _resume(conn: Connection, change: Change, policy: Policy, now: datetime) -> 
         return
     paused = conn.execute(sa.select(tickets.c.sla_paused_seconds).where(tickets.c.id == ticket.id)).scalar_one()
     paused += sla.paused_for(ticket.sla_paused_at, now, policy.hours)
-    first_due, resolution_due = policy.deadlines(ticket.priority, ticket.created_at, paused)
     change.ticket = _update(
         conn,
         ticket.id,
         change.now,
         sla_paused_at=None,
         sla_paused_seconds=paused,
-        first_response_due=first_due,
-        resolution_due=resolution_due,
+        **policy.sla_values(ticket.priority, ticket.created_at, paused),
     )
     change.ticket_changes["sla_paused"] = False
 
@@ -421,14 +431,12 @@ def sync_from_conversation(
         change.ticket_changes["assignee_id"] = conversation.assignee_id
     if "priority" in changes and conversation.priority != change.ticket.priority:
         paused = conn.execute(sa.select(tickets.c.sla_paused_seconds).where(tickets.c.id == ticket.id)).scalar_one()
-        first_due, resolution_due = policy.deadlines(conversation.priority, ticket.created_at, paused)
         change.ticket = _update(
             conn,
             ticket.id,
             now,
             priority=conversation.priority.value,
-            first_response_due=first_due,
-            resolution_due=resolution_due,
+            **policy.sla_values(conversation.priority, ticket.created_at, paused),
         )
         change.ticket_changes["priority"] = conversation.priority.value
     if "status" in changes:
@@ -517,6 +525,69 @@ def escalate(
     elif change.ticket.assignee_id is None:
         _auto_assign(conn, change)
     return change
+
+
+def warn(conn: Connection, ticket_id: int, target: str, now: datetime) -> Change | None:
+    """Record the warning of ``target``'s current deadline once: the row in
+    ``sla_warnings`` (unique per ticket, target and deadline) is the claim,
+    so of two schedulers (two instances) one warns. Nothing when the moment
+    has not come, the SLA is paused, the target is met or breached, or the
+    ticket is resolved."""
+    due = tickets.c.first_response_due if target == "first_response" else tickets.c.resolution_due
+    warn_at = tickets.c.first_response_warn_at if target == "first_response" else tickets.c.resolution_warn_at
+    breached = tickets.c.first_response_breached_at if target == "first_response" else tickets.c.resolution_breached_at
+    held = conn.execute(sa.select(tickets.c.conversation_id).where(tickets.c.id == ticket_id)).first()
+    if held is None:
+        return None  # erased since the scan
+    if conn.dialect.name == "postgresql":
+        _hold(conn, held.conversation_id)  # a resolve or a reply committing now is seen
+    still = [
+        tickets.c.id == ticket_id,
+        tickets.c.status == TicketStatus.OPEN.value,
+        tickets.c.sla_paused_at.is_(None),
+        breached.is_(None),
+        warn_at <= now,
+        due > now,  # past it, it is a breach (``escalate``), not a warning
+    ]
+    if target == "first_response":
+        still.append(tickets.c.first_response_at.is_(None))
+    row = conn.execute(sa.select(due.label("due"), tickets.c.assignee_id).where(*still)).first()
+    if row is None:
+        return None
+    claimed = conn.execute(
+        insert_ignore(conn, sla_warnings)
+        .values(ticket_id=ticket_id, target=target, due_at=row.due, warned_at=now, assignee_id=row.assignee_id)
+        .on_conflict_do_nothing()
+    )
+    if claimed.rowcount != 1:
+        return None  # warned already (this deadline, another instance)
+    return Change(ticket=get_ticket(conn, ticket_id), now=now, warned=target)
+
+
+def backfill_warning_moments(conn: Connection, policy: Policy) -> int:
+    """Give open tickets without warning moments theirs (tickets opened
+    before migration 0012, or while HUB_SLA_WARN_AT was 0), at start-up."""
+    if not 0.0 < policy.warn_at < 1.0:
+        return 0
+    found = conn.execute(
+        sa.select(tickets.c.id, tickets.c.priority, tickets.c.created_at, tickets.c.sla_paused_seconds).where(
+            tickets.c.status == TicketStatus.OPEN.value,
+            tickets.c.first_response_warn_at.is_(None),
+            tickets.c.resolution_warn_at.is_(None),
+            sa.or_(tickets.c.first_response_due.is_not(None), tickets.c.resolution_due.is_not(None)),
+        )
+    ).all()
+    for row in found:
+        values = policy.sla_values(row.priority, row.created_at, row.sla_paused_seconds)
+        conn.execute(
+            sa.update(tickets)
+            .where(tickets.c.id == row.id)
+            .values(
+                first_response_warn_at=values["first_response_warn_at"],
+                resolution_warn_at=values["resolution_warn_at"],
+            )
+        )
+    return len(found)
 
 
 def wake(conn: Connection, ticket_id: int, now: datetime) -> Change | None:

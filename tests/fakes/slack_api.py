@@ -169,6 +169,13 @@ class FakeSlackApi:
     def api_chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "message_ts": self._next_ts()}
 
+    def api_views_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not args.get("trigger_id"):
+            return {"ok": False, "error": "invalid_trigger_id"}
+        view = args.get("view")
+        view = json.loads(view) if isinstance(view, str) else view
+        return {"ok": True, "view": {**(view or {}), "id": f"V{next(self._ts)}"}}
+
     def api_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
         user = self.users.get(args.get("user", ""))
         if user is None:
@@ -228,6 +235,47 @@ def block_action_body(
         "message": {"ts": message_ts},
         "response_url": "https://hooks.slack.invalid/actions/x",
         "actions": [action],
+    }
+    return form_body({"payload": json.dumps(payload)})
+
+
+def message_shortcut_body(
+    *, user: str, channel: str, message_ts: str, thread_ts: str | None, callback_id: str
+) -> bytes:
+    """A message shortcut's payload, as Slack posts it (form field ``payload``)."""
+    message: dict[str, Any] = {"type": "message", "ts": message_ts, "text": "x", "user": user}
+    if thread_ts:
+        message["thread_ts"] = thread_ts
+    payload = {
+        "type": "message_action",
+        "callback_id": callback_id,
+        "trigger_id": f"trigger-{time.time_ns()}",
+        "team": {"id": "T0FAKE"},
+        "user": {"id": user, "username": user},
+        "channel": {"id": channel, "name": "support"},
+        "message_ts": message_ts,
+        "message": message,
+        "response_url": "https://hooks.slack.invalid/actions/x",
+        "api_app_id": "A0FAKE",
+    }
+    return form_body({"payload": json.dumps(payload)})
+
+
+def view_submission_body(*, user: str, callback_id: str, private_metadata: str, values: dict[str, Any]) -> bytes:
+    """A modal submitted: ``values`` is the view's ``state.values``."""
+    payload = {
+        "type": "view_submission",
+        "team": {"id": "T0FAKE"},
+        "user": {"id": user, "username": user},
+        "api_app_id": "A0FAKE",
+        "trigger_id": f"trigger-{time.time_ns()}",
+        "view": {
+            "id": f"V{time.time_ns()}",
+            "type": "modal",
+            "callback_id": callback_id,
+            "private_metadata": private_metadata,
+            "state": {"values": values},
+        },
     }
     return form_body({"payload": json.dumps(payload)})
 

@@ -69,6 +69,13 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403",
 [[operations]]
 include-path-regex = "^/api/v1/reports/"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429", "5xx"]
+
+# A canned reply's body is a template: a well-formed string may not parse or
+# may name an unknown variable (400 naming it); its preview may render
+# longer than the limit.
+[[operations]]
+include-path-regex = "^/api/v1/(canned-replies(/\\\\{name\\\\})?|conversations/\\\\{id\\\\}/canned-replies/\\\\{name\\\\}/preview)$"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429", "5xx"]
 """
 
 
@@ -88,6 +95,12 @@ async def _seed(hub: Hub) -> None:
             text = "See /help/articles/refunds" if n < 2 else "See /help/articles/returns-and-exchanges"
             await hub.api("POST", f"/api/v1/conversations/{conversation}/messages", json={"text": text}, expect=201)
     assert len((await hub.api("GET", "/api/v1/kb/suggestions"))["items"]) >= 2
+    await hub.api(
+        "POST",
+        "/api/v1/canned-replies",
+        json={"name": "greeting", "title": "Greeting", "body": "Hi {{ contact.first_name }}, {{ agent.name }} here."},
+        expect=201,
+    )
     await hub.api(
         "POST",
         "/api/v1/routing/rules",

@@ -1,0 +1,1 @@
+"""Canned replies: agents' reply templates, rendered in a sandbox (issue #17)."""
