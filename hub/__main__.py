@@ -100,6 +100,10 @@ def init(env_file: Path) -> None:
         "# HUB_EMAIL_RELAY_USERNAME=help@example.com   HUB_EMAIL_RELAY_PASSWORD=...",
         "# HUB_EMAIL_IMAP_HOST=imap.example.com   HUB_EMAIL_IMAP_USERNAME=...   HUB_EMAIL_IMAP_PASSWORD=...",
         "",
+        "# The agents' console at /console (README: 'The agents' console'): admins must",
+        "# use a second factor (TOTP) when this is true.",
+        "# HUB_REQUIRE_MFA=true",
+        "",
     ]
     env_file.write_text("\n".join(lines))
     env_file.chmod(0o600)
@@ -135,7 +139,12 @@ def serve(host: str | None, port: int | None, migrate: bool) -> None:
             urls.append(("Chat demo", "/demo"))
         if settings.kb_enabled:
             urls.append(("Help portal", "/help"))
-        urls += [("API (OpenAPI)", "/api/v1/openapi.json"), ("Readiness", "/readyz"), ("Metrics", "/metrics")]
+        urls += [
+            ("Console", "/console"),
+            ("API (OpenAPI)", "/api/v1/openapi.json"),
+            ("Readiness", "/readyz"),
+            ("Metrics", "/metrics"),
+        ]
         for label, path in urls:
             click.echo(f"  {label:<14} {base}{path}")
         if "email" in settings.channel_names and settings.email_smtp_port:
@@ -198,24 +207,162 @@ def users() -> None:
 @click.option("--role", type=click.Choice(["admin", "agent", "viewer"]), default="agent", show_default=True)
 @click.option("--slack-user-id", help="The agent's Slack member id (U...), to act from Slack.")
 @click.option("--token/--no-token", default=True, show_default=True, help="Also create an API token.")
-def users_create(name: str, email: str, role: str, slack_user_id: str | None, token: bool) -> None:
-    """Create a user (and print a new API token for them)."""
+@click.option("--password", "ask_password", is_flag=True, help="Ask for a console password (typed twice, hidden).")
+@click.option("--password-stdin", is_flag=True, help="Read the console password from the first line of stdin.")
+@click.option("--link", is_flag=True, help="Print a one-time console sign-in link (the person sets a password).")
+def users_create(
+    name: str,
+    email: str,
+    role: str,
+    slack_user_id: str | None,
+    token: bool,
+    ask_password: bool,
+    password_stdin: bool,
+    link: bool,
+) -> None:
+    """Create a user (and print a new API token for them); --password,
+    --password-stdin or --link let them sign in to the console."""
     from hub import auth
     from hub.audit import Actor, Audit, audited, record  # noqa: F401 (the CLI imports lazily)
 
-    def create(conn: Any) -> tuple[Any, str | None]:
+    password_hash = _new_password_hash(ask_password, password_stdin)
+    settings = _settings()
+
+    def create(conn: Any) -> tuple[Any, str | None, str | None]:
         user = auth.create_user(conn, name=name, email=email, role=role, slack_user_id=slack_user_id)
         secret = auth.create_token(conn, user.id, "cli")[0] if token else None
-        record(conn, Audit(Actor.cli(), "user.create", "user", user.id, {"role": role, "token": bool(token)}))
-        return user, secret
+        record(
+            conn,
+            Audit(
+                Actor.cli(),
+                "user.create",
+                "user",
+                user.id,
+                {"role": role, "token": bool(token), "password": password_hash is not None},
+            ),
+        )
+        if password_hash is not None:
+            _set_password(conn, user.id, password_hash)
+        return user, secret, _sign_in_link(conn, user.id, settings) if link else None
 
     try:
-        user, secret = _with_db(create)
+        user, secret, url = _with_db(create)
     except Exception as err:
         _fail(err)
     click.echo(f"created {user.role.value} #{user.id} {user.email}")
     if secret:
         click.echo(f"API token (shown once): {secret}")
+    if password_hash is not None:
+        click.echo("console password set")
+    if url:
+        click.echo(f"One-time console sign-in link (valid {settings.console_link_hours:g} h): {url}")
+
+
+def _new_password_hash(ask: bool, stdin: bool) -> str | None:
+    """The argon2id hash of a password typed twice (``ask``) or read from stdin; None without either."""
+    from hub.console import passwords
+    from hub.errors import InvalidInput
+
+    if ask and stdin:
+        raise click.UsageError("give --password or --password-stdin, not both")
+    if not (ask or stdin):
+        return None
+    if stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Console password", hide_input=True, confirmation_prompt=True)
+    try:
+        passwords.check_new_password(password)
+    except InvalidInput as err:
+        raise click.ClickException(err.message) from err
+    return asyncio.run(passwords.hash_password(password))
+
+
+def _set_password(conn: Any, user_id: int, password_hash: str) -> int:
+    """Set a console password; every console session of the user ends (how many)."""
+    from hub.console import passwords, sessions
+    from hub.events import utcnow
+
+    passwords.set_password_hash(conn, user_id, password_hash, now=utcnow())
+    return sessions.end_user_sessions(conn, user_id)
+
+
+def _sign_in_link(conn: Any, user_id: int, settings: Settings) -> str:
+    from datetime import timedelta
+
+    from hub.console import links
+    from hub.events import utcnow
+
+    token = links.create_link(conn, user_id, now=utcnow(), valid_for=timedelta(hours=settings.console_link_hours))
+    return links.link_url(settings.public_url, token)
+
+
+@users.command("password")
+@click.argument("user")
+@click.option("--stdin", "from_stdin", is_flag=True, help="Read the password from the first line of stdin.")
+def users_password(user: str, from_stdin: bool) -> None:
+    """Set or reset USER's (id or e-mail) console password; signs them out everywhere."""
+    from hub import auth
+    from hub.audit import Actor, Audit, record
+
+    password_hash = _new_password_hash(not from_stdin, from_stdin)
+    assert password_hash is not None
+
+    def change(conn: Any) -> tuple[Any, int]:
+        found = auth.find_user(conn, user)
+        ended = _set_password(conn, found.id, password_hash)
+        record(conn, Audit(Actor.cli(), "user.password", "user", found.id, {"sessions_ended": ended}))
+        return found, ended
+
+    try:
+        found, ended = _with_db(change)
+    except Exception as err:
+        _fail(err)
+    click.echo(f"password set for {found.email}; {ended} console session(s) ended")
+
+
+@users.command("link")
+@click.argument("user")
+def users_link(user: str) -> None:
+    """Print a one-time console sign-in link for USER (id or e-mail), valid
+    HUB_CONSOLE_LINK_HOURS; their earlier unused links stop working."""
+    from hub import auth
+    from hub.audit import Actor, Audit, record
+
+    settings = _settings()
+
+    def make(conn: Any) -> str:
+        found = auth.find_user(conn, user)
+        record(conn, Audit(Actor.cli(), "user.sign_in_link", "user", found.id))
+        return _sign_in_link(conn, found.id, settings)
+
+    try:
+        click.echo(_with_db(make))
+    except Exception as err:
+        _fail(err)
+
+
+@users.command("mfa-reset")
+@click.argument("user")
+def users_mfa_reset(user: str) -> None:
+    """Turn off USER's second factor (a lost phone without recovery codes); signs them out everywhere."""
+    from hub import auth
+    from hub.audit import Actor, Audit, record
+    from hub.console import sessions, totp
+    from hub.events import utcnow
+
+    def reset(conn: Any) -> Any:
+        found = auth.find_user(conn, user)
+        totp.disable(conn, found.id, None, now=utcnow())
+        ended = sessions.end_user_sessions(conn, found.id)
+        record(conn, Audit(Actor.cli(), "user.mfa_reset", "user", found.id, {"sessions_ended": ended}))
+        return found
+
+    try:
+        found = _with_db(reset)
+    except Exception as err:
+        _fail(err)
+    click.echo(f"second factor off for {found.email}; they sign in with their password and may enrol again")
 
 
 @users.command("bootstrap")
@@ -226,28 +373,47 @@ def users_create(name: str, email: str, role: str, slack_user_id: str | None, to
     help="Where to keep the token (default: DATA_DIR/admin-token).",
 )
 def users_bootstrap(email: str, token_file: Path | None) -> None:
-    """First run: create an admin with a token when the hub has no users yet."""
+    """First run: create an admin with a token when the hub has no users yet,
+    and print a one-time console sign-in link for them (again at every run
+    until they have set a password; never a password in the log)."""
+    import sqlalchemy as sa
+
     from hub import auth
     from hub.audit import Actor, Audit, audited, record  # noqa: F401 (the CLI imports lazily)
+    from hub.errors import NotFound
+    from hub.storage.schema import users as users_table
 
     settings = _settings()
     token_file = token_file or settings.data_dir / "admin-token"
 
-    def create(conn: Any) -> str | None:
+    def create(conn: Any) -> tuple[str | None, str | None]:
         if auth.list_users(conn):
-            return None
+            # The bootstrap admin who has not set a console password yet gets a fresh link.
+            try:
+                admin = auth.find_user(conn, email)
+            except NotFound:
+                return None, None
+            if (
+                conn.execute(sa.select(users_table.c.password_hash).where(users_table.c.id == admin.id)).scalar_one()
+                is not None
+            ):
+                return None, None
+            record(conn, Audit(Actor.cli(), "user.sign_in_link", "user", admin.id))
+            return None, _sign_in_link(conn, admin.id, settings)
         user = auth.create_user(conn, name="Administrator", email=email, role="admin")
         record(conn, Audit(Actor.cli(), "user.bootstrap", "user", user.id))
-        return auth.create_token(conn, user.id, "bootstrap")[0]
+        return auth.create_token(conn, user.id, "bootstrap")[0], _sign_in_link(conn, user.id, settings)
 
-    token = _with_db(create)
+    token, url = _with_db(create)
     if token is None:
         click.echo(f"users exist already; the first admin token, if kept, is in {token_file}")
-        return
-    token_file.parent.mkdir(parents=True, exist_ok=True)
-    token_file.write_text(token + "\n")
-    token_file.chmod(0o600)
-    click.echo(f"created admin {email}; API token saved to {token_file}")
+    else:
+        token_file.parent.mkdir(parents=True, exist_ok=True)
+        token_file.write_text(token + "\n")
+        token_file.chmod(0o600)
+        click.echo(f"created admin {email}; API token saved to {token_file}")
+    if url is not None:
+        click.echo(f"Sign in to the console as {email} (one-time link, valid {settings.console_link_hours:g} h): {url}")
 
 
 @users.command("list")

@@ -117,6 +117,19 @@ class ConversationUpdated(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class AgentTyping(Event):
+    """An agent types a reply in the console (or stopped): every hub instance
+    shows it on the customer's open chat sockets it holds (``HubService``).
+    Nothing is stored; a lost one costs an indicator, never work."""
+
+    name: ClassVar[str] = "agent-typing"
+    conversation_id: int
+    channel: str
+    to: str  # the customer's address on the channel (a chat visitor id)
+    active: bool
+
+
+@dataclass(frozen=True, kw_only=True)
 class ContactsMerged(Event):
     name: ClassVar[str] = "contacts-merged"
     source_id: int

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from aiohttp import web
 
@@ -170,3 +170,14 @@ class ChannelAdapter(Protocol):
     def lifespan(self, app: web.Application) -> AsyncIterator[None]: ...
 
     async def send(self, message: OutboundMessage) -> SendResult: ...
+
+
+@runtime_checkable
+class PushesTyping(Protocol):
+    """A channel that can show the customer that someone is typing (the web
+    chat's ``typing`` frame); the agents' console tells it while an agent types."""
+
+    async def push_typing(self, visitor_id: str, active: bool, *, author: str = "agent") -> bool:
+        """Show (or hide) the indicator on every open socket of ``visitor_id``;
+        False when the customer has none open here."""
+        ...

@@ -72,11 +72,9 @@ class RateLimiter:
 
     async def check(self, rule: str, *keys: str) -> None:
         """Count one hit; raise ``RateLimited`` (429 with Retry-After) past ``rule``."""
-        if self._windows is None:
-            self._windows = MovingWindowRateLimiter(storage_from_string(self._storage_uri))
-        item = _parse_rule(rule)
-        if not await self._windows.hit(item, *keys):
-            stats = await self._windows.get_window_stats(item, *keys)
+        windows, item = self._window(), _parse_rule(rule)
+        if not await windows.hit(item, *keys):
+            stats = await windows.get_window_stats(item, *keys)
             raise RateLimited(f"rate limit of {rule} exceeded", retry_after=max(0.0, stats.reset_time - time.time()))
 
     async def hit(self, rule: str, *keys: str) -> None:
@@ -94,7 +92,9 @@ class RateLimiter:
 
     def _window(self) -> MovingWindowRateLimiter:
         if self._windows is None:
-            self._windows = MovingWindowRateLimiter(storage_from_string(self._storage_uri))
+            # limits' async Redis storage defaults to the coredis client; the hub has redis-py.
+            options = {"implementation": "redispy"} if self._storage_uri.startswith("async+redis") else {}
+            self._windows = MovingWindowRateLimiter(storage_from_string(self._storage_uri, **options))
         return self._windows
 
     def take(self, rule: TokenBuckets, *keys: str, cost: float = 1.0) -> float:

@@ -29,10 +29,10 @@ from channels.sms.client import Sender, TwilioMessages
 from channels.sms.inbound import InboundRules, check_sender_channel, parse_inbound, read_form
 from channels.sms.numbers import e164, is_messaging_service
 from channels.sms.resend import RECENT_LIMIT, already_sent
-from channels.sms.segments import split_message
 from channels.sms.signature import TwilioSignature
 from channels.sms.status import parse_status
 from hub.errors import ChannelSendError, ConfigError, InvalidInput
+from hub.segments import split_message
 
 log = logging.getLogger(__name__)
 

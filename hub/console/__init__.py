@@ -10,8 +10,15 @@ What lives where:
 - ``render.py``     the one Jinja2 environment, ``render(request, template, **context)``,
                     the security headers of every console response
 - ``passwords.py``  argon2id hashing and checking, off the event loop
+- ``login.py``      ``/console/login`` (password, rate-limited, audited), ``/console/login/mfa``
+                    (the code step), ``/console/logout``
+- ``totp.py``       the second factor: TOTP codes (never twice), recovery codes, the QR code
+- ``account.py``    ``/console/account``: password, second factor (``/console/account/mfa``), sessions
+- ``links.py``      one-time sign-in links (``/console/link/{token}``, ``hub users link``)
 - ``supervisor.py`` ``/console/supervisor``: agents' load, the queue, tickets near or past SLA, reassigning
-- ``login.py``      ``/console/login`` (password, rate-limited, audited), ``/console/logout``
+- ``conversation.py`` ``/console/conversations/{id}``: the contact's timeline, profile and ticket,
+                    and every action on them (through the services the API and Slack use);
+                    ``conversation_view.py`` reads what the page shows in one transaction
 - ``inbox.py``      the inbox's queries: views, filters, search, keyset pages, SLA state
 - ``inbox_pages.py`` ``/console`` (the inbox) and the row fragments its script fetches
 - ``live.py``       ``/console/events``: the bus as a Server-Sent Events stream (event shapes there)
@@ -29,22 +36,25 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-# --- the console's pages: the inbox and conversation modules import theirs here ---
-from hub.console import inbox_pages, live, login, sessions, supervisor
-from hub.console.render import STATIC_DIR, console_headers, is_console, render
-from hub.errors import HubError, RateLimited
+from hub import keys
 
-# from hub.console import conversation
+# --- the console's pages: the inbox and conversation modules import theirs here ---
+from hub.console import account, conversation, inbox_pages, links, live, login, sessions, supervisor
+from hub.console.render import STATIC_DIR, console_headers, is_console, render
+from hub.errors import Forbidden, HubError, RateLimited
+
 # ----------------------------------------------------------------------------------
 
 
 def setup_console(app: web.Application) -> None:
     app.add_routes(login.routes)
+    app.add_routes(links.routes)
+    app.add_routes(account.routes)
     app.add_routes(supervisor.routes)
     # --- the console's pages: the inbox and conversation modules add theirs here ---
     app.add_routes(inbox_pages.routes)
     live.setup_live(app)  # GET /console/events: the live feed every page can follow
-    # app.add_routes(conversation.routes)
+    app.add_routes(conversation.routes)
     # --------------------------------------------------------------------------------
     app.router.add_static("/console/static", STATIC_DIR, name="console_static")
     # In order: error pages around everything, CSRF before any work, then the session.
@@ -78,9 +88,25 @@ async def console_errors(request: web.Request, handler: Handler) -> web.StreamRe
         return response
 
 
+# What an admin who must enrol a second factor (HUB_REQUIRE_MFA) may still reach.
+_ENROLMENT_OPEN = (sessions.ENROL_PATH, sessions.LOGIN_PATH, sessions.LINK_PREFIX, "/console/logout")
+
+
 @web.middleware
 async def load_session(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every console page knows its session before the handler runs (``render`` reads it)."""
+    """Every console page knows its session before the handler runs (``render``
+    reads it). An admin who must still enrol a second factor gets only the
+    enrolment page, whatever the handler would check: other pages send them
+    there, other writes are refused."""
     if _page(request):
-        await sessions.console_session(request)
+        session = await sessions.console_session(request)
+        if (
+            session is not None
+            and session.stage is sessions.Stage.FULL
+            and sessions.needs_enrolment(request.app[keys.SETTINGS], session)
+            and not request.path.startswith(_ENROLMENT_OPEN)
+        ):
+            if request.method in ("GET", "HEAD"):
+                raise web.HTTPSeeOther(sessions.ENROL_PATH)
+            raise Forbidden("set up a second factor on your account page first")
     return await handler(request)

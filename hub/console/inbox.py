@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from hub.bot.promise import mask_email
-from hub.conversations.search import last_activity, matching_conversations
+from hub.conversations.search import conversation_matches, last_activity
 from hub.errors import InvalidInput
 from hub.models import ConversationStatus, Handler, MessageKind, Priority, StrEnum
 from hub.storage.schema import agent_profiles, contacts, conversations, identities, messages, tickets, users
@@ -160,7 +160,7 @@ class SlaPolicy:
 _NOT_RESOLVED = conversations.c.status != sa.literal_column("'resolved'")
 
 
-def _where(filters: Filters, user_id: int, dialect: str) -> list[sa.ColumnElement[bool]]:
+def _where(conn: Connection, filters: Filters, user_id: int) -> list[sa.ColumnElement[bool]]:
     where: list[sa.ColumnElement[bool]] = []
     view = filters.view
     if view == View.RESOLVED:
@@ -183,8 +183,8 @@ def _where(filters: Filters, user_id: int, dialect: str) -> list[sa.ColumnElemen
     if filters.team:
         where.append(sa.exists().where(tickets.c.conversation_id == conversations.c.id, tickets.c.team == filters.team))
     if filters.search:
-        found = matching_conversations(dialect, filters.search)
-        where.append(conversations.c.id.in_(found) if found is not None else sa.false())
+        found = conversation_matches(conn, filters.search)
+        where.append(found if found is not None else sa.false())
     return where
 
 
@@ -203,7 +203,7 @@ def inbox_page(
     activity = last_activity()
     stmt = (
         sa.select(*conversations.c, activity.label("activity"))
-        .where(*_where(filters, user_id, conn.dialect.name))
+        .where(*_where(conn, filters, user_id))
         .order_by(activity.desc(), conversations.c.id.desc())
         .limit(limit + 1)
     )
@@ -229,7 +229,7 @@ def inbox_rows(
     activity = last_activity()
     stmt = (
         sa.select(*conversations.c, activity.label("activity"))
-        .where(conversations.c.id.in_(list(ids)), *_where(filters, user_id, conn.dialect.name))
+        .where(conversations.c.id.in_(list(ids)), *_where(conn, filters, user_id))
         .order_by(activity.desc(), conversations.c.id.desc())
     )
     return _rows(conn, conn.execute(stmt).all(), now=now, sla=sla)

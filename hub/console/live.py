@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from aiohttp_sse import EventSourceResponse, sse_response
+from aiohttp_sse import EventSourceResponse
 
 from hub import keys
 from hub.bus import EventBus
@@ -240,11 +240,12 @@ async def events(request: web.Request) -> web.StreamResponse:
     feed = request.app[keys.CONSOLE_LIVE]
     last = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
     reader = feed.connect(last[:64] if last else None)
-    stream = sse_response(
-        request, ping_interval=HEARTBEAT_SECONDS, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    response = EventSourceResponse(
+        ping_interval=HEARTBEAT_SECONDS, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     )
     try:
-        async with stream as response:
+        await response.prepare(request)
+        async with response:  # on the way out: the heartbeat stops
             await response.send(json.dumps({"id": feed.last_id}), event="hello", retry=RETRY_MS, id=feed.last_id)
             await _follow(response, reader, feed)
     except ConnectionResetError:
@@ -265,12 +266,12 @@ async def events(request: web.Request) -> web.StreamResponse:
 async def _follow(response: EventSourceResponse, reader: asyncio.Queue[Sent], feed: LiveFeed) -> None:
     """Send what the feed queues until shutdown or until the heartbeat finds the reader gone."""
     gone = asyncio.ensure_future(response.wait())
+    following: asyncio.Future[Sent] | None = None
     try:
         while True:
             following = asyncio.ensure_future(reader.get())
             done, _ = await asyncio.wait({following, gone}, return_when=asyncio.FIRST_COMPLETED)
             if following not in done:
-                following.cancel()
                 return
             sent = following.result()
             if sent is CLOSE:
@@ -280,7 +281,9 @@ async def _follow(response: EventSourceResponse, reader: asyncio.Queue[Sent], fe
             else:
                 await response.send(sent.data, event="change", id=sent.id(feed.instance))
     finally:
-        gone.cancel()
+        for waiting in (following, gone):
+            if waiting is not None and not waiting.done():
+                waiting.cancel()
 
 
 async def live_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -22,10 +22,10 @@ from sqlalchemy.engine import Connection
 
 from hub import keys
 from hub.audit import Actor, Audit, record
-from hub.console import passwords, sessions
+from hub.console import passwords, sessions, totp
 from hub.console.render import render
 from hub.console.sessions import Stage
-from hub.errors import RateLimited
+from hub.errors import RateLimited, Unauthorized
 from hub.ratelimit import client_ip
 from hub.storage.schema import users
 
@@ -71,8 +71,10 @@ async def count_failure(request: web.Request, email: str) -> None:
         await limiter.hit(rule, *key)
 
 
-def login_page(request: web.Request, *, status: int = 200, error: str = "", email: str = "") -> web.Response:
-    next_path = sessions.local_path(request.query.get("next"), "")
+def login_page(
+    request: web.Request, *, status: int = 200, error: str = "", email: str = "", next_path: str | None = None
+) -> web.Response:
+    next_path = sessions.local_path(request.query.get("next") if next_path is None else next_path, "")
     return render(
         request,
         "login.html",
@@ -109,7 +111,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
             "console.sign_in_failed",
             reason="password" if found is not None else "unknown_account",
         )
-        return login_page(request, status=401, error=WRONG, email=email)
+        return login_page(request, status=401, error=WRONG, email=email, next_path=next_path)
     now = request.app[keys.CLOCK].now()
     if verdict.rehash is not None:
         await db.write(passwords.set_password_hash, found.id, verdict.rehash, now=now)
@@ -123,7 +125,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         return response
     response = web.HTTPSeeOther(next_path)
     await sessions.sign_in(request, response, found.id, stage=Stage.FULL)
-    await audit(request, found.id, "console.sign_in", factor="password")
+    await audit(request, found.id, "console.sign_in", factor="password", first_factor="password")
     return response
 
 
@@ -134,4 +136,47 @@ async def logout(request: web.Request) -> web.StreamResponse:
     await sessions.sign_out(request, response)
     if session is not None:
         await audit(request, session.user.id, "console.sign_out")
+    return response
+
+
+def code_page(
+    request: web.Request, *, status: int = 200, error: str = "", next_path: str | None = None
+) -> web.Response:
+    next_path = sessions.local_path(request.query.get("next") if next_path is None else next_path, "")
+    return render(request, "login_mfa.html", status=status, error=error, next_path=next_path)
+
+
+@routes.get(sessions.MFA_PATH)
+async def code_form(request: web.Request) -> web.StreamResponse:
+    session = await sessions.console_session(request)
+    if session is None:
+        return web.HTTPSeeOther(sessions.LOGIN_PATH)
+    if session.stage is Stage.FULL:
+        return web.HTTPSeeOther(sessions.local_path(request.query.get("next")))
+    return code_page(request)
+
+
+@routes.post(sessions.MFA_PATH)
+async def code_submit(request: web.Request) -> web.StreamResponse:
+    """The second step: a code from the authenticator app, or a recovery code.
+    Limited like passwords (a six-digit code must not be guessed), and a
+    success opens yet another new session id."""
+    session = await sessions.console_session(request)
+    if session is None or session.stage is not Stage.MFA:
+        raise Unauthorized("sign in with your password first")
+    form = await request.post()
+    code = str(form.get("code", ""))[:64]
+    next_path = sessions.local_path(str(form.get("next", "")) or request.query.get("next"))
+    user = session.user
+    await refuse_while_limited(request, user.email)
+    factor = await request.app[keys.DATABASE].write(totp.use_either, user.id, code, now=request.app[keys.CLOCK].now())
+    if factor is None:
+        await count_failure(request, user.email)
+        await audit(request, user.id, "console.sign_in_failed", reason="code")
+        return code_page(
+            request, status=401, error="That code is not right, or it was used already.", next_path=next_path
+        )
+    response = web.HTTPSeeOther(next_path)
+    await sessions.sign_in(request, response, user.id, stage=Stage.FULL, method=session.method)
+    await audit(request, user.id, "console.sign_in", factor=factor, first_factor=session.method.value)
     return response

@@ -70,8 +70,9 @@ CSRF_FIELD = "csrf_token"
 # last_seen_at is written at most this often per session (one write a minute, not one per request).
 TOUCH_EVERY = timedelta(seconds=60)
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-# Posted without a session: they carry the pre-session token instead.
-PRE_SESSION_PATHS = frozenset({LOGIN_PATH})
+LINK_PREFIX = "/console/link/"
+# A session at the ``mfa`` stage lasts this long: enough to type a code.
+MFA_WINDOW = timedelta(minutes=10)
 _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{20,100}")
 
 _SESSION = web.RequestKey("console_session", object)  # ConsoleSession | None once loaded
@@ -80,8 +81,24 @@ _NEW_LOGIN_TOKEN = web.RequestKey("console_new_login_token", str)
 
 
 class Stage(StrEnum):
-    MFA = "mfa"  # the password was right; the second factor is still to come
+    MFA = "mfa"  # the first factor was right; the second factor is still to come
     FULL = "full"
+
+
+class Method(StrEnum):
+    """How the first factor was proven."""
+
+    PASSWORD = "password"
+    LINK = "link"  # a one-time sign-in link: a password may be set without the current one
+
+
+# The door is kept with the stage, in the one column ("full+link"): a
+# session's state is both, and migration 0009 is already out there.
+LINK_SUFFIX = "+link"
+
+
+def stored_stage(stage: Stage, method: Method) -> str:
+    return stage.value + (LINK_SUFFIX if method is Method.LINK else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +106,7 @@ class ConsoleSession:
     id: int
     user: User
     stage: Stage
+    method: Method
     totp_enabled: bool
     created_at: datetime
     last_seen_at: datetime
@@ -126,6 +144,7 @@ def open_session(
     now: datetime,
     idle: timedelta,
     lifetime: timedelta,
+    method: Method = Method.PASSWORD,
     ip: str = "",
     user_agent: str = "",
     replaces: str | None = None,
@@ -145,7 +164,7 @@ def open_session(
         sa.insert(console_sessions).values(
             session_hash=hash_id(session_id),
             user_id=user_id,
-            stage=stage.value,
+            stage=stored_stage(stage, method),
             created_at=now,
             last_seen_at=now,
             idle_expires_at=min(now + idle, now + lifetime),
@@ -179,7 +198,8 @@ def load_session(conn: Connection, session_hash: str, now: datetime) -> ConsoleS
     return ConsoleSession(
         id=row.session_id,
         user=rows.user(row),
-        stage=Stage(row.stage),
+        stage=Stage(row.stage.partition(LINK_SUFFIX)[0]),
+        method=Method.LINK if row.stage.endswith(LINK_SUFFIX) else Method.PASSWORD,
         totp_enabled=row.totp_enabled_at is not None,
         created_at=row.session_created_at,
         last_seen_at=row.last_seen_at,
@@ -367,22 +387,26 @@ def _set_cookie(response: web.StreamResponse, settings: Settings, name: str, val
     response.set_cookie(name, value, httponly=True, secure=secure_cookies(settings), **options)
 
 
-async def sign_in(request: web.Request, response: web.StreamResponse, user_id: int, *, stage: Stage) -> str:
-    """Open a new session for ``user_id`` (deleting the one this browser had)
-    and set its cookie on ``response``; returns the new id."""
+def session_args(request: web.Request, *, stage: Stage, method: Method = Method.PASSWORD) -> dict[str, Any]:
+    """The keyword arguments of ``open_session`` for a sign-in from this
+    request (for a transaction that opens a session beside other changes)."""
     settings = _settings(request)
     previous = session_id_of(request)
-    session_id = await request.app[keys.DATABASE].write(
-        open_session,
-        user_id,
-        stage=stage,
-        now=request.app[keys.CLOCK].now(),
-        idle=idle_timeout(settings),
-        lifetime=lifetime(settings),
-        ip=client_ip(request),
-        user_agent=request.headers.get("User-Agent", ""),
-        replaces=hash_id(previous) if previous is not None else None,
-    )
+    return {
+        "stage": stage,
+        "method": method,
+        "now": request.app[keys.CLOCK].now(),
+        "idle": idle_timeout(settings),
+        "lifetime": min(lifetime(settings), MFA_WINDOW) if stage is Stage.MFA else lifetime(settings),
+        "ip": client_ip(request),
+        "user_agent": request.headers.get("User-Agent", ""),
+        "replaces": hash_id(previous) if previous is not None else None,
+    }
+
+
+def start_session(request: web.Request, response: web.StreamResponse, session_id: str, *, valid_for: timedelta) -> None:
+    """This request and ``response`` now carry the new ``session_id``."""
+    settings = _settings(request)
     request[_NEW_SESSION_ID] = session_id
     request.pop(_SESSION, None)
     _set_cookie(
@@ -392,9 +416,24 @@ async def sign_in(request: web.Request, response: web.StreamResponse, user_id: i
         session_id,
         path="/",
         samesite="Lax",
-        max_age=int(lifetime(settings).total_seconds()),
+        max_age=int(valid_for.total_seconds()),
     )
-    response.del_cookie(LOGIN_COOKIE, path=LOGIN_PATH)
+    response.del_cookie(LOGIN_COOKIE, path=PREFIX)
+
+
+async def sign_in(
+    request: web.Request,
+    response: web.StreamResponse,
+    user_id: int,
+    *,
+    stage: Stage,
+    method: Method = Method.PASSWORD,
+) -> str:
+    """Open a new session for ``user_id`` (deleting the one this browser had)
+    and set its cookie on ``response``; returns the new id."""
+    args = session_args(request, stage=stage, method=method)
+    session_id = await request.app[keys.DATABASE].write(open_session, user_id, **args)
+    start_session(request, response, session_id, valid_for=args["lifetime"])
     return session_id
 
 
@@ -415,12 +454,16 @@ def set_login_cookie(request: web.Request, response: web.StreamResponse) -> None
     """Hand the browser the pre-session token minted for this response's form (``render`` calls it)."""
     minted = request.get(_NEW_LOGIN_TOKEN)
     if minted:
-        _set_cookie(
-            response, _settings(request), LOGIN_COOKIE, minted, path=LOGIN_PATH, samesite="Strict", max_age=3600
-        )
+        _set_cookie(response, _settings(request), LOGIN_COOKIE, minted, path=PREFIX, samesite="Strict", max_age=3600)
 
 
 # --- CSRF --------------------------------------------------------------------------
+
+
+def pre_session(path: str) -> bool:
+    """Forms posted before there is a session (sign-in, a one-time link): they
+    carry the pre-session token instead of a session's."""
+    return path == LOGIN_PATH or path.startswith(LINK_PREFIX)
 
 
 def _origin(url: str) -> str | None:
@@ -461,7 +504,7 @@ async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     if not same_origin(request):
         raise Forbidden("cross-origin request refused")
-    if request.path in PRE_SESSION_PATHS:
+    if pre_session(request.path):
         expected = request.cookies.get(LOGIN_COOKIE, "")
     else:
         session_id = session_id_of(request)

@@ -31,11 +31,12 @@ MAX_TERM_LENGTH = 64
 # A prefix shorter than this would match too many words to be useful (and
 # FTS5 walks every one of them).
 MIN_PREFIX = 3
-# A search looks at this many of the most recent matching messages: a word
-# found in nearly every message then costs what a rarer one does (about
-# 40 ms on SQLite), instead of a walk over the whole index. Narrow the
-# words to reach further back.
-MATCH_LIMIT = 20_000
+# A search looks at this many of the most recent matching messages (100
+# pages of conversations at least): reading each one's conversation is the
+# cost of a search (at a million messages on SQLite, ~35 ms for 5,000 spread
+# over the table, ~140 ms for 20,000), so a word found everywhere costs what
+# a rarer one does. More words reach further back.
+MATCH_LIMIT = 5_000
 # Letters and digits (Unicode), as FTS5's unicode61 and PostgreSQL's parser split them.
 _WORD = re.compile(r"[^\W_]+")
 
@@ -67,12 +68,13 @@ def tsquery(terms: list[str]) -> str:
     return " & ".join(parts)
 
 
-def matching_messages(dialect: str, text: str, *, limit: int = MATCH_LIMIT) -> sa.Select[Any] | None:
-    """``SELECT id`` of the ``limit`` most recent messages that hold every
-    word of ``text``; None when ``text`` has no word to look for."""
+def matching_messages(dialect: str, text: str, *, limit: int | None = None) -> sa.Select[Any] | None:
+    """``SELECT id`` of the ``limit`` (``MATCH_LIMIT``) most recent messages
+    that hold every word of ``text``; None when ``text`` has no word to look for."""
     terms = query_terms(text)
     if not terms:
         return None
+    limit = limit or MATCH_LIMIT
     if dialect == "sqlite":
         # FTS5 walks its doclists backwards for ORDER BY rowid DESC: no sort.
         return sa.select(_FTS.c.rowid).where(_FTS_MATCH(fts5_query(terms))).order_by(_FTS.c.rowid.desc()).limit(limit)
@@ -84,16 +86,6 @@ def matching_messages(dialect: str, text: str, *, limit: int = MATCH_LIMIT) -> s
     )
 
 
-def matching_conversations(dialect: str, text: str) -> sa.Select[Any] | None:
-    """``SELECT conversation_id`` of the conversations with one of the
-    ``MATCH_LIMIT`` most recent messages that hold every word of ``text``;
-    None when there is no word to look for."""
-    found = matching_messages(dialect, text)
-    if found is None:
-        return None
-    return sa.select(messages.c.conversation_id).where(messages.c.id.in_(found))
-
-
 def last_activity() -> sa.ColumnElement[Any]:
     """What the inbox orders by: the last message, or the opening for a
     conversation without one (the expression the 0010 indexes are on)."""
@@ -102,18 +94,32 @@ def last_activity() -> sa.ColumnElement[Any]:
     )
 
 
+def conversation_matches(conn: Connection, text: str) -> sa.ColumnElement[bool] | None:
+    """A condition on ``conversations`` (for a query that orders and pages
+    them its own way, as the inbox does): one of the ``MATCH_LIMIT`` most
+    recent messages holding every word of ``text`` is theirs. None when
+    there is no word to look for.
+
+    The matches drive the query (a doclist walk, then a read of each
+    message's conversation): a walk of the conversations probing each one's
+    messages would be cheaper for a common word, but SQLite runs a
+    subquery inside a correlated one again for every row (seconds).
+    """
+    found = matching_messages(conn.dialect.name, text)
+    if found is None:
+        return None
+    return conversations.c.id.in_(sa.select(messages.c.conversation_id).where(messages.c.id.in_(found)))
+
+
 def search_conversations(conn: Connection, text: str, *, limit: int = 50) -> list[int]:
     """Ids of the conversations with a message holding every word of
     ``text``, the most recently active first; [] when it has no word."""
-    found = matching_conversations(conn.dialect.name, text)
-    if found is None:
+    condition = conversation_matches(conn, text)
+    if condition is None:
         return []
     activity = last_activity()
     stmt = (
-        sa.select(conversations.c.id)
-        .where(conversations.c.id.in_(found))
-        .order_by(activity.desc(), conversations.c.id.desc())
-        .limit(limit)
+        sa.select(conversations.c.id).where(condition).order_by(activity.desc(), conversations.c.id.desc()).limit(limit)
     )
     return list(conn.execute(stmt).scalars())
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from hub.conversations import ingest as ingest_tx
 from hub.conversations import transactions as conversations_tx
 from hub.errors import InvalidInput
 from hub.events import (
+    AgentTyping,
     ContactErased,
     ContactsMerged,
     ConversationUpdated,
@@ -38,7 +40,7 @@ from hub.events import (
     SystemEventAdded,
     utcnow,
 )
-from hub.messages import ChannelAdapter, DeliveryReport, InboundMessage, IngestResult
+from hub.messages import ChannelAdapter, DeliveryReport, InboundMessage, IngestResult, PushesTyping
 from hub.metrics import Metrics
 from hub.models import AuthorKind, Contact, Conversation, Message, MessageKind
 from hub.storage import Database, insert_ignore, rows
@@ -49,6 +51,10 @@ if TYPE_CHECKING:
     from hub.kb.suggestions import PhrasingSuggestions
 
 log = logging.getLogger(__name__)
+
+# An agent's "typing" reaches the customer at most this often per conversation
+# (the console sends it as the agent types; the widget hides it after 10 s).
+TYPING_INTERVAL = 2.0
 
 
 class HubService:
@@ -86,6 +92,10 @@ class HubService:
         # Work that must happen because of an event, in the event's own
         # transaction (``hub.txhooks``); the ticket service shares them.
         self.tx_hooks = TxHooks()
+        # conversation id -> when its customer was last told an agent types (monotonic).
+        self._typing_shown: dict[int, float] = {}
+        # The indicator goes through the bus: the visitor's socket may be held by another instance.
+        bus.subscribe(AgentTyping, self._push_typing)
 
     # --- ChannelHost ---------------------------------------------------------
     async def ingest(self, inbound: InboundMessage) -> IngestResult:
@@ -317,10 +327,12 @@ class HubService:
         author_id: int | None = None,
         idempotency_key: str | None = None,
         meta: dict[str, Any] | None = None,
+        subject: str | None = None,
         audit: Audit | None = None,
     ) -> Message:
         """Queue a message to the customer on the conversation's own channel
-        (``audit``: an agent's reply, recorded with it)."""
+        (``audit``: an agent's reply, recorded with it; ``subject``: an
+        e-mail reply's own subject instead of the conversation's)."""
 
         def queue(conn: Connection) -> tuple[conversations_tx.Queued, MessageQueued, list[After]]:
             conversation = conversations_tx.get_conversation(conn, conversation_id)
@@ -339,6 +351,7 @@ class HubService:
                 to=to,
                 idempotency_key=idempotency_key,
                 meta=meta,
+                subject=subject,
             )
             if author_kind == AuthorKind.AGENT and self.phrasings is not None:
                 # A help-centre link after a handoff: the customer's question,
@@ -361,6 +374,40 @@ class HubService:
         await self.bus.publish(event)
         await run_afters(afters)
         return queued.message
+
+    async def show_typing(self, conversation_id: int, active: bool) -> bool:
+        """Show the customer that an agent is typing (``active``) or stopped,
+        where their channel can (web chat: ``PushesTyping``); a start is sent
+        at most every ``TYPING_INTERVAL`` seconds per conversation, to every
+        instance (``AgentTyping`` on the bus: each pushes to the sockets it
+        holds). True when the indicator was sent."""
+        now = time.monotonic()
+        if active and now - self._typing_shown.get(conversation_id, -TYPING_INTERVAL) < TYPING_INTERVAL:
+            return False
+        if not active and self._typing_shown.pop(conversation_id, None) is None:
+            return False  # never shown: nothing to hide
+
+        def address(conn: Connection) -> tuple[str, str | None]:
+            conversation = conversations_tx.get_conversation(conn, conversation_id)
+            if conversation.identity_id is None:
+                return conversation.channel, None
+            return conversation.channel, conversations_tx.recipient_address(conn, conversation)
+
+        channel_name, to = await self.db.read(address)
+        channel = self.channels.get(channel_name)
+        if to is None or not isinstance(channel, PushesTyping):
+            return False
+        if active:
+            if len(self._typing_shown) > 10_000:  # agents who closed the tab mid-word
+                self._typing_shown = {k: t for k, t in self._typing_shown.items() if now - t < 60}
+            self._typing_shown[conversation_id] = now
+        await self.bus.publish(AgentTyping(conversation_id=conversation_id, channel=channel_name, to=to, active=active))
+        return True
+
+    async def _push_typing(self, event: AgentTyping) -> None:
+        channel = self.channels.get(event.channel)
+        if isinstance(channel, PushesTyping):
+            await channel.push_typing(event.to, event.active, author="agent")
 
     async def suggest_phrasing(self, payloads: Iterable[dict[str, Any]], *, conversation_id: int) -> None:
         """The bot's custom payloads of one turn: a customer's helpful vote on

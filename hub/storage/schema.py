@@ -456,7 +456,9 @@ console_sessions = sa.Table(
     sa.Column("id", BigId, primary_key=True),
     sa.Column("session_hash", sa.String(64), nullable=False, unique=True),  # SHA-256 of the cookie's id, hex
     sa.Column("user_id", BigId, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
-    # mfa: the password was right, the second factor is still to come; full: signed in.
+    # mfa: the password was right, the second factor is still to come; full:
+    # signed in. "+link" when a one-time link stood in for the password (the
+    # account page then sets a password without asking for the current one).
     sa.Column("stage", sa.String(16), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("last_seen_at", UTCDateTime, nullable=False),

@@ -1,4 +1,4 @@
-"""SMS segments and splitting (channels/sms/segments.py): examples, then properties."""
+"""SMS segments and splitting (hub/segments.py): examples, then properties."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from channels.sms.segments import (
+from hub.segments import (
     GSM7_BASIC,
     GSM7_EXTENSION,
     MAX_BODY_CHARS,

@@ -2,6 +2,7 @@
 
 ``console_hub`` starts one with the default settings; ``start_console_hub``
 takes settings overrides (``require_mfa=True``, an https ``public_url``...).
+Each hub reads the time from an ``OffsetClock`` (``hub.clock.advance(s)``).
 The admin, agent and viewer of ``tests.conftest.start_hub``
 (``{role}@example.test``) get the passwords in ``PASSWORDS``.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from aiohttp import web
 
 from hub import auth, keys
 from hub.console import passwords
+from hub.events import Clock, utcnow
 from tests.conftest import Hub, close_hub, make_settings, start_hub
 
 PASSWORDS = {
@@ -34,10 +37,24 @@ def email_of(role: str) -> str:
     return f"{role}@example.test"
 
 
+class OffsetClock(Clock):
+    """The real time, moved forward by ``advance`` (sessions expire, TOTP steps pass)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def now(self) -> datetime:
+        return utcnow() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
+
+
 @dataclass
 class ConsoleHub:
     hub: Hub
     passwords: dict[str, str]
+    clock: OffsetClock
 
     @property
     def app(self) -> web.Application:
@@ -80,10 +97,11 @@ async def start_console_hub(database_url: str, tmp_path: Path) -> AsyncIterator[
             count += 1
             data = tmp_path / f"hub{count}"
             data.mkdir(exist_ok=True)
-            running = await start_hub(make_settings(database_url, data, **overrides))
+            clock = OffsetClock()
+            running = await start_hub(make_settings(database_url, data, **overrides), clock=clock)
             stack.push_async_callback(close_hub, running)
             await set_passwords(running.app)
-            return ConsoleHub(running, dict(PASSWORDS))
+            return ConsoleHub(running, dict(PASSWORDS), clock)
 
         yield start
 

@@ -25,6 +25,7 @@ from hub.console.inbox import (
     inbox_rows,
     mask_phone,
 )
+from hub.conversations import search
 from hub.conversations.search import search_conversations
 from hub.errors import InvalidInput
 from hub.models import ConversationStatus, Priority
@@ -271,7 +272,8 @@ HOSTILE = [
 
 
 @pytest.mark.asyncio
-async def test_search_finds_words_and_survives_hostile_queries(db: Database) -> None:
+async def test_search_finds_words_and_survives_hostile_queries(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+
     def seed(conn: Connection) -> dict[str, int]:
         return {
             "clock": add_conversation(
@@ -305,6 +307,9 @@ async def test_search_finds_words_and_survives_hostile_queries(db: Database) -> 
     # Operators are words like any other: no message holds "and" or "or" here.
     assert await db.read(search_conversations, "walnut AND clock") == []
     assert await db.read(search_conversations, "walnut OR nothing") == []
+    # Only the most recent matching messages are looked at.
+    monkeypatch.setattr(search, "MATCH_LIMIT", 2)
+    assert await db.read(search_conversations, "walnut") == [made["later"], made["resolved"]]
 
 
 @pytest.mark.asyncio

@@ -153,3 +153,44 @@ def test_a_reader_too_far_behind_is_told_to_resync() -> None:
     assert feed._since(f"{feed.instance}.3") == [live.RESYNC]
     assert feed._since(feed.last_id) == []
     assert feed._since("not-an-id") == [live.RESYNC]
+
+
+@pytest.mark.asyncio
+async def test_a_message_on_another_instance_reaches_this_ones_stream_through_redis(
+    start_console_hub: StartConsoleHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import uuid
+
+    import redis.asyncio as redis
+
+    import hub.app
+    from hub.bus import RedisBus
+
+    url = os.environ.get("HUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    client = redis.from_url(url)
+    try:
+        await asyncio.wait_for(client.ping(), 2)
+    except Exception:
+        if os.environ.get("CI"):
+            pytest.fail(f"Redis is not reachable at {url}")
+        pytest.skip("Redis is not reachable")
+    finally:
+        await client.aclose()
+    # Two instances on one database and one Redis channel of their own.
+    channel = f"servicehub-test:{uuid.uuid4().hex}"
+
+    class IsolatedBus(RedisBus):
+        def __init__(self, url: str) -> None:
+            super().__init__(url, channel)
+
+    monkeypatch.setattr(hub.app, "RedisBus", IsolatedBus)
+    first = await start_console_hub(redis_url=url)
+    second = await start_console_hub(redis_url=url)
+    async with await session_for(second, "agent") as agent:
+        stream = await connect(second, agent)
+        sent = time.perf_counter()
+        received = await first.hub.inbound({"from": "ada@example.com", "text": "hello from one", "id": "r1"})
+        message_id = received["received"][0]["message_id"]
+        _, _, data = await stream.until(lambda e, i, d: d.get("message_id") == message_id, timeout=1.0)
+        assert time.perf_counter() - sent < 1.0 and data["direction"] == "inbound"

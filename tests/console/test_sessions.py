@@ -11,39 +11,12 @@ import sqlalchemy as sa
 from hub import keys
 from hub.console import sessions
 from hub.console.render import CONTENT_SECURITY_POLICY
-from hub.storage.schema import audit_log, console_sessions
+from hub.storage.schema import audit_log
 from tests.console.conftest import ConsoleHub, email_of
+from tests.console.flows import form_token, login, session_cookie, session_rows
 from tests.console.helpers import signed_in_cookies
 
 pytestmark = pytest.mark.asyncio
-
-
-def form_token(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert found, html
-    return found.group(1)
-
-
-async def login(
-    hub: ConsoleHub, role: str, *, password: str | None = None, next_path: str | None = None, **headers: str
-) -> Any:
-    page = await hub.client.get("/console/login")
-    token = form_token(await page.text())
-    if hub.app[keys.SETTINGS].public_url.startswith("https:"):
-        # A Secure cookie: the client's jar keeps it from plain http, a browser behind TLS would not.
-        headers["Cookie"] = f"{sessions.LOGIN_COOKIE}={page.cookies[sessions.LOGIN_COOKIE].value}"
-    data = {"email": email_of(role), "password": password or hub.passwords[role], "csrf_token": token}
-    if next_path is not None:
-        data["next"] = next_path
-    return await hub.client.post("/console/login", data=data, allow_redirects=False, headers=headers)
-
-
-def session_cookie(response: Any) -> Any:
-    return response.cookies.get(sessions.SESSION_COOKIE) or response.cookies.get(sessions.SECURE_SESSION_COOKIE)
-
-
-async def session_rows(hub: ConsoleHub) -> list[Any]:
-    return await hub.db.read(lambda conn: list(conn.execute(sa.select(console_sessions))))
 
 
 async def test_sign_in_opens_a_new_session_and_sign_out_ends_it(console_hub: ConsoleHub) -> None:
@@ -233,3 +206,26 @@ async def test_an_expired_or_idle_session_signs_nobody_in(console_hub: ConsoleHu
     assert await console_hub.db.read(sessions.load_session, session_hash, later + idle - timedelta(minutes=1))
     end = found.expires_at
     assert await console_hub.db.read(sessions.load_session, session_hash, end) is None
+
+
+async def test_idle_and_absolute_expiry_through_the_pages(console_hub: ConsoleHub) -> None:
+    hub = console_hub
+    settings = hub.app[keys.SETTINGS]
+    idle = settings.console_session_idle_minutes * 60
+    assert (await login(hub, "agent")).status == 303
+    # Active just often enough: the idle deadline moves on each time...
+    for _ in range(3):
+        hub.clock.advance(idle - 120)
+        assert (await hub.client.get("/console/account", allow_redirects=False)).status == 200
+    # ...but not past the absolute one.
+    hub.clock.advance(settings.console_session_max_hours * 3600)
+    gone = await hub.client.get("/console/account", allow_redirects=False)
+    assert gone.status == 303 and gone.headers["Location"].startswith("/console/login")
+
+    assert (await login(hub, "agent")).status == 303
+    hub.clock.advance(idle + 1)
+    idle_out = await hub.client.get("/console/account", allow_redirects=False)
+    assert idle_out.status == 303 and idle_out.headers["Location"].startswith("/console/login")
+    # Expired rows are cleared at the next sign-in.
+    assert (await login(hub, "viewer")).status == 303
+    assert len(await session_rows(hub)) == 1

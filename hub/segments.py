@@ -1,5 +1,10 @@
 """SMS segments: how many a text costs, and splitting a long reply into messages.
 
+In the hub (not ``channels/sms``) because both sides need it: the SMS channel
+splits what it sends, and the agents' console shows what a reply will cost
+as it is typed; channels may import the hub's shared helpers, never the
+reverse (STYLE.md).
+
 A text that holds only characters of the GSM 03.38 default alphabet goes as
 GSM-7: 160 septets in a single segment, 153 per segment once concatenated (the
 user data header takes the rest); the extension characters ``^{}\\[~]|€`` (and
