@@ -14,6 +14,7 @@ The input is ``ReportService.run``'s output for each report (the figures
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -162,8 +163,10 @@ def _spec(
     percent: bool = False,
     integer: bool = False,
 ) -> dict[str, Any]:
-    short = [label.short if isinstance(label, BucketLabel) else label for label in labels]
+    short: list[str | list[str]] = [label.short if isinstance(label, BucketLabel) else label for label in labels]
     long = [label.long if isinstance(label, BucketLabel) else label for label in labels]
+    if horizontal:  # category names beside the bars: lines of a phone's width (Chart.js draws a list as lines)
+        short = [textwrap.wrap(str(label), 16) or [""] for label in short]
     return {
         "type": kind,
         "labels": short,

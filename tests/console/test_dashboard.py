@@ -90,11 +90,12 @@ async def test_the_cards_and_charts_read_the_known_figures(console_hub: ConsoleH
     assert first["datasets"][0]["texts"] == ["—", "20 min", "20 min"]
     assert {d["label"]: d["data"] for d in specs["sla"]["datasets"]}["First response"] == [None, 50.0, None]
     reasons = specs["reasons"]
-    assert reasons["horizontal"] is True and sorted(reasons["labels"]) == [
+    assert reasons["horizontal"] is True and sorted(reasons["titles"]) == [
         "Customer asked for a person",
         "Keyword rule",
         "Urgent issue",
     ]
+    assert ["Customer asked", "for a person"] in reasons["labels"]  # wrapped beside the bars
     assert reasons["datasets"][0]["data"] == [1, 1, 1]
 
     # Each chart's text alternative: a caption and its table; agent activity is a table.

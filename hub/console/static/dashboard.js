@@ -86,6 +86,7 @@ function dataset(spec, given, index) {
       pointRadius: 4,
       pointHoverRadius: 6,
       spanGaps: false,
+      clip: 8, // a point on the axis' edge (100 %) is drawn whole
     };
   }
   return { ...base, backgroundColor: fill(color, index), borderColor: "#ffffff", borderWidth: spec.stacked ? 1 : 0 };
