@@ -95,6 +95,8 @@ async def test_the_dashboard_in_a_browser(browser: Any, console_hub: ConsoleHub,
     await context.add_cookies(cookies)
     page = await context.new_page()
     errors = watch(page)
+    refreshes: list[float] = []  # when the page re-read its figures
+    page.on("request", lambda request: refreshes.append(time.monotonic()) if "fragment=figures" in request.url else None)
     await page.goto(f"{hub.base_url}/console/dashboard")
     # No tz in the URL: the browser's zone is filled in and the figures re-read in it.
     await page.wait_for_function(
@@ -136,6 +138,15 @@ async def test_the_dashboard_in_a_browser(browser: Any, console_hub: ConsoleHub,
     await page.locator('[data-figure="conversations"]', has_text="7").wait_for(timeout=15000)
     assert await page.locator("#table-volume").is_visible()
     assert_drawn(await page.evaluate(CHARTS_DRAWN), DESKTOP["width"])
+    # A burst of changes is one or two refreshes, never closer than 5 s apart.
+    before = len(refreshes)
+    for n in range(4):
+        await hub.hub.inbound({"from": f"dash-burst-{n}", "text": "hi", "id": f"dash-burst-{n}-{time.time_ns()}"})
+    await page.locator('[data-figure="conversations"]', has_text="11").wait_for(timeout=20000)
+    await page.wait_for_timeout(1000)
+    assert 1 <= len(refreshes) - before <= 2, refreshes
+    gaps = [later - earlier for earlier, later in zip(refreshes, refreshes[1:])]
+    assert all(gap >= 4.8 for gap in gaps), gaps
 
     await page.set_viewport_size(PHONE)
     await page.wait_for_function(
