@@ -8,6 +8,7 @@ no serious or critical violation. Screenshots at 1280x800 and 375x740."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from datetime import timedelta
@@ -96,7 +97,9 @@ async def test_the_dashboard_in_a_browser(browser: Any, console_hub: ConsoleHub,
     page = await context.new_page()
     errors = watch(page)
     refreshes: list[float] = []  # when the page re-read its figures
-    page.on("request", lambda request: refreshes.append(time.monotonic()) if "fragment=figures" in request.url else None)
+    page.on(
+        "request", lambda request: refreshes.append(time.monotonic()) if "fragment=figures" in request.url else None
+    )
     await page.goto(f"{hub.base_url}/console/dashboard")
     # No tz in the URL: the browser's zone is filled in and the figures re-read in it.
     await page.wait_for_function(
@@ -145,7 +148,7 @@ async def test_the_dashboard_in_a_browser(browser: Any, console_hub: ConsoleHub,
     await page.locator('[data-figure="conversations"]', has_text="11").wait_for(timeout=20000)
     await page.wait_for_timeout(1000)
     assert 1 <= len(refreshes) - before <= 2, refreshes
-    gaps = [later - earlier for earlier, later in zip(refreshes, refreshes[1:])]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(refreshes)]
     assert all(gap >= 4.8 for gap in gaps), gaps
 
     await page.set_viewport_size(PHONE)
