@@ -163,7 +163,7 @@ def _day_after(text: str) -> str:
     if len(text) == 10:
         try:
             return (date.fromisoformat(text) + timedelta(days=1)).isoformat()
-        except ValueError:
+        except (ValueError, OverflowError):  # not a date, or 9999-12-31: the reports' parsing says why
             pass
     return text
 

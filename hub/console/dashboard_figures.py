@@ -10,6 +10,10 @@ reads exactly what a person sees.
 
 The input is ``ReportService.run``'s output for each report (the figures
 ``GET /api/v1/reports/{name}`` answers with), keyed by report name.
+
+Longer than the house's ~400 lines on purpose: a chart's series, caption
+and table are read from the same rows and must say the same thing, so each
+chart is one function here, beside the formatting they all share.
 """
 
 from __future__ import annotations

@@ -173,6 +173,7 @@ async def test_bad_parameters_are_a_400_naming_them(console_hub: ConsoleHub) -> 
         ("range=fortnight", "range"),
         ("range=custom&from=2026-03-27&to=yesterday", "to"),
         ("range=custom&to=2026-03-27", "from"),
+        ("range=custom&from=2026-03-27&to=9999-12-31", "to"),
         ("range=custom&from=2026-03-29&to=2026-03-01", "to"),
         ("range=7d&bucket=month", "bucket"),
         ("range=custom&from=2025-01-01&to=2026-01-01&bucket=hour", "bucket"),  # 8,760 hours
