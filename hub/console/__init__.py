@@ -54,7 +54,7 @@ def setup_console(app: web.Application) -> None:
     app.add_routes(links.routes)
     app.add_routes(account.routes)
     app.add_routes(supervisor.routes)
-    app.add_routes(dashboard.routes)
+    dashboard.setup_dashboard(app)
     # --- the console's pages: the inbox and conversation modules add theirs here ---
     app.add_routes(inbox_pages.routes)
     live.setup_live(app)  # GET /console/events: the live feed every page can follow

@@ -24,7 +24,9 @@ Routes:
   chart links to its report's CSV with the parameters it was drawn from.
 
 The reports run in the handler, through the ``ReportService`` the API uses,
-all five at once on the read pool. A filter a report does not take (team
+all five at once on the read pool; dashboards asking for the same figures
+at the same moment (the live stream tells them all at once) share one run
+(``SharedRuns``). A filter a report does not take (team
 for the volume and bot reports, channel for agent activity) is left out of
 that report and the page says so next to it, rather than failing the page.
 Times zone: the browser's by default (the script fills ``tz`` in when the
@@ -194,13 +196,77 @@ def not_filtered_note(dropped: list[str]) -> str:
     return f"Not filtered by {' or '.join(dropped)}: this report does not break down that way." if dropped else ""
 
 
-async def run_reports(service: ReportService, params: ReportParams) -> tuple[dict[str, Any], dict[str, str]]:
+Run = tuple[dict[str, Any], dict[str, str]]
+
+
+async def run_reports(service: ReportService, params: ReportParams) -> Run:
     """Every report the dashboard shows, at once; and per report, the note on filters it left out."""
     narrowed = {name: for_report(params, name) for name in NAMES}
     answers = await asyncio.gather(*(service.run(name, narrowed[name][0]) for name in NAMES))
     return dict(zip(NAMES, answers, strict=True)), {
         name: not_filtered_note(dropped) for name, (_, dropped) in narrowed.items()
     }
+
+
+class SharedRuns:
+    """One run of the reports for the dashboards that ask for the same figures at once.
+
+    The live stream tells every open dashboard about a change at the same
+    moment, so twenty supervisors on the same view would run the same five
+    reports twenty times. A request opens a short gathering window
+    (``GATHER`` seconds); requests for the same parameters arriving in it
+    wait for that one run. The run starts after the window closes, so every
+    request it answers was made before it started: no one is handed figures
+    older than their own request. One arriving once the run has started
+    opens the next window.
+
+    No task is created: the first request runs the reports in its own
+    handler. If it goes away (the browser navigated off) before it is done,
+    the ones waiting on it run the reports themselves.
+    """
+
+    GATHER = 0.05
+
+    def __init__(self) -> None:
+        self._gathering: dict[ReportParams, asyncio.Future[Run]] = {}
+
+    async def run(self, service: ReportService, params: ReportParams) -> Run:
+        waiting = self._gathering.get(params)
+        if waiting is not None:
+            try:
+                return await asyncio.shield(waiting)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not waiting.cancelled() or (task is not None and task.cancelling()):
+                    raise  # this request was cancelled, not the run it waited on
+            return await run_reports(service, params)
+        shared: asyncio.Future[Run] = asyncio.get_running_loop().create_future()
+        # Nobody waiting is fine: the outcome counts as read either way.
+        shared.add_done_callback(lambda done: done.cancelled() or done.exception())
+        self._gathering[params] = shared
+        try:
+            await asyncio.sleep(self.GATHER)
+        except BaseException:
+            shared.cancel()
+            raise
+        finally:
+            if self._gathering.get(params) is shared:
+                del self._gathering[params]
+        try:
+            result = await run_reports(service, params)
+        except asyncio.CancelledError:
+            shared.cancel()
+            raise
+        except Exception as err:
+            shared.set_exception(err)
+            raise
+        shared.set_result(result)
+        return result
+
+
+def setup_dashboard(app: web.Application) -> None:
+    app[keys.DASHBOARD_RUNS] = SharedRuns()
+    app.add_routes(routes)
 
 
 def csv_url(name: str, params: ReportParams) -> str:
@@ -225,7 +291,7 @@ async def dashboard_page(request: web.Request) -> web.Response:
         if fragment:
             raise
         return await _page(request, form, None, None, error=err.message, status=400)
-    reports, notes = await run_reports(app[keys.REPORTS], params)
+    reports, notes = await app[keys.DASHBOARD_RUNS].run(app[keys.REPORTS], params)
     figures = dashboard_figures.figures(reports, notes)
     if fragment:
         return render(request, "dashboard_figures.html", **_figures_context(params, figures))

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from hub import keys
 from hub.__main__ import main
-from hub.console.dashboard import DashboardForm, Span, preset_range
+from hub.console.dashboard import DashboardForm, SharedRuns, Span, preset_range
 from hub.console.dashboard_figures import bucket_label, duration_text, percent_text
 from hub.reports.params import Bucket
 from tests.console.conftest import ConsoleHub, email_of
@@ -226,6 +226,67 @@ async def test_data_is_what_the_api_answers_and_csv_what_hub_report_prints(
         printed = await asyncio.to_thread(runner.invoke, main, args)
         assert printed.exit_code == 0, printed.output
         assert await download.text() == printed.output, name
+
+
+@pytest.mark.asyncio
+async def test_dashboards_asking_at_once_share_one_run_of_the_reports(console_hub: ConsoleHub) -> None:
+    hub = console_hub
+    await seeded(hub)
+    await as_user(hub, "viewer")
+    service = hub.app[keys.REPORTS]
+    ran: list[str] = []
+    real_run = service.run
+
+    async def counted(name: str, params: Any) -> dict[str, Any]:
+        ran.append(name)
+        return await real_run(name, params)
+
+    service.run = counted  # type: ignore[method-assign]  # counting the service's runs
+    # A window wide enough for a loaded test machine: this tests the sharing, not the timing.
+    hub.app[keys.DASHBOARD_RUNS].GATHER = 1.0
+    path = PAGE + "&fragment=figures"
+
+    async def fetch(url: str) -> str:
+        response = await hub.client.get(url)
+        assert response.status == 200
+        return await response.text()
+
+    # Six dashboards on one view told of a change at once: the five reports run once.
+    pages = await asyncio.gather(*(fetch(path) for _ in range(6)))
+    assert sorted(ran) == sorted(["volume", "response-times", "sla", "bot", "agents"])
+    assert all(card_figures(page) == EXPECTED for page in pages)
+    # Another view at the same moment is its own run; a later request, a new one.
+    ran.clear()
+    await asyncio.gather(fetch(path), fetch(path + "&channel=sms"))
+    assert len(ran) == 10
+    ran.clear()
+    await fetch(path)
+    assert len(ran) == 5
+
+
+@pytest.mark.asyncio
+async def test_when_the_first_asker_goes_away_the_others_still_get_their_figures() -> None:
+    runs = SharedRuns()
+    started: list[str] = []
+
+    class SlowReports:
+        async def run(self, name: str, params: Any) -> dict[str, Any]:
+            started.append(name)
+            await asyncio.sleep(0.2)
+            return {"report": name}
+
+    params = DashboardForm.from_query({"range": "7d"}).params(datetime(2026, 3, 29, tzinfo=UTC), "UTC")
+    service: Any = SlowReports()
+    first = asyncio.ensure_future(runs.run(service, params))
+    await asyncio.sleep(0)  # the first opens the window
+    others = [asyncio.ensure_future(runs.run(service, params)) for _ in range(3)]
+    await asyncio.sleep(runs.GATHER + 0.05)  # the run has started
+    first.cancel()
+    answers = await asyncio.gather(*others)
+    assert all(reports["volume"] == {"report": "volume"} for reports, _ in answers)
+    assert first.cancelled()
+    # One cancelled run, then each waiting request ran the reports itself.
+    assert len(started) == 5 * 4
 
 
 def test_preset_ranges_end_with_the_current_local_hour_or_today() -> None:
