@@ -19,6 +19,10 @@ of tables: both walk ``hub.storage.schema.metadata``.
   foreign key (queues outlive their rows on purpose). Each has its own
   scrub in ``hub.conversations.contacts``.
 
+- **Facts the reports keep** (``KEPT_FOR_REPORTS``): ``report_erased_*`` rows
+  name the ids an erasure deleted, on purpose and without personal data, so
+  that report counts stay (``hub.reports.erased``).
+
 ``unhandled_contact_references`` lists what falls in none of these; merge
 and erasure refuse to run while it is not empty, and a test asserts it is.
 """

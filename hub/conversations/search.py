@@ -47,7 +47,7 @@ _SEARCH_VECTOR: sa.ColumnElement[Any] = sa.literal_column("messages.search_vecto
 
 def query_terms(text: str) -> list[str]:
     """The words of ``text``, lower-cased, at most ``MAX_TERMS`` of them."""
-    words = [w[:MAX_TERM_LENGTH] for w in _WORD.findall(text.casefold())]
+    words = [w[:MAX_TERM_LENGTH] for w in _WORD.findall(text.lower())]
     return list(dict.fromkeys(words))[:MAX_TERMS]
 
 

@@ -64,15 +64,14 @@ class BusinessClock:
             self._days[day] = found
         return found
 
-    def between(self, start: datetime, end: datetime) -> float:
-        """Seconds of business time from ``start`` to ``end``. A day's
+    def between(self, begin: float, finish: float) -> float:
+        """Seconds of business time between two epoch seconds. A day's
         intervals lie within its local date (they close by 24:00), so the
-        local dates from ``start``'s to ``end``'s hold every one that counts."""
-        begin, finish = start.timestamp(), end.timestamp()
+        local dates from ``begin``'s to ``finish``'s hold every one that counts."""
         if finish <= begin:
             return 0.0
         zone = self.hours.zone
-        day, last = start.astimezone(zone).date(), end.astimezone(zone).date()
+        day, last = datetime.fromtimestamp(begin, zone).date(), datetime.fromtimestamp(finish, zone).date()
         total = 0.0
         while day <= last:
             for opens, closes in self._intervals(day):
@@ -82,9 +81,9 @@ class BusinessClock:
         return total
 
 
-def duration(start: datetime, end: datetime, clock: BusinessClock | None) -> float:
-    """Seconds from ``start`` to ``end``: only the open hours when the team
+def duration(start: float, end: float, clock: BusinessClock | None) -> float:
+    """Seconds between two epoch seconds: only the open hours when the team
     has business hours (the SLA clock's own calendar), else all of them."""
     if clock is not None:
         return clock.between(start, end)
-    return max(0.0, (end - start).total_seconds())
+    return max(0.0, float(end - start))

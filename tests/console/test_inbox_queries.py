@@ -281,7 +281,7 @@ async def test_search_finds_words_and_survives_hostile_queries(db: Database, mon
             ),
             "later": add_conversation(conn, at=NOW - timedelta(minutes=1), texts=("the walnut table is fine",)),
             "cafe": add_conversation(conn, at=NOW - timedelta(minutes=3), texts=("Ich möchte über das Café reden",)),
-            "other": add_conversation(conn, at=NOW - timedelta(minutes=2), texts=("nothing to see",)),
+            "other": add_conversation(conn, at=NOW - timedelta(minutes=2), texts=("nothing to see in der Straße",)),
             "resolved": add_conversation(
                 conn, at=NOW - timedelta(minutes=4), texts=("walnut again",), status="resolved"
             ),
@@ -295,6 +295,8 @@ async def test_search_finds_words_and_survives_hostile_queries(db: Database, mon
     assert await db.read(search_conversations, "walnut clo") == [made["clock"]]
     assert await db.read(search_conversations, "walnut sorry") == []  # two messages, not one
     assert await db.read(search_conversations, "möchte") == [made["cafe"]]
+    assert await db.read(search_conversations, "STRASSE") == []  # lower-cased, not case-folded (ß stays ß)
+    assert await db.read(search_conversations, "Straße") == [made["other"]]
     assert await db.read(search_conversations, "clock, broken!") == [made["clock"]]
     # The inbox's search is the same, within the view.
     assert await ids(db, Filters(view=View.OPEN, search="walnut")) == [made["later"], made["clock"]]

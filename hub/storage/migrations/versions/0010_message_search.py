@@ -4,6 +4,9 @@ SQLite: ``messages_fts``, an FTS5 table with external content (the
 ``messages`` table: the index keeps tokens, never a second copy of the
 text), kept in step by triggers on insert, update of ``body`` and delete; the
 ``unicode61 remove_diacritics 2`` tokenizer folds case and accents.
+``detail=none``: the index keeps which messages hold a word, not where
+(searches require words and prefixes, never phrases): a third less work
+per stored message, on the ingest path.
 
 PostgreSQL: ``messages.search_vector``, a stored generated ``tsvector``
 (``'simple'``: no stemming, no stop words, so every language works), with a
@@ -43,7 +46,7 @@ def upgrade() -> None:
     if dialect == 'sqlite':
         op.execute(
             "CREATE VIRTUAL TABLE messages_fts USING fts5("
-            "body, content='messages', content_rowid='id', tokenize='unicode61 remove_diacritics 2')"
+            "body, content='messages', content_rowid='id', tokenize='unicode61 remove_diacritics 2', detail=none)"
         )
         op.execute(
             "CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN "
