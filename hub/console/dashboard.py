@@ -29,7 +29,7 @@ at the same moment (the live stream tells them all at once) share one run
 (``SharedRuns``). A filter a report does not take (team
 for the volume and bot reports, channel for agent activity) is left out of
 that report and the page says so next to it, rather than failing the page.
-Times zone: the browser's by default (the script fills ``tz`` in when the
+Time zone: the browser's by default (the script fills ``tz`` in when the
 URL has none, until then the SLA's zone, ``HUB_SLA_TIMEZONE``); parsed and
 validated by the reports' own ``ReportParams.parse``.
 """
