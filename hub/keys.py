@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from hub.bus import EventBus
     from hub.canned.service import CannedReplies
     from hub.config import Settings
+    from hub.console.dashboard import SharedRuns
     from hub.console.live import LiveFeed
     from hub.conversations.outbox import OutboxWorker
     from hub.conversations.service import HubService
@@ -61,6 +62,8 @@ BOT_PROCESSES: web.AppKey[list[ChildProcess]] = web.AppKey("bot_processes")
 BOT_MODEL: web.AppKey[BotModelWatcher] = web.AppKey("bot_model")
 # The console's live feed: bus events, fanned out to its SSE streams (hub.console.live).
 CONSOLE_LIVE: web.AppKey[LiveFeed] = web.AppKey("console_live")
+# The console dashboard's runs of the reports, shared by dashboards asking at once (hub.console.dashboard).
+DASHBOARD_RUNS: web.AppKey[SharedRuns] = web.AppKey("dashboard_runs")
 
 # The reports over the timeline (hub.reports).
 REPORTS: web.AppKey[ReportService] = web.AppKey("reports")
@@ -77,6 +80,7 @@ __all__ = [
     "CHANNELS",
     "CLOCK",
     "CONSOLE_LIVE",
+    "DASHBOARD_RUNS",
     "DATABASE",
     "HEALTH",
     "KNOWLEDGE_BASE",

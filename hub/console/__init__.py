@@ -16,6 +16,9 @@ What lives where:
 - ``account.py``    ``/console/account``: password, second factor (``/console/account/mfa``), sessions
 - ``links.py``      one-time sign-in links (``/console/link/{token}``, ``hub users link``)
 - ``supervisor.py`` ``/console/supervisor``: agents' load, the queue, tickets near or past SLA, reassigning
+- ``dashboard.py``  ``/console/dashboard``: the reports as cards, charts (Chart.js, vendored under
+                    ``static/vendor/chartjs``) and tables, live; their JSON and CSV for a session
+- ``dashboard_figures.py`` the dashboard's cards, chart specifications and tables, from the reports
 - ``conversation.py`` ``/console/conversations/{id}``: the contact's timeline, profile and ticket,
                     and every action on them (through the services the API and Slack use);
                     ``conversation_view.py`` reads what the page shows in one transaction
@@ -39,7 +42,7 @@ from aiohttp.typedefs import Handler
 from hub import keys
 
 # --- the console's pages: the inbox and conversation modules import theirs here ---
-from hub.console import account, conversation, inbox_pages, links, live, login, sessions, supervisor
+from hub.console import account, conversation, dashboard, inbox_pages, links, live, login, sessions, supervisor
 from hub.console.render import STATIC_DIR, console_headers, is_console, render
 from hub.errors import Forbidden, HubError, RateLimited
 
@@ -51,6 +54,7 @@ def setup_console(app: web.Application) -> None:
     app.add_routes(links.routes)
     app.add_routes(account.routes)
     app.add_routes(supervisor.routes)
+    dashboard.setup_dashboard(app)
     # --- the console's pages: the inbox and conversation modules add theirs here ---
     app.add_routes(inbox_pages.routes)
     live.setup_live(app)  # GET /console/events: the live feed every page can follow

@@ -22,6 +22,7 @@ when clocks go back is two buckets (``key = (epoch + offset % 3600) //
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -71,6 +72,32 @@ class ReportParams:
             "bucket": self.bucket.value,
             "filters": self.filters,
         }
+
+    def to_query(self) -> dict[str, str]:
+        """The query string that names these parameters (``from_query`` reads it back)."""
+        return {
+            "from": self.start.astimezone(self.zone).isoformat(),
+            "to": self.end.astimezone(self.zone).isoformat(),
+            "tz": self.zone.key,
+            "bucket": self.bucket.value,
+            **{name: str(value) for name, value in self.filters.items()},
+        }
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str]) -> ReportParams:
+        """From a request's query string (``from``, ``to``, ``tz``, ``bucket`` and
+        the filters): what ``GET /api/v1/reports/{name}`` and the console's
+        dashboard data both read."""
+        return cls.parse(
+            start=query.get("from"),
+            end=query.get("to"),
+            tz=query.get("tz"),
+            bucket=query.get("bucket"),
+            channel=query.get("channel"),
+            team=query.get("team"),
+            agent=query.get("agent"),
+            priority=query.get("priority"),
+        )
 
     @classmethod
     def parse(

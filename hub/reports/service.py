@@ -8,7 +8,7 @@ CSAT (average, distribution, response rate) as one more module with a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -94,6 +94,11 @@ class ReportService:
         context = Context(now=self.clock.now(), hours=self.hours)
         result = await self.db.read(_tuned(report.run), params, context)
         return to_dict(report, params, result, business_hours=self.hours is not None)
+
+    async def run_query(self, name: str, query: Mapping[str, str]) -> dict[str, Any]:
+        """``run`` with the parameters of a request's query string: what
+        ``GET /api/v1/reports/{name}`` answers, and the console's dashboard data."""
+        return await self.run(name, ReportParams.from_query(query))
 
 
 async def reports_ctx(app: web.Application) -> AsyncIterator[None]:
