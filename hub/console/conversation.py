@@ -25,6 +25,7 @@ from aiohttp import web
 from hub import keys, segments
 from hub.audit import Actor, Audit
 from hub.console import conversation_view as view
+from hub.console import inbox
 from hub.console.render import render
 from hub.console.sessions import require_user
 from hub.conversations import contacts as contacts_tx
@@ -100,6 +101,7 @@ async def _load(request: web.Request, conversation_id: int, *, before: str | Non
             conn,
             conversation_id,
             now=request.app[keys.CLOCK].now(),
+            sla=inbox.sla_policy(settings),
             default_team=settings.ticket_default_team,
             default_capacity=settings.ticket_default_capacity,
             before=before,

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from hub import segments
+from hub.console.inbox import SlaPolicy, sla_of
 from hub.conversations import consent, timeline
 from hub.conversations import contacts as contacts_tx
 from hub.conversations import transactions as conversations_tx
@@ -29,10 +30,6 @@ from hub.tickets import agents as agents_tx
 from hub.tickets.model import Ticket, TicketStatus, ticket_from_row
 
 TIMELINE_PAGE = 50
-# The SLA clock turns amber when less than this share of the time the policy
-# allowed is left, or less than CLOSE_AT_LEAST, whichever is longer.
-CLOSE_FRACTION = 0.25
-CLOSE_AT_LEAST = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,24 +65,18 @@ def human_duration(delta: timedelta) -> str:
     return f"{hours // 24} d {hours % 24} h"
 
 
-def sla_clock(ticket: Ticket | None, now: datetime) -> SlaClock:
-    """Red when breached, amber when close, for the ticket's next deadline."""
+def sla_clock(ticket: Ticket | None, now: datetime, sla: SlaPolicy) -> SlaClock:
+    """Red when breached, amber when close, for the ticket's next deadline:
+    the inbox's reading (``hub.console.inbox.sla_of``: business hours, the
+    warning share), so the page, the inbox, the board and Slack agree."""
     if ticket is None or ticket.status != TicketStatus.OPEN:
         return SlaClock("none")
-    due = ticket.sla_due
-    # The breach that counts is the one of the deadline still ahead of the ticket.
-    waiting_first = ticket.first_response_at is None and ticket.first_response_due is not None
-    breached = ticket.first_response_breached_at if waiting_first else ticket.resolution_breached_at
-    if ticket.sla_paused_at is not None and breached is None:
-        return SlaClock("paused", due)
-    if due is None:
-        return SlaClock("breached" if breached else "none")
-    left = due - now
-    if left <= timedelta(0) or breached is not None:
-        return SlaClock("breached", due, left)
-    allowed = due - ticket.created_at
-    close = max(CLOSE_AT_LEAST, allowed * CLOSE_FRACTION)
-    return SlaClock("close" if left <= close else "ok", due, left)
+    state = sla_of(ticket, now, sla)
+    if state is None:
+        return SlaClock("none")
+    if state.paused and state.state != "breached":
+        return SlaClock("paused", state.due)
+    return SlaClock(state.state, state.due, state.left)
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +280,7 @@ def load(
     conversation_id: int,
     *,
     now: datetime,
+    sla: SlaPolicy,
     default_team: str,
     default_capacity: int,
     before: str | None = None,
@@ -309,7 +301,7 @@ def load(
         identities=contacts_tx.identities_of(conn, contact.id),
         opt_outs=consent.of_contact(conn, contact.id),
         ticket=ticket,
-        sla=sla_clock(ticket, now),
+        sla=sla_clock(ticket, now, sla),
         timeline=timeline_page(conn, contact, before=before, sms_channels=sms_channels),
         agents=assignable,
         assignee=assignee,

@@ -33,15 +33,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from hub.bot.promise import mask_email
+from hub.config import Settings
 from hub.conversations.search import conversation_matches, last_activity
 from hub.errors import InvalidInput
 from hub.models import ConversationStatus, Handler, MessageKind, Priority, StrEnum
 from hub.storage.schema import agent_profiles, contacts, conversations, identities, messages, tickets, users
-from hub.tickets.sla import BusinessHours, Policy
+from hub.tickets.sla import BusinessHours, Policy, parse_policies
 
 PAGE_SIZE = 50
 PREVIEW_CHARS = 160
-CLOSE_SHARE = 0.2  # SLA "close" at or under this share of the target left
+CLOSE_SHARE = 0.2  # SLA "close" at or under this share of the target left (without warnings)
 
 
 class View(StrEnum):
@@ -155,6 +156,20 @@ class SlaPolicy:
 
     policies: dict[Priority, Policy]
     hours: BusinessHours | None = None
+    # "close" (amber) at or under this share of the target left: where the
+    # SLA warning goes out (1 - HUB_SLA_WARN_AT), so the console turns amber
+    # as the assignee's Slack notice arrives.
+    close_share: float = CLOSE_SHARE
+
+
+def sla_policy(settings: Settings) -> SlaPolicy:
+    """The SLA targets, calendar and warning share the ticket service runs on."""
+    warn_at = settings.sla_warn_at
+    return SlaPolicy(
+        policies=parse_policies(settings.sla_policies),
+        hours=BusinessHours.parse(settings.sla_business_hours, settings.sla_timezone, settings.sla_holidays),
+        close_share=1.0 - warn_at if 0.0 < warn_at < 1.0 else CLOSE_SHARE,
+    )
 
 
 _NOT_RESOLVED = conversations.c.status != sa.literal_column("'resolved'")
@@ -350,7 +365,7 @@ def sla_of(ticket: Any, now: datetime, sla: SlaPolicy) -> Sla | None:
     )
     if breached is not None or seconds <= 0:
         state = "breached"
-    elif seconds <= CLOSE_SHARE * total.total_seconds():
+    elif seconds <= sla.close_share * total.total_seconds():
         state = "close"
     else:
         state = "ok"

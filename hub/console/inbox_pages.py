@@ -34,7 +34,6 @@ from hub.console.sessions import require_user
 from hub.errors import InvalidInput
 from hub.inputs import parse_id
 from hub.models import ConversationStatus, Priority, Role, User
-from hub.tickets.sla import BusinessHours, parse_policies
 
 routes = web.RouteTableDef()
 
@@ -95,11 +94,7 @@ def filter_params(filters: inbox.Filters) -> dict[str, str]:
 
 
 def sla_policy(app: web.Application) -> inbox.SlaPolicy:
-    settings = app[keys.SETTINGS]
-    return inbox.SlaPolicy(
-        policies=parse_policies(settings.sla_policies),
-        hours=BusinessHours.parse(settings.sla_business_hours, settings.sla_timezone, settings.sla_holidays),
-    )
+    return inbox.sla_policy(app[keys.SETTINGS])
 
 
 def _cursor(query: Any) -> inbox.Cursor | None:

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection
 
 from hub import keys
 from hub.audit import Actor, Audit
-from hub.console.inbox import Sla, SlaPolicy, contact_label, sla_of
+from hub.console.inbox import Sla, SlaPolicy, contact_label, sla_of, sla_policy
 from hub.console.render import render
 from hub.console.sessions import require_user
 from hub.errors import InvalidInput, Unavailable
@@ -188,7 +188,7 @@ async def _board(request: web.Request) -> Board:
     return await request.app[keys.DATABASE].read(
         board,
         now=service.clock.now(),
-        sla=SlaPolicy(policies=dict(service.slas), hours=service.hours),
+        sla=sla_policy(settings),
         default_team=settings.ticket_default_team,
         default_capacity=settings.ticket_default_capacity,
     )

@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from hub.console import conversation_view as view
+from hub.console.inbox import SlaPolicy
 from hub.models import AuthorKind, Direction, Message, MessageKind
 from hub.storage.schema import messages
 from hub.tickets.model import Ticket, TicketStatus
@@ -51,35 +52,39 @@ def ticket(**values: Any) -> Ticket:
     return Ticket(**base)
 
 
+SLA = SlaPolicy(policies={})  # no policy: the window is the ticket's own (opened -> due)
+
+
 def test_sla_clock_is_red_when_breached_amber_when_close() -> None:
     # Two hours allowed for the first response, one left: fine.
-    clock = view.sla_clock(ticket(), NOW)
+    clock = view.sla_clock(ticket(), NOW, SLA)
     assert (clock.level, clock.left, clock.label) == ("ok", timedelta(hours=1), "1 h 00 min left")
-    # A quarter of the window left (20 of 80 minutes): amber; a little more is still fine.
-    assert view.sla_clock(ticket(first_response_due=NOW + timedelta(minutes=20)), NOW).level == "close"
-    assert view.sla_clock(ticket(first_response_due=NOW + timedelta(minutes=22)), NOW).level == "ok"
-    # A short window still turns amber ten minutes before.
-    short = ticket(created_at=NOW - timedelta(minutes=5), first_response_due=NOW + timedelta(minutes=9))
-    assert view.sla_clock(short, NOW).level == "close"
+    # A fifth of the window left (15 of 75 minutes, where the SLA warning goes out at 80 %): amber;
+    # a little more is still fine.
+    assert view.sla_clock(ticket(first_response_due=NOW + timedelta(minutes=15)), NOW, SLA).level == "close"
+    assert view.sla_clock(ticket(first_response_due=NOW + timedelta(minutes=17)), NOW, SLA).level == "ok"
+    # The share follows HUB_SLA_WARN_AT: warned at half the window, amber from then on.
+    half = SlaPolicy(policies={}, close_share=0.5)
+    assert view.sla_clock(ticket(first_response_due=NOW + timedelta(minutes=17)), NOW, half).level == "close"
     # Past the deadline: red, with how long ago.
-    late = view.sla_clock(ticket(first_response_due=NOW - timedelta(minutes=3)), NOW)
+    late = view.sla_clock(ticket(first_response_due=NOW - timedelta(minutes=3)), NOW, SLA)
     assert (late.level, late.label) == ("breached", "breached 3 min ago")
     # Escalated (breach recorded, deadline moved by a priority change): still red.
     escalated = ticket(
         first_response_breached_at=NOW - timedelta(minutes=1), first_response_due=NOW + timedelta(hours=1)
     )
-    assert view.sla_clock(escalated, NOW).level == "breached"
+    assert view.sla_clock(escalated, NOW, SLA).level == "breached"
     # Answered in time: the resolution deadline counts now; the first breach no longer does.
     answered = ticket(
         first_response_at=NOW - timedelta(minutes=30),
         first_response_breached_at=NOW - timedelta(minutes=40),
         resolution_due=NOW + timedelta(hours=6),
     )
-    assert view.sla_clock(answered, NOW).level == "ok"
+    assert view.sla_clock(answered, NOW, SLA).level == "ok"
     # Waiting on the customer: paused; resolved or no ticket: no clock.
-    assert view.sla_clock(ticket(sla_paused_at=NOW), NOW).level == "paused"
-    assert view.sla_clock(ticket(status=TicketStatus.RESOLVED), NOW).level == "none"
-    assert view.sla_clock(None, NOW).label == "no SLA"
+    assert view.sla_clock(ticket(sla_paused_at=NOW), NOW, SLA).level == "paused"
+    assert view.sla_clock(ticket(status=TicketStatus.RESOLVED), NOW, SLA).level == "none"
+    assert view.sla_clock(None, NOW, SLA).label == "no SLA"
 
 
 def bot_reply(meta: dict[str, Any]) -> Message:
@@ -136,7 +141,9 @@ async def inbound(hub: Hub, sender: str, text: str, **extra: Any) -> int:
 
 async def load(hub: Hub, conversation_id: int, **kwargs: Any) -> view.ConversationView:
     return await hub.db.read(
-        lambda conn: view.load(conn, conversation_id, now=NOW, default_team="support", default_capacity=5, **kwargs)
+        lambda conn: view.load(
+            conn, conversation_id, now=NOW, sla=SLA, default_team="support", default_capacity=5, **kwargs
+        )
     )
 
 

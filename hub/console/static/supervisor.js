@@ -14,8 +14,33 @@ const REFRESH_MS = 30000;
 let refreshing = null;
 let again = false;
 
-async function refresh() {
+// Someone choosing from an assign list or about to press its button must not
+// have it swapped under them: a refresh waits until focus leaves the control
+// (assign() forces one, after its own change).
+function choosing() {
+  const active = document.activeElement;
+  return Boolean(active && board.contains(active) && active.matches("select, button, input"));
+}
+
+let deferred = false;
+
+async function refresh({ force = false } = {}) {
   if (!board) return;
+  if (!force && choosing()) {
+    if (!deferred) {
+      deferred = true;
+      board.addEventListener(
+        "focusout",
+        () => {
+          deferred = false;
+          // Focus moves on after focusout: look again once it has landed.
+          setTimeout(() => refresh(), 0);
+        },
+        { once: true },
+      );
+    }
+    return;
+  }
   if (refreshing) {
     again = true;
     return refreshing;
@@ -40,7 +65,7 @@ async function refresh() {
       refreshing = null;
       if (again) {
         again = false;
-        refresh();
+        refresh({ force: true });
       }
     }
   })();
@@ -64,7 +89,7 @@ async function assign(ticketId, assignee) {
     }
     announce(message);
   }
-  await refresh();
+  await refresh({ force: true });
 }
 
 function announce(text) {
