@@ -631,5 +631,65 @@ def kb_suggestions(
             )
 
 
+@main.command()
+@click.argument("name", type=click.Choice(["volume", "response-times", "sla", "bot", "agents"]))
+@click.option(
+    "--from", "start", required=True, help="ISO 8601 date or date-time (inclusive; local to --tz without an offset)."
+)
+@click.option("--to", "end", required=True, help="ISO 8601 date or date-time (exclusive).")
+@click.option("--tz", default="UTC", show_default=True, help="IANA time zone of the buckets (Europe/Berlin).")
+@click.option("--bucket", type=click.Choice(["hour", "day", "week"]), default="day", show_default=True)
+@click.option("--channel", help="Only this channel (volume, response-times, sla, bot).")
+@click.option("--team", help="Only this team (response-times, sla, agents).")
+@click.option("--agent", help="Only this agent's user id (response-times, sla, agents).")
+@click.option("--priority", type=click.Choice(["urgent", "high", "normal", "low"]), help="Only this priority.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV (a section column, then the figures) instead of tables.")
+@click.option("--json", "as_json", is_flag=True, help="The API's JSON.")
+def report(
+    name: str,
+    start: str,
+    end: str,
+    tz: str,
+    bucket: str,
+    channel: str | None,
+    team: str | None,
+    agent: str | None,
+    priority: str | None,
+    as_csv: bool,
+    as_json: bool,
+) -> None:
+    """Print a report: the figures GET /api/v1/reports/NAME answers with."""
+    from hub.events import Clock
+    from hub.reports.params import ReportParams
+    from hub.reports.render import to_csv, to_table
+    from hub.reports.service import ReportService
+    from hub.storage import open_database
+    from hub.tickets.sla import BusinessHours
+
+    settings = _settings()
+
+    async def run() -> dict[str, Any]:
+        params = ReportParams.parse(
+            start=start, end=end, tz=tz, bucket=bucket, channel=channel, team=team, agent=agent, priority=priority
+        )
+        hours = BusinessHours.parse(settings.sla_business_hours, settings.sla_timezone, settings.sla_holidays)
+        db = open_database(settings.database_url)
+        try:
+            return await ReportService(db, hours=hours, clock=Clock()).run(name, params)
+        finally:
+            await db.close()
+
+    try:
+        figures = asyncio.run(run())
+    except Exception as err:
+        _fail(err)
+    if as_json:
+        click.echo(json.dumps(figures, ensure_ascii=False))
+    elif as_csv:
+        click.echo(to_csv(figures), nl=False)
+    else:
+        click.echo(to_table(figures))
+
+
 if __name__ == "__main__":
     sys.exit(main())

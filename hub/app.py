@@ -19,6 +19,7 @@ from hub import keys
 from hub.api import admin, contacts, conversations, ops
 from hub.api import jobs as jobs_api
 from hub.api import kb_suggestions as kb_suggestions_api
+from hub.api import reports as reports_api
 from hub.api import tickets as tickets_api
 from hub.api.middleware import auth_middleware, error_middleware, observe_middleware, security_headers
 from hub.api.schema import schema_middleware
@@ -36,6 +37,7 @@ from hub.kb.setup import build_knowledge_base, setup_knowledge_base
 from hub.kb.suggestions import suggestions_ctx
 from hub.messages import ChannelAdapter
 from hub.metrics import Metrics
+from hub.reports.service import reports_ctx
 from hub.slack.desk import slack_desk_ctx
 from hub.storage import open_database
 from hub.tickets.service import tickets_ctx
@@ -101,6 +103,7 @@ def create_app(
     app.add_routes(kb_suggestions_api.routes)
     app.add_routes(tickets_api.routes)
     app.add_routes(bot_model.routes)
+    app.add_routes(reports_api.routes)
     for channel in built.values():
         app.add_routes(channel.routes())
         if hasattr(channel, "on_shutdown"):
@@ -117,6 +120,7 @@ def create_app(
         app.cleanup_ctx.append(channel.lifespan)
     app.cleanup_ctx.append(outbox_ctx)
     app.cleanup_ctx.append(tickets_ctx)
+    app.cleanup_ctx.append(reports_ctx)
     app.cleanup_ctx.append(slack_desk_ctx)
     app.cleanup_ctx.append(duty_roster_ctx)
     setup_bot(app)  # last: it answers customers through everything above

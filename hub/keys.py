@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from hub.messages import ChannelAdapter
     from hub.metrics import Metrics
     from hub.ratelimit import RateLimiter
+    from hub.reports.service import ReportService
     from hub.slack.desk import SlackDesk
     from hub.storage import Database
     from hub.tickets.service import TicketService
@@ -57,6 +58,9 @@ BOT_PROCESSES: web.AppKey[list[ChildProcess]] = web.AppKey("bot_processes")
 BOT_MODEL: web.AppKey[BotModelWatcher] = web.AppKey("bot_model")
 # The console's live feed: bus events, fanned out to its SSE streams (hub.console.live).
 CONSOLE_LIVE: web.AppKey[LiveFeed] = web.AppKey("console_live")
+
+# The reports over the timeline (hub.reports).
+REPORTS: web.AppKey[ReportService] = web.AppKey("reports")
 # Components report their health here: name -> (ok, detail).
 HEALTH: web.AppKey[dict[str, Any]] = web.AppKey("health")
 
@@ -76,6 +80,7 @@ __all__ = [
     "OUTBOX",
     "PHRASINGS",
     "RATE_LIMITER",
+    "REPORTS",
     "SERVICE",
     "SETTINGS",
     "SLACK_DESK",

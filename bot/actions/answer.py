@@ -2,7 +2,8 @@
 
 The decision (``bot.actions.routing.route``) comes first: an urgent message
 or a confident request for a person is handed off whichever action Rasa
-predicted. Otherwise the knowledge base decides:
+predicted; a confident complaint is answered only when the knowledge base is
+confident, else handed off. Otherwise the knowledge base decides:
 
 - confident (``HUB_BOT_CONFIDENCE_THRESHOLD``): quote the part of the best
   article that answers (the search's ``excerpt``), then the link;
@@ -84,7 +85,7 @@ async def answer_from_kb(dispatcher: CollectingDispatcher, tracker: Tracker) -> 
     """The whole decision for one customer message; both actions end up here."""
     parse = tracker.latest_message or {}
     decision = route(parse)
-    if decision.action == HANDOFF:
+    if decision.action == HANDOFF and not decision.kb_first:
         return hand_off(
             dispatcher,
             tracker,
@@ -100,13 +101,22 @@ async def answer_from_kb(dispatcher: CollectingDispatcher, tracker: Tracker) -> 
         result = await _search(settings, tracker, text, collection, clarify_asked)
     except KnowledgeBaseUnavailable as err:
         log.warning("knowledge base unavailable, handing off: %s", err)
-        return hand_off(dispatcher, tracker, priority="normal", reason="kb-unavailable")
+        return hand_off(dispatcher, tracker, priority=decision.priority or "normal", reason="kb-unavailable")
     except Exception:
         # Whatever went wrong, the customer must not be left unanswered.
         log.exception("answer from the knowledge base failed, handing off")
-        return hand_off(dispatcher, tracker, priority="normal", reason="bot-error")
+        return hand_off(dispatcher, tracker, priority=decision.priority or "normal", reason="bot-error")
 
-    if result.hits and result.confidence >= settings.confidence_threshold:
+    confident = bool(result.hits) and result.confidence >= settings.confidence_threshold
+    if decision.action == HANDOFF and not confident:
+        return hand_off(
+            dispatcher,
+            tracker,
+            priority=str(decision.priority),
+            reason=str(decision.reason),
+            signals=list(decision.signals),
+        )
+    if confident:
         best = result.hits[0]
         dispatcher.utter_message(text=answer_text(best, settings.public_url))
         dispatcher.utter_message(

@@ -17,12 +17,23 @@ far more than bringing in a person for a question, so three independent
 signals are combined, and the decision records which fired (``signals``):
 
 - ``nlu``: Rasa's ``urgent_issue`` is the top intent, or scores at least
-  ``HUB_BOT_URGENT_ESCALATION`` anywhere in the ranking;
+  ``HUB_BOT_URGENT_ESCALATION`` anywhere in the ranking - unless the
+  examples find the message *clearly not urgent* (``triage.examples
+  .clearly_not_urgent``: less like the urgent examples than 99 % of them
+  are, ``bot.triage``). Rasa's intent model is sure of itself far from its
+  training data, the examples' nearest neighbours are not;
 - ``examples``: the hub's nearest-neighbour match against the team's list of
   urgent and not-urgent examples (``bot.triage``), passed in the message
   metadata as ``triage.examples``;
 - ``rules``: one of the admin's keyword routing rules with priority urgent
   matched (``triage.rules``).
+
+A complaint the NLU is confident of is handed off, but the knowledge base is
+asked first (``Route.kb_first``): a complaint about something an article
+settles ("my order came squashed", "why was I charged twice") is answered
+when the search is confident, and the customer's "no, that did not help"
+offers a person; otherwise it is handed off at once. A request for a person
+always is.
 """
 
 from __future__ import annotations
@@ -54,6 +65,8 @@ class Route:
     priority: str | None = None
     reason: str | None = None
     signals: tuple[str, ...] = field(default=())
+    # Answer from the knowledge base if it is confident, else hand off as above.
+    kb_first: bool = False
 
 
 def urgent_escalation_threshold() -> float:
@@ -84,11 +97,13 @@ def urgent_signals(parse: Mapping[str, Any], *, escalate_at: float | None = None
     threshold = urgent_escalation_threshold() if escalate_at is None else escalate_at
     signals = []
     name = (parse.get("intent") or {}).get("name")
-    if name == "urgent_issue" or intent_score(parse, "urgent_issue") >= threshold:
-        signals.append("nlu")
     triage = triage_of(parse)
     examples = triage.get("examples")
-    if isinstance(examples, Mapping) and examples.get("urgent"):
+    examples = examples if isinstance(examples, Mapping) else {}
+    nlu = name == "urgent_issue" or intent_score(parse, "urgent_issue") >= threshold
+    if nlu and not examples.get("clearly_not_urgent"):
+        signals.append("nlu")
+    if examples.get("urgent"):
         signals.append("examples")
     if triage.get("rules"):
         signals.append("rules")
@@ -105,7 +120,7 @@ def route(parse: Mapping[str, Any], *, escalate_at: float | None = None, confide
     if name in HANDOFF_INTENTS - {"urgent_issue"}:
         threshold = ActionSettings.from_env().handoff_confidence if confident_at is None else confident_at
         if float(intent.get("confidence") or 0.0) >= threshold:
-            return Route(HANDOFF, *HANDOFF_PRIORITY[name], signals=("nlu",))
+            return Route(HANDOFF, *HANDOFF_PRIORITY[name], signals=("nlu",), kb_first=name == "complaint")
         return Route(KB)  # unsure it wants a person: the knowledge base may well answer it
     if name in KB_INTENTS or name == "urgent_issue" or name is None:
         return Route(KB)

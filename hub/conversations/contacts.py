@@ -31,6 +31,7 @@ from hub.models import (
     Identity,
     MessageKind,
 )
+from hub.reports import erased as erased_for_reports
 from hub.storage import PerDialect, insert_ignore, rows
 from hub.storage.schema import (
     audit_log,
@@ -533,10 +534,12 @@ def erase_contact(conn: Connection, contact_id: int) -> Erasure:
     erasure = Erasure(contact_id, conversation_ids=[], tickets=[])
     with_bot: list[int] = []
     _remember_erased_deliveries(conn, contact_id)
+    erased_for_reports.keep(conn, contact_id)  # the reports' counts stay, without the person
     _erase_rows(conn, erasure, with_bot)
     if hold_contact(conn, contact_id) is None:
         raise NotFound(f"contact {contact_id} does not exist")  # erased or merged away meanwhile
     _remember_erased_deliveries(conn, contact_id)
+    erased_for_reports.keep(conn, contact_id)
     _erase_rows(conn, erasure, with_bot)  # what writers committed until the contact was held
     conn.execute(sa.delete(contacts).where(contacts.c.id == contact_id))
     search.purge_deleted(conn)  # no token of their words left in the search index

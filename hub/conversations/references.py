@@ -19,6 +19,10 @@ of tables: both walk ``hub.storage.schema.metadata``.
   foreign key (queues outlive their rows on purpose). Each has its own
   scrub in ``hub.conversations.contacts``.
 
+- **Facts the reports keep** (``KEPT_FOR_REPORTS``): ``report_erased_*`` rows
+  name the ids an erasure deleted, on purpose and without personal data, so
+  that report counts stay (``hub.reports.erased``).
+
 ``unhandled_contact_references`` lists what falls in none of these; merge
 and erasure refuse to run while it is not empty, and a test asserts it is.
 """
@@ -54,6 +58,17 @@ SCRUBBED: frozenset[str] = frozenset(
         "kb_phrasing_suggestions.conversation_id",
         # Slack jobs outlive their ticket (to post its last update): no foreign key.
         "slack_jobs.ticket_id",
+    }
+)
+
+# Columns that keep naming a contact's rows after an erasure deleted them, on
+# purpose and without personal data: the facts the reports keep so that their
+# counts stay (``hub.reports.erased``: ids of rows that no longer exist,
+# channels, times, no contact and no text).
+KEPT_FOR_REPORTS: frozenset[str] = frozenset(
+    {
+        "report_erased_tickets.conversation_id",
+        "report_erased_messages.conversation_id",
     }
 )
 
@@ -111,7 +126,7 @@ def unhandled_contact_references(schema: sa.MetaData = metadata) -> list[str]:
             to_owned = [fk for fk in column.foreign_keys if fk.column.table.name in owned]
             if (to_owned or (column.name in id_names and not column.foreign_keys)) and column_name(
                 column
-            ) not in SCRUBBED:
+            ) not in SCRUBBED | KEPT_FOR_REPORTS:
                 unhandled.append(column_name(column))
     return unhandled
 

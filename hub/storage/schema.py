@@ -496,3 +496,77 @@ sign_in_links = sa.Table(
     sa.Column("used_at", UTCDateTime),
     sa.Index("ix_sign_in_links_user", "user_id"),
 )
+
+# --- reports (issue #17) -------------------------------------------------------
+# What the reports count of an erased contact, kept without them: the
+# erasure copies these facts of their conversations, tickets and messages
+# here in its own transaction (``hub.reports.erased``), so a report's
+# counts do not change when someone is erased. No contact id, no text, no
+# address; the ids are those the deleted rows had (nothing else names them).
+report_erased_conversations = sa.Table(
+    "report_erased_conversations",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("priority", sa.String(16), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("resolved_at", UTCDateTime),
+    sa.Index("ix_report_erased_conversations_created", "created_at"),
+)
+
+report_erased_tickets = sa.Table(
+    "report_erased_tickets",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("conversation_id", BigId, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("priority", sa.String(16), nullable=False),
+    sa.Column("assignee_id", BigId),
+    sa.Column("team", sa.String(64), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    # The reason's category (``hub.reports.bot.reason_key``), never its text.
+    sa.Column("reason", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("resolved_at", UTCDateTime),
+    sa.Column("first_response_at", UTCDateTime),
+    sa.Column("first_response_due", UTCDateTime),
+    sa.Column("resolution_due", UTCDateTime),
+    sa.Column("first_response_breached_at", UTCDateTime),
+    sa.Column("resolution_breached_at", UTCDateTime),
+    sa.Column("sla_paused_at", UTCDateTime),
+    sa.Index("ix_report_erased_tickets_created", "created_at"),
+    sa.Index("ix_report_erased_tickets_conversation", "conversation_id"),
+)
+
+report_erased_messages = sa.Table(
+    "report_erased_messages",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("conversation_id", BigId, nullable=False),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("direction", sa.String(16), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("author_kind", sa.String(16), nullable=False),
+    sa.Column("author_id", BigId),
+    # The bot's decision on this turn (answer, clarify, topics, offer_human, handoff) and the message it answered.
+    sa.Column("decision", sa.String(32)),
+    sa.Column("in_reply_to", BigId),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_report_erased_messages_created", "created_at"),
+    sa.Index("ix_report_erased_messages_conversation", "conversation_id", "id"),
+)
+
+# The reports select by time range (migration 0011).
+# Covering for volume and agent activity: a range of it is read without the rows.
+sa.Index(
+    "ix_messages_created",
+    messages.c.created_at,
+    messages.c.kind,
+    messages.c.direction,
+    messages.c.author_kind,
+    messages.c.channel,
+    messages.c.author_id,
+)
+sa.Index("ix_conversations_created", conversations.c.created_at)
+sa.Index("ix_tickets_created", tickets.c.created_at)

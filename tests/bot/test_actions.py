@@ -311,7 +311,10 @@ async def test_api_token_is_sent_when_configured(fake_kb: FakeKnowledgeBase, mon
     ],
 )
 @pytest.mark.asyncio
-async def test_handoff_priority_follows_the_intent(intent: str, priority: str, reason: str, text_start: str) -> None:
+async def test_handoff_priority_follows_the_intent(
+    fake_kb: FakeKnowledgeBase, intent: str, priority: str, reason: str, text_start: str
+) -> None:
+    # "some text": nothing the knowledge base answers, so a complaint is handed off too.
     messages, events = await run(ActionHandoff(), tracker(parse("some text", intent)))
 
     [text] = texts(messages)
@@ -365,6 +368,37 @@ async def test_the_hubs_urgency_signals_hand_off_a_question_as_urgent(
 
 
 @pytest.mark.asyncio
+async def test_a_confident_complaint_the_knowledge_base_answers_is_answered(fake_kb: FakeKnowledgeBase) -> None:
+    state = tracker(parse("I forgot my password and it is a disgrace", "complaint", 0.95))
+    messages, events = await run(ActionHandoff(), state)
+
+    assert fake_kb.requests
+    assert payloads(messages)[-1]["decision"]["action"] == "answer"
+    assert ConversationPaused() not in events
+
+
+@pytest.mark.asyncio
+async def test_a_complaint_the_knowledge_base_cannot_answer_is_handed_off_without_asking_back(
+    fake_kb: FakeKnowledgeBase,
+) -> None:
+    messages, events = await run(ActionHandoff(), tracker(parse("your staff were rude to me", "complaint", 0.95)))
+
+    assert fake_kb.requests  # asked first
+    [payload] = payloads(messages)
+    assert payload["decision"] == {"action": "handoff", "priority": "high", "reason": "complaint", "signals": ["nlu"]}
+    assert events[-1] == ConversationPaused()
+
+
+@pytest.mark.asyncio
+async def test_a_complaint_is_handed_off_when_the_knowledge_base_is_down() -> None:
+    messages, events = await run(ActionHandoff(), tracker(parse("I forgot my password, a disgrace", "complaint")))
+
+    [payload] = payloads(messages)
+    assert payload["priority"] == "high" and payload["reason"] == "kb-unavailable"
+    assert events[-1] == ConversationPaused()
+
+
+@pytest.mark.asyncio
 async def test_a_complaint_that_may_be_urgent_is_handed_off_as_urgent() -> None:
     messages, _ = await run(ActionHandoff(), tracker(parse("nobody answers", "complaint", 0.6, urgent_issue=0.35)))
 
@@ -386,6 +420,18 @@ def test_route() -> None:
     # A "yes" is never escalated: it is the answer to one of the bot's questions.
     assert route(parse("x", "affirm", 0.5, urgent_issue=0.4)).action == REPLY
     assert route(parse("x", "urgent_issue", 0.3)).action == HANDOFF
+    assert route(parse("x", "complaint")).kb_first and not route(parse("x", "request_human")).kb_first
+
+
+def test_examples_that_find_a_message_clearly_not_urgent_overrule_the_nlu_only() -> None:
+    calm = {"triage": {"examples": {"urgent": False, "clearly_not_urgent": True}}}
+    sure = parse("are your doctors board certified", "urgent_issue", 0.98)
+    assert route(sure).priority == "urgent"
+    assert route({**sure, "metadata": calm}).action == KB
+    assert route({**parse("x", "ask_question", 0.6, urgent_issue=0.5), "metadata": calm}).action == KB
+    # The admin's urgent keyword rules are never overruled.
+    ruled = {"triage": {"examples": {"urgent": False, "clearly_not_urgent": True}, "rules": [3]}}
+    assert route({**sure, "metadata": ruled}).signals == ("rules",)
 
 
 def test_short_reply_keeps_whole_sentences_within_the_limit() -> None:

@@ -55,7 +55,20 @@ def test_a_new_message_is_judged_by_its_nearest_examples() -> None:
     assert urgent.nearest in URGENT
     near_miss = examples.match(EMBEDDER.embed_query("how do i order a new card and what are the fees"))
     assert not near_miss.urgent and near_miss.margin < urgent.margin
-    assert set(urgent.as_dict()) == {"urgent", "margin", "similarity", "nearest"}
+    assert set(urgent.as_dict()) == {"urgent", "clearly_not_urgent", "margin", "similarity", "nearest"}
+    assert not urgent.clearly_not_urgent
+
+
+def test_the_not_urgent_floor_lies_below_the_urgent_examples() -> None:
+    examples = UrgentExamples(URGENT, NOT_URGENT, EMBEDDER.embed_documents, min_similarity=0.0, max_false_urgent=0.0)
+    floor = examples.calibration.not_urgent_below
+    assert floor <= examples.calibration.threshold
+    # Scored against the others, (almost) every urgent example stays above the floor...
+    kept = [examples.match(EMBEDDER.embed_query(text)).margin >= floor for text in URGENT]
+    assert all(kept)
+    # ...while a message made of a not-urgent example's words falls below it.
+    calm = examples.match(EMBEDDER.embed_query("what are the card fees abroad"))
+    assert calm.clearly_not_urgent and not calm.urgent and calm.as_dict()["clearly_not_urgent"] is True
 
 
 def test_a_stricter_allowance_never_lowers_the_threshold() -> None:

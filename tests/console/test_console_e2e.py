@@ -55,6 +55,16 @@ async def console_context(browser: Any, ch: ConsoleHub, role: str, *, viewport: 
     return context
 
 
+async def ready(page: Any) -> None:
+    """The conversation page's script has attached its behaviour (shortcuts, live updates)."""
+    await page.locator('#conv[data-ready="true"]').wait_for(timeout=TIMEOUT)
+
+
+async def open_conversation(page: Any, url: str) -> None:
+    await page.goto(url)
+    await ready(page)
+
+
 async def visitor_writes(browser: Any, ch: ConsoleHub, text: str) -> tuple[Any, Any]:
     """A visitor on the demo shop page writes in the chat widget; returns (context, page)."""
     context = await browser.new_context(viewport={"width": 1000, "height": 800}, bypass_csp=True)
@@ -110,8 +120,9 @@ async def test_an_agent_answers_a_visitor_live_and_notes_never_reach_them(
         # The conversation appears in the open inbox without a reload.
         await expect(link.first).to_be_visible(timeout=TIMEOUT)
         await link.first.click()
+        await ready(agent)
     else:
-        await agent.goto(f"{ch.base_url}/console/conversations/{conversation_id}")
+        await open_conversation(agent, f"{ch.base_url}/console/conversations/{conversation_id}")
     await expect(agent.locator(".entry--customer", has_text="my order #1234")).to_be_visible(timeout=TIMEOUT)
 
     # Claim with the keyboard: the conversation is the agent's.
@@ -178,8 +189,8 @@ async def test_two_agents_see_each_others_claim_at_once(browser: Any, start_cons
     url = f"{ch.base_url}/console/conversations/{conversation_id}"
     first, second = await console_context(browser, ch, "agent"), await console_context(browser, ch, "admin")
     one, two = await first.new_page(), await second.new_page()
-    await one.goto(url)
-    await two.goto(url)
+    await open_conversation(one, url)
+    await open_conversation(two, url)
     for page in (one, two):
         await expect(page.locator("#assignee")).to_have_text("nobody", timeout=TIMEOUT)
     await one.get_by_role("button", name="Take over").click()
@@ -243,7 +254,7 @@ async def test_slack_and_an_open_console_page_follow_each_other(
         ticket = await card_of(ch, opened.id)
         context = await console_context(browser, ch, "admin")
         page = await context.new_page()
-        await page.goto(f"{ch.base_url}/console/conversations/{conversation_id}")
+        await open_conversation(page, f"{ch.base_url}/console/conversations/{conversation_id}")
         await expect(page.locator("#assignee")).to_have_text("nobody (in the queue)")
         await page.wait_for_timeout(300)  # the live stream is open
 
@@ -294,7 +305,7 @@ async def test_a_viewer_reads_but_every_write_control_is_absent_and_refused(
     context = await console_context(browser, ch, "viewer")
     page = await context.new_page()
     errors = watch(page)
-    await page.goto(url)
+    await open_conversation(page, url)
     # The newest at the bottom; the beginning one click away.
     await expect(page.locator(".entry").last).to_contain_text("note 54")
     await expect(page.locator(".entry--customer")).to_have_count(0)
@@ -375,7 +386,7 @@ async def test_the_reply_box_counts_sms_segments_exactly_as_the_hub(
     conversation_id = await the_conversation(ch)
     context = await console_context(browser, ch, "agent")
     page = await context.new_page()
-    await page.goto(f"{ch.base_url}/console/conversations/{conversation_id}")
+    await open_conversation(page, f"{ch.base_url}/console/conversations/{conversation_id}")
     sms = {
         "gsm7": "".join(sorted(segments.GSM7_BASIC)),
         "extension": "".join(sorted(segments.GSM7_EXTENSION)),
@@ -423,7 +434,7 @@ async def test_an_article_found_in_the_knowledge_base_goes_into_the_reply(
         conversation_id = await customer_writes(ch, "kb-e2e", "How do I return my boots?")
         context = await console_context(browser, ch, "agent")
         page = await context.new_page()
-        await page.goto(f"{ch.base_url}/console/conversations/{conversation_id}")
+        await open_conversation(page, f"{ch.base_url}/console/conversations/{conversation_id}")
         reply = page.get_by_role("textbox", name="Reply to")
         await reply.fill("Hi! Here is how:")
         await page.get_by_text("Knowledge base").click()

@@ -18,7 +18,7 @@ from hub import segments
 from knowledge_base import SAMPLE_DIR, HashingEmbedder, KnowledgeBase
 from tests.channels.test_sms import CUSTOMER, post_signed, sms_settings
 from tests.conftest import close_hub, make_settings, start_hub, wait_for
-from tests.console.conftest import PASSWORDS, ConsoleHub, StartConsoleHub
+from tests.console.conftest import PASSWORDS, ConsoleHub, OffsetClock, StartConsoleHub
 from tests.console.test_conversation import console_as, customer_writes
 from tests.fakes.twilio_api import FakeTwilioApi, inbound_params
 
@@ -27,9 +27,11 @@ pytestmark = pytest.mark.asyncio
 
 @asynccontextmanager
 async def running(settings: Any, **app_kwargs: Any) -> AsyncIterator[ConsoleHub]:
-    hub = await start_hub(settings, **app_kwargs)
+    """A console hub with settings or app arguments ``start_console_hub`` does not take (a knowledge base)."""
+    clock = OffsetClock()
+    hub = await start_hub(settings, clock=clock, **app_kwargs)
     try:
-        yield ConsoleHub(hub, dict(PASSWORDS))
+        yield ConsoleHub(hub, dict(PASSWORDS), clock)
     finally:
         await close_hub(hub)
 

@@ -179,7 +179,7 @@ async def test_drag_a_ticket_onto_an_agent_and_assign_by_keyboard(
     # Drag the first ticket of the queue onto Ann.
     source = page.locator(f'#queue-title ~ ul [data-ticket-id="{first["id"]}"]')
     await source.drag_to(page.locator(f'[data-agent-id="{ann}"]'), source_position={"x": 4, "y": 4})
-    await page.locator(f'[data-agent-id="{ann}"] .agent-count', has_text="1/3").wait_for(timeout=5000)
+    await page.locator(f'[data-agent-id="{ann}"] .agent-count', has_text="1/3").wait_for(timeout=15000)
     assert (await hub.hub.api("GET", f"/api/v1/tickets/{first['id']}"))["assignee_id"] == ann
 
     # Keyboard: j to the remaining queued ticket, a to its assign list, choose Bob, Enter.
@@ -193,12 +193,12 @@ async def test_drag_a_ticket_onto_an_agent_and_assign_by_keyboard(
     assert await page.evaluate("document.activeElement.value") == str(bob)
     await page.keyboard.press("Tab")
     await page.keyboard.press("Enter")
-    await page.locator(f'[data-agent-id="{bob}"] .agent-count', has_text="1/3").wait_for(timeout=5000)
+    await page.locator(f'[data-agent-id="{bob}"] .agent-count', has_text="1/3").wait_for(timeout=15000)
     assert (await hub.hub.api("GET", f"/api/v1/tickets/{second['id']}"))["assignee_id"] == bob
 
     # A change made elsewhere (the API, as Slack would) reaches the open board by itself.
     await hub.hub.api("POST", f"/api/v1/tickets/{second['id']}/assign", role="agent", json={"assignee_id": None})
-    await page.locator(f'[data-agent-id="{bob}"] .agent-count', has_text="0/3").wait_for(timeout=5000)
+    await page.locator(f'[data-agent-id="{bob}"] .agent-count', has_text="0/3").wait_for(timeout=15000)
 
     await page.set_viewport_size({"width": 375, "height": 740})
     await page.screenshot(path=str(artifacts / "console-supervisor-phone.png"), full_page=True)

@@ -10,7 +10,7 @@ import pytest
 
 from knowledge_base import ANSWER_CONFIDENCE, InvalidInput, KnowledgeBase, SearchResult
 from knowledge_base.rendering import render_markdown
-from knowledge_base.search import ChunkRecord, confidence, rank
+from knowledge_base.search import ChunkRecord, confidence, rank, top_share
 
 from .conftest import write_article
 
@@ -83,18 +83,48 @@ def test_no_candidates_means_no_hits_and_zero_confidence() -> None:
     assert rank(collection="default", semantic=[], keyword=[], records=RECORDS_BY_ID, k=5) == ([], 0.0)
 
 
-def test_confidence_grows_with_similarity_margin_and_agreement() -> None:
-    low = confidence(0.2, margin=0.0, agreement=False)
-    close_call = confidence(0.6, margin=0.01, agreement=False)
-    standing_out = confidence(0.6, margin=0.2, agreement=False)
-    agreeing = confidence(0.6, margin=0.2, agreement=True)
-    high = confidence(0.9, margin=0.3, agreement=True)
+def test_confidence_grows_with_similarity_share_and_agreement() -> None:
+    low = confidence(0.2, share=0.2, agreement=False)
+    close_call = confidence(0.6, share=0.5, agreement=False)
+    standing_out = confidence(0.6, share=0.9, agreement=False)
+    agreeing = confidence(0.6, share=0.9, agreement=True)
+    high = confidence(0.9, share=1.0, agreement=True)
     assert 0.0 < low < close_call < standing_out < agreeing < high < 1.0
     assert low < 0.2 and high > 0.95
     # A question as close to a second article as to the first is not answered outright...
-    assert confidence(0.55, margin=0.0, agreement=False) < ANSWER_CONFIDENCE
+    assert confidence(0.6, share=0.5, agreement=False) < ANSWER_CONFIDENCE
     # ...where the same similarity standing out from the rest is.
-    assert confidence(0.55, margin=0.1, agreement=False) >= ANSWER_CONFIDENCE
+    assert confidence(0.6, share=0.9, agreement=False) >= ANSWER_CONFIDENCE
+
+
+def test_top_share_falls_as_more_articles_come_close() -> None:
+    assert top_share([0.8]) == pytest.approx(1.0)
+    assert top_share([0.8, 0.8]) == pytest.approx(0.5)
+    alone = top_share([0.8, 0.5, 0.45])
+    one_close = top_share([0.8, 0.78, 0.5])
+    three_close = top_share([0.8, 0.78, 0.78, 0.77])
+    assert alone > 0.99 > one_close > three_close
+    assert top_share([]) == 0.0
+
+
+def test_a_ranking_is_less_confident_the_more_articles_come_close() -> None:
+    records = {
+        f"{name}/1": ChunkRecord(
+            id=f"{name}/1", article_id=name, title=name, heading=name, anchor="", text=name, position=0
+        )
+        for name in "abcd"
+    }
+    confidences = [
+        rank(
+            collection="default",
+            semantic=[("a/1", 0.62), *zip(["b/1", "c/1", "d/1"], others, strict=True)],
+            keyword=[],
+            records=records,
+            k=3,
+        )[1]
+        for others in ([0.3, 0.25, 0.2], [0.61, 0.3, 0.25], [0.61, 0.61, 0.6])
+    ]
+    assert confidences[0] > ANSWER_CONFIDENCE > confidences[1] > confidences[2]
 
 
 @pytest.mark.asyncio

@@ -443,4 +443,5 @@ import { registerShortcut } from "./console.js";
 
   scrollToEnd();
   recheckSoon();
+  root.dataset.ready = "true"; // behaviour attached (tests wait for it)
 })();

@@ -21,6 +21,7 @@ async function refresh() {
     return refreshing;
   }
   // Keep the keyboard where it was across the swap.
+  const focusedId = board.contains(document.activeElement) ? document.activeElement.id : "";
   const focusedTicket = document.activeElement?.closest?.("[data-ticket-id]")?.dataset.ticketId;
   board.setAttribute("aria-busy", "true");
   refreshing = (async () => {
@@ -31,7 +32,9 @@ async function refresh() {
       const template = document.createElement("template");
       template.innerHTML = html;
       board.replaceChildren(template.content);
-      if (focusedTicket) board.querySelector(`[data-ticket-id="${CSS.escape(focusedTicket)}"]`)?.focus();
+      const again = focusedId ? document.getElementById(focusedId) : null;
+      if (again) again.focus();
+      else if (focusedTicket) board.querySelector(`[data-ticket-id="${CSS.escape(focusedTicket)}"]`)?.focus();
     } finally {
       board.setAttribute("aria-busy", "false");
       refreshing = null;

@@ -1,0 +1,112 @@
+"""Agent activity: replies, internal notes, claims and resolves per agent.
+
+Replies (customer-visible agent messages) and notes come from the timeline
+(and what erasures kept of it); claims and resolves from the audit log,
+where every agent action is recorded with its change, whichever door it
+came through (API, Slack, CLI): ``ticket.claim``, ``ticket.resolve``, and a
+conversation set to resolved (``conversation.update``). Audit rows outlive
+an erasure (their details are cleared, the action and its author stay).
+All counted in SQL, grouped by (bucket, agent).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from hub.models import AuthorKind, Direction, MessageKind
+from hub.reports.base import Context, Report, Result, Row, empty_series
+from hub.reports.params import Bucketing, ReportParams
+from hub.reports.sql import SOURCES, Source, bucket_key, in_range
+from hub.storage.schema import agent_profiles, audit_log, users
+
+FIGURES = ("replies", "notes", "claims", "resolves")
+
+
+def _scope(column: sa.ColumnElement[Any], params: ReportParams) -> list[sa.ColumnElement[bool]]:
+    where: list[sa.ColumnElement[bool]] = [column.is_not(None)]
+    if params.agent is not None:
+        where.append(column == params.agent)
+    if params.team is not None:
+        where.append(column.in_(sa.select(agent_profiles.c.user_id).where(agent_profiles.c.team == params.team)))
+    return where
+
+
+def _messages_query(source: Source, params: ReportParams, bucketing: Bucketing) -> sa.Select[Any]:
+    m = source.messages
+    figure = sa.case((m.c.kind == MessageKind.NOTE.value, "notes"), else_="replies")
+    inner = sa.select(
+        bucket_key(m.c.created_at, bucketing).label("bucket"), m.c.author_id.label("agent"), figure.label("figure")
+    ).where(
+        in_range(m.c.created_at, params.start, params.end),
+        m.c.author_kind == AuthorKind.AGENT.value,
+        sa.or_(
+            m.c.kind == MessageKind.NOTE.value,
+            sa.and_(m.c.kind == MessageKind.MESSAGE.value, m.c.direction == Direction.OUTBOUND.value),
+        ),
+        *_scope(m.c.author_id, params),
+    )
+    sub = inner.subquery()
+    return sa.select(sub.c.bucket, sub.c.agent, sub.c.figure, sa.func.count()).group_by(
+        sub.c.bucket, sub.c.agent, sub.c.figure
+    )
+
+
+def _audit_query(params: ReportParams, bucketing: Bucketing) -> sa.Select[Any]:
+    a = audit_log
+    resolved = a.c.details[("changes", "status")].as_string() == "resolved"
+    figure = sa.case((a.c.action == "ticket.claim", "claims"), else_="resolves")
+    inner = sa.select(
+        bucket_key(a.c.created_at, bucketing).label("bucket"), a.c.user_id.label("agent"), figure.label("figure")
+    ).where(
+        in_range(a.c.created_at, params.start, params.end),
+        sa.or_(
+            a.c.action.in_(("ticket.claim", "ticket.resolve")),
+            sa.and_(a.c.action == "conversation.update", resolved),
+        ),
+        *_scope(a.c.user_id, params),
+    )
+    sub = inner.subquery()
+    return sa.select(sub.c.bucket, sub.c.agent, sub.c.figure, sa.func.count()).group_by(
+        sub.c.bucket, sub.c.agent, sub.c.figure
+    )
+
+
+def run(conn: Connection, params: ReportParams, context: Context) -> Result:
+    bucketing = Bucketing(params)
+    found: list[Any] = []
+    for source in SOURCES:
+        found += conn.execute(_messages_query(source, params, bucketing)).all()
+    found += conn.execute(_audit_query(params, bucketing)).all()
+    agents = sorted({row.agent for row in found})
+    names = (
+        {r.id: r.name for r in conn.execute(sa.select(users.c.id, users.c.name).where(users.c.id.in_(agents)))}
+        if agents
+        else {}
+    )
+    zero = dict.fromkeys(FIGURES, 0)
+    series = empty_series(bucketing, zero, by="agent", values=["all", *agents])
+    totals: dict[int, Row] = defaultdict(lambda: dict(zero))
+    overall: Row = {"agent": "all", "agent_name": None, **zero}
+    for bucket, agent, figure, count in found:
+        series[(bucket, agent)][figure] += count
+        series[(bucket, "all")][figure] += count
+        totals[agent][figure] += count
+        overall[figure] += count
+    for row in series.values():
+        row["agent_name"] = names.get(row["agent"])
+    return Result(
+        series=list(series.values()),
+        totals=[overall, *({"agent": a, "agent_name": names.get(a), **totals[a]} for a in agents)],
+    )
+
+
+REPORT = Report(
+    name="agents",
+    summary="Replies, notes, claims and resolves per agent",
+    run=run,
+    filters=frozenset({"team", "agent"}),
+)
