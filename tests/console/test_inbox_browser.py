@@ -152,3 +152,31 @@ async def test_a_new_web_chat_conversation_appears_live_in_the_inbox(
         finally:
             await agent_context.close()
             await visitor_context.close()
+
+
+async def test_the_inbox_has_no_serious_accessibility_violations(
+    browser: Any, database_url: str, tmp_path: Path
+) -> None:
+    from playwright.async_api import expect
+
+    from tests.console.helpers import playwright_cookies, signed_in_cookies
+    from tests.console.test_auth_browser import axe_violations
+
+    async with running_hub(database_url, tmp_path) as hub:
+        await hub.db.write(queue_for_screenshots, datetime.now(UTC))
+        base = f"http://127.0.0.1:{hub.client.server.port}"
+        found: dict[str, Any] = {}
+        for size, viewport in (("desktop", {"width": 1280, "height": 800}), ("phone", {"width": 375, "height": 740})):
+            # bypass_csp: axe is injected as an inline script, which the console's policy forbids.
+            context = await browser.new_context(viewport=viewport, bypass_csp=True)
+            try:
+                cookies = await signed_in_cookies(hub.app, "agent@example.test")
+                await context.add_cookies(playwright_cookies(cookies, base))
+                page = await context.new_page()
+                for view in ("open", "mine"):
+                    await page.goto(f"{base}/console?view={view}")
+                    await expect(page.locator("#inbox")).to_have_attribute("data-live", "on", timeout=TIMEOUT)
+                    found[f"{size} {view}"] = await axe_violations(page)
+            finally:
+                await context.close()
+        assert not any(found.values()), found
