@@ -57,3 +57,32 @@ def wait_ready(port: int, proc: Any, timeout: float = 60) -> None:
         except OSError:
             time.sleep(0.1)
     raise RuntimeError("the server did not start")
+
+
+async def postgres_database(base: str) -> tuple[str, Any]:
+    """A new database on the server of ``base``, and a coroutine that drops it."""
+    import uuid
+
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    server = make_url(base)
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(
+            host=server.host,
+            port=server.port or 5432,
+            user=server.username,
+            password=server.password,
+            database=server.database,
+        )
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    name = f"hub_bench_{uuid.uuid4().hex[:12]}"
+    await admin(f'CREATE DATABASE "{name}"')
+    return server.set(database=name).render_as_string(hide_password=False), admin(
+        f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+    )

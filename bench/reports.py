@@ -26,13 +26,12 @@ import random
 import sqlite3
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from _common import emit
+from _common import emit, postgres_database
 
 START = datetime(2025, 12, 1, tzinfo=UTC)
 DAYS = 365
@@ -331,32 +330,6 @@ async def run_reports(url: str) -> dict[str, float]:
     finally:
         await db.close()
     return seconds
-
-
-async def postgres_database(base: str) -> tuple[str, Any]:
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    server = make_url(base)
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(
-            host=server.host,
-            port=server.port or 5432,
-            user=server.username,
-            password=server.password,
-            database=server.database,
-        )
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    name = f"hub_bench_{uuid.uuid4().hex[:12]}"
-    await admin(f'CREATE DATABASE "{name}"')
-    return server.set(database=name).render_as_string(hide_password=False), admin(
-        f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
-    )
 
 
 async def bench(seed: Seed, postgres: str | None) -> dict[str, dict[str, float]]:

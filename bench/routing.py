@@ -25,9 +25,8 @@ import random
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
-from _common import emit
+from _common import emit, postgres_database
 
 TEAMS = [f"team-{n}" for n in range(10)]
 PRIORITIES = ["urgent"] * 5 + ["high"] * 20 + ["normal"] * 60 + ["low"] * 15
@@ -71,40 +70,11 @@ def bench_decide(tickets: int, steady: int, rng: random.Random) -> dict[str, flo
     return {"decide_fill_per_s": round(fill), "decide_steady_per_s": round(steady_rate), "decide_queued": queued}
 
 
-async def _postgres_database(base: str) -> tuple[str, Any]:
-    """A new database on the server of ``base``, and a coroutine that drops it."""
-    import uuid
-
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    server = make_url(base)
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(
-            host=server.host,
-            port=server.port or 5432,
-            user=server.username,
-            password=server.password,
-            database=server.database,
-        )
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    name = f"hub_bench_{uuid.uuid4().hex[:12]}"
-    await admin(f'CREATE DATABASE "{name}"')
-    return server.set(database=name).render_as_string(hide_password=False), admin(
-        f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
-    )
-
-
 async def bench_db(tickets: int, decisions: int, rng: random.Random, postgres: str | None = None) -> dict[str, float]:
     if not postgres:
         with tempfile.TemporaryDirectory() as tmp:
             return await _bench_db_at(f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}", tickets, decisions, rng)
-    url, drop = await _postgres_database(postgres)
+    url, drop = await postgres_database(postgres)
     try:
         return await _bench_db_at(url, tickets, decisions, rng)
     finally:
