@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -49,3 +50,17 @@ async def sign_in_page(page: Any, base_url: str, email: str, password: str) -> N
         await page.get_by_role("button", name="Sign in").click()
     if "/console/login" in page.url and "/console/login/mfa" not in page.url:
         raise AssertionError(f"sign-in as {email} failed: still on {page.url}")
+
+
+AXE = Path(__file__).with_name("vendor") / "axe.min.js"  # axe-core 4.14.1, vendored with its licence
+
+
+async def axe_violations(page: Any) -> list[dict[str, Any]]:
+    """axe-core's serious and critical violations on the page as it is now."""
+    await page.add_script_tag(path=str(AXE))
+    result = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    return [
+        {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:5]}
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]

@@ -14,12 +14,11 @@ import pytest
 from tests.browser.conftest import artifacts, browser  # noqa: F401  (fixtures, used by name)
 from tests.console.conftest import ConsoleHub, StartConsoleHub, email_of
 from tests.console.flows import code_at
-from tests.console.helpers import sign_in_page
+from tests.console.helpers import axe_violations, sign_in_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio]
 
 TIMEOUT = 10_000
-AXE = Path(__file__).with_name("vendor") / "axe.min.js"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 375, "height": 740}
 
@@ -39,16 +38,6 @@ def watch(page: Any) -> list[str]:
     )
     page.on("pageerror", lambda err: problems.append(str(err)))
     return problems
-
-
-async def axe_violations(page: Any) -> list[dict[str, Any]]:
-    await page.add_script_tag(path=str(AXE))
-    result = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
-    return [
-        {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:5]}
-        for v in result["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
 
 
 async def enrol_in_browser(page: Any, ch: ConsoleHub) -> tuple[str, list[str]]:

@@ -24,7 +24,7 @@ from tests.channels.test_slack import AGENT_SLACK, send_signed, thread_event
 from tests.channels.test_webchat_support import IDENTITY_SECRET, SECRET
 from tests.conftest import wait_for
 from tests.console.conftest import ConsoleHub, StartConsoleHub, email_of
-from tests.console.helpers import playwright_cookies, sign_in_page, signed_in_cookies
+from tests.console.helpers import AXE, axe_violations, playwright_cookies, sign_in_page, signed_in_cookies
 from tests.console.test_conversation import card_of, customer_writes, slack_overrides
 from tests.fakes.slack_api import FakeSlackApi, block_action_body
 
@@ -32,7 +32,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.asyncio]
 
 TIMEOUT = 10_000  # ms, for Playwright expectations
 LIVE = 1_000  # ms: what another console shows "at once"
-AXE = Path(__file__).with_name("vendor") / "axe.min.js"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 375, "height": 740}
 INBOX_LANDED = importlib.util.find_spec("hub.console.inbox") is not None
@@ -84,17 +83,6 @@ async def the_conversation(ch: ConsoleHub) -> int:
         return items[0]["id"] if items else None
 
     return int(await wait_for(found))
-
-
-async def axe_violations(page: Any) -> list[dict[str, Any]]:
-    """axe-core's serious and critical violations on the page as it is now."""
-    await page.add_script_tag(path=str(AXE))
-    result = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
-    return [
-        {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:5]}
-        for v in result["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
 
 
 async def test_an_agent_answers_a_visitor_live_and_notes_never_reach_them(

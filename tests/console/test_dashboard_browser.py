@@ -24,11 +24,10 @@ from hub.reports.render import to_csv
 from tests.browser.conftest import artifacts, browser  # noqa: F401  (fixtures, used by name)
 from tests.console.conftest import ConsoleHub, email_of
 from tests.console.dashboard_timeline import EXPECTED, write
-from tests.console.helpers import playwright_cookies, signed_in_cookies
+from tests.console.helpers import axe_violations, playwright_cookies, signed_in_cookies
 from tests.hub.report_timeline import Records
 
 BERLIN = ZoneInfo("Europe/Berlin")
-AXE = Path(__file__).with_name("vendor") / "axe.min.js"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 375, "height": 740}
 
@@ -71,16 +70,6 @@ def assert_drawn(charts: list[dict[str, Any]], width: int) -> None:
         assert chart["chart"], chart
         assert 100 < chart["width"] <= width and chart["height"] > 100, chart
         assert chart["painted"] > 500, chart  # axes, labels and the data, not a blank canvas
-
-
-async def axe_violations(page: Any) -> list[dict[str, Any]]:
-    await page.add_script_tag(path=str(AXE))
-    result = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
-    return [
-        {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:5]}
-        for v in result["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
 
 
 @pytest.mark.asyncio

@@ -159,8 +159,7 @@ async def test_the_inbox_has_no_serious_accessibility_violations(
 ) -> None:
     from playwright.async_api import expect
 
-    from tests.console.helpers import playwright_cookies, signed_in_cookies
-    from tests.console.test_auth_browser import axe_violations
+    from tests.console.helpers import axe_violations, playwright_cookies, signed_in_cookies
 
     async with running_hub(database_url, tmp_path) as hub:
         await hub.db.write(queue_for_screenshots, datetime.now(UTC))
