@@ -147,7 +147,22 @@ def _reply_subject(subject: str | None) -> str:
 async def conversation_page(request: web.Request) -> web.StreamResponse:
     user = await require_user(request)
     found = await _load(request, _conversation_id(request))
-    return render(request, "conversation.html", refresh=False, **_context(request, user, found))
+    canned = request.app.get(keys.CANNED_REPLIES)
+    replies = await canned.list() if canned is not None and user.role.allows(Role.AGENT) else []
+    return render(request, "conversation.html", refresh=False, canned_replies=replies, **_context(request, user, found))
+
+
+@routes.get(BASE + "/canned/{name}")
+async def canned_reply(request: web.Request) -> web.StreamResponse:
+    """A canned reply rendered for this conversation and the signed-in agent
+    (what ``POST /api/v1/conversations/{id}/canned-replies/{name}/preview``
+    gives), for the reply box: nothing is sent until the agent sends it."""
+    user = await require_user(request, role=Role.AGENT)
+    canned = request.app.get(keys.CANNED_REPLIES)
+    if canned is None:
+        raise Unavailable("canned replies are not running")
+    reply, text = await canned.render_for(request.match_info["name"], _conversation_id(request), user.id)
+    return web.json_response({"name": reply.name, "title": reply.title, "text": text})
 
 
 @routes.get(BASE + "/timeline")

@@ -413,15 +413,32 @@ import { registerShortcut } from "./console.js";
       var button = event.target.closest(".kb-insert");
       if (!button || !replyText) return;
       selectTab("reply");
-      var insert = button.dataset.title + ": " + button.dataset.url;
-      var start = replyText.selectionStart, end = replyText.selectionEnd, value = replyText.value;
-      var before = value.slice(0, start), after = value.slice(end);
-      if (before && !/\s$/.test(before)) insert = " " + insert;
-      if (after && !/^\s/.test(after)) insert += " ";
-      replyText.value = before + insert + after;
-      replyText.selectionStart = replyText.selectionEnd = (before + insert).length;
-      replyText.focus();
-      updateLimits();
+      insertIntoReply(button.dataset.title + ": " + button.dataset.url);
+    });
+  }
+
+  // Text put where the cursor is in the reply box, with the spaces it needs around it.
+  function insertIntoReply(insert) {
+    var start = replyText.selectionStart, end = replyText.selectionEnd, value = replyText.value;
+    var before = value.slice(0, start), after = value.slice(end);
+    if (before && !/\s$/.test(before)) insert = " " + insert;
+    if (after && !/^\s/.test(after)) insert += " ";
+    replyText.value = before + insert + after;
+    replyText.selectionStart = replyText.selectionEnd = (before + insert).length;
+    replyText.focus();
+    updateLimits();
+  }
+
+  // --- canned replies: rendered for this conversation and agent, then inserted ---------------
+  var cannedList = document.getElementById("canned-list");
+  if (cannedList && replyText) {
+    cannedList.addEventListener("click", async function (event) {
+      var button = event.target.closest(".canned-insert");
+      if (!button) return;
+      selectTab("reply");
+      var response = await fetch(location.pathname.replace(/\/$/, "") + "/canned/" + encodeURIComponent(button.dataset.name), { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (!response.ok) { showError("composer-error", "That canned reply could not be rendered for this conversation."); return; }
+      insertIntoReply((await response.json()).text);
     });
   }
 
