@@ -632,7 +632,7 @@ def kb_suggestions(
 
 
 @main.command()
-@click.argument("name", type=click.Choice(["volume", "response-times", "sla", "bot", "agents"]))
+@click.argument("name", type=click.Choice(["volume", "response-times", "sla", "bot", "agents", "gaps"]))
 @click.option(
     "--from", "start", required=True, help="ISO 8601 date or date-time (inclusive; local to --tz without an offset)."
 )

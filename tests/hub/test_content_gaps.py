@@ -245,3 +245,27 @@ async def test_rows_past_the_retention_are_swept(kb_hub: Hub) -> None:
     assert await searches.sweep(now + timedelta(days=89)) == 0
     assert await searches.sweep(now + timedelta(days=91)) == 1
     assert await _rows(hub) == []
+
+
+@pytest.mark.asyncio
+async def test_the_articles_most_voted_unhelpful_are_listed(kb_hub: Hub) -> None:
+    from hub.storage.schema import kb_votes
+
+    votes = [("refunds", False, "a"), ("refunds", False, "b"), ("refunds", True, "c"), ("returns", False, "a")]
+    votes += [("track-your-order", True, "a")]
+
+    def insert(conn: Any) -> None:
+        conn.execute(
+            sa.insert(kb_votes),
+            [
+                {"collection": "default", "article_id": a, "helpful": h, "voter_key": v, "created_at": utcnow()}
+                for a, h, v in votes
+            ],
+        )
+
+    await kb_hub.db.write(insert)
+    report = await _gaps(kb_hub)
+    assert [(r["article_id"], r["unhelpful"], r["helpful"]) for r in report["groups"]["unhelpful"]] == [
+        ("refunds", 2, 1),
+        ("returns", 1, 0),
+    ]
