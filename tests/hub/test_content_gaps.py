@@ -26,7 +26,8 @@ from hub.events import utcnow
 from hub.models import AuthorKind
 from hub.storage.schema import kb_search_log
 from knowledge_base import SAMPLE_DIR, HashingEmbedder, KnowledgeBase
-from tests.conftest import Hub, close_hub, make_settings, start_hub
+from tests.conftest import Hub, close_hub, make_settings, start_hub, wait_for
+from tests.fakes.rasa import FakeRasa
 
 UNANSWERABLE = [
     "can I rent a tent from you",
@@ -240,7 +241,7 @@ async def test_rows_past_the_retention_are_swept(kb_hub: Hub) -> None:
     searches = hub.app[keys.SEARCH_LOG]
     assert searches.days == 90
     await hub.client.get("/help/search", params={"q": "refund"})
-    await searches.flush()
+    await wait_for(lambda: _rows(hub))  # the writer's own batch, within a second
     now = utcnow()
     assert await searches.sweep(now + timedelta(days=89)) == 0
     assert await searches.sweep(now + timedelta(days=91)) == 1
@@ -269,3 +270,36 @@ async def test_the_articles_most_voted_unhelpful_are_listed(kb_hub: Hub) -> None
         ("refunds", 2, 1),
         ("returns", 1, 0),
     ]
+
+
+@pytest.mark.asyncio
+async def test_the_bot_bridge_logs_its_lookup_when_it_stores_the_reply(
+    database_url: str, tmp_path: Path, rasa: FakeRasa
+) -> None:
+    settings = make_settings(
+        database_url, tmp_path, bot="rasa", rasa_url=rasa.url, rasa_timeout=0.5, rasa_ready_wait=1.0
+    )
+    hub = await start_hub(settings, knowledge_base=None)
+    try:
+        received = await hub.inbound({"from": "bridge-visitor", "text": "How  do refunds\twork?"})
+        message = await hub.api("GET", f"/api/v1/messages/{received['received'][0]['message_id']}")
+
+        async def logged() -> list[dict[str, Any]]:
+            return await _rows(hub)
+
+        rows = await wait_for(logged)
+        assert [(r["source"], r["query"], r["outcome"], r["article_id"], r["confidence"]) for r in rows] == [
+            ("bot", "How do refunds work?", "answered", "refunds", 0.8)
+        ]
+        assert rows[0]["conversation_id"] == message["conversation_id"] and rows[0]["message_id"] == message["id"]
+        # A request for a person: handed off without asking the knowledge base, so no gap is logged.
+        await hub.inbound({"from": "bridge-visitor", "text": "I want to talk to a person"})
+
+        async def handed_off() -> bool:
+            conversation = await hub.api("GET", f"/api/v1/conversations/{message['conversation_id']}")
+            return bool(conversation["handler"] == "human")
+
+        await wait_for(handed_off)
+        assert len(await _rows(hub)) == 1
+    finally:
+        await close_hub(hub)
