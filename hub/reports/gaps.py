@@ -50,7 +50,7 @@ from hub.reports.params import ReportParams
 from hub.storage.schema import kb_search_log, kb_votes
 
 CLUSTER_SIMILARITY = 0.45
-MAX_QUESTIONS = 5000  # distinct questions clustered, most asked first
+MAX_QUESTIONS = 3000  # distinct questions clustered, most asked first (the merge pass holds a k x k matrix)
 EXAMPLES = 5
 MAX_CLUSTERS = 100
 UNHELPFUL_ARTICLES = 20
@@ -146,26 +146,34 @@ def read(conn: Connection, params: ReportParams, context: Context) -> Result:
 def cluster(vectors: np.ndarray, weights: Sequence[int], threshold: float = CLUSTER_SIMILARITY) -> list[list[int]]:
     """Greedy centroid clustering of unit ``vectors`` in the order given
     (most asked first): each joins the closest centroid at cosine >=
-    ``threshold`` or starts a cluster. Returns the members' indexes."""
+    ``threshold`` or starts a cluster; then clusters whose centroids meet
+    the threshold merge, closest first. Returns the members' indexes."""
+    count = len(vectors)
+    if count == 0:
+        return []
     members: list[list[int]] = []
-    sums = np.zeros((0, vectors.shape[1] if vectors.ndim == 2 else 0), dtype=np.float64)
+    sums = np.zeros((count, vectors.shape[1]), dtype=np.float64)  # count-weighted sums, one row per cluster
+    centroids = np.zeros((count, vectors.shape[1]), dtype=np.float32)
     for index, vector in enumerate(vectors):
-        if len(members):
-            centroids = sums / np.linalg.norm(sums, axis=1, keepdims=True)
-            similarity = centroids @ vector
+        k = len(members)
+        if k:
+            similarity = centroids[:k] @ vector
             best = int(np.argmax(similarity))
             if similarity[best] >= threshold:
                 members[best].append(index)
                 sums[best] += weights[index] * vector
+                centroids[best] = sums[best] / np.linalg.norm(sums[best])
                 continue
         members.append([index])
-        sums = np.vstack([sums, weights[index] * vector.astype(np.float64)])
+        sums[k] = weights[index] * vector
+        centroids[k] = sums[k] / np.linalg.norm(sums[k])
+    k = len(members)
+    if k < 2:
+        return members
     # The greedy pass depends on the order: a cluster started by an outlying
     # phrasing may miss its topic's centroid. Merge clusters whose centroids
     # meet the threshold, closest pair first, until none do.
-    if len(members) < 2:
-        return members
-    centroids = sums / np.linalg.norm(sums, axis=1, keepdims=True)
+    sums, centroids = sums[:k], centroids[:k]
     similarity = centroids @ centroids.T
     np.fill_diagonal(similarity, -1.0)
     while len(members) > 1:
@@ -176,9 +184,10 @@ def cluster(vectors: np.ndarray, weights: Sequence[int], threshold: float = CLUS
         members[keep].extend(members.pop(drop))
         sums[keep] += sums[drop]
         sums = np.delete(sums, drop, axis=0)
+        centroids = np.delete(centroids, drop, axis=0)
+        centroids[keep] = sums[keep] / np.linalg.norm(sums[keep])
         similarity = np.delete(np.delete(similarity, drop, axis=0), drop, axis=1)
-        centroid = sums[keep] / np.linalg.norm(sums[keep])  # only the merged cluster's row changes
-        row = (sums / np.linalg.norm(sums, axis=1, keepdims=True)) @ centroid
+        row = centroids @ centroids[keep]  # only the merged cluster's similarities change
         row[keep] = -1.0
         similarity[keep, :] = row
         similarity[:, keep] = row
