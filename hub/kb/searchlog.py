@@ -16,6 +16,10 @@ Two sources feed ``kb_search_log`` for the content-gaps report
   contact erases the row (the foreign key cascades). A turn of several
   replies logs once (unique conversation and message).
 
+Searches of ``GET /api/v1/kb/search`` are not logged: the bot's action
+server looks up through it, so its lookups would count twice (they are
+logged with their outcome when the reply is stored, above).
+
 Rows older than ``HUB_KB_SEARCH_LOG_DAYS`` are deleted every hour.
 """
 

@@ -622,7 +622,8 @@ kb_search_log = sa.Table(
     metadata,
     sa.Column("id", BigId, primary_key=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.Column("source", sa.String(8), nullable=False),  # portal | bot | api
+    # portal | bot (api: reserved; the action server's own lookups go through the search API)
+    sa.Column("source", sa.String(8), nullable=False),
     sa.Column("collection", sa.String(100), nullable=False),
     sa.Column("query", sa.String(300), nullable=False),  # whitespace collapsed, capped
     sa.Column("confidence", sa.Float),  # the search's calibrated confidence in its best hit
