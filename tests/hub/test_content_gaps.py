@@ -303,3 +303,22 @@ async def test_the_bot_bridge_logs_its_lookup_when_it_stores_the_reply(
         assert len(await _rows(hub)) == 1
     finally:
         await close_hub(hub)
+
+
+def test_each_bot_decision_maps_to_an_outcome() -> None:
+    from hub.kb.searchlog import bot_row
+
+    def outcome(meta: dict[str, Any]) -> tuple[Any, ...] | None:
+        row = bot_row(meta, "  a \n question ")
+        return None if row is None else (row["outcome"], row["article_id"], row["confidence"], row["query"])
+
+    clarify = {"decision": {"action": "clarify", "confidence": 0.5, "article_ids": ["refunds", "returns"]}}
+    assert outcome(clarify) == ("clarified", "refunds", 0.5, "a question")
+    assert outcome({"decision": {"action": "topics", "confidence": 0.1, "article_ids": []}})[:2] == ("no_results", None)  # type: ignore[index]  # not None here
+    assert outcome({"decision": {"action": "offer_human", "confidence": 0.2}})[0] == "no_results"  # type: ignore[index]  # not None here
+    complaint = {"decision": {"action": "handoff", "reason": "complaint", "confidence": 0.3, "signals": []}}
+    assert outcome(complaint)[0] == "handed_off"  # type: ignore[index]  # not None here
+    assert outcome({"decision": {"action": "handoff", "reason": "urgent_issue", "signals": ["nlu"]}}) is None
+    fallback = {"fallback": True, "confidence": 0.8, "kb_hits": [{"article_id": "refunds", "collection": "default"}]}
+    assert outcome(fallback) == ("answered", "refunds", 0.8, "a question")
+    assert outcome({"handoff": True}) is None
