@@ -632,7 +632,7 @@ def kb_suggestions(
 
 
 @main.command()
-@click.argument("name", type=click.Choice(["volume", "response-times", "sla", "bot", "agents"]))
+@click.argument("name", type=click.Choice(["volume", "response-times", "sla", "bot", "agents", "gaps"]))
 @click.option(
     "--from", "start", required=True, help="ISO 8601 date or date-time (inclusive; local to --tz without an offset)."
 )
@@ -660,6 +660,7 @@ def report(
 ) -> None:
     """Print a report: the figures GET /api/v1/reports/NAME answers with."""
     from hub.events import Clock
+    from hub.kb.setup import build_knowledge_base
     from hub.reports.params import ReportParams
     from hub.reports.render import to_csv, to_table
     from hub.reports.service import ReportService
@@ -674,9 +675,19 @@ def report(
         )
         hours = BusinessHours.parse(settings.sla_business_hours, settings.sla_timezone, settings.sla_holidays)
         db = open_database(settings.database_url)
+        # The content gaps cluster questions with the knowledge base's model.
+        kb = build_knowledge_base(settings) if name == "gaps" else None
         try:
-            return await ReportService(db, hours=hours, clock=Clock()).run(name, params)
+            if kb is not None:
+                await kb.start()
+            embed = kb.embed if kb is not None else None
+            service = ReportService(
+                db, hours=hours, clock=Clock(), embed=embed, answer_confidence=settings.bot_confidence_threshold
+            )
+            return await service.run(name, params)
         finally:
+            if kb is not None:
+                await kb.close()
             await db.close()
 
     try:

@@ -35,6 +35,7 @@ from hub.console import setup_console
 from hub.conversations.outbox import OutboxWorker
 from hub.conversations.service import HubService
 from hub.events import Clock
+from hub.kb.searchlog import search_log_ctx
 from hub.kb.setup import build_knowledge_base, setup_knowledge_base
 from hub.kb.suggestions import suggestions_ctx
 from hub.messages import ChannelAdapter
@@ -120,6 +121,7 @@ def create_app(
     app.cleanup_ctx.append(service_ctx)
     app.cleanup_ctx.append(canned_replies_ctx)
     app.cleanup_ctx.append(suggestions_ctx)
+    app.cleanup_ctx.append(search_log_ctx)  # portal searches and bot lookups (content gaps)
     for channel in built.values():
         app.cleanup_ctx.append(channel.lifespan)
     app.cleanup_ctx.append(outbox_ctx)

@@ -239,6 +239,8 @@ class Settings(BaseSettings):
     # Markdown folder ingested at start-up when its collection is empty (make run: the sample KB).
     kb_seed_dir: Path | None = None
     kb_search_rate_limit: str = "60/minute"  # per client IP: the search API and the portal's search, together
+    # Days the knowledge-base search log (portal searches, bot lookups) is kept for the content-gaps report.
+    kb_search_log_days: int = Field(default=90, ge=1)
     kb_vote_rate_limit: str = "30/hour"  # per client IP, the portal's article votes (and 2 a day per article)
     site_name: str = "Northwind Outfitters Help Center"
     # The page with the chat widget, linked from the e-mail copy of a reply to

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from hub.conversations.outbox import OutboxWorker
     from hub.conversations.service import HubService
     from hub.events import Clock
+    from hub.kb.searchlog import SearchLog
     from hub.kb.suggestions import PhrasingSuggestions
     from hub.messages import ChannelAdapter
     from hub.metrics import Metrics
@@ -55,6 +56,8 @@ KNOWLEDGE_BASE: web.AppKey[KnowledgeBase] = web.AppKey("knowledge_base")
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
 # New article phrasings offered to an admin (hub.kb.suggestions).
 PHRASINGS: web.AppKey[PhrasingSuggestions] = web.AppKey("phrasings")
+# Portal searches and bot lookups, for the content-gaps report (hub.kb.searchlog).
+SEARCH_LOG: web.AppKey[SearchLog] = web.AppKey("search_log")
 # Only while a bot runs (hub.bot.setup): the bridge, the child processes the hub
 # started (Rasa, the action server), and the watcher that retrains Rasa's NLU.
 BOT_BRIDGE: web.AppKey[BotBridge] = web.AppKey("bot_bridge")
@@ -89,6 +92,7 @@ __all__ = [
     "PHRASINGS",
     "RATE_LIMITER",
     "REPORTS",
+    "SEARCH_LOG",
     "SERVICE",
     "SETTINGS",
     "SLACK_DESK",

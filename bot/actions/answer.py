@@ -115,6 +115,7 @@ async def answer_from_kb(dispatcher: CollectingDispatcher, tracker: Tracker) -> 
             priority=str(decision.priority),
             reason=str(decision.reason),
             signals=list(decision.signals),
+            confidence=result.confidence,
         )
     if confident:
         best = result.hits[0]

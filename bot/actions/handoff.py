@@ -42,6 +42,9 @@ def hand_off(
                 "priority": priority,
                 "reason": reason,
                 "signals": list(details.get("signals") or []),
+                # Set when the knowledge base was asked first and was not sure (a complaint):
+                # the hub logs that lookup as a content gap (hub.kb.searchlog).
+                **({"confidence": details["confidence"]} if details.get("confidence") is not None else {}),
             },
         }
     )

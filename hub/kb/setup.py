@@ -17,6 +17,7 @@ from hub import keys
 from hub.api.base import audit_entry, field, int_param, json_body, public, requires
 from hub.errors import InvalidInput, NotFound, RateLimited, Unavailable
 from hub.events import utcnow
+from hub.kb.searchlog import LazySearchSink
 from hub.models import Role
 from hub.ratelimit import RateLimiter, client_ip
 from hub.storage import Database, insert_ignore
@@ -222,6 +223,7 @@ def setup_knowledge_base(app: web.Application, kb: KnowledgeBase | None) -> None
         widget_enabled="webchat" in settings.channel_names,
         secret=settings.portal_secret.get_secret_value().encode() if settings.portal_secret else None,
         guard=_portal_guard(app),
+        searches=LazySearchSink(app),
     )
     app.add_subapp("/help", portal)
     app.cleanup_ctx.append(_kb_ctx)

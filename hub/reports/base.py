@@ -3,7 +3,7 @@ context, returning its figures; and the shape every report answers in."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -24,6 +24,10 @@ class Context:
 
     now: datetime
     hours: BusinessHours | None = None
+    # The knowledge base's embeddings of texts (its model, in its thread pool),
+    # and the bot's answer confidence: the content-gaps report clusters with them.
+    embed: Callable[[Sequence[str]], Awaitable[Any]] | None = None
+    answer_confidence: float | None = None
 
 
 @dataclass(slots=True)
@@ -47,6 +51,8 @@ class Report:
     summary: str
     run: ReportFn
     filters: frozenset[str]  # which of channel, team, agent, priority it takes
+    # A step after the read transaction, off it (the content gaps embed their questions).
+    finish: Callable[[Result, Context], Awaitable[Result]] | None = None
 
 
 def empty_series(

@@ -21,6 +21,8 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:g}"
+    if isinstance(value, list):  # the content gaps' examples
+        return " | ".join(str(item) for item in value)
     return str(value)
 
 

@@ -8,7 +8,7 @@ CSAT (average, distribution, response rate) as one more module with a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 from hub import keys
 from hub.errors import InvalidInput, NotFound
 from hub.events import Clock
-from hub.reports import agents, attainment, bot, times, volume
+from hub.reports import agents, attainment, bot, gaps, times, volume
 from hub.reports.base import Context, Report, ReportFn, Result
 from hub.reports.params import ReportParams
 from hub.tickets.sla import BusinessHours
@@ -33,6 +33,7 @@ REPORTS: dict[str, Report] = {
         attainment.REPORT,
         bot.REPORT,
         agents.REPORT,
+        gaps.REPORT,
         # csat.REPORT: the CSAT slice of issue #17 registers its report here.
     )
 }
@@ -82,17 +83,31 @@ def _tuned(run: ReportFn) -> ReportFn:
 
 
 class ReportService:
-    def __init__(self, db: Database, *, hours: BusinessHours | None, clock: Clock) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        hours: BusinessHours | None,
+        clock: Clock,
+        embed: Callable[[Sequence[str]], Awaitable[Any]] | None = None,
+        answer_confidence: float | None = None,
+    ) -> None:
         self.db = db
         self.hours = hours
         self.clock = clock
+        self.embed = embed
+        self.answer_confidence = answer_confidence
 
     async def run(self, name: str, params: ReportParams) -> dict[str, Any]:
         """The report's figures with its parameters echoed (``to_dict``)."""
         report = get_report(name)
         check_filters(report, params)
-        context = Context(now=self.clock.now(), hours=self.hours)
+        context = Context(
+            now=self.clock.now(), hours=self.hours, embed=self.embed, answer_confidence=self.answer_confidence
+        )
         result = await self.db.read(_tuned(report.run), params, context)
+        if report.finish is not None:
+            result = await report.finish(result, context)
         return to_dict(report, params, result, business_hours=self.hours is not None)
 
     async def run_query(self, name: str, query: Mapping[str, str]) -> dict[str, Any]:
@@ -105,5 +120,12 @@ async def reports_ctx(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: the report service, with the SLA's business hours."""
     settings = app[keys.SETTINGS]
     hours = BusinessHours.parse(settings.sla_business_hours, settings.sla_timezone, settings.sla_holidays)
-    app[keys.REPORTS] = ReportService(app[keys.DATABASE], hours=hours, clock=app[keys.CLOCK])
+    kb = app.get(keys.KNOWLEDGE_BASE)
+    app[keys.REPORTS] = ReportService(
+        app[keys.DATABASE],
+        hours=hours,
+        clock=app[keys.CLOCK],
+        embed=kb.embed if kb is not None else None,
+        answer_confidence=settings.bot_confidence_threshold,
+    )
     yield

@@ -609,3 +609,33 @@ canned_replies = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
+
+
+# --- content gaps (issue #17, ``hub.kb.searchlog``) -------------------------------
+
+# Every portal search and every bot knowledge-base lookup, for the content-gaps
+# report. Nothing about the person: a portal search keeps no IP, cookie or
+# contact; a bot lookup keeps its conversation only (erased with it: the
+# foreign key cascades, so an erasure walks it as a contact's own rows).
+kb_search_log = sa.Table(
+    "kb_search_log",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    # portal | bot (api: reserved; the action server's own lookups go through the search API)
+    sa.Column("source", sa.String(8), nullable=False),
+    sa.Column("collection", sa.String(100), nullable=False),
+    sa.Column("query", sa.String(300), nullable=False),  # whitespace collapsed, capped
+    sa.Column("confidence", sa.Float),  # the search's calibrated confidence in its best hit
+    sa.Column("article_id", sa.String(100)),  # the best hit
+    # bot: answered | clarified | handed_off | no_results; portal: results | no_results
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("clicked_article_id", sa.String(100)),  # portal: the article opened from the results
+    # portal: the random token of the search in its result links, to tie a click to it (nothing else)
+    sa.Column("search_token", sa.String(32)),
+    sa.Column("conversation_id", BigId, sa.ForeignKey("conversations.id", ondelete="CASCADE")),
+    sa.Column("message_id", BigId),  # bot: the customer's message the lookup answered (one row each)
+    sa.UniqueConstraint("conversation_id", "message_id", name="uq_kb_search_log_conversation_message"),
+    sa.Index("ix_kb_search_log_created", "created_at"),
+    sa.Index("ix_kb_search_log_token", "search_token"),
+)

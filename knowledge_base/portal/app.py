@@ -42,6 +42,7 @@ from markupsafe import Markup, escape
 from knowledge_base.errors import InvalidInput, KnowledgeBaseError
 from knowledge_base.keyword import STOPWORDS
 from knowledge_base.models import Article
+from knowledge_base.portal.searches import TOKEN_PARAM, PortalClick, PortalSearch, SearchSink, new_token, valid_token
 from knowledge_base.portal.votes import VoteStore
 from knowledge_base.rendering import RenderedMarkdown, render_markdown, slugify
 from knowledge_base.service import KnowledgeBase
@@ -133,10 +134,12 @@ class Portal:
         secret: bytes,
         chat_url: str,
         guard: Guard | None = None,
+        searches: SearchSink | None = None,
     ) -> None:
         self.kb = kb
         self.votes = votes
         self.guard = guard
+        self.searches = searches
         self.site_name = site_name
         self.widget_enabled = widget_enabled
         self.chat_url = chat_url
@@ -181,11 +184,14 @@ def create_portal_app(
     secret: bytes | None = None,
     chat_url: str = "/demo",
     guard: Guard | None = None,
+    searches: SearchSink | None = None,
 ) -> web.Application:
     """The help portal as an aiohttp sub-application, to mount at ``/help``.
 
     ``secret`` signs the vote forms' tokens; by default a random one is made,
-    so forms rendered before a restart must be reloaded to vote.
+    so forms rendered before a restart must be reloaded to vote. ``searches``
+    hears of every search and of the article opened from its results
+    (:mod:`knowledge_base.portal.searches`).
     """
     app = web.Application(middlewares=[_security_headers, _error_pages])
     app[PORTAL_KEY] = Portal(
@@ -196,6 +202,7 @@ def create_portal_app(
         secret=secret or secrets.token_bytes(32),
         chat_url=chat_url,
         guard=guard,
+        searches=searches,
     )
     app.router.add_static("/static", STATIC_DIR, name="static")
     for prefix, resolve in (("", _default_collection), ("/{collection}", _named_collection)):
@@ -391,7 +398,7 @@ async def search(request: web.Request, portal: Portal, collection: str) -> web.S
     links = Links(collection)
     if not query:
         return portal.render(
-            request, "search.html", links=links, query="", hits=[], result=None, error=None, snippets=[]
+            request, "search.html", links=links, query="", hits=[], result=None, error=None, snippets=[], urls=[]
         )
     if (wait := await _guarded(request, portal, "search", collection)) is not None:
         return wait
@@ -400,13 +407,25 @@ async def search(request: web.Request, portal: Portal, collection: str) -> web.S
     except InvalidInput as err:
         return portal.render(
             request, "search.html", status=400, links=links, query=query[:200], hits=[], result=None,
-            error=err.message, snippets=[],
+            error=err.message, snippets=[], urls=[],
         )  # fmt: skip
     hits = [hit for hit in result.hits if hit.similarity is None or hit.similarity >= MIN_SIMILARITY]
     snippets = [highlight(hit.text, query) for hit in hits]
+    urls = [hit.url for hit in hits]
+    if portal.searches is not None:
+        token = new_token()
+        best = hits[0].article_id if hits else None
+        portal.searches.searched(PortalSearch(token, collection, query, result.confidence, best, len(hits)))
+        urls = [_with_token(url, token) for url in urls]
     return portal.render(
-        request, "search.html", links=links, query=query, hits=hits, result=result, error=None, snippets=snippets
-    )
+        request, "search.html", links=links, query=query, hits=hits, result=result, error=None, snippets=snippets,
+        urls=urls,
+    )  # fmt: skip
+
+
+def _with_token(url: str, token: str) -> str:
+    path, hash_, anchor = url.partition("#")
+    return f"{path}{'&' if '?' in path else '?'}{TOKEN_PARAM}={token}{hash_}{anchor}"
 
 
 async def article(request: web.Request, portal: Portal, collection: str) -> web.StreamResponse:
@@ -414,6 +433,9 @@ async def article(request: web.Request, portal: Portal, collection: str) -> web.
     item = await portal.kb.get_article(collection, article_id)
     if item is None:
         raise web.HTTPNotFound()
+    token = request.query.get(TOKEN_PARAM)
+    if portal.searches is not None and valid_token(token):
+        portal.searches.clicked(PortalClick(str(token), collection, article_id))
     voter = _voter_key(request)
     new_voter = voter is None
     if voter is None:

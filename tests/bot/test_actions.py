@@ -322,6 +322,8 @@ async def test_handoff_priority_follows_the_intent(
     # The bot promises no timing: the hub appends what the team can keep (hub/bot/promise.py).
     assert not any(word in text.lower() for word in ("shortly", "reply", "soon", "minute"))
     [payload] = payloads(messages)
+    # A complaint asked the knowledge base first: its confidence is recorded (the hub logs the lookup).
+    asked = {"confidence": 0.0} if intent == "complaint" else {}
     assert payload == {
         "handoff": True,
         "priority": priority,
@@ -329,7 +331,8 @@ async def test_handoff_priority_follows_the_intent(
         "intent": intent,
         "intent_confidence": 0.95,
         "signals": ["nlu"],
-        "decision": {"action": "handoff", "priority": priority, "reason": reason, "signals": ["nlu"]},
+        **asked,
+        "decision": {"action": "handoff", "priority": priority, "reason": reason, "signals": ["nlu"], **asked},
     }
     assert events == [SlotSet("clarify_asked", False), SlotSet("last_decision", None), ConversationPaused()]
 
@@ -385,7 +388,13 @@ async def test_a_complaint_the_knowledge_base_cannot_answer_is_handed_off_withou
 
     assert fake_kb.requests  # asked first
     [payload] = payloads(messages)
-    assert payload["decision"] == {"action": "handoff", "priority": "high", "reason": "complaint", "signals": ["nlu"]}
+    assert payload["decision"] == {
+        "action": "handoff",
+        "priority": "high",
+        "reason": "complaint",
+        "signals": ["nlu"],
+        "confidence": 0.0,  # the knowledge base was asked: the hub logs it as a content gap
+    }
     assert events[-1] == ConversationPaused()
 
 
