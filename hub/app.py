@@ -34,6 +34,7 @@ from hub.config import Settings
 from hub.console import setup_console
 from hub.conversations.outbox import OutboxWorker
 from hub.conversations.service import HubService
+from hub.csat import csat_ctx
 from hub.events import Clock
 from hub.kb.setup import build_knowledge_base, setup_knowledge_base
 from hub.kb.suggestions import suggestions_ctx
@@ -124,6 +125,7 @@ def create_app(
         app.cleanup_ctx.append(channel.lifespan)
     app.cleanup_ctx.append(outbox_ctx)
     app.cleanup_ctx.append(tickets_ctx)
+    app.cleanup_ctx.append(csat_ctx)
     app.cleanup_ctx.append(reports_ctx)
     app.cleanup_ctx.append(slack_desk_ctx)
     app.cleanup_ctx.append(duty_roster_ctx)

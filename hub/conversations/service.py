@@ -154,16 +154,21 @@ class HubService:
         lines, queued = consent.apply_keywords(conn, inbound, done.message, done.conversation, utcnow())
         afters = self._system_lines_tx(conn, lines)
         if queued is not None and not queued.repeated:
-            event = MessageQueued(
-                message_id=queued.message.id,
-                conversation_id=queued.conversation.id,
-                contact_id=queued.conversation.contact_id,
-                channel=queued.conversation.channel,
-                author_kind=AuthorKind.SYSTEM.value,
-            )
-            afters.extend(self.tx_hooks.run(conn, event))
-            afters.append(self._after_queued(event))
+            afters.extend(self.queued_tx(conn, queued, AuthorKind.SYSTEM))
         return afters
+
+    def queued_tx(self, conn: Connection, queued: conversations_tx.Queued, author_kind: AuthorKind) -> list[After]:
+        """In the transaction that queued an outbound message (a keyword's
+        answer, a CSAT survey): its ``MessageQueued`` hooks, and after the
+        commit the outbox woken and the event published."""
+        event = MessageQueued(
+            message_id=queued.message.id,
+            conversation_id=queued.conversation.id,
+            contact_id=queued.conversation.contact_id,
+            channel=queued.conversation.channel,
+            author_kind=author_kind.value,
+        )
+        return [*self.tx_hooks.run(conn, event), self._after_queued(event)]
 
     def _system_lines_tx(self, conn: Connection, lines: Iterable[Message]) -> list[After]:
         afters: list[After] = []
