@@ -36,11 +36,11 @@ from sqlalchemy.engine import Connection, Row
 
 from hub import keys
 from hub.conversations import transactions as conversations_tx
-from hub.errors import InvalidInput, NotFound
+from hub.errors import Forbidden, InvalidInput, NotFound
 from hub.events import Clock, ConversationUpdated, SystemEventAdded, TicketChanged
 from hub.models import AuthorKind
 from hub.storage import insert_ignore
-from hub.storage.schema import csat_surveys, tickets
+from hub.storage.schema import conversations, csat_surveys, identities, tickets
 from hub.txhooks import After, run_afters
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ class Outcome(StrEnum):
 
 # What a channel tells the customer for each outcome.
 REPLIES = {
-    Outcome.RECORDED: "Thanks for your rating!",
+    Outcome.RECORDED: "Thanks for your feedback!",
     Outcome.ALREADY_ANSWERED: "Thanks, we already have your rating.",
     Outcome.EXPIRED: "Sorry, this survey has closed.",
 }
@@ -271,11 +271,39 @@ class CsatService:
 
     def start(self) -> None:
         self._remove = self.service.tx_hooks.add(ConversationUpdated, self._resolved_tx)
+        self.service.attach_surveys(self.answer_from)
 
     def stop(self) -> None:
         if self._remove is not None:
             self._remove()
             self._remove = None
+            self.service.attach_surveys(None)
+
+    async def answer_from(
+        self, channel: str, address: str, survey_id: int, rating: int | None, comment: str | None
+    ) -> tuple[str, str]:
+        """A channel's answer (``ChannelHost.answer_survey``): only for a
+        survey sent to that address on that channel."""
+
+        def sent_to(conn: Connection) -> bool:
+            row = conn.execute(
+                sa.select(identities.c.address)
+                .select_from(csat_surveys)
+                .join(conversations, conversations.c.id == csat_surveys.c.conversation_id)
+                .join(identities, identities.c.id == conversations.c.identity_id)
+                .where(csat_surveys.c.id == survey_id, csat_surveys.c.channel == channel)
+            ).first()
+            return row is not None and row.address == address
+
+        if not await self.db.read(sent_to):
+            raise Forbidden("that survey is not yours")
+        if rating is None:
+            if comment is None:
+                raise InvalidInput("a rating or a comment is needed")
+            result = await self.comment(survey_id, comment)
+        else:
+            result = await self.answer(survey_id, rating, comment)
+        return result.outcome.value, result.reply
 
     def _resolved_tx(self, conn: Connection, event: ConversationUpdated) -> After | None:
         if event.changes.get("status") != "resolved":

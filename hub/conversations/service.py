@@ -27,7 +27,7 @@ from hub.conversations import contacts as contacts_tx
 from hub.conversations import delivery as delivery_tx
 from hub.conversations import ingest as ingest_tx
 from hub.conversations import transactions as conversations_tx
-from hub.errors import InvalidInput
+from hub.errors import Forbidden, InvalidInput
 from hub.events import (
     AgentTyping,
     ContactErased,
@@ -51,6 +51,9 @@ if TYPE_CHECKING:
     from hub.kb.suggestions import PhrasingSuggestions
 
 log = logging.getLogger(__name__)
+
+# (channel, address, survey id, rating, comment) -> (outcome, text): ``hub.csat``.
+SurveyAnswerer = Callable[[str, str, int, int | None, str | None], Awaitable[tuple[str, str]]]
 
 # An agent's "typing" reaches the customer at most this often per conversation
 # (the console sends it as the agent types; the widget hides it after 10 s).
@@ -85,6 +88,7 @@ class HubService:
         # bot-handled conversations get a durable bot job in their ingest
         # transaction, and ``on_bot_job`` wakes the bridge after the commit.
         self.bot_enabled = False
+        self._surveys: SurveyAnswerer | None = None
         self.on_bot_job: Callable[[], None] = lambda: None
         # While phrasing suggestions run (``use_phrasings``), agents' replies and
         # the customers' votes on the bot's answers offer new article phrasings.
@@ -302,6 +306,18 @@ class HubService:
         """Bot-handled conversations get bot jobs from now on; ``on_bot_job`` wakes the bridge."""
         self.bot_enabled = True
         self.on_bot_job = on_bot_job
+
+    def attach_surveys(self, answer: SurveyAnswerer | None) -> None:
+        """CSAT answers from the channels go to ``answer`` (``hub.csat``); None: no surveys."""
+        self._surveys = answer
+
+    async def answer_survey(
+        self, channel: str, address: str, survey_id: int, rating: int | None, comment: str | None
+    ) -> tuple[str, str]:
+        """``ChannelHost.answer_survey``."""
+        if self._surveys is None:
+            raise Forbidden("surveys are off")
+        return await self._surveys(channel, address, survey_id, rating, comment)
 
     def detach_bot(self) -> None:
         """No new bot jobs (those stored stay, for the next start)."""
