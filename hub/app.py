@@ -35,6 +35,7 @@ from hub.console import setup_console
 from hub.conversations.outbox import OutboxWorker
 from hub.conversations.service import HubService
 from hub.csat import csat_ctx
+from hub.csat_links import routes as csat_link_routes
 from hub.events import Clock
 from hub.kb.setup import build_knowledge_base, setup_knowledge_base
 from hub.kb.suggestions import suggestions_ctx
@@ -108,6 +109,7 @@ def create_app(
     app.add_routes(canned_api.routes)
     app.add_routes(bot_model.routes)
     app.add_routes(reports_api.routes)
+    app.add_routes(csat_link_routes)  # e-mail surveys' one-click rating links
     for channel in built.values():
         app.add_routes(channel.routes())
         if hasattr(channel, "on_shutdown"):

@@ -45,10 +45,12 @@ from hub.txhooks import After, run_afters
 
 if TYPE_CHECKING:
     from hub.conversations.service import HubService
+    from hub.csat_links import LinkSigner
     from hub.storage import Database
 
 # Channels whose customers can answer (web chat: buttons; SMS: a digit;
-# the fake test channel). E-mail joins when its signed links land.
+# the fake test channel); e-mail too when its links can be signed
+# (``hub.csat_links``: HUB_EMAIL_REPLY_SECRET set).
 ANSWERABLE = frozenset({"webchat", "sms", "fake"})
 
 QUESTION = "How did we do? Please rate this conversation from 1 (poor) to 5 (great)."
@@ -122,13 +124,27 @@ def open_survey_of_conversation(conn: Connection, conversation_id: int, now: dat
     return None if row is None else _survey(row)
 
 
+def question_for(channel: str, survey_id: int, expires_at: datetime, links: LinkSigner | None) -> str:
+    if channel == "sms":
+        return QUESTION_SMS
+    if channel == "email" and links is not None:
+        return links.email_text(QUESTION, survey_id, expires_at)
+    return QUESTION
+
+
 def send_survey(
-    conn: Connection, conversation_id: int, *, expiry: timedelta, now: datetime
+    conn: Connection,
+    conversation_id: int,
+    *,
+    expiry: timedelta,
+    now: datetime,
+    links: LinkSigner | None = None,
 ) -> tuple[Survey, conversations_tx.Queued] | None:
     """In the resolve's transaction: the survey row and its outbound message
     (None: not surveyed here, or already surveyed)."""
     conversation = conversations_tx.get_conversation(conn, conversation_id)
-    if conversation.channel not in ANSWERABLE or conversation.identity_id is None:
+    answerable = ANSWERABLE | ({"email"} if links is not None else set())
+    if conversation.channel not in answerable or conversation.identity_id is None:
         return None
     ticket_id = conn.execute(
         sa.select(tickets.c.id).where(tickets.c.conversation_id == conversation_id).order_by(tickets.c.id.desc())
@@ -148,7 +164,7 @@ def send_survey(
     ).scalar()
     if survey_id is None:  # this ticket was surveyed already
         return None
-    text = QUESTION_SMS if conversation.channel == "sms" else QUESTION
+    text = question_for(conversation.channel, survey_id, expires_at, links)
     queued = conversations_tx.queue_outbound(
         conn,
         conversation_id,
@@ -262,10 +278,19 @@ def rating_of_ticket(conn: Connection, ticket_id: int) -> int | None:
 class CsatService:
     """Sends the survey on resolve (a tx hook) and takes the answers."""
 
-    def __init__(self, db: Database, service: HubService, *, expiry: timedelta, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        service: HubService,
+        *,
+        expiry: timedelta,
+        clock: Clock | None = None,
+        links: LinkSigner | None = None,
+    ) -> None:
         self.db = db
         self.service = service
         self.expiry = expiry
+        self.links = links  # e-mail's signed rating links; None: no e-mail surveys
         self.clock = clock or Clock()
         self._remove: Any = None
 
@@ -308,7 +333,7 @@ class CsatService:
     def _resolved_tx(self, conn: Connection, event: ConversationUpdated) -> After | None:
         if event.changes.get("status") != "resolved":
             return None
-        sent = send_survey(conn, event.conversation_id, expiry=self.expiry, now=self.clock.now())
+        sent = send_survey(conn, event.conversation_id, expiry=self.expiry, now=self.clock.now(), links=self.links)
         if sent is None:
             return None
         afters = self.service.queued_tx(conn, sent[1], AuthorKind.SYSTEM)
@@ -346,12 +371,16 @@ class CsatService:
 
 
 async def csat_ctx(app: web.Application) -> AsyncIterator[None]:
+    from hub.csat_links import LinkSigner  # it imports this module's outcomes
+
     settings = app[keys.SETTINGS]
+    secret = settings.email_reply_secret
     service = CsatService(
         app[keys.DATABASE],
         app[keys.SERVICE],
         expiry=timedelta(hours=settings.csat_expiry_hours),
         clock=app[keys.CLOCK],
+        links=LinkSigner(secret.get_secret_value().encode(), settings.public_url) if secret is not None else None,
     )
     app[keys.CSAT] = service
     if settings.csat_enabled:
