@@ -24,7 +24,7 @@ the optional comment to an answered survey, once.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -35,12 +35,13 @@ from aiohttp import web
 from sqlalchemy.engine import Connection, Row
 
 from hub import keys
+from hub.conversations import consent
 from hub.conversations import transactions as conversations_tx
 from hub.errors import Forbidden, InvalidInput, NotFound
-from hub.events import Clock, ConversationUpdated, SystemEventAdded, TicketChanged
+from hub.events import Clock, ConversationUpdated, MessageReceived, SystemEventAdded, TicketChanged
 from hub.models import AuthorKind
 from hub.storage import insert_ignore
-from hub.storage.schema import conversations, csat_surveys, identities, tickets
+from hub.storage.schema import bot_jobs, conversations, csat_surveys, identities, tickets
 from hub.txhooks import After, run_afters
 
 if TYPE_CHECKING:
@@ -292,17 +293,54 @@ class CsatService:
         self.expiry = expiry
         self.links = links  # e-mail's signed rating links; None: no e-mail surveys
         self.clock = clock or Clock()
-        self._remove: Any = None
+        self._removers: list[Callable[[], None]] = []
 
     def start(self) -> None:
-        self._remove = self.service.tx_hooks.add(ConversationUpdated, self._resolved_tx)
+        self._removers = [
+            self.service.tx_hooks.add(ConversationUpdated, self._resolved_tx),
+            self.service.tx_hooks.add(MessageReceived, self._digit_tx),
+        ]
         self.service.attach_surveys(self.answer_from)
 
     def stop(self) -> None:
-        if self._remove is not None:
-            self._remove()
-            self._remove = None
+        for remove in self._removers:
+            remove()
+        if self._removers:
             self.service.attach_surveys(None)
+        self._removers = []
+
+    def _digit_tx(self, conn: Connection, event: MessageReceived) -> After | None:
+        """By text, in the ingest transaction: a bare 1-5 while the
+        conversation's survey is open is its answer, not a question for the
+        bot (its bot job is dropped), thanked (or refused politely) by text."""
+        rating = consent.survey_digit(event.channel, event.body)
+        now = self.clock.now()
+        survey_id = consent.survey_awaits(conn, event.conversation_id, now) if rating is not None else None
+        if rating is None or survey_id is None:
+            return None
+        conn.execute(sa.delete(bot_jobs).where(bot_jobs.c.message_id == event.message_id))
+        result, events = answer(conn, survey_id, rating, None, now=now)
+        afters: list[After] = []
+        for follow in events:
+            afters.extend(self.service.tx_hooks.run(conn, follow))
+        conversation = conversations_tx.get_conversation(conn, event.conversation_id)
+        queued = conversations_tx.queue_outbound(
+            conn,
+            conversation.id,
+            result.reply,
+            author_kind=AuthorKind.SYSTEM,
+            to=conversations_tx.recipient_address(conn, conversation),
+            idempotency_key=f"csat-reply:{event.message_id}",
+        )
+        if not queued.repeated:
+            afters.extend(self.service.queued_tx(conn, queued, AuthorKind.SYSTEM))
+
+        async def after() -> None:
+            for follow in events:
+                await self.service.bus.publish(follow)
+            await run_afters(afters)
+
+        return after
 
     async def answer_from(
         self, channel: str, address: str, survey_id: int, rating: int | None, comment: str | None
