@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from hub import csat, keys
 from hub.errors import InvalidInput
-from hub.events import utcnow
+from hub.events import ConversationUpdated, utcnow
 from hub.slack.store import snapshot
 from hub.storage.schema import csat_surveys, outbox
 from tests.conftest import Hub
@@ -123,3 +123,35 @@ async def test_a_comment_after_the_rating_and_an_expired_survey_refused(hub: Hub
     assert await service.open_survey(other_id) is None
     expired = await service.answer(late.id, 3)
     assert expired.outcome == csat.Outcome.EXPIRED and expired.survey.rating is None
+
+
+@pytest.mark.asyncio
+async def test_a_resolve_and_its_survey_commit_or_roll_back_together(hub: Hub) -> None:
+    conv = await conversation(hub, "csat-6", "help")
+    ticket = await handoff(hub, conv["id"], priority="normal")
+
+    def fail(conn: sa.Connection, event: ConversationUpdated) -> None:
+        if event.changes.get("status") == "resolved":
+            raise RuntimeError("a later hook fails")
+
+    remove = hub.service.tx_hooks.add(ConversationUpdated, fail)  # runs after the survey's hook
+    try:
+        await hub.api("POST", f"/api/v1/tickets/{ticket['id']}/resolve", role="agent", expect=500)
+    finally:
+        remove()
+    assert await surveys_of(hub, conv["id"]) == [] and await survey_messages(hub, conv["id"]) == []
+    assert (await hub.api("GET", f"/api/v1/tickets/{ticket['id']}"))["status"] == "open"
+    await hub.api("POST", f"/api/v1/tickets/{ticket['id']}/resolve", role="agent")
+    assert len(await surveys_of(hub, conv["id"])) == 1
+
+
+@pytest.mark.asyncio
+async def test_an_erasure_takes_the_survey_and_its_comment(hub: Hub) -> None:
+    conversation_id, _ = await resolved_ticket(hub, "csat-7")
+    [survey] = await surveys_of(hub, conversation_id)
+    await hub.app[keys.CSAT].answer(survey.id, 2, "Quibblewort was rude")
+    contact_id = (await hub.api("GET", f"/api/v1/conversations/{conversation_id}"))["contact_id"]
+    await hub.api("DELETE", f"/api/v1/contacts/{contact_id}")
+    assert await surveys_of(hub, conversation_id) == []
+    left = await hub.db.read(lambda conn: conn.execute(sa.select(csat_surveys)).all())
+    assert not [row for row in left if "Quibblewort" in str(row)]
