@@ -121,12 +121,14 @@ class Settings(BaseSettings):
     # 0 or 1: no warnings.
     sla_warn_at: float = Field(default=0.8, ge=0.0, le=1.0)
     sla_breach_bump_priority: bool = True
-    # CSAT (``hub.csat``): a one-question survey on resolve, on the customer's
-    # own channel, answerable for this many hours.
-    csat_enabled: bool = True
-    csat_expiry_hours: float = Field(default=72.0, gt=0)
     sla_breach_reassign: bool = False
     snooze_minutes: float = 60.0
+
+    # CSAT (``hub.csat``): a one-question survey on resolve, on the customer's
+    # own channel, answerable for this many hours (e-mail's signed links
+    # need HUB_EMAIL_REPLY_SECRET).
+    csat_enabled: bool = True
+    csat_expiry_hours: float = Field(default=72.0, gt=0)
 
     # --- sms / whatsapp through Twilio (owned by the SMS work; add fields only here) --
     twilio_account_sid: str | None = None
