@@ -66,6 +66,15 @@ class ChannelHost(Protocol):
     async def set_channel_state(self, channel: str, key: str, value: str) -> None:
         """Store ``value`` under ``(channel, key)``, replacing what was there."""
 
+    async def answer_survey(
+        self, channel: str, address: str, survey_id: int, rating: int | None, comment: str | None
+    ) -> tuple[str, str]:
+        """A customer's answer to a CSAT survey sent to ``address`` on
+        ``channel`` (a rating 1-5, or the optional comment after it):
+        ``(outcome, text to show them)``, outcome ``recorded``,
+        ``already-answered`` or ``expired``. ``Forbidden`` when the survey was
+        not sent to that address; ``InvalidInput`` for a bad rating."""
+
     async def delivery_report(self, report: DeliveryReport) -> bool:
         """Record a provider's delivery status for a message the hub sent
         (matched on ``(channel, provider_id)``); False when no sent message

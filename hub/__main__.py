@@ -16,6 +16,10 @@ from typing import Any, TypeVar
 import click
 
 from hub.config import Settings
+from hub.reports.service import REPORTS
+
+# The reports ``hub report`` offers: every registered one (hub.reports.service).
+REPORT_NAMES = list(REPORTS)
 
 T = TypeVar("T")
 
@@ -632,7 +636,7 @@ def kb_suggestions(
 
 
 @main.command()
-@click.argument("name", type=click.Choice(["volume", "response-times", "sla", "bot", "agents", "gaps"]))
+@click.argument("name", type=click.Choice(REPORT_NAMES))
 @click.option(
     "--from", "start", required=True, help="ISO 8601 date or date-time (inclusive; local to --tz without an offset)."
 )

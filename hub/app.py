@@ -34,6 +34,8 @@ from hub.config import Settings
 from hub.console import setup_console
 from hub.conversations.outbox import OutboxWorker
 from hub.conversations.service import HubService
+from hub.csat import csat_ctx
+from hub.csat_links import routes as csat_link_routes
 from hub.events import Clock
 from hub.kb.searchlog import search_log_ctx
 from hub.kb.setup import build_knowledge_base, setup_knowledge_base
@@ -108,6 +110,7 @@ def create_app(
     app.add_routes(canned_api.routes)
     app.add_routes(bot_model.routes)
     app.add_routes(reports_api.routes)
+    app.add_routes(csat_link_routes)  # e-mail surveys' one-click rating links
     for channel in built.values():
         app.add_routes(channel.routes())
         if hasattr(channel, "on_shutdown"):
@@ -126,6 +129,7 @@ def create_app(
         app.cleanup_ctx.append(channel.lifespan)
     app.cleanup_ctx.append(outbox_ctx)
     app.cleanup_ctx.append(tickets_ctx)
+    app.cleanup_ctx.append(csat_ctx)
     app.cleanup_ctx.append(reports_ctx)
     app.cleanup_ctx.append(slack_desk_ctx)
     app.cleanup_ctx.append(duty_roster_ctx)

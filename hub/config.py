@@ -124,6 +124,12 @@ class Settings(BaseSettings):
     sla_breach_reassign: bool = False
     snooze_minutes: float = 60.0
 
+    # CSAT (``hub.csat``): a one-question survey on resolve, on the customer's
+    # own channel, answerable for this many hours (e-mail's signed links
+    # need HUB_EMAIL_REPLY_SECRET).
+    csat_enabled: bool = True
+    csat_expiry_hours: float = Field(default=72.0, gt=0)
+
     # --- sms / whatsapp through Twilio (owned by the SMS work; add fields only here) --
     twilio_account_sid: str | None = None
     twilio_auth_token: SecretStr | None = None

@@ -93,6 +93,9 @@ class SystemEventAdded(Event):
     message_id: int
     conversation_id: int
     event: str
+    # The ticket whose thread gets it even when no longer open (a CSAT
+    # answer after the resolve); None: the conversation's open ticket.
+    ticket_id: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

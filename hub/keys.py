@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from hub.console.live import LiveFeed
     from hub.conversations.outbox import OutboxWorker
     from hub.conversations.service import HubService
+    from hub.csat import CsatService
     from hub.events import Clock
     from hub.kb.searchlog import SearchLog
     from hub.kb.suggestions import PhrasingSuggestions
@@ -48,6 +49,8 @@ AUTH: web.AppKey[TokenAuthenticator] = web.AppKey("auth")
 TICKETS: web.AppKey[TicketService] = web.AppKey("tickets")
 # Agents' reply templates (hub.canned).
 CANNED_REPLIES: web.AppKey[CannedReplies] = web.AppKey("canned_replies")
+# Satisfaction surveys on resolve and their answers (hub.csat).
+CSAT: web.AppKey[CsatService] = web.AppKey("csat")
 # Only while the ``slack`` channel is enabled.
 SLACK_DESK: web.AppKey[SlackDesk] = web.AppKey("slack_desk")
 # Only while the knowledge base is enabled (hub.kb.setup).
@@ -83,6 +86,7 @@ __all__ = [
     "CHANNELS",
     "CLOCK",
     "CONSOLE_LIVE",
+    "CSAT",
     "DASHBOARD_RUNS",
     "DATABASE",
     "HEALTH",

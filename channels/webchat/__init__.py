@@ -49,6 +49,11 @@ Client -> hub:
 ``{"type": "history", "after_id": int?, "limit": int?, "conversation_id": int?}``
     Messages of the visitor's own conversation after ``after_id``. Naming any
     other conversation gets ``error/forbidden``.
+``{"type": "survey_answer", "survey_id": int, "rating": int?, "comment": str?}``
+    The answer to a CSAT survey (``survey``): a rating 1-5, then optionally a
+    comment (at most 2000 characters) in a second frame, or both in one.
+    Answered with ``survey_result``; a survey sent to another visitor gets
+    ``error/forbidden``, a rating outside 1-5 ``error/invalid_input``.
 ``{"type": "ping"}``
     Answered with ``{"type": "pong"}``; never rate limited.
 
@@ -66,6 +71,13 @@ Hub -> client:
     from another tab.
 ``{"type": "typing", "author": "agent" | "bot", "active": bool}``
 ``{"type": "read", "last_id": int}``
+``{"type": "survey", "survey_id": int, "message_id": int, "question": str, "expires_at": ISO-8601}``
+    Follows the live ``message`` that asks the CSAT question after a resolve
+    (``hub.csat``): the widget adds rating buttons to that message. In a
+    ``history``, the survey's message carries ``survey_id`` instead.
+``{"type": "survey_result", "survey_id": int, "outcome": str, "text": str}``
+    ``outcome``: ``recorded``, ``already-answered`` (a second rating: "Thanks,
+    we already have your rating.") or ``expired``; ``text`` is shown as is.
 ``{"type": "offline"}``
     The conversation was handed to humans and none is on duty: the widget
     switches its header to "away" and offers its email form. It carries no
@@ -86,7 +98,8 @@ Hub -> client:
     by the WebSocket layer itself (close 1009).
 
 ``Message`` is ``{"id": int, "author": "customer" | "bot" | "agent" | "system",
-"text": str, "created_at": ISO-8601, "client_id": str | null}``. Text is plain
+"text": str, "created_at": ISO-8601, "client_id": str | null}`` (plus
+``survey_id`` on a CSAT survey's message in a ``history``). Text is plain
 text: the widget renders it with ``textContent``.
 
 Reliability: the widget keeps unsent messages in localStorage, sends them

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from aiohttp import WSCloseCode, web
 
 from channels.base import InboundMessage, OutboundMessage, SendResult
-from channels.webchat.frames import CLIENT_ID, contact_form
+from channels.webchat.frames import CLIENT_ID, contact_form, survey_frame
 from channels.webchat.security import OriginPolicy, VisitorTokens
 from channels.webchat.socket import SESSION, Session, WebchatSockets
 from hub.errors import InvalidInput, InvalidSignature
@@ -199,6 +199,9 @@ class WebchatChannel(WebchatSockets):
                 },
             }
             delivered = await self._push(message.to, frame)
+            survey = survey_frame(message.metadata, message.text)
+            if survey is not None:
+                await self._push(message.to, {**survey, "message_id": message.message_id})
         if message.metadata.get("handoff"):
             await self.notify_handoff(message.to)
         return SendResult(provider_id=provider_id, delivered=delivered)

@@ -61,10 +61,50 @@ def message_frame(message: Any, visitor_id: str) -> dict[str, Any]:
     prefix = f"{visitor_id}:"
     if external and visitor_id and external.startswith(prefix):
         client_id = external[len(prefix) :]
-    return {
+    frame = {
         "id": message.id,
         "author": message.author_kind.value,
         "text": message.body,
         "created_at": message.created_at.isoformat() if message.created_at else None,
         "client_id": client_id,
+    }
+    survey = survey_frame(message.meta or {}, message.body)
+    if survey is not None:  # a CSAT survey: the widget shows its rating buttons
+        frame["survey_id"] = survey["survey_id"]
+    return frame
+
+
+COMMENT_MAX = 2000
+
+
+def survey_answer(frame: dict[str, Any]) -> tuple[int, int | None, str | None]:
+    """A ``survey_answer`` frame: ``(survey_id, rating 1-5 or None, comment or None)``."""
+    survey_id, rating, comment = frame.get("survey_id"), frame.get("rating"), frame.get("comment")
+    if not is_id(survey_id):
+        raise FrameError("invalid_frame", "'survey_id' must be a survey id")
+    if rating is not None and (not is_id(rating) or not 1 <= rating <= 5):
+        raise FrameError("invalid_input", "'rating' must be a whole number from 1 to 5")
+    if comment is not None:
+        if not isinstance(comment, str):
+            raise FrameError("invalid_frame", "'comment' must be a string")
+        comment = comment.strip()
+        if len(comment) > COMMENT_MAX:
+            raise FrameError("invalid_input", f"'comment' is longer than {COMMENT_MAX} characters")
+        comment = comment or None
+    if rating is None and comment is None:
+        raise FrameError("invalid_input", "send a 'rating' (1-5) or a 'comment'")
+    assert isinstance(survey_id, int)  # is_id checked it
+    return survey_id, rating, comment
+
+
+def survey_frame(metadata: dict[str, Any], text: str) -> dict[str, Any] | None:
+    """The ``survey`` frame that follows a CSAT survey message (None: not one)."""
+    survey = metadata.get("csat")
+    if not isinstance(survey, dict) or not is_id(survey.get("survey_id")):
+        return None
+    return {
+        "type": "survey",
+        "survey_id": survey["survey_id"],
+        "question": text,
+        "expires_at": survey.get("expires_at"),
     }

@@ -17,7 +17,15 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from channels.base import Channel, OutboundMessage
-from channels.webchat.frames import EMAIL_MAX, NAME_MAX, FrameError, is_id, message_frame, short_str
+from channels.webchat.frames import (
+    EMAIL_MAX,
+    NAME_MAX,
+    FrameError,
+    is_id,
+    message_frame,
+    short_str,
+    survey_answer,
+)
 from channels.webchat.security import (
     OriginPolicy,
     VisitorClaims,
@@ -165,6 +173,8 @@ class WebchatSockets(Channel):
                 await self._on_read(session, frame)
             elif kind == "history":
                 await self._on_history(session, frame)
+            elif kind == "survey_answer":
+                await self._on_survey_answer(session, frame)
             else:
                 raise FrameError("unknown_type", f"unknown frame type {kind[:40]!r}")
         except FrameError as err:
@@ -312,6 +322,16 @@ class WebchatSockets(Channel):
         if not is_id(last_id):
             raise FrameError("invalid_frame", "'last_id' must be a message id")
         await self._push(session.visitor_id or "", {"type": "read", "last_id": last_id}, skip=session)
+
+    async def _on_survey_answer(self, session: Session, frame: dict[str, Any]) -> None:
+        survey_id, rating, comment = survey_answer(frame)
+        try:
+            outcome, text = await self.host.answer_survey(
+                self.name, session.visitor_id or "", survey_id, rating, comment
+            )
+        except Forbidden as err:
+            raise FrameError("forbidden", "that survey is not yours") from err
+        await self._send(session, {"type": "survey_result", "survey_id": survey_id, "outcome": outcome, "text": text})
 
     async def _on_history(self, session: Session, frame: dict[str, Any]) -> None:
         wanted = frame.get("conversation_id")

@@ -10,6 +10,7 @@ the message with the reason instead of sending: the agent sees why.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,7 +21,7 @@ from hub.conversations.transactions import Queued, add_event, queue_outbound, re
 from hub.messages import InboundMessage
 from hub.models import AuthorKind, Conversation, Direction, Message
 from hub.storage import insert_ignore
-from hub.storage.schema import messages, opt_outs
+from hub.storage.schema import csat_surveys, messages, opt_outs
 
 OPT_OUT, OPT_IN = "opt_out", "opt_in"
 
@@ -135,3 +136,30 @@ def apply_keywords(
             idempotency_key=f"auto-reply:{message.id}",
         )
     return lines, queued
+
+
+# --- CSAT by text: a reply digit is a keyword while a survey is open ----------
+
+# Channels where a customer answers the CSAT survey ("Reply 1-5") with a bare digit.
+SURVEY_DIGIT_CHANNELS = frozenset({"sms"})
+_SURVEY_DIGIT = re.compile(r"\s*([1-5])\s*")
+
+
+def survey_digit(channel: str, text: str | None) -> int | None:
+    """The rating a bare ``1``-``5`` text on a digit channel would give (the
+    hub takes it as the answer while the conversation's survey is open)."""
+    if channel not in SURVEY_DIGIT_CHANNELS or not text or len(text) > 16:
+        return None
+    match = _SURVEY_DIGIT.fullmatch(text)
+    return int(match.group(1)) if match else None
+
+
+def survey_awaits(conn: Connection, conversation_id: int, now: datetime) -> int | None:
+    """The id of the conversation's latest unexpired CSAT survey (answered or
+    not: a second digit is refused politely, not handed to the bot)."""
+    return conn.execute(
+        sa.select(csat_surveys.c.id)
+        .where(csat_surveys.c.conversation_id == conversation_id, csat_surveys.c.expires_at > now)
+        .order_by(csat_surveys.c.id.desc())
+        .limit(1)
+    ).scalar()

@@ -21,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from hub.conversations import consent
 from hub.conversations import contacts as contacts_tx
 from hub.conversations.transactions import MESSAGE_BY_ID, add_event, get_conversation
 from hub.errors import InvalidInput
@@ -618,6 +619,10 @@ def _find_or_open(
         conversation = rows.conversation(row)
         if conversation.status != ConversationStatus.RESOLVED:
             return conversation, False
+        if consent.survey_digit(inbound.channel, inbound.text) is not None and consent.survey_awaits(
+            conn, conversation.id, now
+        ):
+            return conversation, False  # a CSAT rating (``hub.csat``) does not reopen it
         if conversation.resolved_at and now - conversation.resolved_at <= reopen_window:
             conn.execute(
                 sa.update(conversations)

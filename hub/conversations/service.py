@@ -27,7 +27,7 @@ from hub.conversations import contacts as contacts_tx
 from hub.conversations import delivery as delivery_tx
 from hub.conversations import ingest as ingest_tx
 from hub.conversations import transactions as conversations_tx
-from hub.errors import InvalidInput
+from hub.errors import Forbidden, InvalidInput
 from hub.events import (
     AgentTyping,
     ContactErased,
@@ -51,6 +51,9 @@ if TYPE_CHECKING:
     from hub.kb.suggestions import PhrasingSuggestions
 
 log = logging.getLogger(__name__)
+
+# (channel, address, survey id, rating, comment) -> (outcome, text): ``hub.csat``.
+SurveyAnswerer = Callable[[str, str, int, int | None, str | None], Awaitable[tuple[str, str]]]
 
 # An agent's "typing" reaches the customer at most this often per conversation
 # (the console sends it as the agent types; the widget hides it after 10 s).
@@ -85,6 +88,7 @@ class HubService:
         # bot-handled conversations get a durable bot job in their ingest
         # transaction, and ``on_bot_job`` wakes the bridge after the commit.
         self.bot_enabled = False
+        self._surveys: SurveyAnswerer | None = None
         self.on_bot_job: Callable[[], None] = lambda: None
         # While phrasing suggestions run (``use_phrasings``), agents' replies and
         # the customers' votes on the bot's answers offer new article phrasings.
@@ -154,16 +158,21 @@ class HubService:
         lines, queued = consent.apply_keywords(conn, inbound, done.message, done.conversation, utcnow())
         afters = self._system_lines_tx(conn, lines)
         if queued is not None and not queued.repeated:
-            event = MessageQueued(
-                message_id=queued.message.id,
-                conversation_id=queued.conversation.id,
-                contact_id=queued.conversation.contact_id,
-                channel=queued.conversation.channel,
-                author_kind=AuthorKind.SYSTEM.value,
-            )
-            afters.extend(self.tx_hooks.run(conn, event))
-            afters.append(self._after_queued(event))
+            afters.extend(self.queued_tx(conn, queued, AuthorKind.SYSTEM))
         return afters
+
+    def queued_tx(self, conn: Connection, queued: conversations_tx.Queued, author_kind: AuthorKind) -> list[After]:
+        """In the transaction that queued an outbound message (a keyword's
+        answer, a CSAT survey): its ``MessageQueued`` hooks, and after the
+        commit the outbox woken and the event published."""
+        event = MessageQueued(
+            message_id=queued.message.id,
+            conversation_id=queued.conversation.id,
+            contact_id=queued.conversation.contact_id,
+            channel=queued.conversation.channel,
+            author_kind=author_kind.value,
+        )
+        return [*self.tx_hooks.run(conn, event), self._after_queued(event)]
 
     def _system_lines_tx(self, conn: Connection, lines: Iterable[Message]) -> list[After]:
         afters: list[After] = []
@@ -297,6 +306,18 @@ class HubService:
         """Bot-handled conversations get bot jobs from now on; ``on_bot_job`` wakes the bridge."""
         self.bot_enabled = True
         self.on_bot_job = on_bot_job
+
+    def attach_surveys(self, answer: SurveyAnswerer | None) -> None:
+        """CSAT answers from the channels go to ``answer`` (``hub.csat``); None: no surveys."""
+        self._surveys = answer
+
+    async def answer_survey(
+        self, channel: str, address: str, survey_id: int, rating: int | None, comment: str | None
+    ) -> tuple[str, str]:
+        """``ChannelHost.answer_survey``."""
+        if self._surveys is None:
+            raise Forbidden("surveys are off")
+        return await self._surveys(channel, address, survey_id, rating, comment)
 
     def detach_bot(self) -> None:
         """No new bot jobs (those stored stay, for the next start)."""

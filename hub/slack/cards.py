@@ -42,6 +42,7 @@ class TicketCard:
     snoozed_until: datetime | None = None
     last_messages: list[tuple[str, str]] = field(default_factory=list)  # (who, text)
     kb_hits: list[dict[str, Any]] = field(default_factory=list)
+    csat_rating: int | None = None  # 1-5, once the customer answered the survey
 
 
 def escape(text: str) -> str:
@@ -102,6 +103,9 @@ def ticket_blocks(card: TicketCard) -> list[dict[str, Any]]:
             + (" :warning: *breached*" if card.sla_breached else ""),
         },
     ]
+    if card.csat_rating is not None:
+        stars = "★" * card.csat_rating + "☆" * (5 - card.csat_rating)
+        fields.append({"type": "mrkdwn", "text": f"*CSAT*\n{stars} {card.csat_rating}/5"})
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": _clip(header, 150), "emoji": True}},
         {"type": "section", "fields": fields},

@@ -288,12 +288,18 @@ class SlackDesk:
 
     def _system_line_tx(self, conn: Connection, event: SystemEventAdded) -> After | None:
         """What agents must see (a message not delivered, an opt-out), in the thread."""
-        return self._mirror(conn, event.conversation_id, event.message_id, note=True)
+        return self._mirror(conn, event.conversation_id, event.message_id, note=True, ticket_id=event.ticket_id)
 
-    def _mirror(self, conn: Connection, conversation_id: int, message_id: int, *, note: bool) -> After | None:
+    def _mirror(
+        self, conn: Connection, conversation_id: int, message_id: int, *, note: bool, ticket_id: int | None = None
+    ) -> After | None:
         """A reply or note written outside Slack, into the ticket's thread
-        (what came from Slack itself is already there)."""
-        ticket = tickets_queries.open_ticket_of(conn, conversation_id)
+        (what came from Slack itself is already there); ``ticket_id``: that
+        ticket's thread, open or not."""
+        if ticket_id is not None:
+            ticket: Any = tickets_queries.get_ticket(conn, ticket_id)
+        else:
+            ticket = tickets_queries.open_ticket_of(conn, conversation_id)
         if ticket is None:
             return None
         message = conversations_tx.get_message(conn, message_id)
@@ -380,6 +386,7 @@ class SlackDesk:
             snoozed_until=ticket.snoozed_until,
             last_messages=last,
             kb_hits=[absolute_link(hit, self.settings.public_url) for hit in ticket.kb_hits if isinstance(hit, dict)],
+            csat_rating=snap.csat_rating,
         )
 
     async def execute(self, job: slack_jobs.Job) -> None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from hub import csat
 from hub.conversations import consent
 from hub.conversations import contacts as contacts_tx
 from hub.conversations import transactions as conversations_tx
@@ -87,6 +88,7 @@ class Snapshot:
     history: list[Message]
     users: dict[int, tuple[str, str | None]]  # id -> (name, Slack user id)
     opted_out: tuple[str, ...] = ()  # channels the customer opted out of (SMS STOP)
+    csat_rating: int | None = None  # the customer's answer to the survey sent on resolve
 
 
 def snapshot(conn: Connection, ticket_id: int) -> Snapshot:
@@ -111,4 +113,5 @@ def snapshot(conn: Connection, ticket_id: int) -> Snapshot:
         history=history,
         users={r.id: (r.name, r.slack_user_id) for r in people},
         opted_out=tuple(entry["channel"] for entry in consent.of_contact(conn, ticket.contact_id)),
+        csat_rating=csat.rating_of_ticket(conn, ticket.id),
     )

@@ -639,3 +639,27 @@ kb_search_log = sa.Table(
     sa.Index("ix_kb_search_log_created", "created_at"),
     sa.Index("ix_kb_search_log_token", "search_token"),
 )
+
+
+# --- CSAT (issue #17, ``hub.csat``) --------------------------------------------
+
+# One satisfaction survey per resolve, sent on the conversation's channel in
+# the resolve's transaction; answered once (rating 1-5, optional comment)
+# before ``expires_at``. Both keys cascade: an erasure takes it along.
+csat_surveys = sa.Table(
+    "csat_surveys",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("conversation_id", BigId, sa.ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False),
+    # NULL: a conversation resolved without a ticket (the bot's own resolve).
+    sa.Column("ticket_id", BigId, sa.ForeignKey("tickets.id", ondelete="CASCADE")),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("sent_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("rating", sa.SmallInteger),
+    sa.Column("comment", sa.Text),
+    sa.Column("answered_at", UTCDateTime),
+    sa.UniqueConstraint("ticket_id", name="uq_csat_surveys_ticket_id"),
+    sa.Index("ix_csat_surveys_conversation_id", "conversation_id"),
+    sa.Index("ix_csat_surveys_sent_at", "sent_at"),
+)

@@ -222,7 +222,56 @@
     body.appendChild(meta);
     li.appendChild(body);
     if (pending) li.classList.add("msg--pending");
+    if (typeof message.survey_id === "number") body.appendChild(surveyNode(message.survey_id));
     return li;
+  }
+
+  // A CSAT survey: five rating buttons, then an optional comment (frames
+  // survey / survey_answer / survey_result; the hub answers each once).
+  function surveyNode(surveyId) {
+    var node = el("div", { className: "survey", role: "group", "aria-label": "Rate this conversation", "data-survey-id": String(surveyId) });
+    var buttons = el("div", { className: "survey-buttons" });
+    [1, 2, 3, 4, 5].forEach(function (rating) {
+      var button = el("button", { type: "button", className: "survey-rate", "data-rating": String(rating), "aria-label": "Rate " + rating + " out of 5", text: String(rating) });
+      button.addEventListener("click", function () {
+        send({ type: "survey_answer", survey_id: surveyId, rating: rating });
+        Array.prototype.forEach.call(buttons.querySelectorAll("button"), function (b) { b.disabled = true; });
+        button.classList.add("survey-rate--chosen");
+      });
+      buttons.appendChild(button);
+    });
+    var comment = el("textarea", { className: "survey-comment-text", rows: "2", maxlength: "2000", "aria-label": "Add a comment (optional)", placeholder: "Add a comment (optional)" });
+    var form = el("form", { className: "survey-comment" }, [comment, el("button", { type: "submit", className: "survey-comment-send", text: "Send" })]);
+    form.hidden = true;
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var text = comment.value.trim();
+      if (!text) return;
+      send({ type: "survey_answer", survey_id: surveyId, comment: text });
+      form.hidden = true;
+    });
+    node.appendChild(buttons);
+    node.appendChild(form);
+    node.appendChild(el("p", { className: "survey-result", role: "status" }));
+    return node;
+  }
+
+  function surveyById(surveyId) {
+    return log.querySelector('.survey[data-survey-id="' + String(Number(surveyId)) + '"]');
+  }
+
+  function onSurveyResult(frame) {
+    var node = surveyById(frame.survey_id);
+    if (!node) return;
+    node.querySelector(".survey-result").textContent = frame.text || "";
+    Array.prototype.forEach.call(node.querySelectorAll(".survey-rate"), function (b) { b.disabled = true; });
+    var form = node.querySelector(".survey-comment");
+    if (frame.outcome === "recorded" && !node.getAttribute("data-rated")) {
+      node.setAttribute("data-rated", "1");
+      form.hidden = false;
+    } else {
+      form.hidden = true;
+    }
   }
 
   function findByClientId(clientId) {
@@ -485,6 +534,16 @@
         if (isVisible()) break;
         state.unread = 0;
         renderBadge();
+        break;
+      case "survey":
+        var asked = log.querySelector('li[data-id="' + String(Number(frame.message_id)) + '"] .body');
+        if (asked && typeof frame.survey_id === "number" && !surveyById(frame.survey_id)) {
+          asked.appendChild(surveyNode(frame.survey_id));
+          scrollDown();
+        }
+        break;
+      case "survey_result":
+        onSurveyResult(frame);
         break;
       case "offline":
         state.offline = true;

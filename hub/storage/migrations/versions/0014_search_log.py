@@ -17,7 +17,7 @@ from hub.storage.schema import UTCDateTime
 
 revision = '0014'
 # 0013 is being written on another branch at the same time: the lead chains it.
-down_revision = '0012'
+down_revision = '0013'
 branch_labels = None
 depends_on = None
 
