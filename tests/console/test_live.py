@@ -73,14 +73,15 @@ async def session_for(console: ConsoleHub, role: str) -> ClientSession:
 
 
 @pytest.mark.asyncio
-async def test_an_inbound_message_reaches_a_connected_console_within_a_second(console_hub: ConsoleHub) -> None:
+async def test_an_inbound_message_reaches_a_connected_console(console_hub: ConsoleHub) -> None:
     hub = console_hub.hub
     async with await session_for(console_hub, "viewer") as viewer:
         stream = await connect(console_hub, viewer)
         sent = time.perf_counter()
         await hub.inbound({"from": "ada@example.com", "name": "Ada Lovelace", "text": "my walnut clock", "id": "l1"})
-        event, ident, data = await stream.until(lambda e, i, d: d.get("what") == "message", timeout=1.0)
-        assert time.perf_counter() - sent < 1.0
+        # Functional bound only: the latency itself is bench/console.py's (event to screen, p99).
+        event, ident, data = await stream.until(lambda e, i, d: d.get("what") == "message", timeout=10.0)
+        assert time.perf_counter() - sent < 10.0
         assert event == "change" and ident is not None
         assert data["direction"] == "inbound" and data["new"] is True and data["conversation_id"] > 0
         raw = json.dumps(data)
@@ -192,5 +193,5 @@ async def test_a_message_on_another_instance_reaches_this_ones_stream_through_re
         sent = time.perf_counter()
         received = await first.hub.inbound({"from": "ada@example.com", "text": "hello from one", "id": "r1"})
         message_id = received["received"][0]["message_id"]
-        _, _, data = await stream.until(lambda e, i, d: d.get("message_id") == message_id, timeout=1.0)
-        assert time.perf_counter() - sent < 1.0 and data["direction"] == "inbound"
+        _, _, data = await stream.until(lambda e, i, d: d.get("message_id") == message_id, timeout=10.0)
+        assert time.perf_counter() - sent < 10.0 and data["direction"] == "inbound"
