@@ -7,7 +7,6 @@ inbox and conversation pages; screenshots at desktop and phone size."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 import time
@@ -37,7 +36,6 @@ TIMEOUT = 10_000  # ms, for Playwright expectations
 LIVE = 5_000
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 375, "height": 740}
-INBOX_LANDED = importlib.util.find_spec("hub.console.inbox") is not None
 
 
 async def start(start_console_hub: StartConsoleHub) -> ConsoleHub:
@@ -99,21 +97,17 @@ async def test_an_agent_answers_a_visitor_live_and_notes_never_reach_them(
     agent = await agent_context.new_page()
     errors = watch(agent)
     await sign_in_page(agent, ch.base_url, email_of("agent"), ch.passwords["agent"])
-    if INBOX_LANDED:
-        # A new chat the bot has is in "All open" (an agent opens on "Mine").
-        await agent.get_by_role("link", name="All open").click()
-        await agent.wait_for_url("**/console?view=open*")
+    # A new chat the bot has is in "All open" (an agent opens on "Mine").
+    await agent.get_by_role("link", name="All open").click()
+    await agent.wait_for_url("**/console?view=open*")
 
     visitor_context, visitor = await visitor_writes(browser, ch, "Hello, my order #1234 has not arrived")
     conversation_id = await the_conversation(ch)
     link = agent.locator(f'a[href="/console/conversations/{conversation_id}"]')
-    if INBOX_LANDED:
-        # The conversation appears in the open inbox without a reload.
-        await expect(link.first).to_be_visible(timeout=TIMEOUT)
-        await link.first.click()
-        await ready(agent)
-    else:
-        await open_conversation(agent, f"{ch.base_url}/console/conversations/{conversation_id}")
+    # The conversation appears in the open inbox without a reload.
+    await expect(link.first).to_be_visible(timeout=TIMEOUT)
+    await link.first.click()
+    await ready(agent)
     await expect(agent.locator(".entry--customer", has_text="my order #1234")).to_be_visible(timeout=TIMEOUT)
 
     # Claim with the keyboard: the conversation is the agent's.
@@ -354,9 +348,7 @@ async def test_the_inbox_and_conversation_pages_have_no_serious_accessibility_vi
             context = await browser.new_context(viewport=viewport, bypass_csp=True)
             await context.add_cookies(playwright_cookies(await signed_in_cookies(ch.app, email_of(role)), ch.base_url))
             page = await context.new_page()
-            pages = [f"/console/conversations/{conversation_id}"]
-            if INBOX_LANDED:
-                pages.insert(0, "/console")
+            pages = ["/console", f"/console/conversations/{conversation_id}"]
             for path in pages:
                 await page.goto(ch.base_url + path)
                 await page.wait_for_load_state("networkidle")
