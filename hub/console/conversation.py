@@ -349,25 +349,25 @@ async def resolve(request: web.Request) -> web.StreamResponse:
             ticket.id, actor_id=user.id, audit=_audit(user, "ticket.resolve", "ticket", ticket.id)
         )
     else:  # the bot's conversation: resolved as PATCH /conversations does
-        await request.app[keys.SERVICE].update_conversation(
-            conversation_id,
-            {"status": ConversationStatus.RESOLVED.value},
-            actor_id=user.id,
-            audit=_audit(user, "conversation.update", "conversation", conversation_id),
-        )
+        await _set_status(request, user, conversation_id, ConversationStatus.RESOLVED)
     return _done(request, conversation_id)
+
+
+async def _set_status(request: web.Request, user: User, conversation_id: int, status: ConversationStatus) -> None:
+    """The conversation's status, changed as ``PATCH /api/v1/conversations/{id}`` does, audited via=console."""
+    await request.app[keys.SERVICE].update_conversation(
+        conversation_id,
+        {"status": status.value},
+        actor_id=user.id,
+        audit=_audit(user, "conversation.update", "conversation", conversation_id),
+    )
 
 
 @routes.post(BASE + "/reopen")
 async def reopen(request: web.Request) -> web.StreamResponse:
     user = await require_user(request, role=Role.AGENT)
     conversation_id = _conversation_id(request)
-    await request.app[keys.SERVICE].update_conversation(
-        conversation_id,
-        {"status": ConversationStatus.OPEN.value},
-        actor_id=user.id,
-        audit=_audit(user, "conversation.update", "conversation", conversation_id),
-    )
+    await _set_status(request, user, conversation_id, ConversationStatus.OPEN)
     return _done(request, conversation_id)
 
 
