@@ -17,6 +17,7 @@ from channels.base import Channel
 from channels.registry import build_channels
 from hub import keys
 from hub.api import admin, contacts, conversations, ops
+from hub.api import automation as automation_api
 from hub.api import canned as canned_api
 from hub.api import jobs as jobs_api
 from hub.api import kb_suggestions as kb_suggestions_api
@@ -26,6 +27,7 @@ from hub.api.middleware import auth_middleware, error_middleware, observe_middle
 from hub.api.schema import schema_middleware
 from hub.attachments import AttachmentStore
 from hub.auth import TokenAuthenticator
+from hub.automation.service import automation_ctx
 from hub.bot import model as bot_model
 from hub.bot.setup import setup_bot
 from hub.bus import LocalBus, RedisBus
@@ -108,6 +110,7 @@ def create_app(
     app.add_routes(kb_suggestions_api.routes)
     app.add_routes(tickets_api.routes)
     app.add_routes(canned_api.routes)
+    app.add_routes(automation_api.routes)
     app.add_routes(bot_model.routes)
     app.add_routes(reports_api.routes)
     app.add_routes(csat_link_routes)  # e-mail surveys' one-click rating links
@@ -130,6 +133,7 @@ def create_app(
     app.cleanup_ctx.append(outbox_ctx)
     app.cleanup_ctx.append(tickets_ctx)
     app.cleanup_ctx.append(csat_ctx)
+    app.cleanup_ctx.append(automation_ctx)  # rules matched with their events (after tickets, canned replies)
     app.cleanup_ctx.append(reports_ctx)
     app.cleanup_ctx.append(slack_desk_ctx)
     app.cleanup_ctx.append(duty_roster_ctx)

@@ -24,7 +24,7 @@ from hub.events import utcnow
 from hub.storage.schema import audit_log
 
 T = TypeVar("T")
-VIA = ("api", "slack", "cli", "console")
+VIA = ("api", "slack", "cli", "console", "automation")
 
 
 @dataclass(frozen=True, slots=True)

@@ -124,6 +124,11 @@ class Settings(BaseSettings):
     sla_breach_reassign: bool = False
     snooze_minutes: float = 60.0
 
+    # Automation rules (``hub.automation``): a YAML file of rules loaded at
+    # start (read-only through the API), and how often silences are swept
+    # for customer_silent rules.
+    automation_file: Path | None = None
+    automation_sweep_seconds: float = Field(default=60.0, gt=0)
     # CSAT (``hub.csat``): a one-question survey on resolve, on the customer's
     # own channel, answerable for this many hours (e-mail's signed links
     # need HUB_EMAIL_REPLY_SECRET).

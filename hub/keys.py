@@ -13,6 +13,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from hub.auth import TokenAuthenticator
+    from hub.automation.service import Automation
     from hub.bot.bridge import BotBridge
     from hub.bot.model import BotModelWatcher
     from hub.bot.supervisor import ChildProcess
@@ -49,6 +50,8 @@ AUTH: web.AppKey[TokenAuthenticator] = web.AppKey("auth")
 TICKETS: web.AppKey[TicketService] = web.AppKey("tickets")
 # Agents' reply templates (hub.canned).
 CANNED_REPLIES: web.AppKey[CannedReplies] = web.AppKey("canned_replies")
+# Automation rules: matched with their events, run by a worker (hub.automation).
+AUTOMATION: web.AppKey[Automation] = web.AppKey("automation")
 # Satisfaction surveys on resolve and their answers (hub.csat).
 CSAT: web.AppKey[CsatService] = web.AppKey("csat")
 # Only while the ``slack`` channel is enabled.
@@ -78,6 +81,7 @@ HEALTH: web.AppKey[dict[str, Any]] = web.AppKey("health")
 
 __all__ = [
     "AUTH",
+    "AUTOMATION",
     "BOT_BRIDGE",
     "BOT_MODEL",
     "BOT_PROCESSES",

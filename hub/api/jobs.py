@@ -13,6 +13,7 @@ from aiohttp import web
 from hub import keys
 from hub.api.base import audit_entry, int_param, path_id, requires
 from hub.audit import audited
+from hub.automation.store import RUNS
 from hub.bot.bridge import BOT_JOBS
 from hub.conversations.outbox import OUTBOX
 from hub.errors import InvalidInput, NotFound
@@ -23,9 +24,9 @@ from hub.slack.jobs import SLACK_JOBS
 
 routes = web.RouteTableDef()
 
-QUEUES: dict[str, Queue[Any]] = {queue.name: queue for queue in (OUTBOX, SLACK_JOBS, BOT_JOBS)}
+QUEUES: dict[str, Queue[Any]] = {queue.name: queue for queue in (OUTBOX, SLACK_JOBS, BOT_JOBS, RUNS)}
 # The audit log's names for a requeue, as they were before the queues shared one API.
-AUDIT_TARGETS = {"outbox": "outbox", "slack": "slack_job", "bot": "bot_job"}
+AUDIT_TARGETS = {"outbox": "outbox", "slack": "slack_job", "bot": "bot_job", "automation": "automation_run"}
 
 
 def _queue(name: str | None) -> Queue[Any]:
@@ -44,6 +45,9 @@ def _notify(app: web.Application, queue: str) -> None:
         worker = desk.worker if desk is not None else None
     elif queue == "bot":
         worker = app.get(keys.BOT_BRIDGE)
+    elif queue == "automation":
+        automation = app.get(keys.AUTOMATION)
+        worker = automation.worker if automation is not None else None
     if worker is not None:
         worker.notify()
 

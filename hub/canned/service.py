@@ -94,9 +94,10 @@ class CannedReplies:
         )
 
 
-def variables(conn: Connection, conversation_id: int, agent_id: int) -> dict[str, dict[str, Any]]:
+def variables(conn: Connection, conversation_id: int, agent_id: int | None) -> dict[str, dict[str, Any]]:
     """A reply's variables: the conversation's contact and ticket (the open
-    one, else the latest), and the agent who sends it."""
+    one, else the latest), and the agent who sends it (None: an automation's
+    reply with nobody assigned, ``agent`` renders empty)."""
     conversation = conversations_tx.get_conversation(conn, conversation_id)
     contact = contacts_tx.get_contact(conn, conversation.contact_id)
     ticket = conn.execute(
@@ -105,8 +106,8 @@ def variables(conn: Connection, conversation_id: int, agent_id: int) -> dict[str
         .order_by((tickets.c.status == "open").desc(), tickets.c.id.desc())
         .limit(1)
     ).first()
-    agent = conn.execute(sa.select(users.c.name).where(users.c.id == agent_id)).first()
-    if agent is None:
+    agent = None if agent_id is None else conn.execute(sa.select(users.c.name).where(users.c.id == agent_id)).first()
+    if agent is None and agent_id is not None:
         raise NotFound(f"user {agent_id} does not exist")
     return {
         "contact": {"first_name": templates.first_name(contact.name), "name": contact.name or ""},
@@ -114,7 +115,9 @@ def variables(conn: Connection, conversation_id: int, agent_id: int) -> dict[str
             "id": ticket.id if ticket is not None else None,
             "priority": ticket.priority if ticket is not None else conversation.priority.value,
         },
-        "agent": {"name": agent.name, "first_name": templates.first_name(agent.name)},
+        "agent": {"name": agent.name, "first_name": templates.first_name(agent.name)}
+        if agent is not None
+        else {"name": "", "first_name": ""},
         "conversation": {"id": conversation.id},
     }
 

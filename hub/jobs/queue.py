@@ -197,10 +197,12 @@ class Queue(Generic[Item]):
         *,
         coalesce: tuple[str, ...] = (),
         dedup: bool = False,
+        due: datetime | None = None,
     ) -> int | None:
-        """Add a row in the caller's transaction. Returns None, adding nothing,
-        when a pending row agrees with ``values`` on every ``coalesce`` column,
-        or when ``dedup`` and a unique column already holds the value."""
+        """Add a row in the caller's transaction, to run from ``due`` (default
+        now). Returns None, adding nothing, when a pending row agrees with
+        ``values`` on every ``coalesce`` column, or when ``dedup`` and a unique
+        column already holds the value."""
         table = self.table
         if coalesce:
             waiting = conn.execute(
@@ -210,7 +212,14 @@ class Queue(Generic[Item]):
             ).first()
             if waiting is not None:
                 return None
-        row = {**values, "status": PENDING, "attempts": 0, "next_attempt_at": now, "created_at": now, "updated_at": now}
+        row = {
+            **values,
+            "status": PENDING,
+            "attempts": 0,
+            "next_attempt_at": due or now,
+            "created_at": now,
+            "updated_at": now,
+        }
         if dedup:
             stmt = insert_ignore(conn, table).values(**row).on_conflict_do_nothing().returning(table.c.id)
         else:

@@ -663,3 +663,54 @@ csat_surveys = sa.Table(
     sa.Index("ix_csat_surveys_conversation_id", "conversation_id"),
     sa.Index("ix_csat_surveys_sent_at", "sent_at"),
 )
+
+
+# --- automation rules (issue #17, ``hub.automation``) --------------------------
+
+# An admin's rules: when an event happens, if conditions hold, then actions.
+# ``source`` file: loaded from HUB_AUTOMATION_FILE at start (changed there,
+# read-only through the API).
+automation_rules = sa.Table(
+    "automation_rules",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("silent_hours", sa.Float),  # customer_silent rules
+    sa.Column("conditions", JSON, nullable=False, default=dict),
+    sa.Column("unless", JSON, nullable=False, default=dict),
+    sa.Column("actions", JSON, nullable=False, default=list),
+    sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+    sa.Column("source", sa.String(8), nullable=False, default="api"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_automation_rules_event", "event", "enabled"),
+)
+
+# A durable queue (``hub.jobs.queue``): one row per rule and event it matched,
+# written in the event's transaction; the unique key makes it at most once
+# (a provider's retry, a second instance's sweep). ``step`` counts the actions
+# done, so a retry resumes after them. A ``close`` row waits until its
+# ``next_attempt_at`` (close_after_silence). Cascades with its conversation.
+automation_runs = sa.Table(
+    "automation_runs",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("rule_id", BigId, sa.ForeignKey("automation_rules.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("conversation_id", BigId, sa.ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("event", sa.String(32), nullable=False),  # a rule event, or "close"
+    sa.Column("event_key", sa.String(200), nullable=False),
+    sa.Column("payload", JSON, nullable=False, default=dict),
+    sa.Column("step", sa.Integer, nullable=False, default=0),
+    sa.Column("status", sa.String(16), nullable=False),  # pending | running | done | dead
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("lease_until", UTCDateTime),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("rule_id", "event_key", name="uq_automation_runs_rule_event"),
+    sa.Index("ix_automation_runs_due", "status", "next_attempt_at"),
+    sa.Index("ix_automation_runs_conversation", "conversation_id", "status"),
+)

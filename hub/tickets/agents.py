@@ -182,6 +182,14 @@ def _ensure_profile(conn: Connection, agent: Agent) -> None:
         )
 
 
+def serves(conn: Connection, user_id: int, team: str) -> bool:
+    """Does the agent work for ``team`` (their team, or one of their skills)?"""
+    row = conn.execute(
+        sa.select(agent_profiles.c.team, agent_profiles.c.skills).where(agent_profiles.c.user_id == user_id)
+    ).first()
+    return row is not None and (row.team == team or team in (row.skills or ()))
+
+
 def candidate_loads(conn: Connection, *, team: str | None = None, urgent: bool = False) -> list[AgentLoad]:
     """On-duty agents with room, as routing sees them. With ``team``: only those
     who serve it (their team, or the team among their skills) and, for urgent

@@ -62,6 +62,7 @@ from hub.tickets.transactions import (
     reroute,
     resolve,
     set_priority,
+    set_team,
     snooze,
     sync_from_conversation,
     wake,
@@ -297,6 +298,10 @@ class TicketService:
         return await self._change(
             set_priority, ticket_id, priority, policy=policy, actor_id=actor_id, by=actor_id, audit=audit
         )
+
+    async def set_team(self, ticket_id: int, team: str, *, actor_id: int | None, audit: Audit | None = None) -> Ticket:
+        """Move the ticket to another team (routed within it unless its assignee serves it)."""
+        return await self._change(set_team, ticket_id, team, actor_id=actor_id, by=actor_id, audit=audit)
 
     async def snooze(
         self, ticket_id: int, *, minutes: float | None = None, actor_id: int | None, audit: Audit | None = None

@@ -613,6 +613,25 @@ def reroute(conn: Connection, ticket_id: int, *, exclude: tuple[int, ...], now: 
     return change
 
 
+def set_team(conn: Connection, ticket_id: int, team: str, *, actor_id: int | None, now: datetime) -> Change:
+    """Move an open ticket to ``team``: its assignee keeps it only when in that
+    team; otherwise it is routed within the new team (or queued there)."""
+    team = team.strip()
+    if not team or len(team) > 64:
+        raise InvalidInput("team must be a name of at most 64 characters")
+    ticket = _open(conn, ticket_id)
+    change = Change(ticket=ticket, now=now)
+    if ticket.team == team:
+        return change
+    change.ticket = _update(conn, ticket.id, now, team=team)
+    change.ticket_changes["team"] = team
+    if ticket.assignee_id is None or not agents_tx.serves(conn, ticket.assignee_id, team):
+        if ticket.assignee_id is not None:
+            _set_assignee(conn, change, None, actor_id=actor_id)
+        _auto_assign(conn, change, actor_id=actor_id)
+    return change
+
+
 def queue_beside_room(conn: Connection) -> bool:
     """Does an awake queued ticket wait while an on-duty agent has room? (a
     read, so the scheduler's safety net writes only when a fill may route)"""
