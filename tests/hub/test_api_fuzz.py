@@ -76,6 +76,13 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403",
 [[operations]]
 include-path-regex = "^/api/v1/(canned-replies(/\\\\{name\\\\})?|conversations/\\\\{id\\\\}/canned-replies/\\\\{name\\\\}/preview)$"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429", "5xx"]
+
+# An automation rule: `text_matches` is a string that may not compile as a
+# regular expression, and a PATCH is checked merged with the stored rule
+# (silent_hours only on a customer_silent rule): a 400 naming it.
+[[operations]]
+include-path-regex = "^/api/v1/automation/"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429", "5xx"]
 """
 
 

@@ -498,3 +498,39 @@ rules:
         assert set(rules) == {"urgent-words"} and rules["urgent-words"]["then"] == [{"add_tag": "f"}]
     finally:
         await close_hub(hub)
+
+
+@pytest.mark.asyncio
+async def test_an_sla_warning_runs_its_rule_once_per_deadline(database_url: str, tmp_path: Path) -> None:
+    clock = MovedClock()
+    settings = make_settings(database_url, tmp_path, sla_policies="normal=10/100", sla_breach_bump_priority=False)
+    hub = await start_hub(settings, clock=clock)
+    try:
+        rule_ = await hub.api(
+            "POST",
+            "/api/v1/automation/rules",
+            json={
+                "name": "near-breach",
+                "when": "sla_warning",
+                "if": {"priority": "normal"},
+                "then": [{"set_priority": "high"}, {"add_note": "First response due soon"}],
+            },
+            expect=201,
+        )
+        message = await inbound(hub, "tony", "Nobody answers")
+        ticket = await hub.api(
+            "POST", f"/api/v1/conversations/{message['conversation_id']}/handoff", role="agent", json={}, expect=201
+        )
+        clock.advance(7 * 60)  # 70 % of the 10-minute first response: no warning yet
+        await hub.tickets.check_due()
+        assert await runs_of(hub, rule_["id"]) == []
+        clock.advance(90)  # past 80 %
+        await hub.tickets.check_due()
+        await hub.tickets.check_due()
+        [run] = await settled(hub, rule_["id"], 1)
+        assert run["event_key"].startswith(f"sla-warning:{ticket['id']}:first_response:")
+        assert (await hub.api("GET", f"/api/v1/tickets/{ticket['id']}"))["priority"] == "high"
+        notes = [e["body"] for e in await timeline(hub, message["conversation_id"]) if e["kind"] == "note"]
+        assert notes == ["First response due soon"]
+    finally:
+        await close_hub(hub)
