@@ -14,25 +14,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from hub.automation.rules import Facts
-from hub.models import Direction, MessageKind
-from hub.storage.schema import contacts, conversations, messages, tickets
+from hub.storage.schema import contacts, conversations, tickets
+from hub.tickets.queries import customer_text
 
 # Is the team at work at this moment? (None: no business hours configured.)
 OpenAt = Callable[[datetime], bool] | None
-
-
-def latest_customer_text(conn: Connection, conversation_id: int) -> str:
-    body = conn.execute(
-        sa.select(messages.c.body)
-        .where(
-            messages.c.conversation_id == conversation_id,
-            messages.c.direction == Direction.INBOUND.value,
-            messages.c.kind == MessageKind.MESSAGE.value,
-        )
-        .order_by(messages.c.id.desc())
-        .limit(1)
-    ).scalar()
-    return body or ""
 
 
 def read(
@@ -67,7 +53,7 @@ def read(
     return Facts(
         conversation_id=conversation_id,
         channel=channel or row.channel,
-        text=text if text is not None else latest_customer_text(conn, conversation_id),
+        text=text if text is not None else next(iter(customer_text(conn, conversation_id, limit=1)), ""),
         contact_tags=tuple(str(tag) for tag in row.tags or ()),
         contact_attributes=dict(row.attributes or {}),
         priority=ticket.priority if ticket is not None else row.priority,
