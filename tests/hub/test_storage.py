@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -10,6 +13,7 @@ import sqlalchemy as sa
 from hub.storage import open_database
 from hub.storage.migrate import current_revision
 from hub.storage.schema import contacts
+from tests.conftest import database_urls
 
 
 def _add_contact(conn: sa.Connection, name: str) -> int:
@@ -63,3 +67,30 @@ def test_unsupported_urls_are_refused() -> None:
         open_database("mysql://root@localhost/test")
     with pytest.raises(ConfigError, match="asyncpg"):
         open_database("postgresql://postgres@localhost/test")
+
+
+@pytest.mark.asyncio
+async def test_instances_starting_together_migrate_once() -> None:
+    """Two `hub db upgrade` at once on an empty PostgreSQL database (two
+    instances starting together): one migrates, the other waits on the
+    advisory lock and finds the schema at head; neither fails."""
+    from tests.conftest import _create_pg_database, _drop_pg_database
+
+    bases = [u for u in database_urls() if u.startswith("postgresql")]
+    if not bases:
+        pytest.skip("PostgreSQL is not in HUB_TEST_DATABASE_URLS")
+    url, name = await _create_pg_database(bases[0])
+    try:
+        hub = Path(sys.executable).with_name("hub")
+        env = {**os.environ, "HUB_DATABASE_URL": url}
+        procs = [
+            await asyncio.create_subprocess_exec(
+                str(hub), "db", "upgrade", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+            )
+            for _ in range(2)
+        ]
+        outputs = [(await proc.communicate())[0].decode() for proc in procs]
+        assert [proc.returncode for proc in procs] == [0, 0], outputs
+        await test_migrations_are_at_head(url)
+    finally:
+        await _drop_pg_database(bases[0], name)

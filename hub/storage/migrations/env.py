@@ -11,6 +11,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from hub.storage import sync_url
 from hub.storage.schema import metadata
 
+# The advisory lock every migrating process takes on PostgreSQL ("servicehub" as an int64).
+MIGRATION_LOCK = int.from_bytes(b"svchub-m", "big") >> 1
 config = context.config
 url = config.get_main_option("sqlalchemy.url")
 
@@ -23,6 +25,10 @@ def _run(connection: sa.Connection) -> None:
         compare_type=True,
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Several instances start at once (`hub serve` upgrades first): one
+            # migrates, the others wait here, then find the schema at head.
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         context.run_migrations()
 
 
