@@ -29,8 +29,8 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## create .venv and install the hub
 
-chromium: ## Debian packages the tests use: chromium (Playwright drives it), docker-compose (validates the compose file), dovecot (a real IMAP server)
-	@if ! command -v chromium >/dev/null || ! command -v docker-compose >/dev/null || ! command -v dovecot >/dev/null; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium docker-compose dovecot-imapd >/dev/null; fi
+chromium: ## Debian packages the tests use: chromium (Playwright drives it), docker-compose (validates the compose file), dovecot (a real IMAP server), haproxy (checks the balancer config)
+	@if ! command -v chromium >/dev/null || ! command -v docker-compose >/dev/null || ! command -v dovecot >/dev/null || ! test -x /usr/sbin/haproxy; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium docker-compose dovecot-imapd haproxy >/dev/null; fi
 
 run: install rasa-model ## set everything up and start the hub with embedded defaults
 	$(VENV)/bin/hub init

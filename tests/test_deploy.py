@@ -34,15 +34,38 @@ def test_compose_file_is_valid(tmp_path: Path) -> None:
 def test_compose_services_use_the_hub_settings() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"hub", "postgres", "redis", "chroma", "rasa", "actions"} <= set(services)
-    env = services["hub"]["environment"]
-    assert env["HUB_DATABASE_URL"].startswith("postgresql+asyncpg://")
+    assert {"balancer", "hub-1", "hub-2", "postgres", "redis", "chroma", "rasa-1", "rasa-2", "actions"} <= set(services)
     from hub.config import Settings
 
     fields = {f"HUB_{name.upper()}" for name in Settings.model_fields}
-    for key in env:
-        assert key in fields, f"{key} is not a hub setting"
-    assert env["HUB_RASA_URL"] == "http://rasa:5005" and env["HUB_CHROMA_URL"] == "http://chroma:8000"
-    # The action server reaches the hub's search API; Rasa reaches the action server.
-    assert services["actions"]["environment"]["HUB_URL"] == "http://hub:8080"
-    assert services["rasa"]["environment"]["ACTION_ENDPOINT_URL"] == "http://actions:5055/webhook"
+    balancer_ip = services["balancer"]["networks"]["default"]["ipv4_address"]
+    for name, rasa in (("hub-1", "rasa-1"), ("hub-2", "rasa-2")):
+        env = services[name]["environment"]
+        assert env["HUB_DATABASE_URL"].startswith("postgresql+asyncpg://") and env["HUB_REDIS_URL"]
+        for key in env:
+            assert key in fields, f"{key} is not a hub setting"
+        assert env["HUB_RASA_URL"] == f"http://{rasa}:5005" and env["HUB_CHROMA_URL"] == "http://chroma:8000"
+        # Only the balancer is trusted to name the client.
+        assert env["HUB_TRUSTED_PROXIES"] == balancer_ip
+        assert "readyz" in " ".join(services[name]["healthcheck"]["test"])
+    # Two Rasas share trackers and locks through Redis (tests/bot/test_rasa_redis_stores.py reads that file with Rasa).
+    for name in ("rasa-1", "rasa-2"):
+        assert "bot/rasa/endpoints.redis.yml" in services[name]["command"][-1]
+        assert services[name]["environment"]["ACTION_ENDPOINT_URL"] == "http://actions:5055/webhook"
+    # The action server reaches the hub's search API through the balancer.
+    assert services["actions"]["environment"]["HUB_URL"] == "http://balancer:8080"
+
+
+def test_the_balancer_config_is_valid_and_checks_readyz() -> None:
+    """HAProxy itself checks docker/haproxy.cfg (both hubs in rotation, health-checked on /readyz)."""
+    tool = shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
+    if tool is None:
+        if os.environ.get("CI"):
+            pytest.fail("haproxy is missing: `make test` installs it")
+        pytest.skip("haproxy is not installed (make test installs it)")
+    config = ROOT / "docker" / "haproxy.cfg"
+    result = subprocess.run([tool, "-c", "-f", str(config)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    text = config.read_text()
+    assert "option httpchk GET /readyz" in text and "option forwardfor" in text and "timeout tunnel" in text
+    assert "server hub-1 hub-1:8080 check" in text and "server hub-2 hub-2:8080 check" in text
