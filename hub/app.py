@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from channels.base import Channel
 from channels.registry import build_channels
@@ -42,6 +43,7 @@ from hub.kb.setup import build_knowledge_base, setup_knowledge_base
 from hub.kb.suggestions import suggestions_ctx
 from hub.messages import ChannelAdapter
 from hub.metrics import Metrics
+from hub.proxy import TrustedProxies, parse_networks, proxy_middleware
 from hub.reports.service import reports_ctx
 from hub.slack.desk import slack_desk_ctx
 from hub.storage import open_database
@@ -85,10 +87,12 @@ def create_app(
     """The hub. ``channels`` and ``knowledge_base`` replace what the settings
     would build (tests pass fakes; ``knowledge_base=None`` disables it);
     ``clock`` is where the ticket service reads the time (tests move it)."""
-    app = web.Application(
-        middlewares=[observe_middleware, error_middleware, auth_middleware, schema_middleware],
-        client_max_size=settings.max_body_bytes,
-    )
+    middlewares: list[Middleware] = [observe_middleware, error_middleware, auth_middleware, schema_middleware]
+    if settings.trusted_proxies.strip():
+        # After the errors' middleware (a malformed chain is a JSON 400), before anything reads the client.
+        trusted = TrustedProxies(parse_networks(settings.trusted_proxies), settings.trusted_proxy_headers)
+        middlewares.insert(2, proxy_middleware(trusted))
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
     app.on_response_prepare.append(security_headers)
     app[keys.SETTINGS] = settings
     app[keys.CLOCK] = clock or Clock()
