@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     # Which headers they write: X-Forwarded-For/-Proto/-Host, or RFC 7239 Forwarded.
     trusted_proxy_headers: str = Field(default="x-forwarded", pattern="^(x-forwarded|forwarded)$")
+    # Singleton loops (the SLA scheduler, each IMAP folder) run on the one
+    # instance holding their lease; after a crash another takes over this
+    # many seconds later at most (hub/leases.py).
+    lease_seconds: float = Field(default=30.0, gt=0)
     log_level: str = "INFO"
     log_format: str = Field(default="text", pattern="^(text|json)$")
     # The event loop ``hub serve`` runs on: uvloop (libuv; about 20 % more

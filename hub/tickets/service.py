@@ -33,6 +33,7 @@ from hub.events import (
     TicketChanged,
     TicketOpened,
 )
+from hub.leases import Lease, new_holder
 from hub.models import AuthorKind, Priority
 from hub.tickets import agents as agents_tx
 from hub.tickets import routing, sla
@@ -99,7 +100,9 @@ class TicketService:
         # Rebuilt when the routing rules change, here or on another instance.
         self._policy: VersionedCache[Policy] = VersionedCache(ROUTING_RULES, self._build_policy)
         self._unsubscribe: list[Any] = []
-        self.scheduler = sla.SlaScheduler(self.check_due, interval=settings.sla_check_interval)
+        # Of several instances on one database, one runs the passes (the lease's holder).
+        lease = Lease(db, "sla-scheduler", holder=new_holder(), seconds=settings.lease_seconds, now=clock.now)
+        self.scheduler = sla.SlaScheduler(self.check_due, interval=settings.sla_check_interval, lease=lease)
 
     # --- wiring ------------------------------------------------------------------
     def subscribe(self) -> None:
@@ -412,8 +415,10 @@ class TicketService:
                 done += 1
                 await self._publish(warned)
         for ticket_id in await self.db.read(due_snoozes, now):
-            await self._publish(await self.db.write(self._tx(wake, ticket_id, now)))
-            done += 1
+            woken = await self.db.write(self._tx(wake, ticket_id, now))
+            if woken is not None:
+                done += 1
+                await self._publish(woken)
         # The queue's safety net (and the start-up catch-up): every change that
         # frees room fills it in its transaction, but the pass skips a ticket
         # whose rows another transaction held at that moment, and an erasure

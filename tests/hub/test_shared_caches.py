@@ -34,7 +34,7 @@ async def two_hubs(database_url: str, tmp_path: Path) -> AsyncIterator[tuple[Hub
 
 
 @pytest_asyncio.fixture
-async def two_kb_hubs(database_url: str, tmp_path: Path, chroma_url: str) -> AsyncIterator[tuple[Hub, Hub]]:  # noqa: F811
+async def two_kb_hubs(database_url: str, tmp_path: Path, chroma_url: str) -> AsyncIterator[tuple[Hub, Hub]]:
     hubs = []
     try:
         for name in ("a", "b"):
