@@ -41,6 +41,7 @@ from hub.events import Clock
 from hub.kb.searchlog import search_log_ctx
 from hub.kb.setup import build_knowledge_base, setup_knowledge_base
 from hub.kb.suggestions import suggestions_ctx
+from hub.leases import NamedLeases, new_holder
 from hub.messages import ChannelAdapter
 from hub.metrics import Metrics
 from hub.proxy import TrustedProxies, parse_networks, proxy_middleware
@@ -176,6 +177,9 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
         reopen_window=timedelta(hours=settings.reopen_window_hours),
         agents_online=settings.webchat_agents_online != "false",
         attachments=store,
+        leases=NamedLeases(
+            app[keys.DATABASE], holder=new_holder(), seconds=settings.lease_seconds, now=app[keys.CLOCK].now
+        ),
     )
     app[keys.SERVICE] = service
     for channel in app[keys.CHANNELS].values():

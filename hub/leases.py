@@ -86,3 +86,20 @@ class Lease:
         if self.held:
             self.held = False
             await self.db.write(release, self.name, self.holder)
+
+
+class NamedLeases:
+    """Leases by name for one holder (``ChannelHost.hold_lease``): a channel
+    with one loop per mailbox folder asks for each folder's lease by name."""
+
+    def __init__(self, db: Database, *, holder: str, seconds: float, now: Callable[[], datetime]) -> None:
+        self.db = db
+        self.holder = holder
+        self.seconds = seconds
+        self.now = now
+
+    async def hold(self, name: str) -> bool:
+        return await self.db.write(acquire, name, self.holder, now=self.now(), seconds=self.seconds)
+
+    async def release(self, name: str) -> None:
+        await self.db.write(release, name, self.holder)
