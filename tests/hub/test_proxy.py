@@ -84,13 +84,20 @@ async def test_the_kb_search_limit_is_per_forwarded_client_only_behind_a_trusted
     try:
         first = await kb_search_statuses(hub.client, "203.0.113.5", 4)
         second = await kb_search_statuses(hub.client, "203.0.113.6", 2)
+        # The portal's search shares the limit, keyed on the same client.
+        portal = [
+            (await hub.client.get("/help/search", params={"q": "refund"}, headers={"X-Forwarded-For": ip})).status
+            for ip in ("203.0.113.5", "203.0.113.7")
+        ]
     finally:
         await close_hub(hub)
     assert first == [200, 200, 200, 429]
     if trusted:
         assert second == [200, 200]  # another customer behind the same proxy has their own limit
+        assert portal == [429, 200]
     else:
         assert second == [429, 429]  # headers ignored: everyone is the peer, 127.0.0.1
+        assert portal == [429, 429]
 
 
 # --- whom the hub believes -------------------------------------------------------------------
