@@ -66,6 +66,19 @@ class ChannelHost(Protocol):
     async def set_channel_state(self, channel: str, key: str, value: str) -> None:
         """Store ``value`` under ``(channel, key)``, replacing what was there."""
 
+    async def hold_lease(self, name: str) -> bool:
+        """Take or renew the lease ``name`` for this hub instance: True while it
+        is ours, False while another instance holds it. A loop that must run
+        on one instance only (one IMAP reader per mailbox folder) runs while
+        it holds the lease and renews it well within ``lease_seconds``."""
+
+    async def release_lease(self, name: str) -> None:
+        """Give the lease up (the loop stopped): another instance takes it over."""
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long a lease lasts unless renewed."""
+
     async def answer_survey(
         self, channel: str, address: str, survey_id: int, rating: int | None, comment: str | None
     ) -> tuple[str, str]:

@@ -518,8 +518,9 @@ def kb() -> None:
     """The knowledge base: ingest Markdown articles, search them, decide suggested phrasings.
 
     These open the knowledge base under HUB_DATA_DIR/kb (or HUB_CHROMA_URL)
-    directly; while `hub serve` runs, prefer the articles API, which also
-    refreshes the server's keyword index.
+    directly; while `hub serve` runs, prefer the articles API. An ingest
+    tells running hubs sharing the knowledge base to reload their keyword
+    index (hub/versions.py).
     """
 
 
@@ -550,6 +551,12 @@ def kb_ingest(directory: Path, collection: str, keep_missing: bool, as_json: boo
         )
     except KnowledgeBaseError as err:
         raise click.ClickException(str(err)) from err
+    from hub.versions import bump, kb_collection
+
+    try:
+        _with_db(bump, kb_collection(collection))
+    except Exception as err:  # no hub database here (yet): no running hub to tell
+        click.echo(f"note: running hubs were not told to reload the index ({type(err).__name__})", err=True)
 
 
 @kb.command("search")

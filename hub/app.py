@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from channels.base import Channel
 from channels.registry import build_channels
@@ -42,8 +43,10 @@ from hub.events import Clock
 from hub.kb.searchlog import search_log_ctx
 from hub.kb.setup import build_knowledge_base, setup_knowledge_base
 from hub.kb.suggestions import suggestions_ctx
+from hub.leases import NamedLeases, new_holder
 from hub.messages import ChannelAdapter
 from hub.metrics import Metrics
+from hub.proxy import TrustedProxies, parse_networks, proxy_middleware
 from hub.reports.service import reports_ctx
 from hub.slack.desk import slack_desk_ctx
 from hub.storage import open_database
@@ -87,10 +90,12 @@ def create_app(
     """The hub. ``channels`` and ``knowledge_base`` replace what the settings
     would build (tests pass fakes; ``knowledge_base=None`` disables it);
     ``clock`` is where the ticket service reads the time (tests move it)."""
-    app = web.Application(
-        middlewares=[observe_middleware, error_middleware, auth_middleware, schema_middleware],
-        client_max_size=settings.max_body_bytes,
-    )
+    middlewares: list[Middleware] = [observe_middleware, error_middleware, auth_middleware, schema_middleware]
+    if settings.trusted_proxies.strip():
+        # After the errors' middleware (a malformed chain is a JSON 400), before anything reads the client.
+        trusted = TrustedProxies(parse_networks(settings.trusted_proxies), settings.trusted_proxy_headers)
+        middlewares.insert(2, proxy_middleware(trusted))
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
     app.on_response_prepare.append(security_headers)
     app[keys.SETTINGS] = settings
     app[keys.CLOCK] = clock or Clock()
@@ -176,6 +181,9 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
         reopen_window=timedelta(hours=settings.reopen_window_hours),
         agents_online=settings.webchat_agents_online != "false",
         attachments=store,
+        leases=NamedLeases(
+            app[keys.DATABASE], holder=new_holder(), seconds=settings.lease_seconds, now=app[keys.CLOCK].now
+        ),
     )
     app[keys.SERVICE] = service
     for channel in app[keys.CHANNELS].values():

@@ -26,6 +26,15 @@ class Settings(BaseSettings):
     # With a Redis URL, domain events fan out to every hub instance (RedisBus);
     # without one they stay in this process (LocalBus).
     redis_url: str | None = None
+    # Reverse proxies (addresses or CIDRs, comma-separated) whose forwarding
+    # headers are believed (hub/proxy.py); empty: the TCP peer is the client.
+    trusted_proxies: str = ""
+    # Which headers they write: X-Forwarded-For/-Proto/-Host, or RFC 7239 Forwarded.
+    trusted_proxy_headers: str = Field(default="x-forwarded", pattern="^(x-forwarded|forwarded)$")
+    # Singleton loops (the SLA scheduler, each IMAP folder) run on the one
+    # instance holding their lease; after a crash another takes over this
+    # many seconds later at most (hub/leases.py).
+    lease_seconds: float = Field(default=30.0, gt=0)
     log_level: str = "INFO"
     log_format: str = Field(default="text", pattern="^(text|json)$")
     # The event loop ``hub serve`` runs on: uvloop (libuv; about 20 % more
@@ -274,6 +283,14 @@ class Settings(BaseSettings):
     console_login_ip_rate_limit: str = "50/15minutes"
     # How long a one-time sign-in link (``hub users link``) stays valid.
     console_link_hours: float = Field(default=24.0, gt=0)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: str) -> str:
+        from hub.proxy import parse_networks  # a ValueError here names the entry
+
+        parse_networks(value)
+        return value
 
     @field_validator("channels")
     @classmethod

@@ -126,6 +126,6 @@ class RateLimiter:
 
 
 def client_ip(request: web.Request) -> str:
-    # Behind a proxy, configure it to set X-Forwarded-For and trust only it;
-    # aiohttp's request.remote is the direct peer.
+    # The direct peer, or behind a proxy listed in HUB_TRUSTED_PROXIES the
+    # client it forwarded for (hub/proxy.py rewrote request.remote).
     return request.remote or "unknown"

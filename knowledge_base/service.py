@@ -29,7 +29,12 @@ it was before the write until the write has finished. The BM25 index of a
 collection lives in memory, is built on the first search and is rebuilt after
 each write made through this object. Writes made by another process to a
 shared Chroma server are not seen by this process' keyword index until
-:meth:`KnowledgeBase.reindex` or a restart.
+:meth:`KnowledgeBase.reindex`, a restart, or :meth:`KnowledgeBase.forget_keyword_index`:
+a host running several processes sets ``before_search`` (awaited with the
+collection before each search; it calls ``forget_keyword_index`` when another
+process wrote) and ``after_write`` (awaited with the collection after each
+finished write, still under the collection's write lock, so that it can tell
+the other processes).
 
 Why this module runs past ~400 lines: ``KnowledgeBase`` is the package's one
 public facade, and its index bookkeeping (``_CollectionIndex``, the write lock
@@ -46,7 +51,7 @@ import hashlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -194,6 +199,9 @@ class KnowledgeBase:
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._load_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._versions: defaultdict[str, int] = defaultdict(int)
+        # Hooks for a host that shares the index with other processes (see the module docstring).
+        self.before_search: Callable[[str], Awaitable[None]] | None = None
+        self.after_write: Callable[[str], Awaitable[None]] | None = None
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -385,6 +393,8 @@ class KnowledgeBase:
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
             raise InvalidInput(messages.INVALID_K.format(limit=MAX_K, value=k))
         collection = validate_collection(collection)
+        if self.before_search is not None:
+            await self.before_search(collection)
         index = self._indexes.get(collection) or await self._load_index(collection)
         if not index.records:
             return SearchResult(query=query, collection=collection, hits=[], confidence=0.0)
@@ -422,6 +432,12 @@ class KnowledgeBase:
             )
             hits[0] = dataclasses.replace(hits[0], excerpt=quote.text)
         return SearchResult(query=query, collection=collection, hits=hits, confidence=confidence)
+
+    def forget_keyword_index(self, collection: str) -> None:
+        """Drop the collection's keyword index (another process wrote to the
+        shared store): the next search loads it again from the store."""
+        self._indexes.pop(collection, None)
+        self._versions[collection] += 1  # a load under way may predate that write: it loads again
 
     async def _load_index(self, collection: str) -> _CollectionIndex:
         async with self._load_locks[collection]:
@@ -499,6 +515,8 @@ class KnowledgeBase:
                 self._indexes.pop(collection, None)
                 self._versions[collection] += 1
                 raise
+            if self.after_write is not None:
+                await self.after_write(collection)
 
     async def _apply(self, collection: str, change: _IndexChange) -> None:
         self._versions[collection] += 1

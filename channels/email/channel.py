@@ -26,7 +26,7 @@ from aiohttp import web
 from channels.base import Channel, InboundMessage, OutboundMessage, SendResult
 from channels.email.addresses import SupportAddresses
 from channels.email.compose import compose
-from channels.email.imap import HostState, ImapPoller
+from channels.email.imap import HostLeases, HostState, ImapPoller
 from channels.email.imap_config import ImapConfig
 from channels.email.intake import MailIntake
 from channels.email.loops import SenderRate
@@ -125,7 +125,10 @@ class EmailChannel(Channel):
         reader = None
         if settings.email_imap_host:
             self.imap = ImapPoller(
-                ImapConfig.from_settings(settings), self._from_mailbox, HostState(self.host, self.name)
+                ImapConfig.from_settings(settings),
+                self._from_mailbox,
+                HostState(self.host, self.name),
+                leases=HostLeases(self.host),  # one reader per folder across hub instances
             )
             reader = asyncio.create_task(self.imap.run(), name="email-imap")
         try:

@@ -25,6 +25,13 @@ Contract (what the e-mail channel relies on):
   on the hub's dedup on Message-ID to drop what it already has. That also
   holds for a conversation an agent deleted only as long as the hub keeps the
   Message-IDs of what it deletes (tombstones).
+- With ``leases`` (several hub instances reading one mailbox), a folder is
+  read only by the instance holding its lease (``imap:<user>@<host>:<port>/<folder>``):
+  the others wait in ``standby`` and ask again every third of the lease; the
+  reader renews it as often, and stops reading the moment it is lost. A
+  stopping reader releases it, so another instance takes over at its next
+  ask; a dead one's lease expires. The cursor is shared (the hub's channel
+  state), so the new reader goes on where the old one stopped.
 - Connection failures are retried with exponential backoff and jitter; no
   error leaves ``run`` but cancellation. Logs carry folder names, UIDs,
   counts and exception types, never addresses, subjects or mail text (and
@@ -61,7 +68,17 @@ from channels.email.imap_wire import (
 if TYPE_CHECKING:
     from channels.base import ChannelHost
 
-__all__ = ["IDLE_RENEW_SECONDS", "AfterAction", "FolderStatus", "HostState", "ImapConfig", "ImapError", "ImapPoller"]
+__all__ = [
+    "IDLE_RENEW_SECONDS",
+    "AfterAction",
+    "FolderStatus",
+    "HostLeases",
+    "HostState",
+    "ImapConfig",
+    "ImapError",
+    "ImapPoller",
+    "Leases",
+]
 
 log = logging.getLogger(__name__)
 Handler = Callable[[bytes], Awaitable[None]]
@@ -89,12 +106,41 @@ class HostState:
         await self.host.set_channel_state(self.channel, key, value)
 
 
+class Leases(Protocol):
+    """Leases by name for this hub instance (the channel backs it with ``ChannelHost.hold_lease``)."""
+
+    @property
+    def seconds(self) -> float: ...
+
+    async def hold(self, name: str) -> bool: ...
+
+    async def release(self, name: str) -> None: ...
+
+
+class HostLeases:
+    """``Leases`` on the hub's ``ChannelHost``."""
+
+    def __init__(self, host: ChannelHost) -> None:
+        self.host = host
+
+    @property
+    def seconds(self) -> float:
+        return self.host.lease_seconds
+
+    async def hold(self, name: str) -> bool:
+        return await self.host.hold_lease(name)
+
+    async def release(self, name: str) -> None:
+        await self.host.release_lease(name)
+
+
 @dataclass
 class FolderStatus:
     """What one folder's reader is doing (for health checks and tests)."""
 
     folder: str
-    state: str = "starting"  # connecting | syncing | idle | polling | waiting (after a failure)
+    # connecting | syncing | idle | polling | waiting (after a failure) | standby (another instance reads it)
+    state: str = "starting"
     uidvalidity: int | None = None
     last_uid: int | None = None
     connects: int = 0
@@ -134,10 +180,12 @@ class ImapPoller:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
+        leases: Leases | None = None,
     ) -> None:
         self.config = config
         self.handle = handle
         self.state = state
+        self.leases = leases
         self.clock = clock
         self.rng = rng or random.Random()
         self.status = {folder: FolderStatus(folder) for folder in config.folders}
@@ -152,15 +200,31 @@ class ImapPoller:
             for folder in self.config.folders:
                 group.create_task(self._run_folder(folder), name=f"imap-{folder}")
 
+    def lease_name(self, folder: str) -> str:
+        config = self.config
+        return f"imap:{config.username}@{config.host}:{config.port}/{folder}"[:200]
+
     async def _run_folder(self, folder: str) -> None:
+        try:
+            await self._read_folder(folder)
+        finally:
+            if self.leases is not None:
+                try:
+                    await self.leases.release(self.lease_name(folder))
+                except Exception as err:
+                    log.warning("imap %s: could not release the lease (%s); it expires", folder, type(err).__name__)
+
+    async def _read_folder(self, folder: str) -> None:
         status = self.status[folder]
         backoff = Backoff(self.config.reconnect_min, self.config.reconnect_max, self.rng)
         while True:
+            if self.leases is not None and not await self._lead(folder, status):
+                continue
             status.state = "connecting"
             try:
                 async with self._connect() as session:
                     status.connects += 1
-                    await self._serve(session, folder, status, backoff)
+                    await self._serve_leased(session, folder, status, backoff)
             except (ImapError, OSError, TimeoutError, aioimaplib.AioImapException) as err:
                 if isinstance(err, ImapError):
                     reason = str(err)
@@ -175,6 +239,52 @@ class ImapPoller:
             delay = backoff.next()
             log.info("imap %s: reconnecting in %.1f s", folder, delay)
             await asyncio.sleep(delay)
+
+    def _renew_every(self) -> float:
+        assert self.leases is not None
+        return max(0.05, min(self.leases.seconds / 3, 60.0))
+
+    async def _lead(self, folder: str, status: FolderStatus) -> bool:
+        """Take the folder's lease, or wait a while (another instance reads it)."""
+        assert self.leases is not None
+        try:
+            if await self.leases.hold(self.lease_name(folder)):
+                log.info("imap %s: this instance reads it", folder)
+                return True
+        except Exception as err:  # the database is away: nobody may read, try again
+            log.warning("imap %s: cannot take the lease (%s)", folder, type(err).__name__)
+        status.state = "standby"
+        await asyncio.sleep(self._renew_every())
+        return False
+
+    async def _keep_lease(self, folder: str) -> None:
+        """Renew the folder's lease; returns when it is lost (or cannot be renewed)."""
+        assert self.leases is not None
+        while True:
+            await asyncio.sleep(self._renew_every())
+            try:
+                if not await self.leases.hold(self.lease_name(folder)):
+                    return
+            except Exception as err:
+                log.warning("imap %s: cannot renew the lease (%s)", folder, type(err).__name__)
+                return
+
+    async def _serve_leased(self, session: ImapSession, folder: str, status: FolderStatus, backoff: Backoff) -> None:
+        """``_serve`` while the lease is ours; it stops when the lease is lost."""
+        if self.leases is None:
+            await self._serve(session, folder, status, backoff)
+            return
+        serving = asyncio.ensure_future(self._serve(session, folder, status, backoff))
+        keeping = asyncio.ensure_future(self._keep_lease(folder))
+        try:
+            await asyncio.wait({serving, keeping}, return_when=asyncio.FIRST_COMPLETED)
+            if serving.done():
+                serving.result()  # its error goes to the reconnect loop
+        finally:
+            for task in (serving, keeping):
+                task.cancel()
+            await asyncio.gather(serving, keeping, return_exceptions=True)
+        log.warning("imap %s: the lease went to another instance; it reads the folder now", folder)
 
     @asynccontextmanager
     async def _connect(self) -> AsyncIterator[ImapSession]:

@@ -40,6 +40,7 @@ from hub.events import (
     SystemEventAdded,
     utcnow,
 )
+from hub.leases import NamedLeases
 from hub.messages import ChannelAdapter, DeliveryReport, InboundMessage, IngestResult, PushesTyping
 from hub.metrics import Metrics
 from hub.models import AuthorKind, Contact, Conversation, Message, MessageKind
@@ -71,8 +72,11 @@ class HubService:
         reopen_window: timedelta = timedelta(hours=72),
         agents_online: bool = True,
         attachments: AttachmentStore | None = None,
+        leases: NamedLeases | None = None,
     ) -> None:
         self.db = db
+        # Singleton loops of the channels (``hold_lease``); None: this is the only instance.
+        self.leases = leases
         self.attachments = attachments
         self.bus = bus
         self.channels = channels
@@ -217,6 +221,18 @@ class HubService:
             )
 
         await self.db.write(store)
+
+    async def hold_lease(self, name: str) -> bool:
+        """``ChannelHost.hold_lease`` (``hub.leases``)."""
+        return True if self.leases is None else await self.leases.hold(name)
+
+    async def release_lease(self, name: str) -> None:
+        if self.leases is not None:
+            await self.leases.release(name)
+
+    @property
+    def lease_seconds(self) -> float:
+        return self.leases.seconds if self.leases is not None else float("inf")
 
     async def delivery_report(self, report: DeliveryReport) -> bool:
         """A provider's delivery status for a sent message (``ChannelHost``):

@@ -22,6 +22,7 @@ from hub.models import Role
 from hub.ratelimit import RateLimiter, client_ip
 from hub.storage import Database, insert_ignore
 from hub.storage.schema import kb_votes
+from hub.versions import VersionWatch, kb_collection
 from knowledge_base import InvalidInput as KBInvalidInput
 from knowledge_base import KnowledgeBase, KnowledgeBaseError, SearchResult
 from knowledge_base.portal.app import create_portal_app
@@ -226,7 +227,42 @@ def setup_knowledge_base(app: web.Application, kb: KnowledgeBase | None) -> None
         searches=LazySearchSink(app),
     )
     app.add_subapp("/help", portal)
+    shared = _SharedKeywordIndex(app, kb)
+    kb.before_search, kb.after_write = shared.before_search, shared.after_write
     app.cleanup_ctx.append(_kb_ctx)
+
+
+class _SharedKeywordIndex:
+    """Each collection's keyword index is in this process' memory; an article
+    written through another instance bumps the collection's shared version
+    (``hub.versions``), and a search here first looks at it (once a second at
+    most) and reloads the index when it moved. The database opens after the
+    knowledge base starts: the seed ingest at start-up has no one to tell yet."""
+
+    def __init__(self, app: web.Application, kb: KnowledgeBase) -> None:
+        self._app = app
+        self._kb = kb
+        self._watch: VersionWatch | None = None
+
+    def _watching(self) -> VersionWatch | None:
+        if self._watch is None and keys.DATABASE in self._app:
+            self._watch = VersionWatch(self._app[keys.DATABASE], self._changed)
+        return self._watch
+
+    def _changed(self, name: str) -> None:
+        collection = name.removeprefix(kb_collection(""))
+        log.info("knowledge base %r changed on another instance: reloading its keyword index", collection)
+        self._kb.forget_keyword_index(collection)
+
+    async def before_search(self, collection: str) -> None:
+        watch = self._watching()
+        if watch is not None:
+            await watch.check(kb_collection(collection))
+
+    async def after_write(self, collection: str) -> None:
+        watch = self._watching()
+        if watch is not None:
+            await watch.wrote(kb_collection(collection))
 
 
 # A voter (an IP) may vote on an article, then change their mind once, a day:

@@ -320,6 +320,24 @@ sla_warnings = sa.Table(
     sa.UniqueConstraint("ticket_id", "target", "due_at", name="uq_sla_warnings_ticket_target_due"),
 )
 
+# A cache every instance keeps in memory (routing rules, a KB collection's
+# keyword index) has a row here, bumped with each change (hub/versions.py).
+shared_versions = sa.Table(
+    "shared_versions",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+)
+
+# A singleton loop's lease: the holder runs it until lease_until (hub/leases.py).
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("holder", sa.String(200), nullable=False),
+    sa.Column("lease_until", UTCDateTime, nullable=False),
+)
+
 routing_rules = sa.Table(
     "routing_rules",
     metadata,

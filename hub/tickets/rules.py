@@ -1,5 +1,6 @@
 """Routing rules in the database: list, add (validated by ``routing``), delete.
-``hub.tickets.routing`` stays the pure decision over them."""
+``hub.tickets.routing`` stays the pure decision over them. A change bumps
+the rules' shared version in its transaction, so every instance re-reads them."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from hub.errors import InvalidInput, NotFound
 from hub.models import Priority
 from hub.storage.schema import routing_rules
 from hub.tickets import routing
+from hub.versions import ROUTING_RULES, bump
 
 
 def list_rules(conn: Connection) -> list[routing.Rule]:
@@ -51,9 +53,11 @@ def add_rule(conn: Connection, body: dict[str, Any], *, now: datetime) -> routin
         )
         .returning(routing_rules.c.id)
     ).scalar_one()
+    bump(conn, ROUTING_RULES)  # every instance's cached rules (TicketService.policy)
     return next(r for r in list_rules(conn) if r.id == new_id)
 
 
 def delete_rule(conn: Connection, rule_id: int) -> None:
     if conn.execute(sa.delete(routing_rules).where(routing_rules.c.id == rule_id)).rowcount == 0:
         raise NotFound(f"rule {rule_id} does not exist")
+    bump(conn, ROUTING_RULES)

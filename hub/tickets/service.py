@@ -33,6 +33,7 @@ from hub.events import (
     TicketChanged,
     TicketOpened,
 )
+from hub.leases import Lease, new_holder
 from hub.models import AuthorKind, Priority
 from hub.tickets import agents as agents_tx
 from hub.tickets import routing, sla
@@ -69,6 +70,7 @@ from hub.tickets.transactions import (
     warn,
 )
 from hub.txhooks import After, TxHooks, run_afters
+from hub.versions import ROUTING_RULES, VersionedCache
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -96,9 +98,12 @@ class TicketService:
         self.settings = settings
         self.slas = sla.parse_policies(settings.sla_policies)
         self.hours = sla.BusinessHours.parse(settings.sla_business_hours, settings.sla_timezone, settings.sla_holidays)
-        self._policy: Policy | None = None  # rebuilt when the routing rules change
+        # Rebuilt when the routing rules change, here or on another instance.
+        self._policy: VersionedCache[Policy] = VersionedCache(ROUTING_RULES, self._build_policy)
         self._unsubscribe: list[Any] = []
-        self.scheduler = sla.SlaScheduler(self.check_due, interval=settings.sla_check_interval)
+        # Of several instances on one database, one runs the passes (the lease's holder).
+        lease = Lease(db, "sla-scheduler", holder=new_holder(), seconds=settings.lease_seconds, now=clock.now)
+        self.scheduler = sla.SlaScheduler(self.check_due, interval=settings.sla_check_interval, lease=lease)
 
     # --- wiring ------------------------------------------------------------------
     def subscribe(self) -> None:
@@ -114,28 +119,27 @@ class TicketService:
         self._unsubscribe = []
 
     async def policy(self) -> Policy:
-        policy = self._policy
-        if policy is None:
-            policy = await self.db.read(self._policy_in)
-        return policy
+        """The routing rules and SLA policy; the rules are re-read when another
+        instance changed them (``hub.versions``: one look a second at most)."""
+        policy = self._policy.fresh()
+        return policy if policy is not None else await self.db.read(self._policy.get)
 
     def _policy_in(self, conn: Connection) -> Policy:
-        """The policy, read in the caller's transaction when not cached."""
-        policy = self._policy
-        if policy is None:
-            rules = tuple(list_rules(conn))
-            policy = Policy(
-                rules=rules,
-                slas=self.slas,
-                default_team=self.settings.ticket_default_team,
-                hours=self.hours,
-                warn_at=self.settings.sla_warn_at,
-            )
-            self._policy = policy
-        return policy
+        """The policy, checked and read in the caller's transaction when due."""
+        return self._policy.get(conn)
+
+    def _build_policy(self, conn: Connection) -> Policy:
+        return Policy(
+            rules=tuple(list_rules(conn)),
+            slas=self.slas,
+            default_team=self.settings.ticket_default_team,
+            hours=self.hours,
+            warn_at=self.settings.sla_warn_at,
+        )
 
     def rules_changed(self) -> None:
-        self._policy = None
+        """This instance changed the rules (and bumped their version with them): re-read now."""
+        self._policy.invalidate()
 
     def _events(self, change: Change, actor_id: int | None) -> list[Event]:
         ticket = change.ticket
@@ -416,8 +420,10 @@ class TicketService:
                 done += 1
                 await self._publish(warned)
         for ticket_id in await self.db.read(due_snoozes, now):
-            await self._publish(await self.db.write(self._tx(wake, ticket_id, now)))
-            done += 1
+            woken = await self.db.write(self._tx(wake, ticket_id, now))
+            if woken is not None:
+                done += 1
+                await self._publish(woken)
         # The queue's safety net (and the start-up catch-up): every change that
         # frees room fills it in its transaction, but the pass skips a ticket
         # whose rows another transaction held at that moment, and an erasure

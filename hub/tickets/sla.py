@@ -22,10 +22,14 @@ import re
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hub.errors import ConfigError
 from hub.models import Priority
+
+if TYPE_CHECKING:
+    from hub.leases import Lease
 
 log = logging.getLogger(__name__)
 
@@ -224,11 +228,17 @@ def paused_for(start: datetime, end: datetime, hours: BusinessHours | None) -> f
 
 class SlaScheduler:
     """Runs ``check()`` now and then every ``interval`` seconds (``wake()``
-    runs it at once). One task, started and stopped by a cleanup context."""
+    runs it at once). One task, started and stopped by a cleanup context.
 
-    def __init__(self, check: Callable[[], Awaitable[int]], *, interval: float) -> None:
+    With a ``lease`` (several instances on one database), a pass runs only
+    while this instance holds it (``hub.leases``): one scheduler acts, and
+    another takes over when it stops or dies. Each item is still claimed in
+    its own transaction, so a pass run twice acts once."""
+
+    def __init__(self, check: Callable[[], Awaitable[int]], *, interval: float, lease: Lease | None = None) -> None:
         self.check = check
         self.interval = interval
+        self.lease = lease
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -243,12 +253,18 @@ class SlaScheduler:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        if self.lease is not None:
+            try:
+                await self.lease.release()  # the next instance need not wait for it to expire
+            except Exception:
+                log.warning("could not release the SLA scheduler's lease; it expires by itself", exc_info=True)
 
     async def _run(self) -> None:
         while True:
             self._wake.clear()
             try:
-                await self.check()
+                if self.lease is None or await self.lease.hold():
+                    await self.check()
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -591,8 +591,11 @@ def backfill_warning_moments(conn: Connection, policy: Policy) -> int:
 
 
 def wake(conn: Connection, ticket_id: int, now: datetime) -> Change | None:
+    """Wake a snoozed ticket whose time has come. Read after the ticket's
+    locks are held, so of two passes (two instances) the second finds it
+    awake and does nothing, and a ticket snoozed again since the scan sleeps on."""
     ticket = _held(conn, ticket_id)
-    if ticket.status != TicketStatus.OPEN or ticket.snoozed_until is None:
+    if ticket.status != TicketStatus.OPEN or ticket.snoozed_until is None or ticket.snoozed_until > now:
         return None
     change = Change(ticket=ticket, now=now)
     _unsnooze(conn, change)

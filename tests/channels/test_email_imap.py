@@ -400,3 +400,50 @@ async def test_imap_hung_server_is_left_and_rejoined(dovecot: Dovecot, caplog: p
         await wait_for(lambda: inbox.received == [1], timeout=10)
         assert poller.status["INBOX"].connects >= 2
     assert "TimeoutError" in caplog.text
+
+
+async def test_two_instances_read_a_folder_once_and_one_takes_over_when_the_other_stops(
+    dovecot: Dovecot, sqlite_url: str
+) -> None:
+    """Two hub instances' pollers on one mailbox, with leases in the hub's
+    database (hub/leases.py) and the shared cursor: one reads; when it stops,
+    the other goes on from the cursor, and no mail is taken in twice."""
+    from hub.events import utcnow
+    from hub.leases import NamedLeases, holder_of
+    from hub.storage import open_database
+
+    db = open_database(sqlite_url)
+    state = MemoryState()  # the hub's channel state, shared by the instances
+    inboxes = {"a": Inbox(), "b": Inbox()}
+    pollers = {
+        name: ImapPoller(
+            imap_config(dovecot),
+            inboxes[name],
+            state,
+            leases=NamedLeases(db, holder=name, seconds=0.6, now=utcnow),
+        )
+        for name in ("a", "b")
+    }
+    tasks = {name: asyncio.create_task(poller.run()) for name, poller in pollers.items()}
+    try:
+        leader = await wait_for(lambda: db.read(holder_of, pollers["a"].lease_name("INBOX"), now=utcnow()))
+        other = "b" if leader == "a" else "a"
+        await settled(pollers[leader])
+        await settled(pollers[other], state="standby")
+        await dovecot.append(message(1))
+        await wait_for(lambda: inboxes[leader].received == [1], timeout=5)
+        await asyncio.sleep(1.0)  # several renewals: the leader keeps it, the other keeps waiting
+        assert inboxes[other].received == [] and pollers[other].status["INBOX"].connects == 0
+        # The leader stops (its hub shuts down): it releases the lease and the other reads on from the cursor.
+        tasks[leader].cancel()
+        with suppress(asyncio.CancelledError):
+            await tasks[leader]
+        await settled(pollers[other])
+        await dovecot.append(message(2))
+        await wait_for(lambda: inboxes[other].received == [2], timeout=5)
+        assert inboxes[leader].received == [1]
+    finally:
+        for task in tasks.values():
+            task.cancel()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+        await db.close()

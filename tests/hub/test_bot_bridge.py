@@ -3,12 +3,16 @@ and the fallback when Rasa is down or slow (Rasa stand-in on loopback)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from hub.events import TicketOpened
 from hub.keys import BOT_BRIDGE
+from hub.storage.schema import bot_jobs
 from knowledge_base import SAMPLE_DIR, HashingEmbedder, KnowledgeBase
 from tests.conftest import Hub, make_settings, start_hub, wait_for
 from tests.fakes.rasa import FakeRasa
@@ -253,3 +257,35 @@ async def test_bot_is_starting_until_rasa_is_up_and_warmed(sqlite_url: str, tmp_
         assert (await (await hub.client.get("/readyz")).json())["status"] == "ready"
     finally:
         await hub.client.close()
+
+
+@pytest.mark.asyncio
+async def test_a_resolve_on_one_of_two_instances_resumes_the_bot_once(
+    database_url: str, tmp_path: Path, rasa: FakeRasa
+) -> None:
+    """Two hubs on one database, each with its bot bridge and job worker: the
+    resume job is written once, by the resolving transaction, and run once."""
+    a = await _bot_hub(database_url, tmp_path / "a", rasa)
+    b = await _bot_hub(database_url, tmp_path / "b", rasa)
+    try:
+        first = await _say(a, "two-instances", "I want to talk to a person", "t1")
+        cid = first["conversation_id"]
+        await wait_for(lambda: _conversation_is(b, cid, handler="human"))
+        await b.api("PATCH", f"/api/v1/conversations/{cid}", role="agent", json={"status": "resolved"})
+        await wait_for(lambda: rasa.resumed == [str(cid)])
+        await asyncio.sleep(0.5)  # both workers poll again meanwhile
+        assert rasa.resumed == [str(cid)]
+
+        def resume_jobs(conn: Any) -> int:
+            return int(
+                conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(bot_jobs)
+                    .where(bot_jobs.c.conversation_id == cid, bot_jobs.c.kind == "resume")
+                ).scalar_one()
+            )
+
+        assert await a.db.read(resume_jobs) == 1
+    finally:
+        await b.client.close()
+        await a.client.close()

@@ -104,15 +104,29 @@ def test_init_writes_secrets_once(tmp_path: Path) -> None:
     assert settings.kb_seed_dir is not None and len(list(settings.kb_seed_dir.glob("*.md"))) >= 20
 
 
-def test_kb_ingest_and_search_with_the_real_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kb_ingest_and_search_with_the_real_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_url: str
+) -> None:
+    from hub.storage import open_database
+    from hub.versions import current
     from knowledge_base import SAMPLE_DIR
 
     monkeypatch.setenv("HUB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("HUB_DATABASE_URL", sqlite_url)
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
     ingested = runner.invoke(main, ["kb", "ingest", str(SAMPLE_DIR), "--collection", "northwind", "--json"])
     assert ingested.exit_code == 0, ingested.output
     assert len(json.loads(ingested.stdout.strip().splitlines()[-1])["added"]) >= 20
+
+    async def version() -> int:
+        db = open_database(sqlite_url)
+        try:
+            return await db.read(current, "kb:northwind")
+        finally:
+            await db.close()
+
+    assert asyncio.run(version()) == 1  # running hubs reload their keyword index of it
     found = runner.invoke(
         main, ["kb", "search", "I forgot my password", "--collection", "northwind", "-k", "3", "--json"]
     )
