@@ -7,7 +7,7 @@ with each change; an instance re-reads its cache when the number moved.
 wake-ups, an IMAP mailbox): the instance holding an unexpired lease runs it.
 
 Revision ID: 0019
-Revises: 0014 (the lead re-chains numbers when merging)
+Revises: 0015
 Create Date: 2026-11-29 10:55:00
 """
 
@@ -18,7 +18,7 @@ from hub.storage.schema import UTCDateTime
 
 
 revision = '0019'
-down_revision = '0014'
+down_revision = '0015'
 branch_labels = None
 depends_on = None
 
