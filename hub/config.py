@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     # With a Redis URL, domain events fan out to every hub instance (RedisBus);
     # without one they stay in this process (LocalBus).
     redis_url: str | None = None
+    # Names of the hub's pub/sub channels on that Redis ("{prefix}:events" for
+    # the bus, "{prefix}:webchat" for the chat's relay): hubs that share a
+    # Redis but not a database (staging and production) need their own.
+    redis_prefix: str = Field(default="servicehub", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     log_level: str = "INFO"
     log_format: str = Field(default="text", pattern="^(text|json)$")
     # The event loop ``hub serve`` runs on: uvloop (libuv; about 20 % more
