@@ -38,6 +38,9 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 ACK_TIMEOUT = 1.0  # an instance that got the frames and never answered (it died meanwhile)
+# A PUBLISH that gets no answer (Redis unreachable without a refusal): the
+# send goes on without the relay rather than hold an outbox slot.
+PUBLISH_TIMEOUT = 2.0
 RETRY_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)  # re-subscribing after Redis went away
 
 Deliver = Callable[[str, Sequence[dict[str, Any]]], Awaitable[bool]]
@@ -98,27 +101,35 @@ class RedisPushRelay:
 
     # --- PushRelay ------------------------------------------------------------
     async def relay(self, address: str, frames: Sequence[dict[str, Any]], *, want_ack: bool) -> bool:
-        from redis.exceptions import RedisError
 
         if not want_ack:
-            try:
-                await self._redis.publish(self.channel, self._payload(address, frames, None))
-            except (RedisError, OSError) as err:
-                log.warning("web chat relay could not publish: %s", err)
+            await self._publish(self.channel, self._payload(address, frames, None))
             return False
         request = uuid.uuid4().hex
         answers = self._waiting[request] = _Answers()
         try:
-            answers.expect(await self._redis.publish(self.channel, self._payload(address, frames, request)))
+            subscribers = await self._publish(self.channel, self._payload(address, frames, request))
+            if subscribers is None:
+                return False
+            answers.expect(subscribers)
             async with asyncio.timeout(self.ack_timeout):
                 await answers.done.wait()
         except TimeoutError:
             log.info("web chat relay: %d of %s instances answered", answers.answered, answers.expected)
-        except (RedisError, OSError) as err:
-            log.warning("web chat relay could not publish: %s", err)
         finally:
             del self._waiting[request]
         return answers.pushed
+
+    async def _publish(self, channel: str, payload: str) -> int | None:
+        """PUBLISH: how many subscribers got it; None when Redis did not answer."""
+        from redis.exceptions import RedisError
+
+        try:
+            async with asyncio.timeout(PUBLISH_TIMEOUT):
+                return int(await self._redis.publish(channel, payload))
+        except (RedisError, OSError, TimeoutError) as err:
+            log.warning("web chat relay could not publish: %s", err or type(err).__name__)
+            return None
 
     def _payload(self, address: str, frames: Sequence[dict[str, Any]], request: str | None) -> str:
         return json.dumps({"origin": self.instance, "request": request, "address": address, "frames": list(frames)})
@@ -201,14 +212,7 @@ class RedisPushRelay:
             await self._acknowledge(origin, request, pushed)
 
     async def _acknowledge(self, origin: Any, request: Any, pushed: bool) -> None:
-        from redis.exceptions import RedisError
-
-        try:
-            await self._redis.publish(
-                f"{self.channel}:ack:{origin}", json.dumps({"request": request, "pushed": pushed})
-            )
-        except (RedisError, OSError) as err:
-            log.warning("web chat relay could not acknowledge: %s", err)
+        await self._publish(f"{self.channel}:ack:{origin}", json.dumps({"request": request, "pushed": pushed}))
 
     async def close(self) -> None:
         if self._task is not None:
