@@ -371,6 +371,8 @@ class WebchatSockets(Channel):
         )
         if sent and found and (session.synced_id is None or found[-1].id > session.synced_id):
             session.synced_id = found[-1].id
+        elif sent and not found and session.synced_id is None:
+            session.synced_id = 0  # nothing yet: everything to come is after id 0 (as the widget does)
         return len(found)
 
     async def resync(self) -> None:

@@ -80,6 +80,8 @@ class Widget:
                 self._show(message)
                 if self.synced_id is None or message["id"] > self.synced_id:
                     self.synced_id = message["id"]
+            if self.synced_id is None and not frame["messages"]:
+                self.synced_id = 0  # nothing yet: everything to come is after id 0
         elif frame["type"] == "message":
             self.live[frame["message"]["id"]] = self.live.get(frame["message"]["id"], 0) + 1
             self._show(frame["message"])

@@ -514,6 +514,9 @@
           if (state.lastId === null || message.id > state.lastId) state.lastId = message.id;
           if (typeof message.id === "number" && (state.syncedId === null || message.id > state.syncedId)) state.syncedId = message.id;
         });
+        // An empty first history: the conversation had nothing yet, so
+        // everything from here on is after id 0.
+        if (state.syncedId === null && messages.length === 0) state.syncedId = 0;
         // A full page after a resume point: there is more to catch up on.
         if (messages.length >= HISTORY_PAGE && state.syncedId !== null) send({ type: "history", after_id: state.syncedId, limit: HISTORY_PAGE });
         state.synced = true;
