@@ -1,6 +1,10 @@
 """The web chat's WebSocket: one session per socket, its frames and the pushes to it.
 
-The protocol is described in ``channels/webchat/__init__.py``.
+The protocol is described in ``channels/webchat/__init__.py``. Over the
+~400 lines a module aims at: the pushes (here and, through the relay, on
+other instances) and the resync share the sessions' bookkeeping with the
+frame handlers, and splitting them would spread one socket's state over two
+modules.
 """
 
 from __future__ import annotations
@@ -383,8 +387,11 @@ class WebchatSockets(Channel):
             if session.visitor_id is None or session.conversation_id is None or session.ws.closed:
                 continue
             try:
-                while await self._send_history(session, session.synced_id, HISTORY_MAX) == HISTORY_MAX:
-                    pass
+                while True:
+                    before = session.synced_id
+                    full = await self._send_history(session, before, HISTORY_MAX) == HISTORY_MAX
+                    if not full or session.synced_id == before:  # all sent, or the socket is gone
+                        break
             except Exception:
                 # One visitor's failure (the database busy) must not stop the
                 # others; this one catches up on its next reconnect.
