@@ -14,7 +14,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, runtime_checkable
 
 from aiohttp import web
 
@@ -93,6 +93,41 @@ class ChannelHost(Protocol):
         (matched on ``(channel, provider_id)``); False when no sent message
         has that id (the provider may report before the send is recorded,
         and will retry). Statuses only move forward; repeats are no-ops."""
+
+
+class PushRelay(Protocol):
+    """Carries a channel's live pushes to the sockets other hub instances
+    hold (``hub.relay`` over Redis pub/sub). A channel without one pushes to
+    its own sockets only: one instance, no overhead.
+
+    Live pushes are at-most-once; the timeline stays the record, read again
+    on every (re)connect."""
+
+    async def relay(self, address: str, frames: Sequence[dict[str, Any]], *, want_ack: bool) -> bool:
+        """Have every other instance push ``frames``, in order, to the sockets
+        it holds for ``address``. With ``want_ack``: True once an instance
+        says it pushed them to an open socket; False when none did within a
+        short wait (or Redis is unreachable). Without: returns False at once.
+        Never raises."""
+
+
+@runtime_checkable
+class RelaysPushes(Protocol):
+    """A channel that holds customers' sockets and can be given a ``PushRelay``
+    (the web chat); ``hub/app.py`` wires one when HUB_REDIS_URL is set."""
+
+    name: ClassVar[str]
+
+    def use_relay(self, relay: PushRelay | None) -> None:
+        """Relay every push from now on (None: local sockets only)."""
+
+    async def push_local(self, address: str, frames: Sequence[dict[str, Any]]) -> bool:
+        """Push ``frames`` to this instance's open sockets of ``address``
+        (what another instance relayed); True when one took them."""
+
+    async def resync(self) -> None:
+        """Relayed pushes may have been lost (the relay's subscription was
+        re-established): bring every open socket up to date from the record."""
 
 
 class Channel(ABC):
@@ -231,5 +266,7 @@ __all__ = [
     "InboundMessage",
     "IngestResult",
     "OutboundMessage",
+    "PushRelay",
+    "RelaysPushes",
     "SendResult",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from channels.base import Channel
+from channels.base import Channel, RelaysPushes
 from channels.registry import build_channels
 from hub import keys
 from hub.api import admin, contacts, conversations, ops
@@ -47,6 +47,7 @@ from hub.leases import NamedLeases, new_holder
 from hub.messages import ChannelAdapter
 from hub.metrics import Metrics
 from hub.proxy import TrustedProxies, parse_networks, proxy_middleware
+from hub.relay import RedisPushRelay
 from hub.reports.service import reports_ctx
 from hub.slack.desk import slack_desk_ctx
 from hub.storage import open_database
@@ -100,7 +101,9 @@ def create_app(
     app[keys.SETTINGS] = settings
     app[keys.CLOCK] = clock or Clock()
     app[keys.METRICS] = Metrics()
-    app[keys.BUS] = RedisBus(settings.redis_url) if settings.redis_url else LocalBus()
+    app[keys.BUS] = (
+        RedisBus(settings.redis_url, f"{settings.redis_prefix}:events") if settings.redis_url else LocalBus()
+    )
     built: dict[str, Channel] = channels if channels is not None else build_channels(settings)
     adapters: dict[str, ChannelAdapter] = dict(built)
     app[keys.CHANNELS] = adapters
@@ -135,6 +138,7 @@ def create_app(
     app.cleanup_ctx.append(search_log_ctx)  # portal searches and bot lookups (content gaps)
     for channel in built.values():
         app.cleanup_ctx.append(channel.lifespan)
+    app.cleanup_ctx.append(push_relay_ctx)  # before the outbox: its sends reach other instances' sockets
     app.cleanup_ctx.append(outbox_ctx)
     app.cleanup_ctx.append(tickets_ctx)
     app.cleanup_ctx.append(csat_ctx)
@@ -198,6 +202,33 @@ async def duty_roster_ctx(app: web.Application) -> AsyncIterator[None]:
     if app[keys.SETTINGS].webchat_agents_online == "auto":
         app[keys.SERVICE].use_duty_roster(app[keys.TICKETS].anyone_on_duty)
     yield
+
+
+async def push_relay_ctx(app: web.Application) -> AsyncIterator[None]:
+    """With HUB_REDIS_URL, a channel's pushes reach the sockets every
+    instance holds (``hub.relay``); without, the channel stays local."""
+    settings = app[keys.SETTINGS]
+    relayed: list[RelaysPushes] = [c for c in app[keys.CHANNELS].values() if isinstance(c, RelaysPushes)]
+    if not settings.redis_url or not relayed:
+        yield
+        return
+    relays: list[tuple[RelaysPushes, RedisPushRelay]] = []
+    try:
+        for channel in relayed:
+            relay = RedisPushRelay(
+                settings.redis_url,
+                channel.push_local,
+                on_gap=channel.resync,
+                channel=f"{settings.redis_prefix}:{channel.name}",
+            )
+            await relay.start()
+            relays.append((channel, relay))
+            channel.use_relay(relay)
+        yield
+    finally:
+        for channel, relay in reversed(relays):
+            channel.use_relay(None)
+            await relay.close()
 
 
 async def outbox_ctx(app: web.Application) -> AsyncIterator[None]:

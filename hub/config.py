@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     # instance holding their lease; after a crash another takes over this
     # many seconds later at most (hub/leases.py).
     lease_seconds: float = Field(default=30.0, gt=0)
+    # Names of the hub's pub/sub channels on that Redis ("{prefix}:events" for
+    # the bus, "{prefix}:webchat" for the chat's relay): hubs that share a
+    # Redis but not a database (staging and production) need their own.
+    redis_prefix: str = Field(default="servicehub", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     log_level: str = "INFO"
     log_format: str = Field(default="text", pattern="^(text|json)$")
     # The event loop ``hub serve`` runs on: uvloop (libuv; about 20 % more

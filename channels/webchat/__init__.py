@@ -65,6 +65,8 @@ Hub -> client:
     ``config``: ``title``, ``greeting``, ``color``, ``max_chars``. A
     ``history`` frame follows at once.
 ``{"type": "history", "conversation_id", "messages": [Message...]}``
+    After ``welcome``, as the answer to a ``history`` frame, or unrequested
+    after a relay outage (see "Several instances"); oldest first.
 ``{"type": "ack", "client_id", "duplicate": bool, "message": Message}``
 ``{"type": "message", "message": Message}``
     A live message: an agent or bot reply, or the visitor's own message sent
@@ -104,10 +106,25 @@ text: the widget renders it with ``textContent``.
 
 Reliability: the widget keeps unsent messages in localStorage, sends them
 once the socket is back (same ``client_id``), and reconnects with full-jitter
-backoff; on reconnect it resumes with ``after_id`` and drops ids it has
-already shown, so nothing is lost or shown twice. Agent and bot replies come
-through the outbox (``send``); a visitor without an open socket fetches them
-from the history on the next connect.
+backoff; on reconnect it resumes with ``after_id`` = the newest id a
+``history`` frame brought (not the newest live one: live frames are best
+effort, a history is complete up to its last id), pages on while a history
+is full (200), and drops ids it has already shown, so nothing is lost or
+shown twice. Agent and bot replies come through the outbox (``send``); a
+visitor without an open socket fetches them from the history on the next
+connect.
+
+Several instances (HUB_REDIS_URL): a visitor's socket is held by one hub
+instance; a push made on another (a reply the other's outbox worker sent,
+a message from a tab connected elsewhere, a read receipt) reaches it through
+the relay the hub gives the channel (``channels.base.PushRelay``, Redis
+pub/sub in ``hub/relay.py``). ``send`` reports ``delivered`` when a socket
+took the reply here or an instance holding one acknowledged it; otherwise
+the reply stays ``sent`` and the history carries it. When the relay's
+subscription comes back after a Redis outage (messages published meanwhile
+are lost), every open socket gets an unrequested ``history`` of what came
+after its last one (``resync``). Typing indicators reach every instance on
+the hub's bus, and are pushed to local sockets only.
 
 Channel contract mapping: ``verify`` checks the socket's ``Origin`` at the
 handshake; visitor tokens are checked by ``VisitorTokens.verify``; ``parse``

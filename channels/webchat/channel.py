@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from aiohttp import WSCloseCode, web
 
-from channels.base import InboundMessage, OutboundMessage, SendResult
+from channels.base import InboundMessage, OutboundMessage, PushRelay, SendResult
 from channels.webchat.frames import CLIENT_ID, contact_form, survey_frame
 from channels.webchat.security import OriginPolicy, VisitorTokens
 from channels.webchat.socket import SESSION, Session, WebchatSockets
@@ -107,6 +107,8 @@ class WebchatChannel(WebchatSockets):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
         self._assets: dict[str, bytes] = {}
+        # Other instances' sockets (``use_relay``; HUB_REDIS_URL): None is one instance.
+        self.relay: PushRelay | None = None
 
     # --- routes -------------------------------------------------------------
     def routes(self) -> list[web.RouteDef]:
@@ -180,15 +182,20 @@ class WebchatChannel(WebchatSockets):
     async def send(self, message: OutboundMessage) -> SendResult:
         """Push an agent or bot reply to every open socket of the visitor ``message.to``.
 
-        Offline visitors are no failure: the message is in the history they
-        fetch on their next connect.
+        ``delivered``: a socket took it, here or on another instance (whose
+        relay acknowledged it). Otherwise the send is still a success (``sent``):
+        the message is in the history the widget fetches on its next connect.
         """
         provider_id = f"webchat-{message.message_id}"
-        sessions = self._by_visitor.get(message.to)
-        delivered = False
-        if sessions:
-            author = message.metadata.get("author_kind") or await self._author_of(message)
-            frame = {
+        relay = self.relay
+        if relay is None and message.to not in self._by_visitor:
+            # One instance and no socket here: nothing to push (nor to look up).
+            if message.metadata.get("handoff"):
+                await self.notify_handoff(message.to)
+            return SendResult(provider_id=provider_id, delivered=False)
+        author = message.metadata.get("author_kind") or await self._author_of(message)
+        frames: list[dict[str, Any]] = [
+            {
                 "type": "message",
                 "message": {
                     "id": message.message_id,
@@ -198,13 +205,24 @@ class WebchatChannel(WebchatSockets):
                     "client_id": None,
                 },
             }
-            delivered = await self._push(message.to, frame)
-            survey = survey_frame(message.metadata, message.text)
-            if survey is not None:
-                await self._push(message.to, {**survey, "message_id": message.message_id})
-        if message.metadata.get("handoff"):
-            await self.notify_handoff(message.to)
+        ]
+        survey = survey_frame(message.metadata, message.text)
+        if survey is not None:
+            frames.append({**survey, "message_id": message.message_id})
+        if message.metadata.get("handoff") and not await self.agents_are_online():
+            frames.append({"type": "offline"})  # see notify_handoff
+        delivered = await self._push_here(message.to, frames)
+        if relay is not None:
+            # Other tabs may be on other instances: always relayed; an
+            # acknowledgement is awaited only when no socket here took it.
+            acknowledged = await relay.relay(message.to, frames, want_ack=not delivered)
+            delivered = delivered or acknowledged
         return SendResult(provider_id=provider_id, delivered=delivered)
+
+    def use_relay(self, relay: PushRelay | None) -> None:
+        """Relay pushes to the sockets other hub instances hold (``hub/app.py``
+        wires one over Redis when HUB_REDIS_URL is set)."""
+        self.relay = relay
 
     async def notify_handoff(self, visitor_id: str) -> None:
         """The conversation went to humans: with nobody on duty, switch the widget to offline mode.
@@ -215,7 +233,10 @@ class WebchatChannel(WebchatSockets):
             await self._push(visitor_id, {"type": "offline"})
 
     async def push_typing(self, visitor_id: str, active: bool, *, author: str = "agent") -> bool:
-        return await self._push(visitor_id, {"type": "typing", "author": author, "active": bool(active)})
+        """To the sockets held here only: the hub fans the indicator out to
+        every instance itself (``AgentTyping`` on the bus), so relaying it
+        too would show it twice."""
+        return await self._push_here(visitor_id, ({"type": "typing", "author": author, "active": bool(active)},))
 
     async def agents_are_online(self) -> bool:
         try:

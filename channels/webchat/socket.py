@@ -1,6 +1,10 @@
 """The web chat's WebSocket: one session per socket, its frames and the pushes to it.
 
-The protocol is described in ``channels/webchat/__init__.py``.
+The protocol is described in ``channels/webchat/__init__.py``. Over the
+~400 lines a module aims at: the pushes (here and, through the relay, on
+other instances) and the resync share the sessions' bookkeeping with the
+frame handlers, and splitting them would spread one socket's state over two
+modules.
 """
 
 from __future__ import annotations
@@ -10,13 +14,13 @@ import inspect
 import json
 import logging
 from abc import abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from channels.base import Channel, OutboundMessage
+from channels.base import Channel, OutboundMessage, PushRelay
 from channels.webchat.frames import (
     EMAIL_MAX,
     NAME_MAX,
@@ -61,6 +65,10 @@ class Session:
     hints: dict[str, str] = field(default_factory=dict)
     hints_verified: bool = False
     sender_name: str | None = None
+    # The newest message id this socket got in a ``history`` frame: it has
+    # every message up to there (live frames may have gaps); where the widget
+    # resumes and where a resync starts.
+    synced_id: int | None = None
 
 
 SESSION = web.RequestKey("webchat_session", Session)
@@ -86,6 +94,7 @@ class WebchatSockets(Channel):
     _sessions: set[Session]
     _by_visitor: dict[str, set[Session]]
     _closing: bool
+    relay: PushRelay | None
 
     @abstractmethod
     async def agents_are_online(self) -> bool: ...
@@ -351,11 +360,12 @@ class WebchatSockets(Channel):
             session.conversation_id = conversation.id if conversation is not None else None
         await self._send_history(session, after_id, limit)
 
-    async def _send_history(self, session: Session, after_id: int | None, limit: int) -> None:
+    async def _send_history(self, session: Session, after_id: int | None, limit: int) -> int:
+        """Send one ``history`` frame; how many messages it held."""
         found = []
         if session.conversation_id is not None:
             found = await self.host.history(session.conversation_id, after_id=after_id, limit=limit)
-        await self._send(
+        sent = await self._send(
             session,
             {
                 "type": "history",
@@ -363,6 +373,29 @@ class WebchatSockets(Channel):
                 "messages": [message_frame(m, session.visitor_id or "") for m in found],
             },
         )
+        if sent and found and (session.synced_id is None or found[-1].id > session.synced_id):
+            session.synced_id = found[-1].id
+        elif sent and not found and session.synced_id is None:
+            session.synced_id = 0  # nothing yet: everything to come is after id 0 (as the widget does)
+        return len(found)
+
+    async def resync(self) -> None:
+        """Relayed pushes may have been lost: every open socket with a
+        conversation gets the messages after its ``synced_id`` (the widget
+        drops ids it has shown), a page at a time."""
+        for session in list(self._sessions):
+            if session.visitor_id is None or session.conversation_id is None or session.ws.closed:
+                continue
+            try:
+                while True:
+                    before = session.synced_id
+                    full = await self._send_history(session, before, HISTORY_MAX) == HISTORY_MAX
+                    if not full or session.synced_id == before:  # all sent, or the socket is gone
+                        break
+            except Exception:
+                # One visitor's failure (the database busy) must not stop the
+                # others; this one catches up on its next reconnect.
+                log.warning("webchat resync failed for one socket", exc_info=True)
 
     # --- sending -------------------------------------------------------------
     async def _author_of(self, message: OutboundMessage) -> str:
@@ -376,14 +409,35 @@ class WebchatSockets(Channel):
         return "agent"
 
     async def _push(self, visitor_id: str, frame: dict[str, Any], *, skip: Session | None = None) -> bool:
+        """``frame`` to every socket of the visitor: here (but ``skip``), and
+        through the relay on the other instances. True when one here took it."""
+        pushed = await self._push_here(visitor_id, (frame,), skip=skip)
+        if self.relay is not None:
+            await self.relay.relay(visitor_id, (frame,), want_ack=False)
+        return pushed
+
+    async def push_local(self, address: str, frames: Sequence[dict[str, Any]]) -> bool:
+        """``frames`` relayed by another instance, to the sockets held here."""
+        return await self._push_here(address, frames)
+
+    async def _push_here(
+        self, visitor_id: str, frames: Sequence[dict[str, Any]], *, skip: Session | None = None
+    ) -> bool:
+        """Each frame, in order, to this process's sockets of the visitor;
+        True when one took the first."""
         sessions = [s for s in self._by_visitor.get(visitor_id, ()) if s is not skip]
         if not sessions:
             return False
-        data = json.dumps(frame, ensure_ascii=False)
-        if len(sessions) == 1:
-            return await self._send_raw(sessions[0], data)
-        results = await asyncio.gather(*(self._send_raw(s, data) for s in sessions))
-        return any(results)
+        pushed = False
+        for index, frame in enumerate(frames):
+            data = json.dumps(frame, ensure_ascii=False)
+            if len(sessions) == 1:
+                took = await self._send_raw(sessions[0], data)
+            else:
+                took = any(await asyncio.gather(*(self._send_raw(s, data) for s in sessions)))
+            if index == 0:
+                pushed = took
+        return pushed
 
     async def _send(self, session: Session, frame: dict[str, Any]) -> bool:
         return await self._send_raw(session, json.dumps(frame, ensure_ascii=False))

@@ -45,13 +45,24 @@ async def _settled_fds(limit: int, seconds: float = 3.0) -> int:
 
 
 @pytest.mark.asyncio
-async def test_server_leaks_no_fds_or_tasks(sqlite_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("with_redis", [False, True], ids=["local", "redis"])
+async def test_server_leaks_no_fds_or_tasks(sqlite_url: str, tmp_path: Path, with_redis: bool) -> None:
+    redis: dict[str, str] = {}
+    if with_redis:  # the Redis bus and the web chat's relay (hub/relay.py) too
+        from tests.hub.test_bus import REDIS_URL, _redis_available
+
+        if not await _redis_available():
+            if os.environ.get("CI"):
+                pytest.fail(f"Redis is not reachable at {REDIS_URL}")
+            pytest.skip(f"no Redis at {REDIS_URL}")
+        redis = {"redis_url": REDIS_URL, "redis_prefix": f"servicehub-test-leak-{os.getpid()}"}
     settings = make_settings(
         sqlite_url,
         tmp_path,
         channels="webchat,fake",
         webchat_secrets=SECRET,
         webchat_identity_secret=IDENTITY_SECRET,
+        **redis,
     )
 
     async def cycle(round_: int) -> None:

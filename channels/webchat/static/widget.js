@@ -26,6 +26,7 @@
   var STORE = "servicehub:" + hub + ":";
   var settings = window.ServicehubSettings || {};
   var SVG_NS = "http://www.w3.org/2000/svg";
+  var HISTORY_PAGE = 200;  // the hub's largest history frame (HISTORY_MAX)
 
   // --- storage (may be unavailable: private mode, blocked cookies) ----------
   function load(key, fallback) {
@@ -49,7 +50,11 @@
     contactSent: load("contactSent", false),
     inFlight: {},                      // client_id -> true while waiting for its ack
     seen: {},                          // server id -> true (never shown twice)
-    lastId: null,                      // newest server id received from the hub
+    lastId: null,                      // newest server id received from the hub (read receipts)
+    // Newest id a history frame brought: everything up to it is shown. Live
+    // frames are best effort (another hub instance relays them, and a relay
+    // can lose one), so a reconnect resumes from here, never from lastId.
+    syncedId: null,
     synced: false,                     // history arrived on this page
     socket: null,
     connected: false,
@@ -450,7 +455,7 @@
     socket.onopen = function () {
       var hello = { type: state.token ? "resume" : "hello" };
       if (state.token) hello.token = state.token;
-      if (state.synced && state.lastId !== null) hello.after_id = state.lastId;
+      if (state.synced && state.syncedId !== null) hello.after_id = state.syncedId;
       if (settings.user) hello.user = settings.user;
       socket.send(JSON.stringify(hello));
     };
@@ -503,10 +508,17 @@
         applyConfig();
         break;
       case "history":
-        (frame.messages || []).forEach(function (message) {
+        var messages = frame.messages || [];
+        messages.forEach(function (message) {
           show(message, false);
           if (state.lastId === null || message.id > state.lastId) state.lastId = message.id;
+          if (typeof message.id === "number" && (state.syncedId === null || message.id > state.syncedId)) state.syncedId = message.id;
         });
+        // An empty first history: the conversation had nothing yet, so
+        // everything from here on is after id 0.
+        if (state.syncedId === null && messages.length === 0) state.syncedId = 0;
+        // A full page after a resume point: there is more to catch up on.
+        if (messages.length >= HISTORY_PAGE && state.syncedId !== null) send({ type: "history", after_id: state.syncedId, limit: HISTORY_PAGE });
         state.synced = true;
         flush();
         markRead();
