@@ -74,6 +74,28 @@ REPLIES = {
 
 
 @dataclass(frozen=True, slots=True)
+class Scale:
+    """A survey's question and the answers it takes (``low`` to ``high``)."""
+
+    low: int
+    high: int
+    question: str
+    low_label: str
+    high_label: str
+
+    def __contains__(self, rating: object) -> bool:
+        return isinstance(rating, int) and not isinstance(rating, bool) and self.low <= rating <= self.high
+
+    def labels(self) -> list[tuple[int, str]]:
+        """Each answer with its words at the ends: ``[(1, "1 (poor)"), (2, "2"), ...]``."""
+        ends = {self.low: f" ({self.low_label})", self.high: f" ({self.high_label})"}
+        return [(rating, f"{rating}{ends.get(rating, '')}") for rating in range(self.low, self.high + 1)]
+
+
+CSAT = Scale(1, 5, "How would you rate this conversation?", "poor", "great")
+
+
+@dataclass(frozen=True, slots=True)
 class Survey:
     id: int
     conversation_id: int
@@ -87,6 +109,10 @@ class Survey:
 
     def open_at(self, now: datetime) -> bool:
         return self.answered_at is None and now < self.expires_at
+
+    @property
+    def scale(self) -> Scale:
+        return CSAT
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,6 +412,10 @@ class CsatService:
 
     async def comment(self, survey_id: int, text: str) -> Answer:
         return await self._write(add_comment, survey_id, text)
+
+    async def survey(self, survey_id: int) -> Survey:
+        """The survey (``NotFound``: none, or erased)."""
+        return await self.db.read(get_survey, survey_id)
 
     async def open_survey(self, conversation_id: int) -> Survey | None:
         now = self.clock.now()
