@@ -39,7 +39,7 @@ from hub.conversations import consent
 from hub.conversations import transactions as conversations_tx
 from hub.errors import Forbidden, InvalidInput, NotFound
 from hub.events import Clock, ConversationUpdated, MessageReceived, SystemEventAdded, TicketChanged
-from hub.models import AuthorKind
+from hub.models import AuthorKind, Conversation
 from hub.storage import insert_ignore
 from hub.storage.schema import bot_jobs, conversations, csat_surveys, identities, tickets
 from hub.txhooks import After, run_afters
@@ -75,11 +75,14 @@ REPLIES = {
 
 @dataclass(frozen=True, slots=True)
 class Scale:
-    """A survey's question and the answers it takes (``low`` to ``high``)."""
+    """A kind of survey: its question and the answers it takes (``low`` to ``high``)."""
 
+    kind: str  # csat_surveys.kind, and the timeline events' prefix (csat-rated, nps-rated)
     low: int
     high: int
-    question: str
+    question: str  # the form's legend (e-mail page)
+    text: str  # the message on web chat and e-mail
+    text_sms: str
     low_label: str
     high_label: str
 
@@ -92,7 +95,19 @@ class Scale:
         return [(rating, f"{rating}{ends.get(rating, '')}") for rating in range(self.low, self.high + 1)]
 
 
-CSAT = Scale(1, 5, "How would you rate this conversation?", "poor", "great")
+CSAT = Scale("csat", 1, 5, "How would you rate this conversation?", QUESTION, QUESTION_SMS, "poor", "great")
+NPS = Scale(
+    "nps",
+    0,
+    10,
+    "How likely are you to recommend us to a friend or colleague?",
+    "One more question: how likely are you to recommend us to a friend or colleague? "
+    "From 0 (not at all likely) to 10 (extremely likely).",
+    "How likely are you to recommend us? Reply 0-10 (10 = extremely likely).",
+    "not at all likely",
+    "extremely likely",
+)
+SCALES = {scale.kind: scale for scale in (CSAT, NPS)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +125,11 @@ class Survey:
     def open_at(self, now: datetime) -> bool:
         return self.answered_at is None and now < self.expires_at
 
+    kind: str
+
     @property
     def scale(self) -> Scale:
-        return CSAT
+        return SCALES[self.kind]
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,12 +153,15 @@ def get_survey(conn: Connection, survey_id: int) -> Survey:
     return _survey(row)
 
 
-def open_survey_of_conversation(conn: Connection, conversation_id: int, now: datetime) -> Survey | None:
-    """The conversation's latest survey still waiting for its answer."""
+def open_survey_of_conversation(
+    conn: Connection, conversation_id: int, now: datetime, kind: str = CSAT.kind
+) -> Survey | None:
+    """The conversation's latest survey of ``kind`` still waiting for its answer."""
     row = conn.execute(
         sa.select(csat_surveys)
         .where(
             csat_surveys.c.conversation_id == conversation_id,
+            csat_surveys.c.kind == kind,
             csat_surveys.c.answered_at.is_(None),
             csat_surveys.c.expires_at > now,
         )
@@ -151,12 +171,66 @@ def open_survey_of_conversation(conn: Connection, conversation_id: int, now: dat
     return None if row is None else _survey(row)
 
 
-def question_for(channel: str, survey_id: int, expires_at: datetime, links: LinkSigner | None) -> str:
+def question_for(channel: str, survey: Survey, links: LinkSigner | None) -> str:
+    scale = survey.scale
     if channel == "sms":
-        return QUESTION_SMS
+        return scale.text_sms
     if channel == "email" and links is not None:
-        return links.email_text(QUESTION, survey_id, expires_at)
-    return QUESTION
+        return links.email_text(scale.text, survey)
+    return scale.text
+
+
+def surveyable(conversation: Conversation, links: LinkSigner | None) -> bool:
+    """Whether the customer can answer a survey on the conversation's channel."""
+    answerable = ANSWERABLE | ({"email"} if links is not None else set())
+    return conversation.channel in answerable and conversation.identity_id is not None
+
+
+def queue_survey(
+    conn: Connection,
+    conversation: Conversation,
+    scale: Scale,
+    *,
+    ticket_id: int | None,
+    expiry: timedelta,
+    now: datetime,
+    links: LinkSigner | None,
+) -> tuple[Survey, conversations_tx.Queued] | None:
+    """The survey row and its outbound message, in the caller's transaction
+    (None: this ticket was surveyed already)."""
+    expires_at = now + expiry
+    values = {
+        "conversation_id": conversation.id,
+        "ticket_id": ticket_id,
+        "channel": conversation.channel,
+        "sent_at": now,
+        "expires_at": expires_at,
+        "kind": scale.kind,
+    }
+    survey_id = conn.execute(
+        insert_ignore(conn, csat_surveys).values(**values).on_conflict_do_nothing().returning(csat_surveys.c.id)
+    ).scalar()
+    if survey_id is None:
+        return None
+    survey = get_survey(conn, survey_id)
+    queued = conversations_tx.queue_outbound(
+        conn,
+        conversation.id,
+        question_for(conversation.channel, survey, links),
+        author_kind=AuthorKind.SYSTEM,
+        to=conversations_tx.recipient_address(conn, conversation),
+        idempotency_key=f"{scale.kind}:{survey_id}",
+        meta={
+            "csat": {
+                "survey_id": survey_id,
+                "expires_at": expires_at.isoformat(),
+                "kind": scale.kind,
+                "low": scale.low,
+                "high": scale.high,
+            }
+        },
+    )
+    return survey, queued
 
 
 def send_survey(
@@ -167,51 +241,28 @@ def send_survey(
     now: datetime,
     links: LinkSigner | None = None,
 ) -> tuple[Survey, conversations_tx.Queued] | None:
-    """In the resolve's transaction: the survey row and its outbound message
+    """In the resolve's transaction: the CSAT survey row and its outbound message
     (None: not surveyed here, or already surveyed)."""
     conversation = conversations_tx.get_conversation(conn, conversation_id)
-    answerable = ANSWERABLE | ({"email"} if links is not None else set())
-    if conversation.channel not in answerable or conversation.identity_id is None:
+    if not surveyable(conversation, links):
         return None
     ticket_id = conn.execute(
         sa.select(tickets.c.id).where(tickets.c.conversation_id == conversation_id).order_by(tickets.c.id.desc())
     ).scalar()
     if ticket_id is None and open_survey_of_conversation(conn, conversation_id, now) is not None:
         return None
-    expires_at = now + expiry
-    values = {
-        "conversation_id": conversation_id,
-        "ticket_id": ticket_id,
-        "channel": conversation.channel,
-        "sent_at": now,
-        "expires_at": expires_at,
-    }
-    survey_id = conn.execute(
-        insert_ignore(conn, csat_surveys).values(**values).on_conflict_do_nothing().returning(csat_surveys.c.id)
-    ).scalar()
-    if survey_id is None:  # this ticket was surveyed already
-        return None
-    text = question_for(conversation.channel, survey_id, expires_at, links)
-    queued = conversations_tx.queue_outbound(
-        conn,
-        conversation_id,
-        text,
-        author_kind=AuthorKind.SYSTEM,
-        to=conversations_tx.recipient_address(conn, conversation),
-        idempotency_key=f"csat:{survey_id}",
-        meta={"csat": {"survey_id": survey_id, "expires_at": expires_at.isoformat()}},
-    )
-    return get_survey(conn, survey_id), queued
+    return queue_survey(conn, conversation, CSAT, ticket_id=ticket_id, expiry=expiry, now=now, links=links)
 
 
 def answer(
     conn: Connection, survey_id: int, rating: int, comment: str | None, *, now: datetime
 ) -> tuple[Answer, list[Any]]:
-    """Record ``rating`` (1-5) and the optional ``comment`` once; returns the
-    outcome and the events to run hooks for (a recorded answer's timeline line
-    and ticket change)."""
-    if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
-        raise InvalidInput("rating must be a whole number from 1 to 5")
+    """Record ``rating`` (on the survey's scale: CSAT 1-5, NPS 0-10) and the
+    optional ``comment`` once; returns the outcome and the events to run hooks
+    for (a recorded answer's timeline line and, for CSAT, the ticket change)."""
+    scale = get_survey(conn, survey_id).scale
+    if rating not in scale:
+        raise InvalidInput(f"rating must be a whole number from {scale.low} to {scale.high}")
     comment = _clean(comment)
     recorded = conn.execute(
         sa.update(csat_surveys)
@@ -227,21 +278,26 @@ def answer(
         outcome = Outcome.ALREADY_ANSWERED if survey.answered_at is not None else Outcome.EXPIRED
         return Answer(outcome, survey), []
     conversation = conversations_tx.get_conversation(conn, survey.conversation_id)
-    body = f"Customer rated the conversation {rating}/5" + (f": “{comment}”" if comment else ".")
+    said = (
+        f"Customer rated the conversation {rating}/5"
+        if scale is CSAT
+        else f"Customer would recommend us {rating}/10 ({nps_group(rating)})"
+    )
+    event = f"{scale.kind}-rated"
     line = conversations_tx.add_event(
         conn,
         conversation,
-        body,
-        event="csat-rated",
+        said + (f": “{comment}”" if comment else "."),
+        event=event,
         meta={"survey_id": survey.id, "rating": rating, "ticket_id": survey.ticket_id},
         now=now,
     )
     events: list[Any] = [
         SystemEventAdded(
-            message_id=line.id, conversation_id=conversation.id, event="csat-rated", ticket_id=survey.ticket_id, at=now
+            message_id=line.id, conversation_id=conversation.id, event=event, ticket_id=survey.ticket_id, at=now
         )
     ]
-    if survey.ticket_id is not None:
+    if survey.ticket_id is not None and scale is CSAT:
         events.append(
             TicketChanged(
                 ticket_id=survey.ticket_id,
@@ -271,18 +327,28 @@ def add_comment(conn: Connection, survey_id: int, comment: str, *, now: datetime
         outcome = Outcome.ALREADY_ANSWERED if survey.comment is not None else Outcome.EXPIRED
         return Answer(outcome, survey), []
     conversation = conversations_tx.get_conversation(conn, survey.conversation_id)
+    kind = survey.scale.kind
     line = conversations_tx.add_event(
         conn,
         conversation,
-        f"Customer's comment on their {survey.rating}/5 rating: “{text}”",
-        event="csat-commented",
+        f"Customer's comment on their {survey.rating}/{survey.scale.high} rating: “{text}”",
+        event=f"{kind}-commented",
         meta={"survey_id": survey.id, "ticket_id": survey.ticket_id},
         now=now,
     )
     event = SystemEventAdded(
-        message_id=line.id, conversation_id=conversation.id, event="csat-commented", ticket_id=survey.ticket_id, at=now
+        message_id=line.id,
+        conversation_id=conversation.id,
+        event=f"{kind}-commented",
+        ticket_id=survey.ticket_id,
+        at=now,
     )
     return Answer(Outcome.RECORDED, get_survey(conn, survey_id)), [event]
+
+
+def nps_group(rating: int) -> str:
+    """NPS's reading of a 0-10 answer: 9-10 promoter, 7-8 passive, 0-6 detractor."""
+    return "promoter" if rating >= 9 else "passive" if rating >= 7 else "detractor"
 
 
 def _clean(comment: str | None) -> str | None:
@@ -336,20 +402,19 @@ class CsatService:
         self._removers = []
 
     def _digit_tx(self, conn: Connection, event: MessageReceived) -> After | None:
-        """By text, in the ingest transaction: a bare 1-5 while the
-        conversation's survey is open is its answer, not a question for the
-        bot (its bot job is dropped), thanked (or refused politely) by text."""
+        """By text, in the ingest transaction: a bare number on the open survey's
+        scale (the latest unexpired one: CSAT 1-5, NPS 0-10) is its answer, not
+        a question for the bot (its bot job is dropped), thanked (or refused
+        politely) by text."""
         rating = consent.survey_digit(event.channel, event.body)
         now = self.clock.now()
         survey_id = consent.survey_awaits(conn, event.conversation_id, now) if rating is not None else None
-        if rating is None or survey_id is None:
+        if rating is None or survey_id is None or rating not in get_survey(conn, survey_id).scale:
             return None
         conn.execute(sa.delete(bot_jobs).where(bot_jobs.c.message_id == event.message_id))
         result, events = answer(conn, survey_id, rating, None, now=now)
-        afters: list[After] = []
-        for follow in events:
-            afters.extend(self.service.tx_hooks.run(conn, follow))
         conversation = conversations_tx.get_conversation(conn, event.conversation_id)
+        # The thanks first: what the answer causes (the NPS question) follows it.
         queued = conversations_tx.queue_outbound(
             conn,
             conversation.id,
@@ -358,8 +423,11 @@ class CsatService:
             to=conversations_tx.recipient_address(conn, conversation),
             idempotency_key=f"csat-reply:{event.message_id}",
         )
+        afters: list[After] = []
         if not queued.repeated:
             afters.extend(self.service.queued_tx(conn, queued, AuthorKind.SYSTEM))
+        for follow in events:
+            afters.extend(self.service.tx_hooks.run(conn, follow))
 
         async def after() -> None:
             for follow in events:
@@ -398,9 +466,11 @@ class CsatService:
         if event.changes.get("status") != "resolved":
             return None
         sent = send_survey(conn, event.conversation_id, expiry=self.expiry, now=self.clock.now(), links=self.links)
-        if sent is None:
-            return None
-        afters = self.service.queued_tx(conn, sent[1], AuthorKind.SYSTEM)
+        return None if sent is None else self.sent_tx(conn, sent[1])
+
+    def sent_tx(self, conn: Connection, queued: conversations_tx.Queued) -> After:
+        """In a survey's transaction: the hooks of its outbound message, and what runs after the commit."""
+        afters = self.service.queued_tx(conn, queued, AuthorKind.SYSTEM)
 
         async def after() -> None:
             await run_afters(afters)
@@ -440,6 +510,7 @@ class CsatService:
 
 async def csat_ctx(app: web.Application) -> AsyncIterator[None]:
     from hub.csat_links import LinkSigner  # it imports this module's outcomes
+    from hub.nps import NpsAsker  # it builds on this module
 
     settings = app[keys.SETTINGS]
     secret = settings.email_reply_secret
@@ -451,9 +522,14 @@ async def csat_ctx(app: web.Application) -> AsyncIterator[None]:
         links=LinkSigner(secret.get_secret_value().encode(), settings.public_url) if secret is not None else None,
     )
     app[keys.CSAT] = service
+    nps = NpsAsker(service, every=timedelta(days=settings.nps_every_days)) if settings.nps_every_days else None
     if settings.csat_enabled:
         service.start()
+        if nps is not None:
+            nps.start()
     try:
         yield
     finally:
+        if nps is not None:
+            nps.stop()
         service.stop()

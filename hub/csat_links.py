@@ -69,14 +69,14 @@ class LinkSigner:
             raise BadLink("bad signature")
         return survey_id, datetime.fromtimestamp(expires, UTC)
 
-    def rating_links(self, survey_id: int, expires_at: datetime) -> list[str]:
-        token = self.token("rate", survey_id, expires_at)
-        return [f"{self.public_url}/csat/{token}/{rating}" for rating in range(1, 6)]
+    def rating_links(self, survey: Survey) -> list[tuple[str, str]]:
+        """``(label, url)`` per answer on the survey's scale."""
+        token = self.token("rate", survey.id, survey.expires_at)
+        return [(label, f"{self.public_url}/csat/{token}/{rating}") for rating, label in survey.scale.labels()]
 
-    def email_text(self, question: str, survey_id: int, expires_at: datetime) -> str:
-        labels = ("1 (poor)", "2", "3", "4", "5 (great)")
-        lines = [f"{label}: {url}" for label, url in zip(labels, self.rating_links(survey_id, expires_at), strict=True)]
-        return question + "\n\nOne click is enough:\n" + "\n".join(lines)
+    def email_text(self, question: str, survey: Survey) -> str:
+        lines = [f"{label}: {url}" for label, url in self.rating_links(survey)]
+        return question + "\n\nChoose your answer:\n" + "\n".join(lines)
 
 
 def _page(title: str, text: str, *, status: int = 200, form: str = "") -> web.Response:

@@ -23,14 +23,15 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from hub import csat as surveys
 from knowledge_base.urls import article_url
 
 Report = dict[str, Any]
 
 # Report names, in the order the dashboard runs them.
 VOLUME, TIMES, SLA, BOT, AGENTS = "volume", "response-times", "sla", "bot", "agents"
-CSAT, GAPS = "csat", "gaps"
-NAMES = (VOLUME, TIMES, SLA, BOT, AGENTS, CSAT, GAPS)
+CSAT, NPS, GAPS = "csat", "nps", "gaps"
+NAMES = (VOLUME, TIMES, SLA, BOT, AGENTS, CSAT, NPS, GAPS)
 GAP_ROWS = 10  # question clusters the dashboard lists, most asked first (the CSV has them all)
 
 NONE = "—"  # a figure with nothing to count yet (no ticket answered, no SLA decided)
@@ -79,9 +80,11 @@ def percent_value(rate: float | None) -> float | None:
     return None if rate is None else round(rate * 100, 1)
 
 
-def score_text(score: float | None, out_of: int) -> str:
-    """An average rating: ``"4.25 / 5"``."""
-    return NONE if score is None else f"{score:g} / {out_of}"
+def score_text(score: float | None, out_of: int | None) -> str:
+    """An average rating, ``"4.25 / 5"``, or a score: ``"-12.5"``."""
+    if score is None:
+        return NONE
+    return f"{score:g} / {out_of}" if out_of is not None else f"{score:g}".replace("-", "\u2212")
 
 
 def count_text(count: int) -> str:
@@ -248,6 +251,7 @@ def cards(reports: dict[str, Report], notes: dict[str, str]) -> list[Card]:
     sla = reports[SLA]["totals"][0]
     bot = reports[BOT]["totals"][0]
     csat = reports[CSAT]["totals"][0]
+    nps = reports[NPS]["totals"][0]
     gaps = reports[GAPS]["totals"][0]
     decided = {target: sla[f"{target}_met"] + sla[f"{target}_breached"] for target in ("first_response", "resolution")}
     breaches = sla["first_response_breached"] + sla["resolution_breached"]
@@ -317,6 +321,17 @@ def cards(reports: dict[str, Report], notes: dict[str, str]) -> list[Card]:
             ],
             f"{count_text(csat['answered'])} of {plural(csat['sent'], 'survey')} answered",
             notes[CSAT],
+        ),
+        Card(
+            "nps",
+            "Net Promoter Score",
+            [
+                Figure("nps", "Promoters minus detractors", score_text(nps["nps"], None)),
+                Figure("nps_response_rate", "Response rate", percent_text(nps["response_rate"])),
+            ],
+            f"{plural(nps['promoters'], 'promoter')}, {plural(nps['detractors'], 'detractor')} "
+            f"of {plural(nps['answered'], 'answer')}",
+            notes[NPS],
         ),
         Card(
             "gaps",
@@ -577,9 +592,6 @@ def rating_chart(
     )
 
 
-CSAT_RATINGS = [(1, "1 (poor)"), (2, "2"), (3, "3"), (4, "4"), (5, "5 (great)")]
-
-
 def csat_chart(report: Report, note: str) -> Chart:
     average = report["totals"][0]["average"]
     return rating_chart(
@@ -587,8 +599,20 @@ def csat_chart(report: Report, note: str) -> Chart:
         note,
         key="csat",
         title="Customer satisfaction",
-        ratings=CSAT_RATINGS,
+        ratings=surveys.CSAT.labels(),
         summary=f"Average rating {score_text(average, 5)}",
+    )
+
+
+def nps_chart(report: Report, note: str) -> Chart:
+    score = report["totals"][0]["nps"]
+    return rating_chart(
+        report,
+        note,
+        key="nps",
+        title="Net Promoter Score",
+        ratings=surveys.NPS.labels(),
+        summary=f"NPS {score_text(score, None)} (promoters 9-10 minus detractors 0-6)",
     )
 
 
@@ -650,6 +674,7 @@ def figures(reports: dict[str, Report], notes: dict[str, str]) -> Figures:
         bot_chart(reports[BOT], notes[BOT]),
         reasons_chart(reports[BOT], notes[BOT]),
         csat_chart(reports[CSAT], notes[CSAT]),
+        nps_chart(reports[NPS], notes[NPS]),
     ]
     agents = reports[AGENTS]
     empty = (

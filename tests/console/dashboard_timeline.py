@@ -39,6 +39,9 @@ EXPECTED = {
     # Surveys after t1, t2 and t5 rated 5, 2 and 4; c3's not answered: (5 + 2 + 4) / 3, 3 of 4 answered.
     "csat_average": "3.67 / 5",
     "csat_response_rate": "75%",
+    # NPS asked after two of those answers: 10 (a promoter) and 3 (a detractor); (1 - 1) / 2.
+    "nps": "0",
+    "nps_response_rate": "100%",
     # Of five questions, the bot answered one; three asks about PayPal and a portal search found nothing.
     "gaps_unanswered": "4",
 }
@@ -112,11 +115,14 @@ def write(conn: Connection, records: Records, day: date, ids: dict[str, Any]) ->
     ids.update(c1=c1, c2=c2, c3=c3, c4=c4, c5=c5, c6=c6, t1=t1, t2=t2, t5=t5)
 
     # CSAT: a survey at each resolve (and c3's, never answered), rated 5, 2 and 4.
-    for conversation, ticket, channel, sent, rating in (
-        (c1, t1, "webchat", at("10:06"), 5),
-        (c2, t2, "email", at("11:30"), 2),
-        (c5, t5, "sms", at("01:31", 1), 4),
-        (c3, None, "webchat", at("11:30"), None),
+    # NPS (no ticket): asked after c1's and c2's answers, answered 10 and 3.
+    for conversation, ticket, channel, sent, rating, kind in (
+        (c1, t1, "webchat", at("10:06"), 5, "csat"),
+        (c2, t2, "email", at("11:30"), 2, "csat"),
+        (c5, t5, "sms", at("01:31", 1), 4, "csat"),
+        (c3, None, "webchat", at("11:30"), None, "csat"),
+        (c1, None, "webchat", at("10:11"), 10, "nps"),
+        (c2, None, "email", at("11:35"), 3, "nps"),
     ):
         when = w.at(sent)
         conn.execute(
@@ -128,6 +134,7 @@ def write(conn: Connection, records: Records, day: date, ids: dict[str, Any]) ->
                 expires_at=when + timedelta(hours=72),
                 rating=rating,
                 answered_at=None if rating is None else when + timedelta(minutes=5),
+                kind=kind,
             )
         )
 

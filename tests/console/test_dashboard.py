@@ -76,7 +76,7 @@ async def test_the_cards_and_charts_read_the_known_figures(console_hub: ConsoleH
     assert "Fri 27 Mar 2026 to Sun 29 Mar 2026" in html and "Europe/Berlin · per day" in html
 
     specs = chart_specs(html)
-    assert list(specs) == ["volume", "first-response", "resolution", "sla", "bot", "reasons", "csat"]
+    assert list(specs) == ["volume", "first-response", "resolution", "sla", "bot", "reasons", "csat", "nps"]
     volume = specs["volume"]
     assert volume["labels"] == ["27 Mar", "28 Mar", "29 Mar"] and volume["stacked"] is True
     by_channel = {d["label"]: d["data"] for d in volume["datasets"]}
@@ -110,6 +110,10 @@ async def test_the_cards_and_charts_read_the_known_figures(console_hub: ConsoleH
     assert csat["labels"] == ["1 (poor)", "2", "3", "4", "5 (great)"]
     assert csat["datasets"][0]["data"] == [0, 1, 0, 1, 1]
     assert 'id="caption-csat">Average rating 3.67 / 5 from 3 answers; 3 of 4 surveys answered (75%).' in html
+    nps = specs["nps"]
+    assert nps["labels"][0] == "0 (not at all likely)" and nps["labels"][10] == "10 (extremely likely)"
+    assert nps["datasets"][0]["data"] == [0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1]
+    assert 'id="caption-nps">NPS 0 (promoters 9-10 minus detractors 0-6) from 2 answers' in html
     # Content gaps: the PayPal question with its count, the portal's search, and the article voted unhelpful.
     gaps = re.findall(r'<tr data-gap><th scope="row">([^<]+)</th><td>(\d+)</td>', html)
     assert gaps == [("can i pay with paypal", "3"), ("gift wrapping", "1")]
@@ -131,7 +135,7 @@ async def test_the_cards_and_charts_read_the_known_figures(console_hub: ConsoleH
 
     # Every chart links to its report's CSV with the parameters it was drawn from.
     links = dict(re.findall(r'<a href="([^"]+)" download data-csv="([a-z-]+)"', html))
-    assert set(links.values()) == {"volume", "response-times", "sla", "bot", "agents", "csat", "gaps"}
+    assert set(links.values()) == {"volume", "response-times", "sla", "bot", "agents", "csat", "nps", "gaps"}
     volume_link = next(href for href, name in links.items() if name == "volume")
     assert volume_link.startswith("/console/dashboard/data/volume.csv?from=2026-03-27T00%3A00%3A00%2B01%3A00")
     assert "tz=Europe%2FBerlin" in volume_link and "bucket=day" in volume_link
@@ -236,6 +240,7 @@ async def test_data_is_what_the_api_answers_and_csv_what_hub_report_prints(
         ("bot", {}),
         ("agents", {"bucket": "hour"}),
         ("csat", {"channel": "email"}),
+        ("nps", {}),
         ("gaps", {}),  # `hub report gaps` loads the knowledge base's model: compared with the API's answer below
     ):
         query = {**API_QUERY, **extra}
@@ -278,17 +283,17 @@ async def test_dashboards_asking_at_once_share_one_run_of_the_reports(console_hu
         assert response.status == 200
         return await response.text()
 
-    # Six dashboards on one view told of a change at once: the seven reports run once.
+    # Six dashboards on one view told of a change at once: the eight reports run once.
     pages = await asyncio.gather(*(fetch(path) for _ in range(6)))
-    assert sorted(ran) == sorted(["volume", "response-times", "sla", "bot", "agents", "csat", "gaps"])
+    assert sorted(ran) == sorted(["volume", "response-times", "sla", "bot", "agents", "csat", "nps", "gaps"])
     assert all(card_figures(page) == EXPECTED for page in pages)
     # Another view at the same moment is its own run; a later request, a new one.
     ran.clear()
     await asyncio.gather(fetch(path), fetch(path + "&channel=sms"))
-    assert len(ran) == 14
+    assert len(ran) == 16
     ran.clear()
     await fetch(path)
-    assert len(ran) == 7
+    assert len(ran) == 8
 
 
 @pytest.mark.asyncio
@@ -313,7 +318,7 @@ async def test_when_the_first_asker_goes_away_the_others_still_get_their_figures
     assert all(reports["volume"] == {"report": "volume"} for reports, _ in answers)
     assert first.cancelled()
     # One cancelled run, then each waiting request ran the reports itself.
-    assert len(started) == 7 * 4
+    assert len(started) == 8 * 4
 
 
 def test_preset_ranges_end_with_the_current_local_hour_or_today() -> None:

@@ -68,6 +68,7 @@ def assert_drawn(charts: list[dict[str, Any]], width: int) -> None:
         "chart-bot",
         "chart-reasons",
         "chart-csat",
+        "chart-nps",
     ]
     for chart in charts:
         assert chart["chart"], chart
@@ -124,6 +125,8 @@ async def test_the_dashboard_in_a_browser(browser: Any, console_hub: ConsoleHub,
     await page.locator("#section-csat").scroll_into_view_if_needed()
     await page.locator("#section-gaps").screenshot(path=str(artifacts / "console-dashboard-gaps.png"))
     await page.locator("#section-csat").screenshot(path=str(artifacts / "console-dashboard-csat.png"))
+    await page.locator("#section-nps").screenshot(path=str(artifacts / "console-dashboard-nps.png"))
+    assert "NPS 0 (promoters 9-10 minus detractors 0-6)" in await page.locator("#caption-nps").inner_text()
     async with page.expect_download() as started:
         await page.locator("#section-gaps a[data-csv]").click()
     assert (await started.value).suggested_filename.startswith("gaps-")
