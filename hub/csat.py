@@ -13,6 +13,13 @@ The survey goes out only on channels that can take the answer back
 (``ANSWERABLE``); its message carries ``meta.csat`` (survey id, expiry) for
 the channel to render (web chat: rating buttons).
 
+A survey has a ``Scale`` (``kind``): CSAT, 1-5, sent on resolve; NPS, 0-10,
+"how likely are you to recommend us", sent after a CSAT answer when
+``HUB_NPS_EVERY_DAYS`` is set (``hub.nps`` decides when, through
+``queue_survey`` and the same answering below). Their rows share
+``csat_surveys``, so every channel's answering (web chat buttons, an SMS
+number, e-mail links) serves both.
+
 ``answer`` records a rating once: a conditional update, so two answers
 racing record one and the other is told ``already-answered``; an expired
 survey is refused (``expired``). A recorded rating lands on the timeline (a
@@ -95,11 +102,15 @@ class Scale:
         return [(rating, f"{rating}{ends.get(rating, '')}") for rating in range(self.low, self.high + 1)]
 
 
-CSAT = Scale("csat", 1, 5, "How would you rate this conversation?", QUESTION, QUESTION_SMS, "poor", "great")
+def _bounds(kind: str) -> tuple[int, int]:
+    ratings = consent.SURVEY_RATINGS[kind]  # the one list, which a text channel's digits follow too
+    return ratings[0], ratings[-1]
+
+
+CSAT = Scale("csat", *_bounds("csat"), "How would you rate this conversation?", QUESTION, QUESTION_SMS, "poor", "great")
 NPS = Scale(
     "nps",
-    0,
-    10,
+    *_bounds("nps"),
     "How likely are you to recommend us to a friend or colleague?",
     "One more question: how likely are you to recommend us to a friend or colleague? "
     "From 0 (not at all likely) to 10 (extremely likely).",
@@ -408,8 +419,8 @@ class CsatService:
         politely) by text."""
         rating = consent.survey_digit(event.channel, event.body)
         now = self.clock.now()
-        survey_id = consent.survey_awaits(conn, event.conversation_id, now) if rating is not None else None
-        if rating is None or survey_id is None or rating not in get_survey(conn, survey_id).scale:
+        survey_id = consent.survey_awaits(conn, event.conversation_id, now, rating) if rating is not None else None
+        if rating is None or survey_id is None:
             return None
         conn.execute(sa.delete(bot_jobs).where(bot_jobs.c.message_id == event.message_id))
         result, events = answer(conn, survey_id, rating, None, now=now)

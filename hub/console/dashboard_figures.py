@@ -592,30 +592,6 @@ def rating_chart(
     )
 
 
-def csat_chart(report: Report, note: str) -> Chart:
-    average = report["totals"][0]["average"]
-    return rating_chart(
-        report,
-        note,
-        key="csat",
-        title="Customer satisfaction",
-        ratings=surveys.CSAT.labels(),
-        summary=f"Average rating {score_text(average, 5)}",
-    )
-
-
-def nps_chart(report: Report, note: str) -> Chart:
-    score = report["totals"][0]["nps"]
-    return rating_chart(
-        report,
-        note,
-        key="nps",
-        title="Net Promoter Score",
-        ratings=surveys.NPS.labels(),
-        summary=f"NPS {score_text(score, None)} (promoters 9-10 minus detractors 0-6)",
-    )
-
-
 def rate_of(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
@@ -673,8 +649,22 @@ def figures(reports: dict[str, Report], notes: dict[str, str]) -> Figures:
         sla_chart(reports[SLA], notes[SLA]),
         bot_chart(reports[BOT], notes[BOT]),
         reasons_chart(reports[BOT], notes[BOT]),
-        csat_chart(reports[CSAT], notes[CSAT]),
-        nps_chart(reports[NPS], notes[NPS]),
+        rating_chart(
+            reports[CSAT],
+            notes[CSAT],
+            key="csat",
+            title="Customer satisfaction",
+            ratings=surveys.CSAT.labels(),
+            summary=f"Average rating {score_text(reports[CSAT]['totals'][0]['average'], 5)}",
+        ),
+        rating_chart(
+            reports[NPS],
+            notes[NPS],
+            key="nps",
+            title="Net Promoter Score",
+            ratings=surveys.NPS.labels(),
+            summary=f"NPS {score_text(reports[NPS]['totals'][0]['nps'], None)} (promoters 9-10 minus detractors 0-6)",
+        ),
     ]
     agents = reports[AGENTS]
     empty = (

@@ -143,6 +143,8 @@ def apply_keywords(
 # Channels where a customer answers a survey ("Reply 1-5", NPS's "Reply 0-10") with a bare number.
 SURVEY_DIGIT_CHANNELS = frozenset({"sms"})
 _SURVEY_DIGIT = re.compile(r"\s*(10|[0-9])\s*")
+# The answers each kind of survey takes (``hub.csat``'s scales are built on these).
+SURVEY_RATINGS = {"csat": range(1, 6), "nps": range(0, 11)}
 
 
 def survey_digit(channel: str, text: str | None) -> int | None:
@@ -155,12 +157,14 @@ def survey_digit(channel: str, text: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def survey_awaits(conn: Connection, conversation_id: int, now: datetime) -> int | None:
-    """The id of the conversation's latest unexpired survey, CSAT or NPS
-    (answered or not: a second digit is refused politely, not handed to the bot)."""
-    return conn.execute(
-        sa.select(csat_surveys.c.id)
+def survey_awaits(conn: Connection, conversation_id: int, now: datetime, rating: int) -> int | None:
+    """The id of the conversation's latest unexpired survey, CSAT or NPS, when
+    ``rating`` is one of its answers (answered or not: a second digit is
+    refused politely, not handed to the bot)."""
+    latest = conn.execute(
+        sa.select(csat_surveys.c.id, csat_surveys.c.kind)
         .where(csat_surveys.c.conversation_id == conversation_id, csat_surveys.c.expires_at > now)
         .order_by(csat_surveys.c.id.desc())
         .limit(1)
-    ).scalar()
+    ).first()
+    return latest.id if latest is not None and rating in SURVEY_RATINGS[latest.kind] else None

@@ -65,19 +65,24 @@ def survey_counts(
     return Result(series=[done(row) for row in series.values()], totals=[done(row) for row in totals.values()])
 
 
+def survey_report(*, kind: str, summary: str, ratings: Sequence[int], finish: Callable[[Row], Row]) -> Report:
+    """The report of the surveys of ``kind`` (its name too), filtered by channel."""
+
+    def run(conn: Connection, params: ReportParams, context: Context) -> Result:
+        return survey_counts(conn, params, kind=kind, ratings=ratings, finish=finish)
+
+    return Report(name=kind, summary=summary, run=run, filters=frozenset({"channel"}))
+
+
 def _average(row: Row) -> Row:
     rated = sum(rating * row[f"rating_{rating}"] for rating in RATINGS)
     row["average"] = round(rated / row["answered"], 2) if row["answered"] else None
     return row
 
 
-def run(conn: Connection, params: ReportParams, context: Context) -> Result:
-    return survey_counts(conn, params, kind="csat", ratings=RATINGS, finish=_average)
-
-
-REPORT = Report(
-    name="csat",
+REPORT = survey_report(
+    kind="csat",
     summary="CSAT: average rating, distribution 1-5 and response rate (answered / sent), by channel",
-    run=run,
-    filters=frozenset({"channel"}),
+    ratings=RATINGS,
+    finish=_average,
 )

@@ -2,16 +2,13 @@
 (the share of promoters, 9-10, minus the share of detractors, 0-6, over the
 answers, from -100 to 100), promoters, passives (7-8) and detractors, the
 distribution 0-10 and the response rate (answered / sent), per bucket and
-channel, by when each question was sent (``survey_counts``, as CSAT).
+channel, by when each question was sent (``survey_report``, as CSAT).
 """
 
 from __future__ import annotations
 
-from sqlalchemy.engine import Connection
-
-from hub.reports.base import Context, Report, Result, Row
-from hub.reports.csat import survey_counts
-from hub.reports.params import ReportParams
+from hub.reports.base import Row
+from hub.reports.csat import survey_report
 
 RATINGS = tuple(range(11))
 GROUPS = {"promoters": range(9, 11), "passives": range(7, 9), "detractors": range(0, 7)}
@@ -25,13 +22,9 @@ def _score(row: Row) -> Row:
     return row
 
 
-def run(conn: Connection, params: ReportParams, context: Context) -> Result:
-    return survey_counts(conn, params, kind="nps", ratings=RATINGS, finish=_score)
-
-
-REPORT = Report(
-    name="nps",
+REPORT = survey_report(
+    kind="nps",
     summary="NPS: promoters minus detractors (-100 to 100), distribution 0-10 and response rate, by channel",
-    run=run,
-    filters=frozenset({"channel"}),
+    ratings=RATINGS,
+    finish=_score,
 )

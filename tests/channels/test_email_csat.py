@@ -22,6 +22,17 @@ from tests.conftest import Hub
 LINK = re.compile(r"http://127\.0\.0\.1:8080(/csat/[^/\s]+/)(\d+)")
 
 
+async def surveyed(running: Any) -> tuple[int, str, list[tuple[str, str]]]:
+    """A customer's mail, resolved: (its conversation, the survey mail's text, its links)."""
+    hub = running.hub
+    assert (await smtp_send(running.smtp_port, mail("Where is my parcel?"))).data == 250
+    [question] = await timeline(hub)
+    await hub.api("PATCH", f"/api/v1/conversations/{question.conversation_id}", json={"status": "resolved"})
+    [sent] = await running.sink.wait_for(1)
+    text = sent.text()
+    return question.conversation_id, text, LINK.findall(text)
+
+
 async def csat_lines(hub: Hub, conversation_id: int) -> list[str]:
     events = await hub.api("GET", f"/api/v1/conversations/{conversation_id}/timeline")
     return [m["body"] for m in events["items"] if m["kind"] == "event" and m["meta"]["event"].startswith("csat-")]
@@ -33,14 +44,7 @@ async def test_rating_links_answer_once_with_a_comment_and_bad_links_get_clear_p
 ) -> None:
     async with email_hub(database_url, tmp_path) as running:
         hub = running.hub
-        assert (await smtp_send(running.smtp_port, mail("Where is my parcel?"))).data == 250
-        [question] = await timeline(hub)
-        await hub.api("PATCH", f"/api/v1/conversations/{question.conversation_id}", json={"status": "resolved"})
-        [sent] = await running.sink.wait_for(1)
-        plain = sent.message.get_body(("plain",))
-        assert plain is not None
-        text = plain.get_content()
-        links = LINK.findall(text)
+        conversation_id, text, links = await surveyed(running)
         assert [rating for _, rating in links] == ["1", "2", "3", "4", "5"] and len({p for p, _ in links}) == 1
         prefix = links[0][0]
 
@@ -51,7 +55,7 @@ async def test_rating_links_answer_once_with_a_comment_and_bad_links_get_clear_p
             assert scanned.status == 200 and "Please confirm your rating" in await scanned.text()
         survey_id = int(prefix.split("/")[2].split(".")[0])
         assert (await hub.app[keys.CSAT].survey(survey_id)).answered_at is None
-        assert await csat_lines(hub, question.conversation_id) == []
+        assert await csat_lines(hub, conversation_id) == []
 
         page = await hub.client.get(f"{prefix}4")
         body = await page.text()
@@ -80,9 +84,7 @@ async def test_rating_links_answer_once_with_a_comment_and_bad_links_get_clear_p
         assert opened.status == 200 and "Thanks, we already have your rating." in await opened.text()
         assert "<form" not in await opened.text()
 
-        assert await csat_lines(hub, question.conversation_id) == [
-            "Customer rated the conversation 4/5: “Quick & kind <3”"
-        ]
+        assert await csat_lines(hub, conversation_id) == ["Customer rated the conversation 4/5: “Quick & kind <3”"]
         survey = await hub.app[keys.CSAT].survey(survey_id)
         assert (survey.rating, survey.comment) == (4, "Quick & kind <3")
 
@@ -115,13 +117,8 @@ async def test_rating_links_answer_once_with_a_comment_and_bad_links_get_clear_p
 async def test_a_confirmation_page_left_open_past_the_expiry_records_nothing(database_url: str, tmp_path: Path) -> None:
     async with email_hub(database_url, tmp_path) as running:
         hub = running.hub
-        assert (await smtp_send(running.smtp_port, mail("Where is my parcel?"))).data == 250
-        [question] = await timeline(hub)
-        await hub.api("PATCH", f"/api/v1/conversations/{question.conversation_id}", json={"status": "resolved"})
-        [sent] = await running.sink.wait_for(1)
-        plain = sent.message.get_body(("plain",))
-        assert plain is not None
-        prefix = LINK.findall(plain.get_content())[0][0]
+        conversation_id, _, links = await surveyed(running)
+        prefix = links[0][0]
         survey_id = int(prefix.split("/")[2].split(".")[0])
         # A rating outside the scale, or none, is refused and records nothing.
         for form in ({"rating": "7"}, {"rating": "x"}, {"comment": "no rating"}):
@@ -141,4 +138,4 @@ async def test_a_confirmation_page_left_open_past_the_expiry_records_nothing(dat
         assert late.status == 410 and "closed" in await late.text()
         assert (await hub.client.get(f"{prefix}5")).status == 410
         assert (await hub.app[keys.CSAT].survey(survey_id)).answered_at is None
-        assert await csat_lines(hub, question.conversation_id) == []
+        assert await csat_lines(hub, conversation_id) == []

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.channels.email_support import email_hub, mail, smtp_send, timeline
+from tests.channels.email_support import email_hub, mail, smtp_send
+from tests.channels.test_email_csat import LINK, surveyed
 from tests.channels.test_sms_hub import apis, settings_for, text_in, texts  # noqa: F401 - fixtures
 from tests.channels.test_webchat import WS
 from tests.channels.test_webchat_support import hello, receive_until, running_hub
@@ -76,6 +77,10 @@ async def test_sms_asks_nps_after_the_rating_at_most_once_in_n_days(
         await text_in(hub, "and where is my refund?")
         await resolve(hub, conversation_id)
         await wait_for(lambda: texts(twilio)[5:] == [CSAT_SMS])
+        # 8 is no CSAT rating: a message like any other, which reopens the conversation.
+        await text_in(hub, "8")
+        assert (await hub.api("GET", f"/api/v1/conversations/{conversation_id}"))["status"] == "open"
+        await resolve(hub, conversation_id)  # its survey is still open: no second one
         await text_in(hub, "5")
         await wait_for(lambda: texts(twilio)[6:] == [THANKS])
         # Thirty-one days after the first question: asked again.
@@ -144,22 +149,15 @@ async def test_web_chat_shows_ten_point_buttons_after_the_rating(database_url: s
         assert report["totals"][0]["detractors"] == 1 and report["totals"][0]["nps"] == -100.0
 
 
-LINK = re.compile(r"http://127\.0\.0\.1:8080(/csat/[^/\s]+)/(\d+)")
-
-
 @pytest.mark.asyncio
 async def test_e_mail_sends_links_zero_to_ten_confirmed_by_the_page(database_url: str, tmp_path: Path) -> None:
     async with email_hub(database_url, tmp_path, nps_every_days=30) as running:
         hub = running.hub
-        assert (await smtp_send(running.smtp_port, mail("Where is my parcel?"))).data == 250
-        [question] = await timeline(hub)
-        await resolve(hub, question.conversation_id)
-        [csat_mail] = await running.sink.wait_for(1)
-        csat_links = LINK.findall(csat_mail.text())
+        conversation_id, _, csat_links = await surveyed(running)
         assert [rating for _, rating in csat_links] == ["1", "2", "3", "4", "5"]
         # A scanner's GET asks nothing and records nothing: no NPS mail yet.
-        assert (await hub.client.get(f"{csat_links[0][0]}/3")).status == 200
-        posted = await hub.client.post(csat_links[0][0], data={"rating": "3"})
+        assert (await hub.client.get(f"{csat_links[0][0]}3")).status == 200
+        posted = await hub.client.post(csat_links[0][0].rstrip("/"), data={"rating": "3"})
         assert posted.status == 200 and "You rated us 3 out of 5." in await posted.text()
 
         [_, nps_mail] = await running.sink.wait_for(2)
@@ -167,15 +165,15 @@ async def test_e_mail_sends_links_zero_to_ten_confirmed_by_the_page(database_url
         assert "recommend us" in text
         links = LINK.findall(text)
         assert [rating for _, rating in links] == [str(n) for n in range(11)]
-        page = await hub.client.get(f"{links[9][0]}/9")
+        page = await hub.client.get(f"{links[9][0]}9")
         body = await page.text()
         assert page.status == 200 and "How likely are you to recommend us" in body
         assert re.findall(r'value="(\d+)" checked', body) == ["9"] and 'value="0"' in body and 'value="10"' in body
-        posted = await hub.client.post(links[0][0], data={"rating": "9", "comment": "Fast"})
+        posted = await hub.client.post(links[0][0].rstrip("/"), data={"rating": "9", "comment": "Fast"})
         assert posted.status == 200 and "You rated us 9 out of 10. Thanks for your comment!" in await posted.text()
-        again = await hub.client.post(links[0][0], data={"rating": "2"})
+        again = await hub.client.post(links[0][0].rstrip("/"), data={"rating": "2"})
         assert again.status == 200 and ALREADY in await again.text()
-        assert await survey_lines(hub, question.conversation_id) == [
+        assert await survey_lines(hub, conversation_id) == [
             "Customer rated the conversation 3/5.",
             "Customer would recommend us 9/10 (promoter): “Fast”",
         ]
@@ -188,7 +186,7 @@ async def test_e_mail_sends_links_zero_to_ten_confirmed_by_the_page(database_url
         mails = await running.sink.wait_for(3)
         third = LINK.findall(mails[2].text())
         assert [rating for _, rating in third] == ["1", "2", "3", "4", "5"]
-        assert (await hub.client.post(third[0][0], data={"rating": "5"})).status == 200
+        assert (await hub.client.post(third[0][0].rstrip("/"), data={"rating": "5"})).status == 200
         report = await nps_report(hub)
         assert (report["totals"][0]["sent"], report["totals"][0]["promoters"]) == (1, 1)
         assert len(running.sink.messages) == 3

@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from hub.storage.schema import csat_surveys, kb_search_log, kb_votes, messages
+from hub.storage.schema import kb_search_log, kb_votes, messages
 from tests.hub.report_timeline import Records, TimelineWriter
 
 # What the dashboard's cards must read for the whole timeline.
@@ -124,19 +124,7 @@ def write(conn: Connection, records: Records, day: date, ids: dict[str, Any]) ->
         (c1, None, "webchat", at("10:11"), 10, "nps"),
         (c2, None, "email", at("11:35"), 3, "nps"),
     ):
-        when = w.at(sent)
-        conn.execute(
-            sa.insert(csat_surveys).values(
-                conversation_id=conversation,
-                ticket_id=ticket,
-                channel=channel,
-                sent_at=when,
-                expires_at=when + timedelta(hours=72),
-                rating=rating,
-                answered_at=None if rating is None else when + timedelta(minutes=5),
-                kind=kind,
-            )
-        )
+        w.survey(conversation, ticket, channel, sent, rating, kind=kind, answered_after=timedelta(minutes=5))
 
     # Content gaps: the same PayPal question three times the bot could not answer,
     # a portal search that found nothing, and one the bot answered.
