@@ -190,3 +190,33 @@ async def test_e_mail_sends_links_zero_to_ten_confirmed_by_the_page(database_url
         report = await nps_report(hub)
         assert (report["totals"][0]["sent"], report["totals"][0]["promoters"]) == (1, 1)
         assert len(running.sink.messages) == 3
+
+
+@pytest.mark.asyncio
+async def test_a_merged_contact_keeps_the_later_question(
+    database_url: str, tmp_path: Path, apis: tuple[FakeTwilioApi, Any]
+) -> None:
+    twilio, _ = apis
+    hub = await start_hub(settings_for(database_url, tmp_path, *apis, nps_every_days=30))
+    try:
+        asked = await text_in(hub, "my parcel never came")
+        await resolve(hub, asked.conversation_id)
+        await wait_for(lambda: texts(twilio) == [CSAT_SMS])
+        await text_in(hub, "4")
+        await wait_for(lambda: texts(twilio)[1:] == [THANKS, NPS_SMS])
+        other_number = "+15005550123"
+        never = await text_in(hub, "hello from my other phone", sender=other_number)
+        # The contact never asked is merged with the one asked: as one person, asked within 30 days.
+        asked_contact = (await hub.api("GET", f"/api/v1/conversations/{asked.conversation_id}"))["contact_id"]
+        never_contact = (await hub.api("GET", f"/api/v1/conversations/{never.conversation_id}"))["contact_id"]
+        await hub.api(
+            "POST", f"/api/v1/contacts/{never_contact}/merge", role="agent", json={"source_id": asked_contact}
+        )
+        await resolve(hub, never.conversation_id)
+        await wait_for(lambda: texts(twilio, other_number) == [CSAT_SMS])
+        await text_in(hub, "5", sender=other_number)
+        await wait_for(lambda: texts(twilio, other_number)[1:] == [THANKS])
+        report = await nps_report(hub)
+        assert report["totals"][0]["sent"] == 1
+    finally:
+        await close_hub(hub)
