@@ -13,7 +13,7 @@ The survey goes out only on channels that can take the answer back
 (``ANSWERABLE``); its message carries ``meta.csat`` (survey id, expiry) for
 the channel to render (web chat: rating buttons).
 
-A survey has a ``Scale`` (``kind``): CSAT, 1-5, sent on resolve; NPS, 0-10,
+A survey has a ``Scale`` (``kind``, ``hub.survey_scales``): CSAT, 1-5, sent on resolve; NPS, 0-10,
 "how likely are you to recommend us", sent after a CSAT answer when
 ``HUB_NPS_EVERY_DAYS`` is set (``hub.nps`` decides when, through
 ``queue_survey`` and the same answering below). Their rows share
@@ -49,6 +49,7 @@ from hub.events import Clock, ConversationUpdated, MessageReceived, SystemEventA
 from hub.models import AuthorKind, Conversation
 from hub.storage import insert_ignore
 from hub.storage.schema import bot_jobs, conversations, csat_surveys, identities, tickets
+from hub.survey_scales import CSAT, SCALES, Scale, nps_group
 from hub.txhooks import After, run_afters
 
 if TYPE_CHECKING:
@@ -61,8 +62,6 @@ if TYPE_CHECKING:
 # (``hub.csat_links``: HUB_EMAIL_REPLY_SECRET set).
 ANSWERABLE = frozenset({"webchat", "sms", "fake"})
 
-QUESTION = "How did we do? Please rate this conversation from 1 (poor) to 5 (great)."
-QUESTION_SMS = "How did we do? Reply 1-5 (5 = great)."
 COMMENT_MAX = 2000
 
 
@@ -81,47 +80,6 @@ REPLIES = {
 
 
 @dataclass(frozen=True, slots=True)
-class Scale:
-    """A kind of survey: its question and the answers it takes (``low`` to ``high``)."""
-
-    kind: str  # csat_surveys.kind, and the timeline events' prefix (csat-rated, nps-rated)
-    low: int
-    high: int
-    question: str  # the form's legend (e-mail page)
-    text: str  # the message on web chat and e-mail
-    text_sms: str
-    low_label: str
-    high_label: str
-
-    def __contains__(self, rating: object) -> bool:
-        return isinstance(rating, int) and not isinstance(rating, bool) and self.low <= rating <= self.high
-
-    def labels(self) -> list[tuple[int, str]]:
-        """Each answer with its words at the ends: ``[(1, "1 (poor)"), (2, "2"), ...]``."""
-        ends = {self.low: f" ({self.low_label})", self.high: f" ({self.high_label})"}
-        return [(rating, f"{rating}{ends.get(rating, '')}") for rating in range(self.low, self.high + 1)]
-
-
-def _bounds(kind: str) -> tuple[int, int]:
-    ratings = consent.SURVEY_RATINGS[kind]  # the one list, which a text channel's digits follow too
-    return ratings[0], ratings[-1]
-
-
-CSAT = Scale("csat", *_bounds("csat"), "How would you rate this conversation?", QUESTION, QUESTION_SMS, "poor", "great")
-NPS = Scale(
-    "nps",
-    *_bounds("nps"),
-    "How likely are you to recommend us to a friend or colleague?",
-    "One more question: how likely are you to recommend us to a friend or colleague? "
-    "From 0 (not at all likely) to 10 (extremely likely).",
-    "How likely are you to recommend us? Reply 0-10 (10 = extremely likely).",
-    "not at all likely",
-    "extremely likely",
-)
-SCALES = {scale.kind: scale for scale in (CSAT, NPS)}
-
-
-@dataclass(frozen=True, slots=True)
 class Survey:
     id: int
     conversation_id: int
@@ -133,10 +91,10 @@ class Survey:
     comment: str | None
     answered_at: datetime | None
 
+    kind: str  # CSAT or NPS: ``scale``
+
     def open_at(self, now: datetime) -> bool:
         return self.answered_at is None and now < self.expires_at
-
-    kind: str
 
     @property
     def scale(self) -> Scale:
@@ -355,11 +313,6 @@ def add_comment(conn: Connection, survey_id: int, comment: str, *, now: datetime
         at=now,
     )
     return Answer(Outcome.RECORDED, get_survey(conn, survey_id)), [event]
-
-
-def nps_group(rating: int) -> str:
-    """NPS's reading of a 0-10 answer: 9-10 promoter, 7-8 passive, 0-6 detractor."""
-    return "promoter" if rating >= 9 else "passive" if rating >= 7 else "detractor"
 
 
 def _clean(comment: str | None) -> str | None:

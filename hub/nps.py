@@ -24,9 +24,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from hub.conversations import transactions as conversations_tx
-from hub.csat import CSAT, NPS, Survey, queue_survey, surveyable
+from hub.csat import Survey, queue_survey, surveyable
 from hub.events import SystemEventAdded
 from hub.storage.schema import contacts
+from hub.survey_scales import CSAT, NPS
 from hub.txhooks import After
 
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from hub import csat as surveys
+from hub import survey_scales as surveys
 from knowledge_base.urls import article_url
 
 Report = dict[str, Any]
