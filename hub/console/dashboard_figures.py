@@ -565,11 +565,20 @@ def reasons_chart(report: Report, note: str) -> Chart:
     )
 
 
-def rating_chart(
-    report: Report, note: str, *, key: str, title: str, ratings: list[tuple[int, str]], summary: str
-) -> Chart:
-    """The distribution of a survey's answers over the range (CSAT 1-5, NPS 0-10):
-    one bar per answer; ``summary`` opens the caption (the headline figure)."""
+SURVEY_TITLES = {CSAT: "Customer satisfaction", NPS: "Net Promoter Score"}
+
+
+def survey_headline(report: Report) -> str:
+    """What a survey chart's caption opens with: CSAT's average rating, NPS's score."""
+    totals = report["totals"][0]
+    if report["report"] == CSAT:
+        return f"Average rating {score_text(totals['average'], 5)}"
+    return f"NPS {score_text(totals['nps'], None)} (promoters 9-10 minus detractors 0-6)"
+
+
+def rating_chart(report: Report, note: str, scale: surveys.Scale) -> Chart:
+    """The distribution of a survey's answers over the range (CSAT 1-5, NPS 0-10): one bar per answer."""
+    key, title, ratings, summary = scale.kind, SURVEY_TITLES[scale.kind], scale.labels(), survey_headline(report)
     totals = report["totals"][0]
     counts = [totals[f"rating_{rating}"] for rating, _ in ratings]
     answered, sent = totals["answered"], totals["sent"]
@@ -649,22 +658,8 @@ def figures(reports: dict[str, Report], notes: dict[str, str]) -> Figures:
         sla_chart(reports[SLA], notes[SLA]),
         bot_chart(reports[BOT], notes[BOT]),
         reasons_chart(reports[BOT], notes[BOT]),
-        rating_chart(
-            reports[CSAT],
-            notes[CSAT],
-            key="csat",
-            title="Customer satisfaction",
-            ratings=surveys.CSAT.labels(),
-            summary=f"Average rating {score_text(reports[CSAT]['totals'][0]['average'], 5)}",
-        ),
-        rating_chart(
-            reports[NPS],
-            notes[NPS],
-            key="nps",
-            title="Net Promoter Score",
-            ratings=surveys.NPS.labels(),
-            summary=f"NPS {score_text(reports[NPS]['totals'][0]['nps'], None)} (promoters 9-10 minus detractors 0-6)",
-        ),
+        rating_chart(reports[CSAT], notes[CSAT], surveys.CSAT),
+        rating_chart(reports[NPS], notes[NPS], surveys.NPS),
     ]
     agents = reports[AGENTS]
     empty = (
