@@ -147,6 +147,10 @@ class Settings(BaseSettings):
     # need HUB_EMAIL_REPLY_SECRET).
     csat_enabled: bool = True
     csat_expiry_hours: float = Field(default=72.0, gt=0)
+    # NPS (``hub.nps``): when a CSAT survey is answered, also ask "how likely
+    # are you to recommend us" (0-10), at most once per contact in this many
+    # days. Unset: never.
+    nps_every_days: float | None = Field(default=None, gt=0)
 
     # --- sms / whatsapp through Twilio (owned by the SMS work; add fields only here) --
     twilio_account_sid: str | None = None

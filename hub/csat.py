@@ -13,6 +13,13 @@ The survey goes out only on channels that can take the answer back
 (``ANSWERABLE``); its message carries ``meta.csat`` (survey id, expiry) for
 the channel to render (web chat: rating buttons).
 
+A survey has a ``Scale`` (``kind``, ``hub.survey_scales``): CSAT, 1-5, sent on resolve; NPS, 0-10,
+"how likely are you to recommend us", sent after a CSAT answer when
+``HUB_NPS_EVERY_DAYS`` is set (``hub.nps`` decides when, through
+``queue_survey`` and the same answering below). Their rows share
+``csat_surveys``, so every channel's answering (web chat buttons, an SMS
+number, e-mail links) serves both.
+
 ``answer`` records a rating once: a conditional update, so two answers
 racing record one and the other is told ``already-answered``; an expired
 survey is refused (``expired``). A recorded rating lands on the timeline (a
@@ -39,9 +46,10 @@ from hub.conversations import consent
 from hub.conversations import transactions as conversations_tx
 from hub.errors import Forbidden, InvalidInput, NotFound
 from hub.events import Clock, ConversationUpdated, MessageReceived, SystemEventAdded, TicketChanged
-from hub.models import AuthorKind
+from hub.models import AuthorKind, Conversation
 from hub.storage import insert_ignore
 from hub.storage.schema import bot_jobs, conversations, csat_surveys, identities, tickets
+from hub.survey_scales import CSAT, SCALES, Scale, nps_group
 from hub.txhooks import After, run_afters
 
 if TYPE_CHECKING:
@@ -54,8 +62,6 @@ if TYPE_CHECKING:
 # (``hub.csat_links``: HUB_EMAIL_REPLY_SECRET set).
 ANSWERABLE = frozenset({"webchat", "sms", "fake"})
 
-QUESTION = "How did we do? Please rate this conversation from 1 (poor) to 5 (great)."
-QUESTION_SMS = "How did we do? Reply 1-5 (5 = great)."
 COMMENT_MAX = 2000
 
 
@@ -85,8 +91,14 @@ class Survey:
     comment: str | None
     answered_at: datetime | None
 
+    kind: str  # CSAT or NPS: ``scale``
+
     def open_at(self, now: datetime) -> bool:
         return self.answered_at is None and now < self.expires_at
+
+    @property
+    def scale(self) -> Scale:
+        return SCALES[self.kind]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,12 +122,15 @@ def get_survey(conn: Connection, survey_id: int) -> Survey:
     return _survey(row)
 
 
-def open_survey_of_conversation(conn: Connection, conversation_id: int, now: datetime) -> Survey | None:
-    """The conversation's latest survey still waiting for its answer."""
+def open_survey_of_conversation(
+    conn: Connection, conversation_id: int, now: datetime, kind: str = CSAT.kind
+) -> Survey | None:
+    """The conversation's latest survey of ``kind`` still waiting for its answer."""
     row = conn.execute(
         sa.select(csat_surveys)
         .where(
             csat_surveys.c.conversation_id == conversation_id,
+            csat_surveys.c.kind == kind,
             csat_surveys.c.answered_at.is_(None),
             csat_surveys.c.expires_at > now,
         )
@@ -125,12 +140,66 @@ def open_survey_of_conversation(conn: Connection, conversation_id: int, now: dat
     return None if row is None else _survey(row)
 
 
-def question_for(channel: str, survey_id: int, expires_at: datetime, links: LinkSigner | None) -> str:
+def question_for(channel: str, survey: Survey, links: LinkSigner | None) -> str:
+    scale = survey.scale
     if channel == "sms":
-        return QUESTION_SMS
+        return scale.text_sms
     if channel == "email" and links is not None:
-        return links.email_text(QUESTION, survey_id, expires_at)
-    return QUESTION
+        return links.email_text(scale.text, survey)
+    return scale.text
+
+
+def surveyable(conversation: Conversation, links: LinkSigner | None) -> bool:
+    """Whether the customer can answer a survey on the conversation's channel."""
+    answerable = ANSWERABLE | ({"email"} if links is not None else set())
+    return conversation.channel in answerable and conversation.identity_id is not None
+
+
+def queue_survey(
+    conn: Connection,
+    conversation: Conversation,
+    scale: Scale,
+    *,
+    ticket_id: int | None,
+    expiry: timedelta,
+    now: datetime,
+    links: LinkSigner | None,
+) -> tuple[Survey, conversations_tx.Queued] | None:
+    """The survey row and its outbound message, in the caller's transaction
+    (None: this ticket was surveyed already)."""
+    expires_at = now + expiry
+    values = {
+        "conversation_id": conversation.id,
+        "ticket_id": ticket_id,
+        "channel": conversation.channel,
+        "sent_at": now,
+        "expires_at": expires_at,
+        "kind": scale.kind,
+    }
+    survey_id = conn.execute(
+        insert_ignore(conn, csat_surveys).values(**values).on_conflict_do_nothing().returning(csat_surveys.c.id)
+    ).scalar()
+    if survey_id is None:
+        return None
+    survey = get_survey(conn, survey_id)
+    queued = conversations_tx.queue_outbound(
+        conn,
+        conversation.id,
+        question_for(conversation.channel, survey, links),
+        author_kind=AuthorKind.SYSTEM,
+        to=conversations_tx.recipient_address(conn, conversation),
+        idempotency_key=f"{scale.kind}:{survey_id}",
+        meta={
+            "csat": {
+                "survey_id": survey_id,
+                "expires_at": expires_at.isoformat(),
+                "kind": scale.kind,
+                "low": scale.low,
+                "high": scale.high,
+            }
+        },
+    )
+    return survey, queued
 
 
 def send_survey(
@@ -141,51 +210,28 @@ def send_survey(
     now: datetime,
     links: LinkSigner | None = None,
 ) -> tuple[Survey, conversations_tx.Queued] | None:
-    """In the resolve's transaction: the survey row and its outbound message
+    """In the resolve's transaction: the CSAT survey row and its outbound message
     (None: not surveyed here, or already surveyed)."""
     conversation = conversations_tx.get_conversation(conn, conversation_id)
-    answerable = ANSWERABLE | ({"email"} if links is not None else set())
-    if conversation.channel not in answerable or conversation.identity_id is None:
+    if not surveyable(conversation, links):
         return None
     ticket_id = conn.execute(
         sa.select(tickets.c.id).where(tickets.c.conversation_id == conversation_id).order_by(tickets.c.id.desc())
     ).scalar()
     if ticket_id is None and open_survey_of_conversation(conn, conversation_id, now) is not None:
         return None
-    expires_at = now + expiry
-    values = {
-        "conversation_id": conversation_id,
-        "ticket_id": ticket_id,
-        "channel": conversation.channel,
-        "sent_at": now,
-        "expires_at": expires_at,
-    }
-    survey_id = conn.execute(
-        insert_ignore(conn, csat_surveys).values(**values).on_conflict_do_nothing().returning(csat_surveys.c.id)
-    ).scalar()
-    if survey_id is None:  # this ticket was surveyed already
-        return None
-    text = question_for(conversation.channel, survey_id, expires_at, links)
-    queued = conversations_tx.queue_outbound(
-        conn,
-        conversation_id,
-        text,
-        author_kind=AuthorKind.SYSTEM,
-        to=conversations_tx.recipient_address(conn, conversation),
-        idempotency_key=f"csat:{survey_id}",
-        meta={"csat": {"survey_id": survey_id, "expires_at": expires_at.isoformat()}},
-    )
-    return get_survey(conn, survey_id), queued
+    return queue_survey(conn, conversation, CSAT, ticket_id=ticket_id, expiry=expiry, now=now, links=links)
 
 
 def answer(
     conn: Connection, survey_id: int, rating: int, comment: str | None, *, now: datetime
 ) -> tuple[Answer, list[Any]]:
-    """Record ``rating`` (1-5) and the optional ``comment`` once; returns the
-    outcome and the events to run hooks for (a recorded answer's timeline line
-    and ticket change)."""
-    if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
-        raise InvalidInput("rating must be a whole number from 1 to 5")
+    """Record ``rating`` (on the survey's scale: CSAT 1-5, NPS 0-10) and the
+    optional ``comment`` once; returns the outcome and the events to run hooks
+    for (a recorded answer's timeline line and, for CSAT, the ticket change)."""
+    scale = get_survey(conn, survey_id).scale
+    if rating not in scale:
+        raise InvalidInput(f"rating must be a whole number from {scale.low} to {scale.high}")
     comment = _clean(comment)
     recorded = conn.execute(
         sa.update(csat_surveys)
@@ -201,21 +247,26 @@ def answer(
         outcome = Outcome.ALREADY_ANSWERED if survey.answered_at is not None else Outcome.EXPIRED
         return Answer(outcome, survey), []
     conversation = conversations_tx.get_conversation(conn, survey.conversation_id)
-    body = f"Customer rated the conversation {rating}/5" + (f": “{comment}”" if comment else ".")
+    said = (
+        f"Customer rated the conversation {rating}/5"
+        if scale is CSAT
+        else f"Customer would recommend us {rating}/10 ({nps_group(rating)})"
+    )
+    event = f"{scale.kind}-rated"
     line = conversations_tx.add_event(
         conn,
         conversation,
-        body,
-        event="csat-rated",
+        said + (f": “{comment}”" if comment else "."),
+        event=event,
         meta={"survey_id": survey.id, "rating": rating, "ticket_id": survey.ticket_id},
         now=now,
     )
     events: list[Any] = [
         SystemEventAdded(
-            message_id=line.id, conversation_id=conversation.id, event="csat-rated", ticket_id=survey.ticket_id, at=now
+            message_id=line.id, conversation_id=conversation.id, event=event, ticket_id=survey.ticket_id, at=now
         )
     ]
-    if survey.ticket_id is not None:
+    if survey.ticket_id is not None and scale is CSAT:
         events.append(
             TicketChanged(
                 ticket_id=survey.ticket_id,
@@ -245,16 +296,21 @@ def add_comment(conn: Connection, survey_id: int, comment: str, *, now: datetime
         outcome = Outcome.ALREADY_ANSWERED if survey.comment is not None else Outcome.EXPIRED
         return Answer(outcome, survey), []
     conversation = conversations_tx.get_conversation(conn, survey.conversation_id)
+    kind = survey.scale.kind
     line = conversations_tx.add_event(
         conn,
         conversation,
-        f"Customer's comment on their {survey.rating}/5 rating: “{text}”",
-        event="csat-commented",
+        f"Customer's comment on their {survey.rating}/{survey.scale.high} rating: “{text}”",
+        event=f"{kind}-commented",
         meta={"survey_id": survey.id, "ticket_id": survey.ticket_id},
         now=now,
     )
     event = SystemEventAdded(
-        message_id=line.id, conversation_id=conversation.id, event="csat-commented", ticket_id=survey.ticket_id, at=now
+        message_id=line.id,
+        conversation_id=conversation.id,
+        event=f"{kind}-commented",
+        ticket_id=survey.ticket_id,
+        at=now,
     )
     return Answer(Outcome.RECORDED, get_survey(conn, survey_id)), [event]
 
@@ -310,20 +366,19 @@ class CsatService:
         self._removers = []
 
     def _digit_tx(self, conn: Connection, event: MessageReceived) -> After | None:
-        """By text, in the ingest transaction: a bare 1-5 while the
-        conversation's survey is open is its answer, not a question for the
-        bot (its bot job is dropped), thanked (or refused politely) by text."""
+        """By text, in the ingest transaction: a bare number on the open survey's
+        scale (the latest unexpired one: CSAT 1-5, NPS 0-10) is its answer, not
+        a question for the bot (its bot job is dropped), thanked (or refused
+        politely) by text."""
         rating = consent.survey_digit(event.channel, event.body)
         now = self.clock.now()
-        survey_id = consent.survey_awaits(conn, event.conversation_id, now) if rating is not None else None
+        survey_id = consent.survey_awaits(conn, event.conversation_id, now, rating) if rating is not None else None
         if rating is None or survey_id is None:
             return None
         conn.execute(sa.delete(bot_jobs).where(bot_jobs.c.message_id == event.message_id))
         result, events = answer(conn, survey_id, rating, None, now=now)
-        afters: list[After] = []
-        for follow in events:
-            afters.extend(self.service.tx_hooks.run(conn, follow))
         conversation = conversations_tx.get_conversation(conn, event.conversation_id)
+        # The thanks first: what the answer causes (the NPS question) follows it.
         queued = conversations_tx.queue_outbound(
             conn,
             conversation.id,
@@ -332,8 +387,11 @@ class CsatService:
             to=conversations_tx.recipient_address(conn, conversation),
             idempotency_key=f"csat-reply:{event.message_id}",
         )
+        afters: list[After] = []
         if not queued.repeated:
             afters.extend(self.service.queued_tx(conn, queued, AuthorKind.SYSTEM))
+        for follow in events:
+            afters.extend(self.service.tx_hooks.run(conn, follow))
 
         async def after() -> None:
             for follow in events:
@@ -372,9 +430,11 @@ class CsatService:
         if event.changes.get("status") != "resolved":
             return None
         sent = send_survey(conn, event.conversation_id, expiry=self.expiry, now=self.clock.now(), links=self.links)
-        if sent is None:
-            return None
-        afters = self.service.queued_tx(conn, sent[1], AuthorKind.SYSTEM)
+        return None if sent is None else self.sent_tx(conn, sent[1])
+
+    def sent_tx(self, conn: Connection, queued: conversations_tx.Queued) -> After:
+        """In a survey's transaction: the hooks of its outbound message, and what runs after the commit."""
+        afters = self.service.queued_tx(conn, queued, AuthorKind.SYSTEM)
 
         async def after() -> None:
             await run_afters(afters)
@@ -386,6 +446,10 @@ class CsatService:
 
     async def comment(self, survey_id: int, text: str) -> Answer:
         return await self._write(add_comment, survey_id, text)
+
+    async def survey(self, survey_id: int) -> Survey:
+        """The survey (``NotFound``: none, or erased)."""
+        return await self.db.read(get_survey, survey_id)
 
     async def open_survey(self, conversation_id: int) -> Survey | None:
         now = self.clock.now()
@@ -410,6 +474,7 @@ class CsatService:
 
 async def csat_ctx(app: web.Application) -> AsyncIterator[None]:
     from hub.csat_links import LinkSigner  # it imports this module's outcomes
+    from hub.nps import NpsAsker  # it builds on this module
 
     settings = app[keys.SETTINGS]
     secret = settings.email_reply_secret
@@ -421,9 +486,14 @@ async def csat_ctx(app: web.Application) -> AsyncIterator[None]:
         links=LinkSigner(secret.get_secret_value().encode(), settings.public_url) if secret is not None else None,
     )
     app[keys.CSAT] = service
+    nps = NpsAsker(service, every=timedelta(days=settings.nps_every_days)) if settings.nps_every_days else None
     if settings.csat_enabled:
         service.start()
+        if nps is not None:
+            nps.start()
     try:
         yield
     finally:
+        if nps is not None:
+            nps.stop()
         service.stop()

@@ -1,14 +1,19 @@
-"""CSAT by e-mail: one-click signed links per rating, and the pages they open.
+"""CSAT by e-mail: signed links per rating, and the pages they open.
 
-The survey mail carries five links, ``GET /csat/{token}/{rating}``; the
-token names the survey and its expiry and is signed with a key derived from
-``HUB_EMAIL_REPLY_SECRET`` (the secret that already signs the reply
+The survey mail carries a link per rating, ``GET /csat/{token}/{rating}``;
+the token names the survey and its expiry and is signed with a key derived
+from ``HUB_EMAIL_REPLY_SECRET`` (the secret that already signs the reply
 addresses, under its own label so a token of one kind is never valid as the
-other), so no session and no login are needed. The page thanks the customer
-and offers an optional comment form that posts to ``/csat/{token}/comment``
-with a token of its own (purpose ``comment``). A second answer is refused
-politely; an expired, forged or malformed link gets a clear page (400/410),
-never a 500.
+other), so no session and no login are needed.
+
+Opening a link records nothing. Mail scanners (Outlook Safe Links,
+Mimecast, Proofpoint) fetch every link in a mail before the customer sees
+it, which would record the first rating for them. So ``GET`` (and ``HEAD``)
+only shows a confirmation page: the ratings with the link's one selected,
+an optional comment box and a button; the answer is recorded by the form's
+``POST /csat/{token}`` (rating and comment together), under the same signed
+token, once. A second answer is refused politely; an expired, forged or
+malformed link gets a clear page (400/410), never a 500.
 
 Pages follow the hub's conventions: autoescaped text, a strict
 Content-Security-Policy (no script at all, no inline style), no caching,
@@ -27,10 +32,9 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from hub import keys
-from hub.csat import COMMENT_MAX, Outcome
+from hub.csat import COMMENT_MAX, REPLIES, Outcome, Survey
 from hub.errors import InvalidInput, NotFound
 
-PURPOSES = ("rate", "comment")
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; style-src 'none'"
 )
@@ -65,25 +69,17 @@ class LinkSigner:
             raise BadLink("bad signature")
         return survey_id, datetime.fromtimestamp(expires, UTC)
 
-    def rating_links(self, survey_id: int, expires_at: datetime) -> list[str]:
-        token = self.token("rate", survey_id, expires_at)
-        return [f"{self.public_url}/csat/{token}/{rating}" for rating in range(1, 6)]
+    def rating_links(self, survey: Survey) -> list[tuple[str, str]]:
+        """``(label, url)`` per answer on the survey's scale."""
+        token = self.token("rate", survey.id, survey.expires_at)
+        return [(label, f"{self.public_url}/csat/{token}/{rating}") for rating, label in survey.scale.labels()]
 
-    def email_text(self, question: str, survey_id: int, expires_at: datetime) -> str:
-        labels = ("1 (poor)", "2", "3", "4", "5 (great)")
-        lines = [f"{label}: {url}" for label, url in zip(labels, self.rating_links(survey_id, expires_at), strict=True)]
-        return question + "\n\nOne click is enough:\n" + "\n".join(lines)
+    def email_text(self, question: str, survey: Survey) -> str:
+        lines = [f"{label}: {url}" for label, url in self.rating_links(survey)]
+        return question + "\n\nChoose your answer:\n" + "\n".join(lines)
 
 
-def _page(title: str, text: str, *, status: int = 200, form_action: str | None = None) -> web.Response:
-    form = ""
-    if form_action is not None:
-        form = (
-            f'<form method="post" action="{html.escape(form_action)}">'
-            '<p><label for="comment">Anything you would like to add? (optional)</label></p>'
-            f'<p><textarea id="comment" name="comment" rows="5" cols="50" maxlength="{COMMENT_MAX}"></textarea></p>'
-            '<p><button type="submit">Send comment</button></p></form>'
-        )
+def _page(title: str, text: str, *, status: int = 200, form: str = "") -> web.Response:
     body = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -104,6 +100,23 @@ def _page(title: str, text: str, *, status: int = 200, form_action: str | None =
     )
 
 
+def _confirm_form(token: str, survey: Survey, chosen: int) -> str:
+    """The ratings (``chosen`` selected), an optional comment and the button that records them."""
+    scale = survey.scale
+    options = "".join(
+        f'<p><label><input type="radio" name="rating" value="{rating}"'
+        f"{' checked' if rating == chosen else ''} required> {html.escape(label)}</label></p>"
+        for rating, label in scale.labels()
+    )
+    return (
+        f'<form method="post" action="/csat/{html.escape(token)}">'
+        f"<fieldset><legend>{html.escape(scale.question)}</legend>{options}</fieldset>"
+        '<p><label for="comment">Anything you would like to add? (optional)</label></p>'
+        f'<p><textarea id="comment" name="comment" rows="5" cols="50" maxlength="{COMMENT_MAX}"></textarea></p>'
+        '<p><button type="submit">Send my rating</button></p></form>'
+    )
+
+
 def _invalid() -> web.Response:
     return _page("Link not valid", "This survey link is not valid. Please use the link from your e-mail.", status=400)
 
@@ -112,66 +125,78 @@ def _closed() -> web.Response:
     return _page("Survey closed", "Sorry, this survey has closed.", status=410)
 
 
-def _signer(request: web.Request) -> LinkSigner | None:
-    return request.app[keys.CSAT].links
+def _answered() -> web.Response:
+    return _page("Thank you", REPLIES[Outcome.ALREADY_ANSWERED])
 
 
-routes = web.RouteTableDef()
-
-
-@routes.get(r"/csat/{token}/{rating:\d}")
-async def rate(request: web.Request) -> web.Response:
-    signer = _signer(request)
+def _verified(request: web.Request) -> tuple[int, datetime] | web.Response:
+    """The link's survey and expiry, or the page that refuses it."""
+    signer = request.app[keys.CSAT].links
     if signer is None:
         raise web.HTTPNotFound()
     try:
         survey_id, expires_at = signer.verify("rate", request.match_info["token"])
     except BadLink:
         return _invalid()
-    rating = int(request.match_info["rating"])
-    if not 1 <= rating <= 5:
-        return _invalid()
     if expires_at.timestamp() <= time.time():
         return _closed()
+    return survey_id, expires_at
+
+
+routes = web.RouteTableDef()
+
+
+@routes.get(r"/csat/{token}/{rating:\d{1,2}}")
+async def confirm(request: web.Request) -> web.Response:
+    """The confirmation page (GET and HEAD): records nothing."""
+    verified = _verified(request)
+    if isinstance(verified, web.Response):
+        return verified
+    survey_id, _ = verified
     service = request.app[keys.CSAT]
     try:
-        result = await service.answer(survey_id, rating)
+        survey = await service.survey(survey_id)
     except NotFound:  # erased since
         return _invalid()
-    if result.outcome == Outcome.EXPIRED:
-        return _closed()
-    if result.outcome == Outcome.ALREADY_ANSWERED:
-        return _page("Thank you", result.reply)
-    comment_token = signer.token("comment", survey_id, expires_at)
-    return _page("Thank you", f"You rated us {rating} out of 5.", form_action=f"/csat/{comment_token}/comment")
-
-
-@routes.post("/csat/{token}/comment")
-async def comment(request: web.Request) -> web.Response:
-    signer = _signer(request)
-    if signer is None:
-        raise web.HTTPNotFound()
-    try:
-        survey_id, expires_at = signer.verify("comment", request.match_info["token"])
-    except BadLink:
+    rating = int(request.match_info["rating"])
+    if rating not in survey.scale:
         return _invalid()
-    if expires_at.timestamp() <= time.time():
+    if survey.answered_at is not None:
+        return _answered()
+    if not survey.open_at(service.clock.now()):
         return _closed()
+    token = request.match_info["token"]
+    return _page("Your rating", "Please confirm your rating below.", form=_confirm_form(token, survey, rating))
+
+
+@routes.post("/csat/{token}")
+async def record(request: web.Request) -> web.Response:
+    """The confirmed answer: the rating and the optional comment, recorded once."""
+    verified = _verified(request)
+    if isinstance(verified, web.Response):
+        return verified
+    survey_id, _ = verified
     try:
         form = await request.post()
     except ValueError:
-        return _page("Comment not sent", "That comment could not be read.", status=400)
-    text = form.get("comment")
-    if not isinstance(text, str) or not text.strip():
-        return _page("Nothing to send", "The comment was empty; your rating is kept.", status=400)
+        return _page("Rating not sent", "That form could not be read.", status=400)
+    rating_text, comment = form.get("rating"), form.get("comment")
+    if not isinstance(rating_text, str) or not rating_text.isdigit() or len(rating_text) > 2:
+        return _page("Rating not sent", "Please choose a rating.", status=400)
+    if comment is not None and not isinstance(comment, str):
+        return _page("Rating not sent", "That comment could not be read.", status=400)
     try:
-        result = await request.app[keys.CSAT].comment(survey_id, text)
+        result = await request.app[keys.CSAT].answer(survey_id, int(rating_text), comment)
     except NotFound:
         return _invalid()
     except InvalidInput as err:
-        return _page("Comment not sent", err.message, status=400)
+        return _page("Rating not sent", err.message, status=400)
     if result.outcome == Outcome.EXPIRED:
         return _closed()
     if result.outcome == Outcome.ALREADY_ANSWERED:
-        return _page("Thank you", "Thanks, we already have your comment.")
-    return _page("Thank you", "Thanks for your comment!")
+        return _answered()
+    scale = result.survey.scale
+    said = f"You rated us {int(rating_text)} out of {scale.high}." + (
+        " Thanks for your comment!" if result.survey.comment else ""
+    )
+    return _page("Thank you", f"{result.reply} {said}")

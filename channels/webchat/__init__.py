@@ -50,10 +50,11 @@ Client -> hub:
     Messages of the visitor's own conversation after ``after_id``. Naming any
     other conversation gets ``error/forbidden``.
 ``{"type": "survey_answer", "survey_id": int, "rating": int?, "comment": str?}``
-    The answer to a CSAT survey (``survey``): a rating 1-5, then optionally a
-    comment (at most 2000 characters) in a second frame, or both in one.
-    Answered with ``survey_result``; a survey sent to another visitor gets
-    ``error/forbidden``, a rating outside 1-5 ``error/invalid_input``.
+    The answer to a survey (``survey``): a rating on its scale (CSAT 1-5,
+    NPS 0-10), then optionally a comment (at most 2000 characters) in a
+    second frame, or both in one. Answered with ``survey_result``; a survey
+    sent to another visitor gets ``error/forbidden``, a rating outside its
+    scale ``error/invalid_input``.
 ``{"type": "ping"}``
     Answered with ``{"type": "pong"}``; never rate limited.
 
@@ -73,10 +74,12 @@ Hub -> client:
     from another tab.
 ``{"type": "typing", "author": "agent" | "bot", "active": bool}``
 ``{"type": "read", "last_id": int}``
-``{"type": "survey", "survey_id": int, "message_id": int, "question": str, "expires_at": ISO-8601}``
+``{"type": "survey", "survey_id": int, "message_id": int, "question": str, "expires_at": ISO-8601, "low": int, "high": int}``
     Follows the live ``message`` that asks the CSAT question after a resolve
-    (``hub.csat``): the widget adds rating buttons to that message. In a
-    ``history``, the survey's message carries ``survey_id`` instead.
+    (``hub.csat``), or the NPS question after a CSAT answer (``hub.nps``):
+    the widget adds rating buttons ``low``..``high`` to that message. In a
+    ``history``, the survey's message carries ``survey_id``, ``survey_low``
+    and ``survey_high`` instead.
 ``{"type": "survey_result", "survey_id": int, "outcome": str, "text": str}``
     ``outcome``: ``recorded``, ``already-answered`` (a second rating: "Thanks,
     we already have your rating.") or ``expired``; ``text`` is shown as is.

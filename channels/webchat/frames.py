@@ -69,8 +69,9 @@ def message_frame(message: Any, visitor_id: str) -> dict[str, Any]:
         "client_id": client_id,
     }
     survey = survey_frame(message.meta or {}, message.body)
-    if survey is not None:  # a CSAT survey: the widget shows its rating buttons
+    if survey is not None:  # a survey: the widget shows its rating buttons
         frame["survey_id"] = survey["survey_id"]
+        frame["survey_low"], frame["survey_high"] = survey["low"], survey["high"]
     return frame
 
 
@@ -78,12 +79,13 @@ COMMENT_MAX = 2000
 
 
 def survey_answer(frame: dict[str, Any]) -> tuple[int, int | None, str | None]:
-    """A ``survey_answer`` frame: ``(survey_id, rating 1-5 or None, comment or None)``."""
+    """A ``survey_answer`` frame: ``(survey_id, rating or None, comment or None)``; the
+    rating 0-10 here, the survey's own scale (CSAT 1-5, NPS 0-10) checked by the hub."""
     survey_id, rating, comment = frame.get("survey_id"), frame.get("rating"), frame.get("comment")
     if not is_id(survey_id):
         raise FrameError("invalid_frame", "'survey_id' must be a survey id")
-    if rating is not None and (not is_id(rating) or not 1 <= rating <= 5):
-        raise FrameError("invalid_input", "'rating' must be a whole number from 1 to 5")
+    if rating is not None and (isinstance(rating, bool) or not isinstance(rating, int) or not 0 <= rating <= 10):
+        raise FrameError("invalid_input", "'rating' must be a whole number from 0 to 10")
     if comment is not None:
         if not isinstance(comment, str):
             raise FrameError("invalid_frame", "'comment' must be a string")
@@ -92,13 +94,13 @@ def survey_answer(frame: dict[str, Any]) -> tuple[int, int | None, str | None]:
             raise FrameError("invalid_input", f"'comment' is longer than {COMMENT_MAX} characters")
         comment = comment or None
     if rating is None and comment is None:
-        raise FrameError("invalid_input", "send a 'rating' (1-5) or a 'comment'")
+        raise FrameError("invalid_input", "send a 'rating' or a 'comment'")
     assert isinstance(survey_id, int)  # is_id checked it
     return survey_id, rating, comment
 
 
 def survey_frame(metadata: dict[str, Any], text: str) -> dict[str, Any] | None:
-    """The ``survey`` frame that follows a CSAT survey message (None: not one)."""
+    """The ``survey`` frame that follows a survey message (CSAT or NPS; None: not one)."""
     survey = metadata.get("csat")
     if not isinstance(survey, dict) or not is_id(survey.get("survey_id")):
         return None
@@ -107,4 +109,14 @@ def survey_frame(metadata: dict[str, Any], text: str) -> dict[str, Any] | None:
         "survey_id": survey["survey_id"],
         "question": text,
         "expires_at": survey.get("expires_at"),
+        **survey_scale(survey),
     }
+
+
+def survey_scale(survey: dict[str, Any]) -> dict[str, int]:
+    """The answers a survey takes, for the widget's buttons: ``low``..``high``
+    (a survey sent before NPS carries none: CSAT's 1-5)."""
+    low, high = survey.get("low", 1), survey.get("high", 5)
+    if not isinstance(low, int) or not isinstance(high, int) or not 0 <= low <= high <= 10:
+        low, high = 1, 5
+    return {"low": low, "high": high}

@@ -24,7 +24,7 @@ Routes:
   chart links to its report's CSV with the parameters it was drawn from.
 
 The reports run in the handler, through the ``ReportService`` the API uses,
-all five at once on the read pool; dashboards asking for the same figures
+all of them at once on the read pool; dashboards asking for the same figures
 at the same moment (the live stream tells them all at once) share one run
 (``SharedRuns``). A filter a report does not take (team
 for the volume and bot reports, channel for agent activity) is left out of
@@ -212,7 +212,7 @@ class SharedRuns:
     """One run of the reports for the dashboards that ask for the same figures at once.
 
     The live stream tells every open dashboard about a change at the same
-    moment, so twenty supervisors on the same view would run the same five
+    moment, so twenty supervisors on the same view would run the same
     reports twenty times. A request opens a short gathering window
     (``GATHER`` seconds); requests for the same parameters arriving in it
     wait for that one run. The run starts after the window closes, so every
@@ -304,6 +304,7 @@ def _figures_context(params: ReportParams, figures: Figures) -> dict[str, Any]:
         "figures": figures,
         "csv_urls": {chart.key: csv_url(chart.report, params) for chart in figures.charts},
         "agents_csv_url": csv_url(dashboard_figures.AGENTS, params),
+        "gaps_csv_url": csv_url(dashboard_figures.GAPS, params),
         "shown": {"range": range_text(params), "tz": shown["tz"], "bucket": shown["bucket"]},
     }
 

@@ -23,11 +23,16 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from hub import survey_scales as surveys
+from knowledge_base.urls import article_url
+
 Report = dict[str, Any]
 
 # Report names, in the order the dashboard runs them.
 VOLUME, TIMES, SLA, BOT, AGENTS = "volume", "response-times", "sla", "bot", "agents"
-NAMES = (VOLUME, TIMES, SLA, BOT, AGENTS)
+CSAT, NPS, GAPS = "csat", "nps", "gaps"
+NAMES = (VOLUME, TIMES, SLA, BOT, AGENTS, CSAT, NPS, GAPS)
+GAP_ROWS = 10  # question clusters the dashboard lists, most asked first (the CSV has them all)
 
 NONE = "—"  # a figure with nothing to count yet (no ticket answered, no SLA decided)
 
@@ -73,6 +78,13 @@ def percent_text(rate: float | None) -> str:
 
 def percent_value(rate: float | None) -> float | None:
     return None if rate is None else round(rate * 100, 1)
+
+
+def score_text(score: float | None, out_of: int | None) -> str:
+    """An average rating, ``"4.25 / 5"``, or a score: ``"-12.5"``."""
+    if score is None:
+        return NONE
+    return f"{score:g} / {out_of}" if out_of is not None else f"{score:g}".replace("-", "\u2212")
 
 
 def count_text(count: int) -> str:
@@ -143,11 +155,39 @@ class Chart:
 
 
 @dataclass(frozen=True, slots=True)
+class GapQuestion:
+    question: str  # the most asked phrasing of the cluster
+    count: int
+    examples: list[str]  # the other phrasings, most asked first
+
+
+@dataclass(frozen=True, slots=True)
+class UnhelpfulArticle:
+    article: str  # "collection/article_id", or the id alone in the default collection
+    url: str  # the article on the help portal
+    unhelpful: int
+    helpful: int
+    share: str
+
+
+@dataclass(frozen=True, slots=True)
+class Gaps:
+    """The content gaps: the unanswered question clusters and the articles voted unhelpful."""
+
+    caption: str
+    questions: list[GapQuestion]
+    more: int  # clusters not listed here (in the CSV)
+    articles: list[UnhelpfulArticle]
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Figures:
     cards: list[Card]
     charts: list[Chart]
     agents: Table
     agents_note: str
+    gaps: Gaps
     channels: list[str]  # the channels the range holds (for the filter)
     empty: bool  # nothing at all happened in the range
 
@@ -210,6 +250,9 @@ def cards(reports: dict[str, Report], notes: dict[str, str]) -> list[Card]:
     times = reports[TIMES]["totals"][0]
     sla = reports[SLA]["totals"][0]
     bot = reports[BOT]["totals"][0]
+    csat = reports[CSAT]["totals"][0]
+    nps = reports[NPS]["totals"][0]
+    gaps = reports[GAPS]["totals"][0]
     decided = {target: sla[f"{target}_met"] + sla[f"{target}_breached"] for target in ("first_response", "resolution")}
     breaches = sla["first_response_breached"] + sla["resolution_breached"]
     pending = sla["first_response_pending"] + sla["resolution_pending"]
@@ -268,6 +311,34 @@ def cards(reports: dict[str, Report], notes: dict[str, str]) -> list[Card]:
             [Figure("handoff_rate", "Handed to people", percent_text(bot["handoff_rate"]))],
             f"{count_text(bot['handed_off'])} of {plural(bot['conversations'], 'conversation')}",
             notes[BOT],
+        ),
+        Card(
+            "csat",
+            "Customer satisfaction",
+            [
+                Figure("csat_average", "Average rating", score_text(csat["average"], 5)),
+                Figure("csat_response_rate", "Response rate", percent_text(csat["response_rate"])),
+            ],
+            f"{count_text(csat['answered'])} of {plural(csat['sent'], 'survey')} answered",
+            notes[CSAT],
+        ),
+        Card(
+            "nps",
+            "Net Promoter Score",
+            [
+                Figure("nps", "Promoters minus detractors", score_text(nps["nps"], None)),
+                Figure("nps_response_rate", "Response rate", percent_text(nps["response_rate"])),
+            ],
+            f"{plural(nps['promoters'], 'promoter')}, {plural(nps['detractors'], 'detractor')} "
+            f"of {plural(nps['answered'], 'answer')}",
+            notes[NPS],
+        ),
+        Card(
+            "gaps",
+            "Content gaps",
+            [Figure("gaps_unanswered", "Questions without a good answer", count_text(gaps["no_good_answer"]))],
+            f"of {plural(gaps['asked'], 'question')} asked; {plural(gaps['clusters'] or 0, 'topic')}",
+            notes[GAPS],
         ),
     ]
 
@@ -494,6 +565,73 @@ def reasons_chart(report: Report, note: str) -> Chart:
     )
 
 
+SURVEY_TITLES = {CSAT: "Customer satisfaction", NPS: "Net Promoter Score"}
+
+
+def survey_headline(report: Report) -> str:
+    """What a survey chart's caption opens with: CSAT's average rating, NPS's score."""
+    totals = report["totals"][0]
+    if report["report"] == CSAT:
+        return f"Average rating {score_text(totals['average'], 5)}"
+    return f"NPS {score_text(totals['nps'], None)} (promoters 9-10 minus detractors 0-6)"
+
+
+def rating_chart(report: Report, note: str, scale: surveys.Scale) -> Chart:
+    """The distribution of a survey's answers over the range (CSAT 1-5, NPS 0-10): one bar per answer."""
+    key, title, ratings, summary = scale.kind, SURVEY_TITLES[scale.kind], scale.labels(), survey_headline(report)
+    totals = report["totals"][0]
+    counts = [totals[f"rating_{rating}"] for rating, _ in ratings]
+    answered, sent = totals["answered"], totals["sent"]
+    names = [label for _, label in ratings]
+    caption = (
+        f"{summary} from {plural(answered, 'answer')}; {count_text(answered)} of {plural(sent, 'survey')} "
+        f"answered ({percent_text(totals['response_rate'])})."
+        if answered
+        else f"No survey answered in this range ({plural(sent, 'survey')} sent)."
+    )
+    table = Table(
+        f"{title}: answers by rating",
+        ["Rating", "Answers", "Share"],
+        [[name, count_text(count), percent_text(rate_of(count, answered))] for name, count in zip(names, counts)],
+        ["All answers", count_text(answered), percent_text(1.0) if answered else NONE],
+    )
+    datasets = [_dataset("Answers", counts, [count_text(c) for c in counts])]
+    return Chart(
+        key, title, report["report"], caption, table, _spec("bar", names, datasets, axis="Answers", integer=True), note
+    )
+
+
+def rate_of(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def gaps_view(report: Report, note: str) -> Gaps:
+    totals = report["totals"][0]
+    clusters = report["groups"].get("clusters", [])
+    questions = [
+        GapQuestion(row["question"], row["count"], [text for text in row["examples"] if text != row["question"]])
+        for row in clusters[:GAP_ROWS]
+    ]
+    articles = [
+        UnhelpfulArticle(
+            row["article_id"] if row["collection"] == "default" else f"{row['collection']}/{row['article_id']}",
+            article_url(row["collection"], row["article_id"]),
+            row["unhelpful"],
+            row["helpful"],
+            percent_text(row["unhelpful_share"]),
+        )
+        for row in report["groups"].get("unhelpful", [])
+    ]
+    caption = (
+        f"{plural(totals['no_good_answer'], 'question')} of {count_text(totals['asked'])} asked found no good "
+        f"answer, in {plural(len(clusters), 'topic')}"
+        + (f"; the most asked: “{clusters[0]['question']}” ({count_text(clusters[0]['count'])})." if clusters else ".")
+        if totals["asked"]
+        else "No question was asked of the help centre or the bot in this range."
+    )
+    return Gaps(caption, questions, max(0, len(clusters) - GAP_ROWS), articles, note)
+
+
 def agents_table(report: Report) -> Table:
     overall, *agents = report["totals"]
     figures = ("replies", "notes", "claims", "resolves")
@@ -520,6 +658,8 @@ def figures(reports: dict[str, Report], notes: dict[str, str]) -> Figures:
         sla_chart(reports[SLA], notes[SLA]),
         bot_chart(reports[BOT], notes[BOT]),
         reasons_chart(reports[BOT], notes[BOT]),
+        rating_chart(reports[CSAT], notes[CSAT], surveys.CSAT),
+        rating_chart(reports[NPS], notes[NPS], surveys.NPS),
     ]
     agents = reports[AGENTS]
     empty = (
@@ -533,6 +673,7 @@ def figures(reports: dict[str, Report], notes: dict[str, str]) -> Figures:
         charts=charts,
         agents=agents_table(agents),
         agents_note=notes[AGENTS],
+        gaps=gaps_view(reports[GAPS], notes[GAPS]),
         channels=[row["channel"] for row in volume["totals"][1:]],
         empty=empty,
     )

@@ -140,26 +140,31 @@ def apply_keywords(
 
 # --- CSAT by text: a reply digit is a keyword while a survey is open ----------
 
-# Channels where a customer answers the CSAT survey ("Reply 1-5") with a bare digit.
+# Channels where a customer answers a survey ("Reply 1-5", NPS's "Reply 0-10") with a bare number.
 SURVEY_DIGIT_CHANNELS = frozenset({"sms"})
-_SURVEY_DIGIT = re.compile(r"\s*([1-5])\s*")
+_SURVEY_DIGIT = re.compile(r"\s*(10|[0-9])\s*")
+# The answers each kind of survey takes (``hub.csat``'s scales are built on these).
+SURVEY_RATINGS = {"csat": range(1, 6), "nps": range(0, 11)}
 
 
 def survey_digit(channel: str, text: str | None) -> int | None:
-    """The rating a bare ``1``-``5`` text on a digit channel would give (the
-    hub takes it as the answer while the conversation's survey is open)."""
+    """The rating a bare ``0``-``10`` text on a digit channel would give (the
+    hub takes it as the answer while the conversation's survey is open and
+    the number is on its scale: ``hub.csat``)."""
     if channel not in SURVEY_DIGIT_CHANNELS or not text or len(text) > 16:
         return None
     match = _SURVEY_DIGIT.fullmatch(text)
     return int(match.group(1)) if match else None
 
 
-def survey_awaits(conn: Connection, conversation_id: int, now: datetime) -> int | None:
-    """The id of the conversation's latest unexpired CSAT survey (answered or
-    not: a second digit is refused politely, not handed to the bot)."""
-    return conn.execute(
-        sa.select(csat_surveys.c.id)
+def survey_awaits(conn: Connection, conversation_id: int, now: datetime, rating: int) -> int | None:
+    """The id of the conversation's latest unexpired survey, CSAT or NPS, when
+    ``rating`` is one of its answers (answered or not: a second digit is
+    refused politely, not handed to the bot)."""
+    latest = conn.execute(
+        sa.select(csat_surveys.c.id, csat_surveys.c.kind)
         .where(csat_surveys.c.conversation_id == conversation_id, csat_surveys.c.expires_at > now)
         .order_by(csat_surveys.c.id.desc())
         .limit(1)
-    ).scalar()
+    ).first()
+    return latest.id if latest is not None and rating in SURVEY_RATINGS[latest.kind] else None

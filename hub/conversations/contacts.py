@@ -237,10 +237,12 @@ def merge_contacts(
     now = utcnow()
     attributes = {**(source.attributes or {}), **(target.attributes or {})}
     tags = sorted({*(source.tags or []), *(target.tags or [])})
+    # The later NPS question of the two (``hub.nps``): one person, asked at most once per period.
+    asked = max((t for t in (source.nps_asked_at, target.nps_asked_at) if t is not None), default=None)
     conn.execute(
         sa.update(contacts)
         .where(contacts.c.id == target_id)
-        .values(name=target.name or source.name, attributes=attributes, tags=tags, updated_at=now)
+        .values(name=target.name or source.name, attributes=attributes, tags=tags, updated_at=now, nps_asked_at=asked)
     )
     move_contact_rows(conn, source_id, target_id)
     if hold_contact(conn, source_id) is None:

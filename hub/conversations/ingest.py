@@ -619,9 +619,8 @@ def _find_or_open(
         conversation = rows.conversation(row)
         if conversation.status != ConversationStatus.RESOLVED:
             return conversation, False
-        if consent.survey_digit(inbound.channel, inbound.text) is not None and consent.survey_awaits(
-            conn, conversation.id, now
-        ):
+        rating = consent.survey_digit(inbound.channel, inbound.text)
+        if rating is not None and consent.survey_awaits(conn, conversation.id, now, rating):
             return conversation, False  # a CSAT rating (``hub.csat``) does not reopen it
         if conversation.resolved_at and now - conversation.resolved_at <= reopen_window:
             conn.execute(

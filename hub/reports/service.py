@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 from hub import keys
 from hub.errors import InvalidInput, NotFound
 from hub.events import Clock
-from hub.reports import agents, attainment, bot, csat, gaps, times, volume
+from hub.reports import agents, attainment, bot, csat, gaps, nps, times, volume
 from hub.reports.base import Context, Report, ReportFn, Result
 from hub.reports.params import ReportParams
 from hub.tickets.sla import BusinessHours
@@ -35,6 +35,7 @@ REPORTS: dict[str, Report] = {
         agents.REPORT,
         gaps.REPORT,
         csat.REPORT,
+        nps.REPORT,
     )
 }
 

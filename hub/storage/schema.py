@@ -87,6 +87,8 @@ contacts = sa.Table(
     sa.Column("tags", JSON, nullable=False, default=list),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # When the contact was last asked the NPS question (``hub.nps``): at most once per HUB_NPS_EVERY_DAYS.
+    sa.Column("nps_asked_at", UTCDateTime),
 )
 
 identities = sa.Table(
@@ -677,6 +679,9 @@ csat_surveys = sa.Table(
     sa.Column("rating", sa.SmallInteger),
     sa.Column("comment", sa.Text),
     sa.Column("answered_at", UTCDateTime),
+    # csat: 1-5, on resolve; nps: 0-10 "would you recommend us", after a CSAT answer (``hub.nps``;
+    # no ticket_id, so the ticket's one-survey key does not hold it back).
+    sa.Column("kind", sa.String(8), nullable=False, server_default="csat"),
     sa.UniqueConstraint("ticket_id", name="uq_csat_surveys_ticket_id"),
     sa.Index("ix_csat_surveys_conversation_id", "conversation_id"),
     sa.Index("ix_csat_surveys_sent_at", "sent_at"),

@@ -3,7 +3,9 @@ generator (``tests/hub/report_timeline.py``), whose figures are known by
 construction and listed in ``EXPECTED`` with their arithmetic.
 
 Every time is local to ``day`` (a date) in the generator's zone; the six
-conversations span ``day - 1`` to ``day + 1``.
+conversations span ``day - 1`` to ``day + 1``. Beside them: four CSAT
+surveys, the knowledge base's search log and votes on its articles (for the
+CSAT and content-gaps figures; the other reports do not read them).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from hub.storage.schema import messages
+from hub.storage.schema import kb_search_log, kb_votes, messages
 from tests.hub.report_timeline import Records, TimelineWriter
 
 # What the dashboard's cards must read for the whole timeline.
@@ -34,6 +36,14 @@ EXPECTED = {
     "automated_resolution": "25%",
     # Three of six conversations handed to people (c1, c2, c5).
     "handoff_rate": "50%",
+    # Surveys after t1, t2 and t5 rated 5, 2 and 4; c3's not answered: (5 + 2 + 4) / 3, 3 of 4 answered.
+    "csat_average": "3.67 / 5",
+    "csat_response_rate": "75%",
+    # NPS asked after two of those answers: 10 (a promoter) and 3 (a detractor); (1 - 1) / 2.
+    "nps": "0",
+    "nps_response_rate": "100%",
+    # Of five questions, the bot answered one; three asks about PayPal and a portal search found nothing.
+    "gaps_unanswered": "4",
 }
 
 
@@ -103,3 +113,53 @@ def write(conn: Connection, records: Records, day: date, ids: dict[str, Any]) ->
     # c6: half past midnight the day before, a customer nobody answered yet.
     c6 = w.conversation(w.contact("Hal"), "webchat", at("00:30", -1), "hello?")
     ids.update(c1=c1, c2=c2, c3=c3, c4=c4, c5=c5, c6=c6, t1=t1, t2=t2, t5=t5)
+
+    # CSAT: a survey at each resolve (and c3's, never answered), rated 5, 2 and 4.
+    # NPS (no ticket): asked after c1's and c2's answers, answered 10 and 3.
+    for conversation, ticket, channel, sent, rating, kind in (
+        (c1, t1, "webchat", at("10:06"), 5, "csat"),
+        (c2, t2, "email", at("11:30"), 2, "csat"),
+        (c5, t5, "sms", at("01:31", 1), 4, "csat"),
+        (c3, None, "webchat", at("11:30"), None, "csat"),
+        (c1, None, "webchat", at("10:11"), 10, "nps"),
+        (c2, None, "email", at("11:35"), 3, "nps"),
+    ):
+        w.survey(conversation, ticket, channel, sent, rating, kind=kind, answered_after=timedelta(minutes=5))
+
+    # Content gaps: the same PayPal question three times the bot could not answer,
+    # a portal search that found nothing, and one the bot answered.
+    searches = [
+        ("bot", "can i pay with paypal", "clarified", at("09:10")),
+        ("bot", "can i pay with paypal", "clarified", at("11:10")),
+        ("bot", "can i pay with paypal", "handed_off", at("12:10")),
+        ("portal", "gift wrapping", "no_results", at("12:20")),
+        ("bot", "opening hours", "answered", at("11:01")),
+    ]
+    conn.execute(
+        sa.insert(kb_search_log),
+        [
+            {
+                "created_at": w.at(when),
+                "source": source,
+                "collection": "default",
+                "query": query,
+                "confidence": 0.9 if outcome == "answered" else 0.2,
+                "outcome": outcome,
+            }
+            for source, query, outcome, when in searches
+        ],
+    )
+    # The returns article: two "no" votes and one "yes".
+    conn.execute(
+        sa.insert(kb_votes),
+        [
+            {
+                "collection": "default",
+                "article_id": "returns",
+                "voter_key": f"voter-{n}",
+                "helpful": n == 2,
+                "created_at": w.at(at("13:00")),
+            }
+            for n in range(3)
+        ],
+    )

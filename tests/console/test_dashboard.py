@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import pytest_asyncio
 from click.testing import CliRunner
 
 from hub import keys
@@ -22,7 +23,8 @@ from hub.__main__ import main
 from hub.console.dashboard import DashboardForm, SharedRuns, Span, preset_range
 from hub.console.dashboard_figures import bucket_label, duration_text, percent_text
 from hub.reports.params import Bucket
-from tests.console.conftest import ConsoleHub, email_of
+from hub.reports.render import to_csv
+from tests.console.conftest import ConsoleHub, StartConsoleHub, email_of
 from tests.console.dashboard_timeline import EXPECTED, write
 from tests.console.helpers import signed_in_cookies
 from tests.hub.report_timeline import Records
@@ -31,6 +33,12 @@ BERLIN = ZoneInfo("Europe/Berlin")
 DAY = date(2026, 3, 28)  # Saturday; c5 falls on the Sunday the clocks go forward
 PAGE = "/console/dashboard?range=custom&from=2026-03-27&to=2026-03-29&tz=Europe/Berlin"
 API_QUERY = {"from": "2026-03-27", "to": "2026-03-30", "tz": "Europe/Berlin", "bucket": "day"}
+
+
+@pytest_asyncio.fixture
+async def console_hub(start_console_hub: StartConsoleHub) -> ConsoleHub:
+    """The timeline is in March 2026: the search log's retention would sweep its questions."""
+    return await start_console_hub(kb_search_log_days=36500)
 
 
 async def seeded(hub: ConsoleHub) -> tuple[Records, dict[str, Any]]:
@@ -68,7 +76,7 @@ async def test_the_cards_and_charts_read_the_known_figures(console_hub: ConsoleH
     assert "Fri 27 Mar 2026 to Sun 29 Mar 2026" in html and "Europe/Berlin · per day" in html
 
     specs = chart_specs(html)
-    assert list(specs) == ["volume", "first-response", "resolution", "sla", "bot", "reasons"]
+    assert list(specs) == ["volume", "first-response", "resolution", "sla", "bot", "reasons", "csat", "nps"]
     volume = specs["volume"]
     assert volume["labels"] == ["27 Mar", "28 Mar", "29 Mar"] and volume["stacked"] is True
     by_channel = {d["label"]: d["data"] for d in volume["datasets"]}
@@ -97,6 +105,23 @@ async def test_the_cards_and_charts_read_the_known_figures(console_hub: ConsoleH
     ]
     assert ["Customer asked", "for a person"] in reasons["labels"]  # wrapped beside the bars
     assert reasons["datasets"][0]["data"] == [1, 1, 1]
+    # CSAT: one answer each of 2, 4 and 5 over the range.
+    csat = specs["csat"]
+    assert csat["labels"] == ["1 (poor)", "2", "3", "4", "5 (great)"]
+    assert csat["datasets"][0]["data"] == [0, 1, 0, 1, 1]
+    assert 'id="caption-csat">Average rating 3.67 / 5 from 3 answers; 3 of 4 surveys answered (75%).' in html
+    nps = specs["nps"]
+    assert nps["labels"][0] == "0 (not at all likely)" and nps["labels"][10] == "10 (extremely likely)"
+    assert nps["datasets"][0]["data"] == [0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1]
+    assert 'id="caption-nps">NPS 0 (promoters 9-10 minus detractors 0-6) from 2 answers' in html
+    # Content gaps: the PayPal question with its count, the portal's search, and the article voted unhelpful.
+    gaps = re.findall(r'<tr data-gap><th scope="row">([^<]+)</th><td>(\d+)</td>', html)
+    assert gaps == [("can i pay with paypal", "3"), ("gift wrapping", "1")]
+    assert (
+        '<tr data-article><th scope="row"><a href="/help/articles/returns">returns</a></th>'
+        "<td>2</td><td>1</td><td>66.7%</td></tr>" in html
+    )
+    assert "4 questions of 5 asked found no good answer, in 2 topics" in unescape(html)
 
     # Each chart's text alternative: a caption and its table; agent activity is a table.
     assert 'id="caption-first-response">Median 20 min, 90th percentile 28 min, over 3 tickets answered' in html
@@ -110,7 +135,7 @@ async def test_the_cards_and_charts_read_the_known_figures(console_hub: ConsoleH
 
     # Every chart links to its report's CSV with the parameters it was drawn from.
     links = dict(re.findall(r'<a href="([^"]+)" download data-csv="([a-z-]+)"', html))
-    assert set(links.values()) == {"volume", "response-times", "sla", "bot", "agents"}
+    assert set(links.values()) == {"volume", "response-times", "sla", "bot", "agents", "csat", "nps", "gaps"}
     volume_link = next(href for href, name in links.items() if name == "volume")
     assert volume_link.startswith("/console/dashboard/data/volume.csv?from=2026-03-27T00%3A00%3A00%2B01%3A00")
     assert "tz=Europe%2FBerlin" in volume_link and "bucket=day" in volume_link
@@ -214,6 +239,9 @@ async def test_data_is_what_the_api_answers_and_csv_what_hub_report_prints(
         ("sla", {}),
         ("bot", {}),
         ("agents", {"bucket": "hour"}),
+        ("csat", {"channel": "email"}),
+        ("nps", {}),
+        ("gaps", {}),  # `hub report gaps` loads the knowledge base's model: compared with the API's answer below
     ):
         query = {**API_QUERY, **extra}
         api = await hub.hub.api("GET", f"/api/v1/reports/{name}", role="viewer", params=query)
@@ -222,6 +250,10 @@ async def test_data_is_what_the_api_answers_and_csv_what_hub_report_prints(
         download = await hub.client.get(f"/console/dashboard/data/{name}.csv", params=query)
         assert download.status == 200 and download.content_type == "text/csv"
         assert download.headers["Content-Disposition"] == f'attachment; filename="{name}-2026-03-27-2026-03-30.csv"'
+        if name == "gaps":
+            assert await download.text() == to_csv(api)
+            assert api["totals"][0]["no_good_answer"] == 4 and api["groups"]["unhelpful"][0]["article_id"] == "returns"
+            continue
         args = ["report", name, "--csv", *(part for key, value in query.items() for part in (f"--{key}", value))]
         printed = await asyncio.to_thread(runner.invoke, main, args)
         assert printed.exit_code == 0, printed.output
@@ -251,17 +283,17 @@ async def test_dashboards_asking_at_once_share_one_run_of_the_reports(console_hu
         assert response.status == 200
         return await response.text()
 
-    # Six dashboards on one view told of a change at once: the five reports run once.
+    # Six dashboards on one view told of a change at once: the eight reports run once.
     pages = await asyncio.gather(*(fetch(path) for _ in range(6)))
-    assert sorted(ran) == sorted(["volume", "response-times", "sla", "bot", "agents"])
+    assert sorted(ran) == sorted(["volume", "response-times", "sla", "bot", "agents", "csat", "nps", "gaps"])
     assert all(card_figures(page) == EXPECTED for page in pages)
     # Another view at the same moment is its own run; a later request, a new one.
     ran.clear()
     await asyncio.gather(fetch(path), fetch(path + "&channel=sms"))
-    assert len(ran) == 10
+    assert len(ran) == 16
     ran.clear()
     await fetch(path)
-    assert len(ran) == 5
+    assert len(ran) == 8
 
 
 @pytest.mark.asyncio
@@ -286,7 +318,7 @@ async def test_when_the_first_asker_goes_away_the_others_still_get_their_figures
     assert all(reports["volume"] == {"report": "volume"} for reports, _ in answers)
     assert first.cancelled()
     # One cancelled run, then each waiting request ran the reports itself.
-    assert len(started) == 5 * 4
+    assert len(started) == 8 * 4
 
 
 def test_preset_ranges_end_with_the_current_local_hour_or_today() -> None:

@@ -1,7 +1,9 @@
 """The dashboard in headless Chromium, under the console's own policy
 (``script-src 'self'; style-src 'self'``): the browser's time zone is
-filled in, the cards read the known figures, every chart is drawn by the
-vendored Chart.js, the table toggle and the CSV download work, a new
+filled in, the cards read the known figures (CSAT and content gaps
+included), every chart is drawn by the vendored Chart.js, the content gaps
+list their questions and link the unhelpful article, the table toggle and
+the CSV downloads work, a new
 conversation reaches the open page by itself, nothing scrolls sideways at
 375 px, no error (a policy violation is one) is logged, and axe-core finds
 no serious or critical violation. Screenshots at 1280x800 and 375x740."""
@@ -65,6 +67,8 @@ def assert_drawn(charts: list[dict[str, Any]], width: int) -> None:
         "chart-sla",
         "chart-bot",
         "chart-reasons",
+        "chart-csat",
+        "chart-nps",
     ]
     for chart in charts:
         assert chart["chart"], chart
@@ -110,6 +114,22 @@ async def test_the_dashboard_in_a_browser(browser: Any, console_hub: ConsoleHub,
     await page.locator("#details-volume summary").click()
     assert await table.is_visible()
     await page.screenshot(path=str(artifacts / "console-dashboard-desktop.png"), full_page=True)
+
+    # The CSAT chart and the content gaps, with their data; an unhelpful article links to the portal.
+    assert "Average rating 3.67 / 5 from 3 answers" in await page.locator("#caption-csat").inner_text()
+    first_gap = page.locator("#table-gaps tr[data-gap]").first
+    assert await first_gap.locator("th").inner_text() == "can i pay with paypal"
+    assert await first_gap.locator("td").first.inner_text() == "3"
+    article = page.locator("#table-unhelpful a", has_text="returns")
+    assert await article.get_attribute("href") == "/help/articles/returns"
+    await page.locator("#section-csat").scroll_into_view_if_needed()
+    await page.locator("#section-gaps").screenshot(path=str(artifacts / "console-dashboard-gaps.png"))
+    await page.locator("#section-csat").screenshot(path=str(artifacts / "console-dashboard-csat.png"))
+    await page.locator("#section-nps").screenshot(path=str(artifacts / "console-dashboard-nps.png"))
+    assert "NPS 0 (promoters 9-10 minus detractors 0-6)" in await page.locator("#caption-nps").inner_text()
+    async with page.expect_download() as started:
+        await page.locator("#section-gaps a[data-csv]").click()
+    assert (await started.value).suggested_filename.startswith("gaps-")
 
     # Its CSV: the volume report's figures, as `hub report volume --csv` prints them.
     link = page.locator("#section-volume a[data-csv]")
@@ -159,6 +179,7 @@ async def test_the_dashboard_in_a_browser(browser: Any, console_hub: ConsoleHub,
         checked = await checking.new_page()
         await checked.goto(f"{hub.base_url}/console/dashboard?range=7d&tz=Europe/Berlin")
         await checked.locator("#details-sla summary").click()
+        await checked.locator("#details-csat summary").click()
         found[size] = await axe_violations(checked)
         await checking.close()
     assert all(not v for v in found.values()), json.dumps(found, indent=1)

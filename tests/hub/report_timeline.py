@@ -27,6 +27,7 @@ from hub.storage.schema import (
     audit_log,
     contacts,
     conversations,
+    csat_surveys,
     identities,
     messages,
     tickets,
@@ -226,6 +227,32 @@ class TimelineWriter:
             delivery_status="none",
         )
         self.records.agents[(self.records.day(when), agent_id, "notes")] += 1
+
+    def survey(
+        self,
+        conversation_id: int,
+        ticket_id: int | None,
+        channel: str,
+        sent: str | datetime,
+        rating: int | None,
+        *,
+        kind: str = "csat",
+        answered_after: timedelta = timedelta(hours=2),
+    ) -> None:
+        """A CSAT (or NPS) survey sent at ``sent``, answered ``answered_after`` later (``rating`` None: not answered)."""
+        when = self.at(sent)
+        self.conn.execute(
+            sa.insert(csat_surveys).values(
+                conversation_id=conversation_id,
+                ticket_id=ticket_id,
+                channel=channel,
+                sent_at=when,
+                expires_at=when + timedelta(hours=72),
+                rating=rating,
+                answered_at=None if rating is None else when + answered_after,
+                kind=kind,
+            )
+        )
 
     def _event(self, conversation_id: int, when: datetime, event: str, body: str, **meta: Any) -> None:
         self._message(

@@ -7,10 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from hub.storage import open_database
-from hub.storage.schema import csat_surveys
 from tests.hub.report_timeline import Records, TimelineWriter
 from tests.hub.test_reports import BERLIN, report
 
@@ -34,17 +32,7 @@ async def test_csat_average_distribution_and_response_rate(database_url: str) ->
         w = TimelineWriter(conn, records)
         for n, (channel, sent, rating) in enumerate(SURVEYS):
             conversation = w.conversation(w.contact(f"C{n}"), channel, sent - timedelta(hours=1))
-            conn.execute(
-                sa.insert(csat_surveys).values(
-                    conversation_id=conversation,
-                    ticket_id=None,
-                    channel=channel,
-                    sent_at=sent,
-                    expires_at=sent + timedelta(hours=72),
-                    rating=rating,
-                    answered_at=None if rating is None else sent + timedelta(hours=2),
-                )
-            )
+            w.survey(conversation, None, channel, sent, rating)
 
     db = open_database(database_url)
     try:

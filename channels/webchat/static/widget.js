@@ -227,17 +227,20 @@
     body.appendChild(meta);
     li.appendChild(body);
     if (pending) li.classList.add("msg--pending");
-    if (typeof message.survey_id === "number") body.appendChild(surveyNode(message.survey_id));
+    if (typeof message.survey_id === "number") body.appendChild(surveyNode(message.survey_id, message.survey_low, message.survey_high));
     return li;
   }
 
-  // A CSAT survey: five rating buttons, then an optional comment (frames
-  // survey / survey_answer / survey_result; the hub answers each once).
-  function surveyNode(surveyId) {
-    var node = el("div", { className: "survey", role: "group", "aria-label": "Rate this conversation", "data-survey-id": String(surveyId) });
+  // A survey: a rating button per answer (CSAT 1-5, NPS 0-10), then an optional
+  // comment (frames survey / survey_answer / survey_result; the hub answers each once).
+  function surveyNode(surveyId, low, high) {
+    if (typeof low !== "number" || typeof high !== "number") { low = 1; high = 5; }
+    var node = el("div", { className: "survey", role: "group", "aria-label": high === 10 ? "How likely are you to recommend us" : "Rate this conversation", "data-survey-id": String(surveyId) });
     var buttons = el("div", { className: "survey-buttons" });
-    [1, 2, 3, 4, 5].forEach(function (rating) {
-      var button = el("button", { type: "button", className: "survey-rate", "data-rating": String(rating), "aria-label": "Rate " + rating + " out of 5", text: String(rating) });
+    var ratings = [];
+    for (var r = low; r <= high; r++) ratings.push(r);
+    ratings.forEach(function (rating) {
+      var button = el("button", { type: "button", className: "survey-rate", "data-rating": String(rating), "aria-label": "Rate " + rating + " out of " + high, text: String(rating) });
       button.addEventListener("click", function () {
         send({ type: "survey_answer", survey_id: surveyId, rating: rating });
         Array.prototype.forEach.call(buttons.querySelectorAll("button"), function (b) { b.disabled = true; });
@@ -550,7 +553,7 @@
       case "survey":
         var asked = log.querySelector('li[data-id="' + String(Number(frame.message_id)) + '"] .body');
         if (asked && typeof frame.survey_id === "number" && !surveyById(frame.survey_id)) {
-          asked.appendChild(surveyNode(frame.survey_id));
+          asked.appendChild(surveyNode(frame.survey_id, frame.low, frame.high));
           scrollDown();
         }
         break;
