@@ -6,8 +6,8 @@ CSAT survey is answered). ``contacts.nps_asked_at``: when the contact was
 last asked, so they are asked at most once per ``HUB_NPS_EVERY_DAYS``
 (set by a conditional update in the transaction that asks).
 
-Revision ID: 0018
-Revises: 0014
+Revision ID: 0017
+Revises: 0016
 Create Date: 2026-11-29 10:50:00
 """
 
@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from hub.storage.schema import UTCDateTime
 
 
-revision = '0018'
-down_revision = '0014'
+revision = '0017'
+down_revision = '0016'
 branch_labels = None
 depends_on = None
 

@@ -6,7 +6,7 @@ with each change; an instance re-reads its cache when the number moved.
 ``leases``: one row per singleton loop (the SLA scheduler, the snooze
 wake-ups, an IMAP mailbox): the instance holding an unexpired lease runs it.
 
-Revision ID: 0019
+Revision ID: 0016
 Revises: 0015
 Create Date: 2026-11-29 10:55:00
 """
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from hub.storage.schema import UTCDateTime
 
 
-revision = '0019'
+revision = '0016'
 down_revision = '0015'
 branch_labels = None
 depends_on = None
