@@ -20,12 +20,13 @@ from hub.events import utcnow
 from hub.jobs.queue import Queue
 from hub.models import Role
 from hub.slack.jobs import SLACK_JOBS
+from hub.webhooks.store import WEBHOOK_DELIVERIES
 
 routes = web.RouteTableDef()
 
-QUEUES: dict[str, Queue[Any]] = {queue.name: queue for queue in (OUTBOX, SLACK_JOBS, BOT_JOBS)}
+QUEUES: dict[str, Queue[Any]] = {queue.name: queue for queue in (OUTBOX, SLACK_JOBS, BOT_JOBS, WEBHOOK_DELIVERIES)}
 # The audit log's names for a requeue, as they were before the queues shared one API.
-AUDIT_TARGETS = {"outbox": "outbox", "slack": "slack_job", "bot": "bot_job"}
+AUDIT_TARGETS = {"outbox": "outbox", "slack": "slack_job", "bot": "bot_job", "webhooks": "webhook_delivery"}
 
 
 def _queue(name: str | None) -> Queue[Any]:
@@ -44,6 +45,9 @@ def _notify(app: web.Application, queue: str) -> None:
         worker = desk.worker if desk is not None else None
     elif queue == "bot":
         worker = app.get(keys.BOT_BRIDGE)
+    elif queue == "webhooks":
+        webhooks = app.get(keys.WEBHOOKS)
+        worker = webhooks.sender if webhooks is not None else None
     if worker is not None:
         worker.notify()
 
