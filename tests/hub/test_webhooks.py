@@ -548,7 +548,7 @@ async def test_private_destinations_are_refused_unless_allowed(database_url: str
                 and "HUB_WEBHOOK_ALLOW_PRIVATE" in refused["error"]["message"]
             )
         made = await running.api(
-            "POST", "/api/v1/webhooks", json={"url": "https://203.0.113.9/x", "events": ["*"]}, expect=201
+            "POST", "/api/v1/webhooks", json={"url": "https://1.1.1.1/x", "events": ["*"]}, expect=201
         )
         await running.api("PATCH", f"/api/v1/webhooks/{made['id']}", json={"url": "http://10.0.0.1/"}, expect=400)
     finally:
