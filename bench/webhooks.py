@@ -8,9 +8,10 @@ channel, no bot) and a receiver on 127.0.0.1:0 that checks every signature
 and answers 200. Messages are ingested through ``HubService.ingest`` by 32
 concurrent senders:
 
-1. with no endpoint, and with one endpoint taking ``message.created`` (its
+1. without the webhooks' hooks, with them but no endpoint (rounds
+   interleaved), and with one endpoint taking ``message.created`` (its
    sender stopped, so only the in-transaction enqueue is measured): ingest
-   rate each way, and the ratio;
+   rates and ratios;
 2. with the sender running: deliveries per second until all are delivered,
    and from each message's commit to the receiver reading it, p50/p99.
 
@@ -111,10 +112,9 @@ async def main(quick: bool) -> dict[str, Any]:
     sender = app[keys.WEBHOOKS].sender
     figures: dict[str, Any] = {"messages": count}
     try:
-        without, with_hook = [], []
-        for round_ in range(ROUNDS):
-            without.append(await ingest_many(service, count, f"none{round_}"))
-        await db.write(
+        unhooked, without, with_hook = [], [], []
+        webhooks = app[keys.WEBHOOKS]
+        endpoint, _ = await db.write(
             lambda conn: store.create_endpoint(
                 conn,
                 {"url": f"http://127.0.0.1:{port}/hook", "events": ["message.created"], "secret": secret},
@@ -123,10 +123,29 @@ async def main(quick: bool) -> dict[str, Any]:
             )
         )
         await sender.stop()
+
+        async def subscribed(active: bool) -> None:
+            await db.write(
+                lambda conn: store.update_endpoint(
+                    conn, endpoint.id, {"active": active}, allow_private=True, now=utcnow()
+                )
+            )
+
+        # Interleaved rounds: the machine's load moves the three alike.
         for round_ in range(ROUNDS):
+            await subscribed(False)
+            webhooks.stop()
+            unhooked.append(await ingest_many(service, count, f"off{round_}"))
+            webhooks.start()
+            without.append(await ingest_many(service, count, f"none{round_}"))
+            await subscribed(True)
             with_hook.append(await ingest_many(service, count, f"hook{round_}"))
         await db.write(lambda conn: conn.execute(sa.delete(webhook_deliveries)))
+        figures["ingest_msg_per_s_no_hook"] = round(sorted(unhooked)[ROUNDS // 2])
         figures["ingest_msg_per_s_no_endpoint"] = round(sorted(without)[ROUNDS // 2])
+        figures["ingest_ratio_no_endpoint_vs_no_hook"] = round(
+            figures["ingest_msg_per_s_no_endpoint"] / figures["ingest_msg_per_s_no_hook"], 3
+        )
         figures["ingest_msg_per_s_one_endpoint"] = round(sorted(with_hook)[ROUNDS // 2])
         figures["ingest_ratio_with_hook"] = round(
             figures["ingest_msg_per_s_one_endpoint"] / figures["ingest_msg_per_s_no_endpoint"], 3

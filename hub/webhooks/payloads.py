@@ -14,10 +14,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from hub.conversations import contacts as contacts_tx
 from hub.conversations import transactions as conversations_tx
 from hub.errors import NotFound
-from hub.storage.schema import csat_surveys, tickets
+from hub.storage.driver import DriverStatement
+from hub.storage.schema import contacts, conversations, csat_surveys, identities, messages, tickets
 
 
 def plain(value: Any) -> Any:
@@ -31,11 +31,6 @@ def plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [plain(item) for item in value]
     return value
-
-
-def contact(conn: Connection, contact_id: int) -> dict[str, Any]:
-    found = contacts_tx.get_contact(conn, contact_id)
-    return {"id": found.id, "name": found.name, "email": found.email, "phone": found.phone}
 
 
 def conversation(conn: Connection, conversation_id: int) -> dict[str, Any]:
@@ -55,28 +50,6 @@ def conversation(conn: Connection, conversation_id: int) -> dict[str, Any]:
         "resolved_at",
     )
     return {name: plain(getattr(found, name)) for name in fields}
-
-
-def message(conn: Connection, message_id: int) -> dict[str, Any]:
-    found = conversations_tx.get_message(conn, message_id)
-    attachments = [
-        {key: item[key] for key in ("id", "filename", "content_type", "size") if key in item}
-        for item in found.attachments
-        if isinstance(item, dict)
-    ]
-    return {
-        "id": found.id,
-        "conversation_id": found.conversation_id,
-        "contact_id": found.contact_id,
-        "channel": found.channel,
-        "direction": plain(found.direction),
-        "author_kind": plain(found.author_kind),
-        "author_id": found.author_id,
-        "body": found.body,
-        "attachments": attachments,
-        "delivery_status": plain(found.delivery_status),
-        "created_at": plain(found.created_at),
-    }
 
 
 def ticket(conn: Connection, ticket_id: int) -> dict[str, Any]:
@@ -110,10 +83,78 @@ def survey(conn: Connection, survey_id: int) -> dict[str, Any] | None:
     return {name: plain(getattr(row, name)) for name in fields}
 
 
+def _first_address(kind: str) -> sa.ScalarSelect[Any]:
+    return (
+        sa.select(identities.c.address)
+        .where(identities.c.contact_id == contacts.c.id, identities.c.channel == kind)
+        .order_by(identities.c.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+MESSAGE_FIELDS = (
+    "id",
+    "conversation_id",
+    "contact_id",
+    "channel",
+    "direction",
+    "author_kind",
+    "author_id",
+    "body",
+    "attachments",
+    "delivery_status",
+    "created_at",
+)
+CONVERSATION_FIELDS = (
+    "contact_id",
+    "channel",
+    "status",
+    "priority",
+    "handler",
+    "assignee_id",
+    "subject",
+    "created_at",
+    "updated_at",
+    "last_message_at",
+    "resolved_at",
+)
+# The message, its conversation and its contact in one statement: it runs in
+# the ingest transaction of every message while an endpoint takes message.created.
+_MESSAGE_CREATED = DriverStatement(
+    sa.select(
+        *(messages.c[name] for name in MESSAGE_FIELDS),
+        *(conversations.c[name].label(f"conversation_{name}") for name in CONVERSATION_FIELDS),
+        contacts.c.name.label("contact_name"),
+        _first_address("email").label("contact_email"),
+        _first_address("phone").label("contact_phone"),
+    )
+    .select_from(messages)
+    .join(conversations, conversations.c.id == messages.c.conversation_id)
+    .join(contacts, contacts.c.id == messages.c.contact_id)
+    .where(messages.c.id == sa.bindparam("message_id"))
+)
+
+
 def message_created(conn: Connection, message_id: int) -> dict[str, Any]:
-    found = message(conn, message_id)
+    row = _MESSAGE_CREATED.first(conn, {"message_id": message_id})
+    if row is None:
+        raise NotFound(f"message {message_id} not found")
+    found = {name: plain(getattr(row, name)) for name in MESSAGE_FIELDS}
+    found["attachments"] = [
+        {key: item[key] for key in ("id", "filename", "content_type", "size") if key in item}
+        for item in row.attachments or []
+        if isinstance(item, dict)
+    ]
+    conversation: dict[str, Any] = {"id": row.conversation_id}
+    conversation.update({name: plain(getattr(row, f"conversation_{name}")) for name in CONVERSATION_FIELDS})
     return {
         "message": found,
-        "conversation": conversation(conn, found["conversation_id"]),
-        "contact": contact(conn, found["contact_id"]),
+        "conversation": conversation,
+        "contact": {
+            "id": row.contact_id,
+            "name": row.contact_name,
+            "email": row.contact_email,
+            "phone": row.contact_phone,
+        },
     }

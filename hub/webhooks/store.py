@@ -22,6 +22,8 @@ from sqlalchemy.engine import Connection
 from hub.errors import Conflict, InvalidInput, NotFound
 from hub.jobs.queue import DEAD, PENDING, Queue, QueueSpec
 from hub.models import _Serialisable
+from hub.storage import PerDialect, insert_ignore
+from hub.storage.driver import DriverStatement
 from hub.storage.schema import webhook_deliveries, webhook_endpoints
 from hub.webhooks.destinations import check_url
 from hub.webhooks.signing import new_secret
@@ -257,6 +259,34 @@ def new_event_key(event: str) -> str:
     return f"{event}:{uuid.uuid4().hex}"
 
 
+# What runs in the ingest transaction of every message while an endpoint
+# takes message.created: straight on the driver (``hub.storage.driver``).
+_SUBSCRIBERS = DriverStatement(
+    sa.select(webhook_endpoints.c.id, webhook_endpoints.c.events)
+    .where(webhook_endpoints.c.active.is_(True))
+    .order_by(webhook_endpoints.c.id)
+)
+_QUEUED_COLUMNS = ("endpoint_id", "event", "idempotency_key", "ordering_key", "contact_id", "payload")
+_INSERT_DELIVERY = PerDialect(
+    lambda conn: DriverStatement(
+        insert_ignore(conn, webhook_deliveries)
+        .values(
+            {
+                **{key: sa.bindparam(key, type_=webhook_deliveries.c[key].type) for key in _QUEUED_COLUMNS},
+                "status": PENDING,
+                "attempts": 0,
+                **{
+                    column: sa.bindparam("now", type_=webhook_deliveries.c[column].type)
+                    for column in ("next_attempt_at", "created_at", "updated_at")
+                },
+            }
+        )
+        .on_conflict_do_nothing()
+        .returning(webhook_deliveries.c.id)
+    )
+)
+
+
 def enqueue_delivery(
     conn: Connection,
     endpoint_id: int,
@@ -277,7 +307,7 @@ def enqueue_delivery(
     (default ``now``) is the payload's ``created_at``."""
     key = delivery_key(endpoint_id, event_key)
     payload = {"id": key, "event": event, "created_at": (occurred_at or now).isoformat(), "data": data}
-    return WEBHOOK_DELIVERIES.enqueue(
+    row = _INSERT_DELIVERY(conn).first(
         conn,
         {
             "endpoint_id": endpoint_id,
@@ -286,20 +316,15 @@ def enqueue_delivery(
             "ordering_key": f"{endpoint_id}:{conversation_id}" if conversation_id is not None else None,
             "contact_id": contact_id,
             "payload": payload,
+            "now": now,
         },
-        now,
-        dedup=True,
     )
+    return None if row is None else int(row.id)
 
 
 def subscribers(conn: Connection, event: str) -> list[int]:
     """The active endpoints that take ``event``."""
-    found = conn.execute(
-        sa.select(webhook_endpoints.c.id, webhook_endpoints.c.events)
-        .where(webhook_endpoints.c.active.is_(True))
-        .order_by(webhook_endpoints.c.id)
-    ).all()
-    return [row.id for row in found if event in row.events or ALL in row.events]
+    return [row.id for row in _SUBSCRIBERS.all(conn, {}) if event in row.events or ALL in row.events]
 
 
 def enqueue_event(
