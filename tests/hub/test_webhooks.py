@@ -429,6 +429,8 @@ async def test_a_dead_delivery_is_redelivered_with_the_same_id(hub: Hub, receive
     [item] = listed["items"]
     assert (item["id"], item["status"], item["attempts"], item["response_status"]) == (row.id, "dead", 1, 404)
     assert "payload" not in item
+    jobs = await hub.api("GET", "/api/v1/jobs?queue=webhooks&status=dead")
+    assert [job["id"] for job in jobs["items"]] == [row.id] and jobs["counts"]["dead"] == 1
     again = await hub.api("POST", f"/api/v1/webhooks/{made['id']}/deliveries/{row.id}/redeliver", expect=202)
     assert again["status"] == "pending" and again["attempts"] == 0
     [row] = await settled(hub)
