@@ -24,6 +24,7 @@ from hub.api import jobs as jobs_api
 from hub.api import kb_suggestions as kb_suggestions_api
 from hub.api import reports as reports_api
 from hub.api import tickets as tickets_api
+from hub.api import webhooks as webhooks_api
 from hub.api.middleware import auth_middleware, error_middleware, observe_middleware, security_headers
 from hub.api.schema import schema_middleware
 from hub.attachments import AttachmentStore
@@ -52,6 +53,7 @@ from hub.reports.service import reports_ctx
 from hub.slack.desk import slack_desk_ctx
 from hub.storage import open_database
 from hub.tickets.service import tickets_ctx
+from hub.webhooks.service import webhooks_ctx
 from knowledge_base import KnowledgeBase
 
 log = logging.getLogger(__name__)
@@ -119,6 +121,7 @@ def create_app(
     app.add_routes(tickets_api.routes)
     app.add_routes(canned_api.routes)
     app.add_routes(automation_api.routes)
+    app.add_routes(webhooks_api.routes)
     app.add_routes(bot_model.routes)
     app.add_routes(reports_api.routes)
     app.add_routes(csat_link_routes)  # e-mail surveys' one-click rating links
@@ -133,6 +136,7 @@ def create_app(
     app.cleanup_ctx.append(bus_ctx)
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(service_ctx)
+    app.cleanup_ctx.append(webhooks_ctx)  # its hooks before anything produces events; drained last
     app.cleanup_ctx.append(canned_replies_ctx)
     app.cleanup_ctx.append(suggestions_ctx)
     app.cleanup_ctx.append(search_log_ctx)  # portal searches and bot lookups (content gaps)

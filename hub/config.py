@@ -64,6 +64,18 @@ class Settings(BaseSettings):
     outbox_concurrency: int = 16
     outbox_poll_interval: float = 1.0
 
+    # --- outgoing webhooks (``hub.webhooks``; add fields only here) ---------------
+    # Send webhooks to private, loopback and link-local addresses too (a
+    # receiver on the same machine or LAN). Off: only public addresses, checked
+    # on the URL and on every address its host resolves to (SSRF).
+    webhook_allow_private: bool = False
+    webhook_timeout: float = Field(default=10.0, gt=0, le=120)
+    webhook_max_attempts: int = Field(default=12, ge=1)
+    webhook_base_delay: float = Field(default=5.0, gt=0)
+    webhook_max_delay: float = Field(default=3600.0, gt=0)
+    webhook_concurrency: int = Field(default=8, ge=1)
+    webhook_poll_interval: float = Field(default=1.0, gt=0)
+
     # --- fake channel (tests, demos, benchmarks) --------------------------------
     fake_secret: SecretStr | None = None
 

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from hub.slack.desk import SlackDesk
     from hub.storage import Database
     from hub.tickets.service import TicketService
+    from hub.webhooks.service import Webhooks
     from knowledge_base import KnowledgeBase
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
@@ -54,6 +55,8 @@ CANNED_REPLIES: web.AppKey[CannedReplies] = web.AppKey("canned_replies")
 AUTOMATION: web.AppKey[Automation] = web.AppKey("automation")
 # Satisfaction surveys on resolve and their answers (hub.csat).
 CSAT: web.AppKey[CsatService] = web.AppKey("csat")
+# Outgoing webhooks: the tx hooks and the sender (hub.webhooks).
+WEBHOOKS: web.AppKey[Webhooks] = web.AppKey("webhooks")
 # Only while the ``slack`` channel is enabled.
 SLACK_DESK: web.AppKey[SlackDesk] = web.AppKey("slack_desk")
 # Only while the knowledge base is enabled (hub.kb.setup).
@@ -105,4 +108,5 @@ __all__ = [
     "SETTINGS",
     "SLACK_DESK",
     "TICKETS",
+    "WEBHOOKS",
 ]

@@ -23,6 +23,12 @@ class Metrics:
         self.delivery_failures = Counter(
             "hub_delivery_failures_total", "Failed delivery attempts", ["channel", "outcome"], registry=self.registry
         )
+        self.webhook_deliveries = Counter(
+            "hub_webhook_deliveries_total",
+            "Outgoing webhook attempts by event and outcome (delivered, retry, dead)",
+            ["event", "outcome"],
+            registry=self.registry,
+        )
         self.outbox_depth = Gauge("hub_outbox_depth", "Outbox entries by status", ["status"], registry=self.registry)
         self.request_latency = Histogram(
             "hub_http_request_duration_seconds",
@@ -43,3 +49,6 @@ class Metrics:
             self.messages_out.labels(channel).inc()
         else:
             self.delivery_failures.labels(channel, outcome).inc()
+
+    def webhook_result(self, event: str, outcome: str) -> None:
+        self.webhook_deliveries.labels(event, outcome).inc()

@@ -21,12 +21,21 @@ from hub.events import utcnow
 from hub.jobs.queue import Queue
 from hub.models import Role
 from hub.slack.jobs import SLACK_JOBS
+from hub.webhooks.store import WEBHOOK_DELIVERIES
 
 routes = web.RouteTableDef()
 
-QUEUES: dict[str, Queue[Any]] = {queue.name: queue for queue in (OUTBOX, SLACK_JOBS, BOT_JOBS, RUNS)}
+QUEUES: dict[str, Queue[Any]] = {
+    queue.name: queue for queue in (OUTBOX, SLACK_JOBS, BOT_JOBS, RUNS, WEBHOOK_DELIVERIES)
+}
 # The audit log's names for a requeue, as they were before the queues shared one API.
-AUDIT_TARGETS = {"outbox": "outbox", "slack": "slack_job", "bot": "bot_job", "automation": "automation_run"}
+AUDIT_TARGETS = {
+    "outbox": "outbox",
+    "slack": "slack_job",
+    "bot": "bot_job",
+    "automation": "automation_run",
+    "webhooks": "webhook_delivery",
+}
 
 
 def _queue(name: str | None) -> Queue[Any]:
@@ -48,6 +57,9 @@ def _notify(app: web.Application, queue: str) -> None:
     elif queue == "automation":
         automation = app.get(keys.AUTOMATION)
         worker = automation.worker if automation is not None else None
+    elif queue == "webhooks":
+        webhooks = app.get(keys.WEBHOOKS)
+        worker = webhooks.sender if webhooks is not None else None
     if worker is not None:
         worker.notify()
 

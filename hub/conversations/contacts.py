@@ -652,7 +652,7 @@ def _queue_clean_up_outside(conn: Connection, erasure: Erasure, with_bot: list[i
     durable jobs written in the erasure's transaction (after its deletions,
     which would take jobs of the erased tickets with them), whichever door
     erases (API or CLI): so the imports reach up to the Slack desk's and
-    the bot's queues here on purpose."""
+    the bot's and the webhooks' queues here on purpose."""
     from hub.bot.bridge import enqueue_forget
     from hub.slack import jobs as slack_queue
 
@@ -667,3 +667,16 @@ def _queue_clean_up_outside(conn: Connection, erasure: Erasure, with_bot: list[i
     for conversation_id in with_bot:
         enqueue_forget(conn, conversation_id)
     erasure.count("bot_trackers", len(with_bot))
+    # Integrators hear of it, to erase their copies (``hub.webhooks``): ids only.
+    # Their deliveries about the contact went with the contact's rows above.
+    from hub.webhooks.store import enqueue_event
+
+    notified = enqueue_event(
+        conn,
+        "contact.erased",
+        lambda: {"contact_id": erasure.contact_id, "conversation_ids": list(erasure.conversation_ids)},
+        event_key=f"contact.erased:{erasure.contact_id}",
+        now=utcnow(),
+    )
+    if notified:
+        erasure.count("webhooks_notified", notified)

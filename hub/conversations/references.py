@@ -44,6 +44,8 @@ MOVED_BY_MERGE: frozenset[str] = frozenset(
         "tickets.contact_id",
         # An opt-out is the person's wish, whichever record holds the address.
         "opt_outs.contact_id",
+        # A webhook delivery about the contact still goes out, naming the record it was about.
+        "webhook_deliveries.contact_id",
     }
 )
 # Foreign keys to contacts.id whose rows are about one contact record and

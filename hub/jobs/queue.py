@@ -1,4 +1,4 @@
-"""One durable work queue over a table: the outbox, Slack jobs and bot jobs.
+"""One durable work queue over a table: the outbox, Slack jobs, bot jobs and webhook deliveries.
 
 A row is work that must happen, written in the same transaction as the
 change that causes it. A worker claims due rows with a lease (``FOR UPDATE

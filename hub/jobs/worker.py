@@ -1,4 +1,4 @@
-"""Background workers over durable queues (outbox, bot jobs, Slack jobs).
+"""Background workers over durable queues (outbox, bot jobs, Slack jobs, webhooks).
 
 ``PollingWorker`` is the loop; ``JobWorker`` works a ``hub.jobs.queue.Queue``.
 Each claims due rows with a lease in one transaction, then works them: rows

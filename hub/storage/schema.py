@@ -737,3 +737,59 @@ automation_runs = sa.Table(
     sa.Index("ix_automation_runs_due", "status", "next_attempt_at"),
     sa.Index("ix_automation_runs_conversation", "conversation_id", "status"),
 )
+
+
+# --- outgoing webhooks (issue #18, ``hub.webhooks``) -----------------------------
+
+# Integrators' endpoints: where events are POSTed, signed with the endpoint's
+# secret (HMAC-SHA256). During a rotation the previous secret also signs,
+# until ``previous_secret_until``, so a receiver can switch without a gap.
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("url", sa.String(2000), nullable=False),
+    sa.Column("secret", sa.String(200), nullable=False),
+    sa.Column("previous_secret", sa.String(200)),
+    sa.Column("previous_secret_until", UTCDateTime),
+    # Event types delivered (``hub.webhooks.events.EVENT_TYPES``), or ["*"]: every one.
+    sa.Column("events", JSON, nullable=False, default=list),
+    sa.Column("active", sa.Boolean, nullable=False, default=True),
+    sa.Column("description", sa.String(500), nullable=False, default=""),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# One row per (endpoint, event): a durable queue of ``hub.jobs`` written in
+# the transaction of the event's cause. ``idempotency_key`` is the delivery's
+# id for the receiver (X-Servicehub-Delivery), the same on every retry and
+# redelivery; unique, so an event is queued once per endpoint. Rows about a
+# contact name them (``contact_id``): an erasure takes them along, payload
+# and all; a merge moves them. ``ordering_key`` (endpoint and conversation)
+# keeps one conversation's events to one endpoint in order.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("endpoint_id", BigId, sa.ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("idempotency_key", sa.String(100), nullable=False, unique=True),
+    sa.Column("ordering_key", sa.String(100)),
+    sa.Column("contact_id", BigId, sa.ForeignKey("contacts.id", ondelete="CASCADE")),
+    sa.Column("payload", JSON, nullable=False),
+    # pending -> sending -> delivered | dead (pending again after a retryable failure)
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("lease_until", UTCDateTime),
+    sa.Column("last_error", sa.Text),
+    # The receiver's HTTP status on the last attempt (NULL: no answer: a timeout, a refused connection).
+    sa.Column("response_status", sa.Integer),
+    sa.Column("delivered_at", UTCDateTime),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    sa.Index("ix_webhook_deliveries_endpoint", "endpoint_id", "id"),
+    sa.Index("ix_webhook_deliveries_ordering", "ordering_key", "status"),
+    sa.Index("ix_webhook_deliveries_contact", "contact_id"),
+)

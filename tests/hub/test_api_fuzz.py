@@ -83,13 +83,21 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403",
 [[operations]]
 include-path-regex = "^/api/v1/automation/"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429", "5xx"]
+
+# Webhook endpoints: a well-formed URL may still be refused (a private or
+# loopback destination while HUB_WEBHOOK_ALLOW_PRIVATE is off, credentials,
+# a fragment, no host), and a rotation to the current secret is a 400.
+[[operations]]
+include-path-regex = "^/api/v1/webhooks"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429", "5xx"]
 """
 
 
 async def _seed(hub: Hub) -> None:
     """A little of everything the API reads, so that ids and links lead
     somewhere: contacts, conversations with notes, tickets, phrasing
-    suggestions (an agent's link to an article after a handoff), a rule."""
+    suggestions (an agent's link to an article after a handoff), a rule, a
+    webhook endpoint with a delivery."""
     for n in range(4):
         received = await hub.inbound(
             {"from": f"fuzz-{n}", "text": "How long does a refund take?", "id": f"fuzz-{n}-1", "name": f"Visitor {n}"}
@@ -108,6 +116,13 @@ async def _seed(hub: Hub) -> None:
         json={"name": "greeting", "title": "Greeting", "body": "Hi {{ contact.first_name }}, {{ agent.name }} here."},
         expect=201,
     )
+    webhook = await hub.api(
+        "POST",
+        "/api/v1/webhooks",
+        json={"url": "https://hooks.example.com/servicehub", "events": ["*"], "description": "fuzz"},
+        expect=201,
+    )
+    await hub.api("POST", f"/api/v1/webhooks/{webhook['id']}/ping", expect=202)
     await hub.api(
         "POST",
         "/api/v1/routing/rules",
