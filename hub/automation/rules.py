@@ -24,6 +24,7 @@ A rule is *when* an event happens, *if* its conditions hold (and none of its
       - send_canned: refund-policy           # a canned reply's name, rendered for the conversation
       - add_note: "Refund asked; see the policy."
       - close_after_silence: {days: 3, notice: "We haven't heard back, so we're closing this for now."}
+      - webhook: 2                          # an outgoing webhook endpoint's id (hub.webhooks)
 
 ``parse`` turns what an admin wrote (the API's JSON, the YAML file) into a
 ``Rule`` or a 400 naming the field; ``matches`` is the pure decision over
@@ -61,6 +62,7 @@ ACTIONS = (
     "send_canned",
     "add_note",
     "close_after_silence",
+    "webhook",
 )
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 MAX_ACTIONS = 20
@@ -268,6 +270,9 @@ def _action(value: Any, where: str) -> dict[str, Any]:
             isinstance(arg, str) and "@" in arg and len(arg) <= 254
         ):
             raise InvalidInput(f"{here} must be a user's e-mail address or id")
+    elif kind == "webhook":
+        if not (isinstance(arg, int) and not isinstance(arg, bool) and arg > 0):
+            raise InvalidInput(f"{here} must be an outgoing webhook endpoint's id")
     elif kind == "add_note":
         if not isinstance(arg, str) or not arg.strip() or len(arg) > MAX_TEXT:
             raise InvalidInput(f"{here} must be text of at most {MAX_TEXT} characters")

@@ -53,6 +53,8 @@ from hub.jobs.worker import JobWorker
 from hub.models import AuthorKind, ConversationStatus, Direction, MessageKind, Role
 from hub.storage.schema import contacts, conversations, messages, sla_warnings, tickets, users
 from hub.txhooks import After
+from hub.webhooks import payloads as webhook_payloads
+from hub.webhooks import store as webhooks_store
 
 if TYPE_CHECKING:
     from hub.canned.service import CannedReplies
@@ -91,6 +93,7 @@ class Automation:
             None if hours is None else (lambda at: hours.next_opening(at) == at.astimezone(UTC))
         )
         self.worker = JobWorker(db, RUNS, self._run, name="automation-worker", concurrency=4, max_attempts=6)
+        self.on_webhook: Callable[[], None] | None = None  # wakes the webhooks' sender
         self._removers: list[Callable[[], None]] = []
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -319,6 +322,9 @@ class Automation:
             )
         elif kind == "close_after_silence":
             await self.db.write(self._schedule_close, rule, run, step, arg)
+        elif kind == "webhook":
+            if await self.db.write(_queue_webhook, arg, rule, run, step) is not None and self.on_webhook is not None:
+                self.on_webhook()
         else:  # checked when the rule was saved
             raise AssertionError(f"unknown action {kind}")
 
@@ -525,6 +531,30 @@ def _add_tag(conn: Connection, conversation_id: int, tag: str) -> None:
         conn.execute(sa.update(contacts).where(contacts.c.id == row.id).values(tags=[*tags, tag]))
 
 
+def _queue_webhook(conn: Connection, endpoint_id: int, rule: Rule, run: Run, step: int) -> int | None:
+    """An ``automation.matched`` delivery to the rule's endpoint (signed, retried and logged
+    like every webhook: ``hub.webhooks``); the run and step name it, so a retry queues it once."""
+    webhooks_store.get_endpoint(conn, endpoint_id)  # a 404 for an endpoint deleted since: the run goes dead
+    contact_id = conn.execute(
+        sa.select(conversations.c.contact_id).where(conversations.c.id == run.conversation_id)
+    ).scalar()
+    data = {
+        "rule": {"id": rule.id, "name": rule.name, "when": rule.when},
+        "trigger": run.event_key,
+        "conversation": webhook_payloads.conversation(conn, run.conversation_id),
+    }
+    return webhooks_store.enqueue_delivery(
+        conn,
+        endpoint_id,
+        "automation.matched",
+        data,
+        event_key=f"automation:{run.id}:{step}",
+        now=utcnow(),
+        contact_id=contact_id,
+        conversation_id=run.conversation_id,
+    )
+
+
 def _agent_id(conn: Connection, who: int | str) -> int:
     column = users.c.id if isinstance(who, int) else sa.func.lower(users.c.email)
     value = who if isinstance(who, int) else who.lower()
@@ -547,6 +577,9 @@ async def automation_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     if settings.automation_file is not None:
         await load_rules_file(automation.db, settings.automation_file, automation.clock.now())
+    webhooks = app.get(keys.WEBHOOKS)
+    if webhooks is not None:
+        automation.on_webhook = webhooks.sender.notify
     app[keys.AUTOMATION] = automation
     automation.start()
     try:

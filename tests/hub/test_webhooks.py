@@ -582,3 +582,43 @@ async def test_an_erasure_takes_the_contacts_pending_deliveries_and_tells_integr
     await settled(hub)
     assert sorted(r.event for r in receiver.at("/crm")) == ["contact.erased", "message.created"]
     assert "Quibblewort" not in json.dumps([r.payload for r in receiver.received])
+
+
+@pytest.mark.asyncio
+async def test_an_automation_rule_calls_its_endpoint_once_per_run_signed(hub: Hub, receiver: Receiver) -> None:
+    """The automation action ``webhook`` (issue #17): an ``automation.matched``
+    delivery to the named endpoint, whatever events it subscribes to, signed and
+    queued like every delivery; the run and step name it, so it goes once."""
+    made = await endpoint(hub, receiver, "/rules", ["ticket.opened"])
+    rule = await hub.api(
+        "POST",
+        "/api/v1/automation/rules",
+        json={
+            "name": "tell-the-crm",
+            "when": "message_received",
+            "if": {"text_contains": "cancel"},
+            "then": [{"add_tag": "churn-risk"}, {"webhook": made["id"]}],
+        },
+        expect=201,
+    )
+    await hub.inbound({"from": "ada", "text": "Please cancel my plan", "id": "auto-1"})
+    await hub.inbound({"from": "ada", "text": "Please cancel my plan", "id": "auto-1"})  # the provider's retry
+    await hub.inbound({"from": "bob", "text": "Hello", "id": "auto-2"})  # no match
+    await wait_for(lambda: receiver.at("/rules"))
+    runs = (await hub.api("GET", f"/api/v1/automation/rules/{rule['id']}/runs"))["items"]
+    assert [r["status"] for r in runs] == ["done"]
+    [got] = receiver.at("/rules")
+    assert got.verified and got.event == "automation.matched"
+    body = got.payload
+    assert body["data"]["rule"]["name"] == "tell-the-crm" and body["data"]["trigger"].startswith("message:")
+    assert body["data"]["conversation"]["id"] == runs[0]["conversation_id"]
+    # A webhook action naming an endpoint deleted since: the run goes dead with the reason.
+    await hub.api("DELETE", f"/api/v1/webhooks/{made['id']}", expect=204)
+    await hub.inbound({"from": "cy", "text": "cancel it", "id": "auto-3"})
+
+    async def dead() -> list[dict[str, Any]]:
+        found = (await hub.api("GET", f"/api/v1/automation/rules/{rule['id']}/runs?status=dead"))["items"]
+        return found
+
+    [failed] = await wait_for(dead)
+    assert failed["step"] == 1 and "webhook" in failed["last_error"]
