@@ -663,3 +663,28 @@ csat_surveys = sa.Table(
     sa.Index("ix_csat_surveys_conversation_id", "conversation_id"),
     sa.Index("ix_csat_surveys_sent_at", "sent_at"),
 )
+
+
+# --- report rollups (issue #17, ``hub.reports.rollups``) --------------------------
+
+# The volume report's counts per UTC quarter-hour and channel, kept by
+# triggers (migration 0017) in the transaction of every insert into
+# ``messages`` (customer-visible ones: ``kind = message``) and
+# ``conversations``, however the row was written. Nothing is subtracted: an
+# erasure keeps what it deletes in ``report_erased_*``, which the volume
+# counts too. ``shard`` spreads concurrent writers over rows (PostgreSQL:
+# the backend's pid modulo 8; SQLite has one writer, always 0); a report
+# adds the shards up.
+report_volume_quarters = sa.Table(
+    "report_volume_quarters",
+    metadata,
+    sa.Column("quarter", sa.BigInteger, nullable=False),  # epoch seconds // 900 of the quarter-hour's start
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("shard", sa.SmallInteger, nullable=False),
+    sa.Column("inbound", sa.BigInteger, nullable=False),
+    sa.Column("outbound", sa.BigInteger, nullable=False),
+    sa.Column("outbound_bot", sa.BigInteger, nullable=False),
+    sa.Column("outbound_agent", sa.BigInteger, nullable=False),
+    sa.Column("new_conversations", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint("quarter", "channel", "shard", name="pk_report_volume_quarters"),
+)
