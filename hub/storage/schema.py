@@ -688,3 +688,28 @@ report_volume_quarters = sa.Table(
     sa.Column("new_conversations", sa.BigInteger, nullable=False),
     sa.PrimaryKeyConstraint("quarter", "channel", "shard", name="pk_report_volume_quarters"),
 )
+
+# The bot report's facts of each conversation, kept by triggers (migration
+# 0017) as its rows are inserted: created with the conversation, a flag set
+# by the first reply of the bot, of an agent, of the bot answering from the
+# knowledge base (``meta.decision.action = answer``), and by its first
+# ticket. Flags are only ever set (nothing that sets them is deleted but by
+# an erasure, and the report counts an erased contact's conversations as
+# before); the row outlives an erasure on purpose (no contact, no text),
+# detached from the id (``conversation_id`` set NULL by ``hub.reports.erased``):
+# SQLite gives the id of the newest conversation to the next one once it is
+# deleted.
+report_bot_conversations = sa.Table(
+    "report_bot_conversations",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("conversation_id", BigId),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("bot_replied", sa.SmallInteger, nullable=False),
+    sa.Column("agent_replied", sa.SmallInteger, nullable=False),
+    sa.Column("answered", sa.SmallInteger, nullable=False),
+    sa.Column("handed_off", sa.SmallInteger, nullable=False),
+    sa.Index("ix_report_bot_conversations_created", "created_at"),
+    sa.Index("ix_report_bot_conversations_conversation", "conversation_id", unique=True),
+)

@@ -1,8 +1,10 @@
-"""Report rollups: the volume report's counts per quarter-hour and channel
+"""Report rollups: the volume report's counts per quarter-hour and channel,
+the bot report's facts per conversation
 
-``report_volume_quarters``, kept by triggers in the transaction of every
-insert into ``messages`` and ``conversations`` (``hub.reports.rollups``),
-and filled here from what is already stored (live and erased rows).
+``report_volume_quarters`` and ``report_bot_conversations``, kept by
+triggers in the transaction of every insert into ``messages``,
+``conversations`` and ``tickets`` (``hub.reports.rollups``), and filled here
+from what is already stored (live and erased rows).
 
 Revision ID: 0017
 Revises: 0014 (the lead chains it after the parallel branches' migrations)
@@ -12,11 +14,15 @@ Create Date: 2026-11-29 10:40:00
 from alembic import op
 import sqlalchemy as sa
 
+from hub.storage.schema import UTCDateTime
+
 
 revision = '0017'
 down_revision = '0014'
 branch_labels = None
 depends_on = None
+
+BigId = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
 
 _COLUMNS = 'quarter, channel, shard, inbound, outbound, outbound_bot, outbound_agent, new_conversations'
 _ADD = (
@@ -49,6 +55,36 @@ _SQLITE_TRIGGERS = [
         INSERT INTO report_volume_quarters ({_COLUMNS})
         VALUES ({_SQLITE_QUARTER.format(column='NEW.created_at')}, NEW.channel, 0, 0, 0, 0, 0, 1)
         ON CONFLICT (quarter, channel, shard) DO UPDATE SET {_ADD.format(r='')};
+    END
+    """,
+    """
+    CREATE TRIGGER report_bot_conversation AFTER INSERT ON conversations
+    BEGIN
+        INSERT INTO report_bot_conversations
+            (conversation_id, channel, created_at, bot_replied, agent_replied, answered, handed_off)
+        VALUES (NEW.id, NEW.channel, NEW.created_at, 0, 0, 0, 0);
+    END
+    """,
+    """
+    CREATE TRIGGER report_bot_reply AFTER INSERT ON messages
+    WHEN NEW.kind = 'message' AND NEW.direction = 'outbound' AND NEW.author_kind IN ('bot', 'agent')
+    BEGIN
+        UPDATE report_bot_conversations SET
+            bot_replied = MAX(bot_replied, NEW.author_kind = 'bot'),
+            agent_replied = MAX(agent_replied, NEW.author_kind = 'agent'),
+            answered = MAX(
+                answered,
+                NEW.author_kind = 'bot' AND IFNULL(json_extract(NEW.meta, '$.decision.action') = 'answer', 0)
+            )
+        WHERE conversation_id = NEW.conversation_id
+          AND (bot_replied = 0 OR answered = 0 OR agent_replied = 0);
+    END
+    """,
+    """
+    CREATE TRIGGER report_bot_ticket AFTER INSERT ON tickets
+    BEGIN
+        UPDATE report_bot_conversations SET handed_off = 1
+        WHERE conversation_id = NEW.conversation_id AND handed_off = 0;
     END
     """,
 ]
@@ -95,6 +131,61 @@ _PG_TRIGGERS = [
     CREATE TRIGGER report_volume_conversations AFTER INSERT ON conversations
     REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION report_volume_conversations()
     """,
+    """
+    CREATE FUNCTION report_bot_conversations() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO report_bot_conversations
+            (conversation_id, channel, created_at, bot_replied, agent_replied, answered, handed_off)
+        SELECT id, channel, created_at, 0, 0, 0, 0 FROM inserted;
+        RETURN NULL;
+    END
+    $$
+    """,
+    """
+    CREATE TRIGGER report_bot_conversations AFTER INSERT ON conversations
+    REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION report_bot_conversations()
+    """,
+    """
+    CREATE FUNCTION report_bot_replies() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE report_bot_conversations AS f SET
+            bot_replied = GREATEST(f.bot_replied, n.bot),
+            agent_replied = GREATEST(f.agent_replied, n.agent),
+            answered = GREATEST(f.answered, n.answered)
+        FROM (
+            SELECT conversation_id,
+                   MAX(CASE WHEN author_kind = 'bot' THEN 1 ELSE 0 END) AS bot,
+                   MAX(CASE WHEN author_kind = 'agent' THEN 1 ELSE 0 END) AS agent,
+                   MAX(CASE WHEN author_kind = 'bot' AND meta #>> '{decision,action}' = 'answer' THEN 1 ELSE 0 END)
+                       AS answered
+            FROM inserted
+            WHERE kind = 'message' AND direction = 'outbound' AND author_kind IN ('bot', 'agent')
+            GROUP BY conversation_id
+        ) AS n
+        WHERE f.conversation_id = n.conversation_id
+          AND (f.bot_replied < n.bot OR f.agent_replied < n.agent OR f.answered < n.answered);
+        RETURN NULL;
+    END
+    $$
+    """,
+    """
+    CREATE TRIGGER report_bot_replies AFTER INSERT ON messages
+    REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION report_bot_replies()
+    """,
+    """
+    CREATE FUNCTION report_bot_tickets() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE report_bot_conversations AS f SET handed_off = 1
+        FROM (SELECT DISTINCT conversation_id FROM inserted) AS n
+        WHERE f.conversation_id = n.conversation_id AND f.handed_off = 0;
+        RETURN NULL;
+    END
+    $$
+    """,
+    """
+    CREATE TRIGGER report_bot_tickets AFTER INSERT ON tickets
+    REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION report_bot_tickets()
+    """,
 ]
 
 # What is stored already: live and erased rows, one shard.
@@ -119,6 +210,37 @@ _BACKFILL_MESSAGES = """
            CASE WHEN direction = 'outbound' AND author_kind = 'agent' THEN 1 ELSE 0 END AS outbound_agent,
            0 AS new_conversations
     FROM {table} WHERE kind = 'message'
+"""
+
+
+# The bot's facts of every conversation stored already, live or erased.
+_BACKFILL_BOT = """
+    INSERT INTO report_bot_conversations
+        (conversation_id, channel, created_at, bot_replied, agent_replied, answered, handed_off)
+    SELECT CASE WHEN c.erased = 0 THEN c.id END, c.channel, c.created_at,
+           COALESCE(f.bot, 0), COALESCE(f.agent, 0), COALESCE(f.answered, 0),
+           CASE WHEN h.conversation_id IS NULL THEN 0 ELSE 1 END
+    FROM (
+        SELECT 0 AS erased, id, channel, created_at FROM conversations
+        UNION ALL SELECT 1, id, channel, created_at FROM report_erased_conversations
+    ) AS c
+    LEFT JOIN (
+        SELECT erased, conversation_id,
+               MAX(CASE WHEN author_kind = 'bot' THEN 1 ELSE 0 END) AS bot,
+               MAX(CASE WHEN author_kind = 'agent' THEN 1 ELSE 0 END) AS agent,
+               MAX(CASE WHEN author_kind = 'bot' AND decision = 'answer' THEN 1 ELSE 0 END) AS answered
+        FROM (
+            SELECT 0 AS erased, conversation_id, author_kind, {decision} AS decision FROM messages
+            WHERE kind = 'message' AND direction = 'outbound' AND author_kind IN ('bot', 'agent')
+            UNION ALL SELECT 1, conversation_id, author_kind, decision FROM report_erased_messages
+            WHERE kind = 'message' AND direction = 'outbound' AND author_kind IN ('bot', 'agent')
+        ) AS replies
+        GROUP BY erased, conversation_id
+    ) AS f ON f.erased = c.erased AND f.conversation_id = c.id
+    LEFT JOIN (
+        SELECT 0 AS erased, conversation_id FROM tickets
+        UNION SELECT 1, conversation_id FROM report_erased_tickets
+    ) AS h ON h.erased = c.erased AND h.conversation_id = c.id
 """
 
 
@@ -147,6 +269,21 @@ def upgrade() -> None:
         sa.Column('new_conversations', sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint('quarter', 'channel', 'shard', name='pk_report_volume_quarters'),
     )
+    op.create_table(
+        'report_bot_conversations',
+        sa.Column('id', BigId, primary_key=True),
+        sa.Column('conversation_id', BigId),
+        sa.Column('channel', sa.String(length=32), nullable=False),
+        sa.Column('created_at', UTCDateTime(timezone=True), nullable=False),
+        sa.Column('bot_replied', sa.SmallInteger(), nullable=False),
+        sa.Column('agent_replied', sa.SmallInteger(), nullable=False),
+        sa.Column('answered', sa.SmallInteger(), nullable=False),
+        sa.Column('handed_off', sa.SmallInteger(), nullable=False),
+    )
+    op.create_index('ix_report_bot_conversations_created', 'report_bot_conversations', ['created_at'])
+    op.create_index(
+        'ix_report_bot_conversations_conversation', 'report_bot_conversations', ['conversation_id'], unique=True
+    )
     postgresql = op.get_bind().dialect.name == 'postgresql'
     # Triggered, then filled, in one transaction (both backends' DDL is
     # transactional): creating a trigger locks its table against writers
@@ -155,15 +292,29 @@ def upgrade() -> None:
     for statement in _PG_TRIGGERS if postgresql else _SQLITE_TRIGGERS:
         op.execute(statement)
     op.execute(_backfill(_PG_QUARTER if postgresql else _SQLITE_QUARTER))
+    decision = "meta #>> '{decision,action}'" if postgresql else "json_extract(meta, '$.decision.action')"
+    op.execute(_BACKFILL_BOT.format(decision=decision))
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == 'postgresql':
+        for trigger, table in (
+            ('report_bot_tickets', 'tickets'),
+            ('report_bot_replies', 'messages'),
+            ('report_bot_conversations', 'conversations'),
+        ):
+            op.execute(f'DROP TRIGGER {trigger} ON {table}')
+            op.execute(f'DROP FUNCTION {trigger}()')
         op.execute('DROP TRIGGER report_volume_conversations ON conversations')
         op.execute('DROP FUNCTION report_volume_conversations()')
         op.execute('DROP TRIGGER report_volume_messages ON messages')
         op.execute('DROP FUNCTION report_volume_messages()')
     else:
+        for trigger in ('report_bot_ticket', 'report_bot_reply', 'report_bot_conversation'):
+            op.execute(f'DROP TRIGGER {trigger}')
         op.execute('DROP TRIGGER report_volume_conversation')
         op.execute('DROP TRIGGER report_volume_message')
+    op.drop_index('ix_report_bot_conversations_conversation', table_name='report_bot_conversations')
+    op.drop_index('ix_report_bot_conversations_created', table_name='report_bot_conversations')
+    op.drop_table('report_bot_conversations')
     op.drop_table('report_volume_quarters')
