@@ -36,7 +36,7 @@ from hub.models import AuthorKind, Direction, MessageKind
 from hub.reports.base import Context, Report, Result, Row, empty_series, rate
 from hub.reports.params import Bucketing, ReportParams
 from hub.reports.sql import SOURCES, Source, bucket_key, in_range
-from hub.storage.schema import report_bot_conversations
+from hub.storage.schema import report_bot_conversations, report_bot_turns
 
 BOT_REASONS = frozenset({"urgent-issue", "complaint", "customer-request", "kb-unavailable", "bot-error"})
 COUNTS = ("conversations", "bot_handled", "handed_off", "contained", "automated_resolutions")
@@ -89,16 +89,24 @@ def _reasons_query(source: Source, params: ReportParams) -> sa.Select[Any]:
 
 
 def _decisions_query(source: Source, params: ReportParams) -> sa.Select[Any]:
-    m = source.messages
-    turn = sa.func.coalesce(source.in_reply_to, -m.c.id)
-    inner = sa.select(source.decision.label("decision"), turn.label("turn")).where(
-        in_range(m.c.created_at, params.start, params.end),
-        m.c.author_kind == AuthorKind.BOT.value,
-        m.c.kind == MessageKind.MESSAGE.value,
-        m.c.direction == Direction.OUTBOUND.value,
-    )
-    if params.channel is not None:
-        inner = inner.where(m.c.channel == params.channel)
+    if source.name == "live":
+        # The live replies' decisions and turns, read out of ``meta`` when they
+        # were inserted (``report_bot_turns``): a covering index range.
+        b = report_bot_turns
+        inner = sa.select(b.c.decision, b.c.turn).where(in_range(b.c.created_at, params.start, params.end))
+        if params.channel is not None:
+            inner = inner.where(b.c.channel == params.channel)
+    else:
+        m = source.messages
+        turn = sa.func.coalesce(source.in_reply_to, -m.c.id)
+        inner = sa.select(source.decision.label("decision"), turn.label("turn")).where(
+            in_range(m.c.created_at, params.start, params.end),
+            m.c.author_kind == AuthorKind.BOT.value,
+            m.c.kind == MessageKind.MESSAGE.value,
+            m.c.direction == Direction.OUTBOUND.value,
+        )
+        if params.channel is not None:
+            inner = inner.where(m.c.channel == params.channel)
     sub = inner.subquery()
     return sa.select(sub.c.decision, sa.func.count(sa.distinct(sub.c.turn))).group_by(sub.c.decision)
 

@@ -713,3 +713,22 @@ report_bot_conversations = sa.Table(
     sa.Index("ix_report_bot_conversations_created", "created_at"),
     sa.Index("ix_report_bot_conversations_conversation", "conversation_id", unique=True),
 )
+
+# The bot's replies as the bot report counts its turns by decision: the
+# decision and the turn (the customer message answered, or the reply itself)
+# read out of ``meta`` once, by a trigger (migration 0017) when the reply is
+# inserted, so a year of turns is a covering index range, not a JSON read of
+# each reply. A row goes with its message (an erasure keeps the facts in
+# ``report_erased_messages``, counted as the erased source).
+report_bot_turns = sa.Table(
+    "report_bot_turns",
+    metadata,
+    sa.Column(
+        "message_id", BigId, sa.ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    ),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("decision", sa.Text),
+    sa.Column("turn", sa.BigInteger, nullable=False),
+    sa.Index("ix_report_bot_turns_created", "created_at", "decision", "turn", "channel"),
+)

@@ -249,6 +249,8 @@ async def test_the_migration_counts_what_was_stored_before_it(database_url: str)
         totals = bot["totals"][0]
         assert (totals["conversations"], totals["bot_handled"], totals["contained"]) == (3, 2, 2)
         assert totals["automated_resolutions"] == 2
+        assert totals["bot_turns"] == 2  # one of two parts each, the erased one's from what the erasure kept
+        assert bot["groups"]["decision"] == [{"decision": "answer", "turns": 2, "share": 1.0}]
     finally:
         await db.close()
 

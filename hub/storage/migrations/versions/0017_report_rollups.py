@@ -81,6 +81,17 @@ _SQLITE_TRIGGERS = [
     END
     """,
     """
+    CREATE TRIGGER report_bot_turn AFTER INSERT ON messages
+    WHEN NEW.kind = 'message' AND NEW.direction = 'outbound' AND NEW.author_kind = 'bot'
+    BEGIN
+        INSERT INTO report_bot_turns (message_id, channel, created_at, decision, turn)
+        VALUES (
+            NEW.id, NEW.channel, NEW.created_at, json_extract(NEW.meta, '$.decision.action'),
+            COALESCE(json_extract(NEW.meta, '$.in_reply_to'), -NEW.id)
+        );
+    END
+    """,
+    """
     CREATE TRIGGER report_bot_ticket AFTER INSERT ON tickets
     BEGIN
         UPDATE report_bot_conversations SET handed_off = 1
@@ -171,6 +182,21 @@ _PG_TRIGGERS = [
     """
     CREATE TRIGGER report_bot_replies AFTER INSERT ON messages
     REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION report_bot_replies()
+    """,
+    """
+    CREATE FUNCTION report_bot_turns() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO report_bot_turns (message_id, channel, created_at, decision, turn)
+        SELECT id, channel, created_at, meta #>> '{decision,action}', COALESCE(CAST(meta ->> 'in_reply_to' AS INTEGER), -id)
+        FROM inserted
+        WHERE kind = 'message' AND direction = 'outbound' AND author_kind = 'bot';
+        RETURN NULL;
+    END
+    $$
+    """,
+    """
+    CREATE TRIGGER report_bot_turns AFTER INSERT ON messages
+    REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION report_bot_turns()
     """,
     """
     CREATE FUNCTION report_bot_tickets() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -281,6 +307,23 @@ def upgrade() -> None:
         sa.Column('handed_off', sa.SmallInteger(), nullable=False),
     )
     op.create_index('ix_report_bot_conversations_created', 'report_bot_conversations', ['created_at'])
+    op.create_table(
+        'report_bot_turns',
+        sa.Column(
+            'message_id',
+            BigId,
+            sa.ForeignKey('messages.id', ondelete='CASCADE', name='fk_report_bot_turns_message_id_messages'),
+            primary_key=True,
+            autoincrement=False,
+        ),
+        sa.Column('channel', sa.String(length=32), nullable=False),
+        sa.Column('created_at', UTCDateTime(timezone=True), nullable=False),
+        sa.Column('decision', sa.Text()),
+        sa.Column('turn', sa.BigInteger(), nullable=False),
+    )
+    op.create_index(
+        'ix_report_bot_turns_created', 'report_bot_turns', ['created_at', 'decision', 'turn', 'channel']
+    )
     op.create_index(
         'ix_report_bot_conversations_conversation', 'report_bot_conversations', ['conversation_id'], unique=True
     )
@@ -294,12 +337,19 @@ def upgrade() -> None:
     op.execute(_backfill(_PG_QUARTER if postgresql else _SQLITE_QUARTER))
     decision = "meta #>> '{decision,action}'" if postgresql else "json_extract(meta, '$.decision.action')"
     op.execute(_BACKFILL_BOT.format(decision=decision))
+    in_reply_to = "CAST(meta ->> 'in_reply_to' AS INTEGER)" if postgresql else "json_extract(meta, '$.in_reply_to')"
+    op.execute(
+        'INSERT INTO report_bot_turns (message_id, channel, created_at, decision, turn)'
+        f' SELECT id, channel, created_at, {decision}, COALESCE({in_reply_to}, -id) FROM messages'
+        " WHERE kind = 'message' AND direction = 'outbound' AND author_kind = 'bot'"
+    )
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == 'postgresql':
         for trigger, table in (
             ('report_bot_tickets', 'tickets'),
+            ('report_bot_turns', 'messages'),
             ('report_bot_replies', 'messages'),
             ('report_bot_conversations', 'conversations'),
         ):
@@ -310,10 +360,12 @@ def downgrade() -> None:
         op.execute('DROP TRIGGER report_volume_messages ON messages')
         op.execute('DROP FUNCTION report_volume_messages()')
     else:
-        for trigger in ('report_bot_ticket', 'report_bot_reply', 'report_bot_conversation'):
+        for trigger in ('report_bot_ticket', 'report_bot_turn', 'report_bot_reply', 'report_bot_conversation'):
             op.execute(f'DROP TRIGGER {trigger}')
         op.execute('DROP TRIGGER report_volume_conversation')
         op.execute('DROP TRIGGER report_volume_message')
+    op.drop_index('ix_report_bot_turns_created', table_name='report_bot_turns')
+    op.drop_table('report_bot_turns')
     op.drop_index('ix_report_bot_conversations_conversation', table_name='report_bot_conversations')
     op.drop_index('ix_report_bot_conversations_created', table_name='report_bot_conversations')
     op.drop_table('report_bot_conversations')
