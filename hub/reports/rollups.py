@@ -21,6 +21,12 @@ A range whose zone has an offset or a change off the quarter-hour grid
 ``split`` cuts a range into its whole quarter-hours (read from the rollup)
 and the edges before and after them (read from the rows), so a range from
 09:07 to 17:52 is still exact.
+
+The bot report has two more tables kept by triggers: its facts per
+conversation (``report_bot_conversations``: the bot replied, an agent did,
+the bot answered from the knowledge base, a ticket was opened), so it reads
+one row per conversation instead of joining its messages, and each bot
+reply's decision and turn (``report_bot_turns``), read out of ``meta`` once.
 """
 
 from __future__ import annotations
