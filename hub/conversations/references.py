@@ -71,6 +71,9 @@ KEPT_FOR_REPORTS: frozenset[str] = frozenset(
     {
         "report_erased_tickets.conversation_id",
         "report_erased_messages.conversation_id",
+        # The bot report's flags of a conversation (``hub.reports.rollups``),
+        # detached (set NULL) by the erasure: they stay, naming nothing.
+        "report_bot_conversations.conversation_id",
     }
 )
 

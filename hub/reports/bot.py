@@ -1,7 +1,9 @@
 """What the bot does on its own: containment, handoffs by reason, and its
 automated resolution rate, for the conversations created in the range.
 
-Per conversation (decided in the database from its messages and tickets):
+Per conversation (facts kept as its messages and tickets are inserted,
+``report_bot_conversations``, see ``hub.reports.rollups``: the report reads
+one row per conversation, not its messages):
 
 - *bot-handled*: the bot replied at least once;
 - *handed off*: it has at least one ticket (a handoff by the bot, a keyword
@@ -34,6 +36,7 @@ from hub.models import AuthorKind, Direction, MessageKind
 from hub.reports.base import Context, Report, Result, Row, empty_series, rate
 from hub.reports.params import Bucketing, ReportParams
 from hub.reports.sql import SOURCES, Source, bucket_key, in_range
+from hub.storage.schema import report_bot_conversations, report_bot_turns
 
 BOT_REASONS = frozenset({"urgent-issue", "complaint", "customer-request", "kb-unavailable", "bot-error"})
 COUNTS = ("conversations", "bot_handled", "handed_off", "contained", "automated_resolutions")
@@ -48,52 +51,29 @@ def reason_key(source: str, reason: str | None) -> str:
     return {"fallback": "assistant-unavailable", "rule": "keyword-rule"}.get(source, source or "other")
 
 
-def _conversations_query(source: Source, params: ReportParams, bucketing: Bucketing) -> sa.Select[Any]:
-    c, m, t = source.conversations, source.messages, source.tickets
-    # Only the replies matter (the bot's and agents'): customers' messages and
-    # timeline events are left out of the join, and only the bot's replies
-    # have their stored decision read.
-    replies = sa.and_(
-        m.c.conversation_id == c.c.id,
-        m.c.kind == MessageKind.MESSAGE.value,
-        m.c.direction == Direction.OUTBOUND.value,
-        m.c.author_kind.in_((AuthorKind.BOT.value, AuthorKind.AGENT.value)),
-    )
-    by_bot = m.c.author_kind == AuthorKind.BOT.value
-    per_conversation = (
-        sa.select(
-            c.c.id,
-            bucket_key(c.c.created_at, bucketing).label("bucket"),
-            sa.func.max(sa.case((by_bot, 1), else_=0)).label("bot"),
-            sa.func.max(sa.case((m.c.author_kind == AuthorKind.AGENT.value, 1), else_=0)).label("agent"),
-            sa.func.max(sa.case((sa.and_(by_bot, source.decision == "answer"), 1), else_=0)).label("answered"),
-        )
-        .select_from(c.outerjoin(m, replies))
-        .where(in_range(c.c.created_at, params.start, params.end))
-        .group_by(c.c.id, c.c.created_at)
-    )
+def _conversations_query(params: ReportParams, bucketing: Bucketing) -> sa.Select[Any]:
+    """Per bucket: the conversations created in it and how many of them the bot
+    handled, were handed off, contained and resolved by the bot, from the
+    facts kept per conversation (``hub.reports.rollups``: live and erased alike)."""
+    f = report_bot_conversations
+    contained = sa.and_(f.c.bot_replied == 1, f.c.agent_replied == 0, f.c.handed_off == 0)
+    inner = sa.select(
+        bucket_key(f.c.created_at, bucketing).label("bucket"),
+        f.c.bot_replied,
+        f.c.handed_off,
+        sa.case((contained, 1), else_=0).label("contained"),
+        sa.case((sa.and_(contained, f.c.answered == 1), 1), else_=0).label("automated"),
+    ).where(in_range(f.c.created_at, params.start, params.end))
     if params.channel is not None:
-        per_conversation = per_conversation.where(c.c.channel == params.channel)
-    replied = per_conversation.subquery()
-    # Handed off: has a ticket. One join to the conversations with tickets
-    # (a hash join on PostgreSQL), not a subquery per conversation.
-    ticketed = sa.select(t.c.conversation_id).distinct().subquery()
-    sub = (
-        sa.select(
-            *replied.c,
-            sa.case((ticketed.c.conversation_id.is_not(None), 1), else_=0).label("handed"),
-        )
-        .select_from(replied.outerjoin(ticketed, ticketed.c.conversation_id == replied.c.id))
-        .subquery()
-    )
-    contained = sa.and_(sub.c.bot == 1, sub.c.agent == 0, sub.c.handed == 0)
+        inner = inner.where(f.c.channel == params.channel)
+    sub = inner.subquery()
     return sa.select(
         sub.c.bucket,
         sa.func.count(),
-        sa.func.sum(sub.c.bot),
-        sa.func.sum(sub.c.handed),
-        sa.func.sum(sa.case((contained, 1), else_=0)),
-        sa.func.sum(sa.case((sa.and_(contained, sub.c.answered == 1), 1), else_=0)),
+        sa.func.sum(sub.c.bot_replied),
+        sa.func.sum(sub.c.handed_off),
+        sa.func.sum(sub.c.contained),
+        sa.func.sum(sub.c.automated),
     ).group_by(sub.c.bucket)
 
 
@@ -109,16 +89,24 @@ def _reasons_query(source: Source, params: ReportParams) -> sa.Select[Any]:
 
 
 def _decisions_query(source: Source, params: ReportParams) -> sa.Select[Any]:
-    m = source.messages
-    turn = sa.func.coalesce(source.in_reply_to, -m.c.id)
-    inner = sa.select(source.decision.label("decision"), turn.label("turn")).where(
-        in_range(m.c.created_at, params.start, params.end),
-        m.c.author_kind == AuthorKind.BOT.value,
-        m.c.kind == MessageKind.MESSAGE.value,
-        m.c.direction == Direction.OUTBOUND.value,
-    )
-    if params.channel is not None:
-        inner = inner.where(m.c.channel == params.channel)
+    if source.name == "live":
+        # The live replies' decisions and turns, read out of ``meta`` when they
+        # were inserted (``report_bot_turns``): a covering index range.
+        b = report_bot_turns
+        inner = sa.select(b.c.decision, b.c.turn).where(in_range(b.c.created_at, params.start, params.end))
+        if params.channel is not None:
+            inner = inner.where(b.c.channel == params.channel)
+    else:
+        m = source.messages
+        turn = sa.func.coalesce(source.in_reply_to, -m.c.id)
+        inner = sa.select(source.decision.label("decision"), turn.label("turn")).where(
+            in_range(m.c.created_at, params.start, params.end),
+            m.c.author_kind == AuthorKind.BOT.value,
+            m.c.kind == MessageKind.MESSAGE.value,
+            m.c.direction == Direction.OUTBOUND.value,
+        )
+        if params.channel is not None:
+            inner = inner.where(m.c.channel == params.channel)
     sub = inner.subquery()
     return sa.select(sub.c.decision, sa.func.count(sa.distinct(sub.c.turn))).group_by(sub.c.decision)
 
@@ -137,11 +125,11 @@ def run(conn: Connection, params: ReportParams, context: Context) -> Result:
     overall: Row = dict(zero)
     reasons: Counter[str] = Counter()
     decisions: Counter[str] = Counter()
+    for bucket, *counts in conn.execute(_conversations_query(params, bucketing)):
+        for name, count in zip(COUNTS, counts, strict=True):
+            series[bucket][name] += int(count or 0)
+            overall[name] += int(count or 0)
     for source in SOURCES:
-        for bucket, *counts in conn.execute(_conversations_query(source, params, bucketing)):
-            for name, count in zip(COUNTS, counts, strict=True):
-                series[bucket][name] += int(count or 0)
-                overall[name] += int(count or 0)
         for origin, reason, count in conn.execute(_reasons_query(source, params)):
             reasons[reason_key(origin, reason)] += count
         for decision, count in conn.execute(_decisions_query(source, params)):

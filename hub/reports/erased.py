@@ -9,6 +9,10 @@ times, directions and authors' kinds, agents' ids, the bot's decision and a
 ticket's reason category. Nothing that names or describes the customer:
 no contact id, no address, no text, no subject, no reason text. Every
 report reads these tables beside the live ones (``hub.reports.sql.SOURCES``).
+
+The bot report's facts per conversation (``report_bot_conversations``, kept
+by triggers) stay as they are, detached from the conversation's id, which
+SQLite may give to the next conversation once this one is deleted.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from hub.storage import insert_ignore
 from hub.storage.schema import (
     conversations,
     messages,
+    report_bot_conversations,
     report_erased_conversations,
     report_erased_messages,
     report_erased_tickets,
@@ -51,6 +56,11 @@ def keep(conn: Connection, contact_id: int) -> None:
     """Copy the report facts of ``contact_id``'s rows, in the erasure's transaction
     (called before each of its passes; a row already kept is not kept twice)."""
     conversation_ids = sa.select(conversations.c.id).where(conversations.c.contact_id == contact_id)
+    conn.execute(
+        sa.update(report_bot_conversations)
+        .where(report_bot_conversations.c.conversation_id.in_(conversation_ids))
+        .values(conversation_id=None)
+    )
     c = conversations
     conn.execute(
         insert_ignore(conn, report_erased_conversations)

@@ -4,6 +4,7 @@ backends, and the bucket an instant falls in (``hub.reports.params``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -50,6 +51,23 @@ def bucket_key(column: sa.ColumnElement[datetime], bucketing: Bucketing) -> sa.C
     the zone's offset is a CASE over the range's transitions, compared on the
     column itself (an index-friendly, cheap comparison), and the epoch second
     is computed once."""
+    return _bucket_of(
+        EpochSeconds(column),
+        lambda begins: column >= sa.literal(datetime.fromtimestamp(begins, UTC), column.type),
+        bucketing,
+    )
+
+
+def epoch_bucket_key(epoch: sa.ColumnElement[int], bucketing: Bucketing) -> sa.ColumnElement[int]:
+    """``bucket_key`` of an instant given as epoch seconds (the rollups' quarter-hours)."""
+    return _bucket_of(epoch, lambda begins: epoch >= begins, bucketing)
+
+
+def _bucket_of(
+    epoch: sa.ColumnElement[int],
+    since: Callable[[int], sa.ColumnElement[bool]],
+    bucketing: Bucketing,
+) -> sa.ColumnElement[int]:
     hour = bucketing.params.bucket == Bucket.HOUR
 
     def shift(offset: int) -> int:
@@ -61,12 +79,9 @@ def bucket_key(column: sa.ColumnElement[datetime], bucketing: Bucketing) -> sa.C
     if all(value == first for _, value in changes):
         offset = sa.literal(first, sa.Integer)
     else:
-        whens = [
-            (column >= sa.literal(datetime.fromtimestamp(begins, UTC), column.type), sa.literal(value, sa.Integer))
-            for begins, value in reversed(changes)
-        ]
+        whens = [(since(begins), sa.literal(value, sa.Integer)) for begins, value in reversed(changes)]
         offset = sa.case(*whens, else_=sa.literal(first, sa.Integer))
-    local = EpochSeconds(column) + offset
+    local = epoch + offset
     if hour:
         return local // 3600
     days = local // 86400

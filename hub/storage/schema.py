@@ -793,3 +793,72 @@ webhook_deliveries = sa.Table(
     sa.Index("ix_webhook_deliveries_ordering", "ordering_key", "status"),
     sa.Index("ix_webhook_deliveries_contact", "contact_id"),
 )
+
+
+# --- report rollups (issue #17, ``hub.reports.rollups``) --------------------------
+
+# The volume report's counts per UTC quarter-hour and channel, kept by
+# triggers (migration 0017) in the transaction of every insert into
+# ``messages`` (customer-visible ones: ``kind = message``) and
+# ``conversations``, however the row was written. Nothing is subtracted: an
+# erasure keeps what it deletes in ``report_erased_*``, which the volume
+# counts too. ``shard`` spreads concurrent writers over rows (PostgreSQL:
+# the backend's pid modulo 8; SQLite has one writer, always 0); a report
+# adds the shards up.
+report_volume_quarters = sa.Table(
+    "report_volume_quarters",
+    metadata,
+    sa.Column("quarter", sa.BigInteger, nullable=False),  # epoch seconds // 900 of the quarter-hour's start
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("shard", sa.SmallInteger, nullable=False),
+    sa.Column("inbound", sa.BigInteger, nullable=False),
+    sa.Column("outbound", sa.BigInteger, nullable=False),
+    sa.Column("outbound_bot", sa.BigInteger, nullable=False),
+    sa.Column("outbound_agent", sa.BigInteger, nullable=False),
+    sa.Column("new_conversations", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint("quarter", "channel", "shard", name="pk_report_volume_quarters"),
+)
+
+# The bot report's facts of each conversation, kept by triggers (migration
+# 0017) as its rows are inserted: created with the conversation, a flag set
+# by the first reply of the bot, of an agent, of the bot answering from the
+# knowledge base (``meta.decision.action = answer``), and by its first
+# ticket. Flags are only ever set (nothing that sets them is deleted but by
+# an erasure, and the report counts an erased contact's conversations as
+# before); the row outlives an erasure on purpose (no contact, no text),
+# detached from the id (``conversation_id`` set NULL by ``hub.reports.erased``):
+# SQLite gives the id of the newest conversation to the next one once it is
+# deleted.
+report_bot_conversations = sa.Table(
+    "report_bot_conversations",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("conversation_id", BigId),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("bot_replied", sa.SmallInteger, nullable=False),
+    sa.Column("agent_replied", sa.SmallInteger, nullable=False),
+    sa.Column("answered", sa.SmallInteger, nullable=False),
+    sa.Column("handed_off", sa.SmallInteger, nullable=False),
+    sa.Index("ix_report_bot_conversations_created", "created_at"),
+    sa.Index("ix_report_bot_conversations_conversation", "conversation_id", unique=True),
+)
+
+# The bot's replies as the bot report counts its turns by decision: the
+# decision and the turn (the customer message answered, or the reply itself)
+# read out of ``meta`` once, by a trigger (migration 0017) when the reply is
+# inserted, so a year of turns is a covering index range, not a JSON read of
+# each reply. A row goes with its message (an erasure keeps the facts in
+# ``report_erased_messages``, counted as the erased source).
+report_bot_turns = sa.Table(
+    "report_bot_turns",
+    metadata,
+    sa.Column(
+        "message_id", BigId, sa.ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    ),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("decision", sa.Text),
+    sa.Column("turn", sa.BigInteger, nullable=False),
+    sa.Index("ix_report_bot_turns_created", "created_at", "decision", "turn", "channel"),
+)
