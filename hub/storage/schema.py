@@ -44,6 +44,23 @@ class UTCDateTime(TypeDecorator):
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
+
+def queue_columns(*extra: sa.Column) -> list[sa.Column]:
+    """The columns every durable queue table has (``hub.jobs.queue``), with a
+    table's own ``extra`` ones before the timestamps: a status, the attempts,
+    when it is next due, the lease of the worker holding it, the last error."""
+    return [
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False, default=0),
+        sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+        sa.Column("lease_until", UTCDateTime),
+        sa.Column("last_error", sa.Text),
+        *extra,
+        sa.Column("created_at", UTCDateTime, nullable=False),
+        sa.Column("updated_at", UTCDateTime, nullable=False),
+    ]
+
+
 users = sa.Table(
     "users",
     metadata,
@@ -169,14 +186,9 @@ outbox = sa.Table(
     sa.Column("idempotency_key", sa.String(100), nullable=False, unique=True),
     sa.Column("payload", JSON, nullable=False),
     # pending -> sending -> delivered | dead (pending again after a retryable failure)
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
-    sa.Column("lease_until", UTCDateTime),
-    sa.Column("last_error", sa.Text),
-    sa.Column("provider_id", sa.String(200)),
-    sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.Column("updated_at", UTCDateTime, nullable=False),
+    *queue_columns(
+        sa.Column("provider_id", sa.String(200)),
+    ),
     sa.Index("ix_outbox_due", "status", "next_attempt_at"),
     sa.Index("ix_outbox_message", "message_id"),
     sa.Index("ix_outbox_conversation", "conversation_id", "status"),
@@ -369,13 +381,7 @@ slack_jobs = sa.Table(
     sa.Column("dedup_key", sa.String(100), unique=True),
     sa.Column("payload", JSON, nullable=False),
     # pending -> sending -> done | dead (pending again after a retryable failure)
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
-    sa.Column("lease_until", UTCDateTime),
-    sa.Column("last_error", sa.Text),
-    sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.Column("updated_at", UTCDateTime, nullable=False),
+    *queue_columns(),
     sa.Index("ix_slack_jobs_due", "status", "next_attempt_at"),
     sa.Index("ix_slack_jobs_ticket", "ticket_id", "status"),
 )
@@ -402,13 +408,8 @@ bot_jobs = sa.Table(
     # The Rasa conversation a "forget" job empties (the erased conversation's id).
     sa.Column("sender", sa.String(64)),
     sa.Column("kind", sa.String(16), nullable=False),  # message | resume | forget
-    sa.Column("status", sa.String(16), nullable=False),  # pending | running | done
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
-    sa.Column("lease_until", UTCDateTime),
-    sa.Column("last_error", sa.Text),
-    sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.Column("updated_at", UTCDateTime, nullable=False),
+    # status: pending | running | done
+    *queue_columns(),
     sa.Index("ix_bot_jobs_due", "status", "next_attempt_at"),
     sa.Index("ix_bot_jobs_conversation", "conversation_id", "status"),
 )
@@ -726,13 +727,8 @@ automation_runs = sa.Table(
     sa.Column("event_key", sa.String(200), nullable=False),
     sa.Column("payload", JSON, nullable=False, default=dict),
     sa.Column("step", sa.Integer, nullable=False, default=0),
-    sa.Column("status", sa.String(16), nullable=False),  # pending | running | done | dead
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
-    sa.Column("lease_until", UTCDateTime),
-    sa.Column("last_error", sa.Text),
-    sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.Column("updated_at", UTCDateTime, nullable=False),
+    # status: pending | running | done | dead
+    *queue_columns(),
     sa.UniqueConstraint("rule_id", "event_key", name="uq_automation_runs_rule_event"),
     sa.Index("ix_automation_runs_due", "status", "next_attempt_at"),
     sa.Index("ix_automation_runs_conversation", "conversation_id", "status"),
@@ -778,16 +774,11 @@ webhook_deliveries = sa.Table(
     sa.Column("contact_id", BigId, sa.ForeignKey("contacts.id", ondelete="CASCADE")),
     sa.Column("payload", JSON, nullable=False),
     # pending -> sending -> delivered | dead (pending again after a retryable failure)
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
-    sa.Column("lease_until", UTCDateTime),
-    sa.Column("last_error", sa.Text),
-    # The receiver's HTTP status on the last attempt (NULL: no answer: a timeout, a refused connection).
-    sa.Column("response_status", sa.Integer),
-    sa.Column("delivered_at", UTCDateTime),
-    sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.Column("updated_at", UTCDateTime, nullable=False),
+    *queue_columns(
+        # The receiver's HTTP status on the last attempt (NULL: no answer: a timeout, a refused connection).
+        sa.Column("response_status", sa.Integer),
+        sa.Column("delivered_at", UTCDateTime),
+    ),
     sa.Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
     sa.Index("ix_webhook_deliveries_endpoint", "endpoint_id", "id"),
     sa.Index("ix_webhook_deliveries_ordering", "ordering_key", "status"),
