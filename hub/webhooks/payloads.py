@@ -35,21 +35,7 @@ def plain(value: Any) -> Any:
 
 def conversation(conn: Connection, conversation_id: int) -> dict[str, Any]:
     found = conversations_tx.get_conversation(conn, conversation_id)
-    fields = (
-        "id",
-        "contact_id",
-        "channel",
-        "status",
-        "priority",
-        "handler",
-        "assignee_id",
-        "subject",
-        "created_at",
-        "updated_at",
-        "last_message_at",
-        "resolved_at",
-    )
-    return {name: plain(getattr(found, name)) for name in fields}
+    return {name: plain(getattr(found, name)) for name in ("id", *CONVERSATION_FIELDS)}
 
 
 def ticket(conn: Connection, ticket_id: int) -> dict[str, Any]:
