@@ -1,0 +1,337 @@
+"""The resilience suite's load (no tests here): customers writing in over
+the fake channel, SMS (Twilio's signed webhooks) and web chat sockets,
+through two hub instances alternately, as a balancer would send them.
+
+Each customer is one scripted conversation: its messages go one after the
+other (the next once the hub has taken the previous), so their order is
+known. Every delivery is retried, on the other instance, until one answers
+2xx (a provider retrying after a timeout or a dropped connection), and some
+are delivered twice on purpose (once more after the success, or to both
+instances at once), so that "no duplicates" means something. Nothing here
+reads the hub's memory: what it stored is checked in the database after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+import re
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from channels.fake import sign as sign_fake
+from tests.fakes.twilio_api import inbound_params, sign_twilio
+
+PUBLIC_URL = "http://hub.resilience.test"  # the balancer's address: Twilio signs URLs under it
+FAKE_SECRET = "resilience-fake-secret"
+SMS_PATH = "/channels/sms/twilio"
+CHANNELS = ("fake", "fake", "sms", "webchat")  # the mix, by conversation index
+MESSAGES_PER_CONVERSATION = 4
+HANDOFF_EVERY = 10  # every 10th conversation ends asking for a person: the bot hands it off
+DUPLICATE_RATE = 0.05  # delivered again after the hub took it
+RACING_DUPLICATE_RATE = 0.05  # delivered to both instances at once
+GIVE_UP_AFTER = 120.0  # seconds one message may take to be taken, retries included
+REPLY_WAIT = 1.0  # how long a chat visitor waits for the bot's answer before writing again
+TEXT = re.compile(r"^(c\d{5}) #(\d+) ")
+
+
+@dataclass
+class Script:
+    """One customer's conversation: ``texts`` in order; ``handoff``: the last one asks for a person."""
+
+    index: int
+    channel: str
+    texts: list[str]
+    handoff: bool
+
+    @property
+    def key(self) -> str:
+        return f"c{self.index:05d}"
+
+    @property
+    def address(self) -> str:
+        if self.channel == "sms":
+            return f"+1555{2_000_000 + self.index:07d}"
+        return f"resil-{self.key}"
+
+
+def scripts(total_messages: int) -> list[Script]:
+    """Conversations of ``MESSAGES_PER_CONVERSATION`` messages until ``total_messages`` are written."""
+    made: list[Script] = []
+    left = total_messages
+    index = 0
+    while left > 0:
+        count = min(MESSAGES_PER_CONVERSATION, left)
+        handoff = index % HANDOFF_EVERY == HANDOFF_EVERY - 1
+        key = f"c{index:05d}"
+        # Words the stand-in Rasa reacts to ("person", "down"...) and SMS
+        # keywords (STOP, HELP...) appear only where meant.
+        texts = [f"{key} #{k} where is my parcel number {index * 10 + k}" for k in range(count)]
+        if handoff:
+            texts[-1] = f"{key} #{count - 1} can I talk to a person please"
+        made.append(Script(index, CHANNELS[index % len(CHANNELS)], texts, handoff))
+        left -= count
+        index += 1
+    return made
+
+
+def parse_text(body: str) -> tuple[str, int] | None:
+    """The conversation key and the position of a customer's message, from its text."""
+    found = TEXT.match(body)
+    return (found.group(1), int(found.group(2))) if found else None
+
+
+@dataclass
+class Tally:
+    """What the load did, counted from outside."""
+
+    sent: Counter[str] = field(default_factory=Counter)  # distinct messages taken, by channel
+    attempts: int = 0  # deliveries made, retries and deliberate duplicates included
+    failed_attempts: int = 0  # refused (5xx), dropped or timed out: retried
+    duplicates_sent: int = 0  # deliberate second deliveries of a message already taken
+    gave_up: list[str] = field(default_factory=list)  # messages no instance took within GIVE_UP_AFTER
+    errors: Counter[str] = field(default_factory=Counter)  # why attempts failed
+    webchat_live: set[int] = field(default_factory=set)  # bot replies pushed to a visitor's open socket
+    webchat_seen: dict[str, set[int]] = field(default_factory=dict)  # visitor key -> bot reply ids seen at all
+
+    @property
+    def total_sent(self) -> int:
+        return sum(self.sent.values())
+
+
+class Load:
+    """Plays ``scripts`` against ``urls`` (the instances) with at most ``concurrency`` customers writing at once."""
+
+    def __init__(self, urls: Sequence[str], scripts: list[Script], *, concurrency: int, seed: int = 18) -> None:
+        self.urls = list(urls)
+        self.scripts = scripts
+        self.concurrency = concurrency
+        self.random = random.Random(seed)
+        self.tally = Tally()
+        self.visitors: dict[str, WebchatVisitor] = {}
+        self.http: aiohttp.ClientSession | None = None
+
+    @property
+    def planned(self) -> int:
+        return sum(len(s.texts) for s in self.scripts)
+
+    async def run(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, force_close=False)
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+            self.http = http
+            queue: asyncio.Queue[Script] = asyncio.Queue()
+            for script in self.scripts:
+                queue.put_nowait(script)
+            await asyncio.gather(*(self._customer(queue) for _ in range(self.concurrency)))
+            self.http = None
+
+    async def check_histories(self) -> None:
+        """Every chat visitor opens the chat once more (on either instance) and reads the whole conversation."""
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def check(index: int, visitor: WebchatVisitor) -> None:
+            async with gate:
+                await visitor.check_history(self.urls[index % len(self.urls)])
+
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            self.http = http
+            await asyncio.gather(*(check(i, v) for i, v in enumerate(self.visitors.values())))
+            self.http = None
+
+    async def _customer(self, queue: asyncio.Queue[Script]) -> None:
+        while not queue.empty():
+            script = queue.get_nowait()
+            if script.channel == "webchat":
+                visitor = self.visitors[script.key] = WebchatVisitor(script, self)
+                await visitor.run()
+            else:
+                for position in range(len(script.texts)):
+                    await self._webhook(script, position)
+
+    def _taken(self, script: Script) -> None:
+        self.tally.sent[script.channel] += 1
+
+    # --- signed webhooks (fake channel, SMS) ---------------------------------------
+    def _request(
+        self, script: Script, position: int
+    ) -> tuple[str, bytes | dict[str, str], Callable[[], dict[str, str]]]:
+        text = script.texts[position]
+        if script.channel == "sms":
+            sid = "SM" + hashlib.md5(f"{script.key}-{position}".encode()).hexdigest()
+            params = inbound_params(sender=script.address, body=text, message_sid=sid)
+            return SMS_PATH, params, lambda: sign_twilio(PUBLIC_URL + SMS_PATH, params)
+        item = {
+            "from": script.address,
+            "text": text,
+            "id": f"{script.key}-{position}",
+            "name": f"Customer {script.key}",
+        }
+        raw = json.dumps(item).encode()
+        return (
+            "/channels/fake/webhook",
+            raw,
+            lambda: {**sign_fake(FAKE_SECRET, raw), "Content-Type": "application/json"},
+        )
+
+    async def _webhook(self, script: Script, position: int) -> None:
+        path, body, headers = self._request(script, position)
+        first = (script.index + position) % len(self.urls)  # alternate, like a round-robin balancer
+        roll = self.random.random()
+        if roll < RACING_DUPLICATE_RATE:  # a provider's retry racing its first delivery
+            self.tally.duplicates_sent += 1
+            results = await asyncio.gather(
+                *(self._deliver(path, body, headers, start) for start in range(len(self.urls)))
+            )
+            taken = any(results)
+        else:
+            taken = await self._deliver(path, body, headers, first)
+            if taken and roll < RACING_DUPLICATE_RATE + DUPLICATE_RATE:  # the 2xx was lost: sent again
+                self.tally.duplicates_sent += 1
+                await self._deliver(path, body, headers, first + 1)
+        if taken:
+            self._taken(script)
+        else:
+            self.tally.gave_up.append(script.texts[position])
+
+    async def _deliver(
+        self, path: str, body: bytes | dict[str, str], headers: Callable[[], dict[str, str]], start: int
+    ) -> bool:
+        """Post until an instance answers 2xx, switching instance after each failure."""
+        assert self.http is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + GIVE_UP_AFTER
+        attempt = 0
+        while loop.time() < deadline:
+            url = self.urls[(start + attempt) % len(self.urls)] + path
+            self.tally.attempts += 1
+            try:
+                async with self.http.post(url, data=body, headers=headers()) as response:
+                    await response.read()
+                    if 200 <= response.status < 300:
+                        return True
+                    if response.status < 500 and response.status != 429:
+                        raise AssertionError(f"{url} refused a genuine delivery: {response.status}")
+                    self.tally.errors[f"http {response.status}"] += 1
+            except (aiohttp.ClientError, TimeoutError) as err:
+                self.tally.errors[type(err).__name__] += 1
+            self.tally.failed_attempts += 1
+            attempt += 1
+            await asyncio.sleep(min(0.05 * 2**attempt, 1.0) * self.random.uniform(0.5, 1.0))
+        return False
+
+
+class WebchatVisitor:
+    """A widget: one socket at a time, opened again for every message on the
+    next instance (a balancer spreads reconnects), resumed with its token;
+    a message is sent until acked, with the same ``client_id`` every time."""
+
+    def __init__(self, script: Script, load: Load) -> None:
+        self.script = script
+        self.load = load
+        self.token: str | None = None
+        self.last_id = 0
+        self.seen: set[int] = load.tally.webchat_seen.setdefault(script.key, set())
+
+    async def run(self) -> None:
+        for position in range(len(self.script.texts)):
+            if await self._send(position):
+                self.load._taken(self.script)
+            else:
+                self.load.tally.gave_up.append(self.script.texts[position])
+
+    async def _send(self, position: int) -> bool:
+        tally = self.load.tally
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + GIVE_UP_AFTER
+        client_id = f"{self.script.key}-{position}"
+        frame = {"type": "message", "client_id": client_id, "text": self.script.texts[position]}
+        attempt = 0
+        while loop.time() < deadline:
+            instance = (self.script.index + position + attempt) % len(self.load.urls)
+            tally.attempts += 1
+            try:
+                acked = await self._exchange(self.load.urls[instance], frame)
+            except (aiohttp.ClientError, TimeoutError, ConnectionError) as err:
+                tally.errors[f"webchat {type(err).__name__}"] += 1
+                acked = False
+            if acked:
+                return True
+            tally.failed_attempts += 1
+            attempt += 1
+            await asyncio.sleep(min(0.05 * 2**attempt, 1.0) * self.load.random.uniform(0.5, 1.0))
+        return False
+
+    async def _exchange(self, base: str, frame: dict[str, Any]) -> bool:
+        """One connection: resume, send ``frame``, wait for its ack (and a while for the bot's answer)."""
+        assert self.load.http is not None
+        url = base.replace("http://", "ws://") + "/channels/webchat/ws"
+        async with self.load.http.ws_connect(url, headers={"Origin": PUBLIC_URL}, heartbeat=None) as ws:
+            await ws.send_json({"type": "resume", "token": self.token} if self.token else {"type": "hello"})
+            await self._until(ws, lambda f: f["type"] == "history", 10.0)
+            await ws.send_json(frame)
+            if self.load.random.random() < DUPLICATE_RATE:  # the widget lost the ack and sends again
+                self.load.tally.duplicates_sent += 1
+                await ws.send_json(frame)
+            ack = await self._until(ws, lambda f: f["type"] == "ack" and f.get("client_id") == frame["client_id"], 10.0)
+            if ack is None:
+                return False
+            mine = ack["message"]["id"]
+            await self._until(ws, lambda f: f["type"] == "message" and f["message"]["id"] > mine, REPLY_WAIT)
+            return True
+
+    async def check_history(self, base: str) -> None:
+        """At the end: open the chat once more and read the whole conversation."""
+        assert self.load.http is not None
+        url = base.replace("http://", "ws://") + "/channels/webchat/ws"
+        async with self.load.http.ws_connect(url, headers={"Origin": PUBLIC_URL}, heartbeat=None) as ws:
+            await ws.send_json({"type": "resume", "token": self.token, "after_id": 0})
+            history = await self._until(ws, lambda f: f["type"] == "history", 10.0)
+            assert history is not None, f"no history for {self.script.key}"
+
+    async def _until(
+        self, ws: aiohttp.ClientWebSocketResponse, wanted: Callable[[dict[str, Any]], bool], timeout: float
+    ) -> dict[str, Any] | None:
+        """Read frames (noting what they show) until one is ``wanted``; None after ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (left := deadline - loop.time()) > 0:
+            try:
+                message = await ws.receive(timeout=left)
+            except TimeoutError:
+                return None
+            if message.type != aiohttp.WSMsgType.TEXT:
+                raise ConnectionError(f"socket closed: {message.type.name} {message.data!r} {ws.close_code}")
+            frame = message.json()
+            self._note(frame)
+            if frame["type"] == "error" and frame.get("code") in ("unavailable", "internal_error", "rate_limited"):
+                return None  # not taken: sent again on a new connection
+            if frame["type"] == "error" and frame.get("code") != "identity_rejected":
+                raise AssertionError(f"the hub refused a genuine frame: {frame}")
+            if wanted(frame):
+                return frame
+        return None
+
+    def _note(self, frame: dict[str, Any]) -> None:
+        if frame["type"] == "welcome":
+            self.token = frame["token"]
+        elif frame["type"] == "history":
+            for message in frame["messages"]:
+                if message["author"] == "bot":
+                    self.seen.add(message["id"])
+        elif frame["type"] == "message" and frame["message"]["author"] == "bot":
+            self.seen.add(frame["message"]["id"])
+            self.load.tally.webchat_live.add(frame["message"]["id"])
+
+
+async def at_progress(load: Load, share: float, action: Callable[[], Awaitable[None]]) -> None:
+    """Run ``action`` once ``share`` of the planned messages were taken."""
+    while load.tally.total_sent < share * load.planned:
+        await asyncio.sleep(0.05)
+    await action()
