@@ -19,7 +19,8 @@ import json
 import random
 import re
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,11 +34,12 @@ FAKE_SECRET = "resilience-fake-secret"
 SMS_PATH = "/channels/sms/twilio"
 CHANNELS = ("fake", "fake", "sms", "webchat")  # the mix, by conversation index
 MESSAGES_PER_CONVERSATION = 4
-HANDOFF_EVERY = 10  # every 10th conversation ends asking for a person: the bot hands it off
+HANDOFF_EVERY = 5  # every 5th conversation ends asking for a person: the bot hands it off
 DUPLICATE_RATE = 0.05  # delivered again after the hub took it
 RACING_DUPLICATE_RATE = 0.05  # delivered to both instances at once
 GIVE_UP_AFTER = 120.0  # seconds one message may take to be taken, retries included
 REPLY_WAIT = 1.0  # how long a chat visitor waits for the bot's answer before writing again
+ANSWERS = ("bot", "agent")  # authors of the answers a visitor waits for
 TEXT = re.compile(r"^(c\d{5}) #(\d+) ")
 
 
@@ -97,8 +99,9 @@ class Tally:
     duplicates_sent: int = 0  # deliberate second deliveries of a message already taken
     gave_up: list[str] = field(default_factory=list)  # messages no instance took within GIVE_UP_AFTER
     errors: Counter[str] = field(default_factory=Counter)  # why attempts failed
-    webchat_live: set[int] = field(default_factory=set)  # bot replies pushed to a visitor's open socket
-    webchat_seen: dict[str, set[int]] = field(default_factory=dict)  # visitor key -> bot reply ids seen at all
+    # Visitor key -> the bot answers its chat showed while open (pushed live, or
+    # in the history of a socket resumed after a drop).
+    webchat_live: dict[str, set[int]] = field(default_factory=dict)
 
     @property
     def total_sent(self) -> int:
@@ -115,22 +118,38 @@ class Load:
         self.random = random.Random(seed)
         self.tally = Tally()
         self.visitors: dict[str, WebchatVisitor] = {}
+        self.chats: list[asyncio.Task[None]] = []
+        self.settled = asyncio.Event()  # set when the hub has nothing left to send
         self.http: aiohttp.ClientSession | None = None
 
     @property
     def planned(self) -> int:
         return sum(len(s.texts) for s in self.scripts)
 
-    async def run(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, force_close=False)
-        timeout = aiohttp.ClientTimeout(total=10)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+    @asynccontextmanager
+    async def connected(self) -> AsyncIterator[None]:
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=10)) as http:
             self.http = http
-            queue: asyncio.Queue[Script] = asyncio.Queue()
-            for script in self.scripts:
-                queue.put_nowait(script)
-            await asyncio.gather(*(self._customer(queue) for _ in range(self.concurrency)))
-            self.http = None
+            try:
+                yield
+            finally:
+                for chat in self.chats:
+                    chat.cancel()
+                await asyncio.gather(*self.chats, return_exceptions=True)
+                self.http = None
+
+    async def write(self) -> None:
+        """Every customer writes every message; web chats stay open after, waiting for their answers."""
+        queue: asyncio.Queue[Script] = asyncio.Queue()
+        for script in self.scripts:
+            queue.put_nowait(script)
+        await asyncio.gather(*(self._customer(queue) for _ in range(self.concurrency)))
+
+    async def close_chats(self) -> None:
+        """Once the hub has sent everything: the chats still open close."""
+        self.settled.set()
+        await asyncio.gather(*self.chats)
 
     async def check_histories(self) -> None:
         """Every chat visitor opens the chat once more (on either instance) and reads the whole conversation."""
@@ -140,22 +159,23 @@ class Load:
             async with gate:
                 await visitor.check_history(self.urls[index % len(self.urls)])
 
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
-            self.http = http
-            await asyncio.gather(*(check(i, v) for i, v in enumerate(self.visitors.values())))
-            self.http = None
+        await asyncio.gather(*(check(i, v) for i, v in enumerate(self.visitors.values())))
 
     async def _customer(self, queue: asyncio.Queue[Script]) -> None:
         while not queue.empty():
             script = queue.get_nowait()
             if script.channel == "webchat":
                 visitor = self.visitors[script.key] = WebchatVisitor(script, self)
-                await visitor.run()
+                chat = asyncio.create_task(visitor.run(), name=f"chat-{script.key}")
+                self.chats.append(chat)
+                written = asyncio.create_task(visitor.written.wait())
+                await asyncio.wait({chat, written}, return_when=asyncio.FIRST_COMPLETED)
+                written.cancel()
             else:
                 for position in range(len(script.texts)):
                     await self._webhook(script, position)
 
-    def _taken(self, script: Script) -> None:
+    def taken(self, script: Script) -> None:
         self.tally.sent[script.channel] += 1
 
     # --- signed webhooks (fake channel, SMS) ---------------------------------------
@@ -196,7 +216,7 @@ class Load:
                 self.tally.duplicates_sent += 1
                 await self._deliver(path, body, headers, first + 1)
         if taken:
-            self._taken(script)
+            self.taken(script)
         else:
             self.tally.gave_up.append(script.texts[position])
 
@@ -228,62 +248,73 @@ class Load:
 
 
 class WebchatVisitor:
-    """A widget: one socket at a time, opened again for every message on the
-    next instance (a balancer spreads reconnects), resumed with its token;
-    a message is sent until acked, with the same ``client_id`` every time."""
+    """A widget: one socket, kept open on the instance the balancer chose
+    (visitors alternate between instances), resumed with its token on the
+    other instance when it drops; a message is sent until acked, with the
+    same ``client_id`` every time. After its last message the socket stays
+    open until every answer came, or until the hub has sent everything
+    (``Load.settled``), so answers that never reach an open chat are told
+    apart from answers sent while none was open.
+    """
 
     def __init__(self, script: Script, load: Load) -> None:
         self.script = script
         self.load = load
         self.token: str | None = None
-        self.last_id = 0
-        self.seen: set[int] = load.tally.webchat_seen.setdefault(script.key, set())
+        self.position = 0  # the next message to send
+        self.live: set[int] = load.tally.webchat_live.setdefault(script.key, set())
+        self.closed = False  # the conversation is over; the chat is opened once more to read it
+        self.final: set[int] = set()  # bot answers in the conversation when it was opened again at the end
+        self.written = asyncio.Event()  # every message taken (or given up): the customer's writer moves on
 
     async def run(self) -> None:
-        for position in range(len(self.script.texts)):
-            if await self._send(position):
-                self.load._taken(self.script)
-            else:
-                self.load.tally.gave_up.append(self.script.texts[position])
-
-    async def _send(self, position: int) -> bool:
         tally = self.load.tally
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + GIVE_UP_AFTER
-        client_id = f"{self.script.key}-{position}"
-        frame = {"type": "message", "client_id": client_id, "text": self.script.texts[position]}
+        deadline = loop.time() + GIVE_UP_AFTER * len(self.script.texts)
         attempt = 0
-        while loop.time() < deadline:
-            instance = (self.script.index + position + attempt) % len(self.load.urls)
-            tally.attempts += 1
-            try:
-                acked = await self._exchange(self.load.urls[instance], frame)
-            except (aiohttp.ClientError, TimeoutError, ConnectionError) as err:
-                tally.errors[f"webchat {type(err).__name__}"] += 1
-                acked = False
-            if acked:
-                return True
-            tally.failed_attempts += 1
-            attempt += 1
-            await asyncio.sleep(min(0.05 * 2**attempt, 1.0) * self.load.random.uniform(0.5, 1.0))
-        return False
+        try:
+            while loop.time() < deadline:
+                instance = (self.script.index + attempt) % len(self.load.urls)
+                tally.attempts += 1
+                try:
+                    if await self._connected(self.load.urls[instance]):
+                        return
+                except (aiohttp.ClientError, TimeoutError, ConnectionError) as err:
+                    tally.errors[f"webchat {type(err).__name__}"] += 1
+                tally.failed_attempts += 1
+                attempt += 1
+                await asyncio.sleep(min(0.05 * 2**attempt, 1.0) * self.load.random.uniform(0.5, 1.0))
+            tally.gave_up.extend(self.script.texts[self.position :])
+        finally:
+            self.written.set()
 
-    async def _exchange(self, base: str, frame: dict[str, Any]) -> bool:
-        """One connection: resume, send ``frame``, wait for its ack (and a while for the bot's answer)."""
+    async def _connected(self, base: str) -> bool:
+        """One socket: resume, send what is left in order, wait for the answers. False: reconnect."""
         assert self.load.http is not None
+        texts = self.script.texts
         url = base.replace("http://", "ws://") + "/channels/webchat/ws"
         async with self.load.http.ws_connect(url, headers={"Origin": PUBLIC_URL}, heartbeat=None) as ws:
             await ws.send_json({"type": "resume", "token": self.token} if self.token else {"type": "hello"})
-            await self._until(ws, lambda f: f["type"] == "history", 10.0)
-            await ws.send_json(frame)
-            if self.load.random.random() < DUPLICATE_RATE:  # the widget lost the ack and sends again
-                self.load.tally.duplicates_sent += 1
-                await ws.send_json(frame)
-            ack = await self._until(ws, lambda f: f["type"] == "ack" and f.get("client_id") == frame["client_id"], 10.0)
-            if ack is None:
+            if await self._until(ws, lambda f: f["type"] == "history", 10.0) is None:
                 return False
-            mine = ack["message"]["id"]
-            await self._until(ws, lambda f: f["type"] == "message" and f["message"]["id"] > mine, REPLY_WAIT)
+            while self.position < len(texts):
+                client_id = f"{self.script.key}-{self.position}"
+                frame = {"type": "message", "client_id": client_id, "text": texts[self.position]}
+                await ws.send_json(frame)
+                if self.load.random.random() < DUPLICATE_RATE:  # the widget lost the ack and sends again
+                    self.load.tally.duplicates_sent += 1
+                    await ws.send_json(frame)
+                ack = await self._until(ws, lambda f, c=client_id: f["type"] == "ack" and f.get("client_id") == c, 10.0)
+                if ack is None:
+                    return False
+                self.position += 1
+                self.load.taken(self.script)
+                # A person reads the answer before writing again (a while at most).
+                await self._until(ws, lambda f: len(self.live) >= self.position, REPLY_WAIT)
+            self.written.set()
+            answers = len(texts) + self.script.handoff  # an agent answers a handoff too
+            while len(self.live) < answers and not self.load.settled.is_set():
+                await self._until(ws, lambda f: len(self.live) >= answers, 0.5)
             return True
 
     async def check_history(self, base: str) -> None:
@@ -292,13 +323,15 @@ class WebchatVisitor:
         url = base.replace("http://", "ws://") + "/channels/webchat/ws"
         async with self.load.http.ws_connect(url, headers={"Origin": PUBLIC_URL}, heartbeat=None) as ws:
             await ws.send_json({"type": "resume", "token": self.token, "after_id": 0})
+            self.closed = True  # what this socket shows is not counted as shown while the chat was open
             history = await self._until(ws, lambda f: f["type"] == "history", 10.0)
             assert history is not None, f"no history for {self.script.key}"
+            self.final.update(m["id"] for m in history["messages"] if m["author"] in ANSWERS)
 
     async def _until(
         self, ws: aiohttp.ClientWebSocketResponse, wanted: Callable[[dict[str, Any]], bool], timeout: float
     ) -> dict[str, Any] | None:
-        """Read frames (noting what they show) until one is ``wanted``; None after ``timeout`` seconds."""
+        """Read frames (noting the answers they bring) until one is ``wanted``; None after ``timeout`` seconds."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while (left := deadline - loop.time()) > 0:
@@ -309,25 +342,76 @@ class WebchatVisitor:
             if message.type != aiohttp.WSMsgType.TEXT:
                 raise ConnectionError(f"socket closed: {message.type.name} {message.data!r} {ws.close_code}")
             frame = message.json()
-            self._note(frame)
-            if frame["type"] == "error" and frame.get("code") in ("unavailable", "internal_error", "rate_limited"):
-                return None  # not taken: sent again on a new connection
-            if frame["type"] == "error" and frame.get("code") != "identity_rejected":
+            if frame["type"] == "welcome":
+                self.token = frame["token"]
+            elif frame["type"] in ("history", "message"):
+                # Live, or in the history a resumed socket gets: either way the open chat showed it.
+                shown = frame["messages"] if frame["type"] == "history" else [frame["message"]]
+                if not self.closed:
+                    self.live.update(m["id"] for m in shown if m["author"] in ANSWERS)
+            elif frame["type"] == "error":
+                if frame.get("code") in ("unavailable", "internal_error", "rate_limited"):
+                    return None  # not taken: sent again on a new connection
                 raise AssertionError(f"the hub refused a genuine frame: {frame}")
             if wanted(frame):
                 return frame
         return None
 
-    def _note(self, frame: dict[str, Any]) -> None:
-        if frame["type"] == "welcome":
-            self.token = frame["token"]
-        elif frame["type"] == "history":
-            for message in frame["messages"]:
-                if message["author"] == "bot":
-                    self.seen.add(message["id"])
-        elif frame["type"] == "message" and frame["message"]["author"] == "bot":
-            self.seen.add(frame["message"]["id"])
-            self.load.tally.webchat_live.add(frame["message"]["id"])
+
+class Agent:
+    """An agent working the queue over the REST API, through either instance:
+    lists the tickets and answers each once, with an ``Idempotency-Key``,
+    retrying (on the other instance) until one answers, and sometimes
+    posting a reply twice on purpose."""
+
+    def __init__(self, load: Load, token: str) -> None:
+        self.load = load
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.answered: dict[int, int] = {}  # ticket id -> conversation id
+        self.turn = 0
+
+    async def run(self, done: asyncio.Event) -> None:
+        """Until ``done`` is set, and one pass more."""
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+            while True:
+                finished = done.is_set()
+                tickets = await self._call(http, "GET", "/api/v1/tickets?status=all&limit=200")
+                for ticket in tickets["items"] if tickets else []:
+                    if ticket["id"] not in self.answered:
+                        await self._answer(http, ticket)
+                if finished:
+                    return
+                await asyncio.sleep(0.5)
+
+    async def _answer(self, http: aiohttp.ClientSession, ticket: dict[str, Any]) -> None:
+        path = f"/api/v1/conversations/{ticket['conversation_id']}/messages"
+        headers = {**self.headers, "Idempotency-Key": f"agent-ticket-{ticket['id']}"}
+        body = {"text": agent_text(ticket["id"])}
+        times = 2 if self.load.random.random() < DUPLICATE_RATE * 2 else 1
+        for _ in range(times):
+            while await self._call(http, "POST", path, json=body, headers=headers) is None:
+                await asyncio.sleep(0.2)
+        self.answered[ticket["id"]] = ticket["conversation_id"]
+
+    async def _call(self, http: aiohttp.ClientSession, method: str, path: str, **options: Any) -> Any:
+        """One request to the next instance; None when it failed (to be retried)."""
+        self.turn += 1
+        url = self.load.urls[self.turn % len(self.load.urls)] + path
+        options.setdefault("headers", self.headers)
+        try:
+            async with http.request(method, url, **options) as response:
+                if response.status >= 500:
+                    self.load.tally.errors[f"api {response.status}"] += 1
+                    return None
+                assert response.status < 300, (method, path, response.status, await response.text())
+                return await response.json()
+        except (aiohttp.ClientError, TimeoutError) as err:
+            self.load.tally.errors[f"api {type(err).__name__}"] += 1
+            return None
+
+
+def agent_text(ticket_id: int) -> str:
+    return f"Agent here, I am looking at ticket {ticket_id} for you now."
 
 
 async def at_progress(load: Load, share: float, action: Callable[[], Awaitable[None]]) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -40,14 +41,23 @@ from tests.fakes.slack_api import FakeSlackApi
 from tests.fakes.twilio_api import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioApi
 from tests.resilience.audit import asyncpg_dsn, audit, unfinished
 from tests.resilience.cluster import REDIS_SERVER, HubProcess, RedisServer, hub_env
-from tests.resilience.load import FAKE_SECRET, PUBLIC_URL, Load, at_progress, scripts
+from tests.resilience.load import FAKE_SECRET, PUBLIC_URL, Agent, Load, at_progress, scripts
 
 pytestmark = pytest.mark.postgres
 
 MESSAGES = int(os.environ.get("HUB_RESILIENCE_MESSAGES", "1200"))
 CONCURRENCY = int(os.environ.get("HUB_RESILIENCE_CONCURRENCY", "16"))
-STORM_SECONDS = 1.5  # how long Slack and Twilio refuse everything, each time
-DRAIN_LIMIT = 150.0  # seconds the queues may take to empty after the load
+# "off": the same load with nothing breaking, for a baseline of the figures.
+CHAOS = os.environ.get("HUB_RESILIENCE_CHAOS", "on") != "off"
+STORM_ERRORS = 8  # calls Slack and Twilio each refuse, every time they fail
+STORM_SECONDS = 15.0  # at most this long
+SLACK_METHODS = ("chat.postMessage", "chat.update")
+DRAIN_LIMIT = 150.0
+WEBCHAT_RELAY_MISSING = (
+    "an answer sent by the instance that does not hold the visitor's socket is not pushed to it "
+    "(WebchatChannel.send only reaches its own process's sockets; needs the Redis pub/sub relay for web chat "
+    "across instances)"
+)  # seconds the queues may take to empty after the load
 
 
 def postgres_base() -> str:
@@ -90,13 +100,16 @@ def instance_env(name: str, tmp_path: Path, database_url: str, redis: RedisServe
         HUB_BOT="rasa",
         HUB_RASA_URL=rasa_url,
         # Leases and backoff of a real deployment, shortened so the run fits
-        # in minutes: a row a killed instance held is taken over after 10 s.
+        # in minutes (a row a killed instance held is taken over after 10 s);
+        # more attempts instead, so a vendor outage still spans fewer of them.
         HUB_OUTBOX_LEASE_SECONDS="10",
         HUB_OUTBOX_BASE_DELAY="0.25",
         HUB_OUTBOX_MAX_DELAY="2",
+        HUB_OUTBOX_MAX_ATTEMPTS="30",
         HUB_OUTBOX_POLL_INTERVAL="0.2",
         HUB_SLACK_JOBS_BASE_DELAY="0.25",
         HUB_SLACK_JOBS_MAX_DELAY="2",
+        HUB_SLACK_JOBS_MAX_ATTEMPTS="30",
         HUB_SLACK_JOBS_POLL_INTERVAL="0.2",
         HUB_SLACK_BOT_TOKEN="xoxb-resilience",
         HUB_SLACK_SIGNING_SECRET="resilience-slack-secret",
@@ -120,31 +133,62 @@ def instance_env(name: str, tmp_path: Path, database_url: str, redis: RedisServe
     )
 
 
+async def agent_token(database_url: str) -> str:
+    """An agent's API token, made the way ``hub users`` makes one."""
+    from hub import auth
+    from hub.storage import open_database
+
+    db = open_database(database_url)
+    try:
+        user = await db.write(
+            lambda conn: auth.create_user(conn, name="Resilience Agent", email="agent@resilience.test", role="agent")
+        )
+        return (await db.write(auth.create_token, user.id, "resilience"))[0]
+    finally:
+        await db.close()
+
+
 class Chaos:
     """What goes wrong during the run, and a record of it."""
 
     def __init__(self, hubs: list[HubProcess], redis: RedisServer, slack: FakeSlackApi, twilio: FakeTwilioApi):
         self.hubs, self.redis, self.slack, self.twilio = hubs, redis, slack, twilio
-        self.vendor_errors = 0
+        self.vendor_errors: Counter[str] = Counter()
         self.log: list[str] = []
         self.started = time.monotonic()
+        self.storming = asyncio.Lock()
 
     def note(self, what: str) -> None:
         self.log.append(f"{time.monotonic() - self.started:.1f}s {what}")
 
     async def vendor_storm(self) -> None:
-        """Slack and Twilio answer 429 (with Retry-After) and 500 to every call, for a while."""
+        """Slack and Twilio answer 429 (with Retry-After) and 500 to every call, until each
+        refused ``STORM_ERRORS`` calls (``STORM_SECONDS`` at most)."""
+        async with self.storming:  # one at a time, if the load outruns a storm
+            await self._storm()
+
+    async def _storm(self) -> None:
         self.note("Slack and Twilio answer 429/500")
         queued = 10_000
-        for method in ("chat.postMessage", "chat.update"):
+        for method in SLACK_METHODS:
             self.slack.failures[method] = [(429, 0.5), (500, None)] * (queued // 2)
         self.twilio.fail_next[:] = [429, 500] * (queued // 2)
-        await asyncio.sleep(STORM_SECONDS)
-        self.vendor_errors += queued - len(self.twilio.fail_next)
-        for method in ("chat.postMessage", "chat.update"):
-            self.vendor_errors += queued - len(self.slack.failures.pop(method))
+
+        def refused() -> tuple[int, int]:
+            slack = sum(queued - len(self.slack.failures[m]) for m in SLACK_METHODS)
+            return slack, queued - len(self.twilio.fail_next)
+
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + STORM_SECONDS
+        while min(refused()) < STORM_ERRORS and loop.time() < ends:
+            await asyncio.sleep(0.05)
+        slack, twilio = refused()
+        for method in SLACK_METHODS:
+            del self.slack.failures[method]
         self.twilio.fail_next.clear()
-        self.note("Slack and Twilio answer again")
+        self.vendor_errors["slack"] += slack
+        self.vendor_errors["twilio"] += twilio
+        self.note(f"Slack and Twilio answer again ({slack} and {twilio} calls refused)")
 
     async def kill_and_restart(self, which: int) -> None:
         hub = self.hubs[which]
@@ -192,6 +236,7 @@ async def test_two_instances_lose_and_double_nothing_while_things_break(postgres
     try:
         await asyncio.gather(*(hub.start() for hub in hubs))
         load = Load([hub.url for hub in hubs], scripts(MESSAGES), concurrency=CONCURRENCY)
+        agent, quiet = Agent(load, await agent_token(postgres_url)), asyncio.Event()
         chaos = Chaos(hubs, redis, slack, twilio)
         schedule: list[tuple[float, Callable[[], Awaitable[None]]]] = [
             (0.10, chaos.vendor_storm),
@@ -199,18 +244,27 @@ async def test_two_instances_lose_and_double_nothing_while_things_break(postgres
             (0.50, chaos.restart_redis),
             (0.65, chaos.vendor_storm),
         ]
+        if not CHAOS:
+            schedule = []
         started = time.monotonic()
         troubles = [asyncio.create_task(at_progress(load, share, action)) for share, action in schedule]
-        try:
-            await load.run()
-            load_seconds = time.monotonic() - started
-            await asyncio.gather(*troubles)
-        finally:
-            for task in troubles:
-                task.cancel()
-        drain_seconds = await drain(postgres_url, DRAIN_LIMIT)
-        await load.check_histories()
-        result = await audit(postgres_url, load, slack, twilio)
+        agent_working = asyncio.create_task(agent.run(quiet))
+        async with load.connected():
+            try:
+                await load.write()
+                load_seconds = time.monotonic() - started
+                await asyncio.gather(*troubles)
+                # The last handoffs happen while the queues drain; the agent answers them, then that drains too.
+                drain_seconds = await drain(postgres_url, DRAIN_LIMIT)
+                quiet.set()
+                await agent_working
+                drain_seconds += await drain(postgres_url, DRAIN_LIMIT)
+                await load.close_chats()
+            finally:
+                for task in [*troubles, agent_working]:
+                    task.cancel()
+            await load.check_histories()
+        result = await audit(postgres_url, load, agent, slack, twilio)
         result.figures.update(
             messages=MESSAGES,
             concurrency=CONCURRENCY,
@@ -219,12 +273,14 @@ async def test_two_instances_lose_and_double_nothing_while_things_break(postgres
             drain_seconds=round(drain_seconds, 1),
             instance_kills=sum(hub.kills for hub in hubs),
             redis_restarts=redis.restarts,
-            vendor_errors_served=chaos.vendor_errors,
+            vendor_errors_served=dict(chaos.vendor_errors),
             delivery_errors=dict(load.tally.errors),
             chaos=chaos.log,
         )
         print("\nresilience:", result.summary())
         assert not result.problems, "\n".join([result.summary(), *result.problems])
+        if result.not_live is not None:
+            pytest.xfail(f"{result.not_live}: {WEBCHAT_RELAY_MISSING}")
     finally:
         await asyncio.gather(*(hub.stop() for hub in hubs))
         await redis.stop()
