@@ -103,6 +103,7 @@ class RedisBus:
         self._local = LocalBus()
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self.unpublished = 0  # events dropped because Redis was away
 
     @property
     def failures(self) -> int:
@@ -118,11 +119,20 @@ class RedisBus:
         return self._local.subscribe(event_type, handler)
 
     async def publish(self, event: Event) -> None:
+        """Never raises because Redis is away: the event only notifies (its
+        work is committed already), so it is dropped with a warning rather
+        than failing the request or job that caused it."""
         import json
+
+        from redis.exceptions import RedisError
 
         from hub.events import to_json
 
-        await self._redis.publish(self._channel, json.dumps(to_json(event)))
+        try:
+            await self._redis.publish(self._channel, json.dumps(to_json(event)))
+        except (RedisError, OSError) as err:
+            self.unpublished += 1
+            log.warning("Redis bus could not publish %s (%s); dropped", event.name, type(err).__name__)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._listen(), name="redis-bus")

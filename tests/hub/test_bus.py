@@ -210,3 +210,28 @@ async def test_redis_bus_hears_events_again_after_redis_restarts(tmp_path: Path)
         await first.close()
         await second.close()
         await redis_server.stop()
+
+
+@pytest.mark.asyncio
+async def test_publishing_while_redis_is_away_drops_the_event_and_never_raises(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An event only notifies: its cause is committed already, so a Redis
+    outage must not turn a stored message into an error for its sender."""
+    from tests.resilience.cluster import REDIS_SERVER, RedisServer
+
+    if not Path(REDIS_SERVER).exists():
+        pytest.skip("needs redis-server")
+    redis_server = await RedisServer(tmp_path / "redis").start()
+    bus = RedisBus(redis_server.url)
+    try:
+        await bus.start()
+        await bus.publish(_event(1))
+        await redis_server.stop()
+        with caplog.at_level(logging.WARNING, logger="hub.bus"):
+            await bus.publish(_event(2))
+        assert bus.unpublished == 1
+        assert "could not publish message-received" in caplog.text
+    finally:
+        await bus.close()
+        await redis_server.stop()
