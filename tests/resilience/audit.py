@@ -169,6 +169,7 @@ async def audit(database_url: str, load: Load, agent: Agent, slack: FakeSlackApi
         sent_by_channel=dict(tally.sent),
         deliveries=tally.attempts,
         failed_deliveries=tally.failed_attempts,
+        server_errors=tally.server_errors,
         deliberate_duplicates=tally.duplicates_sent,
         stored=sum(stored[body] for body in planned if body in stored),
         duplicates=duplicates,
@@ -194,6 +195,7 @@ async def audit(database_url: str, load: Load, agent: Agent, slack: FakeSlackApi
         unfinished_queue_rows=left,
     )
 
+    result.expect(tally.server_errors == 0, f"instances that were up answered {tally.server_errors} times with 5xx")
     result.expect(not tally.gave_up, f"never taken by any instance: {tally.gave_up[:5]}")
     result.expect(duplicates == 0, f"stored more than once: {[b for b, n in stored.items() if n > 1][:5]}")
     result.expect(not lost, f"taken but not stored: {lost[:5]}")

@@ -137,10 +137,10 @@ class HubProcess:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
     def errors(self) -> list[str]:
-        """Tracebacks and errors the instance logged (for the failure message)."""
+        """The ERROR lines the instance logged (the run's temporary folder may be gone when one reads this)."""
         if not self.log.exists():
             return []
-        return [line for line in self.log.read_text(errors="replace").splitlines() if "Traceback" in line]
+        return [line[:300] for line in self.log.read_text(errors="replace").splitlines() if " ERROR " in line]
 
 
 def hub_env(**settings: str) -> dict[str, str]:

@@ -99,6 +99,9 @@ class Tally:
     duplicates_sent: int = 0  # deliberate second deliveries of a message already taken
     gave_up: list[str] = field(default_factory=list)  # messages no instance took within GIVE_UP_AFTER
     errors: Counter[str] = field(default_factory=Counter)  # why attempts failed
+    # Answers of an instance that was up: HTTP 5xx, or a chat's internal_error
+    # (a killed instance drops connections instead).
+    server_errors: int = 0
     # Visitor key -> the bot answers its chat showed while open (pushed live, or
     # in the history of a socket resumed after a drop).
     webchat_live: dict[str, set[int]] = field(default_factory=dict)
@@ -239,6 +242,7 @@ class Load:
                     if response.status < 500 and response.status != 429:
                         raise AssertionError(f"{url} refused a genuine delivery: {response.status}")
                     self.tally.errors[f"http {response.status}"] += 1
+                    self.tally.server_errors += response.status >= 500
             except (aiohttp.ClientError, TimeoutError) as err:
                 self.tally.errors[type(err).__name__] += 1
             self.tally.failed_attempts += 1
@@ -350,6 +354,8 @@ class WebchatVisitor:
                 if not self.closed:
                     self.live.update(m["id"] for m in shown if m["author"] in ANSWERS)
             elif frame["type"] == "error":
+                self.load.tally.errors[f"webchat {frame.get('code')}"] += 1
+                self.load.tally.server_errors += frame.get("code") == "internal_error"
                 if frame.get("code") in ("unavailable", "internal_error", "rate_limited"):
                     return None  # not taken: sent again on a new connection
                 raise AssertionError(f"the hub refused a genuine frame: {frame}")
@@ -402,6 +408,7 @@ class Agent:
             async with http.request(method, url, **options) as response:
                 if response.status >= 500:
                     self.load.tally.errors[f"api {response.status}"] += 1
+                    self.load.tally.server_errors += 1
                     return None
                 assert response.status < 300, (method, path, response.status, await response.text())
                 return await response.json()

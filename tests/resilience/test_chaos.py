@@ -276,9 +276,11 @@ async def test_two_instances_lose_and_double_nothing_while_things_break(postgres
             vendor_errors_served=dict(chaos.vendor_errors),
             delivery_errors=dict(load.tally.errors),
             chaos=chaos.log,
+            logged_errors={hub.name: len(hub.errors()) for hub in hubs},
         )
         print("\nresilience:", result.summary())
-        assert not result.problems, "\n".join([result.summary(), *result.problems])
+        logged = [f"{hub.name}: {line}" for hub in hubs for line in hub.errors()[:10]]
+        assert not result.problems, "\n".join([result.summary(), *result.problems, *logged])
         if result.not_live is not None:
             pytest.xfail(f"{result.not_live}: {WEBCHAT_RELAY_MISSING}")
     finally:
