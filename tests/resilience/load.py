@@ -102,6 +102,7 @@ class Tally:
     # Answers of an instance that was up: HTTP 5xx, or a chat's internal_error
     # (a killed instance drops connections instead).
     server_errors: int = 0
+    latencies: list[float] = field(default_factory=list)  # seconds, webhook deliveries an instance took
     # Visitor key -> the bot answers its chat showed while open (pushed live, or
     # in the history of a socket resumed after a drop).
     webchat_live: dict[str, set[int]] = field(default_factory=dict)
@@ -109,6 +110,12 @@ class Tally:
     @property
     def total_sent(self) -> int:
         return sum(self.sent.values())
+
+    def latency_ms(self, share: float) -> float | None:
+        if not self.latencies:
+            return None
+        ordered = sorted(self.latencies)
+        return round(1000 * ordered[min(len(ordered) - 1, int(share * len(ordered)))], 1)
 
 
 class Load:
@@ -234,10 +241,12 @@ class Load:
         while loop.time() < deadline:
             url = self.urls[(start + attempt) % len(self.urls)] + path
             self.tally.attempts += 1
+            sent_at = loop.time()
             try:
                 async with self.http.post(url, data=body, headers=headers()) as response:
                     await response.read()
                     if 200 <= response.status < 300:
+                        self.tally.latencies.append(loop.time() - sent_at)
                         return True
                     if response.status < 500 and response.status != 429:
                         raise AssertionError(f"{url} refused a genuine delivery: {response.status}")
@@ -381,13 +390,28 @@ class Agent:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
             while True:
                 finished = done.is_set()
-                tickets = await self._call(http, "GET", "/api/v1/tickets?status=all&limit=200")
-                for ticket in tickets["items"] if tickets else []:
+                tickets, complete = await self._tickets(http)
+                for ticket in tickets:
                     if ticket["id"] not in self.answered:
                         await self._answer(http, ticket)
-                if finished:
+                if finished and complete:
                     return
                 await asyncio.sleep(0.5)
+
+    async def _tickets(self, http: aiohttp.ClientSession) -> tuple[list[dict[str, Any]], bool]:
+        """Every ticket, page after page (from the start each time: ids are not
+        committed in order); and whether the list is complete."""
+        found: list[dict[str, Any]] = []
+        after: int | None = None
+        while True:
+            query = "status=all&limit=200" + (f"&after={after}" if after is not None else "")
+            page = await self._call(http, "GET", f"/api/v1/tickets?{query}")
+            if page is None:
+                return found, False  # the rest on the next pass
+            found += page["items"]
+            after = page["next_after"]
+            if after is None:
+                return found, True
 
     async def _answer(self, http: aiohttp.ClientSession, ticket: dict[str, Any]) -> None:
         path = f"/api/v1/conversations/{ticket['conversation_id']}/messages"

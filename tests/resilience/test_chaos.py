@@ -270,6 +270,8 @@ async def test_two_instances_lose_and_double_nothing_while_things_break(postgres
             concurrency=CONCURRENCY,
             load_seconds=round(load_seconds, 1),
             messages_per_second=round(load.tally.total_sent / load_seconds, 1),
+            webhook_ms_p50=load.tally.latency_ms(0.5),
+            webhook_ms_p99=load.tally.latency_ms(0.99),
             drain_seconds=round(drain_seconds, 1),
             instance_kills=sum(hub.kills for hub in hubs),
             redis_restarts=redis.restarts,
