@@ -20,7 +20,8 @@ from sqlalchemy.engine import make_url
 
 from tests.fakes.slack_api import FakeSlackApi
 from tests.fakes.twilio_api import FakeTwilioApi
-from tests.resilience.load import Agent, Load, agent_text, parse_text
+from tests.resilience.agent import Agent, agent_text
+from tests.resilience.load import Load, parse_text
 
 FINISHED = {"done", "delivered"}
 DEAD = "dead"

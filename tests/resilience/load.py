@@ -8,7 +8,8 @@ known. Every delivery is retried, on the other instance, until one answers
 2xx (a provider retrying after a timeout or a dropped connection), and some
 are delivered twice on purpose (once more after the success, or to both
 instances at once), so that "no duplicates" means something. Nothing here
-reads the hub's memory: what it stored is checked in the database after.
+reads the hub's memory: what it stored is checked in the database after
+(``audit``). Web chat visitors are in ``chat``, the agent in ``agent``.
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from channels.fake import sign as sign_fake
 from tests.fakes.twilio_api import inbound_params, sign_twilio
+
+if TYPE_CHECKING:
+    from tests.resilience.chat import WebchatVisitor
 
 PUBLIC_URL = "http://hub.resilience.test"  # the balancer's address: Twilio signs URLs under it
 FAKE_SECRET = "resilience-fake-secret"
@@ -38,8 +42,6 @@ HANDOFF_EVERY = 5  # every 5th conversation ends asking for a person: the bot ha
 DUPLICATE_RATE = 0.05  # delivered again after the hub took it
 RACING_DUPLICATE_RATE = 0.05  # delivered to both instances at once
 GIVE_UP_AFTER = 120.0  # seconds one message may take to be taken, retries included
-REPLY_WAIT = 1.0  # how long a chat visitor waits for the bot's answer before writing again
-ANSWERS = ("bot", "agent")  # authors of the answers a visitor waits for
 TEXT = re.compile(r"^(c\d{5}) #(\d+) ")
 
 
@@ -175,6 +177,8 @@ class Load:
         while not queue.empty():
             script = queue.get_nowait()
             if script.channel == "webchat":
+                from tests.resilience.chat import WebchatVisitor  # it imports this module
+
                 visitor = self.visitors[script.key] = WebchatVisitor(script, self)
                 chat = asyncio.create_task(visitor.run(), name=f"chat-{script.key}")
                 self.chats.append(chat)
@@ -258,191 +262,6 @@ class Load:
             attempt += 1
             await asyncio.sleep(min(0.05 * 2**attempt, 1.0) * self.random.uniform(0.5, 1.0))
         return False
-
-
-class WebchatVisitor:
-    """A widget: one socket, kept open on the instance the balancer chose
-    (visitors alternate between instances), resumed with its token on the
-    other instance when it drops; a message is sent until acked, with the
-    same ``client_id`` every time. After its last message the socket stays
-    open until every answer came, or until the hub has sent everything
-    (``Load.settled``), so answers that never reach an open chat are told
-    apart from answers sent while none was open.
-    """
-
-    def __init__(self, script: Script, load: Load) -> None:
-        self.script = script
-        self.load = load
-        self.token: str | None = None
-        self.position = 0  # the next message to send
-        self.live: set[int] = load.tally.webchat_live.setdefault(script.key, set())
-        self.closed = False  # the conversation is over; the chat is opened once more to read it
-        self.final: set[int] = set()  # bot answers in the conversation when it was opened again at the end
-        self.written = asyncio.Event()  # every message taken (or given up): the customer's writer moves on
-
-    async def run(self) -> None:
-        tally = self.load.tally
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + GIVE_UP_AFTER * len(self.script.texts)
-        attempt = 0
-        try:
-            while loop.time() < deadline:
-                instance = (self.script.index + attempt) % len(self.load.urls)
-                tally.attempts += 1
-                try:
-                    if await self._connected(self.load.urls[instance]):
-                        return
-                except (aiohttp.ClientError, TimeoutError, ConnectionError) as err:
-                    tally.errors[f"webchat {type(err).__name__}"] += 1
-                tally.failed_attempts += 1
-                attempt += 1
-                await asyncio.sleep(min(0.05 * 2**attempt, 1.0) * self.load.random.uniform(0.5, 1.0))
-            tally.gave_up.extend(self.script.texts[self.position :])
-        finally:
-            self.written.set()
-
-    async def _connected(self, base: str) -> bool:
-        """One socket: resume, send what is left in order, wait for the answers. False: reconnect."""
-        assert self.load.http is not None
-        texts = self.script.texts
-        url = base.replace("http://", "ws://") + "/channels/webchat/ws"
-        async with self.load.http.ws_connect(url, headers={"Origin": PUBLIC_URL}, heartbeat=None) as ws:
-            await ws.send_json({"type": "resume", "token": self.token} if self.token else {"type": "hello"})
-            if await self._until(ws, lambda f: f["type"] == "history", 10.0) is None:
-                return False
-            while self.position < len(texts):
-                client_id = f"{self.script.key}-{self.position}"
-                frame = {"type": "message", "client_id": client_id, "text": texts[self.position]}
-                await ws.send_json(frame)
-                if self.load.random.random() < DUPLICATE_RATE:  # the widget lost the ack and sends again
-                    self.load.tally.duplicates_sent += 1
-                    await ws.send_json(frame)
-                ack = await self._until(ws, lambda f, c=client_id: f["type"] == "ack" and f.get("client_id") == c, 10.0)
-                if ack is None:
-                    return False
-                self.position += 1
-                self.load.taken(self.script)
-                # A person reads the answer before writing again (a while at most).
-                await self._until(ws, lambda f: len(self.live) >= self.position, REPLY_WAIT)
-            self.written.set()
-            answers = len(texts) + self.script.handoff  # an agent answers a handoff too
-            while len(self.live) < answers and not self.load.settled.is_set():
-                await self._until(ws, lambda f: len(self.live) >= answers, 0.5)
-            return True
-
-    async def check_history(self, base: str) -> None:
-        """At the end: open the chat once more and read the whole conversation."""
-        assert self.load.http is not None
-        url = base.replace("http://", "ws://") + "/channels/webchat/ws"
-        async with self.load.http.ws_connect(url, headers={"Origin": PUBLIC_URL}, heartbeat=None) as ws:
-            await ws.send_json({"type": "resume", "token": self.token, "after_id": 0})
-            self.closed = True  # what this socket shows is not counted as shown while the chat was open
-            history = await self._until(ws, lambda f: f["type"] == "history", 10.0)
-            assert history is not None, f"no history for {self.script.key}"
-            self.final.update(m["id"] for m in history["messages"] if m["author"] in ANSWERS)
-
-    async def _until(
-        self, ws: aiohttp.ClientWebSocketResponse, wanted: Callable[[dict[str, Any]], bool], timeout: float
-    ) -> dict[str, Any] | None:
-        """Read frames (noting the answers they bring) until one is ``wanted``; None after ``timeout`` seconds."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while (left := deadline - loop.time()) > 0:
-            try:
-                message = await ws.receive(timeout=left)
-            except TimeoutError:
-                return None
-            if message.type != aiohttp.WSMsgType.TEXT:
-                raise ConnectionError(f"socket closed: {message.type.name} {message.data!r} {ws.close_code}")
-            frame = message.json()
-            if frame["type"] == "welcome":
-                self.token = frame["token"]
-            elif frame["type"] in ("history", "message"):
-                # Live, or in the history a resumed socket gets: either way the open chat showed it.
-                shown = frame["messages"] if frame["type"] == "history" else [frame["message"]]
-                if not self.closed:
-                    self.live.update(m["id"] for m in shown if m["author"] in ANSWERS)
-            elif frame["type"] == "error":
-                self.load.tally.errors[f"webchat {frame.get('code')}"] += 1
-                self.load.tally.server_errors += frame.get("code") == "internal_error"
-                if frame.get("code") in ("unavailable", "internal_error", "rate_limited"):
-                    return None  # not taken: sent again on a new connection
-                raise AssertionError(f"the hub refused a genuine frame: {frame}")
-            if wanted(frame):
-                return frame
-        return None
-
-
-class Agent:
-    """An agent working the queue over the REST API, through either instance:
-    lists the tickets and answers each once, with an ``Idempotency-Key``,
-    retrying (on the other instance) until one answers, and sometimes
-    posting a reply twice on purpose."""
-
-    def __init__(self, load: Load, token: str) -> None:
-        self.load = load
-        self.headers = {"Authorization": f"Bearer {token}"}
-        self.answered: dict[int, int] = {}  # ticket id -> conversation id
-        self.turn = 0
-
-    async def run(self, done: asyncio.Event) -> None:
-        """Until ``done`` is set, and one pass more."""
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
-            while True:
-                finished = done.is_set()
-                tickets, complete = await self._tickets(http)
-                for ticket in tickets:
-                    if ticket["id"] not in self.answered:
-                        await self._answer(http, ticket)
-                if finished and complete:
-                    return
-                await asyncio.sleep(0.5)
-
-    async def _tickets(self, http: aiohttp.ClientSession) -> tuple[list[dict[str, Any]], bool]:
-        """Every ticket, page after page (from the start each time: ids are not
-        committed in order); and whether the list is complete."""
-        found: list[dict[str, Any]] = []
-        after: int | None = None
-        while True:
-            query = "status=all&limit=200" + (f"&after={after}" if after is not None else "")
-            page = await self._call(http, "GET", f"/api/v1/tickets?{query}")
-            if page is None:
-                return found, False  # the rest on the next pass
-            found += page["items"]
-            after = page["next_after"]
-            if after is None:
-                return found, True
-
-    async def _answer(self, http: aiohttp.ClientSession, ticket: dict[str, Any]) -> None:
-        path = f"/api/v1/conversations/{ticket['conversation_id']}/messages"
-        headers = {**self.headers, "Idempotency-Key": f"agent-ticket-{ticket['id']}"}
-        body = {"text": agent_text(ticket["id"])}
-        times = 2 if self.load.random.random() < DUPLICATE_RATE * 2 else 1
-        for _ in range(times):
-            while await self._call(http, "POST", path, json=body, headers=headers) is None:
-                await asyncio.sleep(0.2)
-        self.answered[ticket["id"]] = ticket["conversation_id"]
-
-    async def _call(self, http: aiohttp.ClientSession, method: str, path: str, **options: Any) -> Any:
-        """One request to the next instance; None when it failed (to be retried)."""
-        self.turn += 1
-        url = self.load.urls[self.turn % len(self.load.urls)] + path
-        options.setdefault("headers", self.headers)
-        try:
-            async with http.request(method, url, **options) as response:
-                if response.status >= 500:
-                    self.load.tally.errors[f"api {response.status}"] += 1
-                    self.load.tally.server_errors += 1
-                    return None
-                assert response.status < 300, (method, path, response.status, await response.text())
-                return await response.json()
-        except (aiohttp.ClientError, TimeoutError) as err:
-            self.load.tally.errors[f"api {type(err).__name__}"] += 1
-            return None
-
-
-def agent_text(ticket_id: int) -> str:
-    return f"Agent here, I am looking at ticket {ticket_id} for you now."
 
 
 async def at_progress(load: Load, share: float, action: Callable[[], Awaitable[None]]) -> None:

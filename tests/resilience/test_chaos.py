@@ -39,9 +39,10 @@ from tests.conftest import _create_pg_database, _drop_pg_database, database_urls
 from tests.fakes.rasa import FakeRasa
 from tests.fakes.slack_api import FakeSlackApi
 from tests.fakes.twilio_api import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioApi
+from tests.resilience.agent import Agent
 from tests.resilience.audit import asyncpg_dsn, audit, unfinished
 from tests.resilience.cluster import REDIS_SERVER, HubProcess, RedisServer, hub_env
-from tests.resilience.load import FAKE_SECRET, PUBLIC_URL, Agent, Load, at_progress, scripts
+from tests.resilience.load import FAKE_SECRET, PUBLIC_URL, Load, at_progress, scripts
 
 pytestmark = pytest.mark.postgres
 
