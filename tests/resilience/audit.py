@@ -141,7 +141,7 @@ async def audit(database_url: str, load: Load, agent: Agent, slack: FakeSlackApi
         for (channel, _ts), message in slack.messages.items()
         if message.get("thread_ts") and message.get("bot_id")
     )
-    sms_at_twilio = Counter((m.to, m.body) for m in twilio.messages)
+    at_twilio = Counter((m.to, m.body) for m in twilio.messages)
     webchat_replies = {
         key: {row["id"] for row in [*replies, *agent_replies] if row["conversation_id"] == conversation_of.get(key)}
         for key, s in scripts.items()
@@ -183,8 +183,8 @@ async def audit(database_url: str, load: Load, agent: Agent, slack: FakeSlackApi
         replies_out_of_order=len(replies_out_of_order),
         delivered=outbox.get("delivered", 0),
         outbox=outbox,
-        sms_at_twilio=sum(sms_at_twilio.values()),
-        sms_duplicates_at_twilio=sum(n - 1 for n in sms_at_twilio.values() if n > 1),
+        texts_at_twilio=sum(at_twilio.values()),
+        texts_twice_at_twilio=sum(n - 1 for n in at_twilio.values() if n > 1),
         webchat_replies=webchat_total,
         webchat_shown_live=webchat_total - not_live,
         webchat_missing_from_history=unseen,
@@ -210,8 +210,8 @@ async def audit(database_url: str, load: Load, agent: Agent, slack: FakeSlackApi
         set(outbox) <= {"delivered"},
         f"outbox rows not delivered: { {k: v for k, v in outbox.items() if k != 'delivered'} }",
     )
-    sms_doubled = [pair for pair, n in sms_at_twilio.items() if n > 1]
-    result.expect(not sms_doubled, f"texts sent twice to Twilio: {sms_doubled[:5]}")
+    texts_doubled = [pair for pair, n in at_twilio.items() if n > 1]
+    result.expect(not texts_doubled, f"texts sent twice to Twilio: {texts_doubled[:5]}")
     result.expect(unseen == 0, f"{unseen} of {webchat_total} web chat answers missing from their visitor's history")
     if not_live:
         result.not_live = (

@@ -36,7 +36,10 @@ if TYPE_CHECKING:
 PUBLIC_URL = "http://hub.resilience.test"  # the balancer's address: Twilio signs URLs under it
 FAKE_SECRET = "resilience-fake-secret"
 SMS_PATH = "/channels/sms/twilio"
-CHANNELS = ("fake", "fake", "sms", "webchat")  # the mix, by conversation index
+WHATSAPP_PATH = "/channels/whatsapp/twilio"
+WHATSAPP_NUMBER = "+14155238886"
+# The mix, by conversation index (six slots: every HANDOFF_EVERY-th lands on each channel in turn).
+CHANNELS = ("fake", "fake", "sms", "webchat", "whatsapp", "fake")
 MESSAGES_PER_CONVERSATION = 4
 HANDOFF_EVERY = 5  # every 5th conversation ends asking for a person: the bot hands it off
 DUPLICATE_RATE = 0.05  # delivered again after the hub took it
@@ -62,6 +65,8 @@ class Script:
     def address(self) -> str:
         if self.channel == "sms":
             return f"+1555{2_000_000 + self.index:07d}"
+        if self.channel == "whatsapp":
+            return f"whatsapp:+1555{3_000_000 + self.index:07d}"
         return f"resil-{self.key}"
 
 
@@ -197,10 +202,15 @@ class Load:
         self, script: Script, position: int
     ) -> tuple[str, bytes | dict[str, str], Callable[[], dict[str, str]]]:
         text = script.texts[position]
-        if script.channel == "sms":
+        if script.channel in ("sms", "whatsapp"):
             sid = "SM" + hashlib.md5(f"{script.key}-{position}".encode()).hexdigest()
-            params = inbound_params(sender=script.address, body=text, message_sid=sid)
-            return SMS_PATH, params, lambda: sign_twilio(PUBLIC_URL + SMS_PATH, params)
+            path, to = (
+                (SMS_PATH, "+15005550006")
+                if script.channel == "sms"
+                else (WHATSAPP_PATH, f"whatsapp:{WHATSAPP_NUMBER}")
+            )
+            params = inbound_params(sender=script.address, body=text, message_sid=sid, to=to)
+            return path, params, lambda: sign_twilio(PUBLIC_URL + path, params)
         item = {
             "from": script.address,
             "text": text,

@@ -3,7 +3,7 @@
 Both instances share the machine's PostgreSQL (a database of this run's
 own) and a Redis server of this test's own; Slack, Twilio and Rasa are the
 loopback stand-ins of ``tests/fakes``. Customers write in over the fake
-channel, SMS and web chat, each message to one instance or the other like a
+channel, SMS, WhatsApp and web chat, each message to one instance or the other like a
 balancer, with at most ``HUB_RESILIENCE_CONCURRENCY`` customers writing at
 once; some deliveries are repeated on purpose, and every failed one is
 retried on the other instance. Meanwhile: Slack and Twilio answer 429 and
@@ -42,7 +42,7 @@ from tests.fakes.twilio_api import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioApi
 from tests.resilience.agent import Agent
 from tests.resilience.audit import asyncpg_dsn, audit, unfinished
 from tests.resilience.cluster import REDIS_SERVER, HubProcess, RedisServer, hub_env
-from tests.resilience.load import FAKE_SECRET, PUBLIC_URL, Load, at_progress, scripts
+from tests.resilience.load import FAKE_SECRET, PUBLIC_URL, WHATSAPP_NUMBER, Load, at_progress, scripts
 
 pytestmark = pytest.mark.postgres
 
@@ -94,7 +94,7 @@ def instance_env(name: str, tmp_path: Path, database_url: str, redis: RedisServe
         HUB_DATA_DIR=str(tmp_path / name),
         HUB_PUBLIC_URL=PUBLIC_URL,
         HUB_LOG_LEVEL="WARNING",
-        HUB_CHANNELS="fake,sms,webchat,slack",
+        HUB_CHANNELS="fake,sms,whatsapp,webchat,slack",
         HUB_FAKE_SECRET=FAKE_SECRET,
         HUB_KB_ENABLED="false",
         HUB_CSAT_ENABLED="false",
@@ -120,6 +120,7 @@ def instance_env(name: str, tmp_path: Path, database_url: str, redis: RedisServe
         HUB_TWILIO_ACCOUNT_SID=ACCOUNT_SID,
         HUB_TWILIO_AUTH_TOKEN=AUTH_TOKEN,
         HUB_TWILIO_FROM="+15005550006",
+        HUB_WHATSAPP_FROM=WHATSAPP_NUMBER,
         HUB_TWILIO_API_URL=twilio.base_url,
         HUB_TWILIO_TIMEOUT="3",
         HUB_WEBCHAT_SECRETS="resilience-webchat-secret",
