@@ -53,7 +53,9 @@ CHAOS = os.environ.get("HUB_RESILIENCE_CHAOS", "on") != "off"
 STORM_ERRORS = 8  # calls Slack and Twilio each refuse, every time they fail
 STORM_SECONDS = 15.0  # at most this long
 SLACK_METHODS = ("chat.postMessage", "chat.update")
-DRAIN_LIMIT = 150.0
+# After the load, the queues may go this many seconds without a row getting
+# done (more than the 60 s lease of a bot job a killed instance held).
+STALL_LIMIT = 90.0
 WEBCHAT_RELAY_MISSING = (
     "an answer sent by the instance that does not hold the visitor's socket is not pushed to it "
     "(WebchatChannel.send only reaches its own process's sockets; needs the Redis pub/sub relay for web chat "
@@ -205,18 +207,23 @@ class Chaos:
         self.note("Redis restarted")
 
 
-async def drain(database_url: str, limit: float) -> float:
-    """Wait until no queue holds a row to work; the seconds it took."""
+async def drain(database_url: str) -> float:
+    """Wait until no queue holds a row to work, for as long as rows keep
+    getting done (a backlog after a big run), but no longer than
+    ``STALL_LIMIT`` without progress (stuck rows: the audit names them).
+    The seconds it took."""
     started = time.monotonic()
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
-        calm = 0
-        while time.monotonic() - started < limit:
+        calm, fewest, progressed = 0, None, time.monotonic()
+        while time.monotonic() - progressed < STALL_LIMIT:
             left = await unfinished(conn)
-            pending = {t: s for t, s in left.items() if set(s) - {"dead"}}
+            pending = sum(n for statuses in left.values() for status, n in statuses.items() if status != "dead")
             calm = calm + 1 if not pending else 0
             if calm >= 3:  # three empty looks in a row: nothing in flight either
                 break
+            if fewest is None or pending < fewest:
+                fewest, progressed = pending, time.monotonic()
             await asyncio.sleep(0.5)
     finally:
         await conn.close()
@@ -257,10 +264,10 @@ async def test_two_instances_lose_and_double_nothing_while_things_break(postgres
                 load_seconds = time.monotonic() - started
                 await asyncio.gather(*troubles)
                 # The last handoffs happen while the queues drain; the agent answers them, then that drains too.
-                drain_seconds = await drain(postgres_url, DRAIN_LIMIT)
+                drain_seconds = await drain(postgres_url)
                 quiet.set()
                 await agent_working
-                drain_seconds += await drain(postgres_url, DRAIN_LIMIT)
+                drain_seconds += await drain(postgres_url)
                 await load.close_chats()
             finally:
                 for task in [*troubles, agent_working]:
