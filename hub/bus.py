@@ -79,6 +79,10 @@ class LocalBus:
         log.error("subscriber %s failed on %s", getattr(handler, "__qualname__", handler), event.name, exc_info=error)
 
 
+# Seconds between attempts to subscribe again after Redis went away.
+RESUBSCRIBE_MIN, RESUBSCRIBE_MAX = 0.1, 5.0
+
+
 class RedisBus:
     """Fans events out to every hub instance through Redis pub/sub.
 
@@ -86,7 +90,9 @@ class RedisBus:
     what arrives to its local subscribers (including the publisher's own), so
     a subscriber runs once per instance. Redis pub/sub is at-most-once: use
     it for notifications (live chat pushes, Slack mirrors), never as the only
-    record of work — that lives in the database (outbox, tickets).
+    record of work — that lives in the database (outbox, tickets). After
+    Redis restarts, the listener subscribes again by itself (what was
+    published in between is lost, as any at-most-once notification may be).
     """
 
     def __init__(self, url: str, channel: str = "servicehub:events") -> None:
@@ -97,6 +103,7 @@ class RedisBus:
         self._local = LocalBus()
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self.unpublished = 0  # events dropped because Redis was away
 
     @property
     def failures(self) -> int:
@@ -112,42 +119,68 @@ class RedisBus:
         return self._local.subscribe(event_type, handler)
 
     async def publish(self, event: Event) -> None:
+        """Never raises because Redis is away: the event only notifies (its
+        work is committed already), so it is dropped with a warning rather
+        than failing the request or job that caused it."""
         import json
+
+        from redis.exceptions import RedisError
 
         from hub.events import to_json
 
-        await self._redis.publish(self._channel, json.dumps(to_json(event)))
+        try:
+            await self._redis.publish(self._channel, json.dumps(to_json(event)))
+        except (RedisError, OSError) as err:
+            self.unpublished += 1
+            log.warning("Redis bus could not publish %s (%s); dropped", event.name, type(err).__name__)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._listen(), name="redis-bus")
         await asyncio.wait_for(self._ready.wait(), 10)
 
     async def _listen(self) -> None:
+        """Deliver what arrives; when Redis goes away (a restart drops every
+        subscription), subscribe again, with a backoff, for as long as the bus runs."""
+        from redis.exceptions import RedisError
+
+        delay = RESUBSCRIBE_MIN
+        while True:
+            pubsub = self._redis.pubsub()
+            try:
+                await pubsub.subscribe(self._channel)
+                if self._ready.is_set():
+                    log.warning("Redis bus subscribed again; events published meanwhile were not received")
+                self._ready.set()
+                delay = RESUBSCRIBE_MIN
+                async for message in pubsub.listen():
+                    await self._deliver(message)
+            except (RedisError, OSError) as err:
+                log.warning("Redis bus lost its subscription (%s); again in %.1f s", type(err).__name__, delay)
+            finally:
+                try:
+                    await pubsub.aclose()
+                except (RedisError, OSError):
+                    pass  # the connection is gone already
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RESUBSCRIBE_MAX)
+
+    async def _deliver(self, message: dict[str, Any]) -> None:
         import json
 
         from hub.events import from_json
 
-        pubsub = self._redis.pubsub()
-        await pubsub.subscribe(self._channel)
-        self._ready.set()
+        if message.get("type") != "message":
+            return
+        payload: Any = None
         try:
-            async for message in pubsub.listen():
-                if message.get("type") != "message":
-                    continue
-                payload: Any = None
-                try:
-                    payload = json.loads(message["data"])
-                    event = from_json(payload)
-                except (ValueError, TypeError, KeyError, AttributeError) as err:
-                    # What was wrong, never the data: a message's event carries the customer's text.
-                    name = payload.get("name") if isinstance(payload, dict) else None
-                    log.warning(
-                        "dropping malformed event %r from Redis: %s", name, f"{type(err).__name__}: {err}"[:200]
-                    )
-                    continue
-                await self._local.publish(event)
-        finally:
-            await pubsub.aclose()
+            payload = json.loads(message["data"])
+            event = from_json(payload)
+        except (ValueError, TypeError, KeyError, AttributeError) as err:
+            # What was wrong, never the data: a message's event carries the customer's text.
+            name = payload.get("name") if isinstance(payload, dict) else None
+            log.warning("dropping malformed event %r from Redis: %s", name, f"{type(err).__name__}: {err}"[:200])
+            return
+        await self._local.publish(event)
 
     async def close(self) -> None:
         if self._task is not None:

@@ -6,11 +6,14 @@ import asyncio
 import logging
 import os
 import uuid
+from pathlib import Path
 
 import pytest
+from redis.exceptions import RedisError
 
 from hub.bus import LocalBus, RedisBus
 from hub.events import Event, MessageReceived, from_json, to_json
+from tests.conftest import wait_for
 
 REDIS_URL = os.environ.get("HUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -169,3 +172,66 @@ async def test_a_malformed_event_from_redis_is_dropped_without_logging_its_text(
     finally:
         await publisher.aclose()
         await bus.close()
+
+
+@pytest.mark.asyncio
+async def test_redis_bus_hears_events_again_after_redis_restarts(tmp_path: Path) -> None:
+    """A Redis restart drops every connection and subscription: the bus
+    subscribes again by itself, and events published after it arrive."""
+    from tests.resilience.cluster import REDIS_SERVER, RedisServer
+
+    if not Path(REDIS_SERVER).exists():
+        pytest.skip("needs redis-server")
+    redis_server = await RedisServer(tmp_path / "redis").start()
+    first, second = RedisBus(redis_server.url), RedisBus(redis_server.url)
+    try:
+        await first.start()
+        await second.start()
+        got: list[int] = []
+
+        async def on_event(event: MessageReceived) -> None:
+            got.append(event.message_id)
+
+        second.subscribe(MessageReceived, on_event)
+        await first.publish(_event(1))
+        await wait_for(lambda: got == [1], timeout=5)
+        await redis_server.restart()
+
+        async def delivered_after_restart() -> bool:
+            try:
+                await first.publish(_event(2))
+            except RedisError:
+                return False  # the publisher's own connection is being re-made
+            await asyncio.sleep(0.1)
+            return 2 in got
+
+        await wait_for(delivered_after_restart, timeout=20, interval=0.2)
+    finally:
+        await first.close()
+        await second.close()
+        await redis_server.stop()
+
+
+@pytest.mark.asyncio
+async def test_publishing_while_redis_is_away_drops_the_event_and_never_raises(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An event only notifies: its cause is committed already, so a Redis
+    outage must not turn a stored message into an error for its sender."""
+    from tests.resilience.cluster import REDIS_SERVER, RedisServer
+
+    if not Path(REDIS_SERVER).exists():
+        pytest.skip("needs redis-server")
+    redis_server = await RedisServer(tmp_path / "redis").start()
+    bus = RedisBus(redis_server.url)
+    try:
+        await bus.start()
+        await bus.publish(_event(1))
+        await redis_server.stop()
+        with caplog.at_level(logging.WARNING, logger="hub.bus"):
+            await bus.publish(_event(2))
+        assert bus.unpublished == 1
+        assert "could not publish message-received" in caplog.text
+    finally:
+        await bus.close()
+        await redis_server.stop()
