@@ -182,7 +182,7 @@ async def test_a_message_on_another_instance_reaches_this_ones_stream_through_re
     channel = f"servicehub-test:{uuid.uuid4().hex}"
 
     class IsolatedBus(RedisBus):
-        def __init__(self, url: str) -> None:
+        def __init__(self, url: str, _channel: str = "") -> None:  # the app passes HUB_REDIS_PREFIX's
             super().__init__(url, channel)
 
     monkeypatch.setattr(hub.app, "RedisBus", IsolatedBus)
