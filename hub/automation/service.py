@@ -52,6 +52,7 @@ from hub.events import Clock, ConversationUpdated, MessageReceived, SlaWarning, 
 from hub.jobs.worker import JobWorker
 from hub.models import AuthorKind, ConversationStatus, Direction, MessageKind, Role
 from hub.storage.schema import contacts, conversations, messages, sla_warnings, tickets, users
+from hub.tickets.queries import open_ticket_of
 from hub.txhooks import After
 from hub.webhooks import payloads as webhook_payloads
 from hub.webhooks import store as webhooks_store
@@ -261,14 +262,8 @@ class Automation:
         return found is None
 
     async def _open_ticket(self, conversation_id: int) -> int | None:
-        return await self.db.read(
-            lambda conn: conn.execute(
-                sa.select(tickets.c.id)
-                .where(tickets.c.conversation_id == conversation_id, tickets.c.status == "open")
-                .order_by(tickets.c.id.desc())
-                .limit(1)
-            ).scalar()
-        )
+        ticket = await self.db.read(open_ticket_of, conversation_id)
+        return ticket.id if ticket is not None else None
 
     def _audit(self, action: str, rule: Rule, target_type: str, target_id: Any) -> Audit:
         return Audit(ACTOR, action, target_type, target_id, {"rule": rule.name})
