@@ -50,28 +50,86 @@ def backend_id(url: str) -> str:
     return "sqlite" if url.startswith("sqlite") else make_url(url).get_backend_name()
 
 
-async def _create_pg_database(base_url: str) -> tuple[str, str]:
+async def _maintenance(base_url: str) -> Any:
     import asyncpg
 
     url = make_url(base_url)
-    name = f"hub_test_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(
+    return await asyncpg.connect(
         host=url.host, port=url.port or 5432, user=url.username, password=url.password, database=url.database
     )
+
+
+# Migrating takes a few tenths of a second, and most tests want a fresh
+# database: each test process migrates one template per backend, once, and
+# each test gets a copy of it (an SQLite backup; a PostgreSQL CREATE DATABASE
+# ... TEMPLATE). Migration tests call ``upgrade`` on their own databases.
+_SQLITE_TEMPLATE: Path | None = None
+_PG_TEMPLATES: dict[str, str] = {}
+
+
+def _sqlite_template() -> Path:
+    global _SQLITE_TEMPLATE
+    if _SQLITE_TEMPLATE is None:
+        import atexit
+        import shutil
+        import tempfile
+
+        from hub.storage.migrate import upgrade
+
+        folder = Path(tempfile.mkdtemp(prefix="hub-template-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        upgrade(f"sqlite+aiosqlite:///{folder / 'template.db'}")
+        _SQLITE_TEMPLATE = folder / "template.db"
+    return _SQLITE_TEMPLATE
+
+
+def copy_sqlite_template(path: Path) -> str:
+    """A migrated SQLite database at ``path``; returns its URL."""
+    import sqlite3
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    source = sqlite3.connect(_sqlite_template())
+    target = sqlite3.connect(path)
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        source.backup(target)  # the whole database, whatever journal mode it is in
+    finally:
+        target.close()
+        source.close()
+    return f"sqlite+aiosqlite:///{path}"
+
+
+async def _pg_template(base_url: str) -> str:
+    name = _PG_TEMPLATES.get(base_url)
+    if name is None:
+        import atexit
+
+        from hub.storage.migrate import upgrade
+
+        name = f"hub_template_{uuid.uuid4().hex[:12]}"
+        conn = await _maintenance(base_url)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        await asyncio.to_thread(upgrade, make_url(base_url).set(database=name).render_as_string(hide_password=False))
+        atexit.register(lambda: asyncio.run(_drop_pg_database(base_url, name)))
+        _PG_TEMPLATES[base_url] = name
+    return name
+
+
+async def _create_pg_database(base_url: str) -> tuple[str, str]:
+    template = await _pg_template(base_url)
+    name = f"hub_test_{uuid.uuid4().hex[:12]}"
+    conn = await _maintenance(base_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     finally:
         await conn.close()
-    return url.set(database=name).render_as_string(hide_password=False), name
+    return make_url(base_url).set(database=name).render_as_string(hide_password=False), name
 
 
 async def _drop_pg_database(base_url: str, name: str) -> None:
-    import asyncpg
-
-    url = make_url(base_url)
-    conn = await asyncpg.connect(
-        host=url.host, port=url.port or 5432, user=url.username, password=url.password, database=url.database
-    )
+    conn = await _maintenance(base_url)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
@@ -81,16 +139,11 @@ async def _drop_pg_database(base_url: str, name: str) -> None:
 @asynccontextmanager
 async def fresh_database(base: str, tmp_path: Path) -> AsyncIterator[str]:
     """A new, migrated database for ``base`` (an entry of ``database_urls``), dropped afterwards."""
-    from hub.storage.migrate import upgrade
-
     if base == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"
-        await asyncio.to_thread(upgrade, url)
-        yield url
+        yield await asyncio.to_thread(copy_sqlite_template, tmp_path / "hub.db")
         return
     url, name = await _create_pg_database(base)
     try:
-        await asyncio.to_thread(upgrade, url)
         yield url
     finally:
         await _drop_pg_database(base, name)
@@ -105,11 +158,7 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> Iterator[str]:
-    from hub.storage.migrate import upgrade
-
-    url = f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"
-    upgrade(url)
-    yield url
+    yield copy_sqlite_template(tmp_path / "hub.db")
 
 
 def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Any:

@@ -18,7 +18,7 @@ NOW = datetime(2026, 3, 29, 1, 30, 15, 123456, tzinfo=UTC)
 
 INSERT_CONTACT = DriverStatement(
     sa.insert(contacts)
-    .values({c.key: sa.bindparam(c.key) for c in contacts.c if c.key != "id"})
+    .values({key: sa.bindparam(key) for key in ("name", "attributes", "tags", "created_at", "updated_at")})
     .returning(contacts.c.id)
 )
 INSERT_MESSAGE = DriverStatement(

@@ -45,9 +45,6 @@ async function refresh({ force = false } = {}) {
     again = true;
     return refreshing;
   }
-  // Keep the keyboard where it was across the swap.
-  const focusedId = board.contains(document.activeElement) ? document.activeElement.id : "";
-  const focusedTicket = document.activeElement?.closest?.("[data-ticket-id]")?.dataset.ticketId;
   board.setAttribute("aria-busy", "true");
   refreshing = (async () => {
     try {
@@ -56,6 +53,10 @@ async function refresh({ force = false } = {}) {
       const html = await response.text();
       const template = document.createElement("template");
       template.innerHTML = html;
+      // Keep the keyboard where it is at the swap (not where it was when the
+      // fetch began: j or a may have moved it while the fragment was loading).
+      const focusedId = board.contains(document.activeElement) ? document.activeElement.id : "";
+      const focusedTicket = document.activeElement?.closest?.("[data-ticket-id]")?.dataset.ticketId;
       board.replaceChildren(template.content);
       const again = focusedId ? document.getElementById(focusedId) : null;
       if (again) again.focus();
