@@ -28,6 +28,7 @@ from hub.storage.schema import shared_versions
 T = TypeVar("T")
 
 ROUTING_RULES = "routing_rules"
+AUTOMATION_RULES = "automation_rules"
 CHECK_INTERVAL = 1.0  # seconds a cache is used without looking at its row
 
 

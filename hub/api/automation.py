@@ -33,6 +33,13 @@ def _days(request: web.Request) -> float:
     return days
 
 
+def _rules_changed(request: web.Request) -> None:
+    """This instance's matcher re-reads the rules now; the others within a second (hub.versions)."""
+    automation = request.app.get(keys.AUTOMATION)
+    if automation is not None:
+        automation.rules_changed()
+
+
 @routes.get("/api/v1/automation/rules")
 @requires(Role.ADMIN)
 async def list_rules(request: web.Request) -> web.Response:
@@ -46,6 +53,7 @@ async def create_rule(request: web.Request) -> web.Response:
     body = await json_body(request)
     entry = audit_entry(request, "automation_rule.create", "automation_rule", body.get("name"))
     rule = await request.app[keys.DATABASE].write(audited(store.create_rule, entry), body, now=utcnow())
+    _rules_changed(request)
     return web.json_response(rule.to_json(), status=201)
 
 
@@ -63,6 +71,7 @@ async def update_rule(request: web.Request) -> web.Response:
     rule_id = path_id(request)
     entry = audit_entry(request, "automation_rule.update", "automation_rule", rule_id, fields=sorted(body))
     rule = await request.app[keys.DATABASE].write(audited(store.update_rule, entry), rule_id, body, now=utcnow())
+    _rules_changed(request)
     return web.json_response(rule.to_json())
 
 
@@ -72,6 +81,7 @@ async def delete_rule(request: web.Request) -> web.Response:
     rule_id = path_id(request)
     entry = audit_entry(request, "automation_rule.delete", "automation_rule", rule_id)
     await request.app[keys.DATABASE].write(audited(store.delete_rule, entry), rule_id)
+    _rules_changed(request)
     return web.Response(status=204)
 
 

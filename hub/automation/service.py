@@ -54,6 +54,7 @@ from hub.models import AuthorKind, ConversationStatus, Direction, MessageKind, R
 from hub.storage.schema import contacts, conversations, messages, sla_warnings, tickets, users
 from hub.tickets.queries import open_ticket_of
 from hub.txhooks import After
+from hub.versions import AUTOMATION_RULES, VersionedCache
 from hub.webhooks import payloads as webhook_payloads
 from hub.webhooks import store as webhooks_store
 
@@ -95,6 +96,9 @@ class Automation:
         )
         self.worker = JobWorker(db, RUNS, self._run, name="automation-worker", concurrency=4, max_attempts=6)
         self.on_webhook: Callable[[], None] | None = None  # wakes the webhooks' sender
+        # The enabled rules by event, re-read when a rule changes on any instance
+        # (hub.versions): matching runs in every inbound message's transaction.
+        self._rules: VersionedCache[dict[str, list[Rule]]] = VersionedCache(AUTOMATION_RULES, _enabled_by_event)
         self._removers: list[Callable[[], None]] = []
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -120,6 +124,10 @@ class Automation:
             self._sweeper = None
         await self.worker.stop()
 
+    def rules_changed(self) -> None:
+        """This instance changed the rules (and bumped their version with them): re-read now."""
+        self._rules.invalidate()
+
     # --- matching, in the event's transaction --------------------------------------
     def _match_tx(
         self,
@@ -134,7 +142,7 @@ class Automation:
         rules: list[Rule] | None = None,
     ) -> int:
         """Queue a run of every enabled ``when`` rule that matches; how many were queued."""
-        candidates = rules if rules is not None else store.list_rules(conn, event=when, enabled_only=True)
+        candidates = rules if rules is not None else self._rules.get(conn).get(when, [])
         if not candidates:
             return 0
         facts = facts_tx.read(conn, conversation_id, at=at, open_at=self.open_at, text=text, channel=channel)
@@ -217,7 +225,7 @@ class Automation:
 
         def sweep(conn: Connection) -> int:
             queued = 0
-            for rule in store.list_rules(conn, event="customer_silent", enabled_only=True):
+            for rule in self._rules.get(conn).get("customer_silent", []):
                 for conversation_id, message_id in silent_conversations(conn, rule, now):
                     queued += self._match_tx(
                         conn, "customer_silent", conversation_id, f"silent:{message_id}", at=now, rules=[rule]
@@ -449,6 +457,13 @@ class Automation:
             }
 
         return await self.db.read(scan)
+
+
+def _enabled_by_event(conn: Connection) -> dict[str, list[Rule]]:
+    by_event: dict[str, list[Rule]] = {}
+    for rule in store.list_rules(conn, enabled_only=True):
+        by_event.setdefault(rule.when, []).append(rule)
+    return by_event
 
 
 def silent_conversations(conn: Connection, rule: Rule, now: datetime) -> list[tuple[int, int]]:

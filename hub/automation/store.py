@@ -22,6 +22,7 @@ from hub.automation.rules import Rule, parse
 from hub.errors import Conflict, InvalidInput, NotFound
 from hub.jobs.queue import Queue, QueueSpec
 from hub.storage.schema import automation_rules, automation_runs
+from hub.versions import AUTOMATION_RULES, bump
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +103,7 @@ def create_rule(conn: Connection, body: Mapping[str, Any], *, now: datetime) -> 
         .values(**_values(rule), created_at=now, updated_at=now)
         .returning(automation_rules.c.id)
     ).scalar_one()
+    bump(conn, AUTOMATION_RULES)  # every instance's cached rules (Automation.rules_changed)
     return get_rule(conn, new_id)
 
 
@@ -119,12 +121,14 @@ def update_rule(conn: Connection, rule_id: int, changes: Mapping[str, Any], *, n
     conn.execute(
         sa.update(automation_rules).where(automation_rules.c.id == rule_id).values(**_values(rule), updated_at=now)
     )
+    bump(conn, AUTOMATION_RULES)
     return get_rule(conn, rule_id)
 
 
 def delete_rule(conn: Connection, rule_id: int) -> None:
     _writable(get_rule(conn, rule_id))
     conn.execute(sa.delete(automation_rules).where(automation_rules.c.id == rule_id))
+    bump(conn, AUTOMATION_RULES)
 
 
 def _writable(rule: Rule) -> None:
@@ -175,6 +179,8 @@ def sync_file(conn: Connection, rules: list[Rule], *, now: datetime) -> dict[str
         if have.source == "file" and name not in wanted:
             conn.execute(sa.delete(automation_rules).where(automation_rules.c.id == have.id))
             counts["deleted"] += 1
+    if any(counts.values()):
+        bump(conn, AUTOMATION_RULES)
     return counts
 
 

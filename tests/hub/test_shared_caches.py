@@ -122,3 +122,33 @@ async def test_a_routing_rule_added_through_one_instance_routes_on_the_other(two
 
 async def _a_has_none(a: Hub) -> bool:
     return (await a.tickets.policy()).rules == ()
+
+
+@pytest.mark.asyncio
+async def test_an_automation_rule_changed_through_one_instance_runs_on_the_other(two_hubs: tuple[Hub, Hub]) -> None:
+    """The rules are matched in every inbound message's transaction from a
+    cache: B must pick up A's new rule, and stop running it once A deletes it."""
+    a, b = two_hubs
+    sent = 0
+
+    async def b_runs_it() -> bool:
+        # A new message each look (a new event); did B queue a run of the rule for it?
+        nonlocal sent
+        sent += 1
+        received = await b.inbound({"from": "grace", "text": f"chargeback number {sent}", "id": f"cb-{sent}"})
+        key = f"message:{received['received'][0]['message_id']}"
+        runs = (await a.api("GET", f"/api/v1/automation/rules/{rule_id}/runs"))["items"]
+        return any(run["event_key"] == key for run in runs)
+
+    await b.inbound({"from": "grace", "text": "a chargeback before any rule", "id": "cb-0"})  # B caches no rules
+    rule = {"name": "chargebacks", "when": "message_received", "if": {"text_contains": ["chargeback"]}}
+    rule_id = (await a.api("POST", "/api/v1/automation/rules", json={**rule, "then": [{"add_tag": "cb"}]}, expect=201))[
+        "id"
+    ]
+    await wait_for(b_runs_it, timeout=10, interval=0.2)
+    await a.api("PATCH", f"/api/v1/automation/rules/{rule_id}", json={"enabled": False})
+    await wait_for(lambda: _not(b_runs_it()), timeout=10, interval=0.2)
+
+
+async def _not(result: object) -> bool:
+    return not await result  # type: ignore[misc]
