@@ -188,12 +188,42 @@ async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
         if watcher is not None:
             await watcher.run()  # until cancelled: the NLU follows the knowledge base
 
+    # When the supervisor restarts our Rasa (it crashed or was killed), its
+    # /status answers before its first parse is warm: hold the bridge (fallback
+    # answers, as while it was down) until it answers and is warmed, exactly as
+    # at start, so the first customer after it does not pay the cold parse.
+    restarting: list[asyncio.Task[None]] = []
+    restarting_reason = "this hub's Rasa is restarting"
+
+    async def back_up() -> None:
+        state = await ready_by_deadline()
+        if bridge.held == restarting_reason:
+            bridge.release()  # ready, or past HUB_RASA_READY_WAIT: asked again, falling back on errors
+        log.info("this hub's Rasa is %s after its restart", "back" if state == "ready" else f"still {state}")
+
+    if own_rasa is not None:
+        recorded = own_rasa.on_spawn
+
+        async def spawned() -> None:
+            if recorded is not None:
+                await recorded()
+            # A restart (not the first start), unless a foreign Rasa's hold is on.
+            if own_rasa.restarts and bridge.held in (None, restarting_reason):
+                for task in restarting:
+                    task.cancel()
+                bridge.hold(restarting_reason)
+                restarting[:] = [asyncio.create_task(back_up(), name="bot-restart")]
+
+        own_rasa.on_spawn = spawned
+
     starter = asyncio.create_task(start_when_ready(), name="bot-start")
     try:
         yield
     finally:
         starter.cancel()
-        await asyncio.gather(starter, return_exceptions=True)
+        for task in restarting:
+            task.cancel()
+        await asyncio.gather(starter, *restarting, return_exceptions=True)
         await bridge.stop()
         await client.close()
         if children is not None:
