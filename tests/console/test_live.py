@@ -158,15 +158,12 @@ def test_a_reader_too_far_behind_is_told_to_resync() -> None:
 
 @pytest.mark.asyncio
 async def test_a_message_on_another_instance_reaches_this_ones_stream_through_redis(
-    start_console_hub: StartConsoleHub, monkeypatch: pytest.MonkeyPatch
+    start_console_hub: StartConsoleHub,
 ) -> None:
     import os
     import uuid
 
     import redis.asyncio as redis
-
-    import hub.app
-    from hub.bus import RedisBus
 
     url = os.environ.get("HUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     client = redis.from_url(url)
@@ -178,16 +175,10 @@ async def test_a_message_on_another_instance_reaches_this_ones_stream_through_re
         pytest.skip("Redis is not reachable")
     finally:
         await client.aclose()
-    # Two instances on one database and one Redis channel of their own.
-    channel = f"servicehub-test:{uuid.uuid4().hex}"
-
-    class IsolatedBus(RedisBus):
-        def __init__(self, url: str, _channel: str = "") -> None:  # the app passes HUB_REDIS_PREFIX's
-            super().__init__(url, channel)
-
-    monkeypatch.setattr(hub.app, "RedisBus", IsolatedBus)
-    first = await start_console_hub(redis_url=url)
-    second = await start_console_hub(redis_url=url)
+    # Two instances on one database and one Redis prefix of their own (HUB_REDIS_PREFIX).
+    prefix = f"servicehub-test-{uuid.uuid4().hex}"
+    first = await start_console_hub(redis_url=url, redis_prefix=prefix)
+    second = await start_console_hub(redis_url=url, redis_prefix=prefix)
     async with await session_for(second, "agent") as agent:
         stream = await connect(second, agent)
         sent = time.perf_counter()
