@@ -38,6 +38,7 @@ from hub.storage.schema import (
     bot_jobs,
     contacts,
     conversations,
+    csat_surveys,
     erased_deliveries,
     identities,
     kb_phrasing_suggestions,
@@ -350,9 +351,23 @@ def export_contact(conn: Connection, contact_id: int) -> dict[str, Any]:
         "messages": [rows.message(m).to_dict() for m in msgs],
         "tickets": [_ticket_export(t) for t in found],
         "ticket_events": _ticket_events(found, msgs),
+        "surveys": _surveys_export(conn, [c.id for c in convs]),
         "audit": [audit_entry(a) for a in audit],
         "exported_at": utcnow().isoformat(),
     }
+
+
+def _surveys_export(conn: Connection, conversation_ids: list[int]) -> list[dict[str, Any]]:
+    """The satisfaction surveys (CSAT, NPS) sent to this person, with their answers."""
+    if not conversation_ids:
+        return []
+    found = conn.execute(
+        sa.select(csat_surveys).where(csat_surveys.c.conversation_id.in_(conversation_ids)).order_by(csat_surveys.c.id)
+    )
+    stamps = ("sent_at", "expires_at", "answered_at")
+    return [
+        {k: (v.isoformat() if k in stamps and v is not None else v) for k, v in row._mapping.items()} for row in found
+    ]
 
 
 def _ids(ids: Iterable[int]) -> list[str]:

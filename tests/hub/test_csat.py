@@ -98,6 +98,13 @@ async def test_the_answer_lands_on_the_timeline_and_the_ticket_and_a_second_is_r
     again = await service.comment(survey.id, "another thought")
     assert again.outcome == csat.Outcome.ALREADY_ANSWERED
 
+    # The person's rating and words are theirs: the contact export has them.
+    contact_id = (await hub.api("GET", f"/api/v1/conversations/{conversation_id}"))["contact_id"]
+    export = await hub.api("GET", f"/api/v1/contacts/{contact_id}/export")
+    [exported] = export["surveys"]
+    assert (exported["kind"], exported["rating"], exported["comment"]) == ("csat", 4, "quick and kind")
+    assert exported["ticket_id"] == ticket_id and exported["answered_at"] is not None
+
 
 @pytest.mark.asyncio
 async def test_a_comment_after_the_rating_and_an_expired_survey_refused(hub: Hub) -> None:
