@@ -175,6 +175,9 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Any:
         "kb_enabled": False,
         "bot": "none",
         "webchat_agents_online": "true",
+        # Hubs of one test process share a Redis prefix (two instances of a
+        # test must meet); another process's (a parallel worker's) never do.
+        "redis_prefix": f"servicehub-test-{os.getpid()}",
         "_env_file": None,
     }
     values.update(overrides)

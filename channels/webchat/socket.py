@@ -431,12 +431,17 @@ class WebchatSockets(Channel):
         pushed = False
         for index, frame in enumerate(frames):
             data = json.dumps(frame, ensure_ascii=False)
-            if len(sessions) == 1:
-                took = await self._send_raw(sessions[0], data)
+            # A socket whose history already held this message has it (a live
+            # push, relayed late, can arrive after a history that includes it).
+            message_id = frame["message"].get("id") if frame.get("type") == "message" else None
+            has_it = [s for s in sessions if _already_has(s, message_id)]
+            targets = [s for s in sessions if s not in has_it]
+            if len(targets) == 1:
+                took = await self._send_raw(targets[0], data)
             else:
-                took = any(await asyncio.gather(*(self._send_raw(s, data) for s in sessions)))
+                took = any(await asyncio.gather(*(self._send_raw(s, data) for s in targets)))
             if index == 0:
-                pushed = took
+                pushed = took or bool(has_it)
         return pushed
 
     async def _send(self, session: Session, frame: dict[str, Any]) -> bool:
@@ -474,3 +479,7 @@ class WebchatSockets(Channel):
                 sessions.discard(session)
                 if not sessions:
                     del self._by_visitor[session.visitor_id]
+
+
+def _already_has(session: Session, message_id: Any) -> bool:
+    return is_id(message_id) and session.synced_id is not None and message_id <= session.synced_id

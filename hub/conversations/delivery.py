@@ -89,15 +89,26 @@ def apply_report(conn: Connection, report: DeliveryReport, now: datetime) -> Rep
     message_id = part.message_id if part is not None else report.message_id
     if message_id is None:
         return None
+    # The message row first, locked (PostgreSQL; SQLite has one writer): the
+    # outbox's record of the send locks it before inserting its parts, so a
+    # report inserting a part first and the message second would deadlock
+    # with it. Its parts are read again under the lock.
     message = conn.execute(
-        sa.select(messages.c.id, messages.c.conversation_id, messages.c.delivery_status).where(
+        sa.select(messages.c.id, messages.c.conversation_id, messages.c.delivery_status)
+        .where(
             messages.c.id == message_id,
             messages.c.channel == report.channel,
             messages.c.direction == Direction.OUTBOUND.value,
         )
+        .with_for_update()
     ).first()
     if message is None:
         return None
+    part = conn.execute(
+        sa.select(delivery_parts.c.message_id, delivery_parts.c.status).where(
+            delivery_parts.c.channel == report.channel, delivery_parts.c.provider_id == report.provider_id
+        )
+    ).first()
     if part is None:
         conn.execute(
             insert_ignore(conn, delivery_parts)
