@@ -313,6 +313,12 @@ tickets = sa.Table(
     sa.Column("resolution_warn_at", UTCDateTime),
     sa.Column("slack_channel", sa.String(64)),
     sa.Column("slack_ts", sa.String(32)),
+    # The conversation's first agent reply (customer-visible, smallest id) at
+    # or after created_at, and its author: the response-times report's
+    # responder, kept by triggers (migration 0020) as messages and tickets
+    # are inserted and messages deleted.
+    sa.Column("first_reply_id", BigId),
+    sa.Column("first_responder_id", BigId),
     sa.Index("ix_tickets_status", "status", "assignee_id"),
     sa.Index("ix_tickets_conversation", "conversation_id", "id"),
     sa.Index("ix_tickets_slack", "slack_channel", "slack_ts"),

@@ -1,0 +1,143 @@
+"""tickets.first_reply_id and first_responder_id: the first agent reply of a
+ticket's conversation since the ticket opened, kept by triggers
+
+The response-times report credits a first response to its responder: the
+author of the conversation's first agent reply (customer-visible, outbound,
+smallest id) stored at or after the ticket's ``created_at``. Triggers keep
+it on the ticket in the transaction of every insert into ``messages`` (an
+earlier reply, by id, replaces a later one, whatever order they commit in)
+and ``tickets`` (replies stored before the ticket), and of every delete from
+``messages`` (the next reply takes its place); filled here from what is
+stored (``hub.reports.times``).
+
+Revision ID: 0020
+Revises: 0019
+Create Date: 2026-11-29 15:00:00
+"""
+
+from alembic import op
+import sqlalchemy as sa
+
+
+revision = '0020'
+down_revision = '0019'
+branch_labels = None
+depends_on = None
+
+BigId = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
+
+_AGENT_REPLY = "{m}kind = 'message' AND {m}direction = 'outbound' AND {m}author_kind = 'agent'"
+# The first agent reply of ticket ``{t}``'s conversation since it opened: (id, author).
+_FIRST_REPLY = f"""
+    SELECT m.id, m.author_id FROM messages AS m
+    WHERE m.conversation_id = {{t}}.conversation_id AND {_AGENT_REPLY.format(m='m.')}
+      AND m.created_at >= {{t}}.created_at
+    ORDER BY m.id LIMIT 1
+"""
+
+_SQLITE_TRIGGERS = [
+    f"""
+    CREATE TRIGGER report_first_reply_message AFTER INSERT ON messages WHEN {_AGENT_REPLY.format(m='NEW.')}
+    BEGIN
+        UPDATE tickets SET first_reply_id = NEW.id, first_responder_id = NEW.author_id
+        WHERE conversation_id = NEW.conversation_id AND created_at <= NEW.created_at
+          AND (first_reply_id IS NULL OR first_reply_id > NEW.id);
+    END
+    """,
+    f"""
+    CREATE TRIGGER report_first_reply_ticket AFTER INSERT ON tickets
+    BEGIN
+        UPDATE tickets SET (first_reply_id, first_responder_id) = ({_FIRST_REPLY.format(t='tickets')})
+        WHERE id = NEW.id;
+    END
+    """,
+    f"""
+    CREATE TRIGGER report_first_reply_deleted AFTER DELETE ON messages WHEN {_AGENT_REPLY.format(m='OLD.')}
+    BEGIN
+        UPDATE tickets SET (first_reply_id, first_responder_id) = ({_FIRST_REPLY.format(t='tickets')})
+        WHERE conversation_id = OLD.conversation_id AND first_reply_id = OLD.id;
+    END
+    """,
+]
+
+# PostgreSQL: statement triggers over the inserted or deleted rows (a
+# multi-row INSERT or a COPY in one statement), as migration 0019's.
+_PG_TRIGGERS = [
+    f"""
+    CREATE FUNCTION report_first_reply_messages() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE tickets AS t SET first_reply_id = n.id, first_responder_id = n.author_id
+        FROM (
+            SELECT DISTINCT ON (o.id) o.id AS ticket_id, m.id, m.author_id
+            FROM inserted AS m JOIN tickets AS o
+              ON o.conversation_id = m.conversation_id AND o.created_at <= m.created_at
+            WHERE {_AGENT_REPLY.format(m='m.')}
+            ORDER BY o.id, m.id
+        ) AS n
+        WHERE t.id = n.ticket_id AND (t.first_reply_id IS NULL OR t.first_reply_id > n.id);
+        RETURN NULL;
+    END
+    $$
+    """,
+    """
+    CREATE TRIGGER report_first_reply_messages AFTER INSERT ON messages
+    REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION report_first_reply_messages()
+    """,
+    f"""
+    CREATE FUNCTION report_first_reply_tickets() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE tickets AS t SET (first_reply_id, first_responder_id) = ({_FIRST_REPLY.format(t='t')})
+        FROM inserted AS n
+        WHERE t.id = n.id
+          AND EXISTS (SELECT 1 FROM messages AS m WHERE m.conversation_id = n.conversation_id
+                      AND {_AGENT_REPLY.format(m='m.')} AND m.created_at >= n.created_at);
+        RETURN NULL;
+    END
+    $$
+    """,
+    """
+    CREATE TRIGGER report_first_reply_tickets AFTER INSERT ON tickets
+    REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION report_first_reply_tickets()
+    """,
+    f"""
+    CREATE FUNCTION report_first_reply_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE tickets AS t SET (first_reply_id, first_responder_id) = ({_FIRST_REPLY.format(t='t')})
+        FROM (SELECT conversation_id, id FROM deleted WHERE {_AGENT_REPLY.format(m='')}) AS d
+        WHERE t.conversation_id = d.conversation_id AND t.first_reply_id = d.id;
+        RETURN NULL;
+    END
+    $$
+    """,
+    """
+    CREATE TRIGGER report_first_reply_deleted AFTER DELETE ON messages
+    REFERENCING OLD TABLE AS deleted FOR EACH STATEMENT EXECUTE FUNCTION report_first_reply_deleted()
+    """,
+]
+
+
+def upgrade() -> None:
+    op.add_column('tickets', sa.Column('first_reply_id', BigId, nullable=True))
+    op.add_column('tickets', sa.Column('first_responder_id', BigId, nullable=True))
+    postgresql = op.get_bind().dialect.name == 'postgresql'
+    # Triggered, then filled, in one transaction (as migration 0019).
+    for statement in _PG_TRIGGERS if postgresql else _SQLITE_TRIGGERS:
+        op.execute(statement)
+    op.execute(f'UPDATE tickets SET (first_reply_id, first_responder_id) = ({_FIRST_REPLY.format(t="tickets")})')
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name == 'postgresql':
+        for trigger, table in (
+            ('report_first_reply_deleted', 'messages'),
+            ('report_first_reply_tickets', 'tickets'),
+            ('report_first_reply_messages', 'messages'),
+        ):
+            op.execute(f'DROP TRIGGER {trigger} ON {table}')
+            op.execute(f'DROP FUNCTION {trigger}()')
+    else:
+        for trigger in ('report_first_reply_deleted', 'report_first_reply_ticket', 'report_first_reply_message'):
+            op.execute(f'DROP TRIGGER {trigger}')
+    # Not a batch (a copy of the table on SQLite, without the triggers of migration 0019).
+    op.execute('ALTER TABLE tickets DROP COLUMN first_responder_id')
+    op.execute('ALTER TABLE tickets DROP COLUMN first_reply_id')
