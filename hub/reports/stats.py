@@ -59,8 +59,8 @@ class BusinessClock:
         self._first: date | None = None
         self._last: date | None = None
         self._covers = (0.0, 0.0)  # [from, to) in epoch seconds: local midnights around the calendar's days
-        self._edges: list[float] = []  # opens, closes, opens, closes... in time order
-        self._elapsed: list[float] = []  # business seconds before each edge, from the calendar's first day
+        self._edges: list[float] | list[int] = []  # opens, closes, opens, closes... in time order
+        self._elapsed: list[float] | list[int] = []  # business seconds before each edge, from the calendar's first day
         self._ordered = True
 
     def _intervals(self, day: date) -> tuple[tuple[float, float], ...]:
@@ -100,6 +100,8 @@ class BusinessClock:
         self._first, self._last = first, last
         self._edges, self._elapsed = edges, elapsed
         self._ordered = all(edges[i] <= edges[i + 1] for i in range(len(edges) - 1))
+        if all(edge.is_integer() for edge in edges):  # whole seconds (every zone's offsets): int arithmetic is quicker
+            self._edges, self._elapsed = [int(edge) for edge in edges], [int(value) for value in elapsed]
         self._covers = (
             datetime.combine(first, time(0), tzinfo=zone).timestamp(),
             datetime.combine(last + timedelta(days=1), time(0), tzinfo=zone).timestamp(),
@@ -121,7 +123,37 @@ class BusinessClock:
             self._cover(begin, finish)
         if not self._ordered:
             return self._walk(begin, finish)
-        return self._elapsed_at(finish) - self._elapsed_at(begin)
+        return float(self._elapsed_at(finish) - self._elapsed_at(begin))
+
+    def durations(self, spans: Iterable[tuple[float, float | None]]) -> list[float | None]:
+        """``between`` of each ``(begin, finish)``, None where ``finish`` is None:
+        the same lookups, in one loop."""
+        pairs = list(spans)
+        ends = [finish for _, finish in pairs if finish is not None]
+        if ends:
+            self.between(min(begin for begin, _ in pairs), max(ends))  # one calendar for them all
+        if not self._ordered:
+            return [self.between(begin, finish) if finish is not None else None for begin, finish in pairs]
+        edges, elapsed = self._edges, self._elapsed
+        found: list[float | None] = []
+        for begin, finish in pairs:
+            if finish is None:
+                found.append(None)
+            elif finish <= begin:
+                found.append(0.0)
+            else:
+                index = bisect_right(edges, finish)
+                if index % 2:
+                    later = elapsed[index - 1] + (finish - edges[index - 1])
+                else:
+                    later = elapsed[index - 1] if index else 0.0
+                index = bisect_right(edges, begin)
+                if index % 2:
+                    earlier = elapsed[index - 1] + (begin - edges[index - 1])
+                else:
+                    earlier = elapsed[index - 1] if index else 0.0
+                found.append(float(later - earlier))
+        return found
 
     def _walk(self, begin: float, finish: float) -> float:
         """The sum over each day's intervals. A day's intervals lie within its
@@ -136,6 +168,13 @@ class BusinessClock:
                     total += min(closes, finish) - max(opens, begin)
             day += timedelta(days=1)
         return total
+
+
+def durations(spans: Iterable[tuple[float, float | None]], clock: BusinessClock | None) -> list[float | None]:
+    """``duration`` of each ``(start, end)``, None where ``end`` is None."""
+    if clock is not None:
+        return clock.durations(spans)
+    return [max(0.0, float(end - start)) if end is not None else None for start, end in spans]
 
 
 def duration(start: float, end: float, clock: BusinessClock | None) -> float:
