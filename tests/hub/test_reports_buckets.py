@@ -100,8 +100,13 @@ def test_the_business_clock_is_exactly_the_day_by_day_sum(text: str, zone: str, 
     clock, reference = BusinessClock(hours), BusinessClock(hours)
     rng = random.Random(text)
     origin = int(datetime(2025, 12, 1, tzinfo=UTC).timestamp())
+    spans: list[tuple[float, float | None]] = []
     for _ in range(3000):
         begin = origin + rng.randrange(-200 * 86400, 600 * 86400)
         finish = begin + rng.choice([rng.randrange(-600, 3600), rng.randrange(5 * 86400), rng.randrange(90 * 86400)])
         expected = reference._walk(begin, finish) if finish > begin else 0.0
         assert clock.between(begin, finish) == expected
+        spans.append((begin, finish))
+    spans.append((origin, None))
+    expected_all = [reference._walk(b, f) if f is not None and f > b else None if f is None else 0.0 for b, f in spans]
+    assert BusinessClock(hours).durations(spans) == expected_all
