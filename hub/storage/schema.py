@@ -841,6 +841,20 @@ report_bot_conversations = sa.Table(
     sa.Index("ix_report_bot_conversations_conversation", "conversation_id", unique=True),
 )
 
+# The agents report's counts per UTC quarter-hour (epoch seconds // 900) and
+# agent: customer-visible replies and internal notes, added by a trigger
+# (migration 0020) as messages are inserted, as ``report_volume_quarters``'s
+# (``hub.reports.rollups``).
+report_agent_quarters = sa.Table(
+    "report_agent_quarters",
+    metadata,
+    sa.Column("quarter", sa.BigInteger, nullable=False),
+    sa.Column("agent_id", sa.BigInteger, nullable=False),
+    sa.Column("replies", sa.BigInteger, nullable=False),
+    sa.Column("notes", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint("quarter", "agent_id", name="pk_report_agent_quarters"),
+)
+
 # The bot's replies as the bot report counts its turns by decision: the
 # decision and the turn (the customer message answered, or the reply itself)
 # read out of ``meta`` once, by a trigger (migration 0017) when the reply is

@@ -1,5 +1,6 @@
-"""tickets.first_reply_id and first_responder_id: the first agent reply of a
-ticket's conversation since the ticket opened, kept by triggers
+"""Report rollups, second part: each ticket's first agent reply
+(tickets.first_reply_id, first_responder_id) and the agents' replies and
+notes per quarter-hour (report_agent_quarters), kept by triggers
 
 The response-times report credits a first response to its responder: the
 author of the conversation's first agent reply (customer-visible, outbound,
@@ -7,8 +8,15 @@ smallest id) stored at or after the ticket's ``created_at``. Triggers keep
 it on the ticket in the transaction of every insert into ``messages`` (an
 earlier reply, by id, replaces a later one, whatever order they commit in)
 and ``tickets`` (replies stored before the ticket), and of every delete from
-``messages`` (the next reply takes its place); filled here from what is
-stored (``hub.reports.times``).
+``messages`` (the next reply takes its place).
+
+The agents report counts each agent's replies and notes per bucket;
+``report_agent_quarters`` holds them per UTC quarter-hour and agent, added
+in the transaction of every insert into ``messages`` as migration 0019's
+volume counts are (``hub.reports.rollups``: nothing is subtracted, an
+erasure's rows stay counted as the report counts them).
+
+Both filled here from what is stored (live and erased rows).
 
 Revision ID: 0020
 Revises: 0019
@@ -35,7 +43,24 @@ _FIRST_REPLY = f"""
     ORDER BY m.id LIMIT 1
 """
 
+# The agents report's replies and notes: an agent's customer-visible reply or note.
+_AGENT_WRITES = (
+    "{m}author_kind = 'agent' AND {m}author_id IS NOT NULL"
+    " AND ({m}kind = 'note' OR ({m}kind = 'message' AND {m}direction = 'outbound'))"
+)
+_SQLITE_QUARTER = 'unixepoch(substr({column}, 1, 19)) / 900'
+_PG_QUARTER = "CAST(FLOOR(date_part('epoch', {column})) AS BIGINT) / 900"
+
 _SQLITE_TRIGGERS = [
+    f"""
+    CREATE TRIGGER report_agent_message AFTER INSERT ON messages WHEN {_AGENT_WRITES.format(m='NEW.')}
+    BEGIN
+        INSERT INTO report_agent_quarters (quarter, agent_id, replies, notes)
+        VALUES ({_SQLITE_QUARTER.format(column='NEW.created_at')}, NEW.author_id, NEW.kind = 'message', NEW.kind = 'note')
+        ON CONFLICT (quarter, agent_id) DO UPDATE SET
+            replies = replies + excluded.replies, notes = notes + excluded.notes;
+    END
+    """,
     f"""
     CREATE TRIGGER report_first_reply_message AFTER INSERT ON messages WHEN {_AGENT_REPLY.format(m='NEW.')}
     BEGIN
@@ -63,6 +88,27 @@ _SQLITE_TRIGGERS = [
 # PostgreSQL: statement triggers over the inserted or deleted rows (a
 # multi-row INSERT or a COPY in one statement), as migration 0019's.
 _PG_TRIGGERS = [
+    f"""
+    CREATE FUNCTION report_agent_messages() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO report_agent_quarters AS r (quarter, agent_id, replies, notes)
+        SELECT quarter, author_id, COUNT(*) FILTER (WHERE kind = 'message'), COUNT(*) FILTER (WHERE kind = 'note')
+        FROM (
+            SELECT {_PG_QUARTER.format(column='created_at')} AS quarter, author_id, kind FROM inserted
+            WHERE {_AGENT_WRITES.format(m='')}
+        ) AS rows
+        GROUP BY quarter, author_id
+        ORDER BY quarter, author_id
+        ON CONFLICT (quarter, agent_id) DO UPDATE SET
+            replies = r.replies + excluded.replies, notes = r.notes + excluded.notes;
+        RETURN NULL;
+    END
+    $$
+    """,
+    """
+    CREATE TRIGGER report_agent_messages AFTER INSERT ON messages
+    REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION report_agent_messages()
+    """,
     f"""
     CREATE FUNCTION report_first_reply_messages() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
@@ -116,7 +162,28 @@ _PG_TRIGGERS = [
 ]
 
 
+# Live and erased rows (an erasure keeps agents' replies and notes).
+_BACKFILL_AGENTS = """
+    INSERT INTO report_agent_quarters (quarter, agent_id, replies, notes)
+    SELECT quarter, author_id, SUM(CASE WHEN kind = 'message' THEN 1 ELSE 0 END),
+           SUM(CASE WHEN kind = 'note' THEN 1 ELSE 0 END)
+    FROM (
+        SELECT {quarter} AS quarter, author_id, kind FROM messages WHERE {writes}
+        UNION ALL SELECT {quarter} AS quarter, author_id, kind FROM report_erased_messages WHERE {writes}
+    ) AS written
+    GROUP BY quarter, author_id
+"""
+
+
 def upgrade() -> None:
+    op.create_table(
+        'report_agent_quarters',
+        sa.Column('quarter', sa.BigInteger(), nullable=False),
+        sa.Column('agent_id', sa.BigInteger(), nullable=False),
+        sa.Column('replies', sa.BigInteger(), nullable=False),
+        sa.Column('notes', sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint('quarter', 'agent_id', name='pk_report_agent_quarters'),
+    )
     op.add_column('tickets', sa.Column('first_reply_id', BigId, nullable=True))
     op.add_column('tickets', sa.Column('first_responder_id', BigId, nullable=True))
     postgresql = op.get_bind().dialect.name == 'postgresql'
@@ -124,6 +191,8 @@ def upgrade() -> None:
     for statement in _PG_TRIGGERS if postgresql else _SQLITE_TRIGGERS:
         op.execute(statement)
     op.execute(f'UPDATE tickets SET (first_reply_id, first_responder_id) = ({_FIRST_REPLY.format(t="tickets")})')
+    quarter = (_PG_QUARTER if postgresql else _SQLITE_QUARTER).format(column='created_at')
+    op.execute(_BACKFILL_AGENTS.format(quarter=quarter, writes=_AGENT_WRITES.format(m='')))
 
 
 def downgrade() -> None:
@@ -132,12 +201,19 @@ def downgrade() -> None:
             ('report_first_reply_deleted', 'messages'),
             ('report_first_reply_tickets', 'tickets'),
             ('report_first_reply_messages', 'messages'),
+            ('report_agent_messages', 'messages'),
         ):
             op.execute(f'DROP TRIGGER {trigger} ON {table}')
             op.execute(f'DROP FUNCTION {trigger}()')
     else:
-        for trigger in ('report_first_reply_deleted', 'report_first_reply_ticket', 'report_first_reply_message'):
+        for trigger in (
+            'report_first_reply_deleted',
+            'report_first_reply_ticket',
+            'report_first_reply_message',
+            'report_agent_message',
+        ):
             op.execute(f'DROP TRIGGER {trigger}')
     # Not a batch (a copy of the table on SQLite, without the triggers of migration 0019).
     op.execute('ALTER TABLE tickets DROP COLUMN first_responder_id')
     op.execute('ALTER TABLE tickets DROP COLUMN first_reply_id')
+    op.drop_table('report_agent_quarters')
