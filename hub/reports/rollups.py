@@ -36,7 +36,11 @@ triggers on inserts into ``messages`` and ``tickets`` and deletes from
 ``messages``. The agents' counts, like the volume's, are never subtracted:
 an erased agent's reply stays counted, as the report counts it from
 ``report_erased_messages``; the hub never deletes a user (whose messages'
-``author_id`` the foreign key would clear).
+``author_id`` the foreign key would clear). And each bot reply's ``since``
+in ``report_bot_turns`` (the time of the reply before it of the same
+decision and turn), so the bot report counts turns instead of COUNT
+DISTINCT: a turn's first reply in a range is the one whose ``since`` is
+NULL or before the range.
 """
 
 from __future__ import annotations

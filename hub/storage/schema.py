@@ -871,5 +871,12 @@ report_bot_turns = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("decision", sa.Text),
     sa.Column("turn", sa.BigInteger, nullable=False),
-    sa.Index("ix_report_bot_turns_created", "created_at", "decision", "turn", "channel"),
+    # The created_at of the reply before this one of the same decision and
+    # turn (in created_at, message_id order; NULL for the first), kept by
+    # triggers (migration 0020): a turn's first reply in a range is the one
+    # whose ``since`` is NULL or before the range, so turns are counted, not
+    # COUNT DISTINCT.
+    sa.Column("since", UTCDateTime),
+    sa.Index("ix_report_bot_turns_created", "created_at", "decision", "since", "channel"),
+    sa.Index("ix_report_bot_turns_turn", "turn"),
 )

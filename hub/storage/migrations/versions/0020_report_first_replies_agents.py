@@ -16,7 +16,15 @@ in the transaction of every insert into ``messages`` as migration 0019's
 volume counts are (``hub.reports.rollups``: nothing is subtracted, an
 erasure's rows stay counted as the report counts them).
 
-Both filled here from what is stored (live and erased rows).
+The bot report counts the bot's turns by decision: distinct (decision,
+turn) among its replies in the range. ``report_bot_turns.since`` holds, per
+reply, the time of the reply before it of the same decision and turn (NULL
+for the first; in (created_at, message_id) order), kept by triggers on
+inserts and deletes of ``report_bot_turns``, so a turn is counted once, by
+its first reply in the range (``since`` NULL or before the range): a count,
+not a COUNT DISTINCT.
+
+All filled here from what is stored (live and erased rows).
 
 Revision ID: 0020
 Revises: 0019
@@ -25,6 +33,8 @@ Create Date: 2026-11-29 15:00:00
 
 from alembic import op
 import sqlalchemy as sa
+
+from hub.storage.schema import UTCDateTime
 
 
 revision = '0020'
@@ -51,7 +61,27 @@ _AGENT_WRITES = (
 _SQLITE_QUARTER = 'unixepoch(substr({column}, 1, 19)) / 900'
 _PG_QUARTER = "CAST(FLOOR(date_part('epoch', {column})) AS BIGINT) / 900"
 
+# Each reply of turn {turn}'s, in order, after the one before of the same decision.
+_SINCE = """
+    SELECT message_id, LAG(created_at) OVER (PARTITION BY decision, turn ORDER BY created_at, message_id) AS since
+    FROM report_bot_turns WHERE {where}
+"""
+
 _SQLITE_TRIGGERS = [
+    f"""
+    CREATE TRIGGER report_bot_turn_since AFTER INSERT ON report_bot_turns
+    BEGIN
+        UPDATE report_bot_turns SET since = w.since FROM ({_SINCE.format(where='turn = NEW.turn')}) AS w
+        WHERE report_bot_turns.message_id = w.message_id AND report_bot_turns.since IS NOT w.since;
+    END
+    """,
+    f"""
+    CREATE TRIGGER report_bot_turn_gone AFTER DELETE ON report_bot_turns
+    BEGIN
+        UPDATE report_bot_turns SET since = w.since FROM ({_SINCE.format(where='turn = OLD.turn')}) AS w
+        WHERE report_bot_turns.message_id = w.message_id AND report_bot_turns.since IS NOT w.since;
+    END
+    """,
     f"""
     CREATE TRIGGER report_agent_message AFTER INSERT ON messages WHEN {_AGENT_WRITES.format(m='NEW.')}
     BEGIN
@@ -87,7 +117,28 @@ _SQLITE_TRIGGERS = [
 
 # PostgreSQL: statement triggers over the inserted or deleted rows (a
 # multi-row INSERT or a COPY in one statement), as migration 0019's.
+_PG_SINCE_UPDATE = f"""
+    UPDATE report_bot_turns AS t SET since = w.since
+    FROM ({_SINCE.format(where='turn IN (SELECT turn FROM {changed})')}) AS w
+    WHERE t.message_id = w.message_id AND t.since IS DISTINCT FROM w.since
+"""
 _PG_TRIGGERS = [
+    f"""
+    CREATE FUNCTION report_bot_turns_since() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        {_PG_SINCE_UPDATE.format(changed='changed')};
+        RETURN NULL;
+    END
+    $$
+    """,
+    """
+    CREATE TRIGGER report_bot_turns_since AFTER INSERT ON report_bot_turns
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION report_bot_turns_since()
+    """,
+    """
+    CREATE TRIGGER report_bot_turns_gone AFTER DELETE ON report_bot_turns
+    REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION report_bot_turns_since()
+    """,
     f"""
     CREATE FUNCTION report_agent_messages() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
@@ -176,6 +227,12 @@ _BACKFILL_AGENTS = """
 
 
 def upgrade() -> None:
+    op.add_column('report_bot_turns', sa.Column('since', UTCDateTime(timezone=True), nullable=True))
+    op.drop_index('ix_report_bot_turns_created', table_name='report_bot_turns')
+    op.create_index(
+        'ix_report_bot_turns_created', 'report_bot_turns', ['created_at', 'decision', 'since', 'channel']
+    )
+    op.create_index('ix_report_bot_turns_turn', 'report_bot_turns', ['turn'])
     op.create_table(
         'report_agent_quarters',
         sa.Column('quarter', sa.BigInteger(), nullable=False),
@@ -193,6 +250,10 @@ def upgrade() -> None:
     op.execute(f'UPDATE tickets SET (first_reply_id, first_responder_id) = ({_FIRST_REPLY.format(t="tickets")})')
     quarter = (_PG_QUARTER if postgresql else _SQLITE_QUARTER).format(column='created_at')
     op.execute(_BACKFILL_AGENTS.format(quarter=quarter, writes=_AGENT_WRITES.format(m='')))
+    op.execute(
+        f'UPDATE report_bot_turns SET since = w.since FROM ({_SINCE.format(where="since IS NULL")}) AS w'
+        ' WHERE report_bot_turns.message_id = w.message_id AND w.since IS NOT NULL'
+    )
 
 
 def downgrade() -> None:
@@ -205,15 +266,26 @@ def downgrade() -> None:
         ):
             op.execute(f'DROP TRIGGER {trigger} ON {table}')
             op.execute(f'DROP FUNCTION {trigger}()')
+        op.execute('DROP TRIGGER report_bot_turns_gone ON report_bot_turns')
+        op.execute('DROP TRIGGER report_bot_turns_since ON report_bot_turns')
+        op.execute('DROP FUNCTION report_bot_turns_since()')
     else:
         for trigger in (
             'report_first_reply_deleted',
             'report_first_reply_ticket',
             'report_first_reply_message',
             'report_agent_message',
+            'report_bot_turn_gone',
+            'report_bot_turn_since',
         ):
             op.execute(f'DROP TRIGGER {trigger}')
     # Not a batch (a copy of the table on SQLite, without the triggers of migration 0019).
     op.execute('ALTER TABLE tickets DROP COLUMN first_responder_id')
     op.execute('ALTER TABLE tickets DROP COLUMN first_reply_id')
     op.drop_table('report_agent_quarters')
+    op.drop_index('ix_report_bot_turns_turn', table_name='report_bot_turns')
+    op.drop_index('ix_report_bot_turns_created', table_name='report_bot_turns')
+    op.execute('ALTER TABLE report_bot_turns DROP COLUMN since')
+    op.create_index(
+        'ix_report_bot_turns_created', 'report_bot_turns', ['created_at', 'decision', 'turn', 'channel']
+    )
