@@ -99,7 +99,9 @@ async def test_turns_are_counted_once_in_every_range(database_url: str) -> None:
             # A turn in three parts, minutes apart, so that ranges start and end between them.
             for part in range(3):
                 when = DAY + timedelta(minutes=minute + 4 * part, seconds=10)
-                bot_reply(conn, conversation, when, {"in_reply_to": asked, "decision": {"action": "answer"}})
+                reply = bot_reply(conn, conversation, when, {"in_reply_to": asked, "decision": {"action": "answer"}})
+                if minute == 0 and part == 1:
+                    ids["middle"] = reply
             bot_reply(conn, conversation, DAY + timedelta(minutes=minute + 1), {"in_reply_to": asked})  # no decision
         # Stored last, sent first: it is the turn's first reply now.
         ids["early"] = bot_reply(
@@ -131,8 +133,10 @@ async def test_turns_are_counted_once_in_every_range(database_url: str) -> None:
         found = await db.read(counted)
         assert all(report == distinct for report, distinct in found)
         assert any(distinct.get("answer", 0) > 1 for _, distinct in found)
-        # A deleted reply (the first of its turn): the next one is the first.
-        await db.write(lambda conn: conn.execute(sa.delete(messages).where(messages.c.id == ids["early"])))
+        # Deleted replies (the first of a turn, the middle one of another): the next one follows the one before.
+        await db.write(
+            lambda conn: conn.execute(sa.delete(messages).where(messages.c.id.in_([ids["early"], ids["middle"]])))
+        )
         after = await db.read(counted)
         assert all(report == distinct for report, distinct in after)
     finally:
