@@ -241,6 +241,8 @@ audit_log = sa.Table(
     sa.Column("details", JSON, nullable=False, default=dict),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Index("ix_audit_log_created", "created_at"),
+    # The agents report's claims and resolves: a range of it without the rows (migration 0020).
+    sa.Index("ix_audit_log_action", "action", "created_at", "user_id"),
 )
 
 kb_votes = sa.Table(

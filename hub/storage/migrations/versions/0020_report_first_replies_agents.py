@@ -24,6 +24,8 @@ inserts and deletes of ``report_bot_turns``, so a turn is counted once, by
 its first reply in the range (``since`` NULL or before the range): a count,
 not a COUNT DISTINCT.
 
+The agents report's claims and resolves read ``ix_audit_log_action``.
+
 All filled here from what is stored (live and erased rows).
 
 Revision ID: 0020
@@ -227,6 +229,7 @@ _BACKFILL_AGENTS = """
 
 
 def upgrade() -> None:
+    op.create_index('ix_audit_log_action', 'audit_log', ['action', 'created_at', 'user_id'])
     op.add_column('report_bot_turns', sa.Column('since', UTCDateTime(timezone=True), nullable=True))
     op.drop_index('ix_report_bot_turns_created', table_name='report_bot_turns')
     op.create_index(
@@ -283,6 +286,7 @@ def downgrade() -> None:
     op.execute('ALTER TABLE tickets DROP COLUMN first_responder_id')
     op.execute('ALTER TABLE tickets DROP COLUMN first_reply_id')
     op.drop_table('report_agent_quarters')
+    op.drop_index('ix_audit_log_action', table_name='audit_log')
     op.drop_index('ix_report_bot_turns_turn', table_name='report_bot_turns')
     op.drop_index('ix_report_bot_turns_created', table_name='report_bot_turns')
     op.execute('ALTER TABLE report_bot_turns DROP COLUMN since')
