@@ -1,17 +1,22 @@
 """Agent activity: replies, internal notes, claims and resolves per agent.
 
 Replies (customer-visible agent messages) and notes come from the timeline
-(and what erasures kept of it); claims and resolves from the audit log,
-where every agent action is recorded with its change, whichever door it
-came through (API, Slack, CLI): ``ticket.claim``, ``ticket.resolve``, and a
-conversation set to resolved (``conversation.update``). Audit rows outlive
-an erasure (their details are cleared, the action and its author stay).
-All counted in SQL, grouped by (bucket, agent).
+(and what erasures kept of it): the whole quarter-hours of the range from
+the counts kept per quarter-hour and agent as messages are written
+(``report_agent_quarters``, see ``hub.reports.rollups``), the edges of the
+range (and a range in a zone off the quarter-hour grid) from the rows.
+Claims and resolves come from the audit log, where every agent action is
+recorded with its change, whichever door it came through (API, Slack,
+CLI): ``ticket.claim``, ``ticket.resolve``, and a conversation set to
+resolved (``conversation.update``). Audit rows outlive an erasure (their
+details are cleared, the action and its author stay). All counted in SQL,
+grouped by (bucket, agent).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,8 +25,9 @@ from sqlalchemy.engine import Connection
 from hub.models import AuthorKind, Direction, MessageKind
 from hub.reports.base import Context, Report, Result, Row, empty_series
 from hub.reports.params import Bucketing, ReportParams
-from hub.reports.sql import SOURCES, Source, bucket_key, in_range
-from hub.storage.schema import agent_profiles, audit_log, users
+from hub.reports.rollups import QUARTER_SECONDS, split
+from hub.reports.sql import SOURCES, Source, bucket_key, epoch_bucket_key, in_range
+from hub.storage.schema import agent_profiles, audit_log, report_agent_quarters, users
 
 FIGURES = ("replies", "notes", "claims", "resolves")
 
@@ -35,13 +41,36 @@ def _scope(column: sa.ColumnElement[Any], params: ReportParams) -> list[sa.Colum
     return where
 
 
-def _messages_query(source: Source, params: ReportParams, bucketing: Bucketing) -> sa.Select[Any]:
+def _quarters(conn: Connection, params: ReportParams, bucketing: Bucketing, quarters: tuple[int, int]) -> list[Any]:
+    """The rollup's replies and notes of the whole quarter-hours ``[first, last)``,
+    as ``(bucket, agent, figure, count)`` rows like the rows' query."""
+    r = report_agent_quarters
+    inner = sa.select(
+        epoch_bucket_key(r.c.quarter * QUARTER_SECONDS, bucketing).label("bucket"),
+        r.c.agent_id.label("agent"),
+        r.c.replies,
+        r.c.notes,
+    ).where(r.c.quarter >= quarters[0], r.c.quarter < quarters[1], *_scope(r.c.agent_id, params))
+    sub = inner.subquery()
+    found = []
+    for bucket, agent, replies, notes in conn.execute(
+        sa.select(sub.c.bucket, sub.c.agent, sa.func.sum(sub.c.replies), sa.func.sum(sub.c.notes)).group_by(
+            sub.c.bucket, sub.c.agent
+        )
+    ):
+        found += [(bucket, agent, figure, int(count)) for figure, count in (("replies", replies), ("notes", notes))]
+    return [row for row in found if row[3]]
+
+
+def _messages_query(
+    source: Source, params: ReportParams, bucketing: Bucketing, start: datetime, end: datetime
+) -> sa.Select[Any]:
     m = source.messages
     figure = sa.case((m.c.kind == MessageKind.NOTE.value, "notes"), else_="replies")
     inner = sa.select(
         bucket_key(m.c.created_at, bucketing).label("bucket"), m.c.author_id.label("agent"), figure.label("figure")
     ).where(
-        in_range(m.c.created_at, params.start, params.end),
+        in_range(m.c.created_at, start, end),
         m.c.author_kind == AuthorKind.AGENT.value,
         sa.or_(
             m.c.kind == MessageKind.NOTE.value,
@@ -55,33 +84,39 @@ def _messages_query(source: Source, params: ReportParams, bucketing: Bucketing) 
     )
 
 
-def _audit_query(params: ReportParams, bucketing: Bucketing) -> sa.Select[Any]:
+def _audit_queries(params: ReportParams, bucketing: Bucketing) -> list[sa.Select[Any]]:
+    """Claims and resolves, and conversations set to resolved: two queries, so
+    that the first reads an index (``ix_audit_log_action``) without the rows."""
     a = audit_log
-    resolved = a.c.details[("changes", "status")].as_string() == "resolved"
     figure = sa.case((a.c.action == "ticket.claim", "claims"), else_="resolves")
-    inner = sa.select(
-        bucket_key(a.c.created_at, bucketing).label("bucket"), a.c.user_id.label("agent"), figure.label("figure")
-    ).where(
-        in_range(a.c.created_at, params.start, params.end),
-        sa.or_(
-            a.c.action.in_(("ticket.claim", "ticket.resolve")),
-            sa.and_(a.c.action == "conversation.update", resolved),
-        ),
-        *_scope(a.c.user_id, params),
-    )
-    sub = inner.subquery()
-    return sa.select(sub.c.bucket, sub.c.agent, sub.c.figure, sa.func.count()).group_by(
-        sub.c.bucket, sub.c.agent, sub.c.figure
-    )
+    resolved = a.c.details[("changes", "status")].as_string() == "resolved"
+    queries = []
+    for action, where in (
+        (figure, a.c.action.in_(("ticket.claim", "ticket.resolve"))),
+        (sa.literal("resolves"), sa.and_(a.c.action == "conversation.update", resolved)),
+    ):
+        inner = sa.select(
+            bucket_key(a.c.created_at, bucketing).label("bucket"), a.c.user_id.label("agent"), action.label("figure")
+        ).where(in_range(a.c.created_at, params.start, params.end), where, *_scope(a.c.user_id, params))
+        sub = inner.subquery()
+        queries.append(
+            sa.select(sub.c.bucket, sub.c.agent, sub.c.figure, sa.func.count()).group_by(
+                sub.c.bucket, sub.c.agent, sub.c.figure
+            )
+        )
+    return queries
 
 
 def run(conn: Connection, params: ReportParams, context: Context) -> Result:
     bucketing = Bucketing(params)
-    found: list[Any] = []
-    for source in SOURCES:
-        found += conn.execute(_messages_query(source, params, bucketing)).all()
-    found += conn.execute(_audit_query(params, bucketing)).all()
-    agents = sorted({row.agent for row in found})
+    parts = split(bucketing)
+    found: list[Any] = _quarters(conn, params, bucketing, parts.quarters) if parts.quarters is not None else []
+    for start, end in parts.edges:
+        for source in SOURCES:
+            found += conn.execute(_messages_query(source, params, bucketing, start, end)).all()
+    for query in _audit_queries(params, bucketing):
+        found += conn.execute(query).all()
+    agents = sorted({agent for _, agent, _, _ in found})
     names = (
         {r.id: r.name for r in conn.execute(sa.select(users.c.id, users.c.name).where(users.c.id.in_(agents)))}
         if agents

@@ -61,8 +61,9 @@ def empty_series(
     """A row per bucket (per bucket and ``by`` value), zeros filled in."""
     rows: dict[Any, Row] = {}
     for info in bucketing.buckets:
+        start = info.start.isoformat()
         for value in values if by is not None and values is not None else [None]:
-            row: Row = {"bucket": info.label, "start": info.start.isoformat()}
+            row: Row = {"bucket": info.label, "start": start}
             if by is not None:
                 row[by] = value
             row.update(zero)

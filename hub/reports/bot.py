@@ -91,22 +91,29 @@ def _reasons_query(source: Source, params: ReportParams) -> sa.Select[Any]:
 def _decisions_query(source: Source, params: ReportParams) -> sa.Select[Any]:
     if source.name == "live":
         # The live replies' decisions and turns, read out of ``meta`` when they
-        # were inserted (``report_bot_turns``): a covering index range.
+        # were inserted (``report_bot_turns``): a covering index range, where
+        # a turn's first reply in the range is the one whose reply before
+        # (``since``, kept by triggers) is none or before the range.
         b = report_bot_turns
-        inner = sa.select(b.c.decision, b.c.turn).where(in_range(b.c.created_at, params.start, params.end))
-        if params.channel is not None:
-            inner = inner.where(b.c.channel == params.channel)
-    else:
-        m = source.messages
-        turn = sa.func.coalesce(source.in_reply_to, -m.c.id)
-        inner = sa.select(source.decision.label("decision"), turn.label("turn")).where(
-            in_range(m.c.created_at, params.start, params.end),
-            m.c.author_kind == AuthorKind.BOT.value,
-            m.c.kind == MessageKind.MESSAGE.value,
-            m.c.direction == Direction.OUTBOUND.value,
+        stmt = (
+            sa.select(b.c.decision, sa.func.count())
+            .where(
+                in_range(b.c.created_at, params.start, params.end),
+                sa.or_(b.c.since.is_(None), b.c.since < params.start),
+            )
+            .group_by(b.c.decision)
         )
-        if params.channel is not None:
-            inner = inner.where(m.c.channel == params.channel)
+        return stmt.where(b.c.channel == params.channel) if params.channel is not None else stmt
+    m = source.messages
+    turn = sa.func.coalesce(source.in_reply_to, -m.c.id)
+    inner = sa.select(source.decision.label("decision"), turn.label("turn")).where(
+        in_range(m.c.created_at, params.start, params.end),
+        m.c.author_kind == AuthorKind.BOT.value,
+        m.c.kind == MessageKind.MESSAGE.value,
+        m.c.direction == Direction.OUTBOUND.value,
+    )
+    if params.channel is not None:
+        inner = inner.where(m.c.channel == params.channel)
     sub = inner.subquery()
     return sa.select(sub.c.decision, sa.func.count(sa.distinct(sub.c.turn))).group_by(sub.c.decision)
 

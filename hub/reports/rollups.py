@@ -27,6 +27,20 @@ conversation (``report_bot_conversations``: the bot replied, an agent did,
 the bot answered from the knowledge base, a ticket was opened), so it reads
 one row per conversation instead of joining its messages, and each bot
 reply's decision and turn (``report_bot_turns``), read out of ``meta`` once.
+
+Migration 0020 adds the agents report's replies and notes per quarter-hour
+and agent (``report_agent_quarters``, read as the volume counts are), and
+each ticket's first agent reply and its author (``tickets.first_reply_id``,
+``first_responder_id``: the response-times report's responder), kept by
+triggers on inserts into ``messages`` and ``tickets`` and deletes from
+``messages``. The agents' counts, like the volume's, are never subtracted:
+an erased agent's reply stays counted, as the report counts it from
+``report_erased_messages``; the hub never deletes a user (whose messages'
+``author_id`` the foreign key would clear). And each bot reply's ``since``
+in ``report_bot_turns`` (the time of the reply before it of the same
+decision and turn), so the bot report counts turns instead of COUNT
+DISTINCT: a turn's first reply in a range is the one whose ``since`` is
+NULL or before the range.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ here.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -41,12 +42,26 @@ def summary(prefix: str, values: list[float]) -> dict[str, float | int | None]:
 
 class BusinessClock:
     """``BusinessHours.between`` for many durations: the same calendar (the
-    SLA's week, zone and holidays), with each day's opening intervals worked
-    out once (in epoch seconds) instead of once per duration."""
+    SLA's week, zone and holidays), worked out once per day (in epoch
+    seconds) into one running total of business seconds, so a duration is
+    the difference of two lookups (two bisections) instead of a walk over its
+    days.
+
+    The calendar spans local days around the instants asked so far and
+    doubles when an instant falls outside it. A calendar whose intervals are
+    not in order (intervals of a day that overlap, or one turned around by a
+    daylight-saving change) is walked day by day as before, so that every
+    duration is the sum ``BusinessHours.between`` makes."""
 
     def __init__(self, hours: BusinessHours) -> None:
         self.hours = hours
         self._days: dict[date, tuple[tuple[float, float], ...]] = {}
+        self._first: date | None = None
+        self._last: date | None = None
+        self._covers = (0.0, 0.0)  # [from, to) in epoch seconds: local midnights around the calendar's days
+        self._edges: list[float] | list[int] = []  # opens, closes, opens, closes... in time order
+        self._elapsed: list[float] | list[int] = []  # business seconds before each edge, from the calendar's first day
+        self._ordered = True
 
     def _intervals(self, day: date) -> tuple[tuple[float, float], ...]:
         found = self._days.get(day)
@@ -64,12 +79,86 @@ class BusinessClock:
             self._days[day] = found
         return found
 
+    def _cover(self, begin: float, finish: float) -> None:
+        """Make the calendar span the local days of ``begin`` and ``finish``."""
+        zone = self.hours.zone
+        first, last = datetime.fromtimestamp(begin, zone).date(), datetime.fromtimestamp(finish, zone).date()
+        if self._first is not None and self._last is not None:
+            grow = max(timedelta(days=31), self._last - self._first)
+            first = min(first, self._first - grow) if first < self._first else self._first
+            last = max(last, self._last + grow) if last > self._last else self._last
+        edges: list[float] = []
+        elapsed: list[float] = []
+        total = 0.0
+        day = first
+        while day <= last:
+            for opens, closes in self._intervals(day):
+                edges += (opens, closes)
+                elapsed += (total, total + (closes - opens))
+                total += closes - opens
+            day += timedelta(days=1)
+        self._first, self._last = first, last
+        self._edges, self._elapsed = edges, elapsed
+        self._ordered = all(edges[i] <= edges[i + 1] for i in range(len(edges) - 1))
+        if all(edge.is_integer() for edge in edges):  # whole seconds (every zone's offsets): int arithmetic is quicker
+            self._edges, self._elapsed = [int(edge) for edge in edges], [int(value) for value in elapsed]
+        self._covers = (
+            datetime.combine(first, time(0), tzinfo=zone).timestamp(),
+            datetime.combine(last + timedelta(days=1), time(0), tzinfo=zone).timestamp(),
+        )
+
+    def _elapsed_at(self, instant: float) -> float:
+        """Business seconds from the calendar's first day to ``instant``."""
+        index = bisect_right(self._edges, instant)
+        if index % 2:  # open: after the opening at ``index - 1``
+            return self._elapsed[index - 1] + (instant - self._edges[index - 1])
+        return self._elapsed[index - 1] if index else 0.0
+
     def between(self, begin: float, finish: float) -> float:
-        """Seconds of business time between two epoch seconds. A day's
-        intervals lie within its local date (they close by 24:00), so the
-        local dates from ``begin``'s to ``finish``'s hold every one that counts."""
+        """Seconds of business time between two epoch seconds."""
         if finish <= begin:
             return 0.0
+        covers_from, covers_to = self._covers
+        if begin < covers_from or finish >= covers_to:
+            self._cover(begin, finish)
+        if not self._ordered:
+            return self._walk(begin, finish)
+        return float(self._elapsed_at(finish) - self._elapsed_at(begin))
+
+    def durations(self, spans: Iterable[tuple[float, float | None]]) -> list[float | None]:
+        """``between`` of each ``(begin, finish)``, None where ``finish`` is None:
+        the same lookups, in one loop."""
+        pairs = list(spans)
+        ends = [finish for _, finish in pairs if finish is not None]
+        if ends:
+            self.between(min(begin for begin, _ in pairs), max(ends))  # one calendar for them all
+        if not self._ordered:
+            return [self.between(begin, finish) if finish is not None else None for begin, finish in pairs]
+        edges, elapsed = self._edges, self._elapsed
+        found: list[float | None] = []
+        for begin, finish in pairs:
+            if finish is None:
+                found.append(None)
+            elif finish <= begin:
+                found.append(0.0)
+            else:
+                index = bisect_right(edges, finish)
+                if index % 2:
+                    later = elapsed[index - 1] + (finish - edges[index - 1])
+                else:
+                    later = elapsed[index - 1] if index else 0.0
+                index = bisect_right(edges, begin)
+                if index % 2:
+                    earlier = elapsed[index - 1] + (begin - edges[index - 1])
+                else:
+                    earlier = elapsed[index - 1] if index else 0.0
+                found.append(float(later - earlier))
+        return found
+
+    def _walk(self, begin: float, finish: float) -> float:
+        """The sum over each day's intervals. A day's intervals lie within its
+        local date (they close by 24:00), so the local dates from ``begin``'s
+        to ``finish``'s hold every one that counts."""
         zone = self.hours.zone
         day, last = datetime.fromtimestamp(begin, zone).date(), datetime.fromtimestamp(finish, zone).date()
         total = 0.0
@@ -79,6 +168,13 @@ class BusinessClock:
                     total += min(closes, finish) - max(opens, begin)
             day += timedelta(days=1)
         return total
+
+
+def durations(spans: Iterable[tuple[float, float | None]], clock: BusinessClock | None) -> list[float | None]:
+    """``duration`` of each ``(start, end)``, None where ``end`` is None."""
+    if clock is not None:
+        return clock.durations(spans)
+    return [max(0.0, float(end - start)) if end is not None else None for start, end in spans]
 
 
 def duration(start: float, end: float, clock: BusinessClock | None) -> float:

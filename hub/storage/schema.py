@@ -241,6 +241,8 @@ audit_log = sa.Table(
     sa.Column("details", JSON, nullable=False, default=dict),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Index("ix_audit_log_created", "created_at"),
+    # The agents report's claims and resolves: a range of it without the rows (migration 0020).
+    sa.Index("ix_audit_log_action", "action", "created_at", "user_id"),
 )
 
 kb_votes = sa.Table(
@@ -313,6 +315,12 @@ tickets = sa.Table(
     sa.Column("resolution_warn_at", UTCDateTime),
     sa.Column("slack_channel", sa.String(64)),
     sa.Column("slack_ts", sa.String(32)),
+    # The conversation's first agent reply (customer-visible, smallest id) at
+    # or after created_at, and its author: the response-times report's
+    # responder, kept by triggers (migration 0020) as messages and tickets
+    # are inserted and messages deleted.
+    sa.Column("first_reply_id", BigId),
+    sa.Column("first_responder_id", BigId),
     sa.Index("ix_tickets_status", "status", "assignee_id"),
     sa.Index("ix_tickets_conversation", "conversation_id", "id"),
     sa.Index("ix_tickets_slack", "slack_channel", "slack_ts"),
@@ -835,6 +843,20 @@ report_bot_conversations = sa.Table(
     sa.Index("ix_report_bot_conversations_conversation", "conversation_id", unique=True),
 )
 
+# The agents report's counts per UTC quarter-hour (epoch seconds // 900) and
+# agent: customer-visible replies and internal notes, added by a trigger
+# (migration 0020) as messages are inserted, as ``report_volume_quarters``'s
+# (``hub.reports.rollups``).
+report_agent_quarters = sa.Table(
+    "report_agent_quarters",
+    metadata,
+    sa.Column("quarter", sa.BigInteger, nullable=False),
+    sa.Column("agent_id", sa.BigInteger, nullable=False),
+    sa.Column("replies", sa.BigInteger, nullable=False),
+    sa.Column("notes", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint("quarter", "agent_id", name="pk_report_agent_quarters"),
+)
+
 # The bot's replies as the bot report counts its turns by decision: the
 # decision and the turn (the customer message answered, or the reply itself)
 # read out of ``meta`` once, by a trigger (migration 0017) when the reply is
@@ -851,5 +873,12 @@ report_bot_turns = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("decision", sa.Text),
     sa.Column("turn", sa.BigInteger, nullable=False),
-    sa.Index("ix_report_bot_turns_created", "created_at", "decision", "turn", "channel"),
+    # The created_at of the reply before this one of the same decision and
+    # turn (in created_at, message_id order; NULL for the first), kept by
+    # triggers (migration 0020): a turn's first reply in a range is the one
+    # whose ``since`` is NULL or before the range, so turns are counted, not
+    # COUNT DISTINCT.
+    sa.Column("since", UTCDateTime),
+    sa.Index("ix_report_bot_turns_created", "created_at", "decision", "since", "channel"),
+    sa.Index("ix_report_bot_turns_turn", "turn"),
 )

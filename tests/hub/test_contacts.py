@@ -219,6 +219,8 @@ def _find_in_every_table(conn: sa.Connection, needles: tuple[str, ...]) -> list[
     hits = []
     for table in metadata.sorted_tables:
         columns = [c for c in table.columns if isinstance(c.type, sa.String | sa.JSON)]
+        if not columns:  # counts only (report_agent_quarters): nothing to find
+            continue
         for row in conn.execute(sa.select(*columns)):
             for column, value in zip(columns, row, strict=True):
                 text = value if isinstance(value, str) else json.dumps(value)

@@ -80,3 +80,33 @@ def test_the_reports_business_clock_is_the_sla_calendar(text: str, zone: str, ho
             seconds=rng.choice([rng.randrange(3600), rng.randrange(5 * 86400), rng.randrange(60 * 86400)])
         )
         assert clock.between(start.timestamp(), end.timestamp()) == pytest.approx(hours.between(start, end), abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("text", "zone", "holidays"),
+    [
+        ("mon-fri 09:00-17:00", "Europe/Berlin", "2026-12-25,2026-12-26"),
+        ("mon-fri 09:00-12:00,13:00-17:30; sat 10:00-14:00", "America/New_York", ""),
+        ("mon-sun 00:00-12:00,12:00-24:00", "Australia/Adelaide", ""),
+        ("mon-fri 09:00-12:00,11:00-13:00", "UTC", ""),  # overlapping: walked day by day
+        ("sun 02:30-03:00", "Europe/Berlin", ""),  # turned around on a spring-forward Sunday
+    ],
+)
+def test_the_business_clock_is_exactly_the_day_by_day_sum(text: str, zone: str, holidays: str) -> None:
+    """The running total gives, to the bit, the sum over each day's intervals,
+    whatever order the instants come in (the calendar grows both ways)."""
+    hours = BusinessHours.parse(text, zone, holidays)
+    assert hours is not None
+    clock, reference = BusinessClock(hours), BusinessClock(hours)
+    rng = random.Random(text)
+    origin = int(datetime(2025, 12, 1, tzinfo=UTC).timestamp())
+    spans: list[tuple[float, float | None]] = []
+    for _ in range(3000):
+        begin = origin + rng.randrange(-200 * 86400, 600 * 86400)
+        finish = begin + rng.choice([rng.randrange(-600, 3600), rng.randrange(5 * 86400), rng.randrange(90 * 86400)])
+        expected = reference._walk(begin, finish) if finish > begin else 0.0
+        assert clock.between(begin, finish) == expected
+        spans.append((begin, finish))
+    spans.append((origin, None))
+    expected_all = [reference._walk(b, f) if f is not None and f > b else None if f is None else 0.0 for b, f in spans]
+    assert BusinessClock(hours).durations(spans) == expected_all
