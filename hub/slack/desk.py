@@ -32,6 +32,7 @@ from aiohttp import web
 
 from hub import keys
 from hub.conversations import transactions as conversations_tx
+from hub.crashpoints import crash_point
 from hub.errors import ChannelSendError, HubError
 from hub.events import (
     MessageQueued,
@@ -63,6 +64,11 @@ if TYPE_CHECKING:
     from hub.tickets.service import TicketService
 
 log = logging.getLogger(__name__)
+
+# A card looked up at Slack before a post job posts again: messages from its
+# job's creation on (less this, for clocks apart), at most this many pages of 200.
+CARD_LOOKUP_SKEW = timedelta(minutes=5)
+CARD_LOOKUP_PAGES = 10
 
 
 def parse_team_channels(text: str) -> dict[str, str]:
@@ -98,6 +104,7 @@ class SlackDesk:
             base_delay=settings.slack_jobs_base_delay,
             max_delay=settings.slack_jobs_max_delay,
             poll_interval=settings.slack_jobs_poll_interval,
+            lease_seconds=settings.slack_jobs_lease_seconds,
         )
         self.inbound = SlackInbound(channel, service, tickets, settings)
         self.commands = SlashCommands(app, channel, service, tickets, settings)
@@ -431,10 +438,51 @@ class SlackDesk:
             return
         if job.kind == "update_ticket":
             return  # the pending post job renders the latest state
+        if job.attempts > 1 or job.last_error is not None:
+            # Run before: its card may be up at Slack with the ts never stored
+            # (killed between Slack's answer and the write). Adopt it, as it is now.
+            found = await self._posted_card(ticket, since=job.created_at)
+            if found is not None:
+                channel, ts = found
+                log.info("ticket %s: adopting its card %s/%s posted by an earlier run", ticket.id, channel, ts)
+                await self.channel.call("chat.update", channel=channel, ts=ts, text=text, blocks=blocks)
+                await self.db.write(store_card, ticket.id, channel, ts)
+                self.worker.notify()
+                return
         channel = self.channel_for(ticket)
-        data = await self.channel.call("chat.postMessage", channel=channel, text=text, blocks=blocks)
+        metadata = slack_blocks.card_metadata(ticket.id)
+        data = await self.channel.call("chat.postMessage", channel=channel, text=text, blocks=blocks, metadata=metadata)
+        crash_point("slack-card-posted")  # tests: up at Slack, its ts not stored
         await self.db.write(store_card, ticket.id, data.get("channel") or channel, data["ts"])
         self.worker.notify()  # in case its ticket was erased meanwhile: the card's deletion is queued
+
+    async def _posted_card(self, ticket: Ticket, *, since: datetime) -> tuple[str, str] | None:
+        """The card of ``ticket`` already in a channel it may have gone to
+        (its metadata names the ticket), posted since ``since``: (channel, ts).
+        Bounded (``CARD_LOOKUP_PAGES``): past that, the job posts again."""
+        first = self.channel_for(ticket)
+        team = self.team_channels.get(ticket.team) or self.settings.slack_default_channel
+        candidates = dict.fromkeys(c for c in (first, team, self.settings.slack_urgent_channel) if c)
+        oldest = f"{(since - CARD_LOOKUP_SKEW).timestamp():.6f}"
+        for channel in candidates:
+            cursor = None
+            for _ in range(CARD_LOOKUP_PAGES):
+                args: dict[str, Any] = {
+                    "channel": channel,
+                    "oldest": oldest,
+                    "include_all_metadata": "true",
+                    "limit": 200,
+                }
+                if cursor:
+                    args["cursor"] = cursor
+                data = await self.channel.call("conversations.history", http_get=True, **args)
+                for message in data.get("messages") or []:
+                    if slack_blocks.card_ticket_id(message) == ticket.id and message.get("ts"):
+                        return channel, str(message["ts"])
+                cursor = (data.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    break
+        return None
 
     async def _erase_card(self, channel: str, ts: str) -> None:
         """An erased contact's card: the hub's own messages in its thread, then
