@@ -168,6 +168,20 @@ class Load:
         self.settled.set()
         await asyncio.gather(*self.chats)
 
+    async def reconnect_missed(self) -> int:
+        """Once the hub has sent everything, every chat that missed answers
+        while open resumes (on the other instance than it started on), as
+        the widget does on its next connection. How many did."""
+        gate = asyncio.Semaphore(self.concurrency)
+        missed = [v for v in self.visitors.values() if v.missed and v.token is not None]
+
+        async def resume(visitor: WebchatVisitor) -> None:
+            async with gate:
+                await visitor.reconnect(self.urls[(visitor.script.index + 1) % len(self.urls)])
+
+        await asyncio.gather(*(resume(v) for v in missed))
+        return len(missed)
+
     async def check_histories(self) -> None:
         """Every chat visitor opens the chat once more (on either instance) and reads the whole conversation."""
         gate = asyncio.Semaphore(self.concurrency)
