@@ -44,6 +44,7 @@ from hub.events import (
     TicketChanged,
     TicketOpened,
 )
+from hub.leases import every
 from hub.models import AuthorKind
 from hub.slack import cards as slack_blocks
 from hub.slack import jobs as slack_jobs
@@ -130,10 +131,13 @@ class SlackDesk:
             await self.db.write(
                 slack_jobs.enqueue, "post_ticket", {}, ticket_id=ticket_id, dedup_key=f"post:{ticket_id}"
             )
-        await self.db.write(forget_events, timedelta(hours=self.settings.slack_event_ttl_hours))
         self.channel.attach(self)
         self.worker.start()
-        self._spawn(self._housekeeping(), "slack-housekeeping")
+        leases = self.service.leases
+        lease = leases.lease("slack-event-ids") if leases is not None else None
+        self._spawn(
+            every(3600, self._forget_events, lease=lease, what="forgetting old Slack event ids"), "slack-event-ids"
+        )
 
     async def stop(self) -> None:
         self.channel.attach(None)
@@ -156,13 +160,9 @@ class SlackDesk:
         if not task.cancelled() and task.exception() is not None:
             log.error("Slack task %s failed", task.get_name(), exc_info=task.exception())
 
-    async def _housekeeping(self) -> None:
-        while True:
-            await asyncio.sleep(3600)
-            try:
-                await self.db.write(forget_events, timedelta(hours=self.settings.slack_event_ttl_hours))
-            except Exception:
-                log.exception("forgetting old Slack event ids failed")
+    async def _forget_events(self) -> None:
+        """Event ids older than HUB_SLACK_EVENT_TTL_HOURS (Slack retries for an hour at most)."""
+        await self.db.write(forget_events, timedelta(hours=self.settings.slack_event_ttl_hours))
 
     def submit(self, kind: str, body: dict[str, Any]) -> None:
         handler = {
