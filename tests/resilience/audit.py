@@ -19,6 +19,7 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from tests.fakes.slack_api import FakeSlackApi
+from tests.fakes.smtp_sink import SmtpSink
 from tests.fakes.twilio_api import FakeTwilioApi
 from tests.resilience.agent import Agent, agent_text
 from tests.resilience.load import Load, parse_text
@@ -64,7 +65,9 @@ class Audit:
         return json.dumps(self.figures, sort_keys=False, default=str)
 
 
-async def audit(database_url: str, load: Load, agent: Agent, slack: FakeSlackApi, twilio: FakeTwilioApi) -> Audit:
+async def audit(
+    database_url: str, load: Load, agent: Agent, slack: FakeSlackApi, twilio: FakeTwilioApi, relay: SmtpSink
+) -> Audit:
     result = Audit()
     figures = result.figures
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
@@ -140,6 +143,8 @@ async def audit(database_url: str, load: Load, agent: Agent, slack: FakeSlackApi
         if message.get("thread_ts") and message.get("bot_id")
     )
     at_twilio = Counter((m.to, m.body) for m in twilio.messages)
+    # A reply's Message-ID is its outbox row's idempotency key: the same mail sent twice has the same one.
+    at_relay = Counter(str(m.message["Message-ID"]) for m in relay.messages)
     orphans = sorted(cards - carded)
     webchat_replies = {
         key: {row["id"] for row in [*replies, *agent_replies] if row["conversation_id"] == conversation_of.get(key)}
@@ -190,6 +195,8 @@ async def audit(database_url: str, load: Load, agent: Agent, slack: FakeSlackApi
         outbox=outbox,
         texts_at_twilio=sum(at_twilio.values()),
         texts_twice_at_twilio=sum(n - 1 for n in at_twilio.values() if n > 1),
+        mails_at_relay=sum(at_relay.values()),
+        mails_twice_at_relay=sum(n - 1 for n in at_relay.values() if n > 1),
         webchat_replies=webchat_total,
         webchat_shown_live=webchat_total - not_live,
         webchat_delivered_on_reconnect=on_reconnect,
@@ -219,6 +226,8 @@ async def audit(database_url: str, load: Load, agent: Agent, slack: FakeSlackApi
     )
     texts_doubled = [pair for pair, n in at_twilio.items() if n > 1]
     result.expect(not texts_doubled, f"texts sent twice to Twilio: {texts_doubled[:5]}")
+    mails_doubled = [message_id for message_id, n in at_relay.items() if n > 1]
+    result.expect(not mails_doubled, f"mails sent twice to the relay: {mails_doubled[:5]}")
     result.expect(unseen == 0, f"{unseen} of {webchat_total} web chat answers missing from their visitor's history")
     result.expect(
         never_shown == 0,

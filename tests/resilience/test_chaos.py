@@ -2,8 +2,9 @@
 
 Both instances share the machine's PostgreSQL (a database of this run's
 own) and a Redis server of this test's own; Slack, Twilio and Rasa are the
-loopback stand-ins of ``tests/fakes``. Customers write in over the fake
-channel, SMS, WhatsApp and web chat, each message to one instance or the other like a
+loopback stand-ins of ``tests/fakes`` (and an SMTP sink as the mail
+relay). Customers write in over the fake channel, SMS, WhatsApp, e-mail
+(SMTP to either instance's server) and web chat, each message to one instance or the other like a
 balancer, with at most ``HUB_RESILIENCE_CONCURRENCY`` customers writing at
 once; some deliveries are repeated on purpose, and every failed one is
 retried on the other instance. Meanwhile: Slack and Twilio answer 429 and
@@ -38,11 +39,20 @@ import pytest_asyncio
 from tests.conftest import _create_pg_database, _drop_pg_database, database_urls
 from tests.fakes.rasa import FakeRasa
 from tests.fakes.slack_api import FakeSlackApi
+from tests.fakes.smtp_sink import SmtpSink
 from tests.fakes.twilio_api import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioApi
 from tests.resilience.agent import Agent
 from tests.resilience.audit import asyncpg_dsn, audit, unfinished
 from tests.resilience.cluster import REDIS_SERVER, HubProcess, RedisServer, hub_env
-from tests.resilience.load import FAKE_SECRET, PUBLIC_URL, WHATSAPP_NUMBER, Load, at_progress, scripts
+from tests.resilience.load import (
+    FAKE_SECRET,
+    PUBLIC_URL,
+    SUPPORT_ADDRESS,
+    WHATSAPP_NUMBER,
+    Load,
+    at_progress,
+    scripts,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -84,14 +94,14 @@ async def postgres_url(tmp_path: Path) -> AsyncIterator[str]:
 
 
 def instance_env(name: str, tmp_path: Path, database_url: str, redis: RedisServer, slack: FakeSlackApi,
-                 twilio: FakeTwilioApi, rasa_url: str) -> dict[str, str]:  # fmt: skip
+                 twilio: FakeTwilioApi, relay: SmtpSink, rasa_url: str) -> dict[str, str]:  # fmt: skip
     return hub_env(
         HUB_DATABASE_URL=database_url,
         HUB_REDIS_URL=redis.url,
         HUB_DATA_DIR=str(tmp_path / name),
         HUB_PUBLIC_URL=PUBLIC_URL,
         HUB_LOG_LEVEL="WARNING",
-        HUB_CHANNELS="fake,sms,whatsapp,webchat,slack",
+        HUB_CHANNELS="fake,sms,whatsapp,email,webchat,slack",
         HUB_FAKE_SECRET=FAKE_SECRET,
         HUB_KB_ENABLED="false",
         HUB_CSAT_ENABLED="false",
@@ -122,6 +132,12 @@ def instance_env(name: str, tmp_path: Path, database_url: str, redis: RedisServe
         HUB_WHATSAPP_FROM=WHATSAPP_NUMBER,
         HUB_TWILIO_API_URL=twilio.base_url,
         HUB_TWILIO_TIMEOUT="3",
+        HUB_EMAIL_ADDRESSES=SUPPORT_ADDRESS,
+        HUB_EMAIL_REPLY_SECRET="resilience-email-secret",
+        HUB_EMAIL_RELAY_HOST=relay.host,
+        HUB_EMAIL_RELAY_PORT=str(relay.port),
+        HUB_EMAIL_RELAY_TLS="none",
+        HUB_EMAIL_RELAY_TIMEOUT="5",
         HUB_WEBCHAT_SECRETS="resilience-webchat-secret",
         HUB_WEBCHAT_ALLOWED_ORIGINS=PUBLIC_URL,
         HUB_WEBCHAT_AGENTS_ONLINE="true",
@@ -231,17 +247,25 @@ async def drain(database_url: str) -> float:
 @pytest.mark.skipif(not Path(REDIS_SERVER).exists(), reason="needs redis-server")
 async def test_two_instances_lose_and_double_nothing_while_things_break(postgres_url: str, tmp_path: Path) -> None:
     slack, twilio, rasa = await FakeSlackApi().start(), await FakeTwilioApi().start(), FakeRasa()
+    relay = await SmtpSink().start()
     rasa_url = await rasa.start()
     redis = await RedisServer(tmp_path / "redis").start()
     hubs = [
         HubProcess(
-            name, instance_env(name, tmp_path, postgres_url, redis, slack, twilio, rasa_url), tmp_path / f"{name}.log"
+            name,
+            instance_env(name, tmp_path, postgres_url, redis, slack, twilio, relay, rasa_url),
+            tmp_path / f"{name}.log",
         )
         for name in ("hub-a", "hub-b")
     ]
     try:
         await asyncio.gather(*(hub.start() for hub in hubs))
-        load = Load([hub.url for hub in hubs], scripts(MESSAGES), concurrency=CONCURRENCY)
+        load = Load(
+            [hub.url for hub in hubs],
+            scripts(MESSAGES),
+            concurrency=CONCURRENCY,
+            smtp_ports=[hub.smtp_port for hub in hubs],
+        )
         agent, quiet = Agent(load, await agent_token(postgres_url)), asyncio.Event()
         chaos = Chaos(hubs, redis, slack, twilio)
         schedule: list[tuple[float, Callable[[], Awaitable[None]]]] = [
@@ -273,7 +297,7 @@ async def test_two_instances_lose_and_double_nothing_while_things_break(postgres
                 for task in [*troubles, agent_working]:
                     task.cancel()
             await load.check_histories()
-        result = await audit(postgres_url, load, agent, slack, twilio)
+        result = await audit(postgres_url, load, agent, slack, twilio, relay)
         result.figures.update(
             messages=MESSAGES,
             concurrency=CONCURRENCY,
@@ -299,3 +323,4 @@ async def test_two_instances_lose_and_double_nothing_while_things_break(postgres
         await rasa.stop()
         await slack.close()
         await twilio.close()
+        await relay.close()
