@@ -199,6 +199,21 @@ async def delivered(database_url: str) -> Callable[[], Awaitable[int]]:
     return count
 
 
+async def transactions(database_url: str) -> int:
+    """Transactions committed in the round's database so far (``pg_stat_database``,
+    as of the statistics collector's last report: read after a pause)."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    conn = await asyncpg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False))
+    try:
+        await conn.execute("SELECT pg_stat_clear_snapshot()")
+        return int(await conn.fetchval("SELECT xact_commit FROM pg_stat_database WHERE datname = $1", url.database))
+    finally:
+        await conn.close()
+
+
 async def round_of(instances: int, args: argparse.Namespace) -> dict[str, Any]:
     from hub.storage.migrate import upgrade
 
@@ -229,6 +244,8 @@ async def round_of(instances: int, args: argparse.Namespace) -> dict[str, Any]:
                 meter.start()
                 await asyncio.sleep(args.idle_seconds)
                 idle = meter.stop()
+                await asyncio.sleep(1.0)  # the statistics are reported about once a second
+                committed = await transactions(database_url)
                 meter.start()
                 began = time.perf_counter()
                 seconds, latencies = await write(http, urls, args.messages, args.concurrency, "load")
@@ -236,6 +253,8 @@ async def round_of(instances: int, args: argparse.Namespace) -> dict[str, Any]:
                     await asyncio.sleep(0.05)
                 end_to_end = time.perf_counter() - began
                 cpu = meter.stop()
+                await asyncio.sleep(1.0)
+                committed = await transactions(database_url) - committed
         return {
             "instances": instances,
             "messages": args.messages,
@@ -250,6 +269,8 @@ async def round_of(instances: int, args: argparse.Namespace) -> dict[str, Any]:
                 group: round(1000 * cpu[group] / args.messages, 2)
                 for group in ("hubs", "postgres", "redis", "load_generator")
             },
+            # Including what the instances' workers committed polling meanwhile (a few a second).
+            "transactions_per_message": round(committed / args.messages, 2),
             "idle_hub_cpu_ms_per_s": round(1000 * idle["hubs"] / idle["wall"], 1),
             # The hubs' CPU per message less what they would have spent idle meanwhile.
             "hub_cpu_ms_per_message_net": round(
@@ -276,8 +297,8 @@ def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--idle-seconds", type=float, default=None, help="the idle CPU measured this long")
     args = parser.parse_args()
-    args.idle_seconds = args.idle_seconds or (3.0 if args.quick else 10.0)
-    args.messages = args.messages or (600 if args.quick else 6000)
+    args.idle_seconds = args.idle_seconds or (2.0 if args.quick else 10.0)
+    args.messages = args.messages or (400 if args.quick else 6000)
     args.concurrency = args.concurrency or (32 if args.quick else 64)
     began = time.perf_counter()
     rounds = [asyncio.run(round_of(n, args)) for n in (1, 2)]
@@ -287,7 +308,8 @@ def main() -> None:
             f"{r['instances']} instance(s): {r['webhooks_per_s']} webhooks/s (p50 {r['webhook_ms_p50']} ms, "
             f"p99 {r['webhook_ms_p99']} ms), {r['answered_per_s']} answered/s; CPU s {r['cpu_s']}, "
             f"per message {r['cpu_ms_per_message']} ms; hubs idle {r['idle_hub_cpu_ms_per_s']} ms/s, "
-            f"per message net of idle {r['hub_cpu_ms_per_message_net']} ms",
+            f"per message net of idle {r['hub_cpu_ms_per_message_net']} ms; "
+            f"{r['transactions_per_message']} transactions per message",
             flush=True,
         )
     # A hub is one event loop: at most a core. With a core to spare for each
