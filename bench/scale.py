@@ -297,8 +297,8 @@ def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--idle-seconds", type=float, default=None, help="the idle CPU measured this long")
     args = parser.parse_args()
-    args.idle_seconds = args.idle_seconds or (2.0 if args.quick else 10.0)
-    args.messages = args.messages or (400 if args.quick else 6000)
+    args.idle_seconds = args.idle_seconds or (1.5 if args.quick else 10.0)
+    args.messages = args.messages or (300 if args.quick else 6000)
     args.concurrency = args.concurrency or (32 if args.quick else 64)
     began = time.perf_counter()
     rounds = [asyncio.run(round_of(n, args)) for n in (1, 2)]
