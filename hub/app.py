@@ -194,6 +194,9 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
         agents_online=settings.webchat_agents_online != "false",
         attachments=store,
         leases=leases,
+        # The Rasa bridge answers durable bot jobs: written from the first
+        # message on, even one the SMTP server takes before the bridge starts.
+        bot_jobs=settings.bot == "rasa",
     )
     app[keys.SERVICE] = service
     for channel in app[keys.CHANNELS].values():
