@@ -181,6 +181,10 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
     store = AttachmentStore(
         app[keys.DATABASE], settings.data_dir / "attachments", max_bytes=settings.attachment_max_bytes
     )
+    # This instance's leases: the channels' loops (each IMAP folder) and the periodic sweeps.
+    leases = NamedLeases(
+        app[keys.DATABASE], holder=new_holder(), seconds=settings.lease_seconds, now=app[keys.CLOCK].now
+    )
     service = HubService(
         app[keys.DATABASE],
         app[keys.BUS],
@@ -189,14 +193,15 @@ async def service_ctx(app: web.Application) -> AsyncIterator[None]:
         reopen_window=timedelta(hours=settings.reopen_window_hours),
         agents_online=settings.webchat_agents_online != "false",
         attachments=store,
-        leases=NamedLeases(
-            app[keys.DATABASE], holder=new_holder(), seconds=settings.lease_seconds, now=app[keys.CLOCK].now
-        ),
+        leases=leases,
+        # The Rasa bridge answers durable bot jobs: written from the first
+        # message on, even one the SMTP server takes before the bridge starts.
+        bot_jobs=settings.bot == "rasa",
     )
     app[keys.SERVICE] = service
     for channel in app[keys.CHANNELS].values():
         channel.bind(service)
-    async with store.sweeping():
+    async with store.sweeping(lease=leases.lease("attachment-sweep")):
         yield
 
 

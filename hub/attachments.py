@@ -31,6 +31,7 @@ from sqlalchemy.engine import Connection
 
 from hub.errors import NotFound, TooLarge
 from hub.events import utcnow
+from hub.leases import Lease, every
 from hub.storage import Database, insert_ignore
 from hub.storage.schema import attachments, message_attachments, messages
 
@@ -142,18 +143,12 @@ class AttachmentStore:
         return len(gone)
 
     @contextlib.asynccontextmanager
-    async def sweeping(self, interval: float = SWEEP_INTERVAL) -> AsyncIterator[None]:
-        """While open: a sweep every ``interval`` seconds."""
-
-        async def loop() -> None:
-            while True:
-                await asyncio.sleep(interval)
-                try:
-                    await self.sweep()
-                except Exception:
-                    log.exception("attachment sweep failed; trying again later")
-
-        task = asyncio.create_task(loop(), name="attachment-sweep")
+    async def sweeping(self, interval: float = SWEEP_INTERVAL, *, lease: Lease | None = None) -> AsyncIterator[None]:
+        """While open: a sweep every ``interval`` seconds, on the instance
+        holding ``lease`` (``hub.leases.every``; None: this one)."""
+        task = asyncio.create_task(
+            every(interval, self.sweep, lease=lease, what="attachment sweep"), name="attachment-sweep"
+        )
         try:
             yield
         finally:

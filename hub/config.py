@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     # instance holding their lease; after a crash another takes over this
     # many seconds later at most (hub/leases.py).
     lease_seconds: float = Field(default=30.0, gt=0)
+    # Durable queues' leases: a claimed row still unfinished after this long is
+    # taken for a crash and worked again by another instance (the outbox's and
+    # the Slack jobs' are HUB_OUTBOX_LEASE_SECONDS, HUB_SLACK_JOBS_LEASE_SECONDS).
+    # A bot job (a customer's message waiting for its answer) is answered
+    # this long after its instance died at most.
+    bot_jobs_lease_seconds: float = Field(default=60.0, gt=0)
     # Names of the hub's pub/sub channels on that Redis ("{prefix}:events" for
     # the bus, "{prefix}:webchat" for the chat's relay): hubs that share a
     # Redis but not a database (staging and production) need their own.
@@ -129,6 +135,9 @@ class Settings(BaseSettings):
     slack_jobs_base_delay: float = 1.0
     slack_jobs_max_delay: float = 300.0
     slack_jobs_poll_interval: float = 1.0
+    # A claimed Slack job unfinished this long is taken for a crash and run
+    # again by another worker (a post_ticket job looks its card up at Slack first).
+    slack_jobs_lease_seconds: float = Field(default=60.0, gt=0)
     slack_event_ttl_hours: float = 24.0
     ticket_default_team: str = "support"
     ticket_default_capacity: int = 8

@@ -13,15 +13,22 @@ The work done under a lease still claims each item in its own transaction
 is still due): a holder that lost its lease without knowing (a long pause,
 clocks apart by more than the lease) can at worst do a pass twice, never an
 item twice.
+
+``every`` runs a periodic sweep (attachments no message holds, old Slack
+event ids, silences for automation rules, the search log's retention) on
+the holder of its lease only: the holder renews it every third of the
+lease and sweeps every ``interval``; the others look every third of the
+lease and take over, sweeping at once, when it was released or expired.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -103,3 +110,38 @@ class NamedLeases:
 
     async def release(self, name: str) -> None:
         await self.db.write(release, name, self.holder)
+
+    def lease(self, name: str) -> Lease:
+        """``name`` as a ``Lease`` of this holder (a loop's ``hold()``/``release()``)."""
+        return Lease(self.db, name, holder=self.holder, seconds=self.seconds, now=self.now)
+
+
+async def every(interval: float, work: Callable[[], Awaitable[object]], *, lease: Lease | None, what: str) -> None:
+    """Run ``work`` every ``interval`` seconds while this instance holds
+    ``lease`` (None: this is the only instance, it always runs), at once
+    when the lease is taken. Runs until cancelled, then releases the lease.
+    A failed pass is logged and the loop goes on."""
+    loop = asyncio.get_running_loop()
+    look = interval if lease is None else min(interval, lease.seconds / 3)
+    due: float | None = None  # while ours: when the next pass runs
+    try:
+        while True:
+            try:
+                if lease is None or await lease.hold():
+                    if due is None or loop.time() >= due:
+                        due = loop.time() + interval
+                        await work()
+                else:
+                    due = None
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s failed; trying again later", what)
+            wait = look if due is None else max(0.0, min(look, due - loop.time()))
+            await asyncio.sleep(wait)
+    finally:
+        if lease is not None:
+            try:
+                await lease.release()  # the next instance need not wait for it to expire
+            except Exception:
+                log.warning("could not release the lease %r; it expires by itself", lease.name, exc_info=True)

@@ -50,6 +50,7 @@ from hub.canned.service import variables
 from hub.errors import ChannelSendError, Conflict, HubError, NotFound
 from hub.events import Clock, ConversationUpdated, MessageReceived, SlaWarning, TicketOpened, utcnow
 from hub.jobs.worker import JobWorker
+from hub.leases import every
 from hub.models import AuthorKind, ConversationStatus, Direction, MessageKind, Role
 from hub.storage.schema import contacts, conversations, messages, sla_warnings, tickets, users
 from hub.tickets.queries import open_ticket_of
@@ -112,7 +113,13 @@ class Automation:
             hooks.add(ConversationUpdated, self._resolved_tx),
         ]
         self.worker.start()
-        self._sweeper = asyncio.create_task(self._sweep_forever(), name="automation-sweep")
+        # One instance sweeps (the holder of its lease), another takes over when it stops or dies.
+        leases = self.service.leases
+        lease = leases.lease("automation-silence-sweep") if leases is not None else None
+        self._sweeper = asyncio.create_task(
+            every(self.sweep_seconds, self.sweep_silent, lease=lease, what="automation sweep"),
+            name="automation-sweep",
+        )
 
     async def stop(self) -> None:
         for remove in self._removers:
@@ -209,16 +216,6 @@ class Automation:
         return self._wake(self._match_tx(conn, "ticket_resolved", event.conversation_id, key, at=event.at))
 
     # --- customer_silent -------------------------------------------------------------
-    async def _sweep_forever(self) -> None:
-        while True:
-            try:
-                await self.sweep_silent()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("automation sweep failed; next pass in %s s", self.sweep_seconds)
-            await asyncio.sleep(self.sweep_seconds)
-
     async def sweep_silent(self) -> int:
         """Queue the customer_silent rules of silences that have lasted long enough; how many runs."""
         now = self.clock.now()

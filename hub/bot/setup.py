@@ -116,6 +116,7 @@ async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
         hours=BusinessHours.parse(settings.sla_business_hours, settings.sla_timezone, settings.sla_holidays),
         clock=app[keys.CLOCK],
         tickets=tickets,
+        lease_seconds=settings.bot_jobs_lease_seconds,
     )
     app[keys.BOT_BRIDGE] = bridge
     foreign: list[str] = []  # why the Rasa on our port is not ours, while it is not

@@ -73,6 +73,7 @@ class HubService:
         agents_online: bool = True,
         attachments: AttachmentStore | None = None,
         leases: NamedLeases | None = None,
+        bot_jobs: bool = False,
     ) -> None:
         self.db = db
         # Singleton loops of the channels (``hold_lease``); None: this is the only instance.
@@ -91,7 +92,14 @@ class HubService:
         # While a bot is attached (``attach_bot``), inbound messages of
         # bot-handled conversations get a durable bot job in their ingest
         # transaction, and ``on_bot_job`` wakes the bridge after the commit.
-        self.bot_enabled = False
+        # ``bot_jobs``: a bot answers from those jobs in this deployment, so
+        # they are written from the start and until the end, attached or not:
+        # a channel that takes messages outside HTTP (the SMTP server) may
+        # take one while the bridge is still starting or already stopping,
+        # and the next bridge (here after a restart, or another instance's)
+        # answers it.
+        self._bot_jobs = bot_jobs
+        self.bot_enabled = bot_jobs
         self._surveys: SurveyAnswerer | None = None
         self.on_bot_job: Callable[[], None] = lambda: None
         # While phrasing suggestions run (``use_phrasings``), agents' replies and
@@ -336,8 +344,9 @@ class HubService:
         return await self._surveys(channel, address, survey_id, rating, comment)
 
     def detach_bot(self) -> None:
-        """No new bot jobs (those stored stay, for the next start)."""
-        self.bot_enabled = False
+        """Nothing to wake any more; no new bot jobs unless the deployment's
+        bot answers them later (``bot_jobs``). Those stored stay, for the next start."""
+        self.bot_enabled = self._bot_jobs
         self.on_bot_job = lambda: None
 
     def use_phrasings(self, phrasings: PhrasingSuggestions | None) -> None:

@@ -38,6 +38,7 @@ from sqlalchemy.engine import Connection
 
 from hub import keys
 from hub.events import Clock, MessageQueued
+from hub.leases import every
 from hub.storage import Database, insert_ignore
 from hub.storage.schema import kb_search_log, messages
 from knowledge_base.portal.searches import PortalClick, PortalSearch
@@ -197,21 +198,21 @@ class SearchLog:
         return await self.db.write(sweep, before)
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_sweep = loop.time()
+        """Write what this instance queued, every ``FLUSH_SECONDS`` or sooner when many wait."""
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), FLUSH_SECONDS)
             self._wake.clear()
             try:
                 await self.flush()
-                if loop.time() >= next_sweep:
-                    deleted = await self.sweep()
-                    if deleted:
-                        log.info("search log: %d rows past %d days deleted", deleted, self.days)
-                    next_sweep = loop.time() + SWEEP_SECONDS
             except Exception:
                 log.exception("search log: write failed; these searches are not logged")
+
+    async def expire(self) -> None:
+        """The retention sweep (one instance runs it: ``hub.leases.every``)."""
+        deleted = await self.sweep()
+        if deleted:
+            log.info("search log: %d rows past %d days deleted", deleted, self.days)
 
 
 class LazySearchSink:
@@ -237,13 +238,19 @@ async def search_log_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.SEARCH_LOG] = searches
     remove_hook = app[keys.SERVICE].tx_hooks.add(MessageQueued, searches.bot_reply_tx)
     task = asyncio.create_task(searches.run(), name="kb-search-log")
+    leases = app[keys.SERVICE].leases
+    lease = leases.lease("kb-search-log-retention") if leases is not None else None
+    expiring = asyncio.create_task(
+        every(SWEEP_SECONDS, searches.expire, lease=lease, what="search log retention"), name="kb-search-log-retention"
+    )
     try:
         yield
     finally:
         remove_hook()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for running in (task, expiring):
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
         try:
             await searches.flush()
         except Exception:

@@ -22,6 +22,25 @@ PRIORITY_EMOJI = {
     "low": ":white_circle:",
 }
 MAX_TEXT = 2900  # a section's text may hold 3000 characters
+# Slack message metadata every card carries (``chat.postMessage`` ``metadata``):
+# a post job run again (a retry, or another instance after a crash between
+# Slack's answer and storing it) finds the card it may have posted already
+# (``conversations.history`` with ``include_all_metadata``) instead of posting twice.
+CARD_EVENT = "servicehub_ticket"
+
+
+def card_metadata(ticket_id: int) -> dict[str, Any]:
+    return {"event_type": CARD_EVENT, "event_payload": {"ticket_id": ticket_id}}
+
+
+def card_ticket_id(message: dict[str, Any]) -> int | None:
+    """The ticket a Slack message is the card of, from its metadata (None: not a card)."""
+    metadata = message.get("metadata")
+    if not isinstance(metadata, dict) or metadata.get("event_type") != CARD_EVENT:
+        return None
+    payload = metadata.get("event_payload")
+    ticket_id = payload.get("ticket_id") if isinstance(payload, dict) else None
+    return ticket_id if isinstance(ticket_id, int) and not isinstance(ticket_id, bool) else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from aiohttp import web
 
 from hub import keys
 from hub.conversations import transactions as conversations_tx
+from hub.crashpoints import crash_point
 from hub.errors import ChannelSendError, HubError
 from hub.events import (
     MessageQueued,
@@ -43,6 +44,7 @@ from hub.events import (
     TicketChanged,
     TicketOpened,
 )
+from hub.leases import every
 from hub.models import AuthorKind
 from hub.slack import cards as slack_blocks
 from hub.slack import jobs as slack_jobs
@@ -63,6 +65,11 @@ if TYPE_CHECKING:
     from hub.tickets.service import TicketService
 
 log = logging.getLogger(__name__)
+
+# A card looked up at Slack before a post job posts again: messages from its
+# job's creation on (less this, for clocks apart), at most this many pages of 200.
+CARD_LOOKUP_SKEW = timedelta(minutes=5)
+CARD_LOOKUP_PAGES = 10
 
 
 def parse_team_channels(text: str) -> dict[str, str]:
@@ -98,6 +105,7 @@ class SlackDesk:
             base_delay=settings.slack_jobs_base_delay,
             max_delay=settings.slack_jobs_max_delay,
             poll_interval=settings.slack_jobs_poll_interval,
+            lease_seconds=settings.slack_jobs_lease_seconds,
         )
         self.inbound = SlackInbound(channel, service, tickets, settings)
         self.commands = SlashCommands(app, channel, service, tickets, settings)
@@ -123,10 +131,13 @@ class SlackDesk:
             await self.db.write(
                 slack_jobs.enqueue, "post_ticket", {}, ticket_id=ticket_id, dedup_key=f"post:{ticket_id}"
             )
-        await self.db.write(forget_events, timedelta(hours=self.settings.slack_event_ttl_hours))
         self.channel.attach(self)
         self.worker.start()
-        self._spawn(self._housekeeping(), "slack-housekeeping")
+        leases = self.service.leases
+        lease = leases.lease("slack-event-ids") if leases is not None else None
+        self._spawn(
+            every(3600, self._forget_events, lease=lease, what="forgetting old Slack event ids"), "slack-event-ids"
+        )
 
     async def stop(self) -> None:
         self.channel.attach(None)
@@ -149,13 +160,9 @@ class SlackDesk:
         if not task.cancelled() and task.exception() is not None:
             log.error("Slack task %s failed", task.get_name(), exc_info=task.exception())
 
-    async def _housekeeping(self) -> None:
-        while True:
-            await asyncio.sleep(3600)
-            try:
-                await self.db.write(forget_events, timedelta(hours=self.settings.slack_event_ttl_hours))
-            except Exception:
-                log.exception("forgetting old Slack event ids failed")
+    async def _forget_events(self) -> None:
+        """Event ids older than HUB_SLACK_EVENT_TTL_HOURS (Slack retries for an hour at most)."""
+        await self.db.write(forget_events, timedelta(hours=self.settings.slack_event_ttl_hours))
 
     def submit(self, kind: str, body: dict[str, Any]) -> None:
         handler = {
@@ -431,10 +438,51 @@ class SlackDesk:
             return
         if job.kind == "update_ticket":
             return  # the pending post job renders the latest state
+        if job.attempts > 1 or job.last_error is not None:
+            # Run before: its card may be up at Slack with the ts never stored
+            # (killed between Slack's answer and the write). Adopt it, as it is now.
+            found = await self._posted_card(ticket, since=job.created_at)
+            if found is not None:
+                channel, ts = found
+                log.info("ticket %s: adopting its card %s/%s posted by an earlier run", ticket.id, channel, ts)
+                await self.channel.call("chat.update", channel=channel, ts=ts, text=text, blocks=blocks)
+                await self.db.write(store_card, ticket.id, channel, ts)
+                self.worker.notify()
+                return
         channel = self.channel_for(ticket)
-        data = await self.channel.call("chat.postMessage", channel=channel, text=text, blocks=blocks)
+        metadata = slack_blocks.card_metadata(ticket.id)
+        data = await self.channel.call("chat.postMessage", channel=channel, text=text, blocks=blocks, metadata=metadata)
+        crash_point("slack-card-posted")  # tests: up at Slack, its ts not stored
         await self.db.write(store_card, ticket.id, data.get("channel") or channel, data["ts"])
         self.worker.notify()  # in case its ticket was erased meanwhile: the card's deletion is queued
+
+    async def _posted_card(self, ticket: Ticket, *, since: datetime) -> tuple[str, str] | None:
+        """The card of ``ticket`` already in a channel it may have gone to
+        (its metadata names the ticket), posted since ``since``: (channel, ts).
+        Bounded (``CARD_LOOKUP_PAGES``): past that, the job posts again."""
+        first = self.channel_for(ticket)
+        team = self.team_channels.get(ticket.team) or self.settings.slack_default_channel
+        candidates = dict.fromkeys(c for c in (first, team, self.settings.slack_urgent_channel) if c)
+        oldest = f"{(since - CARD_LOOKUP_SKEW).timestamp():.6f}"
+        for channel in candidates:
+            cursor = None
+            for _ in range(CARD_LOOKUP_PAGES):
+                args: dict[str, Any] = {
+                    "channel": channel,
+                    "oldest": oldest,
+                    "include_all_metadata": "true",
+                    "limit": 200,
+                }
+                if cursor:
+                    args["cursor"] = cursor
+                data = await self.channel.call("conversations.history", http_get=True, **args)
+                for message in data.get("messages") or []:
+                    if slack_blocks.card_ticket_id(message) == ticket.id and message.get("ts"):
+                        return channel, str(message["ts"])
+                cursor = (data.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    break
+        return None
 
     async def _erase_card(self, channel: str, ts: str) -> None:
         """An erased contact's card: the hub's own messages in its thread, then

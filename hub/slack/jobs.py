@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Unpack
 
 from sqlalchemy.engine import Connection
@@ -62,7 +63,9 @@ class Job:
     kind: str
     ticket_id: int | None
     payload: dict[str, Any]
-    attempts: int
+    attempts: int  # this run's: 1 the first time; more after a retry or a crash (its lease taken over)
+    created_at: datetime
+    last_error: str | None = None  # an earlier run's failure (kept when an admin requeues a dead job)
 
 
 SLACK_JOBS: Queue[Job] = Queue(

@@ -45,6 +45,7 @@ class FakeSlackApi:
     gates: dict[str, asyncio.Event] = field(default_factory=dict)
     held: dict[str, int] = field(default_factory=dict)
     _ts: Any = field(default_factory=lambda: itertools.count(1))
+    _last_ts: float = 0.0
     server: TestServer | None = None
 
     # --- control ----------------------------------------------------------------
@@ -104,7 +105,9 @@ class FakeSlackApi:
         return web.json_response(handler(args))
 
     def _next_ts(self) -> str:
-        return f"{1_700_000_000 + next(self._ts)}.000100"
+        # Slack's ts: the post's epoch time in microseconds, unique in its channel.
+        self._last_ts = max(time.time(), self._last_ts + 0.000001)
+        return f"{self._last_ts:.6f}"
 
     def api_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -126,6 +129,11 @@ class FakeSlackApi:
             "thread_ts": args.get("thread_ts"),
             "bot_id": BOT_ID,
         }
+        metadata = args.get("metadata")
+        if isinstance(metadata, str):  # a form-encoded call sends it as JSON text
+            metadata = json.loads(metadata)
+        if metadata:
+            self.messages[(str(args.get("channel")), ts)]["metadata"] = metadata
         return {
             "ok": True,
             "channel": args.get("channel"),
@@ -151,6 +159,35 @@ class FakeSlackApi:
             return {"ok": False, "error": "thread_not_found"}
         thread = [m for (c, _), m in self.messages.items() if c == channel and (m["ts"] == ts or m["thread_ts"] == ts)]
         return {"ok": True, "messages": sorted(thread, key=lambda m: m["ts"]), "has_more": False}
+
+    def api_conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A channel's messages, newest first, without thread replies; ``oldest``
+        and ``latest`` exclusive; ``limit`` and ``cursor`` page; a message's
+        ``metadata`` only with ``include_all_metadata`` true, as Slack does."""
+        channel = str(args.get("channel"))
+        oldest, latest = float(args.get("oldest") or 0), float(args.get("latest") or "inf")
+        with_metadata = str(args.get("include_all_metadata", "")).lower() in ("true", "1")
+        found = sorted(
+            (
+                m
+                for (c, _), m in self.messages.items()
+                if c == channel and oldest < float(m["ts"]) < latest and m.get("thread_ts") in (None, m["ts"])
+            ),
+            key=lambda m: float(m["ts"]),
+            reverse=True,
+        )
+        start, limit = int(args.get("cursor") or 0), min(int(args.get("limit") or 100), 999)
+        page = [
+            {"type": "message", **{k: v for k, v in m.items() if v is not None and (with_metadata or k != "metadata")}}
+            for m in found[start : start + limit]
+        ]
+        more = start + limit < len(found)
+        return {
+            "ok": True,
+            "messages": page,
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
 
     def add_user_message(self, channel: str, text: str, *, thread_ts: str | None = None) -> str:
         """A message a person posted (an agent's thread reply): stored, not the bot's."""

@@ -14,7 +14,7 @@ from hub.events import TicketOpened
 from hub.keys import BOT_BRIDGE
 from hub.storage.schema import bot_jobs
 from knowledge_base import SAMPLE_DIR, HashingEmbedder, KnowledgeBase
-from tests.conftest import Hub, make_settings, start_hub, wait_for
+from tests.conftest import Hub, close_hub, make_settings, start_hub, wait_for
 from tests.fakes.rasa import FakeRasa
 
 
@@ -289,3 +289,45 @@ async def test_a_resolve_on_one_of_two_instances_resumes_the_bot_once(
     finally:
         await b.client.close()
         await a.client.close()
+
+
+@pytest.mark.asyncio
+async def test_a_message_taken_before_the_bridge_starts_or_after_it_stopped_keeps_its_bot_job(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A deployment whose bot answers durable jobs writes them whether or not
+    the bridge is attached: the SMTP server takes mail while the hub is still
+    starting (before the bridge) and while it stops (after it), and a job
+    written then is answered at the next start or by another instance."""
+    from hub import keys
+    from hub.conversations.service import HubService
+    from hub.messages import InboundMessage
+
+    hub = await start_hub(make_settings(database_url, tmp_path))
+    try:
+        app = hub.app
+
+        def service(bot_jobs: bool) -> HubService:
+            return HubService(hub.db, app[keys.BUS], app[keys.CHANNELS], app[keys.METRICS], bot_jobs=bot_jobs)
+
+        async def jobs() -> int:
+            return int(
+                await hub.db.read(lambda c: c.execute(sa.select(sa.func.count()).select_from(bot_jobs)).scalar())
+            )
+
+        starting = service(bot_jobs=True)  # no bridge attached yet
+        await starting.ingest(
+            InboundMessage(channel="fake", sender="early@example.test", text="hello", external_id="e1")
+        )
+        assert await jobs() == 1
+        starting.attach_bot(lambda: None)
+        starting.detach_bot()  # the bridge stopped; the channels still take messages
+        await starting.ingest(
+            InboundMessage(channel="fake", sender="late@example.test", text="hello", external_id="l1")
+        )
+        assert await jobs() == 2
+        without = service(bot_jobs=False)  # no bot in this deployment: nothing waits for one
+        await without.ingest(InboundMessage(channel="fake", sender="none@example.test", text="hello", external_id="n1"))
+        assert await jobs() == 2
+    finally:
+        await close_hub(hub)

@@ -130,6 +130,64 @@ async def test_sigkill_right_after_the_handoff_commit_loses_and_doubles_nothing(
 
 
 @pytest.mark.asyncio
+async def test_sigkill_after_the_card_went_up_adopts_it_instead_of_posting_again(tmp_path: Path) -> None:
+    """Killed between Slack's answer to chat.postMessage and storing the
+    card's ts: the post job, run again once its lease runs out, finds the card
+    at Slack by its message metadata and adopts it. One card, its ts stored."""
+    rasa, slack = FakeRasa(), await FakeSlackApi().start()
+    rasa_url = await rasa.start()
+    port, log, db = free_port(), tmp_path / "hub.log", tmp_path / "hub.db"
+    lease = {"HUB_SLACK_JOBS_LEASE_SECONDS": "1"}  # the killed run's claim expires soon
+    hub: subprocess.Popen[bytes] | None = None
+    try:
+        hub = await _serve(_env(tmp_path, port, rasa_url, slack, HUB_CRASH_AT="slack-card-posted", **lease), log)
+        raw = json.dumps({"from": "card-visitor", "text": "my account was hacked", "id": "card-1"}).encode()
+        async with aiohttp.ClientSession() as http:
+            headers = {**sign(SECRET, raw), "Content-Type": "application/json"}
+            async with http.post(f"http://127.0.0.1:{port}/channels/fake/webhook", data=raw, headers=headers) as r:
+                assert r.status == 200, await r.text()
+        code = await asyncio.to_thread(hub.wait, 30)
+        assert code == -signal.SIGKILL, log.read_text()[-3000:]
+
+        def cards() -> list[tuple[str, str]]:
+            return [key for key, m in slack.messages.items() if m.get("blocks") and not m.get("thread_ts")]
+
+        [(channel, ts)] = cards()  # up at Slack...
+        [(ticket_id, stored)] = _rows(db, "SELECT id, slack_ts FROM tickets")
+        assert stored is None  # ...and not known to the hub
+        # Slack gives a message's metadata back only to who asks for it.
+        assert "metadata" not in slack.api_conversations_history({"channel": channel})["messages"][0]
+        listed = slack.api_conversations_history({"channel": channel, "include_all_metadata": "true"})
+        assert listed["messages"][0]["metadata"] == {
+            "event_type": "servicehub_ticket",
+            "event_payload": {"ticket_id": ticket_id},
+        }
+
+        hub = await _serve(_env(tmp_path, port, rasa_url, slack, **lease), log)  # same database, no crash point
+
+        def post_job_done() -> bool:
+            return _rows(db, "SELECT status FROM slack_jobs WHERE kind = 'post_ticket'") == [("done",)]
+
+        await wait_for(post_job_done, timeout=30)
+        assert cards() == [(channel, ts)]
+        assert _rows(db, "SELECT slack_channel, slack_ts FROM tickets") == [(channel, ts)]
+        assert len([c for c in slack.of("chat.postMessage") if c.args.get("blocks")]) == 1
+        [lookup, *_] = slack.of("conversations.history")
+        assert lookup.args["include_all_metadata"] == "true" and float(lookup.args["oldest"]) < float(ts)
+        adopted = slack.of("chat.update")[0]  # the card as the ticket is now
+        assert (adopted.args["channel"], adopted.args["ts"]) == (channel, ts) and adopted.args["blocks"]
+    finally:
+        if hub is not None and hub.poll() is None:
+            hub.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.to_thread(hub.wait, 20)
+            except subprocess.TimeoutExpired:
+                hub.kill()
+        await rasa.stop()
+        await slack.close()
+
+
+@pytest.mark.asyncio
 async def test_with_the_bus_down_no_work_is_lost(
     database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -15,7 +15,7 @@ import pytest_asyncio
 
 from hub import keys
 from hub.events import SlaBreached, TicketChanged
-from hub.leases import Lease, holder_of
+from hub.leases import Lease, every, holder_of
 from hub.storage import open_database
 from tests.channels.test_slack import slack_api, slack_settings  # noqa: F401 - slack_api is a fixture
 from tests.conftest import Hub, close_hub, start_hub, wait_for
@@ -49,6 +49,37 @@ async def test_one_holder_at_a_time_and_a_takeover_once_it_expires(database_url:
         racers = [Lease(db, "race", holder=f"r{i}", seconds=30, now=clock.now) for i in range(8)]
         assert sum(await asyncio.gather(*(racer.hold() for racer in racers))) == 1
     finally:
+        await db.close()
+
+
+@pytest.mark.asyncio
+async def test_a_periodic_sweep_runs_on_the_holder_only_and_moves_on_when_it_stops(database_url: str) -> None:
+    db = open_database(database_url)
+    clock = MovedClock()  # not moved: the lease expires only when released
+    runs = {"a": 0, "b": 0}
+
+    def sweep(name: str) -> Any:
+        async def work() -> None:
+            runs[name] += 1
+
+        return work
+
+    leases = {name: Lease(db, "sweep", holder=name, seconds=0.3, now=clock.now) for name in runs}
+    loops: dict[str, asyncio.Task[None]] = {}
+    try:
+        loops["a"] = asyncio.create_task(every(0.02, sweep("a"), lease=leases["a"], what="a"))
+        await wait_for(lambda: runs["a"] >= 1)
+        loops["b"] = asyncio.create_task(every(0.02, sweep("b"), lease=leases["b"], what="b"))
+        await wait_for(lambda: runs["a"] >= 5)  # b has looked meanwhile, and left it to a
+        assert runs["b"] == 0 and leases["a"].held and not leases["b"].held
+        loops["a"].cancel()  # a stops: it releases, b takes over at its next look
+        await asyncio.gather(loops["a"], return_exceptions=True)
+        await wait_for(lambda: runs["b"] >= 2)
+        assert await db.read(holder_of, "sweep", now=clock.now()) == "b"
+    finally:
+        for loop in loops.values():
+            loop.cancel()
+        await asyncio.gather(*loops.values(), return_exceptions=True)
         await db.close()
 
 
@@ -152,3 +183,18 @@ async def test_one_scheduler_runs_and_the_other_takes_over_when_it_stops(
     await ticket_when(other, ticket["id"], lambda t: t["first_response_breached_at"] is not None)
     assert other.tickets.scheduler.lease.held
     assert await other.db.read(holder_of, "sla-scheduler", now=clock.now()) == other.tickets.scheduler.lease.holder
+
+
+@pytest.mark.asyncio
+async def test_each_periodic_sweep_has_one_instance(
+    two_hubs: tuple[Hub, Hub, MovedClock, dict[str, list[Any]]],
+) -> None:
+    """The attachment sweep, the Slack event-id clean-up, the automation
+    silence sweep and the search log's retention: each on one of the two."""
+    a, b, clock, _ = two_hubs
+    holders = {hub.service.leases.holder for hub in (a, b) if hub.service.leases is not None}
+    assert len(holders) == 2
+    names = ("attachment-sweep", "slack-event-ids", "automation-silence-sweep", "kb-search-log-retention")
+    for name in names:
+        holder = await wait_for(lambda name=name: a.db.read(holder_of, name, now=clock.now()))
+        assert holder in holders, name

@@ -23,8 +23,11 @@ class WebchatVisitor:
     other instance when it drops; a message is sent until acked, with the
     same ``client_id`` every time. After its last message the socket stays
     open until every answer came, or until the hub has sent everything
-    (``Load.settled``), so answers that never reach an open chat are told
-    apart from answers sent while none was open.
+    (``Load.settled``). An answer pushed while its socket's instance was
+    being killed never reaches that socket: the durable conversation is the
+    source of truth, and the widget's resume path (its token, after the
+    newest id a history frame brought) brings it on the next connection
+    (``reconnect``), counted apart from those shown live.
     """
 
     def __init__(self, script: Script, load: Load) -> None:
@@ -33,7 +36,10 @@ class WebchatVisitor:
         self.token: str | None = None
         self.position = 0  # the next message to send
         self.live: set[int] = load.tally.webchat_live.setdefault(script.key, set())
-        self.closed = False  # the conversation is over; the chat is opened once more to read it
+        self.on_reconnect: set[int] = set()  # answers the open chat missed, brought by the resume after
+        self.synced_id: int | None = None  # the newest id a history frame brought: where a resume starts
+        # open: what arrives is shown live; reconnect: caught up on resume; closed: the final read
+        self.phase = "open"
         self.final: set[int] = set()  # bot answers in the conversation when it was opened again at the end
         self.written = asyncio.Event()  # every message taken (or given up): the customer's writer moves on
 
@@ -82,10 +88,35 @@ class WebchatVisitor:
                 # A person reads the answer before writing again (a while at most).
                 await self._until(ws, lambda f: len(self.live) >= self.position, REPLY_WAIT)
             self.written.set()
-            answers = len(texts) + self.script.handoff  # an agent answers a handoff too
+            answers = self.expected
             while len(self.live) < answers and not self.load.settled.is_set():
                 await self._until(ws, lambda f: len(self.live) >= answers, 0.5)
             return True
+
+    @property
+    def expected(self) -> int:
+        """Answers the chat waits for: the bot's to each message, and an agent's to a handoff."""
+        return len(self.script.texts) + self.script.handoff
+
+    @property
+    def missed(self) -> bool:
+        return len(self.live) < self.expected
+
+    async def reconnect(self, base: str) -> None:
+        """The widget's resume path, once the hub has sent everything: a chat
+        that missed answers opens again with its token, after the newest id
+        a history frame brought, and shows what the history now holds."""
+        assert self.load.http is not None and self.token is not None
+        url = base.replace("http://", "ws://") + "/channels/webchat/ws"
+        async with self.load.http.ws_connect(url, headers={"Origin": PUBLIC_URL}, heartbeat=None) as ws:
+            frame: dict[str, Any] = {"type": "resume", "token": self.token}
+            if self.synced_id is not None:
+                frame["after_id"] = self.synced_id
+            self.phase = "reconnect"
+            await ws.send_json(frame)
+            history = await self._until(ws, lambda f: f["type"] == "history", 10.0)
+            assert history is not None, f"no history on {self.script.key}'s reconnect"
+            self.phase = "open"
 
     async def check_history(self, base: str) -> None:
         """At the end: open the chat once more and read the whole conversation."""
@@ -93,7 +124,7 @@ class WebchatVisitor:
         url = base.replace("http://", "ws://") + "/channels/webchat/ws"
         async with self.load.http.ws_connect(url, headers={"Origin": PUBLIC_URL}, heartbeat=None) as ws:
             await ws.send_json({"type": "resume", "token": self.token, "after_id": 0})
-            self.closed = True  # what this socket shows is not counted as shown while the chat was open
+            self.phase = "closed"  # what this socket shows is not counted as shown while the chat was open
             history = await self._until(ws, lambda f: f["type"] == "history", 10.0)
             assert history is not None, f"no history for {self.script.key}"
             self.final.update(m["id"] for m in history["messages"] if m["author"] in ANSWERS)
@@ -117,8 +148,13 @@ class WebchatVisitor:
             elif frame["type"] in ("history", "message"):
                 # Live, or in the history a resumed socket gets: either way the open chat showed it.
                 shown = frame["messages"] if frame["type"] == "history" else [frame["message"]]
-                if not self.closed:
-                    self.live.update(m["id"] for m in shown if m["author"] in ANSWERS)
+                if frame["type"] == "history" and shown:
+                    self.synced_id = max(self.synced_id or 0, *(int(m["id"]) for m in shown))
+                answers = {m["id"] for m in shown if m["author"] in ANSWERS}
+                if self.phase == "open":
+                    self.live.update(answers)
+                elif self.phase == "reconnect":
+                    self.on_reconnect.update(answers - self.live)
             elif frame["type"] == "error":
                 self.load.tally.errors[f"webchat {frame.get('code')}"] += 1
                 self.load.tally.server_errors += frame.get("code") == "internal_error"

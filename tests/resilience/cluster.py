@@ -101,6 +101,7 @@ class HubProcess:
     env: dict[str, str]
     log: Path
     port: int = field(default_factory=free_port)
+    smtp_port: int = field(default_factory=free_port)  # its inbound e-mail server (HUB_EMAIL_SMTP_PORT)
     process: subprocess.Popen[bytes] | None = None
     kills: int = 0
 
@@ -110,6 +111,7 @@ class HubProcess:
 
     async def start(self) -> HubProcess:
         env = {**self.env, "HUB_PORT": str(self.port), "HUB_HOST": "127.0.0.1", "PYTHONPATH": str(ROOT)}
+        env.update(HUB_EMAIL_SMTP_HOST="127.0.0.1", HUB_EMAIL_SMTP_PORT=str(self.smtp_port))
         self.process = _popen([sys.executable, "-m", "hub", "serve"], self.log, cwd=ROOT, env=env)
         await wait_for(self._ready, timeout=90, interval=0.1)
         return self

@@ -1,6 +1,7 @@
 """The resilience suite's load (no tests here): customers writing in over
-the fake channel, SMS (Twilio's signed webhooks) and web chat sockets,
-through two hub instances alternately, as a balancer would send them.
+the fake channel, SMS and WhatsApp (Twilio's signed webhooks), e-mail (SMTP
+to each instance's own server, as an MX with two hosts would) and web chat
+sockets, through two hub instances alternately, as a balancer would send them.
 
 Each customer is one scripted conversation: its messages go one after the
 other (the next once the hub has taken the previous), so their order is
@@ -23,9 +24,13 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
 from typing import TYPE_CHECKING
 
 import aiohttp
+import aiosmtplib
 
 from channels.fake import sign as sign_fake
 from tests.fakes.twilio_api import inbound_params, sign_twilio
@@ -38,8 +43,9 @@ FAKE_SECRET = "resilience-fake-secret"
 SMS_PATH = "/channels/sms/twilio"
 WHATSAPP_PATH = "/channels/whatsapp/twilio"
 WHATSAPP_NUMBER = "+14155238886"
+SUPPORT_ADDRESS = "help@support.resilience.test"  # HUB_EMAIL_ADDRESSES
 # The mix, by conversation index (six slots: every HANDOFF_EVERY-th lands on each channel in turn).
-CHANNELS = ("fake", "fake", "sms", "webchat", "whatsapp", "fake")
+CHANNELS = ("fake", "email", "sms", "webchat", "whatsapp", "fake")
 MESSAGES_PER_CONVERSATION = 4
 HANDOFF_EVERY = 5  # every 5th conversation ends asking for a person: the bot hands it off
 DUPLICATE_RATE = 0.05  # delivered again after the hub took it
@@ -67,6 +73,8 @@ class Script:
             return f"+1555{2_000_000 + self.index:07d}"
         if self.channel == "whatsapp":
             return f"whatsapp:+1555{3_000_000 + self.index:07d}"
+        if self.channel == "email":
+            return f"{self.key}@customer.resilience.test"
         return f"resil-{self.key}"
 
 
@@ -128,8 +136,17 @@ class Tally:
 class Load:
     """Plays ``scripts`` against ``urls`` (the instances) with at most ``concurrency`` customers writing at once."""
 
-    def __init__(self, urls: Sequence[str], scripts: list[Script], *, concurrency: int, seed: int = 18) -> None:
+    def __init__(
+        self,
+        urls: Sequence[str],
+        scripts: list[Script],
+        *,
+        concurrency: int,
+        smtp_ports: Sequence[int] = (),
+        seed: int = 18,
+    ) -> None:
         self.urls = list(urls)
+        self.smtp_ports = list(smtp_ports)  # each instance's SMTP server, in the order of ``urls``
         self.scripts = scripts
         self.concurrency = concurrency
         self.random = random.Random(seed)
@@ -167,6 +184,20 @@ class Load:
         """Once the hub has sent everything: the chats still open close."""
         self.settled.set()
         await asyncio.gather(*self.chats)
+
+    async def reconnect_missed(self) -> int:
+        """Once the hub has sent everything, every chat that missed answers
+        while open resumes (on the other instance than it started on), as
+        the widget does on its next connection. How many did."""
+        gate = asyncio.Semaphore(self.concurrency)
+        missed = [v for v in self.visitors.values() if v.missed and v.token is not None]
+
+        async def resume(visitor: WebchatVisitor) -> None:
+            async with gate:
+                await visitor.reconnect(self.urls[(visitor.script.index + 1) % len(self.urls)])
+
+        await asyncio.gather(*(resume(v) for v in missed))
+        return len(missed)
 
     async def check_histories(self) -> None:
         """Every chat visitor opens the chat once more (on either instance) and reads the whole conversation."""
@@ -225,20 +256,29 @@ class Load:
         )
 
     async def _webhook(self, script: Script, position: int) -> None:
-        path, body, headers = self._request(script, position)
+        deliver: Callable[[int], Awaitable[bool]]
+        if script.channel == "email":
+            raw = self._mail(script, position)
+
+            def deliver(start: int) -> Awaitable[bool]:
+                return self._deliver_mail(script.address, raw, start)
+        else:
+            path, body, headers = self._request(script, position)
+
+            def deliver(start: int) -> Awaitable[bool]:
+                return self._deliver(path, body, headers, start)
+
         first = (script.index + position) % len(self.urls)  # alternate, like a round-robin balancer
         roll = self.random.random()
         if roll < RACING_DUPLICATE_RATE:  # a provider's retry racing its first delivery
             self.tally.duplicates_sent += 1
-            results = await asyncio.gather(
-                *(self._deliver(path, body, headers, start) for start in range(len(self.urls)))
-            )
+            results = await asyncio.gather(*(deliver(start) for start in range(len(self.urls))))
             taken = any(results)
         else:
-            taken = await self._deliver(path, body, headers, first)
+            taken = await deliver(first)
             if taken and roll < RACING_DUPLICATE_RATE + DUPLICATE_RATE:  # the 2xx was lost: sent again
                 self.tally.duplicates_sent += 1
-                await self._deliver(path, body, headers, first + 1)
+                await deliver(first + 1)
         if taken:
             self.taken(script)
         else:
@@ -268,6 +308,54 @@ class Load:
                     self.tally.server_errors += response.status >= 500
             except (aiohttp.ClientError, TimeoutError) as err:
                 self.tally.errors[type(err).__name__] += 1
+            self.tally.failed_attempts += 1
+            attempt += 1
+            await asyncio.sleep(min(0.05 * 2**attempt, 1.0) * self.random.uniform(0.5, 1.0))
+        return False
+
+    # --- e-mail over SMTP ---------------------------------------------------------------
+    def _mail(self, script: Script, position: int) -> bytes:
+        """The customer's mail: the same bytes (and Message-ID) on every delivery of it."""
+        message = EmailMessage()
+        message["From"] = f"Customer {script.key} <{script.address}>"
+        message["To"] = SUPPORT_ADDRESS
+        message["Subject"] = f"My parcel ({script.key})"
+        message["Date"] = format_datetime(datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=position))
+        message["Message-ID"] = f"<{script.key}-{position}@customer.resilience.test>"
+        message.set_content(script.texts[position])
+        return message.as_bytes()
+
+    async def _deliver_mail(self, sender: str, raw: bytes, start: int) -> bool:
+        """An MX delivering: one instance's SMTP server, then the other after a
+        refusal (4xx), a dropped connection or a timeout, until one answers 250."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + GIVE_UP_AFTER
+        attempt = 0
+        while loop.time() < deadline:
+            port = self.smtp_ports[(start + attempt) % len(self.smtp_ports)]
+            self.tally.attempts += 1
+            sent_at = loop.time()
+            try:
+                await aiosmtplib.send(
+                    raw,
+                    sender=sender,
+                    recipients=[SUPPORT_ADDRESS],
+                    hostname="127.0.0.1",
+                    port=port,
+                    use_tls=False,
+                    start_tls=False,
+                    timeout=10,
+                    local_hostname="mx.customer.resilience.test",
+                )
+                self.tally.latencies.append(loop.time() - sent_at)
+                return True
+            except aiosmtplib.SMTPResponseException as err:
+                if err.code >= 500:
+                    raise AssertionError(f"SMTP on {port} refused a genuine mail: {err.code} {err.message}") from err
+                self.tally.errors[f"smtp {err.code}"] += 1
+                self.tally.server_errors += 1  # an instance that was up could not take it
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as err:
+                self.tally.errors[f"smtp {type(err).__name__}"] += 1
             self.tally.failed_attempts += 1
             attempt += 1
             await asyncio.sleep(min(0.05 * 2**attempt, 1.0) * self.random.uniform(0.5, 1.0))

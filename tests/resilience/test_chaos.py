@@ -2,8 +2,9 @@
 
 Both instances share the machine's PostgreSQL (a database of this run's
 own) and a Redis server of this test's own; Slack, Twilio and Rasa are the
-loopback stand-ins of ``tests/fakes``. Customers write in over the fake
-channel, SMS, WhatsApp and web chat, each message to one instance or the other like a
+loopback stand-ins of ``tests/fakes`` (and an SMTP sink as the mail
+relay). Customers write in over the fake channel, SMS, WhatsApp, e-mail
+(SMTP to either instance's server) and web chat, each message to one instance or the other like a
 balancer, with at most ``HUB_RESILIENCE_CONCURRENCY`` customers writing at
 once; some deliveries are repeated on purpose, and every failed one is
 retried on the other instance. Meanwhile: Slack and Twilio answer 429 and
@@ -13,13 +14,16 @@ Slack and Twilio fail once more.
 
 Afterwards the database and the fakes must show every message stored once,
 in order, answered once by the bot and delivered; no queue row left
-undone; every handoff with exactly one ticket and one Slack card. The
-figures are printed as one line of JSON (``pytest -s``) and are the
-failure message.
+undone; every handoff with exactly one ticket and one Slack card; every
+web chat answer shown live or, when its socket's instance was killed as it
+was pushed, on the widget's resume after (counted apart). The test passes
+or fails, never xfail. The figures are printed as one line of JSON
+(``pytest -s``) and are the failure message.
 
-``HUB_RESILIENCE_MESSAGES`` (default 1,200: about two minutes here) sets
+``HUB_RESILIENCE_MESSAGES`` (default 1,200: about a minute here) sets
 the number of customer messages; the issue's 10,000 is
-``HUB_RESILIENCE_MESSAGES=10000``.
+``HUB_RESILIENCE_MESSAGES=10000`` (about 8 minutes on the shared 2-core
+machine: too long for ``make test``; the figures print the throughput).
 """
 
 from __future__ import annotations
@@ -38,11 +42,20 @@ import pytest_asyncio
 from tests.conftest import _create_pg_database, _drop_pg_database, database_urls
 from tests.fakes.rasa import FakeRasa
 from tests.fakes.slack_api import FakeSlackApi
+from tests.fakes.smtp_sink import SmtpSink
 from tests.fakes.twilio_api import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioApi
 from tests.resilience.agent import Agent
 from tests.resilience.audit import asyncpg_dsn, audit, unfinished
 from tests.resilience.cluster import REDIS_SERVER, HubProcess, RedisServer, hub_env
-from tests.resilience.load import FAKE_SECRET, PUBLIC_URL, WHATSAPP_NUMBER, Load, at_progress, scripts
+from tests.resilience.load import (
+    FAKE_SECRET,
+    PUBLIC_URL,
+    SUPPORT_ADDRESS,
+    WHATSAPP_NUMBER,
+    Load,
+    at_progress,
+    scripts,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -54,15 +67,8 @@ STORM_ERRORS = 8  # calls Slack and Twilio each refuse, every time they fail
 STORM_SECONDS = 15.0  # at most this long
 SLACK_METHODS = ("chat.postMessage", "chat.update")
 # After the load, the queues may go this many seconds without a row getting
-# done (more than the 60 s lease of a bot job a killed instance held).
-STALL_LIMIT = 90.0
-KNOWN_GAPS = (
-    "Web chat: answers reach a socket on either instance through the Redis relay (hub/relay.py; 210 of 210 "
-    "shown live in the default run); one pushed while its socket's instance was being killed comes in the "
-    "history instead, counted here rather than failed. Slack: a card whose chat.postMessage succeeded on an instance SIGKILLed before it stored "
-    "the card's ts is posted again by the instance that takes the post_ticket job over (needs the job to find "
-    "its card at Slack, e.g. by message metadata, before posting again)."
-)
+# done (well over the 10 s leases of the rows a killed instance held).
+STALL_LIMIT = 45.0
 
 
 def postgres_base() -> str:
@@ -91,14 +97,14 @@ async def postgres_url(tmp_path: Path) -> AsyncIterator[str]:
 
 
 def instance_env(name: str, tmp_path: Path, database_url: str, redis: RedisServer, slack: FakeSlackApi,
-                 twilio: FakeTwilioApi, rasa_url: str) -> dict[str, str]:  # fmt: skip
+                 twilio: FakeTwilioApi, relay: SmtpSink, rasa_url: str) -> dict[str, str]:  # fmt: skip
     return hub_env(
         HUB_DATABASE_URL=database_url,
         HUB_REDIS_URL=redis.url,
         HUB_DATA_DIR=str(tmp_path / name),
         HUB_PUBLIC_URL=PUBLIC_URL,
         HUB_LOG_LEVEL="WARNING",
-        HUB_CHANNELS="fake,sms,whatsapp,webchat,slack",
+        HUB_CHANNELS="fake,sms,whatsapp,email,webchat,slack",
         HUB_FAKE_SECRET=FAKE_SECRET,
         HUB_KB_ENABLED="false",
         HUB_CSAT_ENABLED="false",
@@ -116,6 +122,8 @@ def instance_env(name: str, tmp_path: Path, database_url: str, redis: RedisServe
         HUB_SLACK_JOBS_MAX_DELAY="2",
         HUB_SLACK_JOBS_MAX_ATTEMPTS="30",
         HUB_SLACK_JOBS_POLL_INTERVAL="0.2",
+        HUB_SLACK_JOBS_LEASE_SECONDS="10",
+        HUB_BOT_JOBS_LEASE_SECONDS="10",
         HUB_SLACK_BOT_TOKEN="xoxb-resilience",
         HUB_SLACK_SIGNING_SECRET="resilience-slack-secret",
         HUB_SLACK_API_URL=slack.base_url,
@@ -127,6 +135,12 @@ def instance_env(name: str, tmp_path: Path, database_url: str, redis: RedisServe
         HUB_WHATSAPP_FROM=WHATSAPP_NUMBER,
         HUB_TWILIO_API_URL=twilio.base_url,
         HUB_TWILIO_TIMEOUT="3",
+        HUB_EMAIL_ADDRESSES=SUPPORT_ADDRESS,
+        HUB_EMAIL_REPLY_SECRET="resilience-email-secret",
+        HUB_EMAIL_RELAY_HOST=relay.host,
+        HUB_EMAIL_RELAY_PORT=str(relay.port),
+        HUB_EMAIL_RELAY_TLS="none",
+        HUB_EMAIL_RELAY_TIMEOUT="5",
         HUB_WEBCHAT_SECRETS="resilience-webchat-secret",
         HUB_WEBCHAT_ALLOWED_ORIGINS=PUBLIC_URL,
         HUB_WEBCHAT_AGENTS_ONLINE="true",
@@ -236,17 +250,25 @@ async def drain(database_url: str) -> float:
 @pytest.mark.skipif(not Path(REDIS_SERVER).exists(), reason="needs redis-server")
 async def test_two_instances_lose_and_double_nothing_while_things_break(postgres_url: str, tmp_path: Path) -> None:
     slack, twilio, rasa = await FakeSlackApi().start(), await FakeTwilioApi().start(), FakeRasa()
+    relay = await SmtpSink().start()
     rasa_url = await rasa.start()
     redis = await RedisServer(tmp_path / "redis").start()
     hubs = [
         HubProcess(
-            name, instance_env(name, tmp_path, postgres_url, redis, slack, twilio, rasa_url), tmp_path / f"{name}.log"
+            name,
+            instance_env(name, tmp_path, postgres_url, redis, slack, twilio, relay, rasa_url),
+            tmp_path / f"{name}.log",
         )
         for name in ("hub-a", "hub-b")
     ]
     try:
         await asyncio.gather(*(hub.start() for hub in hubs))
-        load = Load([hub.url for hub in hubs], scripts(MESSAGES), concurrency=CONCURRENCY)
+        load = Load(
+            [hub.url for hub in hubs],
+            scripts(MESSAGES),
+            concurrency=CONCURRENCY,
+            smtp_ports=[hub.smtp_port for hub in hubs],
+        )
         agent, quiet = Agent(load, await agent_token(postgres_url)), asyncio.Event()
         chaos = Chaos(hubs, redis, slack, twilio)
         schedule: list[tuple[float, Callable[[], Awaitable[None]]]] = [
@@ -271,11 +293,14 @@ async def test_two_instances_lose_and_double_nothing_while_things_break(postgres
                 await agent_working
                 drain_seconds += await drain(postgres_url)
                 await load.close_chats()
+                # The widget's resume path: chats that missed an answer while
+                # open (their instance killed as it was pushed) open again.
+                reconnected = await load.reconnect_missed()
             finally:
                 for task in [*troubles, agent_working]:
                     task.cancel()
             await load.check_histories()
-        result = await audit(postgres_url, load, agent, slack, twilio)
+        result = await audit(postgres_url, load, agent, slack, twilio, relay)
         result.figures.update(
             messages=MESSAGES,
             concurrency=CONCURRENCY,
@@ -284,6 +309,7 @@ async def test_two_instances_lose_and_double_nothing_while_things_break(postgres
             webhook_ms_p50=load.tally.latency_ms(0.5),
             webhook_ms_p99=load.tally.latency_ms(0.99),
             drain_seconds=round(drain_seconds, 1),
+            webchat_reconnected=reconnected,
             instance_kills=sum(hub.kills for hub in hubs),
             redis_restarts=redis.restarts,
             vendor_errors_served=dict(chaos.vendor_errors),
@@ -294,11 +320,10 @@ async def test_two_instances_lose_and_double_nothing_while_things_break(postgres
         print("\nresilience:", result.summary())
         logged = [f"{hub.name}: {line}" for hub in hubs for line in hub.errors()[:10]]
         assert not result.problems, "\n".join([result.summary(), *result.problems, *logged])
-        if result.known:
-            pytest.xfail("; ".join(result.known) + f". {KNOWN_GAPS}")
     finally:
         await asyncio.gather(*(hub.stop() for hub in hubs))
         await redis.stop()
         await rasa.stop()
         await slack.close()
         await twilio.close()
+        await relay.close()
