@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     webhook_max_delay: float = Field(default=3600.0, gt=0)
     webhook_concurrency: int = Field(default=8, ge=1)
     webhook_poll_interval: float = Field(default=1.0, gt=0)
+    # Days a delivered or dead delivery stays in the log (then deleted by one instance's sweep).
+    webhook_log_days: int = Field(default=30, ge=1)
 
     # --- fake channel (tests, demos, benchmarks) --------------------------------
     fake_secret: SecretStr | None = None

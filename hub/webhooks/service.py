@@ -19,8 +19,11 @@ the commit the worker (``hub.webhooks.sender``) is woken to send it.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from sqlalchemy.engine import Connection
@@ -36,10 +39,17 @@ from hub.events import (
     TicketOpened,
     utcnow,
 )
+from hub.leases import every
 from hub.txhooks import After, TxHooks
 from hub.webhooks import payloads
 from hub.webhooks.sender import WebhookSender
-from hub.webhooks.store import enqueue_event, new_event_key
+from hub.webhooks.store import enqueue_event, new_event_key, prune_deliveries
+
+if TYPE_CHECKING:
+    from hub.events import Clock
+    from hub.storage import Database
+
+log = logging.getLogger(__name__)
 
 
 class Webhooks:
@@ -169,6 +179,21 @@ class Webhooks:
         )
 
 
+PRUNE_SECONDS = 3600.0
+
+
+async def prune_log(db: Database, clock: Clock, *, days: int) -> int:
+    """The delivery log's retention (HUB_WEBHOOK_LOG_DAYS): finished deliveries
+    older than ``days`` go, in batches; how many. One instance runs it."""
+    before = clock.now() - timedelta(days=days)
+    deleted = 0
+    while batch := await db.write(prune_deliveries, before):
+        deleted += batch
+    if deleted:
+        log.info("webhook delivery log: %d deliveries past %d days deleted", deleted, days)
+    return deleted
+
+
 async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
     """The hooks from the start (before anything that produces events runs
     its first pass), the sender until the end; it drains on shutdown."""
@@ -190,9 +215,21 @@ async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
     webhooks.start()
     await sender.open()
     sender.start()
+    leases = app[keys.SERVICE].leases
+    pruning = asyncio.create_task(
+        every(
+            PRUNE_SECONDS,
+            lambda: prune_log(app[keys.DATABASE], app[keys.CLOCK], days=settings.webhook_log_days),
+            lease=leases.lease("webhook-log-retention") if leases is not None else None,
+            what="webhook delivery log retention",
+        ),
+        name="webhook-log-retention",
+    )
     try:
         yield
     finally:
+        pruning.cancel()
+        await asyncio.gather(pruning, return_exceptions=True)
         webhooks.stop()
         await sender.stop()
         await sender.close()

@@ -433,3 +433,18 @@ def record_response(conn: Connection, delivery_id: int, status: int | None) -> N
     conn.execute(
         sa.update(webhook_deliveries).where(webhook_deliveries.c.id == delivery_id).values(response_status=status)
     )
+
+
+PRUNE_BATCH = 2000  # rows deleted per statement: short transactions beside the sender's
+
+
+def prune_deliveries(conn: Connection, before: datetime) -> int:
+    """Delete up to ``PRUNE_BATCH`` finished deliveries (delivered, or dead and
+    not redelivered) last touched before ``before``; how many went. Pending
+    and sending rows are never pruned, whatever their age."""
+    old = (
+        sa.select(webhook_deliveries.c.id)
+        .where(webhook_deliveries.c.status.in_((DELIVERED, DEAD)), webhook_deliveries.c.updated_at < before)
+        .limit(PRUNE_BATCH)
+    )
+    return int(conn.execute(sa.delete(webhook_deliveries).where(webhook_deliveries.c.id.in_(old))).rowcount or 0)

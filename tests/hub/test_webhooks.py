@@ -26,6 +26,7 @@ from hub.storage.schema import audit_log, webhook_deliveries
 from hub.webhooks import verify_signature
 from hub.webhooks.destinations import check_url
 from hub.webhooks.sender import retry_after
+from hub.webhooks.service import prune_log
 from hub.webhooks.signing import signature, signature_header
 from tests.conftest import Hub, close_hub, make_settings, start_hub, wait_for
 from tests.hub.test_tickets import conversation, handoff, new_agent
@@ -454,6 +455,31 @@ async def test_a_dead_delivery_is_redelivered_with_the_same_id(hub: Hub, receive
         )
     )
     assert actions.count("webhook.redeliver") == 2 and "webhook.create" in actions
+
+
+@pytest.mark.asyncio
+async def test_the_log_keeps_finished_deliveries_for_its_days_and_never_prunes_one_on_its_way(
+    hub: Hub, receiver: Receiver
+) -> None:
+    made = await endpoint(hub, receiver, "/log", ["message.created"])
+    receiver.scripts["/log"] = [(200, {}), (404, {})]
+    for n in range(3):  # one at a time, so the script's answers go in order
+        await conversation(hub, f"wh-log-{n}", "hello")
+        await wait_for(lambda n=n: len(receiver.at("/log")) > n)
+    rows = await settled(hub)
+    assert sorted(r.status for r in rows) == ["dead", "delivered", "delivered"]
+    await sender(hub).stop()
+    await conversation(hub, "wh-log-pending", "hello")  # stays pending: nobody sends it now
+    # Everything so far last touched 31 days ago; the log keeps 30 (the default).
+    long_ago = utcnow() - timedelta(days=31)
+    await hub.db.write(lambda conn: conn.execute(sa.update(webhook_deliveries).values(updated_at=long_ago)))
+    days = hub.app[keys.SETTINGS].webhook_log_days
+    assert days == 30
+    deleted = await prune_log(hub.db, hub.app[keys.CLOCK], days=days)
+    assert deleted == 3
+    [left] = await deliveries(hub, made["id"])
+    assert left.status == "pending"
+    assert await prune_log(hub.db, hub.app[keys.CLOCK], days=30) == 0
 
 
 @pytest.mark.asyncio
