@@ -331,3 +331,28 @@ async def wait_for(predicate: Any, timeout: float = 15.0, interval: float = 0.02
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+# The longest files first: with ``make test``'s two workers (pytest-xdist,
+# ``--dist loadfile``) a long file started last would run alone at the end.
+# Measured (`--durations`): each takes a minute or more.
+LONG_FIRST = (
+    "tests/hub/test_api_fuzz.py",
+    "tests/resilience/test_chaos.py",
+    "tests/bot/test_kb_swap.py",
+    "tests/bot/test_hub_with_rasa.py",
+    "tests/channels/test_fuzz.py",
+    "tests/hub/test_children.py",
+    "tests/hub/test_cli.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {path: n for n, path in enumerate(LONG_FIRST)}
+    root = Path(str(config.rootpath))
+
+    def weight(item: pytest.Item) -> int:
+        relative = Path(str(item.path)).relative_to(root).as_posix()
+        return rank.get(relative, len(LONG_FIRST))
+
+    items.sort(key=weight)  # stable: each file keeps its own order
