@@ -202,6 +202,15 @@ class SlackDesk:
         after = self._enqueue(conn, "update_ticket", {}, ticket_id=event.ticket_id, coalesce=True)
         if event.changes.get("priority") == "urgent":
             self._escalated(conn, event.ticket_id, event.at)
+        team = event.changes.get("team")
+        if isinstance(team, str) and team:
+            self._enqueue(
+                conn,
+                "team_moved",
+                {"team": team},
+                ticket_id=event.ticket_id,
+                dedup_key=f"team:{event.ticket_id}:{team}:{event.at.isoformat()}",
+            )
         return after
 
     def _escalated(self, conn: Connection, ticket_id: int, at: datetime) -> None:
@@ -414,6 +423,9 @@ class SlackDesk:
         if job.kind == "sla_warning":
             await self._warn(snap, job.payload)
             return
+        if job.kind == "team_moved":
+            await self._announce_move(snap, str(job.payload["team"]))
+            return
         if job.kind == "thread":
             if not ticket.slack_ts:
                 raise ChannelSendError(f"ticket {ticket.id} has no Slack card yet", retryable=True)
@@ -553,6 +565,28 @@ class SlackDesk:
             f":rotating_light: Ticket #{ticket.id} is now *urgent* ({card.channel}). Work it in the thread of {where}."
         )
         await self.channel.call("chat.postMessage", channel=urgent, text=text, unfurl_links=False)
+
+    async def _announce_move(self, snap: Snapshot, team: str) -> None:
+        """A ticket moved to ``team``: its channel is told, with a link to the
+        card (the card and its thread stay where they are, as on an escalation)."""
+        ticket = snap.ticket
+        if ticket.team != team or ticket.status.value == "resolved":
+            return  # moved on again since, or done with
+        if not ticket.slack_ts:
+            return  # no card yet: it goes up in the team's channel (``channel_for``)
+        channel = self.team_channels.get(team) or self.settings.slack_default_channel
+        if not channel or channel == ticket.slack_channel:
+            return  # the card is in that channel already
+        data = await self.channel.call(
+            "chat.getPermalink", http_get=True, channel=ticket.slack_channel, message_ts=ticket.slack_ts
+        )
+        where = f"<{data['permalink']}|its card>" if data.get("permalink") else f"its card in <#{ticket.slack_channel}>"
+        # No customer's name or words: this notice is not deleted with the card on an erasure.
+        text = (
+            f":arrow_right: Ticket #{ticket.id} ({ticket.priority.value}) moved to team *{slack_blocks.escape(team)}*"
+            f"{' — unassigned' if ticket.assignee_id is None else ''}. Work it in the thread of {where}."
+        )
+        await self.channel.call("chat.postMessage", channel=channel, text=text, unfurl_links=False)
 
 
 async def slack_desk_ctx(app: web.Application) -> AsyncIterator[None]:

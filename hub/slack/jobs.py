@@ -33,6 +33,8 @@ SENDING, DONE = "sending", "done"
 # that went up after its ticket was erased).
 # sla_warning: {"channel", "text", "target"}: an SLA near its breach, told to the
 # assignee or the team (after the ticket's card, whose link it adds).
+# team_moved: {"team"}: the ticket moved to that team; its channel is told,
+# with a link to the card (which stays where its thread is).
 KINDS = (
     "post_ticket",
     "update_ticket",
@@ -42,6 +44,7 @@ KINDS = (
     "erase_card",
     "erase_message",
     "sla_warning",
+    "team_moved",
 )
 __all__ = [
     "DEAD",

@@ -653,3 +653,37 @@ async def test_thread_reply_reaches_a_web_chat_customer(
         await ws.close()
     finally:
         await stop_hub(hub)
+
+
+@pytest.mark.asyncio
+async def test_a_ticket_moved_to_another_team_is_announced_in_its_channel(
+    slack_hub: Hub, slack_api: FakeSlackApi
+) -> None:
+    conversation_id = await customer_conversation(slack_hub, "mover", "I was charged twice")
+    ticket = await posted_card(slack_hub, slack_api, (await bot_handoff(slack_hub, conversation_id))["id"])
+    assert ticket["slack_channel"] == "CSUPPORT"
+
+    def notices(channel: str) -> list[Any]:
+        return [
+            c
+            for c in slack_api.of("chat.postMessage")
+            if c.args.get("channel") == channel and "moved to team" in c.args.get("text", "")
+        ]
+
+    await slack_hub.tickets.set_team(ticket["id"], "billing", actor_id=None)
+    await wait_for(lambda: len(notices("CBILLING")) == 1)
+    text = notices("CBILLING")[0].args["text"]
+    assert f"Ticket #{ticket['id']}" in text and "*billing*" in text and "unassigned" in text
+    assert f"/archives/CSUPPORT/p{ticket['slack_ts'].replace('.', '')}" in text  # a link to the card
+    assert "Ada" not in text and "charged" not in text  # nothing of the customer's: it outlives an erasure
+    # The card and its thread stay where they are.
+    assert (await slack_hub.api("GET", f"/api/v1/tickets/{ticket['id']}"))["slack_channel"] == "CSUPPORT"
+    # Back to a team whose channel holds the card: nothing to announce there.
+    await slack_hub.tickets.set_team(ticket["id"], "support", actor_id=None)
+
+    def all_done(conn: sa.Connection) -> bool:  # the second move's jobs too
+        statuses = conn.execute(sa.text("SELECT status FROM slack_jobs")).scalars().all()
+        return all(status == "done" for status in statuses)
+
+    await wait_for(lambda: slack_hub.db.read(all_done))
+    assert notices("CSUPPORT") == [] and len(notices("CBILLING")) == 1
