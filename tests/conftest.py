@@ -105,27 +105,26 @@ async def _pg_template(base_url: str) -> str:
 
         from hub.storage.migrate import upgrade
 
-        name = f"hub_template_{uuid.uuid4().hex[:12]}"
-        conn = await _maintenance(base_url)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-        await asyncio.to_thread(upgrade, make_url(base_url).set(database=name).render_as_string(hide_password=False))
+        url, name = await _new_pg_database(base_url, "hub_template")
+        await asyncio.to_thread(upgrade, url)
         atexit.register(lambda: asyncio.run(_drop_pg_database(base_url, name)))
         _PG_TEMPLATES[base_url] = name
     return name
 
 
-async def _create_pg_database(base_url: str) -> tuple[str, str]:
-    template = await _pg_template(base_url)
-    name = f"hub_test_{uuid.uuid4().hex[:12]}"
+async def _new_pg_database(base_url: str, prefix: str, template: str | None = None) -> tuple[str, str]:
+    """A new database on ``base_url``'s server (a copy of ``template``): its URL and name."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     conn = await _maintenance(base_url)
     try:
-        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        await conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     finally:
         await conn.close()
     return make_url(base_url).set(database=name).render_as_string(hide_password=False), name
+
+
+async def _create_pg_database(base_url: str) -> tuple[str, str]:
+    return await _new_pg_database(base_url, "hub_test", await _pg_template(base_url))
 
 
 async def _drop_pg_database(base_url: str, name: str) -> None:
