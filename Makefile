@@ -7,6 +7,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PG_TEST_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
+# pytest-xdist workers for `make test` (whole files to a worker, the longest
+# first: tests/conftest.py); 0 runs the tests in this process, one by one.
+TEST_WORKERS ?= 2
 export RASA_TELEMETRY_ENABLED := false
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -43,7 +46,7 @@ test: install lint chromium rasa-model ## install what tests need, lint, and run
 		export HUB_TEST_DATABASE_URLS="sqlite,$(PG_TEST_URL)"; echo "storage suite: SQLite and PostgreSQL"; \
 	elif [ -n "$$CI" ]; then echo "PostgreSQL at 127.0.0.1:5432 is not reachable; CI must test it" >&2; exit 1; \
 	else export HUB_TEST_DATABASE_URLS=sqlite; echo "storage suite: SQLite only (PostgreSQL not reachable)"; fi; \
-	$(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
 
 bench: install ## run every benchmark in quick mode
