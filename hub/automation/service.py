@@ -50,7 +50,6 @@ from hub.canned.service import variables
 from hub.errors import ChannelSendError, Conflict, HubError, NotFound
 from hub.events import Clock, ConversationUpdated, MessageReceived, SlaWarning, TicketOpened, utcnow
 from hub.jobs.worker import JobWorker
-from hub.leases import every
 from hub.models import AuthorKind, ConversationStatus, Direction, MessageKind, Role
 from hub.storage.schema import contacts, conversations, messages, sla_warnings, tickets, users
 from hub.tickets.queries import open_ticket_of
@@ -114,10 +113,8 @@ class Automation:
         ]
         self.worker.start()
         # One instance sweeps (the holder of its lease), another takes over when it stops or dies.
-        leases = self.service.leases
-        lease = leases.lease("automation-silence-sweep") if leases is not None else None
         self._sweeper = asyncio.create_task(
-            every(self.sweep_seconds, self.sweep_silent, lease=lease, what="automation sweep"),
+            self.service.periodically("automation-silence-sweep", self.sweep_seconds, self.sweep_silent),
             name="automation-sweep",
         )
 

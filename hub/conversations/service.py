@@ -40,7 +40,7 @@ from hub.events import (
     SystemEventAdded,
     utcnow,
 )
-from hub.leases import NamedLeases
+from hub.leases import NamedLeases, every
 from hub.messages import ChannelAdapter, DeliveryReport, InboundMessage, IngestResult, PushesTyping
 from hub.metrics import Metrics
 from hub.models import AuthorKind, Contact, Conversation, Message, MessageKind
@@ -241,6 +241,12 @@ class HubService:
     @property
     def lease_seconds(self) -> float:
         return self.leases.seconds if self.leases is not None else float("inf")
+
+    async def periodically(self, name: str, interval: float, work: Callable[[], Awaitable[object]]) -> None:
+        """``work`` every ``interval`` seconds on one instance: the holder of
+        the lease ``name`` (``hub.leases.every``; without leases, this one)."""
+        lease = self.leases.lease(name) if self.leases is not None else None
+        await every(interval, work, lease=lease, what=name)
 
     async def delivery_report(self, report: DeliveryReport) -> bool:
         """A provider's delivery status for a sent message (``ChannelHost``):

@@ -38,7 +38,6 @@ from sqlalchemy.engine import Connection
 
 from hub import keys
 from hub.events import Clock, MessageQueued
-from hub.leases import every
 from hub.storage import Database, insert_ignore
 from hub.storage.schema import kb_search_log, messages
 from knowledge_base.portal.searches import PortalClick, PortalSearch
@@ -238,10 +237,9 @@ async def search_log_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.SEARCH_LOG] = searches
     remove_hook = app[keys.SERVICE].tx_hooks.add(MessageQueued, searches.bot_reply_tx)
     task = asyncio.create_task(searches.run(), name="kb-search-log")
-    leases = app[keys.SERVICE].leases
-    lease = leases.lease("kb-search-log-retention") if leases is not None else None
     expiring = asyncio.create_task(
-        every(SWEEP_SECONDS, searches.expire, lease=lease, what="search log retention"), name="kb-search-log-retention"
+        app[keys.SERVICE].periodically("kb-search-log-retention", SWEEP_SECONDS, searches.expire),
+        name="kb-search-log-retention",
     )
     try:
         yield

@@ -44,7 +44,6 @@ from hub.events import (
     TicketChanged,
     TicketOpened,
 )
-from hub.leases import every
 from hub.models import AuthorKind
 from hub.slack import cards as slack_blocks
 from hub.slack import jobs as slack_jobs
@@ -133,11 +132,7 @@ class SlackDesk:
             )
         self.channel.attach(self)
         self.worker.start()
-        leases = self.service.leases
-        lease = leases.lease("slack-event-ids") if leases is not None else None
-        self._spawn(
-            every(3600, self._forget_events, lease=lease, what="forgetting old Slack event ids"), "slack-event-ids"
-        )
+        self._spawn(self.service.periodically("slack-event-ids", 3600, self._forget_events), "slack-event-ids")
 
     async def stop(self) -> None:
         self.channel.attach(None)
@@ -536,13 +531,19 @@ class SlackDesk:
         if payload.get("target") == "first_response" and ticket.first_response_at is not None:
             return
         text = str(payload["text"])
-        if ticket.slack_ts and ticket.slack_channel:
-            data = await self.channel.call(
-                "chat.getPermalink", http_get=True, channel=ticket.slack_channel, message_ts=ticket.slack_ts
-            )
-            if data.get("permalink"):
-                text += f" <{data['permalink']}|Open the ticket>"
+        permalink = await self._card_permalink(ticket)
+        if permalink:
+            text += f" <{permalink}|Open the ticket>"
         await self.channel.call("chat.postMessage", channel=payload["channel"], text=text, unfurl_links=False)
+
+    async def _card_permalink(self, ticket: Ticket) -> str | None:
+        """A link to the ticket's card, for notices elsewhere (None: no card yet, or Slack gave none)."""
+        if not (ticket.slack_ts and ticket.slack_channel):
+            return None
+        data = await self.channel.call(
+            "chat.getPermalink", http_get=True, channel=ticket.slack_channel, message_ts=ticket.slack_ts
+        )
+        return data.get("permalink") or None
 
     async def _announce_escalation(self, snap: Snapshot) -> None:
         ticket, urgent = snap.ticket, self.settings.slack_urgent_channel
@@ -550,15 +551,9 @@ class SlackDesk:
             return  # changed again since, or nowhere to announce it
         if not ticket.slack_ts or ticket.slack_channel == urgent:
             return  # no card yet (it will be posted to the urgent channel) or already there
-        data = await self.channel.call(
-            "chat.getPermalink", http_get=True, channel=ticket.slack_channel, message_ts=ticket.slack_ts
-        )
+        permalink = await self._card_permalink(ticket)
         card = self.card(snap)
-        where = (
-            f"<{data['permalink']}|the ticket's card>"
-            if data.get("permalink")
-            else f"the card in <#{ticket.slack_channel}>"
-        )
+        where = f"<{permalink}|the ticket's card>" if permalink else f"the card in <#{ticket.slack_channel}>"
         text = (
             # No customer name here: this notice is not deleted with the card
             # when the contact is erased.
@@ -577,10 +572,8 @@ class SlackDesk:
         channel = self.team_channels.get(team) or self.settings.slack_default_channel
         if not channel or channel == ticket.slack_channel:
             return  # the card is in that channel already
-        data = await self.channel.call(
-            "chat.getPermalink", http_get=True, channel=ticket.slack_channel, message_ts=ticket.slack_ts
-        )
-        where = f"<{data['permalink']}|its card>" if data.get("permalink") else f"its card in <#{ticket.slack_channel}>"
+        permalink = await self._card_permalink(ticket)
+        where = f"<{permalink}|its card>" if permalink else f"its card in <#{ticket.slack_channel}>"
         # No customer's name or words: this notice is not deleted with the card on an erasure.
         text = (
             f":arrow_right: Ticket #{ticket.id} ({ticket.priority.value}) moved to team *{slack_blocks.escape(team)}*"

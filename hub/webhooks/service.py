@@ -39,7 +39,6 @@ from hub.events import (
     TicketOpened,
     utcnow,
 )
-from hub.leases import every
 from hub.txhooks import After, TxHooks
 from hub.webhooks import payloads
 from hub.webhooks.sender import WebhookSender
@@ -215,13 +214,11 @@ async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
     webhooks.start()
     await sender.open()
     sender.start()
-    leases = app[keys.SERVICE].leases
     pruning = asyncio.create_task(
-        every(
+        app[keys.SERVICE].periodically(
+            "webhook-log-retention",
             PRUNE_SECONDS,
             lambda: prune_log(app[keys.DATABASE], app[keys.CLOCK], days=settings.webhook_log_days),
-            lease=leases.lease("webhook-log-retention") if leases is not None else None,
-            what="webhook delivery log retention",
         ),
         name="webhook-log-retention",
     )

@@ -79,6 +79,18 @@ async def _serve(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return process
 
 
+async def _stop(hub: subprocess.Popen[bytes] | None, rasa: FakeRasa, slack: FakeSlackApi) -> None:
+    """The hub (SIGTERM, then SIGKILL after 20 s) and the fake vendors."""
+    if hub is not None and hub.poll() is None:
+        hub.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(hub.wait, 20)
+        except subprocess.TimeoutExpired:
+            hub.kill()
+    await rasa.stop()
+    await slack.close()
+
+
 def _rows(db: Path, sql: str) -> list[tuple]:
     conn = sqlite3.connect(db)
     try:
@@ -119,14 +131,7 @@ async def test_sigkill_right_after_the_handoff_commit_loses_and_doubles_nothing(
         assert handler == "human"
         assert f"#{ticket_id}" in json.dumps(cards()[0].args) or str(ticket_id) in json.dumps(cards()[0].args)
     finally:
-        if hub is not None and hub.poll() is None:
-            hub.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.to_thread(hub.wait, 20)
-            except subprocess.TimeoutExpired:
-                hub.kill()
-        await rasa.stop()
-        await slack.close()
+        await _stop(hub, rasa, slack)
 
 
 @pytest.mark.asyncio
@@ -177,14 +182,7 @@ async def test_sigkill_after_the_card_went_up_adopts_it_instead_of_posting_again
         adopted = slack.of("chat.update")[0]  # the card as the ticket is now
         assert (adopted.args["channel"], adopted.args["ts"]) == (channel, ts) and adopted.args["blocks"]
     finally:
-        if hub is not None and hub.poll() is None:
-            hub.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.to_thread(hub.wait, 20)
-            except subprocess.TimeoutExpired:
-                hub.kill()
-        await rasa.stop()
-        await slack.close()
+        await _stop(hub, rasa, slack)
 
 
 @pytest.mark.asyncio
