@@ -41,6 +41,7 @@ from bot.client import RasaClient
 from bot.rasa import kb_nlu
 from bot.rasa.model import training_hash
 from hub import keys
+from hub.aio import wait_event
 from hub.api.base import requires
 from hub.models import Role
 
@@ -130,10 +131,7 @@ class BotModelWatcher:
                 self.state.kb_synced = None
                 log.exception("keeping the bot's NLU in step with the knowledge base failed")
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, self.interval)
 
     async def _check_serving(self) -> None:
         """A Rasa the supervisor restarted serves the model it was started with: notice it."""

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from datetime import timedelta
 from typing import Any, Generic, TypedDict, TypeVar, Unpack
 
+from hub.aio import wait_event
 from hub.errors import ChannelSendError
 from hub.events import utcnow
 from hub.jobs.queue import Claimed, Queue, backoff
@@ -85,10 +86,7 @@ class PollingWorker(ABC, Generic[Item]):
                 worked = 0
             if worked or self._stopping:
                 continue
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, self.poll_interval)
 
     async def run_once(self) -> int:
         claimed = await self.claim()

@@ -37,6 +37,7 @@ from aiohttp import web
 from sqlalchemy.engine import Connection
 
 from hub import keys
+from hub.aio import wait_event
 from hub.events import Clock, MessageQueued
 from hub.storage import Database, insert_ignore
 from hub.storage.schema import kb_search_log, messages
@@ -199,8 +200,7 @@ class SearchLog:
     async def run(self) -> None:
         """Write what this instance queued, every ``FLUSH_SECONDS`` or sooner when many wait."""
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), FLUSH_SECONDS)
+            await wait_event(self._wake, FLUSH_SECONDS)
             self._wake.clear()
             try:
                 await self.flush()

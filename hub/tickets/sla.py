@@ -25,6 +25,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from hub.aio import wait_event
 from hub.errors import ConfigError
 from hub.models import Priority
 
@@ -269,7 +270,4 @@ class SlaScheduler:
                 raise
             except Exception:
                 log.exception("SLA check failed; retrying")
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.interval)
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, self.interval)
