@@ -68,7 +68,8 @@ def install_echo_bot(app: web.Application, *, channels: Collection[str] | None =
     async def echo_bot_ctx(app: web.Application) -> AsyncIterator[None]:
         bot = EchoBot(app[keys.SERVICE], channels=channels)
         app[ECHO_BOT] = bot
-        unsubscribe = app[keys.BUS].subscribe(MessageReceived, bot.on_message)
+        # here: the instance that stored the message answers it, once in a cluster.
+        unsubscribe = app[keys.BUS].subscribe(MessageReceived, bot.on_message, here=True)
         try:
             yield
         finally:

@@ -4,6 +4,13 @@
 Redis-backed bus implements the same two methods. One failing subscriber
 never hurts the others: its exception is logged and counted, and the rest
 still run.
+
+A subscriber runs on every instance (a live push must reach the sockets
+wherever they are), unless it subscribes with ``here=True``: then it gets
+only the events published by its own instance, once in the cluster. That is
+for work an event triggers, such as the echo bot's reply: run on every
+instance it was done once per instance (and deduplicated), which cost a
+second transaction and a second outbox claim per message with two instances.
 """
 
 from __future__ import annotations
@@ -27,26 +34,37 @@ class EventBus(Protocol):
     # A handler for one event type takes that type; only a handler for every
     # event (``None``) must take any ``Event``.
     @overload
-    def subscribe(self, event_type: type[E], handler: Callable[[E], Awaitable[None]]) -> Unsubscribe: ...
+    def subscribe(
+        self, event_type: type[E], handler: Callable[[E], Awaitable[None]], *, here: bool = False
+    ) -> Unsubscribe: ...
     @overload
-    def subscribe(self, event_type: None, handler: Subscriber) -> Unsubscribe: ...
-    def subscribe(self, event_type: type[E] | None, handler: Callable[[E], Awaitable[None]]) -> Unsubscribe:
-        """Call ``handler`` for every event of ``event_type`` (``None``: all). Returns unsubscribe."""
+    def subscribe(self, event_type: None, handler: Subscriber, *, here: bool = False) -> Unsubscribe: ...
+    def subscribe(
+        self, event_type: type[E] | None, handler: Callable[[E], Awaitable[None]], *, here: bool = False
+    ) -> Unsubscribe:
+        """Call ``handler`` for every event of ``event_type`` (``None``: all);
+        ``here``: only those this instance published. Returns unsubscribe."""
 
     async def publish(self, event: Event) -> None:
         """Deliver ``event`` to its subscribers; never raises because of a subscriber."""
 
 
 class LocalBus:
+    """One process: every event is published here, so ``here`` changes nothing."""
+
     def __init__(self) -> None:
         self._subscribers: dict[type[Event] | None, list[Subscriber]] = defaultdict(list)
         self.failures = 0
 
     @overload
-    def subscribe(self, event_type: type[E], handler: Callable[[E], Awaitable[None]]) -> Unsubscribe: ...
+    def subscribe(
+        self, event_type: type[E], handler: Callable[[E], Awaitable[None]], *, here: bool = False
+    ) -> Unsubscribe: ...
     @overload
-    def subscribe(self, event_type: None, handler: Subscriber) -> Unsubscribe: ...
-    def subscribe(self, event_type: type[E] | None, handler: Callable[[E], Awaitable[None]]) -> Unsubscribe:
+    def subscribe(self, event_type: None, handler: Subscriber, *, here: bool = False) -> Unsubscribe: ...
+    def subscribe(
+        self, event_type: type[E] | None, handler: Callable[[E], Awaitable[None]], *, here: bool = False
+    ) -> Unsubscribe:
         # Sound: publish hands a subscriber only events of the type it subscribed to.
         subscriber = cast(Subscriber, handler)
         self._subscribers[event_type].append(subscriber)
@@ -88,7 +106,9 @@ class RedisBus:
 
     ``publish`` sends the event to Redis; each instance's listener delivers
     what arrives to its local subscribers (including the publisher's own), so
-    a subscriber runs once per instance. Redis pub/sub is at-most-once: use
+    a subscriber runs once per instance; one subscribed ``here`` is called
+    by ``publish`` itself, on the publishing instance only (and even while
+    Redis is away). Redis pub/sub is at-most-once: use
     it for notifications (live chat pushes, Slack mirrors), never as the only
     record of work — that lives in the database (outbox, tickets). After
     Redis restarts, the listener subscribes again by itself (what was
@@ -100,23 +120,29 @@ class RedisBus:
 
         self._redis = redis.from_url(url)
         self._channel = channel
-        self._local = LocalBus()
+        self._local = LocalBus()  # subscribers on every instance: fed by the listener
+        self._here = LocalBus()  # subscribers to this instance's own events: fed by publish
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self.unpublished = 0  # events dropped because Redis was away
 
     @property
     def failures(self) -> int:
-        return self._local.failures
+        return self._local.failures + self._here.failures
 
     @overload
-    def subscribe(self, event_type: type[E], handler: Callable[[E], Awaitable[None]]) -> Unsubscribe: ...
+    def subscribe(
+        self, event_type: type[E], handler: Callable[[E], Awaitable[None]], *, here: bool = False
+    ) -> Unsubscribe: ...
     @overload
-    def subscribe(self, event_type: None, handler: Subscriber) -> Unsubscribe: ...
-    def subscribe(self, event_type: type[E] | None, handler: Callable[[E], Awaitable[None]]) -> Unsubscribe:
+    def subscribe(self, event_type: None, handler: Subscriber, *, here: bool = False) -> Unsubscribe: ...
+    def subscribe(
+        self, event_type: type[E] | None, handler: Callable[[E], Awaitable[None]], *, here: bool = False
+    ) -> Unsubscribe:
+        bus = self._here if here else self._local
         if event_type is None:
-            return self._local.subscribe(None, cast(Subscriber, handler))
-        return self._local.subscribe(event_type, handler)
+            return bus.subscribe(None, cast(Subscriber, handler))
+        return bus.subscribe(event_type, handler)
 
     async def publish(self, event: Event) -> None:
         """Never raises because Redis is away: the event only notifies (its
@@ -128,6 +154,7 @@ class RedisBus:
 
         from hub.events import to_json
 
+        await self._here.publish(event)
         try:
             await self._redis.publish(self._channel, json.dumps(to_json(event)))
         except (RedisError, OSError) as err:

@@ -13,7 +13,13 @@ Every query is written once, as a plain function over a SQLAlchemy Core
   form (``batch_of``) run as ONE call of that form: the ingest path stores a
   run of messages with a few statements instead of a few per message.
 - PostgreSQL (``postgresql+asyncpg://``): an async engine runs the same
-  function with ``run_sync``; one transaction per write.
+  function with ``run_sync``; one transaction per write. A pooled connection
+  is checked (a ping) only when it has been idle ``PING_AFTER_IDLE`` seconds
+  or more, not on every checkout (``pool_pre_ping``): the pre-ping was a
+  transaction of its own, three round trips before each of ours. A server
+  that went away meanwhile fails the first statement instead; SQLAlchemy
+  then drops every connection the pool held before, so it costs one failed
+  call per instance, where the pre-ping would have failed too mid-restart.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import functools
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -292,14 +299,38 @@ def vanished_reference(err: sa.exc.IntegrityError) -> bool:
     return (getattr(cause, "sqlstate", None) or getattr(err.orig, "sqlstate", None)) == "23503"
 
 
+# A pooled PostgreSQL connection idle this long is pinged before use.
+PING_AFTER_IDLE = 2.0
+_IDLE_SINCE = "servicehub_idle_since"
+
+
 class PostgresDatabase:
     dialect = "postgresql"
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, ping_after_idle: float = PING_AFTER_IDLE) -> None:
         self.url = url
         self._engine: AsyncEngine = create_async_engine(
-            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True
+            url, pool_size=pool_size, max_overflow=pool_size, hide_parameters=True
         )
+        self.pings = 0
+        pool = self._engine.sync_engine.pool
+
+        def checked_in(dbapi_connection: Any, record: Any) -> None:
+            record.info[_IDLE_SINCE] = time.monotonic()
+
+        def checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+            idle_since = record.info.get(_IDLE_SINCE)
+            if idle_since is None or time.monotonic() - idle_since < ping_after_idle:
+                return  # new, or in use a moment ago
+            self.pings += 1
+            try:
+                dbapi_connection.ping()
+            except Exception as err:
+                # The pool retries the checkout with a new connection.
+                raise sa.exc.DisconnectionError(f"idle connection is gone: {type(err).__name__}") from err
+
+        sa.event.listen(pool, "checkin", checked_in)
+        sa.event.listen(pool, "checkout", checked_out)
 
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         attempt = 1

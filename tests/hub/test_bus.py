@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,41 @@ async def test_redis_bus_fans_out_to_every_instance() -> None:
             await asyncio.sleep(0.02)
         assert got_first == got_second
         assert [e.message_id for e in got_second] == [11]
+    finally:
+        await first.close()
+        await second.close()
+
+
+@pytest.mark.asyncio
+async def test_a_subscriber_here_gets_its_own_instances_events_once() -> None:
+    """Work an event triggers (the echo bot's reply) runs once in a cluster:
+    on the instance that published it, not on each instance it fans out to."""
+    if not await _redis_available():
+        if os.environ.get("CI"):
+            pytest.fail(f"Redis is not reachable at {REDIS_URL}")
+        pytest.skip("Redis is not reachable")
+    channel = f"servicehub-test:{uuid.uuid4().hex}"
+    first, second = RedisBus(REDIS_URL, channel), RedisBus(REDIS_URL, channel)
+    await first.start()
+    await second.start()
+    try:
+        here: dict[str, list[int]] = {"first": [], "second": []}
+        everywhere: dict[str, list[int]] = {"first": [], "second": []}
+
+        def recorder(into: list[int]) -> Callable[[MessageReceived], Awaitable[None]]:
+            async def record(event: MessageReceived) -> None:
+                into.append(event.message_id)
+
+            return record
+
+        for name, bus in (("first", first), ("second", second)):
+            bus.subscribe(MessageReceived, recorder(here[name]), here=True)
+            bus.subscribe(MessageReceived, recorder(everywhere[name]))
+        await first.publish(_event(21))
+        await second.publish(_event(22))
+        await wait_for(lambda: len(everywhere["first"]) == 2 and len(everywhere["second"]) == 2)
+        assert here == {"first": [21], "second": [22]}
+        assert sorted(everywhere["first"]) == sorted(everywhere["second"]) == [21, 22]
     finally:
         await first.close()
         await second.close()

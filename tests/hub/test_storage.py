@@ -94,3 +94,65 @@ async def test_instances_starting_together_migrate_once() -> None:
         await test_migrations_are_at_head(url)
     finally:
         await _drop_pg_database(bases[0], name)
+
+
+def _backend_pid(conn: sa.Connection) -> int:
+    return int(conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
+
+
+async def _terminate(url: str, pid: int) -> None:
+    import asyncpg
+
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+    admin = await asyncpg.connect(dsn)
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await admin.close()
+
+
+def _postgres_url() -> str:
+    urls = [u for u in database_urls() if u.startswith("postgresql")]
+    if not urls:
+        pytest.skip("PostgreSQL is not in HUB_TEST_DATABASE_URLS")
+    return urls[0]
+
+
+@pytest.mark.asyncio
+async def test_an_idle_postgres_connection_that_died_is_replaced_before_use() -> None:
+    """A pooled connection idle for ``ping_after_idle`` is pinged at checkout;
+    one the server dropped meanwhile is replaced, and the call never sees it."""
+    from hub.storage import PostgresDatabase
+
+    url = _postgres_url()
+    db = PostgresDatabase(url, pool_size=1, ping_after_idle=0.0)
+    try:
+        first = await db.read(_backend_pid)
+        await _terminate(url, first)
+        second = await db.read(_backend_pid)
+        assert second != first
+        assert db.pings >= 1
+    finally:
+        await db.close()
+
+
+@pytest.mark.asyncio
+async def test_a_busy_postgres_connection_is_not_pinged_and_a_dropped_one_fails_once() -> None:
+    """No ping for a connection used a moment ago (the pre-ping cost a
+    transaction per call); if the server dropped it, that one call fails and
+    the pool is renewed, so the next call works."""
+    from hub.storage import PostgresDatabase
+
+    url = _postgres_url()
+    db = PostgresDatabase(url, pool_size=1, ping_after_idle=3600.0)
+    try:
+        first = await db.read(_backend_pid)
+        assert await db.read(_backend_pid) == first  # reused, unpinged
+        assert db.pings == 0
+        await _terminate(url, first)
+        with pytest.raises(sa.exc.DBAPIError) as failed:
+            await db.read(_backend_pid)
+        assert failed.value.connection_invalidated
+        assert await db.read(_backend_pid) != first
+    finally:
+        await db.close()
