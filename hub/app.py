@@ -103,13 +103,18 @@ def create_app(
     app[keys.SETTINGS] = settings
     app[keys.CLOCK] = clock or Clock()
     app[keys.METRICS] = Metrics()
-    app[keys.BUS] = (
-        RedisBus(settings.redis_url, f"{settings.redis_prefix}:events") if settings.redis_url else LocalBus()
+    bus = (
+        RedisBus(settings.redis_url, f"{settings.redis_prefix}:events", startup_wait=settings.redis_startup_wait)
+        if settings.redis_url
+        else LocalBus()
     )
+    app[keys.BUS] = bus
     built: dict[str, Channel] = channels if channels is not None else build_channels(settings)
     adapters: dict[str, ChannelAdapter] = dict(built)
     app[keys.CHANNELS] = adapters
     app[keys.HEALTH] = {}
+    if isinstance(bus, RedisBus):
+        app[keys.HEALTH]["redis"] = bus.health
 
     app.add_routes(ops.routes)
     app.add_routes(contacts.routes)
@@ -229,10 +234,12 @@ async def push_relay_ctx(app: web.Application) -> AsyncIterator[None]:
                 channel.push_local,
                 on_gap=channel.resync,
                 channel=f"{settings.redis_prefix}:{channel.name}",
+                startup_wait=settings.redis_startup_wait,
             )
             await relay.start()
             relays.append((channel, relay))
             channel.use_relay(relay)
+            app[keys.HEALTH][f"redis_relay_{channel.name}"] = relay.health
         yield
     finally:
         for channel, relay in reversed(relays):

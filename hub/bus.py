@@ -115,7 +115,7 @@ class RedisBus:
     published in between is lost, as any at-most-once notification may be).
     """
 
-    def __init__(self, url: str, channel: str = "servicehub:events") -> None:
+    def __init__(self, url: str, channel: str = "servicehub:events", *, startup_wait: float = 10.0) -> None:
         import redis.asyncio as redis
 
         self._redis = redis.from_url(url)
@@ -124,6 +124,8 @@ class RedisBus:
         self._here = LocalBus()  # subscribers to this instance's own events: fed by publish
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self.startup_wait = startup_wait
+        self.subscribed = False
         self.unpublished = 0  # events dropped because Redis was away
 
     @property
@@ -162,8 +164,19 @@ class RedisBus:
             log.warning("Redis bus could not publish %s (%s); dropped", event.name, type(err).__name__)
 
     async def start(self) -> None:
+        """Subscribe; wait ``startup_wait`` s at most. An instance starting
+        while Redis restarts carries on without it (what it publishes is
+        dropped, as during any outage) and subscribes when Redis is back;
+        /readyz shows the bus degraded until then."""
         self._task = asyncio.create_task(self._listen(), name="redis-bus")
-        await asyncio.wait_for(self._ready.wait(), 10)
+        try:
+            async with asyncio.timeout(self.startup_wait):
+                await self._ready.wait()
+        except TimeoutError:
+            log.warning("Redis bus: Redis is not answering; starting without it, subscribing when it does")
+
+    def health(self) -> dict[str, Any]:
+        return {"ok": True} if self.subscribed else {"ok": False, "error": "not subscribed on Redis"}
 
     async def _listen(self) -> None:
         """Deliver what arrives; when Redis goes away (a restart drops every
@@ -178,10 +191,12 @@ class RedisBus:
                 if self._ready.is_set():
                     log.warning("Redis bus subscribed again; events published meanwhile were not received")
                 self._ready.set()
+                self.subscribed = True
                 delay = RESUBSCRIBE_MIN
                 async for message in pubsub.listen():
                     await self._deliver(message)
             except (RedisError, OSError) as err:
+                self.subscribed = False
                 log.warning("Redis bus lost its subscription (%s); again in %.1f s", type(err).__name__, delay)
             finally:
                 try:

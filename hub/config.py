@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     # the bus, "{prefix}:webchat" for the chat's relay): hubs that share a
     # Redis but not a database (staging and production) need their own.
     redis_prefix: str = Field(default="servicehub", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    # How long a starting instance waits for Redis (the bus's and the web
+    # chat relay's subscriptions) before it starts without it: degraded in
+    # /readyz, subscribing as soon as Redis answers (Redis restarting as an
+    # instance starts must not stop it starting).
+    redis_startup_wait: float = Field(default=10.0, ge=0)
     log_level: str = "INFO"
     log_format: str = Field(default="text", pattern="^(text|json)$")
     # The event loop ``hub serve`` runs on: uvloop (libuv; about 20 % more

@@ -42,6 +42,7 @@ ACK_TIMEOUT = 1.0  # an instance that got the frames and never answered (it died
 # send goes on without the relay rather than hold an outbox slot.
 PUBLISH_TIMEOUT = 2.0
 RETRY_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)  # re-subscribing after Redis went away
+STARTUP_WAIT = 10.0  # seconds start() waits for the first subscription
 
 Deliver = Callable[[str, Sequence[dict[str, Any]]], Awaitable[bool]]
 
@@ -83,6 +84,7 @@ class RedisPushRelay:
         on_gap: Callable[[], Awaitable[None]],
         channel: str = "servicehub:webchat",
         ack_timeout: float = ACK_TIMEOUT,
+        startup_wait: float = STARTUP_WAIT,
     ) -> None:
         import redis.asyncio as redis
 
@@ -97,6 +99,9 @@ class RedisPushRelay:
         self._waiting: dict[str, _Answers] = {}
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self.startup_wait = startup_wait
+        self._started_late = False  # start() returned before the first subscription
+        self.subscribed = False
         self.gaps = 0
 
     # --- PushRelay ------------------------------------------------------------
@@ -136,13 +141,20 @@ class RedisPushRelay:
 
     # --- the listener ---------------------------------------------------------
     async def start(self) -> None:
+        """Subscribe; wait ``startup_wait`` s at most. An instance starting
+        while Redis restarts carries on without it: the listener keeps
+        trying, and its first subscription then resyncs like a gap (sockets
+        may have connected meanwhile). /readyz shows it degraded until then."""
         self._task = asyncio.create_task(self._listen(), name=f"relay-{self.channel}")
-        ready = asyncio.create_task(self._ready.wait())
-        done, _ = await asyncio.wait({ready, self._task}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
-        if ready not in done:
-            ready.cancel()
-            await self.close()
-            raise ConnectionError(f"could not subscribe to {self.channel} on Redis")
+        try:
+            async with asyncio.timeout(self.startup_wait):
+                await self._ready.wait()
+        except TimeoutError:
+            self._started_late = True
+            log.warning("web chat relay: Redis is not answering; starting without it, subscribing when it does")
+
+    def health(self) -> dict[str, Any]:
+        return {"ok": self.subscribed} if self.subscribed else {"ok": False, "error": "not subscribed on Redis"}
 
     async def _listen(self) -> None:
         from redis.exceptions import RedisError
@@ -160,18 +172,20 @@ class RedisPushRelay:
                     elif kind == "message":
                         await self._on_message(_text(message.get("channel")), message.get("data"))
             except (RedisError, OSError) as err:
-                if not self._ready.is_set():
-                    raise
-                log.warning("web chat relay lost Redis (%s); subscribing again", err)
+                self.subscribed = False
+                if attempt == 0 or self._ready.is_set():
+                    log.warning("web chat relay lost Redis (%s); subscribing again", err)
             finally:
                 await pubsub.aclose()
             await asyncio.sleep(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)])
             attempt += 1
 
     async def _subscribed(self) -> None:
+        self.subscribed = True
         if not self._ready.is_set():
             self._ready.set()
-            return
+            if not self._started_late:
+                return
         # A subscription that came back: what was published meanwhile is lost.
         self.gaps += 1
         try:

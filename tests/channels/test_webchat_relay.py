@@ -44,7 +44,9 @@ def _through(proxy: TcpProxy) -> str:
 
 
 @asynccontextmanager
-async def two_hubs(database_url: str, tmp_path: Path, *, b_redis: str | None = None) -> AsyncIterator[tuple[Hub, Hub]]:
+async def two_hubs(
+    database_url: str, tmp_path: Path, *, b_redis: str | None = None, **b_settings: Any
+) -> AsyncIterator[tuple[Hub, Hub]]:
     """Hubs A and B on one database and Redis (their own channel names, so
     parallel runs never meet); B's outbox worker is stopped, so every
     reply goes out through A's."""
@@ -53,7 +55,9 @@ async def two_hubs(database_url: str, tmp_path: Path, *, b_redis: str | None = N
     a = await start_hub(webchat_settings(database_url, tmp_path / "a", redis_url=REDIS_URL, redis_prefix=prefix))
     try:
         b = await start_hub(
-            webchat_settings(database_url, tmp_path / "b", redis_url=b_redis or REDIS_URL, redis_prefix=prefix)
+            webchat_settings(
+                database_url, tmp_path / "b", redis_url=b_redis or REDIS_URL, redis_prefix=prefix, **b_settings
+            )
         )
         try:
             await b.app[keys.OUTBOX].stop()
@@ -259,6 +263,51 @@ async def test_a_reply_lost_on_pubsub_arrives_from_the_history_once(database_url
             await again.close()
     finally:
         await proxy.close()
+
+
+async def readiness(hub: Hub) -> dict[str, Any]:
+    async with hub.client.get("/readyz") as response:
+        assert response.status == 200  # degraded is still ready: the database answers
+        return dict(await response.json())
+
+
+@pytest.mark.asyncio
+async def test_an_instance_starting_while_redis_is_away_starts_and_joins_when_it_is_back(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Redis restarting as an instance starts (a crashed instance coming
+    back in the same minute) must not stop it: B starts without Redis,
+    /readyz says degraded, chats work on B; when Redis answers, B subscribes,
+    its open socket gets what A sent meanwhile, and live pushes flow again."""
+    redis_address = urlsplit(REDIS_URL)
+    proxy = await TcpProxy(redis_address.hostname or "127.0.0.1", redis_address.port or 6379).start()
+    proxy.cut()
+    try:
+        async with two_hubs(database_url, tmp_path, b_redis=_through(proxy), redis_startup_wait=0.2) as (a, b):
+            ready = await readiness(b)
+            assert ready["status"] == "degraded"
+            assert {"redis", "redis_relay_webchat"} <= set(ready["degraded"])
+            widget = Widget()
+            ws, welcome = await visitor_on(b, widget)
+            await say(ws, widget, "Is anyone there?")
+            conversation_id = await conversation_of(b, welcome)
+            missed = await reply(a, conversation_id, "Yes, one moment.")
+            await wait_for(status_is(a, missed, "sent"))
+
+            proxy.restore()
+            await read_until(ws, widget, "Yes, one moment.", timeout=20)  # the first subscription resyncs
+            assert widget.live.get(missed) is None
+            await wait_for(lambda: _ready_now(b))
+            live = await reply(a, conversation_id, "Here is your answer.")
+            await read_until(ws, widget, "Here is your answer.")
+            assert widget.live[live] == 1
+            await ws.close()
+    finally:
+        await proxy.close()
+
+
+async def _ready_now(hub: Hub) -> bool:
+    return (await readiness(hub))["status"] == "ready"
 
 
 @pytest.mark.asyncio

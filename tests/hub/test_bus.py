@@ -271,3 +271,33 @@ async def test_publishing_while_redis_is_away_drops_the_event_and_never_raises(
     finally:
         await bus.close()
         await redis_server.stop()
+
+
+@pytest.mark.asyncio
+async def test_the_redis_bus_starts_without_redis_and_subscribes_when_it_answers(tmp_path: Path) -> None:
+    """An instance starting while Redis restarts starts anyway (degraded)
+    and takes events as soon as Redis is there."""
+    from tests.resilience.cluster import REDIS_SERVER, RedisServer
+
+    if not Path(REDIS_SERVER).exists():
+        pytest.skip("needs redis-server")
+    redis_server = RedisServer(tmp_path / "redis")  # its port, nothing listening yet
+    bus = RedisBus(redis_server.url, startup_wait=0.1)
+    try:
+        await bus.start()
+        assert bus.health()["ok"] is False
+        await bus.publish(_event(1))  # dropped, never raised
+        assert bus.unpublished == 1
+        seen: list[int] = []
+
+        async def record(event: MessageReceived) -> None:
+            seen.append(event.message_id)
+
+        bus.subscribe(MessageReceived, record)
+        await redis_server.start()
+        await wait_for(lambda: bus.health()["ok"], timeout=20)
+        await bus.publish(_event(2))
+        await wait_for(lambda: seen == [2])
+    finally:
+        await bus.close()
+        await redis_server.stop()
