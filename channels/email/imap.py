@@ -416,7 +416,19 @@ class ImapPoller:
         return search_uids(response.lines)
 
     async def _sync(self, session: ImapSession, folder: str, cursor: _Cursor, status: FolderStatus) -> bool:
-        """Take in every UID above the cursor, in order; False when ``handle`` failed (to be retried)."""
+        """Take in every UID above the cursor, in order; False when ``handle`` failed (to be retried).
+
+        Mail that arrives meanwhile is announced (``N EXISTS``) in the answer
+        to one of these commands, and never again (not in the IDLE after): so
+        the poller looks once more whenever that happened."""
+        while True:
+            session.announced = False
+            if not await self._sync_once(session, folder, cursor, status):
+                return False
+            if not session.announced:
+                return True
+
+    async def _sync_once(self, session: ImapSession, folder: str, cursor: _Cursor, status: FolderStatus) -> bool:
         # "N:*" always matches the highest UID, even below N: filter.
         uids = [uid for uid in await self._search(session, "UID", f"{cursor.last_uid + 1}:*") if uid > cursor.last_uid]
         if uids:

@@ -2,8 +2,11 @@
 
 aioimaplib never fails a pending command when the server goes away (it only
 calls ``conn_lost_cb``), and some of its commands have no timeout: ``ImapSession``
-puts both around every call. Also here: ``Backoff`` (exponential, with
-jitter), TCP keepalive, and the muting of aioimaplib's protocol log.
+puts both around every call. aioimaplib also drops what the server says
+unasked while one of its "async" commands runs (``UID FETCH``, ``UID
+STORE``...), such as ``* N EXISTS`` (new mail): ``ImapSession.announced``
+records that. Also here: ``Backoff`` (exponential, with jitter), TCP
+keepalive, and the muting of aioimaplib's protocol log.
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import socket
 from collections.abc import Awaitable
 from contextlib import suppress
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+_EXISTS = re.compile(rb"^\* \d+ EXISTS\s*$", re.IGNORECASE)
 
 
 class ImapError(Exception):
@@ -46,6 +51,18 @@ class ImapSession:
         self.client = client
         self.lost = lost
         self.timeout = timeout
+        # Set when the server announces new mail (``* N EXISTS``), whichever
+        # command's answer it came in (the poller clears it).
+        self.announced = False
+        protocol = client.protocol
+        untagged = protocol._untagged_response
+
+        def watched(line: bytes) -> Any:
+            if _EXISTS.match(line):
+                self.announced = True
+            return untagged(line)
+
+        protocol._untagged_response = watched
 
     async def call(self, awaitable: Awaitable[T], *, timeout: float | None = -1) -> T:
         limit = self.timeout if timeout == -1 else timeout

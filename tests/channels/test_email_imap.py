@@ -131,6 +131,26 @@ async def test_imap_idle_delivers_mail_appended_while_idling_and_marks_nothing_r
     assert {task for task in asyncio.all_tasks() if not task.done()} - before <= {asyncio.current_task()}
 
 
+async def test_imap_mail_announced_while_syncing_is_taken_in_without_waiting_for_more(dovecot: Dovecot) -> None:
+    """Mail that arrives while the poller syncs is announced (``* N EXISTS``) in
+    the answer to one of its commands, not in IDLE after: the poller looks
+    again before it idles, or that mail waits for the next one (or the IDLE
+    renewal, 29 minutes)."""
+    await dovecot.append(message(1))
+    await dovecot.append(message(2))
+    inbox = Inbox()
+    taking_in = inbox.__call__
+
+    async def handle(raw: bytes) -> None:
+        await taking_in(raw)
+        if inbox.received == [1]:  # during the sync of 1 and 2: the FETCH of 2 announces it
+            await dovecot.append(message(3))
+
+    async with running(ImapPoller(imap_config(dovecot), handle, MemoryState())) as poller:
+        await wait_for(lambda: inbox.received == [1, 2, 3], timeout=10)
+        assert poller.status["INBOX"].connects == 1
+
+
 async def test_imap_idle_is_renewed_and_keeps_delivering(dovecot: Dovecot) -> None:
     inbox = Inbox()
     async with running(ImapPoller(imap_config(dovecot, idle_renew=0.5), inbox, MemoryState())) as poller:

@@ -11,7 +11,10 @@ passwd-file; plaintext LOGIN allowed (``disable_plaintext_auth = no``: this
 is dovecot 2.3; 2.4 calls it ``auth_allow_cleartext``).
 
 Options: ``capabilities`` replaces the advertised list (leave out IDLE to
-make a server without it); ``tls=True`` adds a self-signed certificate
+make a server without it); ``idle_check`` (seconds, dovecot's
+``mailbox_idle_check_interval``, 30 by default) is how often an IDLE
+session looks for changes besides the file-system notifications: a large
+one keeps that look from hiding new mail a client failed to see; ``tls=True`` adds a self-signed certificate
 (``openssl``), STARTTLS on the plain port and an implicit-TLS port
 (``tls_port``); ``cafile`` is the certificate to trust.
 
@@ -47,7 +50,13 @@ def free_port() -> int:
 
 class Dovecot:
     def __init__(
-        self, *, port: int | None = None, capabilities: str | None = None, tls: bool = False, idle_notify: int = 120
+        self,
+        *,
+        port: int | None = None,
+        capabilities: str | None = None,
+        tls: bool = False,
+        idle_notify: int = 120,
+        idle_check: int | None = None,
     ) -> None:
         assert DOVECOT, "dovecot is not installed (apt-get install dovecot-imapd)"
         self.port = port or free_port()
@@ -55,6 +64,7 @@ class Dovecot:
         self.capabilities = capabilities
         self.tls = tls
         self.idle_notify = idle_notify
+        self.idle_check = idle_check
         self.root = Path(tempfile.mkdtemp(prefix="dovecot-test-"))
         self.root.chmod(0o755)
         self.conf = self.root / "dovecot.conf"
@@ -111,6 +121,8 @@ class Dovecot:
         ]
         if self.capabilities is not None:
             lines.append(f"imap_capability = {self.capabilities}")
+        if self.idle_check is not None:
+            lines.append(f"mailbox_idle_check_interval = {self.idle_check} secs")
         if self.tls:
             key, cert = root / "key.pem", root / "cert.pem"
             subject = ["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"]

@@ -10,7 +10,9 @@ a row that is neither done nor dead, nor any dead one.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +28,7 @@ from tests.resilience.load import Load, parse_text
 
 FINISHED = {"done", "delivered"}
 DEAD = "dead"
+IMAP_CURSOR = "imap:INBOX"  # the mailbox folder's cursor in channel_state: "<UIDVALIDITY>:<last UID>"
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -50,6 +53,30 @@ async def unfinished(conn: asyncpg.Connection) -> dict[str, dict[str, int]]:
         if left:
             found[table] = left
     return found
+
+
+async def mailbox_cursor(conn: asyncpg.Connection) -> int:
+    """The last UID of the mailbox the hub took in (0: none yet)."""
+    value = await conn.fetchval("SELECT value FROM channel_state WHERE channel = 'email' AND key = $1", IMAP_CURSOR)
+    return int(value.split(":")[1]) if value else 0
+
+
+async def mailbox_read_up(database_url: str, last_uid: int, stall_limit: float) -> None:
+    """Wait until the hub's cursor reached ``last_uid`` (the last mail
+    APPENDed), as long as it keeps moving; at most ``stall_limit`` seconds
+    without progress (the audit names a mailbox left unread)."""
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        seen, progressed = -1, time.monotonic()
+        while time.monotonic() - progressed < stall_limit:
+            cursor = await mailbox_cursor(conn)
+            if cursor >= last_uid:
+                return
+            if cursor > seen:
+                seen, progressed = cursor, time.monotonic()
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
 
 
 @dataclass
@@ -85,6 +112,10 @@ async def audit(
         outbox = dict(await conn.fetch("SELECT status, count(*) FROM outbox GROUP BY status"))
         tickets = await conn.fetch("SELECT id, conversation_id, slack_channel, slack_ts FROM tickets ORDER BY id")
         handlers = dict(await conn.fetch("SELECT id, handler FROM conversations"))
+        mail_sent = await conn.fetch(
+            "SELECT conversation_id, provider_id FROM outbox WHERE channel = 'email' AND status = 'delivered'"
+        )
+        cursor = await mailbox_cursor(conn)
         left = await unfinished(conn)
     finally:
         await conn.close()
@@ -161,6 +192,19 @@ async def audit(
     )
     never_shown = not_live - on_reconnect  # neither live nor on the widget's next connection
 
+    # --- mail: every reply sent (its Message-ID the outbox's provider id) at the relay once ----
+    channel_of = {conversation_of[key]: s.channel for key, s in scripts.items() if key in conversation_of}
+    relay_by_channel: Counter[str] = Counter()
+    mail_replies_not_once: list[str] = []
+    for row in mail_sent:
+        kind = channel_of.get(row["conversation_id"], "other")
+        relay_by_channel[kind] += at_relay[row["provider_id"]]
+        if at_relay[row["provider_id"]] != 1:
+            mail_replies_not_once.append(f"{kind} {row['provider_id']}: {at_relay[row['provider_id']]}")
+    stored_by_channel = Counter(
+        s.channel for s in load.scripts for text in s.texts if text in planned for _ in range(stored[text])
+    )
+
     # --- the agent's answers: one per ticket, delivered, in the ticket's thread -------
     agent_texts = Counter((row["conversation_id"], row["body"]) for row in agent_replies)
     agent_missing = [row["id"] for row in tickets if not agent_texts[(row["conversation_id"], agent_text(row["id"]))]]
@@ -178,6 +222,7 @@ async def audit(
     figures.update(
         sent=tally.total_sent,
         sent_by_channel=dict(tally.sent),
+        stored_by_channel=dict(stored_by_channel),
         deliveries=tally.attempts,
         failed_deliveries=tally.failed_attempts,
         server_errors=tally.server_errors,
@@ -197,6 +242,9 @@ async def audit(
         texts_twice_at_twilio=sum(n - 1 for n in at_twilio.values() if n > 1),
         mails_at_relay=sum(at_relay.values()),
         mails_twice_at_relay=sum(n - 1 for n in at_relay.values() if n > 1),
+        mail_replies_at_relay_by_channel=dict(relay_by_channel),
+        imap_appended_uids=tally.imap_last_uid,
+        imap_read_up_to_uid=cursor,
         webchat_replies=webchat_total,
         webchat_shown_live=webchat_total - not_live,
         webchat_delivered_on_reconnect=on_reconnect,
@@ -228,6 +276,11 @@ async def audit(
     result.expect(not texts_doubled, f"texts sent twice to Twilio: {texts_doubled[:5]}")
     mails_doubled = [message_id for message_id, n in at_relay.items() if n > 1]
     result.expect(not mails_doubled, f"mails sent twice to the relay: {mails_doubled[:5]}")
+    result.expect(not mail_replies_not_once, f"mail replies not at the relay exactly once: {mail_replies_not_once[:5]}")
+    result.expect(
+        cursor >= tally.imap_last_uid,
+        f"the hub read the mailbox up to UID {cursor}, not to its last mail {tally.imap_last_uid}",
+    )
     result.expect(unseen == 0, f"{unseen} of {webchat_total} web chat answers missing from their visitor's history")
     result.expect(
         never_shown == 0,

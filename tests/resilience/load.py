@@ -1,16 +1,24 @@
 """The resilience suite's load (no tests here): customers writing in over
 the fake channel, SMS and WhatsApp (Twilio's signed webhooks), e-mail (SMTP
-to each instance's own server, as an MX with two hosts would) and web chat
-sockets, through two hub instances alternately, as a balancer would send them.
+to each instance's own server, as an MX with two hosts would, or IMAP: mail
+put into the support mailbox both instances read) and web chat sockets,
+through two hub instances alternately, as a balancer would send them.
 
 Each customer is one scripted conversation: its messages go one after the
 other (the next once the hub has taken the previous), so their order is
 known. Every delivery is retried, on the other instance, until one answers
 2xx (a provider retrying after a timeout or a dropped connection), and some
 are delivered twice on purpose (once more after the success, or to both
-instances at once), so that "no duplicates" means something. Nothing here
-reads the hub's memory: what it stored is checked in the database after
-(``audit``). Web chat visitors are in ``chat``, the agent in ``agent``.
+instances at once), so that "no duplicates" means something.
+
+Mail by IMAP has no answer to wait for: it is APPENDed into the mailbox (as
+the mail system's delivery would put it there) and "taken" once the hub
+stored it (its Message-ID in the messages table, looked up every
+``IMAP_LOOK_EVERY`` seconds); some mails are APPENDed twice (both at once,
+or again once stored), same Message-ID, as a redelivering mail system
+would. Apart from that look, nothing here reads the hub's memory: what it
+stored is checked in the database after (``audit``). Web chat visitors are
+in ``chat``, the agent in ``agent``.
 """
 
 from __future__ import annotations
@@ -31,11 +39,13 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 import aiosmtplib
+import asyncpg
 
 from channels.fake import sign as sign_fake
 from tests.fakes.twilio_api import inbound_params, sign_twilio
 
 if TYPE_CHECKING:
+    from tests.fakes.dovecot import Dovecot
     from tests.resilience.chat import WebchatVisitor
 
 PUBLIC_URL = "http://hub.resilience.test"  # the balancer's address: Twilio signs URLs under it
@@ -45,7 +55,17 @@ WHATSAPP_PATH = "/channels/whatsapp/twilio"
 WHATSAPP_NUMBER = "+14155238886"
 SUPPORT_ADDRESS = "help@support.resilience.test"  # HUB_EMAIL_ADDRESSES
 # The mix, by conversation index (six slots: every HANDOFF_EVERY-th lands on each channel in turn).
+# With a mailbox (``imap=True``), every IMAP_EVERY-th e-mail customer's mail
+# goes into it by IMAP instead of SMTP (channel "imap" here, "email" in the
+# hub): one instance reads the mailbox, a mail at a time, so a bigger share
+# mostly makes the run longer.
 CHANNELS = ("fake", "email", "sms", "webchat", "whatsapp", "fake")
+IMAP_EVERY = 4
+# IMAP customers take longest (the reader takes in a mail at a time, each
+# once the server tells of it): they start this many conversations ahead of
+# their turn, so that the load does not end waiting for the last one's mails.
+IMAP_LEAD = 2 * IMAP_EVERY * len(CHANNELS)
+IMAP_LOOK_EVERY = 0.05  # seconds between looks whether the hub stored an APPENDed mail
 MESSAGES_PER_CONVERSATION = 4
 HANDOFF_EVERY = 5  # every 5th conversation ends asking for a person: the bot hands it off
 DUPLICATE_RATE = 0.05  # delivered again after the hub took it
@@ -73,13 +93,14 @@ class Script:
             return f"+1555{2_000_000 + self.index:07d}"
         if self.channel == "whatsapp":
             return f"whatsapp:+1555{3_000_000 + self.index:07d}"
-        if self.channel == "email":
+        if self.channel in ("email", "imap"):
             return f"{self.key}@customer.resilience.test"
         return f"resil-{self.key}"
 
 
-def scripts(total_messages: int) -> list[Script]:
-    """Conversations of ``MESSAGES_PER_CONVERSATION`` messages until ``total_messages`` are written."""
+def scripts(total_messages: int, *, imap: bool = False) -> list[Script]:
+    """Conversations of ``MESSAGES_PER_CONVERSATION`` messages until ``total_messages`` are written;
+    with ``imap``, every ``IMAP_EVERY``-th e-mail conversation by IMAP."""
     made: list[Script] = []
     left = total_messages
     index = 0
@@ -92,7 +113,10 @@ def scripts(total_messages: int) -> list[Script]:
         texts = [f"{key} #{k} where is my parcel number {index * 10 + k}" for k in range(count)]
         if handoff:
             texts[-1] = f"{key} #{count - 1} can I talk to a person please"
-        made.append(Script(index, CHANNELS[index % len(CHANNELS)], texts, handoff))
+        channel = CHANNELS[index % len(CHANNELS)]
+        if imap and channel == "email" and (index // len(CHANNELS)) % IMAP_EVERY == 1:
+            channel = "imap"
+        made.append(Script(index, channel, texts, handoff))
         left -= count
         index += 1
     return made
@@ -118,6 +142,8 @@ class Tally:
     # (a killed instance drops connections instead).
     server_errors: int = 0
     latencies: list[float] = field(default_factory=list)  # seconds, webhook deliveries an instance took
+    imap_latencies: list[float] = field(default_factory=list)  # seconds from a mail's APPEND to its storing
+    imap_last_uid: int = 0  # the highest UID APPENDed: the hub has read the mailbox once its cursor is there
     # Visitor key -> the bot answers its chat showed while open (pushed live, or
     # in the history of a socket resumed after a drop).
     webchat_live: dict[str, set[int]] = field(default_factory=dict)
@@ -126,10 +152,11 @@ class Tally:
     def total_sent(self) -> int:
         return sum(self.sent.values())
 
-    def latency_ms(self, share: float) -> float | None:
-        if not self.latencies:
+    def latency_ms(self, share: float, latencies: list[float] | None = None) -> float | None:
+        latencies = self.latencies if latencies is None else latencies
+        if not latencies:
             return None
-        ordered = sorted(self.latencies)
+        ordered = sorted(latencies)
         return round(1000 * ordered[min(len(ordered) - 1, int(share * len(ordered)))], 1)
 
 
@@ -143,10 +170,17 @@ class Load:
         *,
         concurrency: int,
         smtp_ports: Sequence[int] = (),
+        mailbox: Dovecot | None = None,
+        database_url: str | None = None,
         seed: int = 18,
     ) -> None:
         self.urls = list(urls)
         self.smtp_ports = list(smtp_ports)  # each instance's SMTP server, in the order of ``urls``
+        # The support mailbox both instances read ("imap" scripts), and the
+        # database (an asyncpg DSN) looked at for when the hub stored a mail.
+        self.mailbox = mailbox
+        self.database_url = database_url
+        self.db: asyncpg.Pool | None = None
         self.scripts = scripts
         self.concurrency = concurrency
         self.random = random.Random(seed)
@@ -165,6 +199,9 @@ class Load:
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=10)) as http:
             self.http = http
+            if self.mailbox is not None:
+                assert self.database_url is not None
+                self.db = await asyncpg.create_pool(self.database_url, min_size=1, max_size=2)
             try:
                 yield
             finally:
@@ -172,11 +209,14 @@ class Load:
                     chat.cancel()
                 await asyncio.gather(*self.chats, return_exceptions=True)
                 self.http = None
+                if self.db is not None:
+                    await self.db.close()
+                    self.db = None
 
     async def write(self) -> None:
         """Every customer writes every message; web chats stay open after, waiting for their answers."""
         queue: asyncio.Queue[Script] = asyncio.Queue()
-        for script in self.scripts:
+        for script in sorted(self.scripts, key=lambda s: s.index - (IMAP_LEAD if s.channel == "imap" else 0)):
             queue.put_nowait(script)
         await asyncio.gather(*(self._customer(queue) for _ in range(self.concurrency)))
 
@@ -221,6 +261,9 @@ class Load:
                 written = asyncio.create_task(visitor.written.wait())
                 await asyncio.wait({chat, written}, return_when=asyncio.FIRST_COMPLETED)
                 written.cancel()
+            elif script.channel == "imap":
+                for position in range(len(script.texts)):
+                    await self._imap(script, position)
             else:
                 for position in range(len(script.texts)):
                     await self._webhook(script, position)
@@ -359,6 +402,47 @@ class Load:
             self.tally.failed_attempts += 1
             attempt += 1
             await asyncio.sleep(min(0.05 * 2**attempt, 1.0) * self.random.uniform(0.5, 1.0))
+        return False
+
+    # --- e-mail by IMAP: into the mailbox both instances read --------------------------
+    async def _imap(self, script: Script, position: int) -> None:
+        """APPEND the customer's mail (twice at once, or again once stored, now
+        and then) and wait until the hub stored it."""
+        assert self.mailbox is not None
+        raw = self._mail(script, position)
+        loop = asyncio.get_running_loop()
+        appended = loop.time()
+        roll = self.random.random()
+        copies = 2 if roll < RACING_DUPLICATE_RATE else 1  # a redelivery racing the first
+        self.tally.duplicates_sent += copies - 1
+        await self._append(raw, copies)
+        taken = await self._stored(f"<{script.key}-{position}@customer.resilience.test>", appended + GIVE_UP_AFTER)
+        if taken:
+            self.tally.imap_latencies.append(loop.time() - appended)
+            if RACING_DUPLICATE_RATE <= roll < RACING_DUPLICATE_RATE + DUPLICATE_RATE:  # delivered again later
+                self.tally.duplicates_sent += 1
+                await self._append(raw, 1)
+            self.taken(script)
+        else:
+            self.tally.gave_up.append(script.texts[position])
+
+    async def _append(self, raw: bytes, copies: int) -> None:
+        assert self.mailbox is not None
+        uids = await asyncio.gather(*(self.mailbox.append(raw) for _ in range(copies)))
+        self.tally.attempts += copies
+        self.tally.imap_last_uid = max(self.tally.imap_last_uid, *uids)
+
+    async def _stored(self, message_id: str, deadline: float) -> bool:
+        """Whether the hub stored the mail of ``message_id`` before ``deadline`` (loop time)."""
+        assert self.db is not None
+        loop = asyncio.get_running_loop()
+        while loop.time() < deadline:
+            found = await self.db.fetchval(
+                "SELECT 1 FROM messages WHERE channel = 'email' AND external_id = $1", message_id
+            )
+            if found:
+                return True
+            await asyncio.sleep(IMAP_LOOK_EVERY)
         return False
 
 

@@ -3,17 +3,24 @@
 Both instances share the machine's PostgreSQL (a database of this run's
 own) and a Redis server of this test's own; Slack, Twilio and Rasa are the
 loopback stand-ins of ``tests/fakes`` (and an SMTP sink as the mail
-relay). Customers write in over the fake channel, SMS, WhatsApp, e-mail
-(SMTP to either instance's server) and web chat, each message to one instance or the other like a
-balancer, with at most ``HUB_RESILIENCE_CONCURRENCY`` customers writing at
-once; some deliveries are repeated on purpose, and every failed one is
-retried on the other instance. Meanwhile: Slack and Twilio answer 429 and
-500 for a while, one instance is SIGKILLed and started again, Redis is
-killed and started again (every connection and subscription gone), and
-Slack and Twilio fail once more.
+relay), and a real Dovecot on loopback holds the support mailbox that both
+instances read by IMAP (one at a time: the folder's lease). Customers write
+in over the fake channel, SMS, WhatsApp, e-mail (SMTP to either instance's
+server, or IMAP: APPENDed into the mailbox) and web chat, each message to
+one instance or the other like a balancer, with at most
+``HUB_RESILIENCE_CONCURRENCY`` customers writing at once; some deliveries
+are repeated on purpose (a mail APPENDed twice with one Message-ID), and
+every failed one is retried on the other instance. Meanwhile: Slack and
+Twilio answer 429 and 500 for a while, one instance (the IMAP reader, the
+holder of the mailbox's lease) is SIGKILLed and started again, so the other
+takes the mailbox over, Redis is killed and started again (every
+connection and subscription gone), and Slack and Twilio fail once more.
+Without dovecot installed, the e-mail customers all write by SMTP (said
+in the output).
 
 Afterwards the database and the fakes must show every message stored once,
-in order, answered once by the bot and delivered; no queue row left
+in order, answered once by the bot and delivered (every mail reply at the
+relay exactly once); the mailbox read to its last mail; no queue row left
 undone; every handoff with exactly one ticket and one Slack card; every
 web chat answer shown live or, when its socket's instance was killed as it
 was pushed, on the widget's resume after (counted apart). The test passes
@@ -40,12 +47,13 @@ import pytest
 import pytest_asyncio
 
 from tests.conftest import _create_pg_database, _drop_pg_database, database_urls
+from tests.fakes.dovecot import DOVECOT, PASSWORD, USER, Dovecot
 from tests.fakes.rasa import FakeRasa
 from tests.fakes.slack_api import FakeSlackApi
 from tests.fakes.smtp_sink import SmtpSink
 from tests.fakes.twilio_api import ACCOUNT_SID, AUTH_TOKEN, FakeTwilioApi
 from tests.resilience.agent import Agent
-from tests.resilience.audit import asyncpg_dsn, audit, unfinished
+from tests.resilience.audit import asyncpg_dsn, audit, mailbox_read_up, unfinished
 from tests.resilience.cluster import REDIS_SERVER, HubProcess, RedisServer, hub_env
 from tests.resilience.load import (
     FAKE_SECRET,
@@ -63,6 +71,8 @@ MESSAGES = int(os.environ.get("HUB_RESILIENCE_MESSAGES", "1200"))
 CONCURRENCY = int(os.environ.get("HUB_RESILIENCE_CONCURRENCY", "16"))
 # "off": the same load with nothing breaking, for a baseline of the figures.
 CHAOS = os.environ.get("HUB_RESILIENCE_CHAOS", "on") != "off"
+# "off": no mailbox, every e-mail customer writes by SMTP (as without dovecot installed).
+IMAP = os.environ.get("HUB_RESILIENCE_IMAP", "on") != "off"
 STORM_ERRORS = 8  # calls Slack and Twilio each refuse, every time they fail
 STORM_SECONDS = 15.0  # at most this long
 SLACK_METHODS = ("chat.postMessage", "chat.update")
@@ -96,9 +106,30 @@ async def postgres_url(tmp_path: Path) -> AsyncIterator[str]:
         await _drop_pg_database(base, name)
 
 
+def imap_env(mailbox: Dovecot | None) -> dict[str, str]:
+    """Both instances read the one support mailbox (none: no IMAP)."""
+    if mailbox is None:
+        return {}
+    return {
+        "HUB_EMAIL_IMAP_HOST": "127.0.0.1",
+        "HUB_EMAIL_IMAP_PORT": str(mailbox.port),
+        "HUB_EMAIL_IMAP_TLS": "none",
+        "HUB_EMAIL_IMAP_USERNAME": USER,
+        "HUB_EMAIL_IMAP_PASSWORD": PASSWORD,
+        "HUB_EMAIL_IMAP_FIRST_SYNC": "all",
+    }
+
+
+def imap_lease(mailbox: Dovecot) -> str:
+    """The name of the mailbox folder's lease (``ImapPoller.lease_name``)."""
+    return f"imap:{USER}@127.0.0.1:{mailbox.port}/INBOX"
+
+
 def instance_env(name: str, tmp_path: Path, database_url: str, redis: RedisServer, slack: FakeSlackApi,
-                 twilio: FakeTwilioApi, relay: SmtpSink, rasa_url: str) -> dict[str, str]:  # fmt: skip
+                 twilio: FakeTwilioApi, relay: SmtpSink, rasa_url: str,
+                 mailbox: Dovecot | None) -> dict[str, str]:  # fmt: skip
     return hub_env(
+        **imap_env(mailbox),
         HUB_DATABASE_URL=database_url,
         HUB_REDIS_URL=redis.url,
         HUB_DATA_DIR=str(tmp_path / name),
@@ -124,6 +155,7 @@ def instance_env(name: str, tmp_path: Path, database_url: str, redis: RedisServe
         HUB_SLACK_JOBS_POLL_INTERVAL="0.2",
         HUB_SLACK_JOBS_LEASE_SECONDS="10",
         HUB_BOT_JOBS_LEASE_SECONDS="10",
+        HUB_LEASE_SECONDS="10",  # the singletons': the IMAP folder's reader is taken over 10 s after it died
         HUB_SLACK_BOT_TOKEN="xoxb-resilience",
         HUB_SLACK_SIGNING_SECRET="resilience-slack-secret",
         HUB_SLACK_API_URL=slack.base_url,
@@ -171,12 +203,16 @@ async def agent_token(database_url: str) -> str:
 class Chaos:
     """What goes wrong during the run, and a record of it."""
 
-    def __init__(self, hubs: list[HubProcess], redis: RedisServer, slack: FakeSlackApi, twilio: FakeTwilioApi):
+    def __init__(self, hubs: list[HubProcess], redis: RedisServer, slack: FakeSlackApi, twilio: FakeTwilioApi,
+                 database_url: str, mailbox: Dovecot | None) -> None:  # fmt: skip
         self.hubs, self.redis, self.slack, self.twilio = hubs, redis, slack, twilio
+        self.database_url, self.mailbox = database_url, mailbox
         self.vendor_errors: Counter[str] = Counter()
         self.log: list[str] = []
         self.started = time.monotonic()
         self.storming = asyncio.Lock()
+        self.imap_takeovers = 0  # the IMAP reader was killed and the other instance read on
+        self.problems: list[str] = []
 
     def note(self, what: str) -> None:
         self.log.append(f"{time.monotonic() - self.started:.1f}s {what}")
@@ -210,13 +246,47 @@ class Chaos:
         self.vendor_errors["twilio"] += twilio
         self.note(f"Slack and Twilio answer again ({slack} and {twilio} calls refused)")
 
+    async def imap_reader(self) -> HubProcess | None:
+        """The instance holding the mailbox's lease (its holder names its pid), if any."""
+        if self.mailbox is None:
+            return None
+        conn = await asyncpg.connect(asyncpg_dsn(self.database_url))
+        try:
+            holder = await conn.fetchval("SELECT holder FROM leases WHERE name = $1", imap_lease(self.mailbox))
+        finally:
+            await conn.close()
+        pid = holder.split(":")[-2] if holder else None
+        return next((h for h in self.hubs if h.process and str(h.process.pid) == pid), None)
+
     async def kill_and_restart(self, which: int) -> None:
-        hub = self.hubs[which]
+        """SIGKILL the IMAP reader (``which`` without IMAP), start it again after a
+        second, or once the other instance took the mailbox over (its lease expired)."""
+        reader = await self.imap_reader()
+        if self.mailbox is not None and reader is None:
+            # Without a lease both instances would read the mailbox (the Message-ID dedupe
+            # hides that from the counts): the lease is the only sign of one reader.
+            self.problems.append("no instance held the mailbox's lease when one was killed")
+        hub = reader or self.hubs[which]
         await hub.sigkill()
-        self.note(f"SIGKILLed {hub.name}")
+        self.note(f"SIGKILLed {hub.name}" + (" (the IMAP reader)" if reader else ""))
         await asyncio.sleep(1.0)
+        if reader is not None:
+            await self.imap_taken_over(reader)
         await hub.start()
         self.note(f"{hub.name} ready again")
+
+    async def imap_taken_over(self, dead: HubProcess) -> None:
+        """Wait until another instance than ``dead`` reads the mailbox (``STALL_LIMIT`` at most: else a problem)."""
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + STALL_LIMIT
+        while loop.time() < ends:
+            reader = await self.imap_reader()
+            if reader is not None and reader is not dead:
+                self.imap_takeovers += 1
+                self.note(f"{reader.name} took the mailbox over")
+                return
+            await asyncio.sleep(0.2)
+        self.problems.append(f"no instance took the mailbox over within {STALL_LIMIT:g} s of {dead.name}'s death")
 
     async def restart_redis(self) -> None:
         await self.redis.restart()
@@ -253,10 +323,19 @@ async def test_two_instances_lose_and_double_nothing_while_things_break(postgres
     relay = await SmtpSink().start()
     rasa_url = await rasa.start()
     redis = await RedisServer(tmp_path / "redis").start()
+    mailbox = None
+    if DOVECOT and IMAP:
+        # No look for changes of its own in IDLE besides the notifications (30 s by default):
+        # mail the hub failed to see would wait for the next one, or be given up on.
+        mailbox = Dovecot(idle_check=3600)
+        await asyncio.to_thread(mailbox.start)
+    else:
+        why = "HUB_RESILIENCE_IMAP=off" if not IMAP else "dovecot is not installed (apt-get install dovecot-imapd)"
+        print(f"\nresilience: {why}: no mail by IMAP, every e-mail customer writes by SMTP")
     hubs = [
         HubProcess(
             name,
-            instance_env(name, tmp_path, postgres_url, redis, slack, twilio, relay, rasa_url),
+            instance_env(name, tmp_path, postgres_url, redis, slack, twilio, relay, rasa_url, mailbox),
             tmp_path / f"{name}.log",
         )
         for name in ("hub-a", "hub-b")
@@ -265,12 +344,14 @@ async def test_two_instances_lose_and_double_nothing_while_things_break(postgres
         await asyncio.gather(*(hub.start() for hub in hubs))
         load = Load(
             [hub.url for hub in hubs],
-            scripts(MESSAGES),
+            scripts(MESSAGES, imap=mailbox is not None),
             concurrency=CONCURRENCY,
             smtp_ports=[hub.smtp_port for hub in hubs],
+            mailbox=mailbox,
+            database_url=asyncpg_dsn(postgres_url),
         )
         agent, quiet = Agent(load, await agent_token(postgres_url)), asyncio.Event()
-        chaos = Chaos(hubs, redis, slack, twilio)
+        chaos = Chaos(hubs, redis, slack, twilio, postgres_url, mailbox)
         schedule: list[tuple[float, Callable[[], Awaitable[None]]]] = [
             (0.10, chaos.vendor_storm),
             (0.20, lambda: chaos.kill_and_restart(1)),
@@ -287,6 +368,8 @@ async def test_two_instances_lose_and_double_nothing_while_things_break(postgres
                 await load.write()
                 load_seconds = time.monotonic() - started
                 await asyncio.gather(*troubles)
+                # Mail APPENDed again after its first copy was stored: the hub reads it (and drops it) too.
+                await mailbox_read_up(postgres_url, load.tally.imap_last_uid, STALL_LIMIT)
                 # The last handoffs happen while the queues drain; the agent answers them, then that drains too.
                 drain_seconds = await drain(postgres_url)
                 quiet.set()
@@ -308,15 +391,19 @@ async def test_two_instances_lose_and_double_nothing_while_things_break(postgres
             messages_per_second=round(load.tally.total_sent / load_seconds, 1),
             webhook_ms_p50=load.tally.latency_ms(0.5),
             webhook_ms_p99=load.tally.latency_ms(0.99),
+            imap_stored_ms_p50=load.tally.latency_ms(0.5, load.tally.imap_latencies),
+            imap_stored_ms_p99=load.tally.latency_ms(0.99, load.tally.imap_latencies),
             drain_seconds=round(drain_seconds, 1),
             webchat_reconnected=reconnected,
             instance_kills=sum(hub.kills for hub in hubs),
+            imap_takeovers=chaos.imap_takeovers,
             redis_restarts=redis.restarts,
             vendor_errors_served=dict(chaos.vendor_errors),
             delivery_errors=dict(load.tally.errors),
             chaos=chaos.log,
             logged_errors={hub.name: len(hub.errors()) for hub in hubs},
         )
+        result.problems += chaos.problems
         print("\nresilience:", result.summary())
         logged = [f"{hub.name}: {line}" for hub in hubs for line in hub.errors()[:10]]
         assert not result.problems, "\n".join([result.summary(), *result.problems, *logged])
@@ -327,3 +414,5 @@ async def test_two_instances_lose_and_double_nothing_while_things_break(postgres
         await slack.close()
         await twilio.close()
         await relay.close()
+        if mailbox is not None:
+            await asyncio.to_thread(mailbox.cleanup)
