@@ -20,7 +20,11 @@ in the output).
 
 Afterwards the database and the fakes must show every message stored once,
 in order, answered once by the bot and delivered (every mail reply at the
-relay exactly once); the mailbox read to its last mail; no queue row left
+relay once; SMTP cannot be asked what it took, so a reply whose first send
+had an unknown outcome - its instance SIGKILLed between the relay's 250 and
+recording it - may arrive once more from its outbox row's next attempt,
+with the same Message-ID receivers drop it by: counted as ``mails_resent``,
+never more copies than attempts); the mailbox read to its last mail; no queue row left
 undone; every handoff with exactly one ticket and one Slack card; every
 web chat answer shown live or, when its socket's instance was killed as it
 was pushed, on the widget's resume after (counted apart). The test passes
