@@ -18,6 +18,13 @@ database), and the CPU seconds each process used (the hubs, PostgreSQL's
 backends, Redis, this load generator): where the time went. ``speedup`` is
 the two-instance webhook rate over the one-instance rate.
 
+A third round (``--control``, on unless ``--quick``) drives one instance
+with half the customers, the share each instance gets with two: its CPU per
+message against the two instances' is what being two costs
+(``cluster_overhead``), apart from what a lighter load per instance costs;
+from it, the speedup on a machine with a core per instance
+(``speedup_with_a_core_per_instance_at_full_load``).
+
 Prints the figures, and as its last line one JSON object with all of them.
 """
 
@@ -214,9 +221,10 @@ async def transactions(database_url: str) -> int:
         await conn.close()
 
 
-async def round_of(instances: int, args: argparse.Namespace) -> dict[str, Any]:
+async def round_of(instances: int, args: argparse.Namespace, concurrency: int | None = None) -> dict[str, Any]:
     from hub.storage.migrate import upgrade
 
+    concurrency = concurrency or args.concurrency
     database_url, drop = await postgres_database(args.database_url)
     children: list[Any] = []
     try:
@@ -236,7 +244,7 @@ async def round_of(instances: int, args: argparse.Namespace) -> dict[str, Any]:
                 answered = await delivered(database_url)
                 # Warm up every instance (connections, caches), and let its answers go out.
                 warm = 8 * instances * MESSAGES_PER_CUSTOMER
-                await write(http, urls, warm, min(args.concurrency, 8 * instances), "warm")
+                await write(http, urls, warm, min(concurrency, 8 * instances), "warm")
                 while await answered() < warm:
                     await asyncio.sleep(0.1)
                 # What the instances cost doing nothing (workers polling, leases renewed) for a while.
@@ -248,7 +256,7 @@ async def round_of(instances: int, args: argparse.Namespace) -> dict[str, Any]:
                 committed = await transactions(database_url)
                 meter.start()
                 began = time.perf_counter()
-                seconds, latencies = await write(http, urls, args.messages, args.concurrency, "load")
+                seconds, latencies = await write(http, urls, args.messages, concurrency, "load")
                 while await answered() < warm + args.messages:
                     await asyncio.sleep(0.05)
                 end_to_end = time.perf_counter() - began
@@ -258,7 +266,7 @@ async def round_of(instances: int, args: argparse.Namespace) -> dict[str, Any]:
         return {
             "instances": instances,
             "messages": args.messages,
-            "concurrency": args.concurrency,
+            "concurrency": concurrency,
             "webhooks_per_s": round(args.messages / seconds, 1),
             "webhook_ms_p50": round(1000 * percentile(latencies, 50), 1),
             "webhook_ms_p99": round(1000 * percentile(latencies, 99), 1),
@@ -288,6 +296,25 @@ async def round_of(instances: int, args: argparse.Namespace) -> dict[str, Any]:
         await drop
 
 
+def _control_figures(control: dict[str, Any], two_ms: float) -> dict[str, Any]:
+    """What a second instance costs beyond the load each one sees.
+
+    One instance driven by half the customers sees what each instance sees
+    with two. Its CPU per message against the two instances' separates the
+    cost of being two (every bus event decoded by both, both polling) from
+    that of a lighter load (smaller batches per claim and per loop turn). A
+    machine with a core per instance runs each at full load, where a message
+    costs the one-instance figure times that overhead: the speedup there is
+    2 x control / two.
+    """
+    control_ms = control["hub_cpu_ms_per_message_net"]
+    return {
+        "control": control,
+        "cluster_overhead": round(two_ms / control_ms, 2) if control_ms else None,
+        "speedup_with_a_core_per_instance_at_full_load": round(2 * control_ms / two_ms, 2) if two_ms else None,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short run (under a minute)")
@@ -296,6 +323,13 @@ def main() -> None:
     parser.add_argument("--database-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--idle-seconds", type=float, default=None, help="the idle CPU measured this long")
+    parser.add_argument(
+        "--control",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a third round: one instance with half the customers (each instance's share with two); "
+        "default on, off with --quick",
+    )
     args = parser.parse_args()
     args.idle_seconds = args.idle_seconds or (1.5 if args.quick else 10.0)
     args.messages = args.messages or (300 if args.quick else 6000)
@@ -303,9 +337,13 @@ def main() -> None:
     began = time.perf_counter()
     rounds = [asyncio.run(round_of(n, args)) for n in (1, 2)]
     one, two = rounds
+    control = None
+    if args.control if args.control is not None else not args.quick:
+        control = asyncio.run(round_of(1, args, concurrency=max(1, args.concurrency // 2)))
+        rounds.append(control)
     for r in rounds:
         print(
-            f"{r['instances']} instance(s): {r['webhooks_per_s']} webhooks/s (p50 {r['webhook_ms_p50']} ms, "
+            f"{r['instances']} instance(s), {r['concurrency']} customers: {r['webhooks_per_s']} webhooks/s (p50 {r['webhook_ms_p50']} ms, "
             f"p99 {r['webhook_ms_p99']} ms), {r['answered_per_s']} answered/s; CPU s {r['cpu_s']}, "
             f"per message {r['cpu_ms_per_message']} ms; hubs idle {r['idle_hub_cpu_ms_per_s']} ms/s, "
             f"per message net of idle {r['hub_cpu_ms_per_message_net']} ms; "
@@ -324,6 +362,7 @@ def main() -> None:
             "speedup": round(two["webhooks_per_s"] / one["webhooks_per_s"], 2),
             "speedup_answered": round(two["answered_per_s"] / one["answered_per_s"], 2),
             "speedup_with_a_core_per_instance": round(2 * hub_ms[0] / hub_ms[1], 2) if hub_ms[1] else None,
+            **(_control_figures(control, hub_ms[1]) if control is not None else {}),
             "cores_ours_used_with_one": round(busy, 2),
             "cpus": os.cpu_count(),
             "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
