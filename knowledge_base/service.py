@@ -59,6 +59,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+import numpy as np
+
 from knowledge_base import messages
 from knowledge_base.articles import (
     ArticleFolder,
@@ -83,7 +85,7 @@ from knowledge_base.errors import ArticleFormatError, IndexMismatch, InvalidInpu
 from knowledge_base.excerpt import excerpt as best_excerpt
 from knowledge_base.keyword import KeywordIndex, tokenize
 from knowledge_base.models import Article, IngestReport, SearchResult
-from knowledge_base.search import ChunkRecord, rank
+from knowledge_base.search import ChunkRecord, rank, sentence_texts
 from knowledge_base.store import ChromaStore
 from knowledge_base.urls import DEFAULT_COLLECTION
 from knowledge_base.vector_cache import cached_embed, cached_query_embed
@@ -420,6 +422,7 @@ class KnowledgeBase:
             records=index.records,
             k=k,
             texts=index.texts,
+            sentence_similarity=self._sentence_scorer(index, vector),
         )
         if excerpt and hits:
             top = hits[0]
@@ -432,6 +435,19 @@ class KnowledgeBase:
             )
             hits[0] = dataclasses.replace(hits[0], excerpt=quote.text)
         return SearchResult(query=query, collection=collection, hits=hits, confidence=confidence)
+
+    def _sentence_scorer(self, index: _CollectionIndex, vector: Any) -> Callable[[str], float | None]:
+        """An article's best sentence cosine to the query (the confidence's ``sentence``), its
+        sentences' vectors cached by text like the excerpt's (which embeds the same texts)."""
+
+        def best(article_id: str) -> float | None:
+            sentences = sentence_texts(index.texts.get(article_id) or ())
+            if not sentences:
+                return None
+            vectors = cached_embed(self.embedder)(sentences)
+            return float(np.max(vectors @ np.asarray(vector, dtype=np.float32)))
+
+        return best
 
     def forget_keyword_index(self, collection: str) -> None:
         """Drop the collection's keyword index (another process wrote to the

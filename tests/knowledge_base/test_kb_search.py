@@ -10,7 +10,7 @@ import pytest
 
 from knowledge_base import ANSWER_CONFIDENCE, InvalidInput, KnowledgeBase, SearchResult
 from knowledge_base.rendering import render_markdown
-from knowledge_base.search import ChunkRecord, confidence, rank, top_share
+from knowledge_base.search import MAX_SENTENCES, ChunkRecord, confidence, rank, sentence_texts, top_share
 
 from .conftest import write_article
 
@@ -97,6 +97,50 @@ def test_confidence_grows_with_similarity_share_and_agreement() -> None:
     assert confidence(0.6, share=0.9, agreement=False) >= ANSWER_CONFIDENCE
 
 
+def test_the_best_sentence_decides_between_answering_and_asking() -> None:
+    # The same passage match: one sentence of the article saying what was asked is worth an answer...
+    assert confidence(0.45, share=0.9, agreement=True, sentence=0.75) >= ANSWER_CONFIDENCE
+    # ...where an article none of whose sentences comes close is not answered outright.
+    assert confidence(0.45, share=0.9, agreement=True, sentence=0.3) < ANSWER_CONFIDENCE
+    # Unknown, the best vector's cosine stands in for the best sentence's.
+    assert confidence(0.45, share=0.9, agreement=True) == confidence(0.45, share=0.9, agreement=True, sentence=0.45)
+
+
+def test_rank_asks_for_the_top_articles_sentences_only() -> None:
+    asked: list[str] = []
+
+    def scorer(article_id: str) -> float | None:
+        asked.append(article_id)
+        return {"a": 0.8, "b": 0.2}.get(article_id)
+
+    semantic = [("a/1", 0.5), ("b/1", 0.3)]
+    with_sentence = rank(
+        collection="default", semantic=semantic, keyword=[], records=RECORDS_BY_ID, k=2, sentence_similarity=scorer
+    )
+    without = rank(collection="default", semantic=semantic, keyword=[], records=RECORDS_BY_ID, k=2)
+    assert asked == ["a"]
+    assert [hit.article_id for hit in with_sentence[0]] == [hit.article_id for hit in without[0]] == ["a", "b"]
+    assert with_sentence[1] > without[1]  # a sentence at 0.8 beats the chunk's 0.5 standing in
+
+
+def test_sentence_texts_are_the_excerpts_units_long_enough_once_each_and_capped() -> None:
+    chunk = ChunkRecord(
+        id="a/1", article_id="a", title="A", heading="H", anchor="h", position=0,
+        text="Refunds take 5 days to reach your card. Yes.\n\n- Refunds take 5 days to reach your card.\n- PayPal refunds arrive in 24 hours",
+    )  # fmt: skip
+    probe = ChunkRecord(id="a/~q/0", article_id="a", title="A", heading="", anchor="", text="x" * 40, position=-1,
+                        kind="question")  # fmt: skip
+    assert sentence_texts([probe, chunk]) == [
+        "Refunds take 5 days to reach your card.",
+        "PayPal refunds arrive in 24 hours",
+    ]
+    many = ChunkRecord(
+        id="b/1", article_id="b", title="B", heading="H", anchor="h", position=0,
+        text=" ".join(f"Sentence number {n} is here." for n in range(MAX_SENTENCES + 10)),
+    )  # fmt: skip
+    assert len(sentence_texts([many])) == MAX_SENTENCES
+
+
 def test_top_share_falls_as_more_articles_come_close() -> None:
     assert top_share([0.8]) == pytest.approx(1.0)
     assert top_share([0.8, 0.8]) == pytest.approx(0.5)
@@ -117,12 +161,12 @@ def test_a_ranking_is_less_confident_the_more_articles_come_close() -> None:
     confidences = [
         rank(
             collection="default",
-            semantic=[("a/1", 0.62), *zip(["b/1", "c/1", "d/1"], others, strict=True)],
+            semantic=[("a/1", 0.5), *zip(["b/1", "c/1", "d/1"], others, strict=True)],
             keyword=[],
             records=records,
             k=3,
         )[1]
-        for others in ([0.3, 0.25, 0.2], [0.61, 0.3, 0.25], [0.61, 0.61, 0.6])
+        for others in ([0.3, 0.25, 0.2], [0.49, 0.3, 0.25], [0.49, 0.49, 0.48])
     ]
     assert confidences[0] > ANSWER_CONFIDENCE > confidences[1] > confidences[2]
 
