@@ -6,7 +6,8 @@ import asyncio
 import logging
 import os
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -98,8 +99,9 @@ async def _redis_available() -> bool:
         await client.aclose()
 
 
-@pytest.mark.asyncio
-async def test_redis_bus_fans_out_to_every_instance() -> None:
+@asynccontextmanager
+async def two_buses() -> AsyncIterator[tuple[RedisBus, RedisBus]]:
+    """Two instances' buses on the machine's Redis, on a channel of their own."""
     if not await _redis_available():
         if os.environ.get("CI"):
             pytest.fail(f"Redis is not reachable at {REDIS_URL}")
@@ -109,6 +111,15 @@ async def test_redis_bus_fans_out_to_every_instance() -> None:
     await first.start()
     await second.start()
     try:
+        yield first, second
+    finally:
+        await first.close()
+        await second.close()
+
+
+@pytest.mark.asyncio
+async def test_redis_bus_fans_out_to_every_instance() -> None:
+    async with two_buses() as (first, second):
         got_first: list[Event] = []
         got_second: list[Event] = []
 
@@ -127,24 +138,13 @@ async def test_redis_bus_fans_out_to_every_instance() -> None:
             await asyncio.sleep(0.02)
         assert got_first == got_second
         assert [e.message_id for e in got_second] == [11]
-    finally:
-        await first.close()
-        await second.close()
 
 
 @pytest.mark.asyncio
 async def test_a_subscriber_here_gets_its_own_instances_events_once() -> None:
     """Work an event triggers (the echo bot's reply) runs once in a cluster:
     on the instance that published it, not on each instance it fans out to."""
-    if not await _redis_available():
-        if os.environ.get("CI"):
-            pytest.fail(f"Redis is not reachable at {REDIS_URL}")
-        pytest.skip("Redis is not reachable")
-    channel = f"servicehub-test:{uuid.uuid4().hex}"
-    first, second = RedisBus(REDIS_URL, channel), RedisBus(REDIS_URL, channel)
-    await first.start()
-    await second.start()
-    try:
+    async with two_buses() as (first, second):
         here: dict[str, list[int]] = {"first": [], "second": []}
         everywhere: dict[str, list[int]] = {"first": [], "second": []}
 
@@ -162,9 +162,6 @@ async def test_a_subscriber_here_gets_its_own_instances_events_once() -> None:
         await wait_for(lambda: len(everywhere["first"]) == 2 and len(everywhere["second"]) == 2)
         assert here == {"first": [21], "second": [22]}
         assert sorted(everywhere["first"]) == sorted(everywhere["second"]) == [21, 22]
-    finally:
-        await first.close()
-        await second.close()
 
 
 @pytest.mark.asyncio
