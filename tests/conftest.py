@@ -336,8 +336,8 @@ async def wait_for(predicate: Any, timeout: float = 15.0, interval: float = 0.02
 # ``--dist loadfile``) a long file started last would run alone at the end.
 # Measured (`--durations`): each takes a minute or more.
 LONG_FIRST = (
-    "tests/hub/test_api_fuzz.py",
     "tests/resilience/test_chaos.py",
+    "tests/hub/test_api_fuzz.py",
     "tests/bot/test_kb_swap.py",
     "tests/bot/test_hub_with_rasa.py",
     "tests/channels/test_fuzz.py",
