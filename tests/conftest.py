@@ -346,6 +346,23 @@ LONG_FIRST = (
 )
 
 
+# The resilience suite's figures, a test property: printed at the end of the run.
+RESILIENCE_FIGURES = "resilience_figures"
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The resilience suite's counts at the end of every run (CI's included:
+    a property travels from an xdist worker with its report; ``print`` does not)."""
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) != "call":
+                continue
+            for name, value in getattr(report, "user_properties", ()):
+                if name == RESILIENCE_FIGURES:
+                    terminalreporter.write_sep("=", "resilience suite")
+                    terminalreporter.write_line(f"{report.nodeid} ({report.outcome}): {value}")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     rank = {path: n for n, path in enumerate(LONG_FIRST)}
     root = Path(str(config.rootpath))

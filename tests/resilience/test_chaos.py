@@ -51,7 +51,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from tests.conftest import _create_pg_database, _drop_pg_database, database_urls
+from tests.conftest import RESILIENCE_FIGURES, _create_pg_database, _drop_pg_database, database_urls
 from tests.fakes.dovecot import DOVECOT, PASSWORD, USER, Dovecot
 from tests.fakes.rasa import FakeRasa
 from tests.fakes.slack_api import FakeSlackApi
@@ -324,7 +324,9 @@ async def drain(database_url: str) -> float:
 
 @pytest.mark.asyncio
 @pytest.mark.skipif(not Path(REDIS_SERVER).exists(), reason="needs redis-server")
-async def test_two_instances_lose_and_double_nothing_while_things_break(postgres_url: str, tmp_path: Path) -> None:
+async def test_two_instances_lose_and_double_nothing_while_things_break(
+    postgres_url: str, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
     slack, twilio, rasa = await FakeSlackApi().start(), await FakeTwilioApi().start(), FakeRasa()
     relay = await SmtpSink().start()
     rasa_url = await rasa.start()
@@ -411,6 +413,8 @@ async def test_two_instances_lose_and_double_nothing_while_things_break(postgres
         )
         result.problems += chaos.problems
         print("\nresilience:", result.summary())
+        # Printed again at the end of every run, -s or not, workers or not (tests/conftest.py).
+        record_property(RESILIENCE_FIGURES, result.summary())
         logged = [f"{hub.name}: {line}" for hub in hubs for line in hub.errors()[:10]]
         assert not result.problems, "\n".join([result.summary(), *result.problems, *logged])
     finally:
