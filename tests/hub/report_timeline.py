@@ -12,6 +12,7 @@ Times are given in the test's zone as naive wall-clock times
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,9 +20,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from alembic import command
 from sqlalchemy.engine import Connection
 
 from hub import auth
+from hub.storage import Database, open_database
+from hub.storage.migrate import alembic_config, upgrade
 from hub.storage.schema import (
     agent_profiles,
     audit_log,
@@ -395,3 +399,11 @@ class TimelineWriter:
         )
         self._event(conversation_id, when, "reopened", "Conversation reopened by the customer")
         return self.customer(conversation_id, when, text)
+
+
+async def migrated_again(database_url: str, revision: str) -> Database:
+    """Back to the schema before ``revision`` and forward again (the
+    migration refills what it adds from the timeline); the database, open."""
+    await asyncio.to_thread(command.downgrade, alembic_config(database_url), f"{revision}-1")
+    await asyncio.to_thread(upgrade, database_url)
+    return open_database(database_url)

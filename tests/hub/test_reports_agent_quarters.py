@@ -6,14 +6,12 @@ the same after the migration fills the rollup from what was stored."""
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from alembic import command
 from sqlalchemy.engine import Connection
 
 from hub.conversations import contacts as contacts_tx
@@ -21,8 +19,7 @@ from hub.events import Clock
 from hub.reports.params import ReportParams
 from hub.reports.service import ReportService
 from hub.storage import Database, open_database
-from hub.storage.migrate import alembic_config, upgrade
-from tests.hub.report_timeline import Records, TimelineWriter
+from tests.hub.report_timeline import Records, TimelineWriter, migrated_again
 
 pytestmark = pytest.mark.asyncio
 
@@ -111,9 +108,7 @@ async def test_replies_and_notes_per_quarter_hour(database_url: str) -> None:
         await db.close()
 
     # Back to the schema before the rollup, and forward again: the migration fills it.
-    await asyncio.to_thread(command.downgrade, alembic_config(database_url), f"{REVISION}-1")
-    await asyncio.to_thread(upgrade, database_url)
-    db = open_database(database_url)
+    db = await migrated_again(database_url, REVISION)
     try:
         for text_start, text_end, bucket, _, _ in ranges:
             assert await agents(db, text_start, text_end, bucket) == before[bucket]

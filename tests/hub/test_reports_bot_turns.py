@@ -7,23 +7,20 @@ reply, and the migration's fill."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 from sqlalchemy.engine import Connection
 
 from hub.reports.bot import _decisions_query
 from hub.reports.params import ReportParams
 from hub.reports.sql import LIVE
 from hub.storage import open_database
-from hub.storage.migrate import alembic_config, upgrade
 from hub.storage.schema import messages, report_bot_turns
-from tests.hub.report_timeline import Records, TimelineWriter
+from tests.hub.report_timeline import Records, TimelineWriter, migrated_again
 
 pytestmark = pytest.mark.asyncio
 
@@ -142,9 +139,7 @@ async def test_turns_are_counted_once_in_every_range(database_url: str) -> None:
     finally:
         await db.close()
 
-    await asyncio.to_thread(command.downgrade, alembic_config(database_url), f"{REVISION}-1")
-    await asyncio.to_thread(upgrade, database_url)
-    db = open_database(database_url)
+    db = await migrated_again(database_url, REVISION)
     try:
         assert await db.read(counted) == after
         await db.write(

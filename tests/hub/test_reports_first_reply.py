@@ -9,21 +9,18 @@ later, a deleted reply, a merge, an erasure, and the migration's fill."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 from sqlalchemy.engine import Connection
 
 from hub.conversations import contacts as contacts_tx
 from hub.storage import open_database
-from hub.storage.migrate import alembic_config, upgrade
 from hub.storage.schema import messages, tickets
-from tests.hub.report_timeline import Records, TimelineWriter
+from tests.hub.report_timeline import Records, TimelineWriter, migrated_again
 
 pytestmark = pytest.mark.asyncio
 
@@ -171,9 +168,7 @@ async def test_each_ticket_keeps_its_first_agent_reply(database_url: str) -> Non
         await db.close()
 
     # Back to the schema before the columns, and forward again: the migration fills them.
-    await asyncio.to_thread(command.downgrade, alembic_config(database_url), f"{REVISION}-1")
-    await asyncio.to_thread(upgrade, database_url)
-    db = open_database(database_url)
+    db = await migrated_again(database_url, REVISION)
     try:
         refilled = await db.read(first_replies)
         assert refilled == kept

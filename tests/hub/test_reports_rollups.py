@@ -7,14 +7,12 @@ rollup existed (the migration fills it)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from alembic import command
 
 from hub.conversations import contacts as contacts_tx
 from hub.events import Clock
@@ -22,8 +20,7 @@ from hub.reports.params import Bucketing, ReportParams
 from hub.reports.rollups import on_quarter_grid, split
 from hub.reports.service import ReportService
 from hub.storage import Database, open_database
-from hub.storage.migrate import alembic_config, upgrade
-from tests.hub.report_timeline import Records, TimelineWriter
+from tests.hub.report_timeline import Records, TimelineWriter, migrated_again
 
 pytestmark = pytest.mark.asyncio
 
@@ -233,9 +230,7 @@ async def test_the_migration_counts_what_was_stored_before_it(database_url: str)
     finally:
         await db.close()
     # Back to the schema before the rollups (they go), and forward again: the migration fills them.
-    await asyncio.to_thread(command.downgrade, alembic_config(database_url), f"{ROLLUP_REVISION}-1")
-    await asyncio.to_thread(upgrade, database_url)
-    db = open_database(database_url)
+    db = await migrated_again(database_url, ROLLUP_REVISION)
     try:
         await db.write(after)
         figures = await volume(db, "2026-05-01", "2026-05-08", "Europe/Berlin")
