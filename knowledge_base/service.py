@@ -116,6 +116,15 @@ class _CollectionIndex:
     embedders: frozenset[str]
     # article id -> its text chunks in reading order: what a hit through a probe shows.
     texts: dict[str, list[ChunkRecord]]
+    # article id -> its sentences (``sentence_texts``), split at its first search as a top
+    # hit: a memo, not state (a new index starts empty), so a search does not split again.
+    sentences: dict[str, list[str]] = field(default_factory=dict)
+
+    def sentences_of(self, article_id: str) -> list[str]:
+        found = self.sentences.get(article_id)
+        if found is None:
+            found = self.sentences[article_id] = sentence_texts(self.texts.get(article_id) or ())
+        return found
 
     @classmethod
     def build(
@@ -441,7 +450,7 @@ class KnowledgeBase:
         sentences' vectors cached by text like the excerpt's (which embeds the same texts)."""
 
         def best(article_id: str) -> float | None:
-            sentences = sentence_texts(index.texts.get(article_id) or ())
+            sentences = index.sentences_of(article_id)
             if not sentences:
                 return None
             vectors = cached_embed(self.embedder)(sentences)
