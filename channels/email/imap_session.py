@@ -20,6 +20,7 @@ from collections.abc import Awaitable
 from contextlib import suppress
 from typing import Any, TypeVar
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 _EXISTS = re.compile(rb"^\* \d+ EXISTS\s*$", re.IGNORECASE)
 
@@ -55,7 +56,11 @@ class ImapSession:
         # command's answer it came in (the poller clears it).
         self.announced = False
         protocol = client.protocol
-        untagged = protocol._untagged_response
+        untagged = getattr(protocol, "_untagged_response", None)  # aioimaplib 2.x's, private
+        if untagged is None:
+            # Another aioimaplib: mail announced mid-sync waits for the next wake-up, as before.
+            log.warning("aioimaplib has no _untagged_response: new-mail announcements during a sync are not seen")
+            return
 
         def watched(line: bytes) -> Any:
             if _EXISTS.match(line):
