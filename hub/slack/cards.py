@@ -33,14 +33,32 @@ def card_metadata(ticket_id: int) -> dict[str, Any]:
     return {"event_type": CARD_EVENT, "event_payload": {"ticket_id": ticket_id}}
 
 
-def card_ticket_id(message: dict[str, Any]) -> int | None:
-    """The ticket a Slack message is the card of, from its metadata (None: not a card)."""
+# The same for a message a ``thread`` job posts in a card's thread: a run
+# again finds its post (``conversations.replies``) by the job's id.
+THREAD_POST_EVENT = "servicehub_thread_post"
+
+
+def thread_post_metadata(job_id: int) -> dict[str, Any]:
+    return {"event_type": THREAD_POST_EVENT, "event_payload": {"job_id": job_id}}
+
+
+def thread_post_job_id(message: dict[str, Any]) -> int | None:
+    """The Slack job that posted a thread message, from its metadata (None: not the hub's post)."""
+    return _metadata_id(message, THREAD_POST_EVENT, "job_id")
+
+
+def _metadata_id(message: dict[str, Any], event_type: str, key: str) -> int | None:
     metadata = message.get("metadata")
-    if not isinstance(metadata, dict) or metadata.get("event_type") != CARD_EVENT:
+    if not isinstance(metadata, dict) or metadata.get("event_type") != event_type:
         return None
     payload = metadata.get("event_payload")
-    ticket_id = payload.get("ticket_id") if isinstance(payload, dict) else None
-    return ticket_id if isinstance(ticket_id, int) and not isinstance(ticket_id, bool) else None
+    found = payload.get(key) if isinstance(payload, dict) else None
+    return found if isinstance(found, int) and not isinstance(found, bool) else None
+
+
+def card_ticket_id(message: dict[str, Any]) -> int | None:
+    """The ticket a Slack message is the card of, from its metadata (None: not a card)."""
+    return _metadata_id(message, CARD_EVENT, "ticket_id")
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,8 +65,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# A card looked up at Slack before a post job posts again: messages from its
-# job's creation on (less this, for clocks apart), at most this many pages of 200.
+# A card (or a thread message) looked up at Slack before its job posts again:
+# messages from the job's creation on (less this, for clocks apart), at most
+# this many pages of 200.
 CARD_LOOKUP_SKEW = timedelta(minutes=5)
 CARD_LOOKUP_PAGES = 10
 
@@ -427,13 +428,27 @@ class SlackDesk:
             text = await self._thread_text(job.payload)
             if text is None:
                 return  # the message was erased meanwhile
-            data = await self.channel.call(
-                "chat.postMessage", channel=ticket.slack_channel, thread_ts=ticket.slack_ts, text=text
-            )
+            posted = None
+            if job.attempts > 1 or job.last_error is not None:
+                # Run before: its message may be in the thread already (killed,
+                # or Slack's answer lost, after the post went up). Not again.
+                posted = await self._posted_thread_message(ticket, job)
+                if posted is not None:
+                    log.info("ticket %s: thread message %s was posted by an earlier run", ticket.id, posted)
+            if posted is None:
+                data = await self.channel.call(
+                    "chat.postMessage",
+                    channel=ticket.slack_channel,
+                    thread_ts=ticket.slack_ts,
+                    text=text,
+                    metadata=slack_blocks.thread_post_metadata(job.id),
+                )
+                crash_point("slack-thread-posted")  # tests: up at Slack, the job not marked done
+                posted = str(data["ts"])
             if not await self.db.read(ticket_exists, ticket.id):
                 # Erased while this went up: the erasure's job may have read
                 # the thread before it, so this message is deleted on its own.
-                await self.db.write(slack_jobs.enqueue_erase, ticket.slack_channel, data["ts"], thread=False)
+                await self.db.write(slack_jobs.enqueue_erase, ticket.slack_channel, posted, thread=False)
                 self.worker.notify()
             return
         card = self.card(snap)
@@ -489,6 +504,36 @@ class SlackDesk:
                 cursor = (data.get("response_metadata") or {}).get("next_cursor")
                 if not cursor:
                     break
+        return None
+
+    async def _posted_thread_message(self, ticket: Ticket, job: slack_jobs.Job) -> str | None:
+        """The ts of the message ``job`` already posted in ``ticket``'s thread
+        (its metadata names the job), or None. Bounded (``CARD_LOOKUP_PAGES``):
+        past that, the job posts again."""
+        cursor = None
+        oldest = f"{(job.created_at - CARD_LOOKUP_SKEW).timestamp():.6f}"
+        for _ in range(CARD_LOOKUP_PAGES):
+            args: dict[str, Any] = {
+                "channel": ticket.slack_channel,
+                "ts": ticket.slack_ts,
+                "oldest": oldest,
+                "include_all_metadata": "true",
+                "limit": 200,
+            }
+            if cursor:
+                args["cursor"] = cursor
+            try:
+                data = await self.channel.call("conversations.replies", http_get=True, **args)
+            except ChannelSendError as err:
+                if "thread_not_found" in err.message or "message_not_found" in err.message:
+                    return None
+                raise
+            for message in data.get("messages") or []:
+                if slack_blocks.thread_post_job_id(message) == job.id and message.get("ts"):
+                    return str(message["ts"])
+            cursor = (data.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                break
         return None
 
     async def _erase_card(self, channel: str, ts: str) -> None:

@@ -157,8 +157,29 @@ class FakeSlackApi:
         channel, ts = str(args.get("channel")), str(args.get("ts"))
         if (channel, ts) not in self.messages:
             return {"ok": False, "error": "thread_not_found"}
-        thread = [m for (c, _), m in self.messages.items() if c == channel and (m["ts"] == ts or m["thread_ts"] == ts)]
-        return {"ok": True, "messages": sorted(thread, key=lambda m: m["ts"]), "has_more": False}
+        """A thread: its parent first, then its replies oldest first (``oldest``
+        and ``latest`` exclusive, on replies); ``limit`` and ``cursor`` page;
+        ``metadata`` only with ``include_all_metadata`` true, as Slack does."""
+        oldest, latest = float(args.get("oldest") or 0), float(args.get("latest") or "inf")
+        with_metadata = str(args.get("include_all_metadata", "")).lower() in ("true", "1")
+        parent = self.messages[(channel, ts)]
+        replies = sorted(
+            (
+                m
+                for (c, _), m in self.messages.items()
+                if c == channel and m["ts"] != ts and m["thread_ts"] == ts and oldest < float(m["ts"]) < latest
+            ),
+            key=lambda m: float(m["ts"]),
+        )
+        start, limit = int(args.get("cursor") or 0), min(int(args.get("limit") or 1000), 1000)
+        thread = [parent, *replies][start : start + limit]
+        more = start + limit < len(replies) + 1
+        return {
+            "ok": True,
+            "messages": [{k: v for k, v in m.items() if with_metadata or k != "metadata"} for m in thread],
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
 
     def api_conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
         """A channel's messages, newest first, without thread replies; ``oldest``

@@ -185,6 +185,73 @@ async def test_sigkill_after_the_card_went_up_adopts_it_instead_of_posting_again
         await _stop(hub, rasa, slack)
 
 
+async def _post(port: int, sender: str, text: str, message_id: str) -> None:
+    raw = json.dumps({"from": sender, "text": text, "id": message_id}).encode()
+    async with aiohttp.ClientSession() as http:
+        headers = {**sign(SECRET, raw), "Content-Type": "application/json"}
+        async with http.post(f"http://127.0.0.1:{port}/channels/fake/webhook", data=raw, headers=headers) as r:
+            assert r.status == 200, await r.text()
+
+
+@pytest.mark.asyncio
+async def test_sigkill_after_a_thread_message_went_up_does_not_post_it_again(tmp_path: Path) -> None:
+    """Killed between Slack's answer to a thread message's chat.postMessage
+    and its job marked done: the job, run again once its lease runs out, finds
+    its message in the card's thread by its metadata and posts nothing."""
+    rasa, slack = FakeRasa(), await FakeSlackApi().start()
+    rasa_url = await rasa.start()
+    port, log, db = free_port(), tmp_path / "hub.log", tmp_path / "hub.db"
+    lease = {"HUB_SLACK_JOBS_LEASE_SECONDS": "1"}
+    hub: subprocess.Popen[bytes] | None = None
+
+    def card() -> tuple[str, str] | None:
+        found = [key for key, m in slack.messages.items() if m.get("blocks") and not m.get("thread_ts")]
+        return found[0] if found else None
+
+    def thread_texts() -> list[str]:
+        parent = card()
+        return [
+            str(m["text"])
+            for (c, _), m in sorted(slack.messages.items(), key=lambda item: float(item[1]["ts"]))
+            if parent and c == parent[0] and m.get("thread_ts") == parent[1] and m.get("bot_id")
+        ]
+
+    try:
+        hub = await _serve(_env(tmp_path, port, rasa_url, slack, HUB_CRASH_AT="slack-thread-posted", **lease), log)
+        await _post(port, "thread-visitor", "my account was hacked", "thread-1")
+        await wait_for(lambda: card() is not None or hub.poll() is not None, timeout=30)
+        if hub.poll() is None:  # nothing mirrored into the thread yet: the customer writes again
+            await _post(port, "thread-visitor", "is anyone there? the hacker changed my email", "thread-2")
+        code = await asyncio.to_thread(hub.wait, 30)
+        assert code == -signal.SIGKILL, log.read_text()[-3000:]
+        before = thread_texts()
+        assert len(before) == 1  # up at Slack...
+        listed = slack.api_conversations_replies({"channel": card()[0], "ts": card()[1], "include_all_metadata": "1"})
+        metadata = listed["messages"][-1]["metadata"]
+        assert metadata["event_type"] == "servicehub_thread_post"
+        job_id = metadata["event_payload"]["job_id"]
+        # ...and its job claimed, never marked done
+        assert _rows(db, f"SELECT kind, status FROM slack_jobs WHERE id = {int(job_id)}") == [("thread", "sending")]
+        assert (
+            "metadata" not in slack.api_conversations_replies({"channel": card()[0], "ts": card()[1]})["messages"][-1]
+        )
+
+        hub = await _serve(_env(tmp_path, port, rasa_url, slack, **lease), log)  # same database, no crash point
+
+        def thread_jobs_done() -> bool:
+            return {s for (s,) in _rows(db, "SELECT status FROM slack_jobs WHERE kind = 'thread'")} == {"done"}
+
+        await wait_for(thread_jobs_done, timeout=30)
+        await asyncio.sleep(1.0)  # time for a second post, were there one to come
+        after = thread_texts()
+        assert after[: len(before)] == before and len(after) == len(set(after))
+        assert len(after) == len(_rows(db, "SELECT id FROM slack_jobs WHERE kind = 'thread'"))
+        [lookup, *_] = slack.of("conversations.replies")
+        assert lookup.args["include_all_metadata"] == "true" and lookup.args["ts"] == card()[1]
+    finally:
+        await _stop(hub, rasa, slack)
+
+
 @pytest.mark.asyncio
 async def test_with_the_bus_down_no_work_is_lost(
     database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
