@@ -486,6 +486,11 @@ class Outcome:
     timed_out: bool = False
     fallback: bool = False  # answered by the hub's fallback (Rasa did not answer)
     replies: list[str] = field(default_factory=list)
+    offered: list[dict[str, Any]] = field(default_factory=list)  # a clarifying question's article titles
+    # An answerable question asked back about: "offered" (its article among the titles; the customer
+    # then replies with that title) with what came of the reply, "right" / "wrong" / "unresolved";
+    # "not_offered" (the customer would have to put it in other words: not simulated).
+    after_clarifying: str | None = None
 
     @property
     def answered(self) -> bool:
@@ -508,7 +513,30 @@ class Outcome:
 
 async def ask(hub: Hub, sender: str, question: Question) -> Outcome:
     asked_at = time.time()
-    message_id = await hub.inbound(sender, question.text)
+    conversation, replies, timed_out = await _turn(hub, sender, question.text)
+    outcome = classify(question, replies, conversation)
+    outcome.timed_out = timed_out
+    if replies:
+        first = min(datetime.fromisoformat(m["created_at"]).timestamp() for m in replies)
+        outcome.latency = max(0.0, first - asked_at)
+    if question.kind == "answerable" and outcome.action == "clarify" and not timed_out:
+        # The customer reads the titles the bot asked about and, when one is theirs, replies with it.
+        titles = [str(o.get("title")) for o in outcome.offered if o.get("article_id") == question.expected]
+        if not titles:
+            outcome.after_clarifying = "not_offered"
+        else:
+            conversation, replies, timed_out = await _turn(hub, sender, titles[0])
+            second = classify(question, replies, conversation)
+            if second.answered:
+                outcome.after_clarifying = "right" if second.article == question.expected else "wrong"
+            else:
+                outcome.after_clarifying = "unresolved"
+    return outcome
+
+
+async def _turn(hub: Hub, sender: str, text: str) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
+    """One customer message and the bot's replies to it: (the conversation, the replies, timed out)."""
+    message_id = await hub.inbound(sender, text)
     _, message = await hub.api("GET", f"/api/v1/messages/{message_id}")
     conversation_id = int(message["conversation_id"])
     deadline = time.perf_counter() + QUESTION_TIMEOUT
@@ -523,12 +551,7 @@ async def ask(hub: Hub, sender: str, question: Question) -> Outcome:
     _, conversation = await hub.api("GET", f"/api/v1/conversations/{conversation_id}")
     _, page = await hub.api("GET", f"/api/v1/conversations/{conversation_id}/timeline", params={"limit": "200"})
     replies = [m for m in page["items"] if m["author_kind"] == "bot" and m["id"] > message_id]
-    outcome = classify(question, replies, conversation)
-    outcome.timed_out = timed_out
-    if replies:
-        first = min(datetime.fromisoformat(m["created_at"]).timestamp() for m in replies)
-        outcome.latency = max(0.0, first - asked_at)
-    return outcome
+    return conversation, replies, timed_out
 
 
 def classify(question: Question, replies: list[dict[str, Any]], conversation: dict[str, Any]) -> Outcome:
@@ -538,6 +561,7 @@ def classify(question: Question, replies: list[dict[str, Any]], conversation: di
     decisions = [meta["decision"] for meta in metas if isinstance(meta.get("decision"), dict)]
     decision = decisions[-1] if decisions else {}
     outcome.action = decision.get("action")
+    outcome.offered = [o for o in decision.get("offered") or [] if isinstance(o, dict)]
     outcome.reason = decision.get("reason")
     outcome.signals = [str(s) for s in decision.get("signals") or []]
     outcome.fallback = any(meta.get("fallback") for meta in metas)
@@ -589,9 +613,13 @@ def figures(outcomes: list[Outcome]) -> dict[str, Any]:
     urgent_caught = sum(o.handed_off and o.priority == "urgent" for o in urgent)
     false_urgent = sum(o.handed_off and o.priority == "urgent" for o in non_urgent)
     latencies = [o.latency for o in outcomes if o.latency is not None]
+    after = [o.after_clarifying for o in answerable]
     return {
         "questions": len(outcomes),
         "automated_resolution": ratio(right, len(answerable)),
+        # The same, counting also the questions resolved by the customer's reply to a clarifying
+        # question that offered their article (the reply being that article's title).
+        "resolution_within_one_clarification": ratio(right + after.count("right"), len(answerable)),
         "wrong_answer_rate": ratio(wrong_article + unanswerable_answered, len(non_urgent)),
         "handoff_rate": ratio(handed_off, len(non_urgent)),
         "clarify_rate": ratio(clarified, len(non_urgent)),
@@ -606,6 +634,10 @@ def figures(outcomes: list[Outcome]) -> dict[str, Any]:
             "answered_wrong_article": wrong_article,
             "answerable_handed_off": sum(o.handed_off for o in answerable),
             "answerable_clarified": sum(o.outcome == "clarify" for o in answerable),
+            "clarified_offered_right_article": len(after) - after.count(None) - after.count("not_offered"),
+            "clarified_then_right": after.count("right"),
+            "clarified_then_wrong": after.count("wrong"),
+            "clarified_then_unresolved": after.count("unresolved"),
             "unanswerable": len(unanswerable),
             "unanswerable_answered": unanswerable_answered,
             "non_urgent": len(non_urgent),
@@ -655,6 +687,14 @@ def print_industry(name: str, values: dict[str, Any], adapt: dict[str, Any] | No
         "wrong_answer_rate",
         f"({c['answered_wrong_article']} wrong article + {c['unanswerable_answered']} unanswerable answered)"
         f"/{c['non_urgent']}",
+    )
+    show(
+        "... within one clarif.",
+        "resolution_within_one_clarification",
+        f"{c['answered_right'] + c['clarified_then_right']}/{c['answerable']} answerable "
+        f"({c['clarified_offered_right_article']} asked back with their article among the titles: "
+        f"{c['clarified_then_right']} right, {c['clarified_then_wrong']} wrong, "
+        f"{c['clarified_then_unresolved']} unresolved after the customer's reply)",
     )
     show("handoff rate", "handoff_rate", f"{c['non_urgent_handed_off']}/{c['non_urgent']} non-urgent")
     show("clarify rate", "clarify_rate", f"{c['non_urgent_clarified']}/{c['non_urgent']} non-urgent")

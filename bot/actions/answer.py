@@ -21,6 +21,7 @@ the bot's reply: what the bot did, which article, which urgency signals.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from rasa_sdk import Tracker
@@ -39,6 +40,12 @@ log = logging.getLogger(__name__)
 OFFER_HUMAN = "utter_offer_human"
 # Below this, the top hit is not even a near miss: say what the bot can help with.
 CLARIFY_FLOOR = 0.35
+# A clarifying question offers this many article titles; the customer's reply may pick one.
+OFFERED = 3
+ORDINALS = ({"first", "1", "1st"}, {"second", "2", "2nd"}, {"third", "3", "3rd"})
+# A reply this short that names an offered title is the customer's choice, whatever else it finds.
+SHORT_REPLY = 8
+STOP_WORDS = frozenset({"a", "an", "the", "to", "of", "and", "or", "for", "your", "my", "how", "in", "on", "i"})
 
 
 def user_texts(tracker: Tracker) -> list[str]:
@@ -64,16 +71,66 @@ def answer_text(hit: dict[str, Any], public_url: str) -> str:
     return reply
 
 
-def clarifying_question(result: SearchResult) -> str:
-    titles: list[str] = []
+def offered(result: SearchResult) -> list[tuple[str, Any]]:
+    """The articles a clarifying question offers: (title, article id) of the two closest, titles unique."""
+    found: list[tuple[str, Any]] = []
     for hit in result.hits:
         title = str(hit.get("title") or "").strip()
-        if title and title not in titles:
-            titles.append(title)
+        if title and title not in [t for t, _ in found]:
+            found.append((title, hit.get("article_id")))
+    return found[:OFFERED]
+
+
+def clarifying_question(result: SearchResult) -> str:
+    titles = [title for title, _ in offered(result)]
     if not titles:
         return messages.CLARIFY_GENERIC
-    subjects = " or ".join(f'"{t}"' for t in titles[:2])
+    quoted = [f'"{t}"' for t in titles]
+    subjects = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
     return messages.CLARIFY_WITH_TOPICS.format(topics=subjects)
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.casefold())
+
+
+def last_offer(tracker: Tracker) -> list[dict[str, Any]]:
+    """The articles the bot's last clarifying question offered ({"title", "article_id"}), if it
+    was the bot's last turn with a decision; else none."""
+    for event in reversed(tracker.events):
+        if event.get("event") != "bot":
+            continue
+        custom = (event.get("data") or {}).get("custom")
+        decision = custom.get("decision") if isinstance(custom, dict) else None
+        if not isinstance(decision, dict):
+            continue
+        if decision.get("action") != "clarify":
+            return []
+        return [o for o in decision.get("offered") or [] if isinstance(o, dict) and o.get("article_id")]
+    return []
+
+
+def chosen(offer: list[dict[str, Any]], reply: str) -> Any:
+    """The article id the customer's reply picks from an offer: it names one title (all of its
+    words, and more of them than of the other's), or says which ("the second one", "2");
+    None when it picks none or both."""
+    words = _words(reply)
+    if not offer or not words:
+        return None
+    ordinal = [i for i, names in enumerate(ORDINALS[: len(offer)]) if names & set(words)]
+    if "last" in words:
+        ordinal.append(len(offer) - 1)
+    if len(set(ordinal)) == 1 and len(words) <= 4:
+        return offer[ordinal[0]]["article_id"]
+    said = set(words)
+    covered = []
+    for item in offer:
+        title = set(_words(str(item.get("title") or ""))) - STOP_WORDS
+        covered.append(len(title & said) / len(title) if title else 0.0)
+    best = max(range(len(offer)), key=lambda i: covered[i])
+    if covered[best] >= 1.0 and covered.count(covered[best]) == 1:
+        return offer[best]["article_id"]
+    return None
 
 
 async def no_answer_text(settings: ActionSettings, collection: str) -> str:
@@ -108,6 +165,14 @@ async def answer_from_kb(dispatcher: CollectingDispatcher, tracker: Tracker) -> 
         return hand_off(dispatcher, tracker, priority=decision.priority or "normal", reason="bot-error")
 
     confident = bool(result.hits) and result.confidence >= settings.confidence_threshold
+    chose = False
+    if clarify_asked and decision.action != HANDOFF and (not confident or len(_words(text)) <= SHORT_REPLY):
+        # The reply to "is it about A, B or C?" names one of them: the customer chose, answer it
+        # (a short reply even when it alone finds another article with confidence).
+        picked = await _picked_hit(settings, tracker, text, collection, result)
+        if picked is not None:
+            result, confident = SearchResult(query=result.query, confidence=result.confidence, hits=[picked]), True
+            chose = True
     if decision.action == HANDOFF and not confident:
         return hand_off(
             dispatcher,
@@ -130,6 +195,8 @@ async def answer_from_kb(dispatcher: CollectingDispatcher, tracker: Tracker) -> 
                     "article_id": best.get("article_id"),
                     "collection": collection,
                     "confidence": result.confidence,
+                    # The customer picked it from the titles a clarifying question offered.
+                    "chosen": chose,
                 },
             }
         )
@@ -149,7 +216,8 @@ async def answer_from_kb(dispatcher: CollectingDispatcher, tracker: Tracker) -> 
                 "decision": {
                     "action": "clarify" if near_miss else "topics",
                     "confidence": result.confidence,
-                    "article_ids": [hit.get("article_id") for hit in result.hits[:2]] if near_miss else [],
+                    "article_ids": [hit.get("article_id") for hit in result.hits[:OFFERED]] if near_miss else [],
+                    "offered": ([{"title": t, "article_id": a} for t, a in offered(result)] if near_miss else []),
                 },
             }
         )
@@ -163,6 +231,25 @@ def offer_human(dispatcher: CollectingDispatcher, lead: str, **details: Any) -> 
     dispatcher.utter_message(response=OFFER_HUMAN)
     dispatcher.utter_message(json_message={"decision": {"action": "offer_human", **details}})
     return [SlotSet(CLARIFY_SLOT, False), SlotSet(DECISION_SLOT, "offer_human")]
+
+
+async def _picked_hit(
+    settings: ActionSettings, tracker: Tracker, text: str, collection: str, result: SearchResult
+) -> dict[str, Any] | None:
+    """The hit of the article the customer picked from the last clarifying question, if one:
+    from this turn's search, else searched with the question and that article's title."""
+    offer = last_offer(tracker)
+    article_id = chosen(offer, text)
+    if article_id is None:
+        return None
+    for hit in result.hits:
+        if hit.get("article_id") == article_id:
+            return hit
+    title = next(str(o.get("title") or "") for o in offer if o.get("article_id") == article_id)
+    earlier = user_texts(tracker)[:-1]
+    query = f"{earlier[-1]} {title}" if earlier else title
+    again = await kb_client.search(settings, query, collection=collection)
+    return next((hit for hit in again.hits if hit.get("article_id") == article_id), None)
 
 
 async def _search(

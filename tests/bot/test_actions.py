@@ -86,6 +86,7 @@ async def test_confident_answer_quotes_the_passage_and_links_the_article(fake_kb
         "article_id": "reset-your-password",
         "collection": "default",
         "confidence": 0.8,
+        "chosen": False,
     }
     assert events == [
         SlotSet("clarify_asked", False),
@@ -133,7 +134,11 @@ async def test_no_good_answer_says_what_the_knowledge_base_covers(fake_kb: FakeK
         "Delivery. Could you tell me a little more, or ask in other words?"
     )
     assert payloads(messages) == [
-        {"clarify": True, "confidence": 0.0, "decision": {"action": "topics", "confidence": 0.0, "article_ids": []}}
+        {
+            "clarify": True,
+            "confidence": 0.0,
+            "decision": {"action": "topics", "confidence": 0.0, "article_ids": [], "offered": []},
+        }
     ]
     assert events == [SlotSet("clarify_asked", True), SlotSet("last_decision", "topics")]
     assert fake_kb.topic_requests == ["default"]
@@ -167,10 +172,96 @@ async def test_clarifying_question_names_the_closest_articles(fake_kb: FakeKnowl
     messages, _ = await run(ActionAnswerFromKB(), tracker(parse("the password thing", "ask_question")))
 
     assert texts(messages) == [
-        'I\'m not sure I\'ve understood. Is your question about "Reset your password" or "Refunds"? '
-        "Tell me a little more and I'll look again."
+        'I\'m not sure I\'ve understood. Is your question about "Reset your password", "Refunds" or '
+        '"Shipping options and delivery times"? Tell me a little more and I\'ll look again.'
     ]
-    assert payloads(messages)[0]["decision"]["article_ids"] == ["reset-your-password", "refunds"]
+    decision = payloads(messages)[0]["decision"]
+    assert decision["article_ids"] == ["reset-your-password", "refunds", "shipping-options-and-delivery-times"]
+    assert decision["offered"] == [
+        {"title": "Reset your password", "article_id": "reset-your-password"},
+        {"title": "Refunds", "article_id": "refunds"},
+        {"title": "Shipping options and delivery times", "article_id": "shipping-options-and-delivery-times"},
+    ]
+
+
+def after_clarifying(question: str, reply: str) -> Tracker:
+    """A tracker where the bot asked back about "Reset your password", "Refunds" or "Shipping options and
+    delivery times", and the customer replied."""
+    offer = {
+        "clarify": True,
+        "confidence": 0.4,
+        "decision": {
+            "action": "clarify",
+            "confidence": 0.4,
+            "article_ids": ["reset-your-password", "refunds", "shipping-options-and-delivery-times"],
+            "offered": [
+                {"title": "Reset your password", "article_id": "reset-your-password"},
+                {"title": "Refunds", "article_id": "refunds"},
+                {"title": "Shipping options and delivery times", "article_id": "shipping-options-and-delivery-times"},
+            ],
+        },
+    }
+    state = tracker(parse(question, "ask_question"), parse(reply, "ask_question"), clarify_asked=True)
+    asked = {"event": "bot", "text": "Is your question about ...?", "data": {"custom": offer}}
+    state.events.insert(2, asked)
+    return state
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("reply", "article"),
+    [
+        ("Refunds", "refunds"),
+        ("it's refunds", "refunds"),
+        ("the second one", "refunds"),
+        ("2", "refunds"),
+        ("the last one", "shipping-options-and-delivery-times"),
+        ("shipping options and delivery times", "shipping-options-and-delivery-times"),
+    ],
+)
+async def test_a_reply_that_picks_an_offered_article_gets_that_article(
+    fake_kb: FakeKnowledgeBase, reply: str, article: str
+) -> None:
+    messages, events = await run(ActionAnswerFromKB(), after_clarifying("the password thing", reply))
+
+    [payload] = payloads(messages)
+    assert payload["decision"]["article_id"] == article and payload["decision"]["chosen"] is True
+    assert texts(messages)[0].endswith(f"{PUBLIC_URL}{payload['kb_hits'][0]['url']}")
+    assert payload["kb_hits"][0]["article_id"] == article
+    assert events[1] == SlotSet("last_decision", "answer")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("reply", ["something else entirely", "the first or the second", "yes"])
+async def test_a_reply_that_picks_no_offered_article_offers_a_person(fake_kb: FakeKnowledgeBase, reply: str) -> None:
+    messages, _ = await run(ActionAnswerFromKB(), after_clarifying("the thing", reply))
+
+    assert texts(messages) == ["Sorry, I still couldn't find an answer to that."]
+
+
+@pytest.mark.asyncio
+async def test_a_short_reply_naming_an_offered_title_wins_over_another_confident_article(
+    fake_kb: FakeKnowledgeBase,
+) -> None:
+    # The reply alone finds the delivery article with confidence (two of its keywords), but it
+    # names one offered title whole: "Refunds".
+    messages, _ = await run(ActionAnswerFromKB(), after_clarifying("the thing", "refunds for express delivery"))
+
+    assert payloads(messages)[0]["decision"]["article_id"] == "refunds"
+
+
+@pytest.mark.asyncio
+async def test_a_long_new_question_is_answered_on_its_own_even_if_it_names_a_title(fake_kb: FakeKnowledgeBase) -> None:
+    reply = "actually forget refunds, I forgot my password and cannot reset it or sign in at all today"
+    messages, _ = await run(ActionAnswerFromKB(), after_clarifying("the thing", reply))
+
+    assert payloads(messages)[0]["decision"] == {
+        "action": "answer",
+        "article_id": "reset-your-password",
+        "collection": "default",
+        "confidence": 0.95,
+        "chosen": False,
+    }
 
 
 @pytest.mark.asyncio
