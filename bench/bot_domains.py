@@ -491,6 +491,7 @@ class Outcome:
     # then replies with that title) with what came of the reply, "right" / "wrong" / "unresolved";
     # "not_offered" (the customer would have to put it in other words: not simulated).
     after_clarifying: str | None = None
+    second: str = ""  # the outcome of that reply, when it was not the right answer
 
     @property
     def answered(self) -> bool:
@@ -531,6 +532,11 @@ async def ask(hub: Hub, sender: str, question: Question) -> Outcome:
                 outcome.after_clarifying = "right" if second.article == question.expected else "wrong"
             else:
                 outcome.after_clarifying = "unresolved"
+            if outcome.after_clarifying != "right":
+                outcome.second = (
+                    f"({titles[0]!r}: {second.outcome} {second.action or ''} {second.article or ''}"
+                    f" {second.priority or ''} {second.reason or ''} {','.join(second.signals)})"
+                )
     return outcome
 
 
@@ -735,6 +741,8 @@ def print_failures(name: str, outcomes: list[Outcome]) -> None:
             )
             if o.outcome == "clarify" and o.replies:
                 print(f"  {'':<12}   bot: {' / '.join(o.replies)[:200]!r}")
+            if o.after_clarifying:
+                print(f"  {'':<12}   after the customer's reply: {o.after_clarifying} {o.second or ''}")
 
 
 # -- main ----------------------------------------------------------------------------------

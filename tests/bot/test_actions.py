@@ -184,7 +184,9 @@ async def test_clarifying_question_names_the_closest_articles(fake_kb: FakeKnowl
     ]
 
 
-def after_clarifying(question: str, reply: str) -> Tracker:
+def after_clarifying(
+    question: str, reply: str, intent: str = "ask_question", metadata: dict[str, Any] | None = None
+) -> Tracker:
     """A tracker where the bot asked back about "Reset your password", "Refunds" or "Shipping options and
     delivery times", and the customer replied."""
     offer = {
@@ -201,7 +203,7 @@ def after_clarifying(question: str, reply: str) -> Tracker:
             ],
         },
     }
-    state = tracker(parse(question, "ask_question"), parse(reply, "ask_question"), clarify_asked=True)
+    state = tracker(parse(question, "ask_question"), parse(reply, intent), clarify_asked=True, metadata=metadata)
     asked = {"event": "bot", "text": "Is your question about ...?", "data": {"custom": offer}}
     state.events.insert(2, asked)
     return state
@@ -248,6 +250,48 @@ async def test_a_short_reply_naming_an_offered_title_wins_over_another_confident
     messages, _ = await run(ActionAnswerFromKB(), after_clarifying("the thing", "refunds for express delivery"))
 
     assert payloads(messages)[0]["decision"]["article_id"] == "refunds"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("intent", ["request_human", "complaint"])
+async def test_a_picked_title_the_nlu_reads_as_a_request_for_a_person_is_still_the_customers_choice(
+    fake_kb: FakeKnowledgeBase, intent: str
+) -> None:
+    messages, events = await run(ActionAnswerFromKB(), after_clarifying("the thing", "Refunds", intent))
+
+    assert payloads(messages)[0]["decision"]["article_id"] == "refunds"
+    assert ConversationPaused() not in events
+
+
+@pytest.mark.asyncio
+async def test_a_picked_title_only_the_nlu_calls_urgent_is_still_the_customers_choice(
+    fake_kb: FakeKnowledgeBase,
+) -> None:
+    messages, events = await run(ActionAnswerFromKB(), after_clarifying("the thing", "Refunds", "urgent_issue"))
+
+    assert payloads(messages)[0]["decision"]["article_id"] == "refunds"
+    assert ConversationPaused() not in events
+
+
+URGENT_BY_EXAMPLE = {"triage": {"examples": {"urgent": True, "clearly_not_urgent": False, "margin": 0.2}}}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("reply", "intent", "metadata"),
+    [
+        ("Refunds", "urgent_issue", URGENT_BY_EXAMPLE),  # the examples call it urgent too
+        ("Refunds", "ask_question", URGENT_BY_EXAMPLE),
+        ("refunds, but someone has taken all the money out of my account this morning", "urgent_issue", None),
+    ],
+)
+async def test_a_picked_title_that_is_urgent_is_handed_off_urgently(
+    fake_kb: FakeKnowledgeBase, reply: str, intent: str, metadata: dict[str, Any] | None
+) -> None:
+    messages, events = await run(ActionAnswerFromKB(), after_clarifying("the thing", reply, intent, metadata))
+
+    assert ConversationPaused() in events
+    assert payloads(messages)[-1]["priority"] == "urgent"
 
 
 @pytest.mark.asyncio
