@@ -487,76 +487,64 @@ class SlackDesk:
         candidates = dict.fromkeys(c for c in (first, team, self.settings.slack_urgent_channel) if c)
         oldest = f"{(since - CARD_LOOKUP_SKEW).timestamp():.6f}"
         for channel in candidates:
-            cursor = None
-            for _ in range(CARD_LOOKUP_PAGES):
-                args: dict[str, Any] = {
-                    "channel": channel,
-                    "oldest": oldest,
-                    "include_all_metadata": "true",
-                    "limit": 200,
-                }
-                if cursor:
-                    args["cursor"] = cursor
-                data = await self.channel.call("conversations.history", http_get=True, **args)
-                for message in data.get("messages") or []:
-                    if slack_blocks.card_ticket_id(message) == ticket.id and message.get("ts"):
-                        return channel, str(message["ts"])
-                cursor = (data.get("response_metadata") or {}).get("next_cursor")
-                if not cursor:
-                    break
+            listing = self._listed(
+                "conversations.history", CARD_LOOKUP_PAGES, channel=channel, oldest=oldest, include_all_metadata="true"
+            )
+            async for message in listing:
+                if slack_blocks.card_ticket_id(message) == ticket.id and message.get("ts"):
+                    return channel, str(message["ts"])
         return None
 
     async def _posted_thread_message(self, ticket: Ticket, job: slack_jobs.Job) -> str | None:
         """The ts of the message ``job`` already posted in ``ticket``'s thread
         (its metadata names the job), or None. Bounded (``CARD_LOOKUP_PAGES``):
         past that, the job posts again."""
-        cursor = None
         oldest = f"{(job.created_at - CARD_LOOKUP_SKEW).timestamp():.6f}"
-        for _ in range(CARD_LOOKUP_PAGES):
-            args: dict[str, Any] = {
-                "channel": ticket.slack_channel,
-                "ts": ticket.slack_ts,
-                "oldest": oldest,
-                "include_all_metadata": "true",
-                "limit": 200,
-            }
+        listing = self._listed(
+            "conversations.replies",
+            CARD_LOOKUP_PAGES,
+            channel=ticket.slack_channel,
+            ts=ticket.slack_ts,
+            oldest=oldest,
+            include_all_metadata="true",
+        )
+        async for message in listing:
+            if slack_blocks.thread_post_job_id(message) == job.id and message.get("ts"):
+                return str(message["ts"])
+        return None
+
+    async def _listed(self, method: str, pages: int | None = None, **args: Any) -> AsyncIterator[dict[str, Any]]:
+        """The messages of a Slack listing (``conversations.history`` or
+        ``conversations.replies``), 200 a page through its cursor, at most
+        ``pages`` pages (None: all); a thread or message gone lists nothing."""
+        cursor, page = None, 0
+        while pages is None or page < pages:
+            page += 1
+            call: dict[str, Any] = {**args, "limit": 200}
             if cursor:
-                args["cursor"] = cursor
+                call["cursor"] = cursor
             try:
-                data = await self.channel.call("conversations.replies", http_get=True, **args)
+                data = await self.channel.call(method, http_get=True, **call)
             except ChannelSendError as err:
                 if "thread_not_found" in err.message or "message_not_found" in err.message:
-                    return None
+                    return
                 raise
             for message in data.get("messages") or []:
-                if slack_blocks.thread_post_job_id(message) == job.id and message.get("ts"):
-                    return str(message["ts"])
+                yield message
             cursor = (data.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
-                break
-        return None
+                return
 
     async def _erase_card(self, channel: str, ts: str) -> None:
         """An erased contact's card: the hub's own messages in its thread, then
         the card itself, deleted (``chat.delete``; a bot token deletes what the
         bot posted). Agents' own thread replies are theirs: a workspace admin
         removes those (the README says so)."""
-        cursor = None
-        mine: list[str] = []
-        while True:
-            args: dict[str, Any] = {"channel": channel, "ts": ts, "limit": 200}
-            if cursor:
-                args["cursor"] = cursor
-            try:
-                data = await self.channel.call("conversations.replies", http_get=True, **args)
-            except ChannelSendError as err:
-                if "thread_not_found" in err.message or "message_not_found" in err.message:
-                    break
-                raise
-            mine += [m["ts"] for m in data.get("messages") or [] if m.get("bot_id") and m.get("ts") != ts]
-            cursor = (data.get("response_metadata") or {}).get("next_cursor")
-            if not cursor:
-                break
+        mine = [
+            str(m["ts"])
+            async for m in self._listed("conversations.replies", channel=channel, ts=ts)
+            if m.get("bot_id") and m.get("ts") != ts
+        ]
         for message_ts in [*mine, ts]:
             await self._delete(channel, message_ts)
 
