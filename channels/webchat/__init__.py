@@ -104,7 +104,9 @@ Hub -> client:
 
 ``Message`` is ``{"id": int, "author": "customer" | "bot" | "agent" | "system",
 "text": str, "created_at": ISO-8601, "client_id": str | null}`` (plus
-``survey_id`` on a CSAT survey's message in a ``history``). Text is plain
+``survey_id`` on a CSAT survey's message in a ``history``, and ``choices``,
+a list of strings, on the bot's clarifying question: the widget shows a
+button per choice that sends it as the visitor's message). Text is plain
 text: the widget renders it with ``textContent``.
 
 Reliability: the widget keeps unsent messages in localStorage, sends them

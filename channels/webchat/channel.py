@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from aiohttp import WSCloseCode, web
 
 from channels.base import InboundMessage, OutboundMessage, PushRelay, SendResult
-from channels.webchat.frames import CLIENT_ID, contact_form, survey_frame
+from channels.webchat.frames import CLIENT_ID, choices_of, contact_form, survey_frame
 from channels.webchat.security import OriginPolicy, VisitorTokens
 from channels.webchat.socket import SESSION, Session, WebchatSockets
 from hub.errors import InvalidInput, InvalidSignature
@@ -194,18 +194,17 @@ class WebchatChannel(WebchatSockets):
                 await self.notify_handoff(message.to)
             return SendResult(provider_id=provider_id, delivered=False)
         author = message.metadata.get("author_kind") or await self._author_of(message)
-        frames: list[dict[str, Any]] = [
-            {
-                "type": "message",
-                "message": {
-                    "id": message.message_id,
-                    "author": author,
-                    "text": message.text,
-                    "created_at": None,
-                    "client_id": None,
-                },
-            }
-        ]
+        pushed: dict[str, Any] = {
+            "id": message.message_id,
+            "author": author,
+            "text": message.text,
+            "created_at": None,
+            "client_id": None,
+        }
+        choices = choices_of(message.metadata)
+        if choices:
+            pushed["choices"] = choices
+        frames: list[dict[str, Any]] = [{"type": "message", "message": pushed}]
         survey = survey_frame(message.metadata, message.text)
         if survey is not None:
             frames.append({**survey, "message_id": message.message_id})

@@ -68,6 +68,9 @@ def message_frame(message: Any, visitor_id: str) -> dict[str, Any]:
         "created_at": message.created_at.isoformat() if message.created_at else None,
         "client_id": client_id,
     }
+    choices = choices_of(message.meta or {})
+    if choices:  # a clarifying question: the widget shows a button per answer
+        frame["choices"] = choices
     survey = survey_frame(message.meta or {}, message.body)
     if survey is not None:  # a survey: the widget shows its rating buttons
         frame["survey_id"] = survey["survey_id"]
@@ -97,6 +100,22 @@ def survey_answer(frame: dict[str, Any]) -> tuple[int, int | None, str | None]:
         raise FrameError("invalid_input", "send a 'rating' or a 'comment'")
     assert isinstance(survey_id, int)  # is_id checked it
     return survey_id, rating, comment
+
+
+CHOICES_MAX = 5
+CHOICE_MAX = 200
+
+
+def choices_of(metadata: dict[str, Any]) -> list[str]:
+    """The answers a bot's clarifying question offers (the article titles of
+    ``decision.offered``), for the widget's quick-reply buttons: a click sends
+    the title as the visitor's message, which the bot takes as their pick."""
+    decision = metadata.get("decision")
+    if not isinstance(decision, dict) or decision.get("action") != "clarify":
+        return []
+    offered = decision.get("offered")
+    titles = [o.get("title") for o in offered if isinstance(o, dict)] if isinstance(offered, list) else []
+    return [t.strip()[:CHOICE_MAX] for t in titles if isinstance(t, str) and t.strip()][:CHOICES_MAX]
 
 
 def survey_frame(metadata: dict[str, Any], text: str) -> dict[str, Any] | None:

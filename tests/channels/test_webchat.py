@@ -532,3 +532,45 @@ async def test_one_address_holds_at_most_its_ceiling_of_open_sockets(database_ur
             await ws.close()
         await wait_for(lambda: channel.open_sockets == 0)
         assert channel._by_ip == {}
+
+
+def test_choices_are_a_clarifying_questions_titles_only() -> None:
+    from channels.webchat.frames import CHOICE_MAX, CHOICES_MAX, choices_of
+
+    offered = [{"title": "Refunds", "article_id": "refunds"}, {"title": " Delivery ", "article_id": "d"}]
+    assert choices_of({"decision": {"action": "clarify", "offered": offered}}) == ["Refunds", "Delivery"]
+    # An answer, a list of topics, a malformed or missing decision: no buttons.
+    assert choices_of({"decision": {"action": "answer", "offered": offered}}) == []
+    assert choices_of({"decision": {"action": "topics"}}) == []
+    assert choices_of({"decision": {"action": "clarify", "offered": "Refunds"}}) == []
+    assert choices_of({"decision": "clarify"}) == []
+    assert choices_of({}) == []
+    odd = [{"title": 7}, "Refunds", {"title": ""}, {"title": "x" * (CHOICE_MAX + 50)}, *offered * 3]
+    found = choices_of({"decision": {"action": "clarify", "offered": odd}})
+    assert found[0] == "x" * CHOICE_MAX and len(found) == CHOICES_MAX
+
+
+@pytest.mark.asyncio
+async def test_a_clarifying_question_carries_its_choices_live_and_in_the_history(
+    database_url: str, tmp_path: Path
+) -> None:
+    from hub.models import AuthorKind
+
+    offered = [{"title": "Refunds", "article_id": "refunds"}, {"title": "Delivery", "article_id": "delivery"}]
+    async with running_hub(database_url, tmp_path, echo=False) as hub, hub.client.ws_connect(WS) as ws:
+        welcome, _ = await hello(ws)
+        await ws.send_json({"type": "message", "client_id": "c1", "text": "the money thing"})
+        await receive_until(ws, "ack")
+        [conversation] = (await hub.api("GET", "/api/v1/conversations", params={"channel": "webchat"}))["items"]
+        meta = {"decision": {"action": "clarify", "confidence": 0.4, "offered": offered}}
+        await hub.service.reply(conversation["id"], "Is it about one of these?", author_kind=AuthorKind.BOT, meta=meta)
+        live = await receive_until(ws, "message")
+        while live["message"]["author"] == "customer":  # its own message, echoed to the visitor's tabs
+            live = await receive_until(ws, "message")
+        assert live["message"]["text"] == "Is it about one of these?"
+        assert live["message"]["choices"] == ["Refunds", "Delivery"]
+    async with running_hub(database_url, tmp_path, echo=False) as hub, hub.client.ws_connect(WS) as ws:
+        _, history = await hello(ws, token=welcome["token"])
+        question = history["messages"][-1]
+        assert question["choices"] == ["Refunds", "Delivery"]
+        assert "choices" not in history["messages"][0]

@@ -228,7 +228,27 @@
     li.appendChild(body);
     if (pending) li.classList.add("msg--pending");
     if (typeof message.survey_id === "number") body.appendChild(surveyNode(message.survey_id, message.survey_low, message.survey_high));
+    if (!mine && Array.isArray(message.choices) && message.choices.length) body.appendChild(choicesNode(message.choices));
     return li;
+  }
+
+  // A clarifying question's answers (the articles the bot offers): a click
+  // sends the title as the visitor's message, as if typed; once, then the
+  // buttons are spent.
+  function choicesNode(choices) {
+    var node = el("div", { className: "choices", role: "group", "aria-label": "Suggested answers" });
+    choices.forEach(function (choice) {
+      if (typeof choice !== "string" || !choice) return;
+      var button = el("button", { type: "button", className: "choice", text: choice });
+      button.addEventListener("click", function () {
+        Array.prototype.forEach.call(node.querySelectorAll("button"), function (b) { b.disabled = true; });
+        button.classList.add("choice--chosen");
+        input.value = choice;
+        submit();
+      });
+      node.appendChild(button);
+    });
+    return node;
   }
 
   // A survey: a rating button per answer (CSAT 1-5, NPS 0-10), then an optional
