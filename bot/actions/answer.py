@@ -78,7 +78,7 @@ def answer_text(hit: dict[str, Any], public_url: str) -> str:
 
 
 def offered(result: SearchResult) -> list[tuple[str, Any]]:
-    """The articles a clarifying question offers: (title, article id) of the two closest, titles unique."""
+    """The articles a clarifying question offers: (title, article id) of the ``OFFERED`` closest, titles unique."""
     found: list[tuple[str, Any]] = []
     for hit in result.hits:
         title = str(hit.get("title") or "").strip()
@@ -87,8 +87,9 @@ def offered(result: SearchResult) -> list[tuple[str, Any]]:
     return found[:OFFERED]
 
 
-def clarifying_question(result: SearchResult) -> str:
-    titles = [title for title, _ in offered(result)]
+def clarifying_question(offer: list[tuple[str, Any]]) -> str:
+    """Is it about A, B or C? (``offer``: ``offered(result)``)."""
+    titles = [title for title, _ in offer]
     if not titles:
         return messages.CLARIFY_GENERIC
     quoted = [f'"{t}"' for t in titles]
@@ -220,7 +221,8 @@ async def answer_from_kb(dispatcher: CollectingDispatcher, tracker: Tracker) -> 
         ]
     if not clarify_asked:
         near_miss = bool(result.hits) and result.confidence >= CLARIFY_FLOOR
-        text_out = clarifying_question(result) if near_miss else await no_answer_text(settings, collection)
+        offer_now = offered(result) if near_miss else []
+        text_out = clarifying_question(offer_now) if near_miss else await no_answer_text(settings, collection)
         dispatcher.utter_message(text=text_out)
         dispatcher.utter_message(
             json_message={
@@ -229,8 +231,8 @@ async def answer_from_kb(dispatcher: CollectingDispatcher, tracker: Tracker) -> 
                 "decision": {
                     "action": "clarify" if near_miss else "topics",
                     "confidence": result.confidence,
-                    "article_ids": [hit.get("article_id") for hit in result.hits[:OFFERED]] if near_miss else [],
-                    "offered": ([{"title": t, "article_id": a} for t, a in offered(result)] if near_miss else []),
+                    "article_ids": [a for _, a in offer_now],
+                    "offered": [{"title": t, "article_id": a} for t, a in offer_now],
                 },
             }
         )
