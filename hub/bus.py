@@ -21,6 +21,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar, cast, overload
 
+from hub.aio import cancel_and_wait
 from hub.events import Event
 
 log = logging.getLogger(__name__)
@@ -226,6 +227,5 @@ class RedisBus:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait(self._task)
         await self._redis.aclose()

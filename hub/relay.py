@@ -35,6 +35,8 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from hub.aio import cancel_and_wait
+
 log = logging.getLogger(__name__)
 
 ACK_TIMEOUT = 1.0  # an instance that got the frames and never answered (it died meanwhile)
@@ -230,8 +232,7 @@ class RedisPushRelay:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait(self._task)
             self._task = None
         await self._redis.aclose()
 
