@@ -6,12 +6,17 @@ import json
 import os
 import socket
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+# Trained urgency classifiers (HUB_BOT_URGENCY_DIR of the benchmarks' hubs):
+# training one takes ~5 minutes, so every run after the first reuses it.
+URGENCY_CACHE = Path(tempfile.gettempdir()) / "servicehub-bot-domains" / "urgency"
 
 
 def percentile(values: list[float], q: float) -> float:

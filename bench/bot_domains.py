@@ -54,6 +54,12 @@ first (the hub retrains either way). So --quick takes ~30 s
 when the bot's training data has not changed since the last run, and one
 training per industry more (~45 s each on 2 cores) when it has.
 
+The urgency classifier (bot/urgency.py) is trained by the hub into
+``bench/_common.URGENCY_CACHE`` once (~5 minutes on 2 cores) and reused by
+every later run (and by bench/bot_latency.py); the run waits until it is
+ready, and the JSON says which one it used (``urgency_classifier``).
+``HUB_BOT_URGENCY_CLASSIFIER=false`` measures without it.
+
 ``--quick``: the first two industries (sorted), 12 questions each (6
 answerable, 3 unanswerable, 3 urgent, spread over the file). Prints the
 figures, the failures, and as its last line one JSON object.
@@ -89,7 +95,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from _common import ROOT, emit, free_port, percentile
+from _common import ROOT, URGENCY_CACHE, emit, free_port, percentile
 
 HELD_OUT = ROOT / "bench" / "data" / "domains"
 DEVELOPMENT = ROOT / "bench" / "data" / "domains_dev"
@@ -112,6 +118,8 @@ CACHE = Path(tempfile.gettempdir()) / "servicehub-bot-domains"
 MODELS_DIR = CACHE / "models"  # what Rasa starts on
 ARCHIVE_DIR = CACHE / "archive"  # adapted models kept across runs (the hub prunes MODELS_DIR)
 ARCHIVE_INDEX = ARCHIVE_DIR / "index.json"  # articles fingerprint -> the model the hub adapted to
+URGENCY_DIR = URGENCY_CACHE  # the hub's trained urgency classifiers (HUB_BOT_URGENCY_DIR), reused
+CLASSIFIER_TIMEOUT = 1800.0  # training it takes ~5 min on 2 idle cores
 KEEP_ARCHIVED = 24
 
 
@@ -376,7 +384,7 @@ async def start_hub(workdir: Path, rasa_model: Path) -> Hub:
         database_url=url, data_dir=workdir / "data", port=port, public_url=f"http://127.0.0.1:{port}",
         channels="fake", fake_secret=SECRET, bot="rasa", rasa_port=free_port(), action_port=free_port(),
         rasa_model=rasa_model, rasa_ready_wait=180.0, kb_enabled=True, kb_search_rate_limit="1000000/minute",
-        bot_adapt_interval=ADAPT_INTERVAL, outbox_poll_interval=0.05, _env_file=None,
+        bot_adapt_interval=ADAPT_INTERVAL, outbox_poll_interval=0.05, bot_urgency_dir=URGENCY_DIR, _env_file=None,
     )  # fmt: skip
     kb = KnowledgeBase(data_dir=workdir / "kb")  # the real embedding model
     app = create_app(settings, knowledge_base=kb)
@@ -397,6 +405,20 @@ async def wait_bot_ready(hub: Hub, timeout: float = 240.0) -> float:
         if time.perf_counter() - started > timeout:
             raise SystemExit(f"the bot is not ready after {timeout:.0f} s: {bot}; logs in {hub.workdir}/data/logs")
         await asyncio.sleep(0.25)
+
+
+async def wait_classifier(hub: Hub, timeout: float = CLASSIFIER_TIMEOUT) -> dict[str, Any]:
+    """Wait until the urgency classifier is ready (trained now, or reused from
+    URGENCY_DIR), failed or off; its state from ``GET /api/v1/bot/model``."""
+    started = time.perf_counter()
+    while True:
+        status = await bot_model_status(hub) or {}
+        state = dict(status.get("urgency_classifier") or {"state": "absent"})
+        if state["state"] not in ("pending", "training"):
+            return {**state, "waited_seconds": round(time.perf_counter() - started, 1)}
+        if time.perf_counter() - started > timeout:
+            raise SystemExit(f"the urgency classifier is not ready after {timeout:.0f} s: {state}")
+        await asyncio.sleep(1.0)
 
 
 async def bot_model_status(hub: Hub) -> dict[str, Any] | None:
@@ -760,6 +782,7 @@ async def run(args: argparse.Namespace, industries: list[Industry]) -> dict[str,
     print(f"Rasa starts on model {start.path.name}: {start.how}", flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="bot-domains-"))
     results: dict[str, Any] = {}
+    classifier: dict[str, Any] = {}
     all_outcomes: list[Outcome] = []
     adapt_seconds: dict[str, float] = {}
     hub: Hub | None = None
@@ -789,6 +812,8 @@ async def run(args: argparse.Namespace, industries: list[Industry]) -> dict[str,
                     f"(waited {ready:.1f} s after the ingest)",
                     flush=True,
                 )
+                classifier = await wait_classifier(hub)
+                print(f"  urgency classifier: {json.dumps(classifier)}", flush=True)
             adapt = await adapt_bot(hub, before)
             adapt_seconds[industry.name] = adapt["seconds"]
             if not adapt["adapted"]:
@@ -845,6 +870,7 @@ async def run(args: argparse.Namespace, industries: list[Industry]) -> dict[str,
         "met": met(overall),
         "wall_seconds": round(wall, 1),
         "settings": hub_settings,
+        "urgency_classifier": classifier,
     }
 
 
@@ -853,7 +879,13 @@ def _settings_of(hub: Hub) -> dict[str, Any]:
     from hub import keys
 
     settings = hub.app[keys.SETTINGS]
-    names = ("bot_confidence_threshold", "bot_handoff_confidence", "bot_urgent_max_false", "rasa_timeout")
+    names = (
+        "bot_confidence_threshold",
+        "bot_handoff_confidence",
+        "bot_urgent_max_false",
+        "bot_urgency_classifier",
+        "rasa_timeout",
+    )
     return {name: getattr(settings, name, None) for name in names}
 
 

@@ -13,6 +13,12 @@ pause, to show the saturation point. A reply's latency is the time from posting 
 the bot's answer is committed (its MessageQueued event). Prints p50/p99 and
 one JSON object on the last line. Needs .venv-rasa and a trained model
 (`make rasa-model`).
+
+The urgency classifier (bot/urgency.py) reads every message too, so it is
+measured with it: trained classifiers are kept in bench/_common.URGENCY_CACHE
+(bench/bot_domains.py shares it). Without one there, a full run waits for the
+hub to train it (~5 minutes) before measuring; ``--quick`` measures without
+it and says so (``urgency_classifier`` in the JSON).
 """
 
 from __future__ import annotations
@@ -26,8 +32,9 @@ import random
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from _common import ROOT, emit, free_port, percentile
+from _common import ROOT, URGENCY_CACHE, emit, free_port, percentile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
@@ -47,7 +54,7 @@ QUESTIONS = [
 SECRET = "bench-secret"
 
 
-async def run(conversations: int, messages: int, pace: float) -> dict[str, float]:
+async def run(conversations: int, messages: int, pace: float, *, quick: bool) -> dict[str, Any]:
     from aiohttp import ClientSession
     from aiohttp.test_utils import TestServer
 
@@ -67,6 +74,10 @@ async def run(conversations: int, messages: int, pace: float) -> dict[str, float
     url = f"sqlite+aiosqlite:///{workdir / 'hub.db'}"
     upgrade(url)
     port = free_port()
+    from bot import urgency
+
+    # --quick never waits minutes for a training: without a trained classifier it measures without one.
+    classifier = not quick or urgency.is_trained(urgency.folder_for(URGENCY_CACHE))
     settings = Settings(
         database_url=url,
         data_dir=workdir,
@@ -81,6 +92,8 @@ async def run(conversations: int, messages: int, pace: float) -> dict[str, float
         kb_enabled=True,
         kb_seed_dir=SAMPLE_DIR,
         kb_search_rate_limit="100000/minute",
+        bot_urgency_classifier=classifier,
+        bot_urgency_dir=URGENCY_CACHE,
         _env_file=None,
     )
     app = create_app(settings)
@@ -105,6 +118,11 @@ async def run(conversations: int, messages: int, pace: float) -> dict[str, float
             if time.perf_counter() - started > 300:
                 raise SystemExit("Rasa did not become ready")
         print(f"Rasa and the action server ready after {time.perf_counter() - started:.1f} s", flush=True)
+        triage = app[keys.BOT_TRIAGE]
+        while triage.classifier_state["state"] in ("pending", "training"):
+            await asyncio.sleep(1.0)
+        state = triage.classifier_state["state"]
+        print(f"urgency classifier: {state}", flush=True)
         latencies: list[float] = []
 
         async with ClientSession() as session:
@@ -149,6 +167,7 @@ async def run(conversations: int, messages: int, pace: float) -> dict[str, float
             "saturated_p50_ms": round(percentile(latencies, 50) * 1000, 1),
             "saturated_p99_ms": round(percentile(latencies, 99) * 1000, 1),
             "saturated_replies_per_s": round(len(latencies) / elapsed, 1),
+            "urgency_classifier": state,
         }
     finally:
         await server.close()
@@ -163,7 +182,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     messages = args.messages or (3 if args.quick else 10)
-    figures = asyncio.run(run(args.conversations, messages, args.pace))
+    figures = asyncio.run(run(args.conversations, messages, args.pace, quick=args.quick))
     print(
         f"{args.conversations} concurrent conversations, one message each per {args.pace:g} s, "
         f"{figures['replies']} replies: p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms "

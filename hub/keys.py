@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from hub.bot.bridge import BotBridge
     from hub.bot.model import BotModelWatcher
     from hub.bot.supervisor import ChildProcess
+    from hub.bot.triage import Triage
     from hub.bus import EventBus
     from hub.canned.service import CannedReplies
     from hub.config import Settings
@@ -72,6 +73,8 @@ SEARCH_LOG: web.AppKey[SearchLog] = web.AppKey("search_log")
 BOT_BRIDGE: web.AppKey[BotBridge] = web.AppKey("bot_bridge")
 BOT_PROCESSES: web.AppKey[list[ChildProcess]] = web.AppKey("bot_processes")
 BOT_MODEL: web.AppKey[BotModelWatcher] = web.AppKey("bot_model")
+# The triage of each message before the bot sees it (urgency signals; hub.bot.triage).
+BOT_TRIAGE: web.AppKey[Triage] = web.AppKey("bot_triage")
 # The console's live feed: bus events, fanned out to its SSE streams (hub.console.live).
 CONSOLE_LIVE: web.AppKey[LiveFeed] = web.AppKey("console_live")
 # The console dashboard's runs of the reports, shared by dashboards asking at once (hub.console.dashboard).
@@ -88,6 +91,7 @@ __all__ = [
     "BOT_BRIDGE",
     "BOT_MODEL",
     "BOT_PROCESSES",
+    "BOT_TRIAGE",
     "BUS",
     "CANNED_REPLIES",
     "CHANNELS",

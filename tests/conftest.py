@@ -173,6 +173,9 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Any:
         "outbox_poll_interval": 0.05,
         "kb_enabled": False,
         "bot": "none",
+        # A hub with the bot would train the urgency classifier (minutes of
+        # CPU) in the background; tests/bot/test_urgency.py trains a small one.
+        "bot_urgency_classifier": False,
         "webchat_agents_online": "true",
         # Hubs of one test process share a Redis prefix (two instances of a
         # test must meet); another process's (a parallel worker's) never do.

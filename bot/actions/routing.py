@@ -13,7 +13,7 @@ answers, so an unfamiliar product question lands on ``ask_question`` or
 ``nlu_fallback`` - both go to the knowledge base - rather than on a handoff.
 
 Urgent means the customer is at risk of harm or loss now. Missing one costs
-far more than bringing in a person for a question, so three independent
+far more than bringing in a person for a question, so four independent
 signals are combined, and the decision records which fired (``signals``):
 
 - ``nlu``: Rasa's ``urgent_issue`` is the top intent, or scores at least
@@ -26,7 +26,12 @@ signals are combined, and the decision records which fired (``signals``):
   urgent and not-urgent examples (``bot.triage``), passed in the message
   metadata as ``triage.examples``;
 - ``rules``: one of the admin's keyword routing rules with priority urgent
-  matched (``triage.rules``).
+  matched (``triage.rules``);
+- ``classifier``: the fine-tuned urgency classifier (``bot.urgency``,
+  ``triage.classifier``) is sure it is urgent (probability from 0.95). When it
+  is sure it is *not* (below 0.02, ``not_urgent``), ``nlu`` and ``examples``
+  do not count: both misread ordinary questions far from their data, the
+  classifier was trained for the distinction. The admin's rules always count.
 
 A complaint the NLU is confident of is handed off, but the knowledge base is
 asked first (``Route.kb_first``): a complaint about something an article
@@ -100,11 +105,16 @@ def urgent_signals(parse: Mapping[str, Any], *, escalate_at: float | None = None
     triage = triage_of(parse)
     examples = triage.get("examples")
     examples = examples if isinstance(examples, Mapping) else {}
+    classifier = triage.get("classifier")
+    classifier = classifier if isinstance(classifier, Mapping) else {}
+    vetoed = bool(classifier.get("not_urgent"))
     nlu = name == "urgent_issue" or intent_score(parse, "urgent_issue") >= threshold
-    if nlu and not examples.get("clearly_not_urgent"):
+    if nlu and not examples.get("clearly_not_urgent") and not vetoed:
         signals.append("nlu")
-    if examples.get("urgent"):
+    if examples.get("urgent") and not vetoed:
         signals.append("examples")
+    if classifier.get("urgent"):
+        signals.append("classifier")
     if triage.get("rules"):
         signals.append("rules")
     return tuple(signals)

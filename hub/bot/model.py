@@ -208,11 +208,14 @@ def _write_if_changed(path: Path, text: str) -> None:
 @routes.get("/api/v1/bot/model")
 @requires(Role.VIEWER)
 async def model_status(request: web.Request) -> web.Response:
-    """Which NLU model the bot serves, and whether it is in step with the knowledge base."""
+    """Which NLU model the bot serves, whether it is in step with the knowledge base, and the urgency classifier's state."""
     watcher = request.app.get(keys.BOT_MODEL)
+    triage = request.app.get(keys.BOT_TRIAGE)
+    # The urgency classifier (bot.urgency): off, pending, training, ready or failed.
+    classifier = {"urgency_classifier": triage.classifier_state} if triage is not None else {}
     if watcher is None:
-        return web.json_response({"adapting": False})
-    return web.json_response({"adapting": True, **watcher.state.as_dict()})
+        return web.json_response({"adapting": False, **classifier})
+    return web.json_response({"adapting": True, **watcher.state.as_dict(), **classifier})
 
 
 async def all_articles(kb: Any) -> list[Any]:

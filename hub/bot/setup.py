@@ -103,7 +103,14 @@ async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
         rules=(lambda: _rules(tickets)) if tickets is not None else None,
         examples_path=settings.bot_urgent_examples,
         max_false_urgent=settings.bot_urgent_max_false,
+        classifier_dir=(
+            (settings.bot_urgency_dir or settings.data_dir / "bot" / "urgency")
+            if settings.bot_urgency_classifier and kb is not None
+            else None
+        ),
+        classifier_model=settings.kb_model_path,
     )
+    app[keys.BOT_TRIAGE] = triage
     bridge = BotBridge(
         app[keys.SERVICE],
         app[keys.DATABASE],
@@ -169,6 +176,8 @@ async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
 
     async def start_when_ready() -> None:
         await triage.load()  # the examples embed while Rasa loads
+        classifier = asyncio.create_task(triage.run_classifier(), name="urgency-classifier")
+        background.append(classifier)
         state = await ready_by_deadline()
         if state in FOREIGN:
             bridge.hold("the Rasa on its port is not this hub's")  # never ask a stranger
@@ -217,14 +226,15 @@ async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
 
         own_rasa.on_spawn = spawned
 
+    background: list[asyncio.Task[None]] = []
     starter = asyncio.create_task(start_when_ready(), name="bot-start")
     try:
         yield
     finally:
         starter.cancel()
-        for task in restarting:
+        for task in [*restarting, *background]:
             task.cancel()
-        await asyncio.gather(starter, *restarting, return_exceptions=True)
+        await asyncio.gather(starter, *restarting, *background, return_exceptions=True)
         await bridge.stop()
         await client.close()
         if children is not None:

@@ -578,6 +578,30 @@ def test_examples_that_find_a_message_clearly_not_urgent_overrule_the_nlu_only()
     assert route({**sure, "metadata": ruled}).signals == ("rules",)
 
 
+def test_the_urgency_classifier_alone_hands_off_and_its_veto_overrules_the_nlu_and_the_examples() -> None:
+    def triage(**classifier: Any) -> dict[str, Any]:
+        return {"triage": {"classifier": {"probability": 0.5, "urgent": False, "not_urgent": False, **classifier}}}
+
+    stolen = parse("someone nicked my phone and the app has my card saved", "ask_question", 0.99)
+    assert route(stolen).action == KB
+    sure = {**stolen, "metadata": triage(probability=0.97, urgent=True)}
+    assert route(sure).priority == "urgent" and route(sure).signals == ("classifier",)
+    unsure = {**stolen, "metadata": triage(probability=0.9)}
+    assert route(unsure).action == KB
+
+    car = parse("what's the best electric car to buy", "urgent_issue", 0.85)
+    assert route(car).priority == "urgent"
+    vetoed = triage(probability=0.01, not_urgent=True)
+    assert route({**car, "metadata": vetoed}).action == KB
+    by_example = {"triage": {**vetoed["triage"], "examples": {"urgent": True, "clearly_not_urgent": False}}}
+    assert route({**car, "metadata": by_example}).action == KB
+    # Between the two bounds the classifier says nothing: the others decide.
+    assert route({**car, "metadata": triage(probability=0.3)}).signals == ("nlu",)
+    # The admin's urgent keyword rules are never overruled.
+    ruled = {"triage": {**vetoed["triage"], "rules": [7]}}
+    assert route({**car, "metadata": ruled}).signals == ("rules",)
+
+
 def test_short_reply_keeps_whole_sentences_within_the_limit() -> None:
     passage = "One two three. " * 40
     reply = short_reply(passage)
