@@ -125,8 +125,11 @@ def train(
     from setfit import SetFitModel, Trainer, TrainingArguments
 
     started = time.monotonic()
+    partial = out.with_name(f"{out.name}.partial-{os.getpid()}")
     model = SetFitModel.from_pretrained(str(base_model))
     arguments = TrainingArguments(
+        output_dir=str(partial / "checkpoints"),  # never the working directory
+        save_strategy="no",
         batch_size=BATCH_SIZE,
         num_epochs=1,
         max_steps=steps,
@@ -138,8 +141,8 @@ def train(
     Trainer(
         model=model, args=arguments, train_dataset=Dataset.from_dict({"text": list(texts), "label": list(labels)})
     ).train()
-    partial = out.with_name(f"{out.name}.partial-{os.getpid()}")
     model.save_pretrained(str(partial))
+    shutil.rmtree(partial / "checkpoints", ignore_errors=True)
     info = {
         "seconds": round(time.monotonic() - started, 1),
         "steps": steps,

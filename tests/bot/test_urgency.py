@@ -108,7 +108,8 @@ async def test_the_hub_trains_the_classifier_once_and_reads_messages_with_it(tmp
     assert triage.classifier_state["state"] == "ready", triage.classifier_state
     assert triage.classifier_state["steps"] == 4
     [trained] = [p for p in folder.iterdir() if p.is_dir()]
-    assert urgency.is_trained(trained) and not list(folder.glob("*.partial"))
+    assert urgency.is_trained(trained) and not list(folder.glob("*.partial*"))
+    assert not (trained / "checkpoints").exists() and not (urgency.NLU_FILE.parents[2] / "checkpoints").exists()
     read = (await triage("someone stole my card and is buying things right now"))["classifier"]
     assert 0.0 <= read["probability"] <= 1.0
     assert read["urgent"] == (read["probability"] >= urgency.URGENT_FROM)
