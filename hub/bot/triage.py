@@ -96,6 +96,20 @@ class Triage:
         )
         log.info("urgent examples loaded from %s: %s", self.examples_path, self.examples.calibration.as_dict())
 
+    async def _match_examples(self, text: str) -> dict[str, Any] | None:
+        if self.examples is None or self.embed is None or not text.strip():
+            return None
+        if self.embed_query is not None:
+            vector = await self.embed_query(text)
+        else:
+            [vector] = await self.embed([text])
+        return self.examples.match(vector).as_dict()
+
+    async def _classify(self, text: str) -> dict[str, Any] | None:
+        if self.classifier is None or not text.strip():
+            return None
+        return await asyncio.to_thread(self.classifier.read, text)
+
     async def run_classifier(self) -> None:
         """Load the classifier for the current examples, training it first when
         there is none; logged and left off (``classifier_state``) on failure."""
@@ -151,14 +165,12 @@ class Triage:
 
     async def __call__(self, text: str) -> dict[str, Any]:
         result: dict[str, Any] = {}
-        if self.examples is not None and self.embed is not None and text.strip():
-            if self.embed_query is not None:
-                vector = await self.embed_query(text)
-            else:
-                [vector] = await self.embed([text])
-            result["examples"] = self.examples.match(vector).as_dict()
-        if self.classifier is not None and text.strip():
-            result["classifier"] = await asyncio.to_thread(self.classifier.read, text)
+        # The two models run at once (the knowledge base's pool, a worker thread).
+        matched, read = await asyncio.gather(self._match_examples(text), self._classify(text))
+        if matched is not None:
+            result["examples"] = matched
+        if read is not None:
+            result["classifier"] = read
         if self.rules is not None:
             rules = await self.rules()
             hits = [r for r in routing.keyword_hits(rules, text) if r.priority == Priority.URGENT]
