@@ -155,7 +155,7 @@ def train(
     (partial / DONE).write_text(json.dumps(info), encoding="utf-8")
     if is_trained(out):  # another instance sharing the folder finished first: the same training
         shutil.rmtree(partial)
-        return json.loads((out / DONE).read_text(encoding="utf-8"))
+        return dict(json.loads((out / DONE).read_text(encoding="utf-8")))
     shutil.rmtree(out, ignore_errors=True)  # an interrupted copy
     partial.rename(out)
     return info

@@ -115,6 +115,11 @@ async def test_the_hub_trains_the_classifier_once_and_reads_messages_with_it(tmp
     assert read["urgent"] == (read["probability"] >= urgency.URGENT_FROM)
     assert read["not_urgent"] == (read["probability"] < urgency.NOT_URGENT_BELOW)
     assert "classifier" not in await triage("   ")
+    # A message seen before is not run through the model again.
+    assert triage.classifier is not None
+    hits = triage.classifier._probability.cache_info().hits
+    assert (await triage(" someone stole my card  and is buying things right now"))["classifier"] == read
+    assert triage.classifier._probability.cache_info().hits == hits + 1
 
     # A restart with the same examples loads it without training again.
     stamp = (trained / urgency.DONE).stat().st_mtime_ns
