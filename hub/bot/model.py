@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -41,7 +40,7 @@ from bot.client import RasaClient
 from bot.rasa import kb_nlu
 from bot.rasa.model import training_hash
 from hub import keys
-from hub.aio import wait_event
+from hub.aio import run_for_json, wait_event
 from hub.api.base import requires
 from hub.models import Role
 
@@ -172,22 +171,9 @@ class BotModelWatcher:
         )
 
     async def _train(self) -> dict[str, Any]:
-        process = await asyncio.create_subprocess_exec(
-            str(self.rasa_python), "-m", "bot.rasa.model", "--json",
-            "--models-dir", str(self.models_dir), "--extra-data", str(self.file),
-            cwd=str(Path(__file__).resolve().parents[2]),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        try:
-            out, err = await process.communicate()
-        except asyncio.CancelledError:
-            process.kill()
-            await process.wait()
-            raise
-        if process.returncode != 0:
-            raise RuntimeError(f"training failed ({process.returncode}): {err.decode(errors='replace')[-1500:]}")
-        return dict(json.loads(out.decode().strip().splitlines()[-1]))
+        command = [str(self.rasa_python), "-m", "bot.rasa.model", "--json"]
+        command += ["--models-dir", str(self.models_dir), "--extra-data", str(self.file)]
+        return await run_for_json(command, cwd=Path(__file__).resolve().parents[2], what="NLU training")
 
 
 def _fingerprint(articles: list[Any]) -> str:

@@ -24,9 +24,7 @@ NLU's own):
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -35,6 +33,7 @@ from typing import Any
 
 from bot import urgency
 from bot.triage import DEFAULT_EXAMPLES, ExamplesError, UrgentExamples, load_examples
+from hub.aio import run_for_json
 from hub.models import Priority
 from hub.tickets import routing
 
@@ -144,24 +143,8 @@ class Triage:
         command += ["--steps", str(self.classifier_steps)]
         if self.classifier_model is not None:
             command += ["--model", str(self.classifier_model)]
-        process = await asyncio.create_subprocess_exec(
-            *command,
-            cwd=str(Path(__file__).resolve().parents[2]),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            preexec_fn=lambda: os.nice(10),  # customers' messages first
-        )
-        try:
-            out, err = await process.communicate()
-        except asyncio.CancelledError:
-            process.kill()
-            await process.wait()
-            raise
-        if process.returncode != 0:
-            lines = err.decode(errors="replace").strip().splitlines() or ["no output"]
-            log.error("urgency classifier training failed; its output ends:\n%s", "\n".join(lines[-30:]))
-            raise RuntimeError(f"training failed ({process.returncode}): {lines[-1][:300]}")
-        return dict(json.loads(out.decode().strip().splitlines()[-1]))
+        root = Path(__file__).resolve().parents[2]
+        return await run_for_json(command, cwd=root, what="urgency classifier training", nice=10)
 
     async def __call__(self, text: str) -> dict[str, Any]:
         result: dict[str, Any] = {}

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
+from pathlib import Path
 
 import pytest
 
-from hub.aio import cancel_and_wait, wait_event
+from hub.aio import cancel_and_wait, run_for_json, wait_event
 
 
 async def _swallows_first_cancel(seen: list[str]) -> None:
@@ -73,3 +76,29 @@ async def test_wait_event_says_whether_the_event_was_set() -> None:
     assert await wait_event(event, 0.01) is False
     event.set()
     assert await wait_event(event, 0.01) is True
+
+
+@pytest.mark.asyncio
+async def test_run_for_json_returns_the_childs_last_line_and_reports_its_failure(tmp_path: Path) -> None:
+    said = await run_for_json(
+        [sys.executable, "-c", "print('training...'); print('{\"seconds\": 1.5}')"], cwd=tmp_path, what="training"
+    )
+    assert said == {"seconds": 1.5}
+    failing = [sys.executable, "-c", "import sys; print('first', file=sys.stderr); sys.exit('no model here')"]
+    with pytest.raises(RuntimeError, match=r"^training failed \(1\): no model here$"):
+        await run_for_json(failing, cwd=tmp_path, what="training", nice=5)
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_run_for_json_kills_its_child(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    script = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(600)"
+    running = asyncio.create_task(run_for_json([sys.executable, "-c", script], cwd=tmp_path, what="training"))
+    while not pid_file.exists() or not pid_file.read_text():
+        await asyncio.sleep(0.05)
+    pid = int(pid_file.read_text())
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
