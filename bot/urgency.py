@@ -44,7 +44,6 @@ import functools
 import hashlib
 import json
 import os
-import re
 import shutil
 import sys
 import time
@@ -52,8 +51,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from bot.rasa import kb_nlu
 from bot.triage import DEFAULT_EXAMPLES, load_examples
 
 NLU_FILE = Path(__file__).resolve().parent / "rasa" / "data" / "nlu.yml"
@@ -71,21 +69,10 @@ DONE = "trained.json"  # written last: a folder without it is an interrupted tra
 VERSION = 1
 
 
-def nlu_examples(path: Path = NLU_FILE) -> dict[str, list[str]]:
-    """Each intent's examples in a Rasa NLU file, annotations left as written."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    found: dict[str, list[str]] = {}
-    for item in data.get("nlu") or []:
-        if isinstance(item, dict) and "intent" in item:
-            lines = str(item.get("examples") or "").splitlines()
-            found[item["intent"]] = [re.sub(r"^\s*-\s*", "", line).strip() for line in lines if line.strip()]
-    return found
-
-
 def training_set(examples: Path = DEFAULT_EXAMPLES, nlu: Path = NLU_FILE) -> tuple[list[str], list[int]]:
     """(texts, labels): 1 urgent, 0 not; each text once, the first label it was given."""
     urgent, not_urgent = load_examples(examples)
-    intents = nlu_examples(nlu)
+    intents = kb_nlu.intent_examples(nlu)
     labelled: dict[str, int] = {}
     for texts, label in (
         (urgent, 1),

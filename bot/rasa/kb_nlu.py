@@ -68,19 +68,28 @@ def _clean(text: str) -> str:
     return text[:MAX_EXAMPLE_CHARS].strip(" -:#")
 
 
+def intent_examples(path: Path) -> dict[str, list[str]]:
+    """Each intent's examples in one Rasa NLU file, as written (annotations kept)."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    found: dict[str, list[str]] = {}
+    for item in data.get("nlu") or []:
+        intent = item.get("intent") if isinstance(item, dict) else None
+        if not intent:
+            continue
+        for line in str(item.get("examples") or "").splitlines():
+            line = line.strip()
+            if line.startswith("- "):
+                found.setdefault(intent, []).append(line[2:].strip())
+    return found
+
+
 def static_examples(project_dir: Path = PROJECT_DIR) -> dict[str, str]:
     """Every example of the static NLU data, case-folded, with its intent."""
     found: dict[str, str] = {}
     for path in sorted((project_dir / "data").rglob("*.yml")):
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        for item in data.get("nlu") or []:
-            intent = item.get("intent") if isinstance(item, dict) else None
-            if not intent:
-                continue
-            for line in str(item.get("examples") or "").splitlines():
-                line = line.strip()
-                if line.startswith("- "):
-                    found.setdefault(line[2:].strip().casefold(), intent)
+        for intent, examples in intent_examples(path).items():
+            for example in examples:
+                found.setdefault(example.casefold(), intent)
     return found
 
 

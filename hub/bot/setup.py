@@ -176,8 +176,6 @@ async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
 
     async def start_when_ready() -> None:
         await triage.load()  # the examples embed while Rasa loads
-        classifier = asyncio.create_task(triage.run_classifier(), name="urgency-classifier")
-        background.append(classifier)
         state = await ready_by_deadline()
         if state in FOREIGN:
             bridge.hold("the Rasa on its port is not this hub's")  # never ask a stranger
@@ -226,15 +224,17 @@ async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
 
         own_rasa.on_spawn = spawned
 
-    background: list[asyncio.Task[None]] = []
     starter = asyncio.create_task(start_when_ready(), name="bot-start")
+    # Loaded (or trained, niced, in a child) alongside Rasa's start; the other signals serve meanwhile.
+    classifier = asyncio.create_task(triage.run_classifier(), name="urgency-classifier")
     try:
         yield
     finally:
         starter.cancel()
-        for task in [*restarting, *background]:
+        classifier.cancel()
+        for task in restarting:
             task.cancel()
-        await asyncio.gather(starter, *restarting, *background, return_exceptions=True)
+        await asyncio.gather(starter, classifier, *restarting, return_exceptions=True)
         await bridge.stop()
         await client.close()
         if children is not None:
