@@ -15,7 +15,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 # Trained urgency classifiers (HUB_BOT_URGENCY_DIR of the benchmarks' hubs):
-# training one takes ~5 minutes, so every run after the first reuses it.
+# training one takes ~10 minutes, so every run after the first reuses it.
 URGENCY_CACHE = Path(tempfile.gettempdir()) / "servicehub-bot-domains" / "urgency"
 
 

@@ -1,6 +1,6 @@
 """The bot on other industries' knowledge bases, through the whole hub with the real Rasa.
 
-    .venv/bin/python bench/bot_domains.py [--quick] [--sets DIR ...] [--industries NAME ...] [--limit N]
+    .venv/bin/python bench/bot_domains.py [--quick] [--sets DIR ...] [--industries NAME ...] [--limit N] [--outcomes FILE]
 
 An evaluation set is a folder of industries (default bench/data/domains/, the
 held-out ones; bench/data/domains_dev/ for development), each with
@@ -55,7 +55,7 @@ when the bot's training data has not changed since the last run, and one
 training per industry more (~45 s each on 2 cores) when it has.
 
 The urgency classifier (bot/urgency.py) is trained by the hub into
-``bench/_common.URGENCY_CACHE`` once (~5 minutes on 2 cores) and reused by
+``bench/_common.URGENCY_CACHE`` once (~10 minutes on 2 cores) and reused by
 every later run (and by bench/bot_latency.py); the run waits until it is
 ready, and the JSON says which one it used (``urgency_classifier``).
 ``HUB_BOT_URGENCY_CLASSIFIER=false`` measures without it.
@@ -119,7 +119,7 @@ MODELS_DIR = CACHE / "models"  # what Rasa starts on
 ARCHIVE_DIR = CACHE / "archive"  # adapted models kept across runs (the hub prunes MODELS_DIR)
 ARCHIVE_INDEX = ARCHIVE_DIR / "index.json"  # articles fingerprint -> the model the hub adapted to
 URGENCY_DIR = URGENCY_CACHE  # the hub's trained urgency classifiers (HUB_BOT_URGENCY_DIR), reused
-CLASSIFIER_TIMEOUT = 1800.0  # training it takes ~5 min on 2 idle cores
+CLASSIFIER_TIMEOUT = 1800.0  # training it takes ~10 min on 2 idle cores
 KEEP_ARCHIVED = 24
 
 
@@ -767,6 +767,30 @@ def print_failures(name: str, outcomes: list[Outcome]) -> None:
                 print(f"  {'':<12}   after the customer's reply: {o.after_clarifying} {o.second or ''}")
 
 
+def write_outcomes(path: Path, results: dict[str, Any]) -> None:
+    """Every question's outcome, one JSON object per line (``--outcomes``): what a developer
+    compares between two runs, right ones included (the report lists only the failures)."""
+    with path.open("w", encoding="utf-8") as out:
+        for name, (_, outcomes, _) in results.items():
+            for o in outcomes:
+                row = {
+                    "industry": name,
+                    "q": o.question.text,
+                    "kind": o.question.kind,
+                    "expected": o.question.expected,
+                    "correct": o.correct,
+                    "outcome": o.outcome,
+                    "article": o.article,
+                    "priority": o.priority,
+                    "action": o.action,
+                    "reason": o.reason,
+                    "signals": o.signals,
+                    "confidence": o.confidence,
+                    "after_clarifying": o.after_clarifying,
+                }
+                out.write(json.dumps(row) + "\n")
+
+
 # -- main ----------------------------------------------------------------------------------
 
 
@@ -854,6 +878,8 @@ async def run(args: argparse.Namespace, industries: list[Industry]) -> dict[str,
         print_industry(name, values, adapt)
     for name, (_, outcomes, _) in results.items():
         print_failures(name, outcomes)
+    if args.outcomes:
+        write_outcomes(args.outcomes, results)
     overall = figures(all_outcomes)
     overall["adapt_seconds"] = round(sum(adapt_seconds.values()), 1)
     overall["adapted"] = all(v["adapted"] for v, _, _ in results.values())
@@ -905,6 +931,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--industries", nargs="+", help="only these industries")
     parser.add_argument("--limit", type=int, help="at most N questions per industry (2:1:1 across kinds)")
+    parser.add_argument("--outcomes", type=Path, help="also write every question's outcome here, one JSON per line")
     args = parser.parse_args(argv)
     args.sets = [p if p.is_absolute() else (Path.cwd() / p).resolve() for p in args.sets]
     if args.sets == [HELD_OUT] and not HELD_OUT.is_dir() and DEVELOPMENT.is_dir():

@@ -17,7 +17,7 @@ one JSON object on the last line. Needs .venv-rasa and a trained model
 The urgency classifier (bot/urgency.py) reads every message too, so it is
 measured with it: trained classifiers are kept in bench/_common.URGENCY_CACHE
 (bench/bot_domains.py shares it). Without one there, a full run waits for the
-hub to train it (~5 minutes) before measuring; ``--quick`` measures without
+hub to train it (~10 minutes) before measuring; ``--quick`` measures without
 it and says so (``urgency_classifier`` in the JSON).
 """
 

@@ -277,7 +277,7 @@ class Settings(BaseSettings):
     bot_urgent_max_false: float = 0.02
     # The fine-tuned urgency classifier (bot/urgency.py): trained in a child
     # process at start-up when its training data (the urgent examples, the NLU
-    # data) changed, ~5 minutes on 2 cores; the other signals serve meanwhile.
+    # data) changed, ~10 minutes on 2 cores; the other signals serve meanwhile.
     bot_urgency_classifier: bool = True
     # Where trained classifiers are kept, one folder per training data; unset: data_dir/bot/urgency.
     bot_urgency_dir: Path | None = None

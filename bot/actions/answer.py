@@ -51,6 +51,8 @@ OFFERED = 3
 ORDINALS = ({"first", "1", "1st"}, {"second", "2", "2nd"}, {"third", "3", "3rd"})
 # A reply this short that names an offered title is the customer's choice, whatever else it finds.
 SHORT_REPLY = 8
+# The urgency signals a picked title outranks (see answer_from_kb).
+READ_OUT_OF_CONTEXT = frozenset({"nlu", "classifier"})
 STOP_WORDS = frozenset({"a", "an", "the", "to", "of", "and", "or", "for", "your", "my", "how", "in", "on", "i"})
 
 
@@ -152,10 +154,13 @@ async def answer_from_kb(dispatcher: CollectingDispatcher, tracker: Tracker) -> 
     text = str(parse.get("text") or "").strip()
     clarify_asked = bool(tracker.get_slot(CLARIFY_SLOT))
     # The reply to "is it about A, B or C?" that names one of them: the customer chose. The NLU
-    # may read a title as a request for a person ("Contact us") or, alone, as urgent ("Projects,
-    # boards and views" was, on a held-out help centre); urgency from the examples or the rules,
-    # or in a reply longer than a choice, outranks the choice.
-    urgent = decision.priority == "urgent" and (decision.signals != ("nlu",) or len(_words(text)) > SHORT_REPLY)
+    # may read a title as a request for a person ("Contact us"), and the NLU or the classifier, a
+    # title alone, as urgent ("Projects, boards and views" was to Rasa on a held-out help centre,
+    # "Paying monthly and missed payments" to the classifier on a development one): both read
+    # its words out of the question's context. Urgency from the examples or the rules, or in a
+    # reply longer than a choice, outranks the choice.
+    out_of_context = set(decision.signals) <= READ_OUT_OF_CONTEXT
+    urgent = decision.priority == "urgent" and (not out_of_context or len(_words(text)) > SHORT_REPLY)
     offer = last_offer(tracker) if clarify_asked and not urgent else []
     pick = chosen(offer, text)
     if decision.action == HANDOFF and not decision.kb_first and pick is None:

@@ -29,7 +29,7 @@ signals are combined, and the decision records which fired (``signals``):
   matched (``triage.rules``);
 - ``classifier``: the fine-tuned urgency classifier (``bot.urgency``,
   ``triage.classifier``) is sure it is urgent (probability from 0.95). When it
-  is sure it is *not* (below 0.02, ``not_urgent``), ``nlu`` and ``examples``
+  is sure it is *not* (below 0.1, ``not_urgent``), ``nlu`` and ``examples``
   do not count: both misread ordinary questions far from their data, the
   classifier was trained for the distinction. The admin's rules always count.
 

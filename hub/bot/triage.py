@@ -13,8 +13,8 @@ NLU's own):
   gets it from the bot too, not only on the ticket;
 - ``classifier``: the fine-tuned urgency classifier's probability
   (``bot.urgency``), urgent on its own from 0.95 and a veto on the other two
-  below 0.02. It is trained for this team's examples in a child process
-  (``python -m bot.urgency``, ~5 minutes on 2 cores) into
+  below 0.1. It is trained for this team's examples in a child process
+  (``python -m bot.urgency``, ~10 minutes on 2 cores) into
   ``HUB_BOT_URGENCY_DIR/<fingerprint of its training data>`` when no
   classifier for the current examples is there, and loaded when done;
   absent until then (the other signals serve) or with
@@ -118,7 +118,7 @@ class Triage:
             folder = await asyncio.to_thread(self._classifier_folder)
             if not urgency.is_trained(folder):
                 self.classifier_state = {"state": "training", "folder": str(folder), "since": time.time()}
-                log.info("urgency classifier: training %s in the background (~5 min on 2 cores)", folder.name)
+                log.info("urgency classifier: training %s in the background (~10 min on 2 cores)", folder.name)
                 info = await self._train(folder)
                 log.info("urgency classifier trained in %.0f s (%d examples)", info["seconds"], info["examples"])
             self.classifier = await asyncio.to_thread(urgency.UrgencyClassifier, folder)

@@ -273,6 +273,19 @@ async def test_a_picked_title_only_the_nlu_calls_urgent_is_still_the_customers_c
     assert ConversationPaused() not in events
 
 
+@pytest.mark.asyncio
+async def test_a_picked_title_the_classifier_calls_urgent_is_still_the_customers_choice(
+    fake_kb: FakeKnowledgeBase,
+) -> None:
+    # A title alone ("Paying monthly and missed payments") can read as urgent to the classifier.
+    sure = {"triage": {"classifier": {"probability": 0.99, "urgent": True, "not_urgent": False}}}
+    for intent in ("ask_question", "urgent_issue"):
+        messages, events = await run(ActionAnswerFromKB(), after_clarifying("the thing", "Refunds", intent, sure))
+
+        assert payloads(messages)[0]["decision"]["article_id"] == "refunds"
+        assert ConversationPaused() not in events
+
+
 URGENT_BY_EXAMPLE = {"triage": {"examples": {"urgent": True, "clearly_not_urgent": False, "margin": 0.2}}}
 
 
