@@ -601,6 +601,9 @@ def test_the_urgency_classifier_alone_hands_off_and_its_veto_overrules_the_nlu_a
     assert route(sure).priority == "urgent" and route(sure).signals == ("classifier",)
     unsure = {**stolen, "metadata": triage(probability=0.9)}
     assert route(unsure).action == KB
+    # Sure, but of a message the examples find clearly not urgent: as with Rasa's reading, it does not count.
+    far = {"triage": {**sure["metadata"]["triage"], "examples": {"urgent": False, "clearly_not_urgent": True}}}
+    assert route({**stolen, "metadata": far}).action == KB
 
     car = parse("what's the best electric car to buy", "urgent_issue", 0.85)
     assert route(car).priority == "urgent"
