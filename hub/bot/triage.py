@@ -118,7 +118,11 @@ class Triage:
             folder = await asyncio.to_thread(self._classifier_folder)
             if not urgency.is_trained(folder):
                 self.classifier_state = {"state": "training", "folder": str(folder), "since": time.time()}
-                log.info("urgency classifier: training %s in the background (~10 min on 2 cores)", folder.name)
+                log.info(
+                    "urgency classifier: training %s in the background (%d steps, ~1 s each on 2 cores)",
+                    folder.name,
+                    self.classifier_steps,
+                )
                 info = await self._train(folder)
                 log.info("urgency classifier trained in %.0f s (%d examples)", info["seconds"], info["examples"])
             self.classifier = await asyncio.to_thread(urgency.UrgencyClassifier, folder)
