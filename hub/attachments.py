@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import tempfile
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -89,9 +90,19 @@ class AttachmentStore:
         if path.exists():
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{os.getpid()}.part")
-        partial.write_bytes(data)
-        os.replace(partial, path)  # atomic: a reader sees the whole file or none
+        # A partial file of this write alone: the same bytes stored twice at once (a mail
+        # delivered again while its first delivery is being stored) must not share one,
+        # or the second replace finds it gone.
+        fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        try:
+            os.fchmod(fd, 0o644)  # as a plain write would leave it, not mkstemp's 0600
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.replace(partial, path)  # atomic: a reader sees the whole file or none
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(partial)
+            raise
 
     @staticmethod
     def _record(conn: Connection, digest: str, kind: str, size: int, now: datetime) -> None:

@@ -18,11 +18,14 @@ Same helpers as ``test_email.py`` (``email_hub(...)``).
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from threading import Barrier
 from typing import Any
 
 import pytest
 
+from hub.attachments import AttachmentStore
 from tests.channels.email_support import (
     CUSTOMER,
     EmailHub,
@@ -183,3 +186,23 @@ async def test_the_same_verified_address_in_chat_and_by_mail_is_one_contact(data
         ).data == 250
         [mailed] = await timeline(running.hub)
         assert mailed.contact_id == chatted.message.contact_id
+
+
+def test_the_same_bytes_stored_at_once_are_kept_once_without_error(tmp_path: Path) -> None:
+    # A mail delivered again while its first delivery is being stored: both write the same
+    # content-addressed file at once (the resilience suite's rare SMTP 451 was this).
+    data = b"x" * 4_000_000
+    path = tmp_path / "ab" / "abcdef"
+    start = Barrier(8)
+
+    def write() -> None:
+        start.wait()
+        AttachmentStore._write(path, data)
+
+    for _ in range(5):
+        with ThreadPoolExecutor(8) as pool:
+            for future in [pool.submit(write) for _ in range(8)]:
+                future.result()  # raises what the write raised
+        assert path.read_bytes() == data
+        assert [p.name for p in path.parent.iterdir()] == ["abcdef"]  # no partial file left behind
+        path.unlink()
