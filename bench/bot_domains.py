@@ -2,8 +2,10 @@
 
     .venv/bin/python bench/bot_domains.py [--quick] [--sets DIR ...] [--industries NAME ...] [--limit N] [--outcomes FILE]
 
-An evaluation set is a folder of industries (default bench/data/domains/, the
-held-out ones; bench/data/domains_dev/ for development), each with
+An evaluation set is a folder of industries (default the held-out ones:
+bench/data/domains/, help centres that list example questions, and
+bench/data/domains_fresh/, public-FAQ style ones that do not;
+bench/data/domains_dev/ for development), each with
 ``articles/*.md`` (the help centre) and ``questions.yml``::
 
     industry: telehealth
@@ -94,10 +96,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import yaml
 from _common import ROOT, URGENCY_CACHE, emit, free_port, percentile
 
 HELD_OUT = ROOT / "bench" / "data" / "domains"
+# The second held-out set: public-FAQ style help centres (title and category, no listed questions).
+HELD_OUT_FAQ = ROOT / "bench" / "data" / "domains_fresh"
 DEVELOPMENT = ROOT / "bench" / "data" / "domains_dev"
 SECRET = "bench-secret"
 KINDS = ("answerable", "unanswerable", "urgent")
@@ -514,6 +519,9 @@ class Outcome:
     # "not_offered" (the customer would have to put it in other words: not simulated).
     after_clarifying: str | None = None
     second: str = ""  # the outcome of that reply, when it was not the right answer
+    # With --outcomes: what the routing read (the hub's triage, Rasa's intent ranking), read again
+    # after the run, so that a change to the routing can be replayed offline.
+    evidence: dict[str, Any] = field(default_factory=dict)
 
     @property
     def answered(self) -> bool:
@@ -619,6 +627,27 @@ async def run_industry(hub: Hub, industry: Industry, questions: list[Question], 
             return await ask(hub, f"domains-{run_id}-{industry.name}-{index}", question)
 
     return list(await asyncio.gather(*(one(i, q) for i, q in enumerate(questions))))
+
+
+async def record_evidence(hub: Hub, outcomes: list[Outcome]) -> None:
+    """Each question's triage (``hub.bot.triage``, as the bridge passes it to Rasa) and Rasa's
+    parse of it (``POST /model/parse`` on the model now serving: the one adapted to this industry)."""
+    from hub import keys
+
+    triage = hub.app[keys.BOT_TRIAGE]
+    rasa = hub.app[keys.BOT_BRIDGE].rasa  # the hub's client: Rasa's URL and its token
+    async with aiohttp.ClientSession() as session:
+        for o in outcomes:
+            async with session.post(
+                f"{rasa.base_url}/model/parse", params=rasa._params(), json={"text": o.question.text}
+            ) as response:
+                response.raise_for_status()
+                parse = await response.json()
+            o.evidence = {
+                "triage": await triage(o.question.text),
+                "intent": parse.get("intent"),
+                "intent_ranking": (parse.get("intent_ranking") or [])[:5],
+            }
 
 
 # -- figures -------------------------------------------------------------------------------
@@ -787,6 +816,7 @@ def write_outcomes(path: Path, results: dict[str, Any]) -> None:
                     "signals": o.signals,
                     "confidence": o.confidence,
                     "after_clarifying": o.after_clarifying,
+                    **o.evidence,
                 }
                 out.write(json.dumps(row) + "\n")
 
@@ -863,6 +893,8 @@ async def run(args: argparse.Namespace, industries: list[Industry]) -> dict[str,
             started = time.perf_counter()
             outcomes = await run_industry(hub, industry, questions, run_id)
             print(f"  {len(outcomes)} questions in {time.perf_counter() - started:.1f} s", flush=True)
+            if args.outcomes:
+                await record_evidence(hub, outcomes)
             values = figures(outcomes)
             values["adapted"] = bool(adapt.get("adapted"))
             values["adapt_seconds"] = adapt["seconds"]
@@ -926,14 +958,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--sets",
         type=Path,
         nargs="+",
-        default=[HELD_OUT],
-        help="folders of industries (default: bench/data/domains, held out; bench/data/domains_dev until it exists)",
+        default=[HELD_OUT, HELD_OUT_FAQ],
+        help="folders of industries (default: both held-out sets, bench/data/domains and bench/data/domains_fresh)",
     )
     parser.add_argument("--industries", nargs="+", help="only these industries")
     parser.add_argument("--limit", type=int, help="at most N questions per industry (2:1:1 across kinds)")
-    parser.add_argument("--outcomes", type=Path, help="also write every question's outcome here, one JSON per line")
+    parser.add_argument(
+        "--outcomes", type=Path, help="also write every question's outcome and what the routing read, one JSON per line"
+    )
     args = parser.parse_args(argv)
     args.sets = [p if p.is_absolute() else (Path.cwd() / p).resolve() for p in args.sets]
+    if args.sets == [HELD_OUT, HELD_OUT_FAQ]:
+        args.sets = [p for p in args.sets if p.is_dir()] or [HELD_OUT]
     if args.sets == [HELD_OUT] and not HELD_OUT.is_dir() and DEVELOPMENT.is_dir():
         # Until the held-out set exists (`make bench` runs every benchmark), say so loudly and use the other.
         print(f"note: no held-out set at {HELD_OUT} yet: using the development set {DEVELOPMENT}", flush=True)
