@@ -28,7 +28,10 @@ def hand_off(
     signals that fired.
     """
     intent = (tracker.latest_message or {}).get("intent") or {}
-    dispatcher.utter_message(text=messages.HANDOFF[priority])
+    text = messages.HANDOFF[priority]
+    if "safety" in (details.get("signals") or ()):
+        text = f"{text} {messages.SAFETY}"
+    dispatcher.utter_message(text=text)
     dispatcher.utter_message(
         json_message={
             "handoff": True,

@@ -13,6 +13,8 @@ HANDOFF = {
     "high": "I'm sorry about this. I'm passing you to our team as a priority.",
     "normal": "I'm passing you to our team.",
 }
+# Added to an urgent handoff when the customer may harm themselves or a life is threatened (bot.safety).
+SAFETY = "If you or someone else is in danger right now, please call your local emergency number."
 
 # A near miss: the knowledge base has articles close to the question, none sure enough.
 CLARIFY_WITH_TOPICS = (

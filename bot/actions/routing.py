@@ -13,7 +13,7 @@ answers, so an unfamiliar product question lands on ``ask_question`` or
 ``nlu_fallback`` - both go to the knowledge base - rather than on a handoff.
 
 Urgent means the customer is at risk of harm or loss now. Missing one costs
-far more than bringing in a person for a question, so four independent
+far more than bringing in a person for a question, so five independent
 signals are combined, and the decision records which fired (``signals``):
 
 - ``nlu``: Rasa's ``urgent_issue`` is the top intent, or scores at least
@@ -41,7 +41,10 @@ signals are combined, and the decision records which fired (``signals``):
   classifier is sure it is *not* urgent (below 0.1, ``not_urgent``), ``nlu``
   and ``examples`` do not count: both misread ordinary questions far from
   their data, the classifier was trained for the distinction. The admin's
-  rules always count.
+  rules always count;
+- ``safety``: the message says its writer may harm themselves, or that a
+  life is threatened (``bot.safety``'s phrases, ``triage.safety``). It always
+  counts, and the handoff says where to get help now.
 
 A complaint the NLU is confident of is handed off, but the knowledge base is
 asked first (``Route.kb_first``): a complaint about something an article
@@ -108,7 +111,7 @@ def triage_of(parse: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def urgent_signals(parse: Mapping[str, Any], *, escalate_at: float | None = None) -> tuple[str, ...]:
-    """Which of the three urgency signals fired for this parse (see the module docstring)."""
+    """Which of the urgency signals fired for this parse (see the module docstring)."""
     threshold = urgent_escalation_threshold() if escalate_at is None else escalate_at
     signals = []
     name = (parse.get("intent") or {}).get("name")
@@ -127,6 +130,8 @@ def urgent_signals(parse: Mapping[str, Any], *, escalate_at: float | None = None
         signals.append("classifier")
     if triage.get("rules"):
         signals.append("rules")
+    if triage.get("safety"):
+        signals.append("safety")
     return tuple(signals)
 
 

@@ -1,6 +1,6 @@
 """The hub's triage of a customer message before the bot sees it.
 
-Two urgency signals that do not depend on Rasa's training data, passed to
+Urgency signals that do not depend on Rasa's training data, passed to
 Rasa as ``metadata.triage`` (``bot.actions.routing`` combines them with the
 NLU's own):
 
@@ -11,6 +11,8 @@ NLU's own):
 - ``rules``: the admin's enabled keyword routing rules of priority urgent
   that match the text (``hub.tickets.routing``): a team that marks "stolen" urgent
   gets it from the bot too, not only on the ticket;
+- ``safety``: the phrases of ``bot.safety`` the message contains (someone
+  may harm themselves, or a life is threatened): never overruled;
 - ``classifier``: the fine-tuned urgency classifier's probability
   (``bot.urgency``), urgent on its own from 0.95 and a veto on the other two
   below 0.1. It is trained for this team's examples in a child process
@@ -31,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bot import urgency
+from bot import safety, urgency
 from bot.triage import DEFAULT_EXAMPLES, ExamplesError, UrgentExamples, load_examples
 from hub.aio import run_for_json
 from hub.models import Priority
@@ -66,6 +68,8 @@ class Triage:
         self.examples_path = examples_path or DEFAULT_EXAMPLES
         self.max_false_urgent = max_false_urgent
         self.examples: UrgentExamples | None = None
+        # Read once here: a file that is changed takes effect at the next start, like the examples.
+        self.safety_phrases = safety.phrases_for(self.examples_path)
         # The urgency classifier: trained under classifier_dir (None: off) from
         # the knowledge base's model (classifier_model; None: the default MiniLM).
         self.classifier_dir = classifier_dir
@@ -152,6 +156,9 @@ class Triage:
 
     async def __call__(self, text: str) -> dict[str, Any]:
         result: dict[str, Any] = {}
+        said = safety.matches(text, self.safety_phrases)
+        if said:
+            result["safety"] = said
         # The two models run at once (the knowledge base's pool, a worker thread).
         matched, read = await asyncio.gather(self._match_examples(text), self._classify(text))
         if matched is not None:

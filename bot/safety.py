@@ -1,0 +1,96 @@
+"""A customer who says they may harm themselves, or that someone's life is threatened: a person, at once.
+
+The other urgency signals learn from examples, and all of them missed this
+(bench/bot_domains.py on a development help centre: "honestly thinking about
+suicide, can you close my account", "i'm going to hurt myself if this isn't
+sorted" were offered articles; Rasa's ``urgent_issue`` was vetoed by the
+classifier, which had never seen the like). A missed one is the worst
+mistake a support bot can make, and the words people use for it are few and
+plain, so this signal is a list of phrases, matched whole-word after folding
+case and apostrophes ("don't" and "dont" alike). The bot's routing never
+overrules it (``bot.actions.routing``), and its handoff says where to get
+help now (``messages.SAFETY``).
+
+The list is short on purpose: a phrase that also names an ordinary thing
+(a film called "Suicide Squad") would hand off questions for nothing. A team
+adds its own under ``safety:`` in its urgent examples file
+(``HUB_BOT_URGENT_EXAMPLES``); those add to these, never replace them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import yaml
+
+PHRASES = (
+    # harming themselves
+    "kill myself",
+    "killing myself",
+    "end my life",
+    "ending my life",
+    "end it all",
+    "take my own life",
+    "taking my own life",
+    "hurt myself",
+    "hurting myself",
+    "harm myself",
+    "harming myself",
+    "self harm",
+    "self harming",
+    "suicidal",
+    "commit suicide",
+    "committing suicide",
+    "thinking about suicide",
+    "thoughts of suicide",
+    "want to die",
+    "wanna die",
+    "dont want to live",
+    "dont want to be alive",
+    "dont want to be here anymore",
+    "better off dead",
+    "no reason to live",
+    "nothing to live for",
+    "overdose",
+    # someone's life threatened
+    "going to kill me",
+    "gonna kill me",
+    "threatening to kill",
+    "threatened to kill",
+    "jump off a bridge",
+)
+
+_APOSTROPHES = re.compile(r"['\u2019\u2018`]")
+_NOT_WORD = re.compile(r"[^\w]+")
+
+
+def normalise(text: str) -> str:
+    """Case- and apostrophe-folded words joined by single spaces, with a space either side."""
+    folded = _APOSTROPHES.sub("", text.casefold())
+    return f" {_NOT_WORD.sub(' ', folded).strip()} "
+
+
+def matches(text: str, phrases: Iterable[str] = PHRASES) -> list[str]:
+    """The phrases ``text`` contains, whole words only, in the list's order."""
+    said = normalise(text)
+    return [phrase for phrase in phrases if normalise(phrase) in said]
+
+
+def team_phrases(path: Path | None) -> list[str]:
+    """The ``safety:`` list of a team's urgent examples file, if any (a bad file: none, the
+    examples' own loader reports it)."""
+    if path is None:
+        return []
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    items = data.get("safety") if isinstance(data, dict) else None
+    return [" ".join(str(item).split()) for item in items or [] if str(item).strip()]
+
+
+def phrases_for(path: Path | None) -> Sequence[str]:
+    """The shipped phrases and the team's own, without repeats."""
+    return tuple(dict.fromkeys([*PHRASES, *team_phrases(path)]))
