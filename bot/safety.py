@@ -54,6 +54,9 @@ PHRASES = (
     "better off dead",
     "no reason to live",
     "nothing to live for",
+    "no point in living",
+    "tired of living",
+    "nobody would miss me",
     "overdose",
     # someone's life threatened
     "going to kill me",

@@ -25,6 +25,7 @@ from .test_actions import parse, payloads, run, texts, tracker
         ("I DON\u2019T want to be here anymore", ["dont want to be here anymore"]),
         ("he said he's gonna kill me if I don't pay", ["gonna kill me"]),
         ("I want to end my life", ["end my life"]),
+        ("just delete it all, nobody would miss me", ["nobody would miss me"]),
     ],
 )
 def test_the_phrases_are_found_whatever_the_case_and_apostrophes(text: str, found: list[str]) -> None:
