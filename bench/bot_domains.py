@@ -96,7 +96,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import yaml
 from _common import ROOT, URGENCY_CACHE, emit, free_port, percentile
 
@@ -635,19 +634,14 @@ async def record_evidence(hub: Hub, outcomes: list[Outcome]) -> None:
     from hub import keys
 
     triage = hub.app[keys.BOT_TRIAGE]
-    rasa = hub.app[keys.BOT_BRIDGE].rasa  # the hub's client: Rasa's URL and its token
-    async with aiohttp.ClientSession() as session:
-        for o in outcomes:
-            async with session.post(
-                f"{rasa.base_url}/model/parse", params=rasa._params(), json={"text": o.question.text}
-            ) as response:
-                response.raise_for_status()
-                parse = await response.json()
-            o.evidence = {
-                "triage": await triage(o.question.text),
-                "intent": parse.get("intent"),
-                "intent_ranking": (parse.get("intent_ranking") or [])[:5],
-            }
+    rasa = hub.app[keys.BOT_BRIDGE].rasa  # the hub's own client: Rasa's URL and its token
+    for o in outcomes:
+        parse = await rasa.parse(o.question.text)
+        o.evidence = {
+            "triage": await triage(o.question.text),
+            "intent": parse.get("intent"),
+            "intent_ranking": (parse.get("intent_ranking") or [])[:5],
+        }
 
 
 # -- figures -------------------------------------------------------------------------------

@@ -125,10 +125,18 @@ class RasaClient:
         first message then pays instead; nothing else depends on it)."""
         started = time.perf_counter()
         try:
-            await self._post("/model/parse", {"text": "hello"}, params=self._params(), timeout=timeout)
+            await self.parse("hello", timeout=timeout)
         except Unavailable:
             return None
         return time.perf_counter() - started
+
+    async def parse(self, text: str, timeout: float | None = None) -> dict[str, Any]:
+        """Rasa's reading of ``text`` (``/model/parse``: intent, ranking, entities) by the model it
+        serves, without touching any conversation. Raises ``Unavailable``."""
+        parsed = await self._post("/model/parse", {"text": text}, params=self._params(), timeout=timeout)
+        if not isinstance(parsed, dict):
+            raise Unavailable(f"Rasa's /model/parse answered {type(parsed).__name__}, not an object")
+        return parsed
 
     async def model_file(self) -> str | None:
         """The model file Rasa serves (``/status``), or None when it does not say or cannot be reached."""

@@ -20,11 +20,12 @@ adds its own under ``safety:`` in its urgent examples file
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import yaml
+from bot.triage import ExamplesError, example_lists
 
 PHRASES = (
     # harming themselves
@@ -76,10 +77,16 @@ def normalise(text: str) -> str:
     return f" {_NOT_WORD.sub(' ', folded).strip()} "
 
 
-def matches(text: str, phrases: Iterable[str] = PHRASES) -> list[str]:
+@functools.lru_cache(maxsize=8)
+def _folded(phrases: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(phrase, its normal form), once per list: every customer message is checked against it."""
+    return tuple((phrase, normalise(phrase)) for phrase in phrases)
+
+
+def matches(text: str, phrases: Sequence[str] = PHRASES) -> list[str]:
     """The phrases ``text`` contains, whole words only, in the list's order."""
     said = normalise(text)
-    return [phrase for phrase in phrases if normalise(phrase) in said]
+    return [phrase for phrase, folded in _folded(tuple(phrases)) if folded in said]
 
 
 def team_phrases(path: Path | None) -> list[str]:
@@ -88,13 +95,11 @@ def team_phrases(path: Path | None) -> list[str]:
     if path is None:
         return []
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
+        return example_lists(path).get("safety", [])
+    except ExamplesError:
         return []
-    items = data.get("safety") if isinstance(data, dict) else None
-    return [" ".join(str(item).split()) for item in items or [] if str(item).strip()]
 
 
-def phrases_for(path: Path | None) -> Sequence[str]:
+def phrases_for(path: Path | None) -> tuple[str, ...]:
     """The shipped phrases and the team's own, without repeats."""
     return tuple(dict.fromkeys([*PHRASES, *team_phrases(path)]))

@@ -94,16 +94,27 @@ class ExampleMatch:
         }
 
 
-def load_examples(path: Path = DEFAULT_EXAMPLES) -> tuple[list[str], list[str]]:
-    """(urgent, not urgent) from a YAML file with those two lists."""
+def example_lists(path: Path) -> dict[str, list[str]]:
+    """Every list of the examples file by key, each line's spaces collapsed, blank lines dropped."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as err:
         raise ExamplesError(f"cannot read urgent examples {path}: {err}") from err
+    if not isinstance(data, dict):
+        return {}
+    return {
+        str(key): [" ".join(str(item).split()) for item in items if str(item).strip()]
+        for key, items in data.items()
+        if isinstance(items, list)
+    }
+
+
+def load_examples(path: Path = DEFAULT_EXAMPLES) -> tuple[list[str], list[str]]:
+    """(urgent, not urgent) from a YAML file with those two lists."""
+    found = example_lists(path)
     lists = []
     for key in ("urgent", "not_urgent"):
-        items = data.get(key) if isinstance(data, dict) else None
-        texts = [" ".join(str(item).split()) for item in items or [] if str(item).strip()]
+        texts = found.get(key, [])
         if len(texts) < NEIGHBOURS + 2:
             raise ExamplesError(f"{path}: '{key}' needs at least {NEIGHBOURS + 2} examples, has {len(texts)}")
         lists.append(list(dict.fromkeys(texts)))
