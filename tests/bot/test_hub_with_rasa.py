@@ -13,6 +13,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 import pytest_asyncio
 
+from bot.actions import messages
 from bot.rasa import launch, model
 from hub.keys import BOT_BRIDGE, BOT_PROCESSES, SETTINGS
 from tests.channels.email_support import CUSTOMER, REPLY_SECRET, SUPPORT, mail, smtp_send
@@ -147,6 +148,16 @@ async def test_asking_for_a_person_hands_off(stack: Hub) -> None:
 async def test_urgent_issue_hands_off_as_urgent(stack: Hub) -> None:
     asked = await _say(stack, "site-down", "your site is down and I'm losing money")
     await wait_for(lambda: _is(stack, asked["conversation_id"], handler="human", priority="urgent"), timeout=30)
+
+
+async def test_a_customer_who_may_harm_themselves_is_handed_off_at_once_and_told_where_to_get_help(
+    stack: Hub,
+) -> None:
+    asked = await _say(stack, "at-risk", "honestly thinking about suicide, can you just close my account")
+    await wait_for(lambda: _is(stack, asked["conversation_id"], handler="human", priority="urgent"), timeout=30)
+    [reply] = [m for m in await _bot_replies(stack, asked["conversation_id"], asked["id"]) if m["body"]]
+    assert messages.SAFETY in reply["body"]
+    assert "safety" in reply["meta"]["decision"]["signals"]
 
 
 async def test_after_an_agent_resolves_the_bot_answers_again(stack: Hub) -> None:
