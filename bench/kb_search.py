@@ -14,6 +14,12 @@ Measurements, one function each:
   bench/data/domains is measured only when named), plus what
   the bot's threshold (``ANSWER_CONFIDENCE``) would do: right answers
   among answerable questions, wrong answers among all.
+- ``--typos``: per industry, the same threshold figures for the questions
+  as a hurried customer types them (``misspell``: one letter dropped, added,
+  changed or two swapped in about a quarter of the words of five letters or
+  more, the same for every run), with the search's spelling correction
+  (``knowledge_base.spelling``) and without it, and for the questions as
+  written without it (what the correction costs where there is no typo).
 - ``measure_latency``: p50/p99 of the raw floor (``raw_floor``:
   ``model.encode(query)`` plus one ``collection.query`` on the same Chroma
   collection) against any async search, interleaved query by query;
@@ -159,6 +165,53 @@ async def at_threshold(
             wrong += 1
     answerable = sum(1 for q in questions if q.expected is not None)
     return {"resolved": round(right / max(1, answerable), 3), "wrong": round(wrong / max(1, len(questions)), 3)}
+
+
+TYPO_RATE = 0.25
+TYPO_MIN_LENGTH = 5
+# A changed or added letter is one next to it on a QWERTY keyboard, as a hurried thumb types it.
+KEYBOARD_NEIGHBOURS = dict(
+    zip(
+        "abcdefghijklmnopqrstuvwxyz",
+        "qwsz vghn xdfv serfcx wsdr drtgvc ftyhbv gyujnb ujko huikmn jiolm kop njk bhjm iklp ol wa edft awedxz"
+        " rfgy yhji cfgb qase zsdc tghu asx".split(),
+        strict=True,
+    )
+)
+
+
+def misspell(text: str, rng: random.Random) -> str:
+    """``text`` with typos: see ``--typos`` in the module docstring."""
+
+    def typo(word: str) -> str:
+        if len(word) < TYPO_MIN_LENGTH or not word.isalpha() or rng.random() >= TYPO_RATE:
+            return word
+        at = rng.randrange(1, len(word) - 1)
+        kind = rng.randrange(4)
+        if kind == 0:  # dropped
+            return word[:at] + word[at + 1 :]
+        if kind == 1:  # swapped
+            return word[:at] + word[at + 1] + word[at] + word[at + 2 :]
+        neighbour = rng.choice(KEYBOARD_NEIGHBOURS.get(word[at].lower(), "e"))
+        if kind == 2:  # changed
+            return word[:at] + neighbour + word[at + 1 :]
+        return word[:at] + neighbour + word[at:]  # added
+
+    return " ".join(typo(word) for word in text.split(" "))
+
+
+async def typo_figures(kb: KnowledgeBase, questions: Sequence[Question], collection: str) -> dict[str, Any]:
+    """``--typos``: the threshold figures for misspelt questions with and without the correction."""
+    rng = random.Random(f"typos {collection}")
+    misspelt = [Question(text=misspell(q.text, rng), expected=q.expected) for q in questions]
+    figures = {"corrected": await at_threshold(kb.search, misspelt, collection)}
+    kb.spelling = False
+    try:
+        figures["uncorrected"] = await at_threshold(kb.search, misspelt, collection)
+        figures["as_written_uncorrected"] = await at_threshold(kb.search, questions, collection)
+    finally:
+        kb.spelling = True
+    return figures
 
 
 def raw_floor(
@@ -382,9 +435,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await kb.ingest_dir(industry / "articles", industry.name)
                 domain = await measure_accuracy(kb, domain_questions(industry), industry.name)
                 domain.update(await at_threshold(kb.search, domain_questions(industry), industry.name))
+                if args.typos:
+                    domain["typos"] = await typo_figures(kb, domain_questions(industry), industry.name)
                 print_figures(f"accuracy ({industry.parent.name}/{industry.name})", domain)
                 results["domains"][f"{industry.parent.name}/{industry.name}"] = {
-                    key: domain[key] for key in ("questions", "hit_at_1", "hit_at_3", "resolved", "wrong")
+                    key: domain[key]
+                    for key in ("questions", "hit_at_1", "hit_at_3", "resolved", "wrong", "typos")
+                    if key in domain
                 }
 
             latency = await measure_kb_search_latency(kb, embedder, queries, "default", rounds=args.rounds)
@@ -470,6 +527,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         nargs="*",
         default=None,
         help="sets of industries (default: bench/data/domains_dev; name bench/data/domains to measure the held-out ones)",
+    )
+    parser.add_argument(
+        "--typos", action="store_true", help="also measure misspelt questions, with and without the correction"
     )
     args = parser.parse_args(argv)
     if args.large_chunks is None:

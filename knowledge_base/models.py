@@ -97,10 +97,13 @@ class SearchResult:
     collection: str
     hits: list[SearchHit]
     confidence: float
+    # The query as searched when misspelt words were corrected (``knowledge_base.spelling``), else None.
+    corrected: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "query": self.query,
+            "corrected": self.corrected,
             "collection": self.collection,
             "confidence": round(self.confidence, 4),
             "hits": [hit.to_dict() for hit in self.hits],

@@ -329,4 +329,5 @@ def build_knowledge_base(settings: Any) -> KnowledgeBase | None:
         data_dir=settings.data_dir / "kb",
         chroma_url=settings.chroma_url,
         model_path=settings.kb_model_path,
+        spelling=settings.kb_spelling,
     )

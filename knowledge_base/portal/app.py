@@ -410,7 +410,7 @@ async def search(request: web.Request, portal: Portal, collection: str) -> web.S
             error=err.message, snippets=[], urls=[],
         )  # fmt: skip
     hits = [hit for hit in result.hits if hit.similarity is None or hit.similarity >= MIN_SIMILARITY]
-    snippets = [highlight(hit.text, query) for hit in hits]
+    snippets = [highlight(hit.text, result.corrected or query) for hit in hits]
     urls = [hit.url for hit in hits]
     if portal.searches is not None:
         token = new_token()

@@ -45,6 +45,18 @@ async def test_search_is_public_and_rate_limited(kb_hub: Hub) -> None:
 
 
 @pytest.mark.asyncio
+async def test_search_corrects_misspelt_words_and_says_how(kb_hub: Hub) -> None:
+    response = await kb_hub.client.get("/api/v1/kb/search", params={"q": "how do I get a refnud"})
+    body = await response.json()
+    assert response.status == 200, body
+    assert body["query"] == "how do I get a refnud"
+    assert body["corrected"] == "how do I get a refund"
+    spelt = await (await kb_hub.client.get("/api/v1/kb/search", params={"q": "how do I get a refund"})).json()
+    assert spelt["corrected"] is None
+    assert [h["article_id"] for h in spelt["hits"]] == [h["article_id"] for h in body["hits"]]
+
+
+@pytest.mark.asyncio
 async def test_article_crud_through_the_api(kb_hub: Hub) -> None:
     listed = await kb_hub.api("GET", "/api/v1/kb/articles", role="viewer")
     assert len(listed["items"]) >= 20

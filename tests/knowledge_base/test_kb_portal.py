@@ -86,6 +86,18 @@ async def test_search_page_lists_hits_with_links_to_sections(client: TestClient,
 
 
 @pytest.mark.asyncio
+async def test_search_page_corrects_a_misspelt_query_and_says_so(client: TestClient, kb: KnowledgeBase) -> None:
+    html = await (await client.get("/help/search", params={"q": "reset my pasword"})).text()
+    assert "Showing results for <q>reset my password</q>" in html
+    expected = (await kb.search("reset my password", k=10)).hits[0]
+    assert f'href="{expected.url}"' in html
+    # The snippets mark the words searched, not the ones typed.
+    assert "<mark>password</mark>" in html.lower()
+    plain = await (await client.get("/help/search", params={"q": "reset my password"})).text()
+    assert "Showing results for" not in plain
+
+
+@pytest.mark.asyncio
 async def test_search_page_without_query_shows_the_form(client: TestClient) -> None:
     html = await (await client.get("/help/search")).text()
     assert "Search the help centre" in html and '<ol class="results">' not in html
