@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -17,6 +21,57 @@ if str(ROOT) not in sys.path:
 # Trained urgency classifiers (HUB_BOT_URGENCY_DIR of the benchmarks' hubs):
 # training one takes ~10 minutes, so every run after the first reuses it.
 URGENCY_CACHE = Path(tempfile.gettempdir()) / "servicehub-bot-domains" / "urgency"
+
+
+# -- customers' messages as they type them (kb_search.py and bot_domains.py: --typos, --wrapped) -----
+
+TYPO_RATE = 0.25
+TYPO_MIN_LENGTH = 5
+# A changed or added letter is one next to it on a QWERTY keyboard, as a hurried thumb types it.
+KEYBOARD_NEIGHBOURS = dict(
+    zip(
+        "abcdefghijklmnopqrstuvwxyz",
+        "qwsz vghn xdfv serfcx wsdr drtgvc ftyhbv gyujnb ujko huikmn jiolm kop njk bhjm iklp ol wa edft awedxz"
+        " rfgy yhji cfgb qase zsdc tghu asx".split(),
+        strict=True,
+    )
+)
+
+
+def misspell(text: str, rng: random.Random) -> str:
+    """``text`` with typos: see ``--typos`` in the module docstring."""
+
+    def typo(word: str) -> str:
+        if len(word) < TYPO_MIN_LENGTH or not word.isalpha() or rng.random() >= TYPO_RATE:
+            return word
+        at = rng.randrange(1, len(word) - 1)
+        kind = rng.randrange(4)
+        if kind == 0:  # dropped
+            return word[:at] + word[at + 1 :]
+        if kind == 1:  # swapped
+            return word[:at] + word[at + 1] + word[at] + word[at + 2 :]
+        neighbour = rng.choice(KEYBOARD_NEIGHBOURS.get(word[at].lower(), "e"))
+        if kind == 2:  # changed
+            return word[:at] + neighbour + word[at + 1 :]
+        return word[:at] + neighbour + word[at:]  # added
+
+    return " ".join(typo(word) for word in text.split(" "))
+
+
+PLEASANTRIES = ROOT / "bench" / "data" / "pleasantries.yml"
+
+
+def wrap(text: str, rng: random.Random, openings: Sequence[str], closings: Sequence[str]) -> str:
+    """``text`` between an opening and a closing, each on its own line or not."""
+    before, after = rng.choice(openings), rng.choice(closings)
+    return before + rng.choice(" \n") + text + rng.choice(" \n") + after
+
+
+def pleasantries(path: Path, half: str | None) -> tuple[list[str], list[str]]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    start = {"even": 0, "odd": 1}.get(half or "", 0)
+    step = 2 if half else 1
+    return list(data["openings"])[start::step], list(data["closings"])[start::step]
 
 
 def percentile(values: list[float], q: float) -> float:

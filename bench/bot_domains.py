@@ -1,6 +1,7 @@
 """The bot on other industries' knowledge bases, through the whole hub with the real Rasa.
 
     .venv/bin/python bench/bot_domains.py [--quick] [--sets DIR ...] [--industries NAME ...] [--limit N] [--outcomes FILE]
+                                          [--typos] [--wrapped [FILE]] [--wrapped-half even|odd]
 
 An evaluation set is a folder of industries (default the held-out ones:
 bench/data/domains/, help centres that list example questions, and
@@ -62,6 +63,12 @@ every later run (and by bench/bot_latency.py); the run waits until it is
 ready, and the JSON says which one it used (``urgency_classifier``).
 ``HUB_BOT_URGENCY_CLASSIFIER=false`` measures without it.
 
+``--typos`` and ``--wrapped [FILE]`` send each question as a customer might
+type it: misspelt (``_common.misspell``), and between an opening and a
+closing drawn from FILE (``_common.wrap``; default
+bench/data/pleasantries.yml, ``--wrapped-half even|odd`` for half of it).
+The held-out sets' questions are written clean; real customers' are not.
+
 ``--quick``: the first two industries (sorted), 12 questions each (6
 answerable, 3 unanswerable, 3 urgent, spread over the file). Prints the
 figures, the failures, and as its last line one JSON object.
@@ -83,9 +90,11 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # the embedding model's "Loading wei
 
 import argparse
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
+import random
 import shutil
 import sys
 import tempfile
@@ -97,7 +106,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from _common import ROOT, URGENCY_CACHE, emit, free_port, percentile
+from _common import PLEASANTRIES, ROOT, URGENCY_CACHE, emit, free_port, misspell, percentile, pleasantries, wrap
 
 HELD_OUT = ROOT / "bench" / "data" / "domains"
 # The second held-out set: public-FAQ style help centres (title and category, no listed questions).
@@ -207,6 +216,20 @@ def select(questions: list[Question], per_kind: dict[str, int]) -> list[Question
         id(q) for kind, count in per_kind.items() for q in spread([q for q in questions if q.kind == kind], count)
     }
     return [q for q in questions if id(q) in chosen]  # file order
+
+
+def as_typed(questions: list[Question], industry: str, args: argparse.Namespace) -> list[Question]:
+    """``--wrapped`` / ``--typos``: each question as a customer might type it (the same every run)."""
+    if not args.wrapped and not args.typos:
+        return questions
+    rng = random.Random(f"as typed {industry}")
+    words = pleasantries(args.wrapped, args.wrapped_half) if args.wrapped else None
+    typed = []
+    for question in questions:
+        text = misspell(question.text, rng) if args.typos else question.text
+        text = wrap(text, rng, *words) if words else text
+        typed.append(dataclasses.replace(question, text=text))
+    return typed
 
 
 def limit_per_kind(limit: int) -> dict[str, int]:
@@ -884,6 +907,7 @@ async def run(args: argparse.Namespace, industries: list[Industry]) -> dict[str,
                 questions = select(questions, QUICK_PER_KIND)
             elif args.limit:
                 questions = select(questions, limit_per_kind(args.limit))
+            questions = as_typed(questions, industry.name, args)
             started = time.perf_counter()
             outcomes = await run_industry(hub, industry, questions, run_id)
             print(f"  {len(outcomes)} questions in {time.perf_counter() - started:.1f} s", flush=True)
@@ -916,6 +940,11 @@ async def run(args: argparse.Namespace, industries: list[Industry]) -> dict[str,
         "benchmark": "bot_domains",
         "quick": args.quick,
         "sets": [str(p) for p in args.sets],
+        "as_typed": {
+            "typos": args.typos,
+            "wrapped": str(args.wrapped) if args.wrapped else None,
+            "half": args.wrapped_half,
+        },
         "industries": {name: values for name, (values, _, _) in results.items()},
         "overall": overall,
         "targets": {name: {"op": op, "value": value} for name, (op, value) in TARGETS.items()},
@@ -960,6 +989,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--outcomes", type=Path, help="also write every question's outcome and what the routing read, one JSON per line"
     )
+    parser.add_argument("--typos", action="store_true", help="misspell the questions as a hurried customer does")
+    parser.add_argument(
+        "--wrapped",
+        type=Path,
+        nargs="?",
+        const=PLEASANTRIES,
+        default=None,
+        help="wrap each question in an opening and a closing (default file: bench/data/pleasantries.yml)",
+    )
+    parser.add_argument("--wrapped-half", choices=("even", "odd"), default=None, help="draw from half of the file")
     args = parser.parse_args(argv)
     args.sets = [p if p.is_absolute() else (Path.cwd() / p).resolve() for p in args.sets]
     if args.sets == [HELD_OUT, HELD_OUT_FAQ]:

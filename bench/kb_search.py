@@ -20,6 +20,12 @@ Measurements, one function each:
   more, the same for every run), with the search's spelling correction
   (``knowledge_base.spelling``) and without it, and for the questions as
   written without it (what the correction costs where there is no typo).
+- ``--wrapped [FILE]``: the same for the questions wrapped as customers
+  write them, an opening before and a closing after (``wrap``: drawn from
+  FILE, default bench/data/pleasantries.yml; ``--wrapped-half even|odd``
+  draws from half of it), with the focus on the sentences that ask
+  (``knowledge_base.focus``) and without it, and for the questions as
+  written without it.
 - ``measure_latency``: p50/p99 of the raw floor (``raw_floor``:
   ``model.encode(query)`` plus one ``collection.query`` on the same Chroma
   collection) against any async search, interleaved query by query;
@@ -55,6 +61,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
+from _common import PLEASANTRIES, misspell, pleasantries, wrap  # noqa: E402
 
 from knowledge_base import ANSWER_CONFIDENCE, SAMPLE_DIR, KnowledgeBase, SentenceTransformerEmbedder  # noqa: E402
 from knowledge_base.chunking import chunk_article  # noqa: E402
@@ -167,37 +174,20 @@ async def at_threshold(
     return {"resolved": round(right / max(1, answerable), 3), "wrong": round(wrong / max(1, len(questions)), 3)}
 
 
-TYPO_RATE = 0.25
-TYPO_MIN_LENGTH = 5
-# A changed or added letter is one next to it on a QWERTY keyboard, as a hurried thumb types it.
-KEYBOARD_NEIGHBOURS = dict(
-    zip(
-        "abcdefghijklmnopqrstuvwxyz",
-        "qwsz vghn xdfv serfcx wsdr drtgvc ftyhbv gyujnb ujko huikmn jiolm kop njk bhjm iklp ol wa edft awedxz"
-        " rfgy yhji cfgb qase zsdc tghu asx".split(),
-        strict=True,
-    )
-)
-
-
-def misspell(text: str, rng: random.Random) -> str:
-    """``text`` with typos: see ``--typos`` in the module docstring."""
-
-    def typo(word: str) -> str:
-        if len(word) < TYPO_MIN_LENGTH or not word.isalpha() or rng.random() >= TYPO_RATE:
-            return word
-        at = rng.randrange(1, len(word) - 1)
-        kind = rng.randrange(4)
-        if kind == 0:  # dropped
-            return word[:at] + word[at + 1 :]
-        if kind == 1:  # swapped
-            return word[:at] + word[at + 1] + word[at] + word[at + 2 :]
-        neighbour = rng.choice(KEYBOARD_NEIGHBOURS.get(word[at].lower(), "e"))
-        if kind == 2:  # changed
-            return word[:at] + neighbour + word[at + 1 :]
-        return word[:at] + neighbour + word[at:]  # added
-
-    return " ".join(typo(word) for word in text.split(" "))
+async def wrapped_figures(
+    kb: KnowledgeBase, questions: Sequence[Question], collection: str, words: tuple[list[str], list[str]]
+) -> dict[str, Any]:
+    """``--wrapped``: the threshold figures for wrapped questions with and without the focus."""
+    rng = random.Random(f"wrapped {collection}")
+    wrapped = [Question(text=wrap(q.text, rng, *words), expected=q.expected) for q in questions]
+    figures = {"focused": await at_threshold(kb.search, wrapped, collection)}
+    kb.focus = False
+    try:
+        figures["unfocused"] = await at_threshold(kb.search, wrapped, collection)
+        figures["as_written_unfocused"] = await at_threshold(kb.search, questions, collection)
+    finally:
+        kb.focus = True
+    return figures
 
 
 async def typo_figures(kb: KnowledgeBase, questions: Sequence[Question], collection: str) -> dict[str, Any]:
@@ -437,10 +427,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 domain.update(await at_threshold(kb.search, domain_questions(industry), industry.name))
                 if args.typos:
                     domain["typos"] = await typo_figures(kb, domain_questions(industry), industry.name)
+                if args.wrapped:
+                    words = pleasantries(args.wrapped, args.wrapped_half)
+                    domain["wrapped"] = await wrapped_figures(kb, domain_questions(industry), industry.name, words)
                 print_figures(f"accuracy ({industry.parent.name}/{industry.name})", domain)
                 results["domains"][f"{industry.parent.name}/{industry.name}"] = {
                     key: domain[key]
-                    for key in ("questions", "hit_at_1", "hit_at_3", "resolved", "wrong", "typos")
+                    for key in ("questions", "hit_at_1", "hit_at_3", "resolved", "wrong", "typos", "wrapped")
                     if key in domain
                 }
 
@@ -531,6 +524,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--typos", action="store_true", help="also measure misspelt questions, with and without the correction"
     )
+    parser.add_argument(
+        "--wrapped",
+        type=Path,
+        nargs="?",
+        const=PLEASANTRIES,
+        default=None,
+        help="also measure questions wrapped in openings and closings (default file: bench/data/pleasantries.yml)",
+    )
+    parser.add_argument("--wrapped-half", choices=("even", "odd"), default=None, help="draw from half of the file")
     args = parser.parse_args(argv)
     if args.large_chunks is None:
         args.large_chunks = 200 if args.quick else 10_000

@@ -97,7 +97,8 @@ class SearchResult:
     collection: str
     hits: list[SearchHit]
     confidence: float
-    # The query as searched when misspelt words were corrected (``knowledge_base.spelling``), else None.
+    # The query as searched when it differs from the one typed: misspelt words corrected
+    # (``knowledge_base.spelling``), sentences far from every article left out (``knowledge_base.focus``).
     corrected: str | None = None
 
     def to_dict(self) -> dict[str, Any]:

@@ -61,6 +61,7 @@ from typing import Any, Self, TypeVar
 
 import numpy as np
 
+from knowledge_base import focus as focusing
 from knowledge_base import messages
 from knowledge_base.articles import (
     ArticleFolder,
@@ -203,6 +204,7 @@ class KnowledgeBase:
         chunk_max_chars: int = DEFAULT_MAX_CHARS,
         workers: int = 4,
         spelling: bool = True,
+        focus: bool = True,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.chroma_url = chroma_url or None
@@ -212,6 +214,8 @@ class KnowledgeBase:
         self._workers = workers
         # Correct a query's misspelt words before searching (``knowledge_base.spelling``).
         self.spelling = spelling
+        # Leave out a message's greetings, thanks and sign-offs (``knowledge_base.focus``).
+        self.focus = focus
         self._executor: ThreadPoolExecutor | None = None
         self._store: ChromaStore | None = None
         self._indexes: dict[str, _CollectionIndex] = {}
@@ -413,6 +417,7 @@ class KnowledgeBase:
         """
         if not isinstance(query, str) or not query.strip():
             raise InvalidInput(messages.EMPTY_QUERY)
+        typed = query  # its sentences and lines are the focus's (knowledge_base.focus)
         query = " ".join(query.split())
         if len(query) > MAX_QUERY_CHARS:
             raise InvalidInput(messages.QUERY_TOO_LONG.format(limit=MAX_QUERY_CHARS))
@@ -430,15 +435,15 @@ class KnowledgeBase:
                     collection=collection, indexed=", ".join(sorted(index.embedders)), current=self.embedder.name
                 )
             )
-        return await self._run(self._search_sync, query, k, collection, index, excerpt)
+        return await self._run(self._search_sync, typed, k, collection, index, excerpt)
 
     def _search_sync(
-        self, query: str, k: int, collection: str, index: _CollectionIndex, excerpt: bool = False
+        self, typed: str, k: int, collection: str, index: _CollectionIndex, excerpt: bool = False
     ) -> SearchResult:
         candidates = min(max(MIN_CANDIDATES, 4 * k), len(index.records))
-        asked = query
-        if self.spelling:
-            query = index.speller().correct(query)
+        asked = " ".join(typed.split())
+        text = index.speller().correct(typed) if self.spelling else typed
+        query = self._focus(text, collection) if self.focus else " ".join(text.split())
         vector = self._query_vector(query)
         semantic = self.store.query(collection, vector, candidates)
         keyword = [(index.order[position], score) for position, score in index.keyword.search(query, candidates)]
@@ -468,6 +473,18 @@ class KnowledgeBase:
             confidence=confidence,
             corrected=query if query != asked else None,
         )
+
+    def _focus(self, text: str, collection: str) -> str:
+        """``text`` without its pleasantries (``knowledge_base.focus``)."""
+        sentences = focusing.parts(text)
+        if not 2 <= len(sentences) <= focusing.MAX_PARTS:
+            return " ".join(sentences)
+        vectors = np.asarray(cached_query_embed(self.embedder)(sentences), dtype=np.float32)
+        pleasantries = np.asarray(cached_embed(self.embedder)(list(focusing.PLEASANTRIES)), dtype=np.float32)
+        to_pleasantry = (vectors @ pleasantries.T).max(axis=1)
+        nearest = [self.store.query(collection, vector, 1) for vector in vectors]
+        to_article = [found[0][1] if found else 0.0 for found in nearest]
+        return focusing.focused(sentences, [float(v) for v in to_pleasantry], to_article)
 
     def _sentence_scorer(self, index: _CollectionIndex, vector: Any) -> Callable[[str], float | None]:
         """An article's best sentence cosine to the query (the confidence's ``sentence``), its
