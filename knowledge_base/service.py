@@ -442,8 +442,7 @@ class KnowledgeBase:
     ) -> SearchResult:
         candidates = min(max(MIN_CANDIDATES, 4 * k), len(index.records))
         asked = " ".join(typed.split())
-        text = index.speller().correct(typed) if self.spelling else typed
-        query = self._focus(text, collection) if self.focus else " ".join(text.split())
+        query = self._as_searched_sync(typed, collection, index)
         vector = self._query_vector(query)
         semantic = self.store.query(collection, vector, candidates)
         keyword = [(index.order[position], score) for position, score in index.keyword.search(query, candidates)]
@@ -473,6 +472,19 @@ class KnowledgeBase:
             confidence=confidence,
             corrected=query if query != asked else None,
         )
+
+    async def as_searched(self, text: str, collection: str = DEFAULT_COLLECTION) -> str:
+        """What a search for ``text`` searches: its misspelt words corrected, its greetings, thanks
+        and sign-offs left out, whitespace collapsed. The hub's urgency triage reads it too."""
+        collection = validate_collection(collection)
+        index = self._indexes.get(collection) or await self._load_index(collection)
+        if not index.records:
+            return " ".join(text.split())
+        return await self._run(self._as_searched_sync, text, collection, index)
+
+    def _as_searched_sync(self, text: str, collection: str, index: _CollectionIndex) -> str:
+        corrected = index.speller().correct(text) if self.spelling else text
+        return self._focus(corrected, collection) if self.focus else " ".join(corrected.split())
 
     def _focus(self, text: str, collection: str) -> str:
         """``text`` without its pleasantries (``knowledge_base.focus``)."""

@@ -109,6 +109,7 @@ async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
             else None
         ),
         classifier_model=settings.kb_model_path,
+        as_searched=kb.as_searched if kb is not None else None,
     )
     app[keys.BOT_TRIAGE] = triage
     bridge = BotBridge(

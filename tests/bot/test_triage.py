@@ -150,3 +150,110 @@ async def test_a_broken_examples_file_leaves_the_signal_off(tmp_path: Path) -> N
     await triage.load()
     assert triage.examples is None
     assert await triage("my card was stolen") == {}
+
+
+class KeywordClassifier:
+    """Stands in for the fine-tuned classifier (trained for real in tests/bot/test_urgency.py): urgent
+    when the text names a theft, or is the fragment ``fragment`` a classifier may misread."""
+
+    def __init__(self, fragment: str = "") -> None:
+        self.fragment = fragment
+        self.read_texts: list[str] = []
+
+    def read(self, text: str) -> dict[str, object]:
+        self.read_texts.append(text)
+        probability = 0.99 if "stole" in text or text == self.fragment else 0.01
+        return {"probability": probability, "urgent": probability >= 0.95, "not_urgent": probability < 0.1}
+
+
+async def _wrapped_triage(tmp_path: Path, **options: object) -> Triage:
+    import yaml
+
+    path = tmp_path / "examples.yml"
+    path.write_text(yaml.safe_dump({"urgent": URGENT, "not_urgent": NOT_URGENT}))
+
+    async def embed(texts: list[str]) -> np.ndarray:
+        return EMBEDDER.embed_documents(texts)
+
+    triage = Triage(embed=embed, rules=None, examples_path=path, max_false_urgent=0.0, **options)  # type: ignore[arg-type]
+    await triage.load()
+    return triage
+
+
+WRAPPED = (
+    "Hello there, first time writing in so apologies if this is the wrong place, I hope you are all well.\n"
+    "someone stole my card and is buying things right now\n"
+    "Thanks so much for reading this, have a lovely evening, Sam"
+)
+
+
+@pytest.mark.asyncio
+async def test_a_sentence_both_models_call_urgent_makes_a_wrapped_message_urgent(tmp_path: Path) -> None:
+    triage = await _wrapped_triage(tmp_path)
+    triage.classifier = classifier = KeywordClassifier()  # type: ignore[assignment]
+    result = await triage(WRAPPED)
+    assert result["sentence"] == "someone stole my card and is buying things right now"
+    assert result["examples"]["urgent"] is True and result["classifier"]["urgent"] is True
+    assert result["examples"]["nearest"] == "someone stole my card and is buying things right now"
+    # The classifier read the whole message, then only the sentence the examples found urgent.
+    assert classifier.read_texts == [WRAPPED, result["sentence"]]
+    # A message of one sentence is read whole, once.
+    triage.classifier = classifier = KeywordClassifier()  # type: ignore[assignment]
+    single = await triage("how do i change my password")
+    assert "sentence" not in single and classifier.read_texts == ["how do i change my password"]
+
+
+@pytest.mark.asyncio
+async def test_a_sentence_only_one_model_calls_urgent_does_not_count(tmp_path: Path) -> None:
+    triage = await _wrapped_triage(tmp_path)
+    # The classifier misreads a fragment; the examples do not find it urgent: not enough.
+    triage.classifier = KeywordClassifier(fragment="my daughter is 3.")  # type: ignore[assignment]
+    result = await triage("Can i add a team member to my plan? my daughter is 3.")
+    assert "sentence" not in result
+    assert result["classifier"]["urgent"] is False
+    # The examples find a sentence urgent; the classifier does not: not enough either.
+    triage.classifier = KeywordClassifier()  # type: ignore[assignment]
+    result = await triage("Hello. there is a payment on my card i never made")
+    assert "sentence" not in result
+
+
+class ShortIsUrgent(KeywordClassifier):
+    """Reads a theft as urgent only without much else around it (as wrapping dilutes a model's reading)."""
+
+    def read(self, text: str) -> dict[str, object]:
+        self.read_texts.append(text)
+        probability = (0.99 if len(text.split()) <= 12 else 0.5) if "stole" in text else 0.01
+        return {"probability": probability, "urgent": probability >= 0.95, "not_urgent": probability < 0.1}
+
+
+@pytest.mark.asyncio
+async def test_the_message_as_searched_is_read_too_and_the_more_urgent_reading_counts(tmp_path: Path) -> None:
+    searched: list[str] = []
+
+    async def as_searched(text: str) -> str:
+        searched.append(text)
+        lines = text.split("\n")
+        return lines[1] if len(lines) == 3 else text  # as the knowledge base leaves out the opening and the closing
+
+    triage = await _wrapped_triage(tmp_path, as_searched=as_searched)
+    triage.examples = None  # the classifier's readings only: no sentence of its own counts without the examples
+    triage.classifier = classifier = ShortIsUrgent()  # type: ignore[assignment]
+    result = await triage(WRAPPED)
+    assert searched == [WRAPPED]
+    assert classifier.read_texts == [WRAPPED, "someone stole my card and is buying things right now"]
+    # The message whole reads 0.5, as searched 0.99: the more urgent reading is the one passed on.
+    assert result["classifier"] == {"probability": 0.99, "urgent": True, "not_urgent": False}
+    # A message the search searches as typed is read once.
+    classifier.read_texts.clear()
+    await triage("someone stole my card")
+    assert classifier.read_texts == ["someone stole my card"]
+
+
+@pytest.mark.asyncio
+async def test_triage_goes_on_when_the_message_as_searched_is_unavailable(tmp_path: Path) -> None:
+    async def broken(text: str) -> str:
+        raise RuntimeError("knowledge base closed")
+
+    triage = await _wrapped_triage(tmp_path, as_searched=broken)
+    result = await triage("my card was stolen this morning and there are charges")
+    assert result["examples"]["urgent"] is True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from knowledge_base import KnowledgeBase
-from knowledge_base.focus import SIMILAR, focused, parts
+from knowledge_base.focus import SIMILAR, SIMILAR_AT_EDGES, focused, parts
 
 
 def test_a_message_is_split_into_sentences_and_lines() -> None:
@@ -24,6 +24,14 @@ def test_a_sentence_is_left_out_only_when_it_is_a_pleasantry_more_than_anything_
     assert focused(["Thanks for the refund", "when does it arrive?"], [0.7, 0.1], [0.8, 0.5]) == (
         "Thanks for the refund when does it arrive?"
     )
+    # The first and the last sentence are left out from SIMILAR_AT_EDGES, one in the middle from SIMILAR.
+    edge = (SIMILAR_AT_EDGES + SIMILAR) / 2
+    assert (
+        focused(["Bit stuck", "How do I cancel?", "Bit stuck"], [edge, 0.1, edge], [0.2, 0.6, 0.2])
+        == "How do I cancel?"
+    )
+    middle = ["How do I cancel?", "Bit stuck", "Is it free?"]
+    assert focused(middle, [0.1, edge, 0.1], [0.6, 0.2, 0.5]) == "How do I cancel? Bit stuck Is it free?"
     # Nothing but pleasantries: searched whole rather than not at all.
     assert focused(["Hi", "Thanks"], [0.9, 0.9], [0.1, 0.1]) == "Hi Thanks"
 
@@ -31,7 +39,9 @@ def test_a_sentence_is_left_out_only_when_it_is_a_pleasantry_more_than_anything_
 @pytest.mark.asyncio
 async def test_a_wrapped_question_is_searched_as_asked(sample_kb: KnowledgeBase) -> None:
     asked = "Can I change the address on my order?"
-    wrapped = f"Hello! I have been a loyal customer for years and never had to write before. {asked}\nSent from my iPhone"
+    wrapped = (
+        f"Hello! I have been a loyal customer for years and never had to write before. {asked}\nSent from my iPhone"
+    )
     plain = await sample_kb.search(asked, k=3)
     result = await sample_kb.search(wrapped, k=3)
     assert result.query == " ".join(wrapped.split())
