@@ -227,12 +227,17 @@ class BotBridge(JobWorker[Job]):
             "conversation_id": conversation.id,
             "tier": str(contact.attributes.get("tier", "standard")),
         }
+        text = message.body
         if self.triage is not None:
             try:
                 metadata["triage"] = await self.triage(message.body)
             except Exception:
                 log.exception("triage failed for message %s", message.id)
-        turn = await self._ask_rasa(conversation, message.body, metadata)
+            else:
+                # A wrapped message goes to Rasa as the search reads it: "Hello there, <a request>
+                # Have a nice day :)" is not small talk (``hub.bot.triage``, ``knowledge_base.focus``).
+                text = metadata["triage"].get("searched") or text
+        turn = await self._ask_rasa(conversation, text, metadata)
         if turn is None:
             await self._fallback(conversation, message)
             return

@@ -184,11 +184,13 @@ class Triage:
         matched, read = await self._read(text)
         searched = await self._searched(text)
         if searched is not None:
+            result["searched"] = searched
+            # Wrapped: the message as searched, and each sentence alone, may read more urgent.
             also_matched, also_read = await self._read(searched)
             matched, read = _more_urgent_match(matched, also_matched), _more_urgent_read(read, also_read)
-        sentence = await self._urgent_sentence(text)
-        if sentence is not None:
-            result["sentence"], matched, read = sentence
+            sentence = await self._urgent_sentence(text)
+            if sentence is not None:
+                result["sentence"], matched, read = sentence
         if matched is not None:
             result["examples"] = matched
         if read is not None:

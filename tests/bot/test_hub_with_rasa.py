@@ -138,6 +138,25 @@ async def test_kb_question_gets_the_right_article(stack: Hub) -> None:
     await wait_for(lambda: any(m.text == answer["body"] for m in sent))
 
 
+async def test_a_question_wrapped_in_greetings_and_thanks_is_answered_and_rasa_reads_it_unwrapped(
+    stack: Hub,
+) -> None:
+    question = "I forgot my password and can't log in, how do I reset it?"
+    wrapped = f"Hello there, I hope you're having a lovely week.\n{question}\nThanks so much, have a nice day"
+    asked = await _say(stack, "wrapped-asker", wrapped)
+    replies = await wait_for(lambda: _bot_replies(stack, asked["conversation_id"], asked["id"]), timeout=30)
+    answer = replies[0]
+    hits = answer["meta"]["kb_hits"]
+    assert hits and "password" in hits[0]["article_id"] and answer["meta"]["decision"]["action"] == "answer"
+    assert asked["body"] == wrapped  # the timeline keeps what the customer wrote
+    rasa = stack.app[BOT_BRIDGE].rasa
+    cid = asked["conversation_id"]
+    async with rasa.session.get(f"{rasa.base_url}/conversations/{cid}/tracker", params=rasa._params()) as got:
+        events = (await got.json())["events"]
+    # Rasa read the message as the search does: not small talk.
+    assert [e["text"] for e in events if e.get("event") == "user"] == [question]
+
+
 async def test_asking_for_a_person_hands_off(stack: Hub) -> None:
     asked = await _say(stack, "wants-human", "I want to talk to a person")
     await wait_for(lambda: _is(stack, asked["conversation_id"], handler="human"), timeout=30)
