@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
@@ -72,6 +73,20 @@ def pleasantries(path: Path, half: str | None) -> tuple[list[str], list[str]]:
     start = {"even": 0, "odd": 1}.get(half or "", 0)
     step = 2 if half else 1
     return list(data["openings"])[start::step], list(data["closings"])[start::step]
+
+
+def add_as_typed_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--typos``, ``--wrapped [FILE]`` and ``--wrapped-half``; ``what``: "send the questions"..."""
+    parser.add_argument("--typos", action="store_true", help=f"{what} misspelt as a hurried customer types")
+    parser.add_argument(
+        "--wrapped",
+        type=Path,
+        nargs="?",
+        const=PLEASANTRIES,
+        default=None,
+        help=f"{what} wrapped in an opening and a closing (default file: bench/data/pleasantries.yml)",
+    )
+    parser.add_argument("--wrapped-half", choices=("even", "odd"), default=None, help="draw from half of the file")
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -106,7 +106,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from _common import PLEASANTRIES, ROOT, URGENCY_CACHE, emit, free_port, misspell, percentile, pleasantries, wrap
+from _common import (
+    ROOT,
+    URGENCY_CACHE,
+    add_as_typed_arguments,
+    emit,
+    free_port,
+    misspell,
+    percentile,
+    pleasantries,
+    wrap,
+)
 
 HELD_OUT = ROOT / "bench" / "data" / "domains"
 # The second held-out set: public-FAQ style help centres (title and category, no listed questions).
@@ -989,16 +999,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--outcomes", type=Path, help="also write every question's outcome and what the routing read, one JSON per line"
     )
-    parser.add_argument("--typos", action="store_true", help="misspell the questions as a hurried customer does")
-    parser.add_argument(
-        "--wrapped",
-        type=Path,
-        nargs="?",
-        const=PLEASANTRIES,
-        default=None,
-        help="wrap each question in an opening and a closing (default file: bench/data/pleasantries.yml)",
-    )
-    parser.add_argument("--wrapped-half", choices=("even", "odd"), default=None, help="draw from half of the file")
+    add_as_typed_arguments(parser, "send the questions")
     args = parser.parse_args(argv)
     args.sets = [p if p.is_absolute() else (Path.cwd() / p).resolve() for p in args.sets]
     if args.sets == [HELD_OUT, HELD_OUT_FAQ]:

@@ -61,7 +61,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
-from _common import PLEASANTRIES, misspell, pleasantries, wrap  # noqa: E402
+from _common import add_as_typed_arguments, misspell, pleasantries, wrap  # noqa: E402
 
 from knowledge_base import ANSWER_CONFIDENCE, SAMPLE_DIR, KnowledgeBase, SentenceTransformerEmbedder  # noqa: E402
 from knowledge_base.chunking import chunk_article  # noqa: E402
@@ -174,33 +174,18 @@ async def at_threshold(
     return {"resolved": round(right / max(1, answerable), 3), "wrong": round(wrong / max(1, len(questions)), 3)}
 
 
-async def wrapped_figures(
-    kb: KnowledgeBase, questions: Sequence[Question], collection: str, words: tuple[list[str], list[str]]
+async def with_and_without(
+    kb: KnowledgeBase, questions: Sequence[Question], typed: Sequence[Question], collection: str, feature: str
 ) -> dict[str, Any]:
-    """``--wrapped``: the threshold figures for wrapped questions with and without the focus."""
-    rng = random.Random(f"wrapped {collection}")
-    wrapped = [Question(text=wrap(q.text, rng, *words), expected=q.expected) for q in questions]
-    figures = {"focused": await at_threshold(kb.search, wrapped, collection)}
-    kb.focus = False
+    """The threshold figures for the ``typed`` questions with the search's ``feature`` ("spelling",
+    "focus") and without it, and for the questions as written without it."""
+    figures = {"with": await at_threshold(kb.search, typed, collection)}
+    setattr(kb, feature, False)
     try:
-        figures["unfocused"] = await at_threshold(kb.search, wrapped, collection)
-        figures["as_written_unfocused"] = await at_threshold(kb.search, questions, collection)
+        figures["without"] = await at_threshold(kb.search, typed, collection)
+        figures["as_written_without"] = await at_threshold(kb.search, questions, collection)
     finally:
-        kb.focus = True
-    return figures
-
-
-async def typo_figures(kb: KnowledgeBase, questions: Sequence[Question], collection: str) -> dict[str, Any]:
-    """``--typos``: the threshold figures for misspelt questions with and without the correction."""
-    rng = random.Random(f"typos {collection}")
-    misspelt = [Question(text=misspell(q.text, rng), expected=q.expected) for q in questions]
-    figures = {"corrected": await at_threshold(kb.search, misspelt, collection)}
-    kb.spelling = False
-    try:
-        figures["uncorrected"] = await at_threshold(kb.search, misspelt, collection)
-        figures["as_written_uncorrected"] = await at_threshold(kb.search, questions, collection)
-    finally:
-        kb.spelling = True
+        setattr(kb, feature, True)
     return figures
 
 
@@ -425,11 +410,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await kb.ingest_dir(industry / "articles", industry.name)
                 domain = await measure_accuracy(kb, domain_questions(industry), industry.name)
                 domain.update(await at_threshold(kb.search, domain_questions(industry), industry.name))
+                asked = domain_questions(industry)
                 if args.typos:
-                    domain["typos"] = await typo_figures(kb, domain_questions(industry), industry.name)
+                    rng = random.Random(f"typos {industry.name}")
+                    typed = [Question(text=misspell(q.text, rng), expected=q.expected) for q in asked]
+                    domain["typos"] = await with_and_without(kb, asked, typed, industry.name, "spelling")
                 if args.wrapped:
-                    words = pleasantries(args.wrapped, args.wrapped_half)
-                    domain["wrapped"] = await wrapped_figures(kb, domain_questions(industry), industry.name, words)
+                    rng, words = (
+                        random.Random(f"wrapped {industry.name}"),
+                        pleasantries(args.wrapped, args.wrapped_half),
+                    )
+                    typed = [Question(text=wrap(q.text, rng, *words), expected=q.expected) for q in asked]
+                    domain["wrapped"] = await with_and_without(kb, asked, typed, industry.name, "focus")
                 print_figures(f"accuracy ({industry.parent.name}/{industry.name})", domain)
                 results["domains"][f"{industry.parent.name}/{industry.name}"] = {
                     key: domain[key]
@@ -521,18 +513,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="sets of industries (default: bench/data/domains_dev; name bench/data/domains to measure the held-out ones)",
     )
-    parser.add_argument(
-        "--typos", action="store_true", help="also measure misspelt questions, with and without the correction"
-    )
-    parser.add_argument(
-        "--wrapped",
-        type=Path,
-        nargs="?",
-        const=PLEASANTRIES,
-        default=None,
-        help="also measure questions wrapped in openings and closings (default file: bench/data/pleasantries.yml)",
-    )
-    parser.add_argument("--wrapped-half", choices=("even", "odd"), default=None, help="draw from half of the file")
+    add_as_typed_arguments(parser, "also measure the questions")
     args = parser.parse_args(argv)
     if args.large_chunks is None:
         args.large_chunks = 200 if args.quick else 10_000

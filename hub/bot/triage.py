@@ -24,19 +24,23 @@ NLU's own):
 
 Customers wrap what they say: "Hi, first time contacting support so
 apologies if I'm doing this wrong.\n<the urgent part>\nThanks for reading."
-The wrapping pulls a whole message's readings towards "not urgent", so the
-two models also read what the search searches (``KnowledgeBase.as_searched``:
-greetings, thanks and sign-offs left out, misspellings corrected) and each
-sentence on its own, and the more urgent reading counts: a sentence counts
-only when *both* models call it urgent alone (the classifier alone calls
-fragments like "my daughter is 3" urgent). The sentence is recorded as
-``sentence``. Chosen on the seven development help centres, each question
-wrapped in an opening and a closing (bench/data/pleasantries.yml, the half
-the focus was chosen on), read by these two signals alone (before Rasa's
-own reading, which the bot adds): urgent questions read urgent 0.597 ->
-0.843, false urgent 0.007 -> 0.032; the questions as written 0.896 -> 0.918
-and 0.035 -> 0.044. Through the whole hub with the real Rasa, on three of
-them and the other half of the file, see the README.
+and misspell it. Both pull a model's reading away from what it learnt, so
+the two models also read the message as the search searches it
+(``KnowledgeBase.as_searched``: misspellings corrected, greetings, thanks and
+sign-offs left out), recorded as ``searched``:
+
+- only corrected (no word left out): that reading replaces the typed one
+  (the models learnt spelt words; taking the more urgent of the two raised
+  false urgent on misspelt development questions 0.051 -> 0.068);
+- wrapped (words left out): the more urgent of the two readings counts, and
+  so does a sentence that *both* models call urgent on its own, recorded as
+  ``sentence`` (the classifier alone calls fragments like "my daughter is 3"
+  urgent). A message that was not wrapped is not read sentence by sentence.
+
+The bot bridge sends Rasa the message as searched too, so "Hello there, <a
+request> Have a nice day :)" is not read as small talk. Measured through the
+whole hub with the real Rasa on the seven development help centres
+(``bench/bot_domains.py``; figures in the README).
 """
 
 from __future__ import annotations
@@ -183,11 +187,18 @@ class Triage:
             result["safety"] = said
         matched, read = await self._read(text)
         searched = await self._searched(text)
+        wrapped = searched is not None and len(searched.split()) < len(text.split())
         if searched is not None:
             result["searched"] = searched
-            # Wrapped: the message as searched, and each sentence alone, may read more urgent.
             also_matched, also_read = await self._read(searched)
-            matched, read = _more_urgent_match(matched, also_matched), _more_urgent_read(read, also_read)
+            if wrapped:
+                # Unwrapped, the message may read more urgent; the more urgent reading counts.
+                matched, read = _more_urgent_match(matched, also_matched), _more_urgent_read(read, also_read)
+            else:
+                # Only misspellings corrected: the models read it as they were trained, spelt.
+                matched, read = also_matched or matched, also_read or read
+        if wrapped:
+            # A sentence alone may read more urgent still.
             sentence = await self._urgent_sentence(text)
             if sentence is not None:
                 result["sentence"], matched, read = sentence

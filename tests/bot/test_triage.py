@@ -187,34 +187,47 @@ WRAPPED = (
 )
 
 
+async def without_first_and_last_lines(text: str) -> str:
+    """As the knowledge base leaves out an opening and a closing line (``KnowledgeBase.as_searched``)."""
+    lines = text.split("\n")
+    return " ".join(lines[1:-1]) if len(lines) > 2 else " ".join(text.split())
+
+
+async def without_a_first_hello(text: str) -> str:
+    return " ".join(text.removeprefix("Hello. ").split())
+
+
 @pytest.mark.asyncio
 async def test_a_sentence_both_models_call_urgent_makes_a_wrapped_message_urgent(tmp_path: Path) -> None:
-    triage = await _wrapped_triage(tmp_path)
+    triage = await _wrapped_triage(tmp_path, as_searched=without_first_and_last_lines)
     triage.classifier = classifier = KeywordClassifier()  # type: ignore[assignment]
     result = await triage(WRAPPED)
-    assert result["sentence"] == "someone stole my card and is buying things right now"
+    line = "someone stole my card and is buying things right now"
+    assert result["searched"] == line and result["sentence"] == line
     assert result["examples"]["urgent"] is True and result["classifier"]["urgent"] is True
-    assert result["examples"]["nearest"] == "someone stole my card and is buying things right now"
-    # The classifier read the whole message, then only the sentence the examples found urgent.
-    assert classifier.read_texts == [WRAPPED, result["sentence"]]
-    # A message of one sentence is read whole, once.
+    assert result["examples"]["nearest"] == line
+    # The whole message, the message as searched, then the one sentence the examples found urgent.
+    assert classifier.read_texts == [WRAPPED, line, line]
+    # A message of one sentence, searched as typed, is read whole, once.
     triage.classifier = classifier = KeywordClassifier()  # type: ignore[assignment]
     single = await triage("how do i change my password")
-    assert "sentence" not in single and classifier.read_texts == ["how do i change my password"]
+    assert "sentence" not in single and "searched" not in single
+    assert classifier.read_texts == ["how do i change my password"]
 
 
 @pytest.mark.asyncio
 async def test_a_sentence_only_one_model_calls_urgent_does_not_count(tmp_path: Path) -> None:
-    triage = await _wrapped_triage(tmp_path)
+    triage = await _wrapped_triage(tmp_path, as_searched=without_a_first_hello)
     # The classifier misreads a fragment; the examples do not find it urgent: not enough.
     triage.classifier = KeywordClassifier(fragment="my daughter is 3.")  # type: ignore[assignment]
-    result = await triage("Can i add a team member to my plan? my daughter is 3.")
+    result = await triage("Hello. Can i add a team member to my plan? my daughter is 3.")
+    assert result["searched"] == "Can i add a team member to my plan? my daughter is 3."
     assert "sentence" not in result
     assert result["classifier"]["urgent"] is False
     # The examples find a sentence urgent; the classifier does not: not enough either.
     triage.classifier = KeywordClassifier()  # type: ignore[assignment]
     result = await triage("Hello. there is a payment on my card i never made")
-    assert "sentence" not in result
+    assert "sentence" not in result and result["classifier"]["urgent"] is False
 
 
 class ShortIsUrgent(KeywordClassifier):
@@ -247,6 +260,29 @@ async def test_the_message_as_searched_is_read_too_and_the_more_urgent_reading_c
     classifier.read_texts.clear()
     await triage("someone stole my card")
     assert classifier.read_texts == ["someone stole my card"]
+
+
+@pytest.mark.asyncio
+async def test_a_misspelt_message_is_read_as_corrected(tmp_path: Path) -> None:
+    async def as_searched(text: str) -> str:
+        return text.replace("stoel", "stole")  # as the knowledge base corrects it
+
+    triage = await _wrapped_triage(tmp_path, as_searched=as_searched)
+    triage.classifier = classifier = KeywordClassifier()  # type: ignore[assignment]
+    result = await triage("somone stoel my card and is buying things right now")
+    assert result["searched"] == "somone stole my card and is buying things right now"
+    assert classifier.read_texts == ["somone stoel my card and is buying things right now", result["searched"]]
+    assert result["classifier"]["urgent"] is True and "sentence" not in result
+    # Corrected, not wrapped: the corrected reading replaces the typed one, even when it is calmer.
+    calm = await triage("how do i change my pasword stoel")
+    assert calm["classifier"]["probability"] == 0.99  # "stoel" -> "stole": the stand-in reads a theft
+    triage.classifier = KeywordClassifier()  # type: ignore[assignment]
+
+    async def calmer(text: str) -> str:
+        return text.replace("stole", "stone")
+
+    triage.as_searched = calmer
+    assert (await triage("my card stole at the shop"))["classifier"]["urgent"] is False
 
 
 @pytest.mark.asyncio
