@@ -230,13 +230,14 @@ class BotBridge(JobWorker[Job]):
         text = message.body
         if self.triage is not None:
             try:
-                metadata["triage"] = await self.triage(message.body)
+                triage = await self.triage(message.body)
             except Exception:
                 log.exception("triage failed for message %s", message.id)
             else:
-                # A wrapped message goes to Rasa as the search reads it: "Hello there, <a request>
-                # Have a nice day :)" is not small talk (``hub.bot.triage``, ``knowledge_base.focus``).
-                text = metadata["triage"].get("searched") or text
+                metadata["triage"] = triage
+                # A wrapped or misspelt message goes to Rasa as the search reads it: "Hello there,
+                # <a request> Have a nice day :)" is not small talk (``hub.bot.triage``).
+                text = str(triage.get("searched") or text)
         turn = await self._ask_rasa(conversation, text, metadata)
         if turn is None:
             await self._fallback(conversation, message)
