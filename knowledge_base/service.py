@@ -121,7 +121,8 @@ class _CollectionIndex:
     # article id -> its sentences (``sentence_texts``), split at its first search as a top
     # hit: a memo, not state (a new index starts empty), so a search does not split again.
     sentences: dict[str, list[str]] = field(default_factory=dict)
-    # The collection's speller (its words and English), made at its first search: a memo too.
+    # The collection's speller (its words and English): made by the write or load that built the
+    # index (``KnowledgeBase._with_speller``), else at its first search; a memo too.
     spellers: list[Speller] = field(default_factory=list)
 
     def speller(self) -> Speller:
@@ -244,7 +245,7 @@ class KnowledgeBase:
             )
             await self._run(self.embedder.load)
             if self.spelling:
-                # The English dictionary loads (~2.5 s) while the first requests come in; a
+                # The English dictionary loads (~1 s) while the first requests come in; a
                 # search before it is ready waits for it.
                 self._executor.submit(english)
         except BaseException:

@@ -231,13 +231,17 @@ class Triage:
 
     async def _urgent_sentence(self, text: str) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
         """The first sentence of several that both models call urgent on its own: (it, their readings)."""
-        sentences = focus.parts(text)
         if self.examples is None or self.classifier is None or self.embed is None:
             return None
+        sentences = focus.parts(text)
         if not 2 <= len(sentences) <= focus.MAX_PARTS:
             return None
-        examples, classifier = self.examples, self.classifier
-        vectors = await self.embed(sentences)
+        examples, classifier, embed_query = self.examples, self.classifier, self.embed_query
+        if embed_query is not None:
+            # The search's focus embedded these very sentences: from the same cache, no second pass.
+            vectors = await asyncio.gather(*(embed_query(sentence) for sentence in sentences))
+        else:
+            vectors = await self.embed(sentences)
         matches = [examples.match(vector) for vector in vectors]
         candidates = [(s, m) for s, m in zip(sentences, matches, strict=True) if m.urgent]
         if not candidates:

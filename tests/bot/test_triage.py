@@ -16,6 +16,7 @@ from hub.bot.triage import Triage
 from hub.models import Priority
 from hub.tickets.routing import Rule
 from knowledge_base import HashingEmbedder
+from knowledge_base.focus import parts
 
 EMBEDDER = HashingEmbedder(dimension=512)
 
@@ -293,3 +294,28 @@ async def test_triage_goes_on_when_the_message_as_searched_is_unavailable(tmp_pa
     triage = await _wrapped_triage(tmp_path, as_searched=broken)
     result = await triage("my card was stolen this morning and there are charges")
     assert result["examples"]["urgent"] is True
+
+
+@pytest.mark.asyncio
+async def test_a_wrapped_messages_sentences_come_from_the_searchs_vector_cache(tmp_path: Path) -> None:
+    queried: list[str] = []
+    documents: list[list[str]] = []
+
+    async def embed_query(text: str) -> np.ndarray:
+        queried.append(text)
+        return EMBEDDER.embed_query(text)
+
+    triage = await _wrapped_triage(tmp_path, as_searched=without_first_and_last_lines, embed_query=embed_query)
+    original = triage.embed
+    assert original is not None
+
+    async def embed(texts: list[str]) -> np.ndarray:
+        documents.append(list(texts))
+        return await original(texts)
+
+    triage.embed = embed
+    triage.classifier = KeywordClassifier()  # type: ignore[assignment]
+    result = await triage(WRAPPED)
+    assert result["sentence"] == "someone stole my card and is buying things right now"
+    # Each sentence as a query (the cache the search's focus filled), none embedded a second way.
+    assert set(parts(WRAPPED)) <= set(queried) and documents == []
