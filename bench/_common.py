@@ -76,7 +76,7 @@ def pleasantries(path: Path, half: str | None) -> tuple[list[str], list[str]]:
 
 
 def add_as_typed_arguments(parser: argparse.ArgumentParser, what: str) -> None:
-    """``--typos``, ``--wrapped [FILE]`` and ``--wrapped-half``; ``what``: "send the questions"..."""
+    """``--typos``, ``--wrapped [FILE]``, ``--wrapped-half`` and ``--long``; ``what``: "send the questions"..."""
     parser.add_argument("--typos", action="store_true", help=f"{what} misspelt as a hurried customer types")
     parser.add_argument(
         "--wrapped",
@@ -87,6 +87,24 @@ def add_as_typed_arguments(parser: argparse.ArgumentParser, what: str) -> None:
         help=f"{what} wrapped in an opening and a closing (default file: bench/data/pleasantries.yml)",
     )
     parser.add_argument("--wrapped-half", choices=("even", "odd"), default=None, help="draw from half of the file")
+    parser.add_argument(
+        "--long",
+        action="store_true",
+        help=f"{what} as long e-mails (each industry's long.yml), only the questions that have one",
+    )
+
+
+LONG_MESSAGES = "long.yml"
+
+
+def long_messages(industry: Path) -> dict[str, str]:
+    """An industry's long e-mails by the question each one asks (``--long``): its ``long.yml``, ``messages:
+    [{q, kind, email}]``, written for the question ``q`` of its questions.yml, meaning and kind unchanged."""
+    path = industry / LONG_MESSAGES
+    if not path.is_file():
+        return {}
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return {str(item["q"]): str(item["email"]) for item in data.get("messages") or []}
 
 
 def percentile(values: list[float], q: float) -> float:

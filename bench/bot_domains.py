@@ -1,7 +1,7 @@
 """The bot on other industries' knowledge bases, through the whole hub with the real Rasa.
 
     .venv/bin/python bench/bot_domains.py [--quick] [--sets DIR ...] [--industries NAME ...] [--limit N] [--outcomes FILE]
-                                          [--typos] [--wrapped [FILE]] [--wrapped-half even|odd]
+                                          [--typos] [--wrapped [FILE]] [--wrapped-half even|odd] [--long]
 
 An evaluation set is a folder of industries (default the held-out ones:
 bench/data/domains/, help centres that list example questions, and
@@ -68,6 +68,11 @@ type it: misspelt (``_common.misspell``), and between an opening and a
 closing drawn from FILE (``_common.wrap``; default
 bench/data/pleasantries.yml, ``--wrapped-half even|odd`` for half of it).
 The held-out sets' questions are written clean; real customers' are not.
+``--long`` sends, instead, the long e-mails of each industry's ``long.yml``
+(``_common.long_messages``: 20 questions an industry, each written into an
+e-mail of 700-2,200 characters with its story, details and sign-off, the
+question at its start, middle or end; written by someone who saw the
+questions but not the articles, after the code they measure was written).
 
 ``--quick``: the first two industries (sorted), 12 questions each (6
 answerable, 3 unanswerable, 3 urgent, spread over the file). Prints the
@@ -112,6 +117,7 @@ from _common import (
     add_as_typed_arguments,
     emit,
     free_port,
+    long_messages,
     misspell,
     percentile,
     pleasantries,
@@ -913,6 +919,9 @@ async def run(args: argparse.Namespace, industries: list[Industry]) -> dict[str,
                     hub.workdir / "data" / "bot" / "models",
                 )
             questions = industry.questions
+            if args.long:
+                emails = long_messages(industry.folder)
+                questions = [dataclasses.replace(q, text=emails[q.text]) for q in questions if q.text in emails]
             if args.quick:
                 questions = select(questions, QUICK_PER_KIND)
             elif args.limit:
@@ -954,6 +963,7 @@ async def run(args: argparse.Namespace, industries: list[Industry]) -> dict[str,
             "typos": args.typos,
             "wrapped": str(args.wrapped) if args.wrapped else None,
             "half": args.wrapped_half,
+            "long": args.long,
         },
         "industries": {name: values for name, (values, _, _) in results.items()},
         "overall": overall,

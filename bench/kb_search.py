@@ -26,6 +26,11 @@ Measurements, one function each:
   draws from half of it), with the focus on the sentences that ask
   (``knowledge_base.focus``) and without it, and for the questions as
   written without it.
+- ``--long``: the same for the questions that have a long e-mail in the
+  industry's ``long.yml`` (``_common.long_messages``), each searched as the
+  hub's bot searches it (``KnowledgeBase.as_searched`` first, which reads a
+  long message within the query's limit), with the focus and without it
+  (the message's first 1,000 characters), and the questions as written.
 - ``measure_latency``: p50/p99 of the raw floor (``raw_floor``:
   ``model.encode(query)`` plus one ``collection.query`` on the same Chroma
   collection) against any async search, interleaved query by query;
@@ -61,7 +66,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
-from _common import add_as_typed_arguments, misspell, pleasantries, wrap  # noqa: E402
+from _common import add_as_typed_arguments, long_messages, misspell, pleasantries, wrap  # noqa: E402
 
 from knowledge_base import ANSWER_CONFIDENCE, SAMPLE_DIR, KnowledgeBase, SentenceTransformerEmbedder  # noqa: E402
 from knowledge_base.chunking import chunk_article  # noqa: E402
@@ -175,14 +180,27 @@ async def at_threshold(
 
 
 async def with_and_without(
-    kb: KnowledgeBase, questions: Sequence[Question], typed: Sequence[Question], collection: str, feature: str
+    kb: KnowledgeBase,
+    questions: Sequence[Question],
+    typed: Sequence[Question],
+    collection: str,
+    feature: str,
+    *,
+    as_the_hub: bool = False,
 ) -> dict[str, Any]:
     """The threshold figures for the ``typed`` questions with the search's ``feature`` ("spelling",
-    "focus") and without it, and for the questions as written without it."""
-    figures = {"with": await at_threshold(kb.search, typed, collection)}
+    "focus") and without it, and for the questions as written without it. ``as_the_hub``: each
+    typed message is searched as the hub's bot searches it, ``KnowledgeBase.as_searched`` first
+    (a message longer than a query may be is read within its limit)."""
+
+    async def searched(text: str, **kwargs: Any) -> Any:
+        return await kb.search(await kb.as_searched(text, kwargs["collection"]), **kwargs)
+
+    search = searched if as_the_hub else kb.search
+    figures = {"with": await at_threshold(search, typed, collection)}
     setattr(kb, feature, False)
     try:
-        figures["without"] = await at_threshold(kb.search, typed, collection)
+        figures["without"] = await at_threshold(search, typed, collection)
         figures["as_written_without"] = await at_threshold(kb.search, questions, collection)
     finally:
         setattr(kb, feature, True)
@@ -422,10 +440,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     )
                     typed = [Question(text=wrap(q.text, rng, *words), expected=q.expected) for q in asked]
                     domain["wrapped"] = await with_and_without(kb, asked, typed, industry.name, "focus")
+                if args.long:
+                    emails = long_messages(industry)
+                    long = [q for q in asked if q.text in emails]
+                    typed = [Question(text=emails[q.text], expected=q.expected) for q in long]
+                    domain["long"] = await with_and_without(kb, long, typed, industry.name, "focus", as_the_hub=True)
                 print_figures(f"accuracy ({industry.parent.name}/{industry.name})", domain)
                 results["domains"][f"{industry.parent.name}/{industry.name}"] = {
                     key: domain[key]
-                    for key in ("questions", "hit_at_1", "hit_at_3", "resolved", "wrong", "typos", "wrapped")
+                    for key in ("questions", "hit_at_1", "hit_at_3", "resolved", "wrong", "typos", "wrapped", "long")
                     if key in domain
                 }
 

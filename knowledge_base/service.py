@@ -476,28 +476,33 @@ class KnowledgeBase:
 
     async def as_searched(self, text: str, collection: str = DEFAULT_COLLECTION) -> str:
         """What a search for ``text`` searches: its misspelt words corrected, its greetings, thanks
-        and sign-offs left out, whitespace collapsed. The hub's urgency triage reads it too."""
+        and sign-offs left out, whitespace collapsed; a message longer than a query may be
+        (``MAX_QUERY_CHARS``: a long e-mail) read within that limit. The hub's urgency triage reads
+        it too, and the hub's bot searches it."""
         collection = validate_collection(collection)
         index = self._indexes.get(collection) or await self._load_index(collection)
         if not index.records:
-            return " ".join(text.split())
+            return focusing.clip(text, MAX_QUERY_CHARS)
         return await self._run(self._as_searched_sync, text, collection, index)
 
     def _as_searched_sync(self, text: str, collection: str, index: _CollectionIndex) -> str:
         corrected = index.speller().correct(text) if self.spelling else text
-        return self._focus(corrected, collection) if self.focus else " ".join(corrected.split())
+        if self.focus:
+            return self._focus(corrected, collection)
+        return focusing.clip(corrected, MAX_QUERY_CHARS)
 
     def _focus(self, text: str, collection: str) -> str:
-        """``text`` without its pleasantries (``knowledge_base.focus``)."""
-        sentences = focusing.parts(text)
-        if not 2 <= len(sentences) <= focusing.MAX_PARTS:
-            return " ".join(sentences)
+        """``text`` without its pleasantries and, when longer than a query may be, only the sentences
+        closest to the articles that fit (``knowledge_base.focus``)."""
+        sentences = focusing.parts(text)[: focusing.MAX_PARTS]
+        if len(sentences) < 2:
+            return focusing.clip(" ".join(sentences), MAX_QUERY_CHARS)
         vectors = np.asarray(cached_query_embed(self.embedder)(sentences), dtype=np.float32)
         pleasantries = np.asarray(cached_embed(self.embedder)(list(focusing.PLEASANTRIES)), dtype=np.float32)
-        to_pleasantry = (vectors @ pleasantries.T).max(axis=1)
-        nearest = [self.store.query(collection, vector, 1) for vector in vectors]
-        to_article = [found[0][1] if found else 0.0 for found in nearest]
-        return focusing.focused(sentences, [float(v) for v in to_pleasantry], to_article)
+        to_pleasantry = [float(v) for v in (vectors @ pleasantries.T).max(axis=1)]
+        to_article = self.store.nearest(collection, vectors)
+        kept = focusing.kept(sentences, to_pleasantry, to_article)
+        return focusing.within([sentences[at] for at in kept], [to_article[at] for at in kept], MAX_QUERY_CHARS)
 
     def _sentence_scorer(self, index: _CollectionIndex, vector: Any) -> Callable[[str], float | None]:
         """An article's best sentence cosine to the query (the confidence's ``sentence``), its

@@ -224,6 +224,16 @@ class ChromaStore:
             for chunk_id, distance in zip(result["ids"][0], _included(result["distances"], "distances")[0], strict=True)
         ]
 
+    def nearest(self, collection: str, embeddings: np.ndarray) -> list[float]:
+        """Each row's cosine similarity to its nearest chunk (0.0 in an empty collection), in one query."""
+        handle = self._collection(collection, create=False)
+        if handle is None or not len(embeddings):
+            return [0.0] * len(embeddings)
+        result = self._call(
+            "query", lambda: handle.query(query_embeddings=embeddings, n_results=1, include=["distances"])
+        )
+        return [1.0 - float(found[0]) if found else 0.0 for found in _included(result["distances"], "distances")]
+
     def handle(self, collection: str) -> Collection | None:
         """The raw Chroma collection, for benchmarks and diagnostics only."""
         return self._collection(collection, create=False)

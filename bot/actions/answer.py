@@ -284,7 +284,10 @@ async def _search(
         # second one", "yes, on my phone"): search it with the question.
         earlier = user_texts(tracker)[:-1]
         if earlier and earlier[-1].strip():
-            combined = await kb_client.search(settings, f"{earlier[-1]} {text}", collection=collection)
+            # The reply whole, and as much of the question as fits before it.
+            room = kb_client.MAX_QUERY_CHARS - len(kb_client.clip(text)) - 1
+            question = kb_client.clip(earlier[-1], room) if room > 0 else ""
+            combined = await kb_client.search(settings, f"{question} {text}", collection=collection)
             if combined.confidence > result.confidence:
                 result = combined
     return result

@@ -19,6 +19,18 @@ from bot.actions.settings import ActionSettings
 SEARCH_PATH = "/api/v1/kb/search"
 DEFAULT_COLLECTION = "default"
 TOP_K = 3
+# The search API's limit on ``q``, whitespace collapsed (knowledge_base.service.MAX_QUERY_CHARS): the
+# hub sends the bot a long message as the search reads it, within it (KnowledgeBase.as_searched).
+MAX_QUERY_CHARS = 1000
+
+
+def clip(text: str, limit: int = MAX_QUERY_CHARS) -> str:
+    """``text`` with its whitespace collapsed and, past ``limit`` characters, cut at a word."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit + 1]
+    return cut.rsplit(" ", 1)[0] if " " in cut else text[:limit]
 
 
 class KnowledgeBaseUnavailable(Exception):
@@ -39,7 +51,7 @@ async def search(
     headers = {"Accept": "application/json"}
     if settings.api_token:
         headers["Authorization"] = f"Bearer {settings.api_token}"
-    params = {"q": query, "k": str(k), "collection": collection, "excerpt": "1"}
+    params = {"q": clip(query), "k": str(k), "collection": collection, "excerpt": "1"}
     timeout = aiohttp.ClientTimeout(total=settings.kb_timeout)
     try:
         async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:

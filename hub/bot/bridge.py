@@ -240,7 +240,7 @@ class BotBridge(JobWorker[Job]):
                 text = str(triage.get("searched") or text)
         turn = await self._ask_rasa(conversation, text, metadata)
         if turn is None:
-            await self._fallback(conversation, message)
+            await self._fallback(conversation, message, text)
             return
         try:
             await self._apply(turn, conversation, message)
@@ -313,11 +313,13 @@ class BotBridge(JobWorker[Job]):
             turn.custom, conversation_id=conversation.id
         )  # last: a vote matters less than the above
 
-    async def _fallback(self, conversation: Conversation, message: Message) -> None:
+    async def _fallback(self, conversation: Conversation, message: Message, text: str) -> None:
+        """Rasa did not answer: the knowledge base's confident answer to ``text`` (the message as
+        the search reads it, when the triage read it so), else a promise that a person will."""
         result = None
         if self.kb_search is not None:
             try:
-                result = await self.kb_search(message.body, 3)
+                result = await self.kb_search(text, 3)
             except Exception:
                 log.exception("knowledge base search failed in fallback")
         if result is not None and result.hits and result.confidence >= self.confidence_threshold:

@@ -233,8 +233,8 @@ class Triage:
         """The first sentence of several that both models call urgent on its own: (it, their readings)."""
         if self.examples is None or self.classifier is None or self.embed is None:
             return None
-        sentences = focus.parts(text)
-        if not 2 <= len(sentences) <= focus.MAX_PARTS:
+        sentences = focus.parts(text)[: focus.MAX_PARTS]  # as far as the search reads
+        if len(sentences) < 2:
             return None
         examples, classifier, embed_query = self.examples, self.classifier, self.embed_query
         if embed_query is not None:

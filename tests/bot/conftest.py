@@ -37,6 +37,7 @@ import pytest_asyncio
 from aiohttp import web
 
 from bot.rasa import kb_nlu, launch, model
+from knowledge_base.service import MAX_QUERY_CHARS
 
 SEARCH_PATH = "/api/v1/kb/search"
 TOPICS_PATH = "/api/v1/kb/topics"
@@ -125,6 +126,8 @@ class FakeKnowledgeBase:
             return web.Response(status=self.fail_status, text="fake failure")
         if self.malformed:
             return web.json_response({"query": request.query.get("q", ""), "hits": []})
+        if len(" ".join(request.query.get("q", "").split())) > MAX_QUERY_CHARS:  # as the hub's API
+            return web.json_response({"error": f"the search query is longer than {MAX_QUERY_CHARS}"}, status=400)
         return web.json_response(self.search(request.query.get("q", ""), int(request.query.get("k", "3"))))
 
     async def _handle_topics(self, request: web.Request) -> web.Response:

@@ -14,7 +14,7 @@ from rasa_sdk import Tracker
 from rasa_sdk.events import ConversationPaused, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from bot.actions import ActionAnswerFromKB, ActionFollowup, ActionHandoff, topics
+from bot.actions import ActionAnswerFromKB, ActionFollowup, ActionHandoff, kb_client, topics
 from bot.actions.replies import link, plain_text, short_reply
 from bot.actions.routing import HANDOFF, KB, REPLY, route
 
@@ -329,6 +329,28 @@ async def test_the_reply_to_a_clarifying_question_is_searched_with_the_question(
     assert [r["q"] for r in fake_kb.requests] == ["the password", "I forgot it the password"]
     assert texts(messages)[0].startswith("Choose Forgot password")
     assert events[0] == SlotSet("clarify_asked", False)
+
+
+@pytest.mark.asyncio
+async def test_a_long_question_and_its_reply_are_searched_within_the_apis_limit(fake_kb: FakeKnowledgeBase) -> None:
+    question = "I forgot it. " + "We had a long weekend away and nothing worked. " * 21
+    assert len(question) > kb_client.MAX_QUERY_CHARS - len(" the password")
+    state = tracker(parse(question, "ask_question"), parse("the password", "ask_question"), clarify_asked=True)
+    messages, _ = await run(ActionAnswerFromKB(), state)
+
+    [alone, combined] = [r["q"] for r in fake_kb.requests]
+    assert alone == "the password"
+    # As much of the question as fits before the reply, cut at a word: not a 400 and a handoff.
+    start = combined.removesuffix(" the password")
+    assert start != combined and (question + " ").startswith(start + " ") and len(start) > 900
+    assert len(combined) <= kb_client.MAX_QUERY_CHARS
+    assert texts(messages)[0].startswith("Choose Forgot password")
+
+    # A message the hub did not read within the limit is searched from its start.
+    fake_kb.requests.clear()
+    await run(ActionAnswerFromKB(), tracker(parse(question + " the password", "ask_question")))
+    [sent] = [r["q"] for r in fake_kb.requests]
+    assert len(sent) <= kb_client.MAX_QUERY_CHARS and sent.startswith("I forgot it.")
 
 
 @pytest.mark.asyncio

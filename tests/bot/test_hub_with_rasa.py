@@ -16,6 +16,7 @@ import pytest_asyncio
 from bot.actions import messages
 from bot.rasa import launch, model
 from hub.keys import BOT_BRIDGE, BOT_PROCESSES, SETTINGS
+from knowledge_base.service import MAX_QUERY_CHARS
 from tests.channels.email_support import CUSTOMER, REPLY_SECRET, SUPPORT, mail, smtp_send
 from tests.conftest import Hub, wait_for
 from tests.fakes.smtp_sink import SmtpSink
@@ -155,6 +156,46 @@ async def test_a_question_wrapped_in_greetings_and_thanks_is_answered_and_rasa_r
         events = (await got.json())["events"]
     # Rasa read the message as the search does: not small talk.
     assert [e["text"] for e in events if e.get("event") == "user"] == [question]
+
+
+LONG_EMAIL = """Hello,
+
+I have been shopping with you for a few years now, mostly boots and the odd rain jacket for my kids.
+Last spring I bought a tent from you for a trip to the lakes and it was great, so no complaints there.
+This week I wanted to order a new pair of walking boots before our holiday in the mountains next month.
+I went to the website on my laptop on Tuesday evening and tried to sign in to my account.
+It told me the password was wrong, although I was fairly sure it was the one I always use.
+I tried it again a couple of times with and without capitals and then it said to wait and try later.
+My husband thinks I may have changed it last year when we moved house, but neither of us can remember.
+I also tried on my phone in case it was the laptop, and the same thing happened there.
+I forgot my password and can't log in, how do I reset it?
+I would rather not open a second account because all my old orders and my address are saved on this one.
+The email address on the account is the same one I am writing from, if that helps you find it.
+We leave on the 14th, so I would like to get the boots ordered this weekend if I can.
+
+Many thanks,
+Helen Marsh
+07700 900123
+"""
+
+
+async def test_a_long_email_is_answered_from_the_sentences_that_ask(stack: Hub) -> None:
+    # Longer than a search query may be (1,000 characters): before, the bot's search answered 400
+    # and the customer was handed off as "kb-unavailable".
+    assert len(" ".join(LONG_EMAIL.split())) > MAX_QUERY_CHARS
+    asked = await _say(stack, "long-emailer", LONG_EMAIL)
+    replies = await wait_for(lambda: _bot_replies(stack, asked["conversation_id"], asked["id"]), timeout=30)
+    answer = replies[0]
+    hits = answer["meta"]["kb_hits"]
+    assert answer["meta"]["decision"]["action"] == "answer" and "password" in hits[0]["article_id"]
+    assert asked["body"] == LONG_EMAIL  # the timeline keeps all of it
+    rasa = stack.app[BOT_BRIDGE].rasa
+    cid = asked["conversation_id"]
+    async with rasa.session.get(f"{rasa.base_url}/conversations/{cid}/tracker", params=rasa._params()) as got:
+        events = (await got.json())["events"]
+    [read] = [e["text"] for e in events if e.get("event") == "user"]
+    assert len(read) <= MAX_QUERY_CHARS and "how do I reset it?" in read
+    assert "Many thanks" not in read and "Hello" not in read
 
 
 async def test_asking_for_a_person_hands_off(stack: Hub) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from knowledge_base import KnowledgeBase
-from knowledge_base.focus import SIMILAR, SIMILAR_AT_EDGES, focused, parts
+from knowledge_base.focus import MAX_PARTS, SIMILAR, SIMILAR_AT_EDGES, clip, focused, parts, within
+from knowledge_base.service import MAX_QUERY_CHARS
 
 
 def test_a_message_is_split_into_sentences_and_lines() -> None:
@@ -64,3 +65,76 @@ async def test_sentences_that_carry_the_question_are_kept(sample_kb: KnowledgeBa
         "I ordered boots last week. When will they arrive?",
     ):
         assert (await sample_kb.search(question, k=3)).corrected is None
+
+
+def test_a_message_longer_than_the_limit_keeps_the_sentences_closest_to_the_articles_in_order() -> None:
+    sentences = ["We moved house.", "How do I change my address?", "My son has one too.", "Is it free?"]
+    article = [0.3, 0.8, 0.1, 0.5]
+    assert within(sentences, article, 200) == " ".join(sentences)  # fits: all of it
+    # 38 characters: the closest (27) and the next closest that still fits (11), in the message's order.
+    assert within(sentences, article, 40) == "How do I change my address? Is it free?"
+    # A closer sentence too long to fit does not stop a shorter, farther one from filling the room.
+    assert within(["x" * 50, "Short one?", "Far away."], [0.9, 0.5, 0.1], 25) == "Short one? Far away."
+    # Not even the closest fits: it alone, cut at a word.
+    assert within(["one two three four", "five"], [0.9, 0.1], 2) == "on"
+    assert within(["one two three four", "five six seven eight"], [0.9, 0.1], 10) == "one two"
+
+
+def test_clip_cuts_at_a_word_and_collapses_whitespace() -> None:
+    assert clip("  a  b\n c ", 10) == "a b c"
+    assert clip("alpha beta gamma", 11) == "alpha beta"
+    assert clip("alpha beta gamma", 10) == "alpha beta"
+    assert clip("alphabetagamma", 5) == "alpha"
+
+
+LONG_EMAIL = """Hello,
+
+I have shopped with you for years, mostly boots and the odd rain jacket for the children.
+On Thursday night I ordered a two-person tent, a camping stove and two sleeping mats for a trip to the lakes.
+The order number is 48213 and it came to just over two hundred pounds, which I paid by card.
+The confirmation email arrived straight away and it says the parcel will be dispatched on Monday.
+The trouble is that we moved house on Saturday and I only noticed afterwards that the old address was used.
+The old flat is empty now and the new tenants do not move in until the end of the month.
+My partner thinks the website kept the address from my last order and I did not check it at the checkout.
+Can I change the address on my order?
+The new address is 12 Mill Lane, in the same town, only about two miles from the old one.
+I would much rather change it now than have the tent sent back to you and wait for a refund.
+We are going away on the 14th, so the timing is quite tight for us.
+
+Many thanks,
+Helen
+07700 900123
+"""
+
+
+@pytest.mark.asyncio
+async def test_a_long_email_is_read_within_the_query_limit_from_the_sentences_that_ask(
+    sample_kb: KnowledgeBase,
+) -> None:
+    assert len(" ".join(LONG_EMAIL.split())) > MAX_QUERY_CHARS
+    with pytest.raises(Exception, match="longer than"):
+        await sample_kb.search(LONG_EMAIL, k=3)  # as a query typed into the search: too long
+    read = await sample_kb.as_searched(LONG_EMAIL)
+    assert len(read) <= MAX_QUERY_CHARS
+    assert "Can I change the address on my order?" in read and "old address was used" in read
+    assert "Many thanks" not in read and "Hello" not in read
+    # In the message's order.
+    assert read.index("Can I change the address") < read.index("The new address is 12 Mill Lane")
+    plain = await sample_kb.search("Can I change the address on my order?", k=3)
+    result = await sample_kb.search(read, k=3)
+    assert result.hits[0].article_id == plain.hits[0].article_id
+    # Without the focus, the message's first characters within the limit, cut at a word.
+    sample_kb.focus = False
+    try:
+        start = await sample_kb.as_searched(LONG_EMAIL)
+    finally:
+        sample_kb.focus = True
+    assert len(start) > MAX_QUERY_CHARS - 20 and " ".join(LONG_EMAIL.split()).startswith(start)
+    assert start.startswith("Hello,") and start.endswith(" Many")
+
+
+@pytest.mark.asyncio
+async def test_a_message_of_many_lines_is_read_up_to_max_parts(sample_kb: KnowledgeBase) -> None:
+    lines = [f"Line {n} about tents." for n in range(MAX_PARTS)] + ["Can I change the address on my order?"]
+    read = await sample_kb.as_searched("\n".join(lines))
+    assert "address" not in read and "Line 0 about tents." in read
