@@ -10,6 +10,7 @@ import socket
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -92,19 +93,30 @@ def add_as_typed_arguments(parser: argparse.ArgumentParser, what: str) -> None:
         action="store_true",
         help=f"{what} as long e-mails (each industry's long.yml), only the questions that have one",
     )
+    parser.add_argument("--no-subjects", action="store_true", help="with --long: without their subject lines")
 
 
 LONG_MESSAGES = "long.yml"
 
 
-def long_messages(industry: Path) -> dict[str, str]:
-    """An industry's long e-mails by the question each one asks (``--long``): its ``long.yml``, ``messages:
-    [{q, kind, email}]``, written for the question ``q`` of its questions.yml, meaning and kind unchanged."""
+@dataclass(frozen=True)
+class LongMessage:
+    email: str
+    subject: str | None = None  # its subject line, when the file has one
+
+
+def long_messages(industry: Path) -> dict[str, LongMessage]:
+    """An industry's long e-mails by the question each one asks (``--long``): its ``long.yml``,
+    ``messages: [{q, kind, email, subject?}]``, written for the question ``q`` of its
+    questions.yml, meaning and kind unchanged."""
     path = industry / LONG_MESSAGES
     if not path.is_file():
         return {}
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return {str(item["q"]): str(item["email"]) for item in data.get("messages") or []}
+    return {
+        str(item["q"]): LongMessage(email=str(item["email"]), subject=item.get("subject") or None)
+        for item in data.get("messages") or []
+    }
 
 
 def percentile(values: list[float], q: float) -> float:

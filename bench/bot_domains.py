@@ -1,7 +1,7 @@
 """The bot on other industries' knowledge bases, through the whole hub with the real Rasa.
 
     .venv/bin/python bench/bot_domains.py [--quick] [--sets DIR ...] [--industries NAME ...] [--limit N] [--outcomes FILE]
-                                          [--typos] [--wrapped [FILE]] [--wrapped-half even|odd] [--long]
+                                          [--typos] [--wrapped [FILE]] [--wrapped-half even|odd] [--long [--no-subjects]]
 
 An evaluation set is a folder of industries (default the held-out ones:
 bench/data/domains/, help centres that list example questions, and
@@ -72,7 +72,8 @@ The held-out sets' questions are written clean; real customers' are not.
 (``_common.long_messages``: 20 questions an industry, each written into an
 e-mail of 700-2,200 characters with its story, details and sign-off, the
 question at its start, middle or end; written by someone who saw the
-questions but not the articles, after the code they measure was written).
+questions but not the articles, after the code they measure was written),
+each sent with its subject line (``--no-subjects``: without).
 
 ``--quick``: the first two industries (sorted), 12 questions each (6
 answerable, 3 unanswerable, 3 urgent, spread over the file). Prints the
@@ -160,6 +161,7 @@ class Question:
     text: str
     kind: str
     expected: str | None = None
+    subject: str | None = None  # sent with it (--long: an e-mail's subject line)
 
 
 @dataclass(frozen=True)
@@ -370,10 +372,10 @@ class Hub:
                 raise RuntimeError(f"{method} {path}: HTTP {response.status}: {str(body)[:300]}")
             return response.status, body
 
-    async def inbound(self, sender: str, text: str) -> int:
+    async def inbound(self, sender: str, text: str, subject: str | None = None) -> int:
         from channels.fake import sign
 
-        raw = json.dumps({"from": sender, "text": text}).encode()
+        raw = json.dumps({"from": sender, "text": text} | ({"subject": subject} if subject else {})).encode()
         async with self.client.post(
             "/channels/fake/webhook", data=raw, headers={**sign(SECRET, raw), "Content-Type": "application/json"}
         ) as response:
@@ -582,7 +584,7 @@ class Outcome:
 
 async def ask(hub: Hub, sender: str, question: Question) -> Outcome:
     asked_at = time.time()
-    conversation, replies, timed_out = await _turn(hub, sender, question.text)
+    conversation, replies, timed_out = await _turn(hub, sender, question.text, question.subject)
     outcome = classify(question, replies, conversation)
     outcome.timed_out = timed_out
     if replies:
@@ -608,9 +610,11 @@ async def ask(hub: Hub, sender: str, question: Question) -> Outcome:
     return outcome
 
 
-async def _turn(hub: Hub, sender: str, text: str) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
+async def _turn(
+    hub: Hub, sender: str, text: str, subject: str | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
     """One customer message and the bot's replies to it: (the conversation, the replies, timed out)."""
-    message_id = await hub.inbound(sender, text)
+    message_id = await hub.inbound(sender, text, subject)
     _, message = await hub.api("GET", f"/api/v1/messages/{message_id}")
     conversation_id = int(message["conversation_id"])
     deadline = time.perf_counter() + QUESTION_TIMEOUT
@@ -921,7 +925,13 @@ async def run(args: argparse.Namespace, industries: list[Industry]) -> dict[str,
             questions = industry.questions
             if args.long:
                 emails = long_messages(industry.folder)
-                questions = [dataclasses.replace(q, text=emails[q.text]) for q in questions if q.text in emails]
+                questions = [
+                    dataclasses.replace(
+                        q, text=emails[q.text].email, subject=None if args.no_subjects else emails[q.text].subject
+                    )
+                    for q in questions
+                    if q.text in emails
+                ]
             if args.quick:
                 questions = select(questions, QUICK_PER_KIND)
             elif args.limit:
@@ -964,6 +974,7 @@ async def run(args: argparse.Namespace, industries: list[Industry]) -> dict[str,
             "wrapped": str(args.wrapped) if args.wrapped else None,
             "half": args.wrapped_half,
             "long": args.long,
+            "subjects": args.long and not args.no_subjects,
         },
         "industries": {name: values for name, (values, _, _) in results.items()},
         "overall": overall,

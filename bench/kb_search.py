@@ -443,7 +443,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 if args.long:
                     emails = long_messages(industry)
                     long = [q for q in asked if q.text in emails]
-                    typed = [Question(text=emails[q.text], expected=q.expected) for q in long]
+                    typed = [Question(text=emails[q.text].email, expected=q.expected) for q in long]
                     domain["long"] = await with_and_without(kb, long, typed, industry.name, "focus", as_the_hub=True)
                 print_figures(f"accuracy ({industry.parent.name}/{industry.name})", domain)
                 results["domains"][f"{industry.parent.name}/{industry.name}"] = {

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bot import urgency
 from bot.triage import DEFAULT_EXAMPLES, ExamplesError, UrgentExamples, load_examples
 from hub.bot.triage import Triage
 from hub.models import Priority
@@ -319,3 +320,42 @@ async def test_a_wrapped_messages_sentences_come_from_the_searchs_vector_cache(t
     assert result["sentence"] == "someone stole my card and is buying things right now"
     # Each sentence as a query (the cache the search's focus filled), none embedded a second way.
     assert set(parts(WRAPPED)) <= set(queried) and documents == []
+
+
+class SureOfLongMessages(KeywordClassifier):
+    """Calls every long text urgent, as the real classifier does with texts far longer than it learnt from."""
+
+    def read(self, text: str) -> dict[str, object]:
+        if len(text.split()) > 30:
+            self.read_texts.append(text)
+            return {"probability": 0.99, "urgent": True, "not_urgent": False}
+        return super().read(text)
+
+
+CALM_STORY = (
+    " ".join(f"On day {day} we looked at the plans and the prices again." for day in range(1, 8))
+    + " Can i add a team member to my plan?"
+)
+
+
+@pytest.mark.asyncio
+async def test_a_long_message_is_read_by_the_classifier_sentence_by_sentence(tmp_path: Path) -> None:
+    async def as_typed(text: str) -> str:
+        return " ".join(text.split())  # nothing left out: not wrapped
+
+    triage = await _wrapped_triage(tmp_path, as_searched=as_typed)
+    triage.classifier = classifier = SureOfLongMessages()  # type: ignore[assignment]
+    assert len(CALM_STORY.split()) > urgency.MAX_WORDS
+    calm = await triage(CALM_STORY)
+    # Not read whole (it would be "urgent"), and no sentence of it is urgent to both models.
+    assert "classifier" not in calm and "sentence" not in calm
+    assert all(len(text.split()) <= urgency.MAX_WORDS for text in classifier.read_texts)
+
+    line = "someone stole my card and is buying things right now."
+    urgent = await triage(f"{CALM_STORY} {line}")
+    assert urgent["sentence"] == line and urgent["classifier"]["urgent"] is True
+    assert urgent["examples"]["urgent"] is True
+    # A message as short as the classifier's own data is read whole, as before.
+    classifier.read_texts.clear()
+    short = await triage("how do i change my password")
+    assert classifier.read_texts == ["how do i change my password"] and short["classifier"]["urgent"] is False

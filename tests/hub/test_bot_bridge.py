@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from hub.bot.bridge import SUBJECT_READ_UP_TO_WORDS
 from hub.events import TicketOpened
 from hub.keys import BOT_BRIDGE
 from hub.storage.schema import bot_jobs
@@ -87,6 +88,42 @@ async def test_urgent_handoff_sets_priority(sqlite_url: str, tmp_path: Path, ras
         await wait_for(lambda: _conversation_is(hub, cid, handler="human", priority="urgent"))
     finally:
         await hub.client.close()
+
+
+@pytest.mark.asyncio
+async def test_the_bot_reads_the_subject_with_the_message_that_opened_the_conversation(
+    database_url: str, tmp_path: Path, rasa: FakeRasa
+) -> None:
+    hub = await _bot_hub(database_url, tmp_path, rasa)
+    try:
+        said = await hub.inbound({"from": "subj@x", "text": "It says wrong code.", "subject": "Re: FW: can't log in"})
+        first = await hub.api("GET", f"/api/v1/messages/{said['received'][0]['message_id']}")
+        cid = first["conversation_id"]
+        await wait_for(lambda: len(rasa.received) == 1)
+        # Without its "Re:" and "FW:"; the timeline keeps the message as written.
+        assert rasa.received[0]["message"] == "can't log in\nIt says wrong code."
+        assert first["body"] == "It says wrong code."
+        # A later message of the conversation is read alone, whatever its subject.
+        await hub.inbound({"from": "subj@x", "text": "Still stuck.", "subject": "Re: can't log in"})
+        await wait_for(lambda: len(rasa.received) == 2)
+        assert rasa.received[1]["message"] == "Still stuck."
+        assert (await hub.api("GET", f"/api/v1/conversations/{cid}"))["subject"] == "Re: FW: can't log in"
+        # A subject the text already holds is not read twice; no subject, the text alone.
+        await hub.inbound(
+            {"from": "subj2@x", "text": "Order 12 came broken, refund please", "subject": "Refund Please"}
+        )
+        await hub.inbound({"from": "subj3@x", "text": "Where is my order?"})
+        # A long message says what it asks: its subject line is not read.
+        story = " ".join(["We ordered a tent."] * (SUBJECT_READ_UP_TO_WORDS // 4 + 1))
+        await hub.inbound({"from": "subj4@x", "text": story, "subject": "Wrong colour"})
+        await wait_for(lambda: len(rasa.received) == 5)
+        assert sorted(r["message"] for r in rasa.received[2:]) == [
+            "Order 12 came broken, refund please",
+            story,
+            "Where is my order?",
+        ]
+    finally:
+        await close_hub(hub)
 
 
 @pytest.mark.asyncio
