@@ -53,7 +53,7 @@ Measured on the development help centres' long e-mails
 (``bench/kb_search.py --long``: 112 answerable and unanswerable questions,
 each written into an e-mail of 640-1,540 characters, about half longer than
 1,000), answered right at the bot's threshold / answered wrongly: 0.726 /
-0.098 read this way; 0.655 / 0.116 reading the first 1,000 characters; the
+0.098 read this way; 0.643 / 0.107 reading the first 1,000 characters; the
 same questions asked alone, 0.655 / 0.089 (the e-mail's details help).
 Keeping fewer characters of the closest sentences lost: 0.714 / 0.134 at 600,
 0.655 / 0.170 at 400, 0.500 / 0.205 at 150.

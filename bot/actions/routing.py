@@ -20,8 +20,10 @@ signals are combined, and the decision records which fired (``signals``):
   ``HUB_BOT_URGENT_ESCALATION`` anywhere in the ranking - unless the
   examples find the message *clearly not urgent* (``triage.examples
   .clearly_not_urgent``: less like the urgent examples than 99 % of them
-  are, ``bot.triage``). Rasa's intent model is sure of itself far from its
-  training data, the examples' nearest neighbours are not;
+  are, ``bot.triage``), or it is a long message no sentence of which leans
+  urgent (``triage.long_leans_urgent`` false, ``hub.bot.triage``). Rasa's
+  intent model is sure of itself far from its training data, the examples'
+  nearest neighbours are not;
 - ``examples``: the hub's nearest-neighbour match against the team's list of
   urgent and not-urgent examples (``bot.triage``), passed in the message
   metadata as ``triage.examples``;
@@ -122,6 +124,9 @@ def urgent_signals(parse: Mapping[str, Any], *, escalate_at: float | None = None
     classifier = classifier if isinstance(classifier, Mapping) else {}
     vetoed = bool(classifier.get("not_urgent"))
     nlu = name == "urgent_issue" or intent_score(parse, "urgent_issue") >= threshold
+    # A long message none of whose sentences leans urgent (``hub.bot.triage``): Rasa, which learnt
+    # from short messages, is not taken at its word.
+    nlu = nlu and triage.get("long_leans_urgent") is not False
     if nlu and not examples.get("clearly_not_urgent") and not vetoed:
         signals.append("nlu")
     if examples.get("urgent") and not vetoed:

@@ -613,6 +613,21 @@ def test_examples_that_find_a_message_clearly_not_urgent_overrule_the_nlu_only()
     assert route({**sure, "metadata": ruled}).signals == ("rules",)
 
 
+def test_rasa_alone_does_not_make_a_long_message_none_of_whose_sentences_leans_urgent_urgent() -> None:
+    story = parse("<a long e-mail about a meter reading>", "urgent_issue", 0.99)
+    assert route(story).priority == "urgent"  # not long, or read by an older hub: as before
+    calm = {"triage": {"long_leans_urgent": False}}
+    assert route({**story, "metadata": calm}).action == KB
+    assert route({**parse("x", "ask_question", 0.6, urgent_issue=0.5), "metadata": calm}).action == KB
+    leaning = {"triage": {"long_leans_urgent": True}}
+    assert route({**story, "metadata": leaning}).signals == ("nlu",)
+    # The other signals are not Rasa's: the examples, the rules and the safety phrases still count.
+    ruled = {"triage": {"long_leans_urgent": False, "rules": [3], "safety": ["suicide"]}}
+    assert route({**story, "metadata": ruled}).signals == ("rules", "safety")
+    by_example = {"triage": {"long_leans_urgent": False, "examples": {"urgent": True, "clearly_not_urgent": False}}}
+    assert route({**story, "metadata": by_example}).signals == ("examples",)
+
+
 def test_the_urgency_classifier_alone_hands_off_and_its_veto_overrules_the_nlu_and_the_examples() -> None:
     def triage(**classifier: Any) -> dict[str, Any]:
         return {"triage": {"classifier": {"probability": 0.5, "urgent": False, "not_urgent": False, **classifier}}}

@@ -347,15 +347,25 @@ async def test_a_long_message_is_read_by_the_classifier_sentence_by_sentence(tmp
     triage.classifier = classifier = SureOfLongMessages()  # type: ignore[assignment]
     assert len(CALM_STORY.split()) > urgency.MAX_WORDS
     calm = await triage(CALM_STORY)
-    # Not read whole (it would be "urgent"), and no sentence of it is urgent to both models.
+    # Not read whole (it would be "urgent"), and no sentence of it is urgent to both models, or leans so.
     assert "classifier" not in calm and "sentence" not in calm
+    assert calm["long_leans_urgent"] is False
     assert all(len(text.split()) <= urgency.MAX_WORDS for text in classifier.read_texts)
 
     line = "someone stole my card and is buying things right now."
     urgent = await triage(f"{CALM_STORY} {line}")
     assert urgent["sentence"] == line and urgent["classifier"]["urgent"] is True
-    assert urgent["examples"]["urgent"] is True
-    # A message as short as the classifier's own data is read whole, as before.
+    assert urgent["examples"]["urgent"] is True and urgent["long_leans_urgent"] is True
+    # A sentence only leaning urgent to the examples (closer to their urgent side, not past the
+    # threshold), urgent to the classifier: the message leans urgent, without an urgent sentence.
+    leaning = "someone stole my card and is buying things, how long does a refund take."
+    assert triage.examples is not None
+    match = triage.examples.match(EMBEDDER.embed_query(leaning))
+    assert match.margin >= 0 and not match.urgent
+    leans = await triage(f"{CALM_STORY} {leaning}")
+    assert "sentence" not in leans and leans["long_leans_urgent"] is True
+    # A message as short as the classifier's own data is read whole, as before, and not marked.
     classifier.read_texts.clear()
     short = await triage("how do i change my password")
     assert classifier.read_texts == ["how do i change my password"] and short["classifier"]["urgent"] is False
+    assert "long_leans_urgent" not in short
