@@ -70,10 +70,11 @@ bench/data/pleasantries.yml, ``--wrapped-half even|odd`` for half of it).
 The held-out sets' questions are written clean; real customers' are not.
 ``--long`` sends, instead, the long e-mails of each industry's ``long.yml``
 (``_common.long_messages``: 20 questions an industry, each written into an
-e-mail of 700-2,200 characters with its story, details and sign-off, the
-question at its start, middle or end; written by someone who saw the
-questions but not the articles, after the code they measure was written),
-each sent with its subject line (``--no-subjects``: without).
+e-mail of 700-1,550 characters, 130-280 words, with its story, details and
+sign-off, the question at its start, middle or end; written by someone who
+saw the questions but not the articles, after the code that reads long
+messages was first written), each sent with its subject line
+(``--no-subjects``: without).
 
 ``--quick``: the first two industries (sorted), 12 questions each (6
 answerable, 3 unanswerable, 3 urgent, spread over the file). Prints the
