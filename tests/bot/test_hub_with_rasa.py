@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
@@ -104,6 +105,30 @@ async def test_a_mailed_kb_question_is_answered_by_mail_with_the_article_link(st
     assert answer.rcpt_tos == (CUSTOMER,) and answer.message["In-Reply-To"] == "<kb1@customer.example.org>"
     assert answer.message["Auto-Submitted"] == "auto-replied"
     assert "/help/articles/" in answer.message.get_body(("plain",)).get_content()
+
+
+async def test_a_mail_that_leaves_its_question_to_the_subject_line_is_answered(stack: Hub, sink: SmtpSink) -> None:
+    customer = "grace@customer.example.org"
+    raw = mail(
+        "I've tried everything I can think of, please help.",
+        sender=f"Grace Hopper <{customer}>",
+        subject="Re: Forgot my password, how do I reset it?",
+        message_id="<subject1@customer.example.org>",
+    )
+    assert (await smtp_send(int(stack.channel("email").smtp.port), raw)).data == 250
+    answer = await wait_for(lambda: _mailed_to(sink, customer), timeout=40)
+    assert "/help/articles/" in answer.message.get_body(("plain",)).get_content()
+    [conversation] = [
+        c for c in (await stack.api("GET", "/api/v1/conversations", params={"channel": "email"}))["items"]
+        if c["subject"] == "Re: Forgot my password, how do I reset it?"
+    ]
+    page = await stack.api("GET", f"/api/v1/conversations/{conversation['id']}/timeline", params={"limit": 50})
+    [reply] = [m for m in page["items"] if m["author_kind"] == "bot"]
+    assert "password" in reply["meta"]["kb_hits"][0]["article_id"]
+
+
+def _mailed_to(sink: SmtpSink, address: str) -> Any:
+    return next((m for m in sink.messages if m.rcpt_tos == (address,)), None)
 
 
 async def test_an_urgent_text_opens_an_urgent_ticket(stack: Hub) -> None:
