@@ -119,7 +119,8 @@ async def test_a_mail_that_leaves_its_question_to_the_subject_line_is_answered(s
     answer = await wait_for(lambda: _mailed_to(sink, customer), timeout=40)
     assert "/help/articles/" in answer.message.get_body(("plain",)).get_content()
     [conversation] = [
-        c for c in (await stack.api("GET", "/api/v1/conversations", params={"channel": "email"}))["items"]
+        c
+        for c in (await stack.api("GET", "/api/v1/conversations", params={"channel": "email"}))["items"]
         if c["subject"] == "Re: Forgot my password, how do I reset it?"
     ]
     page = await stack.api("GET", f"/api/v1/conversations/{conversation['id']}/timeline", params={"limit": 50})
