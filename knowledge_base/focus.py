@@ -113,11 +113,6 @@ def kept(sentences: Sequence[str], pleasantry: Sequence[float], article: Sequenc
     return found or list(range(len(sentences)))
 
 
-def focused(sentences: Sequence[str], pleasantry: Sequence[float], article: Sequence[float]) -> str:
-    """The sentences that are not pleasantries, joined in order (all of them when every one is)."""
-    return " ".join(sentences[at] for at in kept(sentences, pleasantry, article))
-
-
 def within(sentences: Sequence[str], article: Sequence[float], limit: int) -> str:
     """The sentences joined in order, or, when that is longer than ``limit`` characters, those of
     them closest to the knowledge base (``article``: each one's best cosine to its chunks) that fit,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from knowledge_base import KnowledgeBase
-from knowledge_base.focus import MAX_PARTS, SIMILAR, SIMILAR_AT_EDGES, clip, focused, parts, within
+from knowledge_base.focus import MAX_PARTS, SIMILAR, SIMILAR_AT_EDGES, clip, kept, parts, within
 from knowledge_base.service import MAX_QUERY_CHARS
 
 
@@ -14,6 +14,11 @@ def test_a_message_is_split_into_sentences_and_lines() -> None:
     assert parts(text) == ["Hi there,", "how do I cancel?", "It renews tomorrow!", "Is that ok?", "Thanks, Sam"]
     assert parts("one line, no stop") == ["one line, no stop"]
     assert parts(" \n ") == []
+
+
+def focused(sentences: list[str], pleasantry: list[float], article: list[float]) -> str:
+    """The sentences ``kept`` leaves, joined in order: what the search reads of a short message."""
+    return " ".join(sentences[at] for at in kept(sentences, pleasantry, article))
 
 
 def test_a_sentence_is_left_out_only_when_it_is_a_pleasantry_more_than_anything_the_articles_say() -> None:
