@@ -60,7 +60,11 @@ async def test_a_clarifying_questions_titles_are_buttons_that_answer_it(
         await choices.get_by_role("button", name="Refunds").click()
         await expect(bubbles(page, "Refunds")).to_have_count(2, timeout=TIMEOUT)  # the title and the question's
         await expect(choices.get_by_role("button", name="Shipping options and delivery times")).to_be_disabled()
-        assert (await conversation_bodies(hub))[-1] == "Refunds"
+
+        async def answered() -> bool:  # the bubble shows before the hub has stored the message
+            return (await conversation_bodies(hub))[-1] == "Refunds"
+
+        await wait_for(answered)
 
         # From the history after a reload: the question keeps its buttons.
         await page.reload()
