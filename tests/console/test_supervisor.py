@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from datetime import timedelta
@@ -182,19 +183,15 @@ async def test_drag_a_ticket_onto_an_agent_and_assign_by_keyboard(
     await page.locator(f'[data-agent-id="{ann}"] .agent-count', has_text="1/3").wait_for(timeout=15000)
     assert (await hub.hub.api("GET", f"/api/v1/tickets/{first['id']}"))["assignee_id"] == ann
 
-    # Keyboard: j to the remaining queued ticket, a to its assign list, choose Bob, Enter. The board
-    # re-renders when the drag's own event arrives (server-sent): one that lands mid-way takes the
-    # focus with the old list, so the keys are pressed again on the new board, at most twice more.
-    for _ in range(3):
-        await page.locator("body").click(position={"x": 5, "y": 5})
-        await page.keyboard.press("j")
-        focused = await page.evaluate("document.activeElement.closest('[data-ticket-id]')?.dataset.ticketId")
-        await page.keyboard.press("a")
-        on_list = await page.evaluate("document.activeElement.matches('[data-assign-select]')")
-        await page.keyboard.type("Bob")  # a focused list selects by typing
-        chosen = await page.evaluate("document.activeElement.value")
-        if (focused, on_list, chosen) == (str(second["id"]), True, str(bob)):
-            break
+    # Keyboard: j to the remaining queued ticket, a to its assign list, choose Bob, Enter. The drag's
+    # own change comes back server-sent meanwhile: the board's refresh must not reset the choice.
+    await page.locator("body").click(position={"x": 5, "y": 5})
+    await page.keyboard.press("j")
+    focused = await page.evaluate("document.activeElement.closest('[data-ticket-id]')?.dataset.ticketId")
+    await page.keyboard.press("a")
+    on_list = await page.evaluate("document.activeElement.matches('[data-assign-select]')")
+    await page.keyboard.type("Bob")  # a focused list selects by typing
+    chosen = await page.evaluate("document.activeElement.value")
     assert (focused, on_list, chosen) == (str(second["id"]), True, str(bob))
     await page.keyboard.press("Tab")
     await page.keyboard.press("Enter")
@@ -209,5 +206,56 @@ async def test_drag_a_ticket_onto_an_agent_and_assign_by_keyboard(
     await page.screenshot(path=str(artifacts / "console-supervisor-phone.png"), full_page=True)
     width = await page.evaluate("document.documentElement.scrollWidth")
     assert width <= 375, f"the board scrolls sideways on a phone ({width} px)"
+    assert errors == []
+    await context.close()
+
+
+async def test_a_live_refresh_keeps_a_choice_not_yet_sent(browser: Any, console_hub: ConsoleHub) -> None:
+    """A ticket changed elsewhere while a supervisor picks an agent in a list, before pressing
+    Assign: a refresh whose fragment was already loading when the list took the focus is not
+    swapped in under the choice, and the board catches up once the focus leaves the list."""
+    from playwright.async_api import expect
+
+    hub = console_hub
+    await new_agent(hub, "Ann", capacity=3, on_duty=False)
+    bob = await new_agent(hub, "Bob", capacity=3, on_duty=False)
+    ticket = await queued_ticket(hub, "sup-7", "The app crashes at login", priority="high")
+    other = await queued_ticket(hub, "sup-8", "Where is my refund?", priority="normal")
+
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    await context.add_cookies(playwright_cookies(await signed_in_cookies(hub.app, email_of("agent")), hub.base_url))
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    async with page.expect_response(lambda response: "/console/events" in response.url):  # the board follows
+        await page.goto(f"{hub.base_url}/console/supervisor")
+
+    # The board's fragments are held in flight until the choice is made.
+    loading, release = asyncio.Event(), asyncio.Event()
+
+    async def hold(route: Any) -> None:
+        loading.set()
+        await release.wait()
+        await route.continue_()
+
+    await page.route("**/console/supervisor?fragment=board*", hold)
+    # Another ticket is assigned elsewhere (as Slack would): the stream says so, the board refreshes.
+    await hub.hub.api("POST", f"/api/v1/tickets/{other['id']}/assign", role="agent", json={"assignee_id": bob})
+    await asyncio.wait_for(loading.wait(), 15)
+
+    select = page.locator(f'#queue-title ~ ul [data-ticket-id="{ticket["id"]}"] [data-assign-select]')
+    await select.focus()
+    await page.keyboard.type("Bob")
+    assert await select.input_value() == str(bob)
+    release.set()
+    await expect(page.locator("#board")).to_have_attribute("aria-busy", "false", timeout=15000)
+    assert await select.input_value() == str(bob)  # the same list, the choice kept
+    assert await page.evaluate("document.activeElement.matches('[data-assign-select]')")
+    assert await page.locator(f'[data-agent-id="{bob}"] .agent-count').inner_text() == "0/3"  # not swapped in
+
+    # Focus leaves the list without sending: the board catches up, and nothing was assigned by it.
+    await page.locator("body").click(position={"x": 5, "y": 5})
+    await page.locator(f'[data-agent-id="{bob}"] .agent-count', has_text="1/3").wait_for(timeout=15000)
+    assert (await hub.hub.api("GET", f"/api/v1/tickets/{ticket['id']}"))["assignee_id"] is None
     assert errors == []
     await context.close()

@@ -16,29 +16,42 @@ let again = false;
 
 // Someone choosing from an assign list or about to press its button must not
 // have it swapped under them: a refresh waits until focus leaves the control
-// (assign() forces one, after its own change).
+// (assign() forces one, after its own change). This is looked at twice: when a
+// refresh is asked for, and again when its fragment arrives (the list may have
+// been opened while it loaded).
 function choosing() {
   const active = document.activeElement;
   return Boolean(active && board.contains(active) && active.matches("select, button, input"));
 }
 
+// A choice made in a list and not sent yet: even a forced refresh would reset it.
+function unsent() {
+  const active = document.activeElement;
+  if (!active || !board.contains(active) || !active.matches("select")) return false;
+  const byDefault = Math.max(0, [...active.options].findIndex((option) => option.defaultSelected));
+  return active.selectedIndex !== byDefault;
+}
+
 let deferred = false;
+
+function later() {
+  if (deferred) return;
+  deferred = true;
+  board.addEventListener(
+    "focusout",
+    () => {
+      deferred = false;
+      // Focus moves on after focusout: look again once it has landed.
+      setTimeout(() => refresh(), 0);
+    },
+    { once: true },
+  );
+}
 
 async function refresh({ force = false } = {}) {
   if (!board) return;
   if (!force && choosing()) {
-    if (!deferred) {
-      deferred = true;
-      board.addEventListener(
-        "focusout",
-        () => {
-          deferred = false;
-          // Focus moves on after focusout: look again once it has landed.
-          setTimeout(() => refresh(), 0);
-        },
-        { once: true },
-      );
-    }
+    later();
     return;
   }
   if (refreshing) {
@@ -51,6 +64,10 @@ async function refresh({ force = false } = {}) {
       const response = await fetch(board.dataset.fragmentUrl, { headers: { Accept: "text/html" } });
       if (!response.ok) return;
       const html = await response.text();
+      if ((!force && choosing()) || unsent()) {
+        later();
+        return;
+      }
       const template = document.createElement("template");
       template.innerHTML = html;
       // Keep the keyboard where it is at the swap (not where it was when the
