@@ -43,6 +43,21 @@ question ("But it is not here.") are far from every article too. Searching
 both the whole message and its focus and keeping the more confident
 answered more wrapped questions still (0.644) and wrongly more often (0.118).
 
+An opening or a closing typed onto the question without punctuation ("hey
+where is my parcel", "...i can hear hissing Have a nice day :)") is one
+sentence to the splitter. So the first sentence's first words and the last
+one's last words (up to ``EDGE_WORDS``, ``edge_runs``) are read too: at each
+end the longest run that is a pleasantry (``SIMILAR``, and closer to one than
+to every chunk) and whose rest is no farther from the articles than the whole
+sentence (within ``REST_SLACK``) becomes a sentence of its own, which the rule
+above then leaves out. "help me change my address" keeps its "help" (the
+rest is farther from the articles). Measured on the even half, search alone
+(``kb_search.py --quick --wrapped --wrapped-half even``, the seven development
+help centres, answered right / wrongly at the bot's threshold, averaged over
+the industries by their questions): wrapped 0.622 / 0.091 -> 0.630 / 0.092;
+as written 0.661 / 0.093 -> 0.663 / 0.093. Taking at each end the run most
+like a pleasantry instead of the longest: wrapped 0.626 / 0.094.
+
 A long message (an e-mail) is read up to ``MAX_PARTS`` sentences and lines,
 and when what is left after its pleasantries is still longer than a query may
 be (``knowledge_base.service.MAX_QUERY_CHARS``, 1,000 characters), only the
@@ -91,12 +106,60 @@ PLEASANTRIES = (
     "sent from my iPhone", "sent from my Android phone", "get Outlook for iOS", "sent from my mobile",
 )  # fmt: skip
 _PARTS = re.compile(r"(?<=[.!?])\s+|\s*\n\s*")
+# An opening or a closing run onto the question without punctuation ("hey where is my parcel",
+# "...i can hear hissing Have a nice day :)") is looked for in this many first and last words.
+EDGE_WORDS = 6
+# Such a run is split off only when the rest of its sentence is no farther (within this cosine) from
+# the articles than the whole sentence: "help me change my address" keeps its "help". The slack lets
+# the closing of a sentence that still has its opening go ("hi <question> many thanks").
+REST_SLACK = 0.02
 
 
 def parts(text: str) -> list[str]:
     """The message's sentences and lines, each with its whitespace collapsed, empty ones dropped."""
     found = (" ".join(part.split()) for part in _PARTS.split(text))
     return [part for part in found if part]
+
+
+def edge_runs(sentences: Sequence[str]) -> list[tuple[int, int]]:
+    """Where an opening or a closing may run onto the question unpunctuated: (sentence, words)
+    for the first sentence's first 1..``EDGE_WORDS`` words (``words`` > 0) and the last
+    sentence's last ones (``words`` < 0), always leaving two words of the sentence."""
+    if not sentences:
+        return []
+    last = len(sentences) - 1
+    runs: list[tuple[int, int]] = []
+    for at, sign in ((0, 1), (last, -1)):
+        count = len(sentences[at].split())
+        # One sentence alone is cut at both ends: leave two words between its opening and its closing.
+        room = count - 2 if at != last or last != 0 else (count - 2) // 2
+        runs += [(at, sign * words) for words in range(1, min(EDGE_WORDS, room) + 1)]
+    return runs
+
+
+def run_text(sentences: Sequence[str], run: tuple[int, int]) -> tuple[str, str]:
+    """An ``edge_runs`` run's words and the rest of its sentence."""
+    at, words = run
+    split = sentences[at].split()
+    if words > 0:
+        return " ".join(split[:words]), " ".join(split[words:])
+    return " ".join(split[words:]), " ".join(split[:words])
+
+
+def split_runs(sentences: Sequence[str], runs: Sequence[tuple[int, int]]) -> list[str]:
+    """``sentences`` with ``runs`` (at most one opening and one closing) split off as sentences of their own."""
+    out = list(sentences)
+    opening = [run for run in runs if run[1] > 0]
+    closing = [run for run in runs if run[1] < 0]
+    if len(opening) > 1 or len(closing) > 1:
+        raise ValueError(f"at most one opening and one closing run: {list(runs)}")
+    if closing:
+        words, rest = run_text(out, closing[0])
+        out[closing[0][0] : closing[0][0] + 1] = [rest, words]
+    if opening:
+        words, rest = run_text(out, opening[0])
+        out[0:1] = [words, rest]
+    return out
 
 
 def kept(sentences: Sequence[str], pleasantry: Sequence[float], article: Sequence[float]) -> list[int]:

@@ -495,14 +495,50 @@ class KnowledgeBase:
         """``text`` without its pleasantries and, when longer than a query may be, only the sentences
         closest to the articles that fit (``knowledge_base.focus``)."""
         sentences = focusing.parts(text)[: focusing.MAX_PARTS]
+        pleasantries = np.asarray(cached_embed(self.embedder)(list(focusing.PLEASANTRIES)), dtype=np.float32)
+        sentences = self._split_edges(sentences, collection, pleasantries)
         if len(sentences) < 2:
             return focusing.clip(" ".join(sentences), MAX_QUERY_CHARS)
         vectors = np.asarray(cached_query_embed(self.embedder)(sentences), dtype=np.float32)
-        pleasantries = np.asarray(cached_embed(self.embedder)(list(focusing.PLEASANTRIES)), dtype=np.float32)
         to_pleasantry = [float(v) for v in (vectors @ pleasantries.T).max(axis=1)]
         to_article = self.store.nearest(collection, vectors)
         kept = focusing.kept(sentences, to_pleasantry, to_article)
         return focusing.within([sentences[at] for at in kept], [to_article[at] for at in kept], MAX_QUERY_CHARS)
+
+    def _split_edges(self, sentences: list[str], collection: str, pleasantries: np.ndarray) -> list[str]:
+        """``sentences`` with an opening or closing that runs onto the question unpunctuated split
+        off (``focus.edge_runs``): at each end, of the runs that are pleasantries (``SIMILAR``, and
+        closer to one than to every chunk) and whose rest is about as close to the articles as the
+        whole sentence was or closer (``REST_SLACK``), the longest."""
+        runs = focusing.edge_runs(sentences)
+        if not runs:
+            return sentences
+        texts = [focusing.run_text(sentences, run) for run in runs]
+        vectors = np.asarray(cached_embed(self.embedder)([words for words, _ in texts]), dtype=np.float32)
+        to_pleasantry = (vectors @ pleasantries.T).max(axis=1)
+        likely = [i for i, similar in enumerate(to_pleasantry) if similar >= focusing.SIMILAR]
+        if not likely:
+            return sentences
+        rests = [texts[i][1] for i in likely]
+        whole = sorted({run[0] for run in runs})
+        rest_vectors = np.asarray(
+            cached_embed(self.embedder)(rests + [sentences[at] for at in whole]), dtype=np.float32
+        )
+        near = self.store.nearest(collection, np.vstack([vectors[likely], rest_vectors]))
+        to_article, to_rest = near[: len(likely)], near[len(likely) : 2 * len(likely)]
+        to_whole = dict(zip(whole, near[2 * len(likely) :], strict=True))
+        found = [
+            (abs(runs[i][1]), runs[i])
+            for n, i in enumerate(likely)
+            if to_pleasantry[i] > to_article[n] and to_rest[n] > to_whole[runs[i][0]] - focusing.REST_SLACK
+        ]
+        # At each end the longest ("Good evening team", not "Good evening"; "many thanks", not "thanks").
+        chosen = [
+            max(at_end)[1]
+            for at_end in ([f for f in found if f[1][1] > 0], [f for f in found if f[1][1] < 0])
+            if at_end
+        ]
+        return focusing.split_runs(sentences, chosen) if chosen else sentences
 
     def _sentence_scorer(self, index: _CollectionIndex, vector: Any) -> Callable[[str], float | None]:
         """An article's best sentence cosine to the query (the confidence's ``sentence``), its

@@ -5,7 +5,19 @@ from __future__ import annotations
 import pytest
 
 from knowledge_base import KnowledgeBase
-from knowledge_base.focus import MAX_PARTS, SIMILAR, SIMILAR_AT_EDGES, clip, kept, parts, within
+from knowledge_base.focus import (
+    EDGE_WORDS,
+    MAX_PARTS,
+    SIMILAR,
+    SIMILAR_AT_EDGES,
+    clip,
+    edge_runs,
+    kept,
+    parts,
+    run_text,
+    split_runs,
+    within,
+)
 from knowledge_base.service import MAX_QUERY_CHARS
 
 
@@ -64,12 +76,61 @@ async def test_a_wrapped_question_is_searched_as_asked(sample_kb: KnowledgeBase)
 
 
 @pytest.mark.asyncio
+async def test_a_greeting_or_sign_off_run_onto_the_question_without_punctuation_is_left_out(
+    sample_kb: KnowledgeBase,
+) -> None:
+    asked = "can I change the address on my order"
+    for typed in (
+        f"Good evening team {asked}",
+        f"{asked} Have a nice day :)",
+        f"Hello there, I hope you are well.\n{asked} thanks so much",
+        "hey where is my parcel",
+    ):
+        read = await sample_kb.as_searched(typed)
+        assert read in (asked, "where is my parcel"), typed
+        assert not any(word in read for word in ("evening", "nice day", "thanks", "hey")), typed
+    # The longest run like a pleasantry whose rest sits no farther from the articles: "hey can I" is
+    # one (as like "can someone help me please"), and the search finds the same article without it.
+    assert await sample_kb.as_searched(f"hey {asked}") == "change the address on my order"
+    plain, read = await sample_kb.search(asked, k=3), await sample_kb.search(f"hey {asked}", k=3)
+    assert read.hits[0].article_id == plain.hits[0].article_id
+    # Words at the edges that belong to the question stay: the rest would be farther from the articles.
+    for typed in ("where is my parcel", "help me change my address", "how long do refunds take"):
+        assert await sample_kb.as_searched(typed) == typed
+    # A thanks is split off though the sentence goes on about a refund: the rest is closer to the articles.
+    assert await sample_kb.as_searched("Thanks for the refund when does it arrive") == (
+        "for the refund when does it arrive"
+    )
+
+
+@pytest.mark.asyncio
 async def test_sentences_that_carry_the_question_are_kept(sample_kb: KnowledgeBase) -> None:
     for question in (
         "My parcel says delivered. But it is not here. What do I do?",
         "I ordered boots last week. When will they arrive?",
     ):
         assert (await sample_kb.search(question, k=3)).corrected is None
+
+
+def test_an_opening_or_closing_run_onto_the_question_is_looked_for_at_the_edges() -> None:
+    sentences = ["hey could you tell me where my parcel is", "It left on Monday", "ok thanks so much"]
+    runs = edge_runs(sentences)
+    # The first sentence's first words, the last one's last words, leaving two words of each.
+    assert [run for run in runs if run[0] == 0] == [(0, words) for words in range(1, EDGE_WORDS + 1)]
+    assert [run for run in runs if run[0] == 2] == [(2, -1), (2, -2)]
+    assert run_text(sentences, (0, 1)) == ("hey", "could you tell me where my parcel is")
+    assert run_text(sentences, (2, -2)) == ("so much", "ok thanks")
+    # One sentence alone: its opening and its closing leave two words between them.
+    assert edge_runs(["hey where is my parcel"]) == [(0, 1), (0, -1)]
+    assert edge_runs(["where is it"]) == []
+    assert edge_runs([]) == []
+    # A chosen run becomes a sentence of its own.
+    alone = ["hey there where is my parcel have a nice day"]
+    assert split_runs(alone, [(0, 2), (0, -4)]) == ["hey there", "where is my parcel", "have a nice day"]
+    assert split_runs(sentences, [(2, -2)]) == [*sentences[:2], "ok thanks", "so much"]
+    assert split_runs(sentences, []) == sentences
+    with pytest.raises(ValueError, match="at most one"):
+        split_runs(alone, [(0, 1), (0, 2)])
 
 
 def test_a_message_longer_than_the_limit_keeps_the_sentences_closest_to_the_articles_in_order() -> None:
