@@ -54,6 +54,17 @@ async def overdue(hub: ConsoleHub, ticket_id: int, minutes: float) -> None:
     )
 
 
+async def signed_in_page(browser: Any, hub: ConsoleHub) -> tuple[Any, Any, list[str]]:
+    """A desktop-sized page signed in as an agent, and the page's errors (script errors, console errors)."""
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    await context.add_cookies(playwright_cookies(await signed_in_cookies(hub.app, email_of("agent")), hub.base_url))
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    return context, page, errors
+
+
 def page_token(html: str) -> str:
     found = re.search(r'<meta name="csrf-token" content="([^"]+)"', html)
     assert found, html
@@ -168,12 +179,7 @@ async def test_drag_a_ticket_onto_an_agent_and_assign_by_keyboard(
     first = await queued_ticket(hub, "sup-5", "The app crashes at login", priority="high")
     second = await queued_ticket(hub, "sup-6", "Where is my refund?", priority="normal")
 
-    context = await browser.new_context(viewport={"width": 1280, "height": 800})
-    await context.add_cookies(playwright_cookies(await signed_in_cookies(hub.app, email_of("agent")), hub.base_url))
-    page = await context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    context, page, errors = await signed_in_page(browser, hub)
     await page.goto(f"{hub.base_url}/console/supervisor")
     await page.screenshot(path=str(artifacts / "console-supervisor-desktop.png"), full_page=True)
 
@@ -222,11 +228,7 @@ async def test_a_live_refresh_keeps_a_choice_not_yet_sent(browser: Any, console_
     ticket = await queued_ticket(hub, "sup-7", "The app crashes at login", priority="high")
     other = await queued_ticket(hub, "sup-8", "Where is my refund?", priority="normal")
 
-    context = await browser.new_context(viewport={"width": 1280, "height": 800})
-    await context.add_cookies(playwright_cookies(await signed_in_cookies(hub.app, email_of("agent")), hub.base_url))
-    page = await context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
+    context, page, errors = await signed_in_page(browser, hub)
     async with page.expect_response(lambda response: "/console/events" in response.url):  # the board follows
         await page.goto(f"{hub.base_url}/console/supervisor")
 
