@@ -474,29 +474,31 @@ class KnowledgeBase:
             corrected=query if query != asked else None,
         )
 
-    async def as_searched(self, text: str, collection: str = DEFAULT_COLLECTION) -> str:
+    async def as_searched(self, text: str, collection: str = DEFAULT_COLLECTION, *, edges: bool = True) -> str:
         """What a search for ``text`` searches: its misspelt words corrected, its greetings, thanks
         and sign-offs left out, whitespace collapsed; a message longer than a query may be
         (``MAX_QUERY_CHARS``: a long e-mail) read within that limit. The hub's urgency triage reads
-        it too, and the hub's bot searches it."""
+        it too (``edges=False``: without splitting off an opening or closing typed onto the
+        question unpunctuated, ``focus.edge_runs``), and the hub's bot searches it."""
         collection = validate_collection(collection)
         index = self._indexes.get(collection) or await self._load_index(collection)
         if not index.records:
             return focusing.clip(text, MAX_QUERY_CHARS)
-        return await self._run(self._as_searched_sync, text, collection, index)
+        return await self._run(self._as_searched_sync, text, collection, index, edges)
 
-    def _as_searched_sync(self, text: str, collection: str, index: _CollectionIndex) -> str:
+    def _as_searched_sync(self, text: str, collection: str, index: _CollectionIndex, edges: bool = True) -> str:
         corrected = index.speller().correct(text) if self.spelling else text
         if self.focus:
-            return self._focus(corrected, collection)
+            return self._focus(corrected, collection, edges=edges)
         return focusing.clip(corrected, MAX_QUERY_CHARS)
 
-    def _focus(self, text: str, collection: str) -> str:
+    def _focus(self, text: str, collection: str, *, edges: bool = True) -> str:
         """``text`` without its pleasantries and, when longer than a query may be, only the sentences
         closest to the articles that fit (``knowledge_base.focus``)."""
         sentences = focusing.parts(text)[: focusing.MAX_PARTS]
         pleasantries = np.asarray(cached_embed(self.embedder)(list(focusing.PLEASANTRIES)), dtype=np.float32)
-        sentences = self._split_edges(sentences, collection, pleasantries)
+        if edges:
+            sentences = self._split_edges(sentences, collection, pleasantries)
         if len(sentences) < 2:
             return focusing.clip(" ".join(sentences), MAX_QUERY_CHARS)
         vectors = np.asarray(cached_query_embed(self.embedder)(sentences), dtype=np.float32)

@@ -368,3 +368,26 @@ async def test_a_message_taken_before_the_bridge_starts_or_after_it_stopped_keep
         assert await jobs() == 2
     finally:
         await close_hub(hub)
+
+
+@pytest.mark.asyncio
+async def test_rasa_and_the_triage_read_a_message_without_the_searchs_edge_runs(
+    sqlite_url: str, tmp_path: Path, rasa: FakeRasa
+) -> None:
+    """The search splits an unpunctuated closing off a question (``focus.edge_runs``); the hub's
+    triage, and Rasa after it, read the message split at its punctuation only."""
+    kb = KnowledgeBase(data_dir=tmp_path / "kb", embedder=HashingEmbedder())
+    settings = make_settings(
+        sqlite_url, tmp_path, bot="rasa", rasa_url=rasa.url, rasa_timeout=2.0, kb_enabled=True, kb_seed_dir=SAMPLE_DIR
+    )
+    hub = await start_hub(settings, knowledge_base=kb)
+    try:
+        typed = "how long does a refund take have a nice day"
+        assert await kb.as_searched(typed) == "how long does a refund take"  # what the search reads
+        assert await kb.as_searched(typed, edges=False) == typed
+        sent = await _say(hub, "edges-visitor", typed, "e1")
+        await wait_for(lambda: _has(hub, sent["conversation_id"], f"Answer to: {typed}"))
+        assert rasa.received[-1]["message"] == typed
+        assert "searched" not in rasa.received[-1]["metadata"].get("triage", {})
+    finally:
+        await close_hub(hub)

@@ -89,6 +89,8 @@ async def test_a_greeting_or_sign_off_run_onto_the_question_without_punctuation_
         read = await sample_kb.as_searched(typed)
         assert read in (asked, "where is my parcel"), typed
         assert not any(word in read for word in ("evening", "nice day", "thanks", "hey")), typed
+    # The hub's urgency triage (and Rasa after it) reads the message without these runs split off.
+    assert await sample_kb.as_searched(f"{asked} Have a nice day :)", edges=False) == f"{asked} Have a nice day :)"
     # The longest run like a pleasantry whose rest sits no farther from the articles: "hey can I" is
     # one (as like "can someone help me please"), and the search finds the same article without it.
     assert await sample_kb.as_searched(f"hey {asked}") == "change the address on my order"
