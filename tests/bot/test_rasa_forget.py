@@ -15,7 +15,7 @@ async def test_forget_empties_the_tracker_of_a_real_rasa(rasa_stack: RasaStack) 
     rasa_stack.send(sender, "my walnut clock parcel never arrived")
     before = rasa_stack.tracker(sender)
     assert any(e.get("text") == "my walnut clock parcel never arrived" for e in before["events"])
-    client = RasaClient(rasa_stack.rasa_url, token=rasa_stack.token)
+    client = RasaClient(rasa_stack.rasa_url, token=rasa_stack.token, timeout=60.0)  # not a timing test
     try:
         await client.forget(sender)
     finally:
