@@ -521,12 +521,11 @@ class KnowledgeBase:
         likely = [i for i, similar in enumerate(to_pleasantry) if similar >= focusing.SIMILAR]
         if not likely:
             return sentences
-        rests = [texts[i][1] for i in likely]
+        rests = np.asarray(cached_embed(self.embedder)([texts[i][1] for i in likely]), dtype=np.float32)
         whole = sorted({run[0] for run in runs})
-        rest_vectors = np.asarray(
-            cached_embed(self.embedder)(rests + [sentences[at] for at in whole]), dtype=np.float32
-        )
-        near = self.store.nearest(collection, np.vstack([vectors[likely], rest_vectors]))
+        # The edge sentences as _focus (and, for one alone, the search) embeds them: from the query cache.
+        wholes = np.asarray(cached_query_embed(self.embedder)([sentences[at] for at in whole]), dtype=np.float32)
+        near = self.store.nearest(collection, np.vstack([vectors[likely], rests, wholes]))
         to_article, to_rest = near[: len(likely)], near[len(likely) : 2 * len(likely)]
         to_whole = dict(zip(whole, near[2 * len(likely) :], strict=True))
         found = [
