@@ -674,15 +674,17 @@ async def run_industry(hub: Hub, industry: Industry, questions: list[Question], 
 
 async def record_evidence(hub: Hub, outcomes: list[Outcome]) -> None:
     """Each question's triage (``hub.bot.triage``, as the bridge passes it to Rasa) and Rasa's
-    parse of it (``POST /model/parse`` on the model now serving: the one adapted to this industry)."""
+    parse of what the bridge sends it, the message as searched (``POST /model/parse`` on the model
+    now serving: the one adapted to this industry). bench/triage_replay.py routes them again."""
     from hub import keys
 
     triage = hub.app[keys.BOT_TRIAGE]
     rasa = hub.app[keys.BOT_BRIDGE].rasa  # the hub's own client: Rasa's URL and its token
     for o in outcomes:
-        parse = await rasa.parse(o.question.text)
+        read = await triage(o.question.text)
+        parse = await rasa.parse(str(read.get("searched") or o.question.text))
         o.evidence = {
-            "triage": await triage(o.question.text),
+            "triage": read,
             "intent": parse.get("intent"),
             "intent_ranking": (parse.get("intent_ranking") or [])[:5],
         }
