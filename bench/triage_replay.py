@@ -1,6 +1,6 @@
 """Replay the bot's urgency routing over recorded messages, with other urgent examples or another classifier.
 
-    .venv/bin/python bench/triage_replay.py OUTCOMES [--examples FILE] [--classifier DIR] [--quick]
+    .venv/bin/python bench/triage_replay.py [OUTCOMES] [--examples FILE] [--classifier DIR] [--quick]
 
 OUTCOMES is a ``bench/bot_domains.py --outcomes`` file: every message of a
 run with what Rasa read of it (its intent ranking, which no urgency change
@@ -29,7 +29,9 @@ development help centres' long e-mails). Files recorded before
 Rasa) hold Rasa's reading of the message as typed: a few wrapped or long
 messages then differ.
 
-``--quick``: every seventh message (under a minute). Prints the messages
+Without OUTCOMES it records them first: ``bot_domains.py --quick``'s 24
+messages (``make bench``). ``--quick`` with a file: every seventh message.
+Under a minute either way once the classifier is trained. Prints the messages
 whose routing differs from the run's, and as its last line one JSON object.
 """
 
@@ -39,7 +41,9 @@ import argparse
 import asyncio
 import json
 import os
+import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -69,6 +73,14 @@ def load_rows(path: Path, quick: bool) -> list[dict[str, Any]]:
     if missing:
         raise SystemExit(f"{path}: rows {missing[:5]} have no recorded intent ranking or triage (an older run?)")
     return rows[::QUICK_EVERY] if quick else rows
+
+
+def record_quick_outcomes() -> Path:
+    """``bot_domains.py --quick --outcomes`` into a temporary file (its report on stderr)."""
+    path = Path(tempfile.mkdtemp(prefix="triage-replay-")) / "outcomes.jsonl"
+    command = [sys.executable, str(ROOT / "bench" / "bot_domains.py"), "--quick", "--outcomes", str(path)]
+    subprocess.run(command, check=True, stdout=sys.stderr)
+    return path
 
 
 def urgent_routed(row: dict[str, Any], triage: dict[str, Any]) -> tuple[bool, tuple[str, ...]]:
@@ -124,7 +136,7 @@ async def replay(rows: list[dict[str, Any]], examples: Path, classifier: Path) -
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("outcomes", type=Path, help="a bench/bot_domains.py --outcomes file")
+    parser.add_argument("outcomes", type=Path, nargs="?", help="a bench/bot_domains.py --outcomes file")
     parser.add_argument("--examples", type=Path, default=DEFAULT_EXAMPLES, help="urgent examples (YAML)")
     parser.add_argument("--classifier", type=Path, help="a trained urgency classifier's folder")
     parser.add_argument("--quick", action="store_true", help=f"every {QUICK_EVERY}th message")
@@ -135,7 +147,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"no trained classifier at {folder}: run bench/bot_domains.py with these examples, or "
             f"python -m bot.urgency --out {folder} --examples {args.examples}"
         )
-    rows = load_rows(args.outcomes, args.quick)
+    if args.outcomes is None:
+        args.outcomes = record_quick_outcomes()
+        rows = load_rows(args.outcomes, quick=False)
+    else:
+        rows = load_rows(args.outcomes, args.quick)
     result = asyncio.run(replay(rows, args.examples, folder))
     changed = result.pop("changed")
     counts = result["counts"]
