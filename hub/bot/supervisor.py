@@ -35,6 +35,12 @@ TETHER = Path(tether.__file__).resolve()
 
 # How long a crashed child's remaining output may delay its restart.
 PUMP_DRAIN_SECONDS = 2.0
+# A child's output is read in chunks of this size, and one line of it is
+# logged up to this many bytes (a longer one is cut, the rest counted).
+CHUNK_BYTES = 64 * 1024
+MAX_LOGGED_LINE = 8 * 1024
+# How often a child's exit is looked for besides Process.wait() (see exited()).
+EXIT_POLL_SECONDS = 0.5
 
 
 class ChildProcess:
@@ -105,18 +111,25 @@ class ChildProcess:
             self._log.info("started (pid %s): %s", self.process.pid, redact_command(self.argv))
             if self.on_spawn is not None:
                 await self.on_spawn()
-            # Waited for beside the output: workers that outlive their parent
-            # keep the pipe open (and the port bound) until they are ended too.
             pump = asyncio.create_task(self._pump(self.process), name=f"pump-{self.name}")
             try:
-                code = await self.process.wait()
+                code = await exited(self.process)
+                # Workers that outlive their parent in its group go with it.
                 _signal_group(self.process.pid, signal.SIGKILL)
                 # The rest of the dying group's output, but never wait on it for
                 # long: a process outside the group may still hold the pipe, and
                 # the restart must not hang on it.
                 await asyncio.wait({pump}, timeout=PUMP_DRAIN_SECONDS)
+                if not pump.done():
+                    self._log.warning(
+                        "its output pipe is still held open by a process outside its group; not read further"
+                    )
             finally:
-                pump.cancel()
+                if not pump.done():
+                    pump.cancel()
+                    # Its pipe no longer read: closed here (asyncio's Process has
+                    # no public close) rather than left to the garbage collector.
+                    self.process._transport.close()  # type: ignore[attr-defined]
             if self._stopping:
                 break
             self.restarts += 1
@@ -127,11 +140,37 @@ class ChildProcess:
             delay = min(self.max_backoff, delay * 2)
 
     async def _pump(self, process: asyncio.subprocess.Process) -> None:
+        """Log the child's output line by line, and never stop reading it.
+
+        Read in chunks, not with ``readline()``: that raises on a line longer
+        than the stream's limit (64 KiB), which ended the pump; the output
+        then piled up unread until the transport paused, the child's exit was
+        never seen (``Process.wait()`` waits for the pipe's end too) and it
+        was never restarted. A line longer than ``MAX_LOGGED_LINE`` bytes is
+        logged cut there, with how much was left out.
+        """
         assert process.stdout is not None
-        async for raw in process.stdout:
-            line = raw.decode(errors="replace").rstrip()
-            if line:
-                self._log.info("%s", line)
+        kept = bytearray()  # the current line, up to MAX_LOGGED_LINE bytes
+        left_out = 0  # and how many bytes of it beyond those
+        while chunk := await process.stdout.read(CHUNK_BYTES):
+            *ends, rest = chunk.split(b"\n")
+            for end in ends:
+                self._emit(bytes(kept) + end, left_out)
+                kept.clear()
+                left_out = 0
+            room = max(MAX_LOGGED_LINE - len(kept), 0)
+            kept += rest[:room]
+            left_out += len(rest[room:])
+        if kept or left_out:
+            self._emit(bytes(kept), left_out)
+
+    def _emit(self, raw: bytes, left_out: int) -> None:
+        left_out += max(len(raw) - MAX_LOGGED_LINE, 0)
+        line = raw[:MAX_LOGGED_LINE].decode(errors="replace").rstrip()
+        if left_out:
+            line += f" [... {left_out} more bytes of this line not logged]"
+        if line:
+            self._log.info("%s", line)
 
     def record(self) -> Recorded | None:
         if not self.running:
@@ -151,12 +190,12 @@ class ChildProcess:
             assert self.process is not None
             try:
                 os.killpg(self.process.pid, signal.SIGTERM)
-                await asyncio.wait_for(self.process.wait(), timeout)
+                await asyncio.wait_for(exited(self.process), timeout)
             except ProcessLookupError:
                 pass
             except TimeoutError:
                 os.killpg(self.process.pid, signal.SIGKILL)
-                await self.process.wait()
+                await exited(self.process)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -228,6 +267,24 @@ def port_holder(port: int) -> str | None:
                     command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
                     return f"pid {entry.name}: {redact_command(command.strip())[:200]}"
     return None
+
+
+async def exited(process: asyncio.subprocess.Process, poll: float = EXIT_POLL_SECONDS) -> int:
+    """The exit status of ``process``, as soon as it has exited.
+
+    Not ``process.wait()`` alone: asyncio (3.11 to 3.13 at least) returns
+    from it only once the process's pipes are closed too, and a process
+    outside its group (or output left unread) can hold them open for ever
+    after it died, so a crashed child was never restarted. ``returncode``
+    is set when the exit is reaped, pipes or not.
+    """
+    waiting = asyncio.ensure_future(process.wait())
+    try:
+        while process.returncode is None:
+            await asyncio.wait({waiting}, timeout=poll)
+    finally:
+        waiting.cancel()
+    return process.returncode
 
 
 def _signal_group(pgid: int, sig: int) -> None:

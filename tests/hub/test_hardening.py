@@ -8,8 +8,11 @@ addresses, and what logs and headers give away.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
+import signal
 import sys
 import unicodedata
 from pathlib import Path
@@ -357,6 +360,89 @@ async def test_child_command_lines_are_logged_without_secrets(tmp_path: Path, ca
     started = [r.getMessage() for r in caplog.records if "started (pid" in r.getMessage()]
     assert started and "--auth-token=***" in started[0]
     assert "s3cr3t" not in caplog.text
+
+
+# A child that prints one line far longer than a stream's 64 KiB line
+# limit, then more output than the pipe and the reader's buffer hold, then
+# a last line, and waits to be killed.
+LOUD_CHILD = """
+import sys, time
+sys.stdout.write("long:" + "x" * 200_000 + "\\n")
+for n in range(5000):
+    sys.stdout.write(f"line {n} " + "y" * 60 + "\\n")
+sys.stdout.write("all written\\n")
+sys.stdout.flush()
+time.sleep(60)
+"""
+
+
+@pytest.mark.asyncio
+async def test_a_child_printing_a_very_long_line_is_logged_and_restarted_when_killed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from hub.bot.supervisor import MAX_LOGGED_LINE, ChildProcess
+
+    caplog.set_level(logging.INFO)
+    child = ChildProcess("loud", [sys.executable, "-c", LOUD_CHILD], cwd=tmp_path, grace=1.0)
+
+    def logged(start: str) -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "child.loud" and r.getMessage().startswith(start)]
+
+    await child.start()
+    try:
+        # Its output is read to the end (the long line did not stop the reading) ...
+        await wait_for(lambda: logged("all written"), timeout=30)
+        [long] = logged("long:")
+        assert (
+            long
+            == "long:"
+            + "x" * (MAX_LOGGED_LINE - 5)
+            + f" [... {200_005 - MAX_LOGGED_LINE} more bytes of this line not logged]"
+        )
+        assert len(logged("line ")) == 5000
+        # ... so its death is seen and it is started again.
+        await child.kill()
+        await wait_for(lambda: child.restarts == 1 and len(logged("all written")) == 2, timeout=30)
+    finally:
+        await child.stop(timeout=5)
+
+
+# A child that leaves a process of its own in another session, holding
+# its output pipe open, and waits to be killed.
+LEAVES_A_HOLDER = """
+import subprocess, sys, time
+holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+print("holder", holder.pid, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.asyncio
+async def test_a_killed_child_is_restarted_while_a_process_outside_its_group_holds_its_output(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from hub.bot.supervisor import ChildProcess
+
+    caplog.set_level(logging.INFO)
+    child = ChildProcess("leaver", [sys.executable, "-c", LEAVES_A_HOLDER], cwd=tmp_path, grace=1.0)
+
+    def holders() -> list[int]:
+        said = [r.getMessage().split() for r in caplog.records if r.name == "child.leaver"]
+        return [int(words[1]) for words in said if words[0] == "holder"]
+
+    await child.start()
+    try:
+        [first] = await wait_for(holders, timeout=30)
+        await child.kill()
+        # The holder lives on (in its own session) with the pipe: the restart does not wait for it.
+        await wait_for(lambda: child.restarts == 1 and len(holders()) == 2, timeout=30)
+        os.kill(first, 0)
+        assert "its output pipe is still held open by a process outside its group" in caplog.text
+    finally:
+        await child.stop(timeout=5)
+        for pid in holders():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.asyncio
