@@ -267,8 +267,11 @@ async def test_after_an_agent_resolves_the_bot_answers_again(stack: Hub) -> None
 
 async def test_killing_rasa_falls_back_and_loses_nothing(stack: Hub) -> None:
     [_, rasa] = stack.app[BOT_PROCESSES]
+    bridge = stack.app[BOT_BRIDGE]
     first = await _say(stack, "unlucky", "What payment methods do you accept?")
-    await wait_for(lambda: _bot_replies(stack, first["conversation_id"], first["id"]), timeout=30)
+    replies = await wait_for(lambda: _bot_replies(stack, first["conversation_id"], first["id"]), timeout=30)
+    # Rasa is up and answering before it is killed (not between restarts).
+    assert rasa.running and bridge.held is None and not replies[0]["meta"].get("fallback"), (rasa.restarts, bridge.held)
     restarts = rasa.restarts
     await rasa.kill()
     during = await _say(stack, "unlucky", "How do I return an item I bought?")
@@ -278,7 +281,6 @@ async def test_killing_rasa_falls_back_and_loses_nothing(stack: Hub) -> None:
     assert ready["status"] == "degraded"
     # The supervisor brings Rasa back; the bridge holds (fallback answers)
     # until the new Rasa answers and is warmed up, then the bot answers normally.
-    bridge = stack.app[BOT_BRIDGE]
     await wait_for(lambda: rasa.restarts > restarts, timeout=30)
     await wait_for(lambda: bridge.held is not None, timeout=60)
     await wait_for(lambda: bridge.held is None, timeout=180, interval=0.5)
