@@ -29,6 +29,12 @@ development help centres' long e-mails). Files recorded before
 Rasa) hold Rasa's reading of the message as typed: a few wrapped or long
 messages then differ.
 
+Rasa's reading of a long message's sentences (``hub.bot.triage``) is taken
+from the run too (the triage records it, ``rasa_read``); a sentence other
+examples or another classifier make lean urgent that Rasa was not asked about
+in the run counts as leaning, as when Rasa does not answer, and is counted
+(``sentences_rasa_did_not_read``).
+
 Without OUTCOMES it records them first: ``bot_domains.py --quick``'s 24
 messages (``make bench``). ``--quick`` with a file: every seventh message.
 Under a minute either way once the classifier is trained. Prints the messages
@@ -103,7 +109,20 @@ async def replay(rows: list[dict[str, Any]], examples: Path, classifier: Path) -
     async def as_searched(text: str) -> str:
         return searched.get(text) or text
 
-    triage = Triage(embed=embed, rules=None, embed_query=embed_query, examples_path=examples, as_searched=as_searched)
+    # Rasa's readings of long messages' sentences, as recorded in the run (no Rasa runs here). A
+    # sentence it was not asked about in the run is read as Rasa not answering would be: leaning.
+    rasa_read = {asked["sentence"]: asked["intent"] for row in rows for asked in row["triage"].get("rasa_read") or []}
+    unrecorded: list[str] = []
+
+    async def parse(text: str) -> dict[str, Any]:
+        if text not in rasa_read:
+            unrecorded.append(text)
+            raise LookupError("not read by Rasa in the run")
+        return {"intent": {"name": rasa_read[text]}}
+
+    triage = Triage(
+        embed=embed, rules=None, embed_query=embed_query, examples_path=examples, as_searched=as_searched, parse=parse
+    )
     await triage.load()
     if triage.examples is None:
         raise SystemExit(f"{examples}: the urgent examples did not load (see the log above)")
@@ -130,6 +149,7 @@ async def replay(rows: list[dict[str, Any]], examples: Path, classifier: Path) -
         "urgent_recall": round(counts["caught"] / max(counts["urgent"], 1), 4),
         "false_urgent_rate": round(counts["false_urgent"] / max(counts["not_urgent"], 1), 4),
         "calibration": triage.examples.calibration.as_dict(),
+        "sentences_rasa_did_not_read": len(unrecorded),
         "changed": changed,
     }
 

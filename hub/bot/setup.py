@@ -114,6 +114,7 @@ async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
         # an unpunctuated opening or closing helps the search, but read by them it cost urgent recall
         # on wrapped held-out messages (0.920 -> 0.877; knowledge_base/focus.py).
         as_searched=functools.partial(kb.as_searched, edges=False) if kb is not None else None,
+        parse=client.parse,
     )
     app[keys.BOT_TRIAGE] = triage
     bridge = BotBridge(

@@ -369,3 +369,46 @@ async def test_a_long_message_is_read_by_the_classifier_sentence_by_sentence(tmp
     short = await triage("how do i change my password")
     assert classifier.read_texts == ["how do i change my password"] and short["classifier"]["urgent"] is False
     assert "long_leans_urgent" not in short
+
+
+@pytest.mark.asyncio
+async def test_a_long_message_leans_urgent_only_if_rasa_reads_a_leaning_sentence_as_urgent(tmp_path: Path) -> None:
+    """Rasa's /model/parse (``parse``) reads each sentence that leans urgent to the examples and the
+    classifier; the message leans urgent when it reads one as ``urgent_issue``, and when it cannot
+    be asked. The sentences asked and its readings are recorded."""
+
+    async def as_typed(text: str) -> str:
+        return " ".join(text.split())
+
+    asked: list[str] = []
+    urgent_to_rasa: set[str] = set()
+    down = False
+
+    async def parse(text: str) -> dict[str, object]:
+        asked.append(text)
+        if down:
+            raise ConnectionError("Rasa is restarting")
+        return {"intent": {"name": "urgent_issue" if text in urgent_to_rasa else "ask_question", "confidence": 0.9}}
+
+    triage = await _wrapped_triage(tmp_path, as_searched=as_typed, parse=parse)
+    triage.classifier = SureOfLongMessages()  # type: ignore[assignment]
+    leaning = "someone stole my card and is buying things, how long does a refund take."
+    message = f"{CALM_STORY} {leaning}"
+
+    read = await triage(message)
+    assert asked == [leaning], "only the sentence leaning urgent to both models is asked about"
+    assert read["long_leans_urgent"] is False
+    assert read["rasa_read"] == [{"sentence": leaning, "intent": "ask_question"}]
+
+    urgent_to_rasa.add(leaning)
+    read = await triage(message)
+    assert read["long_leans_urgent"] is True
+    assert read["rasa_read"] == [{"sentence": leaning, "intent": "urgent_issue"}]
+
+    down = True
+    read = await triage(message)
+    assert read["long_leans_urgent"] is True and "rasa_read" not in read
+    # A calm story has no leaning sentence: Rasa is not asked.
+    asked.clear()
+    down = False
+    assert (await triage(CALM_STORY))["long_leans_urgent"] is False and asked == []
