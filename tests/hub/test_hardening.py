@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import unicodedata
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -362,6 +363,23 @@ async def test_child_command_lines_are_logged_without_secrets(tmp_path: Path, ca
     assert "s3cr3t" not in caplog.text
 
 
+@contextlib.asynccontextmanager
+async def supervised(
+    code: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> AsyncIterator[tuple[Any, Callable[[], list[str]]]]:
+    """A child running ``code`` under the real supervisor (hub.bot.supervisor.ChildProcess), and
+    what it logged of the child's output (and of its starts and exits); stopped after."""
+    from hub.bot.supervisor import ChildProcess
+
+    caplog.set_level(logging.INFO)
+    child = ChildProcess("probe", [sys.executable, "-c", code], cwd=tmp_path, grace=1.0)
+    await child.start()
+    try:
+        yield child, lambda: [r.getMessage() for r in caplog.records if r.name == "child.probe"]
+    finally:
+        await child.stop(timeout=5)
+
+
 # A child that prints one line far longer than a stream's 64 KiB line
 # limit, then more output than the pipe and the reader's buffer hold, then
 # a last line, and waits to be killed.
@@ -380,16 +398,13 @@ time.sleep(60)
 async def test_a_child_printing_a_very_long_line_is_logged_and_restarted_when_killed(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from hub.bot.supervisor import MAX_LOGGED_LINE, ChildProcess
+    from hub.bot.supervisor import MAX_LOGGED_LINE
 
-    caplog.set_level(logging.INFO)
-    child = ChildProcess("loud", [sys.executable, "-c", LOUD_CHILD], cwd=tmp_path, grace=1.0)
+    async with supervised(LOUD_CHILD, tmp_path, caplog) as (child, output):
 
-    def logged(start: str) -> list[str]:
-        return [r.getMessage() for r in caplog.records if r.name == "child.loud" and r.getMessage().startswith(start)]
+        def logged(start: str) -> list[str]:
+            return [line for line in output() if line.startswith(start)]
 
-    await child.start()
-    try:
         # Its output is read to the end (the long line did not stop the reading) ...
         await wait_for(lambda: logged("all written"), timeout=30)
         [long] = logged("long:")
@@ -403,8 +418,6 @@ async def test_a_child_printing_a_very_long_line_is_logged_and_restarted_when_ki
         # ... so its death is seen and it is started again.
         await child.kill()
         await wait_for(lambda: child.restarts == 1 and len(logged("all written")) == 2, timeout=30)
-    finally:
-        await child.stop(timeout=5)
 
 
 # A child that leaves a process of its own in another session, holding
@@ -421,26 +434,22 @@ time.sleep(60)
 async def test_a_killed_child_is_restarted_while_a_process_outside_its_group_holds_its_output(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from hub.bot.supervisor import ChildProcess
-
-    caplog.set_level(logging.INFO)
-    child = ChildProcess("leaver", [sys.executable, "-c", LEAVES_A_HOLDER], cwd=tmp_path, grace=1.0)
-
-    def holders() -> list[int]:
-        said = [r.getMessage().split() for r in caplog.records if r.name == "child.leaver"]
-        return [int(words[1]) for words in said if words[0] == "holder"]
-
-    await child.start()
+    started: list[int] = []  # the holders' pids
     try:
-        [first] = await wait_for(holders, timeout=30)
-        await child.kill()
-        # The holder lives on (in its own session) with the pipe: the restart does not wait for it.
-        await wait_for(lambda: child.restarts == 1 and len(holders()) == 2, timeout=30)
-        os.kill(first, 0)
-        assert "its output pipe is still held open by a process outside its group" in caplog.text
+        async with supervised(LEAVES_A_HOLDER, tmp_path, caplog) as (child, output):
+
+            def holders() -> list[int]:
+                started[:] = [int(words[1]) for words in map(str.split, output()) if words[0] == "holder"]
+                return started
+
+            [first] = await wait_for(holders, timeout=30)
+            await child.kill()
+            # The holder lives on (in its own session) with the pipe: the restart does not wait for it.
+            await wait_for(lambda: child.restarts == 1 and len(holders()) == 2, timeout=30)
+            os.kill(first, 0)
+            assert "its output pipe is still held open by a process outside its group" in caplog.text
     finally:
-        await child.stop(timeout=5)
-        for pid in holders():
+        for pid in started:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
