@@ -111,14 +111,17 @@ async def replay(rows: list[dict[str, Any]], examples: Path, classifier: Path) -
 
     # Rasa's readings of long messages' sentences, as recorded in the run (no Rasa runs here). A
     # sentence it was not asked about in the run is read as Rasa not answering would be: leaning.
-    rasa_read = {asked["sentence"]: asked["intent"] for row in rows for asked in row["triage"].get("rasa_read") or []}
+    # Runs recorded before the triage kept the urgent_issue score have the top intent only.
+    rasa_read = {asked["sentence"]: asked for row in rows for asked in row["triage"].get("rasa_read") or []}
     unrecorded: list[str] = []
 
     async def parse(text: str) -> dict[str, Any]:
         if text not in rasa_read:
             unrecorded.append(text)
             raise LookupError("not read by Rasa in the run")
-        return {"intent": {"name": rasa_read[text]}}
+        read = rasa_read[text]
+        ranking = [{"name": "urgent_issue", "confidence": read["urgent_issue"]}] if "urgent_issue" in read else []
+        return {"intent": {"name": read["intent"]}, "intent_ranking": ranking}
 
     triage = Triage(
         embed=embed, rules=None, embed_query=embed_query, examples_path=examples, as_searched=as_searched, parse=parse

@@ -105,6 +105,16 @@ def intent_score(parse: Mapping[str, Any], name: str) -> float:
     return 0.0
 
 
+def reads_urgent(parse: Mapping[str, Any], *, escalate_at: float | None = None) -> bool:
+    """Whether Rasa reads the text as urgent: ``urgent_issue`` is the top intent, or scores at
+    least ``escalate_at`` (default ``HUB_BOT_URGENT_ESCALATION``) anywhere in the ranking. The
+    ``nlu`` signal below, and the hub's reading of a long message's sentences
+    (``hub.bot.triage``), both ask this."""
+    threshold = urgent_escalation_threshold() if escalate_at is None else escalate_at
+    name = (parse.get("intent") or {}).get("name")
+    return name == "urgent_issue" or intent_score(parse, "urgent_issue") >= threshold
+
+
 def triage_of(parse: Mapping[str, Any]) -> Mapping[str, Any]:
     """The hub's triage of the message (``metadata.triage``), or an empty mapping."""
     metadata = parse.get("metadata") or {}
@@ -114,16 +124,14 @@ def triage_of(parse: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def urgent_signals(parse: Mapping[str, Any], *, escalate_at: float | None = None) -> tuple[str, ...]:
     """Which of the urgency signals fired for this parse (see the module docstring)."""
-    threshold = urgent_escalation_threshold() if escalate_at is None else escalate_at
     signals = []
-    name = (parse.get("intent") or {}).get("name")
     triage = triage_of(parse)
     examples = triage.get("examples")
     examples = examples if isinstance(examples, Mapping) else {}
     classifier = triage.get("classifier")
     classifier = classifier if isinstance(classifier, Mapping) else {}
     vetoed = bool(classifier.get("not_urgent"))
-    nlu = name == "urgent_issue" or intent_score(parse, "urgent_issue") >= threshold
+    nlu = reads_urgent(parse, escalate_at=escalate_at)
     # A long message none of whose sentences leans urgent (``hub.bot.triage``): Rasa, which learnt
     # from short messages, is not taken at its word.
     nlu = nlu and triage.get("long_leans_urgent") is not False

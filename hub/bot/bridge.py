@@ -239,7 +239,8 @@ class BotBridge(JobWorker[Job]):
         text = await self._read(conversation, message)
         if self.triage is not None:
             try:
-                triage = await self.triage(text)
+                # Held (restarting, a stranger on its port): Rasa is not asked, by the triage either.
+                triage = await self.triage(text, rasa=self.held is None)
             except Exception:
                 log.exception("triage failed for message %s", message.id)
             else:

@@ -47,7 +47,9 @@ the 112 that are not urgent to a person as urgent; read this way, 41. Rasa's
 intents learnt from short messages too: ``long_leans_urgent`` records whether
 any sentence of a long message leans urgent (the examples closer to urgent
 than not, the classifier urgent, and Rasa reading that sentence alone as
-``urgent_issue``: ``parse``, its /model/parse), and without one Rasa's
+urgent as its ``nlu`` signal would, ``bot.actions.routing.reads_urgent``:
+``parse``, its /model/parse; not asked while the bridge holds Rasa), and
+without one Rasa's
 ``urgent_issue`` for the whole e-mail does not count (``bot.actions.routing``):
 41 -> 34 with the first two, -> 30 with Rasa's reading of the sentence; the
 27 of 28 urgent e-mails handed off as urgent still are. No message of the
@@ -70,6 +72,7 @@ from pathlib import Path
 from typing import Any
 
 from bot import safety, urgency
+from bot.actions.routing import intent_score, reads_urgent
 from bot.triage import DEFAULT_EXAMPLES, ExamplesError, UrgentExamples, load_examples
 from hub.aio import run_for_json
 from hub.models import Priority
@@ -77,8 +80,6 @@ from hub.tickets import routing
 from knowledge_base import focus
 
 log = logging.getLogger(__name__)
-
-URGENT_INTENT = "urgent_issue"
 
 Embed = Callable[[list[str]], Awaitable[Any]]
 EmbedQuery = Callable[[str], Awaitable[Any]]
@@ -202,7 +203,10 @@ class Triage:
         root = Path(__file__).resolve().parents[2]
         return await run_for_json(command, cwd=root, what="urgency classifier training", nice=10)
 
-    async def __call__(self, text: str) -> dict[str, Any]:
+    async def __call__(self, text: str, *, rasa: bool = True) -> dict[str, Any]:
+        """The signals for ``text``; ``rasa`` False: Rasa is not to be asked now (the bridge holds
+        it: restarting, or a stranger on its port), and a long message's leaning sentences count as
+        if it could not be asked."""
         result: dict[str, Any] = {}
         said = safety.matches(text, self.safety_phrases)
         if said:
@@ -222,14 +226,13 @@ class Triage:
         long = _long(text)
         if wrapped or long:
             # A sentence alone may read more urgent still.
-            asked: list[dict[str, Any]] = []
-            sentence, leans = await self._sentences(text, long=long, asked=asked)
+            sentence, leans, asked = await self._sentences(text, long=long, rasa=rasa)
             if sentence is not None:
                 result["sentence"], matched, read = sentence
             if long:
                 result["long_leans_urgent"] = leans
                 if asked:
-                    result["rasa_read"] = asked  # the sentences Rasa was asked, and its intent for each
+                    result["rasa_read"] = asked  # the sentences Rasa was asked, and how it read each
         if matched is not None:
             result["examples"] = matched
         if read is not None:
@@ -258,18 +261,18 @@ class Triage:
         return searched if searched.strip() and searched != " ".join(text.split()) else None
 
     async def _sentences(
-        self, text: str, *, long: bool, asked: list[dict[str, Any]]
-    ) -> tuple[tuple[str, dict[str, Any], dict[str, Any]] | None, bool]:
+        self, text: str, *, long: bool, rasa: bool = True
+    ) -> tuple[tuple[str, dict[str, Any], dict[str, Any]] | None, bool, list[dict[str, Any]]]:
         """The first sentence of several that both models call urgent on its own (it, their
-        readings), and, for a ``long`` message, whether any sentence leans urgent to the three: the
+        readings); for a ``long`` message, whether any sentence leans urgent to the three: the
         examples closer to urgent than to not urgent (a margin of 0 or more), the classifier urgent,
-        and Rasa reading it as ``urgent_issue`` (True when they cannot tell: a message of one
-        sentence, a model not loaded, Rasa not answering)."""
+        and Rasa reading it as urgent (True when they cannot tell: a message of one sentence, a
+        model not loaded, Rasa not answering or not to be asked); and Rasa's readings."""
         if self.examples is None or self.classifier is None or self.embed is None:
-            return None, True
+            return None, True, []
         sentences = focus.parts(text)[: focus.MAX_PARTS]  # as far as the search reads
         if len(sentences) < 2:
-            return None, True
+            return None, True, []
         examples, classifier, embed_query = self.examples, self.classifier, self.embed_query
         if embed_query is not None:
             # The search's focus embedded these very sentences: from the same cache, no second pass.
@@ -279,37 +282,47 @@ class Triage:
         matches = [examples.match(vector) for vector in vectors]
         candidates = [(s, m) for s, m in zip(sentences, matches, strict=True) if m.urgent or (long and m.margin >= 0)]
         if not candidates:
-            return None, False
+            return None, False, []
         reads = await asyncio.to_thread(lambda: [classifier.read(s) for s, _ in candidates])
         urgent = next(
             ((s, m.as_dict(), r) for (s, m), r in zip(candidates, reads, strict=True) if m.urgent and r["urgent"]), None
         )
         leaning = [s for (s, _), r in zip(candidates, reads, strict=True) if r["urgent"]]
-        return urgent, await self._rasa_agrees(leaning, asked) if long else bool(leaning)
+        if not long:
+            return urgent, bool(leaning), []
+        agrees, asked = await self._rasa_agrees(leaning) if rasa else (bool(leaning), [])
+        return urgent, agrees, asked
 
-    async def _rasa_agrees(self, sentences: list[str], asked: list[dict[str, Any]]) -> bool:
+    async def _rasa_agrees(self, sentences: list[str]) -> tuple[bool, list[dict[str, Any]]]:
         """Whether Rasa reads any of these sentences (of a long message, each leaning urgent to the
-        examples and the classifier) as ``urgent_issue``; True when Rasa cannot be asked. Each
-        sentence asked and the intent read are appended to ``asked``.
+        examples and the classifier) as urgent (``bot.actions.routing.reads_urgent``, as its
+        ``nlu`` signal reads a message); True when Rasa cannot be asked. Also each sentence asked,
+        its top intent and its ``urgent_issue`` score, as far as Rasa was asked.
 
         On the sentences of long e-mails the classifier is sure of nearly everything (a probability
         of 0.95 or more for "I live at 31 Chester Road."), so "leans urgent" was the examples'
         margin alone; Rasa, which learnt from short messages, reads a sentence better than a whole
         e-mail. Development long e-mails: the e-mails with a leaning sentence, 28 of 28 urgent and
         82 of 112 not urgent -> 28 and 52; false urgent 0.304 -> 0.268, urgent recall unchanged."""
+        asked: list[dict[str, Any]] = []
         if not sentences or self.parse is None:
-            return bool(sentences)
+            return bool(sentences), asked
         for sentence in sentences:
             try:
                 parsed = await self.parse(sentence)
             except Exception:  # Rasa down or restarting: lean as the other two models say
                 log.warning("triage: Rasa could not read a sentence of a long message", exc_info=True)
-                return True
-            intent = (parsed.get("intent") or {}).get("name")
-            asked.append({"sentence": sentence, "intent": intent})
-            if intent == URGENT_INTENT:
-                return True
-        return False
+                return True, []
+            asked.append(
+                {
+                    "sentence": sentence,
+                    "intent": (parsed.get("intent") or {}).get("name"),
+                    "urgent_issue": round(intent_score(parsed, "urgent_issue"), 4),
+                }
+            )
+            if reads_urgent(parsed):
+                return True, asked
+        return False, asked
 
 
 def _long(text: str) -> bool:

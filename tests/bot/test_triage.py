@@ -384,11 +384,19 @@ async def test_a_long_message_leans_urgent_only_if_rasa_reads_a_leaning_sentence
     urgent_to_rasa: set[str] = set()
     down = False
 
+    ranked_urgent: dict[str, float] = {}
+
     async def parse(text: str) -> dict[str, object]:
         asked.append(text)
         if down:
             raise ConnectionError("Rasa is restarting")
-        return {"intent": {"name": "urgent_issue" if text in urgent_to_rasa else "ask_question", "confidence": 0.9}}
+        urgent = text in urgent_to_rasa
+        return {
+            "intent": {"name": "urgent_issue" if urgent else "ask_question", "confidence": 0.9},
+            "intent_ranking": [
+                {"name": "urgent_issue", "confidence": 0.9 if urgent else ranked_urgent.get(text, 0.05)}
+            ],
+        }
 
     triage = await _wrapped_triage(tmp_path, as_searched=as_typed, parse=parse)
     triage.classifier = SureOfLongMessages()  # type: ignore[assignment]
@@ -398,12 +406,28 @@ async def test_a_long_message_leans_urgent_only_if_rasa_reads_a_leaning_sentence
     read = await triage(message)
     assert asked == [leaning], "only the sentence leaning urgent to both models is asked about"
     assert read["long_leans_urgent"] is False
-    assert read["rasa_read"] == [{"sentence": leaning, "intent": "ask_question"}]
+    assert read["rasa_read"] == [{"sentence": leaning, "intent": "ask_question", "urgent_issue": 0.05}]
+
+    # Not the top intent, but urgent_issue ranked at HUB_BOT_URGENT_ESCALATION (0.3) or more: urgent,
+    # as Rasa's ``nlu`` signal reads a whole message (bot.actions.routing.reads_urgent).
+    ranked_urgent[leaning] = 0.3
+    read = await triage(message)
+    assert read["long_leans_urgent"] is True
+    assert read["rasa_read"] == [{"sentence": leaning, "intent": "ask_question", "urgent_issue": 0.3}]
+    ranked_urgent[leaning] = 0.29
+    assert (await triage(message))["long_leans_urgent"] is False
 
     urgent_to_rasa.add(leaning)
     read = await triage(message)
     assert read["long_leans_urgent"] is True
-    assert read["rasa_read"] == [{"sentence": leaning, "intent": "urgent_issue"}]
+    assert read["rasa_read"] == [{"sentence": leaning, "intent": "urgent_issue", "urgent_issue": 0.9}]
+
+    # The bridge holds Rasa (restarting, a stranger on its port): not asked, the sentence leans.
+    asked.clear()
+    read = await triage(message, rasa=False)
+    assert asked == [] and read["long_leans_urgent"] is True and "rasa_read" not in read
+    urgent_to_rasa.clear()
+    assert (await triage(message, rasa=False))["long_leans_urgent"] is True and asked == []
 
     down = True
     read = await triage(message)

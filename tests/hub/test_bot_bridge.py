@@ -391,3 +391,44 @@ async def test_rasa_and_the_triage_read_a_message_without_the_searchs_edge_runs(
         assert "searched" not in rasa.received[-1]["metadata"].get("triage", {})
     finally:
         await close_hub(hub)
+
+
+@pytest.mark.asyncio
+async def test_while_rasa_is_held_the_triage_does_not_ask_it_either(
+    sqlite_url: str, tmp_path: Path, rasa: FakeRasa
+) -> None:
+    """A held bridge (its Rasa restarting, a stranger on its port) answers without Rasa, and tells
+    the triage not to ask Rasa about a long message's sentences (``Triage(rasa=False)``)."""
+    kb = KnowledgeBase(data_dir=tmp_path / "kb", embedder=HashingEmbedder())
+    settings = make_settings(
+        sqlite_url, tmp_path, bot="rasa", rasa_url=rasa.url, rasa_timeout=2.0, kb_enabled=True, kb_seed_dir=SAMPLE_DIR
+    )
+    hub = await start_hub(settings, knowledge_base=kb)
+    bridge = hub.app[BOT_BRIDGE]
+    real = bridge.triage
+    asked_rasa: list[bool] = []
+
+    async def recording(text: str, *, rasa: bool = True) -> dict[str, Any]:
+        asked_rasa.append(rasa)
+        return await real(text, rasa=rasa)
+
+    bridge.triage = recording
+    try:
+        first = await _say(hub, "held-visitor", "hello there", "h0")  # the bridge is up and asks Rasa
+        await wait_for(lambda: _has(hub, first["conversation_id"], "Answer to: hello there"), timeout=10)
+        assert asked_rasa == [True]
+        asked_before = len(rasa.received)
+
+        bridge.hold("a stranger holds Rasa's port")
+        held = await _say(hub, "held-visitor", "How long does a refund take?", "h1")
+        await wait_for(lambda: _bot_replies(hub, held["conversation_id"], 2), timeout=10)
+        fallback = [m for m in await _timeline(hub, held["conversation_id"]) if m["author_kind"] == "bot"][-1]
+        assert fallback["meta"]["fallback"] is True
+        assert asked_rasa == [True, False] and len(rasa.received) == asked_before
+
+        bridge.release()
+        back = await _say(hub, "released-visitor", "and now?", "h2")  # the fallback may have handed off
+        await wait_for(lambda: _has(hub, back["conversation_id"], "Answer to: and now?"), timeout=10)
+        assert asked_rasa == [True, False, True]
+    finally:
+        await close_hub(hub)
