@@ -1,6 +1,6 @@
 """Fit and cross-validate the search's confidence model (``knowledge_base.search``).
 
-    .venv/bin/python bench/kb_confidence.py [--domains DIR ...]
+    .venv/bin/python bench/kb_confidence.py [--quick] [--domains DIR ...] [--model DIR] [--second-model DIR]
 
 For every development help centre (the sample shop with
 bench/data/kb_questions.yml, and each industry of bench/data/domains_dev:
@@ -22,17 +22,27 @@ the same model unshifted, and the three-feature model before it (no
 sentence, C=1, unshifted) refitted the same way. Last, the weights fitted on
 every set, the bias shifted, to paste into ``knowledge_base/search.py``.
 Prints one JSON object as its last line.
+
+``--model DIR`` searches with another local sentence-transformers model (as
+``HUB_KB_MODEL_PATH``). ``--second-model DIR`` also runs a second model's
+search over the same sets, refits the same model on its features
+(``second``), and adds the two searches' article scores (``fused``: the shape
+of a re-scorer, the first model finding the candidates, the second scoring
+them too), with a confidence model over both models' features
+(``FUSED_FEATURES``). ``--quick`` (``make bench``): the sample shop and the
+first ``QUICK_INDUSTRIES`` development industries, ~25 s.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +53,7 @@ import numpy as np
 from _common import ROOT
 from kb_search import QUESTIONS_FILE, Question, domain_questions, domain_sets, load_questions
 
-from knowledge_base import SAMPLE_DIR, KnowledgeBase, service
+from knowledge_base import SAMPLE_DIR, KnowledgeBase, SentenceTransformerEmbedder, service
 from knowledge_base import search as ranking
 
 THRESHOLDS = (0.6, 0.65, 0.7, 0.75, 0.8, 0.85)
@@ -54,46 +64,116 @@ C = 3.0
 # shifted so. Chosen leave-one-industry-out: the resolution of the model before at 0.7, with fewer wrong answers.
 OPERATING_POINT = 0.73
 DEVELOPMENT = ROOT / "bench" / "data" / "domains_dev"
+FEATURES = ["similarity", "share", "agreement", "sentence"]
+# With --second-model: the first model's features of its own top article, the second's of its own, and of
+# the two searches added per article: the summed scores' share, whether both put that article first, and
+# the second model's best sentence cosine in it.
+FUSED_FEATURES = [
+    "similarity", "sentence", "second_similarity", "second_sentence", "fused_share", "fused_agreement", "fused_sentence"
+]  # fmt: skip
+# --quick (make bench): the sample shop and this many development industries, fitted and scored the same way.
+QUICK_INDUSTRIES = 2
 
 
 def features(kb: KnowledgeBase, collection: str, question: str) -> tuple[str | None, dict[str, float]]:
     """The top article and the confidence model's inputs, as the search computes them."""
+    top, values, _, _ = _searched(kb, collection, question)
+    return top, values
+
+
+Scores = dict[str, float]
+
+
+def _searched(
+    kb: KnowledgeBase, collection: str, question: str
+) -> tuple[str | None, dict[str, float], Scores, Callable[[str], float | None]]:
+    """:func:`features`, with every candidate article's score as hits show it and the sentence scorer."""
     index = kb._indexes[collection]
     query = " ".join(question.split())
     candidates = min(max(service.MIN_CANDIDATES, 20), len(index.records))
     vector = kb._query_vector(query)
+    scorer = kb._sentence_scorer(index, vector)
     hits, evidence = ranking.rank_with_evidence(
         collection=collection,
         semantic=kb.store.query(collection, vector, candidates),
         keyword=[(index.order[position], score) for position, score in index.keyword.search(query, candidates)],
         records=index.records,
-        k=1,
+        k=len(index.records),  # every candidate article; the first and the evidence are as with k=1
         texts=index.texts,
-        sentence_similarity=kb._sentence_scorer(index, vector),
+        sentence_similarity=scorer,
     )
     if not hits or evidence is None:
+        return None, {}, {}, scorer
+    return (
+        hits[0].article_id,
+        {
+            "similarity": evidence.similarity,
+            "share": evidence.share,
+            "agreement": float(evidence.agreement),
+            "sentence": evidence.similarity if evidence.sentence is None else evidence.sentence,
+        },
+        {hit.article_id: hit.score for hit in hits},
+        scorer,
+    )
+
+
+def _fused(
+    first: tuple[str | None, dict[str, float], Scores, Callable[[str], float | None]],
+    second: tuple[str | None, dict[str, float], Scores, Callable[[str], float | None]],
+) -> tuple[str | None, dict[str, float]]:
+    """Two models' searches added per article (an article one of them did not return gets that
+    one's lowest score): the top article, and what a confidence model may read of it."""
+    top_a, _, scores_a, _ = first
+    top_b, values_b, scores_b, scorer_b = second
+    if not scores_a or not scores_b:
         return None, {}
-    return hits[0].article_id, {
-        "similarity": evidence.similarity,
-        "share": evidence.share,
-        "agreement": float(evidence.agreement),
-        "sentence": evidence.similarity if evidence.sentence is None else evidence.sentence,
+    low_a, low_b = min(scores_a.values()), min(scores_b.values())
+    fused = {a: scores_a.get(a, low_a) + scores_b.get(a, low_b) for a in set(scores_a) | set(scores_b)}
+    ranked = sorted(fused, key=lambda article_id: (-fused[article_id], article_id))
+    top = ranked[0]
+    sentence = scorer_b(top)
+    return top, {
+        "fused_share": ranking.top_share([fused[article_id] / 2 for article_id in ranked]),
+        "fused_agreement": float(top_a == top_b == top),
+        "fused_sentence": values_b["similarity"] if sentence is None else sentence,
     }
 
 
-async def collect(sets: Sequence[tuple[str, Path, list[Question]]]) -> list[dict[str, Any]]:
+async def collect(
+    sets: Sequence[tuple[str, Path, list[Question]]], model: Path | None = None, second: Path | None = None
+) -> list[dict[str, Any]]:
+    """A row per question: the features and label (the top article is the expected one) of the
+    search with ``model``; with a ``second`` model also its own (``second_*``, ``label_second``)
+    and those of the two searches added per article (``fused_*``, ``label_fused``)."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="kb-confidence-") as tmp:
-        async with KnowledgeBase(data_dir=Path(tmp)) as kb:
+        async with contextlib.AsyncExitStack() as stack:
+            kb = await stack.enter_async_context(
+                KnowledgeBase(data_dir=Path(tmp) / "first", embedder=SentenceTransformerEmbedder(model))
+            )
+            other = None
+            if second is not None:
+                other = await stack.enter_async_context(
+                    KnowledgeBase(data_dir=Path(tmp) / "second", embedder=SentenceTransformerEmbedder(second))
+                )
             for name, articles, questions in sets:
-                await kb.ingest_dir(articles, name)
-                await kb.search("warm up", collection=name)  # loads the keyword index
+                for each in (kb, other) if other is not None else (kb,):
+                    await each.ingest_dir(articles, name)
+                    await each.search("warm up", collection=name)  # loads the keyword index
                 for question in questions:
-                    top, values = features(kb, name, question.text)
-                    label = question.expected is not None and top == question.expected
-                    rows.append(
-                        {"industry": name, "answerable": question.expected is not None, "label": label, **values}
-                    )
+                    answerable = question.expected is not None
+                    first = _searched(kb, name, question.text)
+                    top, values = first[0], first[1]
+                    row = {"industry": name, "answerable": answerable, "label": answerable and top == question.expected}
+                    row.update(values)
+                    if other is not None:
+                        searched = _searched(other, name, question.text)
+                        row["label_second"] = answerable and searched[0] == question.expected
+                        row.update({f"second_{key}": value for key, value in searched[1].items()})
+                        fused_top, fused = _fused(first, searched)
+                        row["label_fused"] = answerable and fused_top == question.expected
+                        row.update(fused)
+                    rows.append(row)
     return rows
 
 
@@ -150,20 +230,47 @@ def cross_validate(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--domains", type=Path, nargs="*", default=[DEVELOPMENT], help="sets of industries")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="a local sentence-transformers folder (default all-MiniLM-L6-v2)"
+    )
+    parser.add_argument(
+        "--second-model",
+        type=Path,
+        default=None,
+        help="also a second model's search, and the two added per article (the shape of a re-scorer)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"the shop and the first {QUICK_INDUSTRIES} industries only: about a minute",
+    )
     args = parser.parse_args(argv)
+    industries = domain_sets(args.domains)
+    if args.quick:
+        industries = industries[:QUICK_INDUSTRIES]
     sets = [("shop", SAMPLE_DIR, load_questions(QUESTIONS_FILE))]
-    sets += [
-        (industry.name, industry / "articles", domain_questions(industry)) for industry in domain_sets(args.domains)
+    sets += [(industry.name, industry / "articles", domain_questions(industry)) for industry in industries]
+    rows = asyncio.run(collect(sets, args.model, args.second_model))
+    result: dict[str, Any] = {"quick": args.quick, "questions": len(rows), "models": {}}
+    models: list[tuple[str, list[str], float, float, str]] = [
+        ("sentence", FEATURES, C, OPERATING_POINT, "label"),
+        ("sentence-unshifted", FEATURES, C, ranking.ANSWER_CONFIDENCE, "label"),
+        ("before", ["similarity", "share", "agreement"], 1.0, ranking.ANSWER_CONFIDENCE, "label"),
     ]
-    rows = asyncio.run(collect(sets))
-    result: dict[str, Any] = {"questions": len(rows), "models": {}}
-    for label, names, c, operating_point in (
-        ("sentence", ["similarity", "share", "agreement", "sentence"], C, OPERATING_POINT),
-        ("sentence-unshifted", ["similarity", "share", "agreement", "sentence"], C, ranking.ANSWER_CONFIDENCE),
-        ("before", ["similarity", "share", "agreement"], 1.0, ranking.ANSWER_CONFIDENCE),
-    ):
-        figures, weights = cross_validate(rows, names, c, operating_point)
-        result["models"][label] = {"cross_validated": figures, "weights_fitted_on_all": weights}
+    if args.second_model is not None:
+        models += [
+            ("second", [f"second_{name}" for name in FEATURES], C, OPERATING_POINT, "label_second"),
+            ("fused", FUSED_FEATURES, C, OPERATING_POINT, "label_fused"),
+        ]
+    for label, names, c, operating_point, target in models:
+        figures, weights = cross_validate([{**row, "label": row[target]} for row in rows], names, c, operating_point)
+        answerable = [row[target] for row in rows if row["answerable"]]
+        print(f"\n{label}: the top article right for {sum(answerable) / len(answerable):.3f} of answerable questions")
+        result["models"][label] = {
+            "hit_at_1": round(sum(answerable) / len(answerable), 3),
+            "cross_validated": figures,
+            "weights_fitted_on_all": weights,
+        }
         print(f"\n{label} model, leave-one-industry-out (mean over industries: resolved / wrong)")
         for threshold, values in figures.items():
             detail = ", ".join(f"{k} {v['resolved']:.2f}/{v['wrong']:.3f}" for k, v in values["industries"].items())

@@ -1,6 +1,6 @@
 """Knowledge-base search: accuracy, latency against the raw floor, ingest throughput.
 
-    .venv/bin/python bench/kb_search.py [--quick] [--large-chunks N] [--rounds N]
+    .venv/bin/python bench/kb_search.py [--quick] [--large-chunks N] [--rounds N] [--model DIR]
 
 Measurements, one function each:
 
@@ -407,7 +407,7 @@ def print_figures(title: str, figures: dict[str, Any]) -> None:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     questions = load_questions()
     queries = [question.text for question in questions]
-    embedder = SentenceTransformerEmbedder()
+    embedder = SentenceTransformerEmbedder(args.model)  # None: all-MiniLM-L6-v2, as the hub
     results: dict[str, Any] = {"quick": args.quick}
     with tempfile.TemporaryDirectory(prefix="kb-bench-") as tmp:
         started = time.perf_counter()
@@ -535,6 +535,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         nargs="*",
         default=None,
         help="sets of industries (default: bench/data/domains_dev; name bench/data/domains to measure the held-out ones)",
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="a local sentence-transformers folder to search with (as HUB_KB_MODEL_PATH; default all-MiniLM-L6-v2)",
     )
     add_as_typed_arguments(parser, "also measure the questions")
     args = parser.parse_args(argv)
