@@ -95,6 +95,7 @@ def serve(database_url: str, port_file: Path, switch_interval: float | None) -> 
         # One load generator is one IP with thousands of visitors.
         webchat_ip_rate=1_000_000.0,
         webchat_ip_burst=1_000_000,
+        webchat_max_sockets_per_ip=1_000_000,  # the default 50 refused the 51st visitor with a 429
         webchat_session_rate=50.0,
         webchat_session_burst=50,
         webchat_hello_timeout=120.0,
