@@ -19,7 +19,9 @@ outbox for the customer's own channel.
   a durable "resume" job un-pauses Rasa's tracker, both in the resolving
   transaction (an in-transaction hook, ``hub.txhooks``).
 - Rasa down or slow: time out (HUB_RASA_TIMEOUT), retry once, then fall back:
-  answer from the knowledge base when it is confident, otherwise hand off.
+  a message the triage's own signals find urgent (they need no Rasa) is
+  handed off as urgent; otherwise answer from the knowledge base when it is
+  confident, otherwise hand off.
   ``/readyz`` and the ``hub_degraded{component="rasa"}`` gauge show it.
   A customer message is never dropped nor left unanswered.
 """
@@ -34,6 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
 
+from bot.actions import messages as bot_messages
+from bot.actions.routing import HANDOFF_PRIORITY, urgent_signals
 from bot.client import BotTurn, RasaClient
 from hub.bot.promise import Promise, handoff_promise
 from hub.bot.triage import Triage
@@ -237,6 +241,7 @@ class BotBridge(JobWorker[Job]):
             "tier": str(contact.attributes.get("tier", "standard")),
         }
         text = await self._read(conversation, message)
+        triage: dict[str, Any] | None = None
         if self.triage is not None:
             try:
                 # Held (restarting, a stranger on its port): Rasa is not asked, by the triage either.
@@ -250,7 +255,7 @@ class BotBridge(JobWorker[Job]):
                 text = str(triage.get("searched") or text)
         turn = await self._ask_rasa(conversation, text, metadata)
         if turn is None:
-            await self._fallback(conversation, message, text)
+            await self._fallback(conversation, message, text, triage)
             return
         try:
             await self._apply(turn, conversation, message)
@@ -336,9 +341,37 @@ class BotBridge(JobWorker[Job]):
         first = await self.service.history(conversation.id, after_id=0, limit=1)
         return f"{subject}\n{message.body}" if first and first[0].id == message.id else message.body
 
-    async def _fallback(self, conversation: Conversation, message: Message, text: str) -> None:
-        """Rasa did not answer: the knowledge base's confident answer to ``text`` (the message as
-        the search reads it, when the triage read it so), else a promise that a person will."""
+    async def _fallback(
+        self, conversation: Conversation, message: Message, text: str, triage: dict[str, Any] | None = None
+    ) -> None:
+        """Rasa did not answer: a message urgent by the triage's signals, which need no Rasa (the
+        examples, the classifier, the admin's rules, the safety phrases; combined as the bot
+        combines them, ``bot.actions.routing.urgent_signals``), goes to a person as urgent;
+        otherwise the knowledge base's confident answer to ``text`` (the message as the search
+        reads it, when the triage read it so), else a promise that a person will."""
+        signals = urgent_signals({"metadata": {"triage": triage}}) if triage else ()
+        if signals:
+            priority, reason = HANDOFF_PRIORITY["urgent_issue"]
+            promise = await self.promise(conversation)
+            said = f"{FALLBACK_HANDOFF_TEXT} {promise.text}"
+            if "safety" in signals:
+                said = f"{said} {bot_messages.SAFETY}"
+            await self.service.reply(
+                conversation.id,
+                said,
+                author_kind=AuthorKind.BOT,
+                idempotency_key=f"bot:{message.id}:fallback",
+                meta={
+                    "in_reply_to": message.id,
+                    "fallback": True,
+                    "handoff": True,
+                    "priority": priority,
+                    "signals": list(signals),
+                    "promise": promise.to_meta(),
+                },
+            )
+            await self.handoff(conversation, priority=priority, reason=reason, source="fallback", kb_hits=[])
+            return
         result = None
         if self.kb_search is not None:
             try:

@@ -432,3 +432,65 @@ async def test_while_rasa_is_held_the_triage_does_not_ask_it_either(
         assert asked_rasa == [True, False, True]
     finally:
         await close_hub(hub)
+
+
+@pytest.mark.asyncio
+async def test_with_rasa_down_a_message_urgent_to_the_triage_goes_to_a_person_as_urgent(
+    sqlite_url: str, tmp_path: Path, rasa: FakeRasa
+) -> None:
+    """The fallback keeps the urgency signals that need no Rasa: an admin's urgent rule or a safety
+    phrase hands off as urgent (with the help line for the latter), even where the knowledge base
+    would answer; a calm message still gets the knowledge base's answer."""
+    from bot.actions import messages as bot_messages
+
+    kb = KnowledgeBase(data_dir=tmp_path / "kb", embedder=HashingEmbedder())
+    settings = make_settings(
+        sqlite_url,
+        tmp_path,
+        bot="rasa",
+        rasa_url=rasa.url,
+        rasa_timeout=0.3,
+        rasa_ready_wait=1.0,
+        kb_enabled=True,
+        kb_seed_dir=SAMPLE_DIR,
+        bot_confidence_threshold=0.0,  # the knowledge base would answer anything
+    )
+    rasa.down = True
+    hub = await start_hub(settings, knowledge_base=kb)
+    try:
+        await hub.api(
+            "POST",
+            "/api/v1/routing/rules",
+            role="admin",
+            expect=201,
+            json={"kind": "keyword", "params": {"words": ["stolen"]}, "priority": "urgent", "handoff": False},
+        )
+        calm = await _say(hub, "calm-visitor", "How long does a refund take?", "u0")
+        await wait_for(lambda: _bot_replies(hub, calm["conversation_id"], 1), timeout=10)
+        [answer] = [m for m in await _timeline(hub, calm["conversation_id"]) if m["author_kind"] == "bot"]
+        assert answer["meta"]["fallback"] is True and "Read more: " in answer["body"]
+        assert "handoff" not in answer["meta"]
+        assert await _conversation_is(hub, calm["conversation_id"], handler="bot")
+
+        stolen = await _say(hub, "robbed-visitor", "my card was stolen, how long does a refund take?", "u1")
+        cid = stolen["conversation_id"]
+        await wait_for(lambda: _conversation_is(hub, cid, handler="human", priority="urgent"), timeout=10)
+        [reply] = [m for m in await _timeline(hub, cid) if m["author_kind"] == "bot"]
+        assert reply["meta"]["fallback"] is True and reply["meta"]["handoff"] is True
+        assert reply["meta"]["priority"] == "urgent" and "rules" in reply["meta"]["signals"]
+        assert "Read more: " not in reply["body"] and bot_messages.SAFETY not in reply["body"]
+
+        # The same message again (a provider retry): no second reply, no second ticket.
+        await hub.inbound(
+            {"from": "robbed-visitor", "text": "my card was stolen, how long does a refund take?", "id": "u1"}
+        )
+        tickets = (await hub.api("GET", "/api/v1/tickets", params={"status": "all"}))["items"]
+        assert [t["priority"] for t in tickets if t["conversation_id"] == cid] == ["urgent"]
+        assert len([m for m in await _timeline(hub, cid) if m["author_kind"] == "bot"]) == 1
+
+        crisis = await _say(hub, "crisis-visitor", "i want to end it all, how do i close my account", "u2")
+        await wait_for(lambda: _conversation_is(hub, crisis["conversation_id"], handler="human", priority="urgent"))
+        [reply] = [m for m in await _timeline(hub, crisis["conversation_id"]) if m["author_kind"] == "bot"]
+        assert "safety" in reply["meta"]["signals"] and reply["body"].endswith(bot_messages.SAFETY)
+    finally:
+        await close_hub(hub)
