@@ -75,19 +75,15 @@ FUSED_FEATURES = [
 QUICK_INDUSTRIES = 2
 
 
-def features(kb: KnowledgeBase, collection: str, question: str) -> tuple[str | None, dict[str, float]]:
-    """The top article and the confidence model's inputs, as the search computes them."""
-    top, values, _, _ = _searched(kb, collection, question)
-    return top, values
-
-
 Scores = dict[str, float]
 
 
-def _searched(
-    kb: KnowledgeBase, collection: str, question: str
+def features(
+    kb: KnowledgeBase, collection: str, question: str, *, every: bool = False
 ) -> tuple[str | None, dict[str, float], Scores, Callable[[str], float | None]]:
-    """:func:`features`, with every candidate article's score as hits show it and the sentence scorer."""
+    """The top article and the confidence model's inputs, as the search computes them; the
+    articles' scores as hits show them (``every``: each candidate article's, else the top's) and
+    the search's sentence scorer."""
     index = kb._indexes[collection]
     query = " ".join(question.split())
     candidates = min(max(service.MIN_CANDIDATES, 20), len(index.records))
@@ -98,7 +94,7 @@ def _searched(
         semantic=kb.store.query(collection, vector, candidates),
         keyword=[(index.order[position], score) for position, score in index.keyword.search(query, candidates)],
         records=index.records,
-        k=len(index.records),  # every candidate article; the first and the evidence are as with k=1
+        k=len(index.records) if every else 1,  # the first and the evidence are the same either way
         texts=index.texts,
         sentence_similarity=scorer,
     )
@@ -162,12 +158,12 @@ async def collect(
                     await each.search("warm up", collection=name)  # loads the keyword index
                 for question in questions:
                     answerable = question.expected is not None
-                    first = _searched(kb, name, question.text)
+                    first = features(kb, name, question.text, every=other is not None)
                     top, values = first[0], first[1]
                     row = {"industry": name, "answerable": answerable, "label": answerable and top == question.expected}
                     row.update(values)
                     if other is not None:
-                        searched = _searched(other, name, question.text)
+                        searched = features(other, name, question.text, every=True)
                         row["label_second"] = answerable and searched[0] == question.expected
                         row.update({f"second_{key}": value for key, value in searched[1].items()})
                         fused_top, fused = _fused(first, searched)

@@ -271,8 +271,10 @@ async def test_killing_rasa_falls_back_and_loses_nothing(stack: Hub) -> None:
     # Rasa is up and the bridge asks it before it is killed (not between restarts).
     await wait_for(lambda: rasa.running and bridge.held is None, timeout=60)
     first = await _say(stack, "unlucky", "What payment methods do you accept?")
-    await wait_for(lambda: _bot_replies(stack, first["conversation_id"], first["id"]), timeout=30)
+    replies = await wait_for(lambda: _bot_replies(stack, first["conversation_id"], first["id"]), timeout=30)
     assert rasa.running, "Rasa went down before the test killed it"
+    # Answered by Rasa, not by the fallback: the kill below is what takes it away.
+    assert not replies[0]["meta"].get("fallback"), (rasa.restarts, bridge.held)
     restarts = rasa.restarts
     await rasa.kill()
     during = await _say(stack, "unlucky", "How do I return an item I bought?")
