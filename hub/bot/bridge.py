@@ -352,25 +352,7 @@ class BotBridge(JobWorker[Job]):
         signals = urgent_signals({"metadata": {"triage": triage}}) if triage else ()
         if signals:
             priority, reason = HANDOFF_PRIORITY["urgent_issue"]
-            promise = await self.promise(conversation)
-            said = f"{FALLBACK_HANDOFF_TEXT} {promise.text}"
-            if "safety" in signals:
-                said = f"{said} {bot_messages.SAFETY}"
-            await self.service.reply(
-                conversation.id,
-                said,
-                author_kind=AuthorKind.BOT,
-                idempotency_key=f"bot:{message.id}:fallback",
-                meta={
-                    "in_reply_to": message.id,
-                    "fallback": True,
-                    "handoff": True,
-                    "priority": priority,
-                    "signals": list(signals),
-                    "promise": promise.to_meta(),
-                },
-            )
-            await self.handoff(conversation, priority=priority, reason=reason, source="fallback", kb_hits=[])
+            await self._fallback_handoff(conversation, message, priority, reason, signals=signals)
             return
         result = None
         if self.kb_search is not None:
@@ -394,21 +376,37 @@ class BotBridge(JobWorker[Job]):
                 },
             )
             return
+        kb_hits = [h.to_dict() for h in result.hits] if result is not None else []
+        await self._fallback_handoff(conversation, message, "normal", "assistant unavailable", kb_hits=kb_hits)
+
+    async def _fallback_handoff(
+        self,
+        conversation: Conversation,
+        message: Message,
+        priority: str,
+        reason: str,
+        *,
+        signals: tuple[str, ...] = (),
+        kb_hits: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """The fallback's handoff: says so, with what the hub can promise (and the help line when a
+        safety phrase fired), then hands off with ``priority``."""
         promise = await self.promise(conversation)
+        said = f"{FALLBACK_HANDOFF_TEXT} {promise.text}"
+        if "safety" in signals:
+            said = f"{said} {bot_messages.SAFETY}"
+        meta: dict[str, Any] = {"in_reply_to": message.id, "fallback": True, "handoff": True}
+        if signals:
+            meta.update(priority=priority, signals=list(signals))
+        meta["promise"] = promise.to_meta()
         await self.service.reply(
             conversation.id,
-            f"{FALLBACK_HANDOFF_TEXT} {promise.text}",
+            said,
             author_kind=AuthorKind.BOT,
             idempotency_key=f"bot:{message.id}:fallback",
-            meta={"in_reply_to": message.id, "fallback": True, "handoff": True, "promise": promise.to_meta()},
+            meta=meta,
         )
-        await self.handoff(
-            conversation,
-            priority="normal",
-            reason="assistant unavailable",
-            source="fallback",
-            kb_hits=[h.to_dict() for h in result.hits] if result is not None else [],
-        )
+        await self.handoff(conversation, priority=priority, reason=reason, source="fallback", kb_hits=kb_hits or [])
 
     async def promise(self, conversation: Conversation) -> Promise:
         """What a handoff of ``conversation`` may promise now (``hub.bot.promise``)."""

@@ -26,6 +26,16 @@ async def _bot_hub(database_url: str, tmp_path: Path, rasa: FakeRasa, **override
     return await start_hub(settings, knowledge_base=None)
 
 
+async def _kb_hub(database_url: str, tmp_path: Path, rasa: FakeRasa, **overrides: object) -> tuple[Hub, KnowledgeBase]:
+    """A hub with the bot on the Rasa stand-in and the sample knowledge base (hashing embedder)."""
+    kb = KnowledgeBase(data_dir=tmp_path / "kb", embedder=HashingEmbedder())
+    settings = make_settings(
+        database_url, tmp_path, bot="rasa", rasa_url=rasa.url, kb_enabled=True, kb_seed_dir=SAMPLE_DIR,
+        **{"rasa_timeout": 2.0, "rasa_ready_wait": 1.0, **overrides},
+    )  # fmt: skip
+    return await start_hub(settings, knowledge_base=kb), kb
+
+
 async def _timeline(hub: Hub, conversation_id: int) -> list[dict]:
     return (await hub.api("GET", f"/api/v1/conversations/{conversation_id}/timeline", params={"limit": 200}))["items"]
 
@@ -376,11 +386,7 @@ async def test_rasa_and_the_triage_read_a_message_without_the_searchs_edge_runs(
 ) -> None:
     """The search splits an unpunctuated closing off a question (``focus.edge_runs``); the hub's
     triage, and Rasa after it, read the message split at its punctuation only."""
-    kb = KnowledgeBase(data_dir=tmp_path / "kb", embedder=HashingEmbedder())
-    settings = make_settings(
-        sqlite_url, tmp_path, bot="rasa", rasa_url=rasa.url, rasa_timeout=2.0, kb_enabled=True, kb_seed_dir=SAMPLE_DIR
-    )
-    hub = await start_hub(settings, knowledge_base=kb)
+    hub, kb = await _kb_hub(sqlite_url, tmp_path, rasa)
     try:
         typed = "how long does a refund take have a nice day"
         assert await kb.as_searched(typed) == "how long does a refund take"  # what the search reads
@@ -399,11 +405,7 @@ async def test_while_rasa_is_held_the_triage_does_not_ask_it_either(
 ) -> None:
     """A held bridge (its Rasa restarting, a stranger on its port) answers without Rasa, and tells
     the triage not to ask Rasa about a long message's sentences (``Triage(rasa=False)``)."""
-    kb = KnowledgeBase(data_dir=tmp_path / "kb", embedder=HashingEmbedder())
-    settings = make_settings(
-        sqlite_url, tmp_path, bot="rasa", rasa_url=rasa.url, rasa_timeout=2.0, kb_enabled=True, kb_seed_dir=SAMPLE_DIR
-    )
-    hub = await start_hub(settings, knowledge_base=kb)
+    hub, _ = await _kb_hub(sqlite_url, tmp_path, rasa)
     bridge = hub.app[BOT_BRIDGE]
     real = bridge.triage
     asked_rasa: list[bool] = []
@@ -443,20 +445,9 @@ async def test_with_rasa_down_a_message_urgent_to_the_triage_goes_to_a_person_as
     would answer; a calm message still gets the knowledge base's answer."""
     from bot.actions import messages as bot_messages
 
-    kb = KnowledgeBase(data_dir=tmp_path / "kb", embedder=HashingEmbedder())
-    settings = make_settings(
-        sqlite_url,
-        tmp_path,
-        bot="rasa",
-        rasa_url=rasa.url,
-        rasa_timeout=0.3,
-        rasa_ready_wait=1.0,
-        kb_enabled=True,
-        kb_seed_dir=SAMPLE_DIR,
-        bot_confidence_threshold=0.0,  # the knowledge base would answer anything
-    )
     rasa.down = True
-    hub = await start_hub(settings, knowledge_base=kb)
+    # The knowledge base would answer anything (threshold 0).
+    hub, _ = await _kb_hub(sqlite_url, tmp_path, rasa, rasa_timeout=0.3, bot_confidence_threshold=0.0)
     try:
         await hub.api(
             "POST",
