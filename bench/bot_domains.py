@@ -999,6 +999,8 @@ def _settings_of(hub: Hub) -> dict[str, Any]:
         "bot_handoff_confidence",
         "bot_urgent_max_false",
         "bot_urgency_classifier",
+        "kb_coverage",
+        "kb_spelling",
         "rasa_timeout",
     )
     return {name: getattr(settings, name, None) for name in names}

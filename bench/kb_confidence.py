@@ -65,6 +65,10 @@ C = 3.0
 OPERATING_POINT = 0.73
 DEVELOPMENT = ROOT / "bench" / "data" / "domains_dev"
 FEATURES = ["similarity", "share", "agreement", "sentence"]
+# The search with coverage (knowledge_base.coverage): the first articles re-ordered, two more features.
+COVERAGE_FEATURES = [f"cov_{name}" for name in (*FEATURES, "coverage_lead")]
+# Its operating point, chosen as OPERATING_POINT was (see the note where it is used).
+COVERAGE_OPERATING_POINT = 0.73
 # With --second-model: the first model's features of its own top article, the second's of its own, and of
 # the two searches added per article: the summed scores' share, whether both put that article first, and
 # the second model's best sentence cosine in it.
@@ -79,16 +83,18 @@ Scores = dict[str, float]
 
 
 def features(
-    kb: KnowledgeBase, collection: str, question: str, *, every: bool = False
+    kb: KnowledgeBase, collection: str, question: str, *, every: bool = False, coverage: bool = False
 ) -> tuple[str | None, dict[str, float], Scores, Callable[[str], float | None]]:
     """The top article and the confidence model's inputs, as the search computes them; the
     articles' scores as hits show them (``every``: each candidate article's, else the top's) and
-    the search's sentence scorer."""
+    the search's sentence scorer. ``coverage``: re-ordered and read with coverage, as the search
+    does by default (its two features added); else without, as ``KnowledgeBase(coverage=False)``."""
     index = kb._indexes[collection]
     query = " ".join(question.split())
     candidates = min(max(service.MIN_CANDIDATES, 20), len(index.records))
     vector = kb._query_vector(query)
     scorer = kb._sentence_scorer(index, vector)
+    covered = kb._coverage_scorer(index, query) if coverage else None
     hits, evidence = ranking.rank_with_evidence(
         collection=collection,
         semantic=kb.store.query(collection, vector, candidates),
@@ -97,17 +103,22 @@ def features(
         k=len(index.records) if every else 1,  # the first and the evidence are the same either way
         texts=index.texts,
         sentence_similarity=scorer,
+        coverage=covered,
     )
     if not hits or evidence is None:
         return None, {}, {}, scorer
+    values = {
+        "similarity": evidence.similarity,
+        "share": evidence.share,
+        "agreement": float(evidence.agreement),
+        "sentence": evidence.similarity if evidence.sentence is None else evidence.sentence,
+    }
+    if coverage:
+        values["coverage"] = evidence.coverage if evidence.coverage is not None else 0.0
+        values["coverage_lead"] = evidence.coverage_lead if evidence.coverage_lead is not None else 0.0
     return (
         hits[0].article_id,
-        {
-            "similarity": evidence.similarity,
-            "share": evidence.share,
-            "agreement": float(evidence.agreement),
-            "sentence": evidence.similarity if evidence.sentence is None else evidence.sentence,
-        },
+        values,
         {hit.article_id: hit.score for hit in hits},
         scorer,
     )
@@ -162,6 +173,9 @@ async def collect(
                     top, values = first[0], first[1]
                     row = {"industry": name, "answerable": answerable, "label": answerable and top == question.expected}
                     row.update(values)
+                    covered = features(kb, name, question.text, coverage=True)
+                    row["label_coverage"] = answerable and covered[0] == question.expected
+                    row.update({f"cov_{key}": value for key, value in covered[1].items()})
                     if other is not None:
                         searched = features(other, name, question.text, every=True)
                         row["label_second"] = answerable and searched[0] == question.expected
@@ -252,6 +266,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("sentence", FEATURES, C, OPERATING_POINT, "label"),
         ("sentence-unshifted", FEATURES, C, ranking.ANSWER_CONFIDENCE, "label"),
         ("before", ["similarity", "share", "agreement"], 1.0, ranking.ANSWER_CONFIDENCE, "label"),
+        ("coverage", COVERAGE_FEATURES, C, COVERAGE_OPERATING_POINT, "label_coverage"),
+        # Compared, not shipped: re-ordered but read by the four features alone; and with the
+        # top article's coverage itself as a feature too (it lies lower on articles of few words).
+        ("coverage-reordered-only", [f"cov_{name}" for name in FEATURES], C, OPERATING_POINT, "label_coverage"),
+        ("coverage-absolute", [*COVERAGE_FEATURES, "cov_coverage"], C, COVERAGE_OPERATING_POINT, "label_coverage"),
     ]
     if args.second_model is not None:
         models += [

@@ -414,10 +414,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     questions = load_questions()
     queries = [question.text for question in questions]
     embedder = SentenceTransformerEmbedder(args.model)  # None: all-MiniLM-L6-v2, as the hub
-    results: dict[str, Any] = {"quick": args.quick}
+    results: dict[str, Any] = {"quick": args.quick, "coverage": not args.no_coverage}
     with tempfile.TemporaryDirectory(prefix="kb-bench-") as tmp:
         started = time.perf_counter()
-        async with KnowledgeBase(data_dir=Path(tmp), embedder=embedder) as kb:
+        async with KnowledgeBase(data_dir=Path(tmp), embedder=embedder, coverage=not args.no_coverage) as kb:
             print(f"model loaded in {time.perf_counter() - started:.1f}s")
             report = await kb.ingest_dir(SAMPLE_DIR, "default")
             print(f"sample knowledge base: {len(report.added)} articles, {report.chunks_written} chunks")
@@ -555,6 +555,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         default=None,
         help="a local sentence-transformers folder to search with (as HUB_KB_MODEL_PATH; default all-MiniLM-L6-v2)",
+    )
+    parser.add_argument(
+        "--no-coverage",
+        action="store_true",
+        help="search without coverage (as HUB_KB_COVERAGE=false): no re-ordering of the first articles by it",
     )
     add_as_typed_arguments(parser, "also measure the questions")
     args = parser.parse_args(argv)

@@ -13,6 +13,7 @@ import os
 import re
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -53,6 +54,25 @@ class Embedder(Protocol):
 
     # Caches in front of an embedder are kept per embedder object (vector_cache).
     def __hash__(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TokenVectors:
+    """A text's word pieces as the model read it (special tokens left out) and their
+    contextual vectors: ``vectors`` has one L2-normalised float16 row per piece;
+    ``starts[i]`` is False for a piece continuing the word before it ("##co")."""
+
+    pieces: tuple[str, ...]
+    starts: tuple[bool, ...]
+    vectors: np.ndarray
+
+
+@runtime_checkable
+class TokenEmbedder(Protocol):
+    """An embedder that can also give a text's contextual word-piece vectors
+    (``knowledge_base.coverage``). MUST be deterministic and thread-safe, in input order."""
+
+    def embed_tokens(self, texts: Sequence[str]) -> list[TokenVectors]: ...
 
 
 def default_model_path() -> Path:
@@ -128,6 +148,37 @@ class SentenceTransformerEmbedder:
 
     def embed_query(self, text: str) -> np.ndarray:
         return self._encode([text])[0, :]
+
+    def embed_tokens(self, texts: Sequence[str]) -> list[TokenVectors]:
+        """Each text's word pieces and the model's last-layer vector of each (before pooling)."""
+        if not texts:
+            return []
+        model = self._model if self._model is not None else self._loaded()
+        encoded = model.tokenizer(
+            list(texts), truncation=True, max_length=model.max_seq_length, return_special_tokens_mask=True
+        )
+        outputs = model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            output_value="token_embeddings",
+            convert_to_numpy=False,
+            show_progress_bar=False,
+        )
+        found = []
+        for ids, special, output in zip(encoded["input_ids"], encoded["special_tokens_mask"], outputs, strict=True):
+            rows = output.float().cpu().numpy()
+            if rows.shape[0] != len(ids):  # never seen: the model tokenized differently; read nothing of it
+                found.append(TokenVectors((), (), np.zeros((0, rows.shape[1]), dtype=np.float16)))
+                continue
+            keep = [i for i, flag in enumerate(special) if not flag]
+            pieces = tuple(model.tokenizer.convert_ids_to_tokens([ids[i] for i in keep]))
+            rows = rows[keep]
+            norms = np.linalg.norm(rows, axis=1, keepdims=True)
+            rows = rows / np.where(norms == 0.0, 1.0, norms)
+            found.append(
+                TokenVectors(pieces, tuple(not piece.startswith("##") for piece in pieces), rows.astype(np.float16))
+            )
+        return found
 
 
 _WORD = re.compile(r"\w+")

@@ -81,7 +81,9 @@ from knowledge_base.chunking import (
     compose_embed_text,
     index_chunks,
 )
-from knowledge_base.embeddings import Embedder, SentenceTransformerEmbedder
+from knowledge_base.coverage import Idf
+from knowledge_base.coverage import scorer as coverage_scorer
+from knowledge_base.embeddings import Embedder, SentenceTransformerEmbedder, TokenEmbedder
 from knowledge_base.errors import ArticleFormatError, IndexMismatch, InvalidInput, KnowledgeBaseError
 from knowledge_base.excerpt import excerpt as best_excerpt
 from knowledge_base.keyword import KeywordIndex, tokenize
@@ -124,6 +126,13 @@ class _CollectionIndex:
     # The collection's speller (its words and English): made by the write or load that built the
     # index (``KnowledgeBase._with_speller``), else at its first search; a memo too.
     spellers: list[Speller] = field(default_factory=list)
+    # BM25's idf over the chunks' stems (``knowledge_base.coverage``): a memo made like the speller.
+    idfs: list[Idf] = field(default_factory=list)
+
+    def idf(self) -> Idf:
+        if not self.idfs:
+            self.idfs.append(Idf(self.tokens.values()))
+        return self.idfs[0]
 
     def speller(self) -> Speller:
         if not self.spellers:
@@ -206,6 +215,7 @@ class KnowledgeBase:
         workers: int = 4,
         spelling: bool = True,
         focus: bool = True,
+        coverage: bool = True,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.chroma_url = chroma_url or None
@@ -217,6 +227,9 @@ class KnowledgeBase:
         self.spelling = spelling
         # Leave out a message's greetings, thanks and sign-offs (``knowledge_base.focus``).
         self.focus = focus
+        # Read how much of a question each of the first articles covers (``knowledge_base.coverage``),
+        # when the embedder gives token vectors.
+        self.coverage = coverage
         self._executor: ThreadPoolExecutor | None = None
         self._store: ChromaStore | None = None
         self._indexes: dict[str, _CollectionIndex] = {}
@@ -455,6 +468,7 @@ class KnowledgeBase:
             k=k,
             texts=index.texts,
             sentence_similarity=self._sentence_scorer(index, vector),
+            coverage=self._coverage_scorer(index, query),
         )
         if excerpt and hits:
             top = hits[0]
@@ -554,6 +568,17 @@ class KnowledgeBase:
 
         return best
 
+    def _coverage_scorer(self, index: _CollectionIndex, query: str) -> Callable[[str], float | None] | None:
+        """An article's coverage of the query (``knowledge_base.coverage``), None when off or the
+        embedder gives no token vectors (the search then ranks and scores as without it)."""
+        if not self.coverage or not isinstance(self.embedder, TokenEmbedder):
+            return None
+
+        def texts(article_id: str) -> list[str]:
+            return [_keyword_text(record) for record in index.texts.get(article_id) or ()]
+
+        return coverage_scorer(self.embedder, query, texts, index.idf())
+
     def forget_keyword_index(self, collection: str) -> None:
         """Drop the collection's keyword index (another process wrote to the
         shared store): the next search loads it again from the store."""
@@ -584,6 +609,8 @@ class KnowledgeBase:
         load pays for it, in the thread pool, not the first search after it."""
         if self.spelling:
             index.speller()
+        if self.coverage and isinstance(self.embedder, TokenEmbedder):
+            index.idf()
         return index
 
     # -- index sync (worker threads) ------------------------------------------------

@@ -330,4 +330,5 @@ def build_knowledge_base(settings: Any) -> KnowledgeBase | None:
         chroma_url=settings.chroma_url,
         model_path=settings.kb_model_path,
         spelling=settings.kb_spelling,
+        coverage=settings.kb_coverage,
     )

@@ -1,0 +1,180 @@
+"""Coverage: how much of a question an article covers, word by word (knowledge_base/coverage.py)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from knowledge_base import HashingEmbedder, KnowledgeBase, SentenceTransformerEmbedder
+from knowledge_base import search as ranking
+from knowledge_base.coverage import Idf, TokenCache, content_words, coverage
+from knowledge_base.embeddings import TokenEmbedder, TokenVectors
+from knowledge_base.search import ChunkRecord, rank_with_evidence
+
+
+def _unit(*values: float) -> np.ndarray:
+    vector = np.array(values, dtype=np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def _tokens(pieces: list[str], rows: list[np.ndarray]) -> TokenVectors:
+    return TokenVectors(
+        tuple(pieces), tuple(not piece.startswith("##") for piece in pieces), np.stack(rows).astype(np.float16)
+    )
+
+
+def test_idf_weighs_a_rare_stem_more_and_an_unseen_one_most() -> None:
+    idf = Idf([["refund", "card"], ["refund", "deliveri"], ["refund", "bitcoin"], ["refund"]])
+    assert idf.size == 4
+    assert idf("refund") < idf("card") == idf("bitcoin") < idf("never-seen")
+    assert idf("refund") == pytest.approx(math.log(1 + 0.5 / 4.5))
+
+
+def test_content_words_join_a_word_s_pieces_and_leave_out_stop_words() -> None:
+    pieces = ["can", "i", "pay", "with", "bit", "##co", "##in", "?"]
+    words = content_words(_tokens(pieces, [_unit(1, 0)] * len(pieces)))
+    assert words == [("pay", [2]), ("bitcoin", [4, 5, 6])]
+
+
+def test_coverage_is_the_idf_weighted_mean_of_each_word_s_best_cosine() -> None:
+    pay, coin, other = _unit(1, 0, 0), _unit(0, 1, 0), _unit(0, 0, 1)
+    question = _tokens(["pay", "bitcoin"], [pay, coin])
+    weights = {"pay": 1.0, "bitcoin": 3.0}
+    both = coverage(question, [_tokens(["pay"], [pay]), _tokens(["bitcoin", "x"], [coin, other])], weights.__getitem__)
+    assert both == pytest.approx(1.0, abs=1e-3)
+    # The article only says "pay": bitcoin's best cosine is 0, and bitcoin weighs three times as much.
+    only_pay = coverage(question, [_tokens(["pay", "x"], [pay, other])], weights.__getitem__)
+    assert only_pay == pytest.approx(0.25, abs=1e-3)
+    halfway = _unit(1, 1, 0)  # cosine 0.707 to both words
+    assert coverage(question, [_tokens(["y"], [halfway])], weights.__getitem__) == pytest.approx(0.707, abs=1e-3)
+    # Nothing to read: a question of stop words only, or an article without tokens.
+    assert coverage(_tokens(["with", "?"], [pay, coin]), [_tokens(["pay"], [pay])], weights.__getitem__) is None
+    assert coverage(question, [], weights.__getitem__) is None
+
+
+def test_the_token_cache_embeds_each_text_once_and_keeps_at_most_its_budget() -> None:
+    calls: list[list[str]] = []
+
+    def embed(texts: list[str]) -> list[TokenVectors]:
+        calls.append(list(texts))
+        return [_tokens(text.split(), [_unit(1, 0)] * len(text.split())) for text in texts]
+
+    cache = TokenCache(embed, max_tokens=5)
+    first = cache(["a b", "c d e"])
+    assert [t.pieces for t in first] == [("a", "b"), ("c", "d", "e")]
+    assert cache(["c d e", "a b"])[0].pieces == ("c", "d", "e")
+    assert calls == [["a b", "c d e"]]
+    cache(["f g"])  # 7 tokens > 5: the least recently used ("c d e" was read after "a b") goes
+    assert len(cache) == 2
+    cache(["a b"])
+    cache(["c d e"])
+    assert calls == [["a b", "c d e"], ["f g"], ["c d e"]]
+
+
+def _records() -> dict[str, ChunkRecord]:
+    return {
+        f"{a}#0": ChunkRecord(id=f"{a}#0", article_id=a, title=a, heading=a, anchor="", text=f"{a} text", position=0)
+        for a in ("first", "second", "third", "fourth")
+    }
+
+
+def test_coverage_reorders_the_first_three_articles_and_feeds_the_confidence() -> None:
+    records = _records()
+    semantic = [("first#0", 0.80), ("second#0", 0.78), ("third#0", 0.70), ("fourth#0", 0.69)]
+    covered = {"first": 0.40, "second": 0.70, "third": 0.55, "fourth": 0.99}
+    asked: list[str] = []
+
+    def scorer(article_id: str) -> float | None:
+        asked.append(article_id)
+        return covered[article_id]
+
+    hits, evidence = rank_with_evidence(
+        collection="c", semantic=semantic, keyword=[], records=records, k=4, coverage=scorer
+    )
+    # second: 0.78/1.2 + 0.70 beats first: 0.80/1.2 + 0.40; fourth is beyond the first three and stays last.
+    assert [hit.article_id for hit in hits] == ["second", "third", "first", "fourth"]
+    assert sorted(asked) == ["first", "second", "third"]
+    assert evidence is not None
+    assert evidence.coverage == pytest.approx(0.70)
+    assert evidence.coverage_lead == pytest.approx(0.15)
+    assert evidence.similarity == pytest.approx(0.78)
+    assert not evidence.agreement  # the vectors put "first" first
+    expected = 1 / (
+        1
+        + math.exp(
+            -(
+                ranking.C_SIMILARITY * 0.78
+                + ranking.C_SHARE * evidence.share
+                + ranking.C_SENTENCE * 0.78
+                + ranking.C_COVERAGE_LEAD * 0.15
+                + ranking.C_BIAS
+            )
+        )
+    )
+    assert evidence.confidence() == pytest.approx(expected)
+
+    plain_hits, plain = rank_with_evidence(collection="c", semantic=semantic, keyword=[], records=records, k=4)
+    assert [hit.article_id for hit in plain_hits] == ["first", "second", "third", "fourth"]
+    assert plain is not None and plain.coverage is None and plain.coverage_lead is None
+    assert plain.confidence() == pytest.approx(
+        ranking.confidence(plain.similarity, share=plain.share, agreement=plain.agreement)
+    )
+    # An article among the first three without text: the fused order and the model before stand.
+    covered["third"] = None  # type: ignore[assignment]
+    kept, unread = rank_with_evidence(
+        collection="c", semantic=semantic, keyword=[], records=records, k=4, coverage=scorer
+    )
+    assert [hit.article_id for hit in kept] == ["first", "second", "third", "fourth"]
+    assert unread is not None and unread.coverage_lead is None
+
+
+def test_an_embedder_without_token_vectors_searches_as_before(tmp_path: Path) -> None:
+    assert not isinstance(HashingEmbedder(), TokenEmbedder)
+    assert isinstance(SentenceTransformerEmbedder(), TokenEmbedder)
+    kb = KnowledgeBase(data_dir=tmp_path, embedder=HashingEmbedder())
+    assert kb.coverage
+    assert KnowledgeBase(data_dir=tmp_path, embedder=HashingEmbedder(), coverage=False).coverage is False
+
+
+def test_the_model_s_token_vectors_leave_out_special_tokens(real_embedder: SentenceTransformerEmbedder) -> None:
+    [tokens, empty] = real_embedder.embed_tokens(["Can I pay with Bitcoin?", ""])
+    assert tokens.pieces[:4] == ("can", "i", "pay", "with")
+    assert "[CLS]" not in tokens.pieces and "[SEP]" not in tokens.pieces
+    assert tokens.starts[tokens.pieces.index("bit")] and not all(tokens.starts)
+    assert tokens.vectors.shape == (len(tokens.pieces), real_embedder.dimension)
+    assert np.allclose(np.linalg.norm(tokens.vectors.astype(np.float32), axis=1), 1.0, atol=1e-2)
+    assert empty.pieces == () and empty.vectors.shape[0] == 0
+
+
+def test_an_article_naming_what_is_asked_covers_it_more(real_embedder: SentenceTransformerEmbedder) -> None:
+    article = real_embedder.embed_tokens(
+        ["Payment methods. We accept Visa, Mastercard and PayPal. Pay at checkout with any of them."]
+    )
+    idf = Idf([["pay"], ["paypal"], ["bitcoin"], ["card"]])
+    [paypal, bitcoin] = real_embedder.embed_tokens(["Can I pay with PayPal?", "Can I pay with bitcoin?"])
+    named = coverage(paypal, article, idf)
+    unnamed = coverage(bitcoin, article, idf)
+    assert named is not None and unnamed is not None
+    # Contextual vectors: the same word in two sentences lies near 0.8-0.9, not 1.
+    assert named > 0.75
+    assert unnamed < named - 0.2
+
+
+@pytest.mark.asyncio
+async def test_the_search_reads_coverage_with_the_real_model(
+    sample_data_dir: Path, real_embedder: SentenceTransformerEmbedder
+) -> None:
+    async with KnowledgeBase(data_dir=sample_data_dir, embedder=real_embedder) as kb:
+        found = await kb.search("How do I get my money back for a jacket I returned?")
+        index = kb._indexes["default"]
+        scorer = kb._coverage_scorer(index, "How do I get my money back for a jacket I returned?")
+        assert scorer is not None
+        assert 0.0 < (scorer(found.hits[0].article_id) or 0.0) <= 1.0
+        assert index.idfs  # made once, with the index
+    async with KnowledgeBase(data_dir=sample_data_dir, embedder=real_embedder, coverage=False) as off:
+        await off.search("refund")
+        assert off._coverage_scorer(off._indexes["default"], "refund") is None
+    assert found.hits and 0.0 <= found.confidence <= 1.0
