@@ -94,26 +94,19 @@ def test_coverage_reorders_the_first_three_articles_and_feeds_the_confidence() -
     hits, evidence = rank_with_evidence(
         collection="c", semantic=semantic, keyword=[], records=records, k=4, coverage=scorer
     )
-    # second: 0.78/1.2 + 0.70 beats first: 0.80/1.2 + 0.40; fourth is beyond the first three and stays last.
-    assert [hit.article_id for hit in hits] == ["second", "third", "first", "fourth"]
+    # At COVERAGE_WEIGHT 0.25: second 0.78/1.2 + 0.175 beats first 0.80/1.2 + 0.10 and third
+    # 0.70/1.2 + 0.1375; fourth is beyond the first three and stays last.
+    assert ranking.COVERAGE_WEIGHT == 0.25
+    assert [hit.article_id for hit in hits] == ["second", "first", "third", "fourth"]
     assert sorted(asked) == ["first", "second", "third"]
     assert evidence is not None
     assert evidence.coverage == pytest.approx(0.70)
     assert evidence.coverage_lead == pytest.approx(0.15)
     assert evidence.similarity == pytest.approx(0.78)
     assert not evidence.agreement  # the vectors put "first" first
-    expected = 1 / (
-        1
-        + math.exp(
-            -(
-                ranking.C_SIMILARITY * 0.78
-                + ranking.C_SHARE * evidence.share
-                + ranking.C_SENTENCE * 0.78
-                + ranking.C_COVERAGE_LEAD * 0.15
-                + ranking.C_BIAS
-            )
-        )
-    )
+    # The confidence model is the one without coverage: the new top's share of the fused scores is low.
+    assert evidence.share < 0.5
+    expected = ranking.confidence(0.78, share=evidence.share, agreement=False, sentence=None)
     assert evidence.confidence() == pytest.approx(expected)
 
     plain_hits, plain = rank_with_evidence(collection="c", semantic=semantic, keyword=[], records=records, k=4)

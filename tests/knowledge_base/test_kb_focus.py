@@ -190,7 +190,10 @@ async def test_a_long_email_is_read_within_the_query_limit_from_the_sentences_th
     assert read.index("Can I change the address") < read.index("The new address is 12 Mill Lane")
     plain = await sample_kb.search("Can I change the address on my order?", k=3)
     result = await sample_kb.search(read, k=3)
-    assert result.hits[0].article_id == plain.hits[0].article_id
+    # The question alone lies between the order and the account (saved addresses) articles, and
+    # coverage puts the account first; read with its story, the e-mail finds the order's.
+    assert "change-or-cancel-an-order" in [hit.article_id for hit in plain.hits]
+    assert result.hits[0].article_id == "change-or-cancel-an-order"
     # Without the focus, the message's first characters within the limit, cut at a word.
     sample_kb.focus = False
     try:
