@@ -263,7 +263,7 @@ def rank_with_evidence(
             )
             ranked = head + ranked[RERANK_DEPTH:]
         else:
-            covered = {}  # an article without text: the fused order stands, and the model before
+            covered = {}  # an article without text among them: the fused order stands
     ordered = ranked[:k]
 
     def shown(article_id: str) -> ChunkRecord:
@@ -346,13 +346,7 @@ def top_share(scores: Sequence[float]) -> float:
     return 1.0 / sum(math.exp((score - top) / SHARE_TEMPERATURE) for score in scores)
 
 
-def confidence(
-    similarity: float,
-    *,
-    share: float,
-    agreement: bool,
-    sentence: float | None = None,
-) -> float:
+def confidence(similarity: float, *, share: float, agreement: bool, sentence: float | None = None) -> float:
     """See the module docstring: the probability that the top hit answers the question.
 
     ``sentence`` is the top article's best sentence cosine; unknown (None), the best vector's stands in.
