@@ -75,7 +75,7 @@ def content_words(tokens: TokenVectors) -> list[tuple[str, list[int]]]:
             current, text = [position], piece
         else:
             current.append(position)
-            text += piece[2:] if piece.startswith("##") else piece
+            text += piece
     close()
     return words
 

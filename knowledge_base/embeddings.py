@@ -59,8 +59,9 @@ class Embedder(Protocol):
 @dataclass(frozen=True, slots=True)
 class TokenVectors:
     """A text's word pieces as the model read it (special tokens left out) and their
-    contextual vectors: ``vectors`` has one L2-normalised float16 row per piece;
-    ``starts[i]`` is False for a piece continuing the word before it ("##co")."""
+    contextual vectors: ``pieces`` are their texts ("Bit", "co", "in"), ``vectors`` has one
+    L2-normalised float16 row per piece, and ``starts[i]`` is False for a piece continuing
+    the word before it."""
 
     pieces: tuple[str, ...]
     starts: tuple[bool, ...]
@@ -157,8 +158,14 @@ class SentenceTransformerEmbedder:
         if not texts:
             return []
         model = self._model if self._model is not None else self._loaded()
-        encoded = model.tokenizer(
-            list(texts), truncation=True, max_length=model.max_seq_length, return_special_tokens_mask=True
+        tokenizer = model.tokenizer
+        fast = bool(getattr(tokenizer, "is_fast", False))
+        encoded = tokenizer(
+            list(texts),
+            truncation=True,
+            max_length=model.max_seq_length,
+            return_special_tokens_mask=True,
+            return_offsets_mapping=fast,
         )
         outputs = model.encode(
             list(texts),
@@ -168,19 +175,26 @@ class SentenceTransformerEmbedder:
             show_progress_bar=False,
         )
         found = []
-        for ids, special, output in zip(encoded["input_ids"], encoded["special_tokens_mask"], outputs, strict=True):
+        for position, (text, output) in enumerate(zip(texts, outputs, strict=True)):
+            ids = encoded["input_ids"][position]
             rows = output.float().cpu().numpy()
             if rows.shape[0] != len(ids):  # never seen: the model tokenized differently; read nothing of it
                 found.append(TokenVectors((), (), np.zeros((0, rows.shape[1]), dtype=np.float16)))
                 continue
-            keep = [i for i, flag in enumerate(special) if not flag]
-            pieces = tuple(model.tokenizer.convert_ids_to_tokens([ids[i] for i in keep]))
+            keep = [i for i, flag in enumerate(encoded["special_tokens_mask"][position]) if not flag]
+            if fast:  # any tokenizer's own word boundaries, and each piece's text as typed
+                words = encoded.word_ids(position)
+                spans = encoded["offset_mapping"][position]
+                pieces = tuple(text[spans[i][0] : spans[i][1]] for i in keep)
+                starts = tuple(n == 0 or words[i] != words[keep[n - 1]] for n, i in enumerate(keep))
+            else:  # a slow WordPiece tokenizer: "##" marks a piece that continues a word
+                marked = tokenizer.convert_ids_to_tokens([ids[i] for i in keep])
+                pieces = tuple(piece.removeprefix("##") for piece in marked)
+                starts = tuple(not piece.startswith("##") for piece in marked)
             rows = rows[keep]
             norms = np.linalg.norm(rows, axis=1, keepdims=True)
             rows = rows / np.where(norms == 0.0, 1.0, norms)
-            found.append(
-                TokenVectors(pieces, tuple(not piece.startswith("##") for piece in pieces), rows.astype(np.float16))
-            )
+            found.append(TokenVectors(pieces, starts, rows.astype(np.float16)))
         return found
 
 

@@ -21,8 +21,11 @@ def _unit(*values: float) -> np.ndarray:
 
 
 def _tokens(pieces: list[str], rows: list[np.ndarray]) -> TokenVectors:
+    """Pieces marked as WordPiece marks them: "##co" continues the word before it."""
     return TokenVectors(
-        tuple(pieces), tuple(not piece.startswith("##") for piece in pieces), np.stack(rows).astype(np.float16)
+        tuple(piece.removeprefix("##") for piece in pieces),
+        tuple(not piece.startswith("##") for piece in pieces),
+        np.stack(rows).astype(np.float16),
     )
 
 
@@ -133,10 +136,11 @@ def test_an_embedder_without_token_vectors_searches_as_before(tmp_path: Path) ->
 
 
 def test_the_model_s_token_vectors_leave_out_special_tokens(real_embedder: SentenceTransformerEmbedder) -> None:
-    [tokens, empty] = real_embedder.embed_tokens(["Can I pay with Bitcoin?", ""])
-    assert tokens.pieces[:4] == ("can", "i", "pay", "with")
-    assert "[CLS]" not in tokens.pieces and "[SEP]" not in tokens.pieces
-    assert tokens.starts[tokens.pieces.index("bit")] and not all(tokens.starts)
+    [tokens, empty] = real_embedder.embed_tokens(["Can I pay with Bitcoin? By e-mail", ""])
+    # The pieces' texts as typed, the tokenizer's word boundaries ("Bitcoin" is three pieces).
+    assert tokens.pieces == ("Can", "I", "pay", "with", "Bit", "co", "in", "?", "By", "e", "-", "mail")
+    assert tokens.starts == (True, True, True, True, True, False, False, True, True, True, True, True)
+    assert [stem for stem, _ in content_words(tokens)] == ["pay", "bitcoin", "e", "mail"]
     assert tokens.vectors.shape == (len(tokens.pieces), real_embedder.dimension)
     assert np.allclose(np.linalg.norm(tokens.vectors.astype(np.float32), axis=1), 1.0, atol=1e-2)
     assert empty.pieces == () and empty.vectors.shape[0] == 0
