@@ -570,6 +570,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = asyncio.run(run(args))
     summary = {
         "quick": results["quick"],
+        "coverage": results["coverage"],
         "questions": results["accuracy"]["questions"],
         "hit_at_1": results["accuracy"]["hit_at_1"],
         "hit_at_3": results["accuracy"]["hit_at_3"],
