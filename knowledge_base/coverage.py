@@ -27,8 +27,7 @@ a help centre's questions keep landing on the same articles.
 from __future__ import annotations
 
 import math
-import threading
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 
@@ -36,6 +35,7 @@ import numpy as np
 
 from knowledge_base.embeddings import TokenEmbedder, TokenVectors
 from knowledge_base.keyword import tokenize
+from knowledge_base.vector_cache import TextCache
 
 TOKEN_CACHE_TOKENS = 100_000
 
@@ -93,37 +93,15 @@ def coverage(question: TokenVectors, article: Sequence[TokenVectors], idf: Calla
     return float((weights * scores).sum() / total) if total > 0 else None
 
 
-class TokenCache:
+class TokenCache(TextCache[TokenVectors]):
     """Token vectors by text in front of ``embed_tokens``, least recently used out once
     more than ``max_tokens`` pieces are kept; thread-safe."""
 
     def __init__(self, embed_tokens: Callable[[Sequence[str]], list[TokenVectors]], max_tokens: int) -> None:
-        self._embed = embed_tokens
-        self._max_tokens = max_tokens
-        self._kept: OrderedDict[str, TokenVectors] = OrderedDict()
-        self._tokens = 0
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._kept)
+        super().__init__(embed_tokens, max_tokens, cost=lambda tokens: len(tokens.pieces))
 
     def __call__(self, texts: Sequence[str]) -> list[TokenVectors]:
-        with self._lock:
-            found = {text: self._kept[text] for text in texts if text in self._kept}
-            for text in found:
-                self._kept.move_to_end(text)
-        missing = [text for text in dict.fromkeys(texts) if text not in found]
-        if missing:
-            computed = self._embed(missing)
-            with self._lock:
-                for text, tokens in zip(missing, computed, strict=True):
-                    found[text] = tokens
-                    if text not in self._kept:
-                        self._tokens += len(tokens.pieces)
-                    self._kept[text] = tokens
-                while self._tokens > self._max_tokens and len(self._kept) > 1:
-                    _, dropped = self._kept.popitem(last=False)
-                    self._tokens -= len(dropped.pieces)
+        found = self.values(texts)
         return [found[text] for text in texts]
 
 

@@ -13,6 +13,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from functools import lru_cache
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -23,9 +24,52 @@ CACHE_SIZE = 8192
 QUERY_CACHE_SIZE = 1024
 
 Embed = Callable[[Sequence[str]], np.ndarray]
+V = TypeVar("V")
 
 
-class CachedEmbed:
+class TextCache(Generic[V]):
+    """Values computed from texts, kept by text; least recently used out once their summed
+    ``cost`` (1 each by default) passes ``max_cost``, the newest always kept; thread-safe.
+
+    :meth:`values` computes those not cached in one call of ``compute``, which MUST
+    be deterministic and return one value per text, in order.
+    """
+
+    def __init__(
+        self, compute: Callable[[Sequence[str]], Sequence[V]], max_cost: int, cost: Callable[[V], int] | None = None
+    ) -> None:
+        self._compute = compute
+        self._max_cost = max_cost
+        self._cost = cost or (lambda _value: 1)
+        self._kept: OrderedDict[str, V] = OrderedDict()
+        self._spent = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def values(self, texts: Sequence[str]) -> dict[str, V]:
+        with self._lock:
+            found = {text: self._kept[text] for text in texts if text in self._kept}
+            for text in found:
+                self._kept.move_to_end(text)
+        missing = [text for text in dict.fromkeys(texts) if text not in found]
+        if missing:
+            computed = self._compute(missing)
+            with self._lock:
+                for text, value in zip(missing, computed, strict=True):
+                    found[text] = value
+                    if text in self._kept:  # another thread computed it meanwhile
+                        self._spent -= self._cost(self._kept[text])
+                    self._kept[text] = value
+                    self._spent += self._cost(value)
+                while self._spent > self._max_cost and len(self._kept) > 1:
+                    _, dropped = self._kept.popitem(last=False)
+                    self._spent -= self._cost(dropped)
+        return found
+
+
+class CachedEmbed(TextCache[np.ndarray]):
     """An embed function behind a least-recently-used cache of vectors by text; thread-safe.
 
     Called with texts, it returns their vectors in order; those not cached
@@ -34,30 +78,12 @@ class CachedEmbed:
     """
 
     def __init__(self, embed: Embed, max_entries: int = CACHE_SIZE) -> None:
-        self._embed = embed
-        self._max_entries = max_entries
-        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._vectors)
+        super().__init__(lambda texts: list(np.asarray(embed(texts), dtype=np.float32)), max_entries)
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        with self._lock:
-            found = {text: self._vectors[text] for text in texts if text in self._vectors}
-            for text in found:
-                self._vectors.move_to_end(text)
-        missing = [text for text in dict.fromkeys(texts) if text not in found]
-        if missing:
-            vectors = np.asarray(self._embed(missing), dtype=np.float32)
-            with self._lock:
-                for text, vector in zip(missing, vectors, strict=True):
-                    found[text] = vector
-                    self._vectors[text] = vector
-                while len(self._vectors) > self._max_entries:
-                    self._vectors.popitem(last=False)
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
+        found = self.values(texts)
         return np.stack([found[text] for text in texts])
 
 
