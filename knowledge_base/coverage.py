@@ -16,8 +16,8 @@ over the collection's chunks, from the stems the keyword index already holds,
 so a word every article uses weighs little and a rare one ("bitcoin", an
 error code) much. A word the collection never uses gets the largest idf.
 
-The search reads it for its first few articles (``knowledge_base.search``):
-it re-orders them and it feeds the confidence model.
+The search reads it for its first few articles and re-orders them by it
+(``knowledge_base.search``, which says why the confidence does not read it).
 
 Token vectors are kept by text in a least-recently-used cache bounded by
 token count (``TOKEN_CACHE_TOKENS``: 384 float16 each, 100,000 take 77 MB):
