@@ -228,8 +228,9 @@ class KnowledgeBase:
         # Leave out a message's greetings, thanks and sign-offs (``knowledge_base.focus``).
         self.focus = focus
         # Read how much of a question each of the first articles covers (``knowledge_base.coverage``),
-        # when the embedder gives token vectors.
+        # when the embedder gives token vectors (checked once here, not at every search).
         self.coverage = coverage
+        self._token_embedder = self.embedder if isinstance(self.embedder, TokenEmbedder) else None
         self._executor: ThreadPoolExecutor | None = None
         self._store: ChromaStore | None = None
         self._indexes: dict[str, _CollectionIndex] = {}
@@ -571,13 +572,13 @@ class KnowledgeBase:
     def _coverage_scorer(self, index: _CollectionIndex, query: str) -> Callable[[str], float | None] | None:
         """An article's coverage of the query (``knowledge_base.coverage``), None when off or the
         embedder gives no token vectors (the search then ranks and scores as without it)."""
-        if not self.coverage or not isinstance(self.embedder, TokenEmbedder):
+        if not self.coverage or self._token_embedder is None:
             return None
 
         def texts(article_id: str) -> list[str]:
             return [_keyword_text(record) for record in index.texts.get(article_id) or ()]
 
-        return coverage_scorer(self.embedder, query, texts, index.idf())
+        return coverage_scorer(self._token_embedder, query, texts, index.idf())
 
     def forget_keyword_index(self, collection: str) -> None:
         """Drop the collection's keyword index (another process wrote to the
@@ -609,7 +610,7 @@ class KnowledgeBase:
         load pays for it, in the thread pool, not the first search after it."""
         if self.spelling:
             index.speller()
-        if self.coverage and isinstance(self.embedder, TokenEmbedder):
+        if self.coverage and self._token_embedder is not None:
             index.idf()
         return index
 
