@@ -1001,6 +1001,7 @@ def _settings_of(hub: Hub) -> dict[str, Any]:
         "bot_urgency_classifier",
         "kb_coverage",
         "kb_spelling",
+        "kb_warm",
         "rasa_timeout",
     )
     return {name: getattr(settings, name, None) for name in names}

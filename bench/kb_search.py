@@ -33,6 +33,9 @@ Measurements, one function each:
   hub's bot searches it (``KnowledgeBase.as_searched`` first, which reads a
   long message within the query's limit), with the focus and without it
   (the message's first 1,000 characters), and the questions as written.
+- ``measure_first_searches``: each question's first search of the sample
+  knowledge base just after it was written, one after another: what a help
+  centre's first customers meet (after its warm, ``--no-warm`` without).
 - ``measure_latency``: p50/p99 of the raw floor (``raw_floor``:
   ``model.encode(query)`` plus one ``collection.query`` on the same Chroma
   collection) against any async search, interleaved query by query;
@@ -41,7 +44,9 @@ Measurements, one function each:
   app in this process, serving the same knowledge base).
 - ``measure_ingest``: chunks per second for ``KnowledgeBase.ingest_dir`` of a
   generated knowledge base (10,000 chunks; 200 with ``--quick``), with the
-  real model, then the latency measurement again over it.
+  real model, and how long its warm took after (``warm_wait_s``: 0 when it
+  is too large to warm, or with ``--no-warm``); then the latency
+  measurement again over it.
 
 Prints the figures, and as its last line one JSON object with all of them.
 """
@@ -378,6 +383,27 @@ def generate_kb(folder: Path, chunks: int, *, seed: int = 20240611) -> int:
     return articles * per_article
 
 
+async def measure_first_searches(kb: KnowledgeBase, queries: Sequence[str], collection: str) -> dict[str, Any]:
+    """Each question's first search of a collection just written, one after another, as a
+    help centre's first customers meet it: after its warm (``warm_wait_s``; 0 with ``--no-warm``),
+    nothing of its articles or of these questions embedded before."""
+    started = time.perf_counter()
+    await kb.warmed(collection)
+    warm_seconds = time.perf_counter() - started
+    elapsed = []
+    for query in dict.fromkeys(queries):
+        started = time.perf_counter()
+        await kb.search(query, collection=collection)
+        elapsed.append((time.perf_counter() - started) * 1000)
+    return {
+        "warm_wait_s": round(warm_seconds, 2),
+        "samples": len(elapsed),
+        "p50_ms": round(percentile(elapsed, 50), 2),
+        "p99_ms": round(percentile(elapsed, 99), 2),
+        "max_ms": round(max(elapsed), 2),
+    }
+
+
 async def measure_ingest(
     kb: KnowledgeBase, embedder: SentenceTransformerEmbedder, folder: Path, collection: str
 ) -> dict[str, Any]:
@@ -385,6 +411,10 @@ async def measure_ingest(
     started = time.perf_counter()
     report = await kb.ingest_dir(folder, collection)
     seconds = time.perf_counter() - started
+    # The searches after it meet it as the hub's would: warmed, when it fits the caches (``warm``).
+    started = time.perf_counter()
+    await kb.warmed(collection)
+    warm_seconds = time.perf_counter() - started
     articles, _ = kb.articles.read_all(collection)
     texts = [chunk.embed_text for article in articles[:40] for chunk in chunk_article(article)][:200]
     started = time.perf_counter()
@@ -396,6 +426,7 @@ async def measure_ingest(
         "seconds": round(seconds, 2),
         "chunks_per_s": round(report.chunks_written / seconds, 1),
         "model_only_chunks_per_s": round(len(texts) / model_seconds, 1),
+        "warm_wait_s": round(warm_seconds, 2),
     }
 
 
@@ -414,13 +445,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     questions = load_questions()
     queries = [question.text for question in questions]
     embedder = SentenceTransformerEmbedder(args.model)  # None: all-MiniLM-L6-v2, as the hub
-    results: dict[str, Any] = {"quick": args.quick, "coverage": not args.no_coverage}
+    results: dict[str, Any] = {"quick": args.quick, "coverage": not args.no_coverage, "warm": not args.no_warm}
     with tempfile.TemporaryDirectory(prefix="kb-bench-") as tmp:
         started = time.perf_counter()
-        async with KnowledgeBase(data_dir=Path(tmp), embedder=embedder, coverage=not args.no_coverage) as kb:
+        async with KnowledgeBase(
+            data_dir=Path(tmp), embedder=embedder, coverage=not args.no_coverage, warm=not args.no_warm
+        ) as kb:
             print(f"model loaded in {time.perf_counter() - started:.1f}s")
             report = await kb.ingest_dir(SAMPLE_DIR, "default")
             print(f"sample knowledge base: {len(report.added)} articles, {report.chunks_written} chunks")
+            first = await measure_first_searches(kb, queries, "default")
+            print_figures("first searches of the sample knowledge base, each question once", first)
+            results["first_searches"] = first
 
             accuracy = await measure_accuracy(kb, questions, "default")
             print_figures("accuracy (sample knowledge base)", accuracy)
@@ -561,6 +597,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="search without coverage (as HUB_KB_COVERAGE=false): no re-ordering of the first articles by it",
     )
+    parser.add_argument(
+        "--no-warm",
+        action="store_true",
+        help="do not warm a collection after a write (as HUB_KB_WARM=false): its first searches embed its articles",
+    )
     add_as_typed_arguments(parser, "also measure the questions")
     args = parser.parse_args(argv)
     if args.large_chunks is None:
@@ -571,11 +612,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = {
         "quick": results["quick"],
         "coverage": results["coverage"],
+        "warm": results["warm"],
         "questions": results["accuracy"]["questions"],
         "hit_at_1": results["accuracy"]["hit_at_1"],
         "hit_at_3": results["accuracy"]["hit_at_3"],
         "confidence": results["accuracy"]["confidence"],
         "domains": results["domains"],
+        "first_searches": results["first_searches"],
         "latency_sample": results["latency_sample"],
         "ingest": results.get("ingest"),
         "latency_large": results.get("latency_large"),

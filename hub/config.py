@@ -300,9 +300,12 @@ class Settings(BaseSettings):
     kb_model_path: Path | None = None
     # Correct a search's misspelt words first (knowledge_base/spelling.py): the portal, the API and the bot.
     kb_spelling: bool = True
-    # Re-order a search's first three articles by how much of the question each covers, and read that
-    # in the confidence (knowledge_base/coverage.py): the portal, the API and the bot.
+    # Re-order a search's first three articles by how much of the question each covers
+    # (knowledge_base/coverage.py): the portal, the API and the bot.
     kb_coverage: bool = True
+    # After each write or load, embed in the background what a collection's first searches would
+    # (its sentences and token vectors), when it fits in the caches (KnowledgeBase.warm).
+    kb_warm: bool = True
     # Markdown folder ingested at start-up when its collection is empty (make run: the sample KB).
     kb_seed_dir: Path | None = None
     kb_search_rate_limit: str = "60/minute"  # per client IP: the search API and the portal's search, together

@@ -21,7 +21,11 @@ The search reads it for its first few articles and re-orders them by it
 
 Token vectors are kept by text in a least-recently-used cache bounded by
 token count (``TOKEN_CACHE_TOKENS``: 384 float16 each, 100,000 take 77 MB):
-a help centre's questions keep landing on the same articles.
+a help centre's questions keep landing on the same articles, and the
+knowledge base warms a small help centre's after each write
+(``KnowledgeBase(warm=True)``). A question's come from the forward pass that
+embeds it for the search (``TokenEmbedder.embed_query_tokens``) and are kept
+in a cache of their own, so questions never push articles out.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from knowledge_base.keyword import tokenize
 from knowledge_base.vector_cache import TextCache
 
 TOKEN_CACHE_TOKENS = 100_000
+# Customers' questions are kept apart (``cached_query_tokens``), so they never push out articles'.
+QUERY_TOKEN_CACHE_TOKENS = 20_000
 
 
 class Idf:
@@ -107,8 +113,16 @@ class TokenCache(TextCache[TokenVectors]):
 
 @lru_cache(maxsize=4)
 def cached_tokens(embedder: TokenEmbedder) -> TokenCache:
-    """The cache in front of ``embedder.embed_tokens``, one per embedder object (kept for the last 4)."""
+    """The cache in front of ``embedder.embed_tokens`` for articles' texts, one per embedder
+    object (kept for the last 4)."""
     return TokenCache(embedder.embed_tokens, TOKEN_CACHE_TOKENS)
+
+
+@lru_cache(maxsize=4)
+def cached_query_tokens(embedder: TokenEmbedder) -> TokenCache:
+    """The same for questions. The knowledge base fills it as it embeds a question
+    (``embed_query_tokens``: one forward pass for its vector and its tokens)."""
+    return TokenCache(embedder.embed_tokens, QUERY_TOKEN_CACHE_TOKENS)
 
 
 def scorer(
@@ -126,7 +140,7 @@ def scorer(
         if not texts:
             return None
         if not question:
-            question.append(cache([query])[0])
+            question.append(cached_query_tokens(embedder)([query])[0])
         return coverage(question[0], cache(list(texts)), idf)
 
     return covered

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 
@@ -74,6 +74,9 @@ class TokenEmbedder(Protocol):
     (``knowledge_base.coverage``). MUST be deterministic and thread-safe, in input order."""
 
     def embed_tokens(self, texts: Sequence[str]) -> list[TokenVectors]: ...
+
+    # ``embed_query(text)`` and ``embed_tokens([text])[0]`` at once (one forward pass for both).
+    def embed_query_tokens(self, text: str) -> tuple[np.ndarray, TokenVectors]: ...
 
     # The token cache in front of it is kept per embedder object (coverage.cached_tokens).
     def __hash__(self) -> int: ...
@@ -158,6 +161,32 @@ class SentenceTransformerEmbedder:
         if not texts:
             return []
         model = self._model if self._model is not None else self._loaded()
+        outputs = model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            output_value="token_embeddings",
+            convert_to_numpy=False,
+            show_progress_bar=False,
+        )
+        return self._token_vectors(model, texts, [output.float().cpu().numpy() for output in outputs])
+
+    def embed_query_tokens(self, text: str) -> tuple[np.ndarray, TokenVectors]:
+        """``embed_query(text)`` and ``embed_tokens([text])[0]`` from one forward pass."""
+        import torch
+
+        model = self._model if self._model is not None else self._loaded()
+        # Without an output_value, encode gives a list: each text's features by name.
+        encoded = model.encode([text], output_value=None, convert_to_numpy=False, show_progress_bar=False)
+        output = cast("list[dict[str, Any]]", encoded)[0]
+        # As ``encode`` normalises a sentence embedding for ``embed_query``.
+        vector = torch.nn.functional.normalize(output["sentence_embedding"].unsqueeze(0), p=2, dim=1)[0]
+        tokens = self._token_vectors(model, [text], [output["token_embeddings"].float().cpu().numpy()])[0]
+        return np.asarray(vector.float().cpu().numpy(), dtype=np.float32), tokens
+
+    def _token_vectors(
+        self, model: SentenceTransformer, texts: Sequence[str], outputs: list[np.ndarray]
+    ) -> list[TokenVectors]:
+        """The texts' pieces (their own tokenizer's, special tokens left out) with the model's rows."""
         tokenizer = model.tokenizer
         fast = bool(getattr(tokenizer, "is_fast", False))
         encoded = tokenizer(
@@ -167,17 +196,9 @@ class SentenceTransformerEmbedder:
             return_special_tokens_mask=True,
             return_offsets_mapping=fast,
         )
-        outputs = model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            output_value="token_embeddings",
-            convert_to_numpy=False,
-            show_progress_bar=False,
-        )
         found = []
-        for position, (text, output) in enumerate(zip(texts, outputs, strict=True)):
+        for position, (text, rows) in enumerate(zip(texts, outputs, strict=True)):
             ids = encoded["input_ids"][position]
-            rows = output.float().cpu().numpy()
             if rows.shape[0] != len(ids):  # never seen: the model tokenized differently; read nothing of it
                 found.append(TokenVectors((), (), np.zeros((0, rows.shape[1]), dtype=np.float16)))
                 continue

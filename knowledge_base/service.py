@@ -81,7 +81,7 @@ from knowledge_base.chunking import (
     compose_embed_text,
     index_chunks,
 )
-from knowledge_base.coverage import Idf
+from knowledge_base.coverage import TOKEN_CACHE_TOKENS, Idf, cached_query_tokens, cached_tokens
 from knowledge_base.coverage import scorer as coverage_scorer
 from knowledge_base.embeddings import Embedder, SentenceTransformerEmbedder, TokenEmbedder
 from knowledge_base.errors import ArticleFormatError, IndexMismatch, InvalidInput, KnowledgeBaseError
@@ -92,7 +92,7 @@ from knowledge_base.search import ChunkRecord, rank, sentence_texts
 from knowledge_base.spelling import Speller, english, words_of
 from knowledge_base.store import ChromaStore
 from knowledge_base.urls import DEFAULT_COLLECTION
-from knowledge_base.vector_cache import cached_embed, cached_query_embed
+from knowledge_base.vector_cache import CACHE_SIZE, cached_embed, cached_query_embed
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,10 @@ class _CollectionIndex:
         if not self.spellers:
             self.spellers.append(Speller(words_of(_keyword_text(record) for record in self.records.values())))
         return self.spellers[0]
+
+    def keyword_texts(self, article_id: str) -> list[str]:
+        """The article's text chunks as BM25 and coverage read them (title, heading trail, text)."""
+        return [_keyword_text(record) for record in self.texts.get(article_id) or ()]
 
     def sentences_of(self, article_id: str) -> list[str]:
         found = self.sentences.get(article_id)
@@ -185,6 +189,27 @@ def _keyword_text(record: ChunkRecord) -> str:
     return compose_embed_text(record.title, (record.heading_path,), record.text)
 
 
+# A warm (``KnowledgeBase.warm``) fills at most this share of each cache, and a collection
+# that would need more is not warmed. A word piece is about four characters of English.
+WARM_SHARE = 2
+CHARS_PER_TOKEN = 4
+
+
+def warm_plan(index: _CollectionIndex, tokens: bool) -> list[str] | None:
+    """The articles a warm embeds, in order; None when the collection does not fit."""
+    articles = sorted(index.texts)
+    if tokens:
+        chars = sum(len(text) for article_id in articles for text in index.keyword_texts(article_id))
+        if chars > TOKEN_CACHE_TOKENS // WARM_SHARE * CHARS_PER_TOKEN:
+            return None
+    sentences = 0
+    for article_id in articles:
+        sentences += len(index.sentences_of(article_id))
+        if sentences > CACHE_SIZE // WARM_SHARE:
+            return None
+    return articles
+
+
 def _record_from(chunk_id: str, document: str, metadata: Mapping[str, Any]) -> ChunkRecord:
     return ChunkRecord(
         id=chunk_id,
@@ -216,6 +241,7 @@ class KnowledgeBase:
         spelling: bool = True,
         focus: bool = True,
         coverage: bool = True,
+        warm: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.chroma_url = chroma_url or None
@@ -231,6 +257,9 @@ class KnowledgeBase:
         # when the embedder gives token vectors (checked once here, not at every search).
         self.coverage = coverage
         self._token_embedder = self.embedder if isinstance(self.embedder, TokenEmbedder) else None
+        # Embed what a first search would, in the background, after each write or load (``warm``).
+        self.warm = warm
+        self._warming: dict[str, asyncio.Task[None]] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._store: ChromaStore | None = None
         self._indexes: dict[str, _CollectionIndex] = {}
@@ -267,6 +296,10 @@ class KnowledgeBase:
             raise
 
     async def close(self) -> None:
+        warming = list(self._warming.values())
+        for task in warming:
+            task.cancel()
+        await asyncio.gather(*warming, return_exceptions=True)
         executor, self._executor = self._executor, None
         store, self._store = self._store, None
         self._indexes.clear()
@@ -417,7 +450,15 @@ class KnowledgeBase:
         return await self._run(self._query_vector, " ".join(text.split()))
 
     def _query_vector(self, query: str) -> Any:
-        return cached_query_embed(self.embedder)([query])[0]
+        queries = cached_query_embed(self.embedder)
+        tokens = self._token_embedder if self.coverage else None
+        if tokens is None or query in queries:
+            return queries([query])[0]
+        # Coverage will read its tokens: one forward pass gives both (``embed_query_tokens``).
+        vector, token_vectors = tokens.embed_query_tokens(query)
+        queries.put({query: np.asarray(vector, dtype=np.float32)})
+        cached_query_tokens(tokens).put({query: token_vectors})
+        return vector
 
     # -- search ---------------------------------------------------------------------
 
@@ -575,10 +616,73 @@ class KnowledgeBase:
         if not self.coverage or self._token_embedder is None:
             return None
 
-        def texts(article_id: str) -> list[str]:
-            return [_keyword_text(record) for record in index.texts.get(article_id) or ()]
+        return coverage_scorer(self._token_embedder, query, index.keyword_texts, index.idf())
 
-        return coverage_scorer(self._token_embedder, query, texts, index.idf())
+    # -- warming ----------------------------------------------------------------------
+
+    def _warm_later(self, collection: str) -> None:
+        """Start warming the collection (``warm``), in place of a warm of it still under way."""
+        if not self.warm or self._executor is None:
+            return
+        previous = self._warming.pop(collection, None)
+        if previous is not None:
+            previous.cancel()
+        task = asyncio.get_running_loop().create_task(self._warm(collection), name=f"kb-warm:{collection}")
+        self._warming[collection] = task
+
+        def forget(done: asyncio.Task[None]) -> None:
+            if self._warming.get(collection) is done:
+                del self._warming[collection]
+
+        task.add_done_callback(forget)
+
+    async def warmed(self, collection: str = DEFAULT_COLLECTION) -> None:
+        """Wait for the collection's warm under way, if any (``warm``)."""
+        collection = validate_collection(collection)
+        # A warm that loads the index hands over to the warm that load starts: wait for that one too.
+        while (task := self._warming.get(collection)) is not None:
+            await asyncio.gather(task, return_exceptions=True)
+            if self._warming.get(collection) is task:
+                break
+
+    async def _warm(self, collection: str) -> None:
+        """Embed, one article at a time, what a search landing on it first would: its sentences
+        (the confidence's sentence feature, the excerpt) and its chunks' token vectors (coverage),
+        into the same caches; and first the focus's pleasantries, which every search reads. Only when the whole collection fits in half of each cache
+        (``warm_plan``): a larger help centre would push out what its searches keep using.
+        A newer index of the collection, or ``close``, stops it."""
+        started = time.perf_counter()
+        try:
+            index = self._indexes.get(collection)
+            if index is None:  # a write before any search: loading it starts the warm of what it loads
+                await self._load_index(collection)
+                return
+            tokens = self._token_embedder if self.coverage else None
+            plan = await self._run(warm_plan, index, tokens is not None)
+            if plan is None:
+                log.info("collection %r is too large to warm: its first searches embed as they go", collection)
+                return
+            if self.focus:  # what the focus compares every message's sentences with
+                await self._run(cached_embed(self.embedder), list(focusing.PLEASANTRIES))
+            for article_id in plan:
+                if self._indexes.get(collection) is not index or self._executor is None:
+                    return
+                await self._run(self._warm_article, index, article_id, tokens)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a warm is an optimisation: a search embeds what it finds missing
+            log.warning("warming collection %r failed", collection, exc_info=True)
+            return
+        log.info("warmed collection %r: %d articles in %.1f s", collection, len(plan), time.perf_counter() - started)
+
+    def _warm_article(self, index: _CollectionIndex, article_id: str, tokens: TokenEmbedder | None) -> None:
+        sentences = index.sentences_of(article_id)
+        if sentences:
+            cached_embed(self.embedder)(sentences)
+        if tokens is not None:
+            texts = index.keyword_texts(article_id)
+            if texts:
+                cached_tokens(tokens)(texts)
 
     def forget_keyword_index(self, collection: str) -> None:
         """Drop the collection's keyword index (another process wrote to the
@@ -595,6 +699,7 @@ class KnowledgeBase:
                 # one that ended while we loaded may be missing from it: load again.
                 if self._versions[collection] == version:
                     self._indexes[collection] = loaded
+                    self._warm_later(collection)
             return index
 
     def _load_index_sync(self, collection: str) -> _CollectionIndex:
@@ -673,6 +778,7 @@ class KnowledgeBase:
                 raise
             if self.after_write is not None:
                 await self.after_write(collection)
+        self._warm_later(collection)
 
     async def _apply(self, collection: str, change: _IndexChange) -> None:
         self._versions[collection] += 1

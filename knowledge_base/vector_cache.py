@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Generic, TypeVar
 
@@ -48,6 +48,10 @@ class TextCache(Generic[V]):
     def __len__(self) -> int:
         return len(self._kept)
 
+    def __contains__(self, text: object) -> bool:
+        with self._lock:
+            return text in self._kept
+
     def values(self, texts: Sequence[str]) -> dict[str, V]:
         with self._lock:
             found = {text: self._kept[text] for text in texts if text in self._kept}
@@ -55,18 +59,23 @@ class TextCache(Generic[V]):
                 self._kept.move_to_end(text)
         missing = [text for text in dict.fromkeys(texts) if text not in found]
         if missing:
-            computed = self._compute(missing)
-            with self._lock:
-                for text, value in zip(missing, computed, strict=True):
-                    found[text] = value
-                    if text in self._kept:  # another thread computed it meanwhile
-                        self._spent -= self._cost(self._kept[text])
-                    self._kept[text] = value
-                    self._spent += self._cost(value)
-                while self._spent > self._max_cost and len(self._kept) > 1:
-                    _, dropped = self._kept.popitem(last=False)
-                    self._spent -= self._cost(dropped)
+            computed = dict(zip(missing, self._compute(missing), strict=True))
+            self.put(computed)
+            found.update(computed)
         return found
+
+    def put(self, computed: Mapping[str, V]) -> None:
+        """Keep values computed elsewhere (as ``compute`` would have computed them)."""
+        with self._lock:
+            for text, value in computed.items():
+                if text in self._kept:  # another thread computed it meanwhile
+                    self._spent -= self._cost(self._kept[text])
+                self._kept[text] = value
+                self._kept.move_to_end(text)
+                self._spent += self._cost(value)
+            while self._spent > self._max_cost and len(self._kept) > 1:
+                _, dropped = self._kept.popitem(last=False)
+                self._spent -= self._cost(dropped)
 
 
 class CachedEmbed(TextCache[np.ndarray]):

@@ -331,4 +331,5 @@ def build_knowledge_base(settings: Any) -> KnowledgeBase | None:
         model_path=settings.kb_model_path,
         spelling=settings.kb_spelling,
         coverage=settings.kb_coverage,
+        warm=settings.kb_warm,
     )

@@ -175,3 +175,13 @@ async def test_the_search_reads_coverage_with_the_real_model(
         await off.search("refund")
         assert off._coverage_scorer(off._indexes["default"], "refund") is None
     assert found.hits and 0.0 <= found.confidence <= 1.0
+
+
+def test_a_question_s_vector_and_tokens_come_from_one_pass_as_apart(real_embedder: SentenceTransformerEmbedder) -> None:
+    text = "Can I pay for my order with Bitcoin?"
+    vector, tokens = real_embedder.embed_query_tokens(text)
+    (apart,) = real_embedder.embed_tokens([text])
+    assert vector.dtype == np.float32
+    np.testing.assert_allclose(vector, real_embedder.embed_query(text), atol=1e-5)
+    assert tokens.pieces == apart.pieces and tokens.starts == apart.starts
+    np.testing.assert_allclose(tokens.vectors.astype(np.float32), apart.vectors.astype(np.float32), atol=2e-3)
