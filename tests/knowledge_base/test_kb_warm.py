@@ -3,7 +3,8 @@ its first searches (``KnowledgeBase(warm=True)``, knowledge_base/service.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -66,49 +67,51 @@ class TokenHashingEmbedder(HashingEmbedder):
         return found
 
 
+QUERY = "how long does a refund take to reach my card"
+
+
 def _source(folder: Path) -> Path:
     for article_id, (title, body) in ARTICLES.items():
         write_article(folder, article_id, title, body)
     return folder
 
 
+@contextlib.asynccontextmanager
+async def _written(tmp_path: Path, *, warm: bool) -> AsyncIterator[tuple[KnowledgeBase, TokenHashingEmbedder]]:
+    """A knowledge base with ``ARTICLES`` just ingested, its warm (if any) over."""
+    embedder = TokenHashingEmbedder()
+    async with KnowledgeBase(data_dir=tmp_path / "data", embedder=embedder, warm=warm) as kb:
+        await kb.ingest_dir(_source(tmp_path / "src"))
+        await kb.warmed()  # without a warm under way: at once
+        yield kb, embedder
+
+
 @pytest.mark.asyncio
 async def test_a_warmed_collection_s_first_search_embeds_nothing_more(tmp_path: Path) -> None:
-    embedder = TokenHashingEmbedder()
-    async with KnowledgeBase(data_dir=tmp_path / "data", embedder=embedder, warm=True) as kb:
-        await kb.ingest_dir(_source(tmp_path / "src"))
-        await kb.warmed()
+    async with _written(tmp_path, warm=True) as (kb, embedder):
         documents, tokens = len(embedder.document_texts), len(embedder.token_texts)
         assert tokens > 0 and len(cached_embed(embedder)) > 0
-        query = "how long does a refund take to reach my card"
-        result = await kb.search(query)
+        result = await kb.search(QUERY)
         assert result.hits[0].article_id == "returns"
         # Only the query (its vector and tokens at once), and the focus's runs of its words: every
         # article's sentences and chunks, and the pleasantries, were warmed.
         assert embedder.token_texts[tokens:] == []
-        assert embedder.query_token_texts == [query]
-        assert all(text in query for text in embedder.document_texts[documents:])
+        assert embedder.query_token_texts == [QUERY]
+        assert all(text in QUERY for text in embedder.document_texts[documents:])
 
 
 @pytest.mark.asyncio
 async def test_without_warming_the_first_search_embeds_its_articles(tmp_path: Path) -> None:
-    embedder = TokenHashingEmbedder()
-    async with KnowledgeBase(data_dir=tmp_path / "data", embedder=embedder) as kb:
-        await kb.ingest_dir(_source(tmp_path / "src"))
-        await kb.warmed()  # nothing under way: returns at once
+    async with _written(tmp_path, warm=False) as (kb, embedder):
         assert embedder.token_texts == []
-        query = "how long does a refund take to reach my card"
-        await kb.search(query)
+        await kb.search(QUERY)
         assert "Refunds reach your card within five working days of the parcel arriving." in embedder.document_texts
         assert len(embedder.token_texts) > 1
 
 
 @pytest.mark.asyncio
 async def test_a_write_warms_the_article_it_wrote(tmp_path: Path) -> None:
-    embedder = TokenHashingEmbedder()
-    async with KnowledgeBase(data_dir=tmp_path / "data", embedder=embedder, warm=True) as kb:
-        await kb.ingest_dir(_source(tmp_path / "src"))
-        await kb.warmed()
+    async with _written(tmp_path, warm=True) as (kb, embedder):
         await kb.upsert_article(
             "default",
             "loyalty-points",
@@ -129,13 +132,9 @@ async def test_a_collection_too_large_for_the_caches_is_not_warmed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(kb_service, "CACHE_SIZE", 4)  # half of it: two sentences
-    embedder = TokenHashingEmbedder()
-    async with KnowledgeBase(data_dir=tmp_path / "data", embedder=embedder, warm=True) as kb:
-        await kb.ingest_dir(_source(tmp_path / "src"))
-        await kb.warmed()
+    async with _written(tmp_path, warm=True) as (kb, embedder):
         assert embedder.token_texts == []
-        query = "how long does a refund take to reach my card"
-        await kb.search(query)
+        await kb.search(QUERY)
         assert "Refunds reach your card within five working days of the parcel arriving." in embedder.document_texts
 
 
