@@ -303,8 +303,8 @@ class Settings(BaseSettings):
     # Re-order a search's first three articles by how much of the question each covers
     # (knowledge_base/coverage.py): the portal, the API and the bot.
     kb_coverage: bool = True
-    # After each write or load, embed in the background what a collection's first searches would
-    # (its sentences and token vectors), when it fits in the caches (KnowledgeBase.warm).
+    # At start-up and after each write, embed in the background what a collection's first searches
+    # would (its sentences and token vectors), when it fits in the caches (KnowledgeBase.warm).
     kb_warm: bool = True
     # Markdown folder ingested at start-up when its collection is empty (make run: the sample KB).
     kb_seed_dir: Path | None = None

@@ -636,6 +636,13 @@ class KnowledgeBase:
 
         task.add_done_callback(forget)
 
+    def start_warming(self, collection: str = DEFAULT_COLLECTION) -> None:
+        """Warm the collection in the background (with ``warm``), unless a warm of it is under way:
+        what a host does at start-up for the collections it already has."""
+        collection = validate_collection(collection)
+        if collection not in self._warming:
+            self._warm_later(collection)
+
     async def warmed(self, collection: str = DEFAULT_COLLECTION) -> None:
         """Wait for the collection's warm under way, if any (``warm``)."""
         collection = validate_collection(collection)

@@ -316,6 +316,9 @@ async def _kb_ctx(app: web.Application) -> AsyncIterator[None]:
         if not existing:
             report = await kb.ingest_dir(settings.kb_seed_dir, "default", delete_missing=False)
             log.info("knowledge base seeded from %s: %s", settings.kb_seed_dir, report)
+    # The help centres already written are warmed before their first customer, not by them.
+    for collection in await kb.list_collections():
+        kb.start_warming(collection)
     try:
         yield
     finally:

@@ -164,3 +164,23 @@ async def test_fresh_cookies_do_not_buy_more_votes(kb_hub: Hub) -> None:
     assert statuses == [303, 303, 429, 429, 429]
     rows = await kb_hub.db.read(lambda c: c.execute(sa.select(kb_votes)).all())
     assert len(rows) == 2  # one IP: a vote and a change of mind a day, whatever the cookie
+
+
+@pytest.mark.asyncio
+async def test_the_hub_warms_the_help_centres_it_has_at_start_up(database_url: str, tmp_path: Path) -> None:
+    from hub.kb.setup import build_knowledge_base
+
+    assert build_knowledge_base(make_settings(database_url, tmp_path, kb_enabled=True)).warm is True
+    assert build_knowledge_base(make_settings(database_url, tmp_path, kb_enabled=True, kb_warm=False)).warm is False
+    embedder = HashingEmbedder()
+    async with KnowledgeBase(data_dir=tmp_path / "kb", embedder=embedder) as written:
+        await written.ingest_dir(SAMPLE_DIR)
+    kb = KnowledgeBase(data_dir=tmp_path / "kb", embedder=embedder, warm=True)
+    hub = await start_hub(make_settings(database_url, tmp_path, kb_enabled=True), knowledge_base=kb)
+    try:
+        assert "default" in kb._warming  # started by the hub, not by a search
+        await kb.warmed()
+        index = kb._indexes["default"]
+        assert index.texts and set(index.sentences) == set(index.texts)  # every article's, before any search
+    finally:
+        await hub.client.close()

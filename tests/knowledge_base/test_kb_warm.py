@@ -147,3 +147,19 @@ async def test_closing_stops_a_warm_under_way(tmp_path: Path) -> None:
     assert kb._warming  # started by the write, not awaited
     await kb.close()
     assert not kb._warming
+
+
+@pytest.mark.asyncio
+async def test_a_collection_already_written_is_warmed_when_asked(tmp_path: Path) -> None:
+    async with _written(tmp_path, warm=False):
+        pass
+    embedder = TokenHashingEmbedder()
+    async with KnowledgeBase(data_dir=tmp_path / "data", embedder=embedder, warm=True) as kb:
+        kb.start_warming("default")
+        kb.start_warming("default")  # one under way: not started again
+        await kb.warmed()
+        assert "Refunds reach your card within five working days of the parcel arriving." in embedder.document_texts
+        documents = len(embedder.document_texts)
+        await kb.search(QUERY)
+        assert all(text in QUERY for text in embedder.document_texts[documents:])
+        assert embedder.query_token_texts == [QUERY]
