@@ -36,6 +36,13 @@ process wrote) and ``after_write`` (awaited with the collection after each
 finished write, still under the collection's write lock, so that it can tell
 the other processes).
 
+Warming (``warm=True``, the hub's ``HUB_KB_WARM``): after each write, each
+load of a collection's index, and at a host's start-up (``start_warming``), a
+background task embeds what the collection's first searches would - every
+article's sentences and token vectors, into the caches the search reads - one
+article at a time in the thread pool, so searches interleave with it. Only a
+collection that fits in half of each cache is warmed. ``warmed`` waits for it.
+
 Why this module runs past ~400 lines: ``KnowledgeBase`` is the package's one
 public facade, and its index bookkeeping (``_CollectionIndex``, the write lock
 per collection, the keyword index kept in step with Chroma) is private to it;
@@ -257,7 +264,8 @@ class KnowledgeBase:
         # when the embedder gives token vectors (checked once here, not at every search).
         self.coverage = coverage
         self._token_embedder = self.embedder if isinstance(self.embedder, TokenEmbedder) else None
-        # Embed what a first search would, in the background, after each write or load (``warm``).
+        # Embed what a first search would, in the background, after each write or load of a
+        # collection's index, and when the host asks (``start_warming``).
         self.warm = warm
         self._warming: dict[str, asyncio.Task[None]] = {}
         self._executor: ThreadPoolExecutor | None = None
@@ -655,9 +663,10 @@ class KnowledgeBase:
     async def _warm(self, collection: str) -> None:
         """Embed, one article at a time, what a search landing on it first would: its sentences
         (the confidence's sentence feature, the excerpt) and its chunks' token vectors (coverage),
-        into the same caches; and first the focus's pleasantries, which every search reads. Only when the whole collection fits in half of each cache
-        (``warm_plan``): a larger help centre would push out what its searches keep using.
-        A newer index of the collection, or ``close``, stops it."""
+        into the same caches; and first the focus's pleasantries, which every search reads.
+        Only when the whole collection fits in half of each cache (``warm_plan``): a larger help
+        centre would push out what its searches keep using. A newer index of the collection, or
+        ``close``, stops it."""
         started = time.perf_counter()
         try:
             index = self._indexes.get(collection)
