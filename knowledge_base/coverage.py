@@ -9,8 +9,9 @@ question word by word instead (BERTScore's recall, Zhang et al. 2020):
 
 where ``best(w, a)`` is the mean over the word's pieces of the best cosine
 between the piece's contextual vector and any word piece of the article's
-text chunks (title, heading trail and text, as BM25 reads them), from the
-same model's last layer before pooling (:class:`~knowledge_base.embeddings.TokenEmbedder`).
+text chunks that the search's rankers returned (title, heading trail and
+text, as BM25 reads them; ``knowledge_base.search``), from the same model's
+last layer before pooling (:class:`~knowledge_base.embeddings.TokenEmbedder`).
 Content words are those BM25 keeps (stop words left out); ``idf`` is BM25's
 over the collection's chunks, from the stems the keyword index already holds,
 so a word every article uses weighs little and a rare one ("bitcoin", an
@@ -125,18 +126,13 @@ def cached_query_tokens(embedder: TokenEmbedder) -> TokenCache:
     return TokenCache(embedder.embed_tokens, QUERY_TOKEN_CACHE_TOKENS)
 
 
-def scorer(
-    embedder: TokenEmbedder,
-    query: str,
-    article_texts: Callable[[str], Sequence[str]],
-    idf: Callable[[str], float],
-) -> Callable[[str], float | None]:
-    """An article id -> its coverage of ``query`` (None without text), for the search to call."""
+def scorer(embedder: TokenEmbedder, query: str, idf: Callable[[str], float]) -> Callable[[Sequence[str]], float | None]:
+    """Texts of an article (its chunks as BM25 reads them) -> their coverage of ``query`` (None
+    without text), for the search to call."""
     cache = cached_tokens(embedder)
     question: list[TokenVectors] = []
 
-    def covered(article_id: str) -> float | None:
-        texts = article_texts(article_id)
+    def covered(texts: Sequence[str]) -> float | None:
         if not texts:
             return None
         if not question:

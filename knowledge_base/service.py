@@ -618,13 +618,20 @@ class KnowledgeBase:
 
         return best
 
-    def _coverage_scorer(self, index: _CollectionIndex, query: str) -> Callable[[str], float | None] | None:
+    def _coverage_scorer(
+        self, index: _CollectionIndex, query: str
+    ) -> Callable[[Sequence[ChunkRecord]], float | None] | None:
         """An article's coverage of the query (``knowledge_base.coverage``), None when off or the
         embedder gives no token vectors (the search then ranks and scores as without it)."""
         if not self.coverage or self._token_embedder is None:
             return None
 
-        return coverage_scorer(self._token_embedder, query, index.keyword_texts, index.idf())
+        covered = coverage_scorer(self._token_embedder, query, index.idf())
+
+        def scorer(chunks: Sequence[ChunkRecord]) -> float | None:
+            return covered([_keyword_text(record) for record in chunks])
+
+        return scorer
 
     # -- warming ----------------------------------------------------------------------
 

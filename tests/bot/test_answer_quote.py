@@ -39,8 +39,11 @@ async def sample_hub(
     database_url: str, tmp_path: Path, real_embedder: SentenceTransformerEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Hub]:
     settings = make_settings(database_url, tmp_path, kb_enabled=True, kb_seed_dir=SAMPLE_DIR)
-    kb = KnowledgeBase(data_dir=tmp_path / "kb", embedder=real_embedder)
+    # Warm, as the hub's own knowledge base is (HUB_KB_WARM): a cold first search under a loaded
+    # test run can pass the action's 5 s timeout.
+    kb = KnowledgeBase(data_dir=tmp_path / "kb", embedder=real_embedder, warm=True)
     hub = await start_hub(settings, knowledge_base=kb)
+    await kb.warmed()
     monkeypatch.setenv("HUB_URL", str(hub.client.make_url("/")).rstrip("/"))
     monkeypatch.setenv("HUB_PUBLIC_URL", PUBLIC_URL)
     monkeypatch.delenv("HUB_BOT_API_TOKEN", raising=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -90,7 +91,8 @@ def test_coverage_reorders_the_first_three_articles_and_feeds_the_confidence() -
     covered = {"first": 0.40, "second": 0.70, "third": 0.55, "fourth": 0.99}
     asked: list[str] = []
 
-    def scorer(article_id: str) -> float | None:
+    def scorer(chunks: Sequence[ChunkRecord]) -> float | None:
+        (article_id,) = {chunk.article_id for chunk in chunks}
         asked.append(article_id)
         return covered[article_id]
 
@@ -125,6 +127,44 @@ def test_coverage_reorders_the_first_three_articles_and_feeds_the_confidence() -
     )
     assert [hit.article_id for hit in kept] == ["first", "second", "third", "fourth"]
     assert unread is not None and unread.coverage_lead is None
+
+
+def test_coverage_reads_an_article_through_the_chunks_the_rankers_returned() -> None:
+    def chunk(article_id: str, n: int, kind: str = ranking.TEXT) -> ChunkRecord:
+        suffix = "~q" if kind == ranking.QUESTION else ""
+        return ChunkRecord(
+            id=f"{article_id}#{suffix}{n}", article_id=article_id, title=article_id, heading="", anchor="",
+            text=f"{article_id} part {n}", position=n, kind=kind,
+        )  # fmt: skip
+
+    records = {
+        r.id: r
+        for r in [
+            chunk("long", 0),
+            chunk("long", 1),
+            chunk("long", 2),
+            chunk("faq", 0),
+            chunk("faq", 0, ranking.QUESTION),
+        ]
+    }
+    texts = {"long": [records["long#0"], records["long#1"], records["long#2"]], "faq": [records["faq#0"]]}
+    read: dict[str, list[str]] = {}
+
+    def scorer(chunks: Sequence[ChunkRecord]) -> float | None:
+        read[chunks[0].article_id] = [c.id for c in chunks]
+        return 0.5
+
+    rank_with_evidence(
+        collection="c",
+        semantic=[("faq#~q0", 0.9), ("long#2", 0.8)],
+        keyword=[("long#0", 3.0)],
+        records=records,
+        k=2,
+        texts=texts,
+        coverage=scorer,
+    )
+    # "long#1" was returned by neither ranker; "faq" was found through its listed question only.
+    assert read == {"long": ["long#0", "long#2"], "faq": ["faq#0"]}
 
 
 def test_an_embedder_without_token_vectors_searches_as_before(tmp_path: Path) -> None:
@@ -169,7 +209,7 @@ async def test_the_search_reads_coverage_with_the_real_model(
         index = kb._indexes["default"]
         scorer = kb._coverage_scorer(index, "How do I get my money back for a jacket I returned?")
         assert scorer is not None
-        assert 0.0 < (scorer(found.hits[0].article_id) or 0.0) <= 1.0
+        assert 0.0 < (scorer(index.texts[found.hits[0].article_id]) or 0.0) <= 1.0
         assert index.idfs  # made once, with the index
     async with KnowledgeBase(data_dir=sample_data_dir, embedder=real_embedder, coverage=False) as off:
         await off.search("refund")
