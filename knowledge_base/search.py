@@ -78,9 +78,10 @@ vectors and ``KnowledgeBase(coverage=True)``, the default): each of the first
 ``RERANK_DEPTH`` articles is scored by how much of the question it covers,
 word by word, read through its text chunks that either ranker returned (its
 first chunk when only a listed question found it), and they are re-ordered by
-``fused / (1 + KEYWORD_WEIGHT) + COVERAGE_WEIGHT * coverage``. ``share`` is then the new top article's part of
-the softmax over the fused scores, lower when coverage overrode the fusion, so
-the confidence model above (unchanged) is less sure of such a top article.
+``fused / (1 + KEYWORD_WEIGHT) + COVERAGE_WEIGHT * coverage``. ``share`` is
+then the new top article's part of the softmax over the fused scores, lower
+when coverage overrode the fusion, so the confidence model above (unchanged)
+is less sure of such a top article.
 COVERAGE_WEIGHT is 0.25: on the eight development sets' top three (787
 questions) hit@1 is 0.841 at 0, 0.853 at 0.25 and 0.858 at 1, but from 0.5
 short colloquial questions lose their article to one using their literal
