@@ -40,8 +40,10 @@ Warming (``warm=True``, the hub's ``HUB_KB_WARM``): after each write, each
 load of a collection's index, and at a host's start-up (``start_warming``), a
 background task embeds what the collection's first searches would - every
 article's sentences and token vectors, into the caches the search reads - one
-article at a time in the thread pool, so searches interleave with it. Only a
-collection that fits in half of each cache is warmed. ``warmed`` waits for it.
+article at a time in the thread pool, and only while no search (nor an
+embedding asked for a customer's message) is in flight: a warm gives way to
+customers, never competes with them for the CPU. Only a collection that fits
+in half of each cache is warmed. ``warmed`` waits for it.
 
 Why this module runs past ~400 lines: ``KnowledgeBase`` is the package's one
 public facade, and its index bookkeeping (``_CollectionIndex``, the write lock
@@ -268,6 +270,10 @@ class KnowledgeBase:
         # collection's index, and when the host asks (``start_warming``).
         self.warm = warm
         self._warming: dict[str, asyncio.Task[None]] = {}
+        # Searches and embeddings for customers in flight; a warm waits for none (``_foreground``).
+        self._in_flight = 0
+        self._quiet = asyncio.Event()
+        self._quiet.set()
         self._executor: ThreadPoolExecutor | None = None
         self._store: ChromaStore | None = None
         self._indexes: dict[str, _CollectionIndex] = {}
@@ -331,6 +337,17 @@ class KnowledgeBase:
             raise KnowledgeBaseError(messages.NOT_STARTED)
         call = functools.partial(func, *args, **kwargs) if args or kwargs else func
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    async def _foreground(self, func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """``_run`` for work a customer waits on: a warm embeds nothing new until none is in flight."""
+        self._in_flight += 1
+        self._quiet.clear()
+        try:
+            return await self._run(func, *args, **kwargs)
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._quiet.set()
 
     @property
     def store(self) -> ChromaStore:
@@ -450,12 +467,12 @@ class KnowledgeBase:
 
     async def embed(self, texts: Sequence[str]) -> Any:
         """The knowledge base's embeddings of ``texts`` (normalised rows), computed in its thread pool."""
-        return await self._run(self.embedder.embed_documents, list(texts))
+        return await self._foreground(self.embedder.embed_documents, list(texts))
 
     async def embed_query(self, text: str) -> Any:
         """The vector :meth:`search` uses for ``text`` as a query, from the same cache: embedding a
         customer's message for something else first (the hub's triage) costs the search nothing."""
-        return await self._run(self._query_vector, " ".join(text.split()))
+        return await self._foreground(self._query_vector, " ".join(text.split()))
 
     def _query_vector(self, query: str) -> Any:
         queries = cached_query_embed(self.embedder)
@@ -499,7 +516,7 @@ class KnowledgeBase:
                     collection=collection, indexed=", ".join(sorted(index.embedders)), current=self.embedder.name
                 )
             )
-        return await self._run(self._search_sync, typed, k, collection, index, excerpt)
+        return await self._foreground(self._search_sync, typed, k, collection, index, excerpt)
 
     def _search_sync(
         self, typed: str, k: int, collection: str, index: _CollectionIndex, excerpt: bool = False
@@ -548,7 +565,7 @@ class KnowledgeBase:
         index = self._indexes.get(collection) or await self._load_index(collection)
         if not index.records:
             return focusing.clip(text, MAX_QUERY_CHARS)
-        return await self._run(self._as_searched_sync, text, collection, index, edges)
+        return await self._foreground(self._as_searched_sync, text, collection, index, edges)
 
     def _as_searched_sync(self, text: str, collection: str, index: _CollectionIndex, edges: bool = True) -> str:
         corrected = index.speller().correct(text) if self.spelling else text
@@ -688,6 +705,9 @@ class KnowledgeBase:
             if self.focus:  # what the focus compares every message's sentences with
                 await self._run(cached_embed(self.embedder), list(focusing.PLEASANTRIES))
             for article_id in plan:
+                # Customers first: under load (the bot's searches, the hub's triage) an article
+                # warmed alongside them slowed searches past the bot's timeout.
+                await self._quiet.wait()
                 if self._indexes.get(collection) is not index or self._executor is None:
                     return
                 await self._run(self._warm_article, index, article_id, tokens)

@@ -3,7 +3,9 @@ its first searches (``KnowledgeBase(warm=True)``, knowledge_base/service.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -163,3 +165,44 @@ async def test_a_collection_already_written_is_warmed_when_asked(tmp_path: Path)
         await kb.search(QUERY)
         assert all(text in QUERY for text in embedder.document_texts[documents:])
         assert embedder.query_token_texts == [QUERY]
+
+
+class BlockingQueryEmbedder(TokenHashingEmbedder):
+    """Holds one query's embedding until released: a search in flight, as long as a test likes."""
+
+    def __init__(self, blocked: str) -> None:
+        super().__init__()
+        self.blocked = blocked
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def embed_query_tokens(self, text: str) -> tuple[np.ndarray, TokenVectors]:
+        if text == self.blocked:
+            self.entered.set()
+            assert self.release.wait(30)
+        return super().embed_query_tokens(text)
+
+
+@pytest.mark.asyncio
+async def test_a_warm_gives_way_to_searches_in_flight(tmp_path: Path) -> None:
+    embedder = BlockingQueryEmbedder(QUERY)
+    async with KnowledgeBase(data_dir=tmp_path / "data", embedder=embedder, warm=False) as kb:
+        await kb.ingest_dir(_source(tmp_path / "src"))
+        await kb.as_searched("hello")  # the index loaded, nothing of the articles embedded
+        kb.warm = True
+        documents = len(embedder.document_texts)  # the ingest embedded the chunks
+        search = asyncio.create_task(kb.search(QUERY))
+        try:
+            await asyncio.to_thread(embedder.entered.wait, 30)
+            kb.start_warming("default")
+            # The warm may embed the pleasantries, never an article, while the search is in flight.
+            await asyncio.sleep(0.5)
+            assert embedder.token_texts == []
+            assert not any("Print the prepaid label" in text for text in embedder.document_texts[documents:])
+        finally:
+            embedder.release.set()
+        assert (await search).hits[0].article_id == "returns"
+        await kb.warmed()
+        for _title, body in ARTICLES.values():
+            for paragraph in body.split("\n\n"):
+                assert any(paragraph in text for text in embedder.token_texts), paragraph
