@@ -536,3 +536,42 @@ async def test_a_run_with_failures_logs_no_name_address_or_text(hub: Hub, caplog
     assert logged  # the run did log (requests, the failed delivery)
     for needle in (name, "Ottoline", email, "pomegranate", "ottoline-chat"):
         assert needle not in logged, needle
+
+
+@pytest.mark.asyncio
+async def test_a_client_that_leaves_is_logged_as_499_not_as_the_hubs_error(caplog: pytest.LogCaptureFixture) -> None:
+    """A caller's timeout (the bot's action server gives a search 5 s) cancels the handler where the
+    server cancels handlers whose client left: that is a warning with nginx's 499, not a 500 at ERROR."""
+    from aiohttp import ClientSession, ClientTimeout, web
+    from aiohttp.test_utils import TestServer
+
+    from hub import keys
+    from hub.api.middleware import observe_middleware
+    from hub.metrics import Metrics
+
+    started = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        started.set()
+        await asyncio.sleep(30)
+        return web.json_response({})
+
+    async def failing(request: web.Request) -> web.Response:
+        raise RuntimeError("a real fault")
+
+    app = web.Application(middlewares=[observe_middleware])
+    app[keys.METRICS] = Metrics()
+    app.router.add_get("/slow", slow)
+    app.router.add_get("/failing", failing)
+    caplog.set_level(logging.INFO, logger="hub.http")
+    async with TestServer(app, host="127.0.0.1", handler_cancellation=True) as server:
+        async with ClientSession(timeout=ClientTimeout(total=0.3)) as session:
+            with pytest.raises(asyncio.TimeoutError):
+                await session.get(server.make_url("/slow"))
+            assert started.is_set()
+            left = await wait_for(lambda: [r for r in caplog.records if "/slow" in r.getMessage()])
+            assert [(r.levelno, r.status) for r in left] == [(logging.WARNING, 499)]
+            async with session.get(server.make_url("/failing")) as response:
+                assert response.status == 500
+    failed = [r for r in caplog.records if "/failing" in r.getMessage()]
+    assert [(r.levelno, r.status) for r in failed] == [(logging.ERROR, 500)]
