@@ -895,8 +895,8 @@ async def run(args: argparse.Namespace, industries: list[Industry]) -> dict[str,
             # A team writes its help centre, then its customers come: the questions wait for the warm
             # the write started (HUB_KB_WARM), as they wait below for the NLU's adaptation. Eight
             # conversations' first searches landing at once on a help centre written a moment before
-            # took 5 s on the 2 cores, the bot's limit, and handed customers to a person as
-            # kb-unavailable; that cold start is kb_search.py's first_searches.
+            # took up to 5 s on the 2 cores, the bot's limit (past it a customer is handed to a person
+            # as kb-unavailable); that cold start is kb_search.py's first_searches.
             started = time.perf_counter()
             await hub.kb.warmed("default")
             warm_seconds = time.perf_counter() - started

@@ -40,10 +40,10 @@ Warming (``warm=True``, the hub's ``HUB_KB_WARM``): after each write, each
 load of a collection's index, and at a host's start-up (``start_warming``), a
 background task embeds what the collection's first searches would - every
 article's sentences and token vectors, into the caches the search reads - one
-article at a time in the thread pool, and only while no search (nor an
-embedding asked for a customer's message) is in flight: a warm gives way to
-customers, never competes with them for the CPU. Only a collection that fits
-in half of each cache is warmed. ``warmed`` waits for it.
+article at a time in the thread pool, and starting an article only while no
+search (nor an embedding asked for a customer's message) is in flight: a warm
+gives way to customers rather than competing with them for the CPU. Only a
+collection that fits in half of each cache is warmed. ``warmed`` waits for it.
 
 Why this module runs past ~400 lines: ``KnowledgeBase`` is the package's one
 public facade, and its index bookkeeping (``_CollectionIndex``, the write lock
@@ -294,6 +294,9 @@ class KnowledgeBase:
         if self._executor is not None:
             return
         self._executor = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="kb")
+        self._in_flight = 0
+        self._quiet = asyncio.Event()  # of this event loop, should a closed knowledge base start again in another
+        self._quiet.set()
         try:
             self._store = await self._run(
                 ChromaStore.open,
