@@ -32,7 +32,11 @@ class TextCache(Generic[V]):
     ``cost`` (1 each by default) passes ``max_cost``, the newest always kept; thread-safe.
 
     :meth:`values` computes those not cached in one call of ``compute``, which MUST
-    be deterministic and return one value per text, in order.
+    be deterministic and return one value per text, in order. A text another thread is
+    computing at that moment is waited for, not computed twice: eight customers' first
+    searches landing at once on a help centre written a moment before, or a search landing
+    on the article a warm is embedding, share the work instead of multiplying it. A thread
+    computes the texts it claimed before it waits for any other's, so no two wait on each other.
     """
 
     def __init__(
@@ -44,6 +48,8 @@ class TextCache(Generic[V]):
         self._kept: OrderedDict[str, V] = OrderedDict()
         self._spent = 0
         self._lock = threading.Lock()
+        # Texts being computed, each with the event its thread sets when done (kept or failed).
+        self._pending: dict[str, threading.Event] = {}
 
     def __len__(self) -> int:
         return len(self._kept)
@@ -53,15 +59,38 @@ class TextCache(Generic[V]):
             return text in self._kept
 
     def values(self, texts: Sequence[str]) -> dict[str, V]:
+        claimed = threading.Event()
         with self._lock:
             found = {text: self._kept[text] for text in texts if text in self._kept}
             for text in found:
                 self._kept.move_to_end(text)
-        missing = [text for text in dict.fromkeys(texts) if text not in found]
-        if missing:
-            computed = dict(zip(missing, self._compute(missing), strict=True))
-            self.put(computed)
-            found.update(computed)
+            missing = [text for text in dict.fromkeys(texts) if text not in found]
+            theirs = {text: self._pending[text] for text in missing if text in self._pending}
+            mine = [text for text in missing if text not in theirs]
+            for text in mine:
+                self._pending[text] = claimed
+        if mine:
+            try:
+                computed = dict(zip(mine, self._compute(mine), strict=True))
+                self.put(computed)
+                found.update(computed)
+            finally:
+                with self._lock:
+                    for text in mine:
+                        if self._pending.get(text) is claimed:
+                            del self._pending[text]
+                claimed.set()
+        if theirs:
+            for event in set(theirs.values()):
+                event.wait()
+            with self._lock:
+                found.update({text: self._kept[text] for text in theirs if text in self._kept})
+            # Pushed out already by a full cache, or their computation failed: computed here.
+            rest = [text for text in theirs if text not in found]
+            if rest:
+                computed = dict(zip(rest, self._compute(rest), strict=True))
+                self.put(computed)
+                found.update(computed)
         return found
 
     def put(self, computed: Mapping[str, V]) -> None:
