@@ -61,9 +61,9 @@ def _wait(predicate: Callable[[], bool]) -> None:
     raise AssertionError("never happened")
 
 
-def test_a_text_being_computed_is_waited_for_not_computed_again() -> None:
-    compute = GatedCompute("shared sentence")
-    cache: TextCache[int] = TextCache(compute, max_cost=100)
+def _meet(compute: GatedCompute, cache: TextCache[int]) -> tuple[dict[str, object], dict[str, object]]:
+    """A first thread computes "shared sentence" (held by ``compute``); meanwhile a second asks for
+    it and for "its own", and has computed its own when the first is let go. Both threads' results."""
     first, first_result = _in_thread(lambda: cache.values(["shared sentence"]))
     assert compute.entered.wait(WAIT)
     second, second_result = _in_thread(lambda: cache.values(["shared sentence", "its own"]))
@@ -72,23 +72,23 @@ def test_a_text_being_computed_is_waited_for_not_computed_again() -> None:
     compute.release.set()
     first.join(WAIT)
     second.join(WAIT)
-    assert first_result["value"] == {"shared sentence": 15}
-    assert second_result["value"] == {"shared sentence": 15, "its own": 7}
+    return first_result, second_result
+
+
+def test_a_text_being_computed_is_waited_for_not_computed_again() -> None:
+    compute = GatedCompute("shared sentence")
+    first, second = _meet(compute, TextCache(compute, max_cost=100))
+    assert first["value"] == {"shared sentence": 15}
+    assert second["value"] == {"shared sentence": 15, "its own": 7}
     assert compute.calls == [["shared sentence"], ["its own"]]
 
 
 def test_when_the_other_thread_fails_the_waiting_one_computes_it_itself() -> None:
     compute = GatedCompute("shared sentence", fail=True)
     cache: TextCache[int] = TextCache(compute, max_cost=100)
-    first, first_result = _in_thread(lambda: cache.values(["shared sentence"]))
-    assert compute.entered.wait(WAIT)
-    second, second_result = _in_thread(lambda: cache.values(["shared sentence", "its own"]))
-    _wait(lambda: compute.called_with(["its own"]))
-    compute.release.set()
-    first.join(WAIT)
-    second.join(WAIT)
-    assert isinstance(first_result["error"], RuntimeError)
-    assert second_result["value"] == {"shared sentence": 15, "its own": 7}
+    first, second = _meet(compute, cache)
+    assert isinstance(first["error"], RuntimeError)
+    assert second["value"] == {"shared sentence": 15, "its own": 7}
     assert compute.calls == [["shared sentence"], ["its own"], ["shared sentence"]]
     assert cache.values(["shared sentence"]) == {"shared sentence": 15}  # kept by the second
     assert len(compute.calls) == 3
