@@ -38,21 +38,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import yaml
-from _common import ROOT, emit
+from _common import ROOT, emit, percentile
 
 from knowledge_base import KnowledgeBase, SentenceTransformerEmbedder
 
 INDUSTRY = ROOT / "bench" / "data" / "domains_dev" / "rental-homes"
 BOT_LIMIT_S = 5.0  # bot.actions.settings' default HUB_BOT_KB_TIMEOUT
 QUICK_PER_CUSTOMER = 4
-
-
-def percentile(values: Sequence[float], pct: float) -> float:
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * pct / 100
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 async def burst(industry: Path, customers: int, per_customer: int | None, warm: bool) -> dict[str, Any]:
