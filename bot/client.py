@@ -67,6 +67,16 @@ class RasaClient:
         if self._session is not None:
             await self._session.close()
 
+    async def reconnect(self) -> None:
+        """Forget every pooled connection: the next request opens a new one.
+
+        For when the server on our URL changed (a foreign Rasa left its port and
+        ours took it): a kept-alive connection to the old one would carry our
+        next requests to it, not to whoever listens on the port now."""
+        old, self._session = self._session, None
+        if old is not None:
+            await old.close()
+
     def _params(self) -> dict[str, str]:
         return {"token": self.token} if self.token else {}
 

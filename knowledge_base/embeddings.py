@@ -112,6 +112,14 @@ class SentenceTransformerEmbedder:
         self.dimension = 0
         self._model: SentenceTransformer | None = None
         self._lock = threading.Lock()
+        # A fast (Rust) tokenizer is not thread-safe: each call sets its padding and
+        # truncation on the one shared object, and ``encode`` pads while the token path
+        # (``_token_vectors``) does not. Two pool threads interleaving once gave "Unable
+        # to create tensor ... excessive nesting" (an unpadded batch), and can raise
+        # "Already borrowed" (huggingface/transformers#47085, tokenizers#537). Every
+        # tokenizer call takes this lock; the forward passes, the costly part, still run
+        # side by side.
+        self._tokenizing = threading.Lock()
 
     def load(self) -> None:
         self._loaded()
@@ -134,6 +142,15 @@ class SentenceTransformerEmbedder:
             if dimension is None:
                 raise KnowledgeBaseError(f"the embedding model at {path} does not say its dimension")
             self.dimension = int(dimension)
+            preprocess = model.preprocess
+
+            def serialised(*args: Any, **kwargs: Any) -> Any:
+                with self._tokenizing:
+                    return preprocess(*args, **kwargs)
+
+            # ``encode`` tokenizes each batch through ``self.preprocess``: the instance's own
+            # attribute is found first, so every batch's tokenizing takes the lock.
+            model.preprocess = serialised  # type: ignore[method-assign]
             self._model = model
             return model
 
@@ -189,13 +206,14 @@ class SentenceTransformerEmbedder:
         """The texts' pieces (their own tokenizer's, special tokens left out) with the model's rows."""
         tokenizer = model.tokenizer
         fast = bool(getattr(tokenizer, "is_fast", False))
-        encoded = tokenizer(
-            list(texts),
-            truncation=True,
-            max_length=model.max_seq_length,
-            return_special_tokens_mask=True,
-            return_offsets_mapping=fast,
-        )
+        with self._tokenizing:  # the tokenizer ``encode`` uses too (see ``__init__``)
+            encoded = tokenizer(
+                list(texts),
+                truncation=True,
+                max_length=model.max_seq_length,
+                return_special_tokens_mask=True,
+                return_offsets_mapping=fast,
+            )
         found = []
         for position, (text, rows) in enumerate(zip(texts, outputs, strict=True)):
             ids = encoded["input_ids"][position]

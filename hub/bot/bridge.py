@@ -195,6 +195,14 @@ class BotBridge(JobWorker[Job]):
             return {"ok": False, "mode": "fallback", "error": self.last_error}
         return {"ok": True}
 
+    def unavailable(self, reason: str) -> None:
+        """Rasa is known not to answer (not up within HUB_RASA_READY_WAIT): it is still
+        asked, with fallback answers on errors, and ``/readyz`` says why until it answers."""
+        self._set_degraded(True, reason)
+
+    def available(self) -> None:
+        self._set_degraded(False)
+
     def hold(self, reason: str) -> None:
         """Answer in fallback mode without asking Rasa, until ``release``."""
         self.held = reason

@@ -180,25 +180,59 @@ async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
                 log.info("Rasa warmed up in %.1f s", took)
         return state
 
+    stranger_reason = "the Rasa on its port is not this hub's"
+    starting_reason = "this hub's Rasa is starting"
+
+    async def until_answering(state: str) -> None:
+        """From a start or restart that ``ready_by_deadline`` left at ``state``, until Rasa answers.
+
+        Customers get fallback answers meanwhile, and ``/readyz`` says why: never "ok" while
+        nothing answers. A Rasa this hub did not start (``FOREIGN``) is never asked; once it
+        goes, ours starts on the freed port and is waited for as at a start. Once Rasa
+        answers it is warmed up (one parse), as at a start, before the bot reads healthy."""
+        warmed = state == "ready"  # ``ready_by_deadline`` warms what it finds ready
+        while state != "ready":
+            _note_foreign(state, url, foreign, own=own_rasa is not None)
+            if state in FOREIGN:
+                bridge.hold(stranger_reason)  # never ask a stranger
+            else:
+                if bridge.held in (stranger_reason, starting_reason):
+                    bridge.release()  # asked again, falling back on errors
+                bridge.unavailable(
+                    f"Rasa at {url} is not answering ({state}) after HUB_RASA_READY_WAIT "
+                    f"({settings.rasa_ready_wait:g} s); fallback answers until it does"
+                )
+            await asyncio.sleep(2.0)
+            was_foreign, state = state in FOREIGN, await probe()
+            warmed = False
+            if was_foreign and state not in FOREIGN:
+                # It went: our own Rasa starts on the freed port. Wait for it and
+                # warm it up as at a normal start; fallback answers meanwhile.
+                _note_foreign(state, url, foreign, own=own_rasa is not None)
+                log.info("the foreign Rasa at %s is gone; waiting for this hub's own", url)
+                bridge.hold(starting_reason)
+                # The probe that saw it go may have ridden a connection the foreign one
+                # still kept alive: start afresh, so nothing (the warm-up parse included)
+                # is carried to it.
+                await client.reconnect()
+                state = await ready_by_deadline()
+                warmed = state == "ready"
+        foreign.clear()
+        if not warmed:
+            took = await client.warm_up()
+            if took is not None:
+                log.info("Rasa answers, past its ready wait; warmed up in %.1f s", took)
+        if bridge.held in (stranger_reason, starting_reason):
+            bridge.release()
+        bridge.available()
+
     async def start_when_ready() -> None:
         await triage.load()  # the examples embed while Rasa loads
         state = await ready_by_deadline()
         if state in FOREIGN:
-            bridge.hold("the Rasa on its port is not this hub's")  # never ask a stranger
+            bridge.hold(stranger_reason)  # never ask a stranger
         bridge.start()  # not ready by the deadline: the bridge answers in fallback mode
-        while state in FOREIGN:  # until the stranger goes and our own Rasa answers
-            _note_foreign(state, url, foreign, own=own_rasa is not None)
-            await asyncio.sleep(2.0)
-            state = await probe()
-            if state not in FOREIGN:
-                # It went: our own Rasa starts on the freed port. Wait for it
-                # and warm it up as at a normal start; fallback answers meanwhile.
-                _note_foreign(state, url, foreign, own=own_rasa is not None)
-                log.info("the foreign Rasa at %s is gone; waiting for this hub's own", url)
-                bridge.hold("this hub's Rasa is starting")
-                state = await ready_by_deadline()
-        foreign.clear()
-        bridge.release()
+        await until_answering(state)
         if watcher is not None:
             await watcher.run()  # until cancelled: the NLU follows the knowledge base
 
@@ -214,6 +248,7 @@ async def rasa_ctx(app: web.Application) -> AsyncIterator[None]:
         if bridge.held == restarting_reason:
             bridge.release()  # ready, or past HUB_RASA_READY_WAIT: asked again, falling back on errors
         log.info("this hub's Rasa is %s after its restart", "back" if state == "ready" else f"still {state}")
+        await until_answering(state)
 
     if own_rasa is not None:
         recorded = own_rasa.on_spawn

@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import pytest_asyncio
@@ -42,6 +43,7 @@ from knowledge_base.service import MAX_QUERY_CHARS
 SEARCH_PATH = "/api/v1/kb/search"
 TOPICS_PATH = "/api/v1/kb/topics"
 PUBLIC_URL = "https://help.example.test"
+SEND_TIMEOUT = 120.0  # a message to the real Rasa; seconds at most when the machine is quiet
 
 ARTICLES: list[dict[str, Any]] = [
     {
@@ -239,7 +241,8 @@ class RasaStack:
         payload: dict[str, Any] = {"sender": sender, "message": text}
         if metadata is not None:
             payload["metadata"] = metadata
-        answer = launch.post_json(f"{self.rasa_url}/webhooks/rest/webhook", payload)
+        # Not a timing test: a loaded CI machine once took over 30 s (post_json's default).
+        answer = launch.post_json(f"{self.rasa_url}/webhooks/rest/webhook", payload, timeout=SEND_TIMEOUT)
         assert isinstance(answer, list), answer
         return answer
 
@@ -289,6 +292,10 @@ def rasa_stack(
             children.append((child, child.process.pid))
         for child, timeout in ((actions, launch.ACTIONS_READY_TIMEOUT), (rasa, launch.RASA_READY_TIMEOUT)):
             child.wait_ready(timeout)
+        # As the hub does at start (``RasaClient.warm_up``): the model's graphs are built by
+        # this parse, not by the first test's message (seconds; more on a loaded machine).
+        launch.post_json(f"http://127.0.0.1:{rasa_port}/model/parse?token={quote(token)}", {"text": "hello"},
+                         timeout=SEND_TIMEOUT)  # fmt: skip
         yield RasaStack(
             rasa_url=f"http://127.0.0.1:{rasa_port}",
             token=token,

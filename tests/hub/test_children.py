@@ -295,7 +295,7 @@ async def test_a_foreign_rasa_on_the_port_is_reported_not_used(
 # with, as `rasa run --auth-token` does (the REST channel's webhook takes no
 # token, in Rasa as here), and it writes each request's path to a file.
 STAND_IN_RASA = """#!{python}
-import json, sys
+import json, os, sys, time
 from aiohttp import web
 
 port = int(sys.argv[sys.argv.index("--port") + 1])
@@ -315,8 +315,25 @@ async def handle(request):
 
 app = web.Application()
 app.router.add_route("*", "/{{tail:.*}}", handle)
+while not os.path.exists({go!r}):  # a Rasa still loading its model: nothing listens yet
+    time.sleep(0.05)
 web.run_app(app, host="127.0.0.1", port=port, print=None)
 """
+
+
+def stand_in_rasa(tmp_path: Path, *, listening: bool = True) -> tuple[Path, Path, Path]:
+    """A venv whose ``rasa`` answers as ``rasa run`` does and writes each path it is asked
+    (with the hub's token) to ``calls``; it listens once ``go`` exists. Returns (calls, venv, go)."""
+    calls = tmp_path / "own-rasa-calls.txt"
+    go = tmp_path / "own-rasa-go"
+    if listening:
+        go.touch()
+    venv = tmp_path / "stand-in-venv"
+    (venv / "bin").mkdir(parents=True)
+    rasa = venv / "bin" / "rasa"
+    rasa.write_text(STAND_IN_RASA.format(python=sys.executable, calls=str(calls), go=str(go)))
+    rasa.chmod(0o755)
+    return calls, venv, go
 
 
 @pytest.mark.parametrize("status", [401, 200], ids=["refuses-the-token", "takes-any-token"])
@@ -328,12 +345,7 @@ async def test_when_the_foreign_rasa_leaves_the_hubs_own_starts_warms_up_and_ans
 
     seen: list[str] = []
     port, stranger = await serve_stranger(status, seen)
-    calls = tmp_path / "own-rasa-calls.txt"
-    venv = tmp_path / "stand-in-venv"
-    (venv / "bin").mkdir(parents=True)
-    rasa = venv / "bin" / "rasa"
-    rasa.write_text(STAND_IN_RASA.format(python=sys.executable, calls=str(calls)))
-    rasa.chmod(0o755)
+    calls, venv, _ = stand_in_rasa(tmp_path)
 
     url = f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"
     await asyncio.to_thread(upgrade, url)
@@ -380,6 +392,58 @@ async def test_when_the_foreign_rasa_leaves_the_hubs_own_starts_warms_up_and_ans
     finally:
         await hub.client.close()
         await stranger.cleanup()
+
+
+@pytest.mark.asyncio
+async def test_a_rasa_not_up_by_its_ready_wait_reads_unhealthy_until_it_answers_and_is_warmed(
+    tmp_path: Path,
+) -> None:
+    from hub.storage.migrate import upgrade
+
+    calls, venv, go = stand_in_rasa(tmp_path, listening=False)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"
+    await asyncio.to_thread(upgrade, url)
+    settings = make_settings(
+        url,
+        tmp_path,
+        bot="rasa",
+        rasa_port=free_port(),
+        action_port=free_port(),
+        rasa_venv=venv,
+        rasa_ready_wait=1.0,
+        rasa_timeout=2.0,
+    )
+    hub = await start_hub(settings, knowledge_base=None)
+
+    async def bot_check() -> dict[str, Any]:
+        return dict((await (await hub.client.get("/readyz")).json())["checks"]["bot"])
+
+    async def bot_answer(cid: int) -> list[str]:
+        page = await hub.api("GET", f"/api/v1/conversations/{cid}/timeline", params={"limit": 50})
+        return [m["body"] for m in page["items"] if m["author_kind"] == "bot"]
+
+    try:
+        # Past the ready wait with nothing listening: not "ok" (it was, until a customer's
+        # message failed), and why; customers get the fallback answer meanwhile.
+        found = await wait_for(lambda: _mode_is(bot_check, "fallback"), timeout=30)
+        assert found["ok"] is False and "is not answering" in found["error"] and "HUB_RASA_READY_WAIT" in found["error"]
+        body = await (await hub.client.get("/readyz")).json()
+        assert body["status"] != "ready", body
+        early = await hub.inbound({"from": "early", "text": "Is anyone there?", "id": "s1"})
+        early_cid = (await hub.api("GET", f"/api/v1/messages/{early['received'][0]['message_id']}"))["conversation_id"]
+        assert await wait_for(lambda: bot_answer(early_cid), timeout=30)
+        assert not calls.exists()
+
+        go.touch()  # Rasa has loaded: healthy once it answers and has been warmed, with no message
+        assert await wait_for(lambda: _mode_is(bot_check, None), timeout=60) == {"ok": True}
+        assert calls.read_text().splitlines().count("/model/parse") == 1
+        later = await hub.inbound({"from": "later", "text": "And now?", "id": "s2"})
+        later_cid = (await hub.api("GET", f"/api/v1/messages/{later['received'][0]['message_id']}"))["conversation_id"]
+        assert await wait_for(lambda: bot_answer(later_cid), timeout=15) == ["Answer from the hub's own Rasa"]
+        own = calls.read_text().splitlines()
+        assert own.index("/model/parse") < own.index("/webhooks/rest/webhook")
+    finally:
+        await hub.client.close()
 
 
 async def _mode_is(check: Any, mode: str | None) -> dict[str, Any] | None:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import math
+import threading
+import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -173,6 +177,52 @@ def test_an_embedder_without_token_vectors_searches_as_before(tmp_path: Path) ->
     kb = KnowledgeBase(data_dir=tmp_path, embedder=HashingEmbedder())
     assert kb.coverage
     assert KnowledgeBase(data_dir=tmp_path, embedder=HashingEmbedder(), coverage=False).coverage is False
+
+
+def test_pool_threads_never_tokenize_at_once(
+    real_embedder: SentenceTransformerEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sentence vectors (padded batches) and token vectors (unpadded) from four threads at once:
+    the one fast tokenizer is never in two calls together, and every answer is the one a
+    single thread gets. Unserialised, a call that set padding raced one that unset it, and a
+    burst of searches once failed with "Unable to create tensor" (an unpadded batch)."""
+    texts = [["where is my parcel", "it never arrived and the tracking has not moved since Monday"],
+             ["can I pay with Bitcoin?"], ["refund", "my card was declined twice at checkout today"]]  # fmt: skip
+    expected = [(real_embedder.embed_documents(batch), real_embedder.embed_tokens(batch)) for batch in texts]
+    tokenizer = real_embedder._loaded().tokenizer
+    encode_plus = type(tokenizer)._encode_plus
+    inside: list[int] = []
+    most = [0]
+    guard = threading.Lock()
+
+    def watched(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with guard:
+            inside.append(1)
+            most[0] = max(most[0], len(inside))
+        try:
+            time.sleep(0.002)  # widen the window an unserialised caller would race in
+            return encode_plus(self, *args, **kwargs)
+        finally:
+            with guard:
+                inside.pop()
+
+    monkeypatch.setattr(type(tokenizer), "_encode_plus", watched)
+
+    def work(seed: int) -> list[tuple[np.ndarray, list[TokenVectors]]]:
+        return [
+            (real_embedder.embed_documents(texts[(seed + n) % 3]), real_embedder.embed_tokens(texts[(seed + n) % 3]))
+            for n in range(6)
+        ]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(work, range(4)))
+    assert most[0] == 1
+    for seed, answers in enumerate(results):
+        for n, (vectors, tokens) in enumerate(answers):
+            want_vectors, want_tokens = expected[(seed + n) % 3]
+            assert np.allclose(vectors, want_vectors, atol=1e-5)
+            assert [t.pieces for t in tokens] == [t.pieces for t in want_tokens]
+            assert all(np.allclose(a.vectors, b.vectors, atol=1e-2) for a, b in zip(tokens, want_tokens, strict=True))
 
 
 def test_the_model_s_token_vectors_leave_out_special_tokens(real_embedder: SentenceTransformerEmbedder) -> None:
