@@ -336,16 +336,9 @@ def stand_in_rasa(tmp_path: Path, *, listening: bool = True) -> tuple[Path, Path
     return calls, venv, go
 
 
-@pytest.mark.parametrize("status", [401, 200], ids=["refuses-the-token", "takes-any-token"])
-@pytest.mark.asyncio
-async def test_when_the_foreign_rasa_leaves_the_hubs_own_starts_warms_up_and_answers(
-    tmp_path: Path, status: int
-) -> None:
+async def stand_in_hub(tmp_path: Path, venv: Path, rasa_port: int) -> Any:
+    """A hub whose Rasa is the stand-in of ``venv`` on ``rasa_port``, waited for 1 s at most."""
     from hub.storage.migrate import upgrade
-
-    seen: list[str] = []
-    port, stranger = await serve_stranger(status, seen)
-    calls, venv, _ = stand_in_rasa(tmp_path)
 
     url = f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"
     await asyncio.to_thread(upgrade, url)
@@ -353,42 +346,63 @@ async def test_when_the_foreign_rasa_leaves_the_hubs_own_starts_warms_up_and_ans
         url,
         tmp_path,
         bot="rasa",
-        rasa_port=port,
+        rasa_port=rasa_port,
         action_port=free_port(),
         rasa_venv=venv,
-        rasa_ready_wait=1.0,  # past it, with the stranger still there: fallback answers
+        rasa_ready_wait=1.0,  # past it, with nothing of ours answering: fallback answers
         rasa_timeout=2.0,
     )
-    hub = await start_hub(settings, knowledge_base=None)
+    return await start_hub(settings, knowledge_base=None)
 
-    async def bot_check() -> dict[str, Any]:
-        return dict((await (await hub.client.get("/readyz")).json())["checks"]["bot"])
 
-    async def bot_answer(cid: int) -> list[str]:
-        page = await hub.api("GET", f"/api/v1/conversations/{cid}/timeline", params={"limit": 50})
+async def bot_check(hub: Any) -> dict[str, Any]:
+    return dict((await (await hub.client.get("/readyz")).json())["checks"]["bot"])
+
+
+async def bot_answers(hub: Any, sender: str, text: str, *, timeout: float) -> list[str]:
+    """A customer's message in; the bot's replies once there is one."""
+    received = await hub.inbound({"from": sender, "text": text, "id": f"{sender}-1"})
+    message = await hub.api("GET", f"/api/v1/messages/{received['received'][0]['message_id']}")
+
+    async def answers() -> list[str]:
+        page = await hub.api(
+            "GET", f"/api/v1/conversations/{message['conversation_id']}/timeline", params={"limit": 50}
+        )
         return [m["body"] for m in page["items"] if m["author_kind"] == "bot"]
 
+    return list(await wait_for(answers, timeout=timeout))
+
+
+async def own_rasa_is_warmed_then_answers(hub: Any, calls: Path) -> None:
+    """Healthy once the hub's own Rasa answers and was warmed as at a normal start: one parse,
+    before any customer's message, which its Rasa then answers."""
+    assert await wait_for(lambda: _mode_is(lambda: bot_check(hub), None), timeout=60) == {"ok": True}
+    body = await (await hub.client.get("/readyz")).json()
+    assert body["status"] == "ready", body
+    assert calls.read_text().splitlines().count("/model/parse") == 1
+    assert await bot_answers(hub, "later", "And now?", timeout=15) == ["Answer from the hub's own Rasa"]
+    own = calls.read_text().splitlines()
+    assert own.index("/model/parse") < own.index("/webhooks/rest/webhook")
+
+
+@pytest.mark.parametrize("status", [401, 200], ids=["refuses-the-token", "takes-any-token"])
+@pytest.mark.asyncio
+async def test_when_the_foreign_rasa_leaves_the_hubs_own_starts_warms_up_and_answers(
+    tmp_path: Path, status: int
+) -> None:
+    seen: list[str] = []
+    port, stranger = await serve_stranger(status, seen)
+    calls, venv, _ = stand_in_rasa(tmp_path)
+    hub = await stand_in_hub(tmp_path, venv, port)
     try:
-        await wait_for(lambda: _mode_is(bot_check, "foreign"), timeout=15)
+        await wait_for(lambda: _mode_is(lambda: bot_check(hub), "foreign"), timeout=15)
         # Past the ready wait, a customer still gets an answer (the fallback),
         # and the stranger is never asked anything but who it is.
-        early = await hub.inbound({"from": "early", "text": "Is anyone there?", "id": "f1"})
-        early_cid = (await hub.api("GET", f"/api/v1/messages/{early['received'][0]['message_id']}"))["conversation_id"]
-        assert await wait_for(lambda: bot_answer(early_cid), timeout=15)
+        assert await bot_answers(hub, "early", "Is anyone there?", timeout=15)
         assert set(seen) == {"/status"}
 
         await stranger.cleanup()  # the stranger goes; the hub's own Rasa takes the port
-        assert await wait_for(lambda: _mode_is(bot_check, None), timeout=60) == {"ok": True}
-        body = await (await hub.client.get("/readyz")).json()
-        assert body["status"] == "ready", body
-        # Warmed up as at a normal start: one parse before any customer's message.
-        assert calls.read_text().splitlines().count("/model/parse") == 1
-
-        later = await hub.inbound({"from": "later", "text": "And now?", "id": "f2"})
-        later_cid = (await hub.api("GET", f"/api/v1/messages/{later['received'][0]['message_id']}"))["conversation_id"]
-        assert await wait_for(lambda: bot_answer(later_cid), timeout=15) == ["Answer from the hub's own Rasa"]
-        own = calls.read_text().splitlines()
-        assert own.index("/model/parse") < own.index("/webhooks/rest/webhook")
+        await own_rasa_is_warmed_then_answers(hub, calls)
     finally:
         await hub.client.close()
         await stranger.cleanup()
@@ -398,50 +412,20 @@ async def test_when_the_foreign_rasa_leaves_the_hubs_own_starts_warms_up_and_ans
 async def test_a_rasa_not_up_by_its_ready_wait_reads_unhealthy_until_it_answers_and_is_warmed(
     tmp_path: Path,
 ) -> None:
-    from hub.storage.migrate import upgrade
-
     calls, venv, go = stand_in_rasa(tmp_path, listening=False)
-    url = f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"
-    await asyncio.to_thread(upgrade, url)
-    settings = make_settings(
-        url,
-        tmp_path,
-        bot="rasa",
-        rasa_port=free_port(),
-        action_port=free_port(),
-        rasa_venv=venv,
-        rasa_ready_wait=1.0,
-        rasa_timeout=2.0,
-    )
-    hub = await start_hub(settings, knowledge_base=None)
-
-    async def bot_check() -> dict[str, Any]:
-        return dict((await (await hub.client.get("/readyz")).json())["checks"]["bot"])
-
-    async def bot_answer(cid: int) -> list[str]:
-        page = await hub.api("GET", f"/api/v1/conversations/{cid}/timeline", params={"limit": 50})
-        return [m["body"] for m in page["items"] if m["author_kind"] == "bot"]
-
+    hub = await stand_in_hub(tmp_path, venv, free_port())
     try:
         # Past the ready wait with nothing listening: not "ok" (it was, until a customer's
         # message failed), and why; customers get the fallback answer meanwhile.
-        found = await wait_for(lambda: _mode_is(bot_check, "fallback"), timeout=30)
+        found = await wait_for(lambda: _mode_is(lambda: bot_check(hub), "fallback"), timeout=30)
         assert found["ok"] is False and "is not answering" in found["error"] and "HUB_RASA_READY_WAIT" in found["error"]
         body = await (await hub.client.get("/readyz")).json()
         assert body["status"] != "ready", body
-        early = await hub.inbound({"from": "early", "text": "Is anyone there?", "id": "s1"})
-        early_cid = (await hub.api("GET", f"/api/v1/messages/{early['received'][0]['message_id']}"))["conversation_id"]
-        assert await wait_for(lambda: bot_answer(early_cid), timeout=30)
+        assert await bot_answers(hub, "early", "Is anyone there?", timeout=30)
         assert not calls.exists()
 
-        go.touch()  # Rasa has loaded: healthy once it answers and has been warmed, with no message
-        assert await wait_for(lambda: _mode_is(bot_check, None), timeout=60) == {"ok": True}
-        assert calls.read_text().splitlines().count("/model/parse") == 1
-        later = await hub.inbound({"from": "later", "text": "And now?", "id": "s2"})
-        later_cid = (await hub.api("GET", f"/api/v1/messages/{later['received'][0]['message_id']}"))["conversation_id"]
-        assert await wait_for(lambda: bot_answer(later_cid), timeout=15) == ["Answer from the hub's own Rasa"]
-        own = calls.read_text().splitlines()
-        assert own.index("/model/parse") < own.index("/webhooks/rest/webhook")
+        go.touch()  # Rasa has loaded and listens: no customer's message needed to read healthy
+        await own_rasa_is_warmed_then_answers(hub, calls)
     finally:
         await hub.client.close()
 
