@@ -336,15 +336,20 @@ async def wait_for(predicate: Any, timeout: float = 15.0, interval: float = 0.02
 
 
 # The longest files first: with ``make test``'s two workers (pytest-xdist,
-# ``--dist loadfile``) a long file started last would run alone at the end.
-# Measured (`--durations`): each takes a minute or more.
+# ``--dist loadfile --no-loadscope-reorder``) a long file started last would
+# run alone at the end. Measured (`--durations`, 2026-12-01): the tests of
+# each take 40 s or more; the resilience suite alone takes 5-10 minutes.
 LONG_FIRST = (
     "tests/resilience/test_chaos.py",
     "tests/hub/test_api_fuzz.py",
-    "tests/bot/test_kb_swap.py",
-    "tests/bot/test_hub_with_rasa.py",
     "tests/channels/test_fuzz.py",
+    "tests/bot/test_kb_swap.py",
+    "tests/console/test_console_e2e.py",
+    "tests/bot/test_urgency.py",
+    "tests/bot/test_hub_with_rasa.py",
+    "tests/console/test_dashboard_browser.py",
     "tests/hub/test_children.py",
+    "tests/console/test_auth_browser.py",
     "tests/hub/test_cli.py",
 )
 
