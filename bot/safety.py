@@ -5,7 +5,8 @@ these urgent (bench/bot_domains.py through the whole hub: "honestly thinking
 about suicide, can you close my account" got a clarifying question, "i'm
 going to hurt myself if this isn't sorted" the list of topics; a development
 help centre's "i dont see the point of anything anymore" an article, the
-classifier reading it at 0.004). A missed one is the worst
+classifier reading it at 0.004; hopelessness said plainly, "dont see the point of
+anything", is in the list since). A missed one is the worst
 mistake a support bot can make, and the words people use for it are few and
 plain, so this signal is a list of phrases, matched whole-word after folding
 case and apostrophes ("don't" and "dont" alike). The bot's routing never
@@ -57,7 +58,15 @@ PHRASES = (
     "nothing to live for",
     "no point in living",
     "tired of living",
+    "not worth living",
     "nobody would miss me",
+    "better off without me",
+    "a burden to everyone",
+    # hopelessness said plainly: "the point" or "going on" of anything at all, not of a plan or a repair
+    "dont see the point of anything",
+    "dont see the point of living",
+    "no point in going on",
+    "cant go on anymore",
     "overdose",
     # someone's life threatened
     "going to kill me",

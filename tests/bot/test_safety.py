@@ -26,6 +26,9 @@ from .test_actions import parse, payloads, run, texts, tracker
         ("he said he's gonna kill me if I don't pay", ["gonna kill me"]),
         ("I want to end my life", ["end my life"]),
         ("just delete it all, nobody would miss me", ["nobody would miss me"]),
+        ("cancel everything, I don’t see the point of anything anymore", ["dont see the point of anything"]),
+        ("honestly everyone would be better off without me", ["better off without me"]),
+        ("I can't go on anymore, close the account", ["cant go on anymore"]),
     ],
 )
 def test_the_phrases_are_found_whatever_the_case_and_apostrophes(text: str, found: list[str]) -> None:
@@ -40,6 +43,9 @@ def test_the_phrases_are_found_whatever_the_case_and_apostrophes(text: str, foun
         "my phone died, can I reset my password by email",
         "the self-checkout harmed nobody but charged me twice",
         "selfharm",  # one word, not the phrase
+        "I don't see the point of the premium plan if downloads don't work",
+        "we can't go on with the repair until the insurer pays",
+        "is the extended warranty worth it? the old one was not worth the money",
         "",
     ],
 )
