@@ -335,25 +335,6 @@ async def wait_for(predicate: Any, timeout: float = 15.0, interval: float = 0.02
         await asyncio.sleep(interval)
 
 
-# The longest files first: with ``make test``'s two workers (pytest-xdist,
-# ``--dist loadfile --no-loadscope-reorder``) a long file started last would
-# run alone at the end. Measured (`--durations`, 2026-12-01): the tests of
-# each take 40 s or more; the resilience suite alone takes 5-10 minutes.
-LONG_FIRST = (
-    "tests/resilience/test_chaos.py",
-    "tests/hub/test_api_fuzz.py",
-    "tests/channels/test_fuzz.py",
-    "tests/bot/test_kb_swap.py",
-    "tests/console/test_console_e2e.py",
-    "tests/bot/test_urgency.py",
-    "tests/bot/test_hub_with_rasa.py",
-    "tests/console/test_dashboard_browser.py",
-    "tests/hub/test_children.py",
-    "tests/console/test_auth_browser.py",
-    "tests/hub/test_cli.py",
-)
-
-
 # The resilience suite's figures, a test property: printed at the end of the run.
 RESILIENCE_FIGURES = "resilience_figures"
 
@@ -369,14 +350,3 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
                 if name == RESILIENCE_FIGURES:
                     terminalreporter.write_sep("=", "resilience suite")
                     terminalreporter.write_line(f"{report.nodeid} ({report.outcome}): {value}")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    rank = {path: n for n, path in enumerate(LONG_FIRST)}
-    root = Path(str(config.rootpath))
-
-    def weight(item: pytest.Item) -> int:
-        relative = Path(str(item.path)).relative_to(root).as_posix()
-        return rank.get(relative, len(LONG_FIRST))
-
-    items.sort(key=weight)  # stable: each file keeps its own order
