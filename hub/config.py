@@ -263,7 +263,8 @@ class Settings(BaseSettings):
     rasa_token: SecretStr | None = None
     rasa_timeout: float = 5.0
     # Rasa is ready ~15 s after start; customer messages wait in bot_jobs until
-    # then. Not up after this many seconds: the bridge starts and falls back.
+    # then. Not up after this many seconds: the bridge starts and falls back, and
+    # /readyz reads "fallback" until Rasa answers and is warmed up.
     rasa_ready_wait: float = 120.0
     rasa_venv: Path = Path(".venv-rasa")
     rasa_model: Path = Path("bot/rasa/models/current.tar.gz")
