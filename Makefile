@@ -7,12 +7,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PG_TEST_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
-# pytest-xdist workers for `make test` (whole files to a worker, those with
-# the most tests first, so the one-test resilience suite runs last and alone:
-# on 2 cores that is the faster order, measured 2026-12-01: started first it
-# ran beside the Rasa and classifier training tests, and all were slowed,
-# 21 min 8 s -> 25 min 18 s of tests); 0 runs the tests in this process, one
-# by one.
+# pytest-xdist workers for `make test` (whole files to a worker, in xdist's
+# order: those with the most tests first, so the one-test resilience suite
+# runs last and alone; started first instead it slowed the training tests
+# beside it, and on clean clones the two orders took 25-27 min of tests
+# either way, 2026-12-01); 0 runs the tests in this process, one by one.
 TEST_WORKERS ?= 2
 export RASA_TELEMETRY_ENABLED := false
 export HF_HUB_OFFLINE := 1
