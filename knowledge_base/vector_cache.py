@@ -59,38 +59,36 @@ class TextCache(Generic[V]):
             return text in self._kept
 
     def values(self, texts: Sequence[str]) -> dict[str, V]:
-        claimed = threading.Event()
-        with self._lock:
-            found = {text: self._kept[text] for text in texts if text in self._kept}
-            for text in found:
-                self._kept.move_to_end(text)
-            missing = [text for text in dict.fromkeys(texts) if text not in found]
-            theirs = {text: self._pending[text] for text in missing if text in self._pending}
-            mine = [text for text in missing if text not in theirs]
-            for text in mine:
-                self._pending[text] = claimed
-        if mine:
-            try:
-                computed = dict(zip(mine, self._compute(mine), strict=True))
-                self.put(computed)
-                found.update(computed)
-            finally:
-                with self._lock:
-                    for text in mine:
-                        if self._pending.get(text) is claimed:
-                            del self._pending[text]
-                claimed.set()
-        if theirs:
-            for event in set(theirs.values()):
-                event.wait()
+        found: dict[str, V] = {}
+        wanted = list(dict.fromkeys(texts))
+        while wanted:
+            claimed = threading.Event()
             with self._lock:
-                found.update({text: self._kept[text] for text in theirs if text in self._kept})
-            # Pushed out already by a full cache, or their computation failed: computed here.
-            rest = [text for text in theirs if text not in found]
-            if rest:
-                computed = dict(zip(rest, self._compute(rest), strict=True))
-                self.put(computed)
-                found.update(computed)
+                for text in wanted:
+                    if text in self._kept:
+                        found[text] = self._kept[text]
+                        self._kept.move_to_end(text)
+                missing = [text for text in wanted if text not in found]
+                theirs = {self._pending[text] for text in missing if text in self._pending}
+                mine = [text for text in missing if text not in self._pending]
+                for text in mine:
+                    self._pending[text] = claimed
+            if mine:
+                try:
+                    computed = dict(zip(mine, self._compute(mine), strict=True))
+                    self.put(computed)
+                    found.update(computed)
+                finally:
+                    with self._lock:
+                        for text in mine:
+                            if self._pending.get(text) is claimed:
+                                del self._pending[text]
+                    claimed.set()
+            for event in theirs:
+                event.wait()
+            # Another thread's texts: read from the cache next round, or claimed and computed
+            # here when its computation failed or a full cache pushed them out already.
+            wanted = [text for text in missing if text not in found]
         return found
 
     def put(self, computed: Mapping[str, V]) -> None:
